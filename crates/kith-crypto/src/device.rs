@@ -1,0 +1,116 @@
+use kith_proto::record::{DeviceCert, PrekeyBundle};
+use kith_types::now_ms;
+use vodozemac::olm::{Account, AccountPickle};
+
+use crate::{CryptoError, Identity, StorageKey};
+
+/// This device's Olm account and certificate.
+pub struct Device {
+    pub(crate) account: Account,
+    cert: DeviceCert,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("curve25519", &hex8(&self.cert.curve25519))
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex8(b: &[u8; 32]) -> String {
+    b[..8].iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Device {
+    /// A new device for `identity`, reachable as libp2p peer `peer_id` (encoded).
+    pub fn generate(identity: &Identity, peer_id: Vec<u8>) -> Result<Self, CryptoError> {
+        let mut account = Account::new();
+        account.generate_fallback_key();
+        let cert = Self::certify(identity, &account, peer_id)?;
+        Ok(Self { account, cert })
+    }
+
+    fn certify(
+        identity: &Identity,
+        account: &Account,
+        peer_id: Vec<u8>,
+    ) -> Result<DeviceCert, CryptoError> {
+        let keys = account.identity_keys();
+        let mut cert = DeviceCert {
+            identity: identity.public().0,
+            peer_id,
+            curve25519: keys.curve25519.to_bytes(),
+            ed25519: *keys.ed25519.as_bytes(),
+            created_ms: now_ms(),
+            signature: Vec::new(),
+        };
+        let msg = cert
+            .signing_bytes()
+            .map_err(|e| CryptoError::Encode(e.to_string()))?;
+        cert.signature = identity.sign(&msg);
+        Ok(cert)
+    }
+
+    /// Restores a device from its encrypted pickle and certificate.
+    pub fn restore(pickle: &str, cert: DeviceCert, key: &StorageKey) -> Result<Self, CryptoError> {
+        let p = AccountPickle::from_encrypted(pickle, &key.0)
+            .map_err(|e| CryptoError::Pickle(e.to_string()))?;
+        let account = Account::from_pickle(p);
+        if account.curve25519_key().to_bytes() != cert.curve25519 {
+            return Err(CryptoError::Pickle("certificate does not match account".into()));
+        }
+        Ok(Self { account, cert })
+    }
+
+    /// The encrypted pickle to save.
+    pub fn pickle(&self, key: &StorageKey) -> String {
+        self.account.pickle().encrypt(&key.0)
+    }
+
+    /// This device's certificate.
+    pub fn cert(&self) -> &DeviceCert {
+        &self.cert
+    }
+
+    /// This device's Curve25519 key, which names it in envelopes.
+    pub fn curve_key(&self) -> [u8; 32] {
+        self.cert.curve25519
+    }
+
+    /// Makes a fresh one-time key and returns it signed, for a peer that wants to open a
+    /// session. With `fallback_only` (the peer has claimed too many), the fallback key is
+    /// given instead, which does not use up account state.
+    ///
+    /// Keys are never marked published: Kith hands them out one at a time, so the account's
+    /// "unpublished" list is only a convenient way to read the current fallback key back.
+    pub fn claim_prekey(&mut self, fallback_only: bool) -> PrekeyBundle {
+        let fallback = self.account.fallback_key().values().next().copied();
+        let fresh = if fallback_only && fallback.is_some() {
+            None
+        } else {
+            self.account.generate_one_time_keys(1).created.first().copied()
+        };
+        let (key, is_fallback) = match (fresh, fallback) {
+            (Some(k), _) => (k, false),
+            (None, Some(k)) => (k, true),
+            (None, None) => {
+                self.account.generate_fallback_key();
+                let k = self.account.fallback_key().values().next().copied();
+                (k.unwrap_or_else(|| self.account.curve25519_key()), true)
+            }
+        };
+        let bytes = key.to_bytes();
+        let sig = self
+            .account
+            .sign(PrekeyBundle::signing_bytes(&bytes, is_fallback))
+            .to_bytes()
+            .to_vec();
+        PrekeyBundle {
+            cert: self.cert.clone(),
+            one_time_key: bytes,
+            is_fallback,
+            signature: sig,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Signed records: a device's certificate, a pre-key bundle and the user record kept in the DHT.
+//!
+//! Each record is signed over a domain-separated encoding of its other fields. `validate`
+//! checks sizes, the signatures and the validity period; a record that fails is refused as a
+//! whole.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{self, DecodeError, EncodeError};
+
+/// Longest encoded libp2p peer id accepted.
+pub const MAX_PEER_ID: usize = 64;
+/// Longest encoded multiaddr accepted.
+pub const MAX_ADDR: usize = 256;
+/// Most addresses listed for one device.
+pub const MAX_ADDRS: usize = 16;
+/// Most devices in one user record.
+pub const MAX_DEVICES: usize = 8;
+/// Longest a user record may be valid for.
+pub const MAX_RECORD_LIFETIME_MS: u64 = 48 * 3600 * 1000;
+/// How far in the future a record's issue time may be (clock skew).
+pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+/// Largest encoded user record.
+pub const MAX_USER_RECORD: usize = 8 * 1024;
+
+fn verify(key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), DecodeError> {
+    let key = VerifyingKey::from_bytes(key).map_err(|_| DecodeError::Invalid("bad public key"))?;
+    let sig = Signature::from_slice(sig).map_err(|_| DecodeError::BadSignature)?;
+    key.verify_strict(msg, &sig)
+        .map_err(|_| DecodeError::BadSignature)
+}
+
+fn signable<T: Serialize>(domain: &[u8], value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = domain.to_vec();
+    out.extend_from_slice(&codec::encode(value)?);
+    Ok(out)
+}
+
+fn check_addrs(addrs: &[Vec<u8>]) -> Result<(), DecodeError> {
+    if addrs.len() > MAX_ADDRS {
+        return Err(DecodeError::Invalid("too many addresses"));
+    }
+    if addrs.iter().any(|a| a.is_empty() || a.len() > MAX_ADDR) {
+        return Err(DecodeError::Invalid("address length"));
+    }
+    Ok(())
+}
+
+/// A device's keys, signed by its owner's identity key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCert {
+    /// The owner's ed25519 identity key.
+    pub identity: [u8; 32],
+    /// The device's libp2p peer id (encoded).
+    pub peer_id: Vec<u8>,
+    /// The device's Olm Curve25519 identity key.
+    pub curve25519: [u8; 32],
+    /// The device's Olm Ed25519 signing key.
+    pub ed25519: [u8; 32],
+    /// When the certificate was made.
+    pub created_ms: u64,
+    /// The identity's signature over the fields above (64 bytes).
+    pub signature: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct DeviceCertBody<'a> {
+    identity: &'a [u8; 32],
+    peer_id: &'a [u8],
+    curve25519: &'a [u8; 32],
+    ed25519: &'a [u8; 32],
+    created_ms: u64,
+}
+
+impl DeviceCert {
+    /// The bytes the identity key signs.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        signable(
+            b"kith-device-cert-v1",
+            &DeviceCertBody {
+                identity: &self.identity,
+                peer_id: &self.peer_id,
+                curve25519: &self.curve25519,
+                ed25519: &self.ed25519,
+                created_ms: self.created_ms,
+            },
+        )
+    }
+
+    /// Checks sizes and the identity's signature.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.peer_id.is_empty() || self.peer_id.len() > MAX_PEER_ID {
+            return Err(DecodeError::Invalid("peer id length"));
+        }
+        let msg = self
+            .signing_bytes()
+            .map_err(|_| DecodeError::Invalid("unencodable"))?;
+        verify(&self.identity, &msg, &self.signature)
+    }
+}
+
+/// A one-time (or fallback) Curve25519 key a device hands out so a peer can open an Olm
+/// session with it, signed by the device's Olm Ed25519 key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrekeyBundle {
+    /// The device's certificate.
+    pub cert: DeviceCert,
+    /// The one-time key (or the fallback key when none are left).
+    pub one_time_key: [u8; 32],
+    /// Whether `one_time_key` is the fallback key.
+    pub is_fallback: bool,
+    /// The device's Ed25519 signature over the key (64 bytes).
+    pub signature: Vec<u8>,
+}
+
+impl PrekeyBundle {
+    /// The bytes the device key signs.
+    pub fn signing_bytes(one_time_key: &[u8; 32], is_fallback: bool) -> Vec<u8> {
+        let mut out = b"kith-prekey-v1".to_vec();
+        out.extend_from_slice(one_time_key);
+        out.push(u8::from(is_fallback));
+        out
+    }
+
+    /// Checks the certificate and the device's signature over the key.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        self.cert.validate()?;
+        let msg = Self::signing_bytes(&self.one_time_key, self.is_fallback);
+        verify(&self.cert.ed25519, &msg, &self.signature)
+    }
+}
+
+/// One device listed in a user record, with where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordDevice {
+    /// The device's certificate.
+    pub cert: DeviceCert,
+    /// Its current multiaddrs (encoded), direct or relayed.
+    pub addrs: Vec<Vec<u8>>,
+}
+
+/// What a person publishes in the DHT under [`user_record_key`]: their devices and where to
+/// reach them. It carries keys and reachability only, never presence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Format version (1).
+    pub version: u8,
+    /// The person's identity key.
+    pub identity: [u8; 32],
+    /// Their devices.
+    pub devices: Vec<RecordDevice>,
+    /// When it was issued; a newer record replaces an older one.
+    pub issued_ms: u64,
+    /// When it stops being valid.
+    pub expires_ms: u64,
+    /// The identity's signature over the fields above (64 bytes).
+    pub signature: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct UserRecordBody<'a> {
+    version: u8,
+    identity: &'a [u8; 32],
+    devices: &'a [RecordDevice],
+    issued_ms: u64,
+    expires_ms: u64,
+}
+
+impl UserRecord {
+    /// The bytes the identity key signs.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        signable(
+            b"kith-user-record-v1",
+            &UserRecordBody {
+                version: self.version,
+                identity: &self.identity,
+                devices: &self.devices,
+                issued_ms: self.issued_ms,
+                expires_ms: self.expires_ms,
+            },
+        )
+    }
+
+    /// Decodes and validates a record fetched from, or put into, the DHT.
+    pub fn decode_valid(bytes: &[u8], now_ms: u64) -> Result<Self, DecodeError> {
+        let rec: UserRecord = codec::decode(bytes, MAX_USER_RECORD)?;
+        rec.validate(now_ms)?;
+        Ok(rec)
+    }
+
+    /// Checks version, sizes, validity period and every signature.
+    pub fn validate(&self, now_ms: u64) -> Result<(), DecodeError> {
+        if self.version != 1 {
+            return Err(DecodeError::UnsupportedVersion(self.version));
+        }
+        if self.devices.is_empty() || self.devices.len() > MAX_DEVICES {
+            return Err(DecodeError::Invalid("device count"));
+        }
+        if self.expires_ms <= self.issued_ms
+            || self.expires_ms - self.issued_ms > MAX_RECORD_LIFETIME_MS
+        {
+            return Err(DecodeError::Invalid("validity period"));
+        }
+        if now_ms >= self.expires_ms || self.issued_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS)
+        {
+            return Err(DecodeError::Expired);
+        }
+        for d in &self.devices {
+            if d.cert.identity != self.identity {
+                return Err(DecodeError::Invalid("device of another identity"));
+            }
+            check_addrs(&d.addrs)?;
+            d.cert.validate()?;
+        }
+        let msg = self
+            .signing_bytes()
+            .map_err(|_| DecodeError::Invalid("unencodable"))?;
+        verify(&self.identity, &msg, &self.signature)
+    }
+}
+
+/// The DHT key under which a person's user record is kept: SHA-256 of a domain tag and the
+/// identity key, so the key itself does not show the identity.
+pub fn user_record_key(identity: &[u8; 32]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"kith-user-record-key-v1");
+    h.update(identity);
+    h.finalize().to_vec()
+}

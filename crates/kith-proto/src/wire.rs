@@ -1,0 +1,313 @@
+//! Frames of the `/kith/msg/1` request-response protocol, and the sealed payload inside an
+//! envelope.
+//!
+//! On a stream a frame is `[u32 big-endian length][version byte][bincode body]`; the length is
+//! checked against [`MAX_FRAME`] before the body is read. Envelopes carry only the recipient
+//! device's Curve25519 key and Olm ciphertext: the sender's identity, the message id and the
+//! text travel inside the ciphertext (sealed sender).
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::record::{DeviceCert, PrekeyBundle};
+
+/// The libp2p protocol name.
+pub const PROTOCOL: &str = "/kith/msg/1";
+/// The frame version this node speaks.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest frame, length prefix excluded.
+pub const MAX_FRAME: usize = 1 << 20;
+/// Largest ciphertext in one envelope.
+pub const MAX_CIPHERTEXT: usize = 64 * 1024;
+/// Most envelopes in one delivery request.
+pub const MAX_BATCH: usize = 256;
+/// Longest message text, in bytes of UTF-8.
+pub const MAX_TEXT: usize = 48 * 1024;
+/// Most message ids in one receipt.
+pub const MAX_RECEIPT_IDS: usize = 1024;
+/// Largest sealed payload (the Olm plaintext).
+pub const MAX_SEALED: usize = MAX_CIPHERTEXT - 512;
+
+/// A request from one node to another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Request {
+    /// Ask the device for a one-time key to open an Olm session with it.
+    ClaimPrekey,
+    /// Hand over envelopes for the device, in order.
+    Deliver { envelopes: Vec<Envelope> },
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Response {
+    /// A signed pre-key bundle.
+    Prekey(PrekeyBundle),
+    /// One result per envelope, in the order they were sent. Given only after the receiver's
+    /// store has committed every envelope marked stored.
+    Delivered { results: Vec<DeliveryResult> },
+    /// The request was refused as a whole.
+    Refused(Refusal),
+}
+
+/// What became of one delivered envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DeliveryResult {
+    /// Stored durably now.
+    Stored,
+    /// Already stored before (a retry); durable all the same.
+    Duplicate,
+    /// Refused; the sender should not retry it as is.
+    Rejected(RejectReason),
+}
+
+/// Why an envelope was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// It names another device's key.
+    WrongDevice,
+    /// It could not be decrypted.
+    Undecryptable,
+    /// It decrypted to something malformed.
+    Malformed,
+}
+
+/// Why a whole request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The receiver is overloaded; retry later.
+    Busy,
+    /// The request broke a protocol rule.
+    Invalid,
+    /// The receiver's store failed; retry later.
+    Internal,
+}
+
+/// An Olm message for one device.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The recipient device's Curve25519 key.
+    pub to_device: [u8; 32],
+    /// Olm message type: 0 pre-key, 1 normal.
+    pub kind: u8,
+    /// The Olm ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("kind", &self.kind)
+            .field("len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = vec![WIRE_VERSION];
+    out.extend_from_slice(&codec::encode(value)?);
+    Ok(out)
+}
+
+fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Invalid("empty frame"))?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    codec::decode(body, MAX_FRAME)
+}
+
+impl Request {
+    /// Encodes the frame body (version byte and value).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        frame(self)
+    }
+
+    /// Decodes and validates a frame body.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let req: Request = unframe(bytes)?;
+        if let Request::Deliver { envelopes } = &req {
+            if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
+                return Err(DecodeError::Invalid("batch size"));
+            }
+            for e in envelopes {
+                if e.kind > 1 {
+                    return Err(DecodeError::Invalid("envelope kind"));
+                }
+                if e.ciphertext.is_empty() || e.ciphertext.len() > MAX_CIPHERTEXT {
+                    return Err(DecodeError::Invalid("ciphertext length"));
+                }
+            }
+        }
+        Ok(req)
+    }
+}
+
+impl Response {
+    /// Encodes the frame body (version byte and value).
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        frame(self)
+    }
+
+    /// Decodes and validates a frame body.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let resp: Response = unframe(bytes)?;
+        if let Response::Delivered { results } = &resp
+            && results.len() > MAX_BATCH
+        {
+            return Err(DecodeError::Invalid("batch size"));
+        }
+        Ok(resp)
+    }
+}
+
+/// What a receipt reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptKind {
+    /// Stored durably by a recipient device.
+    Delivered,
+    /// Seen by the person.
+    Read,
+}
+
+/// The content of a sealed message.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Body {
+    /// A text message.
+    Text {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// The text.
+        text: String,
+    },
+    /// A receipt for messages the recipient had sent.
+    Receipt {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The message ids it covers.
+        ids: Vec<u128>,
+        /// When (receipt sender's clock, ms).
+        at_ms: u64,
+    },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Text { id, .. } => write!(f, "Text {{ id: {id:x}, .. }}"),
+            Body::Receipt { kind, ids, .. } => {
+                write!(f, "Receipt {{ kind: {kind:?}, n: {} }}", ids.len())
+            }
+        }
+    }
+}
+
+/// The plaintext inside an Olm message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Format version (1).
+    pub version: u8,
+    /// The sender device's certificate: present until the session has been answered, so the
+    /// recipient can bind the session to a person.
+    pub sender: Option<DeviceCert>,
+    /// The content.
+    pub body: Body,
+}
+
+impl Sealed {
+    /// Encodes the plaintext.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        codec::encode(self)
+    }
+
+    /// Decodes and validates a decrypted plaintext.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let s: Sealed = codec::decode(bytes, MAX_SEALED)?;
+        if s.version != 1 {
+            return Err(DecodeError::UnsupportedVersion(s.version));
+        }
+        match &s.body {
+            Body::Text { text, .. } if text.len() > MAX_TEXT => {
+                return Err(DecodeError::Invalid("text too long"));
+            }
+            Body::Receipt { ids, .. } if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
+                return Err(DecodeError::Invalid("receipt size"));
+            }
+            _ => {}
+        }
+        if let Some(cert) = &s.sender {
+            cert.validate()?;
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn request_roundtrip() {
+        let r = Request::Deliver {
+            envelopes: vec![Envelope {
+                to_device: [3; 32],
+                kind: 1,
+                ciphertext: vec![1, 2, 3],
+            }],
+        };
+        assert_eq!(Request::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn unknown_version_is_typed() {
+        let mut b = Request::ClaimPrekey.encode().unwrap();
+        b[0] = 9;
+        assert_eq!(Request::decode(&b), Err(DecodeError::UnsupportedVersion(9)));
+    }
+
+    #[test]
+    fn empty_batch_rejected() {
+        let b = Request::Deliver { envelopes: vec![] }.encode().unwrap();
+        assert!(matches!(Request::decode(&b), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn debug_hides_text() {
+        let s = Sealed {
+            version: 1,
+            sender: None,
+            body: Body::Text {
+                id: 1,
+                sent_at_ms: 2,
+                text: "secret words".into(),
+            },
+        };
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let _ = Sealed::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(i in 0usize..64, v in any::<u8>()) {
+            let r = Request::Deliver { envelopes: vec![Envelope { to_device: [1; 32], kind: 0, ciphertext: vec![7; 40] }] };
+            let mut b = r.encode().unwrap();
+            let n = b.len();
+            b[i % n] = v;
+            let _ = Request::decode(&b);
+        }
+    }
+}
