@@ -1,1 +1,26 @@
+//! The libp2p side of a Kith node, driven by one actor.
+//!
+//! [`spawn`] builds the swarm (TCP and QUIC, Noise, Yamux) with these behaviours:
+//!
+//! - `/kith/msg/1` request-response ([`codec::KithCodec`]): pre-key claims and envelope
+//!   delivery. Frames are length-prefixed and size-checked before allocation.
+//! - Kademlia (`/kith/kad/1`): signed user records. Inserts are filtered: every record put
+//!   to us or fetched by us is validated ([`kith_proto::record::UserRecord`]) and an invalid
+//!   one is dropped and its sender penalised.
+//! - identify, whose listen addresses feed Kademlia and the engine's address book; ping.
+//! - allow/block list and connection limits: a peer that keeps sending bad frames is cut off
+//!   and blocked for a while.
+//! - optional mDNS on the LAN ([`mdns`], the `mdns-sd` crate).
+//!
+//! Data flow: the engine sends [`NetCommand`]s on a bounded channel (with `try_send`, so it
+//! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
+//! channel. Inbound requests carry an id; the engine answers with [`NetCommand::Respond`].
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod codec;
+mod actor;
+pub mod mdns;
+
+pub use actor::{NetCommand, NetConfig, NetError, NetEvent, NetHandle, spawn};
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair};

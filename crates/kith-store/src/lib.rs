@@ -1,1 +1,149 @@
+//! The node's durable state in one redb file.
+//!
+//! Each logical step of the messenger (queue an outgoing message, record received messages,
+//! raise message states) is one write transaction: it commits whole, with fsync, or not at
+//! all. The engine batches several steps into one transaction (group commit) and only
+//! acknowledges anything after [`Store::write`] returns.
+//!
+//! Values are encoded with `kith_proto::codec`; the schema carries a version in the `meta`
+//! table, and a file that is not a Kith store (or a newer one) is refused with a clear error.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod model;
+mod tx;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+pub use model::*;
+pub use tx::{ReadTx, WriteTx};
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("contacts");
+pub(crate) const CONTACT_NAMES: TableDefinition<&str, [u8; 32]> =
+    TableDefinition::new("contact_names");
+pub(crate) const DEVICES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("devices");
+pub(crate) const PEER_DEVICES: TableDefinition<&[u8], [u8; 32]> =
+    TableDefinition::new("peer_devices");
+pub(crate) const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
+pub(crate) const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> =
+    TableDefinition::new("messages");
+pub(crate) const MSG_INDEX: TableDefinition<([u8; 32], u128), u64> =
+    TableDefinition::new("msg_index");
+pub(crate) const OUTBOX: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
+pub(crate) const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process has the store open.
+    #[error("the data directory is in use by another kith process")]
+    InUse,
+    /// The file is not a Kith store, or is damaged.
+    #[error("the store file is damaged or not a kith store: {0}")]
+    Corrupt(String),
+    /// The file was written by a newer Kith.
+    #[error("the store has schema version {found}; this kith understands up to {SCHEMA_VERSION}")]
+    TooNew { found: u32 },
+    /// A disk or database error.
+    #[error("storage error: {0}")]
+    Io(String),
+    /// A value could not be encoded.
+    #[error("encoding error: {0}")]
+    Encode(String),
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::DatabaseAlreadyOpen => StoreError::InUse,
+            redb::Error::Corrupted(s) => StoreError::Corrupt(s),
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The node's redb database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(s)) => {
+                StoreError::Corrupt(s)
+            }
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                StoreError::Corrupt(io.to_string())
+            }
+            other => StoreError::Corrupt(other.to_string()),
+        })?;
+        let store = Self { db };
+        store.init_schema()?;
+        Ok(store)
+    }
+
+    fn init_schema(&self) -> Result<(), StoreError> {
+        self.write(|w| {
+            w.create_tables()?;
+            match w.meta_u32("schema_version")? {
+                Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { found: v }),
+                Some(_) => Ok(()),
+                None => w.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes()),
+            }
+        })
+    }
+
+    /// Runs `f` in one write transaction and commits it durably. Nothing `f` did is kept if
+    /// it returns an error or the commit fails.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut w = WriteTx::new(&txn);
+        let out = f(&mut w)?;
+        drop(w);
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read()?;
+        let r = ReadTx::new(txn);
+        f(&r)
+    }
+}

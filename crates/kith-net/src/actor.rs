@@ -1,0 +1,672 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kith_proto::record::{UserRecord, user_record_key};
+use kith_proto::wire::{PROTOCOL, Refusal, Request, Response};
+use kith_types::now_ms;
+use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::kad::{self, store::RecordStore};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, identity, noise, ping,
+    tcp, yamux,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::codec::{BadFrame, KithCodec};
+
+/// Capacity of the command channel (engine → network).
+pub const COMMAND_QUEUE: usize = 4096;
+/// Capacity of the event channel (network → engine).
+pub const EVENT_QUEUE: usize = 1024;
+/// Most inbound requests waiting for the engine's answer; more are refused as busy.
+pub const MAX_PENDING_INBOUND: usize = 4096;
+/// Strikes after which a peer is disconnected and blocked.
+pub const STRIKES_TO_BLOCK: u32 = 5;
+/// How long a blocked peer stays blocked.
+pub const BLOCK_FOR: Duration = Duration::from_secs(600);
+/// Most peers with strikes remembered.
+const MAX_STRIKE_ENTRIES: usize = 8192;
+/// Request timeout for `/kith/msg/1`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Network failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    /// The transport could not be built.
+    #[error("cannot start networking: {0}")]
+    Setup(String),
+    /// The command queue is full; the caller retries later.
+    #[error("network busy")]
+    Busy,
+    /// The network actor has stopped.
+    #[error("network stopped")]
+    Stopped,
+}
+
+/// How to start the network.
+#[derive(Debug)]
+pub struct NetConfig {
+    /// The device's libp2p key.
+    pub keypair: identity::Keypair,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join the DHT through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Announce and browse on the LAN with mDNS.
+    pub mdns: bool,
+}
+
+/// Commands from the engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetCommand {
+    /// Send a request; the answer comes back as [`NetEvent::Response`] with `tag`.
+    Request {
+        tag: u64,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        req: Request,
+    },
+    /// Answer inbound request `id`.
+    Respond { id: u64, resp: Response },
+    /// Connect to a peer (to learn its addresses, or to flush its outbox).
+    Dial { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// Publish a record in the DHT.
+    PutRecord { key: Vec<u8>, value: Vec<u8> },
+    /// Look a record up; the answer is [`NetEvent::Record`] with `tag`.
+    GetRecord { tag: u64, key: Vec<u8> },
+    /// Count a protocol violation against a peer.
+    Penalize { peer: PeerId, reason: &'static str },
+}
+
+/// Events for the engine.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NetEvent {
+    /// A new listen address.
+    Listening { addr: Multiaddr },
+    /// A request to answer with [`NetCommand::Respond`].
+    InboundRequest { id: u64, peer: PeerId, req: Request },
+    /// The outcome of [`NetCommand::Request`].
+    Response {
+        tag: u64,
+        peer: PeerId,
+        result: Result<Response, String>,
+    },
+    /// First connection to a peer.
+    Connected { peer: PeerId },
+    /// Last connection to a peer closed.
+    Disconnected { peer: PeerId },
+    /// Addresses a peer says it listens on (identify) or was found at (mDNS).
+    PeerAddrs { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// The outcome of [`NetCommand::GetRecord`]: the newest valid record, if any.
+    Record { tag: u64, value: Option<Vec<u8>> },
+}
+
+/// A cheap handle to the network actor.
+#[derive(Debug, Clone)]
+pub struct NetHandle {
+    tx: mpsc::Sender<NetCommand>,
+    local_peer: PeerId,
+    listen: Arc<Mutex<Vec<Multiaddr>>>,
+}
+
+impl NetHandle {
+    /// Queues a command without waiting. A full queue is [`NetError::Busy`]; the engine's
+    /// retry timers cover it.
+    pub fn send(&self, cmd: NetCommand) -> Result<(), NetError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => NetError::Busy,
+            mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
+        })
+    }
+
+    /// This device's peer id.
+    pub fn local_peer(&self) -> PeerId {
+        self.local_peer
+    }
+
+    /// The addresses the node listens on now (with its peer id appended by callers as needed).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    msg: request_response::Behaviour<KithCodec>,
+}
+
+/// Starts the network actor. Returns once every listen address is bound.
+pub async fn spawn(
+    cfg: NetConfig,
+) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NetError> {
+    let local_peer = cfg.keypair.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let peer = key.public().to_peer_id();
+            let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));
+            kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
+                .set_max_packet_size(16 * 1024)
+                .set_record_ttl(Some(Duration::from_secs(48 * 3600)))
+                .set_publication_interval(None)
+                .set_query_timeout(Duration::from_secs(30));
+            let store_cfg = kad::store::MemoryStoreConfig {
+                max_records: 65_536,
+                max_value_bytes: kith_proto::record::MAX_USER_RECORD,
+                ..Default::default()
+            };
+            let mut kad = kad::Behaviour::with_config(
+                peer,
+                kad::store::MemoryStore::with_config(peer, store_cfg),
+                kcfg,
+            );
+            // Nodes on loopback and LANs never see themselves confirmed as public, so they
+            // would stay clients; Kith nodes serve the DHT unless told otherwise.
+            kad.set_mode(Some(kad::Mode::Server));
+            Ok(Behaviour {
+                blocked: Default::default(),
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established(Some(4096))
+                        .with_max_established_per_peer(Some(4))
+                        .with_max_pending_incoming(Some(256)),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/kith/1.0.0".into(), key.public())
+                        .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
+                        .with_push_listen_addr_updates(true),
+                ),
+                ping: ping::Behaviour::default(),
+                kad,
+                msg: request_response::Behaviour::with_codec(
+                    KithCodec,
+                    [(StreamProtocol::new(PROTOCOL), request_response::ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(REQUEST_TIMEOUT)
+                        .with_max_concurrent_streams(256),
+                ),
+            })
+        })
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+
+    for addr in &cfg.listen {
+        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    // Wait until each listener reports its address (or fails).
+    let listen = Arc::new(Mutex::new(Vec::new()));
+    let mut early = Vec::new();
+    let mut bound = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bound < cfg.listen.len() {
+        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| NetError::Setup("timed out binding listen addresses".into()))?;
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if let Ok(mut l) = listen.lock() {
+                    l.push(address.clone());
+                }
+                bound += 1;
+                early.push(NetEvent::Listening { addr: address });
+            }
+            SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                return Err(NetError::Setup(error.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    for addr in &cfg.bootstrap {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let mdns = if cfg.mdns {
+        let port = listen.lock().ok().and_then(|l| {
+            l.iter().find_map(|a| {
+                a.iter().find_map(|p| match p {
+                    Protocol::Tcp(port) => Some(port),
+                    _ => None,
+                })
+            })
+        });
+        match port.map(|p| crate::mdns::start(local_peer, p)) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                warn!(error = %e, "mDNS unavailable; LAN discovery is off");
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut actor = Actor {
+        swarm,
+        events: ev_tx,
+        listen: listen.clone(),
+        pending_inbound: HashMap::new(),
+        next_inbound: 0,
+        outbound: HashMap::new(),
+        record_queries: HashMap::new(),
+        strikes: HashMap::new(),
+        blocked_until: VecDeque::new(),
+    };
+    let task = tokio::spawn(async move {
+        for ev in early {
+            if actor.events.send(ev).await.is_err() {
+                return;
+            }
+        }
+        actor.run(cmd_rx, mdns).await;
+    });
+    Ok((
+        NetHandle {
+            tx: cmd_tx,
+            local_peer,
+            listen,
+        },
+        ev_rx,
+        task,
+    ))
+}
+
+struct Actor {
+    swarm: Swarm<Behaviour>,
+    events: mpsc::Sender<NetEvent>,
+    listen: Arc<Mutex<Vec<Multiaddr>>>,
+    pending_inbound: HashMap<u64, ResponseChannel<Response>>,
+    next_inbound: u64,
+    outbound: HashMap<OutboundRequestId, u64>,
+    record_queries: HashMap<kad::QueryId, u64>,
+    strikes: HashMap<PeerId, u32>,
+    blocked_until: VecDeque<(Instant, PeerId)>,
+}
+
+impl Actor {
+    async fn run(
+        &mut self,
+        mut cmds: mpsc::Receiver<NetCommand>,
+        mdns: Option<(crate::mdns::Mdns, mpsc::Receiver<(PeerId, Vec<Multiaddr>)>)>,
+    ) {
+        let (_mdns_guard, mut mdns_rx) = match mdns {
+            Some((g, rx)) => (Some(g), Some(rx)),
+            None => (None, None),
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // Fails only when no bootstrap peer was given, which is fine.
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        loop {
+            tokio::select! {
+                biased;
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                ev = self.swarm.select_next_some() => {
+                    if self.on_swarm(ev).await.is_err() {
+                        break;
+                    }
+                }
+                Some((peer, addrs)) = async {
+                    match mdns_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    debug!(%peer, "found on the LAN");
+                    self.dial(peer, addrs.clone());
+                    if self.events.send(NetEvent::PeerAddrs { peer, addrs }).await.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => self.unblock_expired(),
+            }
+        }
+        info!("network stopped");
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        for a in &addrs {
+            self.swarm.add_peer_address(peer, a.clone());
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial not started");
+        }
+    }
+
+    fn on_command(&mut self, cmd: NetCommand) {
+        match cmd {
+            NetCommand::Request {
+                tag,
+                peer,
+                addrs,
+                req,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .msg
+                    .send_request_with_addresses(&peer, req, addrs);
+                self.outbound.insert(id, tag);
+            }
+            NetCommand::Respond { id, resp } => {
+                if let Some(ch) = self.pending_inbound.remove(&id) {
+                    let _ = self.swarm.behaviour_mut().msg.send_response(ch, resp);
+                }
+            }
+            NetCommand::Dial { peer, addrs } => self.dial(peer, addrs),
+            NetCommand::PutRecord { key, value } => {
+                let rec = kad::Record::new(key, value);
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(rec, kad::Quorum::One)
+                {
+                    warn!(error = ?e, "cannot store own record");
+                }
+            }
+            NetCommand::GetRecord { tag, key } => {
+                let qid = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(kad::RecordKey::new(&key));
+                self.record_queries.insert(qid, tag);
+            }
+            NetCommand::Penalize { peer, reason } => self.penalize(peer, reason),
+        }
+    }
+
+    fn penalize(&mut self, peer: PeerId, reason: &'static str) {
+        if self.strikes.len() >= MAX_STRIKE_ENTRIES && !self.strikes.contains_key(&peer) {
+            self.strikes.clear();
+        }
+        let n = self.strikes.entry(peer).or_insert(0);
+        *n += 1;
+        warn!(%peer, reason, strikes = *n, "peer penalised");
+        if *n >= STRIKES_TO_BLOCK {
+            self.strikes.remove(&peer);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.blocked_until.push_back((Instant::now() + BLOCK_FOR, peer));
+            if self.blocked_until.len() > MAX_STRIKE_ENTRIES
+                && let Some((_, p)) = self.blocked_until.pop_front()
+            {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            }
+            warn!(%peer, "peer blocked for {} s", BLOCK_FOR.as_secs());
+        }
+    }
+
+    fn unblock_expired(&mut self) {
+        let now = Instant::now();
+        while let Some((t, p)) = self.blocked_until.front().copied() {
+            if t > now {
+                break;
+            }
+            self.blocked_until.pop_front();
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
+    /// Validates a user record for the DHT: right key, valid signatures, in date.
+    fn valid_record(rec: &kad::Record) -> Option<UserRecord> {
+        let user = UserRecord::decode_valid(&rec.value, now_ms()).ok()?;
+        (user_record_key(&user.identity) == rec.key.to_vec()).then_some(user)
+    }
+
+    async fn emit(&mut self, ev: NetEvent) -> Result<(), ()> {
+        self.events.send(ev).await.map_err(|_| ())
+    }
+
+    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if let Ok(mut l) = self.listen.lock()
+                    && !l.contains(&address)
+                {
+                    l.push(address.clone());
+                }
+                self.emit(NetEvent::Listening { addr: address }).await?;
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Ok(mut l) = self.listen.lock() {
+                    l.retain(|a| a != &address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established.get() == 1 {
+                    self.emit(NetEvent::Connected { peer: peer_id }).await?;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| a.len() < 256)
+                    .take(kith_proto::record::MAX_ADDRS)
+                    .collect();
+                for a in &addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                }
+                self.emit(NetEvent::PeerAddrs {
+                    peer: peer_id,
+                    addrs,
+                })
+                .await?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev).await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn on_msg(
+        &mut self,
+        ev: request_response::Event<Request, Response>,
+    ) -> Result<(), ()> {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .msg
+                        .send_response(channel, Response::Refused(Refusal::Busy));
+                    return Ok(());
+                }
+                self.next_inbound += 1;
+                let id = self.next_inbound;
+                self.pending_inbound.insert(id, channel);
+                self.emit(NetEvent::InboundRequest {
+                    id,
+                    peer,
+                    req: request,
+                })
+                .await?;
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tag) = self.outbound.remove(&request_id) {
+                    self.emit(NetEvent::Response {
+                        tag,
+                        peer,
+                        result: Ok(response),
+                    })
+                    .await?;
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+                {
+                    warn!(%peer, error = %bad, "malformed response");
+                    self.penalize(peer, "malformed response");
+                }
+                if let Some(tag) = self.outbound.remove(&request_id) {
+                    self.emit(NetEvent::Response {
+                        tag,
+                        peer,
+                        result: Err(error.to_string()),
+                    })
+                    .await?;
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(e) = &error
+                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+                {
+                    warn!(%peer, error = %bad, "malformed request");
+                    self.penalize(peer, "malformed request");
+                } else {
+                    debug!(%peer, %error, "inbound request failed");
+                }
+                // Answers the engine still owes for dead streams are dropped at respond time.
+                self.pending_inbound.retain(|_, ch| ch.is_open());
+            }
+            Event::ResponseSent { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn on_kad(&mut self, ev: kad::Event) -> Result<(), ()> {
+        match ev {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => match Self::valid_record(&record) {
+                Some(user) => {
+                    let store = self.swarm.behaviour_mut().kad.store_mut();
+                    let newer = match store.get(&record.key) {
+                        Some(old) => UserRecord::decode_valid(&old.value, now_ms())
+                            .map(|o| o.issued_ms < user.issued_ms)
+                            .unwrap_or(true),
+                        None => true,
+                    };
+                    if newer && let Err(e) = store.put(record) {
+                        debug!(error = ?e, "record store full");
+                    }
+                }
+                None => self.penalize(source, "invalid DHT record"),
+            },
+            kad::Event::OutboundQueryProgressed { id, result, step, .. } => {
+                if let kad::QueryResult::GetRecord(res) = result {
+                    let Some(&tag) = self.record_queries.get(&id) else {
+                        return Ok(());
+                    };
+                    let found = match res {
+                        Ok(kad::GetRecordOk::FoundRecord(peer_rec)) => {
+                            match Self::valid_record(&peer_rec.record) {
+                                Some(_) => Some(peer_rec.record.value),
+                                None => {
+                                    if let Some(p) = peer_rec.peer {
+                                        self.penalize(p, "invalid DHT record");
+                                    }
+                                    None
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    if found.is_some() || step.last {
+                        self.record_queries.remove(&id);
+                        if found.is_some()
+                            && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                        {
+                            q.finish();
+                        }
+                        self.emit(NetEvent::Record { tag, value: found }).await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

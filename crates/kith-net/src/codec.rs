@@ -1,0 +1,100 @@
+//! The `/kith/msg/1` stream codec: `[u32 BE length][frame]`, length checked first.
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kith_proto::DecodeError;
+use kith_proto::wire::{MAX_FRAME, Request, Response};
+use libp2p::StreamProtocol;
+
+/// The request-response codec for Kith frames.
+#[derive(Debug, Clone, Default)]
+pub struct KithCodec;
+
+/// Wraps a typed decode error so the actor can find it again in a failure event.
+#[derive(Debug, thiserror::Error)]
+#[error("bad frame: {0}")]
+pub struct BadFrame(pub DecodeError);
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            BadFrame(DecodeError::TooLarge {
+                len,
+                limit: MAX_FRAME,
+            }),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame too large"));
+    }
+    io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.close().await
+}
+
+fn bad(e: DecodeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, BadFrame(e))
+}
+
+impl libp2p::request_response::Codec for KithCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let buf = read_frame(io).await?;
+        Request::decode(&buf).map_err(bad)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let buf = read_frame(io).await?;
+        Response::decode(&buf).map_err(bad)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = req
+            .encode()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &bytes).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = resp
+            .encode()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &bytes).await
+    }
+}

@@ -1,0 +1,104 @@
+//! The records kept in the store.
+
+use kith_proto::record::DeviceCert;
+use kith_proto::wire::Envelope;
+use serde::{Deserialize, Serialize};
+
+/// Largest encoded value the store decodes (a message with its text, an outbox item).
+pub const MAX_VALUE: usize = 256 * 1024;
+
+/// A person this node talks to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Their identity key.
+    pub identity: [u8; 32],
+    /// The name this user gave them (unique among contacts).
+    pub name: String,
+    /// When added.
+    pub added_ms: u64,
+    /// True when added by this user; false when they wrote first (a message request).
+    pub added_by_user: bool,
+    /// A device peer id from their contact code, until their certificate is known.
+    pub peer_hint: Vec<u8>,
+    /// Address hints from their contact code (encoded multiaddrs).
+    pub addr_hints: Vec<Vec<u8>>,
+}
+
+/// A device of a contact, known from its certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownDevice {
+    /// Its certificate, checked against the contact's identity.
+    pub cert: DeviceCert,
+    /// Addresses it was last seen at (encoded multiaddrs), newest first.
+    pub addrs: Vec<Vec<u8>>,
+}
+
+/// The state of a message, only ever raised.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum Status {
+    /// Written to our outbox; not yet accepted anywhere.
+    Pending,
+    /// Accepted durably by a mailbox (or, for incoming messages, received).
+    Sent,
+    /// Stored durably by a recipient device.
+    Delivered,
+    /// Opened by the recipient.
+    Read,
+}
+
+impl Status {
+    /// The lowercase name used in the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Read => "read",
+        }
+    }
+}
+
+/// A message in a conversation.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// The sender's message id.
+    pub id: u128,
+    /// Sent by this user (true) or by the contact (false).
+    pub outgoing: bool,
+    /// The text.
+    pub text: String,
+    /// When the sender wrote it (sender's clock).
+    pub sent_at_ms: u64,
+    /// When this node stored it.
+    pub stored_at_ms: u64,
+    /// For outgoing: pending/sent/delivered/read. For incoming: delivered, or read once the
+    /// user opened the conversation.
+    pub status: Status,
+}
+
+impl std::fmt::Debug for StoredMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMessage")
+            .field("id", &self.id)
+            .field("outgoing", &self.outgoing)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something waiting to be delivered to one remote device, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// The conversation (contact identity) it belongs to.
+    pub conversation: [u8; 32],
+    /// Outgoing text message ids it carries (their state rises when it is acknowledged).
+    pub message_ids: Vec<u128>,
+    /// The encrypted envelope, once a session with the device exists.
+    pub sealed: Option<Envelope>,
+    /// The encoded body to seal when a session exists (cleared once sealed).
+    pub body: Option<Vec<u8>>,
+    /// When it was queued.
+    pub queued_ms: u64,
+}

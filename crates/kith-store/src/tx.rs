@@ -1,0 +1,452 @@
+//! Typed access to the tables inside one transaction.
+
+use kith_proto::codec;
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::*;
+use crate::*;
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    codec::decode(b, MAX_VALUE).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Reads shared by read and write transactions.
+macro_rules! reads {
+    () => {
+        /// A meta value.
+        pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            let t = open!(self, META);
+            Ok(t.get(key)?.map(|v| v.value().to_vec()))
+        }
+
+        /// A meta value holding a little-endian u32.
+        pub fn meta_u32(&self, key: &str) -> Result<Option<u32>, StoreError> {
+            match self.meta(key)? {
+                None => Ok(None),
+                Some(b) => {
+                    let arr: [u8; 4] = b
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt(format!("meta {key}")))?;
+                    Ok(Some(u32::from_le_bytes(arr)))
+                }
+            }
+        }
+
+        /// A contact by identity.
+        pub fn contact(&self, identity: &[u8; 32]) -> Result<Option<Contact>, StoreError> {
+            let t = open!(self, CONTACTS);
+            t.get(identity)?.map(|v| dec(v.value())).transpose()
+        }
+
+        /// The identity a contact name refers to.
+        pub fn contact_by_name(&self, name: &str) -> Result<Option<Contact>, StoreError> {
+            let t = open!(self, CONTACT_NAMES);
+            let id = t.get(name)?.map(|v| v.value());
+            match id {
+                Some(id) => self.contact(&id),
+                None => Ok(None),
+            }
+        }
+
+        /// Every contact, ordered by identity.
+        pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+            let t = open!(self, CONTACTS);
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (_, v) = row?;
+                out.push(dec(v.value())?);
+            }
+            Ok(out)
+        }
+
+        /// A remote device by its Curve25519 key.
+        pub fn device(&self, curve: &[u8; 32]) -> Result<Option<KnownDevice>, StoreError> {
+            let t = open!(self, DEVICES);
+            t.get(curve)?.map(|v| dec(v.value())).transpose()
+        }
+
+        /// The remote device at a libp2p peer id.
+        pub fn device_by_peer(&self, peer: &[u8]) -> Result<Option<KnownDevice>, StoreError> {
+            let t = open!(self, PEER_DEVICES);
+            let curve = t.get(peer)?.map(|v| v.value());
+            match curve {
+                Some(c) => self.device(&c),
+                None => Ok(None),
+            }
+        }
+
+        /// Every known remote device.
+        pub fn devices(&self) -> Result<Vec<KnownDevice>, StoreError> {
+            let t = open!(self, DEVICES);
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (_, v) = row?;
+                out.push(dec(v.value())?);
+            }
+            Ok(out)
+        }
+
+        /// The encrypted session pickles for a remote device.
+        pub fn sessions(&self, curve: &[u8; 32]) -> Result<Vec<String>, StoreError> {
+            let t = open!(self, SESSIONS);
+            Ok(t.get(curve)?.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
+        }
+
+        /// The local sequence number of a message in a conversation, if stored.
+        pub fn message_seq(&self, conv: &[u8; 32], id: u128) -> Result<Option<u64>, StoreError> {
+            let t = open!(self, MSG_INDEX);
+            Ok(t.get((*conv, id))?.map(|v| v.value()))
+        }
+
+        /// The last `limit` messages of a conversation, oldest first.
+        pub fn history(
+            &self,
+            conv: &[u8; 32],
+            limit: usize,
+        ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
+            let t = open!(self, MESSAGES);
+            let mut out = Vec::new();
+            for row in t.range((*conv, 0u64)..=(*conv, u64::MAX))?.rev().take(limit) {
+                let (k, v) = row?;
+                out.push((k.value().1, dec(v.value())?));
+            }
+            out.reverse();
+            Ok(out)
+        }
+
+        /// The first `limit` outbox items for a device, in order.
+        pub fn outbox(
+            &self,
+            device: &[u8; 32],
+            limit: usize,
+        ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+            let t = open!(self, OUTBOX);
+            let mut out = Vec::new();
+            for row in t.range((*device, 0u64)..=(*device, u64::MAX))?.take(limit) {
+                let (k, v) = row?;
+                out.push((k.value().1, dec(v.value())?));
+            }
+            Ok(out)
+        }
+
+        /// The devices that have anything in the outbox.
+        pub fn outbox_devices(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+            let t = open!(self, OUTBOX);
+            let mut out: Vec<[u8; 32]> = Vec::new();
+            let mut next = Some([0u8; 32]);
+            while let Some(from) = next {
+                let first = t.range((from, 0u64)..)?.next().transpose()?;
+                next = None;
+                if let Some((k, _)) = first {
+                    let dev = k.value().0;
+                    out.push(dev);
+                    next = successor(dev);
+                }
+            }
+            Ok(out)
+        }
+
+        /// Whether an envelope with this hash was already stored.
+        pub fn seen(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+            let t = open!(self, SEEN);
+            Ok(t.get(hash)?.is_some())
+        }
+    };
+}
+
+fn successor(mut k: [u8; 32]) -> Option<[u8; 32]> {
+    for i in (0..32).rev() {
+        if k[i] == 255 {
+            k[i] = 0;
+        } else {
+            k[i] += 1;
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// A read-only snapshot.
+pub struct ReadTx {
+    txn: ReadTransaction,
+}
+
+impl std::fmt::Debug for ReadTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadTx")
+    }
+}
+
+macro_rules! open {
+    ($s:expr, $t:expr) => {
+        match $s.txn.open_table($t) {
+            Ok(t) => t,
+            Err(e) => return Err(StoreError::from(e)),
+        }
+    };
+}
+
+
+impl ReadTx {
+    pub(crate) fn new(txn: ReadTransaction) -> Self {
+        Self { txn }
+    }
+
+    reads!();
+}
+
+/// One write transaction; see [`Store::write`].
+pub struct WriteTx<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl std::fmt::Debug for WriteTx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteTx")
+    }
+}
+
+impl<'a> WriteTx<'a> {
+    pub(crate) fn new(txn: &'a WriteTransaction) -> Self {
+        Self { txn }
+    }
+
+    reads!();
+
+    pub(crate) fn create_tables(&mut self) -> Result<(), StoreError> {
+        self.txn.open_table(META)?;
+        self.txn.open_table(CONTACTS)?;
+        self.txn.open_table(CONTACT_NAMES)?;
+        self.txn.open_table(DEVICES)?;
+        self.txn.open_table(PEER_DEVICES)?;
+        self.txn.open_table(SESSIONS)?;
+        self.txn.open_table(MESSAGES)?;
+        self.txn.open_table(MSG_INDEX)?;
+        self.txn.open_table(OUTBOX)?;
+        self.txn.open_table(SEEN)?;
+        Ok(())
+    }
+
+    /// Sets a meta value.
+    pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        open!(self, META).insert(key, value)?;
+        Ok(())
+    }
+
+    /// Adds or replaces a contact and its name. The caller checks the name is free.
+    pub fn put_contact(&mut self, c: &Contact) -> Result<(), StoreError> {
+        if let Some(old) = self.contact(&c.identity)?
+            && old.name != c.name
+        {
+            open!(self, CONTACT_NAMES).remove(old.name.as_str())?;
+        }
+        open!(self, CONTACTS).insert(c.identity, enc(c)?.as_slice())?;
+        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity)?;
+        Ok(())
+    }
+
+    /// Adds or replaces a remote device.
+    pub fn put_device(&mut self, d: &KnownDevice) -> Result<(), StoreError> {
+        open!(self, DEVICES).insert(d.cert.curve25519, enc(d)?.as_slice())?;
+        open!(self, PEER_DEVICES).insert(d.cert.peer_id.as_slice(), d.cert.curve25519)?;
+        Ok(())
+    }
+
+    /// Saves the session pickles for a remote device.
+    pub fn put_sessions(&mut self, curve: &[u8; 32], pickles: &[String]) -> Result<(), StoreError> {
+        open!(self, SESSIONS).insert(*curve, enc(&pickles)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Appends a message to a conversation unless one with its id is there already.
+    /// Returns the new sequence number, or `None` for a duplicate.
+    pub fn append_message(
+        &mut self,
+        conv: &[u8; 32],
+        msg: &StoredMessage,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.message_seq(conv, msg.id)?.is_some() {
+            return Ok(None);
+        }
+        let mut t = open!(self, MESSAGES);
+        let seq = match t.range((*conv, 0u64)..=(*conv, u64::MAX))?.next_back() {
+            Some(row) => row?.0.value().1 + 1,
+            None => 1,
+        };
+        t.insert((*conv, seq), enc(msg)?.as_slice())?;
+        open!(self, MSG_INDEX).insert((*conv, msg.id), seq)?;
+        Ok(Some(seq))
+    }
+
+    /// Raises a message's status (never lowers it). Returns the new status if it changed.
+    pub fn raise_status(
+        &mut self,
+        conv: &[u8; 32],
+        id: u128,
+        to: Status,
+    ) -> Result<Option<Status>, StoreError> {
+        let Some(seq) = self.message_seq(conv, id)? else {
+            return Ok(None);
+        };
+        let mut t = open!(self, MESSAGES);
+        let Some(mut msg) = t.get((*conv, seq))?.map(|v| dec::<StoredMessage>(v.value())).transpose()? else {
+            return Ok(None);
+        };
+        if msg.status >= to {
+            return Ok(None);
+        }
+        msg.status = to;
+        t.insert((*conv, seq), enc(&msg)?.as_slice())?;
+        Ok(Some(to))
+    }
+
+    /// Appends an item to a device's outbox.
+    pub fn push_outbox(&mut self, device: &[u8; 32], item: &OutboxItem) -> Result<u64, StoreError> {
+        let mut t = open!(self, OUTBOX);
+        let seq = match t.range((*device, 0u64)..=(*device, u64::MAX))?.next_back() {
+            Some(row) => row?.0.value().1 + 1,
+            None => 1,
+        };
+        t.insert((*device, seq), enc(item)?.as_slice())?;
+        Ok(seq)
+    }
+
+    /// Replaces an outbox item (after sealing it).
+    pub fn update_outbox(
+        &mut self,
+        device: &[u8; 32],
+        seq: u64,
+        item: &OutboxItem,
+    ) -> Result<(), StoreError> {
+        open!(self, OUTBOX).insert((*device, seq), enc(item)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes an outbox item, returning it.
+    pub fn take_outbox(
+        &mut self,
+        device: &[u8; 32],
+        seq: u64,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let mut t = open!(self, OUTBOX);
+        let v = t.remove((*device, seq))?.map(|v| dec(v.value())).transpose()?;
+        Ok(v)
+    }
+
+    /// Records that an envelope was stored.
+    pub fn mark_seen(&mut self, hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError> {
+        open!(self, SEEN).insert(*hash, now_ms)?;
+        Ok(())
+    }
+
+    /// Forgets envelope hashes older than `before_ms`; returns how many.
+    pub fn prune_seen(&mut self, before_ms: u64) -> Result<u64, StoreError> {
+        let mut t = open!(self, SEEN);
+        let before = t.len()?;
+        t.retain(|_, at| at >= before_ms)?;
+        Ok(before - t.len()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u128) -> StoredMessage {
+        StoredMessage {
+            id,
+            outgoing: true,
+            text: format!("m{id}"),
+            sent_at_ms: 1,
+            stored_at_ms: 2,
+            status: Status::Pending,
+        }
+    }
+
+    #[test]
+    fn messages_dedupe_and_status_only_rises() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let conv = [7u8; 32];
+        store
+            .write(|w| {
+                assert_eq!(w.append_message(&conv, &msg(10))?, Some(1));
+                assert_eq!(w.append_message(&conv, &msg(5))?, Some(2));
+                assert_eq!(w.append_message(&conv, &msg(10))?, None);
+                assert_eq!(w.raise_status(&conv, 10, Status::Delivered)?, Some(Status::Delivered));
+                assert_eq!(w.raise_status(&conv, 10, Status::Sent)?, None);
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let h = store.read(|r| r.history(&conv, 10)).unwrap();
+        assert_eq!(h.iter().map(|(_, m)| m.id).collect::<Vec<_>>(), vec![10, 5]);
+        assert_eq!(h[0].1.status, Status::Delivered);
+        let h = store.read(|r| r.history(&conv, 1)).unwrap();
+        assert_eq!(h[0].1.id, 5);
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let conv = [1u8; 32];
+        let r: Result<(), StoreError> = store.write(|w| {
+            w.append_message(&conv, &msg(1))?;
+            Err(StoreError::Io("injected".into()))
+        });
+        assert!(r.is_err());
+        assert!(store.read(|r| r.history(&conv, 10)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn outbox_devices_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let item = OutboxItem {
+            conversation: [0; 32],
+            message_ids: vec![1],
+            sealed: None,
+            body: Some(vec![1]),
+            queued_ms: 0,
+        };
+        store
+            .write(|w| {
+                w.push_outbox(&[3; 32], &item)?;
+                w.push_outbox(&[3; 32], &item)?;
+                w.push_outbox(&[255; 32], &item)?;
+                w.push_outbox(&[1; 32], &item)?;
+                Ok(())
+            })
+            .unwrap();
+        let devs = store.read(|r| r.outbox_devices()).unwrap();
+        assert_eq!(devs, vec![[1; 32], [3; 32], [255; 32]]);
+        let items = store.read(|r| r.outbox(&[3; 32], 10)).unwrap();
+        assert_eq!(items.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn foreign_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        std::fs::write(&p, vec![0x42u8; 8192]).unwrap();
+        let err = Store::open(&p).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn second_open_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        let _a = Store::open(&p).unwrap();
+        assert!(matches!(Store::open(&p), Err(StoreError::InUse)));
+    }
+}
