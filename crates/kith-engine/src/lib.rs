@@ -1,1 +1,29 @@
+//! The messenger logic of a Kith node: identity and keys on disk, contacts, the outbox and its
+//! retries, sealing and opening messages, receipts, and the DHT user record.
+//!
+//! One actor ([`Engine`]) owns the store, the Olm state and the network handle. Data flow of
+//! a message:
+//!
+//! 1. `send` → the actor appends the message to the conversation and an outbox item per
+//!    recipient device, sealing it now if a session exists, all in one store transaction;
+//!    the reply (with the message id) goes out after the commit.
+//! 2. The outbox pump hands sealed items to the network in order, up to a batch at a time per
+//!    device. With no session yet, it first claims a pre-key from the device.
+//! 3. The receiver's actor opens each envelope, stores messages and receipts, remembers the
+//!    envelope hash (so a retry is acknowledged without being stored twice), commits, and
+//!    only then answers `Stored`.
+//! 4. The sender raises the message to delivered, in one transaction, and removes the items.
+//!
+//! Commands and network events that arrive together are applied in one transaction (group
+//! commit): durability costs one fsync per batch, not per message. If a commit fails, nothing
+//! is acknowledged and the Olm state is reloaded from the store.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod actor;
+mod keys;
+mod model;
+
+pub use actor::{Engine, EngineConfig, EngineHandle};
+pub use keys::KeyFile;
+pub use model::*;

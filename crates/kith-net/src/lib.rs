@@ -23,4 +23,4 @@ mod actor;
 pub mod mdns;
 
 pub use actor::{NetCommand, NetConfig, NetError, NetEvent, NetHandle, spawn};
-pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};

@@ -28,8 +28,8 @@ pub(crate) const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::n
 pub(crate) const CONTACT_NAMES: TableDefinition<&str, [u8; 32]> =
     TableDefinition::new("contact_names");
 pub(crate) const DEVICES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("devices");
-pub(crate) const PEER_DEVICES: TableDefinition<&[u8], [u8; 32]> =
-    TableDefinition::new("peer_devices");
+pub(crate) const CURVE_DEVICES: TableDefinition<[u8; 32], [u8; 32]> =
+    TableDefinition::new("curve_devices");
 pub(crate) const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
 pub(crate) const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> =
     TableDefinition::new("messages");

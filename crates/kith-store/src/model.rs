@@ -24,13 +24,24 @@ pub struct Contact {
     pub addr_hints: Vec<Vec<u8>>,
 }
 
-/// A device of a contact, known from its certificate.
+/// A device of a contact. Devices are keyed by [`device_key`] of their libp2p peer id, so a
+/// device is known (from a contact code) before its certificate is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownDevice {
-    /// Its certificate, checked against the contact's identity.
-    pub cert: DeviceCert,
+    /// The identity it belongs to.
+    pub identity: [u8; 32],
+    /// Its libp2p peer id (encoded).
+    pub peer_id: Vec<u8>,
+    /// Its certificate, once fetched and checked against `identity` and `peer_id`.
+    pub cert: Option<DeviceCert>,
     /// Addresses it was last seen at (encoded multiaddrs), newest first.
     pub addrs: Vec<Vec<u8>>,
+}
+
+/// The store key of a device: SHA-256 of its encoded peer id.
+pub fn device_key(peer_id: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(peer_id).into()
 }
 
 /// The state of a message, only ever raised.
@@ -101,4 +112,6 @@ pub struct OutboxItem {
     pub body: Option<Vec<u8>>,
     /// When it was queued.
     pub queued_ms: u64,
+    /// How often it was re-sealed because the receiver could not decrypt it.
+    pub resets: u8,
 }

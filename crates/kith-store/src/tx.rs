@@ -66,20 +66,16 @@ macro_rules! reads {
             Ok(out)
         }
 
-        /// A remote device by its Curve25519 key.
-        pub fn device(&self, curve: &[u8; 32]) -> Result<Option<KnownDevice>, StoreError> {
+        /// A remote device by its [`device_key`].
+        pub fn device(&self, key: &[u8; 32]) -> Result<Option<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
-            t.get(curve)?.map(|v| dec(v.value())).transpose()
+            t.get(key)?.map(|v| dec(v.value())).transpose()
         }
 
-        /// The remote device at a libp2p peer id.
-        pub fn device_by_peer(&self, peer: &[u8]) -> Result<Option<KnownDevice>, StoreError> {
-            let t = open!(self, PEER_DEVICES);
-            let curve = t.get(peer)?.map(|v| v.value());
-            match curve {
-                Some(c) => self.device(&c),
-                None => Ok(None),
-            }
+        /// The key of the remote device with this Curve25519 key, if its certificate is known.
+        pub fn device_by_curve(&self, curve: &[u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+            let t = open!(self, CURVE_DEVICES);
+            Ok(t.get(curve)?.map(|v| v.value()))
         }
 
         /// Every known remote device.
@@ -93,10 +89,10 @@ macro_rules! reads {
             Ok(out)
         }
 
-        /// The encrypted session pickles for a remote device.
-        pub fn sessions(&self, curve: &[u8; 32]) -> Result<Vec<String>, StoreError> {
+        /// The encrypted session pickles for a remote device (by device key).
+        pub fn sessions(&self, key: &[u8; 32]) -> Result<Vec<String>, StoreError> {
             let t = open!(self, SESSIONS);
-            Ok(t.get(curve)?.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
+            Ok(t.get(key)?.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
         }
 
         /// The local sequence number of a message in a conversation, if stored.
@@ -225,7 +221,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(CONTACTS)?;
         self.txn.open_table(CONTACT_NAMES)?;
         self.txn.open_table(DEVICES)?;
-        self.txn.open_table(PEER_DEVICES)?;
+        self.txn.open_table(CURVE_DEVICES)?;
         self.txn.open_table(SESSIONS)?;
         self.txn.open_table(MESSAGES)?;
         self.txn.open_table(MSG_INDEX)?;
@@ -253,15 +249,23 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Adds or replaces a remote device.
-    pub fn put_device(&mut self, d: &KnownDevice) -> Result<(), StoreError> {
-        open!(self, DEVICES).insert(d.cert.curve25519, enc(d)?.as_slice())?;
-        open!(self, PEER_DEVICES).insert(d.cert.peer_id.as_slice(), d.cert.curve25519)?;
+    pub fn put_device(&mut self, key: &[u8; 32], d: &KnownDevice) -> Result<(), StoreError> {
+        open!(self, DEVICES).insert(*key, enc(d)?.as_slice())?;
+        if let Some(cert) = &d.cert {
+            open!(self, CURVE_DEVICES).insert(cert.curve25519, *key)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the sessions with a device (after it could not decrypt ours).
+    pub fn drop_sessions(&mut self, key: &[u8; 32]) -> Result<(), StoreError> {
+        open!(self, SESSIONS).remove(*key)?;
         Ok(())
     }
 
     /// Saves the session pickles for a remote device.
-    pub fn put_sessions(&mut self, curve: &[u8; 32], pickles: &[String]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).insert(*curve, enc(&pickles)?.as_slice())?;
+    pub fn put_sessions(&mut self, key: &[u8; 32], pickles: &[String]) -> Result<(), StoreError> {
+        open!(self, SESSIONS).insert(*key, enc(&pickles)?.as_slice())?;
         Ok(())
     }
 
@@ -285,11 +289,13 @@ impl<'a> WriteTx<'a> {
         Ok(Some(seq))
     }
 
-    /// Raises a message's status (never lowers it). Returns the new status if it changed.
+    /// Raises the status of an outgoing (`outgoing == true`) or incoming message; never
+    /// lowers it. Returns the new status if it changed.
     pub fn raise_status(
         &mut self,
         conv: &[u8; 32],
         id: u128,
+        outgoing: bool,
         to: Status,
     ) -> Result<Option<Status>, StoreError> {
         let Some(seq) = self.message_seq(conv, id)? else {
@@ -299,7 +305,7 @@ impl<'a> WriteTx<'a> {
         let Some(mut msg) = t.get((*conv, seq))?.map(|v| dec::<StoredMessage>(v.value())).transpose()? else {
             return Ok(None);
         };
-        if msg.status >= to {
+        if msg.outgoing != outgoing || msg.status >= to {
             return Ok(None);
         }
         msg.status = to;
@@ -380,8 +386,9 @@ mod tests {
                 assert_eq!(w.append_message(&conv, &msg(10))?, Some(1));
                 assert_eq!(w.append_message(&conv, &msg(5))?, Some(2));
                 assert_eq!(w.append_message(&conv, &msg(10))?, None);
-                assert_eq!(w.raise_status(&conv, 10, Status::Delivered)?, Some(Status::Delivered));
-                assert_eq!(w.raise_status(&conv, 10, Status::Sent)?, None);
+                assert_eq!(w.raise_status(&conv, 10, true, Status::Delivered)?, Some(Status::Delivered));
+                assert_eq!(w.raise_status(&conv, 10, true, Status::Sent)?, None);
+                assert_eq!(w.raise_status(&conv, 5, false, Status::Read)?, None);
                 Ok(())
             })
             .unwrap();
@@ -417,6 +424,7 @@ mod tests {
             sealed: None,
             body: Some(vec![1]),
             queued_ms: 0,
+            resets: 0,
         };
         store
             .write(|w| {

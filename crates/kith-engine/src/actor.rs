@@ -1,0 +1,1660 @@
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kith_crypto::{Device, PeerSessions};
+use kith_net::{Multiaddr, NetCommand, NetConfig, NetEvent, NetHandle, PeerId, Protocol};
+use kith_proto::contact::ContactCard;
+use kith_proto::record::{DeviceCert, RecordDevice, UserRecord, user_record_key};
+use kith_proto::wire::{
+    Body, DeliveryResult, Envelope, MAX_BATCH, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind, Refusal,
+    RejectReason, Request, Response, Sealed,
+};
+use kith_store::{
+    Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx,
+    device_key,
+};
+use kith_types::{IdentityKey, MessageId, MessageIdGen, now_ms, safety_number};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::keys::KeyFile;
+use crate::model::*;
+
+/// Capacity of the command channel (API → engine).
+pub const COMMAND_QUEUE: usize = 1024;
+/// Capacity of the event broadcast (engine → watchers); a slow watcher misses events.
+pub const EVENT_QUEUE: usize = 4096;
+/// Most commands and network events applied in one transaction.
+pub const MAX_GROUP: usize = 1024;
+/// Longest wait between delivery attempts to an unreachable device.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Pre-key claims one peer may make per minute before it only gets the fallback key.
+pub const CLAIMS_PER_MINUTE: u32 = 10;
+/// How often a device's user record is looked up at most.
+pub const LOOKUP_EVERY: Duration = Duration::from_secs(30);
+/// How long a published user record is valid.
+pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
+/// How often the user record is republished.
+pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
+/// How long envelope hashes are kept to recognise retries.
+pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Times an item is re-sealed after the receiver could not decrypt it, before it is dropped.
+pub const MAX_RESETS: u8 = 3;
+/// Most peers tracked for pre-key claim rate limits.
+const MAX_CLAIM_ENTRIES: usize = 4096;
+/// Addresses kept per device.
+const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
+/// Longest contact name, in characters.
+pub const MAX_NAME: usize = 64;
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where keys and the store live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// DHT bootstrap peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// LAN discovery.
+    pub mdns: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+enum Cmd {
+    Info(Reply<NodeInfo>),
+    AddContact {
+        code: String,
+        name: String,
+        reply: Reply<ContactView>,
+    },
+    Contacts(Reply<Vec<ContactView>>),
+    Send {
+        to: String,
+        text: String,
+        reply: Reply<Sent>,
+    },
+    History {
+        with: String,
+        limit: usize,
+        reply: Reply<Vec<MessageView>>,
+    },
+    MarkRead {
+        with: String,
+        reply: Reply<usize>,
+    },
+    Verify {
+        with: String,
+        reply: Reply<Verification>,
+    },
+    Status(Reply<NodeStatus>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap, cloneable handle to the engine actor.
+#[derive(Debug, Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Cmd>,
+    events: broadcast::Sender<Event>,
+}
+
+macro_rules! call {
+    ($self:ident, $variant:ident { $($f:ident),* }) => {{
+        let (reply, rx) = oneshot::channel();
+        $self.tx
+            .send(Cmd::$variant { $($f,)* reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }};
+    ($self:ident, $variant:ident) => {{
+        let (reply, rx) = oneshot::channel();
+        $self.tx
+            .send(Cmd::$variant(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }};
+}
+
+impl EngineHandle {
+    /// The contact code and addresses.
+    pub async fn info(&self) -> Result<NodeInfo, EngineError> {
+        call!(self, Info)
+    }
+
+    /// Adds (or updates) a contact from their code.
+    pub async fn add_contact(&self, code: String, name: String) -> Result<ContactView, EngineError> {
+        call!(self, AddContact { code, name })
+    }
+
+    /// Every contact.
+    pub async fn contacts(&self) -> Result<Vec<ContactView>, EngineError> {
+        call!(self, Contacts)
+    }
+
+    /// Queues a text message; returns once it is durably in the outbox.
+    pub async fn send(&self, to: String, text: String) -> Result<Sent, EngineError> {
+        call!(self, Send { to, text })
+    }
+
+    /// The last `limit` messages with a contact, oldest first.
+    pub async fn history(&self, with: String, limit: usize) -> Result<Vec<MessageView>, EngineError> {
+        call!(self, History { with, limit })
+    }
+
+    /// Marks a conversation read (sending read receipts); returns how many messages changed.
+    pub async fn mark_read(&self, with: String) -> Result<usize, EngineError> {
+        call!(self, MarkRead { with })
+    }
+
+    /// The safety number with a contact.
+    pub async fn verify(&self, with: String) -> Result<Verification, EngineError> {
+        call!(self, Verify { with })
+    }
+
+    /// Connections and queue sizes.
+    pub async fn status(&self) -> Result<NodeStatus, EngineError> {
+        call!(self, Status)
+    }
+
+    /// A stream of events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stops the engine after the work in hand is committed.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(e.to_string())
+}
+
+/// What a batch leaves to do once its transaction has committed (or failed).
+enum After {
+    /// Answer a caller: `Ok` after a commit, `Internal` if it failed.
+    Reply(Box<dyn FnOnce(Result<(), EngineError>) + Send>),
+    /// Answer an inbound request; on a failed commit the peer is told to retry.
+    Respond { id: u64, resp: Response },
+    /// Send a network command.
+    Net(NetCommand),
+    /// Publish an event.
+    Event(Event),
+    /// Try to deliver to a device.
+    Pump([u8; 32]),
+    /// A read-only command, answered after the batch.
+    Read(Cmd),
+    /// A request to a device failed: back off.
+    Failed([u8; 32]),
+}
+
+enum Work {
+    Cmd(Cmd),
+    Net(NetEvent),
+}
+
+enum Pending {
+    Deliver { dev: [u8; 32], seqs: Vec<u64> },
+    Claim { dev: [u8; 32] },
+}
+
+#[derive(Default)]
+struct PeerState {
+    in_flight: bool,
+    next_try: Option<Instant>,
+    failures: u32,
+}
+
+/// The engine actor.
+pub struct Engine {
+    store: Store,
+    st: State,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+struct State {
+    keys: KeyFile,
+    me: IdentityKey,
+    device: Device,
+    net: NetHandle,
+    events: broadcast::Sender<Event>,
+    sessions: HashMap<[u8; 32], PeerSessions>,
+    dirty_sessions: HashSet<[u8; 32]>,
+    account_dirty: bool,
+    peers: HashMap<[u8; 32], PeerState>,
+    connected: HashSet<PeerId>,
+    ids: MessageIdGen,
+    pending: HashMap<u64, Pending>,
+    next_tag: u64,
+    claims: HashMap<PeerId, (u32, Instant)>,
+    lookups: HashMap<[u8; 32], Instant>,
+    record_tags: HashMap<u64, [u8; 32]>,
+    record_dirty: bool,
+}
+
+impl Engine {
+    /// Opens the data directory (creating keys and store on first run), starts the network
+    /// and the actor. Returns the handle and the actor's task.
+    pub async fn start(
+        cfg: EngineConfig,
+    ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(internal)?;
+        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"))?;
+        if created {
+            info!("created a new identity");
+        }
+        let store = Store::open(&cfg.data_dir.join("kith.redb")).map_err(|e| match e {
+            StoreError::InUse => EngineError::Internal(
+                "another kith node is already running with this data directory".into(),
+            ),
+            other => internal(other),
+        })?;
+        let peer = keys.p2p.public().to_peer_id();
+        let device = load_device(&store, &keys, peer)?;
+        let me = keys.identity.public();
+        info!(identity = %me, %peer, "starting node");
+
+        let (net, net_events, _net_task) = kith_net::spawn(NetConfig {
+            keypair: keys.p2p.clone(),
+            listen: cfg.listen.clone(),
+            bootstrap: cfg.bootstrap.clone(),
+            mdns: cfg.mdns,
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+
+        let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let engine = Engine {
+            store,
+            st: State {
+                keys,
+                me,
+                device,
+                net,
+                events: events.clone(),
+                sessions: HashMap::new(),
+                dirty_sessions: HashSet::new(),
+                account_dirty: false,
+                peers: HashMap::new(),
+                connected: HashSet::new(),
+                ids: MessageIdGen::new(),
+                pending: HashMap::new(),
+                next_tag: 0,
+                claims: HashMap::new(),
+                lookups: HashMap::new(),
+                record_tags: HashMap::new(),
+                record_dirty: true,
+            },
+        };
+        let task = tokio::spawn(engine.run(cmds, net_events));
+        Ok((EngineHandle { tx, events }, task))
+    }
+
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut net_events: mpsc::Receiver<NetEvent>) {
+        self.startup();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut republish = tokio::time::interval(REPUBLISH_EVERY);
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            let first = tokio::select! {
+                biased;
+                ev = net_events.recv() => match ev {
+                    Some(ev) => Work::Net(ev),
+                    None => break,
+                },
+                c = cmds.recv() => match c {
+                    Some(Cmd::Shutdown(tx)) => { shutdown = Some(tx); break; }
+                    Some(c) => Work::Cmd(c),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.on_tick();
+                    continue;
+                }
+                _ = republish.tick() => {
+                    self.st.record_dirty = true;
+                    self.prune();
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_GROUP {
+                if let Ok(ev) = net_events.try_recv() {
+                    batch.push(Work::Net(ev));
+                    continue;
+                }
+                match cmds.try_recv() {
+                    Ok(Cmd::Shutdown(tx)) => {
+                        shutdown = Some(tx);
+                        break;
+                    }
+                    Ok(c) => batch.push(Work::Cmd(c)),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+            if shutdown.is_some() {
+                break;
+            }
+        }
+        info!("engine stopped");
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+    }
+
+    fn startup(&mut self) {
+        // Dial every known device so both sides learn current addresses, and queue outboxes.
+        let devices = self.store.read(|r| r.devices()).unwrap_or_default();
+        for d in devices {
+            if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
+                let _ = self.st.net.send(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&d.addrs),
+                });
+            }
+        }
+        match self.store.read(|r| r.outbox_devices()) {
+            Ok(devs) => {
+                for d in devs {
+                    self.st.peers.entry(d).or_default();
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read outbox"),
+        }
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let before = now_ms().saturating_sub(SEEN_RETENTION_MS);
+        if let Err(e) = self.store.write(|w| w.prune_seen(before)) {
+            warn!(error = %e, "cannot prune envelope hashes");
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if self.st.record_dirty {
+            self.st.record_dirty = false;
+            self.publish_record();
+        }
+        let now = Instant::now();
+        let due: Vec<[u8; 32]> = self
+            .st
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.in_flight && p.next_try.is_none_or(|t| t <= now))
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            self.pump(d);
+        }
+    }
+
+    fn publish_record(&mut self) {
+        let addrs = self.st.advertised_addrs();
+        if addrs.is_empty() {
+            return;
+        }
+        let issued = now_ms();
+        let mut rec = UserRecord {
+            version: 1,
+            identity: self.st.me.0,
+            devices: vec![RecordDevice {
+                cert: self.st.device.cert().clone(),
+                addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+            }],
+            issued_ms: issued,
+            expires_ms: issued + RECORD_LIFETIME_MS,
+            signature: Vec::new(),
+        };
+        let Ok(msg) = rec.signing_bytes() else { return };
+        rec.signature = self.st.keys.identity.sign(&msg);
+        match kith_proto::codec::encode(&rec) {
+            Ok(value) => {
+                let _ = self.st.net.send(NetCommand::PutRecord {
+                    key: user_record_key(&self.st.me.0),
+                    value,
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot encode user record"),
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Work>) {
+        let mut after: Vec<After> = Vec::new();
+        let mut writes: Vec<Work> = Vec::new();
+        for w in batch {
+            match w {
+                Work::Cmd(
+                    c @ (Cmd::Info(_)
+                    | Cmd::Contacts(_)
+                    | Cmd::History { .. }
+                    | Cmd::Verify { .. }
+                    | Cmd::Status(_)),
+                ) => after.push(After::Read(c)),
+                Work::Net(ev) => {
+                    if let Some(ev) = self.on_net_now(ev) {
+                        writes.push(Work::Net(ev));
+                    }
+                }
+                other => writes.push(other),
+            }
+        }
+        let mut staged: Vec<After> = Vec::new();
+        let ok = if writes.is_empty() {
+            true
+        } else {
+            let st = &mut self.st;
+            let res = self.store.write(|w| {
+                for item in writes {
+                    st.apply(w, item, &mut staged)?;
+                }
+                st.flush_crypto(w)
+            });
+            match res {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "store commit failed; nothing in this batch is acknowledged");
+                    self.reload_crypto();
+                    false
+                }
+            }
+        };
+        staged.extend(after);
+        for a in staged {
+            self.run_after(a, ok);
+        }
+    }
+
+    fn reload_crypto(&mut self) {
+        self.st.sessions.clear();
+        self.st.dirty_sessions.clear();
+        self.st.account_dirty = false;
+        let peer = self.st.net.local_peer();
+        match load_device(&self.store, &self.st.keys, peer) {
+            Ok(d) => self.st.device = d,
+            Err(e) => warn!(error = %e, "cannot reload device keys"),
+        }
+    }
+
+    fn run_after(&mut self, a: After, ok: bool) {
+        match a {
+            After::Reply(f) => f(if ok {
+                Ok(())
+            } else {
+                Err(EngineError::Internal("the store could not commit".into()))
+            }),
+            After::Respond { id, resp } => {
+                let resp = if ok { resp } else { Response::Refused(Refusal::Internal) };
+                let _ = self.st.net.send(NetCommand::Respond { id, resp });
+            }
+            After::Net(cmd) if ok => {
+                let _ = self.st.net.send(cmd);
+            }
+            After::Event(ev) if ok => {
+                let _ = self.st.events.send(ev);
+            }
+            After::Pump(dev) => {
+                self.st.peers.entry(dev).or_default();
+                self.pump(dev);
+            }
+            After::Read(cmd) => self.read_cmd(cmd),
+            After::Failed(dev) => self.failed(dev),
+            After::Net(_) | After::Event(_) => {}
+        }
+    }
+
+    /// Handles network events that need no write; returns those that do.
+    fn on_net_now(&mut self, ev: NetEvent) -> Option<NetEvent> {
+        match ev {
+            NetEvent::Listening { addr } => {
+                info!(%addr, "listening");
+                self.st.record_dirty = true;
+                None
+            }
+            NetEvent::Connected { peer } => {
+                if self.st.connected.len() < 65_536 {
+                    self.st.connected.insert(peer);
+                }
+                let dev = device_key(&peer.to_bytes());
+                if let Some(p) = self.st.peers.get_mut(&dev) {
+                    p.next_try = None;
+                    p.failures = 0;
+                }
+                if self.st.peers.contains_key(&dev) {
+                    self.pump(dev);
+                }
+                None
+            }
+            NetEvent::Disconnected { peer } => {
+                self.st.connected.remove(&peer);
+                None
+            }
+            NetEvent::Response {
+                tag,
+                result: Err(error),
+                peer,
+            } => {
+                if let Some(p) = self.st.pending.remove(&tag) {
+                    let dev = match p {
+                        Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
+                    };
+                    debug!(%peer, %error, "request failed");
+                    self.failed(dev);
+                }
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    fn failed(&mut self, dev: [u8; 32]) {
+        let p = self.st.peers.entry(dev).or_default();
+        p.in_flight = false;
+        p.failures = p.failures.saturating_add(1);
+        let base = Duration::from_millis(500u64.saturating_mul(1 << p.failures.min(8)));
+        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
+        p.next_try = Some(Instant::now() + base.min(MAX_BACKOFF) + jitter);
+        if p.failures >= 2 {
+            self.lookup_device(dev);
+        }
+    }
+
+    /// Looks the device's owner up in the DHT, at most every [`LOOKUP_EVERY`].
+    fn lookup_device(&mut self, dev: [u8; 32]) {
+        let Ok(Some(d)) = self.store.read(|r| r.device(&dev)) else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(t) = self.st.lookups.get(&d.identity)
+            && now.duration_since(*t) < LOOKUP_EVERY
+        {
+            return;
+        }
+        if self.st.lookups.len() > 4096 {
+            self.st.lookups.retain(|_, t| now.duration_since(*t) < LOOKUP_EVERY);
+        }
+        self.st.lookups.insert(d.identity, now);
+        let tag = self.st.tag();
+        self.st.record_tags.insert(tag, d.identity);
+        let _ = self.st.net.send(NetCommand::GetRecord {
+            tag,
+            key: user_record_key(&d.identity),
+        });
+    }
+
+    /// Sends the next batch of a device's outbox, or claims a pre-key first.
+    fn pump(&mut self, dev: [u8; 32]) {
+        let Some(p) = self.st.peers.get(&dev) else { return };
+        if p.in_flight || p.next_try.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        let read = self.store.read(|r| Ok((r.outbox(&dev, MAX_BATCH)?, r.device(&dev)?)));
+        let (items, device) = match read {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "cannot read outbox");
+                return;
+            }
+        };
+        let Some(device) = device.filter(|_| !items.is_empty()) else {
+            self.st.peers.remove(&dev);
+            return;
+        };
+        let Ok(peer) = PeerId::from_bytes(&device.peer_id) else {
+            self.st.peers.remove(&dev);
+            return;
+        };
+        let addrs = decode_addrs(&device.addrs);
+        let mut seqs = Vec::new();
+        let mut envelopes = Vec::new();
+        for (seq, item) in &items {
+            match &item.sealed {
+                Some(env) => {
+                    seqs.push(*seq);
+                    envelopes.push(env.clone());
+                }
+                None => break,
+            }
+        }
+        let tag = self.st.tag();
+        let (req, pending) = if envelopes.is_empty() {
+            (Request::ClaimPrekey, Pending::Claim { dev })
+        } else {
+            (Request::Deliver { envelopes }, Pending::Deliver { dev, seqs })
+        };
+        match self.st.net.send(NetCommand::Request {
+            tag,
+            peer,
+            addrs,
+            req,
+        }) {
+            Ok(()) => {
+                self.st.pending.insert(tag, pending);
+                if let Some(p) = self.st.peers.get_mut(&dev) {
+                    p.in_flight = true;
+                }
+            }
+            Err(_) => self.failed(dev),
+        }
+    }
+
+    fn read_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+            Cmd::Contacts(reply) => {
+                let _ = reply.send(self.contacts());
+            }
+            Cmd::History {
+                with,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.history(&with, limit));
+            }
+            Cmd::Verify { with, reply } => {
+                let r = self
+                    .store
+                    .read(|r| r.contact_by_name(&with))
+                    .map_err(internal)
+                    .and_then(|c| c.ok_or(EngineError::UnknownContact(with.clone())))
+                    .map(|c| {
+                        let theirs = IdentityKey(c.identity);
+                        Verification {
+                            name: c.name,
+                            safety_number: safety_number(&self.st.me, &theirs),
+                            mine: self.st.me.to_hex(),
+                            theirs: theirs.to_hex(),
+                        }
+                    });
+                let _ = reply.send(r);
+            }
+            Cmd::Status(reply) => {
+                let outbox = self
+                    .store
+                    .read(|r| {
+                        let mut n = 0;
+                        for d in r.outbox_devices()? {
+                            n += r.outbox(&d, usize::MAX)?.len();
+                        }
+                        Ok(n)
+                    })
+                    .unwrap_or(0);
+                let _ = reply.send(Ok(NodeStatus {
+                    peer_id: self.st.net.local_peer().to_string(),
+                    connected_peers: self.st.connected.iter().map(|p| p.to_string()).collect(),
+                    outbox,
+                }));
+            }
+            // Write commands never reach here.
+            Cmd::AddContact { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
+            Cmd::Send { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
+            Cmd::MarkRead { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
+            Cmd::Shutdown(tx) => {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn info(&self) -> Result<NodeInfo, EngineError> {
+        let peer = self.st.net.local_peer();
+        let addrs = self.st.advertised_addrs();
+        let card = ContactCard {
+            version: 1,
+            identity: self.st.me.0,
+            peer_id: peer.to_bytes(),
+            addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+        };
+        Ok(NodeInfo {
+            code: card.to_code().map_err(internal)?,
+            peer_id: peer.to_string(),
+            addrs: addrs
+                .iter()
+                .map(|a| format!("{a}/p2p/{peer}"))
+                .collect(),
+            identity: self.st.me.short(),
+        })
+    }
+
+    fn contacts(&self) -> Result<Vec<ContactView>, EngineError> {
+        self.store
+            .read(|r| {
+                let devices = r.devices()?;
+                let mut out = Vec::new();
+                for c in r.contacts()? {
+                    let mut connected = false;
+                    let mut pending = 0;
+                    for d in devices.iter().filter(|d| d.identity == c.identity) {
+                        if let Ok(p) = PeerId::from_bytes(&d.peer_id) {
+                            connected |= self.st.connected.contains(&p);
+                        }
+                        pending += r.outbox(&device_key(&d.peer_id), usize::MAX)?.len();
+                    }
+                    out.push(ContactView {
+                        name: c.name,
+                        identity: IdentityKey(c.identity).short(),
+                        added_by_user: c.added_by_user,
+                        connected,
+                        pending,
+                    });
+                }
+                out.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(out)
+            })
+            .map_err(internal)
+    }
+
+    fn history(&self, with: &str, limit: usize) -> Result<Vec<MessageView>, EngineError> {
+        self.store
+            .read(|r| {
+                let Some(c) = r.contact_by_name(with)? else {
+                    return Ok(Err(EngineError::UnknownContact(with.to_string())));
+                };
+                let msgs = r.history(&c.identity, limit)?;
+                Ok(Ok(msgs
+                    .into_iter()
+                    .map(|(_, m)| MessageView {
+                        id: MessageId(m.id).to_string(),
+                        from: if m.outgoing { "me".into() } else { c.name.clone() },
+                        text: m.text,
+                        status: m.status.as_str().into(),
+                        sent_at: m.sent_at_ms,
+                    })
+                    .collect()))
+            })
+            .map_err(internal)?
+    }
+}
+
+fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, EngineError> {
+    let saved = store
+        .read(|r| Ok((r.meta("account")?, r.meta("device_cert")?)))
+        .map_err(internal)?;
+    match saved {
+        (Some(pickle), Some(cert)) => {
+            let cert: DeviceCert = kith_proto::codec::decode(&cert, 4096).map_err(internal)?;
+            let pickle = String::from_utf8(pickle).map_err(internal)?;
+            let device = Device::restore(&pickle, cert, &keys.storage).map_err(internal)?;
+            if device.cert().identity != keys.identity.public().0 {
+                return Err(EngineError::Internal(
+                    "the store belongs to another identity than the key file".into(),
+                ));
+            }
+            Ok(device)
+        }
+        _ => {
+            let device = Device::generate(&keys.identity, peer.to_bytes()).map_err(internal)?;
+            let cert = kith_proto::codec::encode(device.cert()).map_err(internal)?;
+            let pickle = device.pickle(&keys.storage);
+            store
+                .write(|w| {
+                    w.set_meta("account", pickle.as_bytes())?;
+                    w.set_meta("device_cert", &cert)
+                })
+                .map_err(internal)?;
+            Ok(device)
+        }
+    }
+}
+
+fn decode_addrs(addrs: &[Vec<u8>]) -> Vec<Multiaddr> {
+    addrs
+        .iter()
+        .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
+        .collect()
+}
+
+fn valid_name(name: &str) -> Result<String, EngineError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(EngineError::BadName(format!("1 to {MAX_NAME} characters")));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(EngineError::BadName("no control characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+fn reply<T: Send + 'static>(tx: Reply<T>, value: Result<T, EngineError>) -> After {
+    After::Reply(Box::new(move |committed| {
+        let _ = tx.send(committed.and(value));
+    }))
+}
+
+fn envelope_hash(env: &Envelope) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([env.kind]);
+    h.update(&env.ciphertext);
+    h.finalize().into()
+}
+
+impl State {
+    fn tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    /// Listen addresses worth telling others: no unspecified ones, and loopback only when
+    /// there is nothing else.
+    fn advertised_addrs(&self) -> Vec<Multiaddr> {
+        use kith_net::Multiaddr as M;
+        let all: Vec<M> = self
+            .net
+            .listen_addrs()
+            .into_iter()
+            .filter(|a| {
+                !a.iter().any(|p| {
+                    matches!(p,
+                        Protocol::Ip4(ip) if ip.is_unspecified())
+                        || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
+                })
+            })
+            .collect();
+        let non_loop: Vec<M> = all
+            .iter()
+            .filter(|a| {
+                !a.iter().any(|p| {
+                    matches!(p, Protocol::Ip4(ip) if ip.is_loopback())
+                        || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
+                })
+            })
+            .cloned()
+            .collect();
+        let mut out = if non_loop.is_empty() { all } else { non_loop };
+        out.truncate(MAX_DEVICE_ADDRS);
+        out
+    }
+
+    /// Takes a device's sessions out of the cache (loading them on a miss); the caller puts
+    /// them back with `self.sessions.insert`.
+    fn take_sessions(
+        &mut self,
+        w: &WriteTx<'_>,
+        dev: &[u8; 32],
+        curve: [u8; 32],
+    ) -> Result<PeerSessions, StoreError> {
+        let s = match self.sessions.remove(dev) {
+            Some(s) => s,
+            None => {
+                let pickles = w.sessions(dev)?;
+                PeerSessions::restore(curve, &pickles, &self.keys.storage).unwrap_or_else(|e| {
+                    warn!(error = %e, "dropping unreadable sessions");
+                    PeerSessions::new(curve)
+                })
+            }
+        };
+        if s.remote() != curve {
+            // The device was re-keyed: its old sessions are of no use.
+            self.dirty_sessions.insert(*dev);
+            return Ok(PeerSessions::new(curve));
+        }
+        Ok(s)
+    }
+
+    /// Saves changed Olm state in the batch's transaction.
+    fn flush_crypto(&mut self, w: &mut WriteTx<'_>) -> Result<(), StoreError> {
+        for dev in self.dirty_sessions.drain() {
+            if let Some(s) = self.sessions.get(&dev) {
+                w.put_sessions(&dev, &s.pickles(&self.keys.storage))?;
+            }
+        }
+        if self.account_dirty {
+            self.account_dirty = false;
+            w.set_meta("account", self.device.pickle(&self.keys.storage).as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Seals `body` for a device if a session exists.
+    fn seal(
+        &mut self,
+        w: &WriteTx<'_>,
+        dev: &[u8; 32],
+        body: &[u8],
+    ) -> Result<Option<Envelope>, StoreError> {
+        let Some(curve) = w.device(dev)?.and_then(|d| d.cert.map(|c| c.curve25519)) else {
+            return Ok(None);
+        };
+        let cert = self.device.cert().clone();
+        let mut s = self.take_sessions(w, dev, curve)?;
+        let env = if s.has_session() {
+            let body: Body = kith_proto::codec::decode(body, kith_proto::wire::MAX_SEALED)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sealed = Sealed {
+                version: 1,
+                sender: (!s.answered()).then_some(cert),
+                body,
+            };
+            let env = sealed
+                .encode()
+                .map_err(|e| StoreError::Encode(e.to_string()))
+                .and_then(|plain| {
+                    s.encrypt(&plain)
+                        .map_err(|e| StoreError::Encode(e.to_string()))
+                });
+            self.dirty_sessions.insert(*dev);
+            Some(env)
+        } else {
+            None
+        };
+        self.sessions.insert(*dev, s);
+        env.transpose()
+    }
+
+    /// Queues a body for every device of a contact.
+    fn enqueue(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        conv: &[u8; 32],
+        body: &Body,
+        message_ids: Vec<u128>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let bytes = kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let devices: Vec<[u8; 32]> = w
+            .devices()?
+            .into_iter()
+            .filter(|d| &d.identity == conv)
+            .map(|d| device_key(&d.peer_id))
+            .collect();
+        for dev in devices {
+            let sealed = self.seal(w, &dev, &bytes)?;
+            let item = OutboxItem {
+                conversation: *conv,
+                message_ids: message_ids.clone(),
+                sealed,
+                body: Some(bytes.clone()),
+                queued_ms: now_ms(),
+                resets: 0,
+            };
+            w.push_outbox(&dev, &item)?;
+            after.push(After::Pump(dev));
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        work: Work,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        match work {
+            Work::Cmd(Cmd::AddContact { code, name, reply: tx }) => {
+                let r = self.add_contact(w, &code, &name, after)?;
+                after.push(reply(tx, r));
+            }
+            Work::Cmd(Cmd::Send { to, text, reply: tx }) => {
+                let r = self.send(w, &to, text, after)?;
+                after.push(reply(tx, r));
+            }
+            Work::Cmd(Cmd::MarkRead { with, reply: tx }) => {
+                let r = self.mark_read(w, &with, after)?;
+                after.push(reply(tx, r));
+            }
+            Work::Cmd(other) => after.push(After::Read(other)),
+            Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
+                Request::ClaimPrekey => {
+                    let bundle = self.claim(peer);
+                    after.push(After::Respond {
+                        id,
+                        resp: Response::Prekey(bundle),
+                    });
+                }
+                Request::Deliver { envelopes } => {
+                    let results = self.receive(w, peer, envelopes, after)?;
+                    after.push(After::Respond {
+                        id,
+                        resp: Response::Delivered { results },
+                    });
+                }
+                _ => after.push(After::Respond {
+                    id,
+                    resp: Response::Refused(Refusal::Invalid),
+                }),
+            },
+            Work::Net(NetEvent::Response {
+                tag,
+                peer,
+                result: Ok(resp),
+            }) => {
+                if let Some(p) = self.pending.remove(&tag) {
+                    self.on_response(w, peer, p, resp, after)?;
+                }
+            }
+            Work::Net(NetEvent::PeerAddrs { peer, addrs }) => {
+                let dev = device_key(&peer.to_bytes());
+                if let Some(mut d) = w.device(&dev)? {
+                    let mut merged: Vec<Vec<u8>> = addrs.iter().map(|a| a.to_vec()).collect();
+                    for a in &d.addrs {
+                        if !merged.contains(a) {
+                            merged.push(a.clone());
+                        }
+                    }
+                    merged.truncate(MAX_DEVICE_ADDRS);
+                    if merged != d.addrs {
+                        d.addrs = merged;
+                        w.put_device(&dev, &d)?;
+                    }
+                    after.push(After::Pump(dev));
+                }
+            }
+            Work::Net(NetEvent::Record { tag, value }) => {
+                if let (Some(identity), Some(value)) = (self.record_tags.remove(&tag), value) {
+                    self.on_record(w, identity, &value, after)?;
+                }
+            }
+            Work::Net(_) => {}
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {
+        let now = Instant::now();
+        if self.claims.len() >= MAX_CLAIM_ENTRIES {
+            self.claims
+                .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+            if self.claims.len() >= MAX_CLAIM_ENTRIES {
+                self.claims.clear();
+            }
+        }
+        let e = self.claims.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) >= Duration::from_secs(60) {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        let fallback_only = e.0 > CLAIMS_PER_MINUTE;
+        let bundle = self.device.claim_prekey(fallback_only);
+        if !bundle.is_fallback {
+            self.account_dirty = true;
+        }
+        bundle
+    }
+
+    fn add_contact(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        code: &str,
+        name: &str,
+        after: &mut Vec<After>,
+    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+        let card = match ContactCard::from_code(code) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(EngineError::BadCode(e.to_string()))),
+        };
+        if card.identity == self.me.0 {
+            return Ok(Err(EngineError::OwnCode));
+        }
+        let name = match valid_name(name) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        if PeerId::from_bytes(&card.peer_id).is_err() {
+            return Ok(Err(EngineError::BadCode("bad peer id".into())));
+        }
+        if let Some(existing) = w.contact_by_name(&name)?
+            && existing.identity != card.identity
+        {
+            after.push(After::Event(Event::IdentityWarning {
+                contact: name.clone(),
+                detail: "a new contact code for this name has a different identity key".into(),
+            }));
+            return Ok(Err(EngineError::IdentityChanged(name)));
+        }
+        let dev = device_key(&card.peer_id);
+        let existing_dev = w.device(&dev)?;
+        if let Some(d) = &existing_dev
+            && d.identity != card.identity
+        {
+            return Ok(Err(EngineError::BadCode(
+                "that device belongs to another identity".into(),
+            )));
+        }
+        if let Some(other) = w.contact(&card.identity)?
+            && other.name != name
+            && other.added_by_user
+        {
+            return Ok(Err(EngineError::NameTaken(other.name)));
+        }
+        let contact = Contact {
+            identity: card.identity,
+            name: name.clone(),
+            added_ms: now_ms(),
+            added_by_user: true,
+            peer_hint: card.peer_id.clone(),
+            addr_hints: card.addrs.clone(),
+        };
+        w.put_contact(&contact)?;
+        let mut device = existing_dev.unwrap_or(KnownDevice {
+            identity: card.identity,
+            peer_id: card.peer_id.clone(),
+            cert: None,
+            addrs: Vec::new(),
+        });
+        for a in card.addrs.iter().rev() {
+            if !device.addrs.contains(a) {
+                device.addrs.insert(0, a.clone());
+            }
+        }
+        device.addrs.truncate(MAX_DEVICE_ADDRS);
+        w.put_device(&dev, &device)?;
+        if let Ok(peer) = PeerId::from_bytes(&card.peer_id) {
+            after.push(After::Net(NetCommand::Dial {
+                peer,
+                addrs: decode_addrs(&device.addrs),
+            }));
+        }
+        Ok(Ok(ContactView {
+            name,
+            identity: IdentityKey(card.identity).short(),
+            added_by_user: true,
+            connected: false,
+            pending: 0,
+        }))
+    }
+
+    fn send(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        to: &str,
+        text: String,
+        after: &mut Vec<After>,
+    ) -> Result<Result<Sent, EngineError>, StoreError> {
+        if text.is_empty() || text.len() > MAX_TEXT {
+            return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
+        }
+        let Some(c) = w.contact_by_name(to)? else {
+            return Ok(Err(EngineError::UnknownContact(to.to_string())));
+        };
+        let id = self.ids.next();
+        let now = now_ms();
+        let msg = StoredMessage {
+            id: id.0,
+            outgoing: true,
+            text: text.clone(),
+            sent_at_ms: now,
+            stored_at_ms: now,
+            status: Status::Pending,
+        };
+        w.append_message(&c.identity, &msg)?;
+        let body = Body::Text {
+            id: id.0,
+            sent_at_ms: now,
+            text,
+        };
+        self.enqueue(w, &c.identity, &body, vec![id.0], after)?;
+        Ok(Ok(Sent { id: id.to_string() }))
+    }
+
+    fn mark_read(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        with: &str,
+        after: &mut Vec<After>,
+    ) -> Result<Result<usize, EngineError>, StoreError> {
+        let Some(c) = w.contact_by_name(with)? else {
+            return Ok(Err(EngineError::UnknownContact(with.to_string())));
+        };
+        let unread: Vec<u128> = w
+            .history(&c.identity, 10_000)?
+            .into_iter()
+            .filter(|(_, m)| !m.outgoing && m.status < Status::Read)
+            .map(|(_, m)| m.id)
+            .collect();
+        for id in &unread {
+            w.raise_status(&c.identity, *id, false, Status::Read)?;
+        }
+        for chunk in unread.chunks(MAX_RECEIPT_IDS) {
+            let body = Body::Receipt {
+                kind: ReceiptKind::Read,
+                ids: chunk.to_vec(),
+                at_ms: now_ms(),
+            };
+            self.enqueue(w, &c.identity, &body, Vec::new(), after)?;
+        }
+        Ok(Ok(unread.len()))
+    }
+
+    /// Opens, stores and acknowledges a batch of envelopes from `peer`.
+    fn receive(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        envelopes: Vec<Envelope>,
+        after: &mut Vec<After>,
+    ) -> Result<Vec<DeliveryResult>, StoreError> {
+        let mut results = Vec::with_capacity(envelopes.len());
+        let my_curve = self.device.curve_key();
+        for env in envelopes {
+            if env.to_device != my_curve {
+                after.push(After::Net(NetCommand::Penalize {
+                    peer,
+                    reason: "envelope for another device",
+                }));
+                results.push(DeliveryResult::Rejected(RejectReason::WrongDevice));
+                continue;
+            }
+            let hash = envelope_hash(&env);
+            if w.seen(&hash)? {
+                results.push(DeliveryResult::Duplicate);
+                continue;
+            }
+            let r = self.open(w, peer, &env, after)?;
+            if matches!(r, DeliveryResult::Stored) {
+                w.mark_seen(&hash, now_ms())?;
+            }
+            results.push(r);
+        }
+        Ok(results)
+    }
+
+    fn open(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        env: &Envelope,
+        after: &mut Vec<After>,
+    ) -> Result<DeliveryResult, StoreError> {
+        // Which device sent it: a pre-key message names its Curve25519 key; otherwise the
+        // connection's peer id tells.
+        let (curve, known_dev) = match PeerSessions::prekey_sender(env) {
+            Some(curve) => (curve, w.device_by_curve(&curve)?),
+            None => {
+                let dev = device_key(&peer.to_bytes());
+                match w.device(&dev)?.and_then(|d| d.cert) {
+                    Some(cert) => (cert.curve25519, Some(dev)),
+                    None => return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable)),
+                }
+            }
+        };
+        // Decrypt with the known device's sessions, or fresh ones for a new device.
+        let mut sessions = match known_dev {
+            Some(dev) => self.take_sessions(w, &dev, curve)?,
+            None => PeerSessions::new(curve),
+        };
+        let result = sessions.decrypt(&mut self.device, env);
+        // A known device's sessions go back in the cache whatever happened (vodozemac leaves
+        // a session unchanged when decryption fails).
+        let mut sessions = match known_dev {
+            Some(dev) => {
+                self.sessions.insert(dev, sessions);
+                None
+            }
+            None => Some(sessions),
+        };
+        let decrypted = match result {
+            Ok(d) => d,
+            Err(e) => {
+                debug!(%peer, error = %e, "cannot decrypt envelope");
+                return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
+            }
+        };
+        // From here on the ratchet has moved: its new state must be saved.
+        if let Some(dev) = known_dev {
+            self.dirty_sessions.insert(dev);
+        }
+        self.account_dirty |= decrypted.new_session;
+        let sealed = match Sealed::decode(&decrypted.plaintext) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%peer, error = %e, "malformed sealed message");
+                after.push(After::Net(NetCommand::Penalize {
+                    peer,
+                    reason: "malformed sealed message",
+                }));
+                return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
+            }
+        };
+        // Bind the session to a device and a person.
+        let dev = match known_dev {
+            Some(dev) => dev,
+            None => {
+                let Some(cert) = sealed.sender.clone() else {
+                    return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
+                };
+                if cert.curve25519 != curve {
+                    return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
+                }
+                let dev = device_key(&cert.peer_id);
+                let existing = w.device(&dev)?;
+                if let Some(d) = &existing
+                    && d.identity != cert.identity
+                {
+                    let name = w
+                        .contact(&d.identity)?
+                        .map(|c| c.name)
+                        .unwrap_or_default();
+                    after.push(After::Event(Event::IdentityWarning {
+                        contact: name,
+                        detail: "a device presented keys of a different identity".into(),
+                    }));
+                    return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
+                }
+                let mut d = existing.unwrap_or(KnownDevice {
+                    identity: cert.identity,
+                    peer_id: cert.peer_id.clone(),
+                    cert: None,
+                    addrs: Vec::new(),
+                });
+                d.cert = Some(cert.clone());
+                w.put_device(&dev, &d)?;
+                if w.contact(&cert.identity)?.is_none() {
+                    let short = IdentityKey(cert.identity).short();
+                    let mut name = format!("~{short}");
+                    let mut n = 1;
+                    while w.contact_by_name(&name)?.is_some() {
+                        n += 1;
+                        name = format!("~{short}-{n}");
+                    }
+                    w.put_contact(&Contact {
+                        identity: cert.identity,
+                        name: name.clone(),
+                        added_ms: now_ms(),
+                        added_by_user: false,
+                        peer_hint: cert.peer_id.clone(),
+                        addr_hints: Vec::new(),
+                    })?;
+                    after.push(After::Event(Event::NewContact {
+                        contact: name,
+                        identity: short,
+                    }));
+                }
+                if let Some(s) = sessions.take() {
+                    self.sessions.insert(dev, s);
+                }
+                dev
+            }
+        };
+        self.dirty_sessions.insert(dev);
+        let Some(device) = w.device(&dev)? else {
+            return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
+        };
+        let conv = device.identity;
+        let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
+        match sealed.body {
+            Body::Text {
+                id,
+                sent_at_ms,
+                text,
+            } => {
+                let msg = StoredMessage {
+                    id,
+                    outgoing: false,
+                    text: text.clone(),
+                    sent_at_ms,
+                    stored_at_ms: now_ms(),
+                    status: Status::Delivered,
+                };
+                if w.append_message(&conv, &msg)?.is_some() {
+                    after.push(After::Event(Event::Message {
+                        contact: name,
+                        id: MessageId(id).to_string(),
+                        text,
+                        sent_at: sent_at_ms,
+                    }));
+                }
+            }
+            Body::Receipt { kind, ids, .. } => {
+                let to = match kind {
+                    ReceiptKind::Delivered => Status::Delivered,
+                    ReceiptKind::Read => Status::Read,
+                };
+                for id in ids {
+                    if let Some(s) = w.raise_status(&conv, id, true, to)? {
+                        after.push(After::Event(Event::Status {
+                            contact: name.clone(),
+                            id: MessageId(id).to_string(),
+                            status: s.as_str().into(),
+                        }));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(DeliveryResult::Stored)
+    }
+
+    fn on_response(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        pending: Pending,
+        resp: Response,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        match (pending, resp) {
+            (Pending::Deliver { dev, seqs }, Response::Delivered { results })
+                if results.len() == seqs.len() =>
+            {
+                let mut reset = false;
+                for (seq, r) in seqs.iter().zip(results) {
+                    match r {
+                        DeliveryResult::Stored | DeliveryResult::Duplicate => {
+                            if let Some(item) = w.take_outbox(&dev, *seq)? {
+                                self.raise(w, &item, Status::Delivered, after)?;
+                            }
+                        }
+                        DeliveryResult::Rejected(RejectReason::Malformed) => {
+                            warn!(%peer, "recipient refused an envelope as malformed; dropped");
+                            w.take_outbox(&dev, *seq)?;
+                        }
+                        _ => {
+                            reset = true;
+                            break;
+                        }
+                    }
+                }
+                if reset {
+                    self.reset_sessions(w, &dev)?;
+                }
+                self.settled(dev, after);
+            }
+            (Pending::Claim { dev }, Response::Prekey(bundle)) => {
+                self.on_prekey(w, peer, dev, bundle, after)?;
+                self.settled(dev, after);
+            }
+            (p, other) => {
+                let dev = match p {
+                    Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
+                };
+                if !matches!(other, Response::Refused(_)) {
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer,
+                        reason: "response does not fit the request",
+                    }));
+                }
+                debug!(%peer, "request refused or answered wrongly; backing off");
+                after.push(After::Failed(dev));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request to `dev` completed: it may send the next batch at once.
+    fn settled(&mut self, dev: [u8; 32], after: &mut Vec<After>) {
+        let p = self.peers.entry(dev).or_default();
+        p.in_flight = false;
+        p.failures = 0;
+        p.next_try = None;
+        after.push(After::Pump(dev));
+    }
+
+    /// Raises the state of the messages an acknowledged outbox item carried.
+    fn raise(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        item: &OutboxItem,
+        to: Status,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if item.message_ids.is_empty() {
+            return Ok(());
+        }
+        let name = w.contact(&item.conversation)?.map(|c| c.name).unwrap_or_default();
+        for id in &item.message_ids {
+            if let Some(s) = w.raise_status(&item.conversation, *id, true, to)? {
+                after.push(After::Event(Event::Status {
+                    contact: name.clone(),
+                    id: MessageId(*id).to_string(),
+                    status: s.as_str().into(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The device could not open our envelopes (it lost its state, or ours is stale): start
+    /// new sessions and re-seal what is waiting, up to [`MAX_RESETS`] times per item.
+    fn reset_sessions(&mut self, w: &mut WriteTx<'_>, dev: &[u8; 32]) -> Result<(), StoreError> {
+        warn!("a contact's device could not decrypt our messages; starting a new session");
+        self.sessions.remove(dev);
+        self.dirty_sessions.remove(dev);
+        w.drop_sessions(dev)?;
+        for (seq, mut item) in w.outbox(dev, usize::MAX)? {
+            if item.sealed.is_none() {
+                continue;
+            }
+            if item.resets >= MAX_RESETS {
+                warn!("dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions");
+                w.take_outbox(dev, seq)?;
+                continue;
+            }
+            item.sealed = None;
+            item.resets += 1;
+            w.update_outbox(dev, seq, &item)?;
+        }
+        Ok(())
+    }
+
+    fn on_prekey(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        dev: [u8; 32],
+        bundle: kith_proto::record::PrekeyBundle,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(mut device) = w.device(&dev)? else {
+            return Ok(());
+        };
+        let name = w.contact(&device.identity)?.map(|c| c.name).unwrap_or_default();
+        if bundle.validate().is_err()
+            || bundle.cert.peer_id != peer.to_bytes()
+            || bundle.cert.peer_id != device.peer_id
+        {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "invalid pre-key bundle",
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        if bundle.cert.identity != device.identity {
+            warn!(%peer, "device presented a different identity key than the contact's");
+            after.push(After::Event(Event::IdentityWarning {
+                contact: name,
+                detail: "the device at this contact's address has a different identity key; \
+                         messages are held until it is resolved"
+                    .into(),
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        let curve = bundle.cert.curve25519;
+        device.cert = Some(bundle.cert.clone());
+        w.put_device(&dev, &device)?;
+        let mut s = self.take_sessions(w, &dev, curve)?;
+        let opened = s.open_outbound(&self.device, &bundle);
+        self.sessions.insert(dev, s);
+        if let Err(e) = opened {
+            warn!(%peer, error = %e, "cannot open a session");
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        self.dirty_sessions.insert(dev);
+        // Seal everything that waited for this session.
+        for (seq, mut item) in w.outbox(&dev, usize::MAX)? {
+            if item.sealed.is_some() {
+                continue;
+            }
+            let Some(body) = item.body.clone() else {
+                w.take_outbox(&dev, seq)?;
+                continue;
+            };
+            item.sealed = self.seal(w, &dev, &body)?;
+            w.update_outbox(&dev, seq, &item)?;
+        }
+        Ok(())
+    }
+
+    fn on_record(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: [u8; 32],
+        value: &[u8],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Ok(rec) = UserRecord::decode_valid(value, now_ms()) else {
+            return Ok(());
+        };
+        if rec.identity != identity || w.contact(&identity)?.is_none() {
+            return Ok(());
+        }
+        for rd in rec.devices {
+            let dev = device_key(&rd.cert.peer_id);
+            let mut d = w.device(&dev)?.unwrap_or(KnownDevice {
+                identity,
+                peer_id: rd.cert.peer_id.clone(),
+                cert: None,
+                addrs: Vec::new(),
+            });
+            if d.identity != identity {
+                continue;
+            }
+            let mut merged = rd.addrs.clone();
+            for a in &d.addrs {
+                if !merged.contains(a) {
+                    merged.push(a.clone());
+                }
+            }
+            merged.truncate(MAX_DEVICE_ADDRS);
+            d.addrs = merged;
+            w.put_device(&dev, &d)?;
+            if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
+                after.push(After::Net(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&d.addrs),
+                }));
+            }
+            if let Some(p) = self.peers.get_mut(&dev) {
+                p.next_try = None;
+            }
+            after.push(After::Pump(dev));
+        }
+        Ok(())
+    }
+}

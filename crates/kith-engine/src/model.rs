@@ -1,0 +1,186 @@
+//! What the engine offers its callers: views, events and errors. These are the typed results
+//! of the command model shared by the CLI and the JSON-RPC API.
+
+use serde::{Deserialize, Serialize};
+
+/// Errors a caller can get. [`EngineError::exit_code`] maps them to the CLI's exit codes.
+#[derive(Debug, thiserror::Error, Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No contact has that name.
+    #[error("no contact named {0:?} (see `kith contacts list`)")]
+    UnknownContact(String),
+    /// A contact code could not be read.
+    #[error("that contact code is not valid: {0}")]
+    BadCode(String),
+    /// A name is not acceptable.
+    #[error("invalid name: {0}")]
+    BadName(String),
+    /// The name is used by another contact.
+    #[error("the name {0:?} is already used by another contact")]
+    NameTaken(String),
+    /// The code names a different identity key than the contact already known by that name.
+    #[error(
+        "{0:?} already names a contact with a different identity key: their safety number \
+         changed. Compare safety numbers in person; to replace the contact, remove it first"
+    )]
+    IdentityChanged(String),
+    /// That code is this node's own.
+    #[error("that is your own contact code")]
+    OwnCode,
+    /// The message text is empty or too long.
+    #[error("message text must be 1 to {max} bytes")]
+    BadText { max: usize },
+    /// A store or other internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The engine has stopped.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+impl EngineError {
+    /// The CLI exit code: 1 for user errors, 2 for internal ones, 3 when the node is gone.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Internal(_) => 2,
+            EngineError::Stopped => 3,
+            _ => 1,
+        }
+    }
+}
+
+/// What `kith id` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The contact code to give to others.
+    pub code: String,
+    /// This device's libp2p peer id.
+    pub peer_id: String,
+    /// Addresses the node listens on.
+    pub addrs: Vec<String>,
+    /// The identity key's short fingerprint.
+    pub identity: String,
+}
+
+/// A contact as listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContactView {
+    /// The name given to it.
+    pub name: String,
+    /// Identity fingerprint.
+    pub identity: String,
+    /// Whether this user added it (false: it wrote first).
+    pub added_by_user: bool,
+    /// Whether a device of it is connected now.
+    pub connected: bool,
+    /// Messages waiting in the outbox for it.
+    pub pending: usize,
+}
+
+/// A message as shown in history.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageView {
+    /// Message id (ULID text).
+    pub id: String,
+    /// "me" or the contact's name.
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// pending, sent, delivered or read.
+    pub status: String,
+    /// When the sender wrote it (ms since epoch).
+    pub sent_at: u64,
+}
+
+impl std::fmt::Debug for MessageView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageView")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `kith send` returns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sent {
+    /// The new message's id.
+    pub id: String,
+}
+
+/// What `kith verify` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verification {
+    /// The contact.
+    pub name: String,
+    /// 60 digits in 12 groups, the same on both sides.
+    pub safety_number: String,
+    /// Our identity fingerprint.
+    pub mine: String,
+    /// Theirs.
+    pub theirs: String,
+}
+
+/// Connection status of the node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This device's peer id.
+    pub peer_id: String,
+    /// Peers connected now.
+    pub connected_peers: Vec<String>,
+    /// Items waiting in the outbox, over all devices.
+    pub outbox: usize,
+}
+
+/// Something that happened, streamed by `kith watch`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A new incoming message.
+    Message {
+        /// The contact's name.
+        contact: String,
+        /// Message id.
+        id: String,
+        /// The text.
+        text: String,
+        /// Sender's time (ms).
+        sent_at: u64,
+    },
+    /// An outgoing message's state rose.
+    Status {
+        /// The contact's name.
+        contact: String,
+        /// Message id.
+        id: String,
+        /// New state.
+        status: String,
+    },
+    /// Someone not in the contacts wrote; they were added under a provisional name.
+    NewContact {
+        /// The provisional name.
+        contact: String,
+        /// Identity fingerprint.
+        identity: String,
+    },
+    /// A peer presented keys that do not match the contact's identity.
+    IdentityWarning {
+        /// The contact's name.
+        contact: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Message { id, .. } => write!(f, "Message({id})"),
+            Event::Status { id, status, .. } => write!(f, "Status({id}, {status})"),
+            Event::NewContact { identity, .. } => write!(f, "NewContact({identity})"),
+            Event::IdentityWarning { .. } => f.write_str("IdentityWarning"),
+        }
+    }
+}
