@@ -1,1 +1,14 @@
-fn main() {}
+//! `kith`: the Kith daemon (`kith up`) and the commands that talk to it.
+//!
+//! This binary only parses arguments, sets up logging and wires the engine and the API
+//! together. Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 daemon not running
+//! or network failure.
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

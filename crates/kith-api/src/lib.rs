@@ -1,1 +1,36 @@
+//! The local API: JSON-RPC 2.0 over a Unix socket in the data directory, one JSON object per
+//! line. The CLI is a client of it, and so can be any bot or front end.
+//!
+//! Every method is defined once, in [`methods`], as a type implementing [`Method`]: its name,
+//! its typed params and result, and the engine call that serves it. The server dispatches on
+//! the name; the client calls `Client::call::<M>(params)`. `docs/api.md` lists the methods.
+//!
+//! `watch` is a subscription: after its result, the server writes notifications
+//! `{"jsonrpc":"2.0","method":"event","params":EVENT}` on the same connection.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod client;
+pub mod methods;
+mod server;
+
+pub use client::{Client, ClientError};
+pub use methods::Method;
+pub use server::serve;
+
+/// The socket's file name inside the data directory.
+pub const SOCKET_NAME: &str = "kith.sock";
+/// Longest request or response line.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// JSON-RPC error codes used by Kith. Application errors use the CLI exit code as their code.
+pub mod codes {
+    /// Not JSON.
+    pub const PARSE: i64 = -32700;
+    /// Not a JSON-RPC request.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Params do not fit the method.
+    pub const INVALID_PARAMS: i64 = -32602;
+}

@@ -26,4 +26,5 @@ mod model;
 
 pub use actor::{Engine, EngineConfig, EngineHandle};
 pub use keys::KeyFile;
+pub use kith_net::Multiaddr;
 pub use model::*;

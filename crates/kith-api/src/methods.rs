@@ -1,0 +1,187 @@
+//! The command model: each method's name, params, result and implementation, defined once
+//! and used by both the JSON-RPC server and the CLI.
+
+use std::future::Future;
+
+use kith_engine::{
+    ContactView, EngineError, EngineHandle, MessageView, NodeInfo, NodeStatus, Sent,
+    Verification,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// One API method.
+pub trait Method {
+    /// The JSON-RPC method name.
+    const NAME: &'static str;
+    /// Its params.
+    type Params: Serialize + DeserializeOwned + std::marker::Send;
+    /// Its result.
+    type Output: Serialize + DeserializeOwned + std::marker::Send;
+    /// Serves it.
+    fn call(
+        engine: &EngineHandle,
+        params: Self::Params,
+    ) -> impl Future<Output = Result<Self::Output, EngineError>> + std::marker::Send;
+}
+
+/// No params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NoParams {}
+
+/// Params naming a contact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithContact {
+    /// The contact's name.
+    pub with: String,
+}
+
+/// `id`: this node's contact code, peer id and addresses.
+#[derive(Debug)]
+pub struct Id;
+impl Method for Id {
+    const NAME: &'static str = "id";
+    type Params = NoParams;
+    type Output = NodeInfo;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<NodeInfo, EngineError> {
+        e.info().await
+    }
+}
+
+/// Params of `contacts.add`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddContactParams {
+    /// The contact code.
+    pub code: String,
+    /// The name to file it under.
+    pub name: String,
+}
+
+/// `contacts.add`: add a contact from their code.
+#[derive(Debug)]
+pub struct ContactsAdd;
+impl Method for ContactsAdd {
+    const NAME: &'static str = "contacts.add";
+    type Params = AddContactParams;
+    type Output = ContactView;
+    async fn call(e: &EngineHandle, p: AddContactParams) -> Result<ContactView, EngineError> {
+        e.add_contact(p.code, p.name).await
+    }
+}
+
+/// `contacts.list`: every contact.
+#[derive(Debug)]
+pub struct ContactsList;
+impl Method for ContactsList {
+    const NAME: &'static str = "contacts.list";
+    type Params = NoParams;
+    type Output = Vec<ContactView>;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<Vec<ContactView>, EngineError> {
+        e.contacts().await
+    }
+}
+
+/// Params of `send`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendParams {
+    /// The contact's name.
+    pub to: String,
+    /// The text.
+    pub text: String,
+}
+
+/// `send`: queue a text message; returns its id once it is durably queued.
+#[derive(Debug)]
+pub struct Send;
+impl Method for Send {
+    const NAME: &'static str = "send";
+    type Params = SendParams;
+    type Output = Sent;
+    async fn call(e: &EngineHandle, p: SendParams) -> Result<Sent, EngineError> {
+        e.send(p.to, p.text).await
+    }
+}
+
+/// Params of `history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryParams {
+    /// The contact's name.
+    pub with: String,
+    /// How many of the latest messages (default 50).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// Most messages one `history` call returns.
+pub const MAX_HISTORY: usize = 10_000;
+
+/// `history`: the latest messages with a contact, oldest first.
+#[derive(Debug)]
+pub struct History;
+impl Method for History {
+    const NAME: &'static str = "history";
+    type Params = HistoryParams;
+    type Output = Vec<MessageView>;
+    async fn call(e: &EngineHandle, p: HistoryParams) -> Result<Vec<MessageView>, EngineError> {
+        e.history(p.with, p.limit.min(MAX_HISTORY)).await
+    }
+}
+
+/// Result of `read`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadResult {
+    /// How many messages were newly marked read.
+    pub marked: usize,
+}
+
+/// `read`: mark a conversation read and send read receipts.
+#[derive(Debug)]
+pub struct Read;
+impl Method for Read {
+    const NAME: &'static str = "read";
+    type Params = WithContact;
+    type Output = ReadResult;
+    async fn call(e: &EngineHandle, p: WithContact) -> Result<ReadResult, EngineError> {
+        e.mark_read(p.with).await.map(|marked| ReadResult { marked })
+    }
+}
+
+/// `verify`: the safety number with a contact.
+#[derive(Debug)]
+pub struct Verify;
+impl Method for Verify {
+    const NAME: &'static str = "verify";
+    type Params = WithContact;
+    type Output = Verification;
+    async fn call(e: &EngineHandle, p: WithContact) -> Result<Verification, EngineError> {
+        e.verify(p.with).await
+    }
+}
+
+/// `status`: connected peers and outbox size.
+#[derive(Debug)]
+pub struct Status;
+impl Method for Status {
+    const NAME: &'static str = "status";
+    type Params = NoParams;
+    type Output = NodeStatus;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<NodeStatus, EngineError> {
+        e.status().await
+    }
+}
+
+/// Result of `watch` (then events follow as notifications).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// Always true.
+    pub subscribed: bool,
+}
+
+/// The name of the `watch` subscription method.
+pub const WATCH: &str = "watch";
+/// The notification method carrying events.
+pub const EVENT: &str = "event";

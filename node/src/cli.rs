@@ -1,0 +1,286 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kith_api::methods::{self, AddContactParams, HistoryParams, NoParams, SendParams, WithContact};
+use kith_api::{Client, ClientError, SOCKET_NAME};
+use kith_engine::{Engine, EngineConfig};
+
+use crate::output::Out;
+
+/// Kith: a peer-to-peer, end-to-end encrypted messenger.
+#[derive(Debug, Parser)]
+#[command(name = "kith", version, about)]
+pub struct Cli {
+    /// Where this node keeps its keys and messages [default: $XDG_DATA_HOME/kith].
+    #[arg(long, global = true, env = "KITH_HOME")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON Lines for programs instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the node in the foreground (Ctrl-C stops it).
+    Up {
+        /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC].
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// A DHT peer to join through, with its /p2p/ id (repeatable).
+        #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Do not announce or look for peers on the LAN (mDNS).
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Show this node's contact code and addresses.
+    Id,
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
+    /// Send a text message.
+    Send {
+        /// The contact's name.
+        name: String,
+        /// The text.
+        text: String,
+    },
+    /// Show the conversation with a contact.
+    History {
+        /// The contact's name.
+        name: String,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Mark a conversation read (the contact sees "read").
+    Read {
+        /// The contact's name.
+        name: String,
+    },
+    /// Stream incoming messages and state changes.
+    Watch,
+    /// Show the safety number to compare with a contact.
+    Verify {
+        /// The contact's name.
+        name: String,
+    },
+    /// Show connections and the outbox size.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactsCmd {
+    /// Add a contact from their code (`kith id` on their side).
+    Add {
+        /// Their contact code.
+        code: String,
+        /// The name to use for them.
+        #[arg(long)]
+        name: String,
+    },
+    /// List contacts.
+    List,
+}
+
+fn data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match arg {
+        Some(d) => Ok(d),
+        None => dirs::data_dir()
+            .map(|d| d.join("kith"))
+            .context("cannot find a data directory; pass --data-dir or set KITH_HOME"),
+    }
+}
+
+/// Restricts files this process creates to its owner (keys, store, socket).
+fn restrict_umask() {
+    // SAFETY: umask only changes this process's file-creation mask and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
+    restrict_umask();
+    let out = Out::new(cli.json);
+    let dir = match data_dir(cli.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            out.error(&format!("{e:#}"));
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.error(&format!("cannot start the runtime: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        match cli.cmd {
+            Command::Up {
+                listen,
+                bootstrap,
+                no_mdns,
+            } => up(&out, dir, listen, bootstrap, !no_mdns).await,
+            cmd => match client_cmd(&out, &dir, cmd).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    out.error(&e.to_string());
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            },
+        }
+    })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KITH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,libp2p=warn,libp2p_kad=error,mdns_sd=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn up(
+    out: &Out,
+    dir: PathBuf,
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+    mdns: bool,
+) -> ExitCode {
+    init_logging();
+    let parse = |v: Vec<String>, what: &str| -> Result<Vec<kith_engine::Multiaddr>, String> {
+        v.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| format!("{what} address {s:?} is not a multiaddr: {e}"))
+            })
+            .collect()
+    };
+    let listen = if listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/0".to_string(),
+            "/ip4/0.0.0.0/udp/0/quic-v1".to_string(),
+        ]
+    } else {
+        listen
+    };
+    let (listen, bootstrap) = match (parse(listen, "listen"), parse(bootstrap, "bootstrap")) {
+        (Ok(l), Ok(b)) => (l, b),
+        (Err(e), _) | (_, Err(e)) => {
+            out.error(&e);
+            return ExitCode::from(1);
+        }
+    };
+    let cfg = EngineConfig {
+        data_dir: dir.clone(),
+        listen,
+        bootstrap,
+        mdns,
+    };
+    let (engine, task) = match Engine::start(cfg).await {
+        Ok(x) => x,
+        Err(e) => {
+            out.error(&e.to_string());
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let sock = dir.join(SOCKET_NAME);
+    let server = match kith_api::serve(engine.clone(), &sock).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.error(&format!("cannot open the API socket {}: {e}", sock.display()));
+            engine.shutdown().await;
+            return ExitCode::from(2);
+        }
+    };
+    match engine.info().await {
+        Ok(info) => out.node_up(&info, &sock),
+        Err(e) => out.error(&e.to_string()),
+    }
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            out.error(&format!("cannot watch for signals: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = task => {
+            out.error("the node stopped unexpectedly");
+            let _ = std::fs::remove_file(&sock);
+            return ExitCode::from(2);
+        }
+    }
+    tracing::info!("stopping");
+    server.abort();
+    engine.shutdown().await;
+    let _ = std::fs::remove_file(&sock);
+    ExitCode::SUCCESS
+}
+
+async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<(), ClientError> {
+    let mut c = Client::connect(&dir.join(SOCKET_NAME)).await?;
+    match cmd {
+        Command::Up { .. } => {}
+        Command::Id => out.id(&c.call::<methods::Id>(NoParams {}).await?),
+        Command::Contacts(ContactsCmd::Add { code, name }) => {
+            let v = c
+                .call::<methods::ContactsAdd>(AddContactParams { code, name })
+                .await?;
+            out.contact_added(&v);
+        }
+        Command::Contacts(ContactsCmd::List) => {
+            out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)
+        }
+        Command::Send { name, text } => {
+            let v = c.call::<methods::Send>(SendParams { to: name, text }).await?;
+            out.sent(&v);
+        }
+        Command::History { name, limit } => {
+            let v = c
+                .call::<methods::History>(HistoryParams { with: name, limit })
+                .await?;
+            out.history(&v);
+        }
+        Command::Read { name } => {
+            let v = c.call::<methods::Read>(WithContact { with: name }).await?;
+            out.read(&v);
+        }
+        Command::Verify { name } => {
+            let v = c.call::<methods::Verify>(WithContact { with: name }).await?;
+            out.verify(&v);
+        }
+        Command::Status => out.status(&c.call::<methods::Status>(NoParams {}).await?),
+        Command::Watch => {
+            c.watch().await?;
+            while let Some(ev) = c.next_event().await? {
+                out.event(&ev);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! Everything the CLI prints: plain text for people, or JSON Lines with `--json`. Results go
+//! to stdout, errors to stderr; a closed stdout (`kith watch | head`) is not an error.
+
+use std::io::Write;
+use std::path::Path;
+
+use kith_api::methods::ReadResult;
+use kith_engine::{ContactView, MessageView, NodeInfo, NodeStatus, Sent, Verification};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub struct Out {
+    json: bool,
+}
+
+fn line(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{s}");
+    let _ = o.flush();
+}
+
+fn json_line<T: Serialize>(v: &T) {
+    match serde_json::to_string(v) {
+        Ok(s) => line(&s),
+        Err(e) => eprintln!("kith: cannot encode output: {e}"),
+    }
+}
+
+/// "YYYY-MM-DD HH:MM" in UTC for milliseconds since the epoch.
+pub fn utc(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+}
+
+fn ticks(status: &str) -> &'static str {
+    match status {
+        "pending" => "…",
+        "sent" => "✓",
+        "delivered" => "✓✓",
+        "read" => "✓✓ read",
+        _ => "?",
+    }
+}
+
+fn qr(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+impl Out {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn error(&self, msg: &str) {
+        if self.json {
+            let mut e = std::io::stderr().lock();
+            let _ = writeln!(e, "{}", json!({ "error": msg }));
+        } else {
+            eprintln!("kith: {msg}");
+        }
+    }
+
+    pub fn node_up(&self, info: &NodeInfo, sock: &Path) {
+        if self.json {
+            json_line(&json!({
+                "event": "up",
+                "code": info.code,
+                "peer_id": info.peer_id,
+                "addrs": info.addrs,
+                "socket": sock.display().to_string(),
+            }));
+            return;
+        }
+        line("Kith node running. Give this contact code to the people you talk to:");
+        line("");
+        line(&format!("  {}", info.code));
+        if let Some(q) = qr(&info.code) {
+            line(&q);
+        }
+        line("Listening on:");
+        for a in &info.addrs {
+            line(&format!("  {a}"));
+        }
+        line("Press Ctrl-C to stop.");
+    }
+
+    pub fn id(&self, info: &NodeInfo) {
+        if self.json {
+            json_line(&json!({"code": info.code, "peer_id": info.peer_id, "addrs": info.addrs}));
+            return;
+        }
+        line(&info.code);
+        if let Some(q) = qr(&info.code) {
+            line(&q);
+        }
+        line(&format!("peer id:  {}", info.peer_id));
+        line(&format!("identity: {}", info.identity));
+        for a in &info.addrs {
+            line(&format!("address:  {a}"));
+        }
+    }
+
+    pub fn contact_added(&self, c: &ContactView) {
+        if self.json {
+            json_line(c);
+        } else {
+            line(&format!("Added {} ({}).", c.name, c.identity));
+        }
+    }
+
+    pub fn contacts(&self, cs: &[ContactView]) {
+        if self.json {
+            for c in cs {
+                json_line(c);
+            }
+            return;
+        }
+        if cs.is_empty() {
+            line("No contacts yet. Add one with: kith contacts add CODE --name NAME");
+        }
+        for c in cs {
+            let mut s = format!(
+                "{:<20} {}  {}",
+                c.name,
+                c.identity,
+                if c.connected { "connected" } else { "" }
+            );
+            if c.pending > 0 {
+                s.push_str(&format!("  ({} waiting)", c.pending));
+            }
+            if !c.added_by_user {
+                s.push_str("  (wrote to you; not added by you)");
+            }
+            line(s.trim_end());
+        }
+    }
+
+    pub fn sent(&self, s: &Sent) {
+        if self.json {
+            json_line(s);
+        } else {
+            line(&s.id);
+        }
+    }
+
+    pub fn history(&self, msgs: &[MessageView]) {
+        for m in msgs {
+            if self.json {
+                json_line(m);
+            } else if m.from == "me" {
+                line(&format!("[{}] me: {}  {}", utc(m.sent_at), m.text, ticks(&m.status)));
+            } else {
+                line(&format!("[{}] {}: {}", utc(m.sent_at), m.from, m.text));
+            }
+        }
+    }
+
+    pub fn read(&self, r: &ReadResult) {
+        if self.json {
+            json_line(r);
+        } else {
+            line(&format!("{} message(s) marked read.", r.marked));
+        }
+    }
+
+    pub fn verify(&self, v: &Verification) {
+        if self.json {
+            json_line(v);
+            return;
+        }
+        line(&format!("Safety number with {}:", v.name));
+        line("");
+        let groups: Vec<&str> = v.safety_number.split(' ').collect();
+        for row in groups.chunks(4) {
+            line(&format!("  {}", row.join(" ")));
+        }
+        line("");
+        line("Compare it with theirs in person or on a call; if they match, no one is in between.");
+    }
+
+    pub fn status(&self, s: &NodeStatus) {
+        if self.json {
+            json_line(s);
+            return;
+        }
+        line(&format!("peer id:   {}", s.peer_id));
+        line(&format!("connected: {} peer(s)", s.connected_peers.len()));
+        for p in &s.connected_peers {
+            line(&format!("  {p}"));
+        }
+        line(&format!("outbox:    {} item(s) waiting", s.outbox));
+    }
+
+    pub fn event(&self, ev: &Value) {
+        if self.json {
+            json_line(ev);
+            return;
+        }
+        let get = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
+        match get("event") {
+            "message" => line(&format!("{}: {}", get("contact"), get("text"))),
+            "status" => line(&format!(
+                "{} {} {}",
+                get("contact"),
+                get("id"),
+                ticks(get("status"))
+            )),
+            "new_contact" => line(&format!(
+                "New contact wrote to you: {} (identity {})",
+                get("contact"),
+                get("identity")
+            )),
+            "identity_warning" => line(&format!(
+                "WARNING {}: {}",
+                get("contact"),
+                get("detail")
+            )),
+            _ => line(&ev.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(1_700_000_000_000), "2023-11-14 22:13");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00");
+    }
+}
