@@ -1,0 +1,225 @@
+//! Test harness: real `kith up` daemons in their own processes, on loopback, with temporary
+//! data directories and mDNS off. Waits are on conditions with timeouts, never fixed sleeps.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One node: a data directory and, while running, its daemon process.
+pub struct Node {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    extra: Vec<String>,
+}
+
+impl Node {
+    /// A new node with a fresh data dir and a fixed loopback port; not started.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Self {
+            dir: tmp.path().to_path_buf(),
+            port: free_port(),
+            child: None,
+            _tmp: Some(tmp),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Extra `kith up` arguments (e.g. `--bootstrap`).
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn listen_addr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+    }
+
+    /// Starts the daemon and waits until its API answers.
+    pub fn start(&mut self) -> &mut Self {
+        assert!(self.child.is_none(), "already running");
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let log = std::fs::File::create(self.dir.join(format!("daemon-{stamp}.log"))).ok();
+        let mut cmd = Command::new(KITH);
+        cmd.arg("--data-dir")
+            .arg(&self.dir)
+            .args(["up", "--no-mdns", "--listen", &self.listen_addr()])
+            .args(&self.extra)
+            .env("KITH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        match log {
+            Some(f) => cmd.stderr(f),
+            None => cmd.stderr(Stdio::null()),
+        };
+        self.child = Some(cmd.spawn().expect("spawn kith up"));
+        let dir = self.dir.clone();
+        wait_for(Duration::from_secs(20), "daemon API", || {
+            let out = run(&dir, &["--json", "status"]);
+            out.status.success().then_some(())
+        });
+        self
+    }
+
+    /// Stops the daemon cleanly (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a CLI command against this node; returns the raw output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(&self.dir, args)
+    }
+
+    /// Runs a CLI command with `--json`, asserts success, parses stdout as JSON Lines.
+    pub fn json(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = run(&self.dir, &full);
+        assert!(
+            out.status.success(),
+            "kith {:?} failed: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    }
+
+    pub fn code(&self) -> String {
+        self.json(&["id"])[0]["code"].as_str().expect("code").to_string()
+    }
+
+    pub fn add(&self, other: &Node, name: &str) {
+        let code = other.code();
+        self.json(&["contacts", "add", &code, "--name", name]);
+    }
+
+    pub fn send(&self, to: &str, text: &str) -> String {
+        self.json(&["send", to, text])[0]["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    pub fn history(&self, with: &str) -> Vec<Value> {
+        self.json(&["history", with, "--limit", "10000"])
+    }
+
+    /// Waits until every message in `with`'s history sent by `from` has `status`, and there
+    /// are at least `n` of them.
+    pub fn wait_status(&self, with: &str, n: usize, status: &str, timeout: Duration) -> Vec<Value> {
+        wait_for(timeout, &format!("{n} messages {status} with {with}"), || {
+            let h = self.history(with);
+            let mine: Vec<Value> = h.into_iter().filter(|m| m["from"] == "me").collect();
+            (mine.len() >= n && mine.iter().all(|m| m["status"] == status)).then_some(mine)
+        })
+    }
+
+    /// Waits until `with`'s history holds at least `n` messages from them.
+    pub fn wait_received(&self, with: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        wait_for(timeout, &format!("{n} messages from {with}"), || {
+            let h = self.history(with);
+            let theirs: Vec<Value> = h.into_iter().filter(|m| m["from"] != "me").collect();
+            (theirs.len() >= n).then_some(theirs)
+        })
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("daemon-") {
+                    s.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(KITH)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kith")
+}
+
+/// Two started nodes that have each other as contacts: (alice, bob), named "Bob" and "Alice".
+pub fn pair() -> (Node, Node) {
+    let mut a = Node::new();
+    let mut b = Node::new();
+    a.start();
+    b.start();
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    (a, b)
+}
