@@ -622,6 +622,11 @@ impl Engine {
             return;
         };
         let addrs = decode_addrs(&device.addrs);
+        if addrs.is_empty() && !self.st.connected.contains(&peer) {
+            // Nowhere to dial yet: ask the DHT where the device is (the dial below may still
+            // succeed through addresses the network layer learned by itself).
+            self.lookup_device(dev);
+        }
         let mut seqs = Vec::new();
         let mut envelopes = Vec::new();
         for (seq, item) in &items {
@@ -1624,6 +1629,11 @@ impl State {
         if rec.identity != identity || w.contact(&identity)?.is_none() {
             return Ok(());
         }
+        info!(
+            identity = %IdentityKey(identity),
+            devices = rec.devices.len(),
+            "updated a contact's addresses from the DHT user record"
+        );
         for rd in rec.devices {
             let dev = device_key(&rd.cert.peer_id);
             let mut d = w.device(&dev)?.unwrap_or(KnownDevice {

@@ -229,3 +229,74 @@ pub fn user_record_key(identity: &[u8; 32]) -> Vec<u8> {
     h.update(identity);
     h.finalize().to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn signed_record(key: &SigningKey, issued: u64, expires: u64) -> UserRecord {
+        let identity = key.verifying_key().to_bytes();
+        let mut cert = DeviceCert {
+            identity,
+            peer_id: vec![1, 2, 3],
+            curve25519: [4; 32],
+            ed25519: [5; 32],
+            created_ms: 1,
+            signature: Vec::new(),
+        };
+        cert.signature = key.sign(&cert.signing_bytes().unwrap()).to_bytes().to_vec();
+        let mut rec = UserRecord {
+            version: 1,
+            identity,
+            devices: vec![RecordDevice {
+                cert,
+                addrs: vec![vec![9; 8]],
+            }],
+            issued_ms: issued,
+            expires_ms: expires,
+            signature: Vec::new(),
+        };
+        rec.signature = key.sign(&rec.signing_bytes().unwrap()).to_bytes().to_vec();
+        rec
+    }
+
+    const NOW: u64 = 1_000_000_000;
+
+    #[test]
+    fn valid_record_roundtrips() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let rec = signed_record(&key, NOW - 10, NOW + 1000);
+        let bytes = codec::encode(&rec).unwrap();
+        assert_eq!(UserRecord::decode_valid(&bytes, NOW).unwrap(), rec);
+    }
+
+    #[test]
+    fn forged_expired_and_foreign_records_are_refused() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+
+        let mut forged = signed_record(&key, NOW - 10, NOW + 1000);
+        forged.devices[0].addrs = vec![vec![6; 8]];
+        assert_eq!(forged.validate(NOW), Err(DecodeError::BadSignature));
+
+        let expired = signed_record(&key, NOW - 1000, NOW - 1);
+        assert_eq!(expired.validate(NOW), Err(DecodeError::Expired));
+
+        let too_long = signed_record(&key, NOW, NOW + MAX_RECORD_LIFETIME_MS + 1);
+        assert!(matches!(too_long.validate(NOW), Err(DecodeError::Invalid(_))));
+
+        // A device certified by another identity cannot be listed.
+        let mut foreign = signed_record(&key, NOW - 10, NOW + 1000);
+        foreign.devices[0].cert = signed_record(&other, NOW - 10, NOW + 1000).devices[0]
+            .cert
+            .clone();
+        foreign.signature = key
+            .sign(&foreign.signing_bytes().unwrap())
+            .to_bytes()
+            .to_vec();
+        assert!(matches!(foreign.validate(NOW), Err(DecodeError::Invalid(_))));
+
+        assert_ne!(user_record_key(&[1; 32]), user_record_key(&[2; 32]));
+    }
+}
