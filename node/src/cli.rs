@@ -127,7 +127,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             out.error(&format!("cannot start the runtime: {e}"));
@@ -210,7 +213,10 @@ async fn up(
     let server = match kith_api::serve(engine.clone(), &sock).await {
         Ok(s) => s,
         Err(e) => {
-            out.error(&format!("cannot open the API socket {}: {e}", sock.display()));
+            out.error(&format!(
+                "cannot open the API socket {}: {e}",
+                sock.display()
+            ));
             engine.shutdown().await;
             return ExitCode::from(2);
         }
@@ -257,7 +263,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)
         }
         Command::Send { name, text } => {
-            let v = c.call::<methods::Send>(SendParams { to: name, text }).await?;
+            let v = c
+                .call::<methods::Send>(SendParams { to: name, text })
+                .await?;
             out.sent(&v);
         }
         Command::History { name, limit } => {
@@ -271,7 +279,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.read(&v);
         }
         Command::Verify { name } => {
-            let v = c.call::<methods::Verify>(WithContact { with: name }).await?;
+            let v = c
+                .call::<methods::Verify>(WithContact { with: name })
+                .await?;
             out.verify(&v);
         }
         Command::Status => out.status(&c.call::<methods::Status>(NoParams {}).await?),

@@ -41,7 +41,11 @@ pub fn utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 fn ticks(status: &str) -> &'static str {
@@ -165,7 +169,12 @@ impl Out {
             if self.json {
                 json_line(m);
             } else if m.from == "me" {
-                line(&format!("[{}] me: {}  {}", utc(m.sent_at), m.text, ticks(&m.status)));
+                line(&format!(
+                    "[{}] me: {}  {}",
+                    utc(m.sent_at),
+                    m.text,
+                    ticks(&m.status)
+                ));
             } else {
                 line(&format!("[{}] {}: {}", utc(m.sent_at), m.from, m.text));
             }
@@ -227,11 +236,7 @@ impl Out {
                 get("contact"),
                 get("identity")
             )),
-            "identity_warning" => line(&format!(
-                "WARNING {}: {}",
-                get("contact"),
-                get("detail")
-            )),
+            "identity_warning" => line(&format!("WARNING {}: {}", get("contact"), get("detail"))),
             _ => line(&ev.to_string()),
         }
     }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! End-to-end tests: separate `kith up` processes on loopback, driven through the CLI.
 
 mod common;
@@ -47,10 +49,13 @@ fn watch_streams_messages_and_states() {
         .spawn()
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -109,7 +114,9 @@ fn offline_recipient_gets_messages_in_order_once() {
     a.send("Bob", "warm up");
     b.wait_received("Alice", 1, T);
     b.stop();
-    let ids: Vec<String> = (1..=3).map(|i| a.send("Bob", &format!("offline {i}"))).collect();
+    let ids: Vec<String> = (1..=3)
+        .map(|i| a.send("Bob", &format!("offline {i}")))
+        .collect();
     let h = a.history("Bob");
     let pending: Vec<_> = h.iter().filter(|m| m["status"] == "pending").collect();
     assert_eq!(pending.len(), 3, "queued while Bob is away: {h:?}");
@@ -151,7 +158,11 @@ fn kill9_during_burst_loses_and_duplicates_nothing() {
     let got = b.wait_received("Alice", N, T);
     assert_eq!(got.len(), N, "every message exactly once");
     let got_ids: Vec<&str> = got.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(got_ids, ids.iter().map(String::as_str).collect::<Vec<_>>(), "in order");
+    assert_eq!(
+        got_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "in order"
+    );
 }
 
 #[test]
@@ -166,7 +177,12 @@ fn cli_errors_have_documented_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     // Own code.
     let own = a.code();
-    assert_eq!(a.cli(&["contacts", "add", &own, "--name", "Me"]).status.code(), Some(1));
+    assert_eq!(
+        a.cli(&["contacts", "add", &own, "--name", "Me"])
+            .status
+            .code(),
+        Some(1)
+    );
     // Usage error.
     assert_eq!(a.cli(&["send"]).status.code(), Some(1));
     // No daemon for this directory.
@@ -222,7 +238,10 @@ fn dht_record_finds_a_contact_with_no_address() {
     a.json(&["contacts", "add", &code, "--name", "Bob"]);
     a.send("Bob", "found you");
     a.wait_status("Bob", 1, "delivered", Duration::from_secs(60));
-    assert_eq!(b.wait_received(&first_contact(&b), 1, T)[0]["text"], "found you");
+    assert_eq!(
+        b.wait_received(&first_contact(&b), 1, T)[0]["text"],
+        "found you"
+    );
     // With no address in the code, only the DHT (Kademlia peer routing or Bob's signed user
     // record, whichever answers first) can have told Alice where Bob is.
 }

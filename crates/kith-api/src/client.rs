@@ -56,12 +56,14 @@ pub struct Client {
 impl Client {
     /// Connects to the daemon's socket.
     pub async fn connect(path: &Path) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(path).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                ClientError::NotRunning
-            }
-            _ => ClientError::Io(e),
-        })?;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    ClientError::NotRunning
+                }
+                _ => ClientError::Io(e),
+            })?;
         let (r, w) = stream.into_split();
         Ok(Self {
             r: BufReader::new(r),
@@ -73,13 +75,17 @@ impl Client {
     async fn request(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         self.next_id += 1;
         let req = json!({"jsonrpc":"2.0","id":self.next_id,"method":method,"params":params});
-        let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut line =
+            serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
         self.w.write_all(&line).await?;
-        let resp = self.read().await?.ok_or(ClientError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "daemon closed the connection",
-        )))?;
+        let resp = self
+            .read()
+            .await?
+            .ok_or(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "daemon closed the connection",
+            )))?;
         if let Some(err) = resp.get("error") {
             return Err(ClientError::Rpc {
                 code: err.get("code").and_then(Value::as_i64).unwrap_or(2),
@@ -112,7 +118,8 @@ impl Client {
 
     /// Calls a method.
     pub async fn call<M: Method>(&mut self, params: M::Params) -> Result<M::Output, ClientError> {
-        let params = serde_json::to_value(params).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let params =
+            serde_json::to_value(params).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let v = self.request(M::NAME, params).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
     }

@@ -8,7 +8,10 @@
 //! `watch` is a subscription: after its result, the server writes notifications
 //! `{"jsonrpc":"2.0","method":"event","params":EVENT}` on the same connection.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod client;
 pub mod methods;

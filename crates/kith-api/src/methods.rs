@@ -4,8 +4,7 @@
 use std::future::Future;
 
 use kith_engine::{
-    ContactView, EngineError, EngineHandle, MessageView, NodeInfo, NodeStatus, Sent,
-    Verification,
+    ContactView, EngineError, EngineHandle, MessageView, NodeInfo, NodeStatus, Sent, Verification,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -146,7 +145,9 @@ impl Method for Read {
     type Params = WithContact;
     type Output = ReadResult;
     async fn call(e: &EngineHandle, p: WithContact) -> Result<ReadResult, EngineError> {
-        e.mark_read(p.with).await.map(|marked| ReadResult { marked })
+        e.mark_read(p.with)
+            .await
+            .map(|marked| ReadResult { marked })
     }
 }
 

@@ -145,7 +145,11 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
             }
         };
         let id = req.get("id").cloned().unwrap_or(Value::Null);
-        let Some(method) = req.get("method").and_then(|m| m.as_str()).map(str::to_owned) else {
+        let Some(method) = req
+            .get("method")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+        else {
             let err = json!({"jsonrpc":"2.0","id":id,"error":{"code":codes::INVALID_REQUEST,"message":"missing method"}});
             write_json(&mut w, &err).await?;
             continue;
@@ -165,7 +169,16 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
             &engine,
             method.as_str(),
             params,
-            [Id, ContactsAdd, ContactsList, Send, History, Read, Verify, Status]
+            [
+                Id,
+                ContactsAdd,
+                ContactsList,
+                Send,
+                History,
+                Read,
+                Verify,
+                Status
+            ]
         );
         let resp = match result {
             Ok(v) => json!({"jsonrpc":"2.0","id":id,"result":v}),

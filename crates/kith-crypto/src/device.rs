@@ -58,7 +58,9 @@ impl Device {
             .map_err(|e| CryptoError::Pickle(e.to_string()))?;
         let account = Account::from_pickle(p);
         if account.curve25519_key().to_bytes() != cert.curve25519 {
-            return Err(CryptoError::Pickle("certificate does not match account".into()));
+            return Err(CryptoError::Pickle(
+                "certificate does not match account".into(),
+            ));
         }
         Ok(Self { account, cert })
     }
@@ -89,7 +91,11 @@ impl Device {
         let fresh = if fallback_only && fallback.is_some() {
             None
         } else {
-            self.account.generate_one_time_keys(1).created.first().copied()
+            self.account
+                .generate_one_time_keys(1)
+                .created
+                .first()
+                .copied()
         };
         let (key, is_fallback) = match (fresh, fallback) {
             (Some(k), _) => (k, false),

@@ -12,7 +12,10 @@
 //! is pickled, encrypted with the device's storage key, and saved by the caller in the same
 //! store transaction as the message it belongs to.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod device;
 mod identity;

@@ -256,7 +256,9 @@ mod tests {
         assert_eq!(b2a.decrypt(&mut bob, &e1).unwrap().plaintext, b"x");
         assert_eq!(b2a.decrypt(&mut bob, &e2).unwrap().plaintext, b"y");
         // Wrong storage key is a typed error, not a panic.
-        assert!(PeerSessions::restore([0; 32], &a2b.pickles(&key), &StorageKey::generate()).is_err());
+        assert!(
+            PeerSessions::restore([0; 32], &a2b.pickles(&key), &StorageKey::generate()).is_err()
+        );
     }
 
     #[test]
@@ -274,7 +276,11 @@ mod tests {
         let (_, mut bob) = device();
         let mut s = PeerSessions::new([5; 32]);
         for kind in 0..3u8 {
-            let env = Envelope { to_device: bob.curve_key(), kind, ciphertext: vec![kind; 90] };
+            let env = Envelope {
+                to_device: bob.curve_key(),
+                kind,
+                ciphertext: vec![kind; 90],
+            };
             assert!(s.decrypt(&mut bob, &env).is_err());
         }
     }

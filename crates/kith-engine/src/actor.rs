@@ -11,8 +11,7 @@ use kith_proto::wire::{
     RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
-    Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx,
-    device_key,
+    Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
 };
 use kith_types::{IdentityKey, MessageId, MessageIdGen, now_ms, safety_number};
 use sha2::{Digest, Sha256};
@@ -128,7 +127,11 @@ impl EngineHandle {
     }
 
     /// Adds (or updates) a contact from their code.
-    pub async fn add_contact(&self, code: String, name: String) -> Result<ContactView, EngineError> {
+    pub async fn add_contact(
+        &self,
+        code: String,
+        name: String,
+    ) -> Result<ContactView, EngineError> {
         call!(self, AddContact { code, name })
     }
 
@@ -143,7 +146,11 @@ impl EngineHandle {
     }
 
     /// The last `limit` messages with a contact, oldest first.
-    pub async fn history(&self, with: String, limit: usize) -> Result<Vec<MessageView>, EngineError> {
+    pub async fn history(
+        &self,
+        with: String,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, EngineError> {
         call!(self, History { with, limit })
     }
 
@@ -198,6 +205,9 @@ enum After {
     Failed([u8; 32]),
 }
 
+// Work items live only in one batch vector; boxing the larger variant would cost an
+// allocation per network event for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Cmd(Cmd),
     Net(NetEvent),
@@ -306,7 +316,11 @@ impl Engine {
         Ok((EngineHandle { tx, events }, task))
     }
 
-    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>, mut net_events: mpsc::Receiver<NetEvent>) {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut net_events: mpsc::Receiver<NetEvent>,
+    ) {
         self.startup();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut republish = tokio::time::interval(REPUBLISH_EVERY);
@@ -501,7 +515,11 @@ impl Engine {
                 Err(EngineError::Internal("the store could not commit".into()))
             }),
             After::Respond { id, resp } => {
-                let resp = if ok { resp } else { Response::Refused(Refusal::Internal) };
+                let resp = if ok {
+                    resp
+                } else {
+                    Response::Refused(Refusal::Internal)
+                };
                 let _ = self.st.net.send(NetCommand::Respond { id, resp });
             }
             After::Net(cmd) if ok => {
@@ -588,7 +606,9 @@ impl Engine {
             return;
         }
         if self.st.lookups.len() > 4096 {
-            self.st.lookups.retain(|_, t| now.duration_since(*t) < LOOKUP_EVERY);
+            self.st
+                .lookups
+                .retain(|_, t| now.duration_since(*t) < LOOKUP_EVERY);
         }
         self.st.lookups.insert(d.identity, now);
         let tag = self.st.tag();
@@ -601,11 +621,15 @@ impl Engine {
 
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
     fn pump(&mut self, dev: [u8; 32]) {
-        let Some(p) = self.st.peers.get(&dev) else { return };
+        let Some(p) = self.st.peers.get(&dev) else {
+            return;
+        };
         if p.in_flight || p.next_try.is_some_and(|t| t > Instant::now()) {
             return;
         }
-        let read = self.store.read(|r| Ok((r.outbox(&dev, MAX_BATCH)?, r.device(&dev)?)));
+        let read = self
+            .store
+            .read(|r| Ok((r.outbox(&dev, MAX_BATCH)?, r.device(&dev)?)));
         let (items, device) = match read {
             Ok(x) => x,
             Err(e) => {
@@ -642,7 +666,10 @@ impl Engine {
         let (req, pending) = if envelopes.is_empty() {
             (Request::ClaimPrekey, Pending::Claim { dev })
         } else {
-            (Request::Deliver { envelopes }, Pending::Deliver { dev, seqs })
+            (
+                Request::Deliver { envelopes },
+                Pending::Deliver { dev, seqs },
+            )
         };
         match self.st.net.send(NetCommand::Request {
             tag,
@@ -668,11 +695,7 @@ impl Engine {
             Cmd::Contacts(reply) => {
                 let _ = reply.send(self.contacts());
             }
-            Cmd::History {
-                with,
-                limit,
-                reply,
-            } => {
+            Cmd::History { with, limit, reply } => {
                 let _ = reply.send(self.history(&with, limit));
             }
             Cmd::Verify { with, reply } => {
@@ -737,10 +760,7 @@ impl Engine {
         Ok(NodeInfo {
             code: card.to_code().map_err(internal)?,
             peer_id: peer.to_string(),
-            addrs: addrs
-                .iter()
-                .map(|a| format!("{a}/p2p/{peer}"))
-                .collect(),
+            addrs: addrs.iter().map(|a| format!("{a}/p2p/{peer}")).collect(),
             identity: self.st.me.short(),
         })
     }
@@ -784,7 +804,11 @@ impl Engine {
                     .into_iter()
                     .map(|(_, m)| MessageView {
                         id: MessageId(m.id).to_string(),
-                        from: if m.outgoing { "me".into() } else { c.name.clone() },
+                        from: if m.outgoing {
+                            "me".into()
+                        } else {
+                            c.name.clone()
+                        },
                         text: m.text,
                         status: m.status.as_str().into(),
                         sent_at: m.sent_at_ms,
@@ -979,7 +1003,8 @@ impl State {
         message_ids: Vec<u128>,
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
-        let bytes = kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes =
+            kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))?;
         let devices: Vec<[u8; 32]> = w
             .devices()?
             .into_iter()
@@ -1009,11 +1034,19 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         match work {
-            Work::Cmd(Cmd::AddContact { code, name, reply: tx }) => {
+            Work::Cmd(Cmd::AddContact {
+                code,
+                name,
+                reply: tx,
+            }) => {
                 let r = self.add_contact(w, &code, &name, after)?;
                 after.push(reply(tx, r));
             }
-            Work::Cmd(Cmd::Send { to, text, reply: tx }) => {
+            Work::Cmd(Cmd::Send {
+                to,
+                text,
+                reply: tx,
+            }) => {
                 let r = self.send(w, &to, text, after)?;
                 after.push(reply(tx, r));
             }
@@ -1195,7 +1228,7 @@ impl State {
         let Some(c) = w.contact_by_name(to)? else {
             return Ok(Err(EngineError::UnknownContact(to.to_string())));
         };
-        let id = self.ids.next();
+        let id = self.ids.next_id();
         let now = now_ms();
         let msg = StoredMessage {
             id: id.0,
@@ -1349,10 +1382,7 @@ impl State {
                 if let Some(d) = &existing
                     && d.identity != cert.identity
                 {
-                    let name = w
-                        .contact(&d.identity)?
-                        .map(|c| c.name)
-                        .unwrap_or_default();
+                    let name = w.contact(&d.identity)?.map(|c| c.name).unwrap_or_default();
                     after.push(After::Event(Event::IdentityWarning {
                         contact: name,
                         detail: "a device presented keys of a different identity".into(),
@@ -1519,7 +1549,10 @@ impl State {
         if item.message_ids.is_empty() {
             return Ok(());
         }
-        let name = w.contact(&item.conversation)?.map(|c| c.name).unwrap_or_default();
+        let name = w
+            .contact(&item.conversation)?
+            .map(|c| c.name)
+            .unwrap_or_default();
         for id in &item.message_ids {
             if let Some(s) = w.raise_status(&item.conversation, *id, true, to)? {
                 after.push(After::Event(Event::Status {
@@ -1544,7 +1577,9 @@ impl State {
                 continue;
             }
             if item.resets >= MAX_RESETS {
-                warn!("dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions");
+                warn!(
+                    "dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions"
+                );
                 w.take_outbox(dev, seq)?;
                 continue;
             }
@@ -1566,7 +1601,10 @@ impl State {
         let Some(mut device) = w.device(&dev)? else {
             return Ok(());
         };
-        let name = w.contact(&device.identity)?.map(|c| c.name).unwrap_or_default();
+        let name = w
+            .contact(&device.identity)?
+            .map(|c| c.name)
+            .unwrap_or_default();
         if bundle.validate().is_err()
             || bundle.cert.peer_id != peer.to_bytes()
             || bundle.cert.peer_id != device.peer_id

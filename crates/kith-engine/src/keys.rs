@@ -65,10 +65,13 @@ impl KeyFile {
                     .map_err(|e| internal("fixing key file mode", e))?;
             }
             let bytes = std::fs::read(path).map_err(|e| internal("reading key file", e))?;
-            let disk: OnDisk = codec::decode(&bytes, 1024)
-                .map_err(|e| internal("key file is damaged", e))?;
+            let disk: OnDisk =
+                codec::decode(&bytes, 1024).map_err(|e| internal("key file is damaged", e))?;
             if disk.version != 1 {
-                return Err(internal("key file", format!("unknown version {}", disk.version)));
+                return Err(internal(
+                    "key file",
+                    format!("unknown version {}", disk.version),
+                ));
             }
             let mut p2p = disk.p2p;
             let p2p = kith_net::Keypair::ed25519_from_bytes(&mut p2p)
@@ -136,7 +139,10 @@ mod tests {
         let p = dir.path().join("keys");
         let (a, created) = KeyFile::load_or_create(&p).unwrap();
         assert!(created);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let (b, created) = KeyFile::load_or_create(&p).unwrap();
         assert!(!created);
         assert_eq!(a.identity.public(), b.identity.public());

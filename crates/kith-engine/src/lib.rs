@@ -18,7 +18,10 @@
 //! commit): durability costs one fsync per batch, not per message. If a commit fails, nothing
 //! is acknowledged and the Olm state is reloaded from the store.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod actor;
 mod keys;

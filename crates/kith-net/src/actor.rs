@@ -155,7 +155,14 @@ struct Behaviour {
 /// Starts the network actor. Returns once every listen address is bound.
 pub async fn spawn(
     cfg: NetConfig,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NetError> {
+) -> Result<
+    (
+        NetHandle,
+        mpsc::Receiver<NetEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    NetError,
+> {
     let local_peer = cfg.keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
         .with_tokio()
@@ -204,7 +211,10 @@ pub async fn spawn(
                 kad,
                 msg: request_response::Behaviour::with_codec(
                     KithCodec,
-                    [(StreamProtocol::new(PROTOCOL), request_response::ProtocolSupport::Full)],
+                    [(
+                        StreamProtocol::new(PROTOCOL),
+                        request_response::ProtocolSupport::Full,
+                    )],
                     request_response::Config::default()
                         .with_request_timeout(REQUEST_TIMEOUT)
                         .with_max_concurrent_streams(256),
@@ -216,10 +226,12 @@ pub async fn spawn(
         .build();
 
     for addr in &cfg.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
     }
     // Wait until each listener reports its address (or fails).
     let listen = Arc::new(Mutex::new(Vec::new()));
@@ -238,7 +250,10 @@ pub async fn spawn(
                 bound += 1;
                 early.push(NetEvent::Listening { addr: address });
             }
-            SwarmEvent::ListenerError { error, .. } | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+            SwarmEvent::ListenerError { error, .. }
+            | SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => {
                 return Err(NetError::Setup(error.to_string()));
             }
             _ => {}
@@ -323,7 +338,7 @@ impl Actor {
     async fn run(
         &mut self,
         mut cmds: mpsc::Receiver<NetCommand>,
-        mdns: Option<(crate::mdns::Mdns, mpsc::Receiver<(PeerId, Vec<Multiaddr>)>)>,
+        mdns: Option<(crate::mdns::Mdns, crate::mdns::Discoveries)>,
     ) {
         let (_mdns_guard, mut mdns_rx) = match mdns {
             Some((g, rx)) => (Some(g), Some(rx)),
@@ -432,7 +447,8 @@ impl Actor {
         if *n >= STRIKES_TO_BLOCK {
             self.strikes.remove(&peer);
             self.swarm.behaviour_mut().blocked.block_peer(peer);
-            self.blocked_until.push_back((Instant::now() + BLOCK_FOR, peer));
+            self.blocked_until
+                .push_back((Instant::now() + BLOCK_FOR, peer));
             if self.blocked_until.len() > MAX_STRIKE_ENTRIES
                 && let Some((_, p)) = self.blocked_until.pop_front()
             {
@@ -482,19 +498,15 @@ impl Actor {
                 peer_id,
                 num_established,
                 ..
-            } => {
-                if num_established.get() == 1 {
-                    self.emit(NetEvent::Connected { peer: peer_id }).await?;
-                }
+            } if num_established.get() == 1 => {
+                self.emit(NetEvent::Connected { peer: peer_id }).await?;
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
-                }
+                self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -508,7 +520,10 @@ impl Actor {
                     .take(kith_proto::record::MAX_ADDRS)
                     .collect();
                 for a in &addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, a.clone());
                 }
                 self.emit(NetEvent::PeerAddrs {
                     peer: peer_id,
@@ -523,10 +538,7 @@ impl Actor {
         Ok(())
     }
 
-    async fn on_msg(
-        &mut self,
-        ev: request_response::Event<Request, Response>,
-    ) -> Result<(), ()> {
+    async fn on_msg(&mut self, ev: request_response::Event<Request, Response>) -> Result<(), ()> {
         use request_response::{Event, Message};
         match ev {
             Event::Message {
@@ -635,34 +647,37 @@ impl Actor {
                 }
                 None => self.penalize(source, "invalid DHT record"),
             },
-            kad::Event::OutboundQueryProgressed { id, result, step, .. } => {
-                if let kad::QueryResult::GetRecord(res) = result {
-                    let Some(&tag) = self.record_queries.get(&id) else {
-                        return Ok(());
-                    };
-                    let found = match res {
-                        Ok(kad::GetRecordOk::FoundRecord(peer_rec)) => {
-                            match Self::valid_record(&peer_rec.record) {
-                                Some(_) => Some(peer_rec.record.value),
-                                None => {
-                                    if let Some(p) = peer_rec.peer {
-                                        self.penalize(p, "invalid DHT record");
-                                    }
-                                    None
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetRecord(res),
+                step,
+                ..
+            } => {
+                let Some(&tag) = self.record_queries.get(&id) else {
+                    return Ok(());
+                };
+                let found = match res {
+                    Ok(kad::GetRecordOk::FoundRecord(peer_rec)) => {
+                        match Self::valid_record(&peer_rec.record) {
+                            Some(_) => Some(peer_rec.record.value),
+                            None => {
+                                if let Some(p) = peer_rec.peer {
+                                    self.penalize(p, "invalid DHT record");
                                 }
+                                None
                             }
                         }
-                        _ => None,
-                    };
-                    if found.is_some() || step.last {
-                        self.record_queries.remove(&id);
-                        if found.is_some()
-                            && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
-                        {
-                            q.finish();
-                        }
-                        self.emit(NetEvent::Record { tag, value: found }).await?;
                     }
+                    _ => None,
+                };
+                if found.is_some() || step.last {
+                    self.record_queries.remove(&id);
+                    if found.is_some()
+                        && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                    {
+                        q.finish();
+                    }
+                    self.emit(NetEvent::Record { tag, value: found }).await?;
                 }
             }
             _ => {}

@@ -16,10 +16,13 @@
 //! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
 //! channel. Inbound requests carry an id; the engine answers with [`NetCommand::Respond`].
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
-pub mod codec;
 mod actor;
+pub mod codec;
 pub mod mdns;
 
 pub use actor::{NetCommand, NetConfig, NetError, NetEvent, NetHandle, spawn};

@@ -14,6 +14,9 @@ const SERVICE: &str = "_kith._udp.local.";
 /// Most discoveries queued for the actor; more are dropped (they repeat).
 const QUEUE: usize = 64;
 
+/// Peers found on the LAN, with the addresses they announced.
+pub type Discoveries = mpsc::Receiver<(PeerId, Vec<Multiaddr>)>;
+
 /// A running mDNS announcer and browser.
 pub struct Mdns {
     daemon: ServiceDaemon,
@@ -33,16 +36,20 @@ impl Drop for Mdns {
 
 /// Starts announcing `peer` on `tcp_port` and browsing for other Kith nodes. Each discovery
 /// is a peer id with the addresses it announced.
-pub fn start(
-    peer: PeerId,
-    tcp_port: u16,
-) -> Result<(Mdns, mpsc::Receiver<(PeerId, Vec<Multiaddr>)>), String> {
+pub fn start(peer: PeerId, tcp_port: u16) -> Result<(Mdns, Discoveries), String> {
     let daemon = ServiceDaemon::new().map_err(|e| e.to_string())?;
     let name = peer.to_base58();
     let host = format!("kith-{}.local.", &name[name.len().saturating_sub(12)..]);
-    let info = ServiceInfo::new(SERVICE, &name, &host, "", tcp_port, None::<std::collections::HashMap<String, String>>)
-        .map_err(|e| e.to_string())?
-        .enable_addr_auto();
+    let info = ServiceInfo::new(
+        SERVICE,
+        &name,
+        &host,
+        "",
+        tcp_port,
+        None::<std::collections::HashMap<String, String>>,
+    )
+    .map_err(|e| e.to_string())?
+    .enable_addr_auto();
     daemon.register(info).map_err(|e| e.to_string())?;
     let events = daemon.browse(SERVICE).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -68,9 +75,7 @@ pub fn start(
                         IpAddr::V4(v4) => Protocol::Ip4(v4),
                         IpAddr::V6(v6) => Protocol::Ip6(v6),
                     };
-                    Multiaddr::empty()
-                        .with(proto)
-                        .with(Protocol::Tcp(svc.port))
+                    Multiaddr::empty().with(proto).with(Protocol::Tcp(svc.port))
                 })
                 .collect();
             if !addrs.is_empty() && tx.try_send((found, addrs)).is_err() && tx.is_closed() {

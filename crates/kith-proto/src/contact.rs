@@ -92,7 +92,10 @@ mod tests {
     fn roundtrip() {
         let code = card().to_code().unwrap();
         assert!(code.starts_with(PREFIX));
-        assert_eq!(ContactCard::from_code(&format!("  {code}\n")).unwrap(), card());
+        assert_eq!(
+            ContactCard::from_code(&format!("  {code}\n")).unwrap(),
+            card()
+        );
     }
 
     #[test]

@@ -203,8 +203,7 @@ impl UserRecord {
         {
             return Err(DecodeError::Invalid("validity period"));
         }
-        if now_ms >= self.expires_ms || self.issued_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS)
-        {
+        if now_ms >= self.expires_ms || self.issued_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(DecodeError::Expired);
         }
         for d in &self.devices {
@@ -284,7 +283,10 @@ mod tests {
         assert_eq!(expired.validate(NOW), Err(DecodeError::Expired));
 
         let too_long = signed_record(&key, NOW, NOW + MAX_RECORD_LIFETIME_MS + 1);
-        assert!(matches!(too_long.validate(NOW), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            too_long.validate(NOW),
+            Err(DecodeError::Invalid(_))
+        ));
 
         // A device certified by another identity cannot be listed.
         let mut foreign = signed_record(&key, NOW - 10, NOW + 1000);
@@ -295,7 +297,10 @@ mod tests {
             .sign(&foreign.signing_bytes().unwrap())
             .to_bytes()
             .to_vec();
-        assert!(matches!(foreign.validate(NOW), Err(DecodeError::Invalid(_))));
+        assert!(matches!(
+            foreign.validate(NOW),
+            Err(DecodeError::Invalid(_))
+        ));
 
         assert_ne!(user_record_key(&[1; 32]), user_record_key(&[2; 32]));
     }

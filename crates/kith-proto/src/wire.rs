@@ -114,7 +114,9 @@ fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 }
 
 fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (&version, body) = bytes.split_first().ok_or(DecodeError::Invalid("empty frame"))?;
+    let (&version, body) = bytes
+        .split_first()
+        .ok_or(DecodeError::Invalid("empty frame"))?;
     if version != WIRE_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }

@@ -8,7 +8,10 @@
 //! Values are encoded with `kith_proto::codec`; the schema carries a version in the `meta`
 //! table, and a file that is not a Kith store (or a newer one) is refused with a clear error.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod model;
 mod tx;
@@ -130,9 +133,7 @@ impl Store {
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_write()?;
-        let mut w = WriteTx::new(&txn);
-        let out = f(&mut w)?;
-        drop(w);
+        let out = f(&mut WriteTx::new(&txn))?;
         txn.commit()?;
         Ok(out)
     }

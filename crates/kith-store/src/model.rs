@@ -45,9 +45,7 @@ pub fn device_key(peer_id: &[u8]) -> [u8; 32] {
 }
 
 /// The state of a message, only ever raised.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Status {
     /// Written to our outbox; not yet accepted anywhere.
     Pending,

@@ -92,7 +92,10 @@ macro_rules! reads {
         /// The encrypted session pickles for a remote device (by device key).
         pub fn sessions(&self, key: &[u8; 32]) -> Result<Vec<String>, StoreError> {
             let t = open!(self, SESSIONS);
-            Ok(t.get(key)?.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
+            Ok(t.get(key)?
+                .map(|v| dec(v.value()))
+                .transpose()?
+                .unwrap_or_default())
         }
 
         /// The local sequence number of a message in a conversation, if stored.
@@ -109,7 +112,11 @@ macro_rules! reads {
         ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
             let t = open!(self, MESSAGES);
             let mut out = Vec::new();
-            for row in t.range((*conv, 0u64)..=(*conv, u64::MAX))?.rev().take(limit) {
+            for row in t
+                .range((*conv, 0u64)..=(*conv, u64::MAX))?
+                .rev()
+                .take(limit)
+            {
                 let (k, v) = row?;
                 out.push((k.value().1, dec(v.value())?));
             }
@@ -188,7 +195,6 @@ macro_rules! open {
         }
     };
 }
-
 
 impl ReadTx {
     pub(crate) fn new(txn: ReadTransaction) -> Self {
@@ -302,7 +308,11 @@ impl<'a> WriteTx<'a> {
             return Ok(None);
         };
         let mut t = open!(self, MESSAGES);
-        let Some(mut msg) = t.get((*conv, seq))?.map(|v| dec::<StoredMessage>(v.value())).transpose()? else {
+        let Some(mut msg) = t
+            .get((*conv, seq))?
+            .map(|v| dec::<StoredMessage>(v.value()))
+            .transpose()?
+        else {
             return Ok(None);
         };
         if msg.outgoing != outgoing || msg.status >= to {
@@ -342,7 +352,10 @@ impl<'a> WriteTx<'a> {
         seq: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut t = open!(self, OUTBOX);
-        let v = t.remove((*device, seq))?.map(|v| dec(v.value())).transpose()?;
+        let v = t
+            .remove((*device, seq))?
+            .map(|v| dec(v.value()))
+            .transpose()?;
         Ok(v)
     }
 
@@ -386,7 +399,10 @@ mod tests {
                 assert_eq!(w.append_message(&conv, &msg(10))?, Some(1));
                 assert_eq!(w.append_message(&conv, &msg(5))?, Some(2));
                 assert_eq!(w.append_message(&conv, &msg(10))?, None);
-                assert_eq!(w.raise_status(&conv, 10, true, Status::Delivered)?, Some(Status::Delivered));
+                assert_eq!(
+                    w.raise_status(&conv, 10, true, Status::Delivered)?,
+                    Some(Status::Delivered)
+                );
                 assert_eq!(w.raise_status(&conv, 10, true, Status::Sent)?, None);
                 assert_eq!(w.raise_status(&conv, 5, false, Status::Read)?, None);
                 Ok(())
@@ -438,7 +454,10 @@ mod tests {
         let devs = store.read(|r| r.outbox_devices()).unwrap();
         assert_eq!(devs, vec![[1; 32], [3; 32], [255; 32]]);
         let items = store.read(|r| r.outbox(&[3; 32], 10)).unwrap();
-        assert_eq!(items.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            items.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]

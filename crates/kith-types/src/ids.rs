@@ -98,7 +98,7 @@ impl MessageIdGen {
     }
 
     /// The next id from the system clock and the thread RNG.
-    pub fn next(&mut self) -> MessageId {
+    pub fn next_id(&mut self) -> MessageId {
         self.next_with(now_ms(), rand::random::<u128>())
     }
 }
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn id_text_roundtrip() {
         let mut g = MessageIdGen::new();
-        let id = g.next();
+        let id = g.next_id();
         let s = id.to_string();
         assert_eq!(s.len(), 26);
         assert_eq!(MessageId::parse(&s), Some(id));

@@ -1,7 +1,10 @@
 //! Base types shared by every Kith crate: identity keys, device ids, message ids and the
 //! safety number. Nothing here does I/O or depends on tokio or libp2p.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod ids;
 mod safety;

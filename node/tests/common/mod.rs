@@ -1,7 +1,7 @@
 //! Test harness: real `kith up` daemons in their own processes, on loopback, with temporary
 //! data directories and mDNS off. Waits are on conditions with timeouts, never fixed sleeps.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,10 @@ impl Node {
     }
 
     pub fn code(&self) -> String {
-        self.json(&["id"])[0]["code"].as_str().expect("code").to_string()
+        self.json(&["id"])[0]["code"]
+            .as_str()
+            .expect("code")
+            .to_string()
     }
 
     pub fn add(&self, other: &Node, name: &str) {
@@ -167,11 +170,15 @@ impl Node {
     /// Waits until every message in `with`'s history sent by `from` has `status`, and there
     /// are at least `n` of them.
     pub fn wait_status(&self, with: &str, n: usize, status: &str, timeout: Duration) -> Vec<Value> {
-        wait_for(timeout, &format!("{n} messages {status} with {with}"), || {
-            let h = self.history(with);
-            let mine: Vec<Value> = h.into_iter().filter(|m| m["from"] == "me").collect();
-            (mine.len() >= n && mine.iter().all(|m| m["status"] == status)).then_some(mine)
-        })
+        wait_for(
+            timeout,
+            &format!("{n} messages {status} with {with}"),
+            || {
+                let h = self.history(with);
+                let mine: Vec<Value> = h.into_iter().filter(|m| m["from"] == "me").collect();
+                (mine.len() >= n && mine.iter().all(|m| m["status"] == status)).then_some(mine)
+            },
+        )
     }
 
     /// Waits until `with`'s history holds at least `n` messages from them.
