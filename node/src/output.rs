@@ -121,6 +121,13 @@ impl Out {
         }
     }
 
+    /// A line for people only (chat screen hints); nothing in JSON mode.
+    pub fn note(&self, s: &str) {
+        if !self.json {
+            line(s);
+        }
+    }
+
     pub fn contact_added(&self, c: &ContactView) {
         if self.json {
             json_line(c);

@@ -251,3 +251,64 @@ fn first_contact(n: &Node) -> String {
     let c = n.json(&["contacts", "list"]);
     c[0]["name"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn chat_screen_sends_lines_and_reads_what_arrives() {
+    use std::io::{BufRead, Write};
+    let (a, b) = pair();
+    let mut chat = std::process::Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&b.dir)
+        .args(["chat", "Alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    let stdout = chat.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the screen to be ready.
+    wait_for(T, "chat prompt", || {
+        rx.recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.contains("chatting with Alice"))
+    });
+    writeln!(stdin, "typed in the chat screen").unwrap();
+    let got = a.wait_received("Bob", 1, T);
+    assert_eq!(got[0]["text"], "typed in the chat screen");
+    // A message arriving while the screen is open is shown and marked read.
+    a.send("Bob", "to the open screen");
+    wait_for(T, "incoming line on the chat screen", || {
+        rx.recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|l| l.contains("to the open screen"))
+    });
+    a.wait_status("Bob", 1, "read", T);
+    writeln!(stdin, "/quit").unwrap();
+    let status = wait_for(T, "chat to exit", || chat.try_wait().ok().flatten());
+    assert!(status.success());
+}
+
+/// Regression: a backlog whose envelopes add up to more than one frame (1 MiB) used to be
+/// sent as one oversized request that failed and was retried unchanged forever.
+#[test]
+fn large_backlog_is_split_into_frames_that_fit() {
+    let (a, mut b) = pair();
+    a.send("Bob", "warm up");
+    b.wait_received("Alice", 1, T);
+    b.stop();
+    let big = "x".repeat(40 * 1024);
+    for i in 0..40 {
+        a.send("Bob", &format!("{i} {big}"));
+    }
+    b.start();
+    a.wait_status("Bob", 41, "delivered", Duration::from_secs(60));
+    assert_eq!(b.wait_received("Alice", 41, T).len(), 41);
+}

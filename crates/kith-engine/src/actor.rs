@@ -26,6 +26,8 @@ use crate::model::*;
 pub const COMMAND_QUEUE: usize = 1024;
 /// Capacity of the event broadcast (engine → watchers); a slow watcher misses events.
 pub const EVENT_QUEUE: usize = 4096;
+/// Most ciphertext bytes in one delivery request (the frame limit is 1 MiB).
+pub const BATCH_BYTES: usize = 768 * 1024;
 /// Most commands and network events applied in one transaction.
 pub const MAX_GROUP: usize = 1024;
 /// Longest wait between delivery attempts to an unreachable device.
@@ -653,14 +655,16 @@ impl Engine {
         }
         let mut seqs = Vec::new();
         let mut envelopes = Vec::new();
-        for (seq, item) in &items {
-            match &item.sealed {
-                Some(env) => {
-                    seqs.push(*seq);
-                    envelopes.push(env.clone());
-                }
-                None => break,
+        let mut bytes = 0usize;
+        for (seq, item) in items {
+            let Some(env) = item.sealed else { break };
+            // Stay well inside the frame limit whatever the envelopes' sizes.
+            bytes += env.ciphertext.len() + 64;
+            if bytes > BATCH_BYTES && !envelopes.is_empty() {
+                break;
             }
+            seqs.push(seq);
+            envelopes.push(env);
         }
         let tag = self.st.tag();
         let (req, pending) = if envelopes.is_empty() {
@@ -721,7 +725,7 @@ impl Engine {
                     .read(|r| {
                         let mut n = 0;
                         for d in r.outbox_devices()? {
-                            n += r.outbox(&d, usize::MAX)?.len();
+                            n += r.outbox_len(&d)?;
                         }
                         Ok(n)
                     })
@@ -777,7 +781,7 @@ impl Engine {
                         if let Ok(p) = PeerId::from_bytes(&d.peer_id) {
                             connected |= self.st.connected.contains(&p);
                         }
-                        pending += r.outbox(&device_key(&d.peer_id), usize::MAX)?.len();
+                        pending += r.outbox_len(&device_key(&d.peer_id))?;
                     }
                     out.push(ContactView {
                         name: c.name,

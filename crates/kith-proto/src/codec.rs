@@ -97,3 +97,21 @@ mod tests {
         assert_eq!(decode::<u32>(&bytes, 16), Err(DecodeError::Trailing(1)));
     }
 }
+
+/// Serde helper for `Vec<Vec<u8>>` fields: each entry is encoded as a byte string (one length
+/// and a copy) rather than as a sequence of single bytes.
+pub mod byte_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    /// Serializes a list of byte strings.
+    pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|b| Bytes::new(b)))
+    }
+
+    /// Deserializes a list of byte strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let v: Vec<ByteBuf> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(ByteBuf::into_vec).collect())
+    }
+}

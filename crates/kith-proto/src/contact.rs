@@ -22,10 +22,13 @@ pub struct ContactCard {
     /// Format version (1).
     pub version: u8,
     /// The person's ed25519 identity key.
+    #[serde(with = "serde_bytes")]
     pub identity: [u8; 32],
     /// The peer id of the device that made the code (encoded).
+    #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
     /// Addresses the device listened on when the code was made (encoded multiaddrs).
+    #[serde(with = "crate::codec::byte_list")]
     pub addrs: Vec<Vec<u8>>,
 }
 

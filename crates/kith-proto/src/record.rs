@@ -52,24 +52,33 @@ fn check_addrs(addrs: &[Vec<u8>]) -> Result<(), DecodeError> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCert {
     /// The owner's ed25519 identity key.
+    #[serde(with = "serde_bytes")]
     pub identity: [u8; 32],
     /// The device's libp2p peer id (encoded).
+    #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
     /// The device's Olm Curve25519 identity key.
+    #[serde(with = "serde_bytes")]
     pub curve25519: [u8; 32],
     /// The device's Olm Ed25519 signing key.
+    #[serde(with = "serde_bytes")]
     pub ed25519: [u8; 32],
     /// When the certificate was made.
     pub created_ms: u64,
     /// The identity's signature over the fields above (64 bytes).
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
 #[derive(Serialize)]
 struct DeviceCertBody<'a> {
+    #[serde(with = "serde_bytes")]
     identity: &'a [u8; 32],
+    #[serde(with = "serde_bytes")]
     peer_id: &'a [u8],
+    #[serde(with = "serde_bytes")]
     curve25519: &'a [u8; 32],
+    #[serde(with = "serde_bytes")]
     ed25519: &'a [u8; 32],
     created_ms: u64,
 }
@@ -108,10 +117,12 @@ pub struct PrekeyBundle {
     /// The device's certificate.
     pub cert: DeviceCert,
     /// The one-time key (or the fallback key when none are left).
+    #[serde(with = "serde_bytes")]
     pub one_time_key: [u8; 32],
     /// Whether `one_time_key` is the fallback key.
     pub is_fallback: bool,
     /// The device's Ed25519 signature over the key (64 bytes).
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -138,6 +149,7 @@ pub struct RecordDevice {
     /// The device's certificate.
     pub cert: DeviceCert,
     /// Its current multiaddrs (encoded), direct or relayed.
+    #[serde(with = "crate::codec::byte_list")]
     pub addrs: Vec<Vec<u8>>,
 }
 
@@ -148,6 +160,7 @@ pub struct UserRecord {
     /// Format version (1).
     pub version: u8,
     /// The person's identity key.
+    #[serde(with = "serde_bytes")]
     pub identity: [u8; 32],
     /// Their devices.
     pub devices: Vec<RecordDevice>,
@@ -156,12 +169,14 @@ pub struct UserRecord {
     /// When it stops being valid.
     pub expires_ms: u64,
     /// The identity's signature over the fields above (64 bytes).
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
 #[derive(Serialize)]
 struct UserRecordBody<'a> {
     version: u8,
+    #[serde(with = "serde_bytes")]
     identity: &'a [u8; 32],
     devices: &'a [RecordDevice],
     issued_ms: u64,

@@ -91,10 +91,12 @@ pub enum Refusal {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The recipient device's Curve25519 key.
+    #[serde(with = "serde_bytes")]
     pub to_device: [u8; 32],
     /// Olm message type: 0 pre-key, 1 normal.
     pub kind: u8,
     /// The Olm ciphertext.
+    #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
 }
 

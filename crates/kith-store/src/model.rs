@@ -11,6 +11,7 @@ pub const MAX_VALUE: usize = 256 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
     /// Their identity key.
+    #[serde(with = "serde_bytes")]
     pub identity: [u8; 32],
     /// The name this user gave them (unique among contacts).
     pub name: String,
@@ -19,8 +20,10 @@ pub struct Contact {
     /// True when added by this user; false when they wrote first (a message request).
     pub added_by_user: bool,
     /// A device peer id from their contact code, until their certificate is known.
+    #[serde(with = "serde_bytes")]
     pub peer_hint: Vec<u8>,
     /// Address hints from their contact code (encoded multiaddrs).
+    #[serde(with = "kith_proto::codec::byte_list")]
     pub addr_hints: Vec<Vec<u8>>,
 }
 
@@ -29,12 +32,15 @@ pub struct Contact {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownDevice {
     /// The identity it belongs to.
+    #[serde(with = "serde_bytes")]
     pub identity: [u8; 32],
     /// Its libp2p peer id (encoded).
+    #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
     /// Its certificate, once fetched and checked against `identity` and `peer_id`.
     pub cert: Option<DeviceCert>,
     /// Addresses it was last seen at (encoded multiaddrs), newest first.
+    #[serde(with = "kith_proto::codec::byte_list")]
     pub addrs: Vec<Vec<u8>>,
 }
 
@@ -101,12 +107,14 @@ impl std::fmt::Debug for StoredMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
     /// The conversation (contact identity) it belongs to.
+    #[serde(with = "serde_bytes")]
     pub conversation: [u8; 32],
     /// Outgoing text message ids it carries (their state rises when it is acknowledged).
     pub message_ids: Vec<u128>,
     /// The encrypted envelope, once a session with the device exists.
     pub sealed: Option<Envelope>,
     /// The encoded body to seal when a session exists (cleared once sealed).
+    #[serde(with = "serde_bytes")]
     pub body: Option<Vec<u8>>,
     /// When it was queued.
     pub queued_ms: u64,

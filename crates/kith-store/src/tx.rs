@@ -139,6 +139,17 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// How many items wait in a device's outbox (counts keys; decodes nothing).
+        pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
+            let t = open!(self, OUTBOX);
+            let mut n = 0;
+            for row in t.range((*device, 0u64)..=(*device, u64::MAX))? {
+                row?;
+                n += 1;
+            }
+            Ok(n)
+        }
+
         /// The devices that have anything in the outbox.
         pub fn outbox_devices(&self) -> Result<Vec<[u8; 32]>, StoreError> {
             let t = open!(self, OUTBOX);

@@ -1,0 +1,579 @@
+//! Bad input: a raw libp2p peer written for the test sends malformed, oversized and replayed
+//! frames; the node keeps running, answers other peers normally and logs a typed error.
+//!
+//! And: the plaintext of a message never appears in the bytes on the wire (a recording TCP
+//! proxy sits between two nodes).
+//!
+//! All traffic stays on 127.0.0.1.
+
+mod common;
+
+use std::io;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use kith_proto::contact::ContactCard;
+use kith_proto::wire::{
+    DeliveryResult, Envelope, MAX_FRAME, PROTOCOL, RejectReason, Request, Response, WIRE_VERSION,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, tcp, yamux};
+
+const T: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// The raw peer
+// ---------------------------------------------------------------------------------------------
+
+/// Raw bytes both ways: the test writes exactly the bytes it wants on a `/kith/msg/1` stream
+/// (length prefix included, or not) and reads back whatever the node writes before it closes.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<S>(&mut self, _: &StreamProtocol, _: &mut S) -> io::Result<Vec<u8>>
+    where
+        S: AsyncRead + Unpin + Send,
+    {
+        Err(io::Error::other("the raw test peer takes no requests"))
+    }
+
+    async fn read_response<S>(&mut self, _: &StreamProtocol, io: &mut S) -> io::Result<Vec<u8>>
+    where
+        S: AsyncRead + Unpin + Send,
+    {
+        let mut buf = Vec::new();
+        io.take(MAX_FRAME as u64 + 5).read_to_end(&mut buf).await?;
+        Ok(buf)
+    }
+
+    async fn write_request<S>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut S,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        // The request-response handler closes our side of the stream afterwards.
+        io.write_all(&req).await
+    }
+
+    async fn write_response<S>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut S,
+        _: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        Err(io::Error::other("the raw test peer takes no requests"))
+    }
+}
+
+/// A libp2p peer (TCP, Noise, Yamux) that speaks `/kith/msg/1` only as raw bytes.
+struct RawPeer {
+    swarm: Swarm<request_response::Behaviour<RawCodec>>,
+    target: PeerId,
+}
+
+impl RawPeer {
+    /// Connects to `target` at `addr`, which must be a loopback address.
+    async fn connect(target: PeerId, addr: Multiaddr) -> Self {
+        assert!(
+            addr.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            }),
+            "refusing to dial a non-loopback address: {addr}"
+        );
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Outbound)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(20)),
+                )
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm.dial(addr.clone()).expect("dial the node");
+        tokio::time::timeout(T, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == target => {
+                        break;
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        panic!("raw peer cannot connect to {addr}: {error}")
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("raw peer connects in time");
+        Self { swarm, target }
+    }
+
+    fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Opens a `/kith/msg/1` stream, writes `bytes`, closes the write side and returns what the
+    /// node wrote back until it closed the stream, or why the stream failed.
+    async fn exchange(&mut self, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+        use request_response::{Event, Message};
+        let target = self.target;
+        let id = self.swarm.behaviour_mut().send_request(&target, bytes);
+        let swarm = &mut self.swarm;
+        tokio::time::timeout(T, async move {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(Event::Message {
+                        message:
+                            Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if request_id == id => return Ok(response),
+                    SwarmEvent::Behaviour(Event::OutboundFailure {
+                        request_id, error, ..
+                    }) if request_id == id => return Err(error.to_string()),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no answer in time".into()))
+    }
+
+    /// Sends `bytes` and expects a well-formed response frame back.
+    async fn request(&mut self, what: &str, bytes: Vec<u8>) -> Response {
+        let got = self
+            .exchange(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no response from the node: {e}"));
+        unframe_response(&got).unwrap_or_else(|e| panic!("{what}: bad response: {e}"))
+    }
+
+    /// Sends `bytes` and expects the node to refuse the stream without answering.
+    async fn refused(&mut self, what: &str, bytes: Vec<u8>) {
+        match self.exchange(bytes).await {
+            Ok(b) if !b.is_empty() => panic!(
+                "{what}: the node answered a bad frame with {} bytes: {:?}",
+                b.len(),
+                unframe_response(&b)
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("{what}: stream failed as expected: {e}"),
+        }
+    }
+}
+
+/// `[u32 BE length][body]`.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn unframe_response(bytes: &[u8]) -> Result<Response, String> {
+    if bytes.len() < 4 {
+        return Err(format!("{} bytes, no length prefix", bytes.len()));
+    }
+    let (len, body) = bytes.split_at(4);
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len != body.len() {
+        return Err(format!("length prefix {len}, body {} bytes", body.len()));
+    }
+    Response::decode(body).map_err(|e| e.to_string())
+}
+
+/// The peer id and a loopback address of a running node, from `kith --json id`.
+fn peer_and_addr(node: &Node) -> (PeerId, Multiaddr) {
+    let id = &node.json(&["id"])[0];
+    let peer: PeerId = id["peer_id"]
+        .as_str()
+        .expect("peer_id")
+        .parse()
+        .expect("peer id parses");
+    let addr = id["addrs"]
+        .as_array()
+        .expect("addrs")
+        .iter()
+        .filter_map(|a| a.as_str()?.parse::<Multiaddr>().ok())
+        .find(|a| {
+            a.iter()
+                .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()))
+        })
+        .unwrap_or_else(|| format!("{}/p2p/{peer}", node.listen_addr()).parse().expect("addr"));
+    (peer, addr)
+}
+
+/// The peak virtual memory of a process, in kB (Linux only).
+fn vm_peak_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmPeak:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The log without ANSI colour sequences.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn assert_alive(node: &mut Node, after: &str) {
+    let logs = node.logs();
+    let child = node.child.as_mut().expect("node was started");
+    match child.try_wait() {
+        Ok(None) => {}
+        Ok(Some(status)) => panic!("the node died after {after}: {status}\n{logs}"),
+        Err(e) => panic!("cannot check the node after {after}: {e}"),
+    }
+}
+
+#[test]
+fn malformed_oversized_and_replayed_frames_are_refused_and_the_node_keeps_serving() {
+    let (a, mut b) = pair();
+    let (bob_peer, bob_addr) = peer_and_addr(&b);
+    let bob_pid = b.child.as_ref().expect("bob runs").id();
+    let peak_before = vm_peak_kb(bob_pid);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let raw_peer = rt.block_on(async {
+        let mut raw = RawPeer::connect(bob_peer, bob_addr).await;
+
+        // A well-formed claim first: it tells us Bob's device key, so the envelopes below get
+        // past the "wrong device" check and into decryption.
+        let claim = framed(&Request::ClaimPrekey.encode().expect("encode"));
+        let bundle = match raw.request("claim", claim.clone()).await {
+            Response::Prekey(bundle) => bundle,
+            other => panic!("claim: expected a pre-key bundle, got {other:?}"),
+        };
+        let bob_curve = bundle.cert.curve25519;
+
+        // (a) A length prefix claiming 2^31 bytes, then a few bytes and the end of the stream.
+        // The node must refuse it from the prefix alone, before allocating.
+        let mut oversized = (1u32 << 31).to_be_bytes().to_vec();
+        oversized.extend_from_slice(&[WIRE_VERSION, 0, 0, 0]);
+        raw.refused("oversized frame", oversized).await;
+
+        // (b) The right length, a known version byte, and a garbage body.
+        let mut garbage = vec![WIRE_VERSION];
+        garbage.extend((0u8..200).map(|i| i.wrapping_mul(37) ^ 0xde));
+        raw.refused("garbage body", framed(&garbage)).await;
+
+        // (c) A well-formed claim under an unknown version byte.
+        let mut unknown = Request::ClaimPrekey.encode().expect("encode");
+        unknown[0] = 9;
+        raw.refused("unknown version", framed(&unknown)).await;
+
+        // (d) A well-formed delivery whose envelope is for Bob's device but is not Olm.
+        let deliver = framed(
+            &Request::Deliver {
+                envelopes: vec![Envelope {
+                    to_device: bob_curve,
+                    kind: 0,
+                    ciphertext: (0u8..=255).rev().cycle().take(300).collect(),
+                }],
+            }
+            .encode()
+            .expect("encode"),
+        );
+        let expected = vec![DeliveryResult::Rejected(RejectReason::Undecryptable)];
+        match raw.request("garbage envelope", deliver.clone()).await {
+            Response::Delivered { results } => assert_eq!(results, expected),
+            other => panic!("garbage envelope: expected per-envelope results, got {other:?}"),
+        }
+
+        // (e) The same frame again (a replay): refused the same way, not stored as a duplicate.
+        match raw.request("replayed envelope", deliver).await {
+            Response::Delivered { results } => assert_eq!(results, expected),
+            other => panic!("replayed envelope: expected per-envelope results, got {other:?}"),
+        }
+
+        // The node still serves this peer on the same connection.
+        match raw.request("claim after bad frames", claim).await {
+            Response::Prekey(again) => assert_eq!(again.cert, bundle.cert),
+            other => panic!("claim after bad frames: expected a bundle, got {other:?}"),
+        }
+        raw.peer_id()
+    });
+    drop(rt);
+
+    assert_alive(&mut b, "bad frames");
+
+    // Each bad frame was logged as a typed error, naming the raw peer.
+    let raw_id = raw_peer.to_string();
+    let too_large = format!(
+        "bad frame: input of {} bytes is over the {MAX_FRAME}-byte limit",
+        1u64 << 31
+    );
+    let wanted = [
+        too_large.as_str(),
+        "bad frame: malformed input",
+        "bad frame: unsupported version 9",
+    ];
+    let logged = |log: &str, w: &str| {
+        log.lines()
+            .any(|l| l.contains("malformed request") && l.contains(&raw_id) && l.contains(w))
+    };
+    let start = std::time::Instant::now();
+    let log = loop {
+        let log = plain(&b.logs());
+        if wanted.iter().all(|w| logged(&log, w)) {
+            break log;
+        }
+        if start.elapsed() > T {
+            let missing: Vec<&&str> = wanted.iter().filter(|w| !logged(&log, w)).collect();
+            panic!("Bob's log lacks typed errors {missing:?} for peer {raw_id}:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        log.lines()
+            .any(|l| l.contains("peer penalised") && l.contains(&raw_id)),
+        "the raw peer was not penalised:\n{log}"
+    );
+
+    // Refused before allocation: the 2 GiB claim never showed up in Bob's address space.
+    if let (Some(before), Some(after)) = (peak_before, vm_peak_kb(bob_pid)) {
+        assert!(
+            after.saturating_sub(before) < 1024 * 1024,
+            "Bob's peak virtual memory grew from {before} kB to {after} kB"
+        );
+    }
+
+    // Other peers are served normally.
+    let id = a.send("Bob", "still there?");
+    let got = b.wait_received("Alice", 1, T);
+    assert_eq!(got[0]["text"], "still there?");
+    assert_eq!(got[0]["id"], id.as_str());
+    a.wait_status("Bob", 1, "delivered", T);
+    assert_alive(&mut b, "the normal exchange");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recording proxy
+// ---------------------------------------------------------------------------------------------
+
+/// What one proxied connection carried: `up` from the dialer to the target, `down` back.
+#[derive(Debug, Default)]
+struct Recorded {
+    up: Vec<u8>,
+    down: Vec<u8>,
+}
+
+/// A TCP proxy on 127.0.0.1 that forwards to 127.0.0.1:`target` and records every byte.
+struct Proxy {
+    port: u16,
+    conns: Arc<Mutex<Vec<Recorded>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let conns: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (conns.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let idx = {
+                    let mut all = c.lock().expect("lock");
+                    all.push(Recorded::default());
+                    all.len() - 1
+                };
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let (c1, c2) = (c.clone(), c.clone());
+                std::thread::spawn(move || pump(client, server, &c1, idx, true));
+                std::thread::spawn(move || pump(server2, client2, &c2, idx, false));
+            }
+        });
+        Self { port, conns, stop }
+    }
+
+    fn addr(&self) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{}", self.port)
+            .parse()
+            .expect("proxy multiaddr")
+    }
+
+    fn bytes_up(&self) -> usize {
+        self.conns
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| r.up.len())
+            .sum()
+    }
+
+    fn bytes_down(&self) -> usize {
+        self.conns
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| r.down.len())
+            .sum()
+    }
+
+    /// Every direction of every connection that contains `needle`.
+    fn find(&self, needle: &[u8]) -> Vec<String> {
+        let all = self.conns.lock().expect("lock");
+        let mut hits = Vec::new();
+        for (i, r) in all.iter().enumerate() {
+            for (dir, bytes) in [("up", &r.up), ("down", &r.down)] {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(format!("connection {i} {dir}"));
+                }
+            }
+        }
+        hits
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rec: &Mutex<Vec<Recorded>>,
+    idx: usize,
+    up: bool,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Ok(mut all) = rec.lock() {
+            let r = &mut all[idx];
+            let side = if up { &mut r.up } else { &mut r.down };
+            side.extend_from_slice(&buf[..n]);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+#[test]
+fn plaintext_never_appears_on_the_wire() {
+    const CANARY: &str = "PLAINTEXT-CANARY-7f3a";
+    let mut alice = Node::new();
+    let mut bob = Node::new();
+    alice.start();
+    bob.start();
+    let proxy = Proxy::start(bob.port);
+
+    // Bob's contact code, with the proxy as his only address. Only Alice adds Bob, so the
+    // connection is hers, through the proxy.
+    let card = ContactCard::from_code(&bob.code()).expect("Bob's code decodes");
+    let code = ContactCard {
+        addrs: vec![proxy.addr().to_vec()],
+        ..card
+    }
+    .to_code()
+    .expect("code encodes");
+    alice.json(&["contacts", "add", &code, "--name", "Bob"]);
+
+    // A long text, so the delivery is unmistakable in the byte counts.
+    let text = format!("{CANARY} ").repeat(400);
+    let up_before = proxy.bytes_up();
+    let id = alice.send("Bob", &text);
+    alice.wait_status("Bob", 1, "delivered", T);
+
+    // Bob got it (from a contact he has not added: named by the node).
+    let name = wait_for(T, "Alice in Bob's contacts", || {
+        bob.json(&["contacts", "list"])
+            .into_iter()
+            .find(|c| c["added_by_user"] == false)
+            .and_then(|c| c["name"].as_str().map(String::from))
+    });
+    let got = bob.wait_received(&name, 1, T);
+    assert_eq!(got[0]["text"], text.as_str());
+    assert_eq!(got[0]["id"], id.as_str());
+
+    // The message went through the proxy...
+    let up = proxy.bytes_up() - up_before;
+    assert!(
+        up >= text.len(),
+        "only {up} bytes went from Alice to Bob through the proxy during the send; \
+         the {}-byte message took another path",
+        text.len()
+    );
+    assert!(proxy.bytes_down() > 0, "nothing came back through the proxy");
+    // ...and its text is nowhere in it, in either direction.
+    for needle in [CANARY, "CANARY-7f3a", "PLAINTEXT-CANARY"] {
+        let hits = proxy.find(needle.as_bytes());
+        assert!(
+            hits.is_empty(),
+            "the plaintext {needle:?} is visible on the wire: {hits:?}"
+        );
+    }
+    eprintln!(
+        "proxy recorded {} bytes up, {} bytes down; no plaintext",
+        proxy.bytes_up(),
+        proxy.bytes_down()
+    );
+}
