@@ -1378,7 +1378,11 @@ impl State {
                 let Some(cert) = sealed.sender.clone() else {
                     return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
                 };
-                if cert.curve25519 != curve {
+                if cert.curve25519 != curve || cert.validate().is_err() {
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer,
+                        reason: "sender certificate does not verify",
+                    }));
                     return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
                 }
                 let dev = device_key(&cert.peer_id);

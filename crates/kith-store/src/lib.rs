@@ -27,19 +27,19 @@ pub use tx::{ReadTx, WriteTx};
 pub const SCHEMA_VERSION: u32 = 1;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const CONTACTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("contacts");
+pub(crate) const CONTACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contacts");
 pub(crate) const CONTACT_NAMES: TableDefinition<&str, [u8; 32]> =
     TableDefinition::new("contact_names");
-pub(crate) const DEVICES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("devices");
-pub(crate) const CURVE_DEVICES: TableDefinition<[u8; 32], [u8; 32]> =
+pub(crate) const DEVICES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("devices");
+pub(crate) const CURVE_DEVICES: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("curve_devices");
-pub(crate) const SESSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("sessions");
-pub(crate) const MESSAGES: TableDefinition<([u8; 32], u64), &[u8]> =
+pub(crate) const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
+pub(crate) const MESSAGES: TableDefinition<(&[u8; 32], u64), &[u8]> =
     TableDefinition::new("messages");
-pub(crate) const MSG_INDEX: TableDefinition<([u8; 32], u128), u64> =
+pub(crate) const MSG_INDEX: TableDefinition<(&[u8; 32], u128), u64> =
     TableDefinition::new("msg_index");
-pub(crate) const OUTBOX: TableDefinition<([u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
-pub(crate) const SEEN: TableDefinition<[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+pub(crate) const OUTBOX: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
+pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]

@@ -101,7 +101,7 @@ macro_rules! reads {
         /// The local sequence number of a message in a conversation, if stored.
         pub fn message_seq(&self, conv: &[u8; 32], id: u128) -> Result<Option<u64>, StoreError> {
             let t = open!(self, MSG_INDEX);
-            Ok(t.get((*conv, id))?.map(|v| v.value()))
+            Ok(t.get((conv, id))?.map(|v| v.value()))
         }
 
         /// The last `limit` messages of a conversation, oldest first.
@@ -113,7 +113,7 @@ macro_rules! reads {
             let t = open!(self, MESSAGES);
             let mut out = Vec::new();
             for row in t
-                .range((*conv, 0u64)..=(*conv, u64::MAX))?
+                .range((conv, 0u64)..=(conv, u64::MAX))?
                 .rev()
                 .take(limit)
             {
@@ -132,7 +132,7 @@ macro_rules! reads {
         ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
             let t = open!(self, OUTBOX);
             let mut out = Vec::new();
-            for row in t.range((*device, 0u64)..=(*device, u64::MAX))?.take(limit) {
+            for row in t.range((device, 0u64)..=(device, u64::MAX))?.take(limit) {
                 let (k, v) = row?;
                 out.push((k.value().1, dec(v.value())?));
             }
@@ -143,7 +143,7 @@ macro_rules! reads {
         pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
             let t = open!(self, OUTBOX);
             let mut n = 0;
-            for row in t.range((*device, 0u64)..=(*device, u64::MAX))? {
+            for row in t.range((device, 0u64)..=(device, u64::MAX))? {
                 row?;
                 n += 1;
             }
@@ -156,10 +156,10 @@ macro_rules! reads {
             let mut out: Vec<[u8; 32]> = Vec::new();
             let mut next = Some([0u8; 32]);
             while let Some(from) = next {
-                let first = t.range((from, 0u64)..)?.next().transpose()?;
+                let first = t.range((&from, 0u64)..)?.next().transpose()?;
                 next = None;
                 if let Some((k, _)) = first {
-                    let dev = k.value().0;
+                    let dev = *k.value().0;
                     out.push(dev);
                     next = successor(dev);
                 }
@@ -260,29 +260,29 @@ impl<'a> WriteTx<'a> {
         {
             open!(self, CONTACT_NAMES).remove(old.name.as_str())?;
         }
-        open!(self, CONTACTS).insert(c.identity, enc(c)?.as_slice())?;
+        open!(self, CONTACTS).insert(&c.identity, enc(c)?.as_slice())?;
         open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity)?;
         Ok(())
     }
 
     /// Adds or replaces a remote device.
     pub fn put_device(&mut self, key: &[u8; 32], d: &KnownDevice) -> Result<(), StoreError> {
-        open!(self, DEVICES).insert(*key, enc(d)?.as_slice())?;
+        open!(self, DEVICES).insert(key, enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(cert.curve25519, *key)?;
+            open!(self, CURVE_DEVICES).insert(&cert.curve25519, *key)?;
         }
         Ok(())
     }
 
     /// Forgets the sessions with a device (after it could not decrypt ours).
     pub fn drop_sessions(&mut self, key: &[u8; 32]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).remove(*key)?;
+        open!(self, SESSIONS).remove(key)?;
         Ok(())
     }
 
     /// Saves the session pickles for a remote device.
     pub fn put_sessions(&mut self, key: &[u8; 32], pickles: &[String]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).insert(*key, enc(&pickles)?.as_slice())?;
+        open!(self, SESSIONS).insert(key, enc(&pickles)?.as_slice())?;
         Ok(())
     }
 
@@ -297,12 +297,12 @@ impl<'a> WriteTx<'a> {
             return Ok(None);
         }
         let mut t = open!(self, MESSAGES);
-        let seq = match t.range((*conv, 0u64)..=(*conv, u64::MAX))?.next_back() {
+        let seq = match t.range((conv, 0u64)..=(conv, u64::MAX))?.next_back() {
             Some(row) => row?.0.value().1 + 1,
             None => 1,
         };
-        t.insert((*conv, seq), enc(msg)?.as_slice())?;
-        open!(self, MSG_INDEX).insert((*conv, msg.id), seq)?;
+        t.insert((conv, seq), enc(msg)?.as_slice())?;
+        open!(self, MSG_INDEX).insert((conv, msg.id), seq)?;
         Ok(Some(seq))
     }
 
@@ -320,7 +320,7 @@ impl<'a> WriteTx<'a> {
         };
         let mut t = open!(self, MESSAGES);
         let Some(mut msg) = t
-            .get((*conv, seq))?
+            .get((conv, seq))?
             .map(|v| dec::<StoredMessage>(v.value()))
             .transpose()?
         else {
@@ -330,18 +330,18 @@ impl<'a> WriteTx<'a> {
             return Ok(None);
         }
         msg.status = to;
-        t.insert((*conv, seq), enc(&msg)?.as_slice())?;
+        t.insert((conv, seq), enc(&msg)?.as_slice())?;
         Ok(Some(to))
     }
 
     /// Appends an item to a device's outbox.
     pub fn push_outbox(&mut self, device: &[u8; 32], item: &OutboxItem) -> Result<u64, StoreError> {
         let mut t = open!(self, OUTBOX);
-        let seq = match t.range((*device, 0u64)..=(*device, u64::MAX))?.next_back() {
+        let seq = match t.range((device, 0u64)..=(device, u64::MAX))?.next_back() {
             Some(row) => row?.0.value().1 + 1,
             None => 1,
         };
-        t.insert((*device, seq), enc(item)?.as_slice())?;
+        t.insert((device, seq), enc(item)?.as_slice())?;
         Ok(seq)
     }
 
@@ -352,7 +352,7 @@ impl<'a> WriteTx<'a> {
         seq: u64,
         item: &OutboxItem,
     ) -> Result<(), StoreError> {
-        open!(self, OUTBOX).insert((*device, seq), enc(item)?.as_slice())?;
+        open!(self, OUTBOX).insert((device, seq), enc(item)?.as_slice())?;
         Ok(())
     }
 
@@ -364,7 +364,7 @@ impl<'a> WriteTx<'a> {
     ) -> Result<Option<OutboxItem>, StoreError> {
         let mut t = open!(self, OUTBOX);
         let v = t
-            .remove((*device, seq))?
+            .remove((device, seq))?
             .map(|v| dec(v.value()))
             .transpose()?;
         Ok(v)
@@ -372,7 +372,7 @@ impl<'a> WriteTx<'a> {
 
     /// Records that an envelope was stored.
     pub fn mark_seen(&mut self, hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError> {
-        open!(self, SEEN).insert(*hash, now_ms)?;
+        open!(self, SEEN).insert(hash, now_ms)?;
         Ok(())
     }
 
