@@ -54,7 +54,10 @@ async fn daemon() -> Daemon {
         .unwrap();
     let start = Instant::now();
     while Client::connect(&sock(&dir)).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "daemon did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Daemon {
@@ -74,7 +77,10 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 #[tokio::main]

@@ -89,6 +89,11 @@ enum ContactsCmd {
         #[arg(long)]
         name: String,
     },
+    /// Remove a contact (undelivered messages to them are dropped; history stays).
+    Remove {
+        /// The contact's name.
+        name: String,
+    },
     /// List contacts.
     List,
 }
@@ -264,6 +269,12 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 .call::<methods::ContactsAdd>(AddContactParams { code, name })
                 .await?;
             out.contact_added(&v);
+        }
+        Command::Contacts(ContactsCmd::Remove { name }) => {
+            let v = c
+                .call::<methods::ContactsRemove>(methods::RemoveContactParams { name })
+                .await?;
+            out.contact_removed(&v);
         }
         Command::Contacts(ContactsCmd::List) => {
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)

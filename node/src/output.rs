@@ -107,7 +107,12 @@ impl Out {
 
     pub fn id(&self, info: &NodeInfo) {
         if self.json {
-            json_line(&json!({"code": info.code, "peer_id": info.peer_id, "addrs": info.addrs}));
+            json_line(&json!({
+                "code": info.code,
+                "peer_id": info.peer_id,
+                "addrs": info.addrs,
+                "identity": info.identity,
+            }));
             return;
         }
         line(&info.code);
@@ -133,6 +138,14 @@ impl Out {
             json_line(c);
         } else {
             line(&format!("Added {} ({}).", c.name, c.identity));
+        }
+    }
+
+    pub fn contact_removed(&self, c: &ContactView) {
+        if self.json {
+            json_line(c);
+        } else {
+            line(&format!("Removed {} ({}).", c.name, c.identity));
         }
     }
 

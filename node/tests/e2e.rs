@@ -218,6 +218,16 @@ fn changed_identity_for_a_name_is_refused_with_a_warning() {
         impostor.json(&["id"])[0]["peer_id"].as_str().unwrap()[..16]
     );
     assert_eq!(a.json(&["contacts", "list"]).len(), 1);
+    // After comparing safety numbers, the user removes the old contact and adds the new key.
+    a.json(&["contacts", "remove", "Bob"]);
+    assert!(a.json(&["contacts", "list"]).is_empty());
+    a.json(&["contacts", "add", &impostor.code(), "--name", "Bob"]);
+    a.send("Bob", "to the new key");
+    wait_for(T, "the message at the new key", || {
+        let c = impostor.json(&["contacts", "list"]);
+        let name = c.first()?["name"].as_str()?.to_string();
+        (!impostor.history(&name).is_empty()).then_some(())
+    });
 }
 
 #[test]
@@ -268,7 +278,10 @@ fn chat_screen_sends_lines_and_reads_what_arrives() {
     let stdout = chat.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }

@@ -7,7 +7,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::MAX_LINE;
+use crate::MAX_RESPONSE;
 use crate::methods::{self, Method};
 
 /// Client failures, each with the CLI exit code it maps to.
@@ -105,7 +105,7 @@ impl Client {
         let mut buf = Vec::new();
         use tokio::io::{AsyncBufReadExt, AsyncReadExt};
         let n = (&mut self.r)
-            .take(MAX_LINE as u64 + 1)
+            .take(MAX_RESPONSE as u64 + 1)
             .read_until(b'\n', &mut buf)
             .await?;
         if n == 0 {

@@ -23,8 +23,10 @@ pub use server::serve;
 
 /// The socket's file name inside the data directory.
 pub const SOCKET_NAME: &str = "kith.sock";
-/// Longest request or response line.
+/// Longest request line the daemon reads.
 pub const MAX_LINE: usize = 1 << 20;
+/// Longest response line the client reads (a long history is bigger than a request).
+pub const MAX_RESPONSE: usize = 64 << 20;
 
 /// JSON-RPC error codes used by Kith. Application errors use the CLI exit code as their code.
 pub mod codes {

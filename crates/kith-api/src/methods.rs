@@ -68,6 +68,26 @@ impl Method for ContactsAdd {
     }
 }
 
+/// Params of `contacts.remove`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveContactParams {
+    /// The contact's name.
+    pub name: String,
+}
+
+/// `contacts.remove`: remove a contact with its devices, sessions and undelivered messages;
+/// the conversation history stays.
+#[derive(Debug)]
+pub struct ContactsRemove;
+impl Method for ContactsRemove {
+    const NAME: &'static str = "contacts.remove";
+    type Params = RemoveContactParams;
+    type Output = ContactView;
+    async fn call(e: &EngineHandle, p: RemoveContactParams) -> Result<ContactView, EngineError> {
+        e.remove_contact(p.name).await
+    }
+}
+
 /// `contacts.list`: every contact.
 #[derive(Debug)]
 pub struct ContactsList;

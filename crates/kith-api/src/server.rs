@@ -172,6 +172,7 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
             [
                 Id,
                 ContactsAdd,
+                ContactsRemove,
                 ContactsList,
                 Send,
                 History,

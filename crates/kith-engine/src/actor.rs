@@ -48,6 +48,8 @@ pub const MAX_RESETS: u8 = 3;
 const MAX_CLAIM_ENTRIES: usize = 4096;
 /// Addresses kept per device.
 const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
+/// Most text bytes one history answer carries (newest messages first).
+pub const MAX_HISTORY_BYTES: usize = 32 << 20;
 /// Longest contact name, in characters.
 pub const MAX_NAME: usize = 64;
 
@@ -74,6 +76,10 @@ enum Cmd {
         reply: Reply<ContactView>,
     },
     Contacts(Reply<Vec<ContactView>>),
+    RemoveContact {
+        name: String,
+        reply: Reply<ContactView>,
+    },
     Send {
         to: String,
         text: String,
@@ -135,6 +141,11 @@ impl EngineHandle {
         name: String,
     ) -> Result<ContactView, EngineError> {
         call!(self, AddContact { code, name })
+    }
+
+    /// Removes a contact, its devices, sessions and undelivered messages (history stays).
+    pub async fn remove_contact(&self, name: String) -> Result<ContactView, EngineError> {
+        call!(self, RemoveContact { name })
     }
 
     /// Every contact.
@@ -288,7 +299,7 @@ impl Engine {
             mdns: cfg.mdns,
         })
         .await
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        .map_err(|e| EngineError::Network(e.to_string()))?;
 
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
@@ -743,6 +754,9 @@ impl Engine {
             Cmd::Send { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
             }
+            Cmd::RemoveContact { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
             Cmd::MarkRead { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
             }
@@ -803,7 +817,18 @@ impl Engine {
                 let Some(c) = r.contact_by_name(with)? else {
                     return Ok(Err(EngineError::UnknownContact(with.to_string())));
                 };
-                let msgs = r.history(&c.identity, limit)?;
+                let mut msgs = r.history(&c.identity, limit)?;
+                // Keep the answer to a sane size: the newest messages up to MAX_HISTORY_BYTES.
+                let mut total = 0usize;
+                let keep = msgs
+                    .iter()
+                    .rev()
+                    .take_while(|(_, m)| {
+                        total += m.text.len();
+                        total <= MAX_HISTORY_BYTES
+                    })
+                    .count();
+                msgs.drain(..msgs.len() - keep);
                 Ok(Ok(msgs
                     .into_iter()
                     .map(|(_, m)| MessageView {
@@ -1046,6 +1071,10 @@ impl State {
                 let r = self.add_contact(w, &code, &name, after)?;
                 after.push(reply(tx, r));
             }
+            Work::Cmd(Cmd::RemoveContact { name, reply: tx }) => {
+                let r = self.remove_contact(w, &name)?;
+                after.push(reply(tx, r));
+            }
             Work::Cmd(Cmd::Send {
                 to,
                 text,
@@ -1180,7 +1209,7 @@ impl State {
             && other.name != name
             && other.added_by_user
         {
-            return Ok(Err(EngineError::NameTaken(other.name)));
+            return Ok(Err(EngineError::AlreadyContact(other.name)));
         }
         let contact = Contact {
             identity: card.identity,
@@ -1214,6 +1243,35 @@ impl State {
             name,
             identity: IdentityKey(card.identity).short(),
             added_by_user: true,
+            connected: false,
+            pending: 0,
+        }))
+    }
+
+    fn remove_contact(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        name: &str,
+    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+        let Some(c) = w.contact_by_name(name)? else {
+            return Ok(Err(EngineError::UnknownContact(name.to_string())));
+        };
+        for d in w
+            .devices()?
+            .into_iter()
+            .filter(|d| d.identity == c.identity)
+        {
+            let dev = device_key(&d.peer_id);
+            w.remove_device(&dev)?;
+            self.sessions.remove(&dev);
+            self.dirty_sessions.remove(&dev);
+            self.peers.remove(&dev);
+        }
+        w.remove_contact(&c.identity)?;
+        Ok(Ok(ContactView {
+            name: c.name,
+            identity: IdentityKey(c.identity).short(),
+            added_by_user: c.added_by_user,
             connected: false,
             pending: 0,
         }))

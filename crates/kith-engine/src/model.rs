@@ -16,13 +16,14 @@ pub enum EngineError {
     /// A name is not acceptable.
     #[error("invalid name: {0}")]
     BadName(String),
-    /// The name is used by another contact.
-    #[error("the name {0:?} is already used by another contact")]
-    NameTaken(String),
+    /// This person is already a contact under another name.
+    #[error("this person is already in your contacts as {0:?}")]
+    AlreadyContact(String),
     /// The code names a different identity key than the contact already known by that name.
     #[error(
         "{0:?} already names a contact with a different identity key: their safety number \
-         changed. Compare safety numbers in person; to replace the contact, remove it first"
+         changed. Compare safety numbers in person; to replace the contact, run \
+         `kith contacts remove {0}` first"
     )]
     IdentityChanged(String),
     /// That code is this node's own.
@@ -34,6 +35,9 @@ pub enum EngineError {
     /// A store or other internal failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The network could not start (a listen address could not be bound).
+    #[error("network: {0}")]
+    Network(String),
     /// The engine has stopped.
     #[error("the node is shutting down")]
     Stopped,
@@ -44,7 +48,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::Internal(_) => 2,
-            EngineError::Stopped => 3,
+            EngineError::Stopped | EngineError::Network(_) => 3,
             _ => 1,
         }
     }

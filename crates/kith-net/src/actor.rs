@@ -109,7 +109,7 @@ pub enum NetEvent {
     Disconnected { peer: PeerId },
     /// Addresses a peer says it listens on (identify) or was found at (mDNS).
     PeerAddrs { peer: PeerId, addrs: Vec<Multiaddr> },
-    /// The outcome of [`NetCommand::GetRecord`]: the newest valid record, if any.
+    /// The outcome of [`NetCommand::GetRecord`]: the first valid record found, if any.
     Record { tag: u64, value: Option<Vec<u8>> },
 }
 
@@ -173,6 +173,8 @@ pub async fn spawn(
         )
         .map_err(|e| NetError::Setup(e.to_string()))?
         .with_quic()
+        .with_dns()
+        .map_err(|e| NetError::Setup(e.to_string()))?
         .with_behaviour(|key| {
             let peer = key.public().to_peer_id();
             let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));

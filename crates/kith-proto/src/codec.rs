@@ -37,7 +37,8 @@ pub enum DecodeError {
     Expired,
 }
 
-/// Why a value could not be encoded (only for values over the hard limit).
+/// Why a value could not be encoded (serde refused it; sizes are checked by decoders and by
+/// the frame writer, not here).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode: {0}")]
 pub struct EncodeError(String);
@@ -46,7 +47,7 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<HARD_LIMIT>()
 }
 
-/// Encodes a value. Fails only if the value is over [`HARD_LIMIT`].
+/// Encodes a value. Sizes are not checked here: decoders and the frame writer enforce limits.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, EncodeError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| EncodeError(e.to_string()))
 }

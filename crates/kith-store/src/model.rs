@@ -113,7 +113,8 @@ pub struct OutboxItem {
     pub message_ids: Vec<u128>,
     /// The encrypted envelope, once a session with the device exists.
     pub sealed: Option<Envelope>,
-    /// The encoded body to seal when a session exists (cleared once sealed).
+    /// The encoded body, kept until the item is acknowledged so it can be sealed again if the
+    /// receiver loses its session.
     #[serde(with = "serde_bytes")]
     pub body: Option<Vec<u8>>,
     /// When it was queued.

@@ -112,11 +112,7 @@ macro_rules! reads {
         ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
             let t = open!(self, MESSAGES);
             let mut out = Vec::new();
-            for row in t
-                .range((conv, 0u64)..=(conv, u64::MAX))?
-                .rev()
-                .take(limit)
-            {
+            for row in t.range((conv, 0u64)..=(conv, u64::MAX))?.rev().take(limit) {
                 let (k, v) = row?;
                 out.push((k.value().1, dec(v.value())?));
             }
@@ -270,6 +266,37 @@ impl<'a> WriteTx<'a> {
         open!(self, DEVICES).insert(key, enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
             open!(self, CURVE_DEVICES).insert(&cert.curve25519, *key)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a contact and its name; the conversation stays (it reappears if the same
+    /// identity is added again).
+    pub fn remove_contact(&mut self, identity: &[u8; 32]) -> Result<(), StoreError> {
+        if let Some(c) = self.contact(identity)? {
+            open!(self, CONTACT_NAMES).remove(c.name.as_str())?;
+        }
+        open!(self, CONTACTS).remove(identity)?;
+        Ok(())
+    }
+
+    /// Removes a device with its sessions and everything waiting for it.
+    pub fn remove_device(&mut self, key: &[u8; 32]) -> Result<(), StoreError> {
+        if let Some(d) = self.device(key)?
+            && let Some(cert) = d.cert
+        {
+            open!(self, CURVE_DEVICES).remove(&cert.curve25519)?;
+        }
+        open!(self, DEVICES).remove(key)?;
+        open!(self, SESSIONS).remove(key)?;
+        let seqs: Vec<u64> = self
+            .outbox(key, usize::MAX)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let mut t = open!(self, OUTBOX);
+        for s in seqs {
+            t.remove((key, s))?;
         }
         Ok(())
     }

@@ -1,5 +1,4 @@
-//! Base types shared by every Kith crate: identity keys, device ids, message ids and the
-//! safety number. Nothing here does I/O or depends on tokio or libp2p.
+//! Base types shared by every Kith crate: identity keys, message ids and the safety number. Nothing here does I/O or depends on tokio or libp2p.
 
 #![cfg_attr(
     not(test),
