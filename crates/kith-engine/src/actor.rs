@@ -50,6 +50,11 @@ const MAX_CLAIM_ENTRIES: usize = 4096;
 const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
+/// Most devices whose Olm sessions are kept in memory between batches.
+pub const MAX_CACHED_SESSIONS: usize = 1024;
+/// Most people who wrote first (not added by the user) kept as provisional contacts; more
+/// strangers are refused until some are removed.
+pub const MAX_STRANGERS: usize = 1000;
 /// Longest contact name, in characters.
 pub const MAX_NAME: usize = 64;
 
@@ -507,6 +512,10 @@ impl Engine {
         for a in staged {
             self.run_after(a, ok);
         }
+        // Everything in the cache is on disk now; keep the cache bounded.
+        if self.st.sessions.len() > MAX_CACHED_SESSIONS {
+            self.st.sessions.clear();
+        }
     }
 
     fn reload_crypto(&mut self) {
@@ -625,11 +634,13 @@ impl Engine {
         }
         self.st.lookups.insert(d.identity, now);
         let tag = self.st.tag();
-        self.st.record_tags.insert(tag, d.identity);
-        let _ = self.st.net.send(NetCommand::GetRecord {
+        let sent = self.st.net.send(NetCommand::GetRecord {
             tag,
             key: user_record_key(&d.identity),
         });
+        if sent.is_ok() {
+            self.st.record_tags.insert(tag, d.identity);
+        }
     }
 
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
@@ -1461,9 +1472,16 @@ impl State {
                     cert: None,
                     addrs: Vec::new(),
                 });
+                let stranger = w.contact(&cert.identity)?.is_none();
+                if stranger
+                    && w.contacts()?.iter().filter(|c| !c.added_by_user).count() >= MAX_STRANGERS
+                {
+                    warn!("too many people wrote first; refusing a new one");
+                    return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
+                }
                 d.cert = Some(cert.clone());
                 w.put_device(&dev, &d)?;
-                if w.contact(&cert.identity)?.is_none() {
+                if stranger {
                     let short = IdentityKey(cert.identity).short();
                     let mut name = format!("~{short}");
                     let mut n = 1;
