@@ -6,6 +6,8 @@
 //!
 //! All traffic stays on 127.0.0.1.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io;
@@ -19,7 +21,8 @@ use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use kith_proto::contact::ContactCard;
 use kith_proto::wire::{
-    DeliveryResult, Envelope, MAX_FRAME, PROTOCOL, RejectReason, Request, Response, WIRE_VERSION,
+    DeliveryResult, Envelope, MAX_FRAME, PROTOCOL, Refusal, RejectReason, Request, Response,
+    WIRE_VERSION,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -181,16 +184,29 @@ impl RawPeer {
         unframe_response(&got).unwrap_or_else(|e| panic!("{what}: bad response: {e}"))
     }
 
-    /// Sends `bytes` and expects the node to refuse the stream without answering.
+    /// Sends `bytes` and expects the node to refuse the request as a whole with a typed
+    /// `Refused(Invalid)` answer.
     async fn refused(&mut self, what: &str, bytes: Vec<u8>) {
         match self.exchange(bytes).await {
-            Ok(b) if !b.is_empty() => panic!(
-                "{what}: the node answered a bad frame with {} bytes: {:?}",
-                b.len(),
-                unframe_response(&b)
+            Ok(b) => assert_eq!(
+                unframe_response(&b),
+                Ok(Response::Refused(Refusal::Invalid)),
+                "{what}: a bad frame must get a typed refusal"
             ),
-            Ok(_) => {}
-            Err(e) => eprintln!("{what}: stream failed as expected: {e}"),
+            Err(e) => panic!("{what}: expected a typed refusal, the stream failed: {e}"),
+        }
+    }
+
+    /// Like [`RawPeer::refused`], but the node may also cut the connection (the strike that
+    /// gets the peer blocked).
+    async fn refused_or_cut(&mut self, what: &str, bytes: Vec<u8>) {
+        match self.exchange(bytes).await {
+            Ok(b) => assert_eq!(
+                unframe_response(&b),
+                Ok(Response::Refused(Refusal::Invalid)),
+                "{what}: a bad frame must get a typed refusal"
+            ),
+            Err(e) => eprintln!("{what}: connection cut: {e}"),
         }
     }
 }
@@ -231,7 +247,11 @@ fn peer_and_addr(node: &Node) -> (PeerId, Multiaddr) {
             a.iter()
                 .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()))
         })
-        .unwrap_or_else(|| format!("{}/p2p/{peer}", node.listen_addr()).parse().expect("addr"));
+        .unwrap_or_else(|| {
+            format!("{}/p2p/{peer}", node.listen_addr())
+                .parse()
+                .expect("addr")
+        });
     (peer, addr)
 }
 
@@ -271,6 +291,55 @@ fn assert_alive(node: &mut Node, after: &str) {
     }
 }
 
+/// Bad frames (a) to (c): each must be refused from its bytes alone, with a typed refusal.
+async fn send_bad_frames(raw: &mut RawPeer) {
+    // (a) A length prefix claiming 2^31 bytes, then a few bytes and the end of the stream.
+    // The node must refuse it from the prefix alone, before allocating.
+    let mut oversized = (1u32 << 31).to_be_bytes().to_vec();
+    oversized.extend_from_slice(&[WIRE_VERSION, 0, 0, 0]);
+    raw.refused("oversized frame", oversized).await;
+
+    // (b) The right length, a known version byte, and a garbage body.
+    raw.refused("garbage body", garbage_frame()).await;
+
+    // (c) A well-formed claim under an unknown version byte.
+    let mut unknown = Request::ClaimPrekey.encode().expect("encode");
+    unknown[0] = 9;
+    raw.refused("unknown version", framed(&unknown)).await;
+}
+
+fn garbage_frame() -> Vec<u8> {
+    let mut garbage = vec![WIRE_VERSION];
+    garbage.extend((0u8..200).map(|i| i.wrapping_mul(37) ^ 0xde));
+    framed(&garbage)
+}
+
+fn claim_frame() -> Vec<u8> {
+    framed(&Request::ClaimPrekey.encode().expect("encode"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Waits until `node`'s log (colours removed) satisfies `ok`; panics with the log otherwise.
+fn wait_log(node: &Node, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let log = plain(&node.logs());
+        if ok(&log) {
+            return log;
+        }
+        if start.elapsed() > T {
+            panic!("timed out after {T:?} waiting for {what} in the node's log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn malformed_oversized_and_replayed_frames_are_refused_and_the_node_keeps_serving() {
     let (a, mut b) = pair();
@@ -278,43 +347,25 @@ fn malformed_oversized_and_replayed_frames_are_refused_and_the_node_keeps_servin
     let bob_pid = b.child.as_ref().expect("bob runs").id();
     let peak_before = vm_peak_kb(bob_pid);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let raw_peer = rt.block_on(async {
+    let rt = runtime();
+    rt.block_on(async {
         let mut raw = RawPeer::connect(bob_peer, bob_addr).await;
 
         // A well-formed claim first: it tells us Bob's device key, so the envelopes below get
         // past the "wrong device" check and into decryption.
-        let claim = framed(&Request::ClaimPrekey.encode().expect("encode"));
-        let bundle = match raw.request("claim", claim.clone()).await {
+        let bundle = match raw.request("claim", claim_frame()).await {
             Response::Prekey(bundle) => bundle,
             other => panic!("claim: expected a pre-key bundle, got {other:?}"),
         };
-        let bob_curve = bundle.cert.curve25519;
 
-        // (a) A length prefix claiming 2^31 bytes, then a few bytes and the end of the stream.
-        // The node must refuse it from the prefix alone, before allocating.
-        let mut oversized = (1u32 << 31).to_be_bytes().to_vec();
-        oversized.extend_from_slice(&[WIRE_VERSION, 0, 0, 0]);
-        raw.refused("oversized frame", oversized).await;
-
-        // (b) The right length, a known version byte, and a garbage body.
-        let mut garbage = vec![WIRE_VERSION];
-        garbage.extend((0u8..200).map(|i| i.wrapping_mul(37) ^ 0xde));
-        raw.refused("garbage body", framed(&garbage)).await;
-
-        // (c) A well-formed claim under an unknown version byte.
-        let mut unknown = Request::ClaimPrekey.encode().expect("encode");
-        unknown[0] = 9;
-        raw.refused("unknown version", framed(&unknown)).await;
+        // (a) oversized, (b) garbage body, (c) unknown version: typed refusals.
+        send_bad_frames(&mut raw).await;
 
         // (d) A well-formed delivery whose envelope is for Bob's device but is not Olm.
         let deliver = framed(
             &Request::Deliver {
                 envelopes: vec![Envelope {
-                    to_device: bob_curve,
+                    to_device: bundle.cert.curve25519,
                     kind: 0,
                     ciphertext: (0u8..=255).rev().cycle().take(300).collect(),
                 }],
@@ -335,48 +386,14 @@ fn malformed_oversized_and_replayed_frames_are_refused_and_the_node_keeps_servin
         }
 
         // The node still serves this peer on the same connection.
-        match raw.request("claim after bad frames", claim).await {
+        match raw.request("claim after bad frames", claim_frame()).await {
             Response::Prekey(again) => assert_eq!(again.cert, bundle.cert),
             other => panic!("claim after bad frames: expected a bundle, got {other:?}"),
         }
-        raw.peer_id()
     });
     drop(rt);
 
     assert_alive(&mut b, "bad frames");
-
-    // Each bad frame was logged as a typed error, naming the raw peer.
-    let raw_id = raw_peer.to_string();
-    let too_large = format!(
-        "bad frame: input of {} bytes is over the {MAX_FRAME}-byte limit",
-        1u64 << 31
-    );
-    let wanted = [
-        too_large.as_str(),
-        "bad frame: malformed input",
-        "bad frame: unsupported version 9",
-    ];
-    let logged = |log: &str, w: &str| {
-        log.lines()
-            .any(|l| l.contains("malformed request") && l.contains(&raw_id) && l.contains(w))
-    };
-    let start = std::time::Instant::now();
-    let log = loop {
-        let log = plain(&b.logs());
-        if wanted.iter().all(|w| logged(&log, w)) {
-            break log;
-        }
-        if start.elapsed() > T {
-            let missing: Vec<&&str> = wanted.iter().filter(|w| !logged(&log, w)).collect();
-            panic!("Bob's log lacks typed errors {missing:?} for peer {raw_id}:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        log.lines()
-            .any(|l| l.contains("peer penalised") && l.contains(&raw_id)),
-        "the raw peer was not penalised:\n{log}"
-    );
 
     // Refused before allocation: the 2 GiB claim never showed up in Bob's address space.
     if let (Some(before), Some(after)) = (peak_before, vm_peak_kb(bob_pid)) {
@@ -393,6 +410,65 @@ fn malformed_oversized_and_replayed_frames_are_refused_and_the_node_keeps_servin
     assert_eq!(got[0]["id"], id.as_str());
     a.wait_status("Bob", 1, "delivered", T);
     assert_alive(&mut b, "the normal exchange");
+}
+
+#[test]
+fn bad_frames_are_logged_as_typed_errors_and_a_repeat_offender_is_blocked() {
+    let mut node = Node::new();
+    node.start();
+    let (peer, addr) = peer_and_addr(&node);
+    let rt = runtime();
+    let mut raw = rt.block_on(async {
+        let mut raw = RawPeer::connect(peer, addr).await;
+        send_bad_frames(&mut raw).await;
+        raw
+    });
+    let raw_id = raw.peer_id().to_string();
+
+    // Each bad frame is logged as a typed error naming the raw peer, and counted against it.
+    let too_large = format!(
+        "bad frame: input of {} bytes is over the {MAX_FRAME}-byte limit",
+        1u64 << 31
+    );
+    let wanted = [
+        too_large.as_str(),
+        "bad frame: malformed input",
+        "bad frame: unsupported version 9",
+    ];
+    let logged = |log: &str, w: &str| {
+        log.lines()
+            .any(|l| l.contains("malformed request") && l.contains(&raw_id) && l.contains(w))
+    };
+    wait_log(&node, "a typed error for each bad frame", |log| {
+        wanted.iter().all(|w| logged(log, w))
+    });
+    wait_log(&node, "penalties for the raw peer", |log| {
+        log.lines()
+            .filter(|l| l.contains("peer penalised") && l.contains(&raw_id))
+            .count()
+            >= 3
+    });
+
+    // Two more make five strikes: the peer is cut off and blocked.
+    rt.block_on(async {
+        raw.refused("garbage body (4)", garbage_frame()).await;
+        raw.refused_or_cut("garbage body (5)", garbage_frame())
+            .await;
+    });
+    wait_log(&node, "the raw peer blocked", |log| {
+        log.lines()
+            .any(|l| l.contains("peer blocked") && l.contains(&raw_id))
+    });
+    let start = std::time::Instant::now();
+    rt.block_on(async {
+        while raw.exchange(claim_frame()).await.is_ok() {
+            assert!(
+                start.elapsed() < T,
+                "the blocked peer is still served after {T:?}"
+            );
+        }
+    });
+    assert_alive(&mut node, "blocking a peer");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,13 +568,7 @@ impl Drop for Proxy {
     }
 }
 
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    rec: &Mutex<Vec<Recorded>>,
-    idx: usize,
-    up: bool,
-) {
+fn pump(mut from: TcpStream, mut to: TcpStream, rec: &Mutex<Vec<Recorded>>, idx: usize, up: bool) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -562,7 +632,16 @@ fn plaintext_never_appears_on_the_wire() {
          the {}-byte message took another path",
         text.len()
     );
-    assert!(proxy.bytes_down() > 0, "nothing came back through the proxy");
+    assert!(
+        proxy.bytes_down() > 0,
+        "nothing came back through the proxy"
+    );
+    // The recording is searchable: the one cleartext part of a connection, the protocol
+    // negotiation before Noise, is found in it.
+    assert!(
+        !proxy.find(b"/noise").is_empty(),
+        "the proxy's recording does not even show the cleartext handshake"
+    );
     // ...and its text is nowhere in it, in either direction.
     for needle in [CANARY, "CANARY-7f3a", "PLAINTEXT-CANARY"] {
         let hits = proxy.find(needle.as_bytes());

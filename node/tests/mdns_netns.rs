@@ -6,6 +6,8 @@
 //! reaches each daemon through the Unix socket in its data directory, which works across
 //! network namespaces.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::fs::File;

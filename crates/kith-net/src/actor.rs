@@ -403,11 +403,11 @@ impl Actor {
                 addrs,
                 req,
             } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .msg
-                    .send_request_with_addresses(&peer, req, addrs);
+                let id = self.swarm.behaviour_mut().msg.send_request_with_addresses(
+                    &peer,
+                    Ok(req),
+                    addrs,
+                );
                 self.outbound.insert(id, tag);
             }
             NetCommand::Respond { id, resp } => {
@@ -540,14 +540,37 @@ impl Actor {
         Ok(())
     }
 
-    async fn on_msg(&mut self, ev: request_response::Event<Request, Response>) -> Result<(), ()> {
+    async fn on_msg(
+        &mut self,
+        ev: request_response::Event<crate::codec::Inbound, Response>,
+    ) -> Result<(), ()> {
         use request_response::{Event, Message};
         match ev {
             Event::Message {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request: Err(error),
+                        channel,
+                        ..
+                    },
+                ..
+            } => {
+                warn!(%peer, error = %BadFrame(error), "malformed request");
+                self.penalize(peer, "malformed request");
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .msg
+                    .send_response(channel, Response::Refused(Refusal::Invalid));
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request: Ok(request),
+                        channel,
+                        ..
                     },
                 ..
             } => {

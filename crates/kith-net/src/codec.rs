@@ -7,6 +7,11 @@ use kith_proto::DecodeError;
 use kith_proto::wire::{MAX_FRAME, Request, Response};
 use libp2p::StreamProtocol;
 
+/// What a node reads from a request stream: a valid request, or the typed reason the frame
+/// was refused. Bad frames are handed to the actor (rather than failing the stream inside
+/// libp2p, where the failure would not be reported) so it can log them and penalise the peer.
+pub type Inbound = Result<Request, DecodeError>;
+
 /// The request-response codec for Kith frames.
 #[derive(Debug, Clone, Default)]
 pub struct KithCodec;
@@ -16,22 +21,22 @@ pub struct KithCodec;
 #[error("bad frame: {0}")]
 pub struct BadFrame(pub DecodeError);
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+/// Reads one frame: the outer error is the stream's, the inner one a refused length.
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+) -> io::Result<Result<Vec<u8>, DecodeError>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            BadFrame(DecodeError::TooLarge {
-                len,
-                limit: MAX_FRAME,
-            }),
-        ));
+        return Ok(Err(DecodeError::TooLarge {
+            len,
+            limit: MAX_FRAME,
+        }));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    Ok(buf)
+    Ok(Ok(buf))
 }
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
@@ -52,34 +57,37 @@ fn bad(e: DecodeError) -> io::Error {
 
 impl libp2p::request_response::Codec for KithCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = Inbound;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let buf = read_frame(io).await?;
-        Request::decode(&buf).map_err(bad)
+        // An oversized length prefix is refused without reading (or allocating) the body.
+        Ok(read_frame(io).await?.and_then(|buf| Request::decode(&buf)))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let buf = read_frame(io).await?;
-        Response::decode(&buf).map_err(bad)
+        read_frame(io)
+            .await?
+            .and_then(|buf| Response::decode(&buf))
+            .map_err(bad)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: Inbound,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        let req = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, BadFrame(e)))?;
         let bytes = req
             .encode()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
