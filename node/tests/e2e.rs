@@ -325,3 +325,40 @@ fn large_backlog_is_split_into_frames_that_fit() {
     a.wait_status("Bob", 41, "delivered", Duration::from_secs(60));
     assert_eq!(b.wait_received("Alice", 41, T).len(), 41);
 }
+
+/// Concurrent sends land in one engine batch and are sealed together in one envelope; each
+/// must still arrive exactly once, in the sender's order.
+#[test]
+fn concurrent_sends_sealed_together_arrive_once_in_order() {
+    let (a, b) = pair();
+    a.send("Bob", "open the session");
+    a.wait_status("Bob", 1, "delivered", T);
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let dir = a.dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    let out = run(&dir, &["send", "Bob", &format!("t{t} m{i}")]);
+                    assert!(out.status.success());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    a.wait_status("Bob", 81, "delivered", T);
+    let got = b.wait_received("Alice", 81, T);
+    assert_eq!(got.len(), 81, "each message exactly once");
+    // Bob's order is Alice's order.
+    let sent: Vec<String> = a
+        .history("Bob")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let recv: Vec<String> = got
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, recv);
+}

@@ -7,8 +7,8 @@ use kith_net::{Multiaddr, NetCommand, NetConfig, NetEvent, NetHandle, PeerId, Pr
 use kith_proto::contact::ContactCard;
 use kith_proto::record::{DeviceCert, RecordDevice, UserRecord, user_record_key};
 use kith_proto::wire::{
-    Body, DeliveryResult, Envelope, MAX_BATCH, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind, Refusal,
-    RejectReason, Request, Response, Sealed,
+    Body, DeliveryResult, Envelope, MAX_BATCH, MAX_BODIES, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind,
+    Refusal, RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
@@ -26,6 +26,10 @@ use crate::model::*;
 pub const COMMAND_QUEUE: usize = 1024;
 /// Capacity of the event broadcast (engine → watchers); a slow watcher misses events.
 pub const EVENT_QUEUE: usize = 4096;
+/// Most plaintext bytes sealed into one envelope (below the sealed-payload limit).
+pub const SEAL_BYTES: usize = 56 * 1024;
+/// Most outbox items read for one delivery request.
+const PUMP_READ: usize = 4096;
 /// Most ciphertext bytes in one delivery request (the frame limit is 1 MiB).
 pub const BATCH_BYTES: usize = 768 * 1024;
 /// Most commands and network events applied in one transaction.
@@ -232,8 +236,14 @@ enum Work {
 }
 
 enum Pending {
-    Deliver { dev: [u8; 32], seqs: Vec<u64> },
-    Claim { dev: [u8; 32] },
+    /// Per envelope sent, the outbox items it carries.
+    Deliver {
+        dev: [u8; 32],
+        seqs: Vec<Vec<u64>>,
+    },
+    Claim {
+        dev: [u8; 32],
+    },
 }
 
 #[derive(Default)]
@@ -263,6 +273,8 @@ struct State {
     events: broadcast::Sender<Event>,
     sessions: HashMap<[u8; 32], PeerSessions>,
     dirty_sessions: HashSet<[u8; 32]>,
+    /// Devices with items queued in this batch, sealed before it commits.
+    to_seal: std::collections::BTreeSet<[u8; 32]>,
     account_dirty: bool,
     peers: HashMap<[u8; 32], PeerState>,
     connected: HashSet<PeerId>,
@@ -318,6 +330,7 @@ impl Engine {
                 events: events.clone(),
                 sessions: HashMap::new(),
                 dirty_sessions: HashSet::new(),
+                to_seal: Default::default(),
                 account_dirty: false,
                 peers: HashMap::new(),
                 connected: HashSet::new(),
@@ -521,6 +534,7 @@ impl Engine {
     fn reload_crypto(&mut self) {
         self.st.sessions.clear();
         self.st.dirty_sessions.clear();
+        self.st.to_seal.clear();
         self.st.account_dirty = false;
         let peer = self.st.net.local_peer();
         match load_device(&self.store, &self.st.keys, peer) {
@@ -653,7 +667,7 @@ impl Engine {
         }
         let read = self
             .store
-            .read(|r| Ok((r.outbox(&dev, MAX_BATCH)?, r.device(&dev)?)));
+            .read(|r| Ok((r.outbox(&dev, PUMP_READ)?, r.device(&dev)?)));
         let (items, device) = match read {
             Ok(x) => x,
             Err(e) => {
@@ -675,18 +689,58 @@ impl Engine {
             // succeed through addresses the network layer learned by itself).
             self.lookup_device(dev);
         }
-        let mut seqs = Vec::new();
+        // Envelopes in order, each with the items it carries; stop at the first item that is
+        // not sealed yet, at MAX_BATCH envelopes, or at BATCH_BYTES.
+        let mut seqs: Vec<Vec<u64>> = Vec::new();
         let mut envelopes = Vec::new();
         let mut bytes = 0usize;
-        for (seq, item) in items {
-            let Some(env) = item.sealed else { break };
+        let mut i = 0;
+        while i < items.len() && envelopes.len() < MAX_BATCH {
+            let (seq, item) = &items[i];
+            let Some(env) = &item.sealed else { break };
+            let n = (item.covers.max(1)) as usize;
+            if i + n > items.len() || !items[i + 1..i + n].iter().all(|(_, it)| it.covered) {
+                break;
+            }
             // Stay well inside the frame limit whatever the envelopes' sizes.
             bytes += env.ciphertext.len() + 64;
             if bytes > BATCH_BYTES && !envelopes.is_empty() {
                 break;
             }
-            seqs.push(seq);
-            envelopes.push(env);
+            let mut group = vec![*seq];
+            group.extend(items[i + 1..i + n].iter().map(|(s, _)| *s));
+            seqs.push(group);
+            envelopes.push(env.clone());
+            i += n;
+        }
+        if envelopes.is_empty()
+            && self
+                .store
+                .read(|r| r.sessions(&dev))
+                .is_ok_and(|s| !s.is_empty())
+        {
+            // A session exists but the first item is not sealed (it was queued while a
+            // claim was answered): seal now and try again.
+            let st = &mut self.st;
+            let res = self.store.write(|w| {
+                st.seal_waiting(w, &dev)?;
+                st.flush_crypto(w)
+            });
+            match res {
+                Ok(()) => {
+                    if self
+                        .store
+                        .read(|r| r.outbox(&dev, 1))
+                        .is_ok_and(|o| o.first().is_some_and(|(_, it)| it.sealed.is_some()))
+                    {
+                        return self.pump(dev);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot seal the outbox");
+                    self.reload_crypto();
+                }
+            }
         }
         let tag = self.st.tag();
         let (req, pending) = if envelopes.is_empty() {
@@ -984,8 +1038,13 @@ impl State {
         Ok(s)
     }
 
-    /// Saves changed Olm state in the batch's transaction.
+    /// Seals what this batch queued, then saves changed Olm state, in the batch's
+    /// transaction.
     fn flush_crypto(&mut self, w: &mut WriteTx<'_>) -> Result<(), StoreError> {
+        let queued: Vec<[u8; 32]> = std::mem::take(&mut self.to_seal).into_iter().collect();
+        for dev in queued {
+            self.seal_waiting(w, &dev)?;
+        }
         for dev in self.dirty_sessions.drain() {
             if let Some(s) = self.sessions.get(&dev) {
                 w.put_sessions(&dev, &s.pickles(&self.keys.storage))?;
@@ -998,43 +1057,94 @@ impl State {
         Ok(())
     }
 
-    /// Seals `body` for a device if a session exists.
-    fn seal(
-        &mut self,
-        w: &WriteTx<'_>,
-        dev: &[u8; 32],
-        body: &[u8],
-    ) -> Result<Option<Envelope>, StoreError> {
+    /// Seals every outbox item of a device that is not sealed yet, if a session exists.
+    /// Consecutive items go into one envelope (up to [`MAX_BODIES`] bodies and
+    /// [`SEAL_BYTES`] of plaintext), so a burst costs one Olm encryption.
+    fn seal_waiting(&mut self, w: &mut WriteTx<'_>, dev: &[u8; 32]) -> Result<(), StoreError> {
         let Some(curve) = w.device(dev)?.and_then(|d| d.cert.map(|c| c.curve25519)) else {
-            return Ok(None);
+            return Ok(());
         };
-        let cert = self.device.cert().clone();
         let mut s = self.take_sessions(w, dev, curve)?;
-        let env = if s.has_session() {
-            let body: Body = kith_proto::codec::decode(body, kith_proto::wire::MAX_SEALED)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let sealed = Sealed {
-                version: 1,
-                sender: (!s.answered()).then_some(cert),
-                body,
-            };
-            let env = sealed
-                .encode()
-                .map_err(|e| StoreError::Encode(e.to_string()))
-                .and_then(|plain| {
-                    s.encrypt(&plain)
-                        .map_err(|e| StoreError::Encode(e.to_string()))
-                });
-            self.dirty_sessions.insert(*dev);
-            Some(env)
-        } else {
-            None
-        };
+        let res = self.seal_with(w, dev, &mut s);
         self.sessions.insert(*dev, s);
-        env.transpose()
+        res
     }
 
-    /// Queues a body for every device of a contact.
+    fn seal_with(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: &[u8; 32],
+        s: &mut PeerSessions,
+    ) -> Result<(), StoreError> {
+        if !s.has_session() {
+            return Ok(());
+        }
+        let waiting: Vec<(u64, OutboxItem)> = w
+            .outbox(dev, usize::MAX)?
+            .into_iter()
+            .skip_while(|(_, it)| it.sealed.is_some() || it.covered)
+            .collect();
+        let mut group: Vec<(u64, OutboxItem)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut groups = Vec::new();
+        for (seq, item) in waiting {
+            let Some(body) = &item.body else {
+                // Nothing to seal (cannot happen for items this code wrote): drop it.
+                w.take_outbox(dev, seq)?;
+                continue;
+            };
+            let len = body.len() + 16;
+            if !group.is_empty() && (group.len() >= MAX_BODIES || bytes + len > SEAL_BYTES) {
+                groups.push(std::mem::take(&mut group));
+                bytes = 0;
+            }
+            bytes += len;
+            group.push((seq, item));
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+        for group in groups {
+            let mut bodies = Vec::with_capacity(group.len());
+            for (_, item) in &group {
+                let body: Body = kith_proto::codec::decode(
+                    item.body.as_deref().unwrap_or_default(),
+                    kith_proto::wire::MAX_SEALED,
+                )
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                bodies.push(body);
+            }
+            let sealed = Sealed {
+                version: 1,
+                sender: (!s.answered()).then(|| self.device.cert().clone()),
+                bodies,
+            };
+            let plain = sealed
+                .encode()
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            let env = s
+                .encrypt(&plain)
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.dirty_sessions.insert(*dev);
+            let n = group.len() as u32;
+            for (i, (seq, mut item)) in group.into_iter().enumerate() {
+                if i == 0 {
+                    item.sealed = Some(env.clone());
+                    item.covers = n;
+                    item.covered = false;
+                } else {
+                    item.sealed = None;
+                    item.covers = 0;
+                    item.covered = true;
+                }
+                w.update_outbox(dev, seq, &item)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a body for every device of a contact; it is sealed at the end of the batch,
+    /// together with whatever else the batch queued for the same device.
     fn enqueue(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -1052,16 +1162,18 @@ impl State {
             .map(|d| device_key(&d.peer_id))
             .collect();
         for dev in devices {
-            let sealed = self.seal(w, &dev, &bytes)?;
             let item = OutboxItem {
                 conversation: *conv,
                 message_ids: message_ids.clone(),
-                sealed,
+                sealed: None,
                 body: Some(bytes.clone()),
                 queued_ms: now_ms(),
                 resets: 0,
+                covers: 0,
+                covered: false,
             };
             w.push_outbox(&dev, &item)?;
+            self.to_seal.insert(dev);
             after.push(After::Pump(dev));
         }
         Ok(())
@@ -1514,45 +1626,47 @@ impl State {
         };
         let conv = device.identity;
         let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
-        match sealed.body {
-            Body::Text {
-                id,
-                sent_at_ms,
-                text,
-            } => {
-                let msg = StoredMessage {
+        for body in sealed.bodies {
+            match body {
+                Body::Text {
                     id,
-                    outgoing: false,
-                    text: text.clone(),
                     sent_at_ms,
-                    stored_at_ms: now_ms(),
-                    status: Status::Delivered,
-                };
-                if w.append_message(&conv, &msg)?.is_some() {
-                    after.push(After::Event(Event::Message {
-                        contact: name,
-                        id: MessageId(id).to_string(),
-                        text,
-                        sent_at: sent_at_ms,
-                    }));
-                }
-            }
-            Body::Receipt { kind, ids, .. } => {
-                let to = match kind {
-                    ReceiptKind::Delivered => Status::Delivered,
-                    ReceiptKind::Read => Status::Read,
-                };
-                for id in ids {
-                    if let Some(s) = w.raise_status(&conv, id, true, to)? {
-                        after.push(After::Event(Event::Status {
+                    text,
+                } => {
+                    let msg = StoredMessage {
+                        id,
+                        outgoing: false,
+                        text: text.clone(),
+                        sent_at_ms,
+                        stored_at_ms: now_ms(),
+                        status: Status::Delivered,
+                    };
+                    if w.append_message(&conv, &msg)?.is_some() {
+                        after.push(After::Event(Event::Message {
                             contact: name.clone(),
                             id: MessageId(id).to_string(),
-                            status: s.as_str().into(),
+                            text,
+                            sent_at: sent_at_ms,
                         }));
                     }
                 }
+                Body::Receipt { kind, ids, .. } => {
+                    let to = match kind {
+                        ReceiptKind::Delivered => Status::Delivered,
+                        ReceiptKind::Read => Status::Read,
+                    };
+                    for id in ids {
+                        if let Some(s) = w.raise_status(&conv, id, true, to)? {
+                            after.push(After::Event(Event::Status {
+                                contact: name.clone(),
+                                id: MessageId(id).to_string(),
+                                status: s.as_str().into(),
+                            }));
+                        }
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
         Ok(DeliveryResult::Stored)
     }
@@ -1570,16 +1684,20 @@ impl State {
                 if results.len() == seqs.len() =>
             {
                 let mut reset = false;
-                for (seq, r) in seqs.iter().zip(results) {
+                for (group, r) in seqs.iter().zip(results) {
                     match r {
                         DeliveryResult::Stored | DeliveryResult::Duplicate => {
-                            if let Some(item) = w.take_outbox(&dev, *seq)? {
-                                self.raise(w, &item, Status::Delivered, after)?;
+                            for seq in group {
+                                if let Some(item) = w.take_outbox(&dev, *seq)? {
+                                    self.raise(w, &item, Status::Delivered, after)?;
+                                }
                             }
                         }
                         DeliveryResult::Rejected(RejectReason::Malformed) => {
                             warn!(%peer, "recipient refused an envelope as malformed; dropped");
-                            w.take_outbox(&dev, *seq)?;
+                            for seq in group {
+                                w.take_outbox(&dev, *seq)?;
+                            }
                         }
                         _ => {
                             reset = true;
@@ -1657,7 +1775,7 @@ impl State {
         self.dirty_sessions.remove(dev);
         w.drop_sessions(dev)?;
         for (seq, mut item) in w.outbox(dev, usize::MAX)? {
-            if item.sealed.is_none() {
+            if item.sealed.is_none() && !item.covered {
                 continue;
             }
             if item.resets >= MAX_RESETS {
@@ -1668,6 +1786,8 @@ impl State {
                 continue;
             }
             item.sealed = None;
+            item.covers = 0;
+            item.covered = false;
             item.resets += 1;
             w.update_outbox(dev, seq, &item)?;
         }
@@ -1724,18 +1844,7 @@ impl State {
         }
         self.dirty_sessions.insert(dev);
         // Seal everything that waited for this session.
-        for (seq, mut item) in w.outbox(&dev, usize::MAX)? {
-            if item.sealed.is_some() {
-                continue;
-            }
-            let Some(body) = item.body.clone() else {
-                w.take_outbox(&dev, seq)?;
-                continue;
-            };
-            item.sealed = self.seal(w, &dev, &body)?;
-            w.update_outbox(&dev, seq, &item)?;
-        }
-        Ok(())
+        self.seal_waiting(w, &dev)
     }
 
     fn on_record(

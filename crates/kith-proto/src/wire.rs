@@ -27,6 +27,8 @@ pub const MAX_TEXT: usize = 48 * 1024;
 pub const MAX_RECEIPT_IDS: usize = 1024;
 /// Largest sealed payload (the Olm plaintext).
 pub const MAX_SEALED: usize = MAX_CIPHERTEXT - 512;
+/// Most bodies sealed together in one envelope.
+pub const MAX_BODIES: usize = 256;
 
 /// A request from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,7 +215,9 @@ impl std::fmt::Debug for Body {
     }
 }
 
-/// The plaintext inside an Olm message.
+/// The plaintext inside an Olm message: one or more bodies, in the order they were written.
+/// Messages queued together for a device are sealed together, so a burst costs one Olm
+/// encryption rather than one per message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
     /// Format version (1).
@@ -221,8 +225,8 @@ pub struct Sealed {
     /// The sender device's certificate: present until the session has been answered, so the
     /// recipient can bind the session to a person.
     pub sender: Option<DeviceCert>,
-    /// The content.
-    pub body: Body,
+    /// The contents (1 to [`MAX_BODIES`]).
+    pub bodies: Vec<Body>,
 }
 
 impl Sealed {
@@ -237,14 +241,19 @@ impl Sealed {
         if s.version != 1 {
             return Err(DecodeError::UnsupportedVersion(s.version));
         }
-        match &s.body {
-            Body::Text { text, .. } if text.len() > MAX_TEXT => {
-                return Err(DecodeError::Invalid("text too long"));
+        if s.bodies.is_empty() || s.bodies.len() > MAX_BODIES {
+            return Err(DecodeError::Invalid("body count"));
+        }
+        for body in &s.bodies {
+            match body {
+                Body::Text { text, .. } if text.len() > MAX_TEXT => {
+                    return Err(DecodeError::Invalid("text too long"));
+                }
+                Body::Receipt { ids, .. } if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
+                    return Err(DecodeError::Invalid("receipt size"));
+                }
+                _ => {}
             }
-            Body::Receipt { ids, .. } if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
-                return Err(DecodeError::Invalid("receipt size"));
-            }
-            _ => {}
         }
         // The sender's certificate is checked by the caller when it binds a new device
         // (`DeviceCert::validate`): for a known device the session already proves who it is,
@@ -288,11 +297,11 @@ mod tests {
         let s = Sealed {
             version: 1,
             sender: None,
-            body: Body::Text {
+            bodies: vec![Body::Text {
                 id: 1,
                 sent_at_ms: 2,
                 text: "secret words".into(),
-            },
+            }],
         };
         assert!(!format!("{s:?}").contains("secret"));
     }

@@ -121,4 +121,8 @@ pub struct OutboxItem {
     pub queued_ms: u64,
     /// How often it was re-sealed because the receiver could not decrypt it.
     pub resets: u8,
+    /// With `sealed`: how many consecutive items (this one included) the envelope carries.
+    pub covers: u32,
+    /// Carried by the envelope of an earlier item (so it has none of its own).
+    pub covered: bool,
 }

@@ -479,6 +479,8 @@ mod tests {
             body: Some(vec![1]),
             queued_ms: 0,
             resets: 0,
+            covers: 0,
+            covered: false,
         };
         store
             .write(|w| {
