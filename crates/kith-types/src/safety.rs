@@ -62,3 +62,20 @@ mod tests {
         assert!(ab.replace(' ', "").chars().all(|c| c.is_ascii_digit()));
     }
 }
+
+#[cfg(test)]
+mod known_answer {
+    use super::*;
+
+    /// The safety number is compared by people across versions: it must never change for
+    /// the same pair of keys.
+    #[test]
+    fn pinned() {
+        let a = IdentityKey([1; 32]);
+        let b = IdentityKey([2; 32]);
+        assert_eq!(safety_number(&a, &b), EXPECTED);
+    }
+
+    const EXPECTED: &str =
+        "14420 44198 71533 27280 07738 78928 25517 16987 58202 20141 00510 73193";
+}
