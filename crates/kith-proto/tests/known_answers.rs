@@ -24,7 +24,7 @@ fn request_frame_bytes() {
     let bytes = req.encode().unwrap();
     assert_eq!(
         hex(&bytes),
-        format!("010101" /* version 1, variant Deliver, 1 envelope */)
+        "010101".to_string() // version 1, variant Deliver, 1 envelope
             + "20" + &"ab".repeat(32) /* to_device as a 32-byte string */
             + "01" /* kind */ + "03010203" /* ciphertext */
     );
