@@ -1,0 +1,200 @@
+//! The user's write commands: contacts, sending, marking read; and pre-key claims.
+
+use super::*;
+
+impl State {
+    pub(super) fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {
+        let now = Instant::now();
+        if self.claims.len() >= MAX_CLAIM_ENTRIES {
+            self.claims
+                .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+            if self.claims.len() >= MAX_CLAIM_ENTRIES {
+                self.claims.clear();
+            }
+        }
+        let e = self.claims.entry(peer).or_insert((0, now));
+        if now.duration_since(e.1) >= Duration::from_secs(60) {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        let fallback_only = e.0 > CLAIMS_PER_MINUTE;
+        let bundle = self.device.claim_prekey(fallback_only);
+        if !bundle.is_fallback {
+            self.account_dirty = true;
+        }
+        bundle
+    }
+
+    pub(super) fn add_contact(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        code: &str,
+        name: &str,
+        after: &mut Vec<After>,
+    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+        let card = match ContactCard::from_code(code) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(EngineError::BadCode(e.to_string()))),
+        };
+        if card.identity == self.me.0 {
+            return Ok(Err(EngineError::OwnCode));
+        }
+        let name = match valid_name(name) {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        if PeerId::from_bytes(&card.peer_id).is_err() {
+            return Ok(Err(EngineError::BadCode("bad peer id".into())));
+        }
+        if let Some(existing) = w.contact_by_name(&name)?
+            && existing.identity != card.identity
+        {
+            after.push(After::Event(Event::IdentityWarning {
+                contact: name.clone(),
+                detail: "a new contact code for this name has a different identity key".into(),
+            }));
+            return Ok(Err(EngineError::IdentityChanged(name)));
+        }
+        let dev = device_key(&card.peer_id);
+        let existing_dev = w.device(&dev)?;
+        if let Some(d) = &existing_dev
+            && d.identity != card.identity
+        {
+            return Ok(Err(EngineError::BadCode(
+                "that device belongs to another identity".into(),
+            )));
+        }
+        if let Some(other) = w.contact(&card.identity)?
+            && other.name != name
+            && other.added_by_user
+        {
+            return Ok(Err(EngineError::AlreadyContact(other.name)));
+        }
+        let contact = Contact {
+            identity: card.identity,
+            name: name.clone(),
+            added_ms: now_ms(),
+            added_by_user: true,
+            peer_hint: card.peer_id.clone(),
+            addr_hints: card.addrs.clone(),
+        };
+        w.put_contact(&contact)?;
+        let mut device = existing_dev.unwrap_or(KnownDevice {
+            identity: card.identity,
+            peer_id: card.peer_id.clone(),
+            cert: None,
+            addrs: Vec::new(),
+        });
+        for a in card.addrs.iter().rev() {
+            if !device.addrs.contains(a) {
+                device.addrs.insert(0, a.clone());
+            }
+        }
+        device.addrs.truncate(MAX_DEVICE_ADDRS);
+        w.put_device(&dev, &device)?;
+        if let Ok(peer) = PeerId::from_bytes(&card.peer_id) {
+            after.push(After::Net(NetCommand::Dial {
+                peer,
+                addrs: decode_addrs(&device.addrs),
+            }));
+        }
+        Ok(Ok(ContactView {
+            name,
+            identity: IdentityKey(card.identity).short(),
+            added_by_user: true,
+            connected: false,
+            pending: 0,
+        }))
+    }
+
+    pub(super) fn remove_contact(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        name: &str,
+    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+        let Some(c) = w.contact_by_name(name)? else {
+            return Ok(Err(EngineError::UnknownContact(name.to_string())));
+        };
+        for d in w
+            .devices()?
+            .into_iter()
+            .filter(|d| d.identity == c.identity)
+        {
+            let dev = device_key(&d.peer_id);
+            w.remove_device(&dev)?;
+            self.sessions.remove(&dev);
+            self.dirty_sessions.remove(&dev);
+            self.peers.remove(&dev);
+        }
+        w.remove_contact(&c.identity)?;
+        Ok(Ok(ContactView {
+            name: c.name,
+            identity: IdentityKey(c.identity).short(),
+            added_by_user: c.added_by_user,
+            connected: false,
+            pending: 0,
+        }))
+    }
+
+    pub(super) fn send(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        to: &str,
+        text: String,
+        after: &mut Vec<After>,
+    ) -> Result<Result<Sent, EngineError>, StoreError> {
+        if text.is_empty() || text.len() > MAX_TEXT {
+            return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
+        }
+        let Some(c) = w.contact_by_name(to)? else {
+            return Ok(Err(EngineError::UnknownContact(to.to_string())));
+        };
+        let id = self.ids.next_id();
+        let now = now_ms();
+        let msg = StoredMessage {
+            id: id.0,
+            outgoing: true,
+            text: text.clone(),
+            sent_at_ms: now,
+            stored_at_ms: now,
+            status: Status::Pending,
+        };
+        w.append_message(&c.identity, &msg)?;
+        let body = Body::Text {
+            id: id.0,
+            sent_at_ms: now,
+            text,
+        };
+        self.enqueue(w, &c.identity, &body, vec![id.0], after)?;
+        Ok(Ok(Sent { id: id.to_string() }))
+    }
+
+    pub(super) fn mark_read(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        with: &str,
+        after: &mut Vec<After>,
+    ) -> Result<Result<usize, EngineError>, StoreError> {
+        let Some(c) = w.contact_by_name(with)? else {
+            return Ok(Err(EngineError::UnknownContact(with.to_string())));
+        };
+        let unread: Vec<u128> = w
+            .history(&c.identity, 10_000)?
+            .into_iter()
+            .filter(|(_, m)| !m.outgoing && m.status < Status::Read)
+            .map(|(_, m)| m.id)
+            .collect();
+        for id in &unread {
+            w.raise_status(&c.identity, *id, false, Status::Read)?;
+        }
+        for chunk in unread.chunks(MAX_RECEIPT_IDS) {
+            let body = Body::Receipt {
+                kind: ReceiptKind::Read,
+                ids: chunk.to_vec(),
+                at_ms: now_ms(),
+            };
+            self.enqueue(w, &c.identity, &body, Vec::new(), after)?;
+        }
+        Ok(Ok(unread.len()))
+    }
+}

@@ -1,0 +1,364 @@
+//! The outbox side of the engine: sealing what is queued (several bodies per envelope),
+//! handling delivery answers, session resets, pre-key bundles and DHT records.
+
+use super::*;
+
+impl State {
+    /// Seals every outbox item of a device that is not sealed yet, if a session exists.
+    /// Consecutive items go into one envelope (up to [`MAX_BODIES`] bodies and
+    /// [`SEAL_BYTES`] of plaintext), so a burst costs one Olm encryption.
+    pub(super) fn seal_waiting(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        let Some(curve) = w.device(dev)?.and_then(|d| d.cert.map(|c| c.curve25519)) else {
+            return Ok(());
+        };
+        let mut s = self.take_sessions(w, dev, curve)?;
+        let res = self.seal_with(w, dev, &mut s);
+        self.sessions.insert(*dev, s);
+        res
+    }
+
+    pub(super) fn seal_with(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: &[u8; 32],
+        s: &mut PeerSessions,
+    ) -> Result<(), StoreError> {
+        if !s.has_session() {
+            return Ok(());
+        }
+        let waiting: Vec<(u64, OutboxItem)> = w
+            .outbox(dev, usize::MAX)?
+            .into_iter()
+            .skip_while(|(_, it)| it.sealed.is_some() || it.covered)
+            .collect();
+        let mut group: Vec<(u64, OutboxItem)> = Vec::new();
+        let mut bytes = 0usize;
+        let mut groups = Vec::new();
+        for (seq, item) in waiting {
+            let Some(body) = &item.body else {
+                // Nothing to seal (cannot happen for items this code wrote): drop it.
+                w.take_outbox(dev, seq)?;
+                continue;
+            };
+            let len = body.len() + 16;
+            if !group.is_empty() && (group.len() >= MAX_BODIES || bytes + len > SEAL_BYTES) {
+                groups.push(std::mem::take(&mut group));
+                bytes = 0;
+            }
+            bytes += len;
+            group.push((seq, item));
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+        for group in groups {
+            let mut bodies = Vec::with_capacity(group.len());
+            for (_, item) in &group {
+                let body: Body = kith_proto::codec::decode(
+                    item.body.as_deref().unwrap_or_default(),
+                    kith_proto::wire::MAX_SEALED,
+                )
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                bodies.push(body);
+            }
+            let sealed = Sealed {
+                version: 1,
+                sender: (!s.answered()).then(|| self.device.cert().clone()),
+                bodies,
+            };
+            let plain = sealed
+                .encode()
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            let env = s
+                .encrypt(&plain)
+                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.dirty_sessions.insert(*dev);
+            let n = group.len() as u32;
+            for (i, (seq, mut item)) in group.into_iter().enumerate() {
+                if i == 0 {
+                    item.sealed = Some(env.clone());
+                    item.covers = n;
+                    item.covered = false;
+                } else {
+                    item.sealed = None;
+                    item.covers = 0;
+                    item.covered = true;
+                }
+                w.update_outbox(dev, seq, &item)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a body for every device of a contact; it is sealed at the end of the batch,
+    /// together with whatever else the batch queued for the same device.
+    pub(super) fn enqueue(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        conv: &[u8; 32],
+        body: &Body,
+        message_ids: Vec<u128>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let bytes =
+            kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let devices: Vec<[u8; 32]> = w
+            .devices()?
+            .into_iter()
+            .filter(|d| &d.identity == conv)
+            .map(|d| device_key(&d.peer_id))
+            .collect();
+        for dev in devices {
+            let item = OutboxItem {
+                conversation: *conv,
+                message_ids: message_ids.clone(),
+                sealed: None,
+                body: Some(bytes.clone()),
+                queued_ms: now_ms(),
+                resets: 0,
+                covers: 0,
+                covered: false,
+            };
+            w.push_outbox(&dev, &item)?;
+            self.to_seal.insert(dev);
+            after.push(After::Pump(dev));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_response(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        pending: Pending,
+        resp: Response,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        match (pending, resp) {
+            (Pending::Deliver { dev, seqs }, Response::Delivered { results })
+                if results.len() == seqs.len() =>
+            {
+                let mut reset = false;
+                for (group, r) in seqs.iter().zip(results) {
+                    match r {
+                        DeliveryResult::Stored | DeliveryResult::Duplicate => {
+                            for seq in group {
+                                if let Some(item) = w.take_outbox(&dev, *seq)? {
+                                    self.raise(w, &item, Status::Delivered, after)?;
+                                }
+                            }
+                        }
+                        DeliveryResult::Rejected(RejectReason::Malformed) => {
+                            warn!(%peer, "recipient refused an envelope as malformed; dropped");
+                            for seq in group {
+                                w.take_outbox(&dev, *seq)?;
+                            }
+                        }
+                        _ => {
+                            reset = true;
+                            break;
+                        }
+                    }
+                }
+                if reset {
+                    self.reset_sessions(w, &dev)?;
+                }
+                self.settled(dev, after);
+            }
+            (Pending::Claim { dev }, Response::Prekey(bundle)) => {
+                self.on_prekey(w, peer, dev, bundle, after)?;
+                self.settled(dev, after);
+            }
+            (p, other) => {
+                let dev = match p {
+                    Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
+                };
+                if !matches!(other, Response::Refused(_)) {
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer,
+                        reason: "response does not fit the request",
+                    }));
+                }
+                debug!(%peer, "request refused or answered wrongly; backing off");
+                after.push(After::Failed(dev));
+            }
+        }
+        Ok(())
+    }
+
+    /// A request to `dev` completed: it may send the next batch at once.
+    pub(super) fn settled(&mut self, dev: [u8; 32], after: &mut Vec<After>) {
+        let p = self.peers.entry(dev).or_default();
+        p.in_flight = false;
+        p.failures = 0;
+        p.next_try = None;
+        after.push(After::Pump(dev));
+    }
+
+    /// Raises the state of the messages an acknowledged outbox item carried.
+    pub(super) fn raise(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        item: &OutboxItem,
+        to: Status,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if item.message_ids.is_empty() {
+            return Ok(());
+        }
+        let name = w
+            .contact(&item.conversation)?
+            .map(|c| c.name)
+            .unwrap_or_default();
+        for id in &item.message_ids {
+            if let Some(s) = w.raise_status(&item.conversation, *id, true, to)? {
+                after.push(After::Event(Event::Status {
+                    contact: name.clone(),
+                    id: MessageId(*id).to_string(),
+                    status: s.as_str().into(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The device could not open our envelopes (it lost its state, or ours is stale): start
+    /// new sessions and re-seal what is waiting, up to [`MAX_RESETS`] times per item.
+    pub(super) fn reset_sessions(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: &[u8; 32],
+    ) -> Result<(), StoreError> {
+        warn!("a contact's device could not decrypt our messages; starting a new session");
+        self.sessions.remove(dev);
+        self.dirty_sessions.remove(dev);
+        w.drop_sessions(dev)?;
+        for (seq, mut item) in w.outbox(dev, usize::MAX)? {
+            if item.sealed.is_none() && !item.covered {
+                continue;
+            }
+            if item.resets >= MAX_RESETS {
+                warn!(
+                    "dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions"
+                );
+                w.take_outbox(dev, seq)?;
+                continue;
+            }
+            item.sealed = None;
+            item.covers = 0;
+            item.covered = false;
+            item.resets += 1;
+            w.update_outbox(dev, seq, &item)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_prekey(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        dev: [u8; 32],
+        bundle: kith_proto::record::PrekeyBundle,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(mut device) = w.device(&dev)? else {
+            return Ok(());
+        };
+        let name = w
+            .contact(&device.identity)?
+            .map(|c| c.name)
+            .unwrap_or_default();
+        if bundle.validate().is_err()
+            || bundle.cert.peer_id != peer.to_bytes()
+            || bundle.cert.peer_id != device.peer_id
+        {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "invalid pre-key bundle",
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        if bundle.cert.identity != device.identity {
+            warn!(%peer, "device presented a different identity key than the contact's");
+            after.push(After::Event(Event::IdentityWarning {
+                contact: name,
+                detail: "the device at this contact's address has a different identity key; \
+                         messages are held until it is resolved"
+                    .into(),
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        let curve = bundle.cert.curve25519;
+        device.cert = Some(bundle.cert.clone());
+        w.put_device(&dev, &device)?;
+        let mut s = self.take_sessions(w, &dev, curve)?;
+        let opened = s.open_outbound(&self.device, &bundle);
+        self.sessions.insert(dev, s);
+        if let Err(e) = opened {
+            warn!(%peer, error = %e, "cannot open a session");
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
+        self.dirty_sessions.insert(dev);
+        // Seal everything that waited for this session.
+        self.seal_waiting(w, &dev)
+    }
+
+    pub(super) fn on_record(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: [u8; 32],
+        value: &[u8],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Ok(rec) = UserRecord::decode_valid(value, now_ms()) else {
+            return Ok(());
+        };
+        if rec.identity != identity || w.contact(&identity)?.is_none() {
+            return Ok(());
+        }
+        info!(
+            identity = %IdentityKey(identity),
+            devices = rec.devices.len(),
+            "updated a contact's addresses from the DHT user record"
+        );
+        for rd in rec.devices {
+            let dev = device_key(&rd.cert.peer_id);
+            let mut d = w.device(&dev)?.unwrap_or(KnownDevice {
+                identity,
+                peer_id: rd.cert.peer_id.clone(),
+                cert: None,
+                addrs: Vec::new(),
+            });
+            if d.identity != identity {
+                continue;
+            }
+            let mut merged = rd.addrs.clone();
+            for a in &d.addrs {
+                if !merged.contains(a) {
+                    merged.push(a.clone());
+                }
+            }
+            merged.truncate(MAX_DEVICE_ADDRS);
+            d.addrs = merged;
+            w.put_device(&dev, &d)?;
+            if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
+                after.push(After::Net(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&d.addrs),
+                }));
+            }
+            if let Some(p) = self.peers.get_mut(&dev) {
+                p.next_try = None;
+            }
+            after.push(After::Pump(dev));
+        }
+        Ok(())
+    }
+}
