@@ -36,12 +36,19 @@ enum Command {
         /// Do not announce or look for peers on the LAN (mDNS).
         #[arg(long)]
         no_mdns: bool,
+        /// Also serve as a mailbox: keep envelopes for devices that register while they are
+        /// offline (for an always-on home server).
+        #[arg(long)]
+        mailbox: bool,
     },
     /// Show this node's contact code and addresses.
     Id,
     /// Manage contacts.
     #[command(subcommand)]
     Contacts(ContactsCmd),
+    /// Manage the mailboxes that keep messages for you while you are offline.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
     /// Send a text message.
     Send {
         /// The contact's name.
@@ -77,6 +84,17 @@ enum Command {
         /// The contact's name.
         name: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailboxCmd {
+    /// Register with a mailbox node (its contact code, from `kith id` on it).
+    Add {
+        /// The mailbox node's contact code.
+        code: String,
+    },
+    /// List your mailboxes.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +172,8 @@ pub fn main() -> ExitCode {
                 listen,
                 bootstrap,
                 no_mdns,
-            } => up(&out, dir, listen, bootstrap, !no_mdns).await,
+                mailbox,
+            } => up(&out, dir, listen, bootstrap, !no_mdns, mailbox).await,
             cmd => match client_cmd(&out, &dir, cmd).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -182,6 +201,7 @@ async fn up(
     listen: Vec<String>,
     bootstrap: Vec<String>,
     mdns: bool,
+    mailbox: bool,
 ) -> ExitCode {
     init_logging();
     let parse = |v: Vec<String>, what: &str| -> Result<Vec<kith_engine::Multiaddr>, String> {
@@ -212,6 +232,7 @@ async fn up(
         listen,
         bootstrap,
         mdns,
+        mailbox,
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,
@@ -275,6 +296,15 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 .call::<methods::ContactsRemove>(methods::RemoveContactParams { name })
                 .await?;
             out.contact_removed(&v);
+        }
+        Command::Mailbox(MailboxCmd::Add { code }) => {
+            let v = c
+                .call::<methods::MailboxAdd>(methods::AddMailboxParams { code })
+                .await?;
+            out.mailbox_added(&v);
+        }
+        Command::Mailbox(MailboxCmd::List) => {
+            out.mailboxes(&c.call::<methods::MailboxList>(NoParams {}).await?)
         }
         Command::Contacts(ContactsCmd::List) => {
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::Path;
 
 use kith_api::methods::ReadResult;
-use kith_engine::{ContactView, MessageView, NodeInfo, NodeStatus, Sent, Verification};
+use kith_engine::{
+    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, Sent, Verification,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -138,6 +140,32 @@ impl Out {
             json_line(c);
         } else {
             line(&format!("Added {} ({}).", c.name, c.identity));
+        }
+    }
+
+    pub fn mailbox_added(&self, m: &MailboxView) {
+        if self.json {
+            json_line(m);
+        } else {
+            line(&format!(
+                "Registered with mailbox {} (keeps up to {} messages for you).",
+                m.peer_id, m.quota
+            ));
+        }
+    }
+
+    pub fn mailboxes(&self, ms: &[MailboxView]) {
+        if self.json {
+            for m in ms {
+                json_line(m);
+            }
+            return;
+        }
+        if ms.is_empty() {
+            line("No mailboxes. Add one with: kith mailbox add CODE");
+        }
+        for m in ms {
+            line(&m.peer_id);
         }
     }
 

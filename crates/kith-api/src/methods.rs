@@ -4,7 +4,8 @@
 use std::future::Future;
 
 use kith_engine::{
-    ContactView, EngineError, EngineHandle, MessageView, NodeInfo, NodeStatus, Sent, Verification,
+    ContactView, EngineError, EngineHandle, MailboxView, MessageView, NodeInfo, NodeStatus, Sent,
+    Verification,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -192,6 +193,38 @@ impl Method for Status {
     type Output = NodeStatus;
     async fn call(e: &EngineHandle, _: NoParams) -> Result<NodeStatus, EngineError> {
         e.status().await
+    }
+}
+
+/// Params of `mailbox.add`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddMailboxParams {
+    /// The mailbox node's contact code (`kith id` on it).
+    pub code: String,
+}
+
+/// `mailbox.add`: register this device with a mailbox, which then keeps envelopes for it
+/// while it is offline; the user record in the DHT lists it for senders.
+#[derive(Debug)]
+pub struct MailboxAdd;
+impl Method for MailboxAdd {
+    const NAME: &'static str = "mailbox.add";
+    type Params = AddMailboxParams;
+    type Output = MailboxView;
+    async fn call(e: &EngineHandle, p: AddMailboxParams) -> Result<MailboxView, EngineError> {
+        e.add_mailbox(p.code).await
+    }
+}
+
+/// `mailbox.list`: the mailboxes this device is registered with.
+#[derive(Debug)]
+pub struct MailboxList;
+impl Method for MailboxList {
+    const NAME: &'static str = "mailbox.list";
+    type Params = NoParams;
+    type Output = Vec<MailboxView>;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<Vec<MailboxView>, EngineError> {
+        e.mailboxes().await
     }
 }
 

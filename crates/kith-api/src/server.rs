@@ -173,6 +173,8 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
                 Id,
                 ContactsAdd,
                 ContactsRemove,
+                MailboxAdd,
+                MailboxList,
                 ContactsList,
                 Send,
                 History,

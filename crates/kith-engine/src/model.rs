@@ -126,6 +126,15 @@ pub struct Verification {
     pub theirs: String,
 }
 
+/// A mailbox this device is registered with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MailboxView {
+    /// The mailbox's peer id.
+    pub peer_id: String,
+    /// How many envelopes it keeps for this device (0 when not known).
+    pub quota: u32,
+}
+
 /// Connection status of the node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeStatus {

@@ -82,7 +82,12 @@ pub enum NetCommand {
     /// Connect to a peer (to learn its addresses, or to flush its outbox).
     Dial { peer: PeerId, addrs: Vec<Multiaddr> },
     /// Publish a record in the DHT.
-    PutRecord { key: Vec<u8>, value: Vec<u8> },
+    /// With a `tag`, [`NetEvent::Published`] tells when a DHT peer has stored it.
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        tag: Option<u64>,
+    },
     /// Look a record up; the answer is [`NetEvent::Record`] with `tag`.
     GetRecord { tag: u64, key: Vec<u8> },
     /// Count a protocol violation against a peer.
@@ -109,7 +114,9 @@ pub enum NetEvent {
     Disconnected { peer: PeerId },
     /// Addresses a peer says it listens on (identify) or was found at (mDNS).
     PeerAddrs { peer: PeerId, addrs: Vec<Multiaddr> },
-    /// The outcome of [`NetCommand::GetRecord`]: the first valid record found, if any.
+    /// A tagged [`NetCommand::PutRecord`] finished: stored by at least one peer, or not.
+    Published { tag: u64, ok: bool },
+    /// The outcome of [`NetCommand::GetRecord`]: the newest valid record found, if any.
     Record { tag: u64, value: Option<Vec<u8>> },
 }
 
@@ -302,6 +309,7 @@ pub async fn spawn(
         next_inbound: 0,
         outbound: HashMap::new(),
         record_queries: HashMap::new(),
+        put_queries: HashMap::new(),
         strikes: HashMap::new(),
         blocked_until: VecDeque::new(),
     };
@@ -324,6 +332,9 @@ pub async fn spawn(
     ))
 }
 
+/// A record's issue time and encoding.
+type NewestRecord = (u64, Vec<u8>);
+
 struct Actor {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<NetEvent>,
@@ -331,7 +342,10 @@ struct Actor {
     pending_inbound: HashMap<u64, ResponseChannel<Response>>,
     next_inbound: u64,
     outbound: HashMap<OutboundRequestId, u64>,
-    record_queries: HashMap<kad::QueryId, u64>,
+    /// Open tagged record publications.
+    put_queries: HashMap<kad::QueryId, u64>,
+    /// Open record lookups: the caller's tag and the newest valid record found so far.
+    record_queries: HashMap<kad::QueryId, (u64, Option<NewestRecord>)>,
     strikes: HashMap<PeerId, u32>,
     blocked_until: VecDeque<(Instant, PeerId)>,
 }
@@ -416,15 +430,23 @@ impl Actor {
                 }
             }
             NetCommand::Dial { peer, addrs } => self.dial(peer, addrs),
-            NetCommand::PutRecord { key, value } => {
+            NetCommand::PutRecord { key, value, tag } => {
                 let rec = kad::Record::new(key, value);
-                if let Err(e) = self
+                match self
                     .swarm
                     .behaviour_mut()
                     .kad
                     .put_record(rec, kad::Quorum::One)
                 {
-                    warn!(error = ?e, "cannot store own record");
+                    Ok(qid) => {
+                        if let Some(tag) = tag {
+                            if self.put_queries.len() >= MAX_PENDING_INBOUND {
+                                self.put_queries.clear();
+                            }
+                            self.put_queries.insert(qid, tag);
+                        }
+                    }
+                    Err(e) => warn!(error = ?e, "cannot store own record"),
                 }
             }
             NetCommand::GetRecord { tag, key } => {
@@ -433,7 +455,7 @@ impl Actor {
                     .behaviour_mut()
                     .kad
                     .get_record(kad::RecordKey::new(&key));
-                self.record_queries.insert(qid, tag);
+                self.record_queries.insert(qid, (tag, None));
             }
             NetCommand::Penalize { peer, reason } => self.penalize(peer, reason),
         }
@@ -674,35 +696,51 @@ impl Actor {
             },
             kad::Event::OutboundQueryProgressed {
                 id,
+                result: kad::QueryResult::PutRecord(res),
+                step,
+                ..
+            } if step.last => {
+                if let Some(tag) = self.put_queries.remove(&id) {
+                    self.emit(NetEvent::Published {
+                        tag,
+                        ok: res.is_ok(),
+                    })
+                    .await?;
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id,
                 result: kad::QueryResult::GetRecord(res),
                 step,
                 ..
             } => {
-                let Some(&tag) = self.record_queries.get(&id) else {
+                if !self.record_queries.contains_key(&id) {
                     return Ok(());
-                };
-                let found = match res {
-                    Ok(kad::GetRecordOk::FoundRecord(peer_rec)) => {
-                        match Self::valid_record(&peer_rec.record) {
-                            Some(_) => Some(peer_rec.record.value),
-                            None => {
-                                if let Some(p) = peer_rec.peer {
-                                    self.penalize(p, "invalid DHT record");
-                                }
-                                None
+                }
+                if let Ok(kad::GetRecordOk::FoundRecord(peer_rec)) = res {
+                    match Self::valid_record(&peer_rec.record) {
+                        Some(user) => {
+                            if let Some((_, best)) = self.record_queries.get_mut(&id)
+                                && best.as_ref().is_none_or(|(t, _)| *t < user.issued_ms)
+                            {
+                                *best = Some((user.issued_ms, peer_rec.record.value));
+                            }
+                        }
+                        None => {
+                            if let Some(p) = peer_rec.peer {
+                                self.penalize(p, "invalid DHT record");
                             }
                         }
                     }
-                    _ => None,
-                };
-                if found.is_some() || step.last {
-                    self.record_queries.remove(&id);
-                    if found.is_some()
-                        && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
-                    {
-                        q.finish();
-                    }
-                    self.emit(NetEvent::Record { tag, value: found }).await?;
+                }
+                if step.last
+                    && let Some((tag, best)) = self.record_queries.remove(&id)
+                {
+                    self.emit(NetEvent::Record {
+                        tag,
+                        value: best.map(|(_, v)| v),
+                    })
+                    .await?;
                 }
             }
             _ => {}

@@ -151,6 +151,32 @@ pub struct RecordDevice {
     /// Its current multiaddrs (encoded), direct or relayed.
     #[serde(with = "crate::codec::byte_list")]
     pub addrs: Vec<Vec<u8>>,
+    /// Mailboxes that accept envelopes for it while it is offline.
+    pub mailboxes: Vec<MailboxRef>,
+}
+
+/// Most mailboxes listed for one device.
+pub const MAX_MAILBOXES: usize = 4;
+
+/// A mailbox peer: where senders deposit envelopes for a device that is offline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxRef {
+    /// The mailbox's libp2p peer id (encoded).
+    #[serde(with = "serde_bytes")]
+    pub peer_id: Vec<u8>,
+    /// Its addresses (encoded multiaddrs).
+    #[serde(with = "crate::codec::byte_list")]
+    pub addrs: Vec<Vec<u8>>,
+}
+
+impl MailboxRef {
+    /// Checks sizes.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.peer_id.is_empty() || self.peer_id.len() > MAX_PEER_ID {
+            return Err(DecodeError::Invalid("mailbox peer id length"));
+        }
+        check_addrs(&self.addrs)
+    }
 }
 
 /// What a person publishes in the DHT under [`user_record_key`]: their devices and where to
@@ -226,6 +252,12 @@ impl UserRecord {
                 return Err(DecodeError::Invalid("device of another identity"));
             }
             check_addrs(&d.addrs)?;
+            if d.mailboxes.len() > MAX_MAILBOXES {
+                return Err(DecodeError::Invalid("too many mailboxes"));
+            }
+            for m in &d.mailboxes {
+                m.validate()?;
+            }
             d.cert.validate()?;
         }
         let msg = self
@@ -266,6 +298,7 @@ mod tests {
             devices: vec![RecordDevice {
                 cert,
                 addrs: vec![vec![9; 8]],
+                mailboxes: Vec::new(),
             }],
             issued_ms: issued,
             expires_ms: expires,

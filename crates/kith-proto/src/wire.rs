@@ -36,8 +36,12 @@ pub const MAX_BODIES: usize = 256;
 pub enum Request {
     /// Ask the device for a one-time key to open an Olm session with it.
     ClaimPrekey,
-    /// Hand over envelopes for the device, in order.
+    /// Hand over envelopes, in order: for the receiving device itself, or, when it is a
+    /// mailbox, for devices registered with it.
     Deliver { envelopes: Vec<Envelope> },
+    /// Ask a mailbox to keep envelopes for this device (the certificate's peer id must be the
+    /// connection's).
+    Register { cert: DeviceCert },
 }
 
 /// The answer to a [`Request`].
@@ -49,20 +53,26 @@ pub enum Response {
     /// One result per envelope, in the order they were sent. Given only after the receiver's
     /// store has committed every envelope marked stored.
     Delivered { results: Vec<DeliveryResult> },
+
     /// The request was refused as a whole.
     Refused(Refusal),
+    /// A mailbox registration was accepted; the mailbox keeps up to this many envelopes.
+    Registered { quota: u32 },
 }
 
 /// What became of one delivered envelope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum DeliveryResult {
-    /// Stored durably now.
+    /// Stored durably now by the recipient device.
     Stored,
     /// Already stored before (a retry); durable all the same.
     Duplicate,
     /// Refused; the sender should not retry it as is.
     Rejected(RejectReason),
+    /// Stored durably by a mailbox for the recipient device (not yet delivered). New
+    /// variants go last: the variant index is the wire encoding.
+    Accepted,
 }
 
 /// Why an envelope was refused.
@@ -75,6 +85,8 @@ pub enum RejectReason {
     Undecryptable,
     /// It decrypted to something malformed.
     Malformed,
+    /// A mailbox holds too much for that device already; try another mailbox or later.
+    MailboxFull,
 }
 
 /// Why a whole request was refused.
@@ -136,6 +148,9 @@ impl Request {
     /// Decodes and validates a frame body.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let req: Request = unframe(bytes)?;
+        if let Request::Register { cert } = &req {
+            cert.validate()?;
+        }
         if let Request::Deliver { envelopes } = &req {
             if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
                 return Err(DecodeError::Invalid("batch size"));

@@ -40,6 +40,9 @@ pub(crate) const MSG_INDEX: TableDefinition<(&[u8; 32], u128), u64> =
     TableDefinition::new("msg_index");
 pub(crate) const OUTBOX: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
 pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+/// Mailbox service: devices registered here, by Curve25519 key → their device key.
+pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
+    TableDefinition::new("mailbox_users");
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! The records kept in the store.
 
-use kith_proto::record::DeviceCert;
+use kith_proto::record::{DeviceCert, MailboxRef};
 use kith_proto::wire::Envelope;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,8 @@ pub struct KnownDevice {
     /// Addresses it was last seen at (encoded multiaddrs), newest first.
     #[serde(with = "kith_proto::codec::byte_list")]
     pub addrs: Vec<Vec<u8>>,
+    /// Mailboxes that keep envelopes for it while it is offline (from its user record).
+    pub mailboxes: Vec<MailboxRef>,
 }
 
 /// The store key of a device: SHA-256 of its encoded peer id.

@@ -163,6 +163,23 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// The device key of a device registered with this node's mailbox, by its Curve25519
+        /// key.
+        pub fn mailbox_user(&self, curve: &[u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+            let t = open!(self, MAILBOX_USERS);
+            Ok(t.get(curve)?.map(|v| v.value()))
+        }
+
+        /// Devices that have Olm sessions with us (for opening envelopes a mailbox relayed).
+        pub fn session_devices(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+            let t = open!(self, SESSIONS);
+            let mut out = Vec::new();
+            for row in t.iter()?.take(limit) {
+                out.push(*row?.0.value());
+            }
+            Ok(out)
+        }
+
         /// Whether an envelope with this hash was already stored.
         pub fn seen(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
             let t = open!(self, SEEN);
@@ -240,6 +257,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(MSG_INDEX)?;
         self.txn.open_table(OUTBOX)?;
         self.txn.open_table(SEEN)?;
+        self.txn.open_table(MAILBOX_USERS)?;
         Ok(())
     }
 
@@ -395,6 +413,12 @@ impl<'a> WriteTx<'a> {
             .map(|v| dec(v.value()))
             .transpose()?;
         Ok(v)
+    }
+
+    /// Registers a device with this node's mailbox.
+    pub fn put_mailbox_user(&mut self, curve: &[u8; 32], dev: &[u8; 32]) -> Result<(), StoreError> {
+        open!(self, MAILBOX_USERS).insert(curve, *dev)?;
+        Ok(())
     }
 
     /// Records that an envelope was stored.

@@ -3,6 +3,50 @@
 use super::*;
 
 impl State {
+    /// A device asks this node (a mailbox) to keep envelopes for it.
+    pub(super) fn register(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        cert: DeviceCert,
+        after: &mut Vec<After>,
+    ) -> Result<Response, StoreError> {
+        if !self.mailbox {
+            return Ok(Response::Refused(Refusal::Invalid));
+        }
+        if cert.peer_id != peer.to_bytes() {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "registration for another peer",
+            }));
+            return Ok(Response::Refused(Refusal::Invalid));
+        }
+        let dev = device_key(&cert.peer_id);
+        let mut d = w.device(&dev)?.unwrap_or(KnownDevice {
+            identity: cert.identity,
+            peer_id: cert.peer_id.clone(),
+            cert: None,
+            addrs: Vec::new(),
+            mailboxes: Vec::new(),
+        });
+        if d.identity != cert.identity {
+            return Ok(Response::Refused(Refusal::Invalid));
+        }
+        let curve = cert.curve25519;
+        d.cert = Some(cert);
+        w.put_device(&dev, &d)?;
+        w.put_mailbox_user(&curve, &dev)?;
+        // Hand over whatever is waiting for it.
+        if let Some(p) = self.peers.get_mut(&dev) {
+            p.next_try = None;
+            p.failures = 0;
+        }
+        after.push(After::Pump(dev));
+        Ok(Response::Registered {
+            quota: MAILBOX_QUOTA as u32,
+        })
+    }
+
     pub(super) fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {
         let now = Instant::now();
         if self.claims.len() >= MAX_CLAIM_ENTRIES {
@@ -84,6 +128,7 @@ impl State {
             peer_id: card.peer_id.clone(),
             cert: None,
             addrs: Vec::new(),
+            mailboxes: Vec::new(),
         });
         for a in card.addrs.iter().rev() {
             if !device.addrs.contains(a) {

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// A normal envelope opened: the sending device's key, its Curve25519 key, the plaintext.
+type Opened = ([u8; 32], [u8; 32], kith_crypto::Decrypted);
+
 impl State {
     /// Opens, stores and acknowledges a batch of envelopes from `peer`.
     pub(super) fn receive(
@@ -13,27 +16,111 @@ impl State {
     ) -> Result<Vec<DeliveryResult>, StoreError> {
         let mut results = Vec::with_capacity(envelopes.len());
         let my_curve = self.device.curve_key();
+        let mut receipts: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
         for env in envelopes {
-            if env.to_device != my_curve {
-                after.push(After::Net(NetCommand::Penalize {
-                    peer,
-                    reason: "envelope for another device",
-                }));
-                results.push(DeliveryResult::Rejected(RejectReason::WrongDevice));
-                continue;
-            }
             let hash = envelope_hash(&env);
             if w.seen(&hash)? {
                 results.push(DeliveryResult::Duplicate);
                 continue;
             }
-            let r = self.open(w, peer, &env, after)?;
+            if env.to_device != my_curve {
+                let r = self.deposit(w, peer, env, after)?;
+                if matches!(r, DeliveryResult::Accepted) {
+                    w.mark_seen(&hash, now_ms())?;
+                }
+                results.push(r);
+                continue;
+            }
+            let r = self.open(w, peer, &env, &mut receipts, after)?;
             if matches!(r, DeliveryResult::Stored) {
                 w.mark_seen(&hash, now_ms())?;
             }
             results.push(r);
         }
+        // Messages a mailbox relayed: tell their senders they are delivered (✓✓).
+        for (conv, ids) in receipts {
+            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                let body = Body::Receipt {
+                    kind: ReceiptKind::Delivered,
+                    ids: chunk.to_vec(),
+                    at_ms: now_ms(),
+                };
+                self.enqueue(w, &conv, &body, Vec::new(), after)?;
+            }
+        }
         Ok(results)
+    }
+
+    /// Keeps an envelope for a device registered with this node's mailbox; it goes out
+    /// through that device's outbox, with the same retries, and leaves the store only when
+    /// the device acknowledges it.
+    fn deposit(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        env: Envelope,
+        after: &mut Vec<After>,
+    ) -> Result<DeliveryResult, StoreError> {
+        let registered = if self.mailbox {
+            w.mailbox_user(&env.to_device)?
+        } else {
+            None
+        };
+        let Some(dev) = registered else {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "envelope for another device",
+            }));
+            return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
+        };
+        if w.outbox_len(&dev)? >= MAILBOX_QUOTA {
+            return Ok(DeliveryResult::Rejected(RejectReason::MailboxFull));
+        }
+        w.push_outbox(
+            &dev,
+            &OutboxItem {
+                conversation: [0; 32],
+                message_ids: Vec::new(),
+                sealed: Some(env),
+                body: None,
+                queued_ms: now_ms(),
+                resets: 0,
+                covers: 1,
+                covered: false,
+            },
+        )?;
+        after.push(After::Pump(dev));
+        Ok(DeliveryResult::Accepted)
+    }
+
+    /// Finds which known device a normal (not pre-key) envelope is from: the connection's
+    /// peer first, then, for envelopes a mailbox relayed, every device we have sessions with
+    /// (up to [`MAX_TRIAL`]). Returns the device and the decrypted message.
+    fn open_normal(
+        &mut self,
+        w: &WriteTx<'_>,
+        peer: PeerId,
+        env: &Envelope,
+    ) -> Result<Option<Opened>, StoreError> {
+        let first = device_key(&peer.to_bytes());
+        let mut candidates = vec![first];
+        candidates.extend(
+            w.session_devices(MAX_TRIAL)?
+                .into_iter()
+                .filter(|d| *d != first),
+        );
+        for dev in candidates {
+            let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
+                continue;
+            };
+            let mut s = self.take_sessions(w, &dev, curve)?;
+            let r = s.decrypt(&mut self.device, env);
+            self.sessions.insert(dev, s);
+            if let Ok(d) = r {
+                return Ok(Some((dev, curve, d)));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn open(
@@ -41,41 +128,43 @@ impl State {
         w: &mut WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
+        receipts: &mut HashMap<[u8; 32], Vec<u128>>,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, StoreError> {
         // Which device sent it: a pre-key message names its Curve25519 key; otherwise the
         // connection's peer id tells.
-        let (curve, known_dev) = match PeerSessions::prekey_sender(env) {
-            Some(curve) => (curve, w.device_by_curve(&curve)?),
-            None => {
-                let dev = device_key(&peer.to_bytes());
-                match w.device(&dev)?.and_then(|d| d.cert) {
-                    Some(cert) => (cert.curve25519, Some(dev)),
-                    None => return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable)),
+        // Which device sent it: a pre-key message names its Curve25519 key; a normal one is
+        // tried against the connection's device, then (relayed by a mailbox) the others.
+        let (curve, known_dev, mut sessions, decrypted) = match PeerSessions::prekey_sender(env) {
+            Some(curve) => {
+                let known_dev = w.device_by_curve(&curve)?;
+                // Decrypt with the known device's sessions, or fresh ones for a new device.
+                let mut sessions = match known_dev {
+                    Some(dev) => self.take_sessions(w, &dev, curve)?,
+                    None => PeerSessions::new(curve),
+                };
+                let result = sessions.decrypt(&mut self.device, env);
+                // A known device's sessions go back in the cache whatever happened (vodozemac
+                // leaves a session unchanged when decryption fails).
+                let sessions = match known_dev {
+                    Some(dev) => {
+                        self.sessions.insert(dev, sessions);
+                        None
+                    }
+                    None => Some(sessions),
+                };
+                match result {
+                    Ok(d) => (curve, known_dev, sessions, d),
+                    Err(e) => {
+                        debug!(%peer, error = %e, "cannot decrypt envelope");
+                        return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
+                    }
                 }
             }
-        };
-        // Decrypt with the known device's sessions, or fresh ones for a new device.
-        let mut sessions = match known_dev {
-            Some(dev) => self.take_sessions(w, &dev, curve)?,
-            None => PeerSessions::new(curve),
-        };
-        let result = sessions.decrypt(&mut self.device, env);
-        // A known device's sessions go back in the cache whatever happened (vodozemac leaves
-        // a session unchanged when decryption fails).
-        let mut sessions = match known_dev {
-            Some(dev) => {
-                self.sessions.insert(dev, sessions);
-                None
-            }
-            None => Some(sessions),
-        };
-        let decrypted = match result {
-            Ok(d) => d,
-            Err(e) => {
-                debug!(%peer, error = %e, "cannot decrypt envelope");
-                return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
-            }
+            None => match self.open_normal(w, peer, env)? {
+                Some((dev, curve, d)) => (curve, Some(dev), None, d),
+                None => return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable)),
+            },
         };
         // From here on the ratchet has moved: its new state must be saved.
         if let Some(dev) = known_dev {
@@ -124,6 +213,7 @@ impl State {
                     peer_id: cert.peer_id.clone(),
                     cert: None,
                     addrs: Vec::new(),
+                    mailboxes: Vec::new(),
                 });
                 let stranger = w.contact(&cert.identity)?.is_none();
                 if stranger
@@ -166,6 +256,7 @@ impl State {
             return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
         };
         let conv = device.identity;
+        let relayed = device.peer_id != peer.to_bytes();
         let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
         for body in sealed.bodies {
             match body {
@@ -182,6 +273,9 @@ impl State {
                         stored_at_ms: now_ms(),
                         status: Status::Delivered,
                     };
+                    if relayed {
+                        receipts.entry(conv).or_default().push(id);
+                    }
                     if w.append_message(&conv, &msg)?.is_some() {
                         after.push(After::Event(Event::Message {
                             contact: name.clone(),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use kith_crypto::{Device, PeerSessions};
 use kith_net::{Multiaddr, NetCommand, NetConfig, NetEvent, NetHandle, PeerId, Protocol};
 use kith_proto::contact::ContactCard;
-use kith_proto::record::{DeviceCert, RecordDevice, UserRecord, user_record_key};
+use kith_proto::record::{
+    DeviceCert, MAX_MAILBOXES, MailboxRef, RecordDevice, UserRecord, user_record_key,
+};
 use kith_proto::wire::{
     Body, DeliveryResult, Envelope, MAX_BATCH, MAX_BODIES, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind,
     Refusal, RejectReason, Request, Response, Sealed,
@@ -58,6 +60,12 @@ const MAX_CLAIM_ENTRIES: usize = 4096;
 const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
+/// Most envelopes a mailbox keeps for one registered device.
+pub const MAILBOX_QUOTA: usize = 10_000;
+/// Most devices tried when opening an envelope a mailbox relayed.
+pub const MAX_TRIAL: usize = 256;
+/// How often the node checks it is connected to its mailboxes.
+pub const MAILBOX_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Most devices whose Olm sessions are kept in memory between batches.
 pub const MAX_CACHED_SESSIONS: usize = 1024;
 /// Most people who wrote first (not added by the user) kept as provisional contacts; more
@@ -77,6 +85,8 @@ pub struct EngineConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// LAN discovery.
     pub mdns: bool,
+    /// Serve as a mailbox: keep envelopes for devices that register.
+    pub mailbox: bool,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -112,6 +122,11 @@ enum Cmd {
         reply: Reply<Verification>,
     },
     Status(Reply<NodeStatus>),
+    AddMailbox {
+        code: String,
+        reply: Reply<MailboxView>,
+    },
+    Mailboxes(Reply<Vec<MailboxView>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -195,6 +210,17 @@ impl EngineHandle {
         call!(self, Status)
     }
 
+    /// Registers this device with a mailbox (given by its contact code); returns once the
+    /// mailbox accepted.
+    pub async fn add_mailbox(&self, code: String) -> Result<MailboxView, EngineError> {
+        call!(self, AddMailbox { code })
+    }
+
+    /// The mailboxes this device is registered with.
+    pub async fn mailboxes(&self) -> Result<Vec<MailboxView>, EngineError> {
+        call!(self, Mailboxes)
+    }
+
     /// A stream of events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -229,6 +255,10 @@ enum After {
     Read(Cmd),
     /// A request to a device failed: back off.
     Failed([u8; 32]),
+    /// Register with a mailbox.
+    Register(MailboxRef, Option<Reply<MailboxView>>),
+    /// Publish the user record now and answer when a DHT peer stored it.
+    Publish(PublishReply),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -240,10 +270,17 @@ enum Work {
 }
 
 enum Pending {
-    /// Per envelope sent, the outbox items it carries.
+    /// A registration with one of our mailboxes (with the caller waiting, if any).
+    Register {
+        mailbox: MailboxRef,
+        reply: Option<Reply<MailboxView>>,
+    },
+    /// Per envelope sent, the outbox items it carries; `via_mailbox` when it went to one of
+    /// the device's mailboxes instead of the device.
     Deliver {
         dev: [u8; 32],
         seqs: Vec<Vec<u64>>,
+        via_mailbox: bool,
     },
     Claim {
         dev: [u8; 32],
@@ -270,6 +307,10 @@ impl std::fmt::Debug for Engine {
 }
 
 struct State {
+    /// Serving as a mailbox.
+    mailbox: bool,
+    /// The mailboxes this device is registered with.
+    my_mailboxes: Vec<MailboxRef>,
     keys: KeyFile,
     me: IdentityKey,
     device: Device,
@@ -289,7 +330,13 @@ struct State {
     lookups: HashMap<[u8; 32], Instant>,
     record_tags: HashMap<u64, [u8; 32]>,
     record_dirty: bool,
+    last_keepalive: Instant,
+    /// Callers waiting for a tagged record publication.
+    publishing: HashMap<u64, PublishReply>,
 }
+
+/// A caller waiting for the user record to be published, with the answer to give.
+type PublishReply = (Reply<MailboxView>, MailboxView);
 
 impl Engine {
     /// Opens the data directory (creating keys and store on first run), starts the network
@@ -322,11 +369,14 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;
 
+        let my_mailboxes = load_mailboxes(&store);
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let engine = Engine {
             store,
             st: State {
+                mailbox: cfg.mailbox,
+                my_mailboxes,
                 keys,
                 me,
                 device,
@@ -345,6 +395,8 @@ impl Engine {
                 lookups: HashMap::new(),
                 record_tags: HashMap::new(),
                 record_dirty: true,
+                last_keepalive: Instant::now(),
+                publishing: HashMap::new(),
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
@@ -419,6 +471,15 @@ impl Engine {
                 });
             }
         }
+        // And our mailboxes, so they hand over what they kept while we were away.
+        for m in &self.st.my_mailboxes {
+            if let Ok(peer) = PeerId::from_bytes(&m.peer_id) {
+                let _ = self.st.net.send(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&m.addrs),
+                });
+            }
+        }
         match self.store.read(|r| r.outbox_devices()) {
             Ok(devs) => {
                 for d in devs {
@@ -442,6 +503,19 @@ impl Engine {
             self.st.record_dirty = false;
             self.publish_record();
         }
+        if self.st.last_keepalive.elapsed() >= MAILBOX_KEEPALIVE {
+            self.st.last_keepalive = Instant::now();
+            for m in &self.st.my_mailboxes {
+                if let Ok(peer) = PeerId::from_bytes(&m.peer_id)
+                    && !self.st.connected.contains(&peer)
+                {
+                    let _ = self.st.net.send(NetCommand::Dial {
+                        peer,
+                        addrs: decode_addrs(&m.addrs),
+                    });
+                }
+            }
+        }
         let now = Instant::now();
         let due: Vec<[u8; 32]> = self
             .st
@@ -456,9 +530,15 @@ impl Engine {
     }
 
     fn publish_record(&mut self) {
+        self.publish_record_tagged(None);
+    }
+
+    /// Publishes the user record; with a tag, [`NetEvent::Published`] follows. Returns
+    /// whether the record went to the network.
+    fn publish_record_tagged(&mut self, tag: Option<u64>) -> bool {
         let addrs = self.st.advertised_addrs();
         if addrs.is_empty() {
-            return;
+            return false;
         }
         let issued = now_ms();
         let mut rec = UserRecord {
@@ -467,21 +547,30 @@ impl Engine {
             devices: vec![RecordDevice {
                 cert: self.st.device.cert().clone(),
                 addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+                mailboxes: self.st.my_mailboxes.clone(),
             }],
             issued_ms: issued,
             expires_ms: issued + RECORD_LIFETIME_MS,
             signature: Vec::new(),
         };
-        let Ok(msg) = rec.signing_bytes() else { return };
+        let Ok(msg) = rec.signing_bytes() else {
+            return false;
+        };
         rec.signature = self.st.keys.identity.sign(&msg);
         match kith_proto::codec::encode(&rec) {
-            Ok(value) => {
-                let _ = self.st.net.send(NetCommand::PutRecord {
+            Ok(value) => self
+                .st
+                .net
+                .send(NetCommand::PutRecord {
                     key: user_record_key(&self.st.me.0),
                     value,
-                });
+                    tag,
+                })
+                .is_ok(),
+            Err(e) => {
+                warn!(error = %e, "cannot encode user record");
+                false
             }
-            Err(e) => warn!(error = %e, "cannot encode user record"),
         }
     }
 
@@ -495,6 +584,7 @@ impl Engine {
                     | Cmd::Contacts(_)
                     | Cmd::History { .. }
                     | Cmd::Verify { .. }
+                    | Cmd::Mailboxes(_)
                     | Cmd::Status(_)),
                 ) => after.push(After::Read(c)),
                 Work::Net(ev) => {
@@ -574,6 +664,27 @@ impl Engine {
             }
             After::Read(cmd) => self.read_cmd(cmd),
             After::Failed(dev) => self.failed(dev),
+            After::Register(mailbox, reply) => self.register_with(mailbox, reply),
+            After::Publish((reply, _)) if !ok => {
+                let _ = reply.send(Err(EngineError::Internal(
+                    "the store could not commit".into(),
+                )));
+            }
+            After::Publish(reply) => {
+                // Answer once a DHT peer holds the record that lists the new mailbox (or at
+                // once if there is no DHT peer to ask).
+                let tag = self.st.tag();
+                self.st.record_dirty = false;
+                if self.publish_record_tagged(Some(tag)) {
+                    if self.st.publishing.len() >= 64 {
+                        self.st.publishing.clear();
+                    }
+                    self.st.publishing.insert(tag, reply);
+                } else {
+                    let (tx, view) = reply;
+                    let _ = tx.send(Ok(view));
+                }
+            }
             After::Net(_) | After::Event(_) => {}
         }
     }
@@ -590,6 +701,18 @@ impl Engine {
                 if self.st.connected.len() < 65_536 {
                     self.st.connected.insert(peer);
                 }
+                // Back in touch with one of our mailboxes: register again, which also makes
+                // it hand over what it kept for us.
+                let bytes = peer.to_bytes();
+                if let Some(m) = self
+                    .st
+                    .my_mailboxes
+                    .iter()
+                    .find(|m| m.peer_id == bytes)
+                    .cloned()
+                {
+                    self.register_with(m, None);
+                }
                 let dev = device_key(&peer.to_bytes());
                 if let Some(p) = self.st.peers.get_mut(&dev) {
                     p.next_try = None;
@@ -597,6 +720,15 @@ impl Engine {
                 }
                 if self.st.peers.contains_key(&dev) {
                     self.pump(dev);
+                }
+                None
+            }
+            NetEvent::Published { tag, ok } => {
+                if let Some((reply, view)) = self.st.publishing.remove(&tag) {
+                    if !ok {
+                        warn!("no DHT peer stored the user record yet; it is republished later");
+                    }
+                    let _ = reply.send(Ok(view));
                 }
                 None
             }
@@ -609,16 +741,52 @@ impl Engine {
                 result: Err(error),
                 peer,
             } => {
-                if let Some(p) = self.st.pending.remove(&tag) {
-                    let dev = match p {
-                        Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
-                    };
-                    debug!(%peer, %error, "request failed");
-                    self.failed(dev);
+                match self.st.pending.remove(&tag) {
+                    Some(Pending::Deliver { dev, .. } | Pending::Claim { dev }) => {
+                        debug!(%peer, %error, "request failed");
+                        self.failed(dev);
+                    }
+                    Some(Pending::Register { reply, .. }) => {
+                        warn!(%peer, %error, "mailbox registration failed");
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(EngineError::Network(format!(
+                                "the mailbox did not answer: {error}"
+                            ))));
+                        }
+                    }
+                    None => {}
                 }
                 None
             }
             other => Some(other),
+        }
+    }
+
+    /// Sends a registration to a mailbox; the answer is handled in a batch.
+    fn register_with(&mut self, mailbox: MailboxRef, reply: Option<Reply<MailboxView>>) {
+        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
+            return;
+        };
+        let tag = self.st.tag();
+        let req = NetCommand::Request {
+            tag,
+            peer,
+            addrs: decode_addrs(&mailbox.addrs),
+            req: Request::Register {
+                cert: self.st.device.cert().clone(),
+            },
+        };
+        match self.st.net.send(req) {
+            Ok(()) => {
+                self.st
+                    .pending
+                    .insert(tag, Pending::Register { mailbox, reply });
+            }
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(EngineError::Network(e.to_string())));
+                }
+            }
         }
     }
 
@@ -687,6 +855,17 @@ impl Engine {
             self.st.peers.remove(&dev);
             return;
         };
+        let failures = self.st.peers.get(&dev).map_or(0, |p| p.failures);
+        // A device that did not answer twice is likely offline: hand its envelopes to one of
+        // its mailboxes (a different one on each failure) until it is back.
+        let mailbox =
+            (failures >= 2 && !self.st.connected.contains(&peer) && !device.mailboxes.is_empty())
+                .then(|| &device.mailboxes[failures as usize % device.mailboxes.len()])
+                .and_then(|m| {
+                    PeerId::from_bytes(&m.peer_id)
+                        .ok()
+                        .map(|p| (p, decode_addrs(&m.addrs)))
+                });
         let addrs = decode_addrs(&device.addrs);
         if addrs.is_empty() && !self.st.connected.contains(&peer) {
             // Nowhere to dial yet: ask the DHT where the device is (the dial below may still
@@ -747,12 +926,20 @@ impl Engine {
             }
         }
         let tag = self.st.tag();
-        let (req, pending) = if envelopes.is_empty() {
-            (Request::ClaimPrekey, Pending::Claim { dev })
+        let (req, pending, peer, addrs) = if envelopes.is_empty() {
+            (Request::ClaimPrekey, Pending::Claim { dev }, peer, addrs)
         } else {
+            let via_mailbox = mailbox.is_some();
+            let (to, to_addrs) = mailbox.unwrap_or((peer, addrs));
             (
                 Request::Deliver { envelopes },
-                Pending::Deliver { dev, seqs },
+                Pending::Deliver {
+                    dev,
+                    seqs,
+                    via_mailbox,
+                },
+                to,
+                to_addrs,
             )
         };
         match self.st.net.send(NetCommand::Request {
@@ -825,6 +1012,22 @@ impl Engine {
             }
             Cmd::RemoveContact { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
+            Cmd::AddMailbox { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
+            }
+            Cmd::Mailboxes(reply) => {
+                let _ = reply.send(Ok(self
+                    .st
+                    .my_mailboxes
+                    .iter()
+                    .map(|m| MailboxView {
+                        peer_id: PeerId::from_bytes(&m.peer_id)
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        quota: 0,
+                    })
+                    .collect()));
             }
             Cmd::MarkRead { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
@@ -946,6 +1149,15 @@ fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, En
             Ok(device)
         }
     }
+}
+
+fn load_mailboxes(store: &Store) -> Vec<MailboxRef> {
+    store
+        .read(|r| r.meta("mailboxes"))
+        .ok()
+        .flatten()
+        .and_then(|b| kith_proto::codec::decode(&b, 16 * 1024).ok())
+        .unwrap_or_default()
 }
 
 fn decode_addrs(addrs: &[Vec<u8>]) -> Vec<Multiaddr> {
@@ -1092,6 +1304,21 @@ impl State {
                 let r = self.mark_read(w, &with, after)?;
                 after.push(reply(tx, r));
             }
+            Work::Cmd(Cmd::AddMailbox { code, reply: tx }) => match ContactCard::from_code(&code) {
+                Ok(card) if PeerId::from_bytes(&card.peer_id).is_ok() => {
+                    let mailbox = MailboxRef {
+                        peer_id: card.peer_id,
+                        addrs: card.addrs,
+                    };
+                    after.push(After::Register(mailbox, Some(tx)));
+                }
+                Ok(_) => {
+                    let _ = tx.send(Err(EngineError::BadCode("bad peer id".into())));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(EngineError::BadCode(e.to_string())));
+                }
+            },
             Work::Cmd(other) => after.push(After::Read(other)),
             Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
                 Request::ClaimPrekey => {
@@ -1107,6 +1334,10 @@ impl State {
                         id,
                         resp: Response::Delivered { results },
                     });
+                }
+                Request::Register { cert } => {
+                    let resp = self.register(w, peer, cert, after)?;
+                    after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {
                     id,

@@ -139,18 +139,38 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         match (pending, resp) {
-            (Pending::Deliver { dev, seqs }, Response::Delivered { results })
-                if results.len() == seqs.len() =>
-            {
+            (
+                Pending::Deliver {
+                    dev,
+                    seqs,
+                    via_mailbox,
+                },
+                Response::Delivered { results },
+            ) if results.len() == seqs.len() => {
                 let mut reset = false;
+                let mut full = false;
                 for (group, r) in seqs.iter().zip(results) {
                     match r {
-                        DeliveryResult::Stored | DeliveryResult::Duplicate => {
+                        DeliveryResult::Stored
+                        | DeliveryResult::Duplicate
+                        | DeliveryResult::Accepted => {
+                            // The device itself stored it: ✓✓. A mailbox keeps it: ✓, and ✓✓
+                            // comes later in a receipt from the device.
+                            let to = if via_mailbox || r == DeliveryResult::Accepted {
+                                Status::Sent
+                            } else {
+                                Status::Delivered
+                            };
                             for seq in group {
                                 if let Some(item) = w.take_outbox(&dev, *seq)? {
-                                    self.raise(w, &item, Status::Delivered, after)?;
+                                    self.raise(w, &item, to, after)?;
                                 }
                             }
+                        }
+                        DeliveryResult::Rejected(RejectReason::MailboxFull) => {
+                            warn!(%peer, "the contact's mailbox is full; trying elsewhere or later");
+                            full = true;
+                            break;
                         }
                         DeliveryResult::Rejected(RejectReason::Malformed) => {
                             warn!(%peer, "recipient refused an envelope as malformed; dropped");
@@ -167,15 +187,55 @@ impl State {
                 if reset {
                     self.reset_sessions(w, &dev)?;
                 }
-                self.settled(dev, after);
+                if full {
+                    after.push(After::Failed(dev));
+                } else {
+                    self.settled(dev, via_mailbox, after);
+                }
             }
             (Pending::Claim { dev }, Response::Prekey(bundle)) => {
                 self.on_prekey(w, peer, dev, bundle, after)?;
-                self.settled(dev, after);
+                self.settled(dev, false, after);
+            }
+            (Pending::Register { mailbox, reply }, Response::Registered { quota }) => {
+                let view = MailboxView {
+                    peer_id: PeerId::from_bytes(&mailbox.peer_id)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    quota,
+                };
+                if !self
+                    .my_mailboxes
+                    .iter()
+                    .any(|m| m.peer_id == mailbox.peer_id)
+                {
+                    if self.my_mailboxes.len() >= MAX_MAILBOXES {
+                        self.my_mailboxes.remove(0);
+                    }
+                    self.my_mailboxes.push(mailbox);
+                    let bytes = kith_proto::codec::encode(&self.my_mailboxes)
+                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    w.set_meta("mailboxes", &bytes)?;
+                    self.record_dirty = true;
+                    info!(mailbox = %view.peer_id, "registered with a mailbox");
+                }
+                if let Some(tx) = reply {
+                    after.push(After::Publish((tx, view)));
+                }
+            }
+            (Pending::Register { reply, .. }, other) => {
+                warn!(%peer, ?other, "mailbox refused the registration");
+                if let Some(tx) = reply {
+                    let _ = tx.send(Err(EngineError::Network(
+                        "the mailbox refused the registration (is it running with --mailbox?)"
+                            .into(),
+                    )));
+                }
             }
             (p, other) => {
                 let dev = match p {
                     Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
+                    Pending::Register { .. } => return Ok(()),
                 };
                 if !matches!(other, Response::Refused(_)) {
                     after.push(After::Net(NetCommand::Penalize {
@@ -191,10 +251,14 @@ impl State {
     }
 
     /// A request to `dev` completed: it may send the next batch at once.
-    pub(super) fn settled(&mut self, dev: [u8; 32], after: &mut Vec<After>) {
+    pub(super) fn settled(&mut self, dev: [u8; 32], via_mailbox: bool, after: &mut Vec<After>) {
         let p = self.peers.entry(dev).or_default();
         p.in_flight = false;
-        p.failures = 0;
+        if !via_mailbox {
+            // Keep counting failures after a mailbox took the batch, so the next one goes
+            // there too until the device is reachable again.
+            p.failures = 0;
+        }
         p.next_try = None;
         after.push(After::Pump(dev));
     }
@@ -326,6 +390,7 @@ impl State {
         info!(
             identity = %IdentityKey(identity),
             devices = rec.devices.len(),
+            mailboxes = rec.devices.iter().map(|d| d.mailboxes.len()).sum::<usize>(),
             "updated a contact's addresses from the DHT user record"
         );
         for rd in rec.devices {
@@ -335,6 +400,7 @@ impl State {
                 peer_id: rd.cert.peer_id.clone(),
                 cert: None,
                 addrs: Vec::new(),
+                mailboxes: Vec::new(),
             });
             if d.identity != identity {
                 continue;
@@ -347,6 +413,10 @@ impl State {
             }
             merged.truncate(MAX_DEVICE_ADDRS);
             d.addrs = merged;
+            d.mailboxes = rd.mailboxes.clone();
+            if d.cert.is_none() {
+                d.cert = Some(rd.cert.clone());
+            }
             w.put_device(&dev, &d)?;
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
                 after.push(After::Net(NetCommand::Dial {
