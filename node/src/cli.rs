@@ -92,6 +92,9 @@ enum MailboxCmd {
     Add {
         /// The mailbox node's contact code.
         code: String,
+        /// An invite token, if the mailbox's operator gave you one.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// List your mailboxes.
     List,
@@ -232,7 +235,7 @@ async fn up(
         listen,
         bootstrap,
         mdns,
-        mailbox,
+        mailbox: mailbox.then(kith_engine::MailboxConfig::default),
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,
@@ -297,9 +300,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 .await?;
             out.contact_removed(&v);
         }
-        Command::Mailbox(MailboxCmd::Add { code }) => {
+        Command::Mailbox(MailboxCmd::Add { code, token }) => {
             let v = c
-                .call::<methods::MailboxAdd>(methods::AddMailboxParams { code })
+                .call::<methods::MailboxAdd>(methods::AddMailboxParams { code, token })
                 .await?;
             out.mailbox_added(&v);
         }

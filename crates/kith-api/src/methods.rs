@@ -201,6 +201,9 @@ impl Method for Status {
 pub struct AddMailboxParams {
     /// The mailbox node's contact code (`kith id` on it).
     pub code: String,
+    /// An invite token, for mailboxes that require one.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// `mailbox.add`: register this device with a mailbox, which then keeps envelopes for it
@@ -212,7 +215,7 @@ impl Method for MailboxAdd {
     type Params = AddMailboxParams;
     type Output = MailboxView;
     async fn call(e: &EngineHandle, p: AddMailboxParams) -> Result<MailboxView, EngineError> {
-        e.add_mailbox(p.code).await
+        e.add_mailbox(p.code, p.token).await
     }
 }
 

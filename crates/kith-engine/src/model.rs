@@ -142,8 +142,10 @@ pub struct NodeStatus {
     pub peer_id: String,
     /// Peers connected now.
     pub connected_peers: Vec<String>,
-    /// Items waiting in the outbox, over all devices.
+    /// Items waiting in the outbox, over all devices (a mailbox's kept envelopes included).
     pub outbox: usize,
+    /// Devices registered with this node's mailbox (0 when it is not one).
+    pub mailbox_users: usize,
 }
 
 /// Something that happened, streamed by `kith watch`.

@@ -27,6 +27,8 @@ pub const MAX_TEXT: usize = 48 * 1024;
 pub const MAX_RECEIPT_IDS: usize = 1024;
 /// Largest sealed payload (the Olm plaintext).
 pub const MAX_SEALED: usize = MAX_CIPHERTEXT - 512;
+/// Longest mailbox invite token.
+pub const MAX_TOKEN: usize = 256;
 /// Most bodies sealed together in one envelope.
 pub const MAX_BODIES: usize = 256;
 
@@ -41,7 +43,11 @@ pub enum Request {
     Deliver { envelopes: Vec<Envelope> },
     /// Ask a mailbox to keep envelopes for this device (the certificate's peer id must be the
     /// connection's).
-    Register { cert: DeviceCert },
+    Register {
+        cert: DeviceCert,
+        /// An invite token, for mailboxes that require one.
+        token: Option<String>,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -99,6 +105,8 @@ pub enum Refusal {
     Invalid,
     /// The receiver's store failed; retry later.
     Internal,
+    /// Not allowed (a wrong or missing mailbox invite token).
+    Unauthorized,
 }
 
 /// An Olm message for one device.
@@ -148,8 +156,11 @@ impl Request {
     /// Decodes and validates a frame body.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let req: Request = unframe(bytes)?;
-        if let Request::Register { cert } = &req {
+        if let Request::Register { cert, token } = &req {
             cert.validate()?;
+            if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN) {
+                return Err(DecodeError::Invalid("token too long"));
+            }
         }
         if let Request::Deliver { envelopes } = &req {
             if envelopes.is_empty() || envelopes.len() > MAX_BATCH {

@@ -170,6 +170,12 @@ macro_rules! reads {
             Ok(t.get(curve)?.map(|v| v.value()))
         }
 
+        /// How many devices are registered with this node's mailbox.
+        pub fn mailbox_users_len(&self) -> Result<usize, StoreError> {
+            let t = open!(self, MAILBOX_USERS);
+            Ok(t.len()? as usize)
+        }
+
         /// Devices that have Olm sessions with us (for opening envelopes a mailbox relayed).
         pub fn session_devices(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
             let t = open!(self, SESSIONS);

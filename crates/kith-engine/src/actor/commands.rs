@@ -9,10 +9,21 @@ impl State {
         w: &mut WriteTx<'_>,
         peer: PeerId,
         cert: DeviceCert,
+        token: Option<String>,
         after: &mut Vec<After>,
     ) -> Result<Response, StoreError> {
-        if !self.mailbox {
+        let Some(cfg) = &self.mailbox else {
             return Ok(Response::Refused(Refusal::Invalid));
+        };
+        let quota = cfg.quota;
+        if let Some(tokens) = &cfg.tokens
+            && !token.as_ref().is_some_and(|t| tokens.contains(t))
+        {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "mailbox registration with a wrong token",
+            }));
+            return Ok(Response::Refused(Refusal::Unauthorized));
         }
         if cert.peer_id != peer.to_bytes() {
             after.push(After::Net(NetCommand::Penalize {
@@ -43,7 +54,7 @@ impl State {
         }
         after.push(After::Pump(dev));
         Ok(Response::Registered {
-            quota: MAILBOX_QUOTA as u32,
+            quota: quota.min(u32::MAX as usize) as u32,
         })
     }
 

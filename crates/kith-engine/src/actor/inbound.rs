@@ -61,11 +61,14 @@ impl State {
         env: Envelope,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, StoreError> {
-        let registered = if self.mailbox {
-            w.mailbox_user(&env.to_device)?
-        } else {
-            None
+        let Some(quota) = self.mailbox.as_ref().map(|m| m.quota) else {
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: "envelope for another device",
+            }));
+            return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
         };
+        let registered = w.mailbox_user(&env.to_device)?;
         let Some(dev) = registered else {
             after.push(After::Net(NetCommand::Penalize {
                 peer,
@@ -73,7 +76,7 @@ impl State {
             }));
             return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
         };
-        if w.outbox_len(&dev)? >= MAILBOX_QUOTA {
+        if w.outbox_len(&dev)? >= quota {
             return Ok(DeliveryResult::Rejected(RejectReason::MailboxFull));
         }
         w.push_outbox(

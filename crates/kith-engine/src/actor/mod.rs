@@ -60,7 +60,7 @@ const MAX_CLAIM_ENTRIES: usize = 4096;
 const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
-/// Most envelopes a mailbox keeps for one registered device.
+/// Most envelopes a mailbox keeps for one registered device, by default.
 pub const MAILBOX_QUOTA: usize = 10_000;
 /// Most devices tried when opening an envelope a mailbox relayed.
 pub const MAX_TRIAL: usize = 256;
@@ -86,7 +86,28 @@ pub struct EngineConfig {
     /// LAN discovery.
     pub mdns: bool,
     /// Serve as a mailbox: keep envelopes for devices that register.
-    pub mailbox: bool,
+    pub mailbox: Option<MailboxConfig>,
+}
+
+/// How a node serves as a mailbox.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// How long an envelope is kept for an offline device.
+    pub retention: Duration,
+    /// Most envelopes kept per registered device.
+    pub quota: usize,
+    /// When set, a device must present one of these tokens to register.
+    pub tokens: Option<Vec<String>>,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            quota: MAILBOX_QUOTA,
+            tokens: None,
+        }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -124,6 +145,7 @@ enum Cmd {
     Status(Reply<NodeStatus>),
     AddMailbox {
         code: String,
+        token: Option<String>,
         reply: Reply<MailboxView>,
     },
     Mailboxes(Reply<Vec<MailboxView>>),
@@ -212,8 +234,12 @@ impl EngineHandle {
 
     /// Registers this device with a mailbox (given by its contact code); returns once the
     /// mailbox accepted.
-    pub async fn add_mailbox(&self, code: String) -> Result<MailboxView, EngineError> {
-        call!(self, AddMailbox { code })
+    pub async fn add_mailbox(
+        &self,
+        code: String,
+        token: Option<String>,
+    ) -> Result<MailboxView, EngineError> {
+        call!(self, AddMailbox { code, token })
     }
 
     /// The mailboxes this device is registered with.
@@ -255,8 +281,8 @@ enum After {
     Read(Cmd),
     /// A request to a device failed: back off.
     Failed([u8; 32]),
-    /// Register with a mailbox.
-    Register(MailboxRef, Option<Reply<MailboxView>>),
+    /// Register with a mailbox (with an invite token, if it needs one).
+    Register(MailboxRef, Option<String>, Option<Reply<MailboxView>>),
     /// Publish the user record now and answer when a DHT peer stored it.
     Publish(PublishReply),
 }
@@ -273,6 +299,7 @@ enum Pending {
     /// A registration with one of our mailboxes (with the caller waiting, if any).
     Register {
         mailbox: MailboxRef,
+        token: Option<String>,
         reply: Option<Reply<MailboxView>>,
     },
     /// Per envelope sent, the outbox items it carries; `via_mailbox` when it went to one of
@@ -307,10 +334,12 @@ impl std::fmt::Debug for Engine {
 }
 
 struct State {
-    /// Serving as a mailbox.
-    mailbox: bool,
+    /// Serving as a mailbox, and how.
+    mailbox: Option<MailboxConfig>,
     /// The mailboxes this device is registered with.
     my_mailboxes: Vec<MailboxRef>,
+    /// Invite tokens for them, by mailbox peer id (secret: never logged or published).
+    mailbox_tokens: HashMap<Vec<u8>, String>,
     keys: KeyFile,
     me: IdentityKey,
     device: Device,
@@ -370,6 +399,14 @@ impl Engine {
         .map_err(|e| EngineError::Network(e.to_string()))?;
 
         let my_mailboxes = load_mailboxes(&store);
+        let mailbox_tokens: HashMap<Vec<u8>, String> = store
+            .read(|r| r.meta("mailbox_tokens"))
+            .ok()
+            .flatten()
+            .and_then(|b| kith_proto::codec::decode::<Vec<(Vec<u8>, String)>>(&b, 16 * 1024).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let engine = Engine {
@@ -377,6 +414,7 @@ impl Engine {
             st: State {
                 mailbox: cfg.mailbox,
                 my_mailboxes,
+                mailbox_tokens,
                 keys,
                 me,
                 device,
@@ -495,6 +533,34 @@ impl Engine {
         let before = now_ms().saturating_sub(SEEN_RETENTION_MS);
         if let Err(e) = self.store.write(|w| w.prune_seen(before)) {
             warn!(error = %e, "cannot prune envelope hashes");
+        }
+        self.expire_mail();
+    }
+
+    /// Drops envelopes a mailbox kept longer than its retention.
+    fn expire_mail(&mut self) {
+        let Some(cfg) = &self.st.mailbox else { return };
+        let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+        let res = self.store.write(|w| {
+            let mut n = 0u64;
+            for dev in w.outbox_devices()? {
+                for (seq, item) in w.outbox(&dev, usize::MAX)? {
+                    // Only kept mail: the node's own messages have a conversation.
+                    if item.conversation == [0; 32] && item.queued_ms < before {
+                        w.take_outbox(&dev, seq)?;
+                        n += 1;
+                    }
+                }
+            }
+            Ok(n)
+        });
+        match res {
+            Ok(0) => {}
+            Ok(n) => info!(
+                expired = n,
+                "mailbox dropped envelopes past their retention"
+            ),
+            Err(e) => warn!(error = %e, "cannot expire mailbox envelopes"),
         }
     }
 
@@ -664,7 +730,7 @@ impl Engine {
             }
             After::Read(cmd) => self.read_cmd(cmd),
             After::Failed(dev) => self.failed(dev),
-            After::Register(mailbox, reply) => self.register_with(mailbox, reply),
+            After::Register(mailbox, token, reply) => self.register_with(mailbox, token, reply),
             After::Publish((reply, _)) if !ok => {
                 let _ = reply.send(Err(EngineError::Internal(
                     "the store could not commit".into(),
@@ -711,7 +777,8 @@ impl Engine {
                     .find(|m| m.peer_id == bytes)
                     .cloned()
                 {
-                    self.register_with(m, None);
+                    let token = self.st.mailbox_tokens.get(&m.peer_id).cloned();
+                    self.register_with(m, token, None);
                 }
                 let dev = device_key(&peer.to_bytes());
                 if let Some(p) = self.st.peers.get_mut(&dev) {
@@ -763,7 +830,12 @@ impl Engine {
     }
 
     /// Sends a registration to a mailbox; the answer is handled in a batch.
-    fn register_with(&mut self, mailbox: MailboxRef, reply: Option<Reply<MailboxView>>) {
+    fn register_with(
+        &mut self,
+        mailbox: MailboxRef,
+        token: Option<String>,
+        reply: Option<Reply<MailboxView>>,
+    ) {
         let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
             return;
         };
@@ -774,13 +846,19 @@ impl Engine {
             addrs: decode_addrs(&mailbox.addrs),
             req: Request::Register {
                 cert: self.st.device.cert().clone(),
+                token: token.clone(),
             },
         };
         match self.st.net.send(req) {
             Ok(()) => {
-                self.st
-                    .pending
-                    .insert(tag, Pending::Register { mailbox, reply });
+                self.st.pending.insert(
+                    tag,
+                    Pending::Register {
+                        mailbox,
+                        token,
+                        reply,
+                    },
+                );
             }
             Err(e) => {
                 if let Some(r) = reply {
@@ -987,20 +1065,21 @@ impl Engine {
                 let _ = reply.send(r);
             }
             Cmd::Status(reply) => {
-                let outbox = self
+                let (outbox, mailbox_users) = self
                     .store
                     .read(|r| {
                         let mut n = 0;
                         for d in r.outbox_devices()? {
                             n += r.outbox_len(&d)?;
                         }
-                        Ok(n)
+                        Ok((n, r.mailbox_users_len()?))
                     })
-                    .unwrap_or(0);
+                    .unwrap_or((0, 0));
                 let _ = reply.send(Ok(NodeStatus {
                     peer_id: self.st.net.local_peer().to_string(),
                     connected_peers: self.st.connected.iter().map(|p| p.to_string()).collect(),
                     outbox,
+                    mailbox_users,
                 }));
             }
             // Write commands never reach here.
@@ -1304,13 +1383,17 @@ impl State {
                 let r = self.mark_read(w, &with, after)?;
                 after.push(reply(tx, r));
             }
-            Work::Cmd(Cmd::AddMailbox { code, reply: tx }) => match ContactCard::from_code(&code) {
+            Work::Cmd(Cmd::AddMailbox {
+                code,
+                token,
+                reply: tx,
+            }) => match ContactCard::from_code(&code) {
                 Ok(card) if PeerId::from_bytes(&card.peer_id).is_ok() => {
                     let mailbox = MailboxRef {
                         peer_id: card.peer_id,
                         addrs: card.addrs,
                     };
-                    after.push(After::Register(mailbox, Some(tx)));
+                    after.push(After::Register(mailbox, token, Some(tx)));
                 }
                 Ok(_) => {
                     let _ = tx.send(Err(EngineError::BadCode("bad peer id".into())));
@@ -1335,8 +1418,8 @@ impl State {
                         resp: Response::Delivered { results },
                     });
                 }
-                Request::Register { cert } => {
-                    let resp = self.register(w, peer, cert, after)?;
+                Request::Register { cert, token } => {
+                    let resp = self.register(w, peer, cert, token, after)?;
                     after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {

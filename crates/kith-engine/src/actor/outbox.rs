@@ -197,7 +197,27 @@ impl State {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);
             }
-            (Pending::Register { mailbox, reply }, Response::Registered { quota }) => {
+            (
+                Pending::Register {
+                    mailbox,
+                    token,
+                    reply,
+                },
+                Response::Registered { quota },
+            ) => {
+                if let Some(t) = token
+                    && self.mailbox_tokens.get(&mailbox.peer_id) != Some(&t)
+                {
+                    self.mailbox_tokens.insert(mailbox.peer_id.clone(), t);
+                    let list: Vec<(Vec<u8>, String)> = self
+                        .mailbox_tokens
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    let bytes = kith_proto::codec::encode(&list)
+                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    w.set_meta("mailbox_tokens", &bytes)?;
+                }
                 let view = MailboxView {
                     peer_id: PeerId::from_bytes(&mailbox.peer_id)
                         .map(|p| p.to_string())
@@ -226,10 +246,17 @@ impl State {
             (Pending::Register { reply, .. }, other) => {
                 warn!(%peer, ?other, "mailbox refused the registration");
                 if let Some(tx) = reply {
-                    let _ = tx.send(Err(EngineError::Network(
-                        "the mailbox refused the registration (is it running with --mailbox?)"
-                            .into(),
-                    )));
+                    let why = if matches!(other, Response::Refused(Refusal::Unauthorized)) {
+                        EngineError::BadCode(
+                            "the mailbox needs a valid invite token (--token)".into(),
+                        )
+                    } else {
+                        EngineError::Network(
+                            "the mailbox refused the registration (is it running with --mailbox?)"
+                                .into(),
+                        )
+                    };
+                    let _ = tx.send(Err(why));
                 }
             }
             (p, other) => {

@@ -1,0 +1,188 @@
+//! The operator's configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kith_engine::{MailboxConfig, Multiaddr};
+use serde::Deserialize;
+
+/// An example configuration, printed by `--print-config`.
+pub const EXAMPLE: &str = r#"# kith-bootstrap configuration
+data_dir = "/var/lib/kith-bootstrap"
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# Other bootstrap nodes to join the DHT through (with their /p2p/ ids).
+bootstrap = []
+# Prometheus metrics (/metrics) and health check (/health); keep it on a private address.
+metrics = "127.0.0.1:9464"
+
+[mailbox]
+retention_days = 30
+max_messages_per_device = 10000
+# "open": any device may register; "invite": only with one of the tokens below.
+registration = "open"
+invite_tokens = []
+"#;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: PathBuf,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    metrics: Option<String>,
+    #[serde(default)]
+    mailbox: MailboxFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailboxFile {
+    #[serde(default = "default_retention")]
+    retention_days: u64,
+    #[serde(default = "default_quota")]
+    max_messages_per_device: usize,
+    #[serde(default = "default_registration")]
+    registration: String,
+    #[serde(default)]
+    invite_tokens: Vec<String>,
+}
+
+impl Default for MailboxFile {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention(),
+            max_messages_per_device: default_quota(),
+            registration: default_registration(),
+            invite_tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_retention() -> u64 {
+    30
+}
+fn default_quota() -> usize {
+    10_000
+}
+fn default_registration() -> String {
+    "open".into()
+}
+
+/// The checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub metrics: Option<SocketAddr>,
+    retention: Duration,
+    quota: usize,
+    tokens: Option<Vec<String>>,
+}
+
+fn addrs(v: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    v.iter()
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{what} address {s:?} is not a multiaddr"))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads and checks the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let f: File = toml::from_str(text).context("not a valid configuration")?;
+        let mut listen = addrs(&f.listen, "listen")?;
+        if listen.is_empty() {
+            listen = addrs(
+                &[
+                    "/ip4/0.0.0.0/tcp/4001".into(),
+                    "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+                ],
+                "listen",
+            )?;
+        }
+        let metrics = f
+            .metrics
+            .map(|m| {
+                m.parse::<SocketAddr>()
+                    .with_context(|| format!("metrics address {m:?} is not host:port"))
+            })
+            .transpose()?;
+        let tokens = match f.mailbox.registration.as_str() {
+            "open" => None,
+            "invite" => {
+                if f.mailbox.invite_tokens.is_empty() {
+                    bail!("registration = \"invite\" needs at least one invite token");
+                }
+                if f.mailbox
+                    .invite_tokens
+                    .iter()
+                    .any(|t| t.len() < 8 || t.len() > 256)
+                {
+                    bail!("invite tokens must be 8 to 256 characters");
+                }
+                Some(f.mailbox.invite_tokens)
+            }
+            other => bail!("registration must be \"open\" or \"invite\", not {other:?}"),
+        };
+        if f.mailbox.retention_days == 0 || f.mailbox.retention_days > 365 {
+            bail!("retention_days must be 1 to 365");
+        }
+        if f.mailbox.max_messages_per_device == 0 {
+            bail!("max_messages_per_device must be at least 1");
+        }
+        Ok(Self {
+            data_dir: f.data_dir,
+            listen,
+            bootstrap: addrs(&f.bootstrap, "bootstrap")?,
+            metrics,
+            retention: Duration::from_secs(f.mailbox.retention_days * 24 * 3600),
+            quota: f.mailbox.max_messages_per_device,
+            tokens,
+        })
+    }
+
+    /// The mailbox settings for the engine.
+    pub fn mailbox_config(&self) -> MailboxConfig {
+        MailboxConfig {
+            retention: self.retention,
+            quota: self.quota,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.mailbox_config().quota, 10_000);
+        assert!(c.mailbox_config().tokens.is_none());
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(Config::parse("data_dir = 1").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\nlisten = [\"nonsense\"]").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\nunknown = 1").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\n[mailbox]\nregistration = \"invite\"").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\nmetrics = \"nope\"").is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! Prometheus metrics (`GET /metrics`, text format) and a health check (`GET /health`) over a
+//! deliberately small HTTP/1.1 responder: one request per connection, bounded request size,
+//! a read timeout and a cap on concurrent connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kith_engine::EngineHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Most metrics connections served at once.
+const MAX_CONNECTIONS: usize = 32;
+/// Largest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds `addr` and serves until aborted. Returns the bound address.
+pub async fn serve(
+    engine: EngineHandle,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    Ok((
+        bound,
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let _ = handle(engine, stream).await;
+                    drop(permit);
+                });
+            }
+        }),
+    ))
+}
+
+async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut n = 0;
+    let read = async {
+        while n < buf.len() {
+            let k = stream.read(&mut buf[n..]).await?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if tokio::time::timeout(READ_TIMEOUT, read).await.is_err() {
+        return Ok(());
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some("GET")).then(|| it.next()).flatten()
+        })
+        .unwrap_or("");
+    let (status, body) = match path {
+        "/health" => match engine.status().await {
+            Ok(_) => ("200 OK", "ok\n".to_string()),
+            Err(_) => ("503 Service Unavailable", "stopping\n".to_string()),
+        },
+        "/metrics" => match engine.status().await {
+            Ok(s) => (
+                "200 OK",
+                render(s.connected_peers.len(), s.outbox, s.mailbox_users),
+            ),
+            Err(_) => ("503 Service Unavailable", String::new()),
+        },
+        _ => ("404 Not Found", "not found\n".to_string()),
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn render(peers: usize, queued: usize, users: usize) -> String {
+    let mut s = String::new();
+    let mut gauge = |name: &str, help: &str, v: usize| {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+        ));
+    };
+    gauge("kith_up", "1 while the node runs.", 1);
+    gauge("kith_connected_peers", "Peers connected now.", peers);
+    gauge(
+        "kith_queued_envelopes",
+        "Envelopes waiting for delivery (kept mail included).",
+        queued,
+    );
+    gauge(
+        "kith_mailbox_devices",
+        "Devices registered with this mailbox.",
+        users,
+    );
+    s
+}

@@ -1,0 +1,174 @@
+//! The operator's node in its own process: configuration, invite-only mailbox registration,
+//! metrics and health; a `kith` node registers with it.
+//!
+//! Uses the `kith` binary built next to this test (`cargo test --workspace` builds it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_kith-bootstrap");
+
+fn kith_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("kith");
+    assert!(
+        p.exists(),
+        "the kith binary is not built at {}; run `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn kith(dir: &Path, args: &[&str]) -> Output {
+    Command::new(kith_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn invite_only_mailbox_with_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("boot");
+    let port = free_port();
+    let metrics = free_port();
+    let cfg = tmp.path().join("bootstrap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nmetrics = \"127.0.0.1:{metrics}\"\n\
+             [mailbox]\nregistration = \"invite\"\ninvite_tokens = [\"invite-123456\"]\n"
+        ),
+    )
+    .unwrap();
+    let _boot = Kill(
+        Command::new(BOOTSTRAP)
+            .arg("--config")
+            .arg(&cfg)
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let health = wait_for("health", || http_get(metrics, "/health"));
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"));
+
+    // The operator's node answers the usual API on its data directory.
+    let id: serde_json::Value =
+        serde_json::from_slice(&kith(&data, &["--json", "id"]).stdout).unwrap();
+    let code = id["code"].as_str().unwrap().to_string();
+    let boot_addr = format!(
+        "/ip4/127.0.0.1/tcp/{port}/p2p/{}",
+        id["peer_id"].as_str().unwrap()
+    );
+
+    // A user's node joins through it and registers: refused without the token, accepted with.
+    let bob = tmp.path().join("bob");
+    let bob_port = free_port();
+    let _bob = Kill(
+        Command::new(kith_bin())
+            .arg("--data-dir")
+            .arg(&bob)
+            .args(["up", "--no-mdns", "--listen"])
+            .arg(format!("/ip4/127.0.0.1/tcp/{bob_port}"))
+            .args(["--bootstrap", &boot_addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("bob's node", || {
+        kith(&bob, &["status"]).status.success().then_some(())
+    });
+    let out = kith(&bob, &["mailbox", "add", &code]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invite token"));
+    let out = kith(&bob, &["mailbox", "add", &code, "--token", "wrong-token"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = kith(&bob, &["mailbox", "add", &code, "--token", "invite-123456"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let m = http_get(metrics, "/metrics").unwrap();
+    assert!(m.contains("kith_mailbox_devices 1"), "{m}");
+    assert!(m.contains("kith_up 1"));
+    assert!(
+        http_get(metrics, "/nothing")
+            .unwrap()
+            .starts_with("HTTP/1.1 404")
+    );
+}
+
+#[test]
+fn bad_configuration_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"/x\"\n[mailbox]\nregistration = \"sometimes\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BOOTSTRAP)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registration"));
+    let out = Command::new(BOOTSTRAP)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[mailbox]"));
+}
