@@ -40,6 +40,9 @@ enum Command {
         /// offline (for an always-on home server).
         #[arg(long)]
         mailbox: bool,
+        /// With --mailbox: most messages kept for one device.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_QUOTA)]
+        mailbox_quota: usize,
     },
     /// Show this node's contact code and addresses.
     Id,
@@ -176,7 +179,14 @@ pub fn main() -> ExitCode {
                 bootstrap,
                 no_mdns,
                 mailbox,
-            } => up(&out, dir, listen, bootstrap, !no_mdns, mailbox).await,
+                mailbox_quota,
+            } => {
+                let mailbox = mailbox.then(|| kith_engine::MailboxConfig {
+                    quota: mailbox_quota.max(1),
+                    ..Default::default()
+                });
+                up(&out, dir, listen, bootstrap, !no_mdns, mailbox).await
+            }
             cmd => match client_cmd(&out, &dir, cmd).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -204,7 +214,7 @@ async fn up(
     listen: Vec<String>,
     bootstrap: Vec<String>,
     mdns: bool,
-    mailbox: bool,
+    mailbox: Option<kith_engine::MailboxConfig>,
 ) -> ExitCode {
     init_logging();
     let parse = |v: Vec<String>, what: &str| -> Result<Vec<kith_engine::Multiaddr>, String> {
@@ -235,7 +245,7 @@ async fn up(
         listen,
         bootstrap,
         mdns,
-        mailbox: mailbox.then(kith_engine::MailboxConfig::default),
+        mailbox,
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,

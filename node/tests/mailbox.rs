@@ -84,3 +84,149 @@ fn registration_needs_a_mailbox_node() {
     );
     assert!(b.json(&["mailbox", "list"]).is_empty());
 }
+
+/// Starts a mailbox node and registers `b` with it.
+fn mailbox_for(b: &Node, extra: &[&str]) -> Node {
+    let mut args = vec!["--mailbox"];
+    args.extend_from_slice(extra);
+    let mut m = Node::new().with_args(&args);
+    m.start();
+    b.json(&["mailbox", "add", &m.code()]);
+    m
+}
+
+fn statuses(a: &Node, with: &str) -> Vec<String> {
+    a.history(with)
+        .iter()
+        .filter(|m| m["from"] == "me")
+        .map(|m| m["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn second_mailbox_takes_over_when_one_is_gone_for_good() {
+    let mut boot = Node::new();
+    boot.start();
+    let boot_addr = peer_addr(&boot);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    a.start();
+    b.start();
+    let mut m1 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
+    let _m2 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
+    assert_eq!(b.json(&["mailbox", "list"]).len(), 2);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    b.stop();
+    m1.kill9();
+    for i in 0..5 {
+        a.send("Bob", &format!("via the other mailbox {i}"));
+    }
+    wait_for(T, "all ✓ sent", || {
+        let s = statuses(&a, "Bob");
+        (s.len() == 5 && s.iter().all(|s| s == "sent")).then_some(())
+    });
+    b.start();
+    let got = b.wait_received("Alice", 5, T);
+    assert_eq!(got.len(), 5);
+    a.wait_status("Bob", 5, "delivered", T);
+}
+
+#[test]
+fn full_mailbox_refuses_and_the_sender_keeps_the_rest() {
+    let mut boot = Node::new();
+    boot.start();
+    let boot_addr = peer_addr(&boot);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    a.start();
+    b.start();
+    let _m = mailbox_for(&b, &["--bootstrap", &boot_addr, "--mailbox-quota", "3"]);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    // With a session open, each send below is sealed in its own envelope (the quota counts
+    // envelopes).
+    a.send("Bob", "warm up");
+    a.wait_status("Bob", 1, "delivered", T);
+    b.stop();
+    for i in 0..5 {
+        a.send("Bob", &format!("m{i}"));
+    }
+    // The mailbox takes three; the other two stay pending in Alice's outbox.
+    wait_for(T, "three ✓ sent", || {
+        let s = statuses(&a, "Bob");
+        (s.iter().filter(|s| *s == "sent").count() == 3).then_some(())
+    });
+    assert_eq!(
+        statuses(&a, "Bob")
+            .iter()
+            .filter(|s| *s == "pending")
+            .count(),
+        2
+    );
+    wait_for(T, "the refusal in Alice's log", || {
+        a.logs().contains("mailbox is full").then_some(())
+    });
+    // Bob returns: everything arrives, once.
+    b.start();
+    assert_eq!(b.wait_received("Alice", 6, T).len(), 6);
+    a.wait_status("Bob", 6, "delivered", T);
+}
+
+#[test]
+fn kill9_of_the_mailbox_during_a_burst_loses_nothing() {
+    const N: usize = 1000;
+    let mut boot = Node::new();
+    boot.start();
+    let boot_addr = peer_addr(&boot);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    a.start();
+    b.start();
+    let mut m = mailbox_for(&b, &["--bootstrap", &boot_addr]);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    a.send("Bob", "warm up");
+    a.wait_status("Bob", 1, "delivered", T);
+    b.stop();
+    let a_dir = a.dir.clone();
+    let sender = std::thread::spawn(move || {
+        (0..N)
+            .map(|i| {
+                let out = run(&a_dir, &["--json", "send", "Bob", &format!("burst {i}")]);
+                assert!(out.status.success());
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                v["id"].as_str().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    });
+    // Kill the mailbox once it holds part of the burst.
+    let held = wait_for(T, "part of the burst at the mailbox", || {
+        let n = m.json(&["status"])[0]["outbox"].as_u64().unwrap_or(0);
+        (n >= 50).then_some(n)
+    });
+    m.kill9();
+    assert!(
+        (held as usize) < N,
+        "the mailbox must die in the middle of the burst"
+    );
+    let ids = sender.join().unwrap();
+    m.start();
+    wait_for(
+        Duration::from_secs(120),
+        "every message ✓ sent or better",
+        || {
+            let s = statuses(&a, "Bob");
+            (s.len() == N + 1 && s.iter().all(|s| s != "pending")).then_some(())
+        },
+    );
+    b.start();
+    let got = b.wait_received("Alice", N + 1, Duration::from_secs(120));
+    assert_eq!(got.len(), N + 1, "every message exactly once");
+    let got_ids: Vec<&str> = got[1..].iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        got_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "in order"
+    );
+}

@@ -27,7 +27,7 @@ mod actor;
 mod keys;
 mod model;
 
-pub use actor::{Engine, EngineConfig, EngineHandle, MailboxConfig};
+pub use actor::{Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MailboxConfig};
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use model::*;

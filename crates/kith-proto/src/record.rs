@@ -153,6 +153,8 @@ pub struct RecordDevice {
     pub addrs: Vec<Vec<u8>>,
     /// Mailboxes that accept envelopes for it while it is offline.
     pub mailboxes: Vec<MailboxRef>,
+    /// Its signed fallback pre-key, so a first message can be sealed while it is offline.
+    pub prekey: Option<PrekeyBundle>,
 }
 
 /// Most mailboxes listed for one device.
@@ -258,6 +260,12 @@ impl UserRecord {
             for m in &d.mailboxes {
                 m.validate()?;
             }
+            if let Some(p) = &d.prekey {
+                if p.cert != d.cert || !p.is_fallback {
+                    return Err(DecodeError::Invalid("pre-key of another device"));
+                }
+                p.validate()?;
+            }
             d.cert.validate()?;
         }
         let msg = self
@@ -299,6 +307,7 @@ mod tests {
                 cert,
                 addrs: vec![vec![9; 8]],
                 mailboxes: Vec::new(),
+                prekey: None,
             }],
             issued_ms: issued,
             expires_ms: expires,

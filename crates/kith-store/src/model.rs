@@ -1,6 +1,6 @@
 //! The records kept in the store.
 
-use kith_proto::record::{DeviceCert, MailboxRef};
+use kith_proto::record::{DeviceCert, MailboxRef, PrekeyBundle};
 use kith_proto::wire::Envelope;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,9 @@ pub struct KnownDevice {
     pub addrs: Vec<Vec<u8>>,
     /// Mailboxes that keep envelopes for it while it is offline (from its user record).
     pub mailboxes: Vec<MailboxRef>,
+    /// Its published fallback pre-key (from its user record), for a first message while it
+    /// is offline.
+    pub prekey: Option<PrekeyBundle>,
 }
 
 /// The store key of a device: SHA-256 of its encoded peer id.

@@ -39,6 +39,7 @@ impl State {
             cert: None,
             addrs: Vec::new(),
             mailboxes: Vec::new(),
+            prekey: None,
         });
         if d.identity != cert.identity {
             return Ok(Response::Refused(Refusal::Invalid));
@@ -140,6 +141,7 @@ impl State {
             cert: None,
             addrs: Vec::new(),
             mailboxes: Vec::new(),
+            prekey: None,
         });
         for a in card.addrs.iter().rev() {
             if !device.addrs.contains(a) {

@@ -217,6 +217,7 @@ impl State {
                     cert: None,
                     addrs: Vec::new(),
                     mailboxes: Vec::new(),
+                    prekey: None,
                 });
                 let stranger = w.contact(&cert.identity)?.is_none();
                 if stranger

@@ -614,6 +614,7 @@ impl Engine {
                 cert: self.st.device.cert().clone(),
                 addrs: addrs.iter().map(|a| a.to_vec()).collect(),
                 mailboxes: self.st.my_mailboxes.clone(),
+                prekey: Some(self.st.device.claim_prekey(true)),
             }],
             issued_ms: issued,
             expires_ms: issued + RECORD_LIFETIME_MS,
@@ -1002,6 +1003,35 @@ impl Engine {
                     self.reload_crypto();
                 }
             }
+        } else if envelopes.is_empty()
+            && mailbox.is_some()
+            && let Some(bundle) = device.prekey.clone()
+        {
+            // No session, the device is away, but its record carries a signed fallback
+            // pre-key: open the session from it, seal, and leave the envelopes with a mailbox.
+            let st = &mut self.st;
+            let mut after = Vec::new();
+            let res = self.store.write(|w| {
+                st.on_prekey(w, peer, dev, bundle, &mut after)?;
+                st.flush_crypto(w)
+            });
+            let ok = res.is_ok();
+            if let Err(e) = res {
+                warn!(error = %e, "cannot open a session from a published pre-key");
+                self.reload_crypto();
+            }
+            for a in after {
+                self.run_after(a, ok);
+            }
+            if ok
+                && self
+                    .store
+                    .read(|r| r.outbox(&dev, 1))
+                    .is_ok_and(|o| o.first().is_some_and(|(_, it)| it.sealed.is_some()))
+            {
+                return self.pump(dev);
+            }
+            return;
         }
         let tag = self.st.tag();
         let (req, pending, peer, addrs) = if envelopes.is_empty() {

@@ -428,6 +428,7 @@ impl State {
                 cert: None,
                 addrs: Vec::new(),
                 mailboxes: Vec::new(),
+                prekey: None,
             });
             if d.identity != identity {
                 continue;
@@ -441,6 +442,7 @@ impl State {
             merged.truncate(MAX_DEVICE_ADDRS);
             d.addrs = merged;
             d.mailboxes = rd.mailboxes.clone();
+            d.prekey = rd.prekey.clone();
             if d.cert.is_none() {
                 d.cert = Some(rd.cert.clone());
             }
