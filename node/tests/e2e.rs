@@ -49,18 +49,7 @@ fn watch_streams_messages_and_states() {
         .spawn()
         .unwrap();
     let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(stdout);
     // The watch subscribes asynchronously: send until the first event arrives.
     let line = wait_for(T, "a message event on watch", || {
         a.send("Bob", "watched");
@@ -264,7 +253,7 @@ fn first_contact(n: &Node) -> String {
 
 #[test]
 fn chat_screen_sends_lines_and_reads_what_arrives() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     let (a, b) = pair();
     let mut chat = std::process::Command::new(KITH)
         .arg("--data-dir")
@@ -276,17 +265,7 @@ fn chat_screen_sends_lines_and_reads_what_arrives() {
         .unwrap();
     let mut stdin = chat.stdin.take().unwrap();
     let stdout = chat.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(stdout);
     // Wait for the screen to be ready.
     wait_for(T, "chat prompt", || {
         rx.recv_timeout(Duration::from_millis(200))

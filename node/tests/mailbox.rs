@@ -85,6 +85,19 @@ fn registration_needs_a_mailbox_node() {
     assert!(b.json(&["mailbox", "list"]).is_empty());
 }
 
+/// A bootstrap node and two started nodes that joined the DHT through it:
+/// (bootstrap, its address, alice, bob).
+fn dht_trio() -> (Node, String, Node, Node) {
+    let mut boot = Node::new();
+    boot.start();
+    let boot_addr = peer_addr(&boot);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
+    a.start();
+    b.start();
+    (boot, boot_addr, a, b)
+}
+
 /// Starts a mailbox node and registers `b` with it.
 fn mailbox_for(b: &Node, extra: &[&str]) -> Node {
     let mut args = vec!["--mailbox"];
@@ -105,13 +118,7 @@ fn statuses(a: &Node, with: &str) -> Vec<String> {
 
 #[test]
 fn second_mailbox_takes_over_when_one_is_gone_for_good() {
-    let mut boot = Node::new();
-    boot.start();
-    let boot_addr = peer_addr(&boot);
-    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    a.start();
-    b.start();
+    let (_boot, boot_addr, a, mut b) = dht_trio();
     let mut m1 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
     let _m2 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
     assert_eq!(b.json(&["mailbox", "list"]).len(), 2);
@@ -134,13 +141,7 @@ fn second_mailbox_takes_over_when_one_is_gone_for_good() {
 
 #[test]
 fn full_mailbox_refuses_and_the_sender_keeps_the_rest() {
-    let mut boot = Node::new();
-    boot.start();
-    let boot_addr = peer_addr(&boot);
-    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    a.start();
-    b.start();
+    let (_boot, boot_addr, a, mut b) = dht_trio();
     let _m = mailbox_for(&b, &["--bootstrap", &boot_addr, "--mailbox-quota", "3"]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
@@ -176,13 +177,7 @@ fn full_mailbox_refuses_and_the_sender_keeps_the_rest() {
 #[test]
 fn kill9_of_the_mailbox_during_a_burst_loses_nothing() {
     const N: usize = 1000;
-    let mut boot = Node::new();
-    boot.start();
-    let boot_addr = peer_addr(&boot);
-    let mut a = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    let mut b = Node::new().with_args(&["--bootstrap", &boot_addr]);
-    a.start();
-    b.start();
+    let (_boot, boot_addr, a, mut b) = dht_trio();
     let mut m = mailbox_for(&b, &["--bootstrap", &boot_addr]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");

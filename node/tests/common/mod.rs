@@ -230,3 +230,20 @@ pub fn pair() -> (Node, Node) {
     b.add(&a, "Alice");
     (a, b)
 }
+
+/// Reads a child's stdout line by line on a thread; lines arrive on the returned channel.
+pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
