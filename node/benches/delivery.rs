@@ -10,78 +10,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kith_api::Client;
 use kith_api::methods::{self, AddContactParams, HistoryParams, NoParams, SendParams};
 
-const KITH: &str = env!("CARGO_BIN_EXE_kith");
+mod support;
 
-struct Daemon {
-    dir: PathBuf,
-    child: Child,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn daemon() -> Daemon {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let child = Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["up", "--no-mdns", "--listen"])
-        .arg(format!("/ip4/127.0.0.1/tcp/{}", free_port()))
-        .env("KITH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while Client::connect(&sock(&dir)).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "daemon did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Daemon {
-        dir,
-        child,
-        _tmp: tmp,
-    }
-}
-
-fn sock(dir: &Path) -> PathBuf {
-    dir.join(kith_api::SOCKET_NAME)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
+use support::*;
 
 #[tokio::main]
 async fn main() {

@@ -135,6 +135,16 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// One outbox item.
+        pub fn outbox_item(
+            &self,
+            device: &[u8; 32],
+            seq: u64,
+        ) -> Result<Option<OutboxItem>, StoreError> {
+            let t = open!(self, OUTBOX);
+            t.get((device, seq))?.map(|v| dec(v.value())).transpose()
+        }
+
         /// How many items wait in a device's outbox (counts keys; decodes nothing).
         pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
             let t = open!(self, OUTBOX);

@@ -179,6 +179,22 @@ impl State {
                             }
                         }
                         _ => {
+                            // Mail this node keeps for someone else (as their mailbox) cannot
+                            // be sealed again here: drop just that envelope. Our own messages
+                            // get a new session.
+                            let mut relayed = false;
+                            for seq in group {
+                                if w.outbox_item(&dev, *seq)?
+                                    .is_some_and(|it| it.body.is_none())
+                                {
+                                    relayed = true;
+                                    w.take_outbox(&dev, *seq)?;
+                                }
+                            }
+                            if relayed {
+                                warn!(%peer, "a device refused mail kept for it; dropped that envelope");
+                                continue;
+                            }
                             reset = true;
                             break;
                         }

@@ -1,0 +1,127 @@
+//! Offline delivery through a mailbox: two `kith up` daemons and a `kith up --mailbox` on
+//! loopback, driven through the JSON-RPC API.
+//!
+//! 1. Bob registers with the mailbox and goes away. Alice sends N messages (many in flight);
+//!    they are sealed (bursts share envelopes) and deposited with the mailbox, which commits
+//!    before it answers. Measured: from the first send until every message is ✓ sent.
+//! 2. Bob comes back. Measured: from his start until the mailbox holds nothing for him and
+//!    every message is in his store (drain).
+//!
+//! Run: `cargo bench -p kith --bench mailbox` (KITH_BENCH_N=10000, KITH_BENCH_CONCURRENCY=48).
+//! Prints its figures; asserts nothing about time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kith_api::Client;
+use kith_api::methods::{
+    self, AddContactParams, AddMailboxParams, HistoryParams, NoParams, SendParams,
+};
+use support::*;
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("KITH_BENCH_N", 10_000);
+    let conc = env_usize("KITH_BENCH_CONCURRENCY", 48).clamp(1, 60);
+
+    let m = daemon_with(&["--mailbox", "--mailbox-quota", "1000000"]).await;
+    let mut cm = Client::connect(&sock(&m.dir)).await.unwrap();
+    let m_info = cm.call::<methods::Id>(NoParams {}).await.unwrap();
+    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", m.port, m_info.peer_id);
+    let a = daemon_with(&["--bootstrap", &boot]).await;
+    let mut b = daemon_with(&["--bootstrap", &boot]).await;
+    let mut ca = Client::connect(&sock(&a.dir)).await.unwrap();
+    let mut cb = Client::connect(&sock(&b.dir)).await.unwrap();
+    cb.call::<methods::MailboxAdd>(AddMailboxParams {
+        code: m_info.code.clone(),
+        token: None,
+    })
+    .await
+    .unwrap();
+    let code_b = cb.call::<methods::Id>(NoParams {}).await.unwrap().code;
+    let code_a = ca.call::<methods::Id>(NoParams {}).await.unwrap().code;
+    ca.call::<methods::ContactsAdd>(AddContactParams {
+        code: code_b,
+        name: "Bob".into(),
+    })
+    .await
+    .unwrap();
+    cb.call::<methods::ContactsAdd>(AddContactParams {
+        code: code_a,
+        name: "Alice".into(),
+    })
+    .await
+    .unwrap();
+    drop(cb);
+    // Bob goes away.
+    b.stop();
+
+    let t0 = Instant::now();
+    let per = n / conc;
+    let total = per * conc;
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let path = sock(&a.dir);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&path).await.unwrap();
+            for i in 0..per {
+                c.call::<methods::Send>(SendParams {
+                    to: "Bob".into(),
+                    text: format!("kept {w}-{i}"),
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let queued = t0.elapsed();
+    outbox_empty(&mut ca).await;
+    let deposited = t0.elapsed();
+    let held = cm
+        .call::<methods::Status>(NoParams {})
+        .await
+        .unwrap()
+        .outbox;
+    println!(
+        "deposit  n={total} concurrency={conc}: queued durably at the sender in {:.2} s; all ✓ sent \
+         (committed by the mailbox) after {:.2} s ({:.0} msg/s); the mailbox holds {held} envelopes",
+        queued.as_secs_f64(),
+        deposited.as_secs_f64(),
+        total as f64 / deposited.as_secs_f64()
+    );
+
+    // Bob comes back and drains his mailbox.
+    let t1 = Instant::now();
+    b.restart().await;
+    outbox_empty(&mut cm).await;
+    let drained = t1.elapsed();
+    let mut cb = Client::connect(&sock(&b.dir)).await.unwrap();
+    let got = cb
+        .call::<methods::History>(HistoryParams {
+            with: "Alice".into(),
+            limit: 10_000,
+        })
+        .await
+        .unwrap()
+        .len();
+    println!(
+        "drain    {held} envelopes ({total} messages) to the returning device: {:.2} s from its \
+         start (startup included); its last 10000 messages: {got}",
+        drained.as_secs_f64()
+    );
+}
+
+/// Waits until the node behind `c` has nothing left to deliver.
+async fn outbox_empty(c: &mut Client) {
+    let start = Instant::now();
+    while c.call::<methods::Status>(NoParams {}).await.unwrap().outbox > 0 {
+        assert!(start.elapsed() < Duration::from_secs(300), "benchmark stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

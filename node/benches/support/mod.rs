@@ -1,0 +1,111 @@
+//! Helpers shared by the benchmarks: daemons on loopback with temporary data directories.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kith_api::Client;
+
+pub const KITH: &str = env!("CARGO_BIN_EXE_kith");
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub port: u16,
+    extra: Vec<String>,
+    child: Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
+    Command::new(KITH)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["up", "--no-mdns", "--listen"])
+        .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
+        .args(extra)
+        .env("KITH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_api(dir: &Path) {
+    let start = Instant::now();
+    while Client::connect(&sock(dir)).await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "daemon did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts `kith up` on a free loopback port with `extra` arguments.
+pub async fn daemon_with(extra: &[&str]) -> Daemon {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let port = free_port();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let child = spawn(&dir, port, &extra);
+    wait_api(&dir).await;
+    Daemon {
+        dir,
+        port,
+        extra,
+        child,
+        _tmp: tmp,
+    }
+}
+
+impl Daemon {
+    /// Stops the daemon (SIGKILL; the store is crash-safe).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.dir, self.port, &self.extra);
+        wait_api(&self.dir).await;
+    }
+}
+
+/// Starts `kith up` on a free loopback port.
+pub async fn daemon() -> Daemon {
+    daemon_with(&[]).await
+}
+
+pub fn sock(dir: &Path) -> PathBuf {
+    dir.join(kith_api::SOCKET_NAME)
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
