@@ -121,7 +121,10 @@ async fn main() {
 async fn outbox_empty(c: &mut Client) {
     let start = Instant::now();
     while c.call::<methods::Status>(NoParams {}).await.unwrap().outbox > 0 {
-        assert!(start.elapsed() < Duration::from_secs(300), "benchmark stalled");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "benchmark stalled"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -656,3 +656,64 @@ fn plaintext_never_appears_on_the_wire() {
         proxy.bytes_down()
     );
 }
+
+/// Regression: one envelope a device could not open made its mailbox start over with all the
+/// other mail it kept for that device, and that mail was lost.
+#[test]
+fn garbage_left_at_a_mailbox_does_not_cost_the_device_its_other_mail() {
+    const W: Duration = Duration::from_secs(60);
+    let mut m = Node::new().with_args(&["--mailbox"]);
+    m.start();
+    let (m_peer, m_addr) = peer_and_addr(&m);
+    let boot = m_addr.to_string();
+    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
+    a.start();
+    b.start();
+    b.json(&["mailbox", "add", &m.code()]);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    a.send("Bob", "warm up");
+    a.wait_status("Bob", 1, "delivered", W);
+    let (bob_peer, bob_addr) = peer_and_addr(&b);
+    let rt = runtime();
+    let bob_curve = rt.block_on(async {
+        let mut raw = RawPeer::connect(bob_peer, bob_addr).await;
+        match raw.request("claim", claim_frame()).await {
+            Response::Prekey(bundle) => bundle.cert.curve25519,
+            other => panic!("claim: expected a pre-key bundle, got {other:?}"),
+        }
+    });
+    b.stop();
+    // A stranger leaves garbage for Bob at his mailbox, which keeps it (it cannot tell):
+    // more than one delivery batch of it, so Alice's message goes out in a later batch.
+    rt.block_on(async {
+        let mut raw = RawPeer::connect(m_peer, m_addr).await;
+        for part in 0..2u8 {
+            let envelopes: Vec<Envelope> = (0..150u8)
+                .map(|i| Envelope {
+                    to_device: bob_curve,
+                    kind: 1,
+                    ciphertext: vec![part, i, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a],
+                })
+                .collect();
+            let deposit = framed(&Request::Deliver { envelopes }.encode().expect("encode"));
+            match raw.request("deposit", deposit).await {
+                Response::Delivered { results } => {
+                    assert!(results.iter().all(|r| *r == DeliveryResult::Accepted))
+                }
+                other => panic!("deposit: expected per-envelope results, got {other:?}"),
+            }
+        }
+    });
+    // Alice's real message waits behind it.
+    a.send("Bob", "behind the garbage");
+    wait_for(W, "Alice's message kept by the mailbox", || {
+        let h = a.history("Bob");
+        (h.last()?["status"] == "sent").then_some(())
+    });
+    b.start();
+    let got = b.wait_received("Alice", 2, W);
+    assert_eq!(got[1]["text"], "behind the garbage");
+    a.wait_status("Bob", 2, "delivered", W);
+}
