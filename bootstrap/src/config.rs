@@ -20,6 +20,7 @@ metrics = "127.0.0.1:9464"
 [mailbox]
 retention_days = 30
 max_messages_per_device = 10000
+max_devices = 100000
 # "open": any device may register; "invite": only with one of the tokens below.
 registration = "open"
 invite_tokens = []
@@ -45,6 +46,8 @@ struct MailboxFile {
     retention_days: u64,
     #[serde(default = "default_quota")]
     max_messages_per_device: usize,
+    #[serde(default = "default_max_devices")]
+    max_devices: usize,
     #[serde(default = "default_registration")]
     registration: String,
     #[serde(default)]
@@ -56,6 +59,7 @@ impl Default for MailboxFile {
         Self {
             retention_days: default_retention(),
             max_messages_per_device: default_quota(),
+            max_devices: default_max_devices(),
             registration: default_registration(),
             invite_tokens: Vec::new(),
         }
@@ -67,6 +71,9 @@ fn default_retention() -> u64 {
 }
 fn default_quota() -> usize {
     10_000
+}
+fn default_max_devices() -> usize {
+    100_000
 }
 fn default_registration() -> String {
     "open".into()
@@ -81,6 +88,7 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     retention: Duration,
     quota: usize,
+    max_devices: usize,
     tokens: Option<Vec<String>>,
 }
 
@@ -151,6 +159,7 @@ impl Config {
             metrics,
             retention: Duration::from_secs(f.mailbox.retention_days * 24 * 3600),
             quota: f.mailbox.max_messages_per_device,
+            max_devices: f.mailbox.max_devices.max(1),
             tokens,
         })
     }
@@ -161,6 +170,7 @@ impl Config {
             retention: self.retention,
             quota: self.quota,
             tokens: self.tokens.clone(),
+            max_devices: self.max_devices,
         }
     }
 }

@@ -82,7 +82,7 @@ fn invite_only_mailbox_with_metrics() {
         &cfg,
         format!(
             "data_dir = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nmetrics = \"127.0.0.1:{metrics}\"\n\
-             [mailbox]\nregistration = \"invite\"\ninvite_tokens = [\"invite-123456\"]\n"
+             [mailbox]\nregistration = \"invite\"\ninvite_tokens = [\"invite-123456\"]\nmax_devices = 1\n"
         ),
     )
     .unwrap();
@@ -135,6 +135,33 @@ fn invite_only_mailbox_with_metrics() {
     let out = kith(&bob, &["mailbox", "add", &code, "--token", "invite-123456"]);
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The mailbox serves at most one device: a second one is refused.
+    let carol = tmp.path().join("carol");
+    let _carol = Kill(
+        Command::new(kith_bin())
+            .arg("--data-dir")
+            .arg(&carol)
+            .args(["up", "--no-mdns", "--listen"])
+            .arg(format!("/ip4/127.0.0.1/tcp/{}", free_port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("carol's node", || {
+        kith(&carol, &["status"]).status.success().then_some(())
+    });
+    let out = kith(
+        &carol,
+        &["mailbox", "add", &code, "--token", "invite-123456"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -16,6 +16,7 @@ impl State {
             return Ok(Response::Refused(Refusal::Invalid));
         };
         let quota = cfg.quota;
+        let max_devices = cfg.max_devices;
         if let Some(tokens) = &cfg.tokens
             && !token.as_ref().is_some_and(|t| tokens.contains(t))
         {
@@ -45,6 +46,10 @@ impl State {
             return Ok(Response::Refused(Refusal::Invalid));
         }
         let curve = cert.curve25519;
+        if w.mailbox_user(&curve)?.is_none() && w.mailbox_users_len()? >= max_devices {
+            warn!("mailbox full: no room for another device");
+            return Ok(Response::Refused(Refusal::Busy));
+        }
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;

@@ -62,6 +62,8 @@ const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
 /// Most envelopes a mailbox keeps for one registered device, by default.
 pub const MAILBOX_QUOTA: usize = 10_000;
+/// Most devices a mailbox serves at once, by default.
+pub const MAILBOX_MAX_DEVICES: usize = 100_000;
 /// Most devices tried when opening an envelope a mailbox relayed.
 pub const MAX_TRIAL: usize = 256;
 /// How often the node checks it is connected to its mailboxes.
@@ -98,6 +100,8 @@ pub struct MailboxConfig {
     pub quota: usize,
     /// When set, a device must present one of these tokens to register.
     pub tokens: Option<Vec<String>>,
+    /// Most devices registered at once; more are refused as busy.
+    pub max_devices: usize,
 }
 
 impl Default for MailboxConfig {
@@ -106,6 +110,7 @@ impl Default for MailboxConfig {
             retention: Duration::from_secs(30 * 24 * 3600),
             quota: MAILBOX_QUOTA,
             tokens: None,
+            max_devices: MAILBOX_MAX_DEVICES,
         }
     }
 }
