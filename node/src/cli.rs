@@ -43,6 +43,9 @@ enum Command {
         /// With --mailbox: most messages kept for one device.
         #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_QUOTA)]
         mailbox_quota: usize,
+        /// With --mailbox: how long kept messages wait for their device, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
+        mailbox_retention: u64,
     },
     /// Show this node's contact code and addresses.
     Id,
@@ -180,9 +183,11 @@ pub fn main() -> ExitCode {
                 no_mdns,
                 mailbox,
                 mailbox_quota,
+                mailbox_retention,
             } => {
                 let mailbox = mailbox.then(|| kith_engine::MailboxConfig {
                     quota: mailbox_quota.max(1),
+                    retention: std::time::Duration::from_secs(mailbox_retention.max(1)),
                     ..Default::default()
                 });
                 up(&out, dir, listen, bootstrap, !no_mdns, mailbox).await
