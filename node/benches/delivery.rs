@@ -71,24 +71,7 @@ async fn main() {
     // Throughput with many in flight.
     let t0 = Instant::now();
     let per = n / conc;
-    let mut tasks = Vec::new();
-    for w in 0..conc {
-        let path = sock(&a.dir);
-        tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&path).await.unwrap();
-            for i in 0..per {
-                c.call::<methods::Send>(SendParams {
-                    to: "Bob".into(),
-                    text: format!("load {w}-{i}"),
-                })
-                .await
-                .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    send_concurrently(&a.dir, "Bob", conc, per, "load").await;
     let queued = t0.elapsed();
     let total = per * conc;
     loop {

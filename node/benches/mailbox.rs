@@ -17,9 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kith_api::Client;
-use kith_api::methods::{
-    self, AddContactParams, AddMailboxParams, HistoryParams, NoParams, SendParams,
-};
+use kith_api::methods::{self, AddContactParams, AddMailboxParams, HistoryParams, NoParams};
 use support::*;
 
 #[tokio::main]
@@ -62,24 +60,7 @@ async fn main() {
     let t0 = Instant::now();
     let per = n / conc;
     let total = per * conc;
-    let mut tasks = Vec::new();
-    for w in 0..conc {
-        let path = sock(&a.dir);
-        tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&path).await.unwrap();
-            for i in 0..per {
-                c.call::<methods::Send>(SendParams {
-                    to: "Bob".into(),
-                    text: format!("kept {w}-{i}"),
-                })
-                .await
-                .unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    send_concurrently(&a.dir, "Bob", conc, per, "kept").await;
     let queued = t0.elapsed();
     outbox_empty(&mut ca).await;
     let deposited = t0.elapsed();

@@ -109,3 +109,28 @@ pub fn env_usize(k: &str, d: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
 }
+
+/// Sends `per` messages to `to` from each of `conc` API connections at once, each waiting
+/// for its previous `send` to be answered (so `conc` are in flight).
+pub async fn send_concurrently(dir: &Path, to: &str, conc: usize, per: usize, prefix: &str) {
+    let mut tasks = Vec::new();
+    for w in 0..conc {
+        let path = sock(dir);
+        let to = to.to_string();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&path).await.unwrap();
+            for i in 0..per {
+                c.call::<kith_api::methods::Send>(kith_api::methods::SendParams {
+                    to: to.clone(),
+                    text: format!("{prefix} {w}-{i}"),
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
