@@ -504,9 +504,14 @@ impl Engine {
     }
 
     fn startup(&mut self) {
-        // Dial every known device so both sides learn current addresses, and queue outboxes.
-        let devices = self.store.read(|r| r.devices()).unwrap_or_default();
-        for d in devices {
+        // Dial our contacts' devices so both sides learn current addresses (not the devices a
+        // mailbox serves: they come to it), and queue outboxes.
+        let (devices, contacts) = self
+            .store
+            .read(|r| Ok((r.devices()?, r.contacts()?)))
+            .unwrap_or_default();
+        let people: HashSet<[u8; 32]> = contacts.iter().map(|c| c.identity).collect();
+        for d in devices.into_iter().filter(|d| people.contains(&d.identity)) {
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
                 let _ = self.st.net.send(NetCommand::Dial {
                     peer,
