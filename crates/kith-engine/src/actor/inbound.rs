@@ -105,25 +105,35 @@ impl State {
         peer: PeerId,
         env: &Envelope,
     ) -> Result<Option<Opened>, StoreError> {
+        // The common case first: the connection is the sending device.
         let first = device_key(&peer.to_bytes());
-        let mut candidates = vec![first];
-        candidates.extend(
-            w.session_devices(MAX_TRIAL)?
-                .into_iter()
-                .filter(|d| *d != first),
-        );
-        for dev in candidates {
-            let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
-                continue;
-            };
-            let mut s = self.take_sessions(w, &dev, curve)?;
-            let r = s.decrypt(&mut self.device, env);
-            self.sessions.insert(dev, s);
-            if let Ok(d) = r {
-                return Ok(Some((dev, curve, d)));
+        if let Some(opened) = self.try_open(w, first, env)? {
+            return Ok(Some(opened));
+        }
+        for dev in w.session_devices(MAX_TRIAL)? {
+            if dev != first
+                && let Some(opened) = self.try_open(w, dev, env)?
+            {
+                return Ok(Some(opened));
             }
         }
         Ok(None)
+    }
+
+    /// Tries one device's sessions on a normal envelope.
+    fn try_open(
+        &mut self,
+        w: &WriteTx<'_>,
+        dev: [u8; 32],
+        env: &Envelope,
+    ) -> Result<Option<Opened>, StoreError> {
+        let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
+            return Ok(None);
+        };
+        let mut s = self.take_sessions(w, &dev, curve)?;
+        let r = s.decrypt(&mut self.device, env);
+        self.sessions.insert(dev, s);
+        Ok(r.ok().map(|d| (dev, curve, d)))
     }
 
     pub(super) fn open(
