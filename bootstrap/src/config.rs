@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kith_engine::{MailboxConfig, Multiaddr};
+use kith_engine::{MailboxConfig, Multiaddr, ReachConfig, RelayServerConfig};
 use serde::Deserialize;
 
 /// An example configuration, printed by `--print-config`.
@@ -14,6 +14,9 @@ data_dir = "/var/lib/kith-bootstrap"
 listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 # Other bootstrap nodes to join the DHT through (with their /p2p/ ids).
 bootstrap = []
+# Addresses others reach this node at when they differ from the listen addresses (a port
+# forward, a DNS name such as "/dns4/kith.example.org/tcp/4001").
+external = []
 # Prometheus metrics (/metrics) and health check (/health); keep it on a private address.
 metrics = "127.0.0.1:9464"
 
@@ -24,6 +27,20 @@ max_devices = 100000
 # "open": any device may register; "invite": only with one of the tokens below.
 registration = "open"
 invite_tokens = []
+
+# Circuit relay (v2) for nodes behind NAT: they reserve a slot here and are dialled through
+# this node; hole punching (DCUtR) then tries to connect them directly.
+[relay]
+enabled = true
+max_reservations = 1024
+max_circuits = 256
+max_circuits_per_peer = 8
+# A relayed connection is closed after this long or this many bytes; the peers dial again.
+max_circuit_secs = 1800
+max_circuit_bytes = 67108864
+# Answer AutoNAT probes from (and relay for) peers on private or loopback addresses too.
+# Leave off on the internet; turn on for a LAN-only community or a test.
+allow_private_ips = false
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -34,9 +51,65 @@ struct File {
     listen: Vec<String>,
     #[serde(default)]
     bootstrap: Vec<String>,
+    #[serde(default)]
+    external: Vec<String>,
     metrics: Option<String>,
     #[serde(default)]
     mailbox: MailboxFile,
+    #[serde(default)]
+    relay: RelayFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayFile {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_reservations")]
+    max_reservations: usize,
+    #[serde(default = "default_circuits")]
+    max_circuits: usize,
+    #[serde(default = "default_circuits_per_peer")]
+    max_circuits_per_peer: usize,
+    #[serde(default = "default_circuit_secs")]
+    max_circuit_secs: u64,
+    #[serde(default = "default_circuit_bytes")]
+    max_circuit_bytes: u64,
+    #[serde(default)]
+    allow_private_ips: bool,
+}
+
+impl Default for RelayFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_reservations: default_reservations(),
+            max_circuits: default_circuits(),
+            max_circuits_per_peer: default_circuits_per_peer(),
+            max_circuit_secs: default_circuit_secs(),
+            max_circuit_bytes: default_circuit_bytes(),
+            allow_private_ips: false,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_reservations() -> usize {
+    RelayServerConfig::default().max_reservations
+}
+fn default_circuits() -> usize {
+    RelayServerConfig::default().max_circuits
+}
+fn default_circuits_per_peer() -> usize {
+    RelayServerConfig::default().max_circuits_per_peer
+}
+fn default_circuit_secs() -> u64 {
+    RelayServerConfig::default().max_circuit_duration.as_secs()
+}
+fn default_circuit_bytes() -> u64 {
+    RelayServerConfig::default().max_circuit_bytes
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +163,9 @@ pub struct Config {
     quota: usize,
     max_devices: usize,
     tokens: Option<Vec<String>>,
+    relay: Option<RelayServerConfig>,
+    allow_private_ips: bool,
+    external: Vec<Multiaddr>,
 }
 
 fn addrs(v: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
@@ -152,6 +228,26 @@ impl Config {
         if f.mailbox.max_messages_per_device == 0 {
             bail!("max_messages_per_device must be at least 1");
         }
+        let r = &f.relay;
+        if r.enabled
+            && (r.max_reservations == 0
+                || r.max_circuits == 0
+                || r.max_circuits_per_peer == 0
+                || r.max_circuit_secs == 0
+                || r.max_circuit_bytes < 64 * 1024)
+        {
+            bail!(
+                "[relay] limits must be at least 1 (and max_circuit_bytes at least 65536); \
+                 set enabled = false to turn the relay off"
+            );
+        }
+        let relay = r.enabled.then(|| RelayServerConfig {
+            max_reservations: r.max_reservations,
+            max_circuits: r.max_circuits,
+            max_circuits_per_peer: r.max_circuits_per_peer,
+            max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
+            max_circuit_bytes: r.max_circuit_bytes,
+        });
         Ok(Self {
             data_dir: f.data_dir,
             listen,
@@ -161,7 +257,20 @@ impl Config {
             quota: f.mailbox.max_messages_per_device,
             max_devices: f.mailbox.max_devices.max(1),
             tokens,
+            relay,
+            allow_private_ips: f.relay.allow_private_ips,
+            external: addrs(&f.external, "external")?,
         })
+    }
+
+    /// The relay and AutoNAT settings for the engine.
+    pub fn reach_config(&self) -> ReachConfig {
+        ReachConfig {
+            relays: Vec::new(),
+            relay_server: self.relay.clone(),
+            private_ips: self.allow_private_ips,
+            external: self.external.clone(),
+        }
     }
 
     /// The mailbox settings for the engine.
@@ -185,6 +294,17 @@ mod tests {
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.mailbox_config().quota, 10_000);
         assert!(c.mailbox_config().tokens.is_none());
+        let r = c.reach_config();
+        assert_eq!(r.relay_server.unwrap().max_circuits, 256);
+        assert!(!r.private_ips);
+    }
+
+    #[test]
+    fn relay_can_be_turned_off_and_limits_are_checked() {
+        let c = Config::parse("data_dir = \"/x\"\n[relay]\nenabled = false").unwrap();
+        assert!(c.reach_config().relay_server.is_none());
+        assert!(Config::parse("data_dir = \"/x\"\n[relay]\nmax_circuits = 0").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\n[relay]\nbogus = 1").is_err());
     }
 
     #[test]

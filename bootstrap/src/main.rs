@@ -4,7 +4,8 @@
 //! JSON-RPC API (so `kith --data-dir DIR status` works against it), and Prometheus metrics
 //! with a health check over HTTP.
 //!
-//! Circuit relay, AutoNAT and push wake-ups are not served yet.
+//! It also serves as a circuit relay (v2) for nodes behind NAT, with limits from the
+//! configuration, and answers AutoNAT probes so nodes learn whether they are reachable.
 //!
 //! Exit codes: 0 ok, 1 bad configuration, 2 internal error, 3 network failure.
 
@@ -95,6 +96,7 @@ async fn run(cfg: Config) -> ExitCode {
         bootstrap: cfg.bootstrap.clone(),
         mdns: false,
         mailbox: Some(cfg.mailbox_config()),
+        reach: cfg.reach_config(),
     };
     let (engine, task) = match Engine::start(engine_cfg).await {
         Ok(x) => x,

@@ -36,6 +36,26 @@ enum Command {
         /// Do not announce or look for peers on the LAN (mDNS).
         #[arg(long)]
         no_mdns: bool,
+        /// Do not listen at all: dial out only, reachable through relays (as behind a NAT).
+        #[arg(long, conflicts_with = "listen")]
+        no_listen: bool,
+        /// A circuit relay to hold a slot on, with its /p2p/ id (repeatable). Without one, a
+        /// node that cannot be dialled picks relays among its bootstrap peers by itself.
+        #[arg(long = "relay", value_name = "MULTIADDR")]
+        relay: Vec<String>,
+        /// Serve as a circuit relay for others (they reserve slots and are dialled through
+        /// this node).
+        #[arg(long)]
+        relay_server: bool,
+        /// Treat private and loopback addresses as reachable (a LAN-only network or a test):
+        /// AutoNAT probes and answers peers there, and --relay-server offers its service on
+        /// them.
+        #[arg(long)]
+        private_ips: bool,
+        /// An address others can reach this node at, if it differs from the listen addresses
+        /// (a port forward or a DNS name; repeatable).
+        #[arg(long = "external", value_name = "MULTIADDR")]
+        external: Vec<String>,
         /// Also serve as a mailbox: keep envelopes for devices that register while they are
         /// offline (for an always-on home server).
         #[arg(long)]
@@ -181,6 +201,11 @@ pub fn main() -> ExitCode {
                 listen,
                 bootstrap,
                 no_mdns,
+                no_listen,
+                relay,
+                relay_server,
+                private_ips,
+                external,
                 mailbox,
                 mailbox_quota,
                 mailbox_retention,
@@ -190,7 +215,21 @@ pub fn main() -> ExitCode {
                     retention: std::time::Duration::from_secs(mailbox_retention.max(1)),
                     ..Default::default()
                 });
-                up(&out, dir, listen, bootstrap, !no_mdns, mailbox).await
+                let listen = if no_listen {
+                    Listen::Nowhere
+                } else {
+                    Listen::On(listen)
+                };
+                let net = NetArgs {
+                    listen,
+                    bootstrap,
+                    relay,
+                    relay_server,
+                    private_ips,
+                    external,
+                    mdns: !no_mdns,
+                };
+                up(&out, dir, net, mailbox).await
             }
             cmd => match client_cmd(&out, &dir, cmd).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -213,12 +252,31 @@ fn init_logging() {
         .try_init();
 }
 
+/// Where `kith up` listens.
+#[derive(Debug)]
+enum Listen {
+    /// These addresses (none given: all interfaces, TCP and QUIC, random ports).
+    On(Vec<String>),
+    /// Nowhere: dial out only.
+    Nowhere,
+}
+
+/// The networking flags of `kith up`.
+#[derive(Debug)]
+struct NetArgs {
+    listen: Listen,
+    bootstrap: Vec<String>,
+    relay: Vec<String>,
+    relay_server: bool,
+    private_ips: bool,
+    external: Vec<String>,
+    mdns: bool,
+}
+
 async fn up(
     out: &Out,
     dir: PathBuf,
-    listen: Vec<String>,
-    bootstrap: Vec<String>,
-    mdns: bool,
+    net: NetArgs,
     mailbox: Option<kith_engine::MailboxConfig>,
 ) -> ExitCode {
     init_logging();
@@ -230,17 +288,22 @@ async fn up(
             })
             .collect()
     };
-    let listen = if listen.is_empty() {
-        vec![
+    let listen = match net.listen {
+        Listen::On(l) if l.is_empty() => vec![
             "/ip4/0.0.0.0/tcp/0".to_string(),
             "/ip4/0.0.0.0/udp/0/quic-v1".to_string(),
-        ]
-    } else {
-        listen
+        ],
+        Listen::On(l) => l,
+        Listen::Nowhere => Vec::new(),
     };
-    let (listen, bootstrap) = match (parse(listen, "listen"), parse(bootstrap, "bootstrap")) {
-        (Ok(l), Ok(b)) => (l, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let (listen, bootstrap, relays, external) = match (
+        parse(listen, "listen"),
+        parse(net.bootstrap, "bootstrap"),
+        parse(net.relay, "relay"),
+        parse(net.external, "external"),
+    ) {
+        (Ok(l), Ok(b), Ok(r), Ok(x)) => (l, b, r, x),
+        (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
             out.error(&e);
             return ExitCode::from(1);
         }
@@ -249,8 +312,16 @@ async fn up(
         data_dir: dir.clone(),
         listen,
         bootstrap,
-        mdns,
+        mdns: net.mdns,
         mailbox,
+        reach: kith_engine::ReachConfig {
+            relays,
+            relay_server: net
+                .relay_server
+                .then(kith_engine::RelayServerConfig::default),
+            private_ips: net.private_ips,
+            external,
+        },
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,

@@ -263,6 +263,15 @@ impl Out {
             line(&format!("  {p}"));
         }
         line(&format!("outbox:    {} item(s) waiting", s.outbox));
+        let reach = match s.reachability.as_str() {
+            "public" => "public (others can dial this node)",
+            "private" => "private (behind NAT or a firewall; reached through relays)",
+            _ => "not known yet",
+        };
+        line(&format!("reachable: {reach}"));
+        if !s.relays.is_empty() {
+            line(&format!("relays:    {}", s.relays.join(", ")));
+        }
     }
 
     pub fn event(&self, ev: &Value) {

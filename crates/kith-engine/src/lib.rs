@@ -27,7 +27,8 @@ mod actor;
 mod keys;
 mod model;
 
-pub use actor::{Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MailboxConfig};
+pub use actor::{Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MailboxConfig, ReachConfig};
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
+pub use kith_net::RelayServerConfig;
 pub use model::*;

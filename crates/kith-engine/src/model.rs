@@ -146,6 +146,11 @@ pub struct NodeStatus {
     pub outbox: usize,
     /// Devices registered with this node's mailbox (0 when it is not one).
     pub mailbox_users: usize,
+    /// Whether others can dial this node directly, as AutoNAT found: `public`, `private`
+    /// or `unknown`.
+    pub reachability: String,
+    /// Relays holding a slot for this node (their peer ids).
+    pub relays: Vec<String>,
 }
 
 /// Something that happened, streamed by `kith watch`.

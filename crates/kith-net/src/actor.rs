@@ -10,15 +10,16 @@ use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::kad::{self, store::RecordStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent, behaviour::toggle::Toggle};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, identity, noise, ping,
-    tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, connection_limits, dcutr, identify,
+    identity, noise, ping, relay, tcp, yamux,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::codec::{BadFrame, KithCodec};
+use crate::reach::{Reach, Reachability, is_circuit};
 
 /// Capacity of the command channel (engine → network).
 pub const COMMAND_QUEUE: usize = 4096;
@@ -34,6 +35,8 @@ pub const BLOCK_FOR: Duration = Duration::from_secs(600);
 const MAX_STRIKE_ENTRIES: usize = 8192;
 /// Request timeout for `/kith/msg/1`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most peers whose dialled address is remembered (to reserve relay slots on them).
+const MAX_DIALED: usize = 4096;
 
 /// Network failures.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,44 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Announce and browse on the LAN with mDNS.
     pub mdns: bool,
+    /// Circuit relays to hold a slot on (each address ends in `/p2p/<relay id>`).
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a circuit relay for others, with these limits.
+    pub relay_server: Option<RelayServerConfig>,
+    /// Treat private and loopback addresses as reachable (a LAN-only network, tests): AutoNAT
+    /// probes and answers peers there, and a relay server offers its service on them. Off,
+    /// only global addresses count.
+    pub private_ips: bool,
+    /// Addresses others reach this node at, besides its listen addresses (a port forward, a
+    /// DNS name). A relay server offers its service only once it has such an address.
+    pub external: Vec<Multiaddr>,
+}
+
+/// Limits of the circuit relay a node serves (libp2p circuit relay v2, hop side).
+#[derive(Debug, Clone)]
+pub struct RelayServerConfig {
+    /// Most reservations held at once.
+    pub max_reservations: usize,
+    /// Most relayed connections at once.
+    pub max_circuits: usize,
+    /// Most relayed connections per peer.
+    pub max_circuits_per_peer: usize,
+    /// Longest life of a relayed connection (the peers dial again after it).
+    pub max_circuit_duration: Duration,
+    /// Most bytes through one relayed connection, both ways.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        Self {
+            max_reservations: 1024,
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(30 * 60),
+            max_circuit_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Commands from the engine.
@@ -114,6 +155,10 @@ pub enum NetEvent {
     Disconnected { peer: PeerId },
     /// Addresses a peer says it listens on (identify) or was found at (mDNS).
     PeerAddrs { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// A listen address went away (e.g. a relay reservation ended).
+    ListenerGone { addr: Multiaddr },
+    /// AutoNAT changed its verdict.
+    Reachability { status: Reachability },
     /// A tagged [`NetCommand::PutRecord`] finished: stored by at least one peer, or not.
     Published { tag: u64, ok: bool },
     /// The outcome of [`NetCommand::GetRecord`]: the newest valid record found, if any.
@@ -126,6 +171,16 @@ pub struct NetHandle {
     tx: mpsc::Sender<NetCommand>,
     local_peer: PeerId,
     listen: Arc<Mutex<Vec<Multiaddr>>>,
+    reach: Arc<Mutex<ReachInfo>>,
+}
+
+/// What the node knows of its own reachability.
+#[derive(Debug, Clone, Default)]
+pub struct ReachInfo {
+    /// AutoNAT's verdict.
+    pub status: Reachability,
+    /// Relays holding a slot for us (or asked to).
+    pub relays: Vec<PeerId>,
 }
 
 impl NetHandle {
@@ -147,6 +202,11 @@ impl NetHandle {
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    /// AutoNAT's verdict and the relays we hold slots on.
+    pub fn reachability(&self) -> ReachInfo {
+        self.reach.lock().map(|r| r.clone()).unwrap_or_default()
+    }
 }
 
 #[derive(NetworkBehaviour)]
@@ -157,6 +217,10 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     msg: request_response::Behaviour<KithCodec>,
+    relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
 }
 
 /// Starts the network actor. Returns once every listen address is bound.
@@ -182,7 +246,9 @@ pub async fn spawn(
         .with_quic()
         .with_dns()
         .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_behaviour(|key| {
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
             let peer = key.public().to_peer_id();
             let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));
             kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
@@ -203,7 +269,34 @@ pub async fn spawn(
             // Nodes on loopback and LANs never see themselves confirmed as public, so they
             // would stay clients; Kith nodes serve the DHT unless told otherwise.
             kad.set_mode(Some(kad::Mode::Server));
+            let relay = cfg.relay_server.as_ref().map(|r| {
+                relay::Behaviour::new(
+                    peer,
+                    relay::Config {
+                        max_reservations: r.max_reservations,
+                        max_circuits: r.max_circuits,
+                        max_circuits_per_peer: r.max_circuits_per_peer,
+                        max_circuit_duration: r.max_circuit_duration,
+                        max_circuit_bytes: r.max_circuit_bytes,
+                        ..Default::default()
+                    },
+                )
+            });
+            let autonat = autonat::Behaviour::new(
+                peer,
+                autonat::Config {
+                    boot_delay: Duration::from_secs(3),
+                    retry_interval: Duration::from_secs(60),
+                    throttle_server_period: Duration::from_secs(30),
+                    only_global_ips: !cfg.private_ips,
+                    ..Default::default()
+                },
+            );
             Ok(Behaviour {
+                relay_client,
+                relay: Toggle::from(relay),
+                dcutr: dcutr::Behaviour::new(peer),
+                autonat,
                 blocked: Default::default(),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
@@ -272,6 +365,10 @@ pub async fn spawn(
     for addr in &cfg.bootstrap {
         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
             swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm
+                .behaviour_mut()
+                .autonat
+                .add_server(peer, Some(addr.clone()));
         }
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -299,6 +396,27 @@ pub async fn spawn(
         None
     };
 
+    for a in &cfg.external {
+        swarm.add_external_address(a.clone());
+    }
+    // A relay server offers its service only at confirmed external addresses; its own
+    // listen addresses are that, when they are global (or private ones are allowed).
+    if cfg.relay_server.is_some() {
+        let own: Vec<Multiaddr> = listen.lock().map(|l| l.clone()).unwrap_or_default();
+        for a in own {
+            if crate::reach::usable(&a, cfg.private_ips) {
+                swarm.add_external_address(a);
+            }
+        }
+    }
+    let (reach, refused) = Reach::new(&cfg.relays, !cfg.listen.is_empty());
+    if let Some(a) = refused.first() {
+        return Err(NetError::Setup(format!(
+            "relay address {a} must end in /p2p/<relay peer id>"
+        )));
+    }
+    let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
+
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let mut actor = Actor {
@@ -312,6 +430,11 @@ pub async fn spawn(
         put_queries: HashMap::new(),
         strikes: HashMap::new(),
         blocked_until: VecDeque::new(),
+        reach,
+        reach_info: reach_info.clone(),
+        relay_server: cfg.relay_server.is_some(),
+        private_ips: cfg.private_ips,
+        dialed: HashMap::new(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -326,6 +449,7 @@ pub async fn spawn(
             tx: cmd_tx,
             local_peer,
             listen,
+            reach: reach_info,
         },
         ev_rx,
         task,
@@ -348,6 +472,16 @@ struct Actor {
     record_queries: HashMap<kad::QueryId, (u64, Option<NewestRecord>)>,
     strikes: HashMap<PeerId, u32>,
     blocked_until: VecDeque<(Instant, PeerId)>,
+    /// Relay reservations and AutoNAT's verdict.
+    reach: Reach,
+    /// What the handle reports of `reach`.
+    reach_info: Arc<Mutex<ReachInfo>>,
+    /// Serving as a circuit relay.
+    relay_server: bool,
+    /// Private and loopback addresses count as reachable.
+    private_ips: bool,
+    /// The address we dialled each connected peer at (for reserving relay slots on it).
+    dialed: HashMap<PeerId, Multiaddr>,
 }
 
 impl Actor {
@@ -363,6 +497,7 @@ impl Actor {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         // Fails only when no bootstrap peer was given, which is fine.
         let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        self.reserve_relays();
         loop {
             tokio::select! {
                 biased;
@@ -387,7 +522,10 @@ impl Actor {
                         break;
                     }
                 }
-                _ = tick.tick() => self.unblock_expired(),
+                _ = tick.tick() => {
+                    self.unblock_expired();
+                    self.reserve_relays();
+                }
             }
         }
         info!("network stopped");
@@ -461,6 +599,27 @@ impl Actor {
         }
     }
 
+    /// Asks for the relay slots [`Reach::due`] wants now.
+    fn reserve_relays(&mut self) {
+        for (relay, addr) in self.reach.due(Instant::now()) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    debug!(%relay, "asking for a relay slot");
+                    self.reach.opened(id, relay);
+                }
+                Err(e) => debug!(%relay, error = %e, "cannot ask for a relay slot"),
+            }
+        }
+        self.share_reach();
+    }
+
+    fn share_reach(&self) {
+        if let Ok(mut r) = self.reach_info.lock() {
+            r.status = self.reach.nat;
+            r.relays = self.reach.relays();
+        }
+    }
+
     fn penalize(&mut self, peer: PeerId, reason: &'static str) {
         if self.strikes.len() >= MAX_STRIKE_ENTRIES && !self.strikes.contains_key(&peer) {
             self.strikes.clear();
@@ -506,6 +665,11 @@ impl Actor {
     async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
+                if is_circuit(&address) {
+                    info!(%address, "reachable through a relay");
+                } else if self.relay_server && crate::reach::usable(&address, self.private_ips) {
+                    self.swarm.add_external_address(address.clone());
+                }
                 if let Ok(mut l) = self.listen.lock()
                     && !l.contains(&address)
                 {
@@ -514,22 +678,46 @@ impl Actor {
                 self.emit(NetEvent::Listening { addr: address }).await?;
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                if let Ok(mut l) = self.listen.lock() {
-                    l.retain(|a| a != &address);
+                self.unlisten(&[address]).await?;
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if self.reach.closed(listener_id) {
+                    match reason {
+                        Ok(()) => info!("relay slot closed"),
+                        Err(e) => info!(error = %e, "relay slot lost"),
+                    }
+                    self.share_reach();
                 }
+                self.unlisten(&addresses).await?;
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
-            } if num_established.get() == 1 => {
-                self.emit(NetEvent::Connected { peer: peer_id }).await?;
+            } => {
+                if endpoint.is_dialer() && !endpoint.is_relayed() {
+                    if self.dialed.len() >= MAX_DIALED && !self.dialed.contains_key(&peer_id) {
+                        self.dialed.clear();
+                    }
+                    self.dialed
+                        .insert(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    self.emit(NetEvent::Connected { peer: peer_id }).await?;
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
             } => {
+                self.dialed.remove(&peer_id);
+                self.reach.gone(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -537,6 +725,19 @@ impl Actor {
                 info,
                 ..
             })) => {
+                debug!(peer = %peer_id, protocols = ?info.protocols, "identified");
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    let at = self.dialed.get(&peer_id).cloned().or_else(|| {
+                        info.listen_addrs
+                            .iter()
+                            .find(|a| !is_circuit(a) && a.len() < 256)
+                            .cloned()
+                    });
+                    if let Some(at) = at {
+                        self.reach.candidate(peer_id, at);
+                        self.reserve_relays();
+                    }
+                }
                 let addrs: Vec<Multiaddr> = info
                     .listen_addrs
                     .into_iter()
@@ -557,7 +758,49 @@ impl Actor {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let status = match new {
+                    autonat::NatStatus::Public(_) => Reachability::Public,
+                    autonat::NatStatus::Private => Reachability::Private,
+                    autonat::NatStatus::Unknown => Reachability::Unknown,
+                };
+                info!(status = status.as_str(), "reachability");
+                self.reach.nat = status;
+                self.reserve_relays();
+                self.emit(NetEvent::Reachability { status }).await?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => match ev.result {
+                Ok(_) => info!(peer = %ev.remote_peer_id, "direct connection by hole punching"),
+                Err(e) => debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    ..
+                },
+            )) => {
+                info!(relay = %relay_peer_id, "relay slot reserved");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
+                debug!(?ev, "relay service");
+            }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Listen addresses that went away: forget them and tell the engine.
+    async fn unlisten(&mut self, gone: &[Multiaddr]) -> Result<(), ()> {
+        if let Ok(mut l) = self.listen.lock() {
+            l.retain(|a| !gone.contains(a));
+        }
+        for a in gone {
+            self.emit(NetEvent::ListenerGone { addr: a.clone() })
+                .await?;
         }
         Ok(())
     }

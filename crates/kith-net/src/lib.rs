@@ -11,6 +11,10 @@
 //! - allow/block list and connection limits: a peer that keeps sending bad frames is cut off
 //!   and blocked for a while.
 //! - optional mDNS on the LAN ([`mdns`], the `mdns-sd` crate).
+//! - reachability ([`reach`]): circuit relay v2 client (slots on relays the user named, or
+//!   picked automatically when AutoNAT says we are private or we have no listener), DCUtR
+//!   hole punching to upgrade relayed connections, AutoNAT (v1) as client and server, and
+//!   optionally a circuit relay server with limits ([`RelayServerConfig`]).
 //!
 //! Data flow: the engine sends [`NetCommand`]s on a bounded channel (with `try_send`, so it
 //! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
@@ -24,6 +28,10 @@
 mod actor;
 pub mod codec;
 pub mod mdns;
+pub mod reach;
 
-pub use actor::{NetCommand, NetConfig, NetError, NetEvent, NetHandle, spawn};
+pub use actor::{
+    NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig, spawn,
+};
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
+pub use reach::Reachability;

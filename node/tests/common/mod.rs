@@ -41,6 +41,8 @@ pub struct Node {
     pub child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    /// Listen on `port` (the default), or nowhere (`kith up --no-listen`).
+    listen: bool,
 }
 
 impl Node {
@@ -53,6 +55,7 @@ impl Node {
             child: None,
             _tmp: Some(tmp),
             extra: Vec::new(),
+            listen: true,
         }
     }
 
@@ -62,8 +65,24 @@ impl Node {
         self
     }
 
+    /// Listen nowhere: the node can only dial out (reachable through relays).
+    pub fn without_listening(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
     pub fn listen_addr(&self) -> String {
         format!("/ip4/127.0.0.1/tcp/{}", self.port)
+    }
+
+    /// The listen address with `/p2p/<peer id>` (for `--bootstrap` and `--relay`).
+    pub fn p2p_addr(&self) -> String {
+        let id = self.json(&["id"]);
+        format!(
+            "{}/p2p/{}",
+            self.listen_addr(),
+            id[0]["peer_id"].as_str().expect("peer id")
+        )
     }
 
     /// Starts the daemon and waits until its API answers.
@@ -77,8 +96,13 @@ impl Node {
         let mut cmd = Command::new(KITH);
         cmd.arg("--data-dir")
             .arg(&self.dir)
-            .args(["up", "--no-mdns", "--listen", &self.listen_addr()])
-            .args(&self.extra)
+            .args(["up", "--no-mdns"]);
+        if self.listen {
+            cmd.args(["--listen", &self.listen_addr()]);
+        } else {
+            cmd.arg("--no-listen");
+        }
+        cmd.args(&self.extra)
             .env("KITH_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());

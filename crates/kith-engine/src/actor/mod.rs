@@ -89,6 +89,22 @@ pub struct EngineConfig {
     pub mdns: bool,
     /// Serve as a mailbox: keep envelopes for devices that register.
     pub mailbox: Option<MailboxConfig>,
+    /// Reachability: relays to hold a slot on, a relay to serve, AutoNAT settings.
+    pub reach: ReachConfig,
+}
+
+/// How the node stays reachable and helps others be reachable.
+#[derive(Debug, Clone, Default)]
+pub struct ReachConfig {
+    /// Circuit relays to hold a slot on (each ending in `/p2p/<relay id>`). Without any, the
+    /// node picks relay servers among its peers when it cannot be dialled directly.
+    pub relays: Vec<Multiaddr>,
+    /// Serve as a circuit relay for others.
+    pub relay_server: Option<kith_net::RelayServerConfig>,
+    /// Treat private and loopback addresses as reachable (a LAN-only network, tests).
+    pub private_ips: bool,
+    /// Addresses others reach this node at, besides its listen addresses.
+    pub external: Vec<Multiaddr>,
 }
 
 /// How a node serves as a mailbox.
@@ -399,6 +415,10 @@ impl Engine {
             listen: cfg.listen.clone(),
             bootstrap: cfg.bootstrap.clone(),
             mdns: cfg.mdns,
+            relays: cfg.reach.relays.clone(),
+            relay_server: cfg.reach.relay_server.clone(),
+            private_ips: cfg.reach.private_ips,
+            external: cfg.reach.external.clone(),
         })
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;
@@ -774,6 +794,16 @@ impl Engine {
                 self.st.record_dirty = true;
                 None
             }
+            NetEvent::ListenerGone { addr } => {
+                debug!(%addr, "no longer listening");
+                self.st.record_dirty = true;
+                None
+            }
+            NetEvent::Reachability { .. } => {
+                // Addresses worth advertising may differ now.
+                self.st.record_dirty = true;
+                None
+            }
             NetEvent::Connected { peer } => {
                 if self.st.connected.len() < 65_536 {
                     self.st.connected.insert(peer);
@@ -1115,11 +1145,14 @@ impl Engine {
                         Ok((n, r.mailbox_users_len()?))
                     })
                     .unwrap_or((0, 0));
+                let reach = self.st.net.reachability();
                 let _ = reply.send(Ok(NodeStatus {
                     peer_id: self.st.net.local_peer().to_string(),
                     connected_peers: self.st.connected.iter().map(|p| p.to_string()).collect(),
                     outbox,
                     mailbox_users,
+                    reachability: reach.status.as_str().to_string(),
+                    relays: reach.relays.iter().map(|p| p.to_string()).collect(),
                 }));
             }
             // Write commands never reach here.
@@ -1342,8 +1375,15 @@ impl State {
             })
             .cloned()
             .collect();
-        let mut out = if non_loop.is_empty() { all } else { non_loop };
-        out.truncate(MAX_DEVICE_ADDRS);
+        let (circuits, direct): (Vec<M>, Vec<M>) = if non_loop.is_empty() { all } else { non_loop }
+            .into_iter()
+            .partition(kith_net::reach::is_circuit);
+        // Relay addresses always get room: behind NAT they are the only ones that work.
+        let mut circuits = circuits;
+        circuits.truncate(MAX_DEVICE_ADDRS / 2);
+        let mut out = direct;
+        out.truncate(MAX_DEVICE_ADDRS - circuits.len());
+        out.extend(circuits);
         out
     }
 
