@@ -18,6 +18,7 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::anon::{Anon, AnonBehaviourEvent};
 use crate::codec::{BadFrame, KithCodec};
 use crate::reach::{Reach, Reachability, is_circuit};
 
@@ -113,6 +114,15 @@ impl Default for RelayServerConfig {
 pub enum NetCommand {
     /// Send a request; the answer comes back as [`NetEvent::Response`] with `tag`.
     Request {
+        tag: u64,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        req: Request,
+    },
+    /// Like [`NetCommand::Request`], but from a throwaway identity instead of this device's
+    /// (for deposits with a contact's mailbox; see [`crate::anon`]). The answer comes back as
+    /// [`NetEvent::Response`] with `tag`.
+    Deposit {
         tag: u64,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
@@ -416,6 +426,7 @@ pub async fn spawn(
         )));
     }
     let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
+    let anon = Anon::new(REQUEST_TIMEOUT)?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -435,6 +446,8 @@ pub async fn spawn(
         relay_server: cfg.relay_server.is_some(),
         private_ips: cfg.private_ips,
         dialed: HashMap::new(),
+        anon,
+        anon_outbound: HashMap::new(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -482,6 +495,10 @@ struct Actor {
     private_ips: bool,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
     dialed: HashMap<PeerId, Multiaddr>,
+    /// The swarm with a throwaway key that makes deposits.
+    anon: Anon,
+    /// Requests in flight on it, with the engine's tags.
+    anon_outbound: HashMap<OutboundRequestId, u64>,
 }
 
 impl Actor {
@@ -510,6 +527,11 @@ impl Actor {
                         break;
                     }
                 }
+                ev = self.anon.swarm.select_next_some() => {
+                    if self.on_anon(ev).await.is_err() {
+                        break;
+                    }
+                }
                 Some((peer, addrs)) = async {
                     match mdns_rx.as_mut() {
                         Some(rx) => rx.recv().await,
@@ -525,6 +547,7 @@ impl Actor {
                 _ = tick.tick() => {
                     self.unblock_expired();
                     self.reserve_relays();
+                    self.rotate_anon();
                 }
             }
         }
@@ -561,6 +584,20 @@ impl Actor {
                     addrs,
                 );
                 self.outbound.insert(id, tag);
+            }
+            NetCommand::Deposit {
+                tag,
+                peer,
+                addrs,
+                req,
+            } => {
+                let id = self
+                    .anon
+                    .swarm
+                    .behaviour_mut()
+                    .msg
+                    .send_request_with_addresses(&peer, Ok(req), addrs);
+                self.anon_outbound.insert(id, tag);
             }
             NetCommand::Respond { id, resp } => {
                 if let Some(ch) = self.pending_inbound.remove(&id) {
@@ -788,6 +825,71 @@ impl Actor {
             SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
                 debug!(?ev, "relay service");
             }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Replaces the deposit swarm's key when it is old and nothing is in flight on it.
+    fn rotate_anon(&mut self) {
+        if !self.anon_outbound.is_empty() || !self.anon.due(Instant::now()) {
+            return;
+        }
+        match Anon::new(REQUEST_TIMEOUT) {
+            Ok(a) => {
+                debug!("new deposit identity");
+                self.anon = a;
+            }
+            Err(e) => warn!(error = %e, "cannot make a new deposit identity"),
+        }
+    }
+
+    async fn on_anon(&mut self, ev: SwarmEvent<AnonBehaviourEvent>) -> Result<(), ()> {
+        use request_response::{Event, Message};
+        let SwarmEvent::Behaviour(AnonBehaviourEvent::Msg(ev)) = ev else {
+            return Ok(());
+        };
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tag) = self.anon_outbound.remove(&request_id) {
+                    self.emit(NetEvent::Response {
+                        tag,
+                        peer,
+                        result: Ok(response),
+                    })
+                    .await?;
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+                {
+                    warn!(%peer, error = %bad, "malformed response");
+                    self.penalize(peer, "malformed response");
+                }
+                if let Some(tag) = self.anon_outbound.remove(&request_id) {
+                    self.emit(NetEvent::Response {
+                        tag,
+                        peer,
+                        result: Err(error.to_string()),
+                    })
+                    .await?;
+                }
+            }
+            // Outbound only: no requests come in on this swarm.
             _ => {}
         }
         Ok(())

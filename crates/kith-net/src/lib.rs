@@ -26,6 +26,7 @@
 )]
 
 mod actor;
+pub mod anon;
 pub mod codec;
 pub mod mdns;
 pub mod reach;

@@ -43,6 +43,8 @@ pub struct Node {
     extra: Vec<String>,
     /// Listen on `port` (the default), or nowhere (`kith up --no-listen`).
     listen: bool,
+    /// The daemon's `KITH_LOG` filter.
+    log: String,
 }
 
 impl Node {
@@ -56,12 +58,19 @@ impl Node {
             _tmp: Some(tmp),
             extra: Vec::new(),
             listen: true,
+            log: "info".into(),
         }
     }
 
     /// Extra `kith up` arguments (e.g. `--bootstrap`).
     pub fn with_args(mut self, args: &[&str]) -> Self {
         self.extra = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// The daemon's log filter (`KITH_LOG`), `info` by default.
+    pub fn with_log(mut self, filter: &str) -> Self {
+        self.log = filter.to_string();
         self
     }
 
@@ -103,7 +112,7 @@ impl Node {
             cmd.arg("--no-listen");
         }
         cmd.args(&self.extra)
-            .env("KITH_LOG", "info")
+            .env("KITH_LOG", &self.log)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         match log {

@@ -17,6 +17,7 @@ impl State {
         let mut results = Vec::with_capacity(envelopes.len());
         let my_curve = self.device.curve_key();
         let mut receipts: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
+        let mut kept = 0usize;
         for env in envelopes {
             let hash = envelope_hash(&env);
             if w.seen(&hash)? {
@@ -27,6 +28,7 @@ impl State {
                 let r = self.deposit(w, peer, env, after)?;
                 if matches!(r, DeliveryResult::Accepted) {
                     w.mark_seen(&hash, now_ms())?;
+                    kept += 1;
                 }
                 results.push(r);
                 continue;
@@ -36,6 +38,10 @@ impl State {
                 w.mark_seen(&hash, now_ms())?;
             }
             results.push(r);
+        }
+        if kept > 0 {
+            // The depositing peer is a throwaway identity for well-behaved senders.
+            debug!(from = %peer, kept, "mailbox deposit");
         }
         // Messages a mailbox relayed: tell their senders they are delivered (✓✓).
         for (conv, ids) in receipts {

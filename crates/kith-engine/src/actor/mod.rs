@@ -1090,12 +1090,32 @@ impl Engine {
                 to_addrs,
             )
         };
-        match self.st.net.send(NetCommand::Request {
-            tag,
-            peer,
-            addrs,
-            req,
-        }) {
+        // Deposits go from a throwaway identity, so the mailbox cannot tell who writes to its
+        // user (sealed sender toward the mailbox), unless it can only be reached through a
+        // relay, which that swarm cannot dial.
+        let anonymous = matches!(
+            pending,
+            Pending::Deliver {
+                via_mailbox: true,
+                ..
+            }
+        ) && addrs.iter().any(|a| !kith_net::reach::is_circuit(a));
+        let cmd = if anonymous {
+            NetCommand::Deposit {
+                tag,
+                peer,
+                addrs,
+                req,
+            }
+        } else {
+            NetCommand::Request {
+                tag,
+                peer,
+                addrs,
+                req,
+            }
+        };
+        match self.st.net.send(cmd) {
             Ok(()) => {
                 self.st.pending.insert(tag, pending);
                 if let Some(p) = self.st.peers.get_mut(&dev) {
