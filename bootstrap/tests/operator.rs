@@ -199,3 +199,60 @@ fn bad_configuration_exits_1() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("[mailbox]"));
 }
+
+#[test]
+fn relays_for_nodes_that_cannot_be_dialled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("boot");
+    let port = free_port();
+    let cfg = tmp.path().join("bootstrap.toml");
+    // On loopback the relay must be told that private addresses count.
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\n\
+             [relay]\nallow_private_ips = true\nmax_reservations = 8\n"
+        ),
+    )
+    .unwrap();
+    let _boot = Kill(
+        Command::new(BOOTSTRAP)
+            .arg("--config")
+            .arg(&cfg)
+            .env("KITH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let id = wait_for("the bootstrap node's API", || {
+        let out = kith(&data, &["--json", "id"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+    });
+    let boot_id = id["peer_id"].as_str().unwrap().to_string();
+    let boot_addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{boot_id}");
+
+    // A node that listens nowhere joins through it and is given a relay address there.
+    let dave = tmp.path().join("dave");
+    let _dave = Kill(
+        Command::new(kith_bin())
+            .arg("--data-dir")
+            .arg(&dave)
+            .args(["up", "--no-mdns", "--no-listen", "--bootstrap", &boot_addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addrs = wait_for("Dave's relay address", || {
+        let out = kith(&dave, &["--json", "id"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let a = v["addrs"].as_array()?.clone();
+        (!a.is_empty()).then_some(a)
+    });
+    let a = addrs[0].as_str().unwrap();
+    assert!(
+        a.contains(&boot_id) && a.contains("/p2p-circuit"),
+        "not a relay address on the bootstrap node: {a}"
+    );
+}
