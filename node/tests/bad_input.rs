@@ -717,3 +717,79 @@ fn garbage_left_at_a_mailbox_does_not_cost_the_device_its_other_mail() {
     assert_eq!(got[1]["text"], "behind the garbage");
     a.wait_status("Bob", 2, "delivered", W);
 }
+
+#[test]
+fn a_stranger_cannot_register_as_someone_else_nor_leave_mail_for_strangers() {
+    const W: Duration = Duration::from_secs(60);
+    let mut m = Node::new().with_args(&["--mailbox"]);
+    m.start();
+    let (m_peer, m_addr) = peer_and_addr(&m);
+    let boot = m_addr.to_string();
+    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
+    a.start();
+    b.start();
+    b.json(&["mailbox", "add", &m.code()]);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    a.send("Bob", "warm up");
+    a.wait_status("Bob", 1, "delivered", W);
+    // Bob's device certificate is public (his pre-key bundle and user record carry it).
+    let (bob_peer, bob_addr) = peer_and_addr(&b);
+    let rt = runtime();
+    let bob_cert = rt.block_on(async {
+        let mut raw = RawPeer::connect(bob_peer, bob_addr).await;
+        match raw.request("claim", claim_frame()).await {
+            Response::Prekey(bundle) => bundle.cert,
+            other => panic!("claim: expected a pre-key bundle, got {other:?}"),
+        }
+    });
+    b.stop();
+    a.send("Bob", "for Bob only");
+    wait_for(W, "Alice's message kept by the mailbox", || {
+        (a.history("Bob").last()?["status"] == "sent").then_some(())
+    });
+    let outbox_before = m.json(&["status"])[0]["outbox"].as_u64().unwrap();
+    assert!(outbox_before >= 1);
+    rt.block_on(async {
+        let mut raw = RawPeer::connect(m_peer, m_addr).await;
+        // Registering with Bob's certificate from another connection: refused.
+        let register = framed(
+            &Request::Register {
+                cert: bob_cert.clone(),
+                token: None,
+            }
+            .encode()
+            .expect("encode"),
+        );
+        assert_eq!(
+            raw.request("register as Bob", register).await,
+            Response::Refused(Refusal::Invalid)
+        );
+        // Mail for a device the mailbox does not serve: refused envelope by envelope.
+        let deposit = framed(
+            &Request::Deliver {
+                envelopes: vec![Envelope {
+                    to_device: [7; 32],
+                    kind: 1,
+                    ciphertext: vec![1, 2, 3],
+                }],
+            }
+            .encode()
+            .expect("encode"),
+        );
+        assert_eq!(
+            raw.request("deposit for nobody", deposit).await,
+            Response::Delivered {
+                results: vec![DeliveryResult::Rejected(RejectReason::WrongDevice)]
+            }
+        );
+    });
+    // Nothing changed at the mailbox: still one device, Bob's mail still there for him.
+    let st = &m.json(&["status"])[0];
+    assert_eq!(st["mailbox_users"], 1);
+    assert_eq!(st["outbox"].as_u64().unwrap(), outbox_before);
+    b.start();
+    let got = b.wait_received("Alice", 2, W);
+    assert_eq!(got[1]["text"], "for Bob only");
+}
