@@ -80,10 +80,7 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
             Err(_) => ("503 Service Unavailable", "stopping\n".to_string()),
         },
         "/metrics" => match engine.status().await {
-            Ok(s) => (
-                "200 OK",
-                render(s.connected_peers.len(), s.outbox, s.mailbox_users),
-            ),
+            Ok(s) => ("200 OK", render(&s)),
             Err(_) => ("503 Service Unavailable", String::new()),
         },
         _ => ("404 Not Found", "not found\n".to_string()),
@@ -96,7 +93,7 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
     stream.shutdown().await
 }
 
-fn render(peers: usize, queued: usize, users: usize) -> String {
+fn render(st: &kith_engine::NodeStatus) -> String {
     let mut s = String::new();
     let mut gauge = |name: &str, help: &str, v: usize| {
         s.push_str(&format!(
@@ -104,16 +101,30 @@ fn render(peers: usize, queued: usize, users: usize) -> String {
         ));
     };
     gauge("kith_up", "1 while the node runs.", 1);
-    gauge("kith_connected_peers", "Peers connected now.", peers);
+    gauge(
+        "kith_connected_peers",
+        "Peers connected now.",
+        st.connected_peers.len(),
+    );
     gauge(
         "kith_queued_envelopes",
         "Envelopes waiting for delivery (kept mail included).",
-        queued,
+        st.outbox,
     );
     gauge(
         "kith_mailbox_devices",
         "Devices registered with this mailbox.",
-        users,
+        st.mailbox_users,
+    );
+    gauge(
+        "kith_relay_reservations",
+        "Relay slots held for nodes behind NAT.",
+        st.relay_reservations,
+    );
+    gauge(
+        "kith_relay_circuits",
+        "Connections relayed now.",
+        st.relay_circuits,
     );
     s
 }

@@ -205,12 +205,14 @@ fn relays_for_nodes_that_cannot_be_dialled() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("boot");
     let port = free_port();
+    let metrics = free_port();
     let cfg = tmp.path().join("bootstrap.toml");
     // On loopback the relay must be told that private addresses count.
     std::fs::write(
         &cfg,
         format!(
             "data_dir = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\n\
+             metrics = \"127.0.0.1:{metrics}\"\n\
              [relay]\nallow_private_ips = true\nmax_reservations = 8\n"
         ),
     )
@@ -255,4 +257,9 @@ fn relays_for_nodes_that_cannot_be_dialled() {
         a.contains(&boot_id) && a.contains("/p2p-circuit"),
         "not a relay address on the bootstrap node: {a}"
     );
+    // The operator sees the slot in the metrics.
+    wait_for("the relay slot in the metrics", || {
+        let m = http_get(metrics, "/metrics")?;
+        m.contains("kith_relay_reservations 1").then_some(())
+    });
 }

@@ -272,6 +272,12 @@ impl Out {
         if !s.relays.is_empty() {
             line(&format!("relays:    {}", s.relays.join(", ")));
         }
+        if s.relay_reservations > 0 || s.relay_circuits > 0 {
+            line(&format!(
+                "relaying:  {} slot(s) held for others, {} connection(s) now",
+                s.relay_reservations, s.relay_circuits
+            ));
+        }
     }
 
     pub fn event(&self, ev: &Value) {

@@ -151,6 +151,10 @@ pub struct NodeStatus {
     pub reachability: String,
     /// Relays holding a slot for this node (their peer ids).
     pub relays: Vec<String>,
+    /// Serving as a relay: slots held for others, and connections relayed, now.
+    pub relay_reservations: usize,
+    /// See `relay_reservations`.
+    pub relay_circuits: usize,
 }
 
 /// Something that happened, streamed by `kith watch`.

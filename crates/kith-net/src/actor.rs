@@ -191,6 +191,10 @@ pub struct ReachInfo {
     pub status: Reachability,
     /// Relays holding a slot for us (or asked to).
     pub relays: Vec<PeerId>,
+    /// Serving as a relay: slots held for others now.
+    pub served_reservations: usize,
+    /// Serving as a relay: connections relayed now.
+    pub served_circuits: usize,
 }
 
 impl NetHandle {
@@ -824,6 +828,22 @@ impl Actor {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
                 debug!(?ev, "relay service");
+                if let Ok(mut r) = self.reach_info.lock() {
+                    match ev {
+                        relay::Event::ReservationReqAccepted { renewed: false, .. } => {
+                            r.served_reservations += 1;
+                        }
+                        relay::Event::ReservationClosed { .. }
+                        | relay::Event::ReservationTimedOut { .. } => {
+                            r.served_reservations = r.served_reservations.saturating_sub(1);
+                        }
+                        relay::Event::CircuitReqAccepted { .. } => r.served_circuits += 1,
+                        relay::Event::CircuitClosed { .. } => {
+                            r.served_circuits = r.served_circuits.saturating_sub(1);
+                        }
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }

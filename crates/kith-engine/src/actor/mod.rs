@@ -1173,6 +1173,8 @@ impl Engine {
                     mailbox_users,
                     reachability: reach.status.as_str().to_string(),
                     relays: reach.relays.iter().map(|p| p.to_string()).collect(),
+                    relay_reservations: reach.served_reservations,
+                    relay_circuits: reach.served_circuits,
                 }));
             }
             // Write commands never reach here.
