@@ -26,8 +26,12 @@
 mod actor;
 mod keys;
 mod model;
+pub mod push;
 
-pub use actor::{Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MailboxConfig};
+pub use actor::{
+    Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig,
+};
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use model::*;
+pub use push::PushPolicy;
