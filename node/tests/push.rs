@@ -44,8 +44,7 @@ impl Receiver {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 // Read the head, then as many body bytes as Content-Length says.
-                loop {
-                    let Ok(n) = s.read(&mut chunk) else { break };
+                while let Ok(n) = s.read(&mut chunk) {
                     if n == 0 {
                         break;
                     }

@@ -95,10 +95,10 @@ impl State {
         )?;
         after.push(After::Pump(dev));
         // Wake the device if it is away and gave an endpoint (queued after the commit).
-        if !self
+        if self
             .wakes
             .get(&dev)
-            .is_some_and(|t| t.elapsed() < WAKE_EVERY)
+            .is_none_or(|t| t.elapsed() >= WAKE_EVERY)
             && let Some(url) = w.push_endpoint(&dev)?
             && let Some(d) = w.device(&dev)?
             && !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
