@@ -164,8 +164,10 @@ impl Out {
             json_line(m);
         } else {
             line(&format!(
-                "Registered with mailbox {} (keeps up to {} messages for you).",
-                m.peer_id, m.quota
+                "Registered with mailbox {} (keeps up to {} messages, {} for you).",
+                m.peer_id,
+                m.quota,
+                bytes(m.quota_bytes)
             ));
         }
     }
