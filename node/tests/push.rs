@@ -254,8 +254,8 @@ fn byte_quota_refuses_deposits_until_the_device_drains() {
         "{held} envelopes for {kept} messages"
     );
 
-    // Bob returns: his registration answer shows what was kept (Bob registers on connecting,
-    // before he has answered the mailbox's first delivery), then everything arrives.
+    // Bob returns: his registration answer shows what was kept (a mailbox hands kept mail
+    // over only after the device registered on its connection), then everything arrives.
     b.start();
     let got = b.wait_received("Alice", 11, T);
     assert_eq!(got.len(), 11, "every message once");

@@ -54,7 +54,10 @@ impl State {
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;
-        // Hand over whatever is waiting for it.
+        // Hand over whatever is waiting for it (now that it registered on this connection).
+        if self.registered_here.len() < 65_536 {
+            self.registered_here.insert(peer);
+        }
         if let Some(p) = self.peers.get_mut(&dev) {
             p.next_try = None;
             p.failures = 0;

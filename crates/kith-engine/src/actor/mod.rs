@@ -434,6 +434,8 @@ struct State {
     waker: Option<Waker>,
     /// As a mailbox: when each device was last woken.
     wakes: HashMap<[u8; 32], Instant>,
+    /// As a mailbox: devices that registered on their current connection.
+    registered_here: HashSet<PeerId>,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
@@ -532,6 +534,7 @@ impl Engine {
                 mailbox_usage,
                 waker,
                 wakes: HashMap::new(),
+                registered_here: HashSet::new(),
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
@@ -973,6 +976,7 @@ impl Engine {
             }
             NetEvent::Disconnected { peer } => {
                 self.st.connected.remove(&peer);
+                self.st.registered_here.remove(&peer);
                 None
             }
             NetEvent::Response {
@@ -1110,6 +1114,18 @@ impl Engine {
             self.st.peers.remove(&dev);
             return;
         };
+        // A mailbox hands kept mail only to a device that registered on its current
+        // connection (it does on every connection): its registration answer then tells what
+        // was kept, and offline devices are not dialled (they come to the mailbox).
+        if self.st.mailbox.is_some()
+            && items.first().is_some_and(|(_, it)| it.is_kept_mail())
+            && !self.st.registered_here.contains(&peer)
+        {
+            if let Some(p) = self.st.peers.get_mut(&dev) {
+                p.next_try = Some(Instant::now() + MAX_BACKOFF);
+            }
+            return;
+        }
         let failures = self.st.peers.get(&dev).map_or(0, |p| p.failures);
         // A device that did not answer twice is likely offline: hand its envelopes to one of
         // its mailboxes (a different one on each failure) until it is back.
