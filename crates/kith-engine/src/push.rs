@@ -58,6 +58,7 @@ pub struct PushPolicy {
 
 /// Why an endpoint is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EndpointError {
     /// Not a well-formed http(s) URL.
     #[error("not a valid push endpoint (an http or https URL of at most 1024 bytes)")]
