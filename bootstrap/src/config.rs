@@ -23,10 +23,18 @@ metrics = "127.0.0.1:9464"
 [mailbox]
 retention_days = 30
 max_messages_per_device = 10000
+# Ciphertext bytes kept per device (256 MiB).
+max_bytes_per_device = 268435456
 max_devices = 100000
 # "open": any device may register; "invite": only with one of the tokens below.
 registration = "open"
 invite_tokens = []
+# Push wake-ups: devices may give an endpoint the mailbox POSTs to (no content) when mail
+# arrives while they are away. Endpoints on loopback, private or link-local addresses and
+# plain-http ones are refused unless allowed here (allowing them lets devices make this
+# server send requests into its own network).
+push_allow_private = false
+push_allow_http = false
 
 # Circuit relay (v2) for nodes behind NAT: they reserve a slot here and are dialled through
 # this node; hole punching (DCUtR) then tries to connect them directly.
@@ -119,12 +127,18 @@ struct MailboxFile {
     retention_days: u64,
     #[serde(default = "default_quota")]
     max_messages_per_device: usize,
+    #[serde(default = "default_quota_bytes")]
+    max_bytes_per_device: u64,
     #[serde(default = "default_max_devices")]
     max_devices: usize,
     #[serde(default = "default_registration")]
     registration: String,
     #[serde(default)]
     invite_tokens: Vec<String>,
+    #[serde(default)]
+    push_allow_private: bool,
+    #[serde(default)]
+    push_allow_http: bool,
 }
 
 impl Default for MailboxFile {
@@ -132,9 +146,12 @@ impl Default for MailboxFile {
         Self {
             retention_days: default_retention(),
             max_messages_per_device: default_quota(),
+            max_bytes_per_device: default_quota_bytes(),
             max_devices: default_max_devices(),
             registration: default_registration(),
             invite_tokens: Vec::new(),
+            push_allow_private: false,
+            push_allow_http: false,
         }
     }
 }
@@ -144,6 +161,9 @@ fn default_retention() -> u64 {
 }
 fn default_quota() -> usize {
     10_000
+}
+fn default_quota_bytes() -> u64 {
+    kith_engine::MAILBOX_QUOTA_BYTES
 }
 fn default_max_devices() -> usize {
     100_000
@@ -161,11 +181,13 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     retention: Duration,
     quota: usize,
+    max_bytes: u64,
     max_devices: usize,
     tokens: Option<Vec<String>>,
     relay: Option<RelayServerConfig>,
     allow_private_ips: bool,
     external: Vec<Multiaddr>,
+    push: kith_engine::PushPolicy,
 }
 
 fn addrs(v: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
@@ -248,6 +270,9 @@ impl Config {
             max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
             max_circuit_bytes: r.max_circuit_bytes,
         });
+        if f.mailbox.max_bytes_per_device < 64 * 1024 {
+            bail!("max_bytes_per_device must be at least 65536 (one envelope)");
+        }
         Ok(Self {
             data_dir: f.data_dir,
             listen,
@@ -255,11 +280,16 @@ impl Config {
             metrics,
             retention: Duration::from_secs(f.mailbox.retention_days * 24 * 3600),
             quota: f.mailbox.max_messages_per_device,
+            max_bytes: f.mailbox.max_bytes_per_device,
             max_devices: f.mailbox.max_devices.max(1),
             tokens,
             relay,
             allow_private_ips: f.relay.allow_private_ips,
             external: addrs(&f.external, "external")?,
+            push: kith_engine::PushPolicy {
+                allow_private: f.mailbox.push_allow_private,
+                allow_http: f.mailbox.push_allow_http,
+            },
         })
     }
 
@@ -280,6 +310,8 @@ impl Config {
             quota: self.quota,
             tokens: self.tokens.clone(),
             max_devices: self.max_devices,
+            max_bytes: self.max_bytes,
+            push: self.push,
         }
     }
 }
@@ -294,6 +326,21 @@ mod tests {
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.mailbox_config().quota, 10_000);
         assert!(c.mailbox_config().tokens.is_none());
+        assert_eq!(c.mailbox_config().max_bytes, 256 << 20);
+        assert!(!c.mailbox_config().push.allow_private);
+        assert!(!c.mailbox_config().push.allow_http);
+    }
+
+    #[test]
+    fn byte_quota_and_push_keys() {
+        let c = Config::parse(
+            "data_dir = \"/x\"\n[mailbox]\nmax_bytes_per_device = 1048576\n\
+             push_allow_private = true\npush_allow_http = true",
+        )
+        .unwrap();
+        assert_eq!(c.mailbox_config().max_bytes, 1 << 20);
+        assert!(c.mailbox_config().push.allow_private && c.mailbox_config().push.allow_http);
+        assert!(Config::parse("data_dir = \"/x\"\n[mailbox]\nmax_bytes_per_device = 10").is_err());
         let r = c.reach_config();
         assert_eq!(r.relay_server.unwrap().max_circuits, 256);
         assert!(!r.private_ips);

@@ -5,7 +5,8 @@
 //! with a health check over HTTP.
 //!
 //! It also serves as a circuit relay (v2) for nodes behind NAT, with limits from the
-//! configuration, and answers AutoNAT probes so nodes learn whether they are reachable.
+//! configuration, answers AutoNAT probes so nodes learn whether they are reachable, and wakes
+//! offline devices through the push endpoints they registered (UnifiedPush-style webhooks).
 //!
 //! Exit codes: 0 ok, 1 bad configuration, 2 internal error, 3 network failure.
 

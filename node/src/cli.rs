@@ -66,6 +66,16 @@ enum Command {
         /// With --mailbox: how long kept messages wait for their device, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
         mailbox_retention: u64,
+        /// With --mailbox: most ciphertext bytes kept for one device.
+        #[arg(long, value_name = "BYTES", default_value_t = kith_engine::MAILBOX_QUOTA_BYTES)]
+        mailbox_quota_bytes: u64,
+        /// With --mailbox: allow push endpoints on loopback, private or link-local addresses
+        /// (for tests and LAN-only setups; otherwise refused to prevent request forgery).
+        #[arg(long)]
+        push_allow_private: bool,
+        /// With --mailbox: allow push endpoints over plain http.
+        #[arg(long)]
+        push_allow_http: bool,
     },
     /// Show this node's contact code and addresses.
     Id,
@@ -75,6 +85,11 @@ enum Command {
     /// Manage the mailboxes that keep messages for you while you are offline.
     #[command(subcommand)]
     Mailbox(MailboxCmd),
+    /// Push wake-ups: with no subcommand, show the endpoint's host and each mailbox's answer.
+    Push {
+        #[command(subcommand)]
+        cmd: Option<PushCmd>,
+    },
     /// Send a text message.
     Send {
         /// The contact's name.
@@ -124,6 +139,17 @@ enum MailboxCmd {
     },
     /// List your mailboxes.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PushCmd {
+    /// Set the push endpoint (UnifiedPush URL) your mailboxes wake this device through.
+    Set {
+        /// The endpoint URL (https; it is kept secret and never logged).
+        url: String,
+    },
+    /// Stop push wake-ups.
+    Clear,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,10 +235,18 @@ pub fn main() -> ExitCode {
                 mailbox,
                 mailbox_quota,
                 mailbox_retention,
+                mailbox_quota_bytes,
+                push_allow_private,
+                push_allow_http,
             } => {
                 let mailbox = mailbox.then(|| kith_engine::MailboxConfig {
                     quota: mailbox_quota.max(1),
                     retention: std::time::Duration::from_secs(mailbox_retention.max(1)),
+                    max_bytes: mailbox_quota_bytes.max(1),
+                    push: kith_engine::PushPolicy {
+                        allow_private: push_allow_private,
+                        allow_http: push_allow_http,
+                    },
                     ..Default::default()
                 });
                 let listen = if no_listen {
@@ -394,6 +428,17 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         }
         Command::Mailbox(MailboxCmd::List) => {
             out.mailboxes(&c.call::<methods::MailboxList>(NoParams {}).await?)
+        }
+        Command::Push { cmd } => {
+            let v = match cmd {
+                None => c.call::<methods::PushGet>(NoParams {}).await?,
+                Some(PushCmd::Set { url }) => {
+                    c.call::<methods::PushSet>(methods::SetPushParams { endpoint: url })
+                        .await?
+                }
+                Some(PushCmd::Clear) => c.call::<methods::PushClear>(NoParams {}).await?,
+            };
+            out.push(&v);
         }
         Command::Contacts(ContactsCmd::List) => {
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kith_api::methods::ReadResult;
 use kith_engine::{
-    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, Sent, Verification,
+    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, PushView, Sent, Verification,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -48,6 +48,22 @@ pub fn utc(ms: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
+}
+
+/// A byte count for people: B, KiB, MiB or GiB.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 fn ticks(status: &str) -> &'static str {
@@ -148,8 +164,10 @@ impl Out {
             json_line(m);
         } else {
             line(&format!(
-                "Registered with mailbox {} (keeps up to {} messages for you).",
-                m.peer_id, m.quota
+                "Registered with mailbox {} (keeps up to {} messages, {} for you).",
+                m.peer_id,
+                m.quota,
+                bytes(m.quota_bytes)
             ));
         }
     }
@@ -165,7 +183,38 @@ impl Out {
             line("No mailboxes. Add one with: kith mailbox add CODE");
         }
         for m in ms {
-            line(&m.peer_id);
+            if m.updated_at == 0 {
+                line(&format!("{}  (quota not known yet)", m.peer_id));
+                continue;
+            }
+            line(&format!(
+                "{}  {}/{} messages, {}/{} kept for you (as of {} UTC)",
+                m.peer_id,
+                m.used_messages,
+                m.quota,
+                bytes(m.used_bytes),
+                bytes(m.quota_bytes),
+                utc(m.updated_at)
+            ));
+        }
+    }
+
+    pub fn push(&self, p: &PushView) {
+        if self.json {
+            json_line(p);
+            return;
+        }
+        match &p.host {
+            Some(host) => line(&format!(
+                "Push wake-ups go to {host} (the rest of the URL is secret)."
+            )),
+            None => line("No push endpoint. Set one with: kith push set URL"),
+        }
+        if p.mailboxes.is_empty() && p.set {
+            line("No mailboxes yet: the endpoint is sent to each one you add.");
+        }
+        for m in &p.mailboxes {
+            line(&format!("  {}  {}", m.peer_id, m.status));
         }
     }
 

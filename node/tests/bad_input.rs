@@ -792,4 +792,44 @@ fn a_stranger_cannot_register_as_someone_else_nor_leave_mail_for_strangers() {
     b.start();
     let got = b.wait_received("Alice", 2, W);
     assert_eq!(got[1]["text"], "for Bob only");
+/// A push endpoint is only taken from a device registered with the mailbox (known by the
+/// connection's peer id); malformed ones are refused as invalid frames.
+#[test]
+fn set_push_from_an_unregistered_device_is_refused() {
+    let mut m = Node::new().with_args(&["--mailbox", "--push-allow-private", "--push-allow-http"]);
+    m.start();
+    let (m_peer, m_addr) = peer_and_addr(&m);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut raw = RawPeer::connect(m_peer, m_addr).await;
+        let set = |url: &str| {
+            framed(
+                &Request::SetPush {
+                    endpoint: Some(url.into()),
+                }
+                .encode()
+                .expect("encode"),
+            )
+        };
+        assert_eq!(
+            raw.request("unregistered set", set("https://127.0.0.1:9/up/x"))
+                .await,
+            Response::Refused(Refusal::Unauthorized)
+        );
+        assert_eq!(
+            raw.request(
+                "unregistered clear",
+                framed(
+                    &Request::SetPush { endpoint: None }
+                        .encode()
+                        .expect("encode")
+                )
+            )
+            .await,
+            Response::Refused(Refusal::Unauthorized)
+        );
+        raw.refused_or_cut("bad scheme", set("gopher://127.0.0.1/x"))
+            .await;
+    });
+    assert_alive(&mut m, "SetPush frames");
 }

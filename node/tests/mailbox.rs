@@ -215,6 +215,30 @@ fn kill9_of_the_mailbox_during_a_burst_loses_nothing() {
             (s.len() == N + 1 && s.iter().all(|s| s != "pending")).then_some(())
         },
     );
+    // The byte counter (kept in the same transactions as the envelopes) matches what is
+    // kept, after the kill -9 and everything deposited since.
+    m.stop();
+    {
+        let store = kith_store::Store::open(&m.dir.join("kith.redb")).unwrap();
+        let (counted, kept) = store
+            .read(|r| {
+                let (mut counted, mut kept) = (0u64, 0u64);
+                for dev in r.outbox_devices()? {
+                    counted += r.mailbox_bytes(&dev)?;
+                    for (_, item) in r.outbox(&dev, usize::MAX)? {
+                        kept += item.kept_bytes();
+                    }
+                }
+                Ok((counted, kept))
+            })
+            .unwrap();
+        assert!(kept > 0);
+        assert_eq!(
+            counted, kept,
+            "byte counter drifted from the kept envelopes"
+        );
+    }
+    m.start();
     b.start();
     let got = b.wait_received("Alice", N + 1, Duration::from_secs(120));
     assert_eq!(got.len(), N + 1, "every message exactly once");

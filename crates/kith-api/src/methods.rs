@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use kith_engine::{
-    ContactView, EngineError, EngineHandle, MailboxView, MessageView, NodeInfo, NodeStatus, Sent,
-    Verification,
+    ContactView, EngineError, EngineHandle, MailboxView, MessageView, NodeInfo, NodeStatus,
+    PushView, Sent, Verification,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -228,6 +228,57 @@ impl Method for MailboxList {
     type Output = Vec<MailboxView>;
     async fn call(e: &EngineHandle, _: NoParams) -> Result<Vec<MailboxView>, EngineError> {
         e.mailboxes().await
+    }
+}
+
+/// Params of `push.set`. Hand-written `Debug`: the URL holds the push server's token.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SetPushParams {
+    /// The push endpoint (an http or https URL, up to 1024 bytes).
+    pub endpoint: String,
+}
+
+impl std::fmt::Debug for SetPushParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetPushParams { .. }")
+    }
+}
+
+/// `push.set`: set this device's push endpoint (UnifiedPush style); it is stored and sent to
+/// every mailbox, which POSTs a content-free wake-up to it when mail arrives while this
+/// device is away. Fails if a mailbox refuses it.
+#[derive(Debug)]
+pub struct PushSet;
+impl Method for PushSet {
+    const NAME: &'static str = "push.set";
+    type Params = SetPushParams;
+    type Output = PushView;
+    async fn call(e: &EngineHandle, p: SetPushParams) -> Result<PushView, EngineError> {
+        e.set_push(Some(p.endpoint)).await
+    }
+}
+
+/// `push.clear`: remove the push endpoint here and at every mailbox.
+#[derive(Debug)]
+pub struct PushClear;
+impl Method for PushClear {
+    const NAME: &'static str = "push.clear";
+    type Params = NoParams;
+    type Output = PushView;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<PushView, EngineError> {
+        e.set_push(None).await
+    }
+}
+
+/// `push.get`: whether a push endpoint is set (its host only) and what each mailbox answered.
+#[derive(Debug)]
+pub struct PushGet;
+impl Method for PushGet {
+    const NAME: &'static str = "push.get";
+    type Params = NoParams;
+    type Output = PushView;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<PushView, EngineError> {
+        e.push().await
     }
 }
 

@@ -26,9 +26,14 @@
 mod actor;
 mod keys;
 mod model;
+pub mod push;
 
-pub use actor::{Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MailboxConfig, ReachConfig};
+pub use actor::{
+    Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig,
+    ReachConfig,
+};
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use kith_net::RelayServerConfig;
 pub use model::*;
+pub use push::PushPolicy;

@@ -41,6 +41,12 @@ pub enum EngineError {
     /// The engine has stopped.
     #[error("the node is shutting down")]
     Stopped,
+    /// A push endpoint that is not a valid http(s) URL.
+    #[error("invalid push endpoint: {0}")]
+    BadEndpoint(String),
+    /// A mailbox refused the push endpoint (or this device is not registered there).
+    #[error("{0}")]
+    PushRefused(String),
 }
 
 impl EngineError {
@@ -126,13 +132,47 @@ pub struct Verification {
     pub theirs: String,
 }
 
-/// A mailbox this device is registered with.
+/// A mailbox this device is registered with, with the quota figures it gave at the last
+/// registration (0 when not known).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MailboxView {
     /// The mailbox's peer id.
     pub peer_id: String,
-    /// How many envelopes it keeps for this device (0 when not known).
+    /// How many envelopes it keeps for this device.
     pub quota: u32,
+    /// How many ciphertext bytes it keeps for this device.
+    #[serde(default)]
+    pub quota_bytes: u64,
+    /// Envelopes it held for this device then.
+    #[serde(default)]
+    pub used_messages: u64,
+    /// Ciphertext bytes it held for this device then.
+    #[serde(default)]
+    pub used_bytes: u64,
+    /// When the figures were given (ms since the epoch; 0 when never).
+    #[serde(default)]
+    pub updated_at: u64,
+}
+
+/// This device's push endpoint and what its mailboxes made of it. The URL itself is not
+/// shown (it holds the push server's token): only its host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PushView {
+    /// Whether an endpoint is set.
+    pub set: bool,
+    /// Its host.
+    pub host: Option<String>,
+    /// Per mailbox, the outcome of the last time the endpoint was sent to it.
+    pub mailboxes: Vec<PushMailboxView>,
+}
+
+/// What one mailbox answered to the push endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PushMailboxView {
+    /// The mailbox's peer id.
+    pub peer_id: String,
+    /// `accepted`, `cleared`, `refused: …`, `unreachable` or `not sent yet`.
+    pub status: String,
 }
 
 /// Connection status of the node.

@@ -31,9 +31,12 @@ pub const MAX_SEALED: usize = MAX_CIPHERTEXT - 512;
 pub const MAX_TOKEN: usize = 256;
 /// Most bodies sealed together in one envelope.
 pub const MAX_BODIES: usize = 256;
+/// Longest push endpoint URL, in bytes.
+pub const MAX_PUSH_ENDPOINT: usize = 1024;
 
-/// A request from one node to another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A request from one node to another. `Debug` is hand-written: it never shows invite tokens
+/// or push endpoints (which carry secrets).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Request {
     /// Ask the device for a one-time key to open an Olm session with it.
@@ -48,6 +51,113 @@ pub enum Request {
         /// An invite token, for mailboxes that require one.
         token: Option<String>,
     },
+    /// Ask a mailbox this device is registered with to wake it through a push endpoint (an
+    /// http(s) URL, UnifiedPush style) when envelopes arrive while it is away; `None` stops
+    /// the wake-ups. Checked by [`check_push_endpoint`].
+    SetPush { endpoint: Option<String> },
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::ClaimPrekey => f.write_str("ClaimPrekey"),
+            Request::Deliver { envelopes } => f
+                .debug_struct("Deliver")
+                .field("envelopes", &envelopes.len())
+                .finish(),
+            Request::Register { token, .. } => f
+                .debug_struct("Register")
+                .field("token", &token.as_ref().map(|_| "<redacted>"))
+                .finish_non_exhaustive(),
+            Request::SetPush { endpoint } => f
+                .debug_struct("SetPush")
+                .field("endpoint", &endpoint.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
+}
+
+/// The parts of a push endpoint a node needs to judge it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PushEndpoint<'a> {
+    /// `https` (otherwise plain `http`).
+    pub https: bool,
+    /// The host as written: a name, an IPv4 address, or an IPv6 address without brackets.
+    pub host: &'a str,
+}
+
+impl std::fmt::Debug for PushEndpoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The host is not secret; the path and query (tokens) are not kept here at all.
+        f.debug_struct("PushEndpoint")
+            .field("https", &self.https)
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+/// Checks the form of a push endpoint: at most [`MAX_PUSH_ENDPOINT`] bytes of printable
+/// ASCII, scheme `http` or `https`, a host, no user info, an optional numeric port. Whether
+/// the host may be contacted (no private addresses) is the mailbox's decision.
+pub fn check_push_endpoint(url: &str) -> Result<PushEndpoint<'_>, DecodeError> {
+    if url.is_empty() || url.len() > MAX_PUSH_ENDPOINT {
+        return Err(DecodeError::Invalid("push endpoint length"));
+    }
+    if !url.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(DecodeError::Invalid("push endpoint characters"));
+    }
+    let lower = |n: usize| url.get(..n).map(str::to_ascii_lowercase);
+    let (https, rest) = if lower(8).as_deref() == Some("https://") {
+        (true, &url[8..])
+    } else if lower(7).as_deref() == Some("http://") {
+        (false, &url[7..])
+    } else {
+        return Err(DecodeError::Invalid("push endpoint scheme"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(DecodeError::Invalid("push endpoint user info"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or(DecodeError::Invalid("push endpoint host"))?;
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(DecodeError::Invalid("push endpoint host"));
+        }
+        match after {
+            "" => (host, None),
+            p => (
+                host,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or(DecodeError::Invalid("push endpoint port"))?,
+                ),
+            ),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b))
+    {
+        return Err(DecodeError::Invalid("push endpoint host"));
+    }
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || p.parse::<u16>().is_err())
+    {
+        return Err(DecodeError::Invalid("push endpoint port"));
+    }
+    Ok(PushEndpoint { https, host })
 }
 
 /// The answer to a [`Request`].
@@ -63,7 +173,21 @@ pub enum Response {
     /// The request was refused as a whole.
     Refused(Refusal),
     /// A mailbox registration was accepted; the mailbox keeps up to this many envelopes.
+    /// (Older mailboxes; newer ones answer [`Response::Registration`].)
     Registered { quota: u32 },
+    /// A mailbox registration was accepted, with the device's quotas and what it uses now.
+    Registration {
+        /// Most envelopes kept for the device.
+        max_messages: u32,
+        /// Most ciphertext bytes kept for the device.
+        max_bytes: u64,
+        /// Envelopes kept for it now.
+        used_messages: u32,
+        /// Ciphertext bytes kept for it now.
+        used_bytes: u64,
+    },
+    /// A mailbox stored (or cleared) the device's push endpoint.
+    PushSet,
 }
 
 /// What became of one delivered envelope.
@@ -105,8 +229,12 @@ pub enum Refusal {
     Invalid,
     /// The receiver's store failed; retry later.
     Internal,
-    /// Not allowed (a wrong or missing mailbox invite token).
+    /// Not allowed (a wrong or missing mailbox invite token; a push endpoint from a device
+    /// that is not registered).
     Unauthorized,
+    /// The mailbox does not send wake-ups to that push endpoint (plain http, or a loopback,
+    /// private or link-local address, unless its operator allows them).
+    EndpointRefused,
 }
 
 /// An Olm message for one device.
@@ -161,6 +289,12 @@ impl Request {
             if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN) {
                 return Err(DecodeError::Invalid("token too long"));
             }
+        }
+        if let Request::SetPush {
+            endpoint: Some(url),
+        } = &req
+        {
+            check_push_endpoint(url)?;
         }
         if let Request::Deliver { envelopes } = &req {
             if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
@@ -332,7 +466,67 @@ mod tests {
         assert!(!format!("{s:?}").contains("secret"));
     }
 
+    fn set_push(url: &str) -> Result<Request, DecodeError> {
+        Request::decode(
+            &Request::SetPush {
+                endpoint: Some(url.into()),
+            }
+            .encode()
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn push_endpoints_are_checked_on_decode() {
+        for ok in [
+            "https://push.example.org/up/abc?token=x",
+            "http://127.0.0.1:8080/x",
+            "HTTPS://[::1]:443/",
+            "https://ntfy.sh",
+        ] {
+            assert!(set_push(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ftp://example.org/x",
+            "https://",
+            "https:///path",
+            "https://user:pw@example.org/",
+            "https://example.org:99999/",
+            "https://example.org:/",
+            "https://exa mple.org/",
+            "https://[::1/",
+            "https://[zz]/",
+            "javascript:alert(1)",
+            "https://example.org/\u{0}",
+        ] {
+            assert!(
+                matches!(set_push(bad), Err(DecodeError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        let long = format!("https://example.org/{}", "a".repeat(MAX_PUSH_ENDPOINT));
+        assert!(matches!(set_push(&long), Err(DecodeError::Invalid(_))));
+        let clear = Request::SetPush { endpoint: None };
+        assert_eq!(Request::decode(&clear.encode().unwrap()).unwrap(), clear);
+    }
+
+    #[test]
+    fn debug_hides_push_endpoints_and_tokens() {
+        let r = Request::SetPush {
+            endpoint: Some("https://push.example.org/up/SECRET".into()),
+        };
+        assert!(!format!("{r:?}").contains("SECRET"));
+        assert!(!format!("{r:?}").contains("example"));
+    }
+
     proptest! {
+        #[test]
+        fn arbitrary_push_endpoints_never_panic(url in "\\PC{0,1100}") {
+            let _ = check_push_endpoint(&url);
+            let _ = set_push(&url);
+        }
+
         #[test]
         fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Request::decode(&bytes);

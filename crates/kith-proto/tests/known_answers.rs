@@ -6,7 +6,9 @@
 
 use kith_proto::codec;
 use kith_proto::contact::ContactCard;
-use kith_proto::wire::{Body, DeliveryResult, Envelope, ReceiptKind, Request, Response, Sealed};
+use kith_proto::wire::{
+    Body, DeliveryResult, Envelope, ReceiptKind, Refusal, Request, Response, Sealed,
+};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -38,6 +40,43 @@ fn response_frame_bytes() {
         results: vec![DeliveryResult::Stored, DeliveryResult::Duplicate],
     };
     assert_eq!(hex(&resp.encode().unwrap()), "0101020001");
+}
+
+#[test]
+fn mailbox_push_and_quota_bytes() {
+    // SetPush is Request variant 3; Some is 01, then the string with its varint length.
+    let req = Request::SetPush {
+        endpoint: Some("https://a.b/c".into()),
+    };
+    let bytes = req.encode().unwrap();
+    assert_eq!(hex(&bytes), "0103010d".to_string() + &hex(b"https://a.b/c"));
+    assert_eq!(Request::decode(&bytes).unwrap(), req);
+    assert_eq!(
+        hex(&Request::SetPush { endpoint: None }.encode().unwrap()),
+        "010300"
+    );
+    // Registration is Response variant 4, PushSet 5; Refused(EndpointRefused) is 02 04.
+    let resp = Response::Registration {
+        max_messages: 10,
+        max_bytes: 300,
+        used_messages: 1,
+        used_bytes: 7,
+    };
+    let bytes = resp.encode().unwrap();
+    assert_eq!(hex(&bytes), "01040afb2c010107");
+    assert_eq!(Response::decode(&bytes).unwrap(), resp);
+    assert_eq!(hex(&Response::PushSet.encode().unwrap()), "0105");
+    assert_eq!(
+        hex(&Response::Refused(Refusal::EndpointRefused)
+            .encode()
+            .unwrap()),
+        "010204"
+    );
+    // The older answer still decodes.
+    assert_eq!(
+        Response::decode(&[1, 3, 10]).unwrap(),
+        Response::Registered { quota: 10 }
+    );
 }
 
 #[test]

@@ -44,6 +44,15 @@ pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("s
 pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("mailbox_users");
 
+/// Mailbox service: ciphertext bytes kept per device (by device key), changed in the same
+/// transaction as the outbox rows they count.
+pub(crate) const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> =
+    TableDefinition::new("mailbox_bytes");
+/// Mailbox service: push endpoints of registered devices (by device key). Secret: never
+/// logged.
+pub(crate) const PUSH_ENDPOINTS: TableDefinition<&[u8; 32], &str> =
+    TableDefinition::new("push_endpoints");
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,10 +131,16 @@ impl Store {
         self.write(|w| {
             w.create_tables()?;
             match w.meta_u32("schema_version")? {
-                Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { found: v }),
-                Some(_) => Ok(()),
-                None => w.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes()),
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { found: v }),
+                Some(_) => {}
+                None => w.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes())?,
             }
+            // Stores written before the byte counter existed: count what is kept, once.
+            if w.meta("mailbox_bytes_counted")?.is_none() {
+                w.recount_mailbox_bytes()?;
+                w.set_meta("mailbox_bytes_counted", &[1])?;
+            }
+            Ok(())
         })
     }
 

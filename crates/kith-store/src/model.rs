@@ -131,3 +131,20 @@ pub struct OutboxItem {
     /// Carried by the envelope of an earlier item (so it has none of its own).
     pub covered: bool,
 }
+
+impl OutboxItem {
+    /// Whether this is an envelope a mailbox keeps for a registered device (it has no
+    /// conversation and no body of ours to seal again).
+    pub fn is_kept_mail(&self) -> bool {
+        self.conversation == [0; 32] && self.body.is_none()
+    }
+
+    /// The ciphertext bytes this item counts against a mailbox's byte quota (0 for the
+    /// node's own messages).
+    pub fn kept_bytes(&self) -> u64 {
+        match &self.sealed {
+            Some(env) if self.is_kept_mail() => env.ciphertext.len() as u64,
+            _ => 0,
+        }
+    }
+}

@@ -186,6 +186,18 @@ macro_rules! reads {
             Ok(t.len()? as usize)
         }
 
+        /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
+        pub fn mailbox_bytes(&self, dev: &[u8; 32]) -> Result<u64, StoreError> {
+            let t = open!(self, MAILBOX_BYTES);
+            Ok(t.get(dev)?.map_or(0, |v| v.value()))
+        }
+
+        /// The push endpoint a device registered with this node's mailbox gave (secret).
+        pub fn push_endpoint(&self, dev: &[u8; 32]) -> Result<Option<String>, StoreError> {
+            let t = open!(self, PUSH_ENDPOINTS);
+            Ok(t.get(dev)?.map(|v| v.value().to_string()))
+        }
+
         /// Devices that have Olm sessions with us (for opening envelopes a mailbox relayed).
         pub fn session_devices(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
             let t = open!(self, SESSIONS);
@@ -274,6 +286,67 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(OUTBOX)?;
         self.txn.open_table(SEEN)?;
         self.txn.open_table(MAILBOX_USERS)?;
+        self.txn.open_table(MAILBOX_BYTES)?;
+        self.txn.open_table(PUSH_ENDPOINTS)?;
+        Ok(())
+    }
+
+    /// Adds `add` and takes `sub` from a device's kept-bytes counter (saturating at 0).
+    fn adjust_kept(&mut self, dev: &[u8; 32], add: u64, sub: u64) -> Result<(), StoreError> {
+        if add == sub {
+            return Ok(());
+        }
+        let now = self
+            .mailbox_bytes(dev)?
+            .saturating_add(add)
+            .saturating_sub(sub);
+        let mut t = open!(self, MAILBOX_BYTES);
+        if now == 0 {
+            t.remove(dev)?;
+        } else {
+            t.insert(dev, now)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes every device's kept-bytes counter from the outbox.
+    pub(crate) fn recount_mailbox_bytes(&mut self) -> Result<(), StoreError> {
+        let mut sums: Vec<([u8; 32], u64)> = Vec::new();
+        for dev in self.outbox_devices()? {
+            let mut n = 0u64;
+            for (_, item) in self.outbox(&dev, usize::MAX)? {
+                n = n.saturating_add(item.kept_bytes());
+            }
+            if n > 0 {
+                sums.push((dev, n));
+            }
+        }
+        let mut t = open!(self, MAILBOX_BYTES);
+        t.retain(|_, _| false)?;
+        for (dev, n) in sums {
+            t.insert(&dev, n)?;
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None` removes) the push endpoint of a device registered with this
+    /// node's mailbox.
+    pub fn set_push_endpoint(
+        &mut self,
+        dev: &[u8; 32],
+        endpoint: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut t = open!(self, PUSH_ENDPOINTS);
+        match endpoint {
+            Some(url) => t.insert(dev, url)?,
+            None => t.remove(dev)?,
+        };
+        Ok(())
+    }
+
+    /// Removes a meta value.
+    pub fn remove_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        open!(self, META).remove(key)?;
         Ok(())
     }
 
@@ -328,10 +401,14 @@ impl<'a> WriteTx<'a> {
             .into_iter()
             .map(|(s, _)| s)
             .collect();
-        let mut t = open!(self, OUTBOX);
-        for s in seqs {
-            t.remove((key, s))?;
+        {
+            let mut t = open!(self, OUTBOX);
+            for s in seqs {
+                t.remove((key, s))?;
+            }
         }
+        open!(self, MAILBOX_BYTES).remove(key)?;
+        open!(self, PUSH_ENDPOINTS).remove(key)?;
         Ok(())
     }
 
@@ -396,13 +473,18 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Appends an item to a device's outbox.
+    /// Kept mail (see [`OutboxItem::kept_bytes`]) is added to the device's byte counter.
     pub fn push_outbox(&mut self, device: &[u8; 32], item: &OutboxItem) -> Result<u64, StoreError> {
-        let mut t = open!(self, OUTBOX);
-        let seq = match t.range((device, 0u64)..=(device, u64::MAX))?.next_back() {
-            Some(row) => row?.0.value().1 + 1,
-            None => 1,
+        let seq = {
+            let mut t = open!(self, OUTBOX);
+            let seq = match t.range((device, 0u64)..=(device, u64::MAX))?.next_back() {
+                Some(row) => row?.0.value().1 + 1,
+                None => 1,
+            };
+            t.insert((device, seq), enc(item)?.as_slice())?;
+            seq
         };
-        t.insert((device, seq), enc(item)?.as_slice())?;
+        self.adjust_kept(device, item.kept_bytes(), 0)?;
         Ok(seq)
     }
 
@@ -413,8 +495,16 @@ impl<'a> WriteTx<'a> {
         seq: u64,
         item: &OutboxItem,
     ) -> Result<(), StoreError> {
-        open!(self, OUTBOX).insert((device, seq), enc(item)?.as_slice())?;
-        Ok(())
+        let mut t = open!(self, OUTBOX);
+        let old = t.insert((device, seq), enc(item)?.as_slice())?;
+        // An update never changes an item's conversation: the node's own messages (with a
+        // conversation) are never kept mail, and need no decoding of the old value here.
+        if item.conversation != [0; 32] {
+            return Ok(());
+        }
+        let old = old.map(|v| dec::<OutboxItem>(v.value())).transpose()?;
+        drop(t);
+        self.adjust_kept(device, item.kept_bytes(), old.map_or(0, |o| o.kept_bytes()))
     }
 
     /// Removes an outbox item, returning it.
@@ -423,11 +513,13 @@ impl<'a> WriteTx<'a> {
         device: &[u8; 32],
         seq: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
-        let mut t = open!(self, OUTBOX);
-        let v = t
+        let v: Option<OutboxItem> = open!(self, OUTBOX)
             .remove((device, seq))?
             .map(|v| dec(v.value()))
             .transpose()?;
+        if let Some(item) = &v {
+            self.adjust_kept(device, 0, item.kept_bytes())?;
+        }
         Ok(v)
     }
 
@@ -538,6 +630,66 @@ mod tests {
             items.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             vec![1, 2]
         );
+    }
+
+    #[test]
+    fn kept_bytes_follow_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.redb");
+        let store = Store::open(&p).unwrap();
+        let kept = |n: usize| OutboxItem {
+            conversation: [0; 32],
+            message_ids: Vec::new(),
+            sealed: Some(kith_proto::wire::Envelope {
+                to_device: [9; 32],
+                kind: 1,
+                ciphertext: vec![7; n],
+            }),
+            body: None,
+            queued_ms: 0,
+            resets: 0,
+            covers: 1,
+            covered: false,
+        };
+        let mut own = kept(50);
+        own.conversation = [4; 32];
+        own.body = Some(vec![1]);
+        let dev = [3u8; 32];
+        store
+            .write(|w| {
+                w.push_outbox(&dev, &kept(100))?;
+                let s2 = w.push_outbox(&dev, &kept(30))?;
+                w.push_outbox(&dev, &own)?;
+                assert_eq!(w.mailbox_bytes(&dev)?, 130);
+                w.take_outbox(&dev, s2)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.read(|r| r.mailbox_bytes(&dev)).unwrap(), 100);
+        // A failed transaction leaves the counter as it was.
+        let _ = store.write(|w| {
+            w.push_outbox(&dev, &kept(1000))?;
+            Err::<(), _>(StoreError::Io("injected".into()))
+        });
+        drop(store);
+        let store = Store::open(&p).unwrap();
+        assert_eq!(store.read(|r| r.mailbox_bytes(&dev)).unwrap(), 100);
+        store
+            .write(|w| {
+                w.recount_mailbox_bytes()?;
+                assert_eq!(w.mailbox_bytes(&dev)?, 100);
+                // Re-sealing (a session reset) clears a kept envelope: it no longer counts.
+                let (seq, mut item) = w.outbox(&dev, 1)?.remove(0);
+                item.sealed = None;
+                w.update_outbox(&dev, seq, &item)?;
+                assert_eq!(w.mailbox_bytes(&dev)?, 0);
+                w.update_outbox(&dev, seq, &kept(40))?;
+                assert_eq!(w.mailbox_bytes(&dev)?, 40);
+                w.remove_device(&dev)?;
+                assert_eq!(w.mailbox_bytes(&dev)?, 0);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

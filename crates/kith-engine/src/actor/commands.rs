@@ -16,6 +16,7 @@ impl State {
             return Ok(Response::Refused(Refusal::Invalid));
         };
         let quota = cfg.quota;
+        let max_bytes = cfg.max_bytes;
         let max_devices = cfg.max_devices;
         if let Some(tokens) = &cfg.tokens
             && !token.as_ref().is_some_and(|t| tokens.contains(t))
@@ -53,15 +54,53 @@ impl State {
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;
-        // Hand over whatever is waiting for it.
+        // Hand over whatever is waiting for it (now that it registered on this connection).
+        if self.registered_here.len() < 65_536 {
+            self.registered_here.insert(peer);
+        }
         if let Some(p) = self.peers.get_mut(&dev) {
             p.next_try = None;
             p.failures = 0;
         }
         after.push(After::Pump(dev));
-        Ok(Response::Registered {
-            quota: quota.min(u32::MAX as usize) as u32,
+        Ok(Response::Registration {
+            max_messages: quota.min(u32::MAX as usize) as u32,
+            max_bytes,
+            used_messages: w.outbox_len(&dev)?.min(u32::MAX as usize) as u32,
+            used_bytes: w.mailbox_bytes(&dev)?,
         })
+    }
+
+    /// A device registered here sets (or clears) the endpoint its wake-ups go to.
+    pub(super) fn set_push(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        endpoint: Option<String>,
+    ) -> Result<Response, StoreError> {
+        let Some(cfg) = &self.mailbox else {
+            return Ok(Response::Refused(Refusal::Invalid));
+        };
+        let policy = cfg.push;
+        // Only a registered device, known by the connection's peer id, may set its own.
+        let dev = device_key(&peer.to_bytes());
+        let registered = match w.device(&dev)?.and_then(|d| d.cert) {
+            Some(cert) => w.mailbox_user(&cert.curve25519)? == Some(dev),
+            None => false,
+        };
+        if !registered {
+            return Ok(Response::Refused(Refusal::Unauthorized));
+        }
+        if let Some(url) = &endpoint
+            && let Err(e) = check_endpoint(url, policy)
+        {
+            debug!(%peer, host = %log_host(url), error = %e, "refused a push endpoint");
+            return Ok(Response::Refused(Refusal::EndpointRefused));
+        }
+        w.set_push_endpoint(&dev, endpoint.as_deref())?;
+        // A new endpoint may be woken at once.
+        self.wakes.remove(&dev);
+        Ok(Response::PushSet)
     }
 
     pub(super) fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {

@@ -67,7 +67,7 @@ impl State {
         env: Envelope,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, StoreError> {
-        let Some(quota) = self.mailbox.as_ref().map(|m| m.quota) else {
+        let Some((quota, max_bytes)) = self.mailbox.as_ref().map(|m| (m.quota, m.max_bytes)) else {
             after.push(After::Net(NetCommand::Penalize {
                 peer,
                 reason: "envelope for another device",
@@ -82,7 +82,8 @@ impl State {
             }));
             return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
         };
-        if w.outbox_len(&dev)? >= quota {
+        let size = env.ciphertext.len() as u64;
+        if w.outbox_len(&dev)? >= quota || w.mailbox_bytes(&dev)?.saturating_add(size) > max_bytes {
             return Ok(DeliveryResult::Rejected(RejectReason::MailboxFull));
         }
         w.push_outbox(
@@ -99,6 +100,18 @@ impl State {
             },
         )?;
         after.push(After::Pump(dev));
+        // Wake the device if it is away and gave an endpoint (queued after the commit).
+        if self
+            .wakes
+            .get(&dev)
+            .is_none_or(|t| t.elapsed() >= WAKE_EVERY)
+            && let Some(url) = w.push_endpoint(&dev)?
+            && let Some(d) = w.device(&dev)?
+            && !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
+            && self.may_wake(dev)
+        {
+            after.push(After::Wake(url));
+        }
         Ok(DeliveryResult::Accepted)
     }
 

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::keys::KeyFile;
 use crate::model::*;
+use crate::push::{PushPolicy, WAKE_EVERY, Waker, check_endpoint, log_host};
 
 /// Capacity of the command channel (API → engine).
 pub const COMMAND_QUEUE: usize = 1024;
@@ -62,6 +63,10 @@ const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
 /// Most envelopes a mailbox keeps for one registered device, by default.
 pub const MAILBOX_QUOTA: usize = 10_000;
+/// Most ciphertext bytes a mailbox keeps for one registered device, by default (256 MiB).
+pub const MAILBOX_QUOTA_BYTES: u64 = 256 << 20;
+/// Most devices whose last wake-up time a mailbox remembers (for the rate limit).
+const MAX_WAKE_ENTRIES: usize = 65_536;
 /// Most devices a mailbox serves at once, by default.
 pub const MAILBOX_MAX_DEVICES: usize = 100_000;
 /// Most devices tried when opening an envelope a mailbox relayed.
@@ -118,6 +123,10 @@ pub struct MailboxConfig {
     pub tokens: Option<Vec<String>>,
     /// Most devices registered at once; more are refused as busy.
     pub max_devices: usize,
+    /// Most ciphertext bytes kept per registered device.
+    pub max_bytes: u64,
+    /// Which push endpoints wake-ups may go to.
+    pub push: PushPolicy,
 }
 
 impl Default for MailboxConfig {
@@ -127,6 +136,8 @@ impl Default for MailboxConfig {
             quota: MAILBOX_QUOTA,
             tokens: None,
             max_devices: MAILBOX_MAX_DEVICES,
+            max_bytes: MAILBOX_QUOTA_BYTES,
+            push: PushPolicy::default(),
         }
     }
 }
@@ -170,6 +181,11 @@ enum Cmd {
         reply: Reply<MailboxView>,
     },
     Mailboxes(Reply<Vec<MailboxView>>),
+    SetPush {
+        endpoint: Option<String>,
+        reply: Reply<PushView>,
+    },
+    Push(Reply<PushView>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -268,6 +284,17 @@ impl EngineHandle {
         call!(self, Mailboxes)
     }
 
+    /// Sets (or with `None` clears) this device's push endpoint, stores it, and sends it to
+    /// every mailbox; answers once each mailbox answered (or failed to).
+    pub async fn set_push(&self, endpoint: Option<String>) -> Result<PushView, EngineError> {
+        call!(self, SetPush { endpoint })
+    }
+
+    /// This device's push endpoint (its host) and what the mailboxes made of it.
+    pub async fn push(&self) -> Result<PushView, EngineError> {
+        call!(self, Push)
+    }
+
     /// A stream of events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -306,6 +333,12 @@ enum After {
     Register(MailboxRef, Option<String>, Option<Reply<MailboxView>>),
     /// Publish the user record now and answer when a DHT peer stored it.
     Publish(PublishReply),
+    /// Queue a push wake-up to this endpoint (a mailbox, after the deposit committed).
+    Wake(String),
+    /// The push endpoint changed: keep it, send it to every mailbox, answer when they did.
+    PushAll(Option<String>, Reply<PushView>),
+    /// Send the push endpoint to one mailbox (after a registration).
+    SendPush(MailboxRef),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -333,6 +366,28 @@ enum Pending {
     Claim {
         dev: [u8; 32],
     },
+    /// The push endpoint sent to one of our mailboxes (with a caller waiting, if any).
+    SetPush {
+        mailbox: Vec<u8>,
+        wait: Option<u64>,
+    },
+}
+
+/// A caller waiting for every mailbox to answer a push endpoint change.
+struct PushWait {
+    reply: Reply<PushView>,
+    waiting: usize,
+    refused: Vec<String>,
+}
+
+/// Quota figures a mailbox gave at the last registration.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct MailboxUsage {
+    max_messages: u32,
+    max_bytes: u64,
+    used_messages: u64,
+    used_bytes: u64,
+    at_ms: u64,
 }
 
 #[derive(Default)]
@@ -383,6 +438,20 @@ struct State {
     last_keepalive: Instant,
     /// Callers waiting for a tagged record publication.
     publishing: HashMap<u64, PublishReply>,
+    /// This device's push endpoint (secret: never logged).
+    push_endpoint: Option<String>,
+    /// What each of our mailboxes answered to it last, by mailbox peer id.
+    push_status: HashMap<Vec<u8>, String>,
+    /// Callers waiting for mailboxes to answer a push endpoint change.
+    push_waits: HashMap<u64, PushWait>,
+    /// Quota figures of our mailboxes, by mailbox peer id.
+    mailbox_usage: HashMap<Vec<u8>, MailboxUsage>,
+    /// As a mailbox: sends wake-ups.
+    waker: Option<Waker>,
+    /// As a mailbox: when each device was last woken.
+    wakes: HashMap<[u8; 32], Instant>,
+    /// As a mailbox: devices that registered on their current connection.
+    registered_here: HashSet<PeerId>,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
@@ -432,6 +501,25 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .collect();
+        let push_endpoint = store
+            .read(|r| r.meta("push_endpoint"))
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        let mailbox_usage: HashMap<Vec<u8>, MailboxUsage> = store
+            .read(|r| r.meta("mailbox_usage"))
+            .ok()
+            .flatten()
+            .and_then(|b| {
+                kith_proto::codec::decode::<Vec<(Vec<u8>, MailboxUsage)>>(&b, 16 * 1024).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let waker = match &cfg.mailbox {
+            Some(m) => Some(Waker::spawn(m.push).map_err(internal)?),
+            None => None,
+        };
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let engine = Engine {
@@ -460,6 +548,13 @@ impl Engine {
                 record_dirty: true,
                 last_keepalive: Instant::now(),
                 publishing: HashMap::new(),
+                push_endpoint,
+                push_status: HashMap::new(),
+                push_waits: HashMap::new(),
+                mailbox_usage,
+                waker,
+                wakes: HashMap::new(),
+                registered_here: HashSet::new(),
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
@@ -682,6 +777,7 @@ impl Engine {
                     | Cmd::History { .. }
                     | Cmd::Verify { .. }
                     | Cmd::Mailboxes(_)
+                    | Cmd::Push(_)
                     | Cmd::Status(_)),
                 ) => after.push(After::Read(c)),
                 Work::Net(ev) => {
@@ -782,7 +878,75 @@ impl Engine {
                     let _ = tx.send(Ok(view));
                 }
             }
-            After::Net(_) | After::Event(_) => {}
+            After::Wake(url) if ok => {
+                if let Some(w) = &self.st.waker {
+                    w.wake(url);
+                }
+            }
+            After::PushAll(_, reply) if !ok => {
+                let _ = reply.send(Err(EngineError::Internal(
+                    "the store could not commit".into(),
+                )));
+            }
+            After::PushAll(endpoint, reply) => {
+                self.st.push_endpoint = endpoint;
+                self.st.push_status.clear();
+                let mailboxes = self.st.my_mailboxes.clone();
+                if mailboxes.is_empty() {
+                    let _ = reply.send(Ok(self.st.push_view()));
+                    return;
+                }
+                let wait = self.st.tag();
+                if self.st.push_waits.len() >= 64 {
+                    self.st.push_waits.clear();
+                }
+                self.st.push_waits.insert(
+                    wait,
+                    PushWait {
+                        reply,
+                        waiting: mailboxes.len(),
+                        refused: Vec::new(),
+                    },
+                );
+                for m in mailboxes {
+                    self.send_push(m, Some(wait));
+                }
+            }
+            After::SendPush(m) if ok => self.send_push(m, None),
+            After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}
+        }
+    }
+
+    /// Sends the push endpoint (or its removal) to one of our mailboxes.
+    fn send_push(&mut self, mailbox: MailboxRef, wait: Option<u64>) {
+        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
+            self.st
+                .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
+            return;
+        };
+        let tag = self.st.tag();
+        let req = NetCommand::Request {
+            tag,
+            peer,
+            addrs: decode_addrs(&mailbox.addrs),
+            req: Request::SetPush {
+                endpoint: self.st.push_endpoint.clone(),
+            },
+        };
+        match self.st.net.send(req) {
+            Ok(()) => {
+                self.st.pending.insert(
+                    tag,
+                    Pending::SetPush {
+                        mailbox: mailbox.peer_id,
+                        wait,
+                    },
+                );
+            }
+            Err(_) => {
+                self.st
+                    .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
+            }
         }
     }
 
@@ -842,6 +1006,7 @@ impl Engine {
             }
             NetEvent::Disconnected { peer } => {
                 self.st.connected.remove(&peer);
+                self.st.registered_here.remove(&peer);
                 None
             }
             NetEvent::Response {
@@ -853,6 +1018,11 @@ impl Engine {
                     Some(Pending::Deliver { dev, .. } | Pending::Claim { dev }) => {
                         debug!(%peer, %error, "request failed");
                         self.failed(dev);
+                    }
+                    Some(Pending::SetPush { mailbox, wait }) => {
+                        debug!(%peer, %error, "cannot send the push endpoint to a mailbox");
+                        self.st
+                            .push_result(&mailbox, wait, "unreachable".into(), None);
                     }
                     Some(Pending::Register { reply, .. }) => {
                         warn!(%peer, %error, "mailbox registration failed");
@@ -974,6 +1144,18 @@ impl Engine {
             self.st.peers.remove(&dev);
             return;
         };
+        // A mailbox hands kept mail only to a device that registered on its current
+        // connection (it does on every connection): its registration answer then tells what
+        // was kept, and offline devices are not dialled (they come to the mailbox).
+        if self.st.mailbox.is_some()
+            && items.first().is_some_and(|(_, it)| it.is_kept_mail())
+            && !self.st.registered_here.contains(&peer)
+        {
+            if let Some(p) = self.st.peers.get_mut(&dev) {
+                p.next_try = Some(Instant::now() + MAX_BACKOFF);
+            }
+            return;
+        }
         let failures = self.st.peers.get(&dev).map_or(0, |p| p.failures);
         // A device that did not answer twice is likely offline: hand its envelopes to one of
         // its mailboxes (a different one on each failure) until it is back.
@@ -1195,13 +1377,14 @@ impl Engine {
                     .st
                     .my_mailboxes
                     .iter()
-                    .map(|m| MailboxView {
-                        peer_id: PeerId::from_bytes(&m.peer_id)
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        quota: 0,
-                    })
+                    .map(|m| self.st.mailbox_view(&m.peer_id))
                     .collect()));
+            }
+            Cmd::Push(reply) => {
+                let _ = reply.send(Ok(self.st.push_view()));
+            }
+            Cmd::SetPush { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
             }
             Cmd::MarkRead { reply, .. } => {
                 let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
@@ -1371,6 +1554,117 @@ impl State {
         self.next_tag
     }
 
+    fn mailbox_view(&self, peer_id: &[u8]) -> MailboxView {
+        let u = self.mailbox_usage.get(peer_id).copied().unwrap_or_default();
+        MailboxView {
+            peer_id: PeerId::from_bytes(peer_id)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            quota: u.max_messages,
+            quota_bytes: u.max_bytes,
+            used_messages: u.used_messages,
+            used_bytes: u.used_bytes,
+            updated_at: u.at_ms,
+        }
+    }
+
+    fn push_view(&self) -> PushView {
+        PushView {
+            set: self.push_endpoint.is_some(),
+            host: self.push_endpoint.as_deref().map(log_host),
+            mailboxes: self
+                .my_mailboxes
+                .iter()
+                .map(|m| PushMailboxView {
+                    peer_id: PeerId::from_bytes(&m.peer_id)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    status: self
+                        .push_status
+                        .get(&m.peer_id)
+                        .cloned()
+                        .unwrap_or_else(|| "not sent yet".into()),
+                })
+                .collect(),
+        }
+    }
+
+    /// One mailbox answered a push endpoint change (or could not be reached); `refused`
+    /// carries the reason it refused, if it did.
+    fn push_result(
+        &mut self,
+        mailbox: &[u8],
+        wait: Option<u64>,
+        status: String,
+        refused: Option<String>,
+    ) {
+        if self.my_mailboxes.iter().any(|m| m.peer_id == mailbox) {
+            self.push_status.insert(mailbox.to_vec(), status);
+        }
+        let Some(id) = wait else { return };
+        let Some(w) = self.push_waits.get_mut(&id) else {
+            return;
+        };
+        w.waiting = w.waiting.saturating_sub(1);
+        if let Some(r) = refused {
+            let who = PeerId::from_bytes(mailbox)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            w.refused.push(format!("mailbox {who} {r}"));
+        }
+        if w.waiting == 0
+            && let Some(w) = self.push_waits.remove(&id)
+        {
+            let r = if w.refused.is_empty() {
+                Ok(self.push_view())
+            } else {
+                Err(EngineError::PushRefused(w.refused.join("; ")))
+            };
+            let _ = w.reply.send(r);
+        }
+    }
+
+    /// Stores the quota figures a mailbox gave at registration.
+    fn save_usage(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        mailbox: &[u8],
+        u: MailboxUsage,
+    ) -> Result<(), StoreError> {
+        self.mailbox_usage.insert(mailbox.to_vec(), u);
+        let mine: HashSet<&Vec<u8>> = self.my_mailboxes.iter().map(|m| &m.peer_id).collect();
+        self.mailbox_usage
+            .retain(|k, _| mine.contains(k) || k.as_slice() == mailbox);
+        let list: Vec<(Vec<u8>, MailboxUsage)> = self
+            .mailbox_usage
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let bytes =
+            kith_proto::codec::encode(&list).map_err(|e| StoreError::Encode(e.to_string()))?;
+        w.set_meta("mailbox_usage", &bytes)
+    }
+
+    /// As a mailbox: whether a device may be woken now (at most once per [`WAKE_EVERY`]);
+    /// records the wake-up if so.
+    fn may_wake(&mut self, dev: [u8; 32]) -> bool {
+        let now = Instant::now();
+        if let Some(t) = self.wakes.get(&dev)
+            && now.duration_since(*t) < WAKE_EVERY
+        {
+            return false;
+        }
+        if self.wakes.len() >= MAX_WAKE_ENTRIES {
+            self.wakes
+                .retain(|_, t| now.duration_since(*t) < WAKE_EVERY);
+            if self.wakes.len() >= MAX_WAKE_ENTRIES {
+                return false;
+            }
+        }
+        self.wakes.insert(dev, now);
+        true
+    }
+
     /// Listen addresses worth telling others: no unspecified ones, and loopback only when
     /// there is nothing else.
     fn advertised_addrs(&self) -> Vec<Multiaddr> {
@@ -1504,6 +1798,22 @@ impl State {
                     let _ = tx.send(Err(EngineError::BadCode(e.to_string())));
                 }
             },
+            Work::Cmd(Cmd::SetPush {
+                endpoint,
+                reply: tx,
+            }) => {
+                if let Some(url) = &endpoint
+                    && let Err(e) = kith_proto::wire::check_push_endpoint(url)
+                {
+                    let _ = tx.send(Err(EngineError::BadEndpoint(e.to_string())));
+                    return Ok(());
+                }
+                match &endpoint {
+                    Some(url) => w.set_meta("push_endpoint", url.as_bytes())?,
+                    None => w.remove_meta("push_endpoint")?,
+                }
+                after.push(After::PushAll(endpoint, tx));
+            }
             Work::Cmd(other) => after.push(After::Read(other)),
             Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
                 Request::ClaimPrekey => {
@@ -1522,6 +1832,10 @@ impl State {
                 }
                 Request::Register { cert, token } => {
                     let resp = self.register(w, peer, cert, token, after)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::SetPush { endpoint } => {
+                    let resp = self.set_push(w, peer, endpoint)?;
                     after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {

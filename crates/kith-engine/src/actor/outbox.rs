@@ -213,14 +213,54 @@ impl State {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);
             }
+            (Pending::SetPush { mailbox, wait }, resp) => {
+                let (status, refused) = match resp {
+                    Response::PushSet if self.push_endpoint.is_some() => ("accepted".into(), None),
+                    Response::PushSet => ("cleared".into(), None),
+                    Response::Refused(Refusal::EndpointRefused) => (
+                        "refused: not an allowed endpoint".into(),
+                        Some(
+                            "refuses this endpoint (it allows no plain http and no \
+                             loopback, private or link-local addresses)"
+                                .to_string(),
+                        ),
+                    ),
+                    Response::Refused(Refusal::Unauthorized) => (
+                        "refused: not registered".into(),
+                        Some("does not know this device (register again)".to_string()),
+                    ),
+                    _ => ("refused".into(), Some("refused the endpoint".to_string())),
+                };
+                self.push_result(&mailbox, wait, status, refused);
+            }
             (
                 Pending::Register {
                     mailbox,
                     token,
                     reply,
                 },
-                Response::Registered { quota },
+                resp @ (Response::Registered { .. } | Response::Registration { .. }),
             ) => {
+                let usage = match resp {
+                    Response::Registration {
+                        max_messages,
+                        max_bytes,
+                        used_messages,
+                        used_bytes,
+                    } => MailboxUsage {
+                        max_messages,
+                        max_bytes,
+                        used_messages: used_messages.into(),
+                        used_bytes,
+                        at_ms: now_ms(),
+                    },
+                    Response::Registered { quota } => MailboxUsage {
+                        max_messages: quota,
+                        at_ms: now_ms(),
+                        ..Default::default()
+                    },
+                    _ => MailboxUsage::default(),
+                };
                 if let Some(t) = token
                     && self.mailbox_tokens.get(&mailbox.peer_id) != Some(&t)
                 {
@@ -234,12 +274,10 @@ impl State {
                         .map_err(|e| StoreError::Encode(e.to_string()))?;
                     w.set_meta("mailbox_tokens", &bytes)?;
                 }
-                let view = MailboxView {
-                    peer_id: PeerId::from_bytes(&mailbox.peer_id)
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    quota,
-                };
+                if self.push_endpoint.is_some() {
+                    after.push(After::SendPush(mailbox.clone()));
+                }
+                let mailbox_id = mailbox.peer_id.clone();
                 if !self
                     .my_mailboxes
                     .iter()
@@ -253,8 +291,10 @@ impl State {
                         .map_err(|e| StoreError::Encode(e.to_string()))?;
                     w.set_meta("mailboxes", &bytes)?;
                     self.record_dirty = true;
-                    info!(mailbox = %view.peer_id, "registered with a mailbox");
+                    info!(mailbox = %self.mailbox_view(&mailbox_id).peer_id, "registered with a mailbox");
                 }
+                self.save_usage(w, &mailbox_id, usage)?;
+                let view = self.mailbox_view(&mailbox_id);
                 if let Some(tx) = reply {
                     after.push(After::Publish((tx, view)));
                 }
@@ -278,7 +318,7 @@ impl State {
             (p, other) => {
                 let dev = match p {
                     Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
-                    Pending::Register { .. } => return Ok(()),
+                    Pending::Register { .. } | Pending::SetPush { .. } => return Ok(()),
                 };
                 if !matches!(other, Response::Refused(_)) {
                     after.push(After::Net(NetCommand::Penalize {
