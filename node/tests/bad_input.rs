@@ -792,6 +792,8 @@ fn a_stranger_cannot_register_as_someone_else_nor_leave_mail_for_strangers() {
     b.start();
     let got = b.wait_received("Alice", 2, W);
     assert_eq!(got[1]["text"], "for Bob only");
+}
+
 /// A push endpoint is only taken from a device registered with the mailbox (known by the
 /// connection's peer id); malformed ones are refused as invalid frames.
 #[test]
