@@ -112,7 +112,6 @@ async fn send(c: &mut Client, text: String) -> String {
     .id
 }
 
-
 async fn wait_delivered(watch: &mut Client, id: &str) {
     loop {
         let ev = watch.next_event().await.unwrap().expect("daemon stopped");

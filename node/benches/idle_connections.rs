@@ -127,10 +127,7 @@ async fn idle_peer(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut s = swarm(Keypair::generate_ed25519(), |k| Idle {
-        identify: identify::Behaviour::new(identify::Config::new(
-            "/kith/1.0.0".into(),
-            k.public(),
-        )),
+        identify: identify::Behaviour::new(identify::Config::new("/kith/1.0.0".into(), k.public())),
         ping: ping::Behaviour::default(),
     });
     if dial(&mut s, node, &addr).await.is_err() {

@@ -43,6 +43,9 @@ pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("s
 /// Mailbox service: devices registered here, by Curve25519 key → their device key.
 pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("mailbox_users");
+/// How many items each device's outbox holds (by device key), changed in the same
+/// transaction as the outbox rows it counts, so a mailbox checks its quota without counting.
+pub(crate) const OUTBOX_LEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_len");
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -122,10 +125,16 @@ impl Store {
         self.write(|w| {
             w.create_tables()?;
             match w.meta_u32("schema_version")? {
-                Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew { found: v }),
-                Some(_) => Ok(()),
-                None => w.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes()),
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { found: v }),
+                Some(_) => {}
+                None => w.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes())?,
             }
+            // Stores written before the outbox counter existed: count the outbox, once.
+            if w.meta("outbox_len_counted")?.is_none() {
+                w.recount_outbox()?;
+                w.set_meta("outbox_len_counted", &[1])?;
+            }
+            Ok(())
         })
     }
 

@@ -145,15 +145,11 @@ macro_rules! reads {
             t.get((device, seq))?.map(|v| dec(v.value())).transpose()
         }
 
-        /// How many items wait in a device's outbox (counts keys; decodes nothing).
+        /// How many items wait in a device's outbox (a counter kept with the outbox: one
+        /// lookup, however long the outbox is).
         pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
-            let t = open!(self, OUTBOX);
-            let mut n = 0;
-            for row in t.range((device, 0u64)..=(device, u64::MAX))? {
-                row?;
-                n += 1;
-            }
-            Ok(n)
+            let t = open!(self, OUTBOX_LEN);
+            Ok(t.get(device)?.map_or(0, |v| v.value()) as usize)
         }
 
         /// The devices that have anything in the outbox.
@@ -274,6 +270,38 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(OUTBOX)?;
         self.txn.open_table(SEEN)?;
         self.txn.open_table(MAILBOX_USERS)?;
+        self.txn.open_table(OUTBOX_LEN)?;
+        Ok(())
+    }
+
+    /// Adds one to (`up`) or takes one from a device's outbox counter.
+    fn count_outbox(&mut self, device: &[u8; 32], up: bool) -> Result<(), StoreError> {
+        let n = self.outbox_len(device)? as u64;
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        let mut t = open!(self, OUTBOX_LEN);
+        if n == 0 {
+            t.remove(device)?;
+        } else {
+            t.insert(device, n)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes every device's outbox counter by counting the outbox.
+    pub(crate) fn recount_outbox(&mut self) -> Result<(), StoreError> {
+        let mut counts: Vec<([u8; 32], u64)> = Vec::new();
+        for row in open!(self, OUTBOX).iter()? {
+            let dev = *row?.0.value().0;
+            match counts.last_mut() {
+                Some((d, n)) if *d == dev => *n += 1,
+                _ => counts.push((dev, 1)),
+            }
+        }
+        let mut t = open!(self, OUTBOX_LEN);
+        t.retain(|_, _| false)?;
+        for (dev, n) in counts {
+            t.insert(&dev, n)?;
+        }
         Ok(())
     }
 
@@ -332,6 +360,7 @@ impl<'a> WriteTx<'a> {
         for s in seqs {
             t.remove((key, s))?;
         }
+        open!(self, OUTBOX_LEN).remove(key)?;
         Ok(())
     }
 
@@ -403,6 +432,8 @@ impl<'a> WriteTx<'a> {
             None => 1,
         };
         t.insert((device, seq), enc(item)?.as_slice())?;
+        drop(t);
+        self.count_outbox(device, true)?;
         Ok(seq)
     }
 
@@ -413,7 +444,12 @@ impl<'a> WriteTx<'a> {
         seq: u64,
         item: &OutboxItem,
     ) -> Result<(), StoreError> {
-        open!(self, OUTBOX).insert((device, seq), enc(item)?.as_slice())?;
+        let new = open!(self, OUTBOX)
+            .insert((device, seq), enc(item)?.as_slice())?
+            .is_none();
+        if new {
+            self.count_outbox(device, true)?;
+        }
         Ok(())
     }
 
@@ -423,11 +459,13 @@ impl<'a> WriteTx<'a> {
         device: &[u8; 32],
         seq: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
-        let mut t = open!(self, OUTBOX);
-        let v = t
+        let v: Option<OutboxItem> = open!(self, OUTBOX)
             .remove((device, seq))?
             .map(|v| dec(v.value()))
             .transpose()?;
+        if v.is_some() {
+            self.count_outbox(device, false)?;
+        }
         Ok(v)
     }
 
@@ -538,6 +576,62 @@ mod tests {
             items.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             vec![1, 2]
         );
+    }
+
+    #[test]
+    fn outbox_len_follows_the_outbox_and_is_recounted_for_older_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        let item = OutboxItem {
+            conversation: [0; 32],
+            message_ids: vec![],
+            sealed: None,
+            body: Some(vec![1]),
+            queued_ms: 0,
+            resets: 0,
+            covers: 0,
+            covered: false,
+        };
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let lens = |store: &Store| {
+            store
+                .read(|r| Ok([r.outbox_len(&a)?, r.outbox_len(&b)?, r.outbox_len(&c)?]))
+                .unwrap()
+        };
+        store
+            .write(|w| {
+                for _ in 0..3 {
+                    w.push_outbox(&a, &item)?;
+                }
+                w.push_outbox(&b, &item)?;
+                w.push_outbox(&c, &item)?;
+                w.push_outbox(&c, &item)?;
+                assert!(w.take_outbox(&a, 2)?.is_some());
+                assert!(w.take_outbox(&a, 2)?.is_none());
+                w.update_outbox(&a, 3, &item)?;
+                w.remove_device(&b)?;
+                w.take_outbox(&c, 1)?;
+                w.take_outbox(&c, 2)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lens(&store), [2, 0, 0]);
+        assert_eq!(store.read(|r| r.outbox(&a, 10)).unwrap().len(), 2);
+
+        // A store from before the counter: no counts, no mark. Opening it counts once.
+        store
+            .write(|w| {
+                w.push_outbox(&c, &item)?;
+                w.txn.open_table(OUTBOX_LEN)?.retain(|_, _| false)?;
+                w.txn.open_table(META)?.remove("outbox_len_counted")?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lens(&store), [0, 0, 0]);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(lens(&store), [2, 0, 1]);
     }
 
     #[test]

@@ -158,9 +158,10 @@ impl MsgPeer {
         loop {
             let ev = self.swarm.select_next_some().await;
             let SwarmEvent::Behaviour(Event::Message {
-                message: Message::Request {
-                    request, channel, ..
-                },
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
                 ..
             }) = ev
             else {
@@ -190,11 +191,8 @@ pub struct Recipient {
 impl Default for Recipient {
     fn default() -> Self {
         let key = Keypair::generate_ed25519();
-        let device = Device::generate(
-            &Identity::generate(),
-            key.public().to_peer_id().to_bytes(),
-        )
-        .expect("device");
+        let device = Device::generate(&Identity::generate(), key.public().to_peer_id().to_bytes())
+            .expect("device");
         Self {
             key,
             cert: device.cert().clone(),
