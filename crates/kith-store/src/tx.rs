@@ -546,11 +546,8 @@ mod tests {
         assert!(store.read(|r| r.history(&conv, 10)).unwrap().is_empty());
     }
 
-    #[test]
-    fn outbox_devices_and_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        let item = OutboxItem {
+    fn item() -> OutboxItem {
+        OutboxItem {
             conversation: [0; 32],
             message_ids: vec![1],
             sealed: None,
@@ -559,7 +556,14 @@ mod tests {
             resets: 0,
             covers: 0,
             covered: false,
-        };
+        }
+    }
+
+    #[test]
+    fn outbox_devices_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let item = item();
         store
             .write(|w| {
                 w.push_outbox(&[3; 32], &item)?;
@@ -583,16 +587,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = Store::open(&path).unwrap();
-        let item = OutboxItem {
-            conversation: [0; 32],
-            message_ids: vec![],
-            sealed: None,
-            body: Some(vec![1]),
-            queued_ms: 0,
-            resets: 0,
-            covers: 0,
-            covered: false,
-        };
+        let item = item();
         let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
         let lens = |store: &Store| {
             store
