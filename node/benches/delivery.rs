@@ -112,10 +112,6 @@ async fn send(c: &mut Client, text: String) -> String {
     .id
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 async fn wait_delivered(watch: &mut Client, id: &str) {
     loop {
         let ev = watch.next_event().await.unwrap().expect("daemon stopped");

@@ -14,7 +14,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kith_api::Client;
 use kith_api::methods::{self, AddContactParams, AddMailboxParams, HistoryParams, NoParams};
@@ -96,16 +96,4 @@ async fn main() {
          start (startup included); its last 10000 messages: {got}",
         drained.as_secs_f64()
     );
-}
-
-/// Waits until the node behind `c` has nothing left to deliver.
-async fn outbox_empty(c: &mut Client) {
-    let start = Instant::now();
-    while c.call::<methods::Status>(NoParams {}).await.unwrap().outbox > 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "benchmark stalled"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -43,6 +43,9 @@ pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("s
 /// Mailbox service: devices registered here, by Curve25519 key → their device key.
 pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("mailbox_users");
+/// How many items each device's outbox holds (by device key), changed in the same
+/// transaction as the outbox rows it counts, so a mailbox checks its quota without counting.
+pub(crate) const OUTBOX_LEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_len");
 
 /// Mailbox service: ciphertext bytes kept per device (by device key), changed in the same
 /// transaction as the outbox rows they count.
@@ -139,6 +142,11 @@ impl Store {
             if w.meta("mailbox_bytes_counted")?.is_none() {
                 w.recount_mailbox_bytes()?;
                 w.set_meta("mailbox_bytes_counted", &[1])?;
+            }
+            // Stores written before the outbox counter existed: count the outbox, once.
+            if w.meta("outbox_len_counted")?.is_none() {
+                w.recount_outbox()?;
+                w.set_meta("outbox_len_counted", &[1])?;
             }
             Ok(())
         })

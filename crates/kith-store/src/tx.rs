@@ -145,15 +145,11 @@ macro_rules! reads {
             t.get((device, seq))?.map(|v| dec(v.value())).transpose()
         }
 
-        /// How many items wait in a device's outbox (counts keys; decodes nothing).
+        /// How many items wait in a device's outbox (a counter kept with the outbox: one
+        /// lookup, however long the outbox is).
         pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
-            let t = open!(self, OUTBOX);
-            let mut n = 0;
-            for row in t.range((device, 0u64)..=(device, u64::MAX))? {
-                row?;
-                n += 1;
-            }
-            Ok(n)
+            let t = open!(self, OUTBOX_LEN);
+            Ok(t.get(device)?.map_or(0, |v| v.value()) as usize)
         }
 
         /// The devices that have anything in the outbox.
@@ -288,6 +284,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(MAILBOX_USERS)?;
         self.txn.open_table(MAILBOX_BYTES)?;
         self.txn.open_table(PUSH_ENDPOINTS)?;
+        self.txn.open_table(OUTBOX_LEN)?;
         Ok(())
     }
 
@@ -305,6 +302,37 @@ impl<'a> WriteTx<'a> {
             t.remove(dev)?;
         } else {
             t.insert(dev, now)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one to (`up`) or takes one from a device's outbox counter.
+    fn count_outbox(&mut self, device: &[u8; 32], up: bool) -> Result<(), StoreError> {
+        let n = self.outbox_len(device)? as u64;
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        let mut t = open!(self, OUTBOX_LEN);
+        if n == 0 {
+            t.remove(device)?;
+        } else {
+            t.insert(device, n)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes every device's outbox counter by counting the outbox.
+    pub(crate) fn recount_outbox(&mut self) -> Result<(), StoreError> {
+        let mut counts: Vec<([u8; 32], u64)> = Vec::new();
+        for row in open!(self, OUTBOX).iter()? {
+            let dev = *row?.0.value().0;
+            match counts.last_mut() {
+                Some((d, n)) if *d == dev => *n += 1,
+                _ => counts.push((dev, 1)),
+            }
+        }
+        let mut t = open!(self, OUTBOX_LEN);
+        t.retain(|_, _| false)?;
+        for (dev, n) in counts {
+            t.insert(&dev, n)?;
         }
         Ok(())
     }
@@ -409,6 +437,7 @@ impl<'a> WriteTx<'a> {
         }
         open!(self, MAILBOX_BYTES).remove(key)?;
         open!(self, PUSH_ENDPOINTS).remove(key)?;
+        open!(self, OUTBOX_LEN).remove(key)?;
         Ok(())
     }
 
@@ -485,6 +514,7 @@ impl<'a> WriteTx<'a> {
             seq
         };
         self.adjust_kept(device, item.kept_bytes(), 0)?;
+        self.count_outbox(device, true)?;
         Ok(seq)
     }
 
@@ -495,16 +525,25 @@ impl<'a> WriteTx<'a> {
         seq: u64,
         item: &OutboxItem,
     ) -> Result<(), StoreError> {
-        let mut t = open!(self, OUTBOX);
-        let old = t.insert((device, seq), enc(item)?.as_slice())?;
         // An update never changes an item's conversation: the node's own messages (with a
         // conversation) are never kept mail, and need no decoding of the old value here.
-        if item.conversation != [0; 32] {
-            return Ok(());
+        let kept = item.conversation == [0; 32];
+        let (new, old_kept) = {
+            let mut t = open!(self, OUTBOX);
+            let old = t.insert((device, seq), enc(item)?.as_slice())?;
+            match old {
+                None => (true, 0),
+                Some(v) if kept => (false, dec::<OutboxItem>(v.value())?.kept_bytes()),
+                Some(_) => (false, 0),
+            }
+        };
+        if new {
+            self.count_outbox(device, true)?;
         }
-        let old = old.map(|v| dec::<OutboxItem>(v.value())).transpose()?;
-        drop(t);
-        self.adjust_kept(device, item.kept_bytes(), old.map_or(0, |o| o.kept_bytes()))
+        if kept {
+            self.adjust_kept(device, item.kept_bytes(), old_kept)?;
+        }
+        Ok(())
     }
 
     /// Removes an outbox item, returning it.
@@ -519,6 +558,7 @@ impl<'a> WriteTx<'a> {
             .transpose()?;
         if let Some(item) = &v {
             self.adjust_kept(device, 0, item.kept_bytes())?;
+            self.count_outbox(device, false)?;
         }
         Ok(v)
     }
@@ -600,11 +640,8 @@ mod tests {
         assert!(store.read(|r| r.history(&conv, 10)).unwrap().is_empty());
     }
 
-    #[test]
-    fn outbox_devices_and_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb")).unwrap();
-        let item = OutboxItem {
+    fn item() -> OutboxItem {
+        OutboxItem {
             conversation: [0; 32],
             message_ids: vec![1],
             sealed: None,
@@ -613,7 +650,14 @@ mod tests {
             resets: 0,
             covers: 0,
             covered: false,
-        };
+        }
+    }
+
+    #[test]
+    fn outbox_devices_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let item = item();
         store
             .write(|w| {
                 w.push_outbox(&[3; 32], &item)?;
@@ -690,6 +734,53 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    #[test]
+    fn outbox_len_follows_the_outbox_and_is_recounted_for_older_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path).unwrap();
+        let item = item();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let lens = |store: &Store| {
+            store
+                .read(|r| Ok([r.outbox_len(&a)?, r.outbox_len(&b)?, r.outbox_len(&c)?]))
+                .unwrap()
+        };
+        store
+            .write(|w| {
+                for _ in 0..3 {
+                    w.push_outbox(&a, &item)?;
+                }
+                w.push_outbox(&b, &item)?;
+                w.push_outbox(&c, &item)?;
+                w.push_outbox(&c, &item)?;
+                assert!(w.take_outbox(&a, 2)?.is_some());
+                assert!(w.take_outbox(&a, 2)?.is_none());
+                w.update_outbox(&a, 3, &item)?;
+                w.remove_device(&b)?;
+                w.take_outbox(&c, 1)?;
+                w.take_outbox(&c, 2)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lens(&store), [2, 0, 0]);
+        assert_eq!(store.read(|r| r.outbox(&a, 10)).unwrap().len(), 2);
+
+        // A store from before the counter: no counts, no mark. Opening it counts once.
+        store
+            .write(|w| {
+                w.push_outbox(&c, &item)?;
+                w.txn.open_table(OUTBOX_LEN)?.retain(|_, _| false)?;
+                w.txn.open_table(META)?.remove("outbox_len_counted")?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(lens(&store), [0, 0, 0]);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(lens(&store), [2, 0, 1]);
     }
 
     #[test]

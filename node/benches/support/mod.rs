@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kith_api::Client;
+use kith_api::methods::{self, NoParams};
+
+pub mod peer;
 
 pub const KITH: &str = env!("CARGO_BIN_EXE_kith");
 
@@ -81,6 +84,11 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts the daemon again on the same port and data directory.
     pub async fn restart(&mut self) {
         self.stop();
@@ -101,6 +109,11 @@ pub fn sock(dir: &Path) -> PathBuf {
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 pub fn env_usize(k: &str, d: usize) -> usize {
@@ -133,4 +146,25 @@ pub async fn send_concurrently(dir: &Path, to: &str, conc: usize, per: usize, pr
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// Waits until the node behind `c` has nothing left to deliver.
+pub async fn outbox_empty(c: &mut Client) {
+    let start = Instant::now();
+    while c.call::<methods::Status>(NoParams {}).await.unwrap().outbox > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "benchmark stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), Linux only.
+pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
