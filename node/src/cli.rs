@@ -119,6 +119,39 @@ enum Command {
     },
     /// Show connections and the outbox size.
     Status,
+    /// Show a contact that you are typing (it disappears by itself after a few seconds).
+    Typing {
+        /// The contact's name.
+        name: String,
+        /// Recording audio instead of typing.
+        #[arg(long, conflicts_with = "stop")]
+        recording: bool,
+        /// Stopped typing.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Your profile: with no subcommand, show it.
+    Profile {
+        #[command(subcommand)]
+        cmd: Option<ProfileCmd>,
+    },
+    /// Who sees your last seen, online status and photo, and read receipts: with no
+    /// subcommand, show the settings.
+    Privacy {
+        #[command(subcommand)]
+        cmd: Option<PrivacyCmd>,
+    },
+    /// Block a contact: their messages are dropped without notice and they see nothing of
+    /// you (no online, last seen, typing or profile).
+    Block {
+        /// The contact's name.
+        name: String,
+    },
+    /// Unblock a contact.
+    Unblock {
+        /// The contact's name.
+        name: String,
+    },
     /// Open a conversation: shows it, marks it read, prints new messages as they arrive and
     /// sends each line you type (`/quit` or Ctrl-D to leave).
     Chat {
@@ -150,6 +183,37 @@ enum PushCmd {
     },
     /// Stop push wake-ups.
     Clear,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProfileCmd {
+    /// Change your name, about text or photo; your contacts get it at once.
+    Set {
+        /// Your display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A line about you.
+        #[arg(long)]
+        about: Option<String>,
+        /// A photo: a PNG, JPEG or WebP file of up to 256 KiB.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_avatar")]
+        avatar: Option<PathBuf>,
+        /// Remove your photo.
+        #[arg(long)]
+        no_avatar: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrivacyCmd {
+    /// Change one setting: last-seen, online or profile-photo to everyone, contacts or
+    /// nobody; read-receipts to on or off (off: you neither send nor see them).
+    Set {
+        /// last-seen, online, profile-photo or read-receipts.
+        key: String,
+        /// everyone, contacts or nobody; on or off.
+        value: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,6 +530,72 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.verify(&v);
         }
         Command::Status => out.status(&c.call::<methods::Status>(NoParams {}).await?),
+        Command::Typing {
+            name,
+            recording,
+            stop,
+        } => {
+            let state = if stop {
+                "stopped"
+            } else if recording {
+                "recording"
+            } else {
+                "typing"
+            };
+            c.call::<methods::Typing>(methods::TypingParams {
+                with: name,
+                state: state.into(),
+            })
+            .await?;
+            out.done(state);
+        }
+        Command::Profile { cmd } => {
+            let v = match cmd {
+                None => c.call::<methods::ProfileGet>(NoParams {}).await?,
+                Some(ProfileCmd::Set {
+                    name,
+                    about,
+                    avatar,
+                    no_avatar,
+                }) => {
+                    // The daemon reads the photo: give it a full path.
+                    let avatar = match avatar {
+                        Some(p) => Some(std::path::absolute(&p).map_err(ClientError::Io)?),
+                        None => None,
+                    };
+                    c.call::<methods::ProfileSet>(methods::SetProfileParams {
+                        name,
+                        about,
+                        avatar,
+                        remove_avatar: no_avatar,
+                    })
+                    .await?
+                }
+            };
+            out.profile(&v);
+        }
+        Command::Privacy { cmd } => {
+            let v = match cmd {
+                None => c.call::<methods::PrivacyGet>(NoParams {}).await?,
+                Some(PrivacyCmd::Set { key, value }) => {
+                    c.call::<methods::PrivacySet>(methods::SetPrivacyParams { key, value })
+                        .await?
+                }
+            };
+            out.privacy(&v);
+        }
+        Command::Block { name } => {
+            let v = c
+                .call::<methods::Block>(methods::BlockParams { name })
+                .await?;
+            out.blocked(&v);
+        }
+        Command::Unblock { name } => {
+            let v = c
+                .call::<methods::Unblock>(methods::BlockParams { name })
+                .await?;
+            out.blocked(&v);
+        }
         Command::Watch => {
             c.watch().await?;
             while let Some(ev) = c.next_event().await? {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use kith_api::methods::ReadResult;
 use kith_engine::{
-    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, PushView, Sent, Verification,
+    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, PrivacyView, ProfileView,
+    PushView, Sent, Verification,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -249,7 +250,75 @@ impl Out {
             if !c.added_by_user {
                 s.push_str("  (wrote to you; not added by you)");
             }
+            if c.blocked {
+                s.push_str("  blocked");
+            } else if let Some(t) = &c.typing {
+                s.push_str(&format!("  {t}…"));
+            } else if c.presence == "online" {
+                s.push_str("  online");
+            } else if let Some(t) = c.last_seen {
+                s.push_str(&format!("  last seen {} UTC", utc(t)));
+            }
+            if let Some(n) = c.profile_name.as_ref().filter(|n| !n.is_empty()) {
+                s.push_str(&format!("  \"{n}\""));
+            }
             line(s.trim_end());
+            if let Some(a) = c.about.as_ref().filter(|a| !a.is_empty()) {
+                line(&format!("{:<20} about: {a}", ""));
+            }
+            if let Some(p) = &c.avatar {
+                line(&format!("{:<20} photo: {p}", ""));
+            }
+        }
+    }
+
+    /// A command that only succeeded.
+    pub fn done(&self, what: &str) {
+        if self.json {
+            json_line(&serde_json::json!({ "ok": true, "state": what }));
+        }
+    }
+
+    pub fn profile(&self, p: &ProfileView) {
+        if self.json {
+            json_line(p);
+            return;
+        }
+        if p.version == 0 {
+            line(
+                "No profile yet. Set one with: kith profile set --name NAME [--about TEXT] [--avatar FILE]",
+            );
+            return;
+        }
+        line(&format!("name:  {}", p.name));
+        line(&format!("about: {}", p.about));
+        match p.avatar_bytes {
+            Some(n) => line(&format!("photo: {}", bytes(n as u64))),
+            None => line("photo: none"),
+        }
+    }
+
+    pub fn privacy(&self, p: &PrivacyView) {
+        if self.json {
+            json_line(p);
+            return;
+        }
+        line(&format!("last-seen      {}", p.last_seen));
+        line(&format!("online         {}", p.online));
+        line(&format!("profile-photo  {}", p.profile_photo));
+        line(&format!(
+            "read-receipts  {}",
+            if p.read_receipts { "on" } else { "off" }
+        ));
+    }
+
+    pub fn blocked(&self, c: &ContactView) {
+        if self.json {
+            json_line(c);
+        } else if c.blocked {
+            line(&format!("Blocked {}.", c.name));
+        } else {
+            line(&format!("Unblocked {}.", c.name));
         }
     }
 
@@ -349,6 +418,29 @@ impl Out {
                 get("identity")
             )),
             "identity_warning" => line(&format!("WARNING {}: {}", get("contact"), get("detail"))),
+            "presence" => {
+                if ev.get("online").and_then(Value::as_bool) == Some(true) {
+                    line(&format!("{} is online", get("contact")));
+                } else {
+                    match ev.get("last_seen").and_then(Value::as_u64) {
+                        Some(t) => line(&format!(
+                            "{} went offline (last seen {} UTC)",
+                            get("contact"),
+                            utc(t)
+                        )),
+                        None => line(&format!("{} went offline", get("contact"))),
+                    }
+                }
+            }
+            "typing" => match get("state") {
+                "stopped" => {}
+                s => line(&format!("{} is {s}…", get("contact"))),
+            },
+            "profile" => line(&format!(
+                "{} updated their profile: {}",
+                get("contact"),
+                get("name")
+            )),
             _ => line(&ev.to_string()),
         }
     }

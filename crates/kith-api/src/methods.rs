@@ -5,7 +5,7 @@ use std::future::Future;
 
 use kith_engine::{
     ContactView, EngineError, EngineHandle, MailboxView, MessageView, NodeInfo, NodeStatus,
-    PushView, Sent, Verification,
+    PrivacyView, ProfileView, PushView, Sent, Verification,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -279,6 +279,171 @@ impl Method for PushGet {
     type Output = PushView;
     async fn call(e: &EngineHandle, _: NoParams) -> Result<PushView, EngineError> {
         e.push().await
+    }
+}
+
+/// Params of `typing`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TypingParams {
+    /// The contact's name.
+    pub with: String,
+    /// `typing`, `recording` or `stopped`.
+    pub state: String,
+}
+
+/// Result of methods that only succeed or fail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+}
+
+/// `typing`: show a contact that you are typing (or recording, or stopped). Sent only to
+/// their connected devices, never stored; it expires on their side after a few seconds.
+#[derive(Debug)]
+pub struct Typing;
+impl Method for Typing {
+    const NAME: &'static str = "typing";
+    type Params = TypingParams;
+    type Output = Done;
+    async fn call(e: &EngineHandle, p: TypingParams) -> Result<Done, EngineError> {
+        e.typing(p.with, &p.state).await.map(|()| Done { ok: true })
+    }
+}
+
+/// `profile.get`: your profile.
+#[derive(Debug)]
+pub struct ProfileGet;
+impl Method for ProfileGet {
+    const NAME: &'static str = "profile.get";
+    type Params = NoParams;
+    type Output = ProfileView;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<ProfileView, EngineError> {
+        e.profile().await
+    }
+}
+
+/// Params of `profile.set`; each part given replaces the current one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetProfileParams {
+    /// Display name (up to 64 characters).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// About text (up to 256 characters).
+    #[serde(default)]
+    pub about: Option<String>,
+    /// A PNG, JPEG or WebP file (up to 256 KiB) to use as the photo.
+    #[serde(default)]
+    pub avatar: Option<std::path::PathBuf>,
+    /// Remove the photo.
+    #[serde(default)]
+    pub remove_avatar: bool,
+}
+
+/// `profile.set`: change your profile; contacts get it at once (or when next connected).
+#[derive(Debug)]
+pub struct ProfileSet;
+impl Method for ProfileSet {
+    const NAME: &'static str = "profile.set";
+    type Params = SetProfileParams;
+    type Output = ProfileView;
+    async fn call(e: &EngineHandle, p: SetProfileParams) -> Result<ProfileView, EngineError> {
+        let avatar = match (p.avatar, p.remove_avatar) {
+            (Some(_), true) => {
+                return Err(EngineError::BadSetting(
+                    "give a photo or remove it, not both".into(),
+                ));
+            }
+            (Some(path), false) => Some(Some(read_photo(&path).await?)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        };
+        e.set_profile(p.name, p.about, avatar).await
+    }
+}
+
+/// Reads a photo file, refusing anything over the photo limit without reading it all.
+async fn read_photo(path: &std::path::Path) -> Result<Vec<u8>, EngineError> {
+    use tokio::io::AsyncReadExt;
+    let max = kith_proto::signal::MAX_AVATAR;
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| EngineError::BadSetting(format!("cannot read {}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| EngineError::BadSetting(format!("cannot read {}: {e}", path.display())))?;
+    if buf.len() > max {
+        return Err(EngineError::BadSetting(format!(
+            "the photo is larger than {} KiB",
+            max / 1024
+        )));
+    }
+    Ok(buf)
+}
+
+/// `privacy.get`: who sees what.
+#[derive(Debug)]
+pub struct PrivacyGet;
+impl Method for PrivacyGet {
+    const NAME: &'static str = "privacy.get";
+    type Params = NoParams;
+    type Output = PrivacyView;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<PrivacyView, EngineError> {
+        e.privacy().await
+    }
+}
+
+/// Params of `privacy.set`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetPrivacyParams {
+    /// `last-seen`, `online`, `profile-photo` or `read-receipts`.
+    pub key: String,
+    /// `everyone`, `contacts` or `nobody` (`on` or `off` for read receipts).
+    pub value: String,
+}
+
+/// `privacy.set`: change one privacy setting.
+#[derive(Debug)]
+pub struct PrivacySet;
+impl Method for PrivacySet {
+    const NAME: &'static str = "privacy.set";
+    type Params = SetPrivacyParams;
+    type Output = PrivacyView;
+    async fn call(e: &EngineHandle, p: SetPrivacyParams) -> Result<PrivacyView, EngineError> {
+        e.set_privacy(p.key, p.value).await
+    }
+}
+
+/// Params naming a contact to block or unblock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockParams {
+    /// The contact's name.
+    pub name: String,
+}
+
+/// `block`: block a contact: their messages are dropped, they see nothing of you.
+#[derive(Debug)]
+pub struct Block;
+impl Method for Block {
+    const NAME: &'static str = "block";
+    type Params = BlockParams;
+    type Output = ContactView;
+    async fn call(e: &EngineHandle, p: BlockParams) -> Result<ContactView, EngineError> {
+        e.block(p.name, true).await
+    }
+}
+
+/// `unblock`: unblock a contact.
+#[derive(Debug)]
+pub struct Unblock;
+impl Method for Unblock {
+    const NAME: &'static str = "unblock";
+    type Params = BlockParams;
+    type Output = ContactView;
+    async fn call(e: &EngineHandle, p: BlockParams) -> Result<ContactView, EngineError> {
+        e.block(p.name, false).await
     }
 }
 

@@ -29,8 +29,8 @@ mod model;
 pub mod push;
 
 pub use actor::{
-    Engine, EngineConfig, EngineHandle, MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig,
-    ReachConfig,
+    Engine, EngineConfig, EngineHandle, HEARTBEAT, MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES,
+    MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;

@@ -47,6 +47,12 @@ pub enum EngineError {
     /// A mailbox refused the push endpoint (or this device is not registered there).
     #[error("{0}")]
     PushRefused(String),
+    /// The contact is blocked.
+    #[error("{0:?} is blocked; `kith unblock {0}` first")]
+    Blocked(String),
+    /// A profile, photo or privacy setting that is not acceptable.
+    #[error("{0}")]
+    BadSetting(String),
 }
 
 impl EngineError {
@@ -86,6 +92,66 @@ pub struct ContactView {
     pub connected: bool,
     /// Messages waiting in the outbox for it.
     pub pending: usize,
+    /// `online`, `offline` or `unknown` (nothing heard yet, or they hide it).
+    pub presence: String,
+    /// When they were last seen online (ms), as far as they share it.
+    pub last_seen: Option<u64>,
+    /// `typing` or `recording` while they do, for a few seconds after each signal.
+    pub typing: Option<String>,
+    /// Blocked by you.
+    pub blocked: bool,
+    /// The name in their profile.
+    pub profile_name: Option<String>,
+    /// The about text in their profile.
+    pub about: Option<String>,
+    /// The file holding their profile photo.
+    pub avatar: Option<String>,
+}
+
+impl ContactView {
+    /// A contact as listed, with nothing known of its presence or profile yet.
+    pub fn new(name: String, identity: String, added_by_user: bool) -> Self {
+        Self {
+            name,
+            identity,
+            added_by_user,
+            connected: false,
+            pending: 0,
+            presence: "unknown".into(),
+            last_seen: None,
+            typing: None,
+            blocked: false,
+            profile_name: None,
+            about: None,
+            avatar: None,
+        }
+    }
+}
+
+/// This user's own profile, as `kith profile` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileView {
+    /// Display name.
+    pub name: String,
+    /// About text.
+    pub about: String,
+    /// Whether a photo is set, and its size in bytes.
+    pub avatar_bytes: Option<usize>,
+    /// Version (update time, ms; 0 when never set).
+    pub version: u64,
+}
+
+/// Who sees what, as `kith privacy` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrivacyView {
+    /// Who sees when you were last online: `everyone`, `contacts` or `nobody`.
+    pub last_seen: String,
+    /// Who sees that you are online now.
+    pub online: String,
+    /// Whether read receipts are sent (and shown).
+    pub read_receipts: bool,
+    /// Who sees your profile photo.
+    pub profile_photo: String,
 }
 
 /// A message as shown in history.
@@ -236,6 +302,33 @@ pub enum Event {
         /// What was wrong.
         detail: String,
     },
+    /// A contact came online or went offline.
+    Presence {
+        /// The contact's name.
+        contact: String,
+        /// Online now.
+        online: bool,
+        /// When last seen (ms), if they share it.
+        last_seen: Option<u64>,
+    },
+    /// A contact started or stopped typing (or recording) to you.
+    Typing {
+        /// The contact's name.
+        contact: String,
+        /// `typing`, `recording` or `stopped`.
+        state: String,
+    },
+    /// A contact's profile changed.
+    Profile {
+        /// The contact's name.
+        contact: String,
+        /// The name in their profile.
+        name: String,
+        /// Their about text.
+        about: String,
+        /// The file holding their photo.
+        avatar: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -245,6 +338,9 @@ impl std::fmt::Debug for Event {
             Event::Status { id, status, .. } => write!(f, "Status({id}, {status})"),
             Event::NewContact { identity, .. } => write!(f, "NewContact({identity})"),
             Event::IdentityWarning { .. } => f.write_str("IdentityWarning"),
+            Event::Presence { online, .. } => write!(f, "Presence({online})"),
+            Event::Typing { state, .. } => write!(f, "Typing({state})"),
+            Event::Profile { .. } => f.write_str("Profile"),
         }
     }
 }

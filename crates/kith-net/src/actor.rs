@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kith_proto::record::{UserRecord, user_record_key};
+use kith_proto::signal::{SIGNAL_PROTOCOL, Signal, SignalAnswer};
 use kith_proto::wire::{PROTOCOL, Refusal, Request, Response};
 use kith_types::now_ms;
 use libp2p::allow_block_list::{self, BlockedPeers};
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::anon::{Anon, AnonBehaviourEvent};
-use crate::codec::{BadFrame, KithCodec};
+use crate::codec::{BadFrame, KithCodec, SignalCodec};
 use crate::reach::{Reach, Reachability, is_circuit};
 
 /// Capacity of the command channel (engine → network).
@@ -38,6 +39,14 @@ const MAX_STRIKE_ENTRIES: usize = 8192;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most peers whose dialled address is remembered (to reserve relay slots on them).
 const MAX_DIALED: usize = 4096;
+/// Signals a peer may send per second, on average ...
+pub const SIGNALS_PER_SEC: f64 = 5.0;
+/// ... and in a burst. Beyond that they are answered `Ignored` and never reach the engine.
+pub const SIGNAL_BURST: f64 = 20.0;
+/// Timeout of a signal request.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most signal requests waiting for the engine's answer, and most peers rate-tracked.
+const MAX_SIGNAL_STATE: usize = 8192;
 
 /// Network failures.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +152,15 @@ pub enum NetCommand {
     GetRecord { tag: u64, key: Vec<u8> },
     /// Count a protocol violation against a peer.
     Penalize { peer: PeerId, reason: &'static str },
+    /// Send a signal (presence, typing, a profile request) on `/kith/signal/1`. With a `tag`,
+    /// the answer comes back as [`NetEvent::SignalAnswered`].
+    Signal {
+        tag: Option<u64>,
+        peer: PeerId,
+        signal: Signal,
+    },
+    /// Answer inbound signal `id` (one that [`NetEvent::Signal`] gave an id).
+    AnswerSignal { id: u64, answer: SignalAnswer },
 }
 
 /// Events for the engine.
@@ -169,6 +187,19 @@ pub enum NetEvent {
     ListenerGone { addr: Multiaddr },
     /// AutoNAT changed its verdict.
     Reachability { status: Reachability },
+    /// A signal from a peer, within its rate. With an `id` the engine answers it with
+    /// [`NetCommand::AnswerSignal`]; without, it was answered already.
+    Signal {
+        id: Option<u64>,
+        peer: PeerId,
+        signal: Signal,
+    },
+    /// The answer to a tagged [`NetCommand::Signal`].
+    SignalAnswered {
+        tag: u64,
+        peer: PeerId,
+        result: Result<SignalAnswer, String>,
+    },
     /// A tagged [`NetCommand::PutRecord`] finished: stored by at least one peer, or not.
     Published { tag: u64, ok: bool },
     /// The outcome of [`NetCommand::GetRecord`]: the newest valid record found, if any.
@@ -231,6 +262,7 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     msg: request_response::Behaviour<KithCodec>,
+    signal: request_response::Behaviour<SignalCodec>,
     relay_client: relay::client::Behaviour,
     relay: Toggle<relay::Behaviour>,
     dcutr: dcutr::Behaviour,
@@ -307,6 +339,16 @@ pub async fn spawn(
                 },
             );
             Ok(Behaviour {
+                signal: request_response::Behaviour::with_codec(
+                    SignalCodec,
+                    [(
+                        StreamProtocol::new(SIGNAL_PROTOCOL),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(SIGNAL_TIMEOUT)
+                        .with_max_concurrent_streams(32),
+                ),
                 relay_client,
                 relay: Toggle::from(relay),
                 dcutr: dcutr::Behaviour::new(peer),
@@ -452,6 +494,9 @@ pub async fn spawn(
         dialed: HashMap::new(),
         anon,
         anon_outbound: HashMap::new(),
+        signal_out: HashMap::new(),
+        signal_in: HashMap::new(),
+        signal_rate: HashMap::new(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -503,6 +548,12 @@ struct Actor {
     anon: Anon,
     /// Requests in flight on it, with the engine's tags.
     anon_outbound: HashMap<OutboundRequestId, u64>,
+    /// Tagged signals in flight.
+    signal_out: HashMap<OutboundRequestId, u64>,
+    /// Inbound signals the engine still has to answer.
+    signal_in: HashMap<u64, ResponseChannel<SignalAnswer>>,
+    /// Per peer: signal tokens left and when they were counted.
+    signal_rate: HashMap<PeerId, (f64, Instant)>,
 }
 
 impl Actor {
@@ -637,7 +688,162 @@ impl Actor {
                 self.record_queries.insert(qid, (tag, None));
             }
             NetCommand::Penalize { peer, reason } => self.penalize(peer, reason),
+            NetCommand::Signal { tag, peer, signal } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .signal
+                    .send_request(&peer, Ok(signal));
+                if let Some(tag) = tag {
+                    if self.signal_out.len() >= MAX_SIGNAL_STATE {
+                        self.signal_out.clear();
+                    }
+                    self.signal_out.insert(id, tag);
+                }
+            }
+            NetCommand::AnswerSignal { id, answer } => {
+                if let Some(ch) = self.signal_in.remove(&id) {
+                    let _ = self.swarm.behaviour_mut().signal.send_response(ch, answer);
+                }
+            }
         }
+    }
+
+    /// Takes `cost` of a peer's signal tokens; false when it has too few (it is flooding).
+    fn signal_allowed(&mut self, peer: PeerId, cost: f64) -> bool {
+        let now = Instant::now();
+        if self.signal_rate.len() >= MAX_SIGNAL_STATE && !self.signal_rate.contains_key(&peer) {
+            self.signal_rate.clear();
+        }
+        let (tokens, at) = self.signal_rate.entry(peer).or_insert((SIGNAL_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * SIGNALS_PER_SEC).min(SIGNAL_BURST);
+        *at = now;
+        if *tokens >= cost {
+            *tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn on_signal(
+        &mut self,
+        ev: request_response::Event<crate::codec::InboundSignal, SignalAnswer>,
+    ) -> Result<(), ()> {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let signal = match request {
+                    Ok(s) => s,
+                    Err(error) => {
+                        warn!(%peer, error = %BadFrame(error), "malformed signal");
+                        self.penalize(peer, "malformed signal");
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .signal
+                            .send_response(channel, SignalAnswer::Ignored);
+                        return Ok(());
+                    }
+                };
+                let cost = if matches!(signal, Signal::GetProfile) {
+                    5.0
+                } else {
+                    1.0
+                };
+                if !self.signal_allowed(peer, cost) {
+                    debug!(%peer, "signal over the rate limit");
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .signal
+                        .send_response(channel, SignalAnswer::Ignored);
+                    return Ok(());
+                }
+                let id = if matches!(signal, Signal::GetProfile) {
+                    if self.signal_in.len() >= MAX_SIGNAL_STATE {
+                        self.signal_in.retain(|_, ch| ch.is_open());
+                    }
+                    if self.signal_in.len() >= MAX_SIGNAL_STATE {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .signal
+                            .send_response(channel, SignalAnswer::Ignored);
+                        return Ok(());
+                    }
+                    self.next_inbound += 1;
+                    self.signal_in.insert(self.next_inbound, channel);
+                    Some(self.next_inbound)
+                } else {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .signal
+                        .send_response(channel, SignalAnswer::Ok);
+                    None
+                };
+                // Never wait on the engine for a signal: if its queue is full, drop it.
+                if let Err(e) = self.events.try_send(NetEvent::Signal { id, peer, signal }) {
+                    if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                        return Err(());
+                    }
+                    debug!(%peer, "engine busy; signal dropped");
+                }
+            }
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tag) = self.signal_out.remove(&request_id) {
+                    self.emit(NetEvent::SignalAnswered {
+                        tag,
+                        peer,
+                        result: Ok(response),
+                    })
+                    .await?;
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+                {
+                    warn!(%peer, error = %bad, "malformed signal answer");
+                    self.penalize(peer, "malformed signal answer");
+                }
+                if let Some(tag) = self.signal_out.remove(&request_id) {
+                    self.emit(NetEvent::SignalAnswered {
+                        tag,
+                        peer,
+                        result: Err(error.to_string()),
+                    })
+                    .await?;
+                }
+            }
+            Event::InboundFailure { .. } => {
+                self.signal_in.retain(|_, ch| ch.is_open());
+            }
+            Event::ResponseSent { .. } => {}
+        }
+        Ok(())
     }
 
     /// Asks for the relay slots [`Reach::due`] wants now.
@@ -798,6 +1004,7 @@ impl Actor {
                 .await?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => self.on_signal(ev).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
                 new,

@@ -1,9 +1,11 @@
-//! The `/kith/msg/1` stream codec: `[u32 BE length][frame]`, length checked first.
+//! The stream codecs of `/kith/msg/1` and `/kith/signal/1`: `[u32 BE length][frame]`, the
+//! length checked against the protocol's limit before the body is read.
 
 use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kith_proto::DecodeError;
+use kith_proto::signal::{MAX_SIGNAL_FRAME, Signal, SignalAnswer};
 use kith_proto::wire::{MAX_FRAME, Request, Response};
 use libp2p::StreamProtocol;
 
@@ -24,23 +26,25 @@ pub struct BadFrame(pub DecodeError);
 /// Reads one frame: the outer error is the stream's, the inner one a refused length.
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
+    max: usize,
 ) -> io::Result<Result<Vec<u8>, DecodeError>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Ok(Err(DecodeError::TooLarge {
-            len,
-            limit: MAX_FRAME,
-        }));
+    if len > max {
+        return Ok(Err(DecodeError::TooLarge { len, limit: max }));
     }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
     Ok(Ok(buf))
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    if bytes.len() > MAX_FRAME {
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+    max: usize,
+) -> io::Result<()> {
+    if bytes.len() > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "frame too large",
@@ -65,14 +69,16 @@ impl libp2p::request_response::Codec for KithCodec {
         T: AsyncRead + Unpin + Send,
     {
         // An oversized length prefix is refused without reading (or allocating) the body.
-        Ok(read_frame(io).await?.and_then(|buf| Request::decode(&buf)))
+        Ok(read_frame(io, MAX_FRAME)
+            .await?
+            .and_then(|buf| Request::decode(&buf)))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io)
+        read_frame(io, MAX_FRAME)
             .await?
             .and_then(|buf| Response::decode(&buf))
             .map_err(bad)
@@ -91,7 +97,7 @@ impl libp2p::request_response::Codec for KithCodec {
         let bytes = req
             .encode()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes).await
+        write_frame(io, &bytes, MAX_FRAME).await
     }
 
     async fn write_response<T>(
@@ -106,6 +112,69 @@ impl libp2p::request_response::Codec for KithCodec {
         let bytes = resp
             .encode()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes).await
+        write_frame(io, &bytes, MAX_FRAME).await
+    }
+}
+
+/// What a node reads from a signal stream: a signal, or why the frame was refused.
+pub type InboundSignal = Result<Signal, DecodeError>;
+
+/// The request-response codec for `/kith/signal/1`.
+#[derive(Debug, Clone, Default)]
+pub struct SignalCodec;
+
+impl libp2p::request_response::Codec for SignalCodec {
+    type Protocol = StreamProtocol;
+    type Request = InboundSignal;
+    type Response = SignalAnswer;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<InboundSignal>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        Ok(read_frame(io, MAX_SIGNAL_FRAME)
+            .await?
+            .and_then(|buf| Signal::decode(&buf)))
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SignalAnswer>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, MAX_SIGNAL_FRAME)
+            .await?
+            .and_then(|buf| SignalAnswer::decode(&buf))
+            .map_err(bad)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: InboundSignal,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let req = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, BadFrame(e)))?;
+        let bytes = req
+            .encode()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &bytes, MAX_SIGNAL_FRAME).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: SignalAnswer,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        let bytes = resp
+            .encode()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        write_frame(io, &bytes, MAX_SIGNAL_FRAME).await
     }
 }

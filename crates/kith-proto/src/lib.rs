@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod contact;
 pub mod record;
+pub mod signal;
 pub mod wire;
 
 pub use codec::{DecodeError, EncodeError};

@@ -41,6 +41,9 @@ pub(crate) const MSG_INDEX: TableDefinition<(&[u8; 32], u128), u64> =
 pub(crate) const OUTBOX: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
 pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
 /// Mailbox service: devices registered here, by Curve25519 key → their device key.
+/// Per contact, what is not part of the contact itself: blocked, last seen, their profile.
+pub(crate) const CONTACT_EXTRAS: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("contact_extras");
 pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("mailbox_users");
 /// How many items each device's outbox holds (by device key), changed in the same

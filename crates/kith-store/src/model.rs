@@ -27,6 +27,40 @@ pub struct Contact {
     pub addr_hints: Vec<Vec<u8>>,
 }
 
+/// What is kept about a contact besides the contact record itself (a separate table, so the
+/// contact's own encoding stays as it was).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactExtra {
+    /// Blocked by this user: their messages are dropped, they get no presence, typing or
+    /// profile, and their devices cannot connect.
+    pub blocked: bool,
+    /// When they were last seen online (ms), as far as they share it.
+    pub last_seen_ms: Option<u64>,
+    /// Their profile, as they last sent it.
+    pub profile: Option<StoredProfile>,
+}
+
+/// A contact's profile as kept here; the photo is a file in the data directory.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProfile {
+    /// Their profile version (update time, ms).
+    pub version: u64,
+    /// Their display name.
+    pub name: String,
+    /// Their about text.
+    pub about: String,
+    /// The photo's file name inside the data directory's `avatars/` folder.
+    pub avatar_file: Option<String>,
+}
+
+impl std::fmt::Debug for StoredProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredProfile")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A device of a contact. Devices are keyed by [`device_key`] of their libp2p peer id, so a
 /// device is known (from a contact code) before its certificate is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

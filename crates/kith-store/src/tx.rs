@@ -45,6 +45,15 @@ macro_rules! reads {
             t.get(identity)?.map(|v| dec(v.value())).transpose()
         }
 
+        /// What is kept about a contact besides the contact itself (default when none).
+        pub fn contact_extra(&self, identity: &[u8; 32]) -> Result<ContactExtra, StoreError> {
+            let t = open!(self, CONTACT_EXTRAS);
+            Ok(t.get(identity)?
+                .map(|v| dec(v.value()))
+                .transpose()?
+                .unwrap_or_default())
+        }
+
         /// The identity a contact name refers to.
         pub fn contact_by_name(&self, name: &str) -> Result<Option<Contact>, StoreError> {
             let t = open!(self, CONTACT_NAMES);
@@ -285,6 +294,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(MAILBOX_BYTES)?;
         self.txn.open_table(PUSH_ENDPOINTS)?;
         self.txn.open_table(OUTBOX_LEN)?;
+        self.txn.open_table(CONTACT_EXTRAS)?;
         Ok(())
     }
 
@@ -412,6 +422,17 @@ impl<'a> WriteTx<'a> {
             open!(self, CONTACT_NAMES).remove(c.name.as_str())?;
         }
         open!(self, CONTACTS).remove(identity)?;
+        open!(self, CONTACT_EXTRAS).remove(identity)?;
+        Ok(())
+    }
+
+    /// Replaces what is kept about a contact besides the contact itself.
+    pub fn put_contact_extra(
+        &mut self,
+        identity: &[u8; 32],
+        extra: &ContactExtra,
+    ) -> Result<(), StoreError> {
+        open!(self, CONTACT_EXTRAS).insert(identity, enc(extra)?.as_slice())?;
         Ok(())
     }
 

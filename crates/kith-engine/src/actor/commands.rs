@@ -200,13 +200,11 @@ impl State {
                 addrs: decode_addrs(&device.addrs),
             }));
         }
-        Ok(Ok(ContactView {
+        Ok(Ok(ContactView::new(
             name,
-            identity: IdentityKey(card.identity).short(),
-            added_by_user: true,
-            connected: false,
-            pending: 0,
-        }))
+            IdentityKey(card.identity).short(),
+            true,
+        )))
     }
 
     pub(super) fn remove_contact(
@@ -229,13 +227,12 @@ impl State {
             self.peers.remove(&dev);
         }
         w.remove_contact(&c.identity)?;
-        Ok(Ok(ContactView {
-            name: c.name,
-            identity: IdentityKey(c.identity).short(),
-            added_by_user: c.added_by_user,
-            connected: false,
-            pending: 0,
-        }))
+        self.social.forget(&c.identity);
+        Ok(Ok(ContactView::new(
+            c.name,
+            IdentityKey(c.identity).short(),
+            c.added_by_user,
+        )))
     }
 
     pub(super) fn send(
@@ -251,6 +248,9 @@ impl State {
         let Some(c) = w.contact_by_name(to)? else {
             return Ok(Err(EngineError::UnknownContact(to.to_string())));
         };
+        if self.social.blocked.contains(&c.identity) {
+            return Ok(Err(EngineError::Blocked(c.name)));
+        }
         let id = self.ids.next_id();
         let now = now_ms();
         let msg = StoredMessage {
@@ -288,6 +288,10 @@ impl State {
             .collect();
         for id in &unread {
             w.raise_status(&c.identity, *id, false, Status::Read)?;
+        }
+        // Read receipts off (or the contact blocked): nothing goes back.
+        if !self.social.privacy.read_receipts || self.social.blocked.contains(&c.identity) {
+            return Ok(Ok(unread.len()));
         }
         for chunk in unread.chunks(MAX_RECEIPT_IDS) {
             let body = Body::Receipt {

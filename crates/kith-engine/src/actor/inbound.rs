@@ -289,6 +289,12 @@ impl State {
             return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
         };
         let conv = device.identity;
+        if self.social.blocked.contains(&conv) {
+            // Blocked: dropped without a trace. Answered as a mailbox would ("accepted, not
+            // delivered"), so the sender stops retrying and shows ✓ forever, never ✓✓, and
+            // a mailbox that relayed it lets go of it.
+            return Ok(DeliveryResult::Accepted);
+        }
         let relayed = device.peer_id != peer.to_bytes();
         let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
         for body in sealed.bodies {
@@ -321,6 +327,8 @@ impl State {
                 Body::Receipt { kind, ids, .. } => {
                     let to = match kind {
                         ReceiptKind::Delivered => Status::Delivered,
+                        // With read receipts off, none are shown either (as in WhatsApp).
+                        ReceiptKind::Read if !self.social.privacy.read_receipts => continue,
                         ReceiptKind::Read => Status::Read,
                     };
                     for id in ids {

@@ -1,6 +1,10 @@
 mod commands;
 mod inbound;
 mod outbox;
+mod presence;
+
+pub use presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
+use presence::{Social, SocialCmd};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -186,6 +190,8 @@ enum Cmd {
         reply: Reply<PushView>,
     },
     Push(Reply<PushView>),
+    /// Presence, typing, profile, privacy, blocking (answered after the batch).
+    Social(SocialCmd),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -277,6 +283,81 @@ impl EngineHandle {
         token: Option<String>,
     ) -> Result<MailboxView, EngineError> {
         call!(self, AddMailbox { code, token })
+    }
+
+    async fn social<T>(&self, make: impl FnOnce(Reply<T>) -> SocialCmd) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Social(make(reply)))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Tells a contact's connected devices that this user is `typing`, `recording` or
+    /// `stopped`. Never stored or sent through a mailbox; repeats within 2 s are dropped.
+    pub async fn typing(&self, to: String, state: &str) -> Result<(), EngineError> {
+        use kith_proto::signal::TypingState;
+        let state = match state {
+            "typing" => TypingState::Typing,
+            "recording" => TypingState::Recording,
+            "stopped" => TypingState::Stopped,
+            other => {
+                return Err(EngineError::BadSetting(format!(
+                    "typing state must be typing, recording or stopped, not {other:?}"
+                )));
+            }
+        };
+        self.social(|reply| SocialCmd::Typing { to, state, reply })
+            .await
+    }
+
+    /// This user's profile.
+    pub async fn profile(&self) -> Result<ProfileView, EngineError> {
+        self.social(SocialCmd::Profile).await
+    }
+
+    /// Changes this user's profile: each `Some` replaces that part (`avatar: Some(None)`
+    /// removes the photo). Contacts are told at once and fetch it.
+    pub async fn set_profile(
+        &self,
+        name: Option<String>,
+        about: Option<String>,
+        avatar: Option<Option<Vec<u8>>>,
+    ) -> Result<ProfileView, EngineError> {
+        self.social(|reply| SocialCmd::SetProfile {
+            name,
+            about,
+            avatar,
+            reply,
+        })
+        .await
+    }
+
+    /// The privacy settings.
+    pub async fn privacy(&self) -> Result<PrivacyView, EngineError> {
+        self.social(SocialCmd::Privacy).await
+    }
+
+    /// Changes one privacy setting (`last-seen`, `online`, `profile-photo`: everyone,
+    /// contacts or nobody; `read-receipts`: on or off).
+    pub async fn set_privacy(
+        &self,
+        key: String,
+        value: String,
+    ) -> Result<PrivacyView, EngineError> {
+        self.social(|reply| SocialCmd::SetPrivacy { key, value, reply })
+            .await
+    }
+
+    /// Blocks (or unblocks) a contact.
+    pub async fn block(&self, name: String, blocked: bool) -> Result<ContactView, EngineError> {
+        self.social(|reply| SocialCmd::Block {
+            name,
+            blocked,
+            reply,
+        })
+        .await
     }
 
     /// The mailboxes this device is registered with.
@@ -452,6 +533,10 @@ struct State {
     wakes: HashMap<[u8; 32], Instant>,
     /// As a mailbox: devices that registered on their current connection.
     registered_here: HashSet<PeerId>,
+    /// Presence, typing, profiles, privacy and blocks.
+    social: Social,
+    /// The data directory (contacts' photos go to `avatars/` in it).
+    data_dir: PathBuf,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
@@ -522,9 +607,12 @@ impl Engine {
         };
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let social = Social::load(&store);
         let engine = Engine {
             store,
             st: State {
+                social,
+                data_dir: cfg.data_dir.clone(),
                 mailbox: cfg.mailbox,
                 my_mailboxes,
                 mailbox_tokens,
@@ -612,6 +700,21 @@ impl Engine {
                 break;
             }
         }
+        if shutdown.is_some() {
+            // A clean stop: tell connected contacts we are going, and give the goodbyes up
+            // to a second to leave.
+            let mut waiting: HashSet<u64> = self.presence_goodbye().into_iter().collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while !waiting.is_empty() {
+                match tokio::time::timeout_at(deadline, net_events.recv()).await {
+                    Ok(Some(NetEvent::SignalAnswered { tag, .. })) => {
+                        waiting.remove(&tag);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         info!("engine stopped");
         if let Some(tx) = shutdown {
             let _ = tx.send(());
@@ -690,6 +793,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        self.presence_tick();
         if self.st.record_dirty {
             self.st.record_dirty = false;
             self.publish_record();
@@ -778,6 +882,7 @@ impl Engine {
                     | Cmd::Verify { .. }
                     | Cmd::Mailboxes(_)
                     | Cmd::Push(_)
+                    | Cmd::Social(_)
                     | Cmd::Status(_)),
                 ) => after.push(After::Read(c)),
                 Work::Net(ev) => {
@@ -993,6 +1098,15 @@ impl Engine {
                 if self.st.peers.contains_key(&dev) {
                     self.pump(dev);
                 }
+                self.presence_connected(peer);
+                None
+            }
+            NetEvent::Signal { id, peer, signal } => {
+                self.on_signal(id, peer, signal);
+                None
+            }
+            NetEvent::SignalAnswered { tag, result, .. } => {
+                self.on_signal_answer(tag, result);
                 None
             }
             NetEvent::Published { tag, ok } => {
@@ -1007,6 +1121,7 @@ impl Engine {
             NetEvent::Disconnected { peer } => {
                 self.st.connected.remove(&peer);
                 self.st.registered_here.remove(&peer);
+                self.presence_disconnected(peer);
                 None
             }
             NetEvent::Response {
@@ -1310,6 +1425,7 @@ impl Engine {
 
     fn read_cmd(&mut self, cmd: Cmd) {
         match cmd {
+            Cmd::Social(c) => self.social_cmd(c),
             Cmd::Info(reply) => {
                 let _ = reply.send(self.info());
             }
@@ -1426,13 +1542,15 @@ impl Engine {
                         }
                         pending += r.outbox_len(&device_key(&d.peer_id))?;
                     }
-                    out.push(ContactView {
-                        name: c.name,
-                        identity: IdentityKey(c.identity).short(),
-                        added_by_user: c.added_by_user,
-                        connected,
-                        pending,
-                    });
+                    let mut v =
+                        ContactView::new(c.name, IdentityKey(c.identity).short(), c.added_by_user);
+                    v.connected = connected;
+                    v.pending = pending;
+                    let extra = r.contact_extra(&c.identity)?;
+                    self.st
+                        .social
+                        .fill_view(&mut v, &c.identity, &extra, &self.st.data_dir);
+                    out.push(v);
                 }
                 out.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(out)
