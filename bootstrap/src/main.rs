@@ -82,8 +82,9 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KITH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,libp2p=warn,libp2p_kad=error"));
+    let filter = EnvFilter::try_from_env("KITH_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,libp2p=warn,libp2p_kad=error,libp2p_request_response=error")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -43,7 +43,7 @@ fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
         .args(["up", "--no-mdns", "--listen"])
         .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
         .args(extra)
-        .env("KITH_LOG", "warn")
+        .env("KITH_LOG", "warn,libp2p_request_response=error")
         .stdout(Stdio::null())
         .spawn()
         .unwrap()

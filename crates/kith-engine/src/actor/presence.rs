@@ -46,6 +46,8 @@ pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(50);
 pub const TYPING_TTL: Duration = Duration::from_secs(6);
 /// The same typing state is sent again at most this often.
 pub const TYPING_RESEND: Duration = Duration::from_secs(2);
+/// Any typing signals to one contact are at least this far apart (a stop always goes).
+pub const TYPING_GAP: Duration = Duration::from_millis(250);
 /// Most contacts (and contact devices) whose presence is tracked in memory.
 const MAX_TRACKED: usize = 65_536;
 /// Most profile requests in flight.
@@ -737,11 +739,15 @@ impl Engine {
             return Err(EngineError::Blocked(name));
         }
         let now = Instant::now();
-        if let Some((last, at)) = self.st.social.typing_sent.get(&identity)
-            && *last == state
-            && now.duration_since(*at) < TYPING_RESEND
-        {
-            return Ok(());
+        if let Some((last, at)) = self.st.social.typing_sent.get(&identity) {
+            let since = now.duration_since(*at);
+            let repeat = *last == state && since < TYPING_RESEND;
+            let too_soon = state != TypingState::Stopped && since < TYPING_GAP;
+            if repeat || too_soon {
+                // Bounded at the source too: a client calling this in a loop sends at most
+                // four signals a second.
+                return Ok(());
+            }
         }
         if self.st.social.typing_sent.len() >= MAX_TRACKED {
             self.st.social.typing_sent.clear();
