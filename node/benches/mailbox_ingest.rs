@@ -247,13 +247,11 @@ async fn drain(n: usize, size: (usize, usize)) {
     // The device comes back.
     let (tx, mut got) = tokio::sync::watch::channel(0);
     let t0 = Instant::now();
-    let key = device.key.clone();
     let curve = device.curve();
+    // Like a real device, it registers on its new connection, and then the mailbox hands
+    // over what it kept.
     let serving = tokio::spawn(async move {
-        MsgPeer::connect(key, node, &addr)
-            .await
-            .serve(curve, tx)
-            .await
+        device.register(node, &addr).await.serve(curve, tx).await
     });
     tokio::time::timeout(Duration::from_secs(120), got.wait_for(|&k| k >= n))
         .await

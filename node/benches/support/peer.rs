@@ -215,7 +215,7 @@ impl Recipient {
             token: None,
         };
         match p.request(req).await {
-            Ok(Response::Registered { .. }) => p,
+            Ok(Response::Registered { .. } | Response::Registration { .. }) => p,
             other => panic!("registration refused: {other:?}"),
         }
     }
