@@ -250,9 +250,8 @@ async fn drain(n: usize, size: (usize, usize)) {
     let curve = device.curve();
     // Like a real device, it registers on its new connection, and then the mailbox hands
     // over what it kept.
-    let serving = tokio::spawn(async move {
-        device.register(node, &addr).await.serve(curve, tx).await
-    });
+    let serving =
+        tokio::spawn(async move { device.register(node, &addr).await.serve(curve, tx).await });
     tokio::time::timeout(Duration::from_secs(120), got.wait_for(|&k| k >= n))
         .await
         .expect("the mailbox did not hand over everything in 120 s")

@@ -162,9 +162,10 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum MailboxCmd {
-    /// Register with a mailbox node (its contact code, from `kith id` on it).
+    /// Register with a mailbox node: its contact code (from `kith id` on it) or an address
+    /// ending in /p2p/<peer id>.
     Add {
-        /// The mailbox node's contact code.
+        /// The mailbox node's contact code or /p2p/ address.
         code: String,
         /// An invite token, if the mailbox's operator gave you one.
         #[arg(long)]

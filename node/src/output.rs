@@ -418,6 +418,7 @@ impl Out {
                 get("identity")
             )),
             "identity_warning" => line(&format!("WARNING {}: {}", get("contact"), get("detail"))),
+            "notice" => line(&format!("note: {}", get("detail"))),
             "presence" => {
                 if ev.get("online").and_then(Value::as_bool) == Some(true) {
                     line(&format!("{} is online", get("contact")));

@@ -120,8 +120,17 @@ fn statuses(a: &Node, with: &str) -> Vec<String> {
 fn second_mailbox_takes_over_when_one_is_gone_for_good() {
     let (_boot, boot_addr, a, mut b) = dht_trio();
     let mut m1 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
-    let _m2 = mailbox_for(&b, &["--bootstrap", &boot_addr]);
+    // The second one is given by its address rather than its code.
+    let mut m2 = Node::new().with_args(&["--mailbox", "--bootstrap", &boot_addr]);
+    m2.start();
+    b.json(&["mailbox", "add", &m2.p2p_addr()]);
     assert_eq!(b.json(&["mailbox", "list"]).len(), 2);
+    let out = b.cli(&["mailbox", "add", "/ip4/127.0.0.1/tcp/1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an address without /p2p/ is refused"
+    );
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     b.stop();
@@ -149,6 +158,15 @@ fn full_mailbox_refuses_and_the_sender_keeps_the_rest() {
     // envelopes).
     a.send("Bob", "warm up");
     a.wait_status("Bob", 1, "delivered", T);
+    // Alice watches her node's events: the refusal is shown to her, not only logged.
+    let mut watch = std::process::Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&a.dir)
+        .args(["--json", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(watch.stdout.take().unwrap());
     b.stop();
     for i in 0..5 {
         a.send("Bob", &format!("m{i}"));
@@ -168,6 +186,22 @@ fn full_mailbox_refuses_and_the_sender_keeps_the_rest() {
     wait_for(T, "the refusal in Alice's log", || {
         a.logs().contains("mailbox is full").then_some(())
     });
+    let notice = wait_for(T, "a notice for Alice", || {
+        let line = events
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .ok()?;
+        let ev: serde_json::Value = serde_json::from_str(&line).ok()?;
+        (ev["event"] == "notice").then_some(ev)
+    });
+    assert_eq!(notice["contact"], "Bob");
+    assert!(
+        notice["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Bob's mailbox is full")
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
     // Bob returns: everything arrives, once.
     b.start();
     assert_eq!(b.wait_received("Alice", 6, T).len(), 6);

@@ -302,6 +302,13 @@ pub enum Event {
         /// What was wrong.
         detail: String,
     },
+    /// Something the user should know about delivery to a contact (their mailbox is full).
+    Notice {
+        /// The contact's name.
+        contact: String,
+        /// What happened, in words.
+        detail: String,
+    },
     /// A contact came online or went offline.
     Presence {
         /// The contact's name.
@@ -339,6 +346,7 @@ impl std::fmt::Debug for Event {
             Event::NewContact { identity, .. } => write!(f, "NewContact({identity})"),
             Event::IdentityWarning { .. } => f.write_str("IdentityWarning"),
             Event::Presence { online, .. } => write!(f, "Presence({online})"),
+            Event::Notice { .. } => f.write_str("Notice"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
         }

@@ -1626,6 +1626,32 @@ fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, En
     }
 }
 
+/// A mailbox given by its contact code, or by an address ending in `/p2p/<peer id>`.
+fn mailbox_from(code: &str) -> Result<MailboxRef, EngineError> {
+    if code.starts_with('/') {
+        let addr: Multiaddr = code
+            .parse()
+            .map_err(|e| EngineError::BadCode(format!("not a multiaddr: {e}")))?;
+        return match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => Ok(MailboxRef {
+                peer_id: peer.to_bytes(),
+                addrs: vec![addr.to_vec()],
+            }),
+            _ => Err(EngineError::BadCode(
+                "a mailbox address must end in /p2p/<peer id>".into(),
+            )),
+        };
+    }
+    let card = ContactCard::from_code(code).map_err(|e| EngineError::BadCode(e.to_string()))?;
+    if PeerId::from_bytes(&card.peer_id).is_err() {
+        return Err(EngineError::BadCode("bad peer id".into()));
+    }
+    Ok(MailboxRef {
+        peer_id: card.peer_id,
+        addrs: card.addrs,
+    })
+}
+
 fn load_mailboxes(store: &Store) -> Vec<MailboxRef> {
     store
         .read(|r| r.meta("mailboxes"))
@@ -1901,19 +1927,10 @@ impl State {
                 code,
                 token,
                 reply: tx,
-            }) => match ContactCard::from_code(&code) {
-                Ok(card) if PeerId::from_bytes(&card.peer_id).is_ok() => {
-                    let mailbox = MailboxRef {
-                        peer_id: card.peer_id,
-                        addrs: card.addrs,
-                    };
-                    after.push(After::Register(mailbox, token, Some(tx)));
-                }
-                Ok(_) => {
-                    let _ = tx.send(Err(EngineError::BadCode("bad peer id".into())));
-                }
+            }) => match mailbox_from(code.trim()) {
+                Ok(mailbox) => after.push(After::Register(mailbox, token, Some(tx))),
                 Err(e) => {
-                    let _ = tx.send(Err(EngineError::BadCode(e.to_string())));
+                    let _ = tx.send(Err(e));
                 }
             },
             Work::Cmd(Cmd::SetPush {

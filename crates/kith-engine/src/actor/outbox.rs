@@ -204,6 +204,18 @@ impl State {
                     self.reset_sessions(w, &dev)?;
                 }
                 if full {
+                    // Tell the user, as other messengers do ("Bob's mailbox is full").
+                    if let Some(d) = w.device(&dev)?
+                        && let Some(c) = w.contact(&d.identity)?
+                    {
+                        after.push(After::Event(Event::Notice {
+                            contact: c.name.clone(),
+                            detail: format!(
+                                "{}'s mailbox is full; trying another mailbox or later",
+                                c.name
+                            ),
+                        }));
+                    }
                     after.push(After::Failed(dev));
                 } else {
                     self.settled(dev, via_mailbox, after);
