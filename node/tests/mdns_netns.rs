@@ -1,6 +1,10 @@
-//! mDNS: two nodes in two network namespaces that the test creates (joined by a veth pair)
-//! find each other with no address given. Skipped, with a message, where namespaces cannot be
-//! made (not root, no iproute2).
+//! Tests on a LAN the test makes itself: two network namespaces joined by a veth pair.
+//!
+//! - mDNS: two nodes find each other with no address given.
+//! - Presence: when one node's cable is pulled (its link goes down: no FIN, no reset), its
+//!   contact shows it offline within 60 s.
+//!
+//! Skipped, with a message, where namespaces cannot be made (not root, no iproute2).
 //!
 //! mDNS runs only inside the test's namespaces: nothing is sent on the host's networks. The CLI
 //! reaches each daemon through the Unix socket in its data directory, which works across
@@ -230,4 +234,49 @@ fn nodes_on_a_lan_find_each_other_with_mdns() {
     wait_for(T, "B to see A connected", || {
         b.connected().contains(&peer_a).then_some(())
     });
+}
+
+#[test]
+fn a_pulled_cable_shows_offline_within_a_minute() {
+    let lan = match Lan::create() {
+        Ok(lan) => lan,
+        Err(reason) => {
+            eprintln!("skipping the pulled-cable test: cannot create network namespaces: {reason}");
+            return;
+        }
+    };
+    lan.configure().expect("configure the test LAN");
+    let a = Daemon::start(&lan.ends[0].0);
+    let b = Daemon::start(&lan.ends[1].0);
+    let code = |d: &Daemon| d.json(&["id"])["code"].as_str().expect("code").to_string();
+    b.json(&["contacts", "add", &code(&a), "--name", "Alice"]);
+    a.json(&["contacts", "add", &code(&b), "--name", "Bob"]);
+    let alice = |b: &Daemon| {
+        // `contacts list --json` prints one object per line.
+        let out = run(b.path(), &["--json", "contacts", "list"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|c| c["name"] == "Alice")
+            .expect("Alice listed")
+    };
+    wait_for(T, "B to see A online", || {
+        (alice(&b)["presence"] == "online").then_some(())
+    });
+    // The cable: A's end of the link goes down. Nothing tells B.
+    let (ns_a, dev_a, _) = &lan.ends[0];
+    ip(&["-n", ns_a, "link", "set", dev_a, "down"]).expect("pull the cable");
+    let pulled = Instant::now();
+    wait_for(
+        Duration::from_secs(65),
+        "B to see A offline after the cable was pulled",
+        || (alice(&b)["presence"] != "online").then_some(()),
+    );
+    eprintln!(
+        "presence: A shown offline {:?} after the cable was pulled",
+        pulled.elapsed()
+    );
+    let v = alice(&b);
+    assert_eq!(v["presence"], "offline");
+    assert!(v["last_seen"].is_u64(), "last seen kept: {v}");
 }

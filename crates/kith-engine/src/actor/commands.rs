@@ -195,6 +195,11 @@ impl State {
         device.addrs.truncate(MAX_DEVICE_ADDRS);
         w.put_device(&dev, &device)?;
         if let Ok(peer) = PeerId::from_bytes(&card.peer_id) {
+            if self.connected.contains(&peer) {
+                // Already connected (they added us first): presence starts now, not at the
+                // next connection.
+                after.push(After::Greet(peer));
+            }
             after.push(After::Net(NetCommand::Dial {
                 peer,
                 addrs: decode_addrs(&device.addrs),

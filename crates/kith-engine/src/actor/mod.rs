@@ -420,6 +420,8 @@ enum After {
     PushAll(Option<String>, Reply<PushView>),
     /// Send the push endpoint to one mailbox (after a registration).
     SendPush(MailboxRef),
+    /// A connected peer may have just become a contact's device: greet it (presence).
+    Greet(PeerId),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -937,6 +939,11 @@ impl Engine {
 
     fn run_after(&mut self, a: After, ok: bool) {
         match a {
+            After::Greet(peer) => {
+                if ok {
+                    self.presence_connected(peer);
+                }
+            }
             After::Reply(f) => f(if ok {
                 Ok(())
             } else {

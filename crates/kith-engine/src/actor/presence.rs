@@ -154,6 +154,7 @@ pub(crate) struct Social {
     /// Profile requests in flight, by tag.
     profile_asks: HashMap<u64, [u8; 32]>,
     last_heartbeat: Instant,
+    last_silence_check: Instant,
 }
 
 /// Commands of this module (answered after the batch, each in its own small transaction).
@@ -225,6 +226,7 @@ impl Social {
             typing_sent: HashMap::new(),
             profile_asks: HashMap::new(),
             last_heartbeat: Instant::now(),
+            last_silence_check: Instant::now(),
         }
     }
 
@@ -422,6 +424,23 @@ impl Engine {
                 });
             }
         }
+        // Devices that fell silent (a cable pulled: no socket error comes), checked every
+        // second, so a contact shows offline at most PRESENCE_TIMEOUT + 1 s after its last
+        // heartbeat.
+        if now.duration_since(self.st.social.last_silence_check) >= Duration::from_secs(1) {
+            self.st.social.last_silence_check = now;
+            let mut silent = Vec::new();
+            for (id, s) in &self.st.social.seen {
+                for (p, t) in &s.online {
+                    if now.duration_since(*t) >= PRESENCE_TIMEOUT {
+                        silent.push((*id, *p));
+                    }
+                }
+            }
+            for (id, p) in silent {
+                self.device_gone(id, p, None);
+            }
+        }
         if now.duration_since(self.st.social.last_heartbeat) < HEARTBEAT {
             return;
         }
@@ -435,17 +454,6 @@ impl Engine {
             .collect();
         for (p, added) in peers {
             self.send_presence(p, added, true, None);
-        }
-        let mut silent = Vec::new();
-        for (id, s) in &self.st.social.seen {
-            for (p, t) in &s.online {
-                if now.duration_since(*t) >= PRESENCE_TIMEOUT {
-                    silent.push((*id, *p));
-                }
-            }
-        }
-        for (id, p) in silent {
-            self.device_gone(id, p, None);
         }
         self.st
             .social
