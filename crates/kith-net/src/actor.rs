@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,9 @@ pub enum NetCommand {
     },
     /// Answer inbound signal `id` (one that [`NetEvent::Signal`] gave an id).
     AnswerSignal { id: u64, answer: SignalAnswer },
+    /// Cut (or restore) every link with these peers, as a network partition would: their
+    /// connections close and new ones are refused. For simulations (`net-sim`) and tests.
+    CutLinks { peers: Vec<PeerId>, cut: bool },
 }
 
 /// Events for the engine.
@@ -497,6 +500,7 @@ pub async fn spawn(
         signal_out: HashMap::new(),
         signal_in: HashMap::new(),
         signal_rate: HashMap::new(),
+        cut: HashSet::new(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -554,6 +558,8 @@ struct Actor {
     signal_in: HashMap<u64, ResponseChannel<SignalAnswer>>,
     /// Per peer: signal tokens left and when they were counted.
     signal_rate: HashMap<PeerId, (f64, Instant)>,
+    /// Peers whose links are cut ([`NetCommand::CutLinks`]); the strike timer leaves them.
+    cut: HashSet<PeerId>,
 }
 
 impl Actor {
@@ -699,6 +705,19 @@ impl Actor {
                         self.signal_out.clear();
                     }
                     self.signal_out.insert(id, tag);
+                }
+            }
+            NetCommand::CutLinks { peers, cut } => {
+                for p in peers {
+                    if cut {
+                        if self.cut.len() < MAX_SIGNAL_STATE {
+                            self.cut.insert(p);
+                        }
+                        self.swarm.behaviour_mut().blocked.block_peer(p);
+                    } else {
+                        self.cut.remove(&p);
+                        self.swarm.behaviour_mut().blocked.unblock_peer(p);
+                    }
                 }
             }
             NetCommand::AnswerSignal { id, answer } => {
@@ -881,6 +900,7 @@ impl Actor {
                 .push_back((Instant::now() + BLOCK_FOR, peer));
             if self.blocked_until.len() > MAX_STRIKE_ENTRIES
                 && let Some((_, p)) = self.blocked_until.pop_front()
+                && !self.cut.contains(&p)
             {
                 self.swarm.behaviour_mut().blocked.unblock_peer(p);
             }
@@ -895,7 +915,9 @@ impl Actor {
                 break;
             }
             self.blocked_until.pop_front();
-            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            if !self.cut.contains(&p) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            }
         }
     }
 

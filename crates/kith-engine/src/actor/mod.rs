@@ -192,6 +192,12 @@ enum Cmd {
     Push(Reply<PushView>),
     /// Presence, typing, profile, privacy, blocking (answered after the batch).
     Social(SocialCmd),
+    /// Cut or restore the links with these peers (simulated partitions).
+    CutLinks {
+        peers: Vec<PeerId>,
+        cut: bool,
+        reply: Reply<()>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -358,6 +364,19 @@ impl EngineHandle {
             reply,
         })
         .await
+    }
+
+    /// Cuts (or restores) every link with these peers, as a network partition would.
+    /// For simulations (`net-sim`) and tests; not part of the user-facing API.
+    pub async fn cut_links(&self, peers: Vec<String>, cut: bool) -> Result<(), EngineError> {
+        let peers = peers
+            .iter()
+            .map(|p| {
+                p.parse::<PeerId>()
+                    .map_err(|e| EngineError::BadCode(format!("bad peer id {p:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        call!(self, CutLinks { peers, cut })
     }
 
     /// The mailboxes this device is registered with.
@@ -885,6 +904,7 @@ impl Engine {
                     | Cmd::Mailboxes(_)
                     | Cmd::Push(_)
                     | Cmd::Social(_)
+                    | Cmd::CutLinks { .. }
                     | Cmd::Status(_)),
                 ) => after.push(After::Read(c)),
                 Work::Net(ev) => {
@@ -1433,6 +1453,14 @@ impl Engine {
     fn read_cmd(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Social(c) => self.social_cmd(c),
+            Cmd::CutLinks { peers, cut, reply } => {
+                let r = self
+                    .st
+                    .net
+                    .send(NetCommand::CutLinks { peers, cut })
+                    .map_err(|e| EngineError::Network(e.to_string()));
+                let _ = reply.send(r);
+            }
             Cmd::Info(reply) => {
                 let _ = reply.send(self.info());
             }

@@ -1,0 +1,767 @@
+//! `net-sim`: many real Kith nodes in one process, with churn and partitions from a seed.
+//!
+//! Every node is the same code `kith up` runs: a [`kith_engine::Engine`] with its own
+//! identity, its own redb file (in a temporary directory) and its own libp2p swarm,
+//! listening on a fixed TCP port on 127.0.0.1 (so a node that restarts is found where it
+//! was). Nothing else is simulated: messages travel over real loopback connections, are
+//! encrypted, stored and acknowledged exactly as between separate machines.
+//!
+//! A [`Scenario`] (a TOML file) gives the seed, the number of nodes and mailboxes, the
+//! workload (random contact pairs and 1:1 messages between them) and the faults:
+//!
+//! - **churn**: a share of the nodes goes down (a clean stop) at a random time and comes back
+//!   after a random pause, or never (`gone_for_good`);
+//! - **partitions**: at a time, the nodes are split in two random halves whose links are cut
+//!   (connections closed and refused, through [`kith_engine::EngineHandle::cut_links`]), and
+//!   healed later.
+//!
+//! All random choices come from the seed, so a scenario makes the same choices every run;
+//! timing on a real machine still varies, so latencies differ between runs while the
+//! delivery results of a healthy run (everything acknowledged delivered exactly once) do not.
+//!
+//! The [`Report`] counts messages sent, acknowledged (✓ or ✓✓ at the sender), delivered,
+//! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
+//! still around), with latency from `send` to the recipient's `message` event, and the CPU
+//! time and peak memory of the run. [`Report::failures`] checks it against the scenario's
+//! expectations.
+//!
+//! Not simulated yet: per-link latency, jitter, loss and bandwidth (links are loopback),
+//! groups, and DHT lookup hop counts; see `docs/benchmarks.md`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kith_engine::{Engine, EngineConfig, EngineHandle, Event, MailboxConfig, Multiaddr};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Most nodes one scenario may run.
+pub const MAX_NODES: usize = 2000;
+/// Most messages one scenario may send.
+pub const MAX_MESSAGES: usize = 1_000_000;
+
+/// What to run; read from a TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A name for the report.
+    pub name: String,
+    /// Every random choice comes from this.
+    pub seed: u64,
+    /// Nodes in all, mailboxes included.
+    pub nodes: usize,
+    /// How many of them serve as mailboxes (always on); every other node registers with one.
+    #[serde(default)]
+    pub mailboxes: usize,
+    /// Random pairs of nodes that add each other as contacts.
+    pub pairs: usize,
+    /// 1:1 messages, each from a random side of a random pair.
+    pub messages: usize,
+    /// Sends are spread evenly over this many milliseconds.
+    pub send_over_ms: u64,
+    /// Churn, if any.
+    #[serde(default)]
+    pub churn: Option<Churn>,
+    /// Partitions, if any.
+    #[serde(default)]
+    pub partition: Vec<Partition>,
+    /// What must hold.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// Nodes going down and coming back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// Share of the non-mailbox nodes that go down once.
+    pub fraction: f64,
+    /// They go down at a random time in this range (ms from the first send).
+    pub down_at_ms: (u64, u64),
+    /// And stay down for a random time in this range.
+    pub down_for_ms: (u64, u64),
+    /// Share of those that never come back.
+    #[serde(default)]
+    pub gone_for_good: f64,
+}
+
+/// A split of the nodes in two random halves, healed later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// When the links are cut (ms from the first send).
+    pub at_ms: u64,
+    /// When they are restored.
+    pub heal_ms: u64,
+}
+
+/// What a run must show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Share of acknowledged messages (to recipients still around) delivered exactly once.
+    pub delivered: f64,
+    /// Messages shown twice at most.
+    pub duplicates: usize,
+    /// How long to wait after the last send (and the last node's return) for deliveries.
+    pub settle_ms: u64,
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Self {
+            delivered: 1.0,
+            duplicates: 0,
+            settle_ms: 120_000,
+        }
+    }
+}
+
+/// Scenario mistakes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The file is not a valid scenario.
+    #[error("not a valid scenario: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Scenario {
+    /// Parses and checks a scenario.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        let bad = |m: &str| Err(ScenarioError::Invalid(m.to_string()));
+        if s.nodes < 2 || s.nodes > MAX_NODES {
+            return bad("nodes must be 2 to 2000");
+        }
+        if s.mailboxes >= s.nodes {
+            return bad("mailboxes must be fewer than nodes");
+        }
+        if s.nodes - s.mailboxes < 2 {
+            return bad("at least two nodes that are not mailboxes are needed");
+        }
+        if s.pairs == 0 || s.messages == 0 || s.messages > MAX_MESSAGES {
+            return bad("pairs must be at least 1, messages 1 to 1,000,000");
+        }
+        if let Some(c) = &s.churn
+            && (!(0.0..=1.0).contains(&c.fraction)
+                || !(0.0..=1.0).contains(&c.gone_for_good)
+                || c.down_at_ms.0 > c.down_at_ms.1
+                || c.down_for_ms.0 > c.down_for_ms.1)
+        {
+            return bad("churn: fractions 0 to 1, ranges (low, high)");
+        }
+        if s.partition.iter().any(|p| p.heal_ms <= p.at_ms) {
+            return bad("a partition must heal after it starts");
+        }
+        if !(0.0..=1.0).contains(&s.expect.delivered) {
+            return bad("expect.delivered must be 0 to 1");
+        }
+        Ok(s)
+    }
+}
+
+/// What a run showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Nodes run.
+    pub nodes: usize,
+    /// Messages sent (a send the sender's node accepted).
+    pub sent: usize,
+    /// Sent messages to nodes still around whose sender shows ✓ or ✓✓ at the end.
+    pub acknowledged: usize,
+    /// Messages the recipient shows (each counted once).
+    pub delivered: usize,
+    /// Messages a recipient shows more than once.
+    pub duplicates: usize,
+    /// Acknowledged messages to recipients still around that never arrived.
+    pub lost: usize,
+    /// Messages to nodes gone for good (not expected to arrive).
+    pub to_departed: usize,
+    /// Node restarts done.
+    pub restarts: usize,
+    /// Partitions cut and healed.
+    pub partitions: usize,
+    /// Latency from `send` to the recipient's event, in ms: p50, p95, p99, max.
+    pub latency_ms: [f64; 4],
+    /// Wall time of the run, in seconds.
+    pub wall_s: f64,
+    /// CPU time of the process during the run, in seconds.
+    pub cpu_s: f64,
+    /// Peak resident memory of the process, in MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl Report {
+    /// The delivery results only (what must be the same for the same seed).
+    pub fn outcome(&self) -> (usize, usize, usize, usize, usize, usize) {
+        (
+            self.sent,
+            self.acknowledged,
+            self.delivered,
+            self.duplicates,
+            self.lost,
+            self.to_departed,
+        )
+    }
+
+    /// What broke the scenario's expectations (empty: it passed).
+    pub fn failures(&self, s: &Scenario) -> Vec<String> {
+        let mut out = Vec::new();
+        let expected = self.acknowledged;
+        let ok = expected.saturating_sub(self.lost);
+        if expected > 0 && (ok as f64) < s.expect.delivered * expected as f64 {
+            out.push(format!(
+                "delivered {ok} of {expected} acknowledged messages ({} lost); expected at least {:.1} %",
+                self.lost,
+                s.expect.delivered * 100.0
+            ));
+        }
+        if self.duplicates > s.expect.duplicates {
+            out.push(format!(
+                "{} messages shown more than once (at most {} allowed)",
+                self.duplicates, s.expect.duplicates
+            ));
+        }
+        if self.acknowledged < self.sent.saturating_sub(self.to_departed) {
+            out.push(format!(
+                "only {} of the {} messages to nodes still around were acknowledged",
+                self.acknowledged,
+                self.sent.saturating_sub(self.to_departed)
+            ));
+        }
+        out
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        format!(
+            "scenario {} (seed {}): {} nodes, {} restarts, {} partitions\n\
+             messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} to departed nodes\n\
+             latency send → recipient: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
+             run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
+            self.scenario,
+            self.seed,
+            self.nodes,
+            self.restarts,
+            self.partitions,
+            self.sent,
+            self.acknowledged,
+            self.delivered,
+            self.duplicates,
+            self.lost,
+            self.to_departed,
+            self.latency_ms[0],
+            self.latency_ms[1],
+            self.latency_ms[2],
+            self.latency_ms[3],
+            self.wall_s,
+            self.cpu_s,
+            self.peak_rss_mib
+        )
+    }
+}
+
+/// Run failures (not expectation failures: those are in the report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A node could not start or answer.
+    #[error("node {node}: {reason}")]
+    Node { node: usize, reason: String },
+    /// Temporary files.
+    #[error("cannot prepare a data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One simulated node.
+struct Node {
+    dir: PathBuf,
+    port: u16,
+    mailbox: bool,
+    handle: Option<EngineHandle>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    peer_id: String,
+    code: String,
+}
+
+/// A message event seen at a recipient: the message number and when.
+type Seen = (usize, Instant);
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn addr(port: u16) -> Multiaddr {
+    // A valid literal; parsing cannot fail.
+    format!("/ip4/127.0.0.1/tcp/{port}")
+        .parse()
+        .unwrap_or_else(|_| Multiaddr::empty())
+}
+
+/// The message number in a simulated text (`sim <n>`).
+fn number(text: &str) -> Option<usize> {
+    text.strip_prefix("sim ")?.parse().ok()
+}
+
+impl Node {
+    async fn start(
+        &mut self,
+        i: usize,
+        boot: Option<Multiaddr>,
+        seen: mpsc::Sender<(usize, Seen)>,
+    ) -> Result<(), SimError> {
+        let cfg = EngineConfig {
+            data_dir: self.dir.clone(),
+            listen: vec![addr(self.port)],
+            bootstrap: boot.into_iter().collect(),
+            mdns: false,
+            mailbox: self.mailbox.then(MailboxConfig::default),
+            reach: Default::default(),
+        };
+        let (h, task) = Engine::start(cfg).await.map_err(|e| SimError::Node {
+            node: i,
+            reason: e.to_string(),
+        })?;
+        let info = h.info().await.map_err(|e| SimError::Node {
+            node: i,
+            reason: e.to_string(),
+        })?;
+        self.peer_id = info.peer_id;
+        self.code = info.code;
+        // Every message event, tagged with this node's index.
+        let mut events = h.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Message { text, .. }) => {
+                        if let Some(n) = number(&text)
+                            && seen.send((i, (n, Instant::now()))).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        self.handle = Some(h);
+        self.task = Some(task);
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// What happens when, from the first send.
+#[derive(Debug, Clone)]
+enum Step {
+    Send { from: usize, to: usize, n: usize },
+    Down(usize),
+    Up(usize),
+    Cut(Vec<usize>, Vec<usize>, bool),
+}
+
+fn proc_cpu_s() -> f64 {
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second on
+    // Linux).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let u: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((u + st) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb / 1024.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// Whether a sender's state for a message is ✓ or better.
+fn acked(status: Option<&String>) -> bool {
+    matches!(
+        status.map(String::as_str),
+        Some("sent" | "delivered" | "read")
+    )
+}
+
+/// Per node: the states of its own messages (by id), and how often each simulated message
+/// number is shown as received.
+type States = (
+    HashMap<usize, HashMap<String, String>>,
+    HashMap<usize, HashMap<usize, usize>>,
+);
+
+/// Reads every running node's conversations with its contacts.
+async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
+    let mut status: HashMap<usize, HashMap<String, String>> = HashMap::new();
+    let mut shown: HashMap<usize, HashMap<usize, usize>> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(h) = &node.handle else { continue };
+        for &(a, b) in pairs {
+            let other = match (a == i, b == i) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => continue,
+            };
+            let Ok(history) = h.history(format!("n{other}"), 100_000).await else {
+                continue;
+            };
+            for v in history {
+                if v.from == "me" {
+                    status.entry(i).or_default().insert(v.id, v.status);
+                } else if let Some(k) = number(&v.text) {
+                    *shown.entry(i).or_default().entry(k).or_default() += 1;
+                }
+            }
+        }
+    }
+    (status, shown)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs a scenario to the end and reports.
+pub async fn run(s: &Scenario) -> Result<Report, SimError> {
+    let t_start = Instant::now();
+    let cpu0 = proc_cpu_s();
+    let mut rng = StdRng::seed_from_u64(s.seed);
+    let tmp = tempfile::tempdir()?;
+    let (seen_tx, mut seen_rx) = mpsc::channel::<(usize, Seen)>(65_536);
+
+    // Nodes: the first `mailboxes` serve as mailboxes; node 0 is everyone's DHT bootstrap.
+    let mut nodes = Vec::with_capacity(s.nodes);
+    for i in 0..s.nodes {
+        let dir = tmp.path().join(format!("n{i}"));
+        std::fs::create_dir_all(&dir)?;
+        nodes.push(Node {
+            dir,
+            port: free_port()?,
+            mailbox: i < s.mailboxes,
+            handle: None,
+            task: None,
+            peer_id: String::new(),
+            code: String::new(),
+        });
+    }
+    let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+            nodes[0].port, nodes[0].peer_id
+        )
+        .parse()
+        .ok()
+    };
+    nodes[0].start(0, None, seen_tx.clone()).await?;
+    let boot = boot_of(&nodes);
+    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
+        n.start(i, boot.clone(), seen_tx.clone()).await?;
+    }
+    let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
+    // Mailboxes: each user registers with one, round robin.
+    if s.mailboxes > 0 {
+        for (k, &u) in users.iter().enumerate() {
+            let m = k % s.mailboxes;
+            let code = nodes[m].code.clone();
+            if let Some(h) = &nodes[u].handle {
+                h.add_mailbox(code, None)
+                    .await
+                    .map_err(|e| SimError::Node {
+                        node: u,
+                        reason: format!("mailbox registration: {e}"),
+                    })?;
+            }
+        }
+    }
+    // Contact pairs among the users.
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    while pairs.len() < s.pairs {
+        let a = users[rng.random_range(0..users.len())];
+        let b = users[rng.random_range(0..users.len())];
+        if a != b && !pairs.contains(&(a, b)) && !pairs.contains(&(b, a)) {
+            pairs.push((a, b));
+        }
+        if pairs.len() >= users.len() * (users.len() - 1) / 2 {
+            break;
+        }
+    }
+    for &(a, b) in &pairs {
+        let (ca, cb) = (nodes[a].code.clone(), nodes[b].code.clone());
+        for (me, them, code) in [(a, b, cb), (b, a, ca)] {
+            if let Some(h) = &nodes[me].handle {
+                h.add_contact(code, format!("n{them}"))
+                    .await
+                    .map_err(|e| SimError::Node {
+                        node: me,
+                        reason: format!("adding a contact: {e}"),
+                    })?;
+            }
+        }
+    }
+
+    // The plan, all from the seed.
+    let mut plan: Vec<(u64, Step)> = Vec::new();
+    let gap = s.send_over_ms as f64 / s.messages as f64;
+    for n in 0..s.messages {
+        let (a, b) = pairs[rng.random_range(0..pairs.len())];
+        let (from, to) = if rng.random_bool(0.5) { (a, b) } else { (b, a) };
+        plan.push(((n as f64 * gap) as u64, Step::Send { from, to, n }));
+    }
+    let mut departed = vec![false; s.nodes];
+    let mut restarts = 0;
+    if let Some(c) = &s.churn {
+        let mut churned = users.clone();
+        churned.shuffle(&mut rng);
+        churned.truncate((c.fraction * users.len() as f64).round() as usize);
+        for &u in &churned {
+            let down = rng.random_range(c.down_at_ms.0..=c.down_at_ms.1);
+            let back = down + rng.random_range(c.down_for_ms.0..=c.down_for_ms.1);
+            plan.push((down, Step::Down(u)));
+            if rng.random_bool(c.gone_for_good) {
+                departed[u] = true;
+            } else {
+                plan.push((back, Step::Up(u)));
+                restarts += 1;
+            }
+        }
+    }
+    for p in &s.partition {
+        let mut all: Vec<usize> = (0..s.nodes).collect();
+        all.shuffle(&mut rng);
+        let half = all.split_off(all.len() / 2);
+        plan.push((p.at_ms, Step::Cut(all.clone(), half.clone(), true)));
+        plan.push((p.heal_ms, Step::Cut(all, half, false)));
+    }
+    plan.sort_by_key(|(t, _)| *t);
+
+    // Run it.
+    let t0 = Instant::now();
+    let mut sends: Vec<Option<(usize, usize, Instant, String)>> = vec![None; s.messages];
+    for (at, step) in plan {
+        let when = t0 + Duration::from_millis(at);
+        tokio::time::sleep_until(when.into()).await;
+        match step {
+            Step::Send { from, to, n } => {
+                // A node that is down does not send.
+                let Some(h) = &nodes[from].handle else {
+                    continue;
+                };
+                if let Ok(sent) = h.send(format!("n{to}"), format!("sim {n}")).await {
+                    sends[n] = Some((from, to, Instant::now(), sent.id));
+                }
+            }
+            Step::Down(u) => nodes[u].stop().await,
+            Step::Up(u) => nodes[u].start(u, boot.clone(), seen_tx.clone()).await?,
+            Step::Cut(left, right, cut) => {
+                let ids = |side: &[usize]| -> Vec<String> {
+                    side.iter().map(|&i| nodes[i].peer_id.clone()).collect()
+                };
+                let (lp, rp) = (ids(&left), ids(&right));
+                for (side, other) in [(&left, &rp), (&right, &lp)] {
+                    for &i in side.iter() {
+                        if let Some(h) = &nodes[i].handle {
+                            let _ = h.cut_links(other.clone(), cut).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Settle: wait until every message to a node still around has arrived, or time is up.
+    let mut arrivals: HashMap<usize, Vec<Instant>> = HashMap::new();
+    let expected: Vec<usize> = (0..s.messages)
+        .filter(|&n| {
+            sends[n]
+                .as_ref()
+                .is_some_and(|(_, to, _, _)| !departed[*to])
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_millis(s.expect.settle_ms);
+    loop {
+        while let Ok((node, (n, at))) = seen_rx.try_recv() {
+            if sends[n].as_ref().is_some_and(|(_, to, _, _)| *to == node) {
+                arrivals.entry(n).or_default().push(at);
+            }
+        }
+        if expected.iter().all(|n| arrivals.contains_key(n)) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Acknowledgements travel back after the deliveries: read the senders' states until
+    // every message to a node still around shows ✓ or ✓✓ (or the settle time is over).
+    let (status_by_node, shown_by_node) = loop {
+        let states = final_states(&nodes, &pairs).await;
+        let all_acked = expected.iter().all(|n| {
+            sends[*n]
+                .as_ref()
+                .is_some_and(|(from, _, _, id)| acked(states.0.get(from).and_then(|m| m.get(id))))
+        });
+        if all_acked || Instant::now() >= deadline {
+            break states;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut acknowledged = 0;
+    let mut duplicates = 0;
+    let mut lost = 0;
+    let mut to_departed = 0;
+    let mut latencies: Vec<f64> = Vec::new();
+    for (n, entry) in sends.iter().enumerate() {
+        let Some((from, to, at, id)) = entry else {
+            continue;
+        };
+        let is_acked = acked(status_by_node.get(from).and_then(|m| m.get(id)));
+        let shown = shown_by_node
+            .get(to)
+            .and_then(|m| m.get(&n))
+            .copied()
+            .unwrap_or(0);
+        if shown > 1 {
+            duplicates += 1;
+        }
+        if departed[*to] {
+            // Whether these are acknowledged depends on timing (a mailbox took them or not
+            // yet), so they are counted apart.
+            to_departed += 1;
+        } else {
+            if is_acked {
+                acknowledged += 1;
+            }
+            if is_acked && shown == 0 {
+                lost += 1;
+            }
+        }
+        if let Some(first) = arrivals.get(&n).and_then(|v| v.iter().min()) {
+            latencies.push(first.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let delivered = (0..s.messages)
+        .filter(|n| {
+            sends[*n].as_ref().is_some_and(|(_, to, _, _)| {
+                shown_by_node
+                    .get(to)
+                    .and_then(|m| m.get(n))
+                    .is_some_and(|c| *c > 0)
+            })
+        })
+        .count();
+    let report = Report {
+        scenario: s.name.clone(),
+        seed: s.seed,
+        nodes: s.nodes,
+        sent: sends.iter().filter(|x| x.is_some()).count(),
+        acknowledged,
+        delivered,
+        duplicates,
+        lost,
+        to_departed,
+        restarts,
+        partitions: s.partition.len(),
+        latency_ms: [
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.95),
+            pct(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(0.0),
+        ],
+        wall_s: t_start.elapsed().as_secs_f64(),
+        cpu_s: proc_cpu_s() - cpu0,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    for n in &mut nodes {
+        n.stop().await;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_are_checked() {
+        let ok =
+            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n";
+        assert!(Scenario::parse(ok).is_ok());
+        assert!(Scenario::parse(&ok.replace("nodes = 4", "nodes = 1")).is_err());
+        assert!(Scenario::parse(&format!("{ok}bogus = 1\n")).is_err());
+        assert!(Scenario::parse(&format!("{ok}[[partition]]\nat_ms = 5\nheal_ms = 1\n")).is_err());
+        assert!(
+            Scenario::parse(&format!(
+                "{ok}[churn]\nfraction = 2.0\ndown_at_ms = [0, 1]\ndown_for_ms = [0, 1]\n"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn failures_name_what_broke() {
+        let s = Scenario::parse(
+            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n",
+        )
+        .unwrap();
+        let mut r = Report {
+            scenario: "x".into(),
+            seed: 1,
+            nodes: 4,
+            sent: 10,
+            acknowledged: 10,
+            delivered: 10,
+            duplicates: 0,
+            lost: 0,
+            to_departed: 0,
+            restarts: 0,
+            partitions: 0,
+            latency_ms: [0.0; 4],
+            wall_s: 0.0,
+            cpu_s: 0.0,
+            peak_rss_mib: 0.0,
+        };
+        assert!(r.failures(&s).is_empty());
+        r.lost = 1;
+        r.duplicates = 1;
+        let f = r.failures(&s);
+        assert_eq!(f.len(), 2, "{f:?}");
+    }
+}

@@ -1,0 +1,100 @@
+//! `net-sim run SCENARIO.toml [--json]`: runs a scenario (see the library docs) and prints
+//! its report, as text or as one JSON object. Exit codes: 0 the scenario's expectations
+//! held, 1 a bad scenario file or arguments, 2 a node failed to run, 4 an expectation failed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kith_net_sim::{Scenario, run};
+
+/// Many Kith nodes in one process, with churn and partitions from a seed.
+#[derive(Debug, Parser)]
+#[command(name = "net-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a scenario file and report.
+    Run {
+        /// The scenario (TOML).
+        scenario: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
+    let Cmd::Run { scenario, json } = cli.cmd;
+    let text = match std::fs::read_to_string(&scenario) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("net-sim: cannot read {}: {e}", scenario.display());
+            return ExitCode::from(1);
+        }
+    };
+    let s = match Scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("net-sim: {}: {e}", scenario.display());
+            return ExitCode::from(1);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("net-sim: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match rt.block_on(run(&s)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("net-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        match serde_json::to_string(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("net-sim: {e}"),
+        }
+    } else {
+        println!("{}", report.text());
+    }
+    let failures = report.failures(&s);
+    for f in &failures {
+        eprintln!("net-sim: FAILED: {f}");
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    }
+}
