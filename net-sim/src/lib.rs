@@ -179,15 +179,15 @@ pub struct Report {
     pub nodes: usize,
     /// Messages sent (a send the sender's node accepted).
     pub sent: usize,
-    /// Sent messages to nodes still around whose sender shows ✓ or ✓✓ at the end.
+    /// Sent messages between nodes still around whose sender shows ✓ or ✓✓ at the end.
     pub acknowledged: usize,
     /// Messages the recipient shows (each counted once).
     pub delivered: usize,
     /// Messages a recipient shows more than once.
     pub duplicates: usize,
-    /// Acknowledged messages to recipients still around that never arrived.
+    /// Acknowledged messages between nodes still around that never arrived.
     pub lost: usize,
-    /// Messages to nodes gone for good (not expected to arrive).
+    /// Messages from or to nodes gone for good (not expected to arrive).
     pub to_departed: usize,
     /// Node restarts done.
     pub restarts: usize,
@@ -236,7 +236,7 @@ impl Report {
         }
         if self.acknowledged < self.sent.saturating_sub(self.to_departed) {
             out.push(format!(
-                "only {} of the {} messages to nodes still around were acknowledged",
+                "only {} of the {} messages between nodes still around were acknowledged",
                 self.acknowledged,
                 self.sent.saturating_sub(self.to_departed)
             ));
@@ -248,7 +248,7 @@ impl Report {
     pub fn text(&self) -> String {
         format!(
             "scenario {} (seed {}): {} nodes, {} restarts, {} partitions\n\
-             messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} to departed nodes\n\
+             messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} from or to departed nodes\n\
              latency send → recipient: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
              run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
             self.scenario,
@@ -613,7 +613,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         .filter(|&n| {
             sends[n]
                 .as_ref()
-                .is_some_and(|(_, to, _, _)| !departed[*to])
+                .is_some_and(|(from, to, _, _)| !departed[*to] && !departed[*from])
         })
         .collect();
     let deadline = Instant::now() + Duration::from_millis(s.expect.settle_ms);
@@ -660,9 +660,9 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         if shown > 1 {
             duplicates += 1;
         }
-        if departed[*to] {
-            // Whether these are acknowledged depends on timing (a mailbox took them or not
-            // yet), so they are counted apart.
+        if departed[*to] || departed[*from] {
+            // A node gone for good takes its outbox with it, and mail for it may or may not
+            // have reached a mailbox yet (timing): these are counted apart.
             to_departed += 1;
         } else {
             if is_acked {
