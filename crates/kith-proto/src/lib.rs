@@ -14,6 +14,7 @@
 
 pub mod codec;
 pub mod contact;
+pub mod group;
 pub mod record;
 pub mod signal;
 pub mod wire;

@@ -25,14 +25,14 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
 /// Largest encoded user record.
 pub const MAX_USER_RECORD: usize = 8 * 1024;
 
-fn verify(key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), DecodeError> {
+pub(crate) fn verify(key: &[u8; 32], msg: &[u8], sig: &[u8]) -> Result<(), DecodeError> {
     let key = VerifyingKey::from_bytes(key).map_err(|_| DecodeError::Invalid("bad public key"))?;
     let sig = Signature::from_slice(sig).map_err(|_| DecodeError::BadSignature)?;
     key.verify_strict(msg, &sig)
         .map_err(|_| DecodeError::BadSignature)
 }
 
-fn signable<T: Serialize>(domain: &[u8], value: &T) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn signable<T: Serialize>(domain: &[u8], value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = domain.to_vec();
     out.extend_from_slice(&codec::encode(value)?);
     Ok(out)
