@@ -72,6 +72,21 @@ pub struct Scenario {
     /// What must hold.
     #[serde(default)]
     pub expect: Expect,
+    /// How nodes are linked: `memory` (in-process libp2p memory links, the default: no
+    /// sockets, so a thousand nodes fit) or `tcp` (real loopback TCP connections).
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How simulated nodes are linked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// In-process memory links (`/memory/<n>`), Noise and Yamux on top as usual.
+    #[default]
+    Memory,
+    /// Loopback TCP.
+    Tcp,
 }
 
 /// Nodes going down and coming back.
@@ -288,7 +303,9 @@ pub enum SimError {
 /// One simulated node.
 struct Node {
     dir: PathBuf,
-    port: u16,
+    /// A TCP port, or a memory-link number.
+    port: u64,
+    memory: bool,
     mailbox: bool,
     handle: Option<EngineHandle>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -299,17 +316,25 @@ struct Node {
 /// A message event seen at a recipient: the message number and when.
 type Seen = (usize, Instant);
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+fn free_port() -> std::io::Result<u64> {
+    Ok(u64::from(
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    ))
 }
 
-fn addr(port: u16) -> Multiaddr {
+/// Memory-link numbers, unique in the process (runs may follow each other).
+static NEXT_MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+
+fn addr(port: u64, memory: bool) -> Multiaddr {
+    let text = if memory {
+        format!("/memory/{port}")
+    } else {
+        format!("/ip4/127.0.0.1/tcp/{port}")
+    };
     // A valid literal; parsing cannot fail.
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .unwrap_or_else(|_| Multiaddr::empty())
+    text.parse().unwrap_or_else(|_| Multiaddr::empty())
 }
 
 /// The message number in a simulated text (`sim <n>`).
@@ -326,11 +351,14 @@ impl Node {
     ) -> Result<(), SimError> {
         let cfg = EngineConfig {
             data_dir: self.dir.clone(),
-            listen: vec![addr(self.port)],
+            listen: vec![addr(self.port, self.memory)],
             bootstrap: boot.into_iter().collect(),
             mdns: false,
             mailbox: self.mailbox.then(MailboxConfig::default),
-            reach: Default::default(),
+            reach: kith_engine::ReachConfig {
+                memory: self.memory,
+                ..Default::default()
+            },
         };
         let (h, task) = Engine::start(cfg).await.map_err(|e| SimError::Node {
             node: i,
@@ -473,9 +501,16 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     for i in 0..s.nodes {
         let dir = tmp.path().join(format!("n{i}"));
         std::fs::create_dir_all(&dir)?;
+        let memory = s.transport == Transport::Memory;
+        let port = if memory {
+            NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        } else {
+            free_port()?
+        };
         nodes.push(Node {
             dir,
-            port: free_port()?,
+            port,
+            memory,
             mailbox: i < s.mailboxes,
             handle: None,
             task: None,
@@ -485,8 +520,9 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
         format!(
-            "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-            nodes[0].port, nodes[0].peer_id
+            "{}/p2p/{}",
+            addr(nodes[0].port, nodes[0].memory),
+            nodes[0].peer_id
         )
         .parse()
         .ok()

@@ -88,6 +88,9 @@ pub struct NetConfig {
     /// Addresses others reach this node at, besides its listen addresses (a port forward, a
     /// DNS name). A relay server offers its service only once it has such an address.
     pub external: Vec<Multiaddr>,
+    /// Use in-process memory links (`/memory/<n>` addresses) instead of TCP and QUIC: for
+    /// simulations of many nodes in one process (`net-sim`).
+    pub memory: bool,
 }
 
 /// Limits of the circuit relay a node serves (libp2p circuit relay v2, hop side).
@@ -272,6 +275,97 @@ struct Behaviour {
     autonat: autonat::Behaviour,
 }
 
+/// The behaviours of a node's swarm, whatever its transport.
+fn make_behaviour(
+    key: &identity::Keypair,
+    relay_client: relay::client::Behaviour,
+    cfg: &NetConfig,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let peer = key.public().to_peer_id();
+    let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));
+    kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_max_packet_size(16 * 1024)
+        .set_record_ttl(Some(Duration::from_secs(48 * 3600)))
+        .set_publication_interval(None)
+        .set_query_timeout(Duration::from_secs(30));
+    let store_cfg = kad::store::MemoryStoreConfig {
+        max_records: 65_536,
+        max_value_bytes: kith_proto::record::MAX_USER_RECORD,
+        ..Default::default()
+    };
+    let mut kad = kad::Behaviour::with_config(
+        peer,
+        kad::store::MemoryStore::with_config(peer, store_cfg),
+        kcfg,
+    );
+    // Nodes on loopback and LANs never see themselves confirmed as public, so they
+    // would stay clients; Kith nodes serve the DHT unless told otherwise.
+    kad.set_mode(Some(kad::Mode::Server));
+    let relay = cfg.relay_server.as_ref().map(|r| {
+        relay::Behaviour::new(
+            peer,
+            relay::Config {
+                max_reservations: r.max_reservations,
+                max_circuits: r.max_circuits,
+                max_circuits_per_peer: r.max_circuits_per_peer,
+                max_circuit_duration: r.max_circuit_duration,
+                max_circuit_bytes: r.max_circuit_bytes,
+                ..Default::default()
+            },
+        )
+    });
+    let autonat = autonat::Behaviour::new(
+        peer,
+        autonat::Config {
+            boot_delay: Duration::from_secs(3),
+            retry_interval: Duration::from_secs(60),
+            throttle_server_period: Duration::from_secs(30),
+            only_global_ips: !cfg.private_ips,
+            ..Default::default()
+        },
+    );
+    Ok(Behaviour {
+        signal: request_response::Behaviour::with_codec(
+            SignalCodec,
+            [(
+                StreamProtocol::new(SIGNAL_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(SIGNAL_TIMEOUT)
+                .with_max_concurrent_streams(32),
+        ),
+        relay_client,
+        relay: Toggle::from(relay),
+        dcutr: dcutr::Behaviour::new(peer),
+        autonat,
+        blocked: Default::default(),
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(4096))
+                .with_max_established_per_peer(Some(4))
+                .with_max_pending_incoming(Some(256)),
+        ),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/kith/1.0.0".into(), key.public())
+                .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
+                .with_push_listen_addr_updates(true),
+        ),
+        ping: ping::Behaviour::default(),
+        kad,
+        msg: request_response::Behaviour::with_codec(
+            KithCodec,
+            [(
+                StreamProtocol::new(PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(256),
+        ),
+    })
+}
+
 /// Starts the network actor. Returns once every listen address is bound.
 pub async fn spawn(
     cfg: NetConfig,
@@ -284,115 +378,58 @@ pub async fn spawn(
     NetError,
 > {
     let local_peer = cfg.keypair.public().to_peer_id();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_relay_client(noise::Config::new, yamux::Config::default)
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_behaviour(|key, relay_client| {
-            let peer = key.public().to_peer_id();
-            let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));
-            kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
-                .set_max_packet_size(16 * 1024)
-                .set_record_ttl(Some(Duration::from_secs(48 * 3600)))
-                .set_publication_interval(None)
-                .set_query_timeout(Duration::from_secs(30));
-            let store_cfg = kad::store::MemoryStoreConfig {
-                max_records: 65_536,
-                max_value_bytes: kith_proto::record::MAX_USER_RECORD,
-                ..Default::default()
-            };
-            let mut kad = kad::Behaviour::with_config(
-                peer,
-                kad::store::MemoryStore::with_config(peer, store_cfg),
-                kcfg,
-            );
-            // Nodes on loopback and LANs never see themselves confirmed as public, so they
-            // would stay clients; Kith nodes serve the DHT unless told otherwise.
-            kad.set_mode(Some(kad::Mode::Server));
-            let relay = cfg.relay_server.as_ref().map(|r| {
-                relay::Behaviour::new(
-                    peer,
-                    relay::Config {
-                        max_reservations: r.max_reservations,
-                        max_circuits: r.max_circuits,
-                        max_circuits_per_peer: r.max_circuits_per_peer,
-                        max_circuit_duration: r.max_circuit_duration,
-                        max_circuit_bytes: r.max_circuit_bytes,
-                        ..Default::default()
-                    },
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let mut swarm = if cfg.memory {
+        // In-process links only (net-sim): `/memory/<n>` addresses, Noise and Yamux as usual.
+        libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+            .with_tokio()
+            .with_other_transport(|key| {
+                use libp2p::Transport as _;
+                let noise = noise::Config::new(key)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    libp2p::core::transport::MemoryTransport::default()
+                        .upgrade(libp2p::core::upgrade::Version::V1)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default()),
                 )
-            });
-            let autonat = autonat::Behaviour::new(
-                peer,
-                autonat::Config {
-                    boot_delay: Duration::from_secs(3),
-                    retry_interval: Duration::from_secs(60),
-                    throttle_server_period: Duration::from_secs(30),
-                    only_global_ips: !cfg.private_ips,
-                    ..Default::default()
-                },
-            );
-            Ok(Behaviour {
-                signal: request_response::Behaviour::with_codec(
-                    SignalCodec,
-                    [(
-                        StreamProtocol::new(SIGNAL_PROTOCOL),
-                        request_response::ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(SIGNAL_TIMEOUT)
-                        .with_max_concurrent_streams(32),
-                ),
-                relay_client,
-                relay: Toggle::from(relay),
-                dcutr: dcutr::Behaviour::new(peer),
-                autonat,
-                blocked: Default::default(),
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(4096))
-                        .with_max_established_per_peer(Some(4))
-                        .with_max_pending_incoming(Some(256)),
-                ),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/kith/1.0.0".into(), key.public())
-                        .with_agent_version(format!("kith/{}", env!("CARGO_PKG_VERSION")))
-                        .with_push_listen_addr_updates(true),
-                ),
-                ping: ping::Behaviour::default(),
-                kad,
-                msg: request_response::Behaviour::with_codec(
-                    KithCodec,
-                    [(
-                        StreamProtocol::new(PROTOCOL),
-                        request_response::ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(REQUEST_TIMEOUT)
-                        .with_max_concurrent_streams(256),
-                ),
             })
-        })
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build();
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_behaviour(|key, relay_client| make_behaviour(key, relay_client, &cfg))
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_swarm_config(idle)
+            .build()
+    } else {
+        libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_behaviour(|key, relay_client| make_behaviour(key, relay_client, &cfg))
+            .map_err(|e| NetError::Setup(e.to_string()))?
+            .with_swarm_config(idle)
+            .build()
+    };
 
+    let mut listeners = Vec::new();
     for addr in &cfg.listen {
-        swarm
+        let id = swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Listen {
                 addr: addr.clone(),
                 reason: e.to_string(),
             })?;
+        listeners.push(id);
     }
     // Wait until each listener reports its address (or fails).
     let listen = Arc::new(Mutex::new(Vec::new()));
@@ -475,7 +512,7 @@ pub async fn spawn(
         )));
     }
     let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
-    let anon = Anon::new(REQUEST_TIMEOUT)?;
+    let anon = Anon::new(REQUEST_TIMEOUT, cfg.memory)?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -494,9 +531,11 @@ pub async fn spawn(
         reach_info: reach_info.clone(),
         relay_server: cfg.relay_server.is_some(),
         private_ips: cfg.private_ips,
+        memory: cfg.memory,
         dialed: HashMap::new(),
         anon,
         anon_outbound: HashMap::new(),
+        listeners,
         signal_out: HashMap::new(),
         signal_in: HashMap::new(),
         signal_rate: HashMap::new(),
@@ -546,8 +585,12 @@ struct Actor {
     relay_server: bool,
     /// Private and loopback addresses count as reachable.
     private_ips: bool,
+    /// In-process memory links (net-sim).
+    memory: bool,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
     dialed: HashMap<PeerId, Multiaddr>,
+    /// Our own listeners (closed when the actor stops).
+    listeners: Vec<libp2p::core::transport::ListenerId>,
     /// The swarm with a throwaway key that makes deposits.
     anon: Anon,
     /// Requests in flight on it, with the engine's tags.
@@ -611,6 +654,12 @@ impl Actor {
                     self.rotate_anon();
                 }
             }
+        }
+        // Close the listeners explicitly: a memory-link listener keeps its address taken in
+        // the process until it is removed, which would stop a node restarted in the same
+        // process (net-sim) from listening there again.
+        for id in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(id);
         }
         info!("network stopped");
     }
@@ -1084,7 +1133,7 @@ impl Actor {
         if !self.anon_outbound.is_empty() || !self.anon.due(Instant::now()) {
             return;
         }
-        match Anon::new(REQUEST_TIMEOUT) {
+        match Anon::new(REQUEST_TIMEOUT, self.memory) {
             Ok(a) => {
                 debug!("new deposit identity");
                 self.anon = a;

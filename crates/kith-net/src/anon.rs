@@ -42,40 +42,64 @@ pub(crate) struct Anon {
 }
 
 impl Anon {
-    /// A new swarm with a new random key.
-    pub(crate) fn new(request_timeout: Duration) -> Result<Self, NetError> {
-        let swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| NetError::Setup(e.to_string()))?
-            .with_quic()
-            .with_dns()
-            .map_err(|e| NetError::Setup(e.to_string()))?
-            .with_behaviour(|_| AnonBehaviour {
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established(Some(MAX_CONNECTIONS))
-                        .with_max_established_per_peer(Some(1))
-                        .with_max_pending_incoming(Some(0)),
-                ),
-                msg: request_response::Behaviour::with_codec(
-                    KithCodec,
-                    [(
-                        StreamProtocol::new(PROTOCOL),
-                        request_response::ProtocolSupport::Outbound,
-                    )],
-                    request_response::Config::default()
-                        .with_request_timeout(request_timeout)
-                        .with_max_concurrent_streams(64),
-                ),
-            })
-            .map_err(|e| NetError::Setup(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+    /// A new swarm with a new random key (over in-process memory links with `memory`).
+    pub(crate) fn new(request_timeout: Duration, memory: bool) -> Result<Self, NetError> {
+        let behaviour = |_: &libp2p::identity::Keypair| AnonBehaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_established_per_peer(Some(1))
+                    .with_max_pending_incoming(Some(0)),
+            ),
+            msg: request_response::Behaviour::with_codec(
+                KithCodec,
+                [(
+                    StreamProtocol::new(PROTOCOL),
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(request_timeout)
+                    .with_max_concurrent_streams(64),
+            ),
+        };
+        let idle =
+            |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+        let swarm = if memory {
+            libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_other_transport(|key| {
+                    use libp2p::Transport as _;
+                    let noise = noise::Config::new(key)
+                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        libp2p::core::transport::MemoryTransport::default()
+                            .upgrade(libp2p::core::upgrade::Version::V1)
+                            .authenticate(noise)
+                            .multiplex(yamux::Config::default()),
+                    )
+                })
+                .map_err(|e| NetError::Setup(e.to_string()))?
+                .with_behaviour(behaviour)
+                .map_err(|e| NetError::Setup(e.to_string()))?
+                .with_swarm_config(idle)
+                .build()
+        } else {
+            libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .map_err(|e| NetError::Setup(e.to_string()))?
+                .with_quic()
+                .with_dns()
+                .map_err(|e| NetError::Setup(e.to_string()))?
+                .with_behaviour(behaviour)
+                .map_err(|e| NetError::Setup(e.to_string()))?
+                .with_swarm_config(idle)
+                .build()
+        };
         Ok(Self {
             swarm,
             born: Instant::now(),

@@ -114,6 +114,9 @@ pub struct ReachConfig {
     pub private_ips: bool,
     /// Addresses others reach this node at, besides its listen addresses.
     pub external: Vec<Multiaddr>,
+    /// In-process memory links instead of TCP and QUIC (`/memory/<n>` addresses): for
+    /// simulations of many nodes in one process (`net-sim`).
+    pub memory: bool,
 }
 
 /// How a node serves as a mailbox.
@@ -594,6 +597,7 @@ impl Engine {
             relay_server: cfg.reach.relay_server.clone(),
             private_ips: cfg.reach.private_ips,
             external: cfg.reach.external.clone(),
+            memory: cfg.reach.memory,
         })
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;
