@@ -58,15 +58,24 @@ trap 'exit 143' TERM
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Both systems share the cores with their load generators; anything else running spoils
-# the figures, so the load average is printed for the record (at the start it should be
-# near 0; at the end it includes this script's own work).
-loadavg() {
-    local one
-    read -r one _ </proc/loadavg
-    echo "load average (1 min, $1): $one"
-    if [[ "$1" == start ]] && awk -v l="$one" 'BEGIN { exit !(l > 0.5) }'; then
-        echo "warning: the machine is busy; the figures will be noisy" >&2
+# Both systems share the cores with their load generators, and anything else running
+# spoils the figures: before each phase, how busy the whole machine was over 2 seconds is
+# printed for the record (it should be near 0 %).
+cpu_ticks() {
+    local _cpu user nice system idle iowait irq softirq
+    read -r _cpu user nice system idle iowait irq softirq _ </proc/stat
+    # Stolen time is left out: it is the hypervisor's, not this machine's work.
+    echo "$((user + nice + system + idle + iowait + irq + softirq)) $((idle + iowait))"
+}
+machine_busy() {
+    local t0 i0 t1 i1 pct
+    read -r t0 i0 < <(cpu_ticks)
+    sleep 2
+    read -r t1 i1 < <(cpu_ticks)
+    pct=$(((100 * ((t1 - t0) - (i1 - i0))) / (t1 - t0 > 0 ? t1 - t0 : 1)))
+    echo "machine busy before the $1 phase: $pct % of all cores over 2 s"
+    if ((pct > 10)); then
+        echo "warning: something else is running; the figures will be noisy" >&2
     fi
 }
 
@@ -182,7 +191,7 @@ EOF
 "$VENV/bin/python" -m synapse.app.homeserver -c "$CFG" --generate-keys >/dev/null
 
 # ---------------------------------------------------------------- Synapse run
-loadavg start
+machine_busy Synapse
 say "starting Synapse on 127.0.0.1:$PORT (SQLite, federation off)"
 "$VENV/bin/python" -m synapse.app.homeserver -c "$CFG" >"$WORK/synapse.out" 2>&1 &
 SYN_PID=$!
@@ -197,6 +206,7 @@ python3 "$DRIVER" run --base "http://127.0.0.1:$PORT" --pid "$SYN_PID" \
 stop_synapse
 
 # ---------------------------------------------------------------- Kith run
+machine_busy Kith
 say "Kith: KITH_BENCH_SEQ=$SEQ KITH_BENCH_N=$N KITH_BENCH_CONCURRENCY=$CONC cargo bench -p kith --bench delivery"
 (cd "$ROOT" && KITH_BENCH_SEQ=$SEQ KITH_BENCH_N=$N KITH_BENCH_CONCURRENCY=$CONC \
     cargo bench -p kith --bench delivery) | tee "$WORK/kith.out"
@@ -204,4 +214,3 @@ say "Kith: KITH_BENCH_SEQ=$SEQ KITH_BENCH_N=$N KITH_BENCH_CONCURRENCY=$CONC carg
 # ---------------------------------------------------------------- side by side
 say "Kith vs Synapse $SYN_VERSION ($(nproc) cores; Kith $(git -C "$ROOT" rev-parse --short HEAD))"
 python3 "$DRIVER" compare --synapse "$WORK/synapse.json" --kith "$WORK/kith.out"
-loadavg end

@@ -117,6 +117,14 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds():
+    """CPU time all cores spent running something so far (/proc/stat: user, nice,
+    system, irq, softirq; not idle, iowait or time stolen by the hypervisor)."""
+    with open("/proc/stat") as f:
+        cols = [int(x) for x in f.readline().split()[1:8]]
+    return (sum(cols) - cols[3] - cols[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_kb(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -346,6 +354,8 @@ def run(args):
         for w, c in enumerate(conns)
     ]
     cpu0 = proc_cpu_seconds(args.pid)
+    own0 = proc_cpu_seconds(os.getpid())
+    busy0 = machine_busy_seconds()
     t0 = time.monotonic()
     for t in threads:
         t.start()
@@ -356,6 +366,8 @@ def run(args):
         raise errors[0]
     done = recv.wait_count("load ", total) - t0
     cpu = proc_cpu_seconds(args.pid) - cpu0
+    own = proc_cpu_seconds(os.getpid()) - own0
+    others = machine_busy_seconds() - busy0 - cpu - own
     rss = proc_kb(args.pid, "VmRSS")
     hwm = proc_kb(args.pid, "VmHWM")
     print(
@@ -378,7 +390,9 @@ def run(args):
     print(
         f"synapse checks: {rate_limited} rate-limited (429) answers, "
         f"{recv.limited} gapped (limited) syncs, "
-        f"{len(watch.bad)} non-loopback sockets in {watch.samples} samples"
+        f"{len(watch.bad)} non-loopback sockets in {watch.samples} samples; "
+        f"during the throughput phase this driver used {own:.1f} s of CPU and "
+        f"everything else on the machine {max(others, 0):.1f} s"
         + ("".join(f"\n  {b}" for b in sorted(watch.bad))),
         flush=True,
     )
@@ -404,6 +418,8 @@ def run(args):
         "rate_limited": rate_limited,
         "limited_syncs": recv.limited,
         "foreign_sockets": sorted(watch.bad),
+        "driver_cpu_s": own,
+        "other_cpu_s": others,
     }
     if args.json:
         with open(args.json, "w") as f:
