@@ -1,9 +1,13 @@
 //! 1:1 delivery benchmark: two `kith up` daemons on loopback, driven through the JSON-RPC API.
 //!
 //! - latency: sequential messages; time from the `send` call to the sender's "delivered"
-//!   event (the recipient committed the message to disk and acknowledged it).
+//!   event (the recipient committed the message to disk and acknowledged it), and, on the
+//!   `latency  received` line, to the recipient's `watch` stream showing the message.
 //! - throughput: many messages in flight from concurrent API connections; time from the
 //!   first send until every message is delivered (the sender's outbox is empty).
+//! - resources: CPU time (user + system) the two daemons used during the throughput phase,
+//!   summed and divided by the messages, and their resident memory afterwards, summed
+//!   (a message costs work on both ends).
 //!
 //! Run: `cargo bench -p kith --bench delivery` (env: KITH_BENCH_SEQ, KITH_BENCH_N,
 //! KITH_BENCH_CONCURRENCY). Prints its figures; it asserts nothing about time.
@@ -11,6 +15,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use kith_api::Client;
 use kith_api::methods::{self, AddContactParams, HistoryParams, NoParams, SendParams};
@@ -44,31 +50,40 @@ async fn main() {
     .await
     .unwrap();
 
-    let mut watch = Client::connect(&sock(&a.dir)).await.unwrap();
-    watch.watch().await.unwrap();
+    // Both ends are watched from tasks that stamp each event as it arrives: the sender's
+    // "delivered" statuses and the recipient's incoming messages.
+    let (delivered_tx, mut delivered) = mpsc::channel(EVENT_QUEUE);
+    let (received_tx, mut received) = mpsc::channel(EVENT_QUEUE);
+    let watch_a = tokio::spawn(stamp_events(watching(&a).await, delivered_tx, |ev| {
+        (ev["event"] == "status" && ev["status"] == "delivered")
+            .then(|| ev["id"].as_str().unwrap_or_default().to_string())
+    }));
+    let watch_b = tokio::spawn(stamp_events(watching(&b).await, received_tx, |ev| {
+        (ev["event"] == "message").then(|| ev["text"].as_str().unwrap_or_default().to_string())
+    }));
     // Warm up: open the session.
     let id = send(&mut ca, "warm up".into()).await;
-    wait_delivered(&mut watch, &id).await;
+    wait_for(&mut delivered, &id).await;
+    wait_for(&mut received, "warm up").await;
 
     // Sequential latency.
     let mut lat = Vec::with_capacity(seq);
+    let mut lat_recv = Vec::with_capacity(seq);
     for i in 0..seq {
+        let text = format!("sequential {i}");
         let t0 = Instant::now();
-        let id = send(&mut ca, format!("sequential {i}")).await;
-        wait_delivered(&mut watch, &id).await;
-        lat.push(t0.elapsed());
+        let id = send(&mut ca, text.clone()).await;
+        lat_recv.push(wait_for(&mut received, &text).await - t0);
+        lat.push(wait_for(&mut delivered, &id).await - t0);
     }
-    lat.sort();
-    println!(
-        "latency  sequential n={seq}: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(pct(&lat, 0.50)),
-        ms(pct(&lat, 0.90)),
-        ms(pct(&lat, 0.99)),
-        ms(*lat.last().unwrap())
-    );
-    drop(watch);
+    print_latency("sequential", seq, &mut lat);
+    print_latency("received", seq, &mut lat_recv);
+    watch_a.abort();
+    watch_b.abort();
 
     // Throughput with many in flight.
+    let pids = [a.pid(), b.pid()];
+    let cpu0 = cpu_sum(&pids);
     let t0 = Instant::now();
     let per = n / conc;
     send_concurrently(&a.dir, "Bob", conc, per, "load").await;
@@ -82,6 +97,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let done = t0.elapsed();
+    let cpu = cpu_sum(&pids).saturating_sub(cpu0);
     let received = cb
         .call::<methods::History>(HistoryParams {
             with: "Alice".into(),
@@ -100,6 +116,75 @@ async fn main() {
         done.as_secs_f64(),
         total as f64 / done.as_secs_f64()
     );
+    let rss: Vec<u64> = pids
+        .iter()
+        .map(|&p| proc_kb(p, "VmRSS").unwrap_or(0))
+        .collect();
+    let hwm: u64 = pids.iter().map(|&p| proc_kb(p, "VmHWM").unwrap_or(0)).sum();
+    println!(
+        "resources throughput phase, both daemons summed: cpu {:.0} ms user+sys, {:.1} us/msg; \
+         rss {:.1} MiB ({:.1} + {:.1} MiB); peak rss {:.1} MiB",
+        ms(cpu),
+        cpu.as_secs_f64() * 1e6 / total as f64,
+        rss.iter().sum::<u64>() as f64 / 1024.0,
+        rss[0] as f64 / 1024.0,
+        rss[1] as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+}
+
+/// Room for events between the watch tasks and the benchmark (sequential sends only).
+const EVENT_QUEUE: usize = 1024;
+
+fn print_latency(what: &str, n: usize, lat: &mut [Duration]) {
+    lat.sort();
+    println!(
+        "latency  {what} n={n}: p50 {:.2} ms  p90 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(pct(lat, 0.50)),
+        ms(pct(lat, 0.90)),
+        ms(pct(lat, 0.95)),
+        ms(pct(lat, 0.99)),
+        ms(*lat.last().unwrap())
+    );
+}
+
+/// CPU time used so far by the processes, summed.
+fn cpu_sum(pids: &[u32]) -> Duration {
+    pids.iter().map(|&p| proc_cpu(p).unwrap_or_default()).sum()
+}
+
+/// A connection to `d` subscribed to its events.
+async fn watching(d: &Daemon) -> Client {
+    let mut watch = Client::connect(&sock(&d.dir)).await.unwrap();
+    watch.watch().await.unwrap();
+    watch
+}
+
+/// Passes on the key `pick` finds in each event of `watch`, with the moment the event
+/// arrived.
+async fn stamp_events(
+    mut watch: Client,
+    tx: mpsc::Sender<(String, Instant)>,
+    pick: fn(&serde_json::Value) -> Option<String>,
+) {
+    while let Some(ev) = watch.next_event().await.unwrap() {
+        if let Some(key) = pick(&ev) {
+            let at = Instant::now();
+            if tx.send((key, at)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for `key` from a watch task; returns when its event arrived.
+async fn wait_for(rx: &mut mpsc::Receiver<(String, Instant)>, key: &str) -> Instant {
+    loop {
+        let (k, at) = rx.recv().await.expect("daemon stopped");
+        if k == key {
+            return at;
+        }
+    }
 }
 
 async fn send(c: &mut Client, text: String) -> String {
@@ -110,13 +195,4 @@ async fn send(c: &mut Client, text: String) -> String {
     .await
     .unwrap()
     .id
-}
-
-async fn wait_delivered(watch: &mut Client, id: &str) {
-    loop {
-        let ev = watch.next_event().await.unwrap().expect("daemon stopped");
-        if ev["event"] == "status" && ev["id"] == id && ev["status"] == "delivered" {
-            return;
-        }
-    }
 }
