@@ -275,6 +275,21 @@ struct Behaviour {
     autonat: autonat::Behaviour,
 }
 
+/// In-process memory links (`/memory/<n>`) with Noise and Yamux, for simulations.
+pub(crate) fn memory_links(
+    key: &identity::Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport as _;
+    Ok(libp2p::core::transport::MemoryTransport::default()
+        .upgrade(libp2p::core::upgrade::Version::V1)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .boxed())
+}
+
 /// The behaviours of a node's swarm, whatever its transport.
 fn make_behaviour(
     key: &identity::Keypair,
@@ -383,17 +398,7 @@ pub async fn spawn(
         // In-process links only (net-sim): `/memory/<n>` addresses, Noise and Yamux as usual.
         libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
             .with_tokio()
-            .with_other_transport(|key| {
-                use libp2p::Transport as _;
-                let noise = noise::Config::new(key)
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                    libp2p::core::transport::MemoryTransport::default()
-                        .upgrade(libp2p::core::upgrade::Version::V1)
-                        .authenticate(noise)
-                        .multiplex(yamux::Config::default()),
-                )
-            })
+            .with_other_transport(memory_links)
             .map_err(|e| NetError::Setup(e.to_string()))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Setup(e.to_string()))?
@@ -891,12 +896,7 @@ impl Actor {
                 error,
                 ..
             } => {
-                if let request_response::OutboundFailure::Io(e) = &error
-                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
-                {
-                    warn!(%peer, error = %bad, "malformed signal answer");
-                    self.penalize(peer, "malformed signal answer");
-                }
+                self.penalize_bad_answer(peer, &error, "malformed signal answer");
                 if let Some(tag) = self.signal_out.remove(&request_id) {
                     self.emit(NetEvent::SignalAnswered {
                         tag,
@@ -932,6 +932,21 @@ impl Actor {
         if let Ok(mut r) = self.reach_info.lock() {
             r.status = self.reach.nat;
             r.relays = self.reach.relays();
+        }
+    }
+
+    /// Penalises a peer whose answer did not decode (the request failed on a bad frame).
+    fn penalize_bad_answer(
+        &mut self,
+        peer: PeerId,
+        error: &request_response::OutboundFailure,
+        what: &'static str,
+    ) {
+        if let request_response::OutboundFailure::Io(e) = error
+            && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+        {
+            warn!(%peer, error = %bad, "{what}");
+            self.penalize(peer, what);
         }
     }
 
@@ -1172,12 +1187,7 @@ impl Actor {
                 error,
                 ..
             } => {
-                if let request_response::OutboundFailure::Io(e) = &error
-                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
-                {
-                    warn!(%peer, error = %bad, "malformed response");
-                    self.penalize(peer, "malformed response");
-                }
+                self.penalize_bad_answer(peer, &error, "malformed response");
                 if let Some(tag) = self.anon_outbound.remove(&request_id) {
                     self.emit(NetEvent::Response {
                         tag,
@@ -1281,12 +1291,7 @@ impl Actor {
                 error,
                 ..
             } => {
-                if let request_response::OutboundFailure::Io(e) = &error
-                    && let Some(bad) = e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
-                {
-                    warn!(%peer, error = %bad, "malformed response");
-                    self.penalize(peer, "malformed response");
-                }
+                self.penalize_bad_answer(peer, &error, "malformed response");
                 if let Some(tag) = self.outbound.remove(&request_id) {
                     self.emit(NetEvent::Response {
                         tag,

@@ -67,17 +67,7 @@ impl Anon {
         let swarm = if memory {
             libp2p::SwarmBuilder::with_new_identity()
                 .with_tokio()
-                .with_other_transport(|key| {
-                    use libp2p::Transport as _;
-                    let noise = noise::Config::new(key)
-                        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                        libp2p::core::transport::MemoryTransport::default()
-                            .upgrade(libp2p::core::upgrade::Version::V1)
-                            .authenticate(noise)
-                            .multiplex(yamux::Config::default()),
-                    )
-                })
+                .with_other_transport(crate::actor::memory_links)
                 .map_err(|e| NetError::Setup(e.to_string()))?
                 .with_behaviour(behaviour)
                 .map_err(|e| NetError::Setup(e.to_string()))?

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, DecodeError, EncodeError};
+use crate::codec::{DecodeError, EncodeError};
 
 /// The libp2p protocol name.
 pub const SIGNAL_PROTOCOL: &str = "/kith/signal/1";
@@ -167,19 +167,11 @@ impl Profile {
 }
 
 fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = vec![SIGNAL_VERSION];
-    out.extend_from_slice(&codec::encode(value)?);
-    Ok(out)
+    crate::wire::framed(SIGNAL_VERSION, value)
 }
 
 fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (&version, body) = bytes
-        .split_first()
-        .ok_or(DecodeError::Invalid("empty frame"))?;
-    if version != SIGNAL_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
-    }
-    codec::decode(body, MAX_SIGNAL_FRAME)
+    crate::wire::unframed(SIGNAL_VERSION, MAX_SIGNAL_FRAME, bytes)
 }
 
 impl Signal {

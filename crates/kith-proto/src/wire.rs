@@ -259,20 +259,36 @@ impl std::fmt::Debug for Envelope {
     }
 }
 
-fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
-    let mut out = vec![WIRE_VERSION];
+/// A frame body: the version byte, then the value (shared by the request-response
+/// protocols).
+pub(crate) fn framed<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = vec![version];
     out.extend_from_slice(&codec::encode(value)?);
     Ok(out)
 }
 
-fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-    let (&version, body) = bytes
+/// Reads a frame body written by [`framed`]: the version must be `version`, the value at
+/// most `max` bytes.
+pub(crate) fn unframed<T: serde::de::DeserializeOwned>(
+    version: u8,
+    max: usize,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    let (&v, body) = bytes
         .split_first()
         .ok_or(DecodeError::Invalid("empty frame"))?;
-    if version != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
+    if v != version {
+        return Err(DecodeError::UnsupportedVersion(v));
     }
-    codec::decode(body, MAX_FRAME)
+    codec::decode(body, max)
+}
+
+fn frame<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    framed(WIRE_VERSION, value)
+}
+
+fn unframe<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    unframed(WIRE_VERSION, MAX_FRAME, bytes)
 }
 
 impl Request {

@@ -283,6 +283,23 @@ impl Social {
         }
     }
 
+    /// Connected devices of contacts, with whether this user added the contact.
+    fn connected_contacts(&self) -> Vec<(PeerId, bool)> {
+        self.peers
+            .iter()
+            .map(|(p, (_, added))| (*p, *added))
+            .collect()
+    }
+
+    /// The connected devices of one contact.
+    fn devices_of(&self, identity: &[u8; 32]) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, (id, _))| id == identity)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     fn my_profile_view(&self) -> ProfileView {
         match &self.profile {
             Some(p) => ProfileView {
@@ -445,13 +462,7 @@ impl Engine {
             return;
         }
         self.st.social.last_heartbeat = now;
-        let peers: Vec<(PeerId, bool)> = self
-            .st
-            .social
-            .peers
-            .iter()
-            .map(|(p, (_, added))| (*p, *added))
-            .collect();
+        let peers = self.st.social.connected_contacts();
         for (p, added) in peers {
             self.send_presence(p, added, true, None);
         }
@@ -463,13 +474,7 @@ impl Engine {
 
     /// A clean stop: tell connected contacts we are gone; returns the tags to wait for.
     pub(super) fn presence_goodbye(&mut self) -> Vec<u64> {
-        let peers: Vec<(PeerId, bool)> = self
-            .st
-            .social
-            .peers
-            .iter()
-            .map(|(p, (_, added))| (*p, *added))
-            .collect();
+        let peers = self.st.social.connected_contacts();
         let mut tags = Vec::new();
         for (p, added) in peers {
             let tag = self.st.tag();
@@ -761,14 +766,7 @@ impl Engine {
             self.st.social.typing_sent.clear();
         }
         self.st.social.typing_sent.insert(identity, (state, now));
-        let peers: Vec<PeerId> = self
-            .st
-            .social
-            .peers
-            .iter()
-            .filter(|(_, (id, _))| *id == identity)
-            .map(|(p, _)| *p)
-            .collect();
+        let peers = self.st.social.devices_of(&identity);
         for peer in peers {
             let _ = self.st.net.send(NetCommand::Signal {
                 tag: None,
@@ -858,13 +856,7 @@ impl Engine {
 
     /// Sends a fresh presence to every connected contact (after a setting changed).
     fn announce(&mut self) {
-        let peers: Vec<(PeerId, bool)> = self
-            .st
-            .social
-            .peers
-            .iter()
-            .map(|(p, (_, added))| (*p, *added))
-            .collect();
+        let peers = self.st.social.connected_contacts();
         for (p, added) in peers {
             self.send_presence(p, added, true, None);
         }
@@ -887,14 +879,7 @@ impl Engine {
         if blocked {
             // Their devices stop seeing us at once: a blank presence (not online, no last
             // seen), then nothing more.
-            let theirs: Vec<PeerId> = self
-                .st
-                .social
-                .peers
-                .iter()
-                .filter(|(_, (id, _))| *id == contact.identity)
-                .map(|(p, _)| *p)
-                .collect();
+            let theirs = self.st.social.devices_of(&contact.identity);
             for peer in theirs {
                 let _ = self.st.net.send(NetCommand::Signal {
                     tag: None,
