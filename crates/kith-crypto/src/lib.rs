@@ -19,10 +19,12 @@
 
 mod device;
 mod identity;
+mod megolm;
 mod session;
 
 pub use device::Device;
 pub use identity::{Identity, StorageKey};
+pub use megolm::{InboundGroup, OutboundGroup};
 pub use session::{Decrypted, PeerSessions};
 
 /// Crypto failures. None of them carries key material.

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod contact;
 pub mod group;
+pub mod groupwire;
 pub mod record;
 pub mod signal;
 pub mod wire;

@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, DecodeError, EncodeError};
+use crate::group::GroupOp;
+use crate::groupwire::{GroupFrame, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark};
 use crate::record::{DeviceCert, PrekeyBundle};
 
 /// The libp2p protocol name.
@@ -31,6 +33,10 @@ pub const MAX_SEALED: usize = MAX_CIPHERTEXT - 512;
 pub const MAX_TOKEN: usize = 256;
 /// Most bodies sealed together in one envelope.
 pub const MAX_BODIES: usize = 256;
+/// Most group ops in one [`Body::GroupUpdate`].
+pub const MAX_UPDATE_OPS: usize = 256;
+/// Most device certificates in one [`Body::GroupUpdate`].
+pub const MAX_UPDATE_DEVICES: usize = 256;
 /// Longest push endpoint URL, in bytes.
 pub const MAX_PUSH_ENDPOINT: usize = 1024;
 
@@ -55,6 +61,15 @@ pub enum Request {
     /// http(s) URL, UnifiedPush style) when envelopes arrive while it is away; `None` stops
     /// the wake-ups. Checked by [`check_push_endpoint`].
     SetPush { endpoint: Option<String> },
+    /// Ask a member of a group for the group's frames this member lacks: every frame of
+    /// each listed sender after its mark. Only members are answered.
+    GroupSync {
+        /// The group's id.
+        #[serde(with = "serde_bytes")]
+        group: [u8; 16],
+        /// What the asker holds, per sender device.
+        have: Vec<SenderMark>,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -73,6 +88,10 @@ impl std::fmt::Debug for Request {
                 .debug_struct("SetPush")
                 .field("endpoint", &endpoint.as_ref().map(|_| "<redacted>"))
                 .finish(),
+            Request::GroupSync { have, .. } => f
+                .debug_struct("GroupSync")
+                .field("have", &have.len())
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -188,6 +207,9 @@ pub enum Response {
     },
     /// A mailbox stored (or cleared) the device's push endpoint.
     PushSet,
+    /// Group frames the asker lacked, oldest first per sender; `more` when the answer was
+    /// cut at its size limit (ask again).
+    GroupFrames { frames: Vec<GroupFrame>, more: bool },
 }
 
 /// What became of one delivered envelope.
@@ -312,6 +334,11 @@ impl Request {
         {
             check_push_endpoint(url)?;
         }
+        if let Request::GroupSync { have, .. } = &req
+            && have.len() > MAX_SYNC_MARKS
+        {
+            return Err(DecodeError::Invalid("too many sync marks"));
+        }
         if let Request::Deliver { envelopes } = &req {
             if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
                 return Err(DecodeError::Invalid("batch size"));
@@ -342,6 +369,14 @@ impl Response {
             && results.len() > MAX_BATCH
         {
             return Err(DecodeError::Invalid("batch size"));
+        }
+        if let Response::GroupFrames { frames, .. } = &resp {
+            if frames.len() > MAX_SYNC_FRAMES {
+                return Err(DecodeError::Invalid("too many frames"));
+            }
+            for f in frames {
+                f.check()?;
+            }
         }
         Ok(resp)
     }
@@ -378,6 +413,37 @@ pub enum Body {
         /// When (receipt sender's clock, ms).
         at_ms: u64,
     },
+    /// Membership ops of one group (for a new member: all of them, `Create` first) and the
+    /// certificates of member devices the recipient may not know yet.
+    GroupUpdate {
+        /// Signed ops, checked by the recipient.
+        ops: Vec<GroupOp>,
+        /// Member devices (each certificate is signed by its owner's identity).
+        devices: Vec<DeviceCert>,
+    },
+    /// The sender device's group session key (Megolm) for a group, from its frame `seq` on.
+    GroupKey {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group: [u8; 16],
+        /// The Megolm session key (secret).
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The first frame seq this key opens.
+        seq: u64,
+    },
+    /// Receipts for group messages the recipient had sent.
+    GroupReceipt {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group: [u8; 16],
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The message ids it covers.
+        ids: Vec<u128>,
+        /// When (receipt sender's clock, ms).
+        at_ms: u64,
+    },
 }
 
 impl std::fmt::Debug for Body {
@@ -386,6 +452,16 @@ impl std::fmt::Debug for Body {
             Body::Text { id, .. } => write!(f, "Text {{ id: {id:x}, .. }}"),
             Body::Receipt { kind, ids, .. } => {
                 write!(f, "Receipt {{ kind: {kind:?}, n: {} }}", ids.len())
+            }
+            Body::GroupUpdate { ops, devices } => write!(
+                f,
+                "GroupUpdate {{ ops: {}, devices: {} }}",
+                ops.len(),
+                devices.len()
+            ),
+            Body::GroupKey { seq, .. } => write!(f, "GroupKey {{ seq: {seq}, .. }}"),
+            Body::GroupReceipt { kind, ids, .. } => {
+                write!(f, "GroupReceipt {{ kind: {kind:?}, n: {} }}", ids.len())
             }
         }
     }
@@ -425,8 +501,18 @@ impl Sealed {
                 Body::Text { text, .. } if text.len() > MAX_TEXT => {
                     return Err(DecodeError::Invalid("text too long"));
                 }
-                Body::Receipt { ids, .. } if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS => {
+                Body::Receipt { ids, .. } | Body::GroupReceipt { ids, .. }
+                    if ids.is_empty() || ids.len() > MAX_RECEIPT_IDS =>
+                {
                     return Err(DecodeError::Invalid("receipt size"));
+                }
+                Body::GroupUpdate { ops, devices }
+                    if ops.len() > MAX_UPDATE_OPS || devices.len() > MAX_UPDATE_DEVICES =>
+                {
+                    return Err(DecodeError::Invalid("group update size"));
+                }
+                Body::GroupKey { key, seq, .. } if key.len() > 512 || *seq == 0 => {
+                    return Err(DecodeError::Invalid("group key"));
                 }
                 _ => {}
             }

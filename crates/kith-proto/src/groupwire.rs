@@ -1,0 +1,259 @@
+//! Group messages on the wire: the frame a member publishes on the group's gossipsub topic
+//! (and hands to members who missed it), and the plaintext inside its Megolm ciphertext.
+//!
+//! A frame's header (`sender`, `session`, `seq`, `lamport`) is readable by anyone who sees
+//! the frame, so members can notice gaps and ask for what they miss before they can decrypt
+//! anything. The same `seq` and `lamport` are repeated inside the ciphertext (with the group
+//! id), and a frame whose header disagrees with its plaintext is refused: nobody on the path
+//! can renumber or move a frame.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::group::Key;
+use crate::wire::{MAX_CIPHERTEXT, MAX_TEXT};
+
+/// Frame format version.
+pub const FRAME_VERSION: u8 = 1;
+/// Largest encoded frame (what gossipsub carries at most, too).
+pub const MAX_GROUP_FRAME: usize = MAX_CIPHERTEXT + 512;
+/// Longest Megolm session id (base64 of a 32-byte key is 43 characters).
+pub const MAX_SESSION_ID: usize = 64;
+/// Most sender marks in one sync request (every device of every member).
+pub const MAX_SYNC_MARKS: usize = 4096;
+/// Most frames in one sync answer.
+pub const MAX_SYNC_FRAMES: usize = 512;
+/// Most frame bytes in one sync answer (well inside the 1 MiB request-response frame).
+pub const MAX_SYNC_BYTES: usize = 768 * 1024;
+
+/// The gossipsub topic of a group: a hash of its id, so the topic name reveals neither the
+/// id (which keys the members' sync requests) nor anything about the group.
+pub fn group_topic(group: &[u8; 16]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"kith-group-topic-v1");
+    h.update(group);
+    let d = h.finalize();
+    let mut s = String::from("kith/g/");
+    for b in &d[..16] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// One group message as it travels.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFrame {
+    /// [`FRAME_VERSION`].
+    pub version: u8,
+    /// The sending device's Curve25519 key.
+    pub sender: Key,
+    /// The sender's Megolm session id.
+    pub session: String,
+    /// The sender device's sequence number in this group (1, 2, 3, ... across sessions).
+    pub seq: u64,
+    /// A Lamport clock: one more than the largest the sender had seen in the group. Members
+    /// show messages ordered by it (then sender, then seq), the same order for everyone.
+    pub lamport: u64,
+    /// The Megolm message (signed by the session's key).
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for GroupFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupFrame")
+            .field("seq", &self.seq)
+            .field("lamport", &self.lamport)
+            .field("len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a frame and checks its limits.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let f: GroupFrame = codec::decode(bytes, MAX_GROUP_FRAME)?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// Checks the limits of a frame decoded as part of something else.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        if self.version != FRAME_VERSION {
+            return Err(DecodeError::UnsupportedVersion(self.version));
+        }
+        if self.session.is_empty()
+            || self.session.len() > MAX_SESSION_ID
+            || !self
+                .session
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=-_".contains(&b))
+        {
+            return Err(DecodeError::Invalid("session id"));
+        }
+        if self.seq == 0 || self.lamport == 0 {
+            return Err(DecodeError::Invalid("sequence numbers start at 1"));
+        }
+        if self.ciphertext.is_empty() || self.ciphertext.len() > MAX_CIPHERTEXT {
+            return Err(DecodeError::Invalid("ciphertext length"));
+        }
+        Ok(())
+    }
+}
+
+/// What a group message says.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GroupContent {
+    /// A text message.
+    Text {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// The text.
+        text: String,
+    },
+}
+
+impl std::fmt::Debug for GroupContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupContent::Text { id, .. } => write!(f, "Text {{ id: {id:x}, .. }}"),
+        }
+    }
+}
+
+/// The plaintext inside a frame's ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPlain {
+    /// The group (a frame cannot be moved to another group).
+    #[serde(with = "serde_bytes")]
+    pub group: [u8; 16],
+    /// Must equal the frame's `seq`.
+    pub seq: u64,
+    /// Must equal the frame's `lamport`.
+    pub lamport: u64,
+    /// The message.
+    pub content: GroupContent,
+}
+
+impl GroupPlain {
+    /// Encodes the plaintext.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a decrypted plaintext and checks it against the frame it came in.
+    pub fn decode(bytes: &[u8], group: &[u8; 16], frame: &GroupFrame) -> Result<Self, DecodeError> {
+        let p: GroupPlain = codec::decode(bytes, MAX_CIPHERTEXT)?;
+        if &p.group != group || p.seq != frame.seq || p.lamport != frame.lamport {
+            return Err(DecodeError::Invalid(
+                "frame header does not match its content",
+            ));
+        }
+        match &p.content {
+            GroupContent::Text { text, .. } if text.len() > MAX_TEXT => {
+                Err(DecodeError::Invalid("text too long"))
+            }
+            _ => Ok(p),
+        }
+    }
+}
+
+/// How far a member has every frame of one sender device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderMark {
+    /// The sender device's Curve25519 key.
+    pub sender: Key,
+    /// Every frame up to and including this seq is held.
+    pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame() -> GroupFrame {
+        GroupFrame {
+            version: 1,
+            sender: Key([3; 32]),
+            session: "abcDEF012+/".into(),
+            seq: 4,
+            lamport: 9,
+            ciphertext: vec![1; 100],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_limits() {
+        let f = frame();
+        assert_eq!(GroupFrame::decode(&f.encode().unwrap()).unwrap(), f);
+        for bad in [
+            GroupFrame {
+                version: 2,
+                ..frame()
+            },
+            GroupFrame { seq: 0, ..frame() },
+            GroupFrame {
+                session: "".into(),
+                ..frame()
+            },
+            GroupFrame {
+                session: "a b".into(),
+                ..frame()
+            },
+            GroupFrame {
+                ciphertext: vec![],
+                ..frame()
+            },
+        ] {
+            assert!(GroupFrame::decode(&bad.encode().unwrap()).is_err());
+        }
+        assert!(!format!("{f:?}").contains("abcDEF"));
+    }
+
+    #[test]
+    fn plaintext_must_match_the_header() {
+        let f = frame();
+        let p = GroupPlain {
+            group: [7; 16],
+            seq: 4,
+            lamport: 9,
+            content: GroupContent::Text {
+                id: 1,
+                sent_at_ms: 2,
+                text: "hi there".into(),
+            },
+        };
+        let b = p.encode().unwrap();
+        assert_eq!(GroupPlain::decode(&b, &[7; 16], &f).unwrap(), p);
+        assert!(GroupPlain::decode(&b, &[8; 16], &f).is_err());
+        assert!(GroupPlain::decode(&b, &[7; 16], &GroupFrame { seq: 5, ..frame() }).is_err());
+        assert!(!format!("{p:?}").contains("hi there"));
+    }
+
+    #[test]
+    fn topics_hide_the_id() {
+        let t = group_topic(&[1; 16]);
+        assert!(t.starts_with("kith/g/"));
+        assert_eq!(t.len(), 7 + 32);
+        assert_ne!(t, group_topic(&[2; 16]));
+        assert!(!t.contains("0101"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = GroupFrame::decode(&bytes);
+            let _ = GroupPlain::decode(&bytes, &[0; 16], &frame());
+        }
+    }
+}
