@@ -8,6 +8,7 @@ use kith_proto::signal::{SIGNAL_PROTOCOL, Signal, SignalAnswer};
 use kith_proto::wire::{PROTOCOL, Refusal, Request, Response};
 use kith_types::now_ms;
 use libp2p::allow_block_list::{self, BlockedPeers};
+use libp2p::gossipsub;
 use libp2p::kad::{self, store::RecordStore};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -167,6 +168,38 @@ pub enum NetCommand {
     /// Cut (or restore) every link with these peers, as a network partition would: their
     /// connections close and new ones are refused. For simulations (`net-sim`) and tests.
     CutLinks { peers: Vec<PeerId>, cut: bool },
+    /// Join a gossipsub topic (a group's).
+    Subscribe { topic: String },
+    /// Leave a gossipsub topic.
+    Unsubscribe { topic: String },
+    /// Publish on a topic; [`NetEvent::GossipSent`] tells how it went.
+    Publish {
+        tag: u64,
+        topic: String,
+        data: Vec<u8>,
+    },
+    /// The engine's verdict on a [`NetEvent::Gossip`] message: only accepted messages are
+    /// forwarded; rejected ones count against the peer that sent them (gossipsub scoring).
+    Validated {
+        id: GossipId,
+        source: PeerId,
+        verdict: Verdict,
+    },
+}
+
+/// A gossipsub message id (a hash of its content).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GossipId(gossipsub::MessageId);
+
+/// What the engine made of a gossiped message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and penalise the sender.
+    Reject,
+    /// Not for forwarding (e.g. not understood yet), no penalty.
+    Ignore,
 }
 
 /// Events for the engine.
@@ -210,6 +243,20 @@ pub enum NetEvent {
     Published { tag: u64, ok: bool },
     /// The outcome of [`NetCommand::GetRecord`]: the newest valid record found, if any.
     Record { tag: u64, value: Option<Vec<u8>> },
+    /// A message on a topic we joined, to validate with [`NetCommand::Validated`].
+    Gossip {
+        id: GossipId,
+        /// The peer that forwarded it to us.
+        source: PeerId,
+        /// The peer that published it (its signature was checked).
+        author: Option<PeerId>,
+        topic: String,
+        data: Vec<u8>,
+    },
+    /// The outcome of [`NetCommand::Publish`]: sent to at least one peer, or why not.
+    GossipSent { tag: u64, result: Result<(), String> },
+    /// A connected peer joined a topic we are in (a chance to catch up with it).
+    GossipJoined { peer: PeerId, topic: String },
 }
 
 /// A cheap handle to the network actor.
@@ -273,6 +320,90 @@ struct Behaviour {
     relay: Toggle<relay::Behaviour>,
     dcutr: dcutr::Behaviour,
     autonat: autonat::Behaviour,
+    gossip: gossipsub::Behaviour<
+        gossipsub::IdentityTransform,
+        gossipsub::MaxCountSubscriptionFilter<
+            gossipsub::AllowAllSubscriptionFilter,
+        >,
+    >,
+}
+
+/// Largest gossipsub message (a group frame and gossipsub's own envelope).
+pub const MAX_GOSSIP: usize = kith_proto::groupwire::MAX_GROUP_FRAME + 1024;
+/// Most topics a peer may tell us it joined (groups are capped per user too).
+pub const MAX_PEER_TOPICS: usize = 1024;
+
+/// Gossipsub for group chats: see docs/architecture.md ("Groups") for why each setting.
+fn make_gossip(
+    key: &identity::Keypair,
+) -> Result<
+    gossipsub::Behaviour<
+        gossipsub::IdentityTransform,
+        gossipsub::MaxCountSubscriptionFilter<
+            gossipsub::AllowAllSubscriptionFilter,
+        >,
+    >,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use sha2::Digest as _;
+    let cfg = gossipsub::ConfigBuilder::default()
+        // Every message signed by its publisher's peer key and checked on arrival.
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Forward only what the engine found valid (a well-formed frame from a member).
+        .validate_messages()
+        // The same frame reached by two paths (or re-sent in a sync) has one id.
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(&sha2::Sha256::digest(&m.data)[..20])
+        })
+        .max_transmit_size(MAX_GOSSIP)
+        // Small groups reach every member at once; big ones do not depend on the mesh
+        // forming before the first message.
+        .flood_publish(true)
+        .mesh_n(6)
+        .mesh_n_low(4)
+        .mesh_n_high(12)
+        .mesh_outbound_min(2)
+        .heartbeat_interval(Duration::from_millis(700))
+        .duplicate_cache_time(Duration::from_secs(300))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let filter = gossipsub::MaxCountSubscriptionFilter {
+        filter: gossipsub::AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_PEER_TOPICS,
+        max_subscriptions_per_request: 256,
+    };
+    let mut g = gossipsub::Behaviour::new_with_subscription_filter(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        cfg,
+        filter,
+    )?;
+    let params = gossipsub::PeerScoreParams {
+        // Many honest members share an address (a household NAT, a carrier NAT, loopback in
+        // tests): colocation says nothing here.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    g.with_peer_score(params, gossipsub::PeerScoreThresholds::default())?;
+    Ok(g)
+}
+
+/// Score parameters of a group topic: invalid frames cost a lot; a quiet group costs nothing
+/// (no penalty for mesh peers that deliver few messages: groups are often silent).
+fn group_topic_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 3600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    }
 }
 
 /// In-process memory links (`/memory/<n>`) with Noise and Yamux, for simulations.
@@ -340,6 +471,7 @@ fn make_behaviour(
         },
     );
     Ok(Behaviour {
+        gossip: make_gossip(key)?,
         signal: request_response::Behaviour::with_codec(
             SignalCodec,
             [(
@@ -779,7 +911,85 @@ impl Actor {
                     let _ = self.swarm.behaviour_mut().signal.send_response(ch, answer);
                 }
             }
+            NetCommand::Subscribe { topic } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let g = &mut self.swarm.behaviour_mut().gossip;
+                if let Err(e) = g.subscribe(&t) {
+                    warn!(error = ?e, "cannot join a group topic");
+                }
+                let _ = g.set_topic_params(t, group_topic_params());
+            }
+            NetCommand::Unsubscribe { topic } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                self.swarm.behaviour_mut().gossip.unsubscribe(&t);
+            }
+            NetCommand::Publish { tag, topic, data } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let result = match self.swarm.behaviour_mut().gossip.publish(t, data) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if self
+                    .events
+                    .try_send(NetEvent::GossipSent { tag, result })
+                    .is_err()
+                {
+                    debug!("engine busy; publish outcome dropped");
+                }
+            }
+            NetCommand::Validated { id, source, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&id.0, &source, acceptance);
+            }
         }
+    }
+
+    fn on_gossip(&mut self, ev: gossipsub::Event) -> Result<(), ()> {
+        match ev {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let ev = NetEvent::Gossip {
+                    id: GossipId(message_id.clone()),
+                    source: propagation_source,
+                    author: message.source,
+                    topic: message.topic.into_string(),
+                    data: message.data,
+                };
+                // Never wait on the engine for gossip: if it is busy, the message is not
+                // forwarded from here and members fetch it later (groups sync).
+                if let Err(e) = self.events.try_send(ev) {
+                    if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                        return Err(());
+                    }
+                    self.swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                let _ = self.events.try_send(NetEvent::GossipJoined {
+                    peer: peer_id,
+                    topic: topic.into_string(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Takes `cost` of a peer's signal tokens; false when it has too few (it is flooding).
@@ -1090,6 +1300,7 @@ impl Actor {
                 .await?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(ev)) => self.on_gossip(ev)?,
             SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => self.on_signal(ev).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev).await?,
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {

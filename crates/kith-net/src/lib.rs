@@ -32,7 +32,7 @@ pub mod mdns;
 pub mod reach;
 
 pub use actor::{
-    NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig, spawn,
+    NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig, spawn, GossipId, Verdict,
 };
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use reach::Reachability;

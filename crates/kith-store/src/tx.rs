@@ -8,11 +8,11 @@ use serde::de::DeserializeOwned;
 use crate::model::*;
 use crate::*;
 
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     codec::encode(v).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     codec::decode(b, MAX_VALUE).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -258,6 +258,13 @@ impl ReadTx {
         Self { txn }
     }
 
+    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        d: redb::TableDefinition<K, V>,
+    ) -> Result<redb::ReadOnlyTable<K, V>, StoreError> {
+        Ok(self.txn.open_table(d)?)
+    }
+
     reads!();
 }
 
@@ -275,6 +282,20 @@ impl std::fmt::Debug for WriteTx<'_> {
 impl<'a> WriteTx<'a> {
     pub(crate) fn new(txn: &'a WriteTransaction) -> Self {
         Self { txn }
+    }
+
+    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        d: redb::TableDefinition<K, V>,
+    ) -> Result<redb::Table<'a, K, V>, StoreError> {
+        Ok(self.txn.open_table(d)?)
+    }
+
+    pub(crate) fn table_mut<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        d: redb::TableDefinition<K, V>,
+    ) -> Result<redb::Table<'a, K, V>, StoreError> {
+        Ok(self.txn.open_table(d)?)
     }
 
     reads!();
@@ -295,6 +316,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(PUSH_ENDPOINTS)?;
         self.txn.open_table(OUTBOX_LEN)?;
         self.txn.open_table(CONTACT_EXTRAS)?;
+        self.create_group_tables()?;
         Ok(())
     }
 

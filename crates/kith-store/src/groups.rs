@@ -1,0 +1,479 @@
+//! Group tables: the ops log, frames (kept to answer members who missed them), per-sender
+//! progress, Megolm sessions, messages in display order, and receipts.
+
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::tx::{dec, enc};
+use crate::*;
+
+/// A group this node is in (or was in), by group id.
+pub(crate) const GROUPS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("groups");
+/// Signed membership ops: (group, op hash) → encoded op.
+pub(crate) const GROUP_OPS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
+    TableDefinition::new("group_ops");
+/// Frames: (group, sender device Curve25519 key, seq) → [`FrameRow`].
+pub(crate) const GROUP_FRAMES: TableDefinition<(&[u8; 16], &[u8; 32], u64), &[u8]> =
+    TableDefinition::new("group_frames");
+/// Frames held but not opened yet (their key has not arrived): (group, sender, seq).
+pub(crate) const GROUP_PENDING: TableDefinition<(&[u8; 16], &[u8; 32], u64), ()> =
+    TableDefinition::new("group_pending");
+/// Per sender device: how far every frame is held ([`SenderRow`]).
+pub(crate) const GROUP_SENDERS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
+    TableDefinition::new("group_senders");
+/// Inbound Megolm sessions: (group, sender device, session id) → encrypted pickle.
+pub(crate) const GROUP_INBOUND: TableDefinition<(&[u8; 16], &[u8; 32], &str), &str> =
+    TableDefinition::new("group_inbound");
+/// Messages in display order: (group, lamport, sender device, seq) → [`GroupMessage`].
+pub(crate) const GROUP_MSGS: TableDefinition<(&[u8; 16], u64, &[u8; 32], u64), &[u8]> =
+    TableDefinition::new("group_msgs");
+/// Message id → its [`GroupMsgKey`].
+pub(crate) const GROUP_MSG_IDS: TableDefinition<u128, &[u8]> = TableDefinition::new("group_msg_ids");
+/// Receipts for our group messages: (message id, member identity) → (delivered ms, read ms),
+/// 0 for not yet.
+pub(crate) const GROUP_RECEIPTS: TableDefinition<(u128, &[u8; 32]), (u64, u64)> =
+    TableDefinition::new("group_receipts");
+
+/// What this node keeps about a group besides its ops.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRow {
+    /// This device's sending session (encrypted pickle), if one is in use.
+    pub out_session: Option<String>,
+    /// Devices (device keys) the current sending session's key was queued for.
+    pub out_shared: Vec<[u8; 32]>,
+    /// The next frame seq this device sends.
+    pub next_seq: u64,
+    /// The largest Lamport clock seen in the group.
+    pub lamport: u64,
+    /// When this node learned of the group.
+    pub joined_ms: u64,
+    /// The user left the group, or was removed: nothing is sent any more.
+    pub gone: bool,
+    /// The user deleted it: hidden and unsubscribed.
+    pub deleted: bool,
+}
+
+impl std::fmt::Debug for GroupRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupRow")
+            .field("next_seq", &self.next_seq)
+            .field("gone", &self.gone)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A frame as kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRow {
+    /// The encoded frame.
+    #[serde(with = "serde_bytes")]
+    pub frame: Vec<u8>,
+    /// When it was stored.
+    pub at_ms: u64,
+}
+
+/// A sender device's progress in a group, as this node holds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderRow {
+    /// Every frame up to this seq is held (or was before the key this node got).
+    pub contiguous: u64,
+    /// The largest seq seen.
+    pub max: u64,
+}
+
+/// Where a group message sits in the display order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMsgKey {
+    /// The group.
+    pub group: [u8; 16],
+    /// Its Lamport clock.
+    pub lamport: u64,
+    /// The sending device.
+    pub sender_dev: [u8; 32],
+    /// The sender's seq.
+    pub seq: u64,
+}
+
+/// A message in a group.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMessage {
+    /// The sender's message id.
+    pub id: u128,
+    /// The sender's identity.
+    pub sender: [u8; 32],
+    /// Sent by this user.
+    pub outgoing: bool,
+    /// The text.
+    pub text: String,
+    /// When the sender wrote it (sender's clock).
+    pub sent_at_ms: u64,
+    /// When this node stored it.
+    pub stored_at_ms: u64,
+    /// Outgoing: the other members when it was sent (for "delivered to N/M").
+    pub recipients: u32,
+    /// Outgoing: published to at least one peer (✓). Incoming: read by this user.
+    pub flag: bool,
+}
+
+impl std::fmt::Debug for GroupMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupMessage")
+            .field("id", &self.id)
+            .field("outgoing", &self.outgoing)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! group_reads {
+    ($t:ty) => {
+        impl $t {
+            /// Every group, with its row.
+            pub fn groups(&self) -> Result<Vec<([u8; 16], GroupRow)>, StoreError> {
+                let t = self.table(GROUPS)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    let (k, v) = row?;
+                    out.push((*k.value(), dec(v.value())?));
+                }
+                Ok(out)
+            }
+
+            /// One group's row.
+            pub fn group(&self, id: &[u8; 16]) -> Result<Option<GroupRow>, StoreError> {
+                let t = self.table(GROUPS)?;
+                t.get(id)?.map(|v| dec(v.value())).transpose()
+            }
+
+            /// Every op of a group (encoded).
+            pub fn group_ops(&self, id: &[u8; 16]) -> Result<Vec<Vec<u8>>, StoreError> {
+                let t = self.table(GROUP_OPS)?;
+                let mut out = Vec::new();
+                for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
+                    out.push(row?.1.value().to_vec());
+                }
+                Ok(out)
+            }
+
+            /// A frame, if held.
+            pub fn group_frame(
+                &self,
+                id: &[u8; 16],
+                sender: &[u8; 32],
+                seq: u64,
+            ) -> Result<Option<FrameRow>, StoreError> {
+                let t = self.table(GROUP_FRAMES)?;
+                t.get((id, sender, seq))?.map(|v| dec(v.value())).transpose()
+            }
+
+            /// Up to `limit` frames of one sender after `after`, in order.
+            pub fn group_frames_after(
+                &self,
+                id: &[u8; 16],
+                sender: &[u8; 32],
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<(u64, FrameRow)>, StoreError> {
+                let t = self.table(GROUP_FRAMES)?;
+                let mut out = Vec::new();
+                if after == u64::MAX {
+                    return Ok(out);
+                }
+                for row in t.range((id, sender, after + 1)..=(id, sender, u64::MAX))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = row?;
+                    out.push((k.value().2, dec(v.value())?));
+                }
+                Ok(out)
+            }
+
+            /// How many frames a group holds.
+            pub fn group_frame_count(&self, id: &[u8; 16]) -> Result<u64, StoreError> {
+                let t = self.table(GROUP_FRAMES)?;
+                let mut n = 0u64;
+                for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
+                    row?;
+                    n += 1;
+                }
+                Ok(n)
+            }
+
+            /// Seqs of a sender's frames that wait for a key.
+            pub fn group_pending(
+                &self,
+                id: &[u8; 16],
+                sender: &[u8; 32],
+            ) -> Result<Vec<u64>, StoreError> {
+                let t = self.table(GROUP_PENDING)?;
+                let mut out = Vec::new();
+                for row in t.range((id, sender, 0u64)..=(id, sender, u64::MAX))? {
+                    out.push(row?.0.value().2);
+                }
+                Ok(out)
+            }
+
+            /// How many frames of a group wait for a key.
+            pub fn group_pending_count(&self, id: &[u8; 16]) -> Result<u64, StoreError> {
+                let t = self.table(GROUP_PENDING)?;
+                let mut n = 0u64;
+                for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
+                    row?;
+                    n += 1;
+                }
+                Ok(n)
+            }
+
+            /// Every sender's progress in a group.
+            pub fn group_senders(
+                &self,
+                id: &[u8; 16],
+            ) -> Result<Vec<([u8; 32], SenderRow)>, StoreError> {
+                let t = self.table(GROUP_SENDERS)?;
+                let mut out = Vec::new();
+                for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
+                    let (k, v) = row?;
+                    out.push((*k.value().1, dec(v.value())?));
+                }
+                Ok(out)
+            }
+
+            /// One sender's progress.
+            pub fn group_sender(
+                &self,
+                id: &[u8; 16],
+                sender: &[u8; 32],
+            ) -> Result<Option<SenderRow>, StoreError> {
+                let t = self.table(GROUP_SENDERS)?;
+                t.get((id, sender))?.map(|v| dec(v.value())).transpose()
+            }
+
+            /// An inbound session's pickle.
+            pub fn group_inbound(
+                &self,
+                id: &[u8; 16],
+                sender: &[u8; 32],
+                session: &str,
+            ) -> Result<Option<String>, StoreError> {
+                let t = self.table(GROUP_INBOUND)?;
+                Ok(t.get((id, sender, session))?.map(|v| v.value().to_string()))
+            }
+
+            /// The last `limit` messages of a group in display order (oldest first).
+            pub fn group_history(
+                &self,
+                id: &[u8; 16],
+                limit: usize,
+            ) -> Result<Vec<(GroupMsgKey, GroupMessage)>, StoreError> {
+                let t = self.table(GROUP_MSGS)?;
+                let mut out = Vec::new();
+                let lo = (id, 0u64, &[0u8; 32], 0u64);
+                let hi = (id, u64::MAX, &[255u8; 32], u64::MAX);
+                for row in t.range(lo..=hi)?.rev() {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = row?;
+                    let (g, lamport, dev, seq) = k.value();
+                    out.push((
+                        GroupMsgKey { group: *g, lamport, sender_dev: *dev, seq },
+                        dec(v.value())?,
+                    ));
+                }
+                out.reverse();
+                Ok(out)
+            }
+
+            /// A group message by id.
+            pub fn group_message(
+                &self,
+                msg: u128,
+            ) -> Result<Option<(GroupMsgKey, GroupMessage)>, StoreError> {
+                let ids = self.table(GROUP_MSG_IDS)?;
+                let Some(key) = ids.get(msg)?.map(|v| dec::<GroupMsgKey>(v.value())).transpose()? else {
+                    return Ok(None);
+                };
+                let t = self.table(GROUP_MSGS)?;
+                let m = t
+                    .get((&key.group, key.lamport, &key.sender_dev, key.seq))?
+                    .map(|v| dec(v.value()))
+                    .transpose()?;
+                Ok(m.map(|m| (key, m)))
+            }
+
+            /// Receipts for one of our messages: (member identity, delivered ms, read ms).
+            pub fn group_receipts(&self, msg: u128) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
+                let t = self.table(GROUP_RECEIPTS)?;
+                let mut out = Vec::new();
+                for row in t.range((msg, &[0u8; 32])..=(msg, &[255u8; 32]))? {
+                    let (k, v) = row?;
+                    let (d, r) = v.value();
+                    out.push((*k.value().1, d, r));
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+group_reads!(ReadTx);
+group_reads!(WriteTx<'_>);
+
+impl WriteTx<'_> {
+    pub(crate) fn create_group_tables(&mut self) -> Result<(), StoreError> {
+        self.table_mut(GROUPS)?;
+        self.table_mut(GROUP_OPS)?;
+        self.table_mut(GROUP_FRAMES)?;
+        self.table_mut(GROUP_PENDING)?;
+        self.table_mut(GROUP_SENDERS)?;
+        self.table_mut(GROUP_INBOUND)?;
+        self.table_mut(GROUP_MSGS)?;
+        self.table_mut(GROUP_MSG_IDS)?;
+        self.table_mut(GROUP_RECEIPTS)?;
+        Ok(())
+    }
+
+    /// Saves a group's row.
+    pub fn put_group(&mut self, id: &[u8; 16], row: &GroupRow) -> Result<(), StoreError> {
+        self.table_mut(GROUPS)?.insert(id, enc(row)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Saves an op; returns false when it was there already.
+    pub fn put_group_op(
+        &mut self,
+        id: &[u8; 16],
+        hash: &[u8; 32],
+        op: &[u8],
+    ) -> Result<bool, StoreError> {
+        Ok(self.table_mut(GROUP_OPS)?.insert((id, hash), op)?.is_none())
+    }
+
+    /// Saves a frame; returns false when one with this (sender, seq) was there already.
+    pub fn put_group_frame(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        seq: u64,
+        row: &FrameRow,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.table_mut(GROUP_FRAMES)?;
+        if t.get((id, sender, seq))?.is_some() {
+            return Ok(false);
+        }
+        t.insert((id, sender, seq), enc(row)?.as_slice())?;
+        Ok(true)
+    }
+
+    /// Drops a sender's frames up to `upto` (retention).
+    pub fn drop_group_frames(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        upto: u64,
+    ) -> Result<u64, StoreError> {
+        let mut t = self.table_mut(GROUP_FRAMES)?;
+        let mut n = 0u64;
+        t.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| {
+            n += 1;
+            false
+        })?;
+        let mut p = self.table_mut(GROUP_PENDING)?;
+        p.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| false)?;
+        Ok(n)
+    }
+
+    /// Marks a frame as waiting for its key (or, with `waiting == false`, opened).
+    pub fn set_group_pending(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        seq: u64,
+        waiting: bool,
+    ) -> Result<(), StoreError> {
+        let mut t = self.table_mut(GROUP_PENDING)?;
+        if waiting {
+            t.insert((id, sender, seq), ())?;
+        } else {
+            t.remove((id, sender, seq))?;
+        }
+        Ok(())
+    }
+
+    /// Saves a sender's progress.
+    pub fn put_group_sender(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        row: &SenderRow,
+    ) -> Result<(), StoreError> {
+        self.table_mut(GROUP_SENDERS)?
+            .insert((id, sender), enc(row)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Saves an inbound session.
+    pub fn put_group_inbound(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        session: &str,
+        pickle: &str,
+    ) -> Result<(), StoreError> {
+        self.table_mut(GROUP_INBOUND)?
+            .insert((id, sender, session), pickle)?;
+        Ok(())
+    }
+
+    /// Adds a message unless one with its id is there; returns whether it was added.
+    pub fn put_group_message(
+        &mut self,
+        key: &GroupMsgKey,
+        msg: &GroupMessage,
+    ) -> Result<bool, StoreError> {
+        let mut ids = self.table_mut(GROUP_MSG_IDS)?;
+        if ids.get(msg.id)?.is_some() {
+            return Ok(false);
+        }
+        ids.insert(msg.id, enc(key)?.as_slice())?;
+        drop(ids);
+        self.table_mut(GROUP_MSGS)?.insert(
+            (&key.group, key.lamport, &key.sender_dev, key.seq),
+            enc(msg)?.as_slice(),
+        )?;
+        Ok(true)
+    }
+
+    /// Replaces a stored message (same key).
+    pub fn update_group_message(
+        &mut self,
+        key: &GroupMsgKey,
+        msg: &GroupMessage,
+    ) -> Result<(), StoreError> {
+        self.table_mut(GROUP_MSGS)?.insert(
+            (&key.group, key.lamport, &key.sender_dev, key.seq),
+            enc(msg)?.as_slice(),
+        )?;
+        Ok(())
+    }
+
+    /// Records a receipt (never lowers: a time once set stays). Returns whether anything
+    /// changed.
+    pub fn put_group_receipt(
+        &mut self,
+        msg: u128,
+        member: &[u8; 32],
+        delivered_ms: u64,
+        read_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.table_mut(GROUP_RECEIPTS)?;
+        let (d0, r0) = t.get((msg, member))?.map(|v| v.value()).unwrap_or((0, 0));
+        let d = if d0 == 0 { delivered_ms.max(read_ms) } else { d0 };
+        let r = if r0 == 0 { read_ms } else { r0 };
+        if (d, r) == (d0, r0) {
+            return Ok(false);
+        }
+        t.insert((msg, member), (d, r))?;
+        Ok(true)
+    }
+}
