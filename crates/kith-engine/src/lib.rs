@@ -29,8 +29,8 @@ mod model;
 pub mod push;
 
 pub use actor::{
-    Engine, EngineConfig, EngineHandle, HEARTBEAT, MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES,
-    MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
+    Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT, MAILBOX_QUOTA,
+    MAILBOX_QUOTA_BYTES, MAX_GROUPS, MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;

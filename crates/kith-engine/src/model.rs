@@ -53,6 +53,12 @@ pub enum EngineError {
     /// A profile, photo or privacy setting that is not acceptable.
     #[error("{0}")]
     BadSetting(String),
+    /// No group matches (or several do).
+    #[error("{0}")]
+    UnknownGroup(String),
+    /// The group change is not allowed or changes nothing.
+    #[error("{0}")]
+    GroupRefused(String),
 }
 
 impl EngineError {
@@ -263,6 +269,114 @@ pub struct NodeStatus {
     pub relay_circuits: usize,
 }
 
+/// A group as `kith groups` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// The group id (32 hex digits); any unique prefix of 4 or more names it in commands.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// How many members it has.
+    pub members: usize,
+    /// This user is an admin.
+    pub admin: bool,
+    /// This user is still a member (false after leaving or being removed).
+    pub active: bool,
+    /// Messages not read yet.
+    pub unread: usize,
+}
+
+/// A member as `kith group info` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberView {
+    /// The contact name ("me" for this user; `~xxxx` for people not in the contacts).
+    pub name: String,
+    /// Identity fingerprint.
+    pub identity: String,
+    /// An admin of the group.
+    pub admin: bool,
+}
+
+/// What `kith group info` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group id (32 hex digits).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Members, admins first.
+    pub members: Vec<MemberView>,
+    /// This user is an admin.
+    pub admin: bool,
+    /// This user is still a member.
+    pub active: bool,
+    /// Group frames this node holds (to give to members who missed them).
+    pub frames: u64,
+    /// Frames held that this node cannot open (yet, or ever: sent before it joined or after
+    /// it left).
+    pub undecryptable: u64,
+}
+
+/// One line of a group's history: a message or a membership change.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupItemView {
+    /// `message` or `event`.
+    pub kind: String,
+    /// Message id (ULID text; the op hash for events).
+    pub id: String,
+    /// "me" or the member's name.
+    pub from: String,
+    /// The text (for events, what happened: "Ada added Bob").
+    pub text: String,
+    /// Outgoing messages: pending, sent, delivered (to every member) or read (by every
+    /// member). Incoming: delivered or read.
+    pub status: String,
+    /// Outgoing: members who have it.
+    pub delivered: u32,
+    /// Outgoing: members who read it.
+    pub read: u32,
+    /// Outgoing: members it went to.
+    pub of: u32,
+    /// When the sender wrote it (ms since the epoch).
+    pub sent_at: u64,
+}
+
+impl std::fmt::Debug for GroupItemView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupItemView")
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who has one of this user's group messages, as `kith receipts` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiptsView {
+    /// The message id.
+    pub id: String,
+    /// The group's name.
+    pub group: String,
+    /// Members it went to.
+    pub of: u32,
+    /// Per member: when it was delivered and read (ms), if it was.
+    pub members: Vec<MemberReceipt>,
+}
+
+/// One member's receipt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberReceipt {
+    /// The member's name.
+    pub name: String,
+    /// When their device stored it.
+    pub delivered_at: Option<u64>,
+    /// When they read it.
+    pub read_at: Option<u64>,
+}
+
 /// Something that happened, streamed by `kith watch`.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -336,6 +450,41 @@ pub enum Event {
         /// The file holding their photo.
         avatar: Option<String>,
     },
+    /// A new message in a group.
+    GroupMessage {
+        /// The group's name.
+        group: String,
+        /// The group id.
+        group_id: String,
+        /// The sender's name.
+        from: String,
+        /// Message id.
+        id: String,
+        /// The text.
+        text: String,
+        /// Sender's time (ms).
+        sent_at: u64,
+    },
+    /// Receipts for one of this user's group messages changed.
+    GroupStatus {
+        /// The group's name.
+        group: String,
+        /// Message id.
+        id: String,
+        /// Members who have it.
+        delivered: u32,
+        /// Members who read it.
+        read: u32,
+        /// Members it went to.
+        of: u32,
+    },
+    /// A group changed (someone added, removed, renamed ...).
+    GroupChanged {
+        /// The group's name.
+        group: String,
+        /// What happened, in words.
+        text: String,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -349,6 +498,14 @@ impl std::fmt::Debug for Event {
             Event::Notice { .. } => f.write_str("Notice"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
+            Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),
+            Event::GroupStatus {
+                id,
+                delivered,
+                read,
+                ..
+            } => write!(f, "GroupStatus({id}, {delivered}, {read})"),
+            Event::GroupChanged { .. } => f.write_str("GroupChanged"),
         }
     }
 }

@@ -254,7 +254,10 @@ pub enum NetEvent {
         data: Vec<u8>,
     },
     /// The outcome of [`NetCommand::Publish`]: sent to at least one peer, or why not.
-    GossipSent { tag: u64, result: Result<(), String> },
+    GossipSent {
+        tag: u64,
+        result: Result<(), String>,
+    },
     /// A connected peer joined a topic we are in (a chance to catch up with it).
     GossipJoined { peer: PeerId, topic: String },
 }
@@ -322,9 +325,7 @@ struct Behaviour {
     autonat: autonat::Behaviour,
     gossip: gossipsub::Behaviour<
         gossipsub::IdentityTransform,
-        gossipsub::MaxCountSubscriptionFilter<
-            gossipsub::AllowAllSubscriptionFilter,
-        >,
+        gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>,
     >,
 }
 
@@ -339,9 +340,7 @@ fn make_gossip(
 ) -> Result<
     gossipsub::Behaviour<
         gossipsub::IdentityTransform,
-        gossipsub::MaxCountSubscriptionFilter<
-            gossipsub::AllowAllSubscriptionFilter,
-        >,
+        gossipsub::MaxCountSubscriptionFilter<gossipsub::AllowAllSubscriptionFilter>,
     >,
     Box<dyn std::error::Error + Send + Sync>,
 > {
@@ -937,7 +936,11 @@ impl Actor {
                     debug!("engine busy; publish outcome dropped");
                 }
             }
-            NetCommand::Validated { id, source, verdict } => {
+            NetCommand::Validated {
+                id,
+                source,
+                verdict,
+            } => {
                 let acceptance = match verdict {
                     Verdict::Accept => gossipsub::MessageAcceptance::Accept,
                     Verdict::Reject => gossipsub::MessageAcceptance::Reject,

@@ -32,7 +32,8 @@ pub mod mdns;
 pub mod reach;
 
 pub use actor::{
-    NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig, spawn, GossipId, Verdict,
+    GossipId, NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig,
+    Verdict, spawn,
 };
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use reach::Reachability;

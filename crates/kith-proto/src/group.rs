@@ -344,6 +344,11 @@ impl GroupLog {
         heads
     }
 
+    /// Every op held, in no particular order.
+    pub fn ops(&self) -> impl Iterator<Item = &GroupOp> {
+        self.ops.values()
+    }
+
     /// An op by its hash (to answer a member who is missing it).
     pub fn get(&self, hash: &[u8; 32]) -> Option<&GroupOp> {
         self.ops.get(hash)

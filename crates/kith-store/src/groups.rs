@@ -12,11 +12,16 @@ pub(crate) const GROUPS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::ne
 /// Signed membership ops: (group, op hash) → encoded op.
 pub(crate) const GROUP_OPS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
     TableDefinition::new("group_ops");
+/// (group, sender device, seq).
+type FrameKey = (&'static [u8; 16], &'static [u8; 32], u64);
+/// (group, lamport, sender device, seq).
+type MsgKey = (&'static [u8; 16], u64, &'static [u8; 32], u64);
+
 /// Frames: (group, sender device Curve25519 key, seq) → [`FrameRow`].
-pub(crate) const GROUP_FRAMES: TableDefinition<(&[u8; 16], &[u8; 32], u64), &[u8]> =
+pub(crate) const GROUP_FRAMES: TableDefinition<FrameKey, &[u8]> =
     TableDefinition::new("group_frames");
 /// Frames held but not opened yet (their key has not arrived): (group, sender, seq).
-pub(crate) const GROUP_PENDING: TableDefinition<(&[u8; 16], &[u8; 32], u64), ()> =
+pub(crate) const GROUP_PENDING: TableDefinition<FrameKey, ()> =
     TableDefinition::new("group_pending");
 /// Per sender device: how far every frame is held ([`SenderRow`]).
 pub(crate) const GROUP_SENDERS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
@@ -25,10 +30,10 @@ pub(crate) const GROUP_SENDERS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
 pub(crate) const GROUP_INBOUND: TableDefinition<(&[u8; 16], &[u8; 32], &str), &str> =
     TableDefinition::new("group_inbound");
 /// Messages in display order: (group, lamport, sender device, seq) → [`GroupMessage`].
-pub(crate) const GROUP_MSGS: TableDefinition<(&[u8; 16], u64, &[u8; 32], u64), &[u8]> =
-    TableDefinition::new("group_msgs");
+pub(crate) const GROUP_MSGS: TableDefinition<MsgKey, &[u8]> = TableDefinition::new("group_msgs");
 /// Message id → its [`GroupMsgKey`].
-pub(crate) const GROUP_MSG_IDS: TableDefinition<u128, &[u8]> = TableDefinition::new("group_msg_ids");
+pub(crate) const GROUP_MSG_IDS: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("group_msg_ids");
 /// Receipts for our group messages: (message id, member identity) → (delivered ms, read ms),
 /// 0 for not yet.
 pub(crate) const GROUP_RECEIPTS: TableDefinition<(u128, &[u8; 32]), (u64, u64)> =
@@ -79,6 +84,8 @@ pub struct SenderRow {
     pub contiguous: u64,
     /// The largest seq seen.
     pub max: u64,
+    /// A key from this sender has arrived (before that, nothing of it is asked for).
+    pub keyed: bool,
 }
 
 /// Where a group message sits in the display order.
@@ -162,7 +169,9 @@ macro_rules! group_reads {
                 seq: u64,
             ) -> Result<Option<FrameRow>, StoreError> {
                 let t = self.table(GROUP_FRAMES)?;
-                t.get((id, sender, seq))?.map(|v| dec(v.value())).transpose()
+                t.get((id, sender, seq))?
+                    .map(|v| dec(v.value()))
+                    .transpose()
             }
 
             /// Up to `limit` frames of one sender after `after`, in order.
@@ -276,12 +285,28 @@ macro_rules! group_reads {
                     let (k, v) = row?;
                     let (g, lamport, dev, seq) = k.value();
                     out.push((
-                        GroupMsgKey { group: *g, lamport, sender_dev: *dev, seq },
+                        GroupMsgKey {
+                            group: *g,
+                            lamport,
+                            sender_dev: *dev,
+                            seq,
+                        },
                         dec(v.value())?,
                     ));
                 }
                 out.reverse();
                 Ok(out)
+            }
+
+            /// The message stored at a key.
+            pub fn group_history_at(
+                &self,
+                key: &GroupMsgKey,
+            ) -> Result<Option<GroupMessage>, StoreError> {
+                let t = self.table(GROUP_MSGS)?;
+                t.get((&key.group, key.lamport, &key.sender_dev, key.seq))?
+                    .map(|v| dec(v.value()))
+                    .transpose()
             }
 
             /// A group message by id.
@@ -290,7 +315,11 @@ macro_rules! group_reads {
                 msg: u128,
             ) -> Result<Option<(GroupMsgKey, GroupMessage)>, StoreError> {
                 let ids = self.table(GROUP_MSG_IDS)?;
-                let Some(key) = ids.get(msg)?.map(|v| dec::<GroupMsgKey>(v.value())).transpose()? else {
+                let Some(key) = ids
+                    .get(msg)?
+                    .map(|v| dec::<GroupMsgKey>(v.value()))
+                    .transpose()?
+                else {
                     return Ok(None);
                 };
                 let t = self.table(GROUP_MSGS)?;
@@ -302,7 +331,10 @@ macro_rules! group_reads {
             }
 
             /// Receipts for one of our messages: (member identity, delivered ms, read ms).
-            pub fn group_receipts(&self, msg: u128) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
+            pub fn group_receipts(
+                &self,
+                msg: u128,
+            ) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
                 let t = self.table(GROUP_RECEIPTS)?;
                 let mut out = Vec::new();
                 for row in t.range((msg, &[0u8; 32])..=(msg, &[255u8; 32]))? {
@@ -381,6 +413,42 @@ impl WriteTx<'_> {
         let mut p = self.table_mut(GROUP_PENDING)?;
         p.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| false)?;
         Ok(n)
+    }
+
+    /// Drops one frame.
+    pub fn drop_group_frame(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        self.table_mut(GROUP_FRAMES)?.remove((id, sender, seq))?;
+        self.table_mut(GROUP_PENDING)?.remove((id, sender, seq))?;
+        Ok(())
+    }
+
+    /// Drops a sender's waiting frames before `seq` (they can never be opened here).
+    pub fn drop_group_frames_pending_before(
+        &mut self,
+        id: &[u8; 16],
+        sender: &[u8; 32],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        if seq == 0 {
+            return Ok(());
+        }
+        let waiting: Vec<u64> = {
+            let t = self.table(GROUP_PENDING)?;
+            let mut v = Vec::new();
+            for row in t.range((id, sender, 0u64)..(id, sender, seq))? {
+                v.push(row?.0.value().2);
+            }
+            v
+        };
+        for s in waiting {
+            self.drop_group_frame(id, sender, s)?;
+        }
+        Ok(())
     }
 
     /// Marks a frame as waiting for its key (or, with `waiting == false`, opened).
@@ -468,7 +536,11 @@ impl WriteTx<'_> {
     ) -> Result<bool, StoreError> {
         let mut t = self.table_mut(GROUP_RECEIPTS)?;
         let (d0, r0) = t.get((msg, member))?.map(|v| v.value()).unwrap_or((0, 0));
-        let d = if d0 == 0 { delivered_ms.max(read_ms) } else { d0 };
+        let d = if d0 == 0 {
+            delivered_ms.max(read_ms)
+        } else {
+            d0
+        };
         let r = if r0 == 0 { read_ms } else { r0 };
         if (d, r) == (d0, r0) {
             return Ok(false);

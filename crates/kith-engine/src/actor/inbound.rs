@@ -250,6 +250,7 @@ impl State {
                 });
                 let stranger = w.contact(&cert.identity)?.is_none();
                 if stranger
+                    && !self.groups.people.contains(&cert.identity)
                     && w.contacts()?.iter().filter(|c| !c.added_by_user).count() >= MAX_STRANGERS
                 {
                     warn!("too many people wrote first; refusing a new one");
@@ -323,6 +324,17 @@ impl State {
                             sent_at: sent_at_ms,
                         }));
                     }
+                }
+                Body::GroupUpdate { ops, devices } => {
+                    self.on_group_update(w, conv, ops, devices, peer, after)?;
+                }
+                Body::GroupKey { group, key, seq } => {
+                    self.on_group_key(w, curve, group, &key, seq, after)?;
+                }
+                Body::GroupReceipt {
+                    group, kind, ids, ..
+                } => {
+                    self.on_group_receipt(w, conv, group, kind, ids, after)?;
                 }
                 Body::Receipt { kind, ids, .. } => {
                     let to = match kind {

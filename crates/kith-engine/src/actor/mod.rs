@@ -1,8 +1,11 @@
 mod commands;
+mod groups;
 mod inbound;
 mod outbox;
 mod presence;
 
+pub use groups::{GROUP_SYNC_EVERY, GroupChange, MAX_GROUPS};
+use groups::{GroupCmd, Groups};
 pub use presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
 use presence::{Social, SocialCmd};
 
@@ -195,6 +198,8 @@ enum Cmd {
     Push(Reply<PushView>),
     /// Presence, typing, profile, privacy, blocking (answered after the batch).
     Social(SocialCmd),
+    /// Group chats.
+    Group(GroupCmd),
     /// Cut or restore the links with these peers (simulated partitions).
     CutLinks {
         peers: Vec<PeerId>,
@@ -382,6 +387,86 @@ impl EngineHandle {
         call!(self, CutLinks { peers, cut })
     }
 
+    async fn group<T>(&self, make: impl FnOnce(Reply<T>) -> GroupCmd) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Group(make(reply)))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Creates a group with these contacts; this user is its first admin.
+    pub async fn group_create(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> Result<GroupView, EngineError> {
+        self.group(|reply| GroupCmd::Create {
+            name,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// Changes a group (given by name or id prefix): members, admins, name, description;
+    /// leaving; deleting a group one has left.
+    pub async fn group_change(
+        &self,
+        group: String,
+        change: GroupChange,
+    ) -> Result<GroupView, EngineError> {
+        self.group(|reply| GroupCmd::Change {
+            group,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    /// The groups this user is (or was) in.
+    pub async fn groups(&self) -> Result<Vec<GroupSummary>, EngineError> {
+        self.group(GroupCmd::List).await
+    }
+
+    /// One group: members, admins, description.
+    pub async fn group_info(&self, group: String) -> Result<GroupView, EngineError> {
+        self.group(|reply| GroupCmd::Info { group, reply }).await
+    }
+
+    /// Sends a text to a group; returns once it is stored (it is published at once, and
+    /// members who miss it fetch it from any member later).
+    pub async fn group_send(&self, group: String, text: String) -> Result<Sent, EngineError> {
+        self.group(|reply| GroupCmd::Send { group, text, reply })
+            .await
+    }
+
+    /// The last `limit` messages of a group, with membership changes among them.
+    pub async fn group_history(
+        &self,
+        group: String,
+        limit: usize,
+    ) -> Result<Vec<GroupItemView>, EngineError> {
+        self.group(|reply| GroupCmd::History {
+            group,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Marks a group read (read receipts go to the senders unless turned off).
+    pub async fn group_mark_read(&self, group: String) -> Result<usize, EngineError> {
+        self.group(|reply| GroupCmd::MarkRead { group, reply })
+            .await
+    }
+
+    /// Who has (and who read) one of this user's group messages.
+    pub async fn receipts(&self, id: String) -> Result<ReceiptsView, EngineError> {
+        self.group(|reply| GroupCmd::Receipts { id, reply }).await
+    }
+
     /// The mailboxes this device is registered with.
     pub async fn mailboxes(&self) -> Result<Vec<MailboxView>, EngineError> {
         call!(self, Mailboxes)
@@ -444,6 +529,10 @@ enum After {
     SendPush(MailboxRef),
     /// A connected peer may have just become a contact's device: greet it (presence).
     Greet(PeerId),
+    /// Publish a group frame (stored already) on the group's topic.
+    GroupPublish(kith_store::GroupMsgKey, String, Vec<u8>),
+    /// Catch up on a group with a peer.
+    GroupSync([u8; 16], PeerId),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -475,6 +564,10 @@ enum Pending {
     SetPush {
         mailbox: Vec<u8>,
         wait: Option<u64>,
+    },
+    /// A catch-up request for a group.
+    GroupSync {
+        group: [u8; 16],
     },
 }
 
@@ -561,6 +654,8 @@ struct State {
     social: Social,
     /// The data directory (contacts' photos go to `avatars/` in it).
     data_dir: PathBuf,
+    /// Group chats.
+    groups: Groups,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
@@ -633,10 +728,12 @@ impl Engine {
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let social = Social::load(&store);
+        let groups = Groups::load(&store);
         let engine = Engine {
             store,
             st: State {
                 social,
+                groups,
                 data_dir: cfg.data_dir.clone(),
                 mailbox: cfg.mailbox,
                 my_mailboxes,
@@ -771,6 +868,9 @@ impl Engine {
                 });
             }
         }
+        for topic in self.st.groups.topics() {
+            let _ = self.st.net.send(NetCommand::Subscribe { topic });
+        }
         match self.store.read(|r| r.outbox_devices()) {
             Ok(devs) => {
                 for d in devs {
@@ -786,6 +886,10 @@ impl Engine {
         let before = now_ms().saturating_sub(SEEN_RETENTION_MS);
         if let Err(e) = self.store.write(|w| w.prune_seen(before)) {
             warn!(error = %e, "cannot prune envelope hashes");
+        }
+        let st = &mut self.st;
+        if let Err(e) = self.store.write(|w| st.prune_group_frames(w)) {
+            warn!(error = %e, "cannot prune group frames");
         }
         self.expire_mail();
     }
@@ -819,6 +923,7 @@ impl Engine {
 
     fn on_tick(&mut self) {
         self.presence_tick();
+        self.groups_tick();
         if self.st.record_dirty {
             self.st.record_dirty = false;
             self.publish_record();
@@ -1049,6 +1154,13 @@ impl Engine {
                 }
             }
             After::SendPush(m) if ok => self.send_push(m, None),
+            After::GroupPublish(key, topic, data) if ok => {
+                let tag = self.st.tag();
+                self.st.publishing(tag, key);
+                let _ = self.st.net.send(NetCommand::Publish { tag, topic, data });
+            }
+            After::GroupSync(group, peer) if ok => self.group_sync(group, peer),
+            After::GroupPublish(..) | After::GroupSync(..) => {}
             After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}
         }
     }
@@ -1140,6 +1252,10 @@ impl Engine {
                 self.on_signal_answer(tag, result);
                 None
             }
+            NetEvent::GossipJoined { peer, topic } => {
+                self.on_gossip_joined(peer, &topic);
+                None
+            }
             NetEvent::Published { tag, ok } => {
                 if let Some((reply, view)) = self.st.publishing.remove(&tag) {
                     if !ok {
@@ -1169,6 +1285,10 @@ impl Engine {
                         debug!(%peer, %error, "cannot send the push endpoint to a mailbox");
                         self.st
                             .push_result(&mailbox, wait, "unreachable".into(), None);
+                    }
+                    Some(Pending::GroupSync { group }) => {
+                        debug!(%peer, %error, "group catch-up failed");
+                        self.group_sync_done(group);
                     }
                     Some(Pending::Register { reply, .. }) => {
                         warn!(%peer, %error, "mailbox registration failed");
@@ -1456,6 +1576,8 @@ impl Engine {
 
     fn read_cmd(&mut self, cmd: Cmd) {
         match cmd {
+            // Group commands run in a write batch (see `apply`).
+            Cmd::Group(_) => {}
             Cmd::Social(c) => self.social_cmd(c),
             Cmd::CutLinks { peers, cut, reply } => {
                 let r = self
@@ -1988,6 +2110,7 @@ impl State {
                 }
                 after.push(After::PushAll(endpoint, tx));
             }
+            Work::Cmd(Cmd::Group(c)) => self.group_cmd(w, c, after)?,
             Work::Cmd(other) => after.push(After::Read(other)),
             Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
                 Request::ClaimPrekey => {
@@ -2010,6 +2133,10 @@ impl State {
                 }
                 Request::SetPush { endpoint } => {
                     let resp = self.set_push(w, peer, endpoint)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::GroupSync { group, have } => {
+                    let resp = self.answer_group_sync(w, peer, group, have)?;
                     after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {
@@ -2042,6 +2169,21 @@ impl State {
                     }
                     after.push(After::Pump(dev));
                 }
+            }
+            Work::Net(NetEvent::Gossip {
+                id,
+                source,
+                author,
+                topic,
+                data,
+            }) => {
+                self.on_gossip(w, (id, source), author, &topic, &data, after)?;
+            }
+            Work::Net(NetEvent::GossipSent { tag, result }) => {
+                if let Err(e) = &result {
+                    debug!(error = %e, "group frame not published now; members fetch it later");
+                }
+                self.on_published(w, tag, result.is_ok(), after)?;
             }
             Work::Net(NetEvent::Record { tag, value }) => {
                 if let (Some(identity), Some(value)) = (self.record_tags.remove(&tag), value) {

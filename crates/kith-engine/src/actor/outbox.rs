@@ -221,6 +221,9 @@ impl State {
                     self.settled(dev, via_mailbox, after);
                 }
             }
+            (Pending::GroupSync { group }, Response::GroupFrames { frames, more }) => {
+                self.on_group_frames(w, peer, group, frames, more, after)?;
+            }
             (Pending::Claim { dev }, Response::Prekey(bundle)) => {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);
@@ -331,6 +334,10 @@ impl State {
                 let dev = match p {
                     Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
                     Pending::Register { .. } | Pending::SetPush { .. } => return Ok(()),
+                    Pending::GroupSync { group } => {
+                        self.groups_sync_failed(group);
+                        return Ok(());
+                    }
                 };
                 if !matches!(other, Response::Refused(_)) {
                     after.push(After::Net(NetCommand::Penalize {
