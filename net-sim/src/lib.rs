@@ -28,6 +28,10 @@
 //! Not simulated yet: per-link latency, jitter, loss and bandwidth (links are loopback),
 //! groups, and DHT lookup hop counts; see `docs/benchmarks.md`.
 
+mod group;
+
+pub use group::{GroupReport, GroupScenario, run_group};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -325,9 +329,10 @@ fn free_port() -> std::io::Result<u64> {
 }
 
 /// Memory-link numbers, unique in the process (runs may follow each other).
-static NEXT_MEMORY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
+pub(crate) static NEXT_MEMORY: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1 << 40);
 
-fn addr(port: u64, memory: bool) -> Multiaddr {
+pub(crate) fn addr(port: u64, memory: bool) -> Multiaddr {
     let text = if memory {
         format!("/memory/{port}")
     } else {
@@ -412,7 +417,7 @@ enum Step {
     Cut(Vec<usize>, Vec<usize>, bool),
 }
 
-fn proc_cpu_s() -> f64 {
+pub(crate) fn proc_cpu_s() -> f64 {
     // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second on
     // Linux).
     std::fs::read_to_string("/proc/self/stat")
@@ -427,7 +432,7 @@ fn proc_cpu_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -480,7 +485,7 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
     (status, shown)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

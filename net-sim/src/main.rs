@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kith_net_sim::{Scenario, run};
+use kith_net_sim::{GroupScenario, Scenario, run, run_group};
 
 /// Many Kith nodes in one process, with churn and partitions from a seed.
 #[derive(Debug, Parser)]
@@ -20,6 +20,14 @@ struct Cli {
 enum Cmd {
     /// Run a scenario file and report.
     Run {
+        /// The scenario (TOML).
+        scenario: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a group scenario file (one group, members churning, a removal) and report.
+    Group {
         /// The scenario (TOML).
         scenario: PathBuf,
         /// Print the report as JSON.
@@ -41,18 +49,14 @@ fn main() -> ExitCode {
             };
         }
     };
-    let Cmd::Run { scenario, json } = cli.cmd;
+    let (scenario, json, group) = match cli.cmd {
+        Cmd::Run { scenario, json } => (scenario, json, false),
+        Cmd::Group { scenario, json } => (scenario, json, true),
+    };
     let text = match std::fs::read_to_string(&scenario) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("net-sim: cannot read {}: {e}", scenario.display());
-            return ExitCode::from(1);
-        }
-    };
-    let s = match Scenario::parse(&text) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("net-sim: {}: {e}", scenario.display());
             return ExitCode::from(1);
         }
     };
@@ -74,22 +78,36 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match rt.block_on(run(&s)) {
-        Ok(r) => r,
+    let outcome = if group {
+        GroupScenario::parse(&text).map(|s| {
+            rt.block_on(run_group(&s))
+                .map(|r| (serde_json::to_string(&r), r.text(), r.failures()))
+        })
+    } else {
+        Scenario::parse(&text).map(|s| {
+            rt.block_on(run(&s))
+                .map(|r| (serde_json::to_string(&r), r.text(), r.failures(&s)))
+        })
+    };
+    let (as_json, as_text, failures) = match outcome {
         Err(e) => {
+            eprintln!("net-sim: {}: {e}", scenario.display());
+            return ExitCode::from(1);
+        }
+        Ok(Err(e)) => {
             eprintln!("net-sim: {e}");
             return ExitCode::from(2);
         }
+        Ok(Ok(r)) => r,
     };
     if json {
-        match serde_json::to_string(&report) {
+        match as_json {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("net-sim: {e}"),
         }
     } else {
-        println!("{}", report.text());
+        println!("{as_text}");
     }
-    let failures = report.failures(&s);
     for f in &failures {
         eprintln!("net-sim: FAILED: {f}");
     }

@@ -35,5 +35,6 @@ pub use actor::{
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use kith_net::RelayServerConfig;
+pub use kith_proto::group::MAX_GROUP_MEMBERS;
 pub use model::*;
 pub use push::PushPolicy;

@@ -581,6 +581,15 @@ impl State {
                     self.share_key(w, id, &mut row, &new, after)?;
                 }
             }
+            // Members whose devices are not known yet: ask the DHT (their records name them).
+            let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
+            for m in state
+                .members
+                .iter()
+                .filter(|m| **m != me && !known.contains(*m))
+            {
+                after.push(After::Lookup(*m));
+            }
             // Keep a few member devices connected for the mesh.
             for (_, d) in devices.iter().take(GROUP_DIALS) {
                 if let Ok(peer) = PeerId::from_bytes(&d.peer_id)
@@ -595,6 +604,47 @@ impl State {
         }
         w.put_group(&id, &row)?;
         self.groups.states.insert(id, state);
+        Ok(())
+    }
+
+    /// Devices of `identity` became known (from the DHT): in every group where it is a
+    /// member and this device has a sending session, share the key with them.
+    pub(super) fn group_devices_appeared(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: [u8; 32],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if !self.groups.people.contains(&identity) {
+            return Ok(());
+        }
+        let ids: Vec<[u8; 16]> = self
+            .groups
+            .states
+            .iter()
+            .filter(|(_, s)| s.members.contains(&identity) && s.members.contains(&self.me.0))
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let one: BTreeSet<[u8; 32]> = [identity].into_iter().collect();
+        let devices = member_devices(w.devices()?, &one, &self.me.0)?;
+        for id in ids {
+            let mut row = w.group(&id)?.unwrap_or_default();
+            if row.out_session.is_none() {
+                continue;
+            }
+            let new: Vec<([u8; 32], [u8; 32])> = devices
+                .iter()
+                .filter(|(k, _)| !row.out_shared.contains(k))
+                .map(|(k, d)| (*k, d.identity))
+                .collect();
+            if !new.is_empty() {
+                self.share_key(w, id, &mut row, &new, after)?;
+                w.put_group(&id, &row)?;
+            }
+        }
         Ok(())
     }
 
@@ -1050,6 +1100,13 @@ impl State {
             }
             advance(w, &group, &curve, &mut row)?;
             w.put_group_sender(&group, &curve, &row)?;
+            // Its frames may have come before its device was known here: fetch them.
+            if let Some(dev) = w.device_by_curve(&curve)?
+                && let Some(d) = w.device(&dev)?
+                && let Ok(p) = PeerId::from_bytes(&d.peer_id)
+            {
+                after.push(After::GroupSync(group, p));
+            }
         }
         // Frames that waited for this key.
         for s in w.group_pending(&group, &curve)? {

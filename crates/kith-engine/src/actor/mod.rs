@@ -533,6 +533,8 @@ enum After {
     GroupPublish(kith_store::GroupMsgKey, String, Vec<u8>),
     /// Catch up on a group with a peer.
     GroupSync([u8; 16], PeerId),
+    /// Look a person up in the DHT (a group member whose devices are not known).
+    Lookup([u8; 32]),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -1160,7 +1162,8 @@ impl Engine {
                 let _ = self.st.net.send(NetCommand::Publish { tag, topic, data });
             }
             After::GroupSync(group, peer) if ok => self.group_sync(group, peer),
-            After::GroupPublish(..) | After::GroupSync(..) => {}
+            After::Lookup(identity) if ok => self.lookup_identity(identity),
+            After::GroupPublish(..) | After::GroupSync(..) | After::Lookup(_) => {}
             After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}
         }
     }
@@ -1362,8 +1365,13 @@ impl Engine {
         let Ok(Some(d)) = self.store.read(|r| r.device(&dev)) else {
             return;
         };
+        self.lookup_identity(d.identity);
+    }
+
+    /// Looks a person's user record up in the DHT, at most every [`LOOKUP_EVERY`].
+    fn lookup_identity(&mut self, identity: [u8; 32]) {
         let now = Instant::now();
-        if let Some(t) = self.st.lookups.get(&d.identity)
+        if let Some(t) = self.st.lookups.get(&identity)
             && now.duration_since(*t) < LOOKUP_EVERY
         {
             return;
@@ -1373,14 +1381,17 @@ impl Engine {
                 .lookups
                 .retain(|_, t| now.duration_since(*t) < LOOKUP_EVERY);
         }
-        self.st.lookups.insert(d.identity, now);
+        self.st.lookups.insert(identity, now);
         let tag = self.st.tag();
         let sent = self.st.net.send(NetCommand::GetRecord {
             tag,
-            key: user_record_key(&d.identity),
+            key: user_record_key(&identity),
         });
         if sent.is_ok() {
-            self.st.record_tags.insert(tag, d.identity);
+            if self.st.record_tags.len() >= 8192 {
+                self.st.record_tags.clear();
+            }
+            self.st.record_tags.insert(tag, identity);
         }
     }
 

@@ -533,6 +533,6 @@ impl State {
             }
             after.push(After::Pump(dev));
         }
-        Ok(())
+        self.group_devices_appeared(w, identity, after)
     }
 }

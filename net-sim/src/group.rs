@@ -1,0 +1,624 @@
+//! Group scenarios: one group of N members (each a real node), some of them sending, some
+//! going offline and coming back while messages flow, then (optionally) a member removed.
+//!
+//! At the end every member that is still in the group must show every message exactly once,
+//! each sender's messages in the order they were sent, and the same membership; a removed
+//! member must show nothing sent after its removal. The report gives delivery, duplicates,
+//! order, latency from `send` to each member's `group_message` event, and the cost of the run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kith_engine::{Engine, EngineConfig, EngineHandle, Event, GroupChange, Multiaddr};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::{NEXT_MEMORY, ScenarioError, SimError, addr, pct, peak_rss_mib, proc_cpu_s};
+
+/// A group scenario; read from a TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupScenario {
+    /// A name for the report.
+    pub name: String,
+    /// Every random choice comes from this.
+    pub seed: u64,
+    /// Members, the creator (node 0, also everyone's DHT bootstrap) included.
+    pub members: usize,
+    /// How many members send (the creator and the next ones).
+    pub senders: usize,
+    /// Messages in all, each from a random sender.
+    pub messages: usize,
+    /// Sends are spread evenly over this many milliseconds.
+    pub send_over_ms: u64,
+    /// Share of the members that do not send which go offline once and come back.
+    #[serde(default)]
+    pub churn: f64,
+    /// When they go down (ms from the first send, a random time in the range) ...
+    #[serde(default)]
+    pub down_at_ms: (u64, u64),
+    /// ... and for how long.
+    #[serde(default)]
+    pub down_for_ms: (u64, u64),
+    /// After the messages: remove the last member, send this many more from the creator,
+    /// and check the removed member shows none of them (0: skip).
+    #[serde(default)]
+    pub after_removal: usize,
+    /// How long to wait for everything to arrive after the last send.
+    pub settle_ms: u64,
+    /// How long the group may take to reach every member before messages start.
+    #[serde(default = "default_setup")]
+    pub setup_ms: u64,
+}
+
+fn default_setup() -> u64 {
+    120_000
+}
+
+impl GroupScenario {
+    /// Parses and checks a scenario.
+    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
+        let s: GroupScenario =
+            toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
+        let bad = |m: &str| Err(ScenarioError::Invalid(m.to_string()));
+        if s.members < 3 || s.members > kith_engine::MAX_GROUP_MEMBERS {
+            return bad("members must be 3 to 1024");
+        }
+        if s.senders == 0 || s.senders >= s.members {
+            return bad("senders must be 1 to members - 1");
+        }
+        if s.messages == 0 || s.messages > 100_000 {
+            return bad("messages must be 1 to 100,000");
+        }
+        if !(0.0..=1.0).contains(&s.churn)
+            || s.down_at_ms.0 > s.down_at_ms.1
+            || s.down_for_ms.0 > s.down_for_ms.1
+        {
+            return bad("churn is a share (0 to 1); ranges are (low, high)");
+        }
+        Ok(s)
+    }
+}
+
+/// What a group run showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Members.
+    pub members: usize,
+    /// Messages sent.
+    pub sent: usize,
+    /// (member, message) pairs that should be shown: every message at every other member.
+    pub expected: usize,
+    /// Of those, shown.
+    pub delivered: usize,
+    /// Shown more than once.
+    pub duplicates: usize,
+    /// Messages shown out of their sender's order.
+    pub out_of_order: usize,
+    /// Every member computed the same membership (and name).
+    pub states_agree: bool,
+    /// Member restarts done.
+    pub restarts: usize,
+    /// Messages sent after the removal that the removed member shows (must be 0).
+    pub removed_saw: usize,
+    /// Latency from `send` to each member's event, ms: p50, p95, p99, max.
+    pub latency_ms: [f64; 4],
+    /// Time for the group to reach every member, s.
+    pub setup_s: f64,
+    /// Wall time of the run, s.
+    pub wall_s: f64,
+    /// CPU time of the process, s.
+    pub cpu_s: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl GroupReport {
+    /// The delivery results only (the same for the same seed in a healthy run).
+    pub fn outcome(&self) -> (usize, usize, usize, usize, usize, bool, usize) {
+        (
+            self.sent,
+            self.expected,
+            self.delivered,
+            self.duplicates,
+            self.out_of_order,
+            self.states_agree,
+            self.removed_saw,
+        )
+    }
+
+    /// What broke the expectations (empty: it passed).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.delivered < self.expected {
+            out.push(format!(
+                "{} of {} (member, message) deliveries missing",
+                self.expected - self.delivered,
+                self.expected
+            ));
+        }
+        if self.duplicates > 0 {
+            out.push(format!("{} messages shown twice", self.duplicates));
+        }
+        if self.out_of_order > 0 {
+            out.push(format!(
+                "{} messages out of their sender's order",
+                self.out_of_order
+            ));
+        }
+        if !self.states_agree {
+            out.push("members disagree on the membership".into());
+        }
+        if self.removed_saw > 0 {
+            out.push(format!(
+                "the removed member shows {} messages sent after its removal",
+                self.removed_saw
+            ));
+        }
+        out
+    }
+
+    /// The report for people.
+    pub fn text(&self) -> String {
+        format!(
+            "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s\n\
+             messages: {} sent, {}/{} member deliveries ({:.2} %), {} duplicates, {} out of order, states agree: {}, removed member saw {}\n\
+             latency send → member: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
+             run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
+            self.scenario,
+            self.seed,
+            self.members,
+            self.restarts,
+            self.setup_s,
+            self.sent,
+            self.delivered,
+            self.expected,
+            if self.expected > 0 {
+                self.delivered as f64 * 100.0 / self.expected as f64
+            } else {
+                100.0
+            },
+            self.duplicates,
+            self.out_of_order,
+            self.states_agree,
+            self.removed_saw,
+            self.latency_ms[0],
+            self.latency_ms[1],
+            self.latency_ms[2],
+            self.latency_ms[3],
+            self.wall_s,
+            self.cpu_s,
+            self.peak_rss_mib
+        )
+    }
+}
+
+struct Member {
+    dir: PathBuf,
+    port: u64,
+    handle: Option<EngineHandle>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    peer_id: String,
+    code: String,
+}
+
+/// A group message event at a member: (member, message number, when).
+type Seen = (usize, usize, Instant);
+
+fn number(text: &str) -> Option<usize> {
+    text.strip_prefix("g ")?.parse().ok()
+}
+
+impl Member {
+    async fn start(
+        &mut self,
+        i: usize,
+        boot: Option<Multiaddr>,
+        seen: mpsc::Sender<Seen>,
+    ) -> Result<(), SimError> {
+        let cfg = EngineConfig {
+            data_dir: self.dir.clone(),
+            listen: vec![addr(self.port, true)],
+            bootstrap: boot.into_iter().collect(),
+            mdns: false,
+            mailbox: None,
+            reach: kith_engine::ReachConfig {
+                memory: true,
+                ..Default::default()
+            },
+        };
+        let node = |e: kith_engine::EngineError| SimError::Node {
+            node: i,
+            reason: e.to_string(),
+        };
+        let (h, task) = Engine::start(cfg).await.map_err(node)?;
+        let info = h.info().await.map_err(node)?;
+        self.peer_id = info.peer_id;
+        self.code = info.code;
+        let mut events = h.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::GroupMessage { text, .. }) => {
+                        if let Some(n) = number(&text)
+                            && seen.send((i, n, Instant::now())).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        self.handle = Some(h);
+        self.task = Some(task);
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+enum Step {
+    Send { from: usize, n: usize },
+    Down(usize),
+    Up(usize),
+}
+
+/// Per member: how often each message number is shown, and the numbers in display order.
+async fn histories(members: &[Member]) -> HashMap<usize, (HashMap<usize, usize>, Vec<usize>)> {
+    let mut out = HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        let Some(h) = &m.handle else { continue };
+        let Ok(items) = h.group_history("sim".into(), 1_000_000).await else {
+            continue;
+        };
+        let mut counts: HashMap<usize, usize> = HashMap::new();
+        let mut order = Vec::new();
+        for it in items.iter().filter(|it| it.kind == "message") {
+            if let Some(n) = number(&it.text) {
+                *counts.entry(n).or_default() += 1;
+                order.push(n);
+            }
+        }
+        out.insert(i, (counts, order));
+    }
+    out
+}
+
+/// Runs a group scenario to the end and reports.
+pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
+    let t_start = Instant::now();
+    let cpu0 = proc_cpu_s();
+    let mut rng = StdRng::seed_from_u64(s.seed);
+    let tmp = tempfile::tempdir()?;
+    let (seen_tx, mut seen_rx) = mpsc::channel::<Seen>(1 << 20);
+    let mut members = Vec::with_capacity(s.members);
+    for i in 0..s.members {
+        let dir = tmp.path().join(format!("m{i}"));
+        std::fs::create_dir_all(&dir)?;
+        members.push(Member {
+            dir,
+            port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            handle: None,
+            task: None,
+            peer_id: String::new(),
+            code: String::new(),
+        });
+    }
+    members[0].start(0, None, seen_tx.clone()).await?;
+    let boot: Option<Multiaddr> =
+        format!("{}/p2p/{}", addr(members[0].port, true), members[0].peer_id)
+            .parse()
+            .ok();
+    for (i, m) in members.iter_mut().enumerate().skip(1) {
+        m.start(i, boot.clone(), seen_tx.clone()).await?;
+    }
+    // The creator knows everyone; everyone knows the creator. Members need not know each
+    // other: the group tells them about each other's devices.
+    let admin = members[0].handle.clone();
+    let Some(admin) = admin else {
+        return Err(SimError::Node {
+            node: 0,
+            reason: "not running".into(),
+        });
+    };
+    let err = |i: usize| {
+        move |e: kith_engine::EngineError| SimError::Node {
+            node: i,
+            reason: e.to_string(),
+        }
+    };
+    let admin_code = members[0].code.clone();
+    for i in 1..s.members {
+        admin
+            .add_contact(members[i].code.clone(), format!("n{i}"))
+            .await
+            .map_err(err(i))?;
+        if let Some(h) = &members[i].handle {
+            h.add_contact(admin_code.clone(), "n0".into())
+                .await
+                .map_err(err(i))?;
+        }
+    }
+    let t_setup = Instant::now();
+    admin
+        .group_create(
+            "sim".into(),
+            (1..s.members).map(|i| format!("n{i}")).collect(),
+        )
+        .await
+        .map_err(err(0))?;
+    // Wait until every member has the group with everyone in it.
+    let deadline = Instant::now() + Duration::from_millis(s.setup_ms);
+    loop {
+        let mut ready = 0;
+        for m in &members {
+            if let Some(h) = &m.handle
+                && h.group_info("sim".into())
+                    .await
+                    .is_ok_and(|g| g.members.len() == s.members)
+            {
+                ready += 1;
+            }
+        }
+        if ready == s.members {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(SimError::Node {
+                node: 0,
+                reason: format!("the group reached only {ready} of {} members", s.members),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let setup_s = t_setup.elapsed().as_secs_f64();
+
+    // The plan.
+    let senders: Vec<usize> = (0..s.senders).collect();
+    let mut plan: Vec<(u64, Step)> = Vec::new();
+    let gap = s.send_over_ms as f64 / s.messages as f64;
+    for n in 0..s.messages {
+        let from = senders[rng.random_range(0..senders.len())];
+        plan.push(((n as f64 * gap) as u64, Step::Send { from, n }));
+    }
+    let mut quiet: Vec<usize> = (s.senders..s.members).collect();
+    quiet.shuffle(&mut rng);
+    quiet.truncate((s.churn * quiet.len() as f64).round() as usize);
+    let restarts = quiet.len();
+    for &u in &quiet {
+        let down = rng.random_range(s.down_at_ms.0..=s.down_at_ms.1);
+        let back = down + rng.random_range(s.down_for_ms.0..=s.down_for_ms.1);
+        plan.push((down, Step::Down(u)));
+        plan.push((back, Step::Up(u)));
+    }
+    plan.sort_by_key(|(t, _)| *t);
+
+    let t0 = Instant::now();
+    let mut sends: Vec<Option<(usize, Instant)>> = vec![None; s.messages + s.after_removal];
+    for (at, step) in plan {
+        tokio::time::sleep_until((t0 + Duration::from_millis(at)).into()).await;
+        match step {
+            Step::Send { from, n } => {
+                if let Some(h) = &members[from].handle
+                    && h.group_send("sim".into(), format!("g {n}")).await.is_ok()
+                {
+                    sends[n] = Some((from, Instant::now()));
+                }
+            }
+            Step::Down(u) => members[u].stop().await,
+            Step::Up(u) => members[u].start(u, boot.clone(), seen_tx.clone()).await?,
+        }
+    }
+    let mut arrivals: HashMap<(usize, usize), Vec<Instant>> = HashMap::new();
+    let drain = |rx: &mut mpsc::Receiver<Seen>,
+                 arrivals: &mut HashMap<(usize, usize), Vec<Instant>>| {
+        while let Ok((i, n, at)) = rx.try_recv() {
+            arrivals.entry((i, n)).or_default().push(at);
+        }
+    };
+    let wait_all = |arrivals: &HashMap<(usize, usize), Vec<Instant>>,
+                    sends: &[Option<(usize, Instant)>],
+                    range: std::ops::Range<usize>,
+                    skip: Option<usize>| {
+        range.clone().all(|n| {
+            sends[n].is_none_or(|(from, _)| {
+                (0..s.members)
+                    .filter(|i| *i != from && Some(*i) != skip)
+                    .all(|i| arrivals.contains_key(&(i, n)))
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(s.settle_ms);
+    loop {
+        drain(&mut seen_rx, &mut arrivals);
+        if wait_all(&arrivals, &sends, 0..s.messages, None) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Removal: the last member goes; the creator sends more.
+    let mut removed = None;
+    if s.after_removal > 0 {
+        let r = s.members - 1;
+        admin
+            .group_change("sim".into(), GroupChange::Remove(format!("n{r}")))
+            .await
+            .map_err(err(0))?;
+        removed = Some(r);
+        // Wait until the other members apply the removal (so they do not share new keys
+        // with it): their membership lists drop it.
+        let deadline = Instant::now() + Duration::from_millis(s.settle_ms);
+        loop {
+            let mut done = 0;
+            for m in members.iter().take(r) {
+                if let Some(h) = &m.handle
+                    && h.group_info("sim".into())
+                        .await
+                        .is_ok_and(|g| g.members.len() == s.members - 1)
+                {
+                    done += 1;
+                }
+            }
+            if done == r || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for k in 0..s.after_removal {
+            let n = s.messages + k;
+            if admin
+                .group_send("sim".into(), format!("g {n}"))
+                .await
+                .is_ok()
+            {
+                sends[n] = Some((0, Instant::now()));
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(s.settle_ms);
+        loop {
+            drain(&mut seen_rx, &mut arrivals);
+            if wait_all(
+                &arrivals,
+                &sends,
+                s.messages..s.messages + s.after_removal,
+                removed,
+            ) || Instant::now() >= deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drain(&mut seen_rx, &mut arrivals);
+
+    // What each member shows.
+    let shown = histories(&members).await;
+    let total = s.messages + s.after_removal;
+    let mut expected = 0;
+    let mut delivered = 0;
+    let mut duplicates = 0;
+    let mut removed_saw = 0;
+    for n in 0..total {
+        let Some((from, _)) = sends[n] else { continue };
+        for i in (0..s.members).filter(|i| *i != from) {
+            let c = shown
+                .get(&i)
+                .and_then(|(m, _)| m.get(&n))
+                .copied()
+                .unwrap_or(0);
+            if Some(i) == removed && n >= s.messages {
+                removed_saw += usize::from(c > 0);
+                continue;
+            }
+            expected += 1;
+            delivered += usize::from(c > 0);
+            duplicates += usize::from(c > 1);
+        }
+    }
+    if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+        for (i, m) in members.iter().enumerate() {
+            let missing: Vec<(usize, usize)> = (0..total)
+                .filter_map(|n| sends[n].map(|(f, _)| (n, f)))
+                .filter(|(n, f)| *f != i && shown.get(&i).is_none_or(|(c, _)| !c.contains_key(n)))
+                .collect();
+            let info = match &m.handle {
+                Some(h) => h.group_info("sim".into()).await.ok(),
+                None => None,
+            };
+            eprintln!(
+                "member {i}: missing (msg, sender) {missing:?}; frames {:?} undecryptable {:?}",
+                info.as_ref().map(|g| g.frames),
+                info.as_ref().map(|g| g.undecryptable)
+            );
+        }
+    }
+    // Each sender's messages in the order sent (numbers rise per sender).
+    let mut out_of_order = 0;
+    for (_, order) in shown.values() {
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for &n in order {
+            let Some((from, _)) = sends.get(n).copied().flatten() else {
+                continue;
+            };
+            if let Some(prev) = last.insert(from, n)
+                && prev > n
+            {
+                out_of_order += 1;
+            }
+        }
+    }
+    // Membership as each member still in the group computes it.
+    let mut views: Vec<(String, BTreeSet<(String, bool)>)> = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        if Some(i) == removed {
+            continue;
+        }
+        if let Some(h) = &m.handle
+            && let Ok(g) = h.group_info("sim".into()).await
+        {
+            views.push((
+                g.name.clone(),
+                g.members
+                    .iter()
+                    .map(|mv| (mv.identity.clone(), mv.admin))
+                    .collect(),
+            ));
+        }
+    }
+    let states_agree = views.len() == s.members - usize::from(removed.is_some())
+        && views.windows(2).all(|w| w[0] == w[1]);
+    let mut latencies: Vec<f64> = Vec::new();
+    for ((_, n), ats) in &arrivals {
+        if let (Some((_, sent_at)), Some(first)) =
+            (sends.get(*n).copied().flatten(), ats.iter().min())
+        {
+            latencies.push(first.saturating_duration_since(sent_at).as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let report = GroupReport {
+        scenario: s.name.clone(),
+        seed: s.seed,
+        members: s.members,
+        sent: sends.iter().filter(|x| x.is_some()).count(),
+        expected,
+        delivered,
+        duplicates,
+        out_of_order,
+        states_agree,
+        restarts,
+        removed_saw,
+        latency_ms: [
+            pct(&latencies, 0.5),
+            pct(&latencies, 0.95),
+            pct(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(0.0),
+        ],
+        setup_s,
+        wall_s: t_start.elapsed().as_secs_f64(),
+        cpu_s: proc_cpu_s() - cpu0,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    for m in &mut members {
+        m.stop().await;
+    }
+    Ok(report)
+}
