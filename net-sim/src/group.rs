@@ -346,12 +346,12 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         }
     };
     let admin_code = members[0].code.clone();
-    for i in 1..s.members {
+    for (i, m) in members.iter().enumerate().skip(1) {
         admin
-            .add_contact(members[i].code.clone(), format!("n{i}"))
+            .add_contact(m.code.clone(), format!("n{i}"))
             .await
             .map_err(err(i))?;
-        if let Some(h) = &members[i].handle {
+        if let Some(h) = &m.handle {
             h.add_contact(admin_code.clone(), "n0".into())
                 .await
                 .map_err(err(i))?;
@@ -516,8 +516,8 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let mut delivered = 0;
     let mut duplicates = 0;
     let mut removed_saw = 0;
-    for n in 0..total {
-        let Some((from, _)) = sends[n] else { continue };
+    for (n, sent) in sends.iter().enumerate().take(total) {
+        let Some((from, _)) = *sent else { continue };
         for i in (0..s.members).filter(|i| *i != from) {
             let c = shown
                 .get(&i)

@@ -208,6 +208,45 @@ impl Engine {
                 .store
                 .read(|r| member_devices(r.devices()?, &members, &self.st.me.0))
                 .unwrap_or_default();
+            // Members whose devices are still unknown: ask the DHT again (rate-limited).
+            let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
+            let me = self.st.me.0;
+            for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
+                self.lookup_identity(*m);
+            }
+            // Member devices that do not have our current key yet (learned since): share it.
+            let unshared: Vec<[u8; 32]> = self
+                .store
+                .read(|r| r.group(&id))
+                .ok()
+                .flatten()
+                .filter(|row| row.out_session.is_some())
+                .map(|row| {
+                    devices
+                        .iter()
+                        .filter(|(k, _)| !row.out_shared.contains(k))
+                        .map(|(_, d)| d.identity)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !unshared.is_empty() {
+                let st = &mut self.st;
+                let mut after = Vec::new();
+                let res = self.store.write(|w| {
+                    for who in &unshared {
+                        st.group_devices_appeared(w, *who, &mut after)?;
+                    }
+                    st.flush_crypto(w)
+                });
+                let ok = res.is_ok();
+                if let Err(e) = res {
+                    warn!(error = %e, "cannot share a group key");
+                    self.reload_crypto();
+                }
+                for a in after {
+                    self.run_after(a, ok);
+                }
+            }
             let mut connected: Vec<PeerId> = Vec::new();
             let mut others: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
             for (_, d) in devices {
@@ -553,6 +592,8 @@ impl State {
             row.gone = true;
             row.out_session = None;
             row.out_shared.clear();
+            row.out_key0.clear();
+            row.out_members0.clear();
             self.groups.outbound.remove(&id);
         }
         // Members who are not contacts get a provisional contact.
@@ -569,6 +610,8 @@ impl State {
                 // Someone left: the next message starts a new session they never get.
                 row.out_session = None;
                 row.out_shared.clear();
+                row.out_key0.clear();
+                row.out_members0.clear();
                 self.groups.outbound.remove(&id);
             } else if row.out_session.is_some() {
                 // New member devices get the current key (which cannot open earlier frames).
@@ -660,15 +703,29 @@ impl State {
         let Some(out) = self.outbound_session(id, row) else {
             return Ok(());
         };
-        let body = Body::GroupKey {
-            group: id,
-            key: out.session_key(),
-            seq: row.next_seq.max(1),
+        let enc = |key: Vec<u8>, seq: u64| {
+            kith_proto::codec::encode(&Body::GroupKey {
+                group: id,
+                key,
+                seq: seq.max(1),
+            })
+            .map_err(|e| StoreError::Encode(e.to_string()))
         };
-        let bytes =
-            kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        // Members since the session started get it from its start; members added since,
+        // from now on (the key cannot open what came before).
+        let now_key = enc(out.session_key(), row.next_seq)?;
+        let start_key = if row.out_key0.is_empty() {
+            now_key.clone()
+        } else {
+            enc(row.out_key0.clone(), row.out_seq0)?
+        };
         for (dev, owner) in devices {
-            self.enqueue_dev(w, *dev, *owner, bytes.clone(), after)?;
+            let bytes = if row.out_members0.contains(owner) {
+                start_key.clone()
+            } else {
+                now_key.clone()
+            };
+            self.enqueue_dev(w, *dev, *owner, bytes, after)?;
             if !row.out_shared.contains(dev) {
                 row.out_shared.push(*dev);
             }
@@ -1425,7 +1482,11 @@ impl State {
         }
         if row.out_session.is_none() || !self.groups.outbound.contains_key(&id) {
             // A new session: its key goes to every member device.
-            self.groups.outbound.insert(id, OutboundGroup::new());
+            let fresh = OutboundGroup::new();
+            row.out_key0 = fresh.session_key();
+            row.out_seq0 = row.next_seq.max(1);
+            row.out_members0 = state.members.iter().copied().collect();
+            self.groups.outbound.insert(id, fresh);
             row.out_session = Some(String::new());
             row.out_shared.clear();
             let devices: Vec<([u8; 32], [u8; 32])> =

@@ -282,6 +282,8 @@ impl State {
                 if let Some(s) = sessions.take() {
                     self.sessions.insert(dev, s);
                 }
+                // A group member's device we did not know: it gets our group keys.
+                self.group_devices_appeared(w, cert.identity, after)?;
                 dev
             }
         };
