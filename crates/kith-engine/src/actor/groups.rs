@@ -1191,7 +1191,7 @@ impl State {
             None => Verdict::Ignore,
             Some(group) => match GroupFrame::decode(data) {
                 Err(e) => {
-                    debug!(%source, error = %e, "malformed group frame");
+                    warn!(%source, error = %e, "malformed group frame");
                     after.push(After::Net(NetCommand::Penalize {
                         peer: source,
                         reason: "malformed group frame",
