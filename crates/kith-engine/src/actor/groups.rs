@@ -648,8 +648,20 @@ impl State {
         w: &WriteTx<'_>,
         a: &kith_proto::group::Applied,
     ) -> Result<String, StoreError> {
-        let who = self.member_name(w, &a.author)?;
-        let name = |k: &Key| self.member_name(w, &k.0);
+        // "You added Bob" / "Ada added you" rather than "me added Bob".
+        let me = self.me.0;
+        let who = if a.author == me {
+            "You".to_string()
+        } else {
+            self.member_name(w, &a.author)?
+        };
+        let name = |k: &Key| -> Result<String, StoreError> {
+            if k.0 == me {
+                Ok("you".into())
+            } else {
+                self.member_name(w, &k.0)
+            }
+        };
         Ok(match &a.kind {
             OpKind::Create { name: n, .. } => format!("{who} created the group {n:?}"),
             OpKind::Add(k) => format!("{who} added {}", name(k)?),
