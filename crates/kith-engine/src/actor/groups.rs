@@ -3,11 +3,18 @@
 //! - Membership changes only through signed ops ([`kith_proto::group`]); every member computes
 //!   the state from the whole set of ops with the same rule. Ops (and the certificates of
 //!   member devices) travel pairwise through the durable outbox: to existing members as they
-//!   are made, and the whole log to a member who is added.
+//!   are made, and the whole log to a member who is added. A node often learns a member
+//!   device's certificate only after the ops went out (when it first claims the device's
+//!   pre-key); it then passes the certificate on to the other members, who may not be that
+//!   member's contacts and have no other way to know the device.
 //! - Each device sends with its own Megolm session per group ([`OutboundGroup`]), whose key
-//!   goes pairwise to every other member device. When anyone leaves or is removed, the
-//!   session is dropped and the next message starts a new one that only the remaining members
-//!   get. A member who is added gets the current keys, which cannot open earlier messages.
+//!   goes pairwise to every other member device. When the members change (someone leaves,
+//!   is removed or is added), the session is dropped and the next message starts a new one
+//!   that only the members of that moment get: who left cannot open what comes after, who
+//!   is added cannot open what came before. The sender keeps its own copy of each session
+//!   from its start; a member device it learns of only after sending gets the session from
+//!   there (so every member reads everything sent while it was a member), and on a first
+//!   key a member asks the sender for the frames it did not keep.
 //! - A message is a [`GroupFrame`], published on the group's gossipsub topic and kept by every
 //!   member. Frames carry the sender's seq and a Lamport clock: a member that sees a gap, or
 //!   a member joining the topic, or a timer, asks a member for what it lacks
@@ -564,22 +571,16 @@ impl State {
         }
         if is_member {
             let removed = before.members.iter().any(|m| !state.members.contains(m));
+            let added = state.members.iter().any(|m| !before.members.contains(m));
             let devices = member_devices(w.devices()?, &state.members, &me)?;
-            if removed {
+            if removed || added {
                 // Someone left: the next message starts a new session they never get.
+                // Someone joined: likewise, so that every session has the same members all
+                // its life, and a member device learned of late may get it from its start
+                // (`share_late`) without opening anything sent before its owner joined.
                 row.out_session = None;
                 row.out_shared.clear();
                 self.groups.outbound.remove(&id);
-            } else if row.out_session.is_some() {
-                // New member devices get the current key (which cannot open earlier frames).
-                let new: Vec<([u8; 32], [u8; 32])> = devices
-                    .iter()
-                    .filter(|(k, _)| !row.out_shared.contains(k))
-                    .map(|(k, d)| (*k, d.identity))
-                    .collect();
-                if !new.is_empty() {
-                    self.share_key(w, id, &mut row, &new, after)?;
-                }
             }
             // Keep a few member devices connected for the mesh.
             for (_, d) in devices.iter().take(GROUP_DIALS) {
@@ -624,6 +625,113 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// A member device became known after this node's sending sessions started (members who
+    /// are not each other's contacts learn each other's devices from the ops and from
+    /// relayed certificates, sometimes after their first message): gives it each such
+    /// session from its first index, so it opens everything sent since. Its owner was a
+    /// member all along, as adding a member starts new sessions.
+    fn share_late(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        owner: [u8; 32],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        let ids: Vec<[u8; 16]> = self
+            .groups
+            .states
+            .iter()
+            .filter(|(_, s)| s.members.contains(&me) && s.members.contains(&owner))
+            .map(|(id, _)| *id)
+            .collect();
+        let my_curve = self.device.curve_key();
+        for id in ids {
+            let Some(mut row) = w.group(&id)? else {
+                continue;
+            };
+            if row.out_shared.contains(&dev) {
+                continue;
+            }
+            let Some((session, index)) = self
+                .outbound_session(id, &row)
+                .map(|o| (o.session_id(), o.message_index()))
+            else {
+                continue;
+            };
+            let own = w
+                .group_inbound(&id, &my_curve, &session)?
+                .and_then(|p| InboundGroup::restore(&p, &self.keys.storage).ok());
+            let Some(own) = own else {
+                // No copy (a session older than copies): the current key, which opens what
+                // comes next only.
+                self.share_key(w, id, &mut row, &[(dev, owner)], after)?;
+                w.put_group(&id, &row)?;
+                continue;
+            };
+            let (key, first) = own.export_first();
+            // One frame per message: the session's message `i` went out as seq
+            // `next_seq - (index - i)`.
+            let seq = row
+                .next_seq
+                .saturating_sub(u64::from(index.saturating_sub(first)))
+                .max(1);
+            let body = Body::GroupKey {
+                group: id,
+                key,
+                seq,
+            };
+            let bytes =
+                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.enqueue_dev(w, dev, owner, bytes, after)?;
+            row.out_shared.push(dev);
+            w.put_group(&id, &row)?;
+        }
+        Ok(())
+    }
+
+    /// This node learned the certificate of a device (claiming its pre-key, or from a sealed
+    /// message): if its owner is in a group with us, the other members may not know the
+    /// device yet (the ops went out before this node knew it), so the certificate goes to
+    /// them, and the device gets our sending sessions.
+    pub(super) fn member_cert_learned(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        cert: &DeviceCert,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        if cert.identity == me || !self.groups.people.contains(&cert.identity) {
+            return Ok(());
+        }
+        let shared: Vec<BTreeSet<[u8; 32]>> = self
+            .groups
+            .states
+            .values()
+            .filter(|s| s.members.contains(&me) && s.members.contains(&cert.identity))
+            .map(|s| s.members.clone())
+            .collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let body = Body::GroupUpdate {
+            ops: Vec::new(),
+            devices: vec![cert.clone()],
+        };
+        let bytes =
+            kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let devices = w.devices()?;
+        let mut told: HashSet<[u8; 32]> = HashSet::new();
+        for members in &shared {
+            for (k, d) in member_devices(devices.clone(), members, &me)? {
+                if d.identity != cert.identity && told.insert(k) {
+                    self.enqueue_dev(w, k, d.identity, bytes.clone(), after)?;
+                }
+            }
+        }
+        self.share_late(w, device_key(&cert.peer_id), cert.identity, after)
     }
 
     /// The sending session of a group (from the cache or the row), if there is one.
@@ -985,6 +1093,7 @@ impl State {
         }
         let _ = from;
         // Member devices: kept when their owner is a member of a group we are in.
+        let mut learned: Vec<([u8; 32], [u8; 32])> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
                 touched.iter().any(|(t, _)| t == id) && l.state().0.members.contains(&cert.identity)
@@ -997,10 +1106,12 @@ impl State {
                 Some(d) if d.identity != cert.identity => continue,
                 Some(d) if d.cert.is_some() => continue,
                 Some(mut d) => {
+                    learned.push((dev, cert.identity));
                     d.cert = Some(cert);
                     w.put_device(&dev, &d)?;
                 }
                 None => {
+                    learned.push((dev, cert.identity));
                     self.ensure_member_contact(w, &cert.identity, cert.peer_id.clone())?;
                     w.put_device(
                         &dev,
@@ -1021,6 +1132,11 @@ impl State {
             if now.as_ref() != Some(&before) {
                 self.group_changed(w, id, &before, after)?;
             }
+        }
+        // After the state changes (an addition among them starts new sessions): devices of
+        // members learned now get the sessions this node already sends with.
+        for (dev, owner) in learned {
+            self.share_late(w, dev, owner, after)?;
         }
         Ok(())
     }
@@ -1062,6 +1178,14 @@ impl State {
             }
             advance(w, &group, &curve, &mut row)?;
             w.put_group_sender(&group, &curve, &row)?;
+            // Frames it sent before this node knew its device were not kept: ask it for them
+            // now rather than at the next round.
+            if let Some(dev) = w.device_by_curve(&curve)?
+                && let Some(d) = w.device(&dev)?
+                && let Ok(peer) = PeerId::from_bytes(&d.peer_id)
+            {
+                after.push(After::GroupSync(group, peer));
+            }
         }
         // Frames that waited for this key.
         for s in w.group_pending(&group, &curve)? {
@@ -1379,8 +1503,18 @@ impl State {
             row.out_shared.clear();
         }
         if row.out_session.is_none() || !self.groups.outbound.contains_key(&id) {
-            // A new session: its key goes to every member device.
-            self.groups.outbound.insert(id, OutboundGroup::new());
+            // A new session: its key goes to every member device. This device keeps a copy
+            // from index 0, for member devices it learns of later (`share_late`).
+            let out = OutboundGroup::new();
+            if let Ok(own) = InboundGroup::from_key(&out.session_key()) {
+                w.put_group_inbound(
+                    &id,
+                    &self.device.curve_key(),
+                    &out.session_id(),
+                    &own.pickle(&self.keys.storage),
+                )?;
+            }
+            self.groups.outbound.insert(id, out);
             row.out_session = Some(String::new());
             row.out_shared.clear();
             let devices: Vec<([u8; 32], [u8; 32])> =
