@@ -88,6 +88,14 @@ fn three_members_chat_change_and_leave() {
         .spawn()
         .unwrap();
     let watched = lines_of(watch.stdout.take().unwrap());
+    // It subscribes asynchronously: a 1:1 message until one shows, then nothing is missed.
+    wait_for(T, "B's watch subscribed", || {
+        a.send("Bob", "probe");
+        watched
+            .recv_timeout(Duration::from_millis(500))
+            .ok()
+            .filter(|l| l == "Ada: probe")
+    });
 
     // A creates the group; everyone sees it, with A as the only admin.
     let g = &a.json(&["group", "create", "Friends", "--members", "Bob,Carol"])[0];
@@ -189,13 +197,17 @@ fn three_members_chat_change_and_leave() {
     let plain = text(&a, &["receipts", &m1]);
     assert_eq!(plain.matches(" UTC  read ").count(), 2, "{plain}");
 
-    // B's watch printed the group's messages readably.
+    // B's watch printed the group's changes and messages readably.
+    let mut lines = Vec::new();
     wait_for(T, "B's watch shows A's message", || {
-        watched
-            .recv_timeout(Duration::from_millis(200))
-            .ok()
-            .filter(|l| l == "[Friends] Ada: one from Ada")
+        let l = watched.recv_timeout(Duration::from_millis(200)).ok()?;
+        lines.push(l.clone());
+        (l == "[Friends] Ada: one from Ada").then_some(())
     });
+    assert!(
+        lines.contains(&"[Friends] Ada created the group \"Friends\"".to_string()),
+        "{lines:?}"
+    );
 
     // A non-admin cannot change the group: a clean user error.
     for args in [
@@ -303,4 +315,61 @@ fn group_commands_refuse_bad_input_cleanly() {
     assert_eq!(a.cli(&["send", "Bob"]).status.code(), Some(1));
     // 1:1 sending still works as before.
     a.send("Bob", "plain message");
+}
+
+#[test]
+fn a_member_added_later_reads_only_what_comes_after() {
+    // A has B and D as contacts; B and D know only A.
+    let mut a = Node::new();
+    let mut b = Node::new();
+    let mut d = Node::new();
+    a.start();
+    b.start();
+    d.start();
+    a.add(&b, "Bob");
+    a.add(&d, "Dave");
+    b.add(&a, "Ada");
+    d.add(&a, "Ada");
+    let g = &a.json(&["group", "create", "Early", "--members", "Bob"])[0];
+    let id = g["id"].as_str().unwrap().to_string();
+    wait_for(T, "B lists the group", || listed(&b, &id));
+    b.json(&["send", "--group", "Early", "before Dave"]);
+    wait_for(T, "A has B's first message", || {
+        messages(&a, "Early")
+            .iter()
+            .any(|(_, t)| t == "before Dave")
+            .then_some(())
+    });
+
+    a.json(&["group", "add", "Early", "Dave"]);
+    wait_event(&a, "Early", "You added Dave");
+    for (n, who) in [(&b, "B"), (&d, "D")] {
+        wait_for(T, &format!("{who} sees three members"), || {
+            listed(n, &id).filter(|g| g["members"] == 3)
+        });
+    }
+    // B did not know D when it sent; it learns D's device from A, and must not hand D the
+    // session that opens what B wrote before D joined.
+    b.json(&["send", "--group", "Early", "after Dave"]);
+    a.json(&["send", "--group", "Early", "Ada after Dave"]);
+    let on_d = wait_for(T, "D has both messages sent after it joined", || {
+        let ms = messages(&d, "Early");
+        let texts: Vec<&str> = ms.iter().map(|(_, t)| t.as_str()).collect();
+        (texts.contains(&"after Dave") && texts.contains(&"Ada after Dave")).then_some(ms)
+    });
+    assert!(
+        on_d.iter().all(|(_, t)| t != "before Dave"),
+        "D reads a message sent before it joined: {on_d:?}"
+    );
+    assert_eq!(on_d.len(), 2, "{on_d:?}");
+    // The others see D arrive.
+    let d_on_b = b.json(&["group", "info", "Early"])[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .find(|n| n != "me" && n != "Ada")
+        .unwrap();
+    wait_event(&b, "Early", &format!("Ada added {d_on_b}"));
+    wait_event(&d, "Early", "Ada added you");
 }
