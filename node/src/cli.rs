@@ -116,6 +116,9 @@ enum Command {
         limit: usize,
     },
     /// Group chats: create, change, leave (see also `kith groups`, `kith send --group`).
+    ///
+    /// GROUP is a group's name, or a unique prefix (4+ hex digits) of its id as `kith groups`
+    /// shows it.
     #[command(subcommand)]
     Group(GroupCmd),
     /// List your groups: id prefix, name, members, whether you are an admin, unread.
@@ -180,7 +183,7 @@ enum Command {
     },
 }
 
-/// GROUP is a group's name or a unique prefix (4+ hex digits) of its id (`kith groups`).
+/// `kith group …`.
 #[derive(Debug, Subcommand)]
 enum GroupCmd {
     /// Create a group with some contacts; you are its first admin.

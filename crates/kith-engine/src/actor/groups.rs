@@ -3,8 +3,8 @@
 //! - Membership changes only through signed ops ([`kith_proto::group`]); every member computes
 //!   the state from the whole set of ops with the same rule. Ops (and the certificates of
 //!   member devices) travel pairwise through the durable outbox: to existing members as they
-//!   are made, and the whole log to a member who is added. A node often learns a member
-//!   device's certificate only after the ops went out (when it first claims the device's
+//!   are made, and the whole log to a member who is added. An admin often learns a member
+//!   device's certificate only after its ops went out (when it first claims the device's
 //!   pre-key); it then passes the certificate on to the other members, who may not be that
 //!   member's contacts and have no other way to know the device.
 //! - Each device sends with its own Megolm session per group ([`OutboundGroup`]), whose key
@@ -693,9 +693,11 @@ impl State {
     }
 
     /// This node learned the certificate of a device (claiming its pre-key, or from a sealed
-    /// message): if its owner is in a group with us, the other members may not know the
-    /// device yet (the ops went out before this node knew it), so the certificate goes to
-    /// them, and the device gets our sending sessions.
+    /// message): if its owner is in a group with us, the device gets our sending sessions;
+    /// and in the groups we are an admin of (admins send the ops, with the certificates they
+    /// know), the other members may not know the device yet, so the certificate goes to
+    /// them. Only admins pass certificates on, so that the cost stays at one small body per
+    /// member device for each certificate an admin learns late, not one per member too.
     pub(super) fn member_cert_learned(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -710,24 +712,23 @@ impl State {
             .groups
             .states
             .values()
-            .filter(|s| s.members.contains(&me) && s.members.contains(&cert.identity))
+            .filter(|s| s.admins.contains(&me) && s.members.contains(&cert.identity))
             .map(|s| s.members.clone())
             .collect();
-        if shared.is_empty() {
-            return Ok(());
-        }
-        let body = Body::GroupUpdate {
-            ops: Vec::new(),
-            devices: vec![cert.clone()],
-        };
-        let bytes =
-            kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
-        let devices = w.devices()?;
-        let mut told: HashSet<[u8; 32]> = HashSet::new();
-        for members in &shared {
-            for (k, d) in member_devices(devices.clone(), members, &me)? {
-                if d.identity != cert.identity && told.insert(k) {
-                    self.enqueue_dev(w, k, d.identity, bytes.clone(), after)?;
+        if !shared.is_empty() {
+            let body = Body::GroupUpdate {
+                ops: Vec::new(),
+                devices: vec![cert.clone()],
+            };
+            let bytes =
+                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            let devices = w.devices()?;
+            let mut told: HashSet<[u8; 32]> = HashSet::new();
+            for members in &shared {
+                for (k, d) in member_devices(devices.clone(), members, &me)? {
+                    if d.identity != cert.identity && told.insert(k) {
+                        self.enqueue_dev(w, k, d.identity, bytes.clone(), after)?;
+                    }
                 }
             }
         }
