@@ -1837,8 +1837,21 @@ impl State {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
+        let mut msgs = w.group_history(&id, limit)?;
+        // Keep the answer to a sane size, as for 1:1 history: the newest messages up to
+        // MAX_HISTORY_BYTES (10,000 texts of 48 KiB would not fit the client's 64 MiB line).
+        let mut total = 0usize;
+        let keep = msgs
+            .iter()
+            .rev()
+            .take_while(|(_, m)| {
+                total += m.text.len();
+                total <= MAX_HISTORY_BYTES
+            })
+            .count();
+        msgs.drain(..msgs.len() - keep);
         let mut items: Vec<GroupItemView> = Vec::new();
-        for (_, m) in w.group_history(&id, limit)? {
+        for (_, m) in msgs {
             let (status, delivered, read) = if m.outgoing {
                 let rs = w.group_receipts(m.id)?;
                 let d = rs.iter().filter(|x| x.1 > 0).count() as u32;
