@@ -90,20 +90,43 @@ enum Command {
         #[command(subcommand)]
         cmd: Option<PushCmd>,
     },
-    /// Send a text message.
+    /// Send a text message to a contact, or with --group to a group.
+    #[command(override_usage = "kith send NAME TEXT\n       kith send --group GROUP TEXT")]
     Send {
-        /// The contact's name.
+        /// Send to this group (its name or a 4+ digit prefix of its id) instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// The contact's name (with --group: the text).
+        #[arg(value_name = "NAME")]
         name: String,
         /// The text.
-        text: String,
+        #[arg(value_name = "TEXT")]
+        text: Option<String>,
     },
-    /// Show the conversation with a contact.
+    /// Show the conversation with a contact, or with --group a group's.
     History {
         /// The contact's name.
-        name: String,
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        name: Option<String>,
+        /// Show this group (its name or a 4+ digit prefix of its id) instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
         /// How many of the latest messages.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Group chats: create, change, leave (see also `kith groups`, `kith send --group`).
+    ///
+    /// GROUP is a group's name, or a unique prefix (4+ hex digits) of its id as `kith groups`
+    /// shows it.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// List your groups: id prefix, name, members, whether you are an admin, unread.
+    Groups,
+    /// Who has one of your group messages, and who read it, with times.
+    Receipts {
+        /// The message id (as `kith send --group` printed it).
+        id: String,
     },
     /// Mark a conversation read (the contact sees "read").
     Read {
@@ -157,6 +180,81 @@ enum Command {
     Chat {
         /// The contact's name.
         name: String,
+    },
+}
+
+/// `kith group …`.
+#[derive(Debug, Subcommand)]
+enum GroupCmd {
+    /// Create a group with some contacts; you are its first admin.
+    Create {
+        /// The group's name.
+        name: String,
+        /// Contacts to add, comma-separated (more can be added later).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add a contact to a group (admins only).
+    Add {
+        /// The group.
+        group: String,
+        /// The contact's name.
+        contact: String,
+    },
+    /// Remove a member (admins only); they cannot read what is sent afterwards.
+    Remove {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Make a member an admin (admins only).
+    Promote {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Make an admin a plain member (admins only).
+    Demote {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Rename a group (admins only).
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// Set a group's description (admins only).
+    Describe {
+        /// The group.
+        group: String,
+        /// The description.
+        text: String,
+    },
+    /// Leave a group (it stays listed until you delete it).
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Forget a group you left or were removed from.
+    Delete {
+        /// The group.
+        group: String,
+    },
+    /// Show a group: id, description, members (admins marked).
+    Info {
+        /// The group.
+        group: String,
+    },
+    /// Mark a group read (the senders see "read by").
+    Read {
+        /// The group.
+        group: String,
     },
 }
 
@@ -330,15 +428,38 @@ pub fn main() -> ExitCode {
                 };
                 up(&out, dir, net, mailbox).await
             }
-            cmd => match client_cmd(&out, &dir, cmd).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    out.error(&e.to_string());
-                    ExitCode::from(e.exit_code() as u8)
+            cmd => {
+                if let Err(e) = check(&cmd) {
+                    out.error(&e);
+                    return ExitCode::from(1);
                 }
-            },
+                match client_cmd(&out, &dir, cmd).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        out.error(&e.to_string());
+                        ExitCode::from(e.exit_code() as u8)
+                    }
+                }
+            }
         }
     })
+}
+
+/// Argument combinations clap cannot express, checked before talking to the daemon.
+fn check(cmd: &Command) -> Result<(), String> {
+    match cmd {
+        Command::Send {
+            group: Some(_),
+            text: Some(_),
+            ..
+        } => Err("with --group, give only the text: kith send --group GROUP TEXT".into()),
+        Command::Send {
+            group: None,
+            text: None,
+            ..
+        } => Err("give a contact and a text: kith send NAME TEXT".into()),
+        _ => Ok(()),
+    }
 }
 
 fn init_logging() {
@@ -512,17 +633,56 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         Command::Contacts(ContactsCmd::List) => {
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)
         }
-        Command::Send { name, text } => {
+        Command::Send {
+            group: Some(group),
+            name: text,
+            text: None,
+        } => {
+            let v = c
+                .call::<methods::GroupSend>(methods::GroupSendParams { group, text })
+                .await?;
+            out.sent(&v);
+        }
+        Command::Send {
+            group: None,
+            name,
+            text: Some(text),
+        } => {
             let v = c
                 .call::<methods::Send>(SendParams { to: name, text })
                 .await?;
             out.sent(&v);
         }
-        Command::History { name, limit } => {
+        Command::History {
+            group: Some(group),
+            limit,
+            ..
+        } => {
+            let v = c
+                .call::<methods::GroupHistory>(methods::GroupHistoryParams { group, limit })
+                .await?;
+            out.group_history(&v);
+        }
+        Command::History {
+            name: Some(name),
+            limit,
+            ..
+        } => {
             let v = c
                 .call::<methods::History>(HistoryParams { with: name, limit })
                 .await?;
             out.history(&v);
+        }
+        Command::Send { .. } | Command::History { .. } => {
+            // Refused by `check` and clap before the daemon is asked.
+        }
+        Command::Group(cmd) => group_cmd(out, &mut c, cmd).await?,
+        Command::Groups => out.groups(&c.call::<methods::Groups>(NoParams {}).await?),
+        Command::Receipts { id } => {
+            let v = c
+                .call::<methods::Receipts>(methods::ReceiptsParams { id })
+                .await?;
+            out.receipts(&v);
         }
         Command::Read { name } => {
             let v = c.call::<methods::Read>(WithContact { with: name }).await?;
@@ -608,6 +768,81 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Chat { name } => chat(out, dir, c, name).await?,
+    }
+    Ok(())
+}
+
+/// `kith group …`.
+async fn group_cmd(out: &Out, c: &mut Client, cmd: GroupCmd) -> Result<(), ClientError> {
+    use methods::{GroupMemberParams as M, GroupParams as G};
+    let m = |group: String, member: String| M { group, member };
+    match cmd {
+        GroupCmd::Create { name, members } => {
+            let v = c
+                .call::<methods::GroupCreate>(methods::GroupCreateParams { name, members })
+                .await?;
+            out.group_created(&v);
+        }
+        GroupCmd::Add { group, contact } => {
+            let v = c
+                .call::<methods::GroupAdd>(m(group, contact.clone()))
+                .await?;
+            out.group_changed(&format!("Added {contact} to {}.", v.name), &v);
+        }
+        GroupCmd::Remove { group, contact } => {
+            let v = c
+                .call::<methods::GroupRemove>(m(group, contact.clone()))
+                .await?;
+            out.group_changed(&format!("Removed {contact} from {}.", v.name), &v);
+        }
+        GroupCmd::Promote { group, contact } => {
+            let v = c
+                .call::<methods::GroupPromote>(m(group, contact.clone()))
+                .await?;
+            out.group_changed(&format!("{contact} is now an admin of {}.", v.name), &v);
+        }
+        GroupCmd::Demote { group, contact } => {
+            let v = c
+                .call::<methods::GroupDemote>(m(group, contact.clone()))
+                .await?;
+            out.group_changed(
+                &format!("{contact} is no longer an admin of {}.", v.name),
+                &v,
+            );
+        }
+        GroupCmd::Rename { group, name } => {
+            let v = c
+                .call::<methods::GroupRename>(methods::GroupRenameParams { group, name })
+                .await?;
+            out.group_changed(&format!("Renamed the group to {}.", v.name), &v);
+        }
+        GroupCmd::Describe { group, text } => {
+            let v = c
+                .call::<methods::GroupDescribe>(methods::GroupDescribeParams { group, text })
+                .await?;
+            out.group_changed(&format!("Changed the description of {}.", v.name), &v);
+        }
+        GroupCmd::Leave { group } => {
+            let v = c.call::<methods::GroupLeave>(G { group }).await?;
+            out.group_changed(
+                &format!(
+                    "You left {}. `kith group delete {}` forgets it.",
+                    v.name,
+                    crate::output::id_prefix(&v.id)
+                ),
+                &v,
+            );
+        }
+        GroupCmd::Delete { group } => {
+            let v = c.call::<methods::GroupDelete>(G { group }).await?;
+            out.group_changed(&format!("Deleted {}.", v.name), &v);
+        }
+        GroupCmd::Info { group } => {
+            out.group_info(&c.call::<methods::GroupInfo>(G { group }).await?);
+        }
+        GroupCmd::Read { group } => {
+            out.read(&c.call::<methods::GroupRead>(G { group }).await?);
+        }
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use kith_api::methods::ReadResult;
 use kith_engine::{
-    ContactView, MailboxView, MessageView, NodeInfo, NodeStatus, PrivacyView, ProfileView,
-    PushView, Sent, Verification,
+    ContactView, GroupItemView, GroupSummary, GroupView, MailboxView, MessageView, NodeInfo,
+    NodeStatus, PrivacyView, ProfileView, PushView, ReceiptsView, Sent, Verification,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -49,6 +49,39 @@ pub fn utc(ms: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
+}
+
+/// "YYYY-MM-DD HH:MM:SS" in UTC (receipt times, where minutes are too coarse).
+pub fn utc_secs(ms: u64) -> String {
+    format!("{}:{:02}", utc(ms), (ms / 1000) % 60)
+}
+
+/// The short form of a group id that `kith groups` shows (enough to name it in commands).
+pub fn id_prefix(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The state of one of your group messages: `…` (not out yet), `✓ sent`,
+/// `✓ delivered to N/M`, `✓✓ delivered to M/M`, `read by K/M` added once someone read it.
+pub fn group_ticks(status: &str, delivered: u32, read: u32, of: u32) -> String {
+    if status == "pending" {
+        return "…".into();
+    }
+    if of == 0 || delivered == 0 {
+        return "✓ sent".into();
+    }
+    if read >= of {
+        return format!("✓✓ read by {read}/{of}");
+    }
+    let mut s = if delivered >= of {
+        format!("✓✓ delivered to {delivered}/{of}")
+    } else {
+        format!("✓ delivered to {delivered}/{of}")
+    };
+    if read > 0 {
+        s.push_str(&format!(", read by {read}/{of}"));
+    }
+    s
 }
 
 /// A byte count for people: B, KiB, MiB or GiB.
@@ -347,6 +380,145 @@ impl Out {
         }
     }
 
+    pub fn group_created(&self, g: &GroupView) {
+        if self.json {
+            json_line(g);
+            return;
+        }
+        let others: Vec<&str> = g
+            .members
+            .iter()
+            .filter(|m| m.name != "me")
+            .map(|m| m.name.as_str())
+            .collect();
+        if others.is_empty() {
+            line(&format!(
+                "Created group {} (id {}); add people with: kith group add {} NAME",
+                g.name,
+                id_prefix(&g.id),
+                id_prefix(&g.id)
+            ));
+        } else {
+            line(&format!(
+                "Created group {} (id {}) with {}.",
+                g.name,
+                id_prefix(&g.id),
+                others.join(", ")
+            ));
+        }
+    }
+
+    /// A group change went through: `what` for people, the group for programs.
+    pub fn group_changed(&self, what: &str, g: &GroupView) {
+        if self.json {
+            json_line(g);
+        } else {
+            line(what);
+        }
+    }
+
+    pub fn group_info(&self, g: &GroupView) {
+        if self.json {
+            json_line(g);
+            return;
+        }
+        line(&format!("{}  (id {})", g.name, g.id));
+        if !g.description.is_empty() {
+            line(&format!("description: {}", g.description));
+        }
+        if !g.active {
+            line(
+                "You are no longer a member: nothing new reaches you. `kith group delete` forgets it.",
+            );
+        }
+        line(&format!("{} member(s), * = admin:", g.members.len()));
+        for m in &g.members {
+            line(&format!(
+                "  {} {:<20} {}",
+                if m.admin { "*" } else { " " },
+                m.name,
+                m.identity
+            ));
+        }
+        if g.undecryptable > 0 {
+            line(&format!(
+                "{} of {} frame(s) held cannot be opened here (sent before you joined or after you left, or their key has not come yet)",
+                g.undecryptable, g.frames
+            ));
+        }
+    }
+
+    pub fn groups(&self, gs: &[GroupSummary]) {
+        if self.json {
+            for g in gs {
+                json_line(g);
+            }
+            return;
+        }
+        if gs.is_empty() {
+            line("No groups yet. Create one with: kith group create NAME --members A,B");
+        }
+        for g in gs {
+            let mut s = format!(
+                "{}  {:<24} {:>3} member(s)",
+                id_prefix(&g.id),
+                g.name,
+                g.members
+            );
+            if g.admin {
+                s.push_str("  admin");
+            }
+            if !g.active {
+                s.push_str("  (left)");
+            }
+            if g.unread > 0 {
+                s.push_str(&format!("  {} unread", g.unread));
+            }
+            line(&s);
+        }
+    }
+
+    pub fn group_history(&self, items: &[GroupItemView]) {
+        for m in items {
+            if self.json {
+                json_line(m);
+            } else if m.kind == "event" {
+                line(&format!("[{}] — {}", utc(m.sent_at), m.text));
+            } else if m.from == "me" {
+                line(&format!(
+                    "[{}] me: {}  {}",
+                    utc(m.sent_at),
+                    m.text,
+                    group_ticks(&m.status, m.delivered, m.read, m.of)
+                ));
+            } else {
+                line(&format!("[{}] {}: {}", utc(m.sent_at), m.from, m.text));
+            }
+        }
+    }
+
+    pub fn receipts(&self, r: &ReceiptsView) {
+        if self.json {
+            json_line(r);
+            return;
+        }
+        line(&format!(
+            "Message {} in {} (to {} member(s)):",
+            r.id, r.group, r.of
+        ));
+        for m in &r.members {
+            let d = m
+                .delivered_at
+                .map(|t| format!("delivered {} UTC", utc_secs(t)))
+                .unwrap_or_else(|| "not delivered".into());
+            let rd = m
+                .read_at
+                .map(|t| format!("read {} UTC", utc_secs(t)))
+                .unwrap_or_else(|| "not read".into());
+            line(&format!("  {:<20} {d}  {rd}", m.name));
+        }
+    }
+
     pub fn read(&self, r: &ReadResult) {
         if self.json {
             json_line(r);
@@ -437,6 +609,27 @@ impl Out {
                 "stopped" => {}
                 s => line(&format!("{} is {s}…", get("contact"))),
             },
+            "group_message" => line(&format!(
+                "[{}] {}: {}",
+                get("group"),
+                get("from"),
+                get("text")
+            )),
+            "group_status" => {
+                let n = |k: &str| {
+                    ev.get(k)
+                        .and_then(Value::as_u64)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(0)
+                };
+                line(&format!(
+                    "[{}] {} {}",
+                    get("group"),
+                    get("id"),
+                    group_ticks("sent", n("delivered"), n("read"), n("of"))
+                ))
+            }
+            "group_changed" => line(&format!("[{}] {}", get("group"), get("text"))),
             "profile" => line(&format!(
                 "{} updated their profile: {}",
                 get("contact"),
@@ -450,6 +643,21 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::utc;
+
+    #[test]
+    fn group_ticks_show_counts() {
+        use super::group_ticks;
+        assert_eq!(group_ticks("pending", 0, 0, 2), "…");
+        assert_eq!(group_ticks("sent", 0, 0, 2), "✓ sent");
+        assert_eq!(group_ticks("sent", 1, 0, 2), "✓ delivered to 1/2");
+        assert_eq!(
+            group_ticks("delivered", 2, 1, 2),
+            "✓✓ delivered to 2/2, read by 1/2"
+        );
+        assert_eq!(group_ticks("read", 2, 2, 2), "✓✓ read by 2/2");
+        // A group of one: nothing to count.
+        assert_eq!(group_ticks("sent", 0, 0, 0), "✓ sent");
+    }
 
     #[test]
     fn utc_dates() {

@@ -24,7 +24,11 @@ fn wait_log(node: &Node, what: &str, ok: impl Fn(&str) -> bool) {
 fn garbage_on_a_group_topic_is_refused_and_its_sender_blocked() {
     let (a, b) = pair();
     let out = a.cli(&["group", "create", "Club", "--members", "Bob"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id_hex = a.json(&["groups"])[0]["id"].as_str().unwrap().to_string();
     let mut id = [0u8; 16];
     for (i, byte) in id.iter_mut().enumerate() {
@@ -39,7 +43,8 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_blocked() {
         .iter()
         .filter_map(|x| x.as_str()?.parse::<Multiaddr>().ok())
         .find(|m| {
-            m.iter().any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()))
+            m.iter()
+                .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback()))
                 && m.iter().any(|p| matches!(p, Protocol::Tcp(_)))
         })
         .expect("a loopback TCP address");
@@ -51,7 +56,11 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_blocked() {
     let raw_id = rt.block_on(async {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .unwrap()
             .with_behaviour(|key| {
                 let cfg = gossipsub::ConfigBuilder::default()
@@ -59,10 +68,10 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_blocked() {
                     .flood_publish(true)
                     .build()
                     .unwrap();
-                gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    cfg,
-                )
+                gossipsub::Behaviour::<
+                    gossipsub::IdentityTransform,
+                    gossipsub::AllowAllSubscriptionFilter,
+                >::new(gossipsub::MessageAuthenticity::Signed(key.clone()), cfg)
                 .unwrap()
             })
             .unwrap()
@@ -107,7 +116,11 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_blocked() {
     });
     // The group still works, both ways.
     let out = a.cli(&["send", "--group", "Club", "still here"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for(T, "Bob gets the message", || {
         b.json(&["history", "--group", "Club"])
             .iter()

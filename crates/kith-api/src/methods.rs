@@ -4,8 +4,9 @@
 use std::future::Future;
 
 use kith_engine::{
-    ContactView, EngineError, EngineHandle, MailboxView, MessageView, NodeInfo, NodeStatus,
-    PrivacyView, ProfileView, PushView, Sent, Verification,
+    ContactView, EngineError, EngineHandle, GroupChange, GroupItemView, GroupSummary, GroupView,
+    MailboxView, MessageView, NodeInfo, NodeStatus, PrivacyView, ProfileView, PushView,
+    ReceiptsView, Sent, Verification,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -444,6 +445,225 @@ impl Method for Unblock {
     type Output = ContactView;
     async fn call(e: &EngineHandle, p: BlockParams) -> Result<ContactView, EngineError> {
         e.block(p.name, false).await
+    }
+}
+
+/// Params of `group.create`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupCreateParams {
+    /// The group's name (1 to 64 characters).
+    pub name: String,
+    /// The contacts to add, by name (may be empty).
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// `group.create`: create a group with these contacts; you are its first admin.
+#[derive(Debug)]
+pub struct GroupCreate;
+impl Method for GroupCreate {
+    const NAME: &'static str = "group.create";
+    type Params = GroupCreateParams;
+    type Output = GroupView;
+    async fn call(e: &EngineHandle, p: GroupCreateParams) -> Result<GroupView, EngineError> {
+        e.group_create(p.name, p.members).await
+    }
+}
+
+/// Params naming a group: its name or a unique prefix (4+ hex digits) of its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupParams {
+    /// The group's name or id prefix.
+    pub group: String,
+}
+
+/// Params naming a group and one of its members (or a contact to add).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupMemberParams {
+    /// The group's name or id prefix.
+    pub group: String,
+    /// The contact's name (`me` for yourself where that makes sense).
+    pub member: String,
+}
+
+/// Params of `group.rename`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRenameParams {
+    /// The group's name or id prefix.
+    pub group: String,
+    /// The new name (1 to 64 characters).
+    pub name: String,
+}
+
+/// Params of `group.describe`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupDescribeParams {
+    /// The group's name or id prefix.
+    pub group: String,
+    /// The new description (may be empty).
+    pub text: String,
+}
+
+/// One method per kind of group change: each has its own params and returns the group.
+macro_rules! group_change {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $params:ty, |$p:ident| $change:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $ty;
+        impl Method for $ty {
+            const NAME: &'static str = $name;
+            type Params = $params;
+            type Output = GroupView;
+            async fn call(e: &EngineHandle, $p: $params) -> Result<GroupView, EngineError> {
+                let change = $change;
+                e.group_change($p.group, change).await
+            }
+        }
+    };
+}
+
+group_change!(
+    /// `group.add`: add a contact to a group (admins only).
+    GroupAdd, "group.add", GroupMemberParams, |p| GroupChange::Add(p.member.clone())
+);
+group_change!(
+    /// `group.remove`: remove a member (admins only); the group's keys are renewed.
+    GroupRemove, "group.remove", GroupMemberParams, |p| GroupChange::Remove(p.member.clone())
+);
+group_change!(
+    /// `group.promote`: make a member an admin (admins only).
+    GroupPromote, "group.promote", GroupMemberParams, |p| GroupChange::Promote(p.member.clone())
+);
+group_change!(
+    /// `group.demote`: make an admin a plain member (admins only).
+    GroupDemote, "group.demote", GroupMemberParams, |p| GroupChange::Demote(p.member.clone())
+);
+group_change!(
+    /// `group.rename`: rename a group (admins only).
+    GroupRename, "group.rename", GroupRenameParams, |p| GroupChange::Rename(p.name.clone())
+);
+group_change!(
+    /// `group.describe`: set a group's description (admins only).
+    GroupDescribe, "group.describe", GroupDescribeParams, |p| GroupChange::Describe(p.text.clone())
+);
+group_change!(
+    /// `group.leave`: leave a group.
+    GroupLeave, "group.leave", GroupParams, |p| GroupChange::Leave
+);
+group_change!(
+    /// `group.delete`: forget a group you left or were removed from.
+    GroupDelete, "group.delete", GroupParams, |p| GroupChange::Delete
+);
+
+/// `groups`: the groups you are in, or were in and have not deleted.
+#[derive(Debug)]
+pub struct Groups;
+impl Method for Groups {
+    const NAME: &'static str = "groups";
+    type Params = NoParams;
+    type Output = Vec<GroupSummary>;
+    async fn call(e: &EngineHandle, _: NoParams) -> Result<Vec<GroupSummary>, EngineError> {
+        e.groups().await
+    }
+}
+
+/// `group.info`: one group's id, name, description and members.
+#[derive(Debug)]
+pub struct GroupInfo;
+impl Method for GroupInfo {
+    const NAME: &'static str = "group.info";
+    type Params = GroupParams;
+    type Output = GroupView;
+    async fn call(e: &EngineHandle, p: GroupParams) -> Result<GroupView, EngineError> {
+        e.group_info(p.group).await
+    }
+}
+
+/// Params of `group.send`. Hand-written `Debug`: the text is the user's.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GroupSendParams {
+    /// The group's name or id prefix.
+    pub group: String,
+    /// The text.
+    pub text: String,
+}
+
+impl std::fmt::Debug for GroupSendParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSendParams")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `group.send`: send a text to a group; returns its id once it is stored.
+#[derive(Debug)]
+pub struct GroupSend;
+impl Method for GroupSend {
+    const NAME: &'static str = "group.send";
+    type Params = GroupSendParams;
+    type Output = Sent;
+    async fn call(e: &EngineHandle, p: GroupSendParams) -> Result<Sent, EngineError> {
+        e.group_send(p.group, p.text).await
+    }
+}
+
+/// Params of `group.history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupHistoryParams {
+    /// The group's name or id prefix.
+    pub group: String,
+    /// How many of the latest messages (default 50).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+/// `group.history`: the latest messages of a group, oldest first, with membership changes
+/// among them.
+#[derive(Debug)]
+pub struct GroupHistory;
+impl Method for GroupHistory {
+    const NAME: &'static str = "group.history";
+    type Params = GroupHistoryParams;
+    type Output = Vec<GroupItemView>;
+    async fn call(
+        e: &EngineHandle,
+        p: GroupHistoryParams,
+    ) -> Result<Vec<GroupItemView>, EngineError> {
+        e.group_history(p.group, p.limit.min(MAX_HISTORY)).await
+    }
+}
+
+/// `group.read`: mark a group read and send read receipts to the senders.
+#[derive(Debug)]
+pub struct GroupRead;
+impl Method for GroupRead {
+    const NAME: &'static str = "group.read";
+    type Params = GroupParams;
+    type Output = ReadResult;
+    async fn call(e: &EngineHandle, p: GroupParams) -> Result<ReadResult, EngineError> {
+        e.group_mark_read(p.group)
+            .await
+            .map(|marked| ReadResult { marked })
+    }
+}
+
+/// Params of `receipts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptsParams {
+    /// The id of one of your group messages.
+    pub id: String,
+}
+
+/// `receipts`: who has one of your group messages, and who read it, with times.
+#[derive(Debug)]
+pub struct Receipts;
+impl Method for Receipts {
+    const NAME: &'static str = "receipts";
+    type Params = ReceiptsParams;
+    type Output = ReceiptsView;
+    async fn call(e: &EngineHandle, p: ReceiptsParams) -> Result<ReceiptsView, EngineError> {
+        e.receipts(p.id).await
     }
 }
 

@@ -190,7 +190,22 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
                 History,
                 Read,
                 Verify,
-                Status
+                Status,
+                GroupCreate,
+                GroupAdd,
+                GroupRemove,
+                GroupPromote,
+                GroupDemote,
+                GroupRename,
+                GroupDescribe,
+                GroupLeave,
+                GroupDelete,
+                Groups,
+                GroupInfo,
+                GroupSend,
+                GroupHistory,
+                GroupRead,
+                Receipts,
             ]
         );
         let resp = match result {

@@ -9,8 +9,8 @@
 //! the session's Ed25519 key, so a member cannot forge another member's frames.
 
 use vodozemac::megolm::{
-    GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
+    InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 
 use crate::{CryptoError, StorageKey};
@@ -89,12 +89,29 @@ impl std::fmt::Debug for InboundGroup {
 }
 
 impl InboundGroup {
-    /// Reads a session key received from its owner over a pairwise session.
+    /// Reads a session key received from its owner over a pairwise session: either the key
+    /// an [`OutboundGroup`] hands out ([`OutboundGroup::session_key`]) or one its owner
+    /// exported from its own copy ([`InboundGroup::export_first`]). The two forms differ in
+    /// their first (version) byte. Either way the owner's device sent it over an
+    /// authenticated Olm session, and every message it opens is checked against the
+    /// session's signing key.
     pub fn from_key(key: &[u8]) -> Result<Self, CryptoError> {
-        let key = SessionKey::from_bytes(key).map_err(|_| CryptoError::BadKey)?;
-        Ok(Self {
-            session: InboundGroupSession::new(&key, SessionConfig::version_1()),
-        })
+        let session = match SessionKey::from_bytes(key) {
+            Ok(k) => InboundGroupSession::new(&k, SessionConfig::version_1()),
+            Err(_) => {
+                let k = ExportedSessionKey::from_bytes(key).map_err(|_| CryptoError::BadKey)?;
+                InboundGroupSession::import(&k, SessionConfig::version_1())
+            }
+        };
+        Ok(Self { session })
+    }
+
+    /// The key at the first index this copy can open, for a device that must read the
+    /// session from there (the sender keeps a copy of its own session from index 0, and
+    /// gives it to a member's device it learned of only after sending). With the index.
+    pub fn export_first(&self) -> (Vec<u8>, u32) {
+        let k = self.session.export_at_first_known_index();
+        (k.to_bytes(), self.session.first_known_index())
     }
 
     /// Restores a session saved with [`InboundGroup::pickle`].
@@ -182,6 +199,28 @@ mod tests {
         assert_eq!(out2.message_index(), 0);
         assert_eq!(inb2.decrypt(&out2.encrypt(b"x")).unwrap(), b"x");
         assert!(OutboundGroup::restore(&out.pickle(&key), &StorageKey::generate()).is_err());
+    }
+
+    #[test]
+    fn an_exported_first_key_opens_everything_from_there() {
+        let mut out = OutboundGroup::new();
+        let own = InboundGroup::from_key(&out.session_key()).unwrap();
+        let m1 = out.encrypt(b"one");
+        let m2 = out.encrypt(b"two");
+        // A device learned of after two messages still reads both from the exported key.
+        let (key, index) = own.export_first();
+        assert_eq!(index, 0);
+        let mut late = InboundGroup::from_key(&key).unwrap();
+        assert_eq!(late.session_id(), out.session_id());
+        assert_eq!(late.decrypt(&m1).unwrap(), b"one");
+        assert_eq!(late.decrypt(&m2).unwrap(), b"two");
+        // The current key, by contrast, opens neither.
+        let mut current = InboundGroup::from_key(&out.session_key()).unwrap();
+        assert!(current.decrypt(&m1).is_err());
+        // An export from a copy that starts later starts there too.
+        let (key, index) = current.export_first();
+        assert_eq!(index, 2);
+        assert!(InboundGroup::from_key(&key).unwrap().decrypt(&m2).is_err());
     }
 
     proptest! {

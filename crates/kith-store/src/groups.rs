@@ -46,14 +46,6 @@ pub struct GroupRow {
     pub out_session: Option<String>,
     /// Devices (device keys) the current sending session's key was queued for.
     pub out_shared: Vec<[u8; 32]>,
-    /// The current sending session's key as it started (secret), so a device of someone who
-    /// was a member then but is learned of later can still read all of it.
-    #[serde(with = "serde_bytes")]
-    pub out_key0: Vec<u8>,
-    /// The first seq sent with the current session.
-    pub out_seq0: u64,
-    /// Who was a member when the current session started.
-    pub out_members0: Vec<[u8; 32]>,
     /// The next frame seq this device sends.
     pub next_seq: u64,
     /// The largest Lamport clock seen in the group.

@@ -3,11 +3,18 @@
 //! - Membership changes only through signed ops ([`kith_proto::group`]); every member computes
 //!   the state from the whole set of ops with the same rule. Ops (and the certificates of
 //!   member devices) travel pairwise through the durable outbox: to existing members as they
-//!   are made, and the whole log to a member who is added.
+//!   are made, and the whole log to a member who is added. An admin often learns a member
+//!   device's certificate only after its ops went out (when it first claims the device's
+//!   pre-key); it then passes the certificate on to the other members, who may not be that
+//!   member's contacts and have no other way to know the device.
 //! - Each device sends with its own Megolm session per group ([`OutboundGroup`]), whose key
-//!   goes pairwise to every other member device. When anyone leaves or is removed, the
-//!   session is dropped and the next message starts a new one that only the remaining members
-//!   get. A member who is added gets the current keys, which cannot open earlier messages.
+//!   goes pairwise to every other member device. When the members change (someone leaves,
+//!   is removed or is added), the session is dropped and the next message starts a new one
+//!   that only the members of that moment get: who left cannot open what comes after, who
+//!   is added cannot open what came before. The sender keeps its own copy of each session
+//!   from its start; a member device it learns of only after sending gets the session from
+//!   there (so every member reads everything sent while it was a member), and on a first
+//!   key a member asks the sender for the frames it did not keep.
 //! - A message is a [`GroupFrame`], published on the group's gossipsub topic and kept by every
 //!   member. Frames carry the sender's seq and a Lamport clock: a member that sees a gap, or
 //!   a member joining the topic, or a timer, asks a member for what it lacks
@@ -592,8 +599,6 @@ impl State {
             row.gone = true;
             row.out_session = None;
             row.out_shared.clear();
-            row.out_key0.clear();
-            row.out_members0.clear();
             self.groups.outbound.remove(&id);
         }
         // Members who are not contacts get a provisional contact.
@@ -605,24 +610,16 @@ impl State {
         }
         if is_member {
             let removed = before.members.iter().any(|m| !state.members.contains(m));
+            let added = state.members.iter().any(|m| !before.members.contains(m));
             let devices = member_devices(w.devices()?, &state.members, &me)?;
-            if removed {
+            if removed || added {
                 // Someone left: the next message starts a new session they never get.
+                // Someone joined: likewise, so that every session has the same members all
+                // its life, and a member device learned of late may get it from its start
+                // (`share_late`) without opening anything sent before its owner joined.
                 row.out_session = None;
                 row.out_shared.clear();
-                row.out_key0.clear();
-                row.out_members0.clear();
                 self.groups.outbound.remove(&id);
-            } else if row.out_session.is_some() {
-                // New member devices get the current key (which cannot open earlier frames).
-                let new: Vec<([u8; 32], [u8; 32])> = devices
-                    .iter()
-                    .filter(|(k, _)| !row.out_shared.contains(k))
-                    .map(|(k, d)| (*k, d.identity))
-                    .collect();
-                if !new.is_empty() {
-                    self.share_key(w, id, &mut row, &new, after)?;
-                }
             }
             // Members whose devices are not known yet: ask the DHT (their records name them).
             let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
@@ -650,8 +647,8 @@ impl State {
         Ok(())
     }
 
-    /// Devices of `identity` became known (from the DHT): in every group where it is a
-    /// member and this device has a sending session, share the key with them.
+    /// Devices of `identity` became known (from the DHT, or a group timer found devices
+    /// without our keys): each gets our sending sessions from their start.
     pub(super) fn group_devices_appeared(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -661,32 +658,9 @@ impl State {
         if !self.groups.people.contains(&identity) {
             return Ok(());
         }
-        let ids: Vec<[u8; 16]> = self
-            .groups
-            .states
-            .iter()
-            .filter(|(_, s)| s.members.contains(&identity) && s.members.contains(&self.me.0))
-            .map(|(id, _)| *id)
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
         let one: BTreeSet<[u8; 32]> = [identity].into_iter().collect();
-        let devices = member_devices(w.devices()?, &one, &self.me.0)?;
-        for id in ids {
-            let mut row = w.group(&id)?.unwrap_or_default();
-            if row.out_session.is_none() {
-                continue;
-            }
-            let new: Vec<([u8; 32], [u8; 32])> = devices
-                .iter()
-                .filter(|(k, _)| !row.out_shared.contains(k))
-                .map(|(k, d)| (*k, d.identity))
-                .collect();
-            if !new.is_empty() {
-                self.share_key(w, id, &mut row, &new, after)?;
-                w.put_group(&id, &row)?;
-            }
+        for (dev, d) in member_devices(w.devices()?, &one, &self.me.0)? {
+            self.share_late(w, dev, d.identity, after)?;
         }
         Ok(())
     }
@@ -703,34 +677,128 @@ impl State {
         let Some(out) = self.outbound_session(id, row) else {
             return Ok(());
         };
-        let enc = |key: Vec<u8>, seq: u64| {
-            kith_proto::codec::encode(&Body::GroupKey {
-                group: id,
-                key,
-                seq: seq.max(1),
-            })
-            .map_err(|e| StoreError::Encode(e.to_string()))
+        let body = Body::GroupKey {
+            group: id,
+            key: out.session_key(),
+            seq: row.next_seq.max(1),
         };
-        // Members since the session started get it from its start; members added since,
-        // from now on (the key cannot open what came before).
-        let now_key = enc(out.session_key(), row.next_seq)?;
-        let start_key = if row.out_key0.is_empty() {
-            now_key.clone()
-        } else {
-            enc(row.out_key0.clone(), row.out_seq0)?
-        };
+        let bytes =
+            kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
         for (dev, owner) in devices {
-            let bytes = if row.out_members0.contains(owner) {
-                start_key.clone()
-            } else {
-                now_key.clone()
-            };
-            self.enqueue_dev(w, *dev, *owner, bytes, after)?;
+            self.enqueue_dev(w, *dev, *owner, bytes.clone(), after)?;
             if !row.out_shared.contains(dev) {
                 row.out_shared.push(*dev);
             }
         }
         Ok(())
+    }
+
+    /// A member device became known after this node's sending sessions started (members who
+    /// are not each other's contacts learn each other's devices from the ops and from
+    /// relayed certificates, sometimes after their first message): gives it each such
+    /// session from its first index, so it opens everything sent since. Its owner was a
+    /// member all along, as adding a member starts new sessions.
+    fn share_late(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        owner: [u8; 32],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        let ids: Vec<[u8; 16]> = self
+            .groups
+            .states
+            .iter()
+            .filter(|(_, s)| s.members.contains(&me) && s.members.contains(&owner))
+            .map(|(id, _)| *id)
+            .collect();
+        let my_curve = self.device.curve_key();
+        for id in ids {
+            let Some(mut row) = w.group(&id)? else {
+                continue;
+            };
+            if row.out_shared.contains(&dev) {
+                continue;
+            }
+            let Some((session, index)) = self
+                .outbound_session(id, &row)
+                .map(|o| (o.session_id(), o.message_index()))
+            else {
+                continue;
+            };
+            let own = w
+                .group_inbound(&id, &my_curve, &session)?
+                .and_then(|p| InboundGroup::restore(&p, &self.keys.storage).ok());
+            let Some(own) = own else {
+                // No copy (a session older than copies): the current key, which opens what
+                // comes next only.
+                self.share_key(w, id, &mut row, &[(dev, owner)], after)?;
+                w.put_group(&id, &row)?;
+                continue;
+            };
+            let (key, first) = own.export_first();
+            // One frame per message: the session's message `i` went out as seq
+            // `next_seq - (index - i)`.
+            let seq = row
+                .next_seq
+                .saturating_sub(u64::from(index.saturating_sub(first)))
+                .max(1);
+            let body = Body::GroupKey {
+                group: id,
+                key,
+                seq,
+            };
+            let bytes =
+                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.enqueue_dev(w, dev, owner, bytes, after)?;
+            row.out_shared.push(dev);
+            w.put_group(&id, &row)?;
+        }
+        Ok(())
+    }
+
+    /// This node learned the certificate of a device (claiming its pre-key, or from a sealed
+    /// message): if its owner is in a group with us, the device gets our sending sessions;
+    /// and in the groups we are an admin of (admins send the ops, with the certificates they
+    /// know), the other members may not know the device yet, so the certificate goes to
+    /// them. Only admins pass certificates on, so that the cost stays at one small body per
+    /// member device for each certificate an admin learns late, not one per member too.
+    pub(super) fn member_cert_learned(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        cert: &DeviceCert,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        if cert.identity == me || !self.groups.people.contains(&cert.identity) {
+            return Ok(());
+        }
+        let shared: Vec<BTreeSet<[u8; 32]>> = self
+            .groups
+            .states
+            .values()
+            .filter(|s| s.admins.contains(&me) && s.members.contains(&cert.identity))
+            .map(|s| s.members.clone())
+            .collect();
+        if !shared.is_empty() {
+            let body = Body::GroupUpdate {
+                ops: Vec::new(),
+                devices: vec![cert.clone()],
+            };
+            let bytes =
+                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            let devices = w.devices()?;
+            let mut told: HashSet<[u8; 32]> = HashSet::new();
+            for members in &shared {
+                for (k, d) in member_devices(devices.clone(), members, &me)? {
+                    if d.identity != cert.identity && told.insert(k) {
+                        self.enqueue_dev(w, k, d.identity, bytes.clone(), after)?;
+                    }
+                }
+            }
+        }
+        self.share_late(w, device_key(&cert.peer_id), cert.identity, after)
     }
 
     /// The sending session of a group (from the cache or the row), if there is one.
@@ -755,8 +823,20 @@ impl State {
         w: &WriteTx<'_>,
         a: &kith_proto::group::Applied,
     ) -> Result<String, StoreError> {
-        let who = self.member_name(w, &a.author)?;
-        let name = |k: &Key| self.member_name(w, &k.0);
+        // "You added Bob" / "Ada added you" rather than "me added Bob".
+        let me = self.me.0;
+        let who = if a.author == me {
+            "You".to_string()
+        } else {
+            self.member_name(w, &a.author)?
+        };
+        let name = |k: &Key| -> Result<String, StoreError> {
+            if k.0 == me {
+                Ok("you".into())
+            } else {
+                self.member_name(w, &k.0)
+            }
+        };
         Ok(match &a.kind {
             OpKind::Create { name: n, .. } => format!("{who} created the group {n:?}"),
             OpKind::Add(k) => format!("{who} added {}", name(k)?),
@@ -1080,6 +1160,7 @@ impl State {
         }
         let _ = from;
         // Member devices: kept when their owner is a member of a group we are in.
+        let mut learned: Vec<([u8; 32], [u8; 32])> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
                 touched.iter().any(|(t, _)| t == id) && l.state().0.members.contains(&cert.identity)
@@ -1092,10 +1173,12 @@ impl State {
                 Some(d) if d.identity != cert.identity => continue,
                 Some(d) if d.cert.is_some() => continue,
                 Some(mut d) => {
+                    learned.push((dev, cert.identity));
                     d.cert = Some(cert);
                     w.put_device(&dev, &d)?;
                 }
                 None => {
+                    learned.push((dev, cert.identity));
                     self.ensure_member_contact(w, &cert.identity, cert.peer_id.clone())?;
                     w.put_device(
                         &dev,
@@ -1116,6 +1199,11 @@ impl State {
             if now.as_ref() != Some(&before) {
                 self.group_changed(w, id, &before, after)?;
             }
+        }
+        // After the state changes (an addition among them starts new sessions): devices of
+        // members learned now get the sessions this node already sends with.
+        for (dev, owner) in learned {
+            self.share_late(w, dev, owner, after)?;
         }
         Ok(())
     }
@@ -1157,12 +1245,13 @@ impl State {
             }
             advance(w, &group, &curve, &mut row)?;
             w.put_group_sender(&group, &curve, &row)?;
-            // Its frames may have come before its device was known here: fetch them.
+            // Frames it sent before this node knew its device were not kept: ask it for them
+            // now rather than at the next round.
             if let Some(dev) = w.device_by_curve(&curve)?
                 && let Some(d) = w.device(&dev)?
-                && let Ok(p) = PeerId::from_bytes(&d.peer_id)
+                && let Ok(peer) = PeerId::from_bytes(&d.peer_id)
             {
-                after.push(After::GroupSync(group, p));
+                after.push(After::GroupSync(group, peer));
             }
         }
         // Frames that waited for this key.
@@ -1481,12 +1570,18 @@ impl State {
             row.out_shared.clear();
         }
         if row.out_session.is_none() || !self.groups.outbound.contains_key(&id) {
-            // A new session: its key goes to every member device.
-            let fresh = OutboundGroup::new();
-            row.out_key0 = fresh.session_key();
-            row.out_seq0 = row.next_seq.max(1);
-            row.out_members0 = state.members.iter().copied().collect();
-            self.groups.outbound.insert(id, fresh);
+            // A new session: its key goes to every member device. This device keeps a copy
+            // from index 0, for member devices it learns of later (`share_late`).
+            let out = OutboundGroup::new();
+            if let Ok(own) = InboundGroup::from_key(&out.session_key()) {
+                w.put_group_inbound(
+                    &id,
+                    &self.device.curve_key(),
+                    &out.session_id(),
+                    &own.pickle(&self.keys.storage),
+                )?;
+            }
+            self.groups.outbound.insert(id, out);
             row.out_session = Some(String::new());
             row.out_shared.clear();
             let devices: Vec<([u8; 32], [u8; 32])> =
@@ -1808,8 +1903,21 @@ impl State {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
+        let mut msgs = w.group_history(&id, limit)?;
+        // Keep the answer to a sane size, as for 1:1 history: the newest messages up to
+        // MAX_HISTORY_BYTES (10,000 texts of 48 KiB would not fit the client's 64 MiB line).
+        let mut total = 0usize;
+        let keep = msgs
+            .iter()
+            .rev()
+            .take_while(|(_, m)| {
+                total += m.text.len();
+                total <= MAX_HISTORY_BYTES
+            })
+            .count();
+        msgs.drain(..msgs.len() - keep);
         let mut items: Vec<GroupItemView> = Vec::new();
-        for (_, m) in w.group_history(&id, limit)? {
+        for (_, m) in msgs {
             let (status, delivered, read) = if m.outgoing {
                 let rs = w.group_receipts(m.id)?;
                 let d = rs.iter().filter(|x| x.1 > 0).count() as u32;

@@ -258,6 +258,7 @@ impl State {
                 }
                 d.cert = Some(cert.clone());
                 w.put_device(&dev, &d)?;
+                self.member_cert_learned(w, &cert, after)?;
                 if stranger {
                     let short = IdentityKey(cert.identity).short();
                     let mut name = format!("~{short}");

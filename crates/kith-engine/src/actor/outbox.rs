@@ -461,8 +461,12 @@ impl State {
             return Ok(());
         }
         let curve = bundle.cert.curve25519;
+        let learned = device.cert.is_none();
         device.cert = Some(bundle.cert.clone());
         w.put_device(&dev, &device)?;
+        if learned {
+            self.member_cert_learned(w, &bundle.cert, after)?;
+        }
         let mut s = self.take_sessions(w, &dev, curve)?;
         let opened = s.open_outbound(&self.device, &bundle);
         self.sessions.insert(dev, s);
@@ -518,10 +522,14 @@ impl State {
             d.addrs = merged;
             d.mailboxes = rd.mailboxes.clone();
             d.prekey = rd.prekey.clone();
-            if d.cert.is_none() {
+            let learned = d.cert.is_none();
+            if learned {
                 d.cert = Some(rd.cert.clone());
             }
             w.put_device(&dev, &d)?;
+            if learned {
+                self.member_cert_learned(w, &rd.cert, after)?;
+            }
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
                 after.push(After::Net(NetCommand::Dial {
                     peer,
