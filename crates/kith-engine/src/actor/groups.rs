@@ -127,7 +127,16 @@ pub(super) struct Groups {
     syncing: HashMap<[u8; 16], Instant>,
     publishing: HashMap<u64, GroupMsgKey>,
     last_round: Option<Instant>,
+    /// Keys that came before the ops making their sender (or us) a member:
+    /// (group, sender device, key, seq), oldest first.
+    early_keys: Vec<EarlyKey>,
 }
+
+/// A key waiting for its group's ops: (group, sender device, key, seq).
+type EarlyKey = ([u8; 16], [u8; 32], Vec<u8>, u64);
+
+/// Most keys kept while their group's ops are on the way.
+const MAX_EARLY_KEYS: usize = 1024;
 
 fn hex16(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
@@ -644,6 +653,14 @@ impl State {
         }
         w.put_group(&id, &row)?;
         self.groups.states.insert(id, state);
+        // Keys that were waiting for this change.
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups.early_keys)
+            .into_iter()
+            .partition(|(g, ..)| *g == id);
+        self.groups.early_keys = waiting;
+        for (g, curve, key, seq) in ready {
+            self.on_group_key(w, curve, g, &key, seq, after)?;
+        }
         Ok(())
     }
 
@@ -1221,11 +1238,26 @@ impl State {
         let Ok(inbound) = InboundGroup::from_key(key) else {
             return Ok(());
         };
-        if !self.groups.logs.contains_key(&group) {
-            // A key may come before the ops that add us: keep it (the frames wait for both).
-            if w.group(&group)?.is_none() {
-                debug!("group key for an unknown group");
+        // Only a current member gives keys (a removed member cannot start a session that
+        // others would read). A key may come before the ops that make its sender (or us) a
+        // member, from another path: it waits in memory until they arrive.
+        let owner = match w.device_by_curve(&curve)? {
+            Some(dev) => w.device(&dev)?.map(|d| d.identity),
+            None => None,
+        };
+        let member = |st: &GroupState, who: &[u8; 32]| st.members.contains(who);
+        let ok = match (self.groups.states.get(&group), owner) {
+            (Some(st), Some(o)) => member(st, &o) && member(st, &self.me.0),
+            _ => false,
+        };
+        if !ok {
+            if self.groups.early_keys.len() >= MAX_EARLY_KEYS {
+                self.groups.early_keys.remove(0);
             }
+            self.groups
+                .early_keys
+                .push((group, curve, key.to_vec(), seq));
+            return Ok(());
         }
         let session = inbound.session_id();
         w.put_group_inbound(
@@ -1341,14 +1373,15 @@ impl State {
         {
             return Ok(Verdict::Reject);
         }
-        // A member now, or once (a frame sent just before its sender left may arrive after).
-        let ever_member = self
+        // Only current members' frames are kept and forwarded. (A frame its sender sent
+        // just before leaving may arrive after; it is dropped. A new member's frames that
+        // arrive before the op adding it are fetched again once its key is here.)
+        let member = self
             .groups
             .states
             .get(&group)
-            .is_some_and(|st| st.members.contains(&device.identity))
-            || self.groups.people.contains(&device.identity);
-        if !ever_member {
+            .is_some_and(|st| st.members.contains(&device.identity));
+        if !member {
             return Ok(Verdict::Ignore);
         }
         if w.group_frame(&group, &sender, frame.seq)?.is_some() {
