@@ -300,7 +300,7 @@ impl Config {
             relay_server: self.relay.clone(),
             private_ips: self.allow_private_ips,
             external: self.external.clone(),
-            memory: false,
+            ..Default::default()
         }
     }
 

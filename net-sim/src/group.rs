@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{NEXT_MEMORY, ScenarioError, SimError, addr, pct, peak_rss_mib, proc_cpu_s};
+use crate::{Links, NEXT_MEMORY, ScenarioError, SimError, addr, pct, peak_rss_mib, proc_cpu_s};
 
 /// A group scenario; read from a TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +53,9 @@ pub struct GroupScenario {
     /// How long the group may take to reach every member before messages start.
     #[serde(default = "default_setup")]
     pub setup_ms: u64,
+    /// How every link behaves (latency, jitter, loss, bandwidth); instant when absent.
+    #[serde(default)]
+    pub links: Option<Links>,
 }
 
 fn default_setup() -> u64 {
@@ -111,6 +114,12 @@ pub struct GroupReport {
     pub removed_saw: usize,
     /// Latency from `send` to each member's event, ms: p50, p95, p99, max.
     pub latency_ms: [f64; 4],
+    /// Bytes all members sent on their links while the messages flowed (receipts, catch-up,
+    /// gossip control and keep-alives included), per member per message sent.
+    pub bytes_sent_per_member_per_message: f64,
+    /// The same, received.
+    pub bytes_received_per_member_per_message: f64,
+
     /// Time for the group to reach every member, s.
     pub setup_s: f64,
     /// Wall time of the run, s.
@@ -172,6 +181,7 @@ impl GroupReport {
             "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s\n\
              messages: {} sent, {}/{} member deliveries ({:.2} %), {} duplicates, {} out of order, states agree: {}, removed member saw {}\n\
              latency send → member: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
+             cost per member per message: {:.0} bytes sent, {:.0} bytes received\n\
              run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
             self.scenario,
             self.seed,
@@ -194,6 +204,8 @@ impl GroupReport {
             self.latency_ms[1],
             self.latency_ms[2],
             self.latency_ms[3],
+            self.bytes_sent_per_member_per_message,
+            self.bytes_received_per_member_per_message,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib
@@ -204,6 +216,7 @@ impl GroupReport {
 struct Member {
     dir: PathBuf,
     port: u64,
+    sim: kith_net::SimLinks,
     handle: Option<EngineHandle>,
     task: Option<tokio::task::JoinHandle<()>>,
     peer_id: String,
@@ -232,6 +245,7 @@ impl Member {
             mailbox: None,
             reach: kith_engine::ReachConfig {
                 memory: true,
+                sim: Some(self.sim.clone()),
                 ..Default::default()
             },
         };
@@ -316,6 +330,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         members.push(Member {
             dir,
             port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            sim: kith_net::SimLinks::new(s.links.as_ref().map(|l| l.shape(s.seed, i))),
             handle: None,
             task: None,
             peer_id: String::new(),
@@ -411,6 +426,13 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     }
     plan.sort_by_key(|(t, _)| *t);
 
+    let traffic = |members: &[Member]| {
+        members.iter().fold((0u64, 0u64), |(a, b), m| {
+            let (s, r) = m.sim.traffic();
+            (a + s, b + r)
+        })
+    };
+    let traffic0 = traffic(&members);
     let t0 = Instant::now();
     let mut sends: Vec<Option<(usize, Instant)>> = vec![None; s.messages + s.after_removal];
     for (at, step) in plan {
@@ -454,6 +476,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let traffic1 = traffic(&members);
     // Removal: the last member goes; the creator sends more.
     let mut removed = None;
     if s.after_removal > 0 {
@@ -594,6 +617,12 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let sent_main = sends
+        .iter()
+        .take(s.messages)
+        .filter(|x| x.is_some())
+        .count();
+    let per = (sent_main * s.members).max(1) as f64;
     let report = GroupReport {
         scenario: s.name.clone(),
         seed: s.seed,
@@ -612,6 +641,8 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             pct(&latencies, 0.99),
             latencies.last().copied().unwrap_or(0.0),
         ],
+        bytes_sent_per_member_per_message: (traffic1.0 - traffic0.0) as f64 / per,
+        bytes_received_per_member_per_message: (traffic1.1 - traffic0.1) as f64 / per,
         setup_s,
         wall_s: t_start.elapsed().as_secs_f64(),
         cpu_s: proc_cpu_s() - cpu0,

@@ -47,6 +47,10 @@ use tokio::sync::mpsc;
 pub const MAX_NODES: usize = 2000;
 /// Most messages one scenario may send.
 pub const MAX_MESSAGES: usize = 1_000_000;
+/// Most DHT lookups one scenario may make.
+pub const MAX_LOOKUPS: usize = kith_net::sim::MAX_LOOKUPS;
+/// Longest link delay (latency, jitter, retransmission timeout) a scenario may give, in ms.
+pub const MAX_LINK_MS: f64 = 60_000.0;
 
 /// What to run; read from a TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +84,58 @@ pub struct Scenario {
     /// sockets, so a thousand nodes fit) or `tcp` (real loopback TCP connections).
     #[serde(default)]
     pub transport: Transport,
+    /// How memory links behave (latency, jitter, loss, bandwidth); instant without.
+    #[serde(default)]
+    pub links: Option<Links>,
+    /// DHT lookups, if any.
+    #[serde(default)]
+    pub dht: Option<Dht>,
+}
+
+/// How every memory link behaves, per direction (see `kith_net::shaped` for the model).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Links {
+    /// One-way delay.
+    #[serde(default)]
+    pub latency_ms: f64,
+    /// Each chunk's delay varies uniformly by up to this much either way (never reordering).
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Chance (0 to 1) that a chunk is lost; the stream is reliable, so a lost chunk arrives
+    /// one retransmission timeout (`rto_ms`) late, and what follows waits behind it.
+    #[serde(default)]
+    pub loss: f64,
+    /// What a lost chunk costs (200 ms, Linux's minimum RTO, when not given).
+    #[serde(default)]
+    pub rto_ms: Option<f64>,
+    /// Kilobits a second each direction of each link carries (unlimited when not given).
+    #[serde(default)]
+    pub bandwidth_kbps: Option<f64>,
+}
+
+impl Links {
+    /// The shape of node `node`'s links; its draws start from the scenario's seed and the
+    /// node's number.
+    pub(crate) fn shape(&self, seed: u64, node: usize) -> kith_net::LinkShape {
+        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+        kith_net::LinkShape {
+            latency: ms(self.latency_ms),
+            jitter: ms(self.jitter_ms),
+            loss: self.loss,
+            rto: self.rto_ms.map_or(kith_net::shaped::DEFAULT_RTO, ms),
+            bandwidth: self.bandwidth_kbps.map(|k| (k * 1000.0 / 8.0) as u64),
+            seed: seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+}
+
+/// DHT lookups: random users look up the records of random other users.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dht {
+    /// Lookups, spread evenly over the sending time (a user that is down skips its turn).
+    pub lookups: usize,
 }
 
 /// How simulated nodes are linked.
@@ -128,6 +184,10 @@ pub struct Expect {
     pub duplicates: usize,
     /// How long to wait after the last send (and the last node's return) for deliveries.
     pub settle_ms: u64,
+    /// Share of finished DHT lookups that must find the record (none required when not
+    /// given).
+    #[serde(default)]
+    pub lookups_found: Option<f64>,
 }
 
 impl Default for Expect {
@@ -136,6 +196,7 @@ impl Default for Expect {
             delivered: 1.0,
             duplicates: 0,
             settle_ms: 120_000,
+            lookups_found: None,
         }
     }
 }
@@ -180,8 +241,33 @@ impl Scenario {
         if s.partition.iter().any(|p| p.heal_ms <= p.at_ms) {
             return bad("a partition must heal after it starts");
         }
-        if !(0.0..=1.0).contains(&s.expect.delivered) {
-            return bad("expect.delivered must be 0 to 1");
+        if !(0.0..=1.0).contains(&s.expect.delivered)
+            || s.expect
+                .lookups_found
+                .is_some_and(|f| !(0.0..=1.0).contains(&f))
+        {
+            return bad("expect.delivered and expect.lookups_found must be 0 to 1");
+        }
+        if let Some(l) = &s.links {
+            if s.transport != Transport::Memory {
+                return bad("[links] shapes memory links only (transport = \"memory\")");
+            }
+            let ms_ok = |v: f64| v.is_finite() && (0.0..=MAX_LINK_MS).contains(&v);
+            if !ms_ok(l.latency_ms)
+                || !ms_ok(l.jitter_ms)
+                || !l.rto_ms.is_none_or(ms_ok)
+                || !(0.0..=1.0).contains(&l.loss)
+                || l.bandwidth_kbps
+                    .is_some_and(|b| !b.is_finite() || !(1.0..=1e9).contains(&b))
+            {
+                return bad(
+                    "links: latency_ms, jitter_ms and rto_ms 0 to 60000, loss 0 to 1, \
+                     bandwidth_kbps 1 to 1e9",
+                );
+            }
+        }
+        if s.dht.as_ref().is_some_and(|d| d.lookups > MAX_LOOKUPS) {
+            return bad("dht.lookups must be at most 100,000");
         }
         Ok(s)
     }
@@ -220,6 +306,39 @@ pub struct Report {
     pub cpu_s: f64,
     /// Peak resident memory of the process, in MiB.
     pub peak_rss_mib: f64,
+    /// Bytes all nodes wrote on their links (memory links only; Noise and Yamux included,
+    /// and everything else a node sends: DHT, identify, ping, mailboxes).
+    pub bytes_sent: u64,
+    /// The most one node wrote.
+    pub bytes_sent_max_node: u64,
+    /// `bytes_sent` per node per delivered message.
+    pub bytes_per_node_per_message: f64,
+    /// DHT lookups, when the scenario makes any.
+    pub lookups: Option<LookupReport>,
+}
+
+/// What the DHT lookups showed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookupReport {
+    /// Lookups started (a node that was down skipped its turn).
+    pub started: usize,
+    /// Lookups that ended (the others were cut short by their node going down).
+    pub finished: usize,
+    /// Finished lookups that found a valid record.
+    pub found: usize,
+    /// Of those, found in the node's own store before any request (it is one of the nodes
+    /// that keep the record): 0 hops, 0 ms.
+    pub local: usize,
+    /// `found / finished`.
+    pub found_ratio: f64,
+    /// Kademlia requests sent until the record came (all requests, when it did not): a
+    /// stand-in for hops. p50, p95.
+    pub hops: [f64; 2],
+    /// Time until the record came (until the query ended, when it did not), in ms: p50,
+    /// p95, p99.
+    pub time_ms: [f64; 3],
+    /// Time until the query ended, when the engine gets its answer, in ms: p50, p95, p99.
+    pub time_to_end_ms: [f64; 3],
 }
 
 impl Report {
@@ -253,6 +372,16 @@ impl Report {
                 self.duplicates, s.expect.duplicates
             ));
         }
+        if let (Some(want), Some(l)) = (s.expect.lookups_found, &self.lookups)
+            && l.found_ratio < want
+        {
+            out.push(format!(
+                "DHT lookups found {} of {} records; expected at least {:.1} %",
+                l.found,
+                l.finished,
+                want * 100.0
+            ));
+        }
         if self.acknowledged < self.sent.saturating_sub(self.to_departed) {
             out.push(format!(
                 "only {} of the {} messages between nodes still around were acknowledged",
@@ -265,7 +394,7 @@ impl Report {
 
     /// The report for people.
     pub fn text(&self) -> String {
-        format!(
+        let mut t = format!(
             "scenario {} (seed {}): {} nodes, {} restarts, {} partitions\n\
              messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} from or to departed nodes\n\
              latency send → recipient: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
@@ -288,7 +417,38 @@ impl Report {
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib
-        )
+        );
+        if self.bytes_sent > 0 {
+            t.push_str(&format!(
+                "\ntraffic: {:.1} MiB sent by all nodes (at most {:.1} MiB by one), \
+                 {:.0} bytes per node per delivered message",
+                self.bytes_sent as f64 / 1048576.0,
+                self.bytes_sent_max_node as f64 / 1048576.0,
+                self.bytes_per_node_per_message
+            ));
+        }
+        if let Some(l) = &self.lookups {
+            t.push_str(&format!(
+                "\nDHT lookups: {} started, {} finished, {} found ({:.1} %, {} in the node's own store); \
+                 hops (requests) p50 {:.0}  p95 {:.0}; \
+                 time to record p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms; \
+                 to query end p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
+                l.started,
+                l.finished,
+                l.found,
+                l.found_ratio * 100.0,
+                l.local,
+                l.hops[0],
+                l.hops[1],
+                l.time_ms[0],
+                l.time_ms[1],
+                l.time_ms[2],
+                l.time_to_end_ms[0],
+                l.time_to_end_ms[1],
+                l.time_to_end_ms[2]
+            ));
+        }
+        t
     }
 }
 
@@ -315,6 +475,10 @@ struct Node {
     task: Option<tokio::task::JoinHandle<()>>,
     peer_id: String,
     code: String,
+    /// The user's identity key (from the contact code).
+    identity: Option<[u8; 32]>,
+    /// Shaping and counters for its memory links (kept over restarts).
+    sim: Option<kith_net::SimLinks>,
 }
 
 /// A message event seen at a recipient: the message number and when.
@@ -362,6 +526,7 @@ impl Node {
             mailbox: self.mailbox.then(MailboxConfig::default),
             reach: kith_engine::ReachConfig {
                 memory: self.memory,
+                sim: self.sim.clone(),
                 ..Default::default()
             },
         };
@@ -374,6 +539,9 @@ impl Node {
             reason: e.to_string(),
         })?;
         self.peer_id = info.peer_id;
+        self.identity = kith_proto::contact::ContactCard::from_code(&info.code)
+            .ok()
+            .map(|c| c.identity);
         self.code = info.code;
         // Every message event, tagged with this node's index.
         let mut events = h.subscribe();
@@ -415,6 +583,7 @@ enum Step {
     Down(usize),
     Up(usize),
     Cut(Vec<usize>, Vec<usize>, bool),
+    Lookup { from: usize, of: usize },
 }
 
 pub(crate) fn proc_cpu_s() -> f64 {
@@ -485,6 +654,36 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
     (status, shown)
 }
 
+/// How long to wait for DHT lookups after the messages have settled: Kademlia's query
+/// timeout (30 s) and some.
+const LOOKUP_WAIT: Duration = Duration::from_secs(40);
+
+fn lookup_report(started: usize, done: Vec<kith_net::Lookup>) -> LookupReport {
+    let sorted = |f: &dyn Fn(&kith_net::Lookup) -> f64| {
+        let mut v: Vec<f64> = done.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let hops = sorted(&|l| f64::from(l.requests));
+    let time = sorted(&|l| l.time.as_secs_f64() * 1000.0);
+    let end = sorted(&|l| l.time_to_end.as_secs_f64() * 1000.0);
+    let found = done.iter().filter(|l| l.found).count();
+    LookupReport {
+        started,
+        finished: done.len(),
+        found,
+        local: done.iter().filter(|l| l.found && l.requests == 0).count(),
+        found_ratio: if done.is_empty() {
+            0.0
+        } else {
+            found as f64 / done.len() as f64
+        },
+        hops: [pct(&hops, 0.5), pct(&hops, 0.95)],
+        time_ms: [pct(&time, 0.5), pct(&time, 0.95), pct(&time, 0.99)],
+        time_to_end_ms: [pct(&end, 0.5), pct(&end, 0.95), pct(&end, 0.99)],
+    }
+}
+
 pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -521,6 +720,9 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
             task: None,
             peer_id: String::new(),
             code: String::new(),
+            identity: None,
+            sim: memory
+                .then(|| kith_net::SimLinks::new(s.links.as_ref().map(|l| l.shape(s.seed, i)))),
         });
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
@@ -612,11 +814,26 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         plan.push((p.at_ms, Step::Cut(all.clone(), half.clone(), true)));
         plan.push((p.heal_ms, Step::Cut(all, half, false)));
     }
+    if let Some(d) = &s.dht {
+        let gap = s.send_over_ms as f64 / d.lookups.max(1) as f64;
+        for k in 0..d.lookups {
+            let from = users[rng.random_range(0..users.len())];
+            let mut of = users[rng.random_range(0..users.len())];
+            if of == from {
+                of = users[(users.iter().position(|u| *u == from).unwrap_or(0) + 1) % users.len()];
+            }
+            plan.push(((k as f64 * gap) as u64, Step::Lookup { from, of }));
+        }
+    }
+    // A stable sort: steps at the same time keep the order they were planned in.
     plan.sort_by_key(|(t, _)| *t);
 
     // Run it.
     let t0 = Instant::now();
     let mut sends: Vec<Option<(usize, usize, Instant, String)>> = vec![None; s.messages];
+    // Per node: lookups started, and those cut short by the node going down.
+    let mut lookups_started = vec![0usize; s.nodes];
+    let mut lookups_cut = vec![0usize; s.nodes];
     for (at, step) in plan {
         let when = t0 + Duration::from_millis(at);
         tokio::time::sleep_until(when.into()).await;
@@ -630,8 +847,24 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
                     sends[n] = Some((from, to, Instant::now(), sent.id));
                 }
             }
-            Step::Down(u) => nodes[u].stop().await,
+            Step::Down(u) => {
+                let done = nodes[u].sim.as_ref().map_or(0, |sim| sim.lookups().len());
+                lookups_cut[u] = lookups_started[u].saturating_sub(done);
+                nodes[u].stop().await;
+            }
             Step::Up(u) => nodes[u].start(u, boot.clone(), seen_tx.clone()).await?,
+            Step::Lookup { from, of } => {
+                let (Some(sim), Some(id), true) = (
+                    &nodes[from].sim,
+                    nodes[of].identity,
+                    nodes[from].handle.is_some(),
+                ) else {
+                    continue;
+                };
+                if sim.lookup(&id).is_ok() {
+                    lookups_started[from] += 1;
+                }
+            }
             Step::Cut(left, right, cut) => {
                 let ids = |side: &[usize]| -> Vec<String> {
                     side.iter().map(|&i| nodes[i].peer_id.clone()).collect()
@@ -683,6 +916,26 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // Lookups end within Kademlia's query timeout; wait for those not cut short.
+    let lookup_deadline = Instant::now() + LOOKUP_WAIT;
+    loop {
+        let pending = nodes.iter().enumerate().any(|(i, n)| {
+            let done = n.sim.as_ref().map_or(0, |sim| sim.lookups().len());
+            done + lookups_cut[i] < lookups_started[i]
+        });
+        if !pending || Instant::now() >= lookup_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let lookups = s.dht.as_ref().map(|_| {
+        let done = nodes
+            .iter()
+            .filter_map(|n| n.sim.as_ref())
+            .flat_map(|sim| sim.lookups())
+            .collect();
+        lookup_report(lookups_started.iter().sum(), done)
+    });
     let mut acknowledged = 0;
     let mut duplicates = 0;
     let mut lost = 0;
@@ -718,6 +971,12 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let traffic: Vec<u64> = nodes
+        .iter()
+        .filter_map(|n| n.sim.as_ref())
+        .map(|sim| sim.traffic().0)
+        .collect();
+    let bytes_sent: u64 = traffic.iter().sum();
     let delivered = (0..s.messages)
         .filter(|n| {
             sends[*n].as_ref().is_some_and(|(_, to, _, _)| {
@@ -749,6 +1008,14 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         wall_s: t_start.elapsed().as_secs_f64(),
         cpu_s: proc_cpu_s() - cpu0,
         peak_rss_mib: peak_rss_mib(),
+        bytes_sent,
+        bytes_sent_max_node: traffic.iter().copied().max().unwrap_or(0),
+        bytes_per_node_per_message: if delivered > 0 {
+            bytes_sent as f64 / s.nodes as f64 / delivered as f64
+        } else {
+            0.0
+        },
+        lookups,
     };
     for n in &mut nodes {
         n.stop().await;
@@ -777,6 +1044,44 @@ mod tests {
     }
 
     #[test]
+    fn link_and_dht_settings_are_checked() {
+        let ok =
+            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n";
+        let links = "[links]\nlatency_ms = 50\njitter_ms = 10\nloss = 0.01\nbandwidth_kbps = 800\n";
+        let s = Scenario::parse(&format!("{ok}{links}[dht]\nlookups = 5\n")).unwrap();
+        let shape = s.links.as_ref().unwrap().shape(s.seed, 3);
+        assert_eq!(shape.latency, Duration::from_millis(50));
+        assert_eq!(shape.jitter, Duration::from_millis(10));
+        assert_eq!(shape.rto, kith_net::shaped::DEFAULT_RTO);
+        assert_eq!(
+            shape.bandwidth,
+            Some(100_000),
+            "800 kbit/s is 100,000 bytes/s"
+        );
+        assert_ne!(
+            shape.seed,
+            s.links.as_ref().unwrap().shape(s.seed, 4).seed,
+            "each node draws its own"
+        );
+        for bad in [
+            "loss = 0.01", // on TCP
+            "loss = 1.5",
+            "latency_ms = -1",
+            "latency_ms = 1e9",
+            "bandwidth_kbps = 0",
+        ] {
+            let text = if bad == "loss = 0.01" {
+                format!("transport = \"tcp\"\n{ok}[links]\n{bad}\n")
+            } else {
+                format!("{ok}[links]\n{bad}\n")
+            };
+            assert!(Scenario::parse(&text).is_err(), "{bad}");
+        }
+        assert!(Scenario::parse(&format!("{ok}[dht]\nlookups = 100001\n")).is_err());
+        assert!(Scenario::parse(&format!("{ok}[links]\nlatency = 5\n")).is_err());
+    }
+
+    #[test]
     fn failures_name_what_broke() {
         let s = Scenario::parse(
             "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n",
@@ -798,11 +1103,37 @@ mod tests {
             wall_s: 0.0,
             cpu_s: 0.0,
             peak_rss_mib: 0.0,
+            bytes_sent: 0,
+            bytes_sent_max_node: 0,
+            bytes_per_node_per_message: 0.0,
+            lookups: None,
         };
         assert!(r.failures(&s).is_empty());
         r.lost = 1;
         r.duplicates = 1;
         let f = r.failures(&s);
         assert_eq!(f.len(), 2, "{f:?}");
+        let mut s = s;
+        s.expect.lookups_found = Some(0.9);
+        r.lookups = Some(lookup_report(
+            4,
+            vec![
+                kith_net::Lookup {
+                    found: true,
+                    requests: 3,
+                    time: Duration::from_millis(20),
+                    time_to_end: Duration::from_millis(90),
+                },
+                kith_net::Lookup {
+                    found: false,
+                    requests: 9,
+                    time: Duration::from_millis(900),
+                    time_to_end: Duration::from_millis(900),
+                },
+            ],
+        ));
+        let f = r.failures(&s);
+        assert_eq!(f.len(), 3, "one lookup in two found is too few: {f:?}");
+        assert!(f[2].contains("found 1 of 2"), "{f:?}");
     }
 }

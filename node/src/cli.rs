@@ -544,7 +544,7 @@ async fn up(
                 .then(kith_engine::RelayServerConfig::default),
             private_ips: net.private_ips,
             external,
-            memory: false,
+            ..Default::default()
         },
     };
     let (engine, task) = match Engine::start(cfg).await {

@@ -92,6 +92,8 @@ pub struct NetConfig {
     /// Use in-process memory links (`/memory/<n>` addresses) instead of TCP and QUIC: for
     /// simulations of many nodes in one process (`net-sim`).
     pub memory: bool,
+    /// With `memory`: shaping and counters for the memory links ([`crate::SimLinks`]).
+    pub sim: Option<crate::SimLinks>,
 }
 
 /// Limits of the circuit relay a node serves (libp2p circuit relay v2, hop side).
@@ -405,15 +407,23 @@ fn group_topic_params() -> gossipsub::TopicScoreParams {
     }
 }
 
-/// In-process memory links (`/memory/<n>`) with Noise and Yamux, for simulations.
+/// In-process memory links (`/memory/<n>`) with Noise and Yamux, for simulations; each link
+/// end is wrapped in [`crate::shaped::Shaped`] (below Noise) to count bytes and, with a
+/// shape, delay them.
 pub(crate) fn memory_links(
     key: &identity::Keypair,
+    sim: Option<&crate::SimLinks>,
 ) -> Result<
     libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
     Box<dyn std::error::Error + Send + Sync>,
 > {
     use libp2p::Transport as _;
+    let sim = sim.cloned().unwrap_or_default();
     Ok(libp2p::core::transport::MemoryTransport::default()
+        .map(move |link, _| {
+            let seed = sim.next_link_seed();
+            crate::shaped::Shaped::new(link, sim.shape, seed, sim.traffic_counters())
+        })
         .upgrade(libp2p::core::upgrade::Version::V1)
         .authenticate(noise::Config::new(key)?)
         .multiplex(yamux::Config::default())
@@ -529,7 +539,7 @@ pub async fn spawn(
         // In-process links only (net-sim): `/memory/<n>` addresses, Noise and Yamux as usual.
         libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
             .with_tokio()
-            .with_other_transport(memory_links)
+            .with_other_transport(|key| memory_links(key, cfg.sim.as_ref()))
             .map_err(|e| NetError::Setup(e.to_string()))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Setup(e.to_string()))?
@@ -648,9 +658,13 @@ pub async fn spawn(
         )));
     }
     let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
-    let anon = Anon::new(REQUEST_TIMEOUT, cfg.memory)?;
+    let sim = cfg.memory.then(|| cfg.sim.clone().unwrap_or_default());
+    let anon = Anon::new(REQUEST_TIMEOUT, sim.as_ref())?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    if let Some(s) = &sim {
+        s.attach(&cmd_tx);
+    }
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
     let mut actor = Actor {
         swarm,
@@ -667,7 +681,7 @@ pub async fn spawn(
         reach_info: reach_info.clone(),
         relay_server: cfg.relay_server.is_some(),
         private_ips: cfg.private_ips,
-        memory: cfg.memory,
+        sim,
         dialed: HashMap::new(),
         anon,
         anon_outbound: HashMap::new(),
@@ -721,8 +735,8 @@ struct Actor {
     relay_server: bool,
     /// Private and loopback addresses count as reachable.
     private_ips: bool,
-    /// In-process memory links (net-sim).
-    memory: bool,
+    /// In-process memory links (net-sim), with their shaping and counters.
+    sim: Option<crate::SimLinks>,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
     dialed: HashMap<PeerId, Multiaddr>,
     /// Our own listeners (closed when the actor stops).
@@ -1362,7 +1376,7 @@ impl Actor {
         if !self.anon_outbound.is_empty() || !self.anon.due(Instant::now()) {
             return;
         }
-        match Anon::new(REQUEST_TIMEOUT, self.memory) {
+        match Anon::new(REQUEST_TIMEOUT, self.sim.as_ref()) {
             Ok(a) => {
                 debug!("new deposit identity");
                 self.anon = a;
@@ -1574,14 +1588,16 @@ impl Actor {
                 id,
                 result: kad::QueryResult::GetRecord(res),
                 step,
-                ..
+                stats,
             } => {
-                if !self.record_queries.contains_key(&id) {
+                let Some(tag) = self.record_queries.get(&id).map(|(t, _)| *t) else {
                     return Ok(());
-                }
+                };
+                let mut found = false;
                 if let Ok(kad::GetRecordOk::FoundRecord(peer_rec)) = res {
                     match Self::valid_record(&peer_rec.record) {
                         Some(user) => {
+                            found = true;
                             if let Some((_, best)) = self.record_queries.get_mut(&id)
                                 && best.as_ref().is_none_or(|(t, _)| *t < user.issued_ms)
                             {
@@ -1594,6 +1610,9 @@ impl Actor {
                             }
                         }
                     }
+                }
+                if let Some(sim) = &self.sim {
+                    sim.lookup_step(tag, found, step.last, &stats);
                 }
                 if step.last
                     && let Some((tag, best)) = self.record_queries.remove(&id)

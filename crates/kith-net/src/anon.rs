@@ -42,8 +42,12 @@ pub(crate) struct Anon {
 }
 
 impl Anon {
-    /// A new swarm with a new random key (over in-process memory links with `memory`).
-    pub(crate) fn new(request_timeout: Duration, memory: bool) -> Result<Self, NetError> {
+    /// A new swarm with a new random key (over in-process memory links with `memory`, shaped
+    /// and counted by it).
+    pub(crate) fn new(
+        request_timeout: Duration,
+        memory: Option<&crate::SimLinks>,
+    ) -> Result<Self, NetError> {
         let behaviour = |_: &libp2p::identity::Keypair| AnonBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
@@ -64,10 +68,10 @@ impl Anon {
         };
         let idle =
             |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
-        let swarm = if memory {
+        let swarm = if let Some(sim) = memory {
             libp2p::SwarmBuilder::with_new_identity()
                 .with_tokio()
-                .with_other_transport(crate::actor::memory_links)
+                .with_other_transport(|key| crate::actor::memory_links(key, Some(sim)))
                 .map_err(|e| NetError::Setup(e.to_string()))?
                 .with_behaviour(behaviour)
                 .map_err(|e| NetError::Setup(e.to_string()))?

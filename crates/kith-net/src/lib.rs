@@ -16,6 +16,10 @@
 //!   hole punching to upgrade relayed connections, AutoNAT (v1) as client and server, and
 //!   optionally a circuit relay server with limits ([`RelayServerConfig`]).
 //!
+//! - for simulations only ([`NetConfig::memory`]): in-process memory links instead of TCP and
+//!   QUIC, each wrapped below Noise by [`shaped::Shaped`] (latency, jitter, loss and bandwidth
+//!   from a seed, and byte counters), with DHT lookup statistics, all through [`SimLinks`].
+//!
 //! Data flow: the engine sends [`NetCommand`]s on a bounded channel (with `try_send`, so it
 //! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
 //! channel. Inbound requests carry an id; the engine answers with [`NetCommand::Respond`].
@@ -30,6 +34,8 @@ pub mod anon;
 pub mod codec;
 pub mod mdns;
 pub mod reach;
+pub mod shaped;
+pub mod sim;
 
 pub use actor::{
     GossipId, NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo, RelayServerConfig,
@@ -37,3 +43,5 @@ pub use actor::{
 };
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use reach::Reachability;
+pub use shaped::LinkShape;
+pub use sim::{Lookup, SimLinks};

@@ -120,6 +120,8 @@ pub struct ReachConfig {
     /// In-process memory links instead of TCP and QUIC (`/memory/<n>` addresses): for
     /// simulations of many nodes in one process (`net-sim`).
     pub memory: bool,
+    /// With `memory`: link shaping and counters a simulation reads (`kith_net::SimLinks`).
+    pub sim: Option<kith_net::SimLinks>,
 }
 
 /// How a node serves as a mailbox.
@@ -695,6 +697,7 @@ impl Engine {
             private_ips: cfg.reach.private_ips,
             external: cfg.reach.external.clone(),
             memory: cfg.reach.memory,
+            sim: cfg.reach.sim.clone(),
         })
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;

@@ -1,0 +1,176 @@
+//! What a simulation (`net-sim`) gives a node's network to shape its memory links and to
+//! watch it: [`SimLinks`].
+//!
+//! A simulation makes one [`SimLinks`] per node and passes a clone in
+//! [`crate::NetConfig::sim`] every time the node starts; the clones share their counters, so
+//! they add up over restarts. It is read only with [`crate::NetConfig::memory`]; a node on
+//! TCP and QUIC ignores it, and a node without it behaves as it always has.
+//!
+//! - **Shaping**: [`SimLinks::shape`] applies to every memory link the node opens or accepts
+//!   (both its swarms); see [`crate::shaped`] for the model.
+//! - **Traffic**: [`SimLinks::traffic`] gives the bytes the node wrote and read on its
+//!   links, Noise and Yamux included.
+//! - **DHT lookups**: [`SimLinks::lookup`] asks the node's Kademlia for a user's record, as
+//!   the engine does for a contact it cannot reach; [`SimLinks::lookups`] lists the finished
+//!   ones with Kademlia's own statistics (requests sent, which stand in for hops, and time).
+//!   Their answers go to the engine tagged with [`LOOKUP_TAG`], which it does not know and
+//!   drops.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kith_proto::record::user_record_key;
+use tokio::sync::mpsc;
+
+use crate::actor::{NetCommand, NetError};
+use crate::shaped::{LinkShape, Traffic, mix};
+
+/// The high bit marks the tags of lookups made through [`SimLinks::lookup`].
+pub const LOOKUP_TAG: u64 = 1 << 63;
+/// Most finished lookups kept (older ones are dropped).
+pub const MAX_LOOKUPS: usize = 100_000;
+/// Most lookups in flight tracked per node.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// A finished DHT lookup.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lookup {
+    /// A valid record was found.
+    pub found: bool,
+    /// Requests the query sent until the first valid record came (or in all, when none did):
+    /// a stand-in for the hops a lookup takes.
+    pub requests: u32,
+    /// Time until the first valid record came (or until the query ended, when none did).
+    pub time: Duration,
+    /// Time until the query ended, which is when the engine gets its answer.
+    pub time_to_end: Duration,
+}
+
+/// Shaping and counters for a node's memory links; cheap to clone (clones share counters).
+#[derive(Debug, Clone, Default)]
+pub struct SimLinks {
+    /// How the node's links behave; `None` leaves them instant (bytes are still counted).
+    pub shape: Option<LinkShape>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    traffic: Arc<Traffic>,
+    /// Links opened so far (each link end draws from its own seed).
+    links: AtomicU64,
+    next_lookup: AtomicU64,
+    /// The running network's command queue (weak: it must not keep the network alive).
+    net: Mutex<Option<mpsc::WeakSender<NetCommand>>>,
+    lookups: Mutex<Lookups>,
+}
+
+#[derive(Debug, Default)]
+struct Lookups {
+    /// Lookups in flight that found a record: requests and time to the first one.
+    first: HashMap<u64, (u32, Duration)>,
+    done: VecDeque<Lookup>,
+}
+
+impl SimLinks {
+    /// Links shaped by `shape` (or instant with `None`), with fresh counters.
+    pub fn new(shape: Option<LinkShape>) -> Self {
+        Self {
+            shape,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Bytes the node has written and read on its links: `(sent, received)`.
+    pub fn traffic(&self) -> (u64, u64) {
+        let t = &self.shared.traffic;
+        (
+            t.sent.load(Ordering::Relaxed),
+            t.received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Starts a DHT lookup of the record of the user with this identity key. Fails when
+    /// the node is not running or its queue is full.
+    pub fn lookup(&self, identity: &[u8; 32]) -> Result<(), NetError> {
+        let tx = self
+            .shared
+            .net
+            .lock()
+            .ok()
+            .and_then(|n| n.as_ref().and_then(mpsc::WeakSender::upgrade))
+            .ok_or(NetError::Stopped)?;
+        let n = self.shared.next_lookup.fetch_add(1, Ordering::Relaxed);
+        tx.try_send(NetCommand::GetRecord {
+            tag: LOOKUP_TAG | (n & !LOOKUP_TAG),
+            key: user_record_key(identity),
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => NetError::Busy,
+            mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
+        })
+    }
+
+    /// The lookups finished so far (at most [`MAX_LOOKUPS`], the latest).
+    pub fn lookups(&self) -> Vec<Lookup> {
+        self.shared
+            .lookups
+            .lock()
+            .map(|l| l.done.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The counters the link wrapper adds to.
+    pub(crate) fn traffic_counters(&self) -> Arc<Traffic> {
+        self.shared.traffic.clone()
+    }
+
+    /// The seed for the next link end this node opens or accepts.
+    pub(crate) fn next_link_seed(&self) -> u64 {
+        let n = self.shared.links.fetch_add(1, Ordering::Relaxed);
+        mix(self.shape.map_or(0, |s| s.seed), n)
+    }
+
+    /// Remembers the running network's command queue, for [`SimLinks::lookup`].
+    pub(crate) fn attach(&self, tx: &mpsc::Sender<NetCommand>) {
+        if let Ok(mut n) = self.shared.net.lock() {
+            *n = Some(tx.downgrade());
+        }
+    }
+
+    /// A step of a GetRecord query: `found` when this step brought a valid record, `last`
+    /// when the query is over. Only queries tagged [`LOOKUP_TAG`] are recorded.
+    pub(crate) fn lookup_step(
+        &self,
+        tag: u64,
+        found: bool,
+        last: bool,
+        stats: &libp2p::kad::QueryStats,
+    ) {
+        if tag & LOOKUP_TAG == 0 {
+            return;
+        }
+        let Ok(mut l) = self.shared.lookups.lock() else {
+            return;
+        };
+        let now = (stats.num_requests(), stats.duration().unwrap_or_default());
+        if found && !l.first.contains_key(&tag) && l.first.len() < MAX_IN_FLIGHT {
+            l.first.insert(tag, now);
+        }
+        if last {
+            let first = l.first.remove(&tag);
+            let (requests, time) = first.unwrap_or(now);
+            if l.done.len() >= MAX_LOOKUPS {
+                l.done.pop_front();
+            }
+            l.done.push_back(Lookup {
+                found: first.is_some() || found,
+                requests,
+                time,
+                time_to_end: now.1,
+            });
+        }
+    }
+}
