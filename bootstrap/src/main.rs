@@ -93,6 +93,7 @@ fn init_logging() {
 
 async fn run(cfg: Config) -> ExitCode {
     let engine_cfg = EngineConfig {
+        store_cache: kith_engine::DEFAULT_STORE_CACHE,
         data_dir: cfg.data_dir.clone(),
         listen: cfg.listen.clone(),
         bootstrap: cfg.bootstrap.clone(),

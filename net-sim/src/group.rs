@@ -238,6 +238,8 @@ impl Member {
         seen: mpsc::Sender<Seen>,
     ) -> Result<(), SimError> {
         let cfg = EngineConfig {
+            // Many nodes in one process: a small page cache each.
+            store_cache: 4 << 20,
             data_dir: self.dir.clone(),
             listen: vec![addr(self.port, true)],
             bootstrap: boot.into_iter().collect(),
@@ -402,7 +404,15 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                 reason: format!("the group reached only {ready} of {} members", s.members),
             });
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+            eprintln!(
+                "setup: {ready} of {} members have the whole group after {:.0} s",
+                s.members,
+                t_setup.elapsed().as_secs_f64()
+            );
+        }
+        // Asking is not free (each answer is a batch on the member's engine): not too often.
+        tokio::time::sleep(Duration::from_millis(200 + 10 * s.members as u64)).await;
     }
     let setup_s = t_setup.elapsed().as_secs_f64();
 

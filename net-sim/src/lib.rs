@@ -519,6 +519,8 @@ impl Node {
         seen: mpsc::Sender<(usize, Seen)>,
     ) -> Result<(), SimError> {
         let cfg = EngineConfig {
+            // Many nodes in one process: a small page cache each.
+            store_cache: 4 << 20,
             data_dir: self.dir.clone(),
             listen: vec![addr(self.port, self.memory)],
             bootstrap: boot.into_iter().collect(),

@@ -532,6 +532,7 @@ async fn up(
         }
     };
     let cfg = EngineConfig {
+        store_cache: kith_engine::DEFAULT_STORE_CACHE,
         data_dir: dir.clone(),
         listen,
         bootstrap,

@@ -36,5 +36,6 @@ pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use kith_net::RelayServerConfig;
 pub use kith_proto::group::MAX_GROUP_MEMBERS;
+pub use kith_store::DEFAULT_CACHE_BYTES as DEFAULT_STORE_CACHE;
 pub use model::*;
 pub use push::PushPolicy;

@@ -25,6 +25,9 @@ pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use model::*;
 pub use tx::{ReadTx, WriteTx};
 
+/// The page cache a store gets unless told otherwise (64 MiB).
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -116,20 +119,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path` and checks its schema version.
+    /// Opens (or creates) the store at `path` with the default cache
+    /// ([`DEFAULT_CACHE_BYTES`]) and checks its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(s)) => {
-                StoreError::Corrupt(s)
-            }
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if io.kind() == std::io::ErrorKind::InvalidData =>
-            {
-                StoreError::Corrupt(io.to_string())
-            }
-            other => StoreError::Corrupt(other.to_string()),
-        })?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`Store::open`], with a page cache of at most `cache_bytes` (redb's own default
+    /// is 1 GiB, too much for a phone-class device or for many nodes in one process).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(s)) => {
+                    StoreError::Corrupt(s)
+                }
+                redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    StoreError::Corrupt(io.to_string())
+                }
+                other => StoreError::Corrupt(other.to_string()),
+            })?;
         let store = Self { db };
         store.init_schema()?;
         Ok(store)

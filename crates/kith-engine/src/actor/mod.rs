@@ -103,6 +103,8 @@ pub struct EngineConfig {
     pub mailbox: Option<MailboxConfig>,
     /// Reachability: relays to hold a slot on, a relay to serve, AutoNAT settings.
     pub reach: ReachConfig,
+    /// The store's page cache, bytes (`kith_store::DEFAULT_CACHE_BYTES` for a node).
+    pub store_cache: usize,
 }
 
 /// How the node stays reachable and helps others be reachable.
@@ -676,12 +678,13 @@ impl Engine {
         if created {
             info!("created a new identity");
         }
-        let store = Store::open(&cfg.data_dir.join("kith.redb")).map_err(|e| match e {
-            StoreError::InUse => EngineError::Internal(
-                "another kith node is already running with this data directory".into(),
-            ),
-            other => internal(other),
-        })?;
+        let store = Store::open_with_cache(&cfg.data_dir.join("kith.redb"), cfg.store_cache)
+            .map_err(|e| match e {
+                StoreError::InUse => EngineError::Internal(
+                    "another kith node is already running with this data directory".into(),
+                ),
+                other => internal(other),
+            })?;
         let peer = keys.p2p.public().to_peer_id();
         let device = load_device(&store, &keys, peer)?;
         let me = keys.identity.public();
