@@ -224,11 +224,21 @@ impl Engine {
                 .store
                 .read(|r| member_devices(r.devices()?, &members, &self.st.me.0))
                 .unwrap_or_default();
-            // Members whose devices are still unknown: ask the DHT again (rate-limited).
-            let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
-            let me = self.st.me.0;
-            for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
-                self.lookup_identity(*m);
+            // A sender must reach every member device with its key: members whose devices
+            // are still unknown are looked up in the DHT (rate-limited). Members who only
+            // read need no lookups: a sender's key arrives with its device's certificate.
+            let sending = self
+                .store
+                .read(|r| r.group(&id))
+                .ok()
+                .flatten()
+                .is_some_and(|row| row.out_session.is_some());
+            if sending {
+                let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
+                let me = self.st.me.0;
+                for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
+                    self.lookup_identity(*m);
+                }
             }
             // Member devices that do not have our current key yet (learned since): share it.
             let unshared: Vec<[u8; 32]> = self
@@ -629,15 +639,6 @@ impl State {
                 row.out_session = None;
                 row.out_shared.clear();
                 self.groups.outbound.remove(&id);
-            }
-            // Members whose devices are not known yet: ask the DHT (their records name them).
-            let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
-            for m in state
-                .members
-                .iter()
-                .filter(|m| **m != me && !known.contains(*m))
-            {
-                after.push(After::Lookup(*m));
             }
             // Keep a few member devices connected for the mesh.
             for (_, d) in devices.iter().take(GROUP_DIALS) {
@@ -1622,6 +1623,16 @@ impl State {
                     .into_iter()
                     .map(|(k, d)| (k, d.identity))
                     .collect();
+            // Members whose devices are not known yet: ask the DHT (they get the session
+            // from its start once found).
+            let known: HashSet<[u8; 32]> = devices.iter().map(|(_, who)| *who).collect();
+            for m in state
+                .members
+                .iter()
+                .filter(|m| **m != me && !known.contains(*m))
+            {
+                after.push(After::Lookup(*m));
+            }
             self.share_key(w, id, &mut row, &devices, after)?;
         }
         let seq = row.next_seq.max(1);
