@@ -510,8 +510,7 @@ impl State {
         let mut bodies: Vec<Vec<u8>> = Vec::new();
         let mut chunk: Vec<GroupOp> = Vec::new();
         let mut size = 0usize;
-        let enc =
-            |b: &Body| kith_proto::codec::encode(b).map_err(|e| StoreError::Encode(e.to_string()));
+        let enc = encode_body;
         for op in ops {
             let len = op.encode().map(|b| b.len()).unwrap_or(UPDATE_BYTES);
             if !chunk.is_empty() && (size + len > UPDATE_BYTES || chunk.len() >= MAX_UPDATE_OPS) {
@@ -700,8 +699,7 @@ impl State {
             key: out.session_key(),
             seq: row.next_seq.max(1),
         };
-        let bytes =
-            kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes = encode_body(&body)?;
         for (dev, owner) in devices {
             self.enqueue_dev(w, *dev, *owner, bytes.clone(), after)?;
             if !row.out_shared.contains(dev) {
@@ -767,8 +765,7 @@ impl State {
                 key,
                 seq,
             };
-            let bytes =
-                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            let bytes = encode_body(&body)?;
             self.enqueue_dev(w, dev, owner, bytes, after)?;
             row.out_shared.push(dev);
             w.put_group(&id, &row)?;
@@ -804,8 +801,7 @@ impl State {
                 ops: Vec::new(),
                 devices: vec![cert.clone()],
             };
-            let bytes =
-                kith_proto::codec::encode(&body).map_err(|e| StoreError::Encode(e.to_string()))?;
+            let bytes = encode_body(&body)?;
             let devices = w.devices()?;
             let mut told: HashSet<[u8; 32]> = HashSet::new();
             for members in &shared {
@@ -1506,8 +1502,7 @@ impl State {
                             ids: vec![id],
                             at_ms: now_ms(),
                         };
-                        let bytes = kith_proto::codec::encode(&body)
-                            .map_err(|e| StoreError::Encode(e.to_string()))?;
+                        let bytes = encode_body(&body)?;
                         self.enqueue_dev(w, dev, device.identity, bytes, after)?;
                     }
                 }
@@ -1868,8 +1863,7 @@ impl State {
                         ids: chunk.to_vec(),
                         at_ms: now_ms(),
                     };
-                    let bytes = kith_proto::codec::encode(&body)
-                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    let bytes = encode_body(&body)?;
                     self.enqueue_dev(w, dev, d.identity, bytes, after)?;
                 }
             }
@@ -2205,4 +2199,10 @@ fn advance(
 /// Every op in a log (the log keeps them by hash).
 fn log_ops(log: &GroupLog) -> Vec<GroupOp> {
     log.ops().cloned().collect()
+}
+
+/// Encodes a pairwise body for the outbox (an encoding failure is a store-level error, as
+/// elsewhere in the engine).
+fn encode_body(body: &Body) -> Result<Vec<u8>, StoreError> {
+    kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))
 }
