@@ -108,9 +108,22 @@ pub struct Links {
     /// Kilobits a second each direction of each link carries (unlimited when not given).
     #[serde(default)]
     pub bandwidth_kbps: Option<f64>,
+    /// Connections idle this long close (a node's usual 120 s when not given). Joining
+    /// nodes' Kademlia bootstraps connect each to a few hundred others; big scenarios
+    /// shorten this so the nodes do not hold a full mesh (see `thousand.toml`).
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
 }
 
 impl Links {
+    /// Whether the links are shaped at all (rather than only given an idle timeout).
+    fn shapes(&self) -> bool {
+        self.latency_ms > 0.0
+            || self.jitter_ms > 0.0
+            || self.loss > 0.0
+            || self.bandwidth_kbps.is_some()
+    }
+
     /// The shape of node `node`'s links; its draws start from the scenario's seed and the
     /// node's number.
     fn shape(&self, seed: u64, node: usize) -> kith_net::LinkShape {
@@ -262,6 +275,13 @@ impl Scenario {
                 );
             }
         }
+        if s.links
+            .as_ref()
+            .and_then(|l| l.idle_ms)
+            .is_some_and(|ms| !(100..=3_600_000).contains(&ms))
+        {
+            return bad("links.idle_ms must be 100 to 3,600,000");
+        }
         if s.dht.as_ref().is_some_and(|d| d.lookups > MAX_LOOKUPS) {
             return bad("dht.lookups must be at most 100,000");
         }
@@ -311,6 +331,8 @@ pub struct Report {
     pub bytes_per_node_per_message: f64,
     /// DHT lookups, when the scenario makes any.
     pub lookups: Option<LookupReport>,
+    /// Memory-link ends open per running node at the end (about the connections each holds).
+    pub links_per_node: f64,
 }
 
 /// What the DHT lookups showed.
@@ -417,10 +439,11 @@ impl Report {
         if self.bytes_sent > 0 {
             t.push_str(&format!(
                 "\ntraffic: {:.1} MiB sent by all nodes (at most {:.1} MiB by one), \
-                 {:.0} bytes per node per delivered message",
+                 {:.0} bytes per node per delivered message; {:.1} links open per node at the end",
                 self.bytes_sent as f64 / 1048576.0,
                 self.bytes_sent_max_node as f64 / 1048576.0,
-                self.bytes_per_node_per_message
+                self.bytes_per_node_per_message,
+                self.links_per_node
             ));
         }
         if let Some(l) = &self.lookups {
@@ -596,13 +619,20 @@ fn proc_cpu_s() -> f64 {
         .unwrap_or(0.0)
 }
 
+fn rss_mib() -> f64 {
+    status_kib("VmRSS:") / 1024.0
+}
+
 fn peak_rss_mib() -> f64 {
+    status_kib("VmHWM:") / 1024.0
+}
+
+fn status_kib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb / 1024.0)
+            let l = s.lines().find(|l| l.starts_with(field))?;
+            l.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0.0)
 }
@@ -689,8 +719,41 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs a scenario to the end and reports.
 pub async fn run(s: &Scenario) -> Result<Report, SimError> {
+    run_with_progress(s, &|_| {}).await
+}
+
+/// Open link ends summed over the nodes.
+fn open_links(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.sim.as_ref())
+        .map(kith_net::SimLinks::open_links)
+        .sum()
+}
+
+/// Link ends opened so far, summed over the nodes.
+fn links_opened(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.sim.as_ref())
+        .map(kith_net::SimLinks::links_opened)
+        .sum()
+}
+
+/// Like [`run`], telling `progress` how far it got (a line at a time, for people).
+pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<Report, SimError> {
     let t_start = Instant::now();
     let cpu0 = proc_cpu_s();
+    let say = |nodes: &[Node], what: &str| {
+        progress(&format!(
+            "{:7.1} s  {what}  (RSS {:.0} MiB, CPU {:.0} s, link ends: {} open, {} opened)",
+            t_start.elapsed().as_secs_f64(),
+            rss_mib(),
+            proc_cpu_s() - cpu0,
+            open_links(nodes),
+            links_opened(nodes)
+        ));
+    };
     let mut rng = StdRng::seed_from_u64(s.seed);
     let tmp = tempfile::tempdir()?;
     let (seen_tx, mut seen_rx) = mpsc::channel::<(usize, Seen)>(65_536);
@@ -716,8 +779,14 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
             peer_id: String::new(),
             code: String::new(),
             identity: None,
-            sim: memory
-                .then(|| kith_net::SimLinks::new(s.links.as_ref().map(|l| l.shape(s.seed, i)))),
+            sim: memory.then(|| {
+                let links = s.links.as_ref();
+                let mut sim = kith_net::SimLinks::new(
+                    links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)),
+                );
+                sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
+                sim
+            }),
         });
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
@@ -731,8 +800,14 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     };
     nodes[0].start(0, None, seen_tx.clone()).await?;
     let boot = boot_of(&nodes);
-    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
-        n.start(i, boot.clone(), seen_tx.clone()).await?;
+    for i in 1..nodes.len() {
+        nodes[i].start(i, boot.clone(), seen_tx.clone()).await?;
+        if (i + 1) % 100 == 0 || i + 1 == nodes.len() {
+            say(
+                &nodes,
+                &format!("{} of {} nodes started", i + 1, nodes.len()),
+            );
+        }
     }
     let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
     // Mailboxes: each user registers with one, round robin.
@@ -749,6 +824,9 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
                     })?;
             }
         }
+    }
+    if s.mailboxes > 0 {
+        say(&nodes, "users registered with mailboxes");
     }
     // Contact pairs among the users.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -776,6 +854,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
 
+    say(&nodes, &format!("{} contact pairs added", pairs.len()));
     // The plan, all from the seed.
     let mut plan: Vec<(u64, Step)> = Vec::new();
     let gap = s.send_over_ms as f64 / s.messages as f64;
@@ -829,7 +908,11 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     // Per node: lookups started, and those cut short by the node going down.
     let mut lookups_started = vec![0usize; s.nodes];
     let mut lookups_cut = vec![0usize; s.nodes];
-    for (at, step) in plan {
+    let steps = plan.len();
+    for (k, (at, step)) in plan.into_iter().enumerate() {
+        if k > 0 && k % (steps / 10).max(1) == 0 {
+            say(&nodes, &format!("{k} of {steps} planned steps done"));
+        }
         let when = t0 + Duration::from_millis(at);
         tokio::time::sleep_until(when.into()).await;
         match step {
@@ -876,6 +959,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
 
+    say(&nodes, "all steps done; waiting for deliveries");
     // Settle: wait until every message to a node still around has arrived, or time is up.
     let mut arrivals: HashMap<usize, Vec<Instant>> = HashMap::new();
     let expected: Vec<usize> = (0..s.messages)
@@ -911,6 +995,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    say(&nodes, "deliveries settled; waiting for DHT lookups");
     // Lookups end within Kademlia's query timeout; wait for those not cut short.
     let lookup_deadline = Instant::now() + LOOKUP_WAIT;
     loop {
@@ -966,6 +1051,8 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let running = nodes.iter().filter(|n| n.handle.is_some()).count();
+    let links_per_node = open_links(&nodes) as f64 / running.max(1) as f64;
     let traffic: Vec<u64> = nodes
         .iter()
         .filter_map(|n| n.sim.as_ref())
@@ -1011,7 +1098,9 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
             0.0
         },
         lookups,
+        links_per_node,
     };
+    say(&nodes, "stopping the nodes");
     for n in &mut nodes {
         n.stop().await;
     }
@@ -1102,6 +1191,7 @@ mod tests {
             bytes_sent_max_node: 0,
             bytes_per_node_per_message: 0.0,
             lookups: None,
+            links_per_node: 0.0,
         };
         assert!(r.failures(&s).is_empty());
         r.lost = 1;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kith_net_sim::{Scenario, run};
+use kith_net_sim::{Scenario, run_with_progress};
 
 /// Many Kith nodes in one process, with churn and partitions from a seed.
 #[derive(Debug, Parser)]
@@ -25,6 +25,9 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// No progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -41,7 +44,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    let Cmd::Run { scenario, json } = cli.cmd;
+    let Cmd::Run {
+        scenario,
+        json,
+        quiet,
+    } = cli.cmd;
     let text = match std::fs::read_to_string(&scenario) {
         Ok(t) => t,
         Err(e) => {
@@ -74,7 +81,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = match rt.block_on(run(&s)) {
+    // Progress on stderr, unless --quiet.
+    let progress = |line: &str| {
+        if !quiet {
+            eprintln!("net-sim: {line}");
+        }
+    };
+    let report = match rt.block_on(run_with_progress(&s, &progress)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("net-sim: {e}");

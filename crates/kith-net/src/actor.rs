@@ -403,7 +403,10 @@ pub async fn spawn(
     NetError,
 > {
     let local_peer = cfg.keypair.public().to_peer_id();
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let idle_for = (cfg.sim.as_ref().filter(|_| cfg.memory))
+        .and_then(|s| s.idle_timeout)
+        .unwrap_or(Duration::from_secs(120));
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(idle_for);
     let mut swarm = if cfg.memory {
         // In-process links only (net-sim): `/memory/<n>` addresses, Noise and Yamux as usual.
         libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())

@@ -8,6 +8,8 @@
 //!
 //! - **Shaping**: [`SimLinks::shape`] applies to every memory link the node opens or accepts
 //!   (both its swarms); see [`crate::shaped`] for the model.
+//! - **Idle connections**: [`SimLinks::idle_timeout`] replaces the node's idle-connection
+//!   timeout.
 //! - **Traffic**: [`SimLinks::traffic`] gives the bytes the node wrote and read on its
 //!   links, Noise and Yamux included.
 //! - **DHT lookups**: [`SimLinks::lookup`] asks the node's Kademlia for a user's record, as
@@ -53,6 +55,11 @@ pub struct Lookup {
 pub struct SimLinks {
     /// How the node's links behave; `None` leaves them instant (bytes are still counted).
     pub shape: Option<LinkShape>,
+    /// How long an idle connection stays open, instead of the node's usual two minutes. A
+    /// joining node's Kademlia bootstrap connects it to a few hundred peers; with a thousand
+    /// nodes in one process starting within two minutes that is nearly a full mesh, which
+    /// a simulation can shorten this way.
+    pub idle_timeout: Option<Duration>,
     shared: Arc<Shared>,
 }
 
@@ -79,6 +86,7 @@ impl SimLinks {
     pub fn new(shape: Option<LinkShape>) -> Self {
         Self {
             shape,
+            idle_timeout: None,
             shared: Arc::default(),
         }
     }
@@ -90,6 +98,16 @@ impl SimLinks {
             t.sent.load(Ordering::Relaxed),
             t.received.load(Ordering::Relaxed),
         )
+    }
+
+    /// Link ends of this node open now (one per connection, relayed ones aside).
+    pub fn open_links(&self) -> u64 {
+        self.shared.traffic.open.load(Ordering::Relaxed)
+    }
+
+    /// Link ends this node has opened or accepted so far.
+    pub fn links_opened(&self) -> u64 {
+        self.shared.links.load(Ordering::Relaxed)
     }
 
     /// Starts a DHT lookup of the record of the user with this identity key. Fails when
