@@ -22,11 +22,11 @@
 //! The [`Report`] counts messages sent, acknowledged (✓ or ✓✓ at the sender), delivered,
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
-//! time and peak memory of the run. [`Report::failures`] checks it against the scenario's
-//! expectations.
+//! time and peak memory of the run; on memory links the bytes the nodes wrote; and the DHT
+//! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
+//! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
-//! Not simulated yet: per-link latency, jitter, loss and bandwidth (links are loopback),
-//! groups, and DHT lookup hop counts; see `docs/benchmarks.md`.
+//! Not simulated yet: groups.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -139,12 +139,19 @@ impl Links {
     }
 }
 
-/// DHT lookups: random users look up the records of random other users.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// DHT lookups (random users look up the records of random other users) and Kademlia's
+/// refresh.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dht {
     /// Lookups, spread evenly over the sending time (a user that is down skips its turn).
+    #[serde(default)]
     pub lookups: usize,
+    /// Seconds between Kademlia's routing-table refreshes (a bootstrap, which connects a
+    /// node to many peers); a node's usual five minutes when not given. Big scenarios
+    /// lengthen it: a thousand nodes refreshing every five minutes keep two cores busy.
+    #[serde(default)]
+    pub bootstrap_every_s: Option<u64>,
 }
 
 /// How simulated nodes are linked.
@@ -282,8 +289,12 @@ impl Scenario {
         {
             return bad("links.idle_ms must be 100 to 3,600,000");
         }
-        if s.dht.as_ref().is_some_and(|d| d.lookups > MAX_LOOKUPS) {
-            return bad("dht.lookups must be at most 100,000");
+        if let Some(d) = &s.dht
+            && (d.lookups > MAX_LOOKUPS
+                || d.bootstrap_every_s
+                    .is_some_and(|b| !(1..=7 * 86_400).contains(&b)))
+        {
+            return bad("dht: lookups at most 100,000, bootstrap_every_s 1 to 604,800");
         }
         Ok(s)
     }
@@ -497,7 +508,7 @@ struct Node {
     /// The user's identity key (from the contact code).
     identity: Option<[u8; 32]>,
     /// Shaping and counters for its memory links (kept over restarts).
-    sim: Option<kith_net::SimLinks>,
+    sim: Option<kith_net::SimNet>,
 }
 
 /// A message event seen at a recipient: the message number and when.
@@ -679,6 +690,11 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
     (status, shown)
 }
 
+/// Nodes started at once.
+const START_TOGETHER: usize = 8;
+/// Mailbox registrations made at once.
+const REGISTER_TOGETHER: usize = 32;
+
 /// How long to wait for DHT lookups after the messages have settled: Kademlia's query
 /// timeout (30 s) and some.
 const LOOKUP_WAIT: Duration = Duration::from_secs(40);
@@ -727,7 +743,7 @@ fn open_links(nodes: &[Node]) -> u64 {
     nodes
         .iter()
         .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimLinks::open_links)
+        .map(kith_net::SimNet::open_links)
         .sum()
 }
 
@@ -736,7 +752,7 @@ fn links_opened(nodes: &[Node]) -> u64 {
     nodes
         .iter()
         .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimLinks::links_opened)
+        .map(kith_net::SimNet::links_opened)
         .sum()
 }
 
@@ -781,10 +797,12 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
             identity: None,
             sim: memory.then(|| {
                 let links = s.links.as_ref();
-                let mut sim = kith_net::SimLinks::new(
-                    links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)),
-                );
+                let mut sim =
+                    kith_net::SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
                 sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
+                sim.kad_bootstrap_every = (s.dht.as_ref())
+                    .and_then(|d| d.bootstrap_every_s)
+                    .map(Duration::from_secs);
                 sim
             }),
         });
@@ -800,32 +818,49 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     };
     nodes[0].start(0, None, seen_tx.clone()).await?;
     let boot = boot_of(&nodes);
-    for i in 1..nodes.len() {
-        nodes[i].start(i, boot.clone(), seen_tx.clone()).await?;
-        if (i + 1) % 100 == 0 || i + 1 == nodes.len() {
-            say(
-                &nodes,
-                &format!("{} of {} nodes started", i + 1, nodes.len()),
-            );
+    // A few nodes start at once: a start waits on disk writes (fsync) as much as on CPU.
+    let total = nodes.len();
+    let mut next = 1;
+    while next < total {
+        let end = (next + START_TOGETHER).min(total);
+        let started = futures::future::join_all(
+            nodes[next..end]
+                .iter_mut()
+                .zip(next..end)
+                .map(|(n, i)| n.start(i, boot.clone(), seen_tx.clone())),
+        )
+        .await;
+        started.into_iter().collect::<Result<Vec<()>, _>>()?;
+        if end / 100 > next / 100 || end == total {
+            say(&nodes, &format!("{end} of {total} nodes started"));
         }
+        next = end;
     }
     let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
     // Mailboxes: each user registers with one, round robin.
+    // A registration is a round trip to the mailbox (several on slow links), so a few go at
+    // once.
     if s.mailboxes > 0 {
-        for (k, &u) in users.iter().enumerate() {
-            let m = k % s.mailboxes;
-            let code = nodes[m].code.clone();
-            if let Some(h) = &nodes[u].handle {
-                h.add_mailbox(code, None)
+        let jobs: Vec<(usize, EngineHandle, String)> = users
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &u)| {
+                let code = nodes[k % s.mailboxes].code.clone();
+                Some((u, nodes[u].handle.clone()?, code))
+            })
+            .collect();
+        for chunk in jobs.chunks(REGISTER_TOGETHER) {
+            let done = futures::future::join_all(chunk.iter().map(|(u, h, code)| async move {
+                h.add_mailbox(code.clone(), None)
                     .await
                     .map_err(|e| SimError::Node {
-                        node: u,
+                        node: *u,
                         reason: format!("mailbox registration: {e}"),
-                    })?;
-            }
+                    })
+            }))
+            .await;
+            done.into_iter().collect::<Result<Vec<_>, _>>()?;
         }
-    }
-    if s.mailboxes > 0 {
         say(&nodes, "users registered with mailboxes");
     }
     // Contact pairs among the users.
@@ -1008,7 +1043,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let lookups = s.dht.as_ref().map(|_| {
+    let lookups = s.dht.as_ref().filter(|d| d.lookups > 0).map(|_| {
         let done = nodes
             .iter()
             .filter_map(|n| n.sim.as_ref())

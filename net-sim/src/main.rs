@@ -1,6 +1,7 @@
-//! `net-sim run SCENARIO.toml [--json]`: runs a scenario (see the library docs) and prints
-//! its report, as text or as one JSON object. Exit codes: 0 the scenario's expectations
-//! held, 1 a bad scenario file or arguments, 2 a node failed to run, 4 an expectation failed.
+//! `net-sim run SCENARIO.toml [--json] [--quiet]`: runs a scenario (see the library docs and
+//! `net-sim/README.md`) and prints its report, as text or as one JSON object, with progress
+//! lines on stderr. Exit codes: 0 the scenario's expectations held, 1 a bad scenario file or
+//! arguments, 2 a node failed to run, 4 an expectation failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,26 @@ use kith_net_sim::{Scenario, run_with_progress};
 
 /// Many Kith nodes in one process, with churn and partitions from a seed.
 #[derive(Debug, Parser)]
-#[command(name = "net-sim", version, about)]
+#[command(name = "net-sim", version, about, long_about = LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+const LONG_ABOUT: &str = "\
+Many Kith nodes in one process, with churn and partitions from a seed.
+
+A scenario is a TOML file (net-sim/README.md has them all): name, seed, nodes, mailboxes,
+pairs, messages, send_over_ms, transport (memory or tcp), and the sections
+  [churn]        fraction, down_at_ms, down_for_ms, gone_for_good
+  [[partition]]  at_ms, heal_ms
+  [links]        latency_ms, jitter_ms, loss, rto_ms, bandwidth_kbps, idle_ms
+                 (memory links; a lost chunk arrives one rto_ms late, order is kept)
+  [dht]          lookups, bootstrap_every_s
+  [expect]       delivered, duplicates, settle_ms, lookups_found
+
+Exit codes: 0 the expectations held, 1 a bad scenario or arguments, 2 a node failed to
+run, 4 an expectation failed.";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {

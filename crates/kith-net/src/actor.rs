@@ -91,8 +91,8 @@ pub struct NetConfig {
     /// Use in-process memory links (`/memory/<n>` addresses) instead of TCP and QUIC: for
     /// simulations of many nodes in one process (`net-sim`).
     pub memory: bool,
-    /// With `memory`: shaping and counters for the memory links ([`crate::SimLinks`]).
-    pub sim: Option<crate::SimLinks>,
+    /// With `memory`: shaping and counters for the memory links ([`crate::SimNet`]).
+    pub sim: Option<crate::SimNet>,
 }
 
 /// Limits of the circuit relay a node serves (libp2p circuit relay v2, hop side).
@@ -282,7 +282,7 @@ struct Behaviour {
 /// shape, delay them.
 pub(crate) fn memory_links(
     key: &identity::Keypair,
-    sim: Option<&crate::SimLinks>,
+    sim: Option<&crate::SimNet>,
 ) -> Result<
     libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
     Box<dyn std::error::Error + Send + Sync>,
@@ -313,6 +313,11 @@ fn make_behaviour(
         .set_record_ttl(Some(Duration::from_secs(48 * 3600)))
         .set_publication_interval(None)
         .set_query_timeout(Duration::from_secs(30));
+    if let Some(every) =
+        (cfg.sim.as_ref().filter(|_| cfg.memory)).and_then(|s| s.kad_bootstrap_every)
+    {
+        kcfg.set_periodic_bootstrap_interval(Some(every));
+    }
     let store_cfg = kad::store::MemoryStoreConfig {
         max_records: 65_536,
         max_value_bytes: kith_proto::record::MAX_USER_RECORD,
@@ -608,7 +613,7 @@ struct Actor {
     /// Private and loopback addresses count as reachable.
     private_ips: bool,
     /// In-process memory links (net-sim), with their shaping and counters.
-    sim: Option<crate::SimLinks>,
+    sim: Option<crate::SimNet>,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
     dialed: HashMap<PeerId, Multiaddr>,
     /// Our own listeners (closed when the actor stops).

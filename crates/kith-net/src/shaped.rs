@@ -31,7 +31,7 @@
 //! a tokio runtime the wrapper does not delay anything (it cannot set a timer).
 //!
 //! The wrapper also counts the bytes a node writes and reads on its links (Noise and Yamux
-//! overhead included), into [`crate::SimLinks`].
+//! overhead included), into [`crate::SimNet`].
 
 use std::collections::VecDeque;
 use std::future::Future as _;
