@@ -1198,6 +1198,16 @@ mod tests {
         }
         assert!(Scenario::parse(&format!("{ok}[dht]\nlookups = 100001\n")).is_err());
         assert!(Scenario::parse(&format!("{ok}[links]\nlatency = 5\n")).is_err());
+        let big = Scenario::parse(&format!(
+            "{ok}[links]\nidle_ms = 10000\n[dht]\nbootstrap_every_s = 3600\n"
+        ))
+        .unwrap();
+        assert!(
+            !big.links.as_ref().unwrap().shapes(),
+            "an idle timeout is no shaping"
+        );
+        assert!(Scenario::parse(&format!("{ok}[links]\nidle_ms = 5\n")).is_err());
+        assert!(Scenario::parse(&format!("{ok}[dht]\nbootstrap_every_s = 0\n")).is_err());
     }
 
     #[test]

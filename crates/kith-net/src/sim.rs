@@ -199,3 +199,50 @@ impl SimNet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tagged_lookups_are_recorded_and_a_miss_counts_as_not_found() {
+        let sim = SimNet::new(None);
+        let stats = libp2p::kad::QueryStats::empty();
+        // The engine's own lookups are not ours.
+        sim.lookup_step(7, true, false, &stats);
+        sim.lookup_step(7, false, true, &stats);
+        assert!(sim.lookups().is_empty());
+        // Found, then the query ends.
+        sim.lookup_step(LOOKUP_TAG | 1, true, false, &stats);
+        sim.lookup_step(LOOKUP_TAG | 1, false, true, &stats);
+        // Never found.
+        sim.lookup_step(LOOKUP_TAG | 2, false, false, &stats);
+        sim.lookup_step(LOOKUP_TAG | 2, false, true, &stats);
+        let l = sim.lookups();
+        assert_eq!(l.len(), 2);
+        assert!(l[0].found && !l[1].found, "{l:?}");
+    }
+
+    #[test]
+    fn a_lookup_needs_a_running_network() {
+        let sim = SimNet::new(None);
+        assert!(matches!(sim.lookup(&[0; 32]), Err(NetError::Stopped)));
+        let (tx, mut rx) = mpsc::channel(1);
+        sim.attach(&tx);
+        sim.lookup(&[1; 32]).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(NetCommand::GetRecord { tag, .. }) if tag & LOOKUP_TAG != 0
+        ));
+        assert!(matches!(sim.lookup(&[1; 32]), Ok(())));
+        assert!(
+            matches!(sim.lookup(&[1; 32]), Err(NetError::Busy)),
+            "queue full"
+        );
+        drop((tx, rx));
+        assert!(
+            matches!(sim.lookup(&[1; 32]), Err(NetError::Stopped)),
+            "the handle does not keep a stopped network alive"
+        );
+    }
+}
