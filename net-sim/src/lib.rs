@@ -694,6 +694,8 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
 const START_TOGETHER: usize = 8;
 /// Mailbox registrations made at once.
 const REGISTER_TOGETHER: usize = 32;
+/// Tries per mailbox registration.
+const REGISTER_TRIES: u32 = 5;
 
 /// How long to wait for DHT lookups after the messages have settled: Kademlia's query
 /// timeout (30 s) and some.
@@ -850,13 +852,24 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
             })
             .collect();
         for chunk in jobs.chunks(REGISTER_TOGETHER) {
+            // A busy process can lose a registration's connection; a user would try again.
             let done = futures::future::join_all(chunk.iter().map(|(u, h, code)| async move {
-                h.add_mailbox(code.clone(), None)
-                    .await
-                    .map_err(|e| SimError::Node {
-                        node: *u,
-                        reason: format!("mailbox registration: {e}"),
-                    })
+                let mut tries = 1;
+                loop {
+                    match h.add_mailbox(code.clone(), None).await {
+                        Ok(_) => return Ok(()),
+                        Err(_) if tries < REGISTER_TRIES => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        Err(e) => {
+                            return Err(SimError::Node {
+                                node: *u,
+                                reason: format!("mailbox registration ({tries} tries): {e}"),
+                            });
+                        }
+                    }
+                }
             }))
             .await;
             done.into_iter().collect::<Result<Vec<_>, _>>()?;
