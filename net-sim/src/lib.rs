@@ -28,7 +28,7 @@
 //!
 //! Not simulated yet: groups.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -694,6 +694,26 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
 const START_TOGETHER: usize = 8;
 /// Mailbox registrations made at once.
 const REGISTER_TOGETHER: usize = 32;
+/// Sends waiting for their engine's answer, at most.
+const MAX_IN_FLIGHT_SENDS: usize = 256;
+/// Nodes stopped at once at the end.
+const STOP_TOGETHER: usize = 64;
+
+/// A send that went out: message number, sender, recipient, when, and its id.
+type SendDone = (usize, usize, usize, Instant, String);
+
+/// Files a finished send.
+fn record(
+    sends: &mut [Option<(usize, usize, Instant, String)>],
+    done: Result<Option<SendDone>, tokio::task::JoinError>,
+) {
+    if let Ok(Some((n, from, to, at, id))) = done
+        && let Some(slot) = sends.get_mut(n)
+    {
+        *slot = Some((from, to, at, id));
+    }
+}
+
 /// Tries per mailbox registration.
 const REGISTER_TRIES: u32 = 5;
 
@@ -953,6 +973,8 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     // Run it.
     let t0 = Instant::now();
     let mut sends: Vec<Option<(usize, usize, Instant, String)>> = vec![None; s.messages];
+    let mut in_flight: VecDeque<(usize, tokio::task::JoinHandle<Option<SendDone>>)> =
+        VecDeque::new();
     // Per node: lookups started, and those cut short by the node going down.
     let mut lookups_started = vec![0usize; s.nodes];
     let mut lookups_cut = vec![0usize; s.nodes];
@@ -966,14 +988,31 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         match step {
             Step::Send { from, to, n } => {
                 // A node that is down does not send.
-                let Some(h) = &nodes[from].handle else {
+                let Some(h) = nodes[from].handle.clone() else {
                     continue;
                 };
-                if let Ok(sent) = h.send(format!("n{to}"), format!("sim {n}")).await {
-                    sends[n] = Some((from, to, Instant::now(), sent.id));
+                // Sends do not hold up the plan (a busy engine answers late); a node's own
+                // sends are awaited before it goes down, so the same plan sends the same.
+                if in_flight.len() >= MAX_IN_FLIGHT_SENDS
+                    && let Some((_, t)) = in_flight.pop_front()
+                {
+                    record(&mut sends, t.await);
                 }
+                in_flight.push_back((
+                    from,
+                    tokio::spawn(async move {
+                        let sent = h.send(format!("n{to}"), format!("sim {n}")).await.ok()?;
+                        Some((n, from, to, Instant::now(), sent.id))
+                    }),
+                ));
             }
             Step::Down(u) => {
+                let (mine, others): (VecDeque<_>, VecDeque<_>) =
+                    in_flight.drain(..).partition(|(f, _)| *f == u);
+                in_flight = others;
+                for (_, t) in mine {
+                    record(&mut sends, t.await);
+                }
                 let done = nodes[u].sim.as_ref().map_or(0, |sim| sim.lookups().len());
                 lookups_cut[u] = lookups_started[u].saturating_sub(done);
                 nodes[u].stop().await;
@@ -1007,6 +1046,9 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         }
     }
 
+    for (_, t) in in_flight.drain(..) {
+        record(&mut sends, t.await);
+    }
     say(&nodes, "all steps done; waiting for deliveries");
     // Settle: wait until every message to a node still around has arrived, or time is up.
     let mut arrivals: HashMap<usize, Vec<Instant>> = HashMap::new();
@@ -1149,8 +1191,9 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         links_per_node,
     };
     say(&nodes, "stopping the nodes");
-    for n in &mut nodes {
-        n.stop().await;
+    // A stop waits up to a second for goodbyes to contacts: stop many at once.
+    for chunk in nodes.chunks_mut(STOP_TOGETHER) {
+        futures::future::join_all(chunk.iter_mut().map(Node::stop)).await;
     }
     Ok(report)
 }
