@@ -223,7 +223,7 @@ impl GroupReport {
 struct Member {
     dir: PathBuf,
     port: u64,
-    sim: kith_net::SimLinks,
+    sim: kith_net::SimNet,
     handle: Option<EngineHandle>,
     task: Option<tokio::task::JoinHandle<()>>,
     peer_id: String,
@@ -339,7 +339,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         members.push(Member {
             dir,
             port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            sim: kith_net::SimLinks::new(s.links.as_ref().map(|l| l.shape(s.seed, i))),
+            sim: kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i))),
             handle: None,
             task: None,
             peer_id: String::new(),

@@ -22,17 +22,17 @@
 //! The [`Report`] counts messages sent, acknowledged (✓ or ✓✓ at the sender), delivered,
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
-//! time and peak memory of the run. [`Report::failures`] checks it against the scenario's
-//! expectations.
+//! time and peak memory of the run; on memory links the bytes the nodes wrote; and the DHT
+//! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
+//! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
-//! Not simulated yet: per-link latency, jitter, loss and bandwidth (links are loopback),
-//! groups, and DHT lookup hop counts; see `docs/benchmarks.md`.
+//! Not simulated yet: groups.
 
 mod group;
 
 pub use group::{GroupReport, GroupScenario, run_group};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -112,9 +112,22 @@ pub struct Links {
     /// Kilobits a second each direction of each link carries (unlimited when not given).
     #[serde(default)]
     pub bandwidth_kbps: Option<f64>,
+    /// Connections idle this long close (a node's usual 120 s when not given). Joining
+    /// nodes' Kademlia bootstraps connect each to a few hundred others; big scenarios
+    /// shorten this so the nodes do not hold a full mesh (see `thousand.toml`).
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
 }
 
 impl Links {
+    /// Whether the links are shaped at all (rather than only given an idle timeout).
+    fn shapes(&self) -> bool {
+        self.latency_ms > 0.0
+            || self.jitter_ms > 0.0
+            || self.loss > 0.0
+            || self.bandwidth_kbps.is_some()
+    }
+
     /// The shape of node `node`'s links; its draws start from the scenario's seed and the
     /// node's number.
     pub(crate) fn shape(&self, seed: u64, node: usize) -> kith_net::LinkShape {
@@ -130,12 +143,19 @@ impl Links {
     }
 }
 
-/// DHT lookups: random users look up the records of random other users.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// DHT lookups (random users look up the records of random other users) and Kademlia's
+/// refresh.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dht {
     /// Lookups, spread evenly over the sending time (a user that is down skips its turn).
+    #[serde(default)]
     pub lookups: usize,
+    /// Seconds between Kademlia's routing-table refreshes (a bootstrap, which connects a
+    /// node to many peers); a node's usual five minutes when not given. Big scenarios
+    /// lengthen it: a thousand nodes refreshing every five minutes keep two cores busy.
+    #[serde(default)]
+    pub bootstrap_every_s: Option<u64>,
 }
 
 /// How simulated nodes are linked.
@@ -266,8 +286,19 @@ impl Scenario {
                 );
             }
         }
-        if s.dht.as_ref().is_some_and(|d| d.lookups > MAX_LOOKUPS) {
-            return bad("dht.lookups must be at most 100,000");
+        if s.links
+            .as_ref()
+            .and_then(|l| l.idle_ms)
+            .is_some_and(|ms| !(100..=3_600_000).contains(&ms))
+        {
+            return bad("links.idle_ms must be 100 to 3,600,000");
+        }
+        if let Some(d) = &s.dht
+            && (d.lookups > MAX_LOOKUPS
+                || d.bootstrap_every_s
+                    .is_some_and(|b| !(1..=7 * 86_400).contains(&b)))
+        {
+            return bad("dht: lookups at most 100,000, bootstrap_every_s 1 to 604,800");
         }
         Ok(s)
     }
@@ -315,6 +346,8 @@ pub struct Report {
     pub bytes_per_node_per_message: f64,
     /// DHT lookups, when the scenario makes any.
     pub lookups: Option<LookupReport>,
+    /// Memory-link ends open per running node at the end (about the connections each holds).
+    pub links_per_node: f64,
 }
 
 /// What the DHT lookups showed.
@@ -421,10 +454,11 @@ impl Report {
         if self.bytes_sent > 0 {
             t.push_str(&format!(
                 "\ntraffic: {:.1} MiB sent by all nodes (at most {:.1} MiB by one), \
-                 {:.0} bytes per node per delivered message",
+                 {:.0} bytes per node per delivered message; {:.1} links open per node at the end",
                 self.bytes_sent as f64 / 1048576.0,
                 self.bytes_sent_max_node as f64 / 1048576.0,
-                self.bytes_per_node_per_message
+                self.bytes_per_node_per_message,
+                self.links_per_node
             ));
         }
         if let Some(l) = &self.lookups {
@@ -478,7 +512,7 @@ struct Node {
     /// The user's identity key (from the contact code).
     identity: Option<[u8; 32]>,
     /// Shaping and counters for its memory links (kept over restarts).
-    sim: Option<kith_net::SimLinks>,
+    sim: Option<kith_net::SimNet>,
 }
 
 /// A message event seen at a recipient: the message number and when.
@@ -603,13 +637,20 @@ pub(crate) fn proc_cpu_s() -> f64 {
         .unwrap_or(0.0)
 }
 
+fn rss_mib() -> f64 {
+    status_kib("VmRSS:") / 1024.0
+}
+
 pub(crate) fn peak_rss_mib() -> f64 {
+    status_kib("VmHWM:") / 1024.0
+}
+
+fn status_kib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb / 1024.0)
+            let l = s.lines().find(|l| l.starts_with(field))?;
+            l.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0.0)
 }
@@ -656,6 +697,33 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
     (status, shown)
 }
 
+/// Nodes started at once.
+const START_TOGETHER: usize = 8;
+/// Mailbox registrations made at once.
+const REGISTER_TOGETHER: usize = 32;
+/// Sends waiting for their engine's answer, at most.
+const MAX_IN_FLIGHT_SENDS: usize = 256;
+/// Nodes stopped at once at the end.
+const STOP_TOGETHER: usize = 64;
+
+/// A send that went out: message number, sender, recipient, when, and its id.
+type SendDone = (usize, usize, usize, Instant, String);
+
+/// Files a finished send.
+fn record(
+    sends: &mut [Option<(usize, usize, Instant, String)>],
+    done: Result<Option<SendDone>, tokio::task::JoinError>,
+) {
+    if let Ok(Some((n, from, to, at, id))) = done
+        && let Some(slot) = sends.get_mut(n)
+    {
+        *slot = Some((from, to, at, id));
+    }
+}
+
+/// Tries per mailbox registration.
+const REGISTER_TRIES: u32 = 5;
+
 /// How long to wait for DHT lookups after the messages have settled: Kademlia's query
 /// timeout (30 s) and some.
 const LOOKUP_WAIT: Duration = Duration::from_secs(40);
@@ -696,8 +764,41 @@ pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// Runs a scenario to the end and reports.
 pub async fn run(s: &Scenario) -> Result<Report, SimError> {
+    run_with_progress(s, &|_| {}).await
+}
+
+/// Open link ends summed over the nodes.
+fn open_links(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.sim.as_ref())
+        .map(kith_net::SimNet::open_links)
+        .sum()
+}
+
+/// Link ends opened so far, summed over the nodes.
+fn links_opened(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.sim.as_ref())
+        .map(kith_net::SimNet::links_opened)
+        .sum()
+}
+
+/// Like [`run`], telling `progress` how far it got (a line at a time, for people).
+pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<Report, SimError> {
     let t_start = Instant::now();
     let cpu0 = proc_cpu_s();
+    let say = |nodes: &[Node], what: &str| {
+        progress(&format!(
+            "{:7.1} s  {what}  (RSS {:.0} MiB, CPU {:.0} s, link ends: {} open, {} opened)",
+            t_start.elapsed().as_secs_f64(),
+            rss_mib(),
+            proc_cpu_s() - cpu0,
+            open_links(nodes),
+            links_opened(nodes)
+        ));
+    };
     let mut rng = StdRng::seed_from_u64(s.seed);
     let tmp = tempfile::tempdir()?;
     let (seen_tx, mut seen_rx) = mpsc::channel::<(usize, Seen)>(65_536);
@@ -723,8 +824,16 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
             peer_id: String::new(),
             code: String::new(),
             identity: None,
-            sim: memory
-                .then(|| kith_net::SimLinks::new(s.links.as_ref().map(|l| l.shape(s.seed, i)))),
+            sim: memory.then(|| {
+                let links = s.links.as_ref();
+                let mut sim =
+                    kith_net::SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+                sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
+                sim.kad_bootstrap_every = (s.dht.as_ref())
+                    .and_then(|d| d.bootstrap_every_s)
+                    .map(Duration::from_secs);
+                sim
+            }),
         });
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
@@ -738,24 +847,61 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     };
     nodes[0].start(0, None, seen_tx.clone()).await?;
     let boot = boot_of(&nodes);
-    for (i, n) in nodes.iter_mut().enumerate().skip(1) {
-        n.start(i, boot.clone(), seen_tx.clone()).await?;
+    // A few nodes start at once: a start waits on disk writes (fsync) as much as on CPU.
+    let total = nodes.len();
+    let mut next = 1;
+    while next < total {
+        let end = (next + START_TOGETHER).min(total);
+        let started = futures::future::join_all(
+            nodes[next..end]
+                .iter_mut()
+                .zip(next..end)
+                .map(|(n, i)| n.start(i, boot.clone(), seen_tx.clone())),
+        )
+        .await;
+        started.into_iter().collect::<Result<Vec<()>, _>>()?;
+        if end / 100 > next / 100 || end == total {
+            say(&nodes, &format!("{end} of {total} nodes started"));
+        }
+        next = end;
     }
     let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
     // Mailboxes: each user registers with one, round robin.
+    // A registration is a round trip to the mailbox (several on slow links), so a few go at
+    // once.
     if s.mailboxes > 0 {
-        for (k, &u) in users.iter().enumerate() {
-            let m = k % s.mailboxes;
-            let code = nodes[m].code.clone();
-            if let Some(h) = &nodes[u].handle {
-                h.add_mailbox(code, None)
-                    .await
-                    .map_err(|e| SimError::Node {
-                        node: u,
-                        reason: format!("mailbox registration: {e}"),
-                    })?;
-            }
+        let jobs: Vec<(usize, EngineHandle, String)> = users
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &u)| {
+                let code = nodes[k % s.mailboxes].code.clone();
+                Some((u, nodes[u].handle.clone()?, code))
+            })
+            .collect();
+        for chunk in jobs.chunks(REGISTER_TOGETHER) {
+            // A busy process can lose a registration's connection; a user would try again.
+            let done = futures::future::join_all(chunk.iter().map(|(u, h, code)| async move {
+                let mut tries = 1;
+                loop {
+                    match h.add_mailbox(code.clone(), None).await {
+                        Ok(_) => return Ok(()),
+                        Err(_) if tries < REGISTER_TRIES => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        Err(e) => {
+                            return Err(SimError::Node {
+                                node: *u,
+                                reason: format!("mailbox registration ({tries} tries): {e}"),
+                            });
+                        }
+                    }
+                }
+            }))
+            .await;
+            done.into_iter().collect::<Result<Vec<_>, _>>()?;
         }
+        say(&nodes, "users registered with mailboxes");
     }
     // Contact pairs among the users.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -783,6 +929,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
 
+    say(&nodes, &format!("{} contact pairs added", pairs.len()));
     // The plan, all from the seed.
     let mut plan: Vec<(u64, Step)> = Vec::new();
     let gap = s.send_over_ms as f64 / s.messages as f64;
@@ -833,23 +980,46 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     // Run it.
     let t0 = Instant::now();
     let mut sends: Vec<Option<(usize, usize, Instant, String)>> = vec![None; s.messages];
+    let mut in_flight: VecDeque<(usize, tokio::task::JoinHandle<Option<SendDone>>)> =
+        VecDeque::new();
     // Per node: lookups started, and those cut short by the node going down.
     let mut lookups_started = vec![0usize; s.nodes];
     let mut lookups_cut = vec![0usize; s.nodes];
-    for (at, step) in plan {
+    let steps = plan.len();
+    for (k, (at, step)) in plan.into_iter().enumerate() {
+        if k > 0 && k % (steps / 10).max(1) == 0 {
+            say(&nodes, &format!("{k} of {steps} planned steps done"));
+        }
         let when = t0 + Duration::from_millis(at);
         tokio::time::sleep_until(when.into()).await;
         match step {
             Step::Send { from, to, n } => {
                 // A node that is down does not send.
-                let Some(h) = &nodes[from].handle else {
+                let Some(h) = nodes[from].handle.clone() else {
                     continue;
                 };
-                if let Ok(sent) = h.send(format!("n{to}"), format!("sim {n}")).await {
-                    sends[n] = Some((from, to, Instant::now(), sent.id));
+                // Sends do not hold up the plan (a busy engine answers late); a node's own
+                // sends are awaited before it goes down, so the same plan sends the same.
+                if in_flight.len() >= MAX_IN_FLIGHT_SENDS
+                    && let Some((_, t)) = in_flight.pop_front()
+                {
+                    record(&mut sends, t.await);
                 }
+                in_flight.push_back((
+                    from,
+                    tokio::spawn(async move {
+                        let sent = h.send(format!("n{to}"), format!("sim {n}")).await.ok()?;
+                        Some((n, from, to, Instant::now(), sent.id))
+                    }),
+                ));
             }
             Step::Down(u) => {
+                let (mine, others): (VecDeque<_>, VecDeque<_>) =
+                    in_flight.drain(..).partition(|(f, _)| *f == u);
+                in_flight = others;
+                for (_, t) in mine {
+                    record(&mut sends, t.await);
+                }
                 let done = nodes[u].sim.as_ref().map_or(0, |sim| sim.lookups().len());
                 lookups_cut[u] = lookups_started[u].saturating_sub(done);
                 nodes[u].stop().await;
@@ -883,6 +1053,10 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
 
+    for (_, t) in in_flight.drain(..) {
+        record(&mut sends, t.await);
+    }
+    say(&nodes, "all steps done; waiting for deliveries");
     // Settle: wait until every message to a node still around has arrived, or time is up.
     let mut arrivals: HashMap<usize, Vec<Instant>> = HashMap::new();
     let expected: Vec<usize> = (0..s.messages)
@@ -918,6 +1092,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    say(&nodes, "deliveries settled; waiting for DHT lookups");
     // Lookups end within Kademlia's query timeout; wait for those not cut short.
     let lookup_deadline = Instant::now() + LOOKUP_WAIT;
     loop {
@@ -930,7 +1105,7 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let lookups = s.dht.as_ref().map(|_| {
+    let lookups = s.dht.as_ref().filter(|d| d.lookups > 0).map(|_| {
         let done = nodes
             .iter()
             .filter_map(|n| n.sim.as_ref())
@@ -973,6 +1148,8 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let running = nodes.iter().filter(|n| n.handle.is_some()).count();
+    let links_per_node = open_links(&nodes) as f64 / running.max(1) as f64;
     let traffic: Vec<u64> = nodes
         .iter()
         .filter_map(|n| n.sim.as_ref())
@@ -1018,9 +1195,12 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
             0.0
         },
         lookups,
+        links_per_node,
     };
-    for n in &mut nodes {
-        n.stop().await;
+    say(&nodes, "stopping the nodes");
+    // A stop waits up to a second for goodbyes to contacts: stop many at once.
+    for chunk in nodes.chunks_mut(STOP_TOGETHER) {
+        futures::future::join_all(chunk.iter_mut().map(Node::stop)).await;
     }
     Ok(report)
 }
@@ -1081,6 +1261,16 @@ mod tests {
         }
         assert!(Scenario::parse(&format!("{ok}[dht]\nlookups = 100001\n")).is_err());
         assert!(Scenario::parse(&format!("{ok}[links]\nlatency = 5\n")).is_err());
+        let big = Scenario::parse(&format!(
+            "{ok}[links]\nidle_ms = 10000\n[dht]\nbootstrap_every_s = 3600\n"
+        ))
+        .unwrap();
+        assert!(
+            !big.links.as_ref().unwrap().shapes(),
+            "an idle timeout is no shaping"
+        );
+        assert!(Scenario::parse(&format!("{ok}[links]\nidle_ms = 5\n")).is_err());
+        assert!(Scenario::parse(&format!("{ok}[dht]\nbootstrap_every_s = 0\n")).is_err());
     }
 
     #[test]
@@ -1109,6 +1299,7 @@ mod tests {
             bytes_sent_max_node: 0,
             bytes_per_node_per_message: 0.0,
             lookups: None,
+            links_per_node: 0.0,
         };
         assert!(r.failures(&s).is_empty());
         r.lost = 1;

@@ -1,20 +1,36 @@
-//! `net-sim run SCENARIO.toml [--json]`: runs a scenario (see the library docs) and prints
-//! its report, as text or as one JSON object. Exit codes: 0 the scenario's expectations
-//! held, 1 a bad scenario file or arguments, 2 a node failed to run, 4 an expectation failed.
+//! `net-sim run SCENARIO.toml [--json] [--quiet]`: runs a scenario (see the library docs and
+//! `net-sim/README.md`) and prints its report, as text or as one JSON object, with progress
+//! lines on stderr. Exit codes: 0 the scenario's expectations held, 1 a bad scenario file or
+//! arguments, 2 a node failed to run, 4 an expectation failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kith_net_sim::{GroupScenario, Scenario, run, run_group};
+use kith_net_sim::{GroupScenario, Scenario, run_group, run_with_progress};
 
 /// Many Kith nodes in one process, with churn and partitions from a seed.
 #[derive(Debug, Parser)]
-#[command(name = "net-sim", version, about)]
+#[command(name = "net-sim", version, about, long_about = LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+const LONG_ABOUT: &str = "\
+Many Kith nodes in one process, with churn and partitions from a seed.
+
+A scenario is a TOML file (net-sim/README.md has them all): name, seed, nodes, mailboxes,
+pairs, messages, send_over_ms, transport (memory or tcp), and the sections
+  [churn]        fraction, down_at_ms, down_for_ms, gone_for_good
+  [[partition]]  at_ms, heal_ms
+  [links]        latency_ms, jitter_ms, loss, rto_ms, bandwidth_kbps, idle_ms
+                 (memory links; a lost chunk arrives one rto_ms late, order is kept)
+  [dht]          lookups, bootstrap_every_s
+  [expect]       delivered, duplicates, settle_ms, lookups_found
+
+Exit codes: 0 the expectations held, 1 a bad scenario or arguments, 2 a node failed to
+run, 4 an expectation failed.";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -25,6 +41,9 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// No progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run a group scenario file (one group, members churning, a removal) and report.
     Group {
@@ -33,6 +52,9 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// No progress lines on stderr.
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -49,9 +71,17 @@ fn main() -> ExitCode {
             };
         }
     };
-    let (scenario, json, group) = match cli.cmd {
-        Cmd::Run { scenario, json } => (scenario, json, false),
-        Cmd::Group { scenario, json } => (scenario, json, true),
+    let (scenario, json, quiet, group) = match cli.cmd {
+        Cmd::Run {
+            scenario,
+            json,
+            quiet,
+        } => (scenario, json, quiet, false),
+        Cmd::Group {
+            scenario,
+            json,
+            quiet,
+        } => (scenario, json, quiet, true),
     };
     let text = match std::fs::read_to_string(&scenario) {
         Ok(t) => t,
@@ -78,6 +108,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Progress on stderr, unless --quiet.
+    let progress = |line: &str| {
+        if !quiet {
+            eprintln!("net-sim: {line}");
+        }
+    };
     let outcome = if group {
         GroupScenario::parse(&text).map(|s| {
             rt.block_on(run_group(&s))
@@ -85,7 +121,7 @@ fn main() -> ExitCode {
         })
     } else {
         Scenario::parse(&text).map(|s| {
-            rt.block_on(run(&s))
+            rt.block_on(run_with_progress(&s, &progress))
                 .map(|r| (serde_json::to_string(&r), r.text(), r.failures(&s)))
         })
     };

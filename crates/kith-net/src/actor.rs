@@ -92,8 +92,8 @@ pub struct NetConfig {
     /// Use in-process memory links (`/memory/<n>` addresses) instead of TCP and QUIC: for
     /// simulations of many nodes in one process (`net-sim`).
     pub memory: bool,
-    /// With `memory`: shaping and counters for the memory links ([`crate::SimLinks`]).
-    pub sim: Option<crate::SimLinks>,
+    /// With `memory`: shaping and counters for the memory links ([`crate::SimNet`]).
+    pub sim: Option<crate::SimNet>,
 }
 
 /// Limits of the circuit relay a node serves (libp2p circuit relay v2, hop side).
@@ -412,7 +412,7 @@ fn group_topic_params() -> gossipsub::TopicScoreParams {
 /// shape, delay them.
 pub(crate) fn memory_links(
     key: &identity::Keypair,
-    sim: Option<&crate::SimLinks>,
+    sim: Option<&crate::SimNet>,
 ) -> Result<
     libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
     Box<dyn std::error::Error + Send + Sync>,
@@ -443,6 +443,11 @@ fn make_behaviour(
         .set_record_ttl(Some(Duration::from_secs(48 * 3600)))
         .set_publication_interval(None)
         .set_query_timeout(Duration::from_secs(30));
+    if let Some(every) =
+        (cfg.sim.as_ref().filter(|_| cfg.memory)).and_then(|s| s.kad_bootstrap_every)
+    {
+        kcfg.set_periodic_bootstrap_interval(Some(every));
+    }
     let store_cfg = kad::store::MemoryStoreConfig {
         max_records: 65_536,
         max_value_bytes: kith_proto::record::MAX_USER_RECORD,
@@ -534,7 +539,10 @@ pub async fn spawn(
     NetError,
 > {
     let local_peer = cfg.keypair.public().to_peer_id();
-    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+    let idle_for = (cfg.sim.as_ref().filter(|_| cfg.memory))
+        .and_then(|s| s.idle_timeout)
+        .unwrap_or(Duration::from_secs(120));
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(idle_for);
     let mut swarm = if cfg.memory {
         // In-process links only (net-sim): `/memory/<n>` addresses, Noise and Yamux as usual.
         libp2p::SwarmBuilder::with_existing_identity(cfg.keypair.clone())
@@ -736,7 +744,7 @@ struct Actor {
     /// Private and loopback addresses count as reachable.
     private_ips: bool,
     /// In-process memory links (net-sim), with their shaping and counters.
-    sim: Option<crate::SimLinks>,
+    sim: Option<crate::SimNet>,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
     dialed: HashMap<PeerId, Multiaddr>,
     /// Our own listeners (closed when the actor stops).

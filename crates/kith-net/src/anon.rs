@@ -46,7 +46,7 @@ impl Anon {
     /// and counted by it).
     pub(crate) fn new(
         request_timeout: Duration,
-        memory: Option<&crate::SimLinks>,
+        memory: Option<&crate::SimNet>,
     ) -> Result<Self, NetError> {
         let behaviour = |_: &libp2p::identity::Keypair| AnonBehaviour {
             limits: connection_limits::Behaviour::new(

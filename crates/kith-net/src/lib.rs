@@ -18,7 +18,7 @@
 //!
 //! - for simulations only ([`NetConfig::memory`]): in-process memory links instead of TCP and
 //!   QUIC, each wrapped below Noise by [`shaped::Shaped`] (latency, jitter, loss and bandwidth
-//!   from a seed, and byte counters), with DHT lookup statistics, all through [`SimLinks`].
+//!   from a seed, and byte counters), with DHT lookup statistics, all through [`SimNet`].
 //!
 //! Data flow: the engine sends [`NetCommand`]s on a bounded channel (with `try_send`, so it
 //! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
@@ -44,4 +44,4 @@ pub use actor::{
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use reach::Reachability;
 pub use shaped::LinkShape;
-pub use sim::{Lookup, SimLinks};
+pub use sim::{Lookup, SimNet};

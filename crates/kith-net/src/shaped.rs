@@ -31,7 +31,7 @@
 //! a tokio runtime the wrapper does not delay anything (it cannot set a timer).
 //!
 //! The wrapper also counts the bytes a node writes and reads on its links (Noise and Yamux
-//! overhead included), into [`crate::SimLinks`].
+//! overhead included), into [`crate::SimNet`].
 
 use std::collections::VecDeque;
 use std::future::Future as _;
@@ -82,11 +82,12 @@ impl Default for LinkShape {
     }
 }
 
-/// Bytes written and read on a node's links.
+/// Bytes written and read on a node's links, and the link ends open now.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     pub(crate) sent: AtomicU64,
     pub(crate) received: AtomicU64,
+    pub(crate) open: AtomicU64,
 }
 
 /// SplitMix64: small, fast, and the same everywhere (unlike `StdRng`, whose algorithm may
@@ -189,6 +190,7 @@ impl<C> Shaped<C> {
     ) -> Self {
         // Timers need a tokio runtime; without one, nothing is delayed.
         let shape = shape.filter(|_| tokio::runtime::Handle::try_current().is_ok());
+        traffic.open.fetch_add(1, Ordering::Relaxed);
         Self {
             inner,
             shaper: shape.map(|mut shape| {
@@ -212,6 +214,12 @@ impl<C> Shaped<C> {
             error: None,
             traffic,
         }
+    }
+}
+
+impl<C> Drop for Shaped<C> {
+    fn drop(&mut self) {
+        self.traffic.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -517,5 +525,12 @@ mod tests {
         assert_eq!(ta.received.load(Ordering::Relaxed), 2);
         assert_eq!(tb.sent.load(Ordering::Relaxed), 2);
         assert_eq!(tb.received.load(Ordering::Relaxed), 5);
+        assert_eq!(ta.open.load(Ordering::Relaxed), 1);
+        drop(a);
+        assert_eq!(
+            ta.open.load(Ordering::Relaxed),
+            0,
+            "a closed link is not counted"
+        );
     }
 }

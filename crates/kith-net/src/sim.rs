@@ -1,17 +1,22 @@
-//! What a simulation (`net-sim`) gives a node's network to shape its memory links and to
-//! watch it: [`SimLinks`].
+//! What a simulation (`net-sim`) gives a node's network to shape its memory links, to
+//! change a few settings that a thousand nodes in one process cannot afford, and to watch
+//! it: [`SimNet`].
 //!
-//! A simulation makes one [`SimLinks`] per node and passes a clone in
+//! A simulation makes one [`SimNet`] per node and passes a clone in
 //! [`crate::NetConfig::sim`] every time the node starts; the clones share their counters, so
 //! they add up over restarts. It is read only with [`crate::NetConfig::memory`]; a node on
 //! TCP and QUIC ignores it, and a node without it behaves as it always has.
 //!
-//! - **Shaping**: [`SimLinks::shape`] applies to every memory link the node opens or accepts
+//! - **Shaping**: [`SimNet::shape`] applies to every memory link the node opens or accepts
 //!   (both its swarms); see [`crate::shaped`] for the model.
-//! - **Traffic**: [`SimLinks::traffic`] gives the bytes the node wrote and read on its
+//! - **Settings**: [`SimNet::idle_timeout`] replaces the node's idle-connection timeout and
+//!   [`SimNet::kad_bootstrap_every`] Kademlia's periodic bootstrap interval (five minutes).
+//!   Each bootstrap connects a node to a few dozen to a few hundred peers, which is cheap
+//!   for one machine and not for a thousand in one process.
+//! - **Traffic**: [`SimNet::traffic`] gives the bytes the node wrote and read on its
 //!   links, Noise and Yamux included.
-//! - **DHT lookups**: [`SimLinks::lookup`] asks the node's Kademlia for a user's record, as
-//!   the engine does for a contact it cannot reach; [`SimLinks::lookups`] lists the finished
+//! - **DHT lookups**: [`SimNet::lookup`] asks the node's Kademlia for a user's record, as
+//!   the engine does for a contact it cannot reach; [`SimNet::lookups`] lists the finished
 //!   ones with Kademlia's own statistics (requests sent, which stand in for hops, and time).
 //!   Their answers go to the engine tagged with [`LOOKUP_TAG`], which it does not know and
 //!   drops.
@@ -27,7 +32,7 @@ use tokio::sync::mpsc;
 use crate::actor::{NetCommand, NetError};
 use crate::shaped::{LinkShape, Traffic, mix};
 
-/// The high bit marks the tags of lookups made through [`SimLinks::lookup`].
+/// The high bit marks the tags of lookups made through [`SimNet::lookup`].
 pub const LOOKUP_TAG: u64 = 1 << 63;
 /// Most finished lookups kept (older ones are dropped).
 pub const MAX_LOOKUPS: usize = 100_000;
@@ -50,9 +55,17 @@ pub struct Lookup {
 
 /// Shaping and counters for a node's memory links; cheap to clone (clones share counters).
 #[derive(Debug, Clone, Default)]
-pub struct SimLinks {
+pub struct SimNet {
     /// How the node's links behave; `None` leaves them instant (bytes are still counted).
     pub shape: Option<LinkShape>,
+    /// How long an idle connection stays open, instead of the node's usual two minutes. A
+    /// joining node's Kademlia bootstrap connects it to a few hundred peers; with a thousand
+    /// nodes in one process starting within two minutes that is nearly a full mesh, which
+    /// a simulation can shorten this way.
+    pub idle_timeout: Option<Duration>,
+    /// How often Kademlia refreshes its routing table with a bootstrap, instead of every
+    /// five minutes.
+    pub kad_bootstrap_every: Option<Duration>,
     shared: Arc<Shared>,
 }
 
@@ -74,11 +87,13 @@ struct Lookups {
     done: VecDeque<Lookup>,
 }
 
-impl SimLinks {
+impl SimNet {
     /// Links shaped by `shape` (or instant with `None`), with fresh counters.
     pub fn new(shape: Option<LinkShape>) -> Self {
         Self {
             shape,
+            idle_timeout: None,
+            kad_bootstrap_every: None,
             shared: Arc::default(),
         }
     }
@@ -90,6 +105,16 @@ impl SimLinks {
             t.sent.load(Ordering::Relaxed),
             t.received.load(Ordering::Relaxed),
         )
+    }
+
+    /// Link ends of this node open now (one per connection, relayed ones aside).
+    pub fn open_links(&self) -> u64 {
+        self.shared.traffic.open.load(Ordering::Relaxed)
+    }
+
+    /// Link ends this node has opened or accepted so far.
+    pub fn links_opened(&self) -> u64 {
+        self.shared.links.load(Ordering::Relaxed)
     }
 
     /// Starts a DHT lookup of the record of the user with this identity key. Fails when
@@ -133,7 +158,7 @@ impl SimLinks {
         mix(self.shape.map_or(0, |s| s.seed), n)
     }
 
-    /// Remembers the running network's command queue, for [`SimLinks::lookup`].
+    /// Remembers the running network's command queue, for [`SimNet::lookup`].
     pub(crate) fn attach(&self, tx: &mpsc::Sender<NetCommand>) {
         if let Ok(mut n) = self.shared.net.lock() {
             *n = Some(tx.downgrade());
@@ -172,5 +197,52 @@ impl SimLinks {
                 time_to_end: now.1,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tagged_lookups_are_recorded_and_a_miss_counts_as_not_found() {
+        let sim = SimNet::new(None);
+        let stats = libp2p::kad::QueryStats::empty();
+        // The engine's own lookups are not ours.
+        sim.lookup_step(7, true, false, &stats);
+        sim.lookup_step(7, false, true, &stats);
+        assert!(sim.lookups().is_empty());
+        // Found, then the query ends.
+        sim.lookup_step(LOOKUP_TAG | 1, true, false, &stats);
+        sim.lookup_step(LOOKUP_TAG | 1, false, true, &stats);
+        // Never found.
+        sim.lookup_step(LOOKUP_TAG | 2, false, false, &stats);
+        sim.lookup_step(LOOKUP_TAG | 2, false, true, &stats);
+        let l = sim.lookups();
+        assert_eq!(l.len(), 2);
+        assert!(l[0].found && !l[1].found, "{l:?}");
+    }
+
+    #[test]
+    fn a_lookup_needs_a_running_network() {
+        let sim = SimNet::new(None);
+        assert!(matches!(sim.lookup(&[0; 32]), Err(NetError::Stopped)));
+        let (tx, mut rx) = mpsc::channel(1);
+        sim.attach(&tx);
+        sim.lookup(&[1; 32]).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(NetCommand::GetRecord { tag, .. }) if tag & LOOKUP_TAG != 0
+        ));
+        assert!(matches!(sim.lookup(&[1; 32]), Ok(())));
+        assert!(
+            matches!(sim.lookup(&[1; 32]), Err(NetError::Busy)),
+            "queue full"
+        );
+        drop((tx, rx));
+        assert!(
+            matches!(sim.lookup(&[1; 32]), Err(NetError::Stopped)),
+            "the handle does not keep a stopped network alive"
+        );
     }
 }

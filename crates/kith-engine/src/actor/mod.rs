@@ -122,8 +122,8 @@ pub struct ReachConfig {
     /// In-process memory links instead of TCP and QUIC (`/memory/<n>` addresses): for
     /// simulations of many nodes in one process (`net-sim`).
     pub memory: bool,
-    /// With `memory`: link shaping and counters a simulation reads (`kith_net::SimLinks`).
-    pub sim: Option<kith_net::SimLinks>,
+    /// With `memory`: link shaping and counters a simulation reads (`kith_net::SimNet`).
+    pub sim: Option<kith_net::SimNet>,
 }
 
 /// How a node serves as a mailbox.
