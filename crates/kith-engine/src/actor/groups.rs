@@ -56,6 +56,12 @@ const GROUP_DIALS: usize = 8;
 const MAX_SYNC_ENTRIES: usize = 8192;
 /// Encoded bytes of ops per `GroupUpdate` body (below the sealed-payload limit).
 const UPDATE_BYTES: usize = 40 * 1024;
+/// How long a delivery receipt for a group message waits for others to the same sender
+/// device, so that one pairwise message carries them all.
+pub const RECEIPT_DELAY: Duration = Duration::from_secs(1);
+/// Most (sender device, group) receipt batches waiting; a receipt that finds no room goes
+/// out on its own at once.
+const MAX_DUE_RECEIPTS: usize = 4096;
 
 /// What a user asks of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +136,21 @@ pub(super) struct Groups {
     /// Keys that came before the ops making their sender (or us) a member:
     /// (group, sender device, key, seq), oldest first.
     early_keys: Vec<EarlyKey>,
+    /// Delivery receipts waiting up to [`RECEIPT_DELAY`], per (sender device, group).
+    receipts_due: HashMap<ReceiptTo, DueReceipts>,
+}
+
+/// Where a batch of group receipts goes: (sender device, group).
+type ReceiptTo = ([u8; 32], [u8; 16]);
+
+/// Delivery receipts for one sender device's messages in one group, not sent yet.
+struct DueReceipts {
+    /// The sender's identity (the pairwise conversation).
+    identity: [u8; 32],
+    ids: Vec<u128>,
+    since: Instant,
+    /// When the first of them arrived (the time the sender shows).
+    at_ms: u64,
 }
 
 /// A key waiting for its group's ops: (group, sender device, key, seq).
@@ -200,7 +221,33 @@ impl Engine {
     /// Catch-up: each group, at most every [`GROUP_SYNC_EVERY`], asks one connected member
     /// for what it lacks (this covers messages lost at the tail, where no later frame shows
     /// a gap), and keeps a few member devices connected so the topic's mesh holds.
+    /// Sends the delivery receipts that have waited long enough (all of them when `all`,
+    /// as the node stops).
+    pub(super) fn flush_group_receipts(&mut self, all: bool) {
+        let due = self.st.take_due_receipts(all);
+        if due.is_empty() {
+            return;
+        }
+        let st = &mut self.st;
+        let mut after = Vec::new();
+        let res = self.store.write(|w| {
+            for ((dev, group), d) in due {
+                st.send_receipts(w, dev, d.identity, group, d.ids, d.at_ms, &mut after)?;
+            }
+            st.flush_crypto(w)
+        });
+        let ok = res.is_ok();
+        if let Err(e) = res {
+            warn!(error = %e, "cannot queue group receipts");
+            self.reload_crypto();
+        }
+        for a in after {
+            self.run_after(a, ok);
+        }
+    }
+
     pub(super) fn groups_tick(&mut self) {
+        self.flush_group_receipts(false);
         let now = Instant::now();
         if self
             .st
@@ -1494,22 +1541,86 @@ impl State {
                         text,
                         sent_at: sent_at_ms,
                     }));
-                    // ✓✓ for the sender (unless blocked).
+                    // ✓✓ for the sender (unless blocked), batched with the other
+                    // receipts due to the same device within RECEIPT_DELAY.
                     if !self.social.blocked.contains(&device.identity) {
-                        let body = Body::GroupReceipt {
-                            group,
-                            kind: ReceiptKind::Delivered,
-                            ids: vec![id],
-                            at_ms: now_ms(),
-                        };
-                        let bytes = encode_body(&body)?;
-                        self.enqueue_dev(w, dev, device.identity, bytes, after)?;
+                        self.receipt_due(w, dev, device.identity, group, id, after)?;
                     }
                 }
             }
             _ => debug!("a group message of a kind this version does not show"),
         }
         Ok(Verdict::Accept)
+    }
+
+    /// Queues a delivery receipt for `id` to its sender device; sends the batch at once
+    /// when it is full or there is no room for another batch.
+    fn receipt_due(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        identity: [u8; 32],
+        group: [u8; 16],
+        id: u128,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let due = &mut self.groups.receipts_due;
+        let key = (dev, group);
+        if !due.contains_key(&key) && due.len() >= MAX_DUE_RECEIPTS {
+            return self.send_receipts(w, dev, identity, group, vec![id], now_ms(), after);
+        }
+        let entry = due.entry(key).or_insert_with(|| DueReceipts {
+            identity,
+            ids: Vec::new(),
+            since: Instant::now(),
+            at_ms: now_ms(),
+        });
+        entry.ids.push(id);
+        if entry.ids.len() >= MAX_RECEIPT_IDS
+            && let Some(full) = due.remove(&key)
+        {
+            return self.send_receipts(w, dev, full.identity, group, full.ids, full.at_ms, after);
+        }
+        Ok(())
+    }
+
+    /// Queues one pairwise receipt body for these group messages of `dev`.
+    #[allow(clippy::too_many_arguments)]
+    fn send_receipts(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        identity: [u8; 32],
+        group: [u8; 16],
+        ids: Vec<u128>,
+        at_ms: u64,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let body = Body::GroupReceipt {
+            group,
+            kind: ReceiptKind::Delivered,
+            ids,
+            at_ms,
+        };
+        let bytes = encode_body(&body)?;
+        self.enqueue_dev(w, dev, identity, bytes, after)
+    }
+
+    /// Takes the receipt batches that have waited [`RECEIPT_DELAY`] (all of them when
+    /// `all`).
+    fn take_due_receipts(&mut self, all: bool) -> Vec<(ReceiptTo, DueReceipts)> {
+        let due = &mut self.groups.receipts_due;
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<ReceiptTo> = due
+            .iter()
+            .filter(|(_, d)| all || d.since.elapsed() >= RECEIPT_DELAY)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| due.remove(&k).map(|d| (k, d)))
+            .collect()
     }
 
     /// Receipts from a member for our messages.

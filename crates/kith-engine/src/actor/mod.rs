@@ -831,6 +831,8 @@ impl Engine {
             }
         }
         if shutdown.is_some() {
+            // Receipts still waiting for their batch go into the outbox now.
+            self.flush_group_receipts(true);
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
             // to a second to leave.
             let mut waiting: HashSet<u64> = self.presence_goodbye().into_iter().collect();
