@@ -118,6 +118,23 @@ pub(super) enum GroupCmd {
         id: String,
         reply: Reply<ReceiptsView>,
     },
+    #[cfg(feature = "test-hooks")]
+    TestOps {
+        group: String,
+        reply: Reply<Vec<GroupOp>>,
+    },
+    #[cfg(feature = "test-hooks")]
+    TestSign {
+        group: String,
+        kind: OpKind,
+        reply: Reply<GroupOp>,
+    },
+    #[cfg(feature = "test-hooks")]
+    TestPush {
+        group: String,
+        ops: Vec<GroupOp>,
+        reply: Reply<()>,
+    },
 }
 
 /// The groups a node knows, in memory (the store holds the truth).
@@ -2240,6 +2257,48 @@ impl State {
             }
             GroupCmd::Receipts { id, reply: tx } => {
                 let r = self.receipts_view(w, &id)?;
+                after.push(reply(tx, r));
+            }
+            #[cfg(feature = "test-hooks")]
+            GroupCmd::TestOps { group, reply: tx } => {
+                let r = self.find_group(w, &group)?.map(|id| self.ordered_ops(&id));
+                after.push(reply(tx, r));
+            }
+            #[cfg(feature = "test-hooks")]
+            GroupCmd::TestSign {
+                group,
+                kind,
+                reply: tx,
+            } => {
+                let r = self.find_group(w, &group)?.and_then(|id| {
+                    let parents = self.groups.logs.get(&id).map(|l| l.heads());
+                    let parents = parents.ok_or(EngineError::UnknownGroup(group))?;
+                    let identity = &self.keys.identity;
+                    GroupOp::new(id, parents, self.me.0, now_ms(), kind, |b| identity.sign(b))
+                        .map_err(internal)
+                });
+                after.push(reply(tx, r));
+            }
+            #[cfg(feature = "test-hooks")]
+            GroupCmd::TestPush {
+                group,
+                ops,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => {
+                        let members = self.groups.states.get(&id).map(|s| s.members.clone());
+                        let members = members.unwrap_or_default();
+                        let devices: Vec<([u8; 32], [u8; 32])> =
+                            member_devices(w.devices()?, &members, &self.me.0)?
+                                .into_iter()
+                                .map(|(k, d)| (k, d.identity))
+                                .collect();
+                        self.send_ops(w, &devices, &ops, &[], after)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
                 after.push(reply(tx, r));
             }
         }

@@ -471,6 +471,45 @@ impl EngineHandle {
         self.group(|reply| GroupCmd::Receipts { id, reply }).await
     }
 
+    /// The ops in this node's log for a group (to replay them).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_group_ops(
+        &self,
+        group: &str,
+    ) -> Result<Vec<kith_proto::group::GroupOp>, EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::TestOps { group, reply }).await
+    }
+
+    /// An op on the group's current heads signed by this node's identity, with no admin
+    /// check (what a non-admin could make). Not inserted locally.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_sign_group_op(
+        &self,
+        group: &str,
+        kind: kith_proto::group::OpKind,
+    ) -> Result<kith_proto::group::GroupOp, EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::TestSign { group, kind, reply })
+            .await
+    }
+
+    /// Sends these ops pairwise to every member device, as real ops are sent, without
+    /// checking them or inserting them locally.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_push_group_ops(
+        &self,
+        group: &str,
+        ops: Vec<kith_proto::group::GroupOp>,
+    ) -> Result<(), EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::TestPush { group, ops, reply })
+            .await
+    }
+
     /// The mailboxes this device is registered with.
     pub async fn mailboxes(&self) -> Result<Vec<MailboxView>, EngineError> {
         call!(self, Mailboxes)
