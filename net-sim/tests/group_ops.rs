@@ -343,13 +343,12 @@ async fn non_admin_forged_and_replayed_ops_are_refused_by_all() {
     eprintln!("done in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
-/// Known bug, found while writing the test above: a non-admin can stall the membership at
-/// another member. C sends a (refused, but kept) op to A and withholds it from B; A's next
-/// op names it as a parent; B holds A's op but not that parent, so B leaves A's op out of
-/// the state, and nothing fetches the missing parent: B never applies A's change.
+/// Found while writing the test above: C sends a (refused, but kept) op to A and withholds
+/// it from B; A's next op names it as a parent; B holds A's op but not that parent, and
+/// leaves A's op out of the state until it has it. B asks A for the missing parent
+/// (`Body::GroupWant`) and then applies A's change. Without the fetch B waits forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: group ops with missing parents wait forever (nothing fetches them)"]
-async fn withheld_non_admin_op_stalls_a_member() {
+async fn a_member_fetches_the_parents_it_was_not_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let ([a, b, c, d], g) = setup(tmp.path()).await;
     // C cuts its links with B (as a partition would): its push reaches A and D only.

@@ -444,6 +444,16 @@ pub enum Body {
         /// When (receipt sender's clock, ms).
         at_ms: u64,
     },
+    /// Ask a member for group ops this device lacks: the parents named by ops it holds
+    /// (1 to [`MAX_UPDATE_OPS`] hashes). Answered with a [`Body::GroupUpdate`] of those it
+    /// has; only current members are answered.
+    GroupWant {
+        /// The group.
+        #[serde(with = "serde_bytes")]
+        group: [u8; 16],
+        /// The ops' hashes.
+        ops: Vec<crate::group::Key>,
+    },
 }
 
 impl std::fmt::Debug for Body {
@@ -463,6 +473,7 @@ impl std::fmt::Debug for Body {
             Body::GroupReceipt { kind, ids, .. } => {
                 write!(f, "GroupReceipt {{ kind: {kind:?}, n: {} }}", ids.len())
             }
+            Body::GroupWant { ops, .. } => write!(f, "GroupWant {{ n: {} }}", ops.len()),
         }
     }
 }
@@ -513,6 +524,9 @@ impl Sealed {
                 }
                 Body::GroupKey { key, seq, .. } if key.len() > 512 || *seq == 0 => {
                     return Err(DecodeError::Invalid("group key"));
+                }
+                Body::GroupWant { ops, .. } if ops.is_empty() || ops.len() > MAX_UPDATE_OPS => {
+                    return Err(DecodeError::Invalid("group want size"));
                 }
                 _ => {}
             }
@@ -566,6 +580,22 @@ mod tests {
             }],
         };
         assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    #[test]
+    fn group_wants_are_size_checked() {
+        let sealed = |n: usize| Sealed {
+            version: 1,
+            sender: None,
+            bodies: vec![Body::GroupWant {
+                group: [7; 16],
+                ops: vec![crate::group::Key([1; 32]); n],
+            }],
+        };
+        let back = Sealed::decode(&sealed(3).encode().unwrap()).unwrap();
+        assert_eq!(back, sealed(3));
+        assert!(Sealed::decode(&sealed(0).encode().unwrap()).is_err());
+        assert!(Sealed::decode(&sealed(MAX_UPDATE_OPS + 1).encode().unwrap()).is_err());
     }
 
     fn set_push(url: &str) -> Result<Request, DecodeError> {

@@ -22,7 +22,7 @@
 //!   same on every member whatever the order of arrival.
 //! - Receipts go pairwise to the sender, which counts them per member.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kith_crypto::{InboundGroup, OutboundGroup};
 use kith_net::{GossipId, Verdict};
@@ -1180,6 +1180,8 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         let mut touched: Vec<([u8; 16], GroupState)> = Vec::new();
+        // Parents named by ops we now hold but never got: asked of the sender below.
+        let mut wanted: BTreeMap<[u8; 16], BTreeSet<[u8; 32]>> = BTreeMap::new();
         for op in ops {
             if op.check().is_err() {
                 after.push(After::Net(NetCommand::Penalize {
@@ -1203,6 +1205,9 @@ impl State {
             match self.groups.logs.get_mut(&id) {
                 Some(log) => match log.insert(op.clone()) {
                     Ok(Inserted::Duplicate) => continue,
+                    Ok(Inserted::Missing(parents)) => {
+                        wanted.entry(id).or_default().extend(parents);
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         debug!(error = %e, "group op refused");
@@ -1236,7 +1241,29 @@ impl State {
             }
             self.save_op(w, id, &op)?;
         }
-        let _ = from;
+        // An op whose parents we lack does not count until they come (the state leaves it
+        // out): ask the member who sent it, who holds them. Without this, one member could
+        // stall others by sending an op to some members only and getting an admin to build
+        // on it.
+        for (id, parents) in wanted {
+            let Some(log) = self.groups.logs.get(&id) else {
+                continue;
+            };
+            let still: Vec<Key> = parents
+                .into_iter()
+                .filter(|p| log.get(p).is_none())
+                .take(MAX_UPDATE_OPS)
+                .map(Key)
+                .collect();
+            if !still.is_empty() && from != self.me.0 {
+                debug!(n = still.len(), "asking for missing group ops");
+                let body = Body::GroupWant {
+                    group: id,
+                    ops: still,
+                };
+                self.enqueue(w, &from, &body, Vec::new(), after)?;
+            }
+        }
         // Member devices: kept when their owner is a member of a group we are in.
         let mut learned: Vec<([u8; 32], [u8; 32])> = Vec::new();
         for cert in devices {
@@ -1638,6 +1665,42 @@ impl State {
         keys.into_iter()
             .filter_map(|k| due.remove(&k).map(|d| (k, d)))
             .collect()
+    }
+
+    /// A member asks for ops it lacks: send those we hold (current members only).
+    pub(super) fn on_group_want(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        from: [u8; 32],
+        group: [u8; 16],
+        want: Vec<Key>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if !self
+            .groups
+            .states
+            .get(&group)
+            .is_some_and(|s| s.members.contains(&from) && s.members.contains(&self.me.0))
+        {
+            return Ok(());
+        }
+        let Some(log) = self.groups.logs.get(&group) else {
+            return Ok(());
+        };
+        let ops: Vec<GroupOp> = want
+            .iter()
+            .take(MAX_UPDATE_OPS)
+            .filter_map(|h| log.get(&h.0).cloned())
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let one: BTreeSet<[u8; 32]> = [from].into_iter().collect();
+        let devices: Vec<([u8; 32], [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
+            .into_iter()
+            .map(|(dev, d)| (dev, d.identity))
+            .collect();
+        self.send_ops(w, &devices, &ops, &[], after)
     }
 
     /// Receipts from a member for our messages.

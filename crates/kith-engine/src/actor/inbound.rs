@@ -334,6 +334,9 @@ impl State {
                 Body::GroupKey { group, key, seq } => {
                     self.on_group_key(w, curve, group, &key, seq, after)?;
                 }
+                Body::GroupWant { group, ops } => {
+                    self.on_group_want(w, conv, group, ops, after)?;
+                }
                 Body::GroupReceipt {
                     group, kind, ids, ..
                 } => {
