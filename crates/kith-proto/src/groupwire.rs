@@ -46,7 +46,10 @@ pub fn group_topic(group: &[u8; 16]) -> String {
 pub fn is_group_topic(topic: &str) -> bool {
     topic.len() == 7 + 32
         && topic.starts_with("kith/g/")
-        && topic.bytes().skip(7).all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && topic
+            .bytes()
+            .skip(7)
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// One group message as it travels.
