@@ -62,11 +62,17 @@ fn mailbox_hands_group_messages_to_a_member_when_no_other_member_is_online() {
     wait_for(T, "C has the first message", || {
         (texts(&c, &id[..8]) == ["before"]).then_some(())
     });
-    // C told its mailbox to keep the group's topic.
+    // C told its mailbox to keep the group's topic (its first Watch, right after
+    // registering, had none), and a frame from A reaches the mailbox: the path A → M works.
     wait_for(T, "the mailbox watches C's group topic", || {
-        m.logs()
-            .contains("a device watches group topics")
+        m.plain_logs()
+            .lines()
+            .any(|l| l.contains("a device watches group topics") && l.contains("topics=1"))
             .then_some(())
+    });
+    a.json(&["send", "--group", "Trip", "warm"]);
+    wait_for(T, "the mailbox keeps a frame and C has it too", || {
+        (kept(&m) >= 1 && texts(&c, &id[..8]) == ["before", "warm"]).then_some(())
     });
 
     // C goes away; A writes three messages. Nobody else keeps them for C but B, and B goes
@@ -80,7 +86,7 @@ fn mailbox_hands_group_messages_to_a_member_when_no_other_member_is_online() {
         (kept(&m) >= before + 3).then_some(())
     });
     wait_for(T, "B has the three messages", || {
-        (texts(&b, "Trip").len() == 4).then_some(())
+        (texts(&b, "Trip").len() == 5).then_some(())
     });
     a.stop();
     b.stop();
@@ -89,11 +95,11 @@ fn mailbox_hands_group_messages_to_a_member_when_no_other_member_is_online() {
     c.start();
     let got = wait_for(T, "C has the three messages from its mailbox", || {
         let t = texts(&c, &id[..8]);
-        (t.len() >= 4).then_some(t)
+        (t.len() >= 5).then_some(t)
     });
     assert_eq!(
         got,
-        ["before", "one", "two", "three"],
+        ["before", "warm", "one", "two", "three"],
         "each once, in order"
     );
 
