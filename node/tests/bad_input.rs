@@ -835,3 +835,93 @@ fn set_push_from_an_unregistered_device_is_refused() {
     });
     assert_alive(&mut m, "SetPush frames");
 }
+
+/// A mailbox keeps group frames only for a device registered with it (known by the
+/// connection's peer id), only on topics that look like group topics, and hands them only
+/// to a device that watches the topic; malformed requests are refused as invalid frames.
+#[test]
+fn watch_and_topic_sync_need_a_registered_device_and_a_watched_group_topic() {
+    use kith_crypto::{Device, Identity};
+    use kith_proto::groupwire::group_topic;
+    let mut m = Node::new().with_args(&["--mailbox"]);
+    m.start();
+    let (m_peer, m_addr) = peer_and_addr(&m);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut raw = RawPeer::connect(m_peer, m_addr).await;
+        let enc = |r: &Request| framed(&r.encode().expect("encode"));
+        let watch = |topics: Vec<String>| enc(&Request::Watch { topics });
+        let sync = |topic: &str| {
+            enc(&Request::TopicSync {
+                topic: topic.into(),
+                have: vec![],
+            })
+        };
+        let topic = group_topic(&[9; 16]);
+        let unauthorized = Response::Refused(Refusal::Unauthorized);
+        assert_eq!(
+            raw.request("unregistered watch", watch(vec![topic.clone()]))
+                .await,
+            unauthorized
+        );
+        assert_eq!(
+            raw.request("unregistered sync", sync(&topic)).await,
+            unauthorized
+        );
+        // Register this raw peer as a device of a new identity.
+        let device = Device::generate(&Identity::generate(), raw.peer_id().to_bytes()).unwrap();
+        let register = enc(&Request::Register {
+            cert: device.cert().clone(),
+            token: None,
+        });
+        match raw.request("register", register).await {
+            Response::Registration { .. } => {}
+            other => panic!("register: {other:?}"),
+        }
+        // Registered, but not a group topic: refused as invalid, nothing kept.
+        for bad in ["kith/g/NOT-HEX-AT-ALL-0000000000000000", "anything", ""] {
+            assert_eq!(
+                raw.request("not a group topic", watch(vec![bad.into()]))
+                    .await,
+                Response::Refused(Refusal::Invalid),
+                "{bad:?}"
+            );
+        }
+        // A topic it does not watch: no frames for it.
+        assert_eq!(
+            raw.request("sync an unwatched topic", sync(&topic)).await,
+            unauthorized
+        );
+        // Watching it (a repeat counts once): answered, with nothing kept yet.
+        assert_eq!(
+            raw.request("watch", watch(vec![topic.clone(), topic.clone()]))
+                .await,
+            Response::Watching { topics: 1 }
+        );
+        assert_eq!(
+            raw.request("sync", sync(&topic)).await,
+            Response::GroupFrames {
+                frames: vec![],
+                more: false
+            }
+        );
+        // Replaced by an empty set: the topic is no longer handed out.
+        assert_eq!(
+            raw.request("unwatch", watch(vec![])).await,
+            Response::Watching { topics: 0 }
+        );
+        assert_eq!(
+            raw.request("sync after unwatching", sync(&topic)).await,
+            unauthorized
+        );
+        // Over the size limits, or garbage after the variant byte: invalid frames.
+        let many: Vec<String> = (0..=256).map(|i| format!("kith/g/{i:032x}")).collect();
+        raw.refused_or_cut("too many topics", watch(many)).await;
+        raw.refused_or_cut(
+            "garbage watch",
+            framed(&[WIRE_VERSION, 5, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+        )
+        .await;
+    });
+    assert_alive(&mut m, "Watch and TopicSync frames");
+}

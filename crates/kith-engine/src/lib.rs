@@ -30,7 +30,8 @@ pub mod push;
 
 pub use actor::{
     Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT, MAILBOX_QUOTA,
-    MAILBOX_QUOTA_BYTES, MAX_GROUPS, MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
+    MAILBOX_QUOTA_BYTES, MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_GROUPS, MAX_MAILBOX_TOPICS,
+    MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;

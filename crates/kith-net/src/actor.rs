@@ -371,7 +371,11 @@ fn make_gossip(
     let filter = gossipsub::MaxCountSubscriptionFilter {
         filter: gossipsub::AllowAllSubscriptionFilter {},
         max_subscribed_topics: MAX_PEER_TOPICS,
-        max_subscriptions_per_request: 256,
+        // A peer tells a new connection all its topics in one message: one within the
+        // per-peer limit must be taken whole (gossipsub drops a message over this limit
+        // entirely, so a node in more groups, or a mailbox keeping many topics, would go
+        // unheard on every topic). 1,024 topics fit in one message (about 45 bytes each).
+        max_subscriptions_per_request: MAX_PEER_TOPICS,
     };
     let mut g = gossipsub::Behaviour::new_with_subscription_filter(
         gossipsub::MessageAuthenticity::Signed(key.clone()),

@@ -41,6 +41,17 @@ pub fn group_topic(group: &[u8; 16]) -> String {
     s
 }
 
+/// Whether `topic` has the form of a group topic ([`group_topic`]): `kith/g/` and 32
+/// lowercase hex digits. (Whose group it is cannot be told from the topic.)
+pub fn is_group_topic(topic: &str) -> bool {
+    topic.len() == 7 + 32
+        && topic.starts_with("kith/g/")
+        && topic
+            .bytes()
+            .skip(7)
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// One group message as it travels.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupFrame {
@@ -247,6 +258,19 @@ mod tests {
         assert_eq!(t.len(), 7 + 32);
         assert_ne!(t, group_topic(&[2; 16]));
         assert!(!t.contains("0101"));
+        assert!(is_group_topic(&t));
+        for bad in [
+            "",
+            "kith/g/",
+            &t[..t.len() - 1],
+            &format!("{t}0"),
+            &t.to_uppercase(),
+            &t.replace("kith/g/", "kith/x/"),
+            "kith/g/0123456789abcdef0123456789abcdeg",
+            "kith/g/0123456789abcdef0123456789abcdé",
+        ] {
+            assert!(!is_group_topic(bad), "{bad}");
+        }
     }
 
     proptest! {

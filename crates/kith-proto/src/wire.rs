@@ -39,6 +39,11 @@ pub const MAX_UPDATE_OPS: usize = 256;
 pub const MAX_UPDATE_DEVICES: usize = 256;
 /// Longest push endpoint URL, in bytes.
 pub const MAX_PUSH_ENDPOINT: usize = 1024;
+/// Most topics in one [`Request::Watch`].
+pub const MAX_WATCH_TOPICS: usize = 256;
+/// Longest topic name accepted in a request (a group topic is 39 bytes; see
+/// [`crate::groupwire::is_group_topic`]).
+pub const MAX_TOPIC_LEN: usize = 64;
 
 /// A request from one node to another. `Debug` is hand-written: it never shows invite tokens
 /// or push endpoints (which carry secrets).
@@ -70,6 +75,20 @@ pub enum Request {
         /// What the asker holds, per sender device.
         have: Vec<SenderMark>,
     },
+    /// Ask a mailbox this device is registered with to keep the frames published on these
+    /// group topics while the device is away (replaces the set given before; at most
+    /// [`MAX_WATCH_TOPICS`], each a group topic). Only topics travel: the mailbox never
+    /// learns a group id.
+    Watch { topics: Vec<String> },
+    /// Ask a mailbox for the frames it kept on a topic this device watches that the device
+    /// lacks (frames of senders not listed, or after their mark); answered with
+    /// [`Response::GroupFrames`].
+    TopicSync {
+        /// The group topic.
+        topic: String,
+        /// What the asker holds, per sender device.
+        have: Vec<SenderMark>,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -90,6 +109,16 @@ impl std::fmt::Debug for Request {
                 .finish(),
             Request::GroupSync { have, .. } => f
                 .debug_struct("GroupSync")
+                .field("have", &have.len())
+                .finish_non_exhaustive(),
+            // Topics are hashes that name no group, but a list of them still says which
+            // groups one device is in: only the count is shown.
+            Request::Watch { topics } => f
+                .debug_struct("Watch")
+                .field("topics", &topics.len())
+                .finish(),
+            Request::TopicSync { have, .. } => f
+                .debug_struct("TopicSync")
                 .field("have", &have.len())
                 .finish_non_exhaustive(),
         }
@@ -210,6 +239,9 @@ pub enum Response {
     /// Group frames the asker lacked, oldest first per sender; `more` when the answer was
     /// cut at its size limit (ask again).
     GroupFrames { frames: Vec<GroupFrame>, more: bool },
+    /// A mailbox took a device's [`Request::Watch`]: it keeps the frames of `topics` topics
+    /// for it now.
+    Watching { topics: u32 },
 }
 
 /// What became of one delivered envelope.
@@ -338,6 +370,18 @@ impl Request {
             && have.len() > MAX_SYNC_MARKS
         {
             return Err(DecodeError::Invalid("too many sync marks"));
+        }
+        // Sizes only: whether each topic is a group topic is the mailbox's check (answered
+        // `Refused(Invalid)`), so a device with a newer topic format is told, not struck.
+        if let Request::Watch { topics } = &req
+            && (topics.len() > MAX_WATCH_TOPICS || topics.iter().any(|t| t.len() > MAX_TOPIC_LEN))
+        {
+            return Err(DecodeError::Invalid("watch size"));
+        }
+        if let Request::TopicSync { topic, have } = &req
+            && (topic.len() > MAX_TOPIC_LEN || have.len() > MAX_SYNC_MARKS)
+        {
+            return Err(DecodeError::Invalid("topic sync size"));
         }
         if let Request::Deliver { envelopes } = &req {
             if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
@@ -650,6 +694,101 @@ mod tests {
         };
         assert!(!format!("{r:?}").contains("SECRET"));
         assert!(!format!("{r:?}").contains("example"));
+    }
+
+    fn topic(i: usize) -> String {
+        crate::groupwire::group_topic(&[i as u8; 16])
+    }
+
+    #[test]
+    fn watch_and_topic_sync_round_trip_and_sizes_are_checked() {
+        let mark = SenderMark {
+            sender: crate::group::Key([5; 32]),
+            seq: 9,
+        };
+        for ok in [
+            Request::Watch { topics: vec![] },
+            Request::Watch {
+                topics: (0..MAX_WATCH_TOPICS).map(topic).collect(),
+            },
+            Request::TopicSync {
+                topic: topic(1),
+                have: vec![],
+            },
+            Request::TopicSync {
+                topic: topic(1),
+                have: vec![mark; MAX_SYNC_MARKS],
+            },
+        ] {
+            assert_eq!(Request::decode(&ok.encode().unwrap()).unwrap(), ok);
+        }
+        for bad in [
+            Request::Watch {
+                topics: (0..=MAX_WATCH_TOPICS).map(topic).collect(),
+            },
+            Request::Watch {
+                topics: vec!["x".repeat(MAX_TOPIC_LEN + 1)],
+            },
+            Request::TopicSync {
+                topic: "x".repeat(MAX_TOPIC_LEN + 1),
+                have: vec![],
+            },
+            Request::TopicSync {
+                topic: topic(1),
+                have: vec![mark; MAX_SYNC_MARKS + 1],
+            },
+        ] {
+            assert!(matches!(
+                Request::decode(&bad.encode().unwrap()),
+                Err(DecodeError::Invalid(_))
+            ));
+        }
+        // Debug shows counts, not which topics a device watches.
+        let w = Request::Watch {
+            topics: vec![topic(3)],
+        };
+        assert!(!format!("{w:?}").contains("kith/g/"));
+        let t = Request::TopicSync {
+            topic: topic(3),
+            have: vec![mark],
+        };
+        assert!(!format!("{t:?}").contains("kith/g/"));
+        let ack = Response::Watching { topics: 3 };
+        assert_eq!(Response::decode(&ack.encode().unwrap()).unwrap(), ack);
+    }
+
+    proptest! {
+        /// Garbage after the Watch and TopicSync variant bytes (5 and 6): typed errors or
+        /// values within the limits, never a panic.
+        #[test]
+        fn garbage_watch_and_topic_sync_never_panic(
+            variant in 5u8..=6,
+            body in proptest::collection::vec(any::<u8>(), 0..4096),
+        ) {
+            let mut bytes = vec![WIRE_VERSION, variant];
+            bytes.extend_from_slice(&body);
+            match Request::decode(&bytes) {
+                Ok(Request::Watch { topics }) => {
+                    prop_assert!(topics.len() <= MAX_WATCH_TOPICS);
+                    prop_assert!(topics.iter().all(|t| t.len() <= MAX_TOPIC_LEN));
+                }
+                Ok(Request::TopicSync { topic, have }) => {
+                    prop_assert!(topic.len() <= MAX_TOPIC_LEN && have.len() <= MAX_SYNC_MARKS);
+                }
+                Ok(other) => prop_assert!(false, "decoded as {other:?}"),
+                Err(_) => {}
+            }
+        }
+
+        /// A valid Watch with one byte changed anywhere.
+        #[test]
+        fn mutated_watch_never_panics(i in 0usize..4096, v in any::<u8>()) {
+            let r = Request::Watch { topics: (0..64).map(topic).collect() };
+            let mut b = r.encode().unwrap();
+            let n = b.len();
+            b[i % n] = v;
+            let _ = Request::decode(&b);
+        }
     }
 
     proptest! {

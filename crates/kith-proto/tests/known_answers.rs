@@ -80,6 +80,27 @@ fn mailbox_push_and_quota_bytes() {
 }
 
 #[test]
+fn mailbox_watch_bytes() {
+    // Watch is Request variant 5, TopicSync 6; Watching is Response variant 7. (Topics are
+    // strings with a varint length; the mailbox, not the decoder, checks their form.)
+    let req = Request::Watch {
+        topics: vec!["ab".into()],
+    };
+    let bytes = req.encode().unwrap();
+    assert_eq!(hex(&bytes), "0105010261".to_string() + "62");
+    assert_eq!(Request::decode(&bytes).unwrap(), req);
+    let req = Request::TopicSync {
+        topic: "t".into(),
+        have: vec![],
+    };
+    let bytes = req.encode().unwrap();
+    assert_eq!(hex(&bytes), "0106017400");
+    assert_eq!(Request::decode(&bytes).unwrap(), req);
+    let resp = Response::Watching { topics: 3 };
+    assert_eq!(hex(&resp.encode().unwrap()), "010703");
+}
+
+#[test]
 fn sealed_payload_bytes() {
     let s = Sealed {
         version: 1,

@@ -15,6 +15,7 @@
 
 mod groups;
 mod model;
+mod topics;
 mod tx;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use model::*;
+pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};
 pub use tx::{ReadTx, WriteTx};
 
 /// The page cache a store gets unless told otherwise (64 MiB).

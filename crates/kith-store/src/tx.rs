@@ -317,6 +317,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(OUTBOX_LEN)?;
         self.txn.open_table(CONTACT_EXTRAS)?;
         self.create_group_tables()?;
+        self.create_topic_tables()?;
         Ok(())
     }
 

@@ -237,6 +237,28 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The daemon's log so far without ANSI colour sequences (fields read `key=value`).
+    pub fn plain_logs(&self) -> String {
+        let log = self.logs();
+        let mut out = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ params final-byte
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();

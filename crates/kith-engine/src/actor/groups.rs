@@ -52,6 +52,8 @@ const SYNC_GAP: Duration = Duration::from_secs(2);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Member devices a node keeps a connection to per group (the gossipsub mesh forms over them).
 const GROUP_DIALS: usize = 8;
+/// Mailboxes of member devices a member dials per group in its round, at most.
+pub const MEMBER_MAILBOX_DIALS: usize = 16;
 /// Most (group, peer) catch-up times remembered.
 const MAX_SYNC_ENTRIES: usize = 8192;
 /// Encoded bytes of ops per `GroupUpdate` body (below the sealed-payload limit).
@@ -232,6 +234,39 @@ impl Groups {
     pub(super) fn topics(&self) -> Vec<String> {
         self.topics.keys().cloned().collect()
     }
+
+    /// Whether this node joined a topic as a member (or former member) of its group.
+    pub(super) fn has_topic(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
+    /// The groups `me` is a current member of, with their topics, in topic order.
+    pub(super) fn current(&self, me: &[u8; 32]) -> Vec<(String, [u8; 16])> {
+        let mut out: Vec<(String, [u8; 16])> = self
+            .topics
+            .iter()
+            .filter(|(_, id)| self.states.get(*id).is_some_and(|s| s.members.contains(me)))
+            .map(|(t, id)| (t.clone(), *id))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// What this node holds of a group's frames, per sender whose key it has (the marks of a
+/// catch-up request). `None` when the store cannot be read.
+pub(super) fn sync_marks(store: &Store, id: &[u8; 16]) -> Option<Vec<SenderMark>> {
+    let rows = store.read(|r| r.group_senders(id)).ok()?;
+    Some(
+        rows.into_iter()
+            .filter(|(_, row)| row.keyed)
+            .take(MAX_SYNC_MARKS)
+            .map(|(sender, row)| SenderMark {
+                sender: Key(sender),
+                seq: row.contiguous,
+            })
+            .collect(),
+    )
 }
 
 impl Engine {
@@ -337,6 +372,26 @@ impl Engine {
                     self.run_after(a, ok);
                 }
             }
+            // The mailboxes of member devices (from their user records): one that keeps the
+            // group's frames for its user hears them only while connected to someone on the
+            // topic, so members keep a few of them connected while that user is away.
+            let mut mailboxes: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+            for m in devices.iter().flat_map(|(_, d)| d.mailboxes.iter()) {
+                if mailboxes.len() >= MEMBER_MAILBOX_DIALS {
+                    break;
+                }
+                if let Ok(p) = PeerId::from_bytes(&m.peer_id)
+                    && p != self.st.net.local_peer()
+                    && !mailboxes.iter().any(|(q, _)| *q == p)
+                {
+                    mailboxes.push((p, decode_addrs(&m.addrs)));
+                }
+            }
+            for (peer, addrs) in mailboxes {
+                if !self.st.connected.contains(&peer) {
+                    let _ = self.st.net.send(NetCommand::Dial { peer, addrs });
+                }
+            }
             let mut connected: Vec<PeerId> = Vec::new();
             let mut others: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
             for (_, d) in devices {
@@ -387,17 +442,8 @@ impl Engine {
             }
         }
         g.last_sync.insert((id, peer), now);
-        let have: Vec<SenderMark> = match self.store.read(|r| r.group_senders(&id)) {
-            Ok(rows) => rows
-                .into_iter()
-                .filter(|(_, row)| row.keyed)
-                .take(MAX_SYNC_MARKS)
-                .map(|(sender, row)| SenderMark {
-                    sender: Key(sender),
-                    seq: row.contiguous,
-                })
-                .collect(),
-            Err(_) => return,
+        let Some(have) = sync_marks(&self.store, &id) else {
+            return;
         };
         if have.is_empty() {
             return;
@@ -670,6 +716,10 @@ impl State {
             }));
         }
         let topic = group_topic(&id);
+        if is_member != was_member {
+            // The topics our mailboxes keep for us follow the groups we are in.
+            self.watching.changed();
+        }
         if is_member && !was_member {
             row.gone = false;
             row.deleted = false;
@@ -1397,6 +1447,10 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         let verdict = match self.groups.topics.get(topic).copied() {
+            // Not our group, but one of the devices this mailbox serves watches it.
+            None if self.watching.keeps(topic) => {
+                self.keep_watched(w, source, topic, data, after)?
+            }
             None => Verdict::Ignore,
             Some(group) => match GroupFrame::decode(data) {
                 Err(e) => {
@@ -1407,7 +1461,15 @@ impl State {
                     }));
                     Verdict::Reject
                 }
-                Ok(frame) => self.take_frame(w, group, frame, author, Some(source), after)?,
+                Ok(frame) => {
+                    let (sender, seq) = (frame.sender.0, frame.seq);
+                    let v = self.take_frame(w, group, frame, author, Some(source), after)?;
+                    // A mailbox that is a member too keeps what it forwards for its devices.
+                    if v == Verdict::Accept && self.watching.keeps(topic) {
+                        self.keep_frame(w, topic, &sender, seq, data)?;
+                    }
+                    v
+                }
             },
         };
         after.push(After::Net(NetCommand::Validated {
@@ -1499,6 +1561,7 @@ impl State {
         let verdict = self.open_frame(w, group, &frame, source, after)?;
         if gap && let Some(p) = source {
             after.push(After::GroupSync(group, p));
+            after.push(After::TopicSync(group));
         }
         Ok(verdict)
     }
@@ -1992,7 +2055,7 @@ impl State {
         Ok(Response::GroupFrames { frames, more })
     }
 
-    /// The answer to our catch-up request.
+    /// The answer to our catch-up request to a member.
     pub(super) fn on_group_frames(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -2003,17 +2066,37 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         self.groups.syncing.remove(&group);
-        let mut got = 0usize;
-        for f in frames {
-            if self.take_frame(w, group, f, None, None, after)? == Verdict::Accept {
-                got += 1;
-            }
-        }
-        if more && got > 0 {
+        let new = self.take_frames(w, group, frames, after)?;
+        // Ask again only while answers bring something new: a peer that keeps answering
+        // frames we hold (around a hole it cannot fill) does not keep us asking.
+        if more && new > 0 {
             self.groups.last_sync.remove(&(group, peer));
             after.push(After::GroupSync(group, peer));
         }
         Ok(())
+    }
+
+    /// Takes frames a member or a mailbox handed over (with the checks gossiped frames
+    /// get); returns how many were not held before.
+    pub(super) fn take_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: [u8; 16],
+        frames: Vec<GroupFrame>,
+        after: &mut Vec<After>,
+    ) -> Result<usize, StoreError> {
+        let mut new = 0usize;
+        for f in frames {
+            let (sender, seq) = (f.sender.0, f.seq);
+            let held = w.group_frame(&group, &sender, seq)?.is_some();
+            if self.take_frame(w, group, f, None, None, after)? == Verdict::Accept
+                && !held
+                && w.group_frame(&group, &sender, seq)?.is_some()
+            {
+                new += 1;
+            }
+        }
+        Ok(new)
     }
 
     /// `kith group read`: marks a group's messages read and tells their senders.

@@ -3,11 +3,14 @@ mod groups;
 mod inbound;
 mod outbox;
 mod presence;
+mod watch;
 
 pub use groups::{GROUP_SYNC_EVERY, GroupChange, MAX_GROUPS};
 use groups::{GroupCmd, Groups};
 pub use presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
 use presence::{Social, SocialCmd};
+use watch::Watching;
+pub use watch::{MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_MAILBOX_TOPICS};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -578,6 +581,12 @@ enum After {
     GroupSync([u8; 16], PeerId),
     /// Look a person up in the DHT (a group member whose devices are not known).
     Lookup([u8; 32]),
+    /// As a mailbox: the topics devices watch changed (subscribe, unsubscribe).
+    Kept(kith_store::WatchChange),
+    /// Catch up on a group with one of our mailboxes (a frame showed a gap).
+    TopicSync([u8; 16]),
+    /// Go on with a catch-up from a mailbox that was cut at its size limit.
+    TopicSyncMore([u8; 16], PeerId, Vec<kith_proto::groupwire::SenderMark>),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -613,6 +622,17 @@ enum Pending {
     /// A catch-up request for a group.
     GroupSync {
         group: [u8; 16],
+    },
+    /// The topics of our groups, sent to one of our mailboxes (by peer id).
+    Watch {
+        mailbox: Vec<u8>,
+        topics: Vec<String>,
+    },
+    /// A catch-up request for a group to one of our mailboxes; `floor` raises our marks to
+    /// what earlier answers of the same catch-up brought.
+    TopicSync {
+        group: [u8; 16],
+        floor: Vec<kith_proto::groupwire::SenderMark>,
     },
 }
 
@@ -701,6 +721,8 @@ struct State {
     data_dir: PathBuf,
     /// Group chats.
     groups: Groups,
+    /// Group topics our mailboxes keep for us, and (as a mailbox) for our devices.
+    watching: Watching,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
@@ -776,11 +798,13 @@ impl Engine {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let social = Social::load(&store);
         let groups = Groups::load(&store);
+        let watching = Watching::load(&store, cfg.mailbox.is_some());
         let engine = Engine {
             store,
             st: State {
                 social,
                 groups,
+                watching,
                 data_dir: cfg.data_dir.clone(),
                 mailbox: cfg.mailbox,
                 my_mailboxes,
@@ -920,6 +944,7 @@ impl Engine {
         for topic in self.st.groups.topics() {
             let _ = self.st.net.send(NetCommand::Subscribe { topic });
         }
+        self.watch_startup();
         match self.store.read(|r| r.outbox_devices()) {
             Ok(devs) => {
                 for d in devs {
@@ -939,6 +964,17 @@ impl Engine {
         let st = &mut self.st;
         if let Err(e) = self.store.write(|w| st.prune_group_frames(w)) {
             warn!(error = %e, "cannot prune group frames");
+        }
+        if let Some(cfg) = &self.st.mailbox {
+            let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+            match self.store.write(|w| w.expire_topic_frames(before)) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    expired = n,
+                    "mailbox dropped group frames past their retention"
+                ),
+                Err(e) => warn!(error = %e, "cannot expire kept group frames"),
+            }
         }
         self.expire_mail();
     }
@@ -973,6 +1009,7 @@ impl Engine {
     fn on_tick(&mut self) {
         self.presence_tick();
         self.groups_tick();
+        self.watch_tick();
         if self.st.record_dirty {
             self.st.record_dirty = false;
             self.publish_record();
@@ -1210,7 +1247,17 @@ impl Engine {
             }
             After::GroupSync(group, peer) if ok => self.group_sync(group, peer),
             After::Lookup(identity) if ok => self.lookup_identity(identity),
+            After::Kept(change) if ok => {
+                for cmd in self.st.kept_changed(change) {
+                    let _ = self.st.net.send(cmd);
+                }
+            }
+            After::TopicSync(group) if ok => self.topic_catch_up(group),
+            After::TopicSyncMore(group, peer, floor) if ok => {
+                self.topic_sync_more(group, peer, floor)
+            }
             After::GroupPublish(..) | After::GroupSync(..) | After::Lookup(_) => {}
+            After::Kept(_) | After::TopicSync(_) | After::TopicSyncMore(..) => {}
             After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}
         }
     }
@@ -1281,6 +1328,7 @@ impl Engine {
                     .cloned()
                 {
                     let token = self.st.mailbox_tokens.get(&m.peer_id).cloned();
+                    self.st.watching.connected(&m.peer_id);
                     self.register_with(m, token, None);
                 }
                 let dev = device_key(&peer.to_bytes());
@@ -1318,6 +1366,7 @@ impl Engine {
             NetEvent::Disconnected { peer } => {
                 self.st.connected.remove(&peer);
                 self.st.registered_here.remove(&peer);
+                self.st.watching.disconnected(&peer.to_bytes());
                 self.presence_disconnected(peer);
                 None
             }
@@ -1339,6 +1388,10 @@ impl Engine {
                     Some(Pending::GroupSync { group }) => {
                         debug!(%peer, %error, "group catch-up failed");
                         self.group_sync_done(group);
+                    }
+                    Some(p @ (Pending::Watch { .. } | Pending::TopicSync { .. })) => {
+                        debug!(%peer, %error, "request to our mailbox failed");
+                        self.watch_failed(p);
                     }
                     Some(Pending::Register { reply, .. }) => {
                         warn!(%peer, %error, "mailbox registration failed");
@@ -2195,6 +2248,14 @@ impl State {
                 }
                 Request::GroupSync { group, have } => {
                     let resp = self.answer_group_sync(w, peer, group, have)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::Watch { topics } => {
+                    let resp = self.answer_watch(w, peer, topics, after)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::TopicSync { topic, have } => {
+                    let resp = self.answer_topic_sync(w, peer, &topic, &have)?;
                     after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {

@@ -224,6 +224,12 @@ impl State {
             (Pending::GroupSync { group }, Response::GroupFrames { frames, more }) => {
                 self.on_group_frames(w, peer, group, frames, more, after)?;
             }
+            (Pending::TopicSync { group, floor }, Response::GroupFrames { frames, more }) => {
+                self.on_topic_frames(w, peer, (group, floor), frames, more, after)?;
+            }
+            (Pending::Watch { mailbox, topics }, Response::Watching { .. }) => {
+                self.on_watching(mailbox, topics);
+            }
             (Pending::Claim { dev }, Response::Prekey(bundle)) => {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);
@@ -309,6 +315,7 @@ impl State {
                     info!(mailbox = %self.mailbox_view(&mailbox_id).peer_id, "registered with a mailbox");
                 }
                 self.save_usage(w, &mailbox_id, usage)?;
+                self.watching.registered(&mailbox_id);
                 let view = self.mailbox_view(&mailbox_id);
                 if let Some(tx) = reply {
                     after.push(After::Publish((tx, view)));
@@ -336,6 +343,14 @@ impl State {
                     Pending::Register { .. } | Pending::SetPush { .. } => return Ok(()),
                     Pending::GroupSync { group } => {
                         self.groups_sync_failed(group);
+                        return Ok(());
+                    }
+                    Pending::Watch { mailbox, .. } => {
+                        self.watch_refused(peer, mailbox, &other);
+                        return Ok(());
+                    }
+                    Pending::TopicSync { group, .. } => {
+                        self.topic_sync_refused(peer, group, &other);
                         return Ok(());
                     }
                 };
