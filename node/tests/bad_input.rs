@@ -262,25 +262,6 @@ fn vm_peak_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The log without ANSI colour sequences.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn assert_alive(node: &mut Node, after: &str) {
     let logs = node.logs();
     let child = node.child.as_mut().expect("node was started");
@@ -329,7 +310,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn wait_log(node: &Node, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let start = std::time::Instant::now();
     loop {
-        let log = plain(&node.logs());
+        let log = node.plain_logs();
         if ok(&log) {
             return log;
         }

@@ -280,22 +280,12 @@ impl Engine {
         if due.is_empty() {
             return;
         }
-        let st = &mut self.st;
-        let mut after = Vec::new();
-        let res = self.store.write(|w| {
+        self.write_then("cannot queue group receipts", |st, w, after| {
             for ((dev, group), d) in due {
-                st.send_receipts(w, dev, d.identity, group, d.ids, d.at_ms, &mut after)?;
+                st.send_receipts(w, dev, d.identity, group, d.ids, d.at_ms, after)?;
             }
-            st.flush_crypto(w)
+            Ok(())
         });
-        let ok = res.is_ok();
-        if let Err(e) = res {
-            warn!(error = %e, "cannot queue group receipts");
-            self.reload_crypto();
-        }
-        for a in after {
-            self.run_after(a, ok);
-        }
     }
 
     pub(super) fn groups_tick(&mut self) {
@@ -355,22 +345,12 @@ impl Engine {
                 })
                 .unwrap_or_default();
             if !unshared.is_empty() {
-                let st = &mut self.st;
-                let mut after = Vec::new();
-                let res = self.store.write(|w| {
+                self.write_then("cannot share a group key", |st, w, after| {
                     for who in &unshared {
-                        st.group_devices_appeared(w, *who, &mut after)?;
+                        st.group_devices_appeared(w, *who, after)?;
                     }
-                    st.flush_crypto(w)
+                    Ok(())
                 });
-                let ok = res.is_ok();
-                if let Err(e) = res {
-                    warn!(error = %e, "cannot share a group key");
-                    self.reload_crypto();
-                }
-                for a in after {
-                    self.run_after(a, ok);
-                }
             }
             // The mailboxes of member devices (from their user records): one that keeps the
             // group's frames for its user hears them only while connected to someone on the

@@ -1140,6 +1140,31 @@ impl Engine {
         }
     }
 
+    /// Runs `f` on the state in one write transaction, with the crypto state flushed in the
+    /// same transaction, then what it queued. On failure the crypto state is reloaded from
+    /// the store and `what` logged. Returns whether it committed.
+    fn write_then(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut State, &mut WriteTx<'_>, &mut Vec<After>) -> Result<(), StoreError>,
+    ) -> bool {
+        let st = &mut self.st;
+        let mut after = Vec::new();
+        let res = self.store.write(|w| {
+            f(st, w, &mut after)?;
+            st.flush_crypto(w)
+        });
+        let ok = res.is_ok();
+        if let Err(e) = res {
+            warn!(error = %e, "{what}");
+            self.reload_crypto();
+        }
+        for a in after {
+            self.run_after(a, ok);
+        }
+        ok
+    }
+
     fn reload_crypto(&mut self) {
         self.st.sessions.clear();
         self.st.dirty_sessions.clear();
@@ -1608,20 +1633,10 @@ impl Engine {
         {
             // No session, the device is away, but its record carries a signed fallback
             // pre-key: open the session from it, seal, and leave the envelopes with a mailbox.
-            let st = &mut self.st;
-            let mut after = Vec::new();
-            let res = self.store.write(|w| {
-                st.on_prekey(w, peer, dev, bundle, &mut after)?;
-                st.flush_crypto(w)
-            });
-            let ok = res.is_ok();
-            if let Err(e) = res {
-                warn!(error = %e, "cannot open a session from a published pre-key");
-                self.reload_crypto();
-            }
-            for a in after {
-                self.run_after(a, ok);
-            }
+            let ok = self.write_then(
+                "cannot open a session from a published pre-key",
+                |st, w, after| st.on_prekey(w, peer, dev, bundle, after),
+            );
             if ok
                 && self
                     .store
