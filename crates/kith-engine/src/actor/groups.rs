@@ -1008,15 +1008,7 @@ impl State {
         };
         let id = log.id();
         self.save_op(w, id, &op)?;
-        self.groups.logs.insert(id, log);
-        w.put_group(
-            &id,
-            &GroupRow {
-                next_seq: 1,
-                joined_ms: now_ms(),
-                ..Default::default()
-            },
-        )?;
+        self.start_group(w, log)?;
         let before = GroupState::default();
         self.group_changed(w, id, &before, after)?;
         self.broadcast_ops(w, id, &before, &[op], after)?;
@@ -1254,17 +1246,7 @@ impl State {
                         continue;
                     }
                     match GroupLog::new(op.clone()) {
-                        Ok(log) => {
-                            self.groups.logs.insert(id, log);
-                            w.put_group(
-                                &id,
-                                &GroupRow {
-                                    next_seq: 1,
-                                    joined_ms: now_ms(),
-                                    ..Default::default()
-                                },
-                            )?;
-                        }
+                        Ok(log) => self.start_group(w, log)?,
                         Err(_) => continue,
                     }
                 }
@@ -1708,6 +1690,20 @@ impl State {
         keys.into_iter()
             .filter_map(|k| due.remove(&k).map(|d| (k, d)))
             .collect()
+    }
+
+    /// Keeps a group this node just joined or made: its log in memory, a fresh row stored.
+    fn start_group(&mut self, w: &mut WriteTx<'_>, log: GroupLog) -> Result<(), StoreError> {
+        let id = log.id();
+        self.groups.logs.insert(id, log);
+        w.put_group(
+            &id,
+            &GroupRow {
+                next_seq: 1,
+                joined_ms: now_ms(),
+                ..Default::default()
+            },
+        )
     }
 
     /// A member asks for ops it lacks: send those we hold (current members only).
@@ -2196,18 +2192,7 @@ impl State {
             Err(e) => return Ok(Err(e)),
         };
         let mut msgs = w.group_history(&id, limit)?;
-        // Keep the answer to a sane size, as for 1:1 history: the newest messages up to
-        // MAX_HISTORY_BYTES (10,000 texts of 48 KiB would not fit the client's 64 MiB line).
-        let mut total = 0usize;
-        let keep = msgs
-            .iter()
-            .rev()
-            .take_while(|(_, m)| {
-                total += m.text.len();
-                total <= MAX_HISTORY_BYTES
-            })
-            .count();
-        msgs.drain(..msgs.len() - keep);
+        keep_newest_texts(&mut msgs, |m| m.text.len());
         let mut items: Vec<GroupItemView> = Vec::new();
         for (_, m) in msgs {
             let (status, delivered, read) = if m.outgoing {

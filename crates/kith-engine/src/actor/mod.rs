@@ -1852,17 +1852,7 @@ impl Engine {
                     return Ok(Err(EngineError::UnknownContact(with.to_string())));
                 };
                 let mut msgs = r.history(&c.identity, limit)?;
-                // Keep the answer to a sane size: the newest messages up to MAX_HISTORY_BYTES.
-                let mut total = 0usize;
-                let keep = msgs
-                    .iter()
-                    .rev()
-                    .take_while(|(_, m)| {
-                        total += m.text.len();
-                        total <= MAX_HISTORY_BYTES
-                    })
-                    .count();
-                msgs.drain(..msgs.len() - keep);
+                keep_newest_texts(&mut msgs, |m| m.text.len());
                 Ok(Ok(msgs
                     .into_iter()
                     .map(|(_, m)| MessageView {
@@ -1914,6 +1904,22 @@ fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, En
 }
 
 /// A mailbox given by its contact code, or by an address ending in `/p2p/<peer id>`.
+/// Keeps a history answer to a sane size: the newest messages (oldest first in `msgs`)
+/// whose texts add up to at most MAX_HISTORY_BYTES (10,000 texts of 48 KiB would not fit
+/// the client's 64 MiB line).
+fn keep_newest_texts<K, M>(msgs: &mut Vec<(K, M)>, len: impl Fn(&M) -> usize) {
+    let mut total = 0usize;
+    let keep = msgs
+        .iter()
+        .rev()
+        .take_while(|(_, m)| {
+            total += len(m);
+            total <= MAX_HISTORY_BYTES
+        })
+        .count();
+    msgs.drain(..msgs.len() - keep);
+}
+
 fn mailbox_from(code: &str) -> Result<MailboxRef, EngineError> {
     if code.starts_with('/') {
         let addr: Multiaddr = code
