@@ -17,7 +17,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{Links, NEXT_MEMORY, ScenarioError, SimError, addr, pct, peak_rss_mib, proc_cpu_s};
+use crate::{
+    Links, NEXT_MEMORY, START_TOGETHER, ScenarioError, SimError, addr, pct, peak_rss_mib,
+    proc_cpu_s,
+};
 
 /// A group scenario; read from a TOML file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +126,10 @@ pub struct GroupReport {
     pub bytes_sent_per_member_per_message: f64,
     /// The same, received.
     pub bytes_received_per_member_per_message: f64,
+    /// Copies of gossip messages a member received beyond the first, per member per message
+    /// sent, while the messages flowed (all gossip on the group's topic: messages and
+    /// membership updates).
+    pub duplicates_per_member_per_message: f64,
 
     /// Time for the group to reach every member, s.
     pub setup_s: f64,
@@ -187,7 +194,7 @@ impl GroupReport {
             "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s, first messages from every sender in {:.1} s more\n\
              messages: {} sent, {}/{} member deliveries ({:.2} %), {} duplicates, {} out of order, states agree: {}, removed member saw {}\n\
              latency send → member: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
-             cost per member per message: {:.0} bytes sent, {:.0} bytes received\n\
+             cost per member per message: {:.0} bytes sent, {:.0} bytes received, {:.2} duplicate copies received\n\
              run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
             self.scenario,
             self.seed,
@@ -213,6 +220,7 @@ impl GroupReport {
             self.latency_ms[3],
             self.bytes_sent_per_member_per_message,
             self.bytes_received_per_member_per_message,
+            self.duplicates_per_member_per_message,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib
@@ -351,8 +359,20 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         format!("{}/p2p/{}", addr(members[0].port, true), members[0].peer_id)
             .parse()
             .ok();
-    for (i, m) in members.iter_mut().enumerate().skip(1) {
-        m.start(i, boot.clone(), seen_tx.clone()).await?;
+    // A few members start at once, as in `run`: a start waits on disk writes as much as on
+    // CPU.
+    let mut next = 1;
+    while next < s.members {
+        let end = (next + START_TOGETHER).min(s.members);
+        let started = futures::future::join_all(
+            members[next..end]
+                .iter_mut()
+                .zip(next..end)
+                .map(|(m, i)| m.start(i, boot.clone(), seen_tx.clone())),
+        )
+        .await;
+        started.into_iter().collect::<Result<Vec<()>, _>>()?;
+        next = end;
     }
     // The creator knows everyone; everyone knows the creator. Members need not know each
     // other: the group tells them about each other's devices.
@@ -370,16 +390,31 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         }
     };
     let admin_code = members[0].code.clone();
-    for (i, m) in members.iter().enumerate().skip(1) {
-        admin
-            .add_contact(m.code.clone(), format!("n{i}"))
-            .await
-            .map_err(err(i))?;
-        if let Some(h) = &m.handle {
-            h.add_contact(admin_code.clone(), "n0".into())
-                .await
-                .map_err(err(i))?;
-        }
+    // Contacts are added a few dozen at once (each engine batches them into few writes).
+    let pairs: Vec<(usize, String, Option<EngineHandle>)> = members
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, m)| (i, m.code.clone(), m.handle.clone()))
+        .collect();
+    for chunk in pairs.chunks(32) {
+        let added = futures::future::join_all(chunk.iter().map(|(i, code, h)| {
+            let (admin, admin_code) = (&admin, &admin_code);
+            async move {
+                admin
+                    .add_contact(code.clone(), format!("n{i}"))
+                    .await
+                    .map_err(err(*i))?;
+                if let Some(h) = h {
+                    h.add_contact(admin_code.clone(), "n0".into())
+                        .await
+                        .map_err(err(*i))?;
+                }
+                Ok::<(), SimError>(())
+            }
+        }))
+        .await;
+        added.into_iter().collect::<Result<Vec<()>, _>>()?;
     }
     let t_setup = Instant::now();
     if std::env::var_os("KITH_SIM_DEBUG").is_some() {
@@ -395,19 +430,22 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         )
         .await
         .map_err(err(0))?;
-    // Wait until every member has the group with everyone in it.
+    // Wait until every member has the group with everyone in it (asking only those that
+    // did not have it last time).
     let deadline = Instant::now() + Duration::from_millis(s.setup_ms);
+    let mut has_group = vec![false; s.members];
     loop {
-        let mut ready = 0;
-        for m in &members {
-            if let Some(h) = &m.handle
+        for (m, has) in members.iter().zip(has_group.iter_mut()) {
+            if !*has
+                && let Some(h) = &m.handle
                 && h.group_info("sim".into())
                     .await
                     .is_ok_and(|g| g.members.len() == s.members)
             {
-                ready += 1;
+                *has = true;
             }
         }
+        let ready = has_group.iter().filter(|h| **h).count();
         if ready == s.members {
             break;
         }
@@ -438,10 +476,11 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             }
         }
         let deadline = Instant::now() + Duration::from_millis(s.setup_ms);
+        let mut warmed = vec![false; s.members];
         loop {
-            let mut ready = 0;
-            for m in &members {
-                if let Some(h) = &m.handle
+            for (m, done) in members.iter().zip(warmed.iter_mut()) {
+                if !*done
+                    && let Some(h) = &m.handle
                     && h.group_history("sim".into(), 100_000)
                         .await
                         .is_ok_and(|items| {
@@ -452,8 +491,15 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                             warm == s.senders
                         })
                 {
-                    ready += 1;
+                    *done = true;
                 }
+            }
+            let ready = warmed.iter().filter(|d| **d).count();
+            if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+                eprintln!(
+                    "warm-up: {ready} of {} members have every sender's first message",
+                    s.members
+                );
             }
             if ready == s.members || Instant::now() >= deadline {
                 break;
@@ -484,9 +530,9 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     plan.sort_by_key(|(t, _)| *t);
 
     let traffic = |members: &[Member]| {
-        members.iter().fold((0u64, 0u64), |(a, b), m| {
+        members.iter().fold((0u64, 0u64, 0u64), |(a, b, d), m| {
             let (s, r) = m.sim.traffic();
-            (a + s, b + r)
+            (a + s, b + r, d + m.sim.gossip().duplicates())
         })
     };
     let traffic0 = traffic(&members);
@@ -700,6 +746,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         ],
         bytes_sent_per_member_per_message: (traffic1.0 - traffic0.0) as f64 / per,
         bytes_received_per_member_per_message: (traffic1.1 - traffic0.1) as f64 / per,
+        duplicates_per_member_per_message: traffic1.2.saturating_sub(traffic0.2) as f64 / per,
         setup_s,
         warmup_s,
         wall_s: t_start.elapsed().as_secs_f64(),

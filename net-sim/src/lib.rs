@@ -28,8 +28,10 @@
 //!
 //! Not simulated yet: groups.
 
+mod gossip;
 mod group;
 
+pub use gossip::{GossipReport, GossipScenario, run_gossip};
 pub use group::{GroupReport, GroupScenario, run_group};
 
 use std::collections::{HashMap, VecDeque};
@@ -698,7 +700,7 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
 }
 
 /// Nodes started at once.
-const START_TOGETHER: usize = 8;
+pub(crate) const START_TOGETHER: usize = 8;
 /// Mailbox registrations made at once.
 const REGISTER_TOGETHER: usize = 32;
 /// Sends waiting for their engine's answer, at most.

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kith_net_sim::{GroupScenario, Scenario, run_group, run_with_progress};
+use kith_net_sim::{
+    GossipScenario, GroupScenario, Scenario, run_gossip, run_group, run_with_progress,
+};
 
 /// Many Kith nodes in one process, with churn and partitions from a seed.
 #[derive(Debug, Parser)]
@@ -56,6 +58,22 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run a gossip scenario file (one big group's gossip layer alone) and report.
+    Gossip {
+        /// The scenario (TOML).
+        scenario: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which kind of scenario a command runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Run,
+    Group,
+    Gossip,
 }
 
 fn main() -> ExitCode {
@@ -71,17 +89,18 @@ fn main() -> ExitCode {
             };
         }
     };
-    let (scenario, json, quiet, group) = match cli.cmd {
+    let (scenario, json, quiet, kind) = match cli.cmd {
         Cmd::Run {
             scenario,
             json,
             quiet,
-        } => (scenario, json, quiet, false),
+        } => (scenario, json, quiet, Kind::Run),
         Cmd::Group {
             scenario,
             json,
             quiet,
-        } => (scenario, json, quiet, true),
+        } => (scenario, json, quiet, Kind::Group),
+        Cmd::Gossip { scenario, json } => (scenario, json, true, Kind::Gossip),
     };
     let text = match std::fs::read_to_string(&scenario) {
         Ok(t) => t,
@@ -114,16 +133,19 @@ fn main() -> ExitCode {
             eprintln!("net-sim: {line}");
         }
     };
-    let outcome = if group {
-        GroupScenario::parse(&text).map(|s| {
+    let outcome = match kind {
+        Kind::Group => GroupScenario::parse(&text).map(|s| {
             rt.block_on(run_group(&s))
                 .map(|r| (serde_json::to_string(&r), r.text(), r.failures()))
-        })
-    } else {
-        Scenario::parse(&text).map(|s| {
+        }),
+        Kind::Gossip => GossipScenario::parse(&text).map(|s| {
+            rt.block_on(run_gossip(&s))
+                .map(|r| (serde_json::to_string(&r), r.text(), r.failures()))
+        }),
+        Kind::Run => Scenario::parse(&text).map(|s| {
             rt.block_on(run_with_progress(&s, &progress))
                 .map(|r| (serde_json::to_string(&r), r.text(), r.failures(&s)))
-        })
+        }),
     };
     let (as_json, as_text, failures) = match outcome {
         Err(e) => {

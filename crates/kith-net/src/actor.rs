@@ -337,8 +337,9 @@ pub const MAX_GOSSIP: usize = kith_proto::groupwire::MAX_GROUP_FRAME + 1024;
 pub const MAX_PEER_TOPICS: usize = 1024;
 
 /// Gossipsub for group chats: see docs/architecture.md ("Groups") for why each setting.
-fn make_gossip(
+pub(crate) fn make_gossip(
     key: &identity::Keypair,
+    counts: Option<std::sync::Arc<crate::sim::GossipCounts>>,
 ) -> Result<
     gossipsub::Behaviour<
         gossipsub::IdentityTransform,
@@ -353,7 +354,10 @@ fn make_gossip(
         // Forward only what the engine found valid (a well-formed frame from a member).
         .validate_messages()
         // The same frame reached by two paths (or re-sent in a sync) has one id.
-        .message_id_fn(|m: &gossipsub::Message| {
+        .message_id_fn(move |m: &gossipsub::Message| {
+            if let Some(c) = &counts {
+                c.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             gossipsub::MessageId::from(&sha2::Sha256::digest(&m.data)[..20])
         })
         .max_transmit_size(MAX_GOSSIP)
@@ -394,7 +398,7 @@ fn make_gossip(
 
 /// Score parameters of a group topic: invalid frames cost a lot; a quiet group costs nothing
 /// (no penalty for mesh peers that deliver few messages: groups are often silent).
-fn group_topic_params() -> gossipsub::TopicScoreParams {
+pub(crate) fn group_topic_params() -> gossipsub::TopicScoreParams {
     gossipsub::TopicScoreParams {
         topic_weight: 1.0,
         time_in_mesh_weight: 0.01,
@@ -489,7 +493,10 @@ fn make_behaviour(
         },
     );
     Ok(Behaviour {
-        gossip: make_gossip(key)?,
+        gossip: make_gossip(
+            key,
+            (cfg.sim.as_ref().filter(|_| cfg.memory)).map(|s| s.gossip_counters()),
+        )?,
         signal: request_response::Behaviour::with_codec(
             SignalCodec,
             [(
@@ -950,6 +957,11 @@ impl Actor {
             }
             NetCommand::Publish { tag, topic, data } => {
                 let t = gossipsub::IdentTopic::new(topic);
+                if let Some(s) = &self.sim {
+                    s.gossip_counters()
+                        .published
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let result = match self.swarm.behaviour_mut().gossip.publish(t, data) {
                     Ok(_) => Ok(()),
                     Err(e) => Err(e.to_string()),
@@ -987,6 +999,11 @@ impl Actor {
                 message_id,
                 message,
             } => {
+                if let Some(s) = &self.sim {
+                    s.gossip_counters()
+                        .first
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let ev = NetEvent::Gossip {
                     id: GossipId(message_id.clone()),
                     source: propagation_source,

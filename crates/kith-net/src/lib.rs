@@ -18,7 +18,8 @@
 //!
 //! - for simulations only ([`NetConfig::memory`]): in-process memory links instead of TCP and
 //!   QUIC, each wrapped below Noise by [`shaped::Shaped`] (latency, jitter, loss and bandwidth
-//!   from a seed, and byte counters), with DHT lookup statistics, all through [`SimNet`].
+//!   from a seed, and byte counters), with DHT lookup statistics, all through [`SimNet`];
+//!   and [`gossip_sim`], nodes that run only the group gossip, for simulations of big groups.
 //!
 //! Data flow: the engine sends [`NetCommand`]s on a bounded channel (with `try_send`, so it
 //! never waits on the network); the actor answers with [`NetEvent`]s on another bounded
@@ -32,6 +33,7 @@
 mod actor;
 pub mod anon;
 pub mod codec;
+pub mod gossip_sim;
 pub mod mdns;
 pub mod reach;
 pub mod shaped;

@@ -20,6 +20,8 @@
 //!   ones with Kademlia's own statistics (requests sent, which stand in for hops, and time).
 //!   Their answers go to the engine tagged with [`LOOKUP_TAG`], which it does not know and
 //!   drops.
+//! - **Gossip copies**: [`SimNet::gossip`] counts the group messages the node's gossipsub
+//!   received, every copy and the first ones, so a simulation can report duplicates.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +80,35 @@ struct Shared {
     /// The running network's command queue (weak: it must not keep the network alive).
     net: Mutex<Option<mpsc::WeakSender<NetCommand>>>,
     lookups: Mutex<Lookups>,
+    gossip: Arc<GossipCounts>,
+}
+
+/// Gossipsub messages counted for a simulation.
+#[derive(Debug, Default)]
+pub(crate) struct GossipCounts {
+    /// Message ids gossipsub computed: one per message this node published and one per copy
+    /// it received (gossipsub computes the id of every copy before its duplicate check).
+    pub(crate) ids: AtomicU64,
+    /// Messages this node published.
+    pub(crate) published: AtomicU64,
+    /// Messages gossipsub passed on as new (first copies).
+    pub(crate) first: AtomicU64,
+}
+
+/// Gossip messages a node received: see [`SimNet::gossip`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GossipReceived {
+    /// Every copy that arrived, duplicates and invalid ones included.
+    pub copies: u64,
+    /// Messages that were new to the node.
+    pub first: u64,
+}
+
+impl GossipReceived {
+    /// Copies beyond the first (duplicates, plus the rare copy refused as invalid).
+    pub fn duplicates(&self) -> u64 {
+        self.copies.saturating_sub(self.first)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +176,23 @@ impl SimNet {
             .lock()
             .map(|l| l.done.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Gossip messages the node has received so far (over restarts).
+    pub fn gossip(&self) -> GossipReceived {
+        let g = &self.shared.gossip;
+        GossipReceived {
+            copies: g
+                .ids
+                .load(Ordering::Relaxed)
+                .saturating_sub(g.published.load(Ordering::Relaxed)),
+            first: g.first.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The counters gossipsub's message-id function and the network add to.
+    pub(crate) fn gossip_counters(&self) -> Arc<GossipCounts> {
+        self.shared.gossip.clone()
     }
 
     /// The counters the link wrapper adds to.
