@@ -500,6 +500,39 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                     "warm-up: {ready} of {} members have every sender's first message",
                     s.members
                 );
+                for (i, m) in members.iter().enumerate().filter(|(i, _)| !warmed[*i]) {
+                    let Some(h) = &m.handle else { continue };
+                    let have: Vec<String> = h
+                        .group_history("sim".into(), 100_000)
+                        .await
+                        .map(|items| {
+                            items
+                                .iter()
+                                .filter(|it| it.text.starts_with("warm "))
+                                .map(|it| it.text.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let info = h.group_info("sim".into()).await.ok();
+                    eprintln!(
+                        "  member {i} ({}): has {have:?}; frames {:?} undecryptable {:?}",
+                        &m.peer_id,
+                        info.as_ref().map(|g| g.frames),
+                        info.as_ref().map(|g| g.undecryptable)
+                    );
+                }
+                for (i, m) in members.iter().enumerate().take(s.senders) {
+                    let Some(h) = &m.handle else { continue };
+                    let waiting: Vec<(String, usize, bool)> = h
+                        .contacts()
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| c.pending > 0)
+                        .map(|c| (c.name, c.pending, c.connected))
+                        .collect();
+                    eprintln!("  sender {i}: waiting (contact, items, connected) {waiting:?}");
+                }
             }
             if ready == s.members || Instant::now() >= deadline {
                 break;

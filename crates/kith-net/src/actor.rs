@@ -900,7 +900,17 @@ impl Actor {
                             self.put_queries.insert(qid, tag);
                         }
                     }
-                    Err(e) => warn!(error = ?e, "cannot store own record"),
+                    Err(e) => {
+                        warn!(error = ?e, "cannot store own record");
+                        if let Some(tag) = tag
+                            && self
+                                .events
+                                .try_send(NetEvent::Published { tag, ok: false })
+                                .is_err()
+                        {
+                            debug!("engine busy; record outcome dropped");
+                        }
+                    }
                 }
             }
             NetCommand::GetRecord { tag, key } => {

@@ -59,6 +59,15 @@ pub const CLAIMS_PER_MINUTE: u32 = 10;
 pub const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 /// How long a published user record is valid.
 pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
+/// Longest wait before publishing the user record again after no DHT peer stored it.
+pub const MAX_RECORD_RETRY: Duration = Duration::from_secs(300);
+
+/// The wait before publishing the user record again after `failures` publications in a row
+/// that no DHT peer stored: 2 s, doubling, at most [`MAX_RECORD_RETRY`].
+fn record_retry_after(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.clamp(1, 16)).min(MAX_RECORD_RETRY)
+}
+
 /// How often the user record is republished.
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
 /// How long envelope hashes are kept to recognise retries.
@@ -698,6 +707,11 @@ struct State {
     lookups: HashMap<[u8; 32], Instant>,
     record_tags: HashMap<u64, [u8; 32]>,
     record_dirty: bool,
+    /// The tag of the last publication of our record, while its outcome is awaited.
+    record_tag: Option<u64>,
+    /// Publications of our record in a row that no DHT peer stored, and when to try again.
+    record_failures: u32,
+    record_retry: Option<Instant>,
     last_keepalive: Instant,
     /// Callers waiting for a tagged record publication.
     publishing: HashMap<u64, PublishReply>,
@@ -827,6 +841,9 @@ impl Engine {
                 lookups: HashMap::new(),
                 record_tags: HashMap::new(),
                 record_dirty: true,
+                record_tag: None,
+                record_failures: 0,
+                record_retry: None,
                 last_keepalive: Instant::now(),
                 publishing: HashMap::new(),
                 push_endpoint,
@@ -1010,6 +1027,10 @@ impl Engine {
         self.presence_tick();
         self.groups_tick();
         self.watch_tick();
+        if self.st.record_retry.is_some_and(|t| t <= Instant::now()) {
+            self.st.record_retry = None;
+            self.st.record_dirty = true;
+        }
         if self.st.record_dirty {
             self.st.record_dirty = false;
             self.publish_record();
@@ -1040,17 +1061,41 @@ impl Engine {
         }
     }
 
-    fn publish_record(&mut self) {
-        self.publish_record_tagged(None);
+    /// The outcome of publishing our record. A record no DHT peer stored (a node that
+    /// published before it had found any DHT peers, or while they were unreachable) leaves
+    /// this user unreachable for anyone without their addresses, so it is published again
+    /// soon, backing off to [`MAX_RECORD_RETRY`], instead of waiting for the half-hourly
+    /// republication.
+    fn record_published(&mut self, ok: bool) {
+        if ok {
+            self.st.record_failures = 0;
+            self.st.record_retry = None;
+            return;
+        }
+        self.st.record_failures = self.st.record_failures.saturating_add(1);
+        let wait = record_retry_after(self.st.record_failures);
+        if self.st.record_failures == 1 {
+            warn!(
+                retry_in_s = wait.as_secs(),
+                "no DHT peer stored the user record; publishing it again soon"
+            );
+        }
+        self.st.record_retry = Some(Instant::now() + wait);
     }
 
-    /// Publishes the user record; with a tag, [`NetEvent::Published`] follows. Returns
+    fn publish_record(&mut self) {
+        let tag = self.st.tag();
+        self.publish_record_tagged(tag);
+    }
+
+    /// Publishes the user record; [`NetEvent::Published`] with `tag` follows. Returns
     /// whether the record went to the network.
-    fn publish_record_tagged(&mut self, tag: Option<u64>) -> bool {
+    fn publish_record_tagged(&mut self, tag: u64) -> bool {
         let addrs = self.st.advertised_addrs();
         if addrs.is_empty() {
             return false;
         }
+        self.st.record_tag = Some(tag);
         let issued = now_ms();
         let mut rec = UserRecord {
             version: 1,
@@ -1076,7 +1121,7 @@ impl Engine {
                 .send(NetCommand::PutRecord {
                     key: user_record_key(&self.st.me.0),
                     value,
-                    tag,
+                    tag: Some(tag),
                 })
                 .is_ok(),
             Err(e) => {
@@ -1220,7 +1265,7 @@ impl Engine {
                 // once if there is no DHT peer to ask).
                 let tag = self.st.tag();
                 self.st.record_dirty = false;
-                if self.publish_record_tagged(Some(tag)) {
+                if self.publish_record_tagged(tag) {
                     if self.st.publishing.len() >= 64 {
                         self.st.publishing.clear();
                     }
@@ -1380,10 +1425,11 @@ impl Engine {
                 None
             }
             NetEvent::Published { tag, ok } => {
+                if self.st.record_tag == Some(tag) {
+                    self.st.record_tag = None;
+                    self.record_published(ok);
+                }
                 if let Some((reply, view)) = self.st.publishing.remove(&tag) {
-                    if !ok {
-                        warn!("no DHT peer stored the user record yet; it is republished later");
-                    }
                     let _ = reply.send(Ok(view));
                 }
                 None
@@ -2333,5 +2379,22 @@ impl State {
             Work::Net(_) => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_record_is_published_again_soon_then_less_often() {
+        assert_eq!(record_retry_after(0), Duration::from_secs(2));
+        assert_eq!(record_retry_after(1), Duration::from_secs(2));
+        assert_eq!(record_retry_after(2), Duration::from_secs(4));
+        assert_eq!(record_retry_after(7), Duration::from_secs(128));
+        assert_eq!(record_retry_after(8), Duration::from_secs(256));
+        assert_eq!(record_retry_after(9), MAX_RECORD_RETRY);
+        assert_eq!(record_retry_after(u32::MAX), MAX_RECORD_RETRY);
+        assert!(MAX_RECORD_RETRY < REPUBLISH_EVERY);
     }
 }
