@@ -63,6 +63,11 @@ pub struct GroupScenario {
     /// all (sessions set up) before the measured messages.
     #[serde(default)]
     pub warmup: bool,
+    /// Members' stores commit without fsync (see `kith_net::SimNet::skip_fsync`): with
+    /// hundreds of members on one disk, each member's commits otherwise wait behind all the
+    /// others' fsyncs, which a member on its own device never does.
+    #[serde(default)]
+    pub skip_fsync: bool,
 }
 
 fn default_setup() -> u64 {
@@ -347,7 +352,11 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         members.push(Member {
             dir,
             port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            sim: kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i))),
+            sim: {
+                let mut sim = kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
+                sim.skip_fsync = s.skip_fsync;
+                sim
+            },
             handle: None,
             task: None,
             peer_id: String::new(),

@@ -10,7 +10,8 @@
 //! - **Shaping**: [`SimNet::shape`] applies to every memory link the node opens or accepts
 //!   (both its swarms); see [`crate::shaped`] for the model.
 //! - **Settings**: [`SimNet::idle_timeout`] replaces the node's idle-connection timeout and
-//!   [`SimNet::kad_bootstrap_every`] Kademlia's periodic bootstrap interval (five minutes).
+//!   [`SimNet::kad_bootstrap_every`] Kademlia's periodic bootstrap interval (five minutes);
+//!   [`SimNet::skip_fsync`] lets the node's store commit without fsync (read by the engine).
 //!   Each bootstrap connects a node to a few dozen to a few hundred peers, which is cheap
 //!   for one machine and not for a thousand in one process.
 //! - **Traffic**: [`SimNet::traffic`] gives the bytes the node wrote and read on its
@@ -68,6 +69,10 @@ pub struct SimNet {
     /// How often Kademlia refreshes its routing table with a bootstrap, instead of every
     /// five minutes.
     pub kad_bootstrap_every: Option<Duration>,
+    /// The node's store commits without fsync (but now and then): hundreds of nodes in one
+    /// process share one disk, so each node's fsyncs queue behind all the others', which a
+    /// node on its own device never sees. Read by the engine.
+    pub skip_fsync: bool,
     shared: Arc<Shared>,
 }
 
@@ -125,6 +130,7 @@ impl SimNet {
             shape,
             idle_timeout: None,
             kad_bootstrap_every: None,
+            skip_fsync: false,
             shared: Arc::default(),
         }
     }

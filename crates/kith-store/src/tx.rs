@@ -643,6 +643,28 @@ mod tests {
         }
     }
 
+    /// A store that skips fsync (simulations) still keeps every commit once it is closed
+    /// and opened again, across many commits (redb reuses pages only after durable ones).
+    #[test]
+    fn a_store_without_fsync_keeps_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let conv = [9u8; 32];
+        {
+            let store = Store::open(&path).unwrap().without_fsync();
+            for id in 1..=(3 * crate::SYNC_EVERY as u128 + 5) {
+                store
+                    .write(|w| w.append_message(&conv, &msg(id)).map(|_| ()))
+                    .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        let n = 3 * crate::SYNC_EVERY as usize + 5;
+        let all = store.read(|r| r.history(&conv, 10_000)).unwrap();
+        assert_eq!(all.len(), n);
+        assert_eq!(all.last().map(|(_, m)| m.id), Some(n as u128));
+    }
+
     #[test]
     fn messages_dedupe_and_status_only_rises() {
         let dir = tempfile::tempdir().unwrap();

@@ -760,6 +760,12 @@ impl Engine {
                 ),
                 other => internal(other),
             })?;
+        // Simulations only (memory links): see `SimNet::skip_fsync`.
+        let store = if cfg.reach.memory && cfg.reach.sim.as_ref().is_some_and(|s| s.skip_fsync) {
+            store.without_fsync()
+        } else {
+            store
+        };
         let peer = keys.p2p.public().to_peer_id();
         let device = load_device(&store, &keys, peer)?;
         let me = keys.identity.public();
