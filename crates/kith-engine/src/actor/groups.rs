@@ -528,13 +528,7 @@ impl State {
         if identity == &self.me.0 || w.contact(identity)?.is_some() {
             return Ok(());
         }
-        let short = IdentityKey(*identity).short();
-        let mut name = format!("~{short}");
-        let mut n = 1;
-        while w.contact_by_name(&name)?.is_some() {
-            n += 1;
-            name = format!("~{short}-{n}");
-        }
+        let name = stranger_name(w, identity)?;
         w.put_contact(&Contact {
             identity: *identity,
             name,
@@ -1458,18 +1452,8 @@ impl State {
         let my_curve = self.device.curve_key();
         if sender == my_curve {
             // Our own frame, come back: keep it if we lost it, nothing else.
-            if w.group_frame(&group, &sender, frame.seq)?.is_none()
-                && let Ok(bytes) = frame.encode()
-            {
-                w.put_group_frame(
-                    &group,
-                    &sender,
-                    frame.seq,
-                    &FrameRow {
-                        frame: bytes,
-                        at_ms: now_ms(),
-                    },
-                )?;
+            if w.group_frame(&group, &sender, frame.seq)?.is_none() {
+                keep_frame(w, &group, &frame)?;
             }
             return Ok(Verdict::Ignore);
         }
@@ -1504,18 +1488,7 @@ impl State {
             // Before the point this node can open (or already dropped): not needed.
             return Ok(Verdict::Accept);
         }
-        let bytes = frame
-            .encode()
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
-        w.put_group_frame(
-            &group,
-            &sender,
-            frame.seq,
-            &FrameRow {
-                frame: bytes,
-                at_ms: now_ms(),
-            },
-        )?;
+        keep_frame(w, &group, &frame)?;
         let gap = srow.keyed && frame.seq > srow.contiguous + 1;
         srow.max = srow.max.max(frame.seq);
         advance(w, &group, &sender, &mut srow)?;
@@ -2475,6 +2448,36 @@ fn advance(
     }
     row.max = row.max.max(row.contiguous);
     Ok(())
+}
+
+/// Stores a frame as received, by group, sender and seq.
+fn keep_frame(w: &mut WriteTx<'_>, group: &[u8; 16], frame: &GroupFrame) -> Result<(), StoreError> {
+    let bytes = frame
+        .encode()
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    w.put_group_frame(
+        group,
+        &frame.sender.0,
+        frame.seq,
+        &FrameRow {
+            frame: bytes,
+            at_ms: now_ms(),
+        },
+    )?;
+    Ok(())
+}
+
+/// The name a person who is not a contact gets in the contact list: `~` and their short
+/// fingerprint, with `-2`, `-3`... when that is taken.
+pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, StoreError> {
+    let short = IdentityKey(*identity).short();
+    let mut name = format!("~{short}");
+    let mut n = 1;
+    while w.contact_by_name(&name)?.is_some() {
+        n += 1;
+        name = format!("~{short}-{n}");
+    }
+    Ok(name)
 }
 
 /// Every op in a log (the log keeps them by hash).

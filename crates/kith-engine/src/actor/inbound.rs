@@ -260,13 +260,7 @@ impl State {
                 w.put_device(&dev, &d)?;
                 self.member_cert_learned(w, &cert, after)?;
                 if stranger {
-                    let short = IdentityKey(cert.identity).short();
-                    let mut name = format!("~{short}");
-                    let mut n = 1;
-                    while w.contact_by_name(&name)?.is_some() {
-                        n += 1;
-                        name = format!("~{short}-{n}");
-                    }
+                    let name = super::groups::stranger_name(w, &cert.identity)?;
                     w.put_contact(&Contact {
                         identity: cert.identity,
                         name: name.clone(),
@@ -277,7 +271,7 @@ impl State {
                     })?;
                     after.push(After::Event(Event::NewContact {
                         contact: name,
-                        identity: short,
+                        identity: IdentityKey(cert.identity).short(),
                     }));
                 }
                 if let Some(s) = sessions.take() {
