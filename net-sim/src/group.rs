@@ -355,6 +355,9 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             sim: {
                 let mut sim = kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
                 sim.skip_fsync = s.skip_fsync;
+                sim.idle_timeout = (s.links.as_ref())
+                    .and_then(|l| l.idle_ms)
+                    .map(Duration::from_millis);
                 sim
             },
             handle: None,
@@ -432,6 +435,43 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             t_start.elapsed().as_secs_f64()
         );
     }
+    let links = |members: &[Member]| {
+        members.iter().fold((0, 0, 0), |(o, n, b), m| {
+            (
+                o + m.sim.open_links(),
+                n + m.sim.links_opened(),
+                b + m.sim.traffic().0,
+            )
+        })
+    };
+    let debug = std::env::var_os("KITH_SIM_DEBUG").is_some();
+    // With KITH_SIM_DEBUG, the links and bytes of all members every 10 s until the run ends.
+    let monitor = debug.then(|| {
+        let sims: Vec<kith_net::SimNet> = members.iter().map(|m| m.sim.clone()).collect();
+        let t0 = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let (open, opened, sent) = sims.iter().fold((0, 0, 0), |(o, n, b), m| {
+                    (o + m.open_links(), n + m.links_opened(), b + m.traffic().0)
+                });
+                let mut per: Vec<(u64, usize)> = sims
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.open_links(), i))
+                    .collect();
+                per.sort_unstable();
+                let median = per.get(per.len() / 2).map_or(0, |p| p.0);
+                per.reverse();
+                per.truncate(10);
+                eprintln!(
+                    "[{:.0} s] links open {open}, opened {opened}; {sent} bytes sent; median \
+                     {median} per member; most (links, member) {per:?}",
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        })
+    });
     admin
         .group_create(
             "sim".into(),
@@ -439,6 +479,13 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         )
         .await
         .map_err(err(0))?;
+    if debug {
+        let (open, opened, sent) = links(&members);
+        eprintln!(
+            "group made after {:.1} s; links open {open}, opened {opened}; {sent} bytes sent",
+            t_setup.elapsed().as_secs_f64()
+        );
+    }
     // Wait until every member has the group with everyone in it (asking only those that
     // did not have it last time).
     let deadline = Instant::now() + Duration::from_millis(s.setup_ms);
@@ -464,9 +511,11 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                 reason: format!("the group reached only {ready} of {} members", s.members),
             });
         }
-        if std::env::var_os("KITH_SIM_DEBUG").is_some() {
+        if debug {
+            let (open, opened, sent) = links(&members);
             eprintln!(
-                "setup: {ready} of {} members have the whole group after {:.0} s",
+                "setup: {ready} of {} members have the whole group after {:.0} s; links open \
+                 {open}, opened {opened}; {sent} bytes sent",
                 s.members,
                 t_setup.elapsed().as_secs_f64()
             );
@@ -797,6 +846,9 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     };
     for m in &mut members {
         m.stop().await;
+    }
+    if let Some(m) = monitor {
+        m.abort();
     }
     Ok(report)
 }

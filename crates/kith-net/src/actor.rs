@@ -709,6 +709,7 @@ pub async fn spawn(
         signal_in: HashMap::new(),
         signal_rate: HashMap::new(),
         cut: HashSet::new(),
+        idle: Idle::new(idle_for),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -772,6 +773,118 @@ struct Actor {
     signal_rate: HashMap<PeerId, (f64, Instant)>,
     /// Peers whose links are cut ([`NetCommand::CutLinks`]); the strike timer leaves them.
     cut: HashSet<PeerId>,
+    /// Idle-link reaping: see [`Idle`].
+    idle: Idle,
+}
+
+/// Closes links nobody uses. libp2p closes a connection once no stream on it is open, but
+/// gossipsub holds a stream open to every peer for as long as the connection lasts (libp2p
+/// issue 5190), so a node in any group would keep every connection it ever made (each
+/// DHT query adds a dozen) until the connection limit. This keeps what libp2p would keep
+/// without that: connections with recent requests, signals, dials asked by the engine or
+/// gossip, peers in a topic mesh, relays holding our slots and peers using ours.
+struct Idle {
+    /// How long a link may go unused.
+    after: Duration,
+    /// Connected peers and when each was last used (one entry per connected peer).
+    used: HashMap<PeerId, Instant>,
+    /// Peers holding a relay slot on this node.
+    slot_holders: HashSet<PeerId>,
+    /// Circuits this node relays, per end.
+    circuits: HashMap<PeerId, u32>,
+}
+
+impl Idle {
+    fn new(after: Duration) -> Self {
+        Self {
+            after,
+            used: HashMap::new(),
+            slot_holders: HashSet::new(),
+            circuits: HashMap::new(),
+        }
+    }
+
+    /// The peer was used now (only connected peers are tracked).
+    fn touch(&mut self, peer: &PeerId) {
+        if let Some(t) = self.used.get_mut(peer) {
+            *t = Instant::now();
+        }
+    }
+
+    fn connected(&mut self, peer: PeerId) {
+        self.used.insert(peer, Instant::now());
+    }
+
+    fn gone(&mut self, peer: &PeerId) {
+        self.used.remove(peer);
+        self.slot_holders.remove(peer);
+        self.circuits.remove(peer);
+    }
+
+    /// What the relay service did: slot holders and circuit ends are kept.
+    fn relay_event(&mut self, ev: &relay::Event) {
+        match ev {
+            relay::Event::ReservationReqAccepted { src_peer_id, .. }
+                if self.used.contains_key(src_peer_id) =>
+            {
+                self.slot_holders.insert(*src_peer_id);
+            }
+            relay::Event::ReservationClosed { src_peer_id }
+            | relay::Event::ReservationTimedOut { src_peer_id } => {
+                self.slot_holders.remove(src_peer_id);
+            }
+            relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => {
+                for p in [src_peer_id, dst_peer_id] {
+                    if self.used.contains_key(p) {
+                        *self.circuits.entry(*p).or_default() += 1;
+                    }
+                }
+            }
+            relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                ..
+            } => {
+                for p in [src_peer_id, dst_peer_id] {
+                    if let Some(n) = self.circuits.get_mut(p) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.circuits.remove(p);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Peers unused for longer than `after` that nothing keeps.
+    fn due(&self, keep: &HashSet<PeerId>) -> Vec<PeerId> {
+        let now = Instant::now();
+        self.used
+            .iter()
+            .filter(|(p, t)| {
+                now.duration_since(**t) >= self.after
+                    && !keep.contains(*p)
+                    && !self.slot_holders.contains(*p)
+                    && !self.circuits.contains_key(*p)
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
+
+/// The peer a request-response event is about.
+fn rr_peer<Req, Resp>(ev: &request_response::Event<Req, Resp>) -> Option<PeerId> {
+    match ev {
+        request_response::Event::Message { peer, .. }
+        | request_response::Event::OutboundFailure { peer, .. }
+        | request_response::Event::InboundFailure { peer, .. }
+        | request_response::Event::ResponseSent { peer, .. } => Some(*peer),
+    }
 }
 
 impl Actor {
@@ -818,6 +931,7 @@ impl Actor {
                     }
                 }
                 _ = tick.tick() => {
+                    self.close_idle();
                     self.unblock_expired();
                     self.reserve_relays();
                     self.rotate_anon();
@@ -849,7 +963,41 @@ impl Actor {
         }
     }
 
+    /// Closes the links nobody used for a while ([`Idle`]).
+    fn close_idle(&mut self) {
+        let mut keep: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossip
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        keep.extend(self.reach.relays());
+        for peer in self.idle.due(&keep) {
+            debug!(%peer, "closing an unused link");
+            // Counted from now: a peer that does not go (a close in progress) is not asked
+            // again at every tick.
+            self.idle.connected(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn on_command(&mut self, cmd: NetCommand) {
+        match &cmd {
+            NetCommand::Request { peer, .. }
+            | NetCommand::Signal { peer, .. }
+            | NetCommand::Dial { peer, .. } => self.idle.touch(peer),
+            _ => {}
+        }
+        match &cmd {
+            NetCommand::Request { peer, .. } if !self.swarm.is_connected(peer) => {
+                debug!(%peer, "request to a peer not connected")
+            }
+            NetCommand::Signal { peer, .. } if !self.swarm.is_connected(peer) => {
+                debug!(%peer, "signal to a peer not connected")
+            }
+            _ => {}
+        }
         match cmd {
             NetCommand::Request {
                 tag,
@@ -883,7 +1031,10 @@ impl Actor {
                     let _ = self.swarm.behaviour_mut().msg.send_response(ch, resp);
                 }
             }
-            NetCommand::Dial { peer, addrs } => self.dial(peer, addrs),
+            NetCommand::Dial { peer, addrs } => {
+                debug!(%peer, connected = self.swarm.is_connected(&peer), "dial asked");
+                self.dial(peer, addrs)
+            }
             NetCommand::PutRecord { key, value, tag } => {
                 let rec = kad::Record::new(key, value);
                 match self
@@ -914,6 +1065,7 @@ impl Actor {
                 }
             }
             NetCommand::GetRecord { tag, key } => {
+                debug!(tag, "record lookup asked");
                 let qid = self
                     .swarm
                     .behaviour_mut()
@@ -1307,6 +1459,7 @@ impl Actor {
                         .insert(peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
+                    self.idle.connected(peer_id);
                     self.emit(NetEvent::Connected { peer: peer_id }).await?;
                 }
             }
@@ -1317,6 +1470,7 @@ impl Actor {
             } => {
                 self.dialed.remove(&peer_id);
                 self.reach.gone(&peer_id);
+                self.idle.gone(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -1355,10 +1509,43 @@ impl Actor {
                 })
                 .await?;
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => self.on_msg(ev).await?,
-            SwarmEvent::Behaviour(BehaviourEvent::Gossip(ev)) => self.on_gossip(ev)?,
-            SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => self.on_signal(ev).await?,
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev).await?,
+            SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => {
+                if let Some(p) = rr_peer(&ev) {
+                    self.idle.touch(&p);
+                }
+                self.on_msg(ev).await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(ev)) => {
+                if let gossipsub::Event::Message {
+                    propagation_source, ..
+                } = &ev
+                {
+                    self.idle.touch(propagation_source);
+                }
+                self.on_gossip(ev)?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => {
+                if let Some(p) = rr_peer(&ev) {
+                    self.idle.touch(&p);
+                }
+                self.on_signal(ev).await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => {
+                if let kad::Event::OutboundQueryProgressed { result, step, .. } = &ev
+                    && step.last
+                {
+                    let kind = match result {
+                        kad::QueryResult::Bootstrap(_) => "bootstrap",
+                        kad::QueryResult::GetClosestPeers(_) => "closest peers",
+                        kad::QueryResult::GetRecord(_) => "get record",
+                        kad::QueryResult::PutRecord(_) => "put record",
+                        kad::QueryResult::RepublishRecord(_) => "republish record",
+                        _ => "other",
+                    };
+                    debug!(kind, "DHT query done");
+                }
+                self.on_kad(ev).await?
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
                 new,
                 ..
@@ -1388,6 +1575,7 @@ impl Actor {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
                 debug!(?ev, "relay service");
+                self.idle.relay_event(&ev);
                 if let Ok(mut r) = self.reach_info.lock() {
                     match ev {
                         relay::Event::ReservationReqAccepted { renewed: false, .. } => {

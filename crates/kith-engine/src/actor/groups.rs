@@ -367,10 +367,9 @@ impl Engine {
                     mailboxes.push((p, decode_addrs(&m.addrs)));
                 }
             }
+            // Dialled also when connected, which marks the link as in use (not idle).
             for (peer, addrs) in mailboxes {
-                if !self.st.connected.contains(&peer) {
-                    let _ = self.st.net.send(NetCommand::Dial { peer, addrs });
-                }
+                let _ = self.st.net.send(NetCommand::Dial { peer, addrs });
             }
             let mut connected: Vec<PeerId> = Vec::new();
             let mut others: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();

@@ -1043,10 +1043,10 @@ impl Engine {
         }
         if self.st.last_keepalive.elapsed() >= MAILBOX_KEEPALIVE {
             self.st.last_keepalive = Instant::now();
+            // Also when connected: a dial marks the link as in use, so the network layer
+            // does not close it as idle.
             for m in &self.st.my_mailboxes {
-                if let Ok(peer) = PeerId::from_bytes(&m.peer_id)
-                    && !self.st.connected.contains(&peer)
-                {
+                if let Ok(peer) = PeerId::from_bytes(&m.peer_id) {
                     let _ = self.st.net.send(NetCommand::Dial {
                         peer,
                         addrs: decode_addrs(&m.addrs),

@@ -113,6 +113,14 @@ impl Default for Privacy {
 }
 
 impl Privacy {
+    /// Whether heartbeats tell this person anything (being online or last seen). Someone
+    /// who may see neither (by default, a fellow group member this user did not add) hears
+    /// from us when a link opens, not every [`HEARTBEAT`]: heartbeats would hold a link open
+    /// to every group member ever met.
+    fn heartbeats_for(&self, added_by_user: bool) -> bool {
+        added_by_user || self.online.allows(false) || self.last_seen.allows(false)
+    }
+
     fn view(&self) -> PrivacyView {
         PrivacyView {
             last_seen: self.last_seen.as_str().into(),
@@ -464,7 +472,9 @@ impl Engine {
         self.st.social.last_heartbeat = now;
         let peers = self.st.social.connected_contacts();
         for (p, added) in peers {
-            self.send_presence(p, added, true, None);
+            if self.st.social.privacy.heartbeats_for(added) {
+                self.send_presence(p, added, true, None);
+            }
         }
         self.st
             .social
@@ -918,4 +928,27 @@ impl Engine {
 /// The first 16 hex digits of an identity key (file names).
 fn hex16(identity: &[u8; 32]) -> String {
     identity[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_go_to_strangers_only_when_they_may_see_something() {
+        let mut p = Privacy::default();
+        assert!(p.heartbeats_for(true), "contacts always get heartbeats");
+        assert!(!p.heartbeats_for(false), "by default strangers see nothing");
+        p.last_seen = Audience::Everyone;
+        assert!(p.heartbeats_for(false));
+        p.last_seen = Audience::Nobody;
+        p.online = Audience::Everyone;
+        assert!(p.heartbeats_for(false));
+        p.online = Audience::Nobody;
+        assert!(!p.heartbeats_for(false));
+        assert!(
+            p.heartbeats_for(true),
+            "a hidden heartbeat keeps a contact's link"
+        );
+    }
 }

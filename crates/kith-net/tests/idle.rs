@@ -1,0 +1,99 @@
+//! Links nobody uses close, although gossipsub holds a stream open on every connection of a
+//! node that joined a topic (libp2p issue 5190); links to peers in a topic's mesh stay.
+
+#![allow(clippy::expect_used)]
+
+use std::time::Duration;
+
+use kith_net::{Keypair, Multiaddr, NetCommand, NetConfig, NetEvent, PeerId, SimNet};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{Instant, timeout};
+
+/// Memory-link ports of this test (apart from other tests in the process).
+const BASE: u64 = 7 << 40;
+
+async fn node(
+    port: u64,
+    topic: &str,
+) -> (
+    kith_net::NetHandle,
+    Receiver<NetEvent>,
+    tokio::task::JoinHandle<()>,
+    Multiaddr,
+) {
+    let mut sim = SimNet::new(None);
+    sim.idle_timeout = Some(Duration::from_secs(1));
+    let addr: Multiaddr = format!("/memory/{port}").parse().expect("address");
+    let (h, ev, task) = kith_net::spawn(NetConfig {
+        keypair: Keypair::generate_ed25519(),
+        listen: vec![addr.clone()],
+        bootstrap: Vec::new(),
+        mdns: false,
+        relays: Vec::new(),
+        relay_server: None,
+        private_ips: true,
+        external: Vec::new(),
+        memory: true,
+        sim: Some(sim),
+    })
+    .await
+    .expect("network starts");
+    h.send(NetCommand::Subscribe {
+        topic: topic.into(),
+    })
+    .expect("subscribe");
+    (h, ev, task, addr)
+}
+
+/// Waits up to `within` for `peer` to connect (`true`) or disconnect (`false`).
+async fn wait_for(ev: &mut Receiver<NetEvent>, peer: PeerId, up: bool, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match timeout(left, ev.recv()).await {
+            Ok(Some(NetEvent::Connected { peer: p })) if p == peer && up => return true,
+            Ok(Some(NetEvent::Disconnected { peer: p })) if p == peer && !up => return true,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unused_link_closes_and_a_mesh_link_stays() {
+    // A and B joined different topics: their link carries gossipsub's streams and nothing
+    // else, and closes once idle (1 s here) at A's next check (every 5 s).
+    let (a, mut a_ev, _at, _) = node(BASE + 1, "topic-a").await;
+    let (b, _b_ev, _bt, b_addr) = node(BASE + 2, "topic-b").await;
+    a.send(NetCommand::Dial {
+        peer: b.local_peer(),
+        addrs: vec![b_addr],
+    })
+    .expect("dial");
+    assert!(
+        wait_for(&mut a_ev, b.local_peer(), true, Duration::from_secs(10)).await,
+        "A connects to B"
+    );
+    assert!(
+        wait_for(&mut a_ev, b.local_peer(), false, Duration::from_secs(20)).await,
+        "the unused link closes"
+    );
+
+    // C and D joined the same topic: they are in each other's mesh, and the link stays
+    // past several checks.
+    let (c, mut c_ev, _ct, _) = node(BASE + 3, "topic-cd").await;
+    let (d, _d_ev, _dt, d_addr) = node(BASE + 4, "topic-cd").await;
+    c.send(NetCommand::Dial {
+        peer: d.local_peer(),
+        addrs: vec![d_addr],
+    })
+    .expect("dial");
+    assert!(
+        wait_for(&mut c_ev, d.local_peer(), true, Duration::from_secs(10)).await,
+        "C connects to D"
+    );
+    assert!(
+        !wait_for(&mut c_ev, d.local_peer(), false, Duration::from_secs(16)).await,
+        "a link between mesh peers stays"
+    );
+}
