@@ -59,21 +59,31 @@ async fn wait_for(ev: &mut Receiver<NetEvent>, peer: PeerId, up: bool, within: D
     }
 }
 
+/// `from` dials `to` and waits until they are connected.
+async fn connect(
+    from: &kith_net::NetHandle,
+    from_ev: &mut Receiver<NetEvent>,
+    to: &kith_net::NetHandle,
+    to_addr: Multiaddr,
+) {
+    from.send(NetCommand::Dial {
+        peer: to.local_peer(),
+        addrs: vec![to_addr],
+    })
+    .expect("dial");
+    assert!(
+        wait_for(from_ev, to.local_peer(), true, Duration::from_secs(10)).await,
+        "the dial connects"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unused_link_closes_and_a_mesh_link_stays() {
     // A and B joined different topics: their link carries gossipsub's streams and nothing
     // else, and closes once idle (1 s here) at A's next check (every 5 s).
     let (a, mut a_ev, _at, _) = node(BASE + 1, "topic-a").await;
     let (b, _b_ev, _bt, b_addr) = node(BASE + 2, "topic-b").await;
-    a.send(NetCommand::Dial {
-        peer: b.local_peer(),
-        addrs: vec![b_addr],
-    })
-    .expect("dial");
-    assert!(
-        wait_for(&mut a_ev, b.local_peer(), true, Duration::from_secs(10)).await,
-        "A connects to B"
-    );
+    connect(&a, &mut a_ev, &b, b_addr).await;
     assert!(
         wait_for(&mut a_ev, b.local_peer(), false, Duration::from_secs(20)).await,
         "the unused link closes"
@@ -83,15 +93,7 @@ async fn an_unused_link_closes_and_a_mesh_link_stays() {
     // past several checks.
     let (c, mut c_ev, _ct, _) = node(BASE + 3, "topic-cd").await;
     let (d, _d_ev, _dt, d_addr) = node(BASE + 4, "topic-cd").await;
-    c.send(NetCommand::Dial {
-        peer: d.local_peer(),
-        addrs: vec![d_addr],
-    })
-    .expect("dial");
-    assert!(
-        wait_for(&mut c_ev, d.local_peer(), true, Duration::from_secs(10)).await,
-        "C connects to D"
-    );
+    connect(&c, &mut c_ev, &d, d_addr).await;
     assert!(
         !wait_for(&mut c_ev, d.local_peer(), false, Duration::from_secs(16)).await,
         "a link between mesh peers stays"
