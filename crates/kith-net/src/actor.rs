@@ -170,6 +170,8 @@ pub enum NetCommand {
     /// Cut (or restore) every link with these peers, as a network partition would: their
     /// connections close and new ones are refused. For simulations (`net-sim`) and tests.
     CutLinks { peers: Vec<PeerId>, cut: bool },
+    /// These links are in use (a mailbox's registered devices): not closed as idle.
+    Keep { peers: Vec<PeerId> },
     /// Join a gossipsub topic (a group's).
     Subscribe { topic: String },
     /// Leave a gossipsub topic.
@@ -1085,6 +1087,11 @@ impl Actor {
                         self.signal_out.clear();
                     }
                     self.signal_out.insert(id, tag);
+                }
+            }
+            NetCommand::Keep { peers } => {
+                for p in &peers {
+                    self.idle.touch(p);
                 }
             }
             NetCommand::CutLinks { peers, cut } => {

@@ -1053,6 +1053,12 @@ impl Engine {
                     });
                 }
             }
+            // As a mailbox, likewise the links of devices registered on them (new mail goes
+            // out on them at once).
+            if !self.st.registered_here.is_empty() {
+                let peers: Vec<PeerId> = self.st.registered_here.iter().copied().collect();
+                let _ = self.st.net.send(NetCommand::Keep { peers });
+            }
         }
         let now = Instant::now();
         let due: Vec<[u8; 32]> = self
