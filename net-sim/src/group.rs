@@ -339,6 +339,13 @@ async fn histories(members: &[Member]) -> HashMap<usize, (HashMap<usize, usize>,
 }
 
 /// Runs a group scenario to the end and reports.
+/// Link ends open, link ends opened so far and bytes sent, over these members' links.
+fn link_totals<'a>(sims: impl Iterator<Item = &'a kith_net::SimNet>) -> (u64, u64, u64) {
+    sims.fold((0, 0, 0), |(o, n, b), m| {
+        (o + m.open_links(), n + m.links_opened(), b + m.traffic().0)
+    })
+}
+
 pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let t_start = Instant::now();
     let cpu0 = proc_cpu_s();
@@ -435,15 +442,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             t_start.elapsed().as_secs_f64()
         );
     }
-    let links = |members: &[Member]| {
-        members.iter().fold((0, 0, 0), |(o, n, b), m| {
-            (
-                o + m.sim.open_links(),
-                n + m.sim.links_opened(),
-                b + m.sim.traffic().0,
-            )
-        })
-    };
+    let links = |members: &[Member]| link_totals(members.iter().map(|m| &m.sim));
     let debug = std::env::var_os("KITH_SIM_DEBUG").is_some();
     // With KITH_SIM_DEBUG, the links and bytes of all members every 10 s until the run ends.
     let monitor = debug.then(|| {
@@ -452,9 +451,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let (open, opened, sent) = sims.iter().fold((0, 0, 0), |(o, n, b), m| {
-                    (o + m.open_links(), n + m.links_opened(), b + m.traffic().0)
-                });
+                let (open, opened, sent) = link_totals(sims.iter());
                 let mut per: Vec<(u64, usize)> = sims
                     .iter()
                     .enumerate()

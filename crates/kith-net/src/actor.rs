@@ -985,20 +985,16 @@ impl Actor {
     }
 
     fn on_command(&mut self, cmd: NetCommand) {
-        match &cmd {
-            NetCommand::Request { peer, .. }
-            | NetCommand::Signal { peer, .. }
-            | NetCommand::Dial { peer, .. } => self.idle.touch(peer),
-            _ => {}
-        }
-        match &cmd {
-            NetCommand::Request { peer, .. } if !self.swarm.is_connected(peer) => {
-                debug!(%peer, "request to a peer not connected")
-            }
-            NetCommand::Signal { peer, .. } if !self.swarm.is_connected(peer) => {
-                debug!(%peer, "signal to a peer not connected")
-            }
-            _ => {}
+        // A link the engine uses is not idle (and it is worth knowing when one must be made).
+        let to = match &cmd {
+            NetCommand::Request { peer, .. } => Some((peer, "request")),
+            NetCommand::Signal { peer, .. } => Some((peer, "signal")),
+            NetCommand::Dial { peer, .. } => Some((peer, "dial")),
+            _ => None,
+        };
+        if let Some((peer, what)) = to {
+            self.idle.touch(peer);
+            debug!(%peer, what, connected = self.swarm.is_connected(peer), "engine asks");
         }
         match cmd {
             NetCommand::Request {
@@ -1033,10 +1029,7 @@ impl Actor {
                     let _ = self.swarm.behaviour_mut().msg.send_response(ch, resp);
                 }
             }
-            NetCommand::Dial { peer, addrs } => {
-                debug!(%peer, connected = self.swarm.is_connected(&peer), "dial asked");
-                self.dial(peer, addrs)
-            }
+            NetCommand::Dial { peer, addrs } => self.dial(peer, addrs),
             NetCommand::PutRecord { key, value, tag } => {
                 let rec = kad::Record::new(key, value);
                 match self
