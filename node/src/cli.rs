@@ -734,6 +734,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                         about,
                         avatar,
                         remove_avatar: no_avatar,
+                        photo: None,
                     })
                     .await?
                 }

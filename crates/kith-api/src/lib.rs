@@ -1,9 +1,11 @@
 //! The local API: JSON-RPC 2.0 over a Unix socket in the data directory, one JSON object per
 //! line. The CLI is a client of it, and so can be any bot or front end.
 //!
-//! Every method is defined once, in [`methods`], as a type implementing [`Method`]: its name,
-//! its typed params and result, and the engine call that serves it. The server dispatches on
-//! the name; the client calls `Client::call::<M>(params)`. `docs/api.md` lists the methods.
+//! Every method is a command of the engine's table, defined once there (`kith_engine::command`,
+//! re-exported as [`methods`]): its name, its typed params and result, and the rule that
+//! serves it. The server's dispatch follows from the same table
+//! (`kith_engine::for_each_command!`); the client calls `Client::call::<M>(params)`.
+//! `docs/api.md` lists the methods.
 //!
 //! `watch` is a subscription: after its result, the server writes notifications
 //! `{"jsonrpc":"2.0","method":"event","params":EVENT}` on the same connection.

@@ -44,7 +44,7 @@ fn invalid_params(e: serde_json::Error) -> RpcError {
 async fn run<M: Method>(engine: &EngineHandle, params: Value) -> Result<Value, RpcError> {
     let params = if params.is_null() { json!({}) } else { params };
     let p: M::Params = serde_json::from_value(params).map_err(invalid_params)?;
-    let out = M::call(engine, p).await?;
+    let out = engine.call::<M>(p).await?;
     serde_json::to_value(out).map_err(|e| RpcError {
         code: 2,
         message: e.to_string(),
@@ -52,17 +52,21 @@ async fn run<M: Method>(engine: &EngineHandle, params: Value) -> Result<Value, R
     })
 }
 
-macro_rules! dispatch {
-    ($engine:expr, $method:expr, $params:expr, [$($m:ty),* $(,)?]) => {
-        match $method {
-            $( <$m as Method>::NAME => run::<$m>($engine, $params).await, )*
-            other => Err(RpcError {
-                code: codes::METHOD_NOT_FOUND,
-                message: format!("no method {other:?}"),
-                data: None,
-            }),
-        }
-    };
+/// Runs the method named `method`: one arm per command of the engine's table.
+async fn dispatch(engine: &EngineHandle, method: &str, params: Value) -> Result<Value, RpcError> {
+    macro_rules! arms {
+        ($($m:path),* $(,)?) => {
+            match method {
+                $( <$m as Method>::NAME => run::<$m>(engine, params).await, )*
+                other => Err(RpcError {
+                    code: codes::METHOD_NOT_FOUND,
+                    message: format!("no method {other:?}"),
+                    data: None,
+                }),
+            }
+        };
+    }
+    kith_engine::for_each_command!(arms)
 }
 
 /// Binds the socket at `path` (mode 0600) and serves until the engine stops.
@@ -164,50 +168,7 @@ async fn connection(engine: EngineHandle, stream: UnixStream) -> std::io::Result
             .await?;
             return watch(events, r, w).await;
         }
-        use methods::*;
-        let result = dispatch!(
-            &engine,
-            method.as_str(),
-            params,
-            [
-                Id,
-                ContactsAdd,
-                ContactsRemove,
-                MailboxAdd,
-                MailboxList,
-                PushSet,
-                PushClear,
-                PushGet,
-                Typing,
-                ProfileGet,
-                ProfileSet,
-                PrivacyGet,
-                PrivacySet,
-                Block,
-                Unblock,
-                ContactsList,
-                Send,
-                History,
-                Read,
-                Verify,
-                Status,
-                GroupCreate,
-                GroupAdd,
-                GroupRemove,
-                GroupPromote,
-                GroupDemote,
-                GroupRename,
-                GroupDescribe,
-                GroupLeave,
-                GroupDelete,
-                Groups,
-                GroupInfo,
-                GroupSend,
-                GroupHistory,
-                GroupRead,
-                Receipts,
-            ]
-        );
+        let result = dispatch(&engine, method.as_str(), params).await;
         let resp = match result {
             Ok(v) => json!({"jsonrpc":"2.0","id":id,"result":v}),
             Err(e) => {

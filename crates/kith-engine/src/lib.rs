@@ -24,6 +24,8 @@
 )]
 
 mod actor;
+pub mod command;
+pub mod cores;
 mod keys;
 mod model;
 pub mod push;
@@ -33,6 +35,7 @@ pub use actor::{
     MAILBOX_QUOTA_BYTES, MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_GROUPS, MAX_MAILBOX_TOPICS,
     MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
+pub use command::Command;
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
 pub use kith_net::RelayServerConfig;

@@ -288,6 +288,17 @@ pub struct ReachInfo {
     pub served_circuits: usize,
 }
 
+/// What became of a command offered to the network actor ([`NetHandle::offer`]).
+#[derive(Debug)]
+pub enum Offer {
+    /// It is in the network actor's queue.
+    Queued,
+    /// The queue is full: here it is back.
+    Full(Box<NetCommand>),
+    /// The network actor has stopped; the command is dropped.
+    Stopped,
+}
+
 impl NetHandle {
     /// Queues a command without waiting. A full queue is [`NetError::Busy`]; the engine's
     /// retry timers cover it.
@@ -296,6 +307,16 @@ impl NetHandle {
             mpsc::error::TrySendError::Full(_) => NetError::Busy,
             mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
         })
+    }
+
+    /// Queues a command without waiting; a full queue hands the command back
+    /// ([`Offer::Full`]) so the caller can keep it and send it later.
+    pub fn offer(&self, cmd: NetCommand) -> Offer {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(cmd)) => Offer::Full(Box::new(cmd)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Stopped,
+        }
     }
 
     /// This device's peer id.

@@ -40,8 +40,8 @@ pub mod shaped;
 pub mod sim;
 
 pub use actor::{
-    GossipId, MAX_PEER_TOPICS, NetCommand, NetConfig, NetError, NetEvent, NetHandle, ReachInfo,
-    RelayServerConfig, Verdict, spawn,
+    GossipId, MAX_PEER_TOPICS, NetCommand, NetConfig, NetError, NetEvent, NetHandle, Offer,
+    ReachInfo, RelayServerConfig, Verdict, spawn,
 };
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
 pub use reach::Reachability;

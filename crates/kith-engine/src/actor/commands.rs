@@ -58,10 +58,7 @@ impl State {
         if self.registered_here.len() < 65_536 {
             self.registered_here.insert(peer);
         }
-        if let Some(p) = self.peers.get_mut(&dev) {
-            p.next_try = None;
-            p.failures = 0;
-        }
+        self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
         Ok(Response::Registration {
             max_messages: quota.min(u32::MAX as usize) as u32,
@@ -229,7 +226,7 @@ impl State {
             w.remove_device(&dev)?;
             self.sessions.remove(&dev);
             self.dirty_sessions.remove(&dev);
-            self.peers.remove(&dev);
+            self.delivery.forget(&dev);
         }
         w.remove_contact(&c.identity)?;
         self.social.forget(&c.identity);

@@ -86,53 +86,22 @@ pub enum GroupChange {
     Delete,
 }
 
+/// Test hooks that play a misbehaving member.
+#[cfg(feature = "test-hooks")]
 pub(super) enum GroupCmd {
-    Create {
-        name: String,
-        members: Vec<String>,
-        reply: Reply<GroupView>,
-    },
-    Change {
-        group: String,
-        change: GroupChange,
-        reply: Reply<GroupView>,
-    },
-    List(Reply<Vec<GroupSummary>>),
-    Info {
-        group: String,
-        reply: Reply<GroupView>,
-    },
-    Send {
-        group: String,
-        text: String,
-        reply: Reply<Sent>,
-    },
-    History {
-        group: String,
-        limit: usize,
-        reply: Reply<Vec<GroupItemView>>,
-    },
-    MarkRead {
-        group: String,
-        reply: Reply<usize>,
-    },
-    Receipts {
-        id: String,
-        reply: Reply<ReceiptsView>,
-    },
     #[cfg(feature = "test-hooks")]
-    TestOps {
+    Ops {
         group: String,
         reply: Reply<Vec<GroupOp>>,
     },
     #[cfg(feature = "test-hooks")]
-    TestSign {
+    Sign {
         group: String,
         kind: OpKind,
         reply: Reply<GroupOp>,
     },
     #[cfg(feature = "test-hooks")]
-    TestPush {
+    Push {
         group: String,
         ops: Vec<GroupOp>,
         reply: Reply<()>,
@@ -2284,6 +2253,19 @@ impl State {
         }))
     }
 
+    /// `group.info`: one group's members, admins and description.
+    pub(super) fn group_info(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: &str,
+    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+        Ok(match self.find_group(w, group)? {
+            Ok(id) => Ok(self.group_view(w, id)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    #[cfg(feature = "test-hooks")]
     pub(super) fn group_cmd(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -2291,64 +2273,11 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         match cmd {
-            GroupCmd::Create {
-                name,
-                members,
-                reply: tx,
-            } => {
-                let r = self.group_create(w, &name, &members, after)?;
-                after.push(reply(tx, r));
-            }
-            GroupCmd::Change {
-                group,
-                change,
-                reply: tx,
-            } => {
-                let r = self.group_change(w, &group, change, after)?;
-                after.push(reply(tx, r));
-            }
-            GroupCmd::List(tx) => {
-                let r = self.group_list(w)?;
-                after.push(reply(tx, Ok(r)));
-            }
-            GroupCmd::Info { group, reply: tx } => {
-                let r = match self.find_group(w, &group)? {
-                    Ok(id) => Ok(self.group_view(w, id)?),
-                    Err(e) => Err(e),
-                };
-                after.push(reply(tx, r));
-            }
-            GroupCmd::Send {
-                group,
-                text,
-                reply: tx,
-            } => {
-                let r = self.group_send(w, &group, text, after)?;
-                after.push(reply(tx, r));
-            }
-            GroupCmd::History {
-                group,
-                limit,
-                reply: tx,
-            } => {
-                let r = self.group_history_view(w, &group, limit)?;
-                after.push(reply(tx, r));
-            }
-            GroupCmd::MarkRead { group, reply: tx } => {
-                let r = self.group_mark_read(w, &group, after)?;
-                after.push(reply(tx, r));
-            }
-            GroupCmd::Receipts { id, reply: tx } => {
-                let r = self.receipts_view(w, &id)?;
-                after.push(reply(tx, r));
-            }
-            #[cfg(feature = "test-hooks")]
-            GroupCmd::TestOps { group, reply: tx } => {
+            GroupCmd::Ops { group, reply: tx } => {
                 let r = self.find_group(w, &group)?.map(|id| self.ordered_ops(&id));
                 after.push(reply(tx, r));
             }
-            #[cfg(feature = "test-hooks")]
-            GroupCmd::TestSign {
+            GroupCmd::Sign {
                 group,
                 kind,
                 reply: tx,
@@ -2362,8 +2291,7 @@ impl State {
                 });
                 after.push(reply(tx, r));
             }
-            #[cfg(feature = "test-hooks")]
-            GroupCmd::TestPush {
+            GroupCmd::Push {
                 group,
                 ops,
                 reply: tx,

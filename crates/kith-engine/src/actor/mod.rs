@@ -1,14 +1,20 @@
+mod backlog;
 mod commands;
 mod groups;
 mod inbound;
 mod outbox;
 mod presence;
+pub(crate) mod table;
 mod watch;
 
+use backlog::Backlog;
+#[cfg(feature = "test-hooks")]
+use groups::GroupCmd;
+use groups::Groups;
 pub use groups::{GROUP_SYNC_EVERY, GroupChange, MAX_GROUPS};
-use groups::{GroupCmd, Groups};
+use presence::Social;
 pub use presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
-use presence::{Social, SocialCmd};
+use table::{Call, Kind};
 use watch::Watching;
 pub use watch::{MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_MAILBOX_TOPICS};
 
@@ -23,8 +29,8 @@ use kith_proto::record::{
     DeviceCert, MAX_MAILBOXES, MailboxRef, RecordDevice, UserRecord, user_record_key,
 };
 use kith_proto::wire::{
-    Body, DeliveryResult, Envelope, MAX_BATCH, MAX_BODIES, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind,
-    Refusal, RejectReason, Request, Response, Sealed,
+    Body, DeliveryResult, Envelope, MAX_BODIES, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind, Refusal,
+    RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
@@ -35,9 +41,18 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::command::{
+    self as cmd, AddContactParams, AddMailboxParams, BlockParams, Command, GroupCreateParams,
+    GroupDescribeParams, GroupHistoryParams, GroupMemberParams, GroupParams, GroupRenameParams,
+    GroupSendParams, HistoryParams, NoParams, Queued, RemoveContactParams, SendParams,
+    SetPrivacyParams, TypingParams, WithContact,
+};
+use crate::cores::delivery::{self, Delivery};
 use crate::keys::KeyFile;
 use crate::model::*;
 use crate::push::{PushPolicy, WAKE_EVERY, Waker, check_endpoint, log_host};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// Capacity of the command channel (API → engine).
 pub const COMMAND_QUEUE: usize = 1024;
@@ -47,16 +62,10 @@ pub const EVENT_QUEUE: usize = 4096;
 pub const SEAL_BYTES: usize = 56 * 1024;
 /// Most outbox items read for one delivery request.
 const PUMP_READ: usize = 4096;
-/// Most ciphertext bytes in one delivery request (the frame limit is 1 MiB).
-pub const BATCH_BYTES: usize = 768 * 1024;
 /// Most commands and network events applied in one transaction.
 pub const MAX_GROUP: usize = 1024;
-/// Longest wait between delivery attempts to an unreachable device.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Pre-key claims one peer may make per minute before it only gets the fallback key.
 pub const CLAIMS_PER_MINUTE: u32 = 10;
-/// How often a device's user record is looked up at most.
-pub const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 /// How long a published user record is valid.
 pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
 /// Longest wait before publishing the user record again after no DHT peer stored it.
@@ -168,53 +177,14 @@ impl Default for MailboxConfig {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+/// Where a command's answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 enum Cmd {
-    Info(Reply<NodeInfo>),
-    AddContact {
-        code: String,
-        name: String,
-        reply: Reply<ContactView>,
-    },
-    Contacts(Reply<Vec<ContactView>>),
-    RemoveContact {
-        name: String,
-        reply: Reply<ContactView>,
-    },
-    Send {
-        to: String,
-        text: String,
-        reply: Reply<Sent>,
-    },
-    History {
-        with: String,
-        limit: usize,
-        reply: Reply<Vec<MessageView>>,
-    },
-    MarkRead {
-        with: String,
-        reply: Reply<usize>,
-    },
-    Verify {
-        with: String,
-        reply: Reply<Verification>,
-    },
-    Status(Reply<NodeStatus>),
-    AddMailbox {
-        code: String,
-        token: Option<String>,
-        reply: Reply<MailboxView>,
-    },
-    Mailboxes(Reply<Vec<MailboxView>>),
-    SetPush {
-        endpoint: Option<String>,
-        reply: Reply<PushView>,
-    },
-    Push(Reply<PushView>),
-    /// Presence, typing, profile, privacy, blocking (answered after the batch).
-    Social(SocialCmd),
-    /// Group chats.
+    /// A command of the table (`table.rs`).
+    Call(Call),
+    /// Test hooks for group ops (a misbehaving member).
+    #[cfg(feature = "test-hooks")]
     Group(GroupCmd),
     /// Cut or restore the links with these peers (simulated partitions).
     CutLinks {
@@ -232,29 +202,25 @@ pub struct EngineHandle {
     events: broadcast::Sender<Event>,
 }
 
-macro_rules! call {
-    ($self:ident, $variant:ident { $($f:ident),* }) => {{
-        let (reply, rx) = oneshot::channel();
-        $self.tx
-            .send(Cmd::$variant { $($f,)* reply })
-            .await
-            .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
-    }};
-    ($self:ident, $variant:ident) => {{
-        let (reply, rx) = oneshot::channel();
-        $self.tx
-            .send(Cmd::$variant(reply))
-            .await
-            .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
-    }};
-}
-
 impl EngineHandle {
+    /// Runs one command of the table and waits for its answer.
+    pub async fn call<C: Command>(&self, params: C::Params) -> Result<C::Output, EngineError> {
+        let params = C::prepare(params).await?;
+        let (reply, rx) = oneshot::channel();
+        let Queued(call) = C::queue(params, reply);
+        self.tx
+            .send(Cmd::Call(call))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    // Shorthands for the commands that in-process callers (net-sim, tests, the bootstrap
+    // node) use most; each is `call` with its params.
+
     /// The contact code and addresses.
     pub async fn info(&self) -> Result<NodeInfo, EngineError> {
-        call!(self, Info)
+        self.call::<cmd::Id>(NoParams {}).await
     }
 
     /// Adds (or updates) a contact from their code.
@@ -263,22 +229,24 @@ impl EngineHandle {
         code: String,
         name: String,
     ) -> Result<ContactView, EngineError> {
-        call!(self, AddContact { code, name })
+        self.call::<cmd::ContactsAdd>(AddContactParams { code, name })
+            .await
     }
 
     /// Removes a contact, its devices, sessions and undelivered messages (history stays).
     pub async fn remove_contact(&self, name: String) -> Result<ContactView, EngineError> {
-        call!(self, RemoveContact { name })
+        self.call::<cmd::ContactsRemove>(RemoveContactParams { name })
+            .await
     }
 
     /// Every contact.
     pub async fn contacts(&self) -> Result<Vec<ContactView>, EngineError> {
-        call!(self, Contacts)
+        self.call::<cmd::ContactsList>(NoParams {}).await
     }
 
     /// Queues a text message; returns once it is durably in the outbox.
     pub async fn send(&self, to: String, text: String) -> Result<Sent, EngineError> {
-        call!(self, Send { to, text })
+        self.call::<cmd::Send>(SendParams { to, text }).await
     }
 
     /// The last `limit` messages with a contact, oldest first.
@@ -287,22 +255,24 @@ impl EngineHandle {
         with: String,
         limit: usize,
     ) -> Result<Vec<MessageView>, EngineError> {
-        call!(self, History { with, limit })
+        self.call::<cmd::History>(HistoryParams { with, limit })
+            .await
     }
 
     /// Marks a conversation read (sending read receipts); returns how many messages changed.
     pub async fn mark_read(&self, with: String) -> Result<usize, EngineError> {
-        call!(self, MarkRead { with })
+        let r = self.call::<cmd::Read>(WithContact { with }).await?;
+        Ok(r.marked)
     }
 
     /// The safety number with a contact.
     pub async fn verify(&self, with: String) -> Result<Verification, EngineError> {
-        call!(self, Verify { with })
+        self.call::<cmd::Verify>(WithContact { with }).await
     }
 
     /// Connections and queue sizes.
     pub async fn status(&self) -> Result<NodeStatus, EngineError> {
-        call!(self, Status)
+        self.call::<cmd::Status>(NoParams {}).await
     }
 
     /// Registers this device with a mailbox (given by its contact code); returns once the
@@ -312,61 +282,27 @@ impl EngineHandle {
         code: String,
         token: Option<String>,
     ) -> Result<MailboxView, EngineError> {
-        call!(self, AddMailbox { code, token })
-    }
-
-    async fn social<T>(&self, make: impl FnOnce(Reply<T>) -> SocialCmd) -> Result<T, EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Social(make(reply)))
+        self.call::<cmd::MailboxAdd>(AddMailboxParams { code, token })
             .await
-            .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Tells a contact's connected devices that this user is `typing`, `recording` or
     /// `stopped`. Never stored or sent through a mailbox; repeats within 2 s are dropped.
     pub async fn typing(&self, to: String, state: &str) -> Result<(), EngineError> {
-        use kith_proto::signal::TypingState;
-        let state = match state {
-            "typing" => TypingState::Typing,
-            "recording" => TypingState::Recording,
-            "stopped" => TypingState::Stopped,
-            other => {
-                return Err(EngineError::BadSetting(format!(
-                    "typing state must be typing, recording or stopped, not {other:?}"
-                )));
-            }
-        };
-        self.social(|reply| SocialCmd::Typing { to, state, reply })
+        let state = state.to_string();
+        self.call::<cmd::Typing>(TypingParams { with: to, state })
             .await
+            .map(|_| ())
     }
 
     /// This user's profile.
     pub async fn profile(&self) -> Result<ProfileView, EngineError> {
-        self.social(SocialCmd::Profile).await
-    }
-
-    /// Changes this user's profile: each `Some` replaces that part (`avatar: Some(None)`
-    /// removes the photo). Contacts are told at once and fetch it.
-    pub async fn set_profile(
-        &self,
-        name: Option<String>,
-        about: Option<String>,
-        avatar: Option<Option<Vec<u8>>>,
-    ) -> Result<ProfileView, EngineError> {
-        self.social(|reply| SocialCmd::SetProfile {
-            name,
-            about,
-            avatar,
-            reply,
-        })
-        .await
+        self.call::<cmd::ProfileGet>(NoParams {}).await
     }
 
     /// The privacy settings.
     pub async fn privacy(&self) -> Result<PrivacyView, EngineError> {
-        self.social(SocialCmd::Privacy).await
+        self.call::<cmd::PrivacyGet>(NoParams {}).await
     }
 
     /// Changes one privacy setting (`last-seen`, `online`, `profile-photo`: everyone,
@@ -376,18 +312,17 @@ impl EngineHandle {
         key: String,
         value: String,
     ) -> Result<PrivacyView, EngineError> {
-        self.social(|reply| SocialCmd::SetPrivacy { key, value, reply })
+        self.call::<cmd::PrivacySet>(SetPrivacyParams { key, value })
             .await
     }
 
     /// Blocks (or unblocks) a contact.
     pub async fn block(&self, name: String, blocked: bool) -> Result<ContactView, EngineError> {
-        self.social(|reply| SocialCmd::Block {
-            name,
-            blocked,
-            reply,
-        })
-        .await
+        if blocked {
+            self.call::<cmd::Block>(BlockParams { name }).await
+        } else {
+            self.call::<cmd::Unblock>(BlockParams { name }).await
+        }
     }
 
     /// Cuts (or restores) every link with these peers, as a network partition would.
@@ -400,13 +335,9 @@ impl EngineHandle {
                     .map_err(|e| EngineError::BadCode(format!("bad peer id {p:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        call!(self, CutLinks { peers, cut })
-    }
-
-    async fn group<T>(&self, make: impl FnOnce(Reply<T>) -> GroupCmd) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Cmd::Group(make(reply)))
+            .send(Cmd::CutLinks { peers, cut, reply })
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?
@@ -418,12 +349,8 @@ impl EngineHandle {
         name: String,
         members: Vec<String>,
     ) -> Result<GroupView, EngineError> {
-        self.group(|reply| GroupCmd::Create {
-            name,
-            members,
-            reply,
-        })
-        .await
+        self.call::<cmd::GroupCreate>(GroupCreateParams { name, members })
+            .await
     }
 
     /// Changes a group (given by name or id prefix): members, admins, name, description;
@@ -433,28 +360,37 @@ impl EngineHandle {
         group: String,
         change: GroupChange,
     ) -> Result<GroupView, EngineError> {
-        self.group(|reply| GroupCmd::Change {
-            group,
-            change,
-            reply,
-        })
-        .await
-    }
-
-    /// The groups this user is (or was) in.
-    pub async fn groups(&self) -> Result<Vec<GroupSummary>, EngineError> {
-        self.group(GroupCmd::List).await
+        let member = |member| GroupMemberParams {
+            group: group.clone(),
+            member,
+        };
+        match change {
+            GroupChange::Add(m) => self.call::<cmd::GroupAdd>(member(m)).await,
+            GroupChange::Remove(m) => self.call::<cmd::GroupRemove>(member(m)).await,
+            GroupChange::Promote(m) => self.call::<cmd::GroupPromote>(member(m)).await,
+            GroupChange::Demote(m) => self.call::<cmd::GroupDemote>(member(m)).await,
+            GroupChange::Rename(name) => {
+                self.call::<cmd::GroupRename>(GroupRenameParams { group, name })
+                    .await
+            }
+            GroupChange::Describe(text) => {
+                self.call::<cmd::GroupDescribe>(GroupDescribeParams { group, text })
+                    .await
+            }
+            GroupChange::Leave => self.call::<cmd::GroupLeave>(GroupParams { group }).await,
+            GroupChange::Delete => self.call::<cmd::GroupDelete>(GroupParams { group }).await,
+        }
     }
 
     /// One group: members, admins, description.
     pub async fn group_info(&self, group: String) -> Result<GroupView, EngineError> {
-        self.group(|reply| GroupCmd::Info { group, reply }).await
+        self.call::<cmd::GroupInfo>(GroupParams { group }).await
     }
 
     /// Sends a text to a group; returns once it is stored (it is published at once, and
     /// members who miss it fetch it from any member later).
     pub async fn group_send(&self, group: String, text: String) -> Result<Sent, EngineError> {
-        self.group(|reply| GroupCmd::Send { group, text, reply })
+        self.call::<cmd::GroupSend>(GroupSendParams { group, text })
             .await
     }
 
@@ -464,23 +400,18 @@ impl EngineHandle {
         group: String,
         limit: usize,
     ) -> Result<Vec<GroupItemView>, EngineError> {
-        self.group(|reply| GroupCmd::History {
-            group,
-            limit,
-            reply,
-        })
-        .await
-    }
-
-    /// Marks a group read (read receipts go to the senders unless turned off).
-    pub async fn group_mark_read(&self, group: String) -> Result<usize, EngineError> {
-        self.group(|reply| GroupCmd::MarkRead { group, reply })
+        self.call::<cmd::GroupHistory>(GroupHistoryParams { group, limit })
             .await
     }
 
-    /// Who has (and who read) one of this user's group messages.
-    pub async fn receipts(&self, id: String) -> Result<ReceiptsView, EngineError> {
-        self.group(|reply| GroupCmd::Receipts { id, reply }).await
+    #[cfg(feature = "test-hooks")]
+    async fn group<T>(&self, make: impl FnOnce(Reply<T>) -> GroupCmd) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Group(make(reply)))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// The ops in this node's log for a group (to replay them).
@@ -491,7 +422,7 @@ impl EngineHandle {
         group: &str,
     ) -> Result<Vec<kith_proto::group::GroupOp>, EngineError> {
         let group = group.to_string();
-        self.group(|reply| GroupCmd::TestOps { group, reply }).await
+        self.group(|reply| GroupCmd::Ops { group, reply }).await
     }
 
     /// An op on the group's current heads signed by this node's identity, with no admin
@@ -504,7 +435,7 @@ impl EngineHandle {
         kind: kith_proto::group::OpKind,
     ) -> Result<kith_proto::group::GroupOp, EngineError> {
         let group = group.to_string();
-        self.group(|reply| GroupCmd::TestSign { group, kind, reply })
+        self.group(|reply| GroupCmd::Sign { group, kind, reply })
             .await
     }
 
@@ -518,24 +449,8 @@ impl EngineHandle {
         ops: Vec<kith_proto::group::GroupOp>,
     ) -> Result<(), EngineError> {
         let group = group.to_string();
-        self.group(|reply| GroupCmd::TestPush { group, ops, reply })
+        self.group(|reply| GroupCmd::Push { group, ops, reply })
             .await
-    }
-
-    /// The mailboxes this device is registered with.
-    pub async fn mailboxes(&self) -> Result<Vec<MailboxView>, EngineError> {
-        call!(self, Mailboxes)
-    }
-
-    /// Sets (or with `None` clears) this device's push endpoint, stores it, and sends it to
-    /// every mailbox; answers once each mailbox answered (or failed to).
-    pub async fn set_push(&self, endpoint: Option<String>) -> Result<PushView, EngineError> {
-        call!(self, SetPush { endpoint })
-    }
-
-    /// This device's push endpoint (its host) and what the mailboxes made of it.
-    pub async fn push(&self) -> Result<PushView, EngineError> {
-        call!(self, Push)
     }
 
     /// A stream of events from now on.
@@ -662,13 +577,6 @@ struct MailboxUsage {
     at_ms: u64,
 }
 
-#[derive(Default)]
-struct PeerState {
-    in_flight: bool,
-    next_try: Option<Instant>,
-    failures: u32,
-}
-
 /// The engine actor.
 pub struct Engine {
     store: Store,
@@ -692,19 +600,23 @@ struct State {
     me: IdentityKey,
     device: Device,
     net: NetHandle,
+    /// Network commands waiting for room in the network actor's queue.
+    backlog: Backlog,
     events: broadcast::Sender<Event>,
     sessions: HashMap<[u8; 32], PeerSessions>,
     dirty_sessions: HashSet<[u8; 32]>,
     /// Devices with items queued in this batch, sealed before it commits.
     to_seal: std::collections::BTreeSet<[u8; 32]>,
     account_dirty: bool,
-    peers: HashMap<[u8; 32], PeerState>,
+    /// When and where each device's outbox goes next.
+    delivery: Delivery,
+    /// The engine's randomness (backoff jitter); cores take it as an argument.
+    rng: StdRng,
     connected: HashSet<PeerId>,
     ids: MessageIdGen,
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     claims: HashMap<PeerId, (u32, Instant)>,
-    lookups: HashMap<[u8; 32], Instant>,
     record_tags: HashMap<u64, [u8; 32]>,
     record_dirty: bool,
     /// The tag of the last publication of our record, while its outcome is awaited.
@@ -833,18 +745,19 @@ impl Engine {
                 me,
                 device,
                 net,
+                backlog: Backlog::default(),
                 events: events.clone(),
                 sessions: HashMap::new(),
                 dirty_sessions: HashSet::new(),
                 to_seal: Default::default(),
                 account_dirty: false,
-                peers: HashMap::new(),
+                delivery: Delivery::new(),
+                rng: StdRng::from_os_rng(),
                 connected: HashSet::new(),
                 ids: MessageIdGen::new(),
                 pending: HashMap::new(),
                 next_tag: 0,
                 claims: HashMap::new(),
-                lookups: HashMap::new(),
                 record_tags: HashMap::new(),
                 record_dirty: true,
                 record_tag: None,
@@ -949,29 +862,22 @@ impl Engine {
         let people: HashSet<[u8; 32]> = contacts.iter().map(|c| c.identity).collect();
         for d in devices.into_iter().filter(|d| people.contains(&d.identity)) {
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
-                let _ = self.st.net.send(NetCommand::Dial {
+                self.st.net_send(NetCommand::Dial {
                     peer,
                     addrs: decode_addrs(&d.addrs),
                 });
             }
         }
         // And our mailboxes, so they hand over what they kept while we were away.
-        for m in &self.st.my_mailboxes {
-            if let Ok(peer) = PeerId::from_bytes(&m.peer_id) {
-                let _ = self.st.net.send(NetCommand::Dial {
-                    peer,
-                    addrs: decode_addrs(&m.addrs),
-                });
-            }
-        }
+        self.st.dial_mailboxes();
         for topic in self.st.groups.topics() {
-            let _ = self.st.net.send(NetCommand::Subscribe { topic });
+            self.st.net_send(NetCommand::Subscribe { topic });
         }
         self.watch_startup();
         match self.store.read(|r| r.outbox_devices()) {
             Ok(devs) => {
                 for d in devs {
-                    self.st.peers.entry(d).or_default();
+                    self.st.delivery.track(d);
                 }
             }
             Err(e) => warn!(error = %e, "cannot read outbox"),
@@ -1030,6 +936,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        self.st.backlog.flush(&self.st.net);
         self.presence_tick();
         self.groups_tick();
         self.watch_tick();
@@ -1045,30 +952,15 @@ impl Engine {
             self.st.last_keepalive = Instant::now();
             // Also when connected: a dial marks the link as in use, so the network layer
             // does not close it as idle.
-            for m in &self.st.my_mailboxes {
-                if let Ok(peer) = PeerId::from_bytes(&m.peer_id) {
-                    let _ = self.st.net.send(NetCommand::Dial {
-                        peer,
-                        addrs: decode_addrs(&m.addrs),
-                    });
-                }
-            }
+            self.st.dial_mailboxes();
             // As a mailbox, likewise the links of devices registered on them (new mail goes
             // out on them at once).
             if !self.st.registered_here.is_empty() {
                 let peers: Vec<PeerId> = self.st.registered_here.iter().copied().collect();
-                let _ = self.st.net.send(NetCommand::Keep { peers });
+                self.st.net_send(NetCommand::Keep { peers });
             }
         }
-        let now = Instant::now();
-        let due: Vec<[u8; 32]> = self
-            .st
-            .peers
-            .iter()
-            .filter(|(_, p)| !p.in_flight && p.next_try.is_none_or(|t| t <= now))
-            .map(|(d, _)| *d)
-            .collect();
-        for d in due {
+        for d in self.st.delivery.due(std::time::Instant::now()) {
             self.pump(d);
         }
     }
@@ -1148,17 +1040,10 @@ impl Engine {
         let mut writes: Vec<Work> = Vec::new();
         for w in batch {
             match w {
-                Work::Cmd(
-                    c @ (Cmd::Info(_)
-                    | Cmd::Contacts(_)
-                    | Cmd::History { .. }
-                    | Cmd::Verify { .. }
-                    | Cmd::Mailboxes(_)
-                    | Cmd::Push(_)
-                    | Cmd::Social(_)
-                    | Cmd::CutLinks { .. }
-                    | Cmd::Status(_)),
-                ) => after.push(After::Read(c)),
+                Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Read => {
+                    after.push(After::Read(Cmd::Call(c)))
+                }
+                Work::Cmd(c @ Cmd::CutLinks { .. }) => after.push(After::Read(c)),
                 Work::Net(ev) => {
                     if let Some(ev) = self.on_net_now(ev) {
                         writes.push(Work::Net(ev));
@@ -1252,16 +1137,16 @@ impl Engine {
                 } else {
                     Response::Refused(Refusal::Internal)
                 };
-                let _ = self.st.net.send(NetCommand::Respond { id, resp });
+                self.st.net_send(NetCommand::Respond { id, resp });
             }
             After::Net(cmd) if ok => {
-                let _ = self.st.net.send(cmd);
+                self.st.net_send(cmd);
             }
             After::Event(ev) if ok => {
                 let _ = self.st.events.send(ev);
             }
             After::Pump(dev) => {
-                self.st.peers.entry(dev).or_default();
+                self.st.delivery.track(dev);
                 self.pump(dev);
             }
             After::Read(cmd) => self.read_cmd(cmd),
@@ -1325,13 +1210,13 @@ impl Engine {
             After::GroupPublish(key, topic, data) if ok => {
                 let tag = self.st.tag();
                 self.st.publishing(tag, key);
-                let _ = self.st.net.send(NetCommand::Publish { tag, topic, data });
+                self.st.net_send(NetCommand::Publish { tag, topic, data });
             }
             After::GroupSync(group, peer) if ok => self.group_sync(group, peer),
             After::Lookup(identity) if ok => self.lookup_identity(identity),
             After::Kept(change) if ok => {
                 for cmd in self.st.kept_changed(change) {
-                    let _ = self.st.net.send(cmd);
+                    self.st.net_send(cmd);
                 }
             }
             After::TopicSync(group) if ok => self.topic_catch_up(group),
@@ -1414,11 +1299,8 @@ impl Engine {
                     self.register_with(m, token, None);
                 }
                 let dev = device_key(&peer.to_bytes());
-                if let Some(p) = self.st.peers.get_mut(&dev) {
-                    p.next_try = None;
-                    p.failures = 0;
-                }
-                if self.st.peers.contains_key(&dev) {
+                self.st.delivery.reachable(&dev);
+                if self.st.delivery.is_tracked(&dev) {
                     self.pump(dev);
                 }
                 self.presence_connected(peer);
@@ -1531,19 +1413,18 @@ impl Engine {
         }
     }
 
+    /// A request to `dev` failed or could not be sent: the delivery core backs it off.
     fn failed(&mut self, dev: [u8; 32]) {
-        let p = self.st.peers.entry(dev).or_default();
-        p.in_flight = false;
-        p.failures = p.failures.saturating_add(1);
-        let base = Duration::from_millis(500u64.saturating_mul(1 << p.failures.min(8)));
-        let jitter = Duration::from_millis(rand::random::<u64>() % 250);
-        p.next_try = Some(Instant::now() + base.min(MAX_BACKOFF) + jitter);
-        if p.failures >= 2 {
+        let st = &mut self.st;
+        let failure = st
+            .delivery
+            .failed(dev, std::time::Instant::now(), &mut st.rng);
+        if failure.look_up {
             self.lookup_device(dev);
         }
     }
 
-    /// Looks the device's owner up in the DHT, at most every [`LOOKUP_EVERY`].
+    /// Looks the device's owner up in the DHT, at most every [`delivery::LOOKUP_EVERY`].
     fn lookup_device(&mut self, dev: [u8; 32]) {
         let Ok(Some(d)) = self.store.read(|r| r.device(&dev)) else {
             return;
@@ -1551,20 +1432,15 @@ impl Engine {
         self.lookup_identity(d.identity);
     }
 
-    /// Looks a person's user record up in the DHT, at most every [`LOOKUP_EVERY`].
+    /// Looks a person's user record up in the DHT, at most every [`delivery::LOOKUP_EVERY`].
     fn lookup_identity(&mut self, identity: [u8; 32]) {
-        let now = Instant::now();
-        if let Some(t) = self.st.lookups.get(&identity)
-            && now.duration_since(*t) < LOOKUP_EVERY
+        if !self
+            .st
+            .delivery
+            .may_look_up(identity, std::time::Instant::now())
         {
             return;
         }
-        if self.st.lookups.len() > 4096 {
-            self.st
-                .lookups
-                .retain(|_, t| now.duration_since(*t) < LOOKUP_EVERY);
-        }
-        self.st.lookups.insert(identity, now);
         let tag = self.st.tag();
         let sent = self.st.net.send(NetCommand::GetRecord {
             tag,
@@ -1580,10 +1456,7 @@ impl Engine {
 
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
     fn pump(&mut self, dev: [u8; 32]) {
-        let Some(p) = self.st.peers.get(&dev) else {
-            return;
-        };
-        if p.in_flight || p.next_try.is_some_and(|t| t > Instant::now()) {
+        if !self.st.delivery.ready(&dev, std::time::Instant::now()) {
             return;
         }
         let read = self
@@ -1597,11 +1470,11 @@ impl Engine {
             }
         };
         let Some(device) = device.filter(|_| !items.is_empty()) else {
-            self.st.peers.remove(&dev);
+            self.st.delivery.forget(&dev);
             return;
         };
         let Ok(peer) = PeerId::from_bytes(&device.peer_id) else {
-            self.st.peers.remove(&dev);
+            self.st.delivery.forget(&dev);
             return;
         };
         // A mailbox hands kept mail only to a device that registered on its current
@@ -1611,52 +1484,29 @@ impl Engine {
             && items.first().is_some_and(|(_, it)| it.is_kept_mail())
             && !self.st.registered_here.contains(&peer)
         {
-            if let Some(p) = self.st.peers.get_mut(&dev) {
-                p.next_try = Some(Instant::now() + MAX_BACKOFF);
-            }
+            self.st
+                .delivery
+                .hold(dev, std::time::Instant::now() + delivery::MAX_BACKOFF);
             return;
         }
-        let failures = self.st.peers.get(&dev).map_or(0, |p| p.failures);
         // A device that did not answer twice is likely offline: hand its envelopes to one of
         // its mailboxes (a different one on each failure) until it is back.
-        let mailbox =
-            (failures >= 2 && !self.st.connected.contains(&peer) && !device.mailboxes.is_empty())
-                .then(|| &device.mailboxes[failures as usize % device.mailboxes.len()])
-                .and_then(|m| {
-                    PeerId::from_bytes(&m.peer_id)
-                        .ok()
-                        .map(|p| (p, decode_addrs(&m.addrs)))
-                });
+        let mailbox = self
+            .st
+            .delivery
+            .route(&dev, self.st.connected.contains(&peer), &device.mailboxes)
+            .and_then(|m| {
+                PeerId::from_bytes(&m.peer_id)
+                    .ok()
+                    .map(|p| (p, decode_addrs(&m.addrs)))
+            });
         let addrs = decode_addrs(&device.addrs);
         if addrs.is_empty() && !self.st.connected.contains(&peer) {
             // Nowhere to dial yet: ask the DHT where the device is (the dial below may still
             // succeed through addresses the network layer learned by itself).
             self.lookup_device(dev);
         }
-        // Envelopes in order, each with the items it carries; stop at the first item that is
-        // not sealed yet, at MAX_BATCH envelopes, or at BATCH_BYTES.
-        let mut seqs: Vec<Vec<u64>> = Vec::new();
-        let mut envelopes = Vec::new();
-        let mut bytes = 0usize;
-        let mut i = 0;
-        while i < items.len() && envelopes.len() < MAX_BATCH {
-            let (seq, item) = &items[i];
-            let Some(env) = &item.sealed else { break };
-            let n = (item.covers.max(1)) as usize;
-            if i + n > items.len() || !items[i + 1..i + n].iter().all(|(_, it)| it.covered) {
-                break;
-            }
-            // Stay well inside the frame limit whatever the envelopes' sizes.
-            bytes += env.ciphertext.len() + 64;
-            if bytes > BATCH_BYTES && !envelopes.is_empty() {
-                break;
-            }
-            let mut group = vec![*seq];
-            group.extend(items[i + 1..i + n].iter().map(|(s, _)| *s));
-            seqs.push(group);
-            envelopes.push(env.clone());
-            i += n;
-        }
+        let delivery::Batch { seqs, envelopes } = delivery::plan_batch(&items);
         if envelopes.is_empty()
             && self
                 .store
@@ -1750,9 +1600,7 @@ impl Engine {
         match self.st.net.send(cmd) {
             Ok(()) => {
                 self.st.pending.insert(tag, pending);
-                if let Some(p) = self.st.peers.get_mut(&dev) {
-                    p.in_flight = true;
-                }
+                self.st.delivery.sent(dev);
             }
             Err(_) => self.failed(dev),
         }
@@ -1760,9 +1608,10 @@ impl Engine {
 
     fn read_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            // Group commands run in a write batch (see `apply`).
+            Cmd::Call(c) => c.read(self),
+            // Group test hooks run in a write batch (see `apply`).
+            #[cfg(feature = "test-hooks")]
             Cmd::Group(_) => {}
-            Cmd::Social(c) => self.social_cmd(c),
             Cmd::CutLinks { peers, cut, reply } => {
                 let r = self
                     .st
@@ -1771,89 +1620,52 @@ impl Engine {
                     .map_err(|e| EngineError::Network(e.to_string()));
                 let _ = reply.send(r);
             }
-            Cmd::Info(reply) => {
-                let _ = reply.send(self.info());
-            }
-            Cmd::Contacts(reply) => {
-                let _ = reply.send(self.contacts());
-            }
-            Cmd::History { with, limit, reply } => {
-                let _ = reply.send(self.history(&with, limit));
-            }
-            Cmd::Verify { with, reply } => {
-                let r = self
-                    .store
-                    .read(|r| r.contact_by_name(&with))
-                    .map_err(internal)
-                    .and_then(|c| c.ok_or(EngineError::UnknownContact(with.clone())))
-                    .map(|c| {
-                        let theirs = IdentityKey(c.identity);
-                        Verification {
-                            name: c.name,
-                            safety_number: safety_number(&self.st.me, &theirs),
-                            mine: self.st.me.to_hex(),
-                            theirs: theirs.to_hex(),
-                        }
-                    });
-                let _ = reply.send(r);
-            }
-            Cmd::Status(reply) => {
-                let (outbox, mailbox_users) = self
-                    .store
-                    .read(|r| {
-                        let mut n = 0;
-                        for d in r.outbox_devices()? {
-                            n += r.outbox_len(&d)?;
-                        }
-                        Ok((n, r.mailbox_users_len()?))
-                    })
-                    .unwrap_or((0, 0));
-                let reach = self.st.net.reachability();
-                let _ = reply.send(Ok(NodeStatus {
-                    peer_id: self.st.net.local_peer().to_string(),
-                    connected_peers: self.st.connected.iter().map(|p| p.to_string()).collect(),
-                    outbox,
-                    mailbox_users,
-                    reachability: reach.status.as_str().to_string(),
-                    relays: reach.relays.iter().map(|p| p.to_string()).collect(),
-                    relay_reservations: reach.served_reservations,
-                    relay_circuits: reach.served_circuits,
-                }));
-            }
-            // Write commands never reach here.
-            Cmd::AddContact { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
-            Cmd::Send { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
-            Cmd::RemoveContact { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
-            Cmd::AddMailbox { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
-            Cmd::Mailboxes(reply) => {
-                let _ = reply.send(Ok(self
-                    .st
-                    .my_mailboxes
-                    .iter()
-                    .map(|m| self.st.mailbox_view(&m.peer_id))
-                    .collect()));
-            }
-            Cmd::Push(reply) => {
-                let _ = reply.send(Ok(self.st.push_view()));
-            }
-            Cmd::SetPush { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
-            Cmd::MarkRead { reply, .. } => {
-                let _ = reply.send(Err(EngineError::Internal("misrouted command".into())));
-            }
             Cmd::Shutdown(tx) => {
                 let _ = tx.send(());
             }
         }
+    }
+
+    /// `verify`: the safety number with a contact.
+    fn verify(&self, with: &str) -> Result<Verification, EngineError> {
+        self.store
+            .read(|r| r.contact_by_name(with))
+            .map_err(internal)
+            .and_then(|c| c.ok_or(EngineError::UnknownContact(with.to_string())))
+            .map(|c| {
+                let theirs = IdentityKey(c.identity);
+                Verification {
+                    name: c.name,
+                    safety_number: safety_number(&self.st.me, &theirs),
+                    mine: self.st.me.to_hex(),
+                    theirs: theirs.to_hex(),
+                }
+            })
+    }
+
+    /// `status`: connections, outbox, reachability.
+    fn status(&self) -> Result<NodeStatus, EngineError> {
+        let (outbox, mailbox_users) = self
+            .store
+            .read(|r| {
+                let mut n = 0;
+                for d in r.outbox_devices()? {
+                    n += r.outbox_len(&d)?;
+                }
+                Ok((n, r.mailbox_users_len()?))
+            })
+            .unwrap_or((0, 0));
+        let reach = self.st.net.reachability();
+        Ok(NodeStatus {
+            peer_id: self.st.net.local_peer().to_string(),
+            connected_peers: self.st.connected.iter().map(|p| p.to_string()).collect(),
+            outbox,
+            mailbox_users,
+            reachability: reach.status.as_str().to_string(),
+            relays: reach.relays.iter().map(|p| p.to_string()).collect(),
+            relay_reservations: reach.served_reservations,
+            relay_circuits: reach.served_circuits,
+        })
     }
 
     fn info(&self) -> Result<NodeInfo, EngineError> {
@@ -2044,6 +1856,61 @@ fn envelope_hash(env: &Envelope) -> [u8; 32] {
 }
 
 impl State {
+    /// Sends a command to the network, or keeps it until there is room (never dropped
+    /// silently; see [`Backlog`]).
+    fn net_send(&mut self, cmd: NetCommand) {
+        self.backlog.send(&self.net, cmd);
+    }
+
+    /// `mailbox.list`: the mailboxes this device is registered with.
+    fn mailbox_views(&self) -> Vec<MailboxView> {
+        self.my_mailboxes
+            .iter()
+            .map(|m| self.mailbox_view(&m.peer_id))
+            .collect()
+    }
+
+    /// `push.set` / `push.clear`: stores the endpoint (or its removal); after the commit it
+    /// goes to every mailbox and `reply` is answered when they all did.
+    fn set_push_endpoint(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        endpoint: Option<String>,
+        reply: Reply<PushView>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if let Some(url) = &endpoint
+            && let Err(e) = kith_proto::wire::check_push_endpoint(url)
+        {
+            let _ = reply.send(Err(EngineError::BadEndpoint(e.to_string())));
+            return Ok(());
+        }
+        match &endpoint {
+            Some(url) => w.set_meta("push_endpoint", url.as_bytes())?,
+            None => w.remove_meta("push_endpoint")?,
+        }
+        after.push(After::PushAll(endpoint, reply));
+        Ok(())
+    }
+
+    /// Dials every mailbox this device is registered with.
+    fn dial_mailboxes(&mut self) {
+        let dials: Vec<NetCommand> = self
+            .my_mailboxes
+            .iter()
+            .filter_map(|m| {
+                let peer = PeerId::from_bytes(&m.peer_id).ok()?;
+                Some(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&m.addrs),
+                })
+            })
+            .collect();
+        for d in dials {
+            self.net_send(d);
+        }
+    }
+
     fn tag(&mut self) -> u64 {
         self.next_tag += 1;
         self.next_tag
@@ -2250,56 +2117,8 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), StoreError> {
         match work {
-            Work::Cmd(Cmd::AddContact {
-                code,
-                name,
-                reply: tx,
-            }) => {
-                let r = self.add_contact(w, &code, &name, after)?;
-                after.push(reply(tx, r));
-            }
-            Work::Cmd(Cmd::RemoveContact { name, reply: tx }) => {
-                let r = self.remove_contact(w, &name)?;
-                after.push(reply(tx, r));
-            }
-            Work::Cmd(Cmd::Send {
-                to,
-                text,
-                reply: tx,
-            }) => {
-                let r = self.send(w, &to, text, after)?;
-                after.push(reply(tx, r));
-            }
-            Work::Cmd(Cmd::MarkRead { with, reply: tx }) => {
-                let r = self.mark_read(w, &with, after)?;
-                after.push(reply(tx, r));
-            }
-            Work::Cmd(Cmd::AddMailbox {
-                code,
-                token,
-                reply: tx,
-            }) => match mailbox_from(code.trim()) {
-                Ok(mailbox) => after.push(After::Register(mailbox, token, Some(tx))),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            },
-            Work::Cmd(Cmd::SetPush {
-                endpoint,
-                reply: tx,
-            }) => {
-                if let Some(url) = &endpoint
-                    && let Err(e) = kith_proto::wire::check_push_endpoint(url)
-                {
-                    let _ = tx.send(Err(EngineError::BadEndpoint(e.to_string())));
-                    return Ok(());
-                }
-                match &endpoint {
-                    Some(url) => w.set_meta("push_endpoint", url.as_bytes())?,
-                    None => w.remove_meta("push_endpoint")?,
-                }
-                after.push(After::PushAll(endpoint, tx));
-            }
+            Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Write => c.write(self, w, after)?,
+            #[cfg(feature = "test-hooks")]
             Work::Cmd(Cmd::Group(c)) => self.group_cmd(w, c, after)?,
             Work::Cmd(other) => after.push(After::Read(other)),
             Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {

@@ -369,14 +369,9 @@ impl State {
 
     /// A request to `dev` completed: it may send the next batch at once.
     pub(super) fn settled(&mut self, dev: [u8; 32], via_mailbox: bool, after: &mut Vec<After>) {
-        let p = self.peers.entry(dev).or_default();
-        p.in_flight = false;
-        if !via_mailbox {
-            // Keep counting failures after a mailbox took the batch, so the next one goes
-            // there too until the device is reachable again.
-            p.failures = 0;
-        }
-        p.next_try = None;
+        // Failures keep counting after a mailbox took the batch, so the next one goes there
+        // too until the device is reachable again.
+        self.delivery.settled(dev, via_mailbox);
         after.push(After::Pump(dev));
     }
 
@@ -551,9 +546,7 @@ impl State {
                     addrs: decode_addrs(&d.addrs),
                 }));
             }
-            if let Some(p) = self.peers.get_mut(&dev) {
-                p.next_try = None;
-            }
+            self.delivery.retry_now(&dev);
             after.push(After::Pump(dev));
         }
         self.group_devices_appeared(w, identity, after)

@@ -121,7 +121,7 @@ impl Privacy {
         added_by_user || self.online.allows(false) || self.last_seen.allows(false)
     }
 
-    fn view(&self) -> PrivacyView {
+    pub(super) fn view(&self) -> PrivacyView {
         PrivacyView {
             last_seen: self.last_seen.as_str().into(),
             online: self.online.as_str().into(),
@@ -163,33 +163,6 @@ pub(crate) struct Social {
     profile_asks: HashMap<u64, [u8; 32]>,
     last_heartbeat: Instant,
     last_silence_check: Instant,
-}
-
-/// Commands of this module (answered after the batch, each in its own small transaction).
-pub(crate) enum SocialCmd {
-    Typing {
-        to: String,
-        state: TypingState,
-        reply: Reply<()>,
-    },
-    SetProfile {
-        name: Option<String>,
-        about: Option<String>,
-        avatar: Option<Option<Vec<u8>>>,
-        reply: Reply<ProfileView>,
-    },
-    Profile(Reply<ProfileView>),
-    SetPrivacy {
-        key: String,
-        value: String,
-        reply: Reply<PrivacyView>,
-    },
-    Privacy(Reply<PrivacyView>),
-    Block {
-        name: String,
-        blocked: bool,
-        reply: Reply<ContactView>,
-    },
 }
 
 fn typing_str(t: TypingState) -> &'static str {
@@ -308,7 +281,7 @@ impl Social {
             .collect()
     }
 
-    fn my_profile_view(&self) -> ProfileView {
+    pub(super) fn my_profile_view(&self) -> ProfileView {
         match &self.profile {
             Some(p) => ProfileView {
                 name: p.name.clone(),
@@ -342,7 +315,7 @@ impl Engine {
 
     fn send_presence(&mut self, peer: PeerId, added_by_user: bool, online: bool, tag: Option<u64>) {
         let p = self.st.social.presence_for(added_by_user, online);
-        let _ = self.st.net.send(NetCommand::Signal {
+        self.st.net_send(NetCommand::Signal {
             tag,
             peer,
             signal: Signal::Presence(p),
@@ -501,7 +474,7 @@ impl Engine {
             contact.filter(|(identity, _)| !self.st.social.blocked.contains(identity))
         else {
             if let Some(id) = id {
-                let _ = self.st.net.send(NetCommand::AnswerSignal {
+                self.st.net_send(NetCommand::AnswerSignal {
                     id,
                     answer: SignalAnswer::Ignored,
                 });
@@ -523,7 +496,7 @@ impl Engine {
                     None => SignalAnswer::Ignored,
                 };
                 if let Some(id) = id {
-                    let _ = self.st.net.send(NetCommand::AnswerSignal { id, answer });
+                    self.st.net_send(NetCommand::AnswerSignal { id, answer });
                 }
             }
             _ => {}
@@ -608,7 +581,7 @@ impl Engine {
         {
             let tag = self.st.tag();
             self.st.social.profile_asks.insert(tag, identity);
-            let _ = self.st.net.send(NetCommand::Signal {
+            self.st.net_send(NetCommand::Signal {
                 tag: Some(tag),
                 peer,
                 signal: Signal::GetProfile,
@@ -715,41 +688,41 @@ impl Engine {
         true
     }
 
-    /// This module's commands.
-    pub(super) fn social_cmd(&mut self, cmd: SocialCmd) {
-        match cmd {
-            SocialCmd::Typing { to, state, reply } => {
-                let r = self.typing(&to, state);
-                let _ = reply.send(r);
+    /// `typing` from the command table: `state` is `typing`, `recording` or `stopped`.
+    pub(super) fn typing_cmd(&mut self, to: &str, state: &str) -> Result<(), EngineError> {
+        let state = match state {
+            "typing" => TypingState::Typing,
+            "recording" => TypingState::Recording,
+            "stopped" => TypingState::Stopped,
+            other => {
+                return Err(EngineError::BadSetting(format!(
+                    "typing state must be typing, recording or stopped, not {other:?}"
+                )));
             }
-            SocialCmd::Profile(reply) => {
-                let _ = reply.send(Ok(self.st.social.my_profile_view()));
+        };
+        self.typing(to, state)
+    }
+
+    /// `profile.set` from the command table (the photo was read by `prepare`).
+    pub(super) fn set_profile_cmd(
+        &mut self,
+        p: crate::command::SetProfileParams,
+    ) -> Result<ProfileView, EngineError> {
+        let avatar = match (p.avatar.is_some(), p.remove_avatar) {
+            (true, true) => {
+                return Err(EngineError::BadSetting(
+                    "give a photo or remove it, not both".into(),
+                ));
             }
-            SocialCmd::SetProfile {
-                name,
-                about,
-                avatar,
-                reply,
-            } => {
-                let r = self.set_profile(name, about, avatar);
-                let _ = reply.send(r);
+            (true, false) => {
+                Some(Some(p.photo.ok_or_else(|| {
+                    EngineError::BadSetting("the photo was not read".into())
+                })?))
             }
-            SocialCmd::Privacy(reply) => {
-                let _ = reply.send(Ok(self.st.social.privacy.view()));
-            }
-            SocialCmd::SetPrivacy { key, value, reply } => {
-                let r = self.set_privacy(&key, &value);
-                let _ = reply.send(r);
-            }
-            SocialCmd::Block {
-                name,
-                blocked,
-                reply,
-            } => {
-                let r = self.block(&name, blocked);
-                let _ = reply.send(r);
-            }
-        }
+            (false, true) => Some(None),
+            (false, false) => None,
+        };
+        self.set_profile(p.name, p.about, avatar)
     }
 
     fn typing(&mut self, to: &str, state: TypingState) -> Result<(), EngineError> {
@@ -778,7 +751,7 @@ impl Engine {
         self.st.social.typing_sent.insert(identity, (state, now));
         let peers = self.st.social.devices_of(&identity);
         for peer in peers {
-            let _ = self.st.net.send(NetCommand::Signal {
+            self.st.net_send(NetCommand::Signal {
                 tag: None,
                 peer,
                 signal: Signal::Typing(state),
@@ -825,7 +798,11 @@ impl Engine {
         Ok(self.st.social.my_profile_view())
     }
 
-    fn set_privacy(&mut self, key: &str, value: &str) -> Result<PrivacyView, EngineError> {
+    pub(super) fn set_privacy(
+        &mut self,
+        key: &str,
+        value: &str,
+    ) -> Result<PrivacyView, EngineError> {
         let mut p = self.st.social.privacy.clone();
         let audience = || {
             Audience::parse(value).ok_or_else(|| {
@@ -872,7 +849,7 @@ impl Engine {
         }
     }
 
-    fn block(&mut self, name: &str, blocked: bool) -> Result<ContactView, EngineError> {
+    pub(super) fn block(&mut self, name: &str, blocked: bool) -> Result<ContactView, EngineError> {
         let contact = self
             .store
             .write(|w| {
@@ -891,7 +868,7 @@ impl Engine {
             // seen), then nothing more.
             let theirs = self.st.social.devices_of(&contact.identity);
             for peer in theirs {
-                let _ = self.st.net.send(NetCommand::Signal {
+                self.st.net_send(NetCommand::Signal {
                     tag: None,
                     peer,
                     signal: Signal::Presence(Presence {

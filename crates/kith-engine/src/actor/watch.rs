@@ -154,7 +154,7 @@ impl Engine {
     pub(super) fn watch_startup(&mut self) {
         for topic in self.st.watching.kept_topics() {
             if !self.st.groups.has_topic(&topic) {
-                let _ = self.st.net.send(NetCommand::Subscribe { topic });
+                self.st.net_send(NetCommand::Subscribe { topic });
             }
         }
     }

@@ -1,0 +1,9 @@
+//! The messenger's rules as cores without I/O. Each core owns its state and its rules; it
+//! is handed the time (and, where it draws randomness, a seeded generator) and returns what
+//! to do instead of doing it. The engine actor (`crate::actor`) feeds the cores what happens
+//! on the network and from the user, and carries out what they decide. Cores can be driven
+//! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
+//!
+//! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
+
+pub mod delivery;
