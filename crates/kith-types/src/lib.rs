@@ -5,8 +5,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod bounded;
 mod ids;
 mod safety;
 
+pub use bounded::{BoundedMap, BoundedSet, RateLimit};
 pub use ids::{IdentityKey, MessageId, MessageIdGen, now_ms};
 pub use safety::safety_number;

@@ -55,9 +55,7 @@ impl State {
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;
         // Hand over whatever is waiting for it (now that it registered on this connection).
-        if self.registered_here.len() < 65_536 {
-            self.registered_here.insert(peer);
-        }
+        self.registered_here.insert(peer);
         self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
         Ok(Response::Registration {
@@ -96,25 +94,12 @@ impl State {
         }
         w.set_push_endpoint(&dev, endpoint.as_deref())?;
         // A new endpoint may be woken at once.
-        self.wakes.remove(&dev);
+        self.wakes.forget(&dev);
         Ok(Response::PushSet)
     }
 
     pub(super) fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {
-        let now = Instant::now();
-        if self.claims.len() >= MAX_CLAIM_ENTRIES {
-            self.claims
-                .retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
-            if self.claims.len() >= MAX_CLAIM_ENTRIES {
-                self.claims.clear();
-            }
-        }
-        let e = self.claims.entry(peer).or_insert((0, now));
-        if now.duration_since(e.1) >= Duration::from_secs(60) {
-            *e = (0, now);
-        }
-        e.0 += 1;
-        let fallback_only = e.0 > CLAIMS_PER_MINUTE;
+        let fallback_only = !self.claims.allow(peer, Instant::now());
         let bundle = self.device.claim_prekey(fallback_only);
         if !bundle.is_fallback {
             self.account_dirty = true;

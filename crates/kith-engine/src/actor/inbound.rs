@@ -101,10 +101,7 @@ impl State {
         )?;
         after.push(After::Pump(dev));
         // Wake the device if it is away and gave an endpoint (queued after the commit).
-        if self
-            .wakes
-            .get(&dev)
-            .is_none_or(|t| t.elapsed() >= WAKE_EVERY)
+        if self.wakes.would_allow(&dev, Instant::now())
             && let Some(url) = w.push_endpoint(&dev)?
             && let Some(d) = w.device(&dev)?
             && !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))

@@ -35,10 +35,12 @@ use kith_proto::wire::{
 use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
 };
-use kith_types::{IdentityKey, MessageId, MessageIdGen, now_ms, safety_number};
+use kith_types::{
+    BoundedMap, BoundedSet, IdentityKey, MessageId, MessageIdGen, RateLimit, now_ms, safety_number,
+};
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::command::{
@@ -85,6 +87,14 @@ pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const MAX_RESETS: u8 = 3;
 /// Most peers tracked for pre-key claim rate limits.
 const MAX_CLAIM_ENTRIES: usize = 4096;
+/// Most connected peers the engine keeps track of.
+const MAX_CONNECTED: usize = 65_536;
+/// Most DHT record lookups awaited at once (older ones are forgotten).
+const MAX_RECORD_LOOKUPS: usize = 8192;
+/// Most callers waiting for the user record to be stored (older ones are answered at once).
+const MAX_PUBLISH_WAITS: usize = 64;
+/// Most callers waiting for mailboxes to answer a push endpoint change.
+const MAX_PUSH_WAITS: usize = 64;
 /// Addresses kept per device.
 const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
@@ -612,12 +622,14 @@ struct State {
     delivery: Delivery,
     /// The engine's randomness (backoff jitter); cores take it as an argument.
     rng: StdRng,
-    connected: HashSet<PeerId>,
+    connected: BoundedSet<PeerId>,
     ids: MessageIdGen,
     pending: HashMap<u64, Pending>,
     next_tag: u64,
-    claims: HashMap<PeerId, (u32, Instant)>,
-    record_tags: HashMap<u64, [u8; 32]>,
+    /// Pre-key claims per peer per minute.
+    claims: RateLimit<PeerId>,
+    /// Whose record each DHT lookup in flight asks for, by tag.
+    record_tags: BoundedMap<u64, [u8; 32]>,
     record_dirty: bool,
     /// The tag of the last publication of our record, while its outcome is awaited.
     record_tag: Option<u64>,
@@ -626,21 +638,21 @@ struct State {
     record_retry: Option<Instant>,
     last_keepalive: Instant,
     /// Callers waiting for a tagged record publication.
-    publishing: HashMap<u64, PublishReply>,
+    publishing: BoundedMap<u64, PublishReply>,
     /// This device's push endpoint (secret: never logged).
     push_endpoint: Option<String>,
     /// What each of our mailboxes answered to it last, by mailbox peer id.
     push_status: HashMap<Vec<u8>, String>,
     /// Callers waiting for mailboxes to answer a push endpoint change.
-    push_waits: HashMap<u64, PushWait>,
+    push_waits: BoundedMap<u64, PushWait>,
     /// Quota figures of our mailboxes, by mailbox peer id.
     mailbox_usage: HashMap<Vec<u8>, MailboxUsage>,
     /// As a mailbox: sends wake-ups.
     waker: Option<Waker>,
     /// As a mailbox: when each device was last woken.
-    wakes: HashMap<[u8; 32], Instant>,
+    wakes: RateLimit<[u8; 32]>,
     /// As a mailbox: devices that registered on their current connection.
-    registered_here: HashSet<PeerId>,
+    registered_here: BoundedSet<PeerId>,
     /// Presence, typing, profiles, privacy and blocks.
     social: Social,
     /// The data directory (contacts' photos go to `avatars/` in it).
@@ -753,25 +765,29 @@ impl Engine {
                 account_dirty: false,
                 delivery: Delivery::new(),
                 rng: StdRng::from_os_rng(),
-                connected: HashSet::new(),
+                connected: BoundedSet::new(MAX_CONNECTED),
                 ids: MessageIdGen::new(),
                 pending: HashMap::new(),
                 next_tag: 0,
-                claims: HashMap::new(),
-                record_tags: HashMap::new(),
+                claims: RateLimit::new(
+                    CLAIMS_PER_MINUTE,
+                    Duration::from_secs(60),
+                    MAX_CLAIM_ENTRIES,
+                ),
+                record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record_dirty: true,
                 record_tag: None,
                 record_failures: 0,
                 record_retry: None,
                 last_keepalive: Instant::now(),
-                publishing: HashMap::new(),
+                publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
                 push_status: HashMap::new(),
-                push_waits: HashMap::new(),
+                push_waits: BoundedMap::new(MAX_PUSH_WAITS),
                 mailbox_usage,
                 waker,
-                wakes: HashMap::new(),
-                registered_here: HashSet::new(),
+                wakes: RateLimit::once_per(WAKE_EVERY, MAX_WAKE_ENTRIES),
+                registered_here: BoundedSet::new(MAX_CONNECTED),
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
@@ -960,7 +976,7 @@ impl Engine {
                 self.st.net_send(NetCommand::Keep { peers });
             }
         }
-        for d in self.st.delivery.due(std::time::Instant::now()) {
+        for d in self.st.delivery.due(Instant::now()) {
             self.pump(d);
         }
     }
@@ -1163,10 +1179,10 @@ impl Engine {
                 let tag = self.st.tag();
                 self.st.record_dirty = false;
                 if self.publish_record_tagged(tag) {
-                    if self.st.publishing.len() >= 64 {
-                        self.st.publishing.clear();
+                    if let Some((_, (tx, view))) = self.st.publishing.insert(tag, reply) {
+                        // The oldest waiter gets its answer without the confirmation.
+                        let _ = tx.send(Ok(view));
                     }
-                    self.st.publishing.insert(tag, reply);
                 } else {
                     let (tx, view) = reply;
                     let _ = tx.send(Ok(view));
@@ -1191,10 +1207,7 @@ impl Engine {
                     return;
                 }
                 let wait = self.st.tag();
-                if self.st.push_waits.len() >= 64 {
-                    self.st.push_waits.clear();
-                }
-                self.st.push_waits.insert(
+                let evicted = self.st.push_waits.insert(
                     wait,
                     PushWait {
                         reply,
@@ -1202,6 +1215,11 @@ impl Engine {
                         refused: Vec::new(),
                     },
                 );
+                if let Some((_, w)) = evicted {
+                    let _ = w.reply.send(Err(EngineError::Network(
+                        "too many push endpoint changes at once; try again".into(),
+                    )));
+                }
                 for m in mailboxes {
                     self.send_push(m, Some(wait));
                 }
@@ -1281,9 +1299,7 @@ impl Engine {
                 None
             }
             NetEvent::Connected { peer } => {
-                if self.st.connected.len() < 65_536 {
-                    self.st.connected.insert(peer);
-                }
+                self.st.connected.insert(peer);
                 // Back in touch with one of our mailboxes: register again, which also makes
                 // it hand over what it kept for us.
                 let bytes = peer.to_bytes();
@@ -1416,9 +1432,7 @@ impl Engine {
     /// A request to `dev` failed or could not be sent: the delivery core backs it off.
     fn failed(&mut self, dev: [u8; 32]) {
         let st = &mut self.st;
-        let failure = st
-            .delivery
-            .failed(dev, std::time::Instant::now(), &mut st.rng);
+        let failure = st.delivery.failed(dev, Instant::now(), &mut st.rng);
         if failure.look_up {
             self.lookup_device(dev);
         }
@@ -1434,11 +1448,7 @@ impl Engine {
 
     /// Looks a person's user record up in the DHT, at most every [`delivery::LOOKUP_EVERY`].
     fn lookup_identity(&mut self, identity: [u8; 32]) {
-        if !self
-            .st
-            .delivery
-            .may_look_up(identity, std::time::Instant::now())
-        {
+        if !self.st.delivery.may_look_up(identity, Instant::now()) {
             return;
         }
         let tag = self.st.tag();
@@ -1447,16 +1457,13 @@ impl Engine {
             key: user_record_key(&identity),
         });
         if sent.is_ok() {
-            if self.st.record_tags.len() >= 8192 {
-                self.st.record_tags.clear();
-            }
             self.st.record_tags.insert(tag, identity);
         }
     }
 
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
     fn pump(&mut self, dev: [u8; 32]) {
-        if !self.st.delivery.ready(&dev, std::time::Instant::now()) {
+        if !self.st.delivery.ready(&dev, Instant::now()) {
             return;
         }
         let read = self
@@ -1486,7 +1493,7 @@ impl Engine {
         {
             self.st
                 .delivery
-                .hold(dev, std::time::Instant::now() + delivery::MAX_BACKOFF);
+                .hold(dev, Instant::now() + delivery::MAX_BACKOFF);
             return;
         }
         // A device that did not answer twice is likely offline: hand its envelopes to one of
@@ -2010,21 +2017,7 @@ impl State {
     /// As a mailbox: whether a device may be woken now (at most once per [`WAKE_EVERY`]);
     /// records the wake-up if so.
     fn may_wake(&mut self, dev: [u8; 32]) -> bool {
-        let now = Instant::now();
-        if let Some(t) = self.wakes.get(&dev)
-            && now.duration_since(*t) < WAKE_EVERY
-        {
-            return false;
-        }
-        if self.wakes.len() >= MAX_WAKE_ENTRIES {
-            self.wakes
-                .retain(|_, t| now.duration_since(*t) < WAKE_EVERY);
-            if self.wakes.len() >= MAX_WAKE_ENTRIES {
-                return false;
-            }
-        }
-        self.wakes.insert(dev, now);
-        true
+        self.wakes.allow(dev, Instant::now())
     }
 
     /// Listen addresses worth telling others: no unspecified ones, and loopback only when

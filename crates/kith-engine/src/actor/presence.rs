@@ -158,7 +158,7 @@ pub(crate) struct Social {
     /// Connected devices of contacts: their identity and whether this user added them.
     peers: HashMap<PeerId, ([u8; 32], bool)>,
     /// The last typing state sent to each contact, and when.
-    typing_sent: HashMap<[u8; 32], (TypingState, Instant)>,
+    typing_sent: BoundedMap<[u8; 32], (TypingState, Instant)>,
     /// Profile requests in flight, by tag.
     profile_asks: HashMap<u64, [u8; 32]>,
     last_heartbeat: Instant,
@@ -204,7 +204,7 @@ impl Social {
             blocked,
             seen: HashMap::new(),
             peers: HashMap::new(),
-            typing_sent: HashMap::new(),
+            typing_sent: BoundedMap::new(MAX_TRACKED),
             profile_asks: HashMap::new(),
             last_heartbeat: Instant::now(),
             last_silence_check: Instant::now(),
@@ -744,9 +744,6 @@ impl Engine {
                 // four signals a second.
                 return Ok(());
             }
-        }
-        if self.st.social.typing_sent.len() >= MAX_TRACKED {
-            self.st.social.typing_sent.clear();
         }
         self.st.social.typing_sent.insert(identity, (state, now));
         let peers = self.st.social.devices_of(&identity);

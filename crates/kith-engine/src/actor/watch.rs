@@ -61,7 +61,6 @@ const TOPIC_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_TOPIC_SYNC_ENTRIES: usize = 4096;
 
 /// Watched topics (as a mailbox) and where each of our mailboxes stands (as a device).
-#[derive(Default)]
 pub(super) struct Watching {
     /// As a mailbox: topics some registered device watches (all subscribed).
     kept: HashSet<String>,
@@ -73,7 +72,7 @@ pub(super) struct Watching {
     /// Catch-ups with a mailbox in flight, by group.
     syncing: HashMap<[u8; 16], Instant>,
     /// When each group last asked each mailbox.
-    last: HashMap<([u8; 16], PeerId), Instant>,
+    last: BoundedMap<([u8; 16], PeerId), Instant>,
 }
 
 /// Where one of our mailboxes stands.
@@ -103,8 +102,10 @@ impl Watching {
         };
         Watching {
             kept,
+            mailboxes: HashMap::new(),
             check: true,
-            ..Default::default()
+            syncing: HashMap::new(),
+            last: BoundedMap::new(MAX_TOPIC_SYNC_ENTRIES),
         }
     }
 
@@ -312,13 +313,6 @@ impl Engine {
         }
         let w = &mut self.st.watching;
         w.syncing.insert(id, now);
-        if w.last.len() >= MAX_TOPIC_SYNC_ENTRIES {
-            w.last
-                .retain(|_, t| now.duration_since(*t) < TOPIC_SYNC_GAP);
-            if w.last.len() >= MAX_TOPIC_SYNC_ENTRIES {
-                w.last.clear();
-            }
-        }
         w.last.insert((id, peer), now);
         self.st
             .pending

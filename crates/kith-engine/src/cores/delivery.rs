@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use kith_proto::record::MailboxRef;
 use kith_proto::wire::{Envelope, MAX_BATCH};
 use kith_store::OutboxItem;
+use kith_types::RateLimit;
 use rand::Rng;
 
 /// The wait after the first failure; each further failure in a row doubles it.
@@ -87,10 +88,19 @@ pub struct Failure {
 }
 
 /// The delivery schedule of every device with something queued.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Delivery {
     devices: HashMap<DeviceKey, DeviceState>,
-    lookups: HashMap<[u8; 32], Instant>,
+    lookups: RateLimit<[u8; 32]>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            devices: HashMap::new(),
+            lookups: RateLimit::once_per(LOOKUP_EVERY, MAX_LOOKUP_ENTRIES),
+        }
+    }
 }
 
 impl Delivery {
@@ -230,28 +240,7 @@ impl Delivery {
     /// Whether a person's user record may be looked up now (at most once per
     /// [`LOOKUP_EVERY`]); records the lookup if so.
     pub fn may_look_up(&mut self, identity: [u8; 32], now: Instant) -> bool {
-        if let Some(t) = self.lookups.get(&identity)
-            && now.saturating_duration_since(*t) < LOOKUP_EVERY
-        {
-            return false;
-        }
-        if self.lookups.len() >= MAX_LOOKUP_ENTRIES {
-            self.lookups
-                .retain(|_, t| now.saturating_duration_since(*t) < LOOKUP_EVERY);
-            if self.lookups.len() >= MAX_LOOKUP_ENTRIES {
-                // Every entry is recent: forget the oldest.
-                if let Some(oldest) = self
-                    .lookups
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| *k)
-                {
-                    self.lookups.remove(&oldest);
-                }
-            }
-        }
-        self.lookups.insert(identity, now);
-        true
+        self.lookups.allow(identity, now)
     }
 }
 
