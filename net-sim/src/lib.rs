@@ -1,10 +1,14 @@
 //! `net-sim`: many real Kith nodes in one process, with churn and partitions from a seed.
 //!
 //! Every node is the same code `kith up` runs: a [`kith_engine::Engine`] with its own
-//! identity, its own redb file (in a temporary directory) and its own libp2p swarm,
-//! listening on a fixed TCP port on 127.0.0.1 (so a node that restarts is found where it
-//! was). Nothing else is simulated: messages travel over real loopback connections, are
-//! encrypted, stored and acknowledged exactly as between separate machines.
+//! identity, its own redb file (in a temporary directory) and its own libp2p swarm. Only
+//! its links are the simulation's ([`SimNet`], given to the node's network through kith-net's
+//! seam, [`kith_net::NetOptions`]): by default in-process memory links (`/memory/<n>`, so a
+//! thousand nodes need no sockets), shaped by the scenario's `[links]`; with
+//! `transport = "tcp"`, real loopback TCP connections. Either way each node keeps one
+//! address for the whole run, so a node that restarts is found where it was. Nothing else
+//! is simulated: messages are encrypted, stored and acknowledged exactly as between
+//! separate machines (the stores commit with fsync, as a device does).
 //!
 //! A [`Scenario`] (a TOML file) gives the seed, the number of nodes and mailboxes, the
 //! workload (random contact pairs and 1:1 messages between them) and the faults:
@@ -12,8 +16,8 @@
 //! - **churn**: a share of the nodes goes down (a clean stop) at a random time and comes back
 //!   after a random pause, or never (`gone_for_good`);
 //! - **partitions**: at a time, the nodes are split in two random halves whose links are cut
-//!   (connections closed and refused, through [`kith_engine::EngineHandle::cut_links`]), and
-//!   healed later.
+//!   (connections closed and refused in their transports, [`SimNet::cut`]), and healed
+//!   later. A cut holds for a node that restarts meanwhile.
 //!
 //! All random choices come from the seed, so a scenario makes the same choices every run;
 //! timing on a real machine still varies, so latencies differ between runs while the
@@ -22,23 +26,29 @@
 //! The [`Report`] counts messages sent, acknowledged (✓ or ✓✓ at the sender), delivered,
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
-//! time and peak memory of the run; on memory links the bytes the nodes wrote; and the DHT
+//! time and peak memory of the run; the bytes the nodes wrote on their links; and the DHT
 //! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
 //! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
-//! Not simulated yet: groups.
+//! Groups have their own scenarios: [`GroupScenario`] runs one group of full nodes, and
+//! [`GossipScenario`] a big group's gossip layer alone ([`gossip_node`]).
 
 mod gossip;
+pub mod gossip_node;
 mod group;
+pub mod links;
 
 pub use gossip::{GossipReport, GossipScenario, run_gossip};
 pub use group::{GroupReport, GroupScenario, run_group};
+pub use links::shaped::LinkShape;
+pub use links::{GossipReceived, SimNet};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kith_engine::{Engine, EngineConfig, EngineHandle, Event, MailboxConfig, Multiaddr};
+use kith_net::{Lookup, PeerId};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -50,7 +60,7 @@ pub const MAX_NODES: usize = 2000;
 /// Most messages one scenario may send.
 pub const MAX_MESSAGES: usize = 1_000_000;
 /// Most DHT lookups one scenario may make.
-pub const MAX_LOOKUPS: usize = kith_net::sim::MAX_LOOKUPS;
+pub const MAX_LOOKUPS: usize = links::MAX_LOOKUPS;
 /// Longest link delay (latency, jitter, retransmission timeout) a scenario may give, in ms.
 pub const MAX_LINK_MS: f64 = 60_000.0;
 
@@ -94,7 +104,7 @@ pub struct Scenario {
     pub dht: Option<Dht>,
 }
 
-/// How every memory link behaves, per direction (see `kith_net::shaped` for the model).
+/// How every memory link behaves, per direction (see [`links::shaped`] for the model).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Links {
@@ -132,13 +142,13 @@ impl Links {
 
     /// The shape of node `node`'s links; its draws start from the scenario's seed and the
     /// node's number.
-    pub(crate) fn shape(&self, seed: u64, node: usize) -> kith_net::LinkShape {
+    pub(crate) fn shape(&self, seed: u64, node: usize) -> LinkShape {
         let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
-        kith_net::LinkShape {
+        LinkShape {
             latency: ms(self.latency_ms),
             jitter: ms(self.jitter_ms),
             loss: self.loss,
-            rto: self.rto_ms.map_or(kith_net::shaped::DEFAULT_RTO, ms),
+            rto: self.rto_ms.map_or(links::shaped::DEFAULT_RTO, ms),
             bandwidth: self.bandwidth_kbps.map(|k| (k * 1000.0 / 8.0) as u64),
             seed: seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         }
@@ -513,8 +523,8 @@ struct Node {
     code: String,
     /// The user's identity key (from the contact code).
     identity: Option<[u8; 32]>,
-    /// Shaping and counters for its memory links (kept over restarts).
-    sim: Option<kith_net::SimNet>,
+    /// Its links, their counters and cuts (kept over restarts).
+    sim: SimNet,
 }
 
 /// A message event seen at a recipient: the message number and when.
@@ -562,11 +572,9 @@ impl Node {
             bootstrap: boot.into_iter().collect(),
             mdns: false,
             mailbox: self.mailbox.then(MailboxConfig::default),
-            reach: kith_engine::ReachConfig {
-                memory: self.memory,
-                sim: self.sim.clone(),
-                ..Default::default()
-            },
+            reach: kith_engine::ReachConfig::default(),
+            store_fsync: true,
+            net: self.sim.options(),
         };
         let (h, task) = Engine::start(cfg).await.map_err(|e| SimError::Node {
             node: i,
@@ -730,8 +738,8 @@ const REGISTER_TRIES: u32 = 5;
 /// timeout (30 s) and some.
 const LOOKUP_WAIT: Duration = Duration::from_secs(40);
 
-fn lookup_report(started: usize, done: Vec<kith_net::Lookup>) -> LookupReport {
-    let sorted = |f: &dyn Fn(&kith_net::Lookup) -> f64| {
+fn lookup_report(started: usize, done: Vec<Lookup>) -> LookupReport {
+    let sorted = |f: &dyn Fn(&Lookup) -> f64| {
         let mut v: Vec<f64> = done.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v
@@ -771,20 +779,12 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
 
 /// Open link ends summed over the nodes.
 fn open_links(nodes: &[Node]) -> u64 {
-    nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimNet::open_links)
-        .sum()
+    nodes.iter().map(|n| n.sim.open_links()).sum()
 }
 
 /// Link ends opened so far, summed over the nodes.
 fn links_opened(nodes: &[Node]) -> u64 {
-    nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimNet::links_opened)
-        .sum()
+    nodes.iter().map(|n| n.sim.links_opened()).sum()
 }
 
 /// Like [`run`], telling `progress` how far it got (a line at a time, for people).
@@ -826,16 +826,16 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
             peer_id: String::new(),
             code: String::new(),
             identity: None,
-            sim: memory.then(|| {
+            sim: {
                 let links = s.links.as_ref();
-                let mut sim =
-                    kith_net::SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+                let mut sim = SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+                sim.tcp = !memory;
                 sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
                 sim.kad_bootstrap_every = (s.dht.as_ref())
                     .and_then(|d| d.bootstrap_every_s)
                     .map(Duration::from_secs);
                 sim
-            }),
+            },
         });
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
@@ -1022,33 +1022,29 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
                 for (_, t) in mine {
                     record(&mut sends, t.await);
                 }
-                let done = nodes[u].sim.as_ref().map_or(0, |sim| sim.lookups().len());
+                let done = nodes[u].sim.lookups().len();
                 lookups_cut[u] = lookups_started[u].saturating_sub(done);
                 nodes[u].stop().await;
             }
             Step::Up(u) => nodes[u].start(u, boot.clone(), seen_tx.clone()).await?,
             Step::Lookup { from, of } => {
-                let (Some(sim), Some(id), true) = (
-                    &nodes[from].sim,
-                    nodes[of].identity,
-                    nodes[from].handle.is_some(),
-                ) else {
+                let (Some(id), true) = (nodes[of].identity, nodes[from].handle.is_some()) else {
                     continue;
                 };
-                if sim.lookup(&id).is_ok() {
+                if nodes[from].sim.lookup(&id).is_ok() {
                     lookups_started[from] += 1;
                 }
             }
             Step::Cut(left, right, cut) => {
-                let ids = |side: &[usize]| -> Vec<String> {
-                    side.iter().map(|&i| nodes[i].peer_id.clone()).collect()
+                let ids = |side: &[usize]| -> Vec<PeerId> {
+                    side.iter()
+                        .filter_map(|&i| nodes[i].peer_id.parse().ok())
+                        .collect()
                 };
                 let (lp, rp) = (ids(&left), ids(&right));
                 for (side, other) in [(&left, &rp), (&right, &lp)] {
                     for &i in side.iter() {
-                        if let Some(h) = &nodes[i].handle {
-                            let _ = h.cut_links(other.clone(), cut).await;
-                        }
+                        nodes[i].sim.cut(other, cut);
                     }
                 }
             }
@@ -1099,7 +1095,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     let lookup_deadline = Instant::now() + LOOKUP_WAIT;
     loop {
         let pending = nodes.iter().enumerate().any(|(i, n)| {
-            let done = n.sim.as_ref().map_or(0, |sim| sim.lookups().len());
+            let done = n.sim.lookups().len();
             done + lookups_cut[i] < lookups_started[i]
         });
         if !pending || Instant::now() >= lookup_deadline {
@@ -1108,11 +1104,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let lookups = s.dht.as_ref().filter(|d| d.lookups > 0).map(|_| {
-        let done = nodes
-            .iter()
-            .filter_map(|n| n.sim.as_ref())
-            .flat_map(|sim| sim.lookups())
-            .collect();
+        let done = nodes.iter().flat_map(|n| n.sim.lookups()).collect();
         lookup_report(lookups_started.iter().sum(), done)
     });
     let mut acknowledged = 0;
@@ -1152,11 +1144,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     latencies.sort_by(f64::total_cmp);
     let running = nodes.iter().filter(|n| n.handle.is_some()).count();
     let links_per_node = open_links(&nodes) as f64 / running.max(1) as f64;
-    let traffic: Vec<u64> = nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(|sim| sim.traffic().0)
-        .collect();
+    let traffic: Vec<u64> = nodes.iter().map(|n| n.sim.traffic().0).collect();
     let bytes_sent: u64 = traffic.iter().sum();
     let delivered = (0..s.messages)
         .filter(|n| {
@@ -1236,7 +1224,7 @@ mod tests {
         let shape = s.links.as_ref().unwrap().shape(s.seed, 3);
         assert_eq!(shape.latency, Duration::from_millis(50));
         assert_eq!(shape.jitter, Duration::from_millis(10));
-        assert_eq!(shape.rto, kith_net::shaped::DEFAULT_RTO);
+        assert_eq!(shape.rto, links::shaped::DEFAULT_RTO);
         assert_eq!(
             shape.bandwidth,
             Some(100_000),
@@ -1313,13 +1301,15 @@ mod tests {
         r.lookups = Some(lookup_report(
             4,
             vec![
-                kith_net::Lookup {
+                Lookup {
+                    probe: true,
                     found: true,
                     requests: 3,
                     time: Duration::from_millis(20),
                     time_to_end: Duration::from_millis(90),
                 },
-                kith_net::Lookup {
+                Lookup {
+                    probe: true,
                     found: false,
                     requests: 9,
                     time: Duration::from_millis(900),

@@ -117,6 +117,13 @@ pub struct EngineConfig {
     pub reach: ReachConfig,
     /// The store's page cache, bytes (`kith_store::DEFAULT_CACHE_BYTES` for a node).
     pub store_cache: usize,
+    /// Every store commit is made durable with fsync: `true` for a real node. A simulation
+    /// of hundreds of nodes on one disk turns it off (then one commit in
+    /// `kith_store::SYNC_EVERY` still is), as their fsyncs would queue behind each other.
+    pub store_fsync: bool,
+    /// The network's transport, observer and timings: `Default` for a real node;
+    /// simulations (`net-sim`) replace the transport and watch the network.
+    pub net: kith_net::NetOptions,
 }
 
 /// How the node stays reachable and helps others be reachable.
@@ -131,11 +138,6 @@ pub struct ReachConfig {
     pub private_ips: bool,
     /// Addresses others reach this node at, besides its listen addresses.
     pub external: Vec<Multiaddr>,
-    /// In-process memory links instead of TCP and QUIC (`/memory/<n>` addresses): for
-    /// simulations of many nodes in one process (`net-sim`).
-    pub memory: bool,
-    /// With `memory`: link shaping and counters a simulation reads (`kith_net::SimNet`).
-    pub sim: Option<kith_net::SimNet>,
 }
 
 /// How a node serves as a mailbox.
@@ -216,12 +218,6 @@ enum Cmd {
     Social(SocialCmd),
     /// Group chats.
     Group(GroupCmd),
-    /// Cut or restore the links with these peers (simulated partitions).
-    CutLinks {
-        peers: Vec<PeerId>,
-        cut: bool,
-        reply: Reply<()>,
-    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -388,19 +384,6 @@ impl EngineHandle {
             reply,
         })
         .await
-    }
-
-    /// Cuts (or restores) every link with these peers, as a network partition would.
-    /// For simulations (`net-sim`) and tests; not part of the user-facing API.
-    pub async fn cut_links(&self, peers: Vec<String>, cut: bool) -> Result<(), EngineError> {
-        let peers = peers
-            .iter()
-            .map(|p| {
-                p.parse::<PeerId>()
-                    .map_err(|e| EngineError::BadCode(format!("bad peer id {p:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        call!(self, CutLinks { peers, cut })
     }
 
     async fn group<T>(&self, make: impl FnOnce(Reply<T>) -> GroupCmd) -> Result<T, EngineError> {
@@ -760,11 +743,10 @@ impl Engine {
                 ),
                 other => internal(other),
             })?;
-        // Simulations only (memory links): see `SimNet::skip_fsync`.
-        let store = if cfg.reach.memory && cfg.reach.sim.as_ref().is_some_and(|s| s.skip_fsync) {
-            store.without_fsync()
-        } else {
+        let store = if cfg.store_fsync {
             store
+        } else {
+            store.without_fsync()
         };
         let peer = keys.p2p.public().to_peer_id();
         let device = load_device(&store, &keys, peer)?;
@@ -780,8 +762,7 @@ impl Engine {
             relay_server: cfg.reach.relay_server.clone(),
             private_ips: cfg.reach.private_ips,
             external: cfg.reach.external.clone(),
-            memory: cfg.reach.memory,
-            sim: cfg.reach.sim.clone(),
+            options: cfg.net.clone(),
         })
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;
@@ -1156,7 +1137,6 @@ impl Engine {
                     | Cmd::Mailboxes(_)
                     | Cmd::Push(_)
                     | Cmd::Social(_)
-                    | Cmd::CutLinks { .. }
                     | Cmd::Status(_)),
                 ) => after.push(After::Read(c)),
                 Work::Net(ev) => {
@@ -1763,14 +1743,6 @@ impl Engine {
             // Group commands run in a write batch (see `apply`).
             Cmd::Group(_) => {}
             Cmd::Social(c) => self.social_cmd(c),
-            Cmd::CutLinks { peers, cut, reply } => {
-                let r = self
-                    .st
-                    .net
-                    .send(NetCommand::CutLinks { peers, cut })
-                    .map_err(|e| EngineError::Network(e.to_string()));
-                let _ = reply.send(r);
-            }
             Cmd::Info(reply) => {
                 let _ = reply.send(self.info());
             }
