@@ -128,11 +128,12 @@ pub type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 /// What building a transport can fail with.
 pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a [`TransportBuilder`] calls.
+type BuildFn = dyn Fn(&identity::Keypair) -> Result<BoxedTransport, BuildError> + Send + Sync;
+
 /// Builds a swarm's transport from the swarm's key: see [`NetOptions::transport`].
 #[derive(Clone)]
-pub struct TransportBuilder(
-    Arc<dyn Fn(&identity::Keypair) -> Result<BoxedTransport, BuildError> + Send + Sync>,
-);
+pub struct TransportBuilder(Arc<BuildFn>);
 
 impl TransportBuilder {
     /// A builder that calls `f` for every swarm it makes.

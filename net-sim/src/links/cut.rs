@@ -116,7 +116,9 @@ pub struct CutMuxer {
 
 impl std::fmt::Debug for CutMuxer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CutMuxer").field("link", &self.link).finish()
+        f.debug_struct("CutMuxer")
+            .field("link", &self.link)
+            .finish()
     }
 }
 
