@@ -300,7 +300,6 @@ impl Config {
             relay_server: self.relay.clone(),
             private_ips: self.allow_private_ips,
             external: self.external.clone(),
-            ..Default::default()
         }
     }
 

@@ -100,6 +100,8 @@ async fn run(cfg: Config) -> ExitCode {
         mdns: false,
         mailbox: Some(cfg.mailbox_config()),
         reach: cfg.reach_config(),
+        store_fsync: true,
+        net: Default::default(),
     };
     let (engine, task) = match Engine::start(engine_cfg).await {
         Ok(x) => x,

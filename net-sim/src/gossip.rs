@@ -2,7 +2,7 @@
 //! more members in one process.
 //!
 //! Each member is a [`GossipNode`]: Kith's gossipsub with the settings, topic scores and
-//! memory links of a full node, and nothing else (see `kith_net::gossip_sim`). Members dial
+//! memory links of a full node, and nothing else (see [`crate::gossip_node`]). Members dial
 //! a few others as a full member does (`GROUP_DIALS` in the engine), senders also hold a
 //! link to every member (the links their session keys went over), and messages are frames
 //! of a typical group message's size. The report gives delivery, latency from publish to
@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kith_net::gossip_sim::{GossipNode, Received};
+use crate::gossip_node::{GossipNode, Received};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{Links, NEXT_MEMORY, ScenarioError, SimError, pct, peak_rss_mib, proc_cpu_s};
+use crate::{Links, NEXT_MEMORY, ScenarioError, SimError, SimNet, pct, peak_rss_mib, proc_cpu_s};
 
 /// Members started at once (a gossip node's start is cheap).
 const START_TOGETHER: usize = 64;
@@ -204,9 +204,9 @@ pub async fn run_gossip(s: &GossipScenario) -> Result<GossipReport, SimError> {
     let mut rng = StdRng::seed_from_u64(s.seed);
     let (tx, mut rx) = mpsc::channel::<Received>(1 << 20);
     let topic = "kith-gossip-sim";
-    let sims: Vec<kith_net::SimNet> = (0..s.members)
+    let sims: Vec<SimNet> = (0..s.members)
         .map(|i| {
-            let mut sim = kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
+            let mut sim = SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
             sim.idle_timeout = s
                 .links
                 .as_ref()
@@ -264,7 +264,7 @@ pub async fn run_gossip(s: &GossipScenario) -> Result<GossipReport, SimError> {
     let links_per_member =
         sims.iter().map(|m| m.open_links()).sum::<u64>() as f64 / s.members as f64;
 
-    let counts = |sims: &[kith_net::SimNet]| {
+    let counts = |sims: &[SimNet]| {
         sims.iter().fold((0u64, 0u64), |(b, d), m| {
             (b + m.traffic().0, d + m.gossip().duplicates())
         })

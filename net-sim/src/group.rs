@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::{
-    Links, NEXT_MEMORY, START_TOGETHER, ScenarioError, SimError, addr, pct, peak_rss_mib,
+    Links, NEXT_MEMORY, START_TOGETHER, ScenarioError, SimError, SimNet, addr, pct, peak_rss_mib,
     proc_cpu_s,
 };
 
@@ -63,7 +63,7 @@ pub struct GroupScenario {
     /// all (sessions set up) before the measured messages.
     #[serde(default)]
     pub warmup: bool,
-    /// Members' stores commit without fsync (see `kith_net::SimNet::skip_fsync`): with
+    /// Members' stores commit without fsync (`EngineConfig::store_fsync` off): with
     /// hundreds of members on one disk, each member's commits otherwise wait behind all the
     /// others' fsyncs, which a member on its own device never does.
     #[serde(default)]
@@ -236,7 +236,9 @@ impl GroupReport {
 struct Member {
     dir: PathBuf,
     port: u64,
-    sim: kith_net::SimNet,
+    sim: SimNet,
+    /// Its store commits with fsync.
+    fsync: bool,
     handle: Option<EngineHandle>,
     task: Option<tokio::task::JoinHandle<()>>,
     peer_id: String,
@@ -265,11 +267,9 @@ impl Member {
             bootstrap: boot.into_iter().collect(),
             mdns: false,
             mailbox: None,
-            reach: kith_engine::ReachConfig {
-                memory: true,
-                sim: Some(self.sim.clone()),
-                ..Default::default()
-            },
+            reach: kith_engine::ReachConfig::default(),
+            store_fsync: self.fsync,
+            net: self.sim.options(),
         };
         let node = |e: kith_engine::EngineError| SimError::Node {
             node: i,
@@ -340,7 +340,7 @@ async fn histories(members: &[Member]) -> HashMap<usize, (HashMap<usize, usize>,
 
 /// Runs a group scenario to the end and reports.
 /// Link ends open, link ends opened so far and bytes sent, over these members' links.
-fn link_totals<'a>(sims: impl Iterator<Item = &'a kith_net::SimNet>) -> (u64, u64, u64) {
+fn link_totals<'a>(sims: impl Iterator<Item = &'a SimNet>) -> (u64, u64, u64) {
     sims.fold((0, 0, 0), |(o, n, b), m| {
         (o + m.open_links(), n + m.links_opened(), b + m.traffic().0)
     })
@@ -359,9 +359,9 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         members.push(Member {
             dir,
             port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            fsync: !s.skip_fsync,
             sim: {
-                let mut sim = kith_net::SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
-                sim.skip_fsync = s.skip_fsync;
+                let mut sim = SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
                 sim.idle_timeout = (s.links.as_ref())
                     .and_then(|l| l.idle_ms)
                     .map(Duration::from_millis);
@@ -446,7 +446,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let debug = std::env::var_os("KITH_SIM_DEBUG").is_some();
     // With KITH_SIM_DEBUG, the links and bytes of all members every 10 s until the run ends.
     let monitor = debug.then(|| {
-        let sims: Vec<kith_net::SimNet> = members.iter().map(|m| m.sim.clone()).collect();
+        let sims: Vec<SimNet> = members.iter().map(|m| m.sim.clone()).collect();
         let t0 = Instant::now();
         tokio::spawn(async move {
             loop {

@@ -1,10 +1,14 @@
 //! `net-sim`: many real Kith nodes in one process, with churn and partitions from a seed.
 //!
 //! Every node is the same code `kith up` runs: a [`kith_engine::Engine`] with its own
-//! identity, its own redb file (in a temporary directory) and its own libp2p swarm,
-//! listening on a fixed TCP port on 127.0.0.1 (so a node that restarts is found where it
-//! was). Nothing else is simulated: messages travel over real loopback connections, are
-//! encrypted, stored and acknowledged exactly as between separate machines.
+//! identity, its own redb file (in a temporary directory) and its own libp2p swarm. Only
+//! its links are the simulation's ([`SimNet`], given to the node's network through kith-net's
+//! seam, [`kith_net::NetOptions`]): by default in-process memory links (`/memory/<n>`, so a
+//! thousand nodes need no sockets), shaped by the scenario's `[links]`; with
+//! `transport = "tcp"`, real loopback TCP connections. Either way each node keeps one
+//! address for the whole run, so a node that restarts is found where it was. Nothing else
+//! is simulated: messages are encrypted, stored and acknowledged exactly as between
+//! separate machines (the stores commit with fsync, as a device does).
 //!
 //! A [`Scenario`] (a TOML file) gives the seed, the number of nodes and mailboxes, the
 //! workload (random contact pairs and 1:1 messages between them) and the faults:
@@ -12,8 +16,8 @@
 //! - **churn**: a share of the nodes goes down (a clean stop) at a random time and comes back
 //!   after a random pause, or never (`gone_for_good`);
 //! - **partitions**: at a time, the nodes are split in two random halves whose links are cut
-//!   (connections closed and refused, through [`kith_engine::EngineHandle::cut_links`]), and
-//!   healed later.
+//!   (connections closed and refused in their transports, [`SimNet::cut`]), and healed
+//!   later. A cut holds for a node that restarts meanwhile.
 //!
 //! All random choices come from the seed, so a scenario makes the same choices every run;
 //! timing on a real machine still varies, so latencies differ between runs while the
@@ -22,471 +26,42 @@
 //! The [`Report`] counts messages sent, acknowledged (✓ or ✓✓ at the sender), delivered,
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
-//! time and peak memory of the run; on memory links the bytes the nodes wrote; and the DHT
+//! time and peak memory of the run; the bytes the nodes wrote on their links; and the DHT
 //! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
 //! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
-//! Not simulated yet: groups.
+//! Groups have their own scenarios: [`GroupScenario`] runs one group of full nodes, and
+//! [`GossipScenario`] a big group's gossip layer alone ([`gossip_node`]).
 
 mod gossip;
+pub mod gossip_node;
 mod group;
+pub mod links;
+mod report;
+mod scenario;
 
 pub use gossip::{GossipReport, GossipScenario, run_gossip};
 pub use group::{GroupReport, GroupScenario, run_group};
+pub use links::shaped::LinkShape;
+pub use links::{GossipReceived, SimNet};
+use report::lookup_report;
+pub(crate) use report::pct;
+pub use report::{LookupReport, Report};
+pub use scenario::{
+    Churn, Dht, Expect, Links, MAX_LINK_MS, MAX_LOOKUPS, MAX_MESSAGES, MAX_NODES, Partition,
+    Scenario, ScenarioError, Transport,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kith_engine::{Engine, EngineConfig, EngineHandle, Event, MailboxConfig, Multiaddr};
+use kith_net::PeerId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-
-/// Most nodes one scenario may run.
-pub const MAX_NODES: usize = 2000;
-/// Most messages one scenario may send.
-pub const MAX_MESSAGES: usize = 1_000_000;
-/// Most DHT lookups one scenario may make.
-pub const MAX_LOOKUPS: usize = kith_net::sim::MAX_LOOKUPS;
-/// Longest link delay (latency, jitter, retransmission timeout) a scenario may give, in ms.
-pub const MAX_LINK_MS: f64 = 60_000.0;
-
-/// What to run; read from a TOML file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scenario {
-    /// A name for the report.
-    pub name: String,
-    /// Every random choice comes from this.
-    pub seed: u64,
-    /// Nodes in all, mailboxes included.
-    pub nodes: usize,
-    /// How many of them serve as mailboxes (always on); every other node registers with one.
-    #[serde(default)]
-    pub mailboxes: usize,
-    /// Random pairs of nodes that add each other as contacts.
-    pub pairs: usize,
-    /// 1:1 messages, each from a random side of a random pair.
-    pub messages: usize,
-    /// Sends are spread evenly over this many milliseconds.
-    pub send_over_ms: u64,
-    /// Churn, if any.
-    #[serde(default)]
-    pub churn: Option<Churn>,
-    /// Partitions, if any.
-    #[serde(default)]
-    pub partition: Vec<Partition>,
-    /// What must hold.
-    #[serde(default)]
-    pub expect: Expect,
-    /// How nodes are linked: `memory` (in-process libp2p memory links, the default: no
-    /// sockets, so a thousand nodes fit) or `tcp` (real loopback TCP connections).
-    #[serde(default)]
-    pub transport: Transport,
-    /// How memory links behave (latency, jitter, loss, bandwidth); instant without.
-    #[serde(default)]
-    pub links: Option<Links>,
-    /// DHT lookups, if any.
-    #[serde(default)]
-    pub dht: Option<Dht>,
-}
-
-/// How every memory link behaves, per direction (see `kith_net::shaped` for the model).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Links {
-    /// One-way delay.
-    #[serde(default)]
-    pub latency_ms: f64,
-    /// Each chunk's delay varies uniformly by up to this much either way (never reordering).
-    #[serde(default)]
-    pub jitter_ms: f64,
-    /// Chance (0 to 1) that a chunk is lost; the stream is reliable, so a lost chunk arrives
-    /// one retransmission timeout (`rto_ms`) late, and what follows waits behind it.
-    #[serde(default)]
-    pub loss: f64,
-    /// What a lost chunk costs (200 ms, Linux's minimum RTO, when not given).
-    #[serde(default)]
-    pub rto_ms: Option<f64>,
-    /// Kilobits a second each direction of each link carries (unlimited when not given).
-    #[serde(default)]
-    pub bandwidth_kbps: Option<f64>,
-    /// Connections idle this long close (a node's usual 120 s when not given). Joining
-    /// nodes' Kademlia bootstraps connect each to a few hundred others; big scenarios
-    /// shorten this so the nodes do not hold a full mesh (see `thousand.toml`).
-    #[serde(default)]
-    pub idle_ms: Option<u64>,
-}
-
-impl Links {
-    /// Whether the links are shaped at all (rather than only given an idle timeout).
-    fn shapes(&self) -> bool {
-        self.latency_ms > 0.0
-            || self.jitter_ms > 0.0
-            || self.loss > 0.0
-            || self.bandwidth_kbps.is_some()
-    }
-
-    /// The shape of node `node`'s links; its draws start from the scenario's seed and the
-    /// node's number.
-    pub(crate) fn shape(&self, seed: u64, node: usize) -> kith_net::LinkShape {
-        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
-        kith_net::LinkShape {
-            latency: ms(self.latency_ms),
-            jitter: ms(self.jitter_ms),
-            loss: self.loss,
-            rto: self.rto_ms.map_or(kith_net::shaped::DEFAULT_RTO, ms),
-            bandwidth: self.bandwidth_kbps.map(|k| (k * 1000.0 / 8.0) as u64),
-            seed: seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        }
-    }
-}
-
-/// DHT lookups (random users look up the records of random other users) and Kademlia's
-/// refresh.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dht {
-    /// Lookups, spread evenly over the sending time (a user that is down skips its turn).
-    #[serde(default)]
-    pub lookups: usize,
-    /// Seconds between Kademlia's routing-table refreshes (a bootstrap, which connects a
-    /// node to many peers); a node's usual five minutes when not given. Big scenarios
-    /// lengthen it: a thousand nodes refreshing every five minutes keep two cores busy.
-    #[serde(default)]
-    pub bootstrap_every_s: Option<u64>,
-}
-
-/// How simulated nodes are linked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// In-process memory links (`/memory/<n>`), Noise and Yamux on top as usual.
-    #[default]
-    Memory,
-    /// Loopback TCP.
-    Tcp,
-}
-
-/// Nodes going down and coming back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Churn {
-    /// Share of the non-mailbox nodes that go down once.
-    pub fraction: f64,
-    /// They go down at a random time in this range (ms from the first send).
-    pub down_at_ms: (u64, u64),
-    /// And stay down for a random time in this range.
-    pub down_for_ms: (u64, u64),
-    /// Share of those that never come back.
-    #[serde(default)]
-    pub gone_for_good: f64,
-}
-
-/// A split of the nodes in two random halves, healed later.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Partition {
-    /// When the links are cut (ms from the first send).
-    pub at_ms: u64,
-    /// When they are restored.
-    pub heal_ms: u64,
-}
-
-/// What a run must show.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    /// Share of acknowledged messages (to recipients still around) delivered exactly once.
-    pub delivered: f64,
-    /// Messages shown twice at most.
-    pub duplicates: usize,
-    /// How long to wait after the last send (and the last node's return) for deliveries.
-    pub settle_ms: u64,
-    /// Share of finished DHT lookups that must find the record (none required when not
-    /// given).
-    #[serde(default)]
-    pub lookups_found: Option<f64>,
-}
-
-impl Default for Expect {
-    fn default() -> Self {
-        Self {
-            delivered: 1.0,
-            duplicates: 0,
-            settle_ms: 120_000,
-            lookups_found: None,
-        }
-    }
-}
-
-/// Scenario mistakes.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ScenarioError {
-    /// The file is not a valid scenario.
-    #[error("not a valid scenario: {0}")]
-    Parse(String),
-    /// A value is out of range.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Scenario {
-    /// Parses and checks a scenario.
-    pub fn parse(text: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse(e.to_string()))?;
-        let bad = |m: &str| Err(ScenarioError::Invalid(m.to_string()));
-        if s.nodes < 2 || s.nodes > MAX_NODES {
-            return bad("nodes must be 2 to 2000");
-        }
-        if s.mailboxes >= s.nodes {
-            return bad("mailboxes must be fewer than nodes");
-        }
-        if s.nodes - s.mailboxes < 2 {
-            return bad("at least two nodes that are not mailboxes are needed");
-        }
-        if s.pairs == 0 || s.messages == 0 || s.messages > MAX_MESSAGES {
-            return bad("pairs must be at least 1, messages 1 to 1,000,000");
-        }
-        if let Some(c) = &s.churn
-            && (!(0.0..=1.0).contains(&c.fraction)
-                || !(0.0..=1.0).contains(&c.gone_for_good)
-                || c.down_at_ms.0 > c.down_at_ms.1
-                || c.down_for_ms.0 > c.down_for_ms.1)
-        {
-            return bad("churn: fractions 0 to 1, ranges (low, high)");
-        }
-        if s.partition.iter().any(|p| p.heal_ms <= p.at_ms) {
-            return bad("a partition must heal after it starts");
-        }
-        if !(0.0..=1.0).contains(&s.expect.delivered)
-            || s.expect
-                .lookups_found
-                .is_some_and(|f| !(0.0..=1.0).contains(&f))
-        {
-            return bad("expect.delivered and expect.lookups_found must be 0 to 1");
-        }
-        if let Some(l) = &s.links {
-            if s.transport != Transport::Memory {
-                return bad("[links] shapes memory links only (transport = \"memory\")");
-            }
-            let ms_ok = |v: f64| v.is_finite() && (0.0..=MAX_LINK_MS).contains(&v);
-            if !ms_ok(l.latency_ms)
-                || !ms_ok(l.jitter_ms)
-                || !l.rto_ms.is_none_or(ms_ok)
-                || !(0.0..=1.0).contains(&l.loss)
-                || l.bandwidth_kbps
-                    .is_some_and(|b| !b.is_finite() || !(1.0..=1e9).contains(&b))
-            {
-                return bad(
-                    "links: latency_ms, jitter_ms and rto_ms 0 to 60000, loss 0 to 1, \
-                     bandwidth_kbps 1 to 1e9",
-                );
-            }
-        }
-        if s.links
-            .as_ref()
-            .and_then(|l| l.idle_ms)
-            .is_some_and(|ms| !(100..=3_600_000).contains(&ms))
-        {
-            return bad("links.idle_ms must be 100 to 3,600,000");
-        }
-        if let Some(d) = &s.dht
-            && (d.lookups > MAX_LOOKUPS
-                || d.bootstrap_every_s
-                    .is_some_and(|b| !(1..=7 * 86_400).contains(&b)))
-        {
-            return bad("dht: lookups at most 100,000, bootstrap_every_s 1 to 604,800");
-        }
-        Ok(s)
-    }
-}
-
-/// What a run showed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The scenario's name.
-    pub scenario: String,
-    /// Its seed.
-    pub seed: u64,
-    /// Nodes run.
-    pub nodes: usize,
-    /// Messages sent (a send the sender's node accepted).
-    pub sent: usize,
-    /// Sent messages between nodes still around whose sender shows ✓ or ✓✓ at the end.
-    pub acknowledged: usize,
-    /// Messages the recipient shows (each counted once).
-    pub delivered: usize,
-    /// Messages a recipient shows more than once.
-    pub duplicates: usize,
-    /// Acknowledged messages between nodes still around that never arrived.
-    pub lost: usize,
-    /// Messages from or to nodes gone for good (not expected to arrive).
-    pub to_departed: usize,
-    /// Node restarts done.
-    pub restarts: usize,
-    /// Partitions cut and healed.
-    pub partitions: usize,
-    /// Latency from `send` to the recipient's event, in ms: p50, p95, p99, max.
-    pub latency_ms: [f64; 4],
-    /// Wall time of the run, in seconds.
-    pub wall_s: f64,
-    /// CPU time of the process during the run, in seconds.
-    pub cpu_s: f64,
-    /// Peak resident memory of the process, in MiB.
-    pub peak_rss_mib: f64,
-    /// Bytes all nodes wrote on their links (memory links only; Noise and Yamux included,
-    /// and everything else a node sends: DHT, identify, ping, mailboxes).
-    pub bytes_sent: u64,
-    /// The most one node wrote.
-    pub bytes_sent_max_node: u64,
-    /// `bytes_sent` per node per delivered message.
-    pub bytes_per_node_per_message: f64,
-    /// DHT lookups, when the scenario makes any.
-    pub lookups: Option<LookupReport>,
-    /// Memory-link ends open per running node at the end (about the connections each holds).
-    pub links_per_node: f64,
-}
-
-/// What the DHT lookups showed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LookupReport {
-    /// Lookups started (a node that was down skipped its turn).
-    pub started: usize,
-    /// Lookups that ended (the others were cut short by their node going down).
-    pub finished: usize,
-    /// Finished lookups that found a valid record.
-    pub found: usize,
-    /// Of those, found in the node's own store before any request (it is one of the nodes
-    /// that keep the record): 0 hops, 0 ms.
-    pub local: usize,
-    /// `found / finished`.
-    pub found_ratio: f64,
-    /// Kademlia requests sent until the record came (all requests, when it did not): a
-    /// stand-in for hops. p50, p95.
-    pub hops: [f64; 2],
-    /// Time until the record came (until the query ended, when it did not), in ms: p50,
-    /// p95, p99.
-    pub time_ms: [f64; 3],
-    /// Time until the query ended, when the engine gets its answer, in ms: p50, p95, p99.
-    pub time_to_end_ms: [f64; 3],
-}
-
-impl Report {
-    /// The delivery results only (what must be the same for the same seed).
-    pub fn outcome(&self) -> (usize, usize, usize, usize, usize, usize) {
-        (
-            self.sent,
-            self.acknowledged,
-            self.delivered,
-            self.duplicates,
-            self.lost,
-            self.to_departed,
-        )
-    }
-
-    /// What broke the scenario's expectations (empty: it passed).
-    pub fn failures(&self, s: &Scenario) -> Vec<String> {
-        let mut out = Vec::new();
-        let expected = self.acknowledged;
-        let ok = expected.saturating_sub(self.lost);
-        if expected > 0 && (ok as f64) < s.expect.delivered * expected as f64 {
-            out.push(format!(
-                "delivered {ok} of {expected} acknowledged messages ({} lost); expected at least {:.1} %",
-                self.lost,
-                s.expect.delivered * 100.0
-            ));
-        }
-        if self.duplicates > s.expect.duplicates {
-            out.push(format!(
-                "{} messages shown more than once (at most {} allowed)",
-                self.duplicates, s.expect.duplicates
-            ));
-        }
-        if let (Some(want), Some(l)) = (s.expect.lookups_found, &self.lookups)
-            && l.found_ratio < want
-        {
-            out.push(format!(
-                "DHT lookups found {} of {} records; expected at least {:.1} %",
-                l.found,
-                l.finished,
-                want * 100.0
-            ));
-        }
-        if self.acknowledged < self.sent.saturating_sub(self.to_departed) {
-            out.push(format!(
-                "only {} of the {} messages between nodes still around were acknowledged",
-                self.acknowledged,
-                self.sent.saturating_sub(self.to_departed)
-            ));
-        }
-        out
-    }
-
-    /// The report for people.
-    pub fn text(&self) -> String {
-        let mut t = format!(
-            "scenario {} (seed {}): {} nodes, {} restarts, {} partitions\n\
-             messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} from or to departed nodes\n\
-             latency send → recipient: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
-             run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
-            self.scenario,
-            self.seed,
-            self.nodes,
-            self.restarts,
-            self.partitions,
-            self.sent,
-            self.acknowledged,
-            self.delivered,
-            self.duplicates,
-            self.lost,
-            self.to_departed,
-            self.latency_ms[0],
-            self.latency_ms[1],
-            self.latency_ms[2],
-            self.latency_ms[3],
-            self.wall_s,
-            self.cpu_s,
-            self.peak_rss_mib
-        );
-        if self.bytes_sent > 0 {
-            t.push_str(&format!(
-                "\ntraffic: {:.1} MiB sent by all nodes (at most {:.1} MiB by one), \
-                 {:.0} bytes per node per delivered message; {:.1} links open per node at the end",
-                self.bytes_sent as f64 / 1048576.0,
-                self.bytes_sent_max_node as f64 / 1048576.0,
-                self.bytes_per_node_per_message,
-                self.links_per_node
-            ));
-        }
-        if let Some(l) = &self.lookups {
-            t.push_str(&format!(
-                "\nDHT lookups: {} started, {} finished, {} found ({:.1} %, {} in the node's own store); \
-                 hops (requests) p50 {:.0}  p95 {:.0}; \
-                 time to record p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms; \
-                 to query end p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
-                l.started,
-                l.finished,
-                l.found,
-                l.found_ratio * 100.0,
-                l.local,
-                l.hops[0],
-                l.hops[1],
-                l.time_ms[0],
-                l.time_ms[1],
-                l.time_ms[2],
-                l.time_to_end_ms[0],
-                l.time_to_end_ms[1],
-                l.time_to_end_ms[2]
-            ));
-        }
-        t
-    }
-}
 
 /// Run failures (not expectation failures: those are in the report).
 #[derive(Debug, thiserror::Error)]
@@ -513,8 +88,8 @@ struct Node {
     code: String,
     /// The user's identity key (from the contact code).
     identity: Option<[u8; 32]>,
-    /// Shaping and counters for its memory links (kept over restarts).
-    sim: Option<kith_net::SimNet>,
+    /// Its links, their counters and cuts (kept over restarts).
+    sim: SimNet,
 }
 
 /// A message event seen at a recipient: the message number and when.
@@ -562,11 +137,9 @@ impl Node {
             bootstrap: boot.into_iter().collect(),
             mdns: false,
             mailbox: self.mailbox.then(MailboxConfig::default),
-            reach: kith_engine::ReachConfig {
-                memory: self.memory,
-                sim: self.sim.clone(),
-                ..Default::default()
-            },
+            reach: kith_engine::ReachConfig::default(),
+            store_fsync: true,
+            net: self.sim.options(),
         };
         let (h, task) = Engine::start(cfg).await.map_err(|e| SimError::Node {
             node: i,
@@ -730,40 +303,6 @@ const REGISTER_TRIES: u32 = 5;
 /// timeout (30 s) and some.
 const LOOKUP_WAIT: Duration = Duration::from_secs(40);
 
-fn lookup_report(started: usize, done: Vec<kith_net::Lookup>) -> LookupReport {
-    let sorted = |f: &dyn Fn(&kith_net::Lookup) -> f64| {
-        let mut v: Vec<f64> = done.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let hops = sorted(&|l| f64::from(l.requests));
-    let time = sorted(&|l| l.time.as_secs_f64() * 1000.0);
-    let end = sorted(&|l| l.time_to_end.as_secs_f64() * 1000.0);
-    let found = done.iter().filter(|l| l.found).count();
-    LookupReport {
-        started,
-        finished: done.len(),
-        found,
-        local: done.iter().filter(|l| l.found && l.requests == 0).count(),
-        found_ratio: if done.is_empty() {
-            0.0
-        } else {
-            found as f64 / done.len() as f64
-        },
-        hops: [pct(&hops, 0.5), pct(&hops, 0.95)],
-        time_ms: [pct(&time, 0.5), pct(&time, 0.95), pct(&time, 0.99)],
-        time_to_end_ms: [pct(&end, 0.5), pct(&end, 0.95), pct(&end, 0.99)],
-    }
-}
-
-pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// Runs a scenario to the end and reports.
 pub async fn run(s: &Scenario) -> Result<Report, SimError> {
     run_with_progress(s, &|_| {}).await
@@ -771,20 +310,12 @@ pub async fn run(s: &Scenario) -> Result<Report, SimError> {
 
 /// Open link ends summed over the nodes.
 fn open_links(nodes: &[Node]) -> u64 {
-    nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimNet::open_links)
-        .sum()
+    nodes.iter().map(|n| n.sim.open_links()).sum()
 }
 
 /// Link ends opened so far, summed over the nodes.
 fn links_opened(nodes: &[Node]) -> u64 {
-    nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(kith_net::SimNet::links_opened)
-        .sum()
+    nodes.iter().map(|n| n.sim.links_opened()).sum()
 }
 
 /// Like [`run`], telling `progress` how far it got (a line at a time, for people).
@@ -826,16 +357,16 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
             peer_id: String::new(),
             code: String::new(),
             identity: None,
-            sim: memory.then(|| {
+            sim: {
                 let links = s.links.as_ref();
-                let mut sim =
-                    kith_net::SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+                let mut sim = SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+                sim.tcp = !memory;
                 sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
                 sim.kad_bootstrap_every = (s.dht.as_ref())
                     .and_then(|d| d.bootstrap_every_s)
                     .map(Duration::from_secs);
                 sim
-            }),
+            },
         });
     }
     let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
@@ -1022,33 +553,29 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
                 for (_, t) in mine {
                     record(&mut sends, t.await);
                 }
-                let done = nodes[u].sim.as_ref().map_or(0, |sim| sim.lookups().len());
+                let done = nodes[u].sim.lookups().len();
                 lookups_cut[u] = lookups_started[u].saturating_sub(done);
                 nodes[u].stop().await;
             }
             Step::Up(u) => nodes[u].start(u, boot.clone(), seen_tx.clone()).await?,
             Step::Lookup { from, of } => {
-                let (Some(sim), Some(id), true) = (
-                    &nodes[from].sim,
-                    nodes[of].identity,
-                    nodes[from].handle.is_some(),
-                ) else {
+                let (Some(id), true) = (nodes[of].identity, nodes[from].handle.is_some()) else {
                     continue;
                 };
-                if sim.lookup(&id).is_ok() {
+                if nodes[from].sim.lookup(&id).is_ok() {
                     lookups_started[from] += 1;
                 }
             }
             Step::Cut(left, right, cut) => {
-                let ids = |side: &[usize]| -> Vec<String> {
-                    side.iter().map(|&i| nodes[i].peer_id.clone()).collect()
+                let ids = |side: &[usize]| -> Vec<PeerId> {
+                    side.iter()
+                        .filter_map(|&i| nodes[i].peer_id.parse().ok())
+                        .collect()
                 };
                 let (lp, rp) = (ids(&left), ids(&right));
                 for (side, other) in [(&left, &rp), (&right, &lp)] {
                     for &i in side.iter() {
-                        if let Some(h) = &nodes[i].handle {
-                            let _ = h.cut_links(other.clone(), cut).await;
-                        }
+                        nodes[i].sim.cut(other, cut);
                     }
                 }
             }
@@ -1099,7 +626,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     let lookup_deadline = Instant::now() + LOOKUP_WAIT;
     loop {
         let pending = nodes.iter().enumerate().any(|(i, n)| {
-            let done = n.sim.as_ref().map_or(0, |sim| sim.lookups().len());
+            let done = n.sim.lookups().len();
             done + lookups_cut[i] < lookups_started[i]
         });
         if !pending || Instant::now() >= lookup_deadline {
@@ -1108,11 +635,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let lookups = s.dht.as_ref().filter(|d| d.lookups > 0).map(|_| {
-        let done = nodes
-            .iter()
-            .filter_map(|n| n.sim.as_ref())
-            .flat_map(|sim| sim.lookups())
-            .collect();
+        let done = nodes.iter().flat_map(|n| n.sim.lookups()).collect();
         lookup_report(lookups_started.iter().sum(), done)
     });
     let mut acknowledged = 0;
@@ -1152,11 +675,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     latencies.sort_by(f64::total_cmp);
     let running = nodes.iter().filter(|n| n.handle.is_some()).count();
     let links_per_node = open_links(&nodes) as f64 / running.max(1) as f64;
-    let traffic: Vec<u64> = nodes
-        .iter()
-        .filter_map(|n| n.sim.as_ref())
-        .map(|sim| sim.traffic().0)
-        .collect();
+    let traffic: Vec<u64> = nodes.iter().map(|n| n.sim.traffic().0).collect();
     let bytes_sent: u64 = traffic.iter().sum();
     let delivered = (0..s.messages)
         .filter(|n| {
@@ -1205,130 +724,4 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         futures::future::join_all(chunk.iter_mut().map(Node::stop)).await;
     }
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scenarios_are_checked() {
-        let ok =
-            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n";
-        assert!(Scenario::parse(ok).is_ok());
-        assert!(Scenario::parse(&ok.replace("nodes = 4", "nodes = 1")).is_err());
-        assert!(Scenario::parse(&format!("{ok}bogus = 1\n")).is_err());
-        assert!(Scenario::parse(&format!("{ok}[[partition]]\nat_ms = 5\nheal_ms = 1\n")).is_err());
-        assert!(
-            Scenario::parse(&format!(
-                "{ok}[churn]\nfraction = 2.0\ndown_at_ms = [0, 1]\ndown_for_ms = [0, 1]\n"
-            ))
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn link_and_dht_settings_are_checked() {
-        let ok =
-            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n";
-        let links = "[links]\nlatency_ms = 50\njitter_ms = 10\nloss = 0.01\nbandwidth_kbps = 800\n";
-        let s = Scenario::parse(&format!("{ok}{links}[dht]\nlookups = 5\n")).unwrap();
-        let shape = s.links.as_ref().unwrap().shape(s.seed, 3);
-        assert_eq!(shape.latency, Duration::from_millis(50));
-        assert_eq!(shape.jitter, Duration::from_millis(10));
-        assert_eq!(shape.rto, kith_net::shaped::DEFAULT_RTO);
-        assert_eq!(
-            shape.bandwidth,
-            Some(100_000),
-            "800 kbit/s is 100,000 bytes/s"
-        );
-        assert_ne!(
-            shape.seed,
-            s.links.as_ref().unwrap().shape(s.seed, 4).seed,
-            "each node draws its own"
-        );
-        for bad in [
-            "loss = 0.01", // on TCP
-            "loss = 1.5",
-            "latency_ms = -1",
-            "latency_ms = 1e9",
-            "bandwidth_kbps = 0",
-        ] {
-            let text = if bad == "loss = 0.01" {
-                format!("transport = \"tcp\"\n{ok}[links]\n{bad}\n")
-            } else {
-                format!("{ok}[links]\n{bad}\n")
-            };
-            assert!(Scenario::parse(&text).is_err(), "{bad}");
-        }
-        assert!(Scenario::parse(&format!("{ok}[dht]\nlookups = 100001\n")).is_err());
-        assert!(Scenario::parse(&format!("{ok}[links]\nlatency = 5\n")).is_err());
-        let big = Scenario::parse(&format!(
-            "{ok}[links]\nidle_ms = 10000\n[dht]\nbootstrap_every_s = 3600\n"
-        ))
-        .unwrap();
-        assert!(
-            !big.links.as_ref().unwrap().shapes(),
-            "an idle timeout is no shaping"
-        );
-        assert!(Scenario::parse(&format!("{ok}[links]\nidle_ms = 5\n")).is_err());
-        assert!(Scenario::parse(&format!("{ok}[dht]\nbootstrap_every_s = 0\n")).is_err());
-    }
-
-    #[test]
-    fn failures_name_what_broke() {
-        let s = Scenario::parse(
-            "name = \"x\"\nseed = 1\nnodes = 4\npairs = 2\nmessages = 10\nsend_over_ms = 100\n",
-        )
-        .unwrap();
-        let mut r = Report {
-            scenario: "x".into(),
-            seed: 1,
-            nodes: 4,
-            sent: 10,
-            acknowledged: 10,
-            delivered: 10,
-            duplicates: 0,
-            lost: 0,
-            to_departed: 0,
-            restarts: 0,
-            partitions: 0,
-            latency_ms: [0.0; 4],
-            wall_s: 0.0,
-            cpu_s: 0.0,
-            peak_rss_mib: 0.0,
-            bytes_sent: 0,
-            bytes_sent_max_node: 0,
-            bytes_per_node_per_message: 0.0,
-            lookups: None,
-            links_per_node: 0.0,
-        };
-        assert!(r.failures(&s).is_empty());
-        r.lost = 1;
-        r.duplicates = 1;
-        let f = r.failures(&s);
-        assert_eq!(f.len(), 2, "{f:?}");
-        let mut s = s;
-        s.expect.lookups_found = Some(0.9);
-        r.lookups = Some(lookup_report(
-            4,
-            vec![
-                kith_net::Lookup {
-                    found: true,
-                    requests: 3,
-                    time: Duration::from_millis(20),
-                    time_to_end: Duration::from_millis(90),
-                },
-                kith_net::Lookup {
-                    found: false,
-                    requests: 9,
-                    time: Duration::from_millis(900),
-                    time_to_end: Duration::from_millis(900),
-                },
-            ],
-        ));
-        let f = r.failures(&s);
-        assert_eq!(f.len(), 3, "one lookup in two found is too few: {f:?}");
-        assert!(f[2].contains("found 1 of 2"), "{f:?}");
-    }
 }

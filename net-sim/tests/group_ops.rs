@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use kith_engine::{Engine, EngineConfig, EngineHandle, GroupChange, GroupView, Multiaddr};
+use kith_net_sim::SimNet;
 use kith_proto::group::{GroupOp, Key, OpKind};
 
 /// How long any one step may take to reach everyone.
@@ -33,6 +34,8 @@ static NEXT_PORT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 struct Node {
     name: &'static str,
     h: EngineHandle,
+    /// Its links (to cut them).
+    sim: SimNet,
     task: tokio::task::JoinHandle<()>,
     code: String,
     peer_id: String,
@@ -50,6 +53,7 @@ async fn start(
     port: u64,
     boot: Option<Multiaddr>,
 ) -> Node {
+    let sim = SimNet::new(None);
     let cfg = EngineConfig {
         store_cache: 4 << 20,
         data_dir: dir.join(name),
@@ -57,17 +61,16 @@ async fn start(
         bootstrap: boot.into_iter().collect(),
         mdns: false,
         mailbox: None,
-        reach: kith_engine::ReachConfig {
-            memory: true,
-            sim: Some(kith_net::SimNet::new(None)),
-            ..Default::default()
-        },
+        reach: kith_engine::ReachConfig::default(),
+        store_fsync: true,
+        net: sim.options(),
     };
     let (h, task) = Engine::start(cfg).await.unwrap();
     let info = h.info().await.unwrap();
     Node {
         name,
         h,
+        sim,
         task,
         code: info.code,
         peer_id: info.peer_id,
@@ -352,7 +355,7 @@ async fn a_member_fetches_the_parents_it_was_not_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let ([a, b, c, d], g) = setup(tmp.path()).await;
     // C cuts its links with B (as a partition would): its push reaches A and D only.
-    c.h.cut_links(vec![b.peer_id.clone()], true).await.unwrap();
+    c.sim.cut(&[b.peer_id.parse().unwrap()], true);
     let junk = marker(&c, &g, "junk").await;
     c.h.test_push_group_ops(&g, vec![junk.clone()])
         .await

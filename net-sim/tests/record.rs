@@ -14,6 +14,7 @@
 use std::time::{Duration, Instant};
 
 use kith_engine::{Engine, EngineConfig, EngineHandle, Multiaddr};
+use kith_net_sim::SimNet;
 use kith_proto::contact::ContactCard;
 
 static NEXT_PORT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(5_000_000);
@@ -21,14 +22,14 @@ static NEXT_PORT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 struct Node {
     h: EngineHandle,
     task: tokio::task::JoinHandle<()>,
-    sim: kith_net::SimNet,
+    sim: SimNet,
     addr: Multiaddr,
     identity: [u8; 32],
 }
 
 async fn start(dir: &std::path::Path, name: &str, boot: Option<Multiaddr>) -> Node {
     let port = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sim = kith_net::SimNet::new(None);
+    let sim = SimNet::new(None);
     let cfg = EngineConfig {
         store_cache: 4 << 20,
         data_dir: dir.join(name),
@@ -36,11 +37,9 @@ async fn start(dir: &std::path::Path, name: &str, boot: Option<Multiaddr>) -> No
         bootstrap: boot.into_iter().collect(),
         mdns: false,
         mailbox: None,
-        reach: kith_engine::ReachConfig {
-            memory: true,
-            sim: Some(sim.clone()),
-            ..Default::default()
-        },
+        reach: kith_engine::ReachConfig::default(),
+        store_fsync: true,
+        net: sim.options(),
     };
     let (h, task) = Engine::start(cfg).await.unwrap();
     let info = h.info().await.unwrap();

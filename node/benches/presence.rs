@@ -40,7 +40,7 @@ async fn raw_flood(
 ) -> (u64, u64) {
     let mut swarm = peer::swarm(libp2p::identity::Keypair::generate_ed25519(), |_| {
         request_response::Behaviour::with_codec(
-            SignalCodec,
+            SignalCodec::default(),
             [(
                 StreamProtocol::new(SIGNAL_PROTOCOL),
                 ProtocolSupport::Outbound,

@@ -545,8 +545,9 @@ async fn up(
                 .then(kith_engine::RelayServerConfig::default),
             private_ips: net.private_ips,
             external,
-            ..Default::default()
         },
+        store_fsync: true,
+        net: Default::default(),
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,

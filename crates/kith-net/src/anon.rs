@@ -11,23 +11,26 @@
 //! mix network or Tor, which Kith does not do) and the timing of deposits.
 //!
 //! The swarm speaks only `/kith/msg/1`, outbound only (it refuses inbound streams), over
-//! TCP and QUIC with DNS. It has no relay transport: a mailbox reachable only through a
-//! relay gets deposits on the device's own swarm instead (the engine decides).
+//! the same transport as the device's swarm ([`crate::swarm::build`]: TCP and QUIC with DNS,
+//! or a simulation's). It has no relay transport: a mailbox reachable only through a relay
+//! gets deposits on the device's own swarm instead (the engine decides).
 
 use std::time::{Duration, Instant};
 
 use kith_proto::wire::PROTOCOL;
 use libp2p::request_response;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, connection_limits, noise, tcp, yamux};
+use libp2p::{StreamProtocol, Swarm, connection_limits, identity};
 
-use crate::NetError;
 use crate::codec::KithCodec;
+use crate::config::{NetError, TransportBuilder};
 
 /// How often the throwaway key is replaced (when nothing is in flight).
 pub const ROTATE_EVERY: Duration = Duration::from_secs(3600);
 /// Most connections the deposit swarm keeps.
 const MAX_CONNECTIONS: u32 = 256;
+/// How long an unused deposit connection stays open.
+const IDLE: Duration = Duration::from_secs(60);
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct AnonBehaviour {
@@ -42,13 +45,12 @@ pub(crate) struct Anon {
 }
 
 impl Anon {
-    /// A new swarm with a new random key (over in-process memory links with `memory`, shaped
-    /// and counted by it).
+    /// A new swarm with a new random key, over `transport` (or else TCP and QUIC).
     pub(crate) fn new(
         request_timeout: Duration,
-        memory: Option<&crate::SimNet>,
+        transport: Option<&TransportBuilder>,
     ) -> Result<Self, NetError> {
-        let behaviour = |_: &libp2p::identity::Keypair| AnonBehaviour {
+        let behaviour = AnonBehaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(MAX_CONNECTIONS))
@@ -56,7 +58,7 @@ impl Anon {
                     .with_max_pending_incoming(Some(0)),
             ),
             msg: request_response::Behaviour::with_codec(
-                KithCodec,
+                KithCodec::default(),
                 [(
                     StreamProtocol::new(PROTOCOL),
                     request_response::ProtocolSupport::Outbound,
@@ -66,34 +68,8 @@ impl Anon {
                     .with_max_concurrent_streams(64),
             ),
         };
-        let idle =
-            |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
-        let swarm = if let Some(sim) = memory {
-            libp2p::SwarmBuilder::with_new_identity()
-                .with_tokio()
-                .with_other_transport(|key| crate::actor::memory_links(key, Some(sim)))
-                .map_err(|e| NetError::Setup(e.to_string()))?
-                .with_behaviour(behaviour)
-                .map_err(|e| NetError::Setup(e.to_string()))?
-                .with_swarm_config(idle)
-                .build()
-        } else {
-            libp2p::SwarmBuilder::with_new_identity()
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .map_err(|e| NetError::Setup(e.to_string()))?
-                .with_quic()
-                .with_dns()
-                .map_err(|e| NetError::Setup(e.to_string()))?
-                .with_behaviour(behaviour)
-                .map_err(|e| NetError::Setup(e.to_string()))?
-                .with_swarm_config(idle)
-                .build()
-        };
+        let key = identity::Keypair::generate_ed25519();
+        let swarm = crate::swarm::build(&key, transport, None, behaviour, IDLE)?;
         Ok(Self {
             swarm,
             born: Instant::now(),

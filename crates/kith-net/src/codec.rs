@@ -1,22 +1,82 @@
-//! The stream codecs of `/kith/msg/1` and `/kith/signal/1`: `[u32 BE length][frame]`, the
-//! length checked against the protocol's limit before the body is read.
+//! One stream codec for both request-response protocols, `/kith/msg/1` ([`KithCodec`]) and
+//! `/kith/signal/1` ([`SignalCodec`]): a request stream carries one frame each way,
+//! `[u32 BE length][frame]`, the length checked against the protocol's limit
+//! ([`Frame::MAX`] of its request type) before the body is read or allocated.
+//!
+//! A request that does not decode is not an error of the stream: the codec hands the
+//! typed reason to the actor ([`Inbound`]), which logs it, penalises the peer and answers
+//! (a failure inside libp2p would not be reported). A response that does not decode fails
+//! the request with a [`BadFrame`] the actor finds again in the failure event.
 
 use std::io;
+use std::marker::PhantomData;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use kith_proto::DecodeError;
 use kith_proto::signal::{MAX_SIGNAL_FRAME, Signal, SignalAnswer};
 use kith_proto::wire::{MAX_FRAME, Request, Response};
+use kith_proto::{DecodeError, EncodeError};
 use libp2p::StreamProtocol;
 
-/// What a node reads from a request stream: a valid request, or the typed reason the frame
-/// was refused. Bad frames are handed to the actor (rather than failing the stream inside
-/// libp2p, where the failure would not be reported) so it can log them and penalise the peer.
-pub type Inbound = Result<Request, DecodeError>;
+/// A message that travels as one frame of a request-response protocol.
+pub trait Frame: Sized + Send + Sync + 'static {
+    /// Largest frame of the protocol this message belongs to (both directions).
+    const MAX: usize;
+    /// The frame's bytes.
+    fn to_frame(&self) -> Result<Vec<u8>, EncodeError>;
+    /// The message in a frame, checked.
+    fn from_frame(bytes: &[u8]) -> Result<Self, DecodeError>;
+}
 
-/// The request-response codec for Kith frames.
-#[derive(Debug, Clone, Default)]
-pub struct KithCodec;
+macro_rules! frame {
+    ($t:ty, $max:expr) => {
+        impl Frame for $t {
+            const MAX: usize = $max;
+            fn to_frame(&self) -> Result<Vec<u8>, EncodeError> {
+                self.encode()
+            }
+            fn from_frame(bytes: &[u8]) -> Result<Self, DecodeError> {
+                Self::decode(bytes)
+            }
+        }
+    };
+}
+
+frame!(Request, MAX_FRAME);
+frame!(Response, MAX_FRAME);
+frame!(Signal, MAX_SIGNAL_FRAME);
+frame!(SignalAnswer, MAX_SIGNAL_FRAME);
+
+/// What a node reads from a request stream: the request, or the typed reason its frame was
+/// refused.
+pub type Inbound<Req = Request> = Result<Req, DecodeError>;
+/// What a node reads from a signal stream.
+pub type InboundSignal = Inbound<Signal>;
+
+/// The request-response codec of a protocol whose requests are `Req` and answers `Resp`.
+pub struct FramedCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
+
+/// The codec of `/kith/msg/1`.
+pub type KithCodec = FramedCodec<Request, Response>;
+/// The codec of `/kith/signal/1`.
+pub type SignalCodec = FramedCodec<Signal, SignalAnswer>;
+
+impl<Req, Resp> Default for FramedCodec<Req, Resp> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<Req, Resp> Clone for FramedCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl<Req, Resp> std::fmt::Debug for FramedCodec<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FramedCodec")
+    }
+}
 
 /// Wraps a typed decode error so the actor can find it again in a failure event.
 #[derive(Debug, thiserror::Error)]
@@ -39,142 +99,72 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
     Ok(Ok(buf))
 }
 
-async fn write_frame<T: AsyncWrite + Unpin + Send>(
+/// Encodes `msg` and writes it as one frame, then closes the stream's write side.
+async fn write_frame<T: AsyncWrite + Unpin + Send, F: Frame>(
     io: &mut T,
-    bytes: &[u8],
-    max: usize,
+    msg: &F,
 ) -> io::Result<()> {
-    if bytes.len() > max {
+    let bytes = msg
+        .to_frame()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    if bytes.len() > F::MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "frame too large",
         ));
     }
     io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-    io.write_all(bytes).await?;
+    io.write_all(&bytes).await?;
     io.close().await
 }
 
-fn bad(e: DecodeError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, BadFrame(e))
-}
-
-impl libp2p::request_response::Codec for KithCodec {
+impl<Req: Frame, Resp: Frame> libp2p::request_response::Codec for FramedCodec<Req, Resp> {
     type Protocol = StreamProtocol;
-    type Request = Inbound;
-    type Response = Response;
+    type Request = Inbound<Req>;
+    type Response = Resp;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound<Req>>
     where
         T: AsyncRead + Unpin + Send,
     {
         // An oversized length prefix is refused without reading (or allocating) the body.
-        Ok(read_frame(io, MAX_FRAME)
+        Ok(read_frame(io, Req::MAX)
             .await?
-            .and_then(|buf| Request::decode(&buf)))
+            .and_then(|buf| Req::from_frame(&buf)))
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_FRAME)
+        read_frame(io, Resp::MAX)
             .await?
-            .and_then(|buf| Response::decode(&buf))
-            .map_err(bad)
+            .and_then(|buf| Resp::from_frame(&buf))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, BadFrame(e)))
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Inbound,
+        req: Inbound<Req>,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         let req = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, BadFrame(e)))?;
-        let bytes = req
-            .encode()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes, MAX_FRAME).await
+        write_frame(io, &req).await
     }
 
     async fn write_response<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        resp: Response,
+        resp: Resp,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = resp
-            .encode()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes, MAX_FRAME).await
-    }
-}
-
-/// What a node reads from a signal stream: a signal, or why the frame was refused.
-pub type InboundSignal = Result<Signal, DecodeError>;
-
-/// The request-response codec for `/kith/signal/1`.
-#[derive(Debug, Clone, Default)]
-pub struct SignalCodec;
-
-impl libp2p::request_response::Codec for SignalCodec {
-    type Protocol = StreamProtocol;
-    type Request = InboundSignal;
-    type Response = SignalAnswer;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<InboundSignal>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        Ok(read_frame(io, MAX_SIGNAL_FRAME)
-            .await?
-            .and_then(|buf| Signal::decode(&buf)))
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SignalAnswer>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        read_frame(io, MAX_SIGNAL_FRAME)
-            .await?
-            .and_then(|buf| SignalAnswer::decode(&buf))
-            .map_err(bad)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: InboundSignal,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        let req = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, BadFrame(e)))?;
-        let bytes = req
-            .encode()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes, MAX_SIGNAL_FRAME).await
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        resp: SignalAnswer,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        let bytes = resp
-            .encode()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_frame(io, &bytes, MAX_SIGNAL_FRAME).await
+        write_frame(io, &resp).await
     }
 }

@@ -6,12 +6,27 @@
 
 use std::time::Duration;
 
-use kith_net::{Keypair, Multiaddr, NetCommand, NetConfig, NetEvent, PeerId, SimNet};
+use kith_net::{
+    Keypair, Multiaddr, NetCommand, NetConfig, NetEvent, NetOptions, PeerId, TransportBuilder,
+};
+use libp2p::Transport as _;
 use tokio::sync::mpsc::Receiver;
 use tokio::time::{Instant, timeout};
 
 /// Memory-link ports of this test (apart from other tests in the process).
 const BASE: u64 = 7 << 40;
+
+/// In-process memory links (`/memory/<n>`) with Noise and Yamux.
+fn memory_links() -> TransportBuilder {
+    TransportBuilder::new(|key| {
+        Ok(libp2p::core::transport::MemoryTransport::default()
+            .upgrade(libp2p::core::upgrade::Version::V1)
+            .authenticate(libp2p::noise::Config::new(key)?)
+            .multiplex(libp2p::yamux::Config::default())
+            .map(|(p, m), _| (p, libp2p::core::muxing::StreamMuxerBox::new(m)))
+            .boxed())
+    })
+}
 
 async fn node(
     port: u64,
@@ -22,8 +37,6 @@ async fn node(
     tokio::task::JoinHandle<()>,
     Multiaddr,
 ) {
-    let mut sim = SimNet::new(None);
-    sim.idle_timeout = Some(Duration::from_secs(1));
     let addr: Multiaddr = format!("/memory/{port}").parse().expect("address");
     let (h, ev, task) = kith_net::spawn(NetConfig {
         keypair: Keypair::generate_ed25519(),
@@ -34,8 +47,11 @@ async fn node(
         relay_server: None,
         private_ips: true,
         external: Vec::new(),
-        memory: true,
-        sim: Some(sim),
+        options: NetOptions {
+            transport: Some(memory_links()),
+            idle_timeout: Duration::from_secs(1),
+            ..NetOptions::default()
+        },
     })
     .await
     .expect("network starts");

@@ -89,7 +89,7 @@ impl MsgPeer {
     pub async fn connect(key: Keypair, node: PeerId, addr: &Multiaddr) -> Self {
         let mut swarm = swarm(key, |_| {
             request_response::Behaviour::with_codec(
-                KithCodec,
+                KithCodec::default(),
                 [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(T)

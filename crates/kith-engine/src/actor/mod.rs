@@ -136,6 +136,13 @@ pub struct EngineConfig {
     pub reach: ReachConfig,
     /// The store's page cache, bytes (`kith_store::DEFAULT_CACHE_BYTES` for a node).
     pub store_cache: usize,
+    /// Every store commit is made durable with fsync: `true` for a real node. A simulation
+    /// of hundreds of nodes on one disk turns it off (then one commit in
+    /// `kith_store::SYNC_EVERY` still is), as their fsyncs would queue behind each other.
+    pub store_fsync: bool,
+    /// The network's transport, observer and timings: `Default` for a real node;
+    /// simulations (`net-sim`) replace the transport and watch the network.
+    pub net: kith_net::NetOptions,
 }
 
 /// How the node stays reachable and helps others be reachable.
@@ -150,11 +157,6 @@ pub struct ReachConfig {
     pub private_ips: bool,
     /// Addresses others reach this node at, besides its listen addresses.
     pub external: Vec<Multiaddr>,
-    /// In-process memory links instead of TCP and QUIC (`/memory/<n>` addresses): for
-    /// simulations of many nodes in one process (`net-sim`).
-    pub memory: bool,
-    /// With `memory`: link shaping and counters a simulation reads (`kith_net::SimNet`).
-    pub sim: Option<kith_net::SimNet>,
 }
 
 /// How a node serves as a mailbox.
@@ -196,12 +198,6 @@ enum Cmd {
     /// Test hooks for group ops (a misbehaving member).
     #[cfg(feature = "test-hooks")]
     Group(GroupCmd),
-    /// Cut or restore the links with these peers (simulated partitions).
-    CutLinks {
-        peers: Vec<PeerId>,
-        cut: bool,
-        reply: Reply<()>,
-    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -333,24 +329,6 @@ impl EngineHandle {
         } else {
             self.call::<cmd::Unblock>(BlockParams { name }).await
         }
-    }
-
-    /// Cuts (or restores) every link with these peers, as a network partition would.
-    /// For simulations (`net-sim`) and tests; not part of the user-facing API.
-    pub async fn cut_links(&self, peers: Vec<String>, cut: bool) -> Result<(), EngineError> {
-        let peers = peers
-            .iter()
-            .map(|p| {
-                p.parse::<PeerId>()
-                    .map_err(|e| EngineError::BadCode(format!("bad peer id {p:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::CutLinks { peers, cut, reply })
-            .await
-            .map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)?
     }
 
     /// Creates a group with these contacts; this user is its first admin.
@@ -684,11 +662,10 @@ impl Engine {
                 ),
                 other => internal(other),
             })?;
-        // Simulations only (memory links): see `SimNet::skip_fsync`.
-        let store = if cfg.reach.memory && cfg.reach.sim.as_ref().is_some_and(|s| s.skip_fsync) {
-            store.without_fsync()
-        } else {
+        let store = if cfg.store_fsync {
             store
+        } else {
+            store.without_fsync()
         };
         let peer = keys.p2p.public().to_peer_id();
         let device = load_device(&store, &keys, peer)?;
@@ -704,8 +681,7 @@ impl Engine {
             relay_server: cfg.reach.relay_server.clone(),
             private_ips: cfg.reach.private_ips,
             external: cfg.reach.external.clone(),
-            memory: cfg.reach.memory,
-            sim: cfg.reach.sim.clone(),
+            options: cfg.net.clone(),
         })
         .await
         .map_err(|e| EngineError::Network(e.to_string()))?;
@@ -1059,7 +1035,6 @@ impl Engine {
                 Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Read => {
                     after.push(After::Read(Cmd::Call(c)))
                 }
-                Work::Cmd(c @ Cmd::CutLinks { .. }) => after.push(After::Read(c)),
                 Work::Net(ev) => {
                     if let Some(ev) = self.on_net_now(ev) {
                         writes.push(Work::Net(ev));
@@ -1619,14 +1594,6 @@ impl Engine {
             // Group test hooks run in a write batch (see `apply`).
             #[cfg(feature = "test-hooks")]
             Cmd::Group(_) => {}
-            Cmd::CutLinks { peers, cut, reply } => {
-                let r = self
-                    .st
-                    .net
-                    .send(NetCommand::CutLinks { peers, cut })
-                    .map_err(|e| EngineError::Network(e.to_string()));
-                let _ = reply.send(r);
-            }
             Cmd::Shutdown(tx) => {
                 let _ = tx.send(());
             }

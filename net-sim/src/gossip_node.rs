@@ -1,22 +1,24 @@
 //! A node that runs only Kith's group gossip, for simulations of big groups (`net-sim
-//! gossip`): the same gossipsub settings, topic scores and validation step as a full node
-//! ([`crate::spawn`]), on the same shaped memory links ([`crate::SimNet`]), without the DHT,
-//! identify, ping, relay, the engine's store or its encryption.
+//! gossip`): the same gossipsub settings and topic scores as a full node
+//! ([`kith_net::gossip`]) and a validation step that accepts every frame, on the same links
+//! ([`crate::SimNet`]), without the DHT, identify, ping, relay, the engine's store or its
+//! encryption.
 //!
 //! A full node costs a simulation about one core per hundred nodes; one of these costs a
 //! small fraction of that, so a group of a thousand members fits in one process on a small
 //! machine. What it leaves out is local work that a real member does on its own machine
 //! (decrypting a frame, one database write), not network behaviour.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, gossipsub, identity};
 use tokio::sync::mpsc;
 
-use crate::actor::{group_topic_params, make_gossip, memory_links};
-use crate::{NetError, SimNet};
+use kith_net::NetError;
+
+use crate::SimNet;
 
 /// Commands queued per gossip node, at most.
 const COMMANDS: usize = 1024;
@@ -70,13 +72,13 @@ impl GossipNode {
         let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
         let key = identity::Keypair::generate_ed25519();
         let peer_id = key.public().to_peer_id();
-        let counts = sim.gossip_counters();
-        let idle = sim.idle_timeout.unwrap_or(Duration::from_secs(120));
+        let observer = sim.observer();
+        let idle = sim.idle_timeout.unwrap_or(kith_net::IDLE_TIMEOUT);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
-            .with_other_transport(|key| memory_links(key, Some(sim)))
+            .with_other_transport(|key| sim.transport(key))
             .map_err(|e| setup(&e))?
-            .with_behaviour(|key| make_gossip(key, Some(counts.clone())))
+            .with_behaviour(|key| kith_net::gossip::behaviour(key, Some(observer.clone())))
             .map_err(|e| setup(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
             .build();
@@ -85,7 +87,7 @@ impl GossipNode {
         let t = gossipsub::IdentTopic::new(topic);
         let g = swarm.behaviour_mut();
         g.subscribe(&t).map_err(|e| setup(&e))?;
-        g.set_topic_params(t.clone(), group_topic_params())
+        g.set_topic_params(t.clone(), kith_net::gossip::topic_params())
             .map_err(|e| setup(&e))?;
         let addr = listen.with(libp2p::multiaddr::Protocol::P2p(peer_id));
         let (commands, mut rx) = mpsc::channel::<Command>(COMMANDS);
@@ -97,9 +99,7 @@ impl GossipNode {
                             let _ = swarm.dial(a);
                         }
                         Some(Command::Publish(data)) => {
-                            counts
-                                .published
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            observer.gossip_published();
                             let _ = swarm.behaviour_mut().publish(t.clone(), data);
                         }
                         None => break,
@@ -111,9 +111,7 @@ impl GossipNode {
                             message,
                         }) = ev
                         {
-                            counts
-                                .first
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            observer.gossip_new();
                             // A full node's engine checks the frame first; here every frame
                             // is good.
                             swarm.behaviour_mut().report_message_validation_result(

@@ -1,7 +1,7 @@
-//! Link shaping for in-process memory links: latency, jitter, loss and bandwidth, from a seed.
+//! Link shaping for a simulation's links: latency, jitter, loss and bandwidth, from a seed.
 //!
 //! `net-sim` runs many nodes in one process over libp2p's memory transport, whose links are
-//! instant. [`Shaped`] wraps one end of such a link (the raw byte stream, below Noise and
+//! instant (or over loopback TCP, nearly so). [`Shaped`] wraps one end of such a link (the raw byte stream, below Noise and
 //! Yamux) and holds back what the other end wrote until the link would have delivered it:
 //!
 //! - **Where.** Each end shapes what it *reads*. Every node in a simulation wraps its links,
@@ -31,7 +31,7 @@
 //! a tokio runtime the wrapper does not delay anything (it cannot set a timer).
 //!
 //! The wrapper also counts the bytes a node writes and reads on its links (Noise and Yamux
-//! overhead included), into [`crate::SimNet`].
+//! overhead included), and the link ends open, into the node's [`crate::SimNet`].
 
 use std::collections::VecDeque;
 use std::future::Future as _;
@@ -163,7 +163,7 @@ impl Shaper {
     }
 }
 
-/// One end of a memory link: delays what it reads by its [`LinkShape`] (if any) and counts
+/// One end of a link: delays what it reads by its [`LinkShape`] (if any) and counts
 /// bytes both ways.
 #[derive(Debug)]
 pub struct Shaped<C> {

@@ -1,0 +1,604 @@
+//! The network actor: one task that owns the device's swarm and the anonymous deposit swarm,
+//! and turns the engine's commands into swarm calls and swarm events into engine events.
+//!
+//! Data flow:
+//!
+//! 1. [`spawn`] builds both swarms ([`crate::swarm`]), binds every listen address, dials the
+//!    bootstrap peers and starts mDNS; then the task runs [`Actor::run`].
+//! 2. `run` waits, commands first, on: the engine's commands ([`command`]), the device
+//!    swarm's events ([`Actor::on_swarm`], which hands requests and signals to [`requests`]
+//!    and DHT events to [`records`]), the deposit swarm's events, mDNS discoveries, and a
+//!    five-second tick that closes idle links ([`crate::idle`]), lifts expired blocks
+//!    ([`crate::strikes`]), asks for relay slots ([`crate::reach`]) and rotates the deposit
+//!    key ([`crate::anon`]).
+//! 3. Events go to the engine on a bounded queue: the actor waits for room for answers the
+//!    engine asked for, and drops gossip and signals when the engine is busy.
+//! 4. The task ends when the engine drops its last [`NetHandle`]; it closes its listeners.
+
+mod command;
+mod records;
+mod requests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kith_proto::signal::SignalAnswer;
+use kith_proto::wire::Response;
+use libp2p::kad;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, relay};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::anon::Anon;
+use crate::api::{COMMAND_QUEUE, EVENT_QUEUE, NetCommand, NetEvent, NetHandle, ReachInfo};
+use crate::config::{NetConfig, NetError, TransportBuilder};
+use crate::idle::Idle;
+use crate::observe::NetObserver;
+use crate::reach::{Reach, Reachability, is_circuit};
+use crate::strikes::{BLOCK_FOR, Strikes};
+use crate::swarm::{Behaviour, BehaviourEvent, REQUEST_TIMEOUT};
+
+use records::RecordQuery;
+
+/// Most peers whose dialled address is remembered (to reserve relay slots on them).
+const MAX_DIALED: usize = 4096;
+
+/// Starts the network actor. Returns once every listen address is bound.
+pub async fn spawn(
+    cfg: NetConfig,
+) -> Result<
+    (
+        NetHandle,
+        mpsc::Receiver<NetEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    NetError,
+> {
+    let local_peer = cfg.keypair.public().to_peer_id();
+    let idle_for = cfg.options.idle_timeout;
+    let (relay_transport, relay_client) = relay::client::new(local_peer);
+    let behaviour = crate::swarm::behaviour(&cfg.keypair, relay_client, &cfg)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let mut swarm = crate::swarm::build(
+        &cfg.keypair,
+        cfg.options.transport.as_ref(),
+        Some(relay_transport),
+        behaviour,
+        idle_for,
+    )?;
+
+    let mut listeners = Vec::new();
+    for addr in &cfg.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        listeners.push(id);
+    }
+    // Wait until each listener reports its address (or fails).
+    let listen = Arc::new(Mutex::new(Vec::new()));
+    let mut early = Vec::new();
+    let mut bound = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bound < cfg.listen.len() {
+        let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| NetError::Setup("timed out binding listen addresses".into()))?;
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if let Ok(mut l) = listen.lock() {
+                    l.push(address.clone());
+                }
+                bound += 1;
+                early.push(NetEvent::Listening { addr: address });
+            }
+            SwarmEvent::ListenerError { error, .. }
+            | SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => {
+                return Err(NetError::Setup(error.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    for addr in &cfg.bootstrap {
+        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            swarm
+                .behaviour_mut()
+                .autonat
+                .add_server(peer, Some(addr.clone()));
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+
+    let mdns = if cfg.mdns {
+        let port = listen.lock().ok().and_then(|l| {
+            l.iter().find_map(|a| {
+                a.iter().find_map(|p| match p {
+                    Protocol::Tcp(port) => Some(port),
+                    _ => None,
+                })
+            })
+        });
+        match port.map(|p| crate::mdns::start(local_peer, p)) {
+            Some(Ok(m)) => Some(m),
+            Some(Err(e)) => {
+                warn!(error = %e, "mDNS unavailable; LAN discovery is off");
+                None
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+
+    for a in &cfg.external {
+        swarm.add_external_address(a.clone());
+    }
+    // A relay server offers its service only at confirmed external addresses; its own
+    // listen addresses are that, when they are global (or private ones are allowed).
+    if cfg.relay_server.is_some() {
+        let own: Vec<Multiaddr> = listen.lock().map(|l| l.clone()).unwrap_or_default();
+        for a in own {
+            if crate::reach::usable(&a, cfg.private_ips) {
+                swarm.add_external_address(a);
+            }
+        }
+    }
+    let (reach, refused) = Reach::new(&cfg.relays, !cfg.listen.is_empty());
+    if let Some(a) = refused.first() {
+        return Err(NetError::Setup(format!(
+            "relay address {a} must end in /p2p/<relay peer id>"
+        )));
+    }
+    let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
+    let anon = Anon::new(REQUEST_TIMEOUT, cfg.options.transport.as_ref())?;
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    let mut actor = Actor {
+        swarm,
+        events: ev_tx,
+        listen: listen.clone(),
+        pending_inbound: HashMap::new(),
+        next_inbound: 0,
+        outbound: HashMap::new(),
+        record_queries: HashMap::new(),
+        put_queries: HashMap::new(),
+        strikes: Strikes::default(),
+        reach,
+        reach_info: reach_info.clone(),
+        relay_server: cfg.relay_server.is_some(),
+        private_ips: cfg.private_ips,
+        transport: cfg.options.transport.clone(),
+        observer: cfg.options.observer.clone(),
+        dialed: HashMap::new(),
+        anon,
+        anon_outbound: HashMap::new(),
+        listeners,
+        signal_out: HashMap::new(),
+        signal_in: HashMap::new(),
+        signal_rate: HashMap::new(),
+        idle: Idle::new(idle_for),
+    };
+    let task = tokio::spawn(async move {
+        for ev in early {
+            if actor.events.send(ev).await.is_err() {
+                return;
+            }
+        }
+        actor.run(cmd_rx, mdns).await;
+    });
+    let handle = NetHandle {
+        tx: cmd_tx,
+        local_peer,
+        listen,
+        reach: reach_info,
+    };
+    if let Some(o) = &cfg.options.observer {
+        o.started(handle.downgrade());
+    }
+    Ok((handle, ev_rx, task))
+}
+
+pub(crate) struct Actor {
+    swarm: Swarm<Behaviour>,
+    events: mpsc::Sender<NetEvent>,
+    listen: Arc<Mutex<Vec<Multiaddr>>>,
+    pending_inbound: HashMap<u64, ResponseChannel<Response>>,
+    next_inbound: u64,
+    outbound: HashMap<OutboundRequestId, u64>,
+    /// Open tagged record publications.
+    put_queries: HashMap<kad::QueryId, u64>,
+    /// Open record lookups.
+    record_queries: HashMap<kad::QueryId, RecordQuery>,
+    /// Strikes and blocks ([`Strikes`]).
+    strikes: Strikes,
+    /// Relay reservations and AutoNAT's verdict.
+    reach: Reach,
+    /// What the handle reports of `reach`.
+    reach_info: Arc<Mutex<ReachInfo>>,
+    /// Serving as a circuit relay.
+    relay_server: bool,
+    /// Private and loopback addresses count as reachable.
+    private_ips: bool,
+    /// The transport a simulation gave (for new deposit swarms too).
+    transport: Option<TransportBuilder>,
+    /// Told what the network does ([`NetObserver`]).
+    observer: Option<Arc<dyn NetObserver>>,
+    /// The address we dialled each connected peer at (for reserving relay slots on it).
+    dialed: HashMap<PeerId, Multiaddr>,
+    /// Our own listeners (closed when the actor stops).
+    listeners: Vec<libp2p::core::transport::ListenerId>,
+    /// The swarm with a throwaway key that makes deposits.
+    anon: Anon,
+    /// Requests in flight on it, with the engine's tags.
+    anon_outbound: HashMap<OutboundRequestId, u64>,
+    /// Tagged signals in flight.
+    signal_out: HashMap<OutboundRequestId, u64>,
+    /// Inbound signals the engine still has to answer.
+    signal_in: HashMap<u64, ResponseChannel<SignalAnswer>>,
+    /// Per peer: signal tokens left and when they were counted.
+    signal_rate: HashMap<PeerId, (f64, Instant)>,
+    /// Idle-link reaping: see [`Idle`].
+    idle: Idle,
+}
+
+impl Actor {
+    async fn run(
+        &mut self,
+        mut cmds: mpsc::Receiver<NetCommand>,
+        mdns: Option<(crate::mdns::Mdns, crate::mdns::Discoveries)>,
+    ) {
+        let (_mdns_guard, mut mdns_rx) = match mdns {
+            Some((g, rx)) => (Some(g), Some(rx)),
+            None => (None, None),
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        // Fails only when no bootstrap peer was given, which is fine.
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        self.reserve_relays();
+        loop {
+            tokio::select! {
+                biased;
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                ev = self.swarm.select_next_some() => {
+                    if self.on_swarm(ev).await.is_err() {
+                        break;
+                    }
+                }
+                ev = self.anon.swarm.select_next_some() => {
+                    if self.on_anon(ev).await.is_err() {
+                        break;
+                    }
+                }
+                Some((peer, addrs)) = async {
+                    match mdns_rx.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    debug!(%peer, "found on the LAN");
+                    self.dial(peer, addrs.clone());
+                    if self.events.send(NetEvent::PeerAddrs { peer, addrs }).await.is_err() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.close_idle();
+                    self.unblock_expired();
+                    self.reserve_relays();
+                    self.rotate_anon();
+                }
+            }
+        }
+        // Close the listeners explicitly: a memory-link listener keeps its address taken in
+        // the process until it is removed, which would stop a node restarted in the same
+        // process (net-sim) from listening there again.
+        for id in std::mem::take(&mut self.listeners) {
+            self.swarm.remove_listener(id);
+        }
+        info!("network stopped");
+    }
+
+    fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        for a in &addrs {
+            self.swarm.add_peer_address(peer, a.clone());
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial not started");
+        }
+    }
+
+    /// Closes the links nobody used for a while ([`Idle`]).
+    fn close_idle(&mut self) {
+        let mut keep: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossip
+            .all_mesh_peers()
+            .copied()
+            .collect();
+        keep.extend(self.reach.relays());
+        for peer in self.idle.due(&keep) {
+            debug!(%peer, "closing an unused link");
+            // Counted from now: a peer that does not go (a close in progress) is not asked
+            // again at every tick.
+            self.idle.connected(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Asks for the relay slots [`Reach::due`] wants now.
+    fn reserve_relays(&mut self) {
+        for (relay, addr) in self.reach.due(Instant::now()) {
+            match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    debug!(%relay, "asking for a relay slot");
+                    self.reach.opened(id, relay);
+                }
+                Err(e) => debug!(%relay, error = %e, "cannot ask for a relay slot"),
+            }
+        }
+        self.share_reach();
+    }
+
+    fn share_reach(&self) {
+        if let Ok(mut r) = self.reach_info.lock() {
+            r.status = self.reach.nat;
+            r.relays = self.reach.relays();
+        }
+    }
+
+    /// Counts a strike against a peer, and blocks or unblocks as [`Strikes`] says.
+    fn penalize(&mut self, peer: PeerId, reason: &'static str) {
+        let s = self.strikes.strike(peer, Instant::now());
+        warn!(%peer, reason, strikes = s.strikes, "peer penalised");
+        let blocked = &mut self.swarm.behaviour_mut().blocked;
+        if s.block {
+            blocked.block_peer(peer);
+            warn!(%peer, "peer blocked for {} s", BLOCK_FOR.as_secs());
+        }
+        if let Some(p) = s.unblock {
+            blocked.unblock_peer(p);
+        }
+    }
+
+    fn unblock_expired(&mut self) {
+        for p in self.strikes.expired(Instant::now()) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+        }
+    }
+
+    async fn emit(&mut self, ev: NetEvent) -> Result<(), ()> {
+        self.events.send(ev).await.map_err(|_| ())
+    }
+
+    async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if is_circuit(&address) {
+                    info!(%address, "reachable through a relay");
+                } else if self.relay_server && crate::reach::usable(&address, self.private_ips) {
+                    self.swarm.add_external_address(address.clone());
+                }
+                if let Ok(mut l) = self.listen.lock()
+                    && !l.contains(&address)
+                {
+                    l.push(address.clone());
+                }
+                self.emit(NetEvent::Listening { addr: address }).await?;
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.unlisten(&[address]).await?;
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if self.reach.closed(listener_id) {
+                    match reason {
+                        Ok(()) => info!("relay slot closed"),
+                        Err(e) => info!(error = %e, "relay slot lost"),
+                    }
+                    self.share_reach();
+                }
+                self.unlisten(&addresses).await?;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                if endpoint.is_dialer() && !endpoint.is_relayed() {
+                    if self.dialed.len() >= MAX_DIALED && !self.dialed.contains_key(&peer_id) {
+                        self.dialed.clear();
+                    }
+                    self.dialed
+                        .insert(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    self.idle.connected(peer_id);
+                    self.emit(NetEvent::Connected { peer: peer_id }).await?;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.dialed.remove(&peer_id);
+                self.reach.gone(&peer_id);
+                self.idle.gone(&peer_id);
+                self.emit(NetEvent::Disconnected { peer: peer_id }).await?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                debug!(peer = %peer_id, protocols = ?info.protocols, "identified");
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    let at = self.dialed.get(&peer_id).cloned().or_else(|| {
+                        info.listen_addrs
+                            .iter()
+                            .find(|a| !is_circuit(a) && a.len() < 256)
+                            .cloned()
+                    });
+                    if let Some(at) = at {
+                        self.reach.candidate(peer_id, at);
+                        self.reserve_relays();
+                    }
+                }
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| a.len() < 256)
+                    .take(kith_proto::record::MAX_ADDRS)
+                    .collect();
+                for a in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, a.clone());
+                }
+                self.emit(NetEvent::PeerAddrs {
+                    peer: peer_id,
+                    addrs,
+                })
+                .await?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Msg(ev)) => {
+                self.idle.touch(&requests::rr_peer(&ev));
+                self.on_msg(ev).await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(ev)) => {
+                if let gossipsub::Event::Message {
+                    propagation_source, ..
+                } = &ev
+                {
+                    self.idle.touch(propagation_source);
+                }
+                self.on_gossip(ev)?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => {
+                self.idle.touch(&requests::rr_peer(&ev));
+                self.on_signal(ev).await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => {
+                if let kad::Event::OutboundQueryProgressed { result, step, .. } = &ev
+                    && step.last
+                {
+                    let kind = match result {
+                        kad::QueryResult::Bootstrap(_) => "bootstrap",
+                        kad::QueryResult::GetClosestPeers(_) => "closest peers",
+                        kad::QueryResult::GetRecord(_) => "get record",
+                        kad::QueryResult::PutRecord(_) => "put record",
+                        kad::QueryResult::RepublishRecord(_) => "republish record",
+                        _ => "other",
+                    };
+                    debug!(kind, "DHT query done");
+                }
+                self.on_kad(ev).await?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let status = match new {
+                    autonat::NatStatus::Public(_) => Reachability::Public,
+                    autonat::NatStatus::Private => Reachability::Private,
+                    autonat::NatStatus::Unknown => Reachability::Unknown,
+                };
+                info!(status = status.as_str(), "reachability");
+                self.reach.nat = status;
+                self.reserve_relays();
+                self.emit(NetEvent::Reachability { status }).await?;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(ev)) => match ev.result {
+                Ok(_) => info!(peer = %ev.remote_peer_id, "direct connection by hole punching"),
+                Err(e) => debug!(peer = %ev.remote_peer_id, error = %e, "hole punching failed"),
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+                relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal: false,
+                    ..
+                },
+            )) => {
+                info!(relay = %relay_peer_id, "relay slot reserved");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
+                debug!(?ev, "relay service");
+                self.idle.relay_event(&ev);
+                if let Ok(mut r) = self.reach_info.lock() {
+                    match ev {
+                        relay::Event::ReservationReqAccepted { renewed: false, .. } => {
+                            r.served_reservations += 1;
+                        }
+                        relay::Event::ReservationClosed { .. }
+                        | relay::Event::ReservationTimedOut { .. } => {
+                            r.served_reservations = r.served_reservations.saturating_sub(1);
+                        }
+                        relay::Event::CircuitReqAccepted { .. } => r.served_circuits += 1,
+                        relay::Event::CircuitClosed { .. } => {
+                            r.served_circuits = r.served_circuits.saturating_sub(1);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Replaces the deposit swarm's key when it is old and nothing is in flight on it.
+    fn rotate_anon(&mut self) {
+        if !self.anon_outbound.is_empty() || !self.anon.due(Instant::now()) {
+            return;
+        }
+        match Anon::new(REQUEST_TIMEOUT, self.transport.as_ref()) {
+            Ok(a) => {
+                debug!("new deposit identity");
+                self.anon = a;
+            }
+            Err(e) => warn!(error = %e, "cannot make a new deposit identity"),
+        }
+    }
+
+    /// Listen addresses that went away: forget them and tell the engine.
+    async fn unlisten(&mut self, gone: &[Multiaddr]) -> Result<(), ()> {
+        if let Ok(mut l) = self.listen.lock() {
+            l.retain(|a| !gone.contains(a));
+        }
+        for a in gone {
+            self.emit(NetEvent::ListenerGone { addr: a.clone() })
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,318 @@
+//! The two request-response protocols on the device's swarm, `/kith/msg/1` and
+//! `/kith/signal/1`, and `/kith/msg/1` on the deposit swarm.
+//!
+//! - **Inbound requests** that decode go to the engine with an id it answers by; those that
+//!   do not are answered at once (`Refused(Invalid)`, `Ignored`) and count a strike against
+//!   the peer. At most [`MAX_PENDING_INBOUND`] requests wait for the engine (more are
+//!   refused as busy).
+//! - **Signals** are rate-limited per peer (a token bucket, [`SIGNALS_PER_SEC`] with bursts
+//!   of [`SIGNAL_BURST`]); most are answered `Ok` here and only passed on (dropped when the
+//!   engine is busy); a profile request waits for the engine's answer.
+//! - **Outbound results** of all three take one path ([`Actor::outbound_done`]): the tag the
+//!   engine gave comes back with the answer or the failure as text, and an answer that did
+//!   not decode counts a strike against the peer that sent it.
+
+use std::time::Instant;
+
+use kith_proto::signal::{Signal, SignalAnswer};
+use kith_proto::wire::{Refusal, Response};
+use libp2p::PeerId;
+use libp2p::request_response::{
+    self, InboundFailure, Message, OutboundFailure, OutboundRequestId, ResponseChannel,
+};
+use libp2p::swarm::SwarmEvent;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::Actor;
+use crate::anon::AnonBehaviourEvent;
+use crate::api::NetEvent;
+use crate::codec::{BadFrame, Inbound, InboundSignal};
+
+/// Most inbound requests waiting for the engine's answer; more are refused as busy.
+pub const MAX_PENDING_INBOUND: usize = 4096;
+/// Signals a peer may send per second, on average ...
+pub const SIGNALS_PER_SEC: f64 = 5.0;
+/// ... and in a burst. Beyond that they are answered `Ignored` and never reach the engine.
+pub const SIGNAL_BURST: f64 = 20.0;
+/// Most signal requests waiting for the engine's answer, and most peers rate-tracked.
+pub(crate) const MAX_SIGNAL_STATE: usize = 8192;
+
+/// A request-response event, as this actor sorts them.
+enum Rr<Req, Resp> {
+    /// A peer asks.
+    Request {
+        peer: PeerId,
+        request: Req,
+        channel: ResponseChannel<Resp>,
+    },
+    /// Our request `id` was answered, or failed.
+    Outbound {
+        peer: PeerId,
+        id: OutboundRequestId,
+        result: Result<Resp, OutboundFailure>,
+    },
+    /// Answering a peer's request failed.
+    InboundFailure { peer: PeerId, error: InboundFailure },
+    /// An answer went out.
+    Sent,
+}
+
+impl<Req, Resp> From<request_response::Event<Req, Resp>> for Rr<Req, Resp> {
+    fn from(ev: request_response::Event<Req, Resp>) -> Self {
+        use request_response::Event;
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => Self::Request {
+                peer,
+                request,
+                channel,
+            },
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => Self::Outbound {
+                peer,
+                id: request_id,
+                result: Ok(response),
+            },
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => Self::Outbound {
+                peer,
+                id: request_id,
+                result: Err(error),
+            },
+            Event::InboundFailure { peer, error, .. } => Self::InboundFailure { peer, error },
+            Event::ResponseSent { .. } => Self::Sent,
+        }
+    }
+}
+
+/// The peer a request-response event is about.
+pub(super) fn rr_peer<Req, Resp>(ev: &request_response::Event<Req, Resp>) -> PeerId {
+    match ev {
+        request_response::Event::Message { peer, .. }
+        | request_response::Event::OutboundFailure { peer, .. }
+        | request_response::Event::InboundFailure { peer, .. }
+        | request_response::Event::ResponseSent { peer, .. } => *peer,
+    }
+}
+
+/// The frame a failed stream refused, if that is why it failed.
+fn bad_frame(e: &std::io::Error) -> Option<&BadFrame> {
+    e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
+}
+
+impl Actor {
+    /// The end of one of our requests (`tag` when the engine wants to hear of it): the
+    /// answer or the failure goes to the engine as `event` makes it; an answer that did not
+    /// decode counts against `peer` as `what`.
+    async fn outbound_done<Resp>(
+        &mut self,
+        tag: Option<u64>,
+        peer: PeerId,
+        result: Result<Resp, OutboundFailure>,
+        what: &'static str,
+        event: fn(u64, PeerId, Result<Resp, String>) -> NetEvent,
+    ) -> Result<(), ()> {
+        if let Err(OutboundFailure::Io(e)) = &result
+            && let Some(bad) = bad_frame(e)
+        {
+            warn!(%peer, error = %bad, "{what}");
+            self.penalize(peer, what);
+        }
+        if let Some(tag) = tag {
+            self.emit(event(tag, peer, result.map_err(|e| e.to_string())))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `/kith/msg/1` on the device's swarm.
+    pub(super) async fn on_msg(
+        &mut self,
+        ev: request_response::Event<Inbound, Response>,
+    ) -> Result<(), ()> {
+        match Rr::from(ev) {
+            Rr::Request {
+                peer,
+                request: Err(error),
+                channel,
+            } => {
+                warn!(%peer, error = %BadFrame(error), "malformed request");
+                self.penalize(peer, "malformed request");
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .msg
+                    .send_response(channel, Response::Refused(Refusal::Invalid));
+            }
+            Rr::Request {
+                peer,
+                request: Ok(req),
+                channel,
+            } => {
+                if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .msg
+                        .send_response(channel, Response::Refused(Refusal::Busy));
+                    return Ok(());
+                }
+                self.next_inbound += 1;
+                let id = self.next_inbound;
+                self.pending_inbound.insert(id, channel);
+                self.emit(NetEvent::InboundRequest { id, peer, req })
+                    .await?;
+            }
+            Rr::Outbound { peer, id, result } => {
+                let tag = self.outbound.remove(&id);
+                self.outbound_done(tag, peer, result, "malformed response", response)
+                    .await?;
+            }
+            Rr::InboundFailure { peer, error } => {
+                if let InboundFailure::Io(e) = &error
+                    && let Some(bad) = bad_frame(e)
+                {
+                    warn!(%peer, error = %bad, "malformed request");
+                    self.penalize(peer, "malformed request");
+                } else {
+                    debug!(%peer, %error, "inbound request failed");
+                }
+                // Answers the engine still owes for dead streams are dropped at respond time.
+                self.pending_inbound.retain(|_, ch| ch.is_open());
+            }
+            Rr::Sent => {}
+        }
+        Ok(())
+    }
+
+    /// `/kith/msg/1` on the deposit swarm: outbound only, no requests come in on it.
+    pub(super) async fn on_anon(&mut self, ev: SwarmEvent<AnonBehaviourEvent>) -> Result<(), ()> {
+        let SwarmEvent::Behaviour(AnonBehaviourEvent::Msg(ev)) = ev else {
+            return Ok(());
+        };
+        if let Rr::Outbound { peer, id, result } = Rr::from(ev) {
+            let tag = self.anon_outbound.remove(&id);
+            self.outbound_done(tag, peer, result, "malformed response", response)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a signal here, without the engine.
+    fn answer_signal(&mut self, channel: ResponseChannel<SignalAnswer>, answer: SignalAnswer) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .signal
+            .send_response(channel, answer);
+    }
+
+    /// `/kith/signal/1`.
+    pub(super) async fn on_signal(
+        &mut self,
+        ev: request_response::Event<InboundSignal, SignalAnswer>,
+    ) -> Result<(), ()> {
+        match Rr::from(ev) {
+            Rr::Request {
+                peer,
+                request: Err(error),
+                channel,
+            } => {
+                warn!(%peer, error = %BadFrame(error), "malformed signal");
+                self.penalize(peer, "malformed signal");
+                self.answer_signal(channel, SignalAnswer::Ignored);
+            }
+            Rr::Request {
+                peer,
+                request: Ok(signal),
+                channel,
+            } => {
+                let profile = matches!(signal, Signal::GetProfile);
+                if !self.signal_allowed(peer, if profile { 5.0 } else { 1.0 }) {
+                    debug!(%peer, "signal over the rate limit");
+                    self.answer_signal(channel, SignalAnswer::Ignored);
+                    return Ok(());
+                }
+                let id = if profile {
+                    if self.signal_in.len() >= MAX_SIGNAL_STATE {
+                        self.signal_in.retain(|_, ch| ch.is_open());
+                    }
+                    if self.signal_in.len() >= MAX_SIGNAL_STATE {
+                        self.answer_signal(channel, SignalAnswer::Ignored);
+                        return Ok(());
+                    }
+                    self.next_inbound += 1;
+                    self.signal_in.insert(self.next_inbound, channel);
+                    Some(self.next_inbound)
+                } else {
+                    self.answer_signal(channel, SignalAnswer::Ok);
+                    None
+                };
+                // Never wait on the engine for a signal: if its queue is full, drop it.
+                if let Err(e) = self.events.try_send(NetEvent::Signal { id, peer, signal }) {
+                    if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                        return Err(());
+                    }
+                    debug!(%peer, "engine busy; signal dropped");
+                }
+            }
+            Rr::Outbound { peer, id, result } => {
+                let tag = self.signal_out.remove(&id);
+                self.outbound_done(
+                    tag,
+                    peer,
+                    result,
+                    "malformed signal answer",
+                    |tag, peer, result| NetEvent::SignalAnswered { tag, peer, result },
+                )
+                .await?;
+            }
+            Rr::InboundFailure { .. } => {
+                self.signal_in.retain(|_, ch| ch.is_open());
+            }
+            Rr::Sent => {}
+        }
+        Ok(())
+    }
+
+    /// Takes `cost` of a peer's signal tokens; false when it has too few (it is flooding).
+    fn signal_allowed(&mut self, peer: PeerId, cost: f64) -> bool {
+        let now = Instant::now();
+        if self.signal_rate.len() >= MAX_SIGNAL_STATE && !self.signal_rate.contains_key(&peer) {
+            self.signal_rate.clear();
+        }
+        let (tokens, at) = self.signal_rate.entry(peer).or_insert((SIGNAL_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * SIGNALS_PER_SEC).min(SIGNAL_BURST);
+        *at = now;
+        if *tokens >= cost {
+            *tokens -= cost;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The engine's event for the end of a `/kith/msg/1` request.
+fn response(tag: u64, peer: PeerId, result: Result<Response, String>) -> NetEvent {
+    NetEvent::Response { tag, peer, result }
+}
