@@ -1,0 +1,188 @@
+//! Network events that need no write transaction (connections, listeners, signals,
+//! answers to requests that failed), and the requests the engine sends to its mailboxes.
+
+use super::*;
+
+impl Engine {
+    /// Handles network events that need no write; returns those that do.
+    pub(super) fn on_net_now(&mut self, ev: NetEvent) -> Option<NetEvent> {
+        match ev {
+            NetEvent::Listening { addr } => {
+                info!(%addr, "listening");
+                self.st.record_dirty = true;
+                None
+            }
+            NetEvent::ListenerGone { addr } => {
+                debug!(%addr, "no longer listening");
+                self.st.record_dirty = true;
+                None
+            }
+            NetEvent::Reachability { .. } => {
+                // Addresses worth advertising may differ now.
+                self.st.record_dirty = true;
+                None
+            }
+            NetEvent::Connected { peer } => {
+                self.st.connected.insert(peer);
+                // Back in touch with one of our mailboxes: register again, which also makes
+                // it hand over what it kept for us.
+                let bytes = peer.to_bytes();
+                if let Some(m) = self
+                    .st
+                    .my_mailboxes
+                    .iter()
+                    .find(|m| m.peer_id == bytes)
+                    .cloned()
+                {
+                    let token = self.st.mailbox_tokens.get(&m.peer_id).cloned();
+                    self.st.watching.connected(&m.peer_id);
+                    self.register_with(m, token, None);
+                }
+                let dev = device_key(&peer.to_bytes());
+                self.st.delivery.reachable(&dev);
+                if self.st.delivery.is_tracked(&dev) {
+                    self.pump(dev);
+                }
+                self.presence_connected(peer);
+                None
+            }
+            NetEvent::Signal { id, peer, signal } => {
+                self.on_signal(id, peer, signal);
+                None
+            }
+            NetEvent::SignalAnswered { tag, result, .. } => {
+                self.on_signal_answer(tag, result);
+                None
+            }
+            NetEvent::GossipJoined { peer, topic } => {
+                self.on_gossip_joined(peer, &topic);
+                None
+            }
+            NetEvent::Published { tag, ok } => {
+                if self.st.record_tag == Some(tag) {
+                    self.st.record_tag = None;
+                    self.record_published(ok);
+                }
+                if let Some((reply, view)) = self.st.publishing.remove(&tag) {
+                    let _ = reply.send(Ok(view));
+                }
+                None
+            }
+            NetEvent::Disconnected { peer } => {
+                self.st.connected.remove(&peer);
+                self.st.registered_here.remove(&peer);
+                self.st.watching.disconnected(&peer.to_bytes());
+                self.presence_disconnected(peer);
+                None
+            }
+            NetEvent::Response {
+                tag,
+                result: Err(error),
+                peer,
+            } => {
+                match self.st.pending.remove(&tag) {
+                    Some(Pending::Deliver { dev, .. } | Pending::Claim { dev }) => {
+                        debug!(%peer, %error, "request failed");
+                        self.failed(dev);
+                    }
+                    Some(Pending::SetPush { mailbox, wait }) => {
+                        debug!(%peer, %error, "cannot send the push endpoint to a mailbox");
+                        self.st
+                            .push_result(&mailbox, wait, "unreachable".into(), None);
+                    }
+                    Some(Pending::GroupSync { group }) => {
+                        debug!(%peer, %error, "group catch-up failed");
+                        self.group_sync_done(group);
+                    }
+                    Some(p @ (Pending::Watch { .. } | Pending::TopicSync { .. })) => {
+                        debug!(%peer, %error, "request to our mailbox failed");
+                        self.watch_failed(p);
+                    }
+                    Some(Pending::Register { reply, .. }) => {
+                        warn!(%peer, %error, "mailbox registration failed");
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(EngineError::Network(format!(
+                                "the mailbox did not answer: {error}"
+                            ))));
+                        }
+                    }
+                    None => {}
+                }
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Sends a registration to a mailbox; the answer is handled in a batch.
+    pub(super) fn register_with(
+        &mut self,
+        mailbox: MailboxRef,
+        token: Option<String>,
+        reply: Option<Reply<MailboxView>>,
+    ) {
+        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
+            return;
+        };
+        let tag = self.st.tag();
+        let req = NetCommand::Request {
+            tag,
+            peer,
+            addrs: decode_addrs(&mailbox.addrs),
+            req: Request::Register {
+                cert: self.st.device.cert().clone(),
+                token: token.clone(),
+            },
+        };
+        match self.st.net.send(req) {
+            Ok(()) => {
+                self.st.pending.insert(
+                    tag,
+                    Pending::Register {
+                        mailbox,
+                        token,
+                        reply,
+                    },
+                );
+            }
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(EngineError::Network(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Sends the push endpoint (or its removal) to one of our mailboxes.
+    pub(super) fn send_push(&mut self, mailbox: MailboxRef, wait: Option<u64>) {
+        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
+            self.st
+                .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
+            return;
+        };
+        let tag = self.st.tag();
+        let req = NetCommand::Request {
+            tag,
+            peer,
+            addrs: decode_addrs(&mailbox.addrs),
+            req: Request::SetPush {
+                endpoint: self.st.push_endpoint.clone(),
+            },
+        };
+        match self.st.net.send(req) {
+            Ok(()) => {
+                self.st.pending.insert(
+                    tag,
+                    Pending::SetPush {
+                        mailbox: mailbox.peer_id,
+                        wait,
+                    },
+                );
+            }
+            Err(_) => {
+                self.st
+                    .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
+            }
+        }
+    }
+}

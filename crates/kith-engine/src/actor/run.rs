@@ -1,0 +1,627 @@
+//! The actor's loop: it owns the store and the state, takes commands and network events,
+//! applies a batch of them in one write transaction (group commit), then carries out what the
+//! batch left to do ([`After`]) once the commit is known.
+//!
+//! 1. `run` waits on network events, commands and two timers (`biased`: network first).
+//! 2. It drains up to [`MAX_GROUP`] more ready items into the batch.
+//! 3. `process` answers read commands after the batch, hands network events that need no
+//!    write to `on_net_now`, and runs everything else through `State::apply` in one
+//!    transaction, with the crypto state flushed in it.
+//! 4. `run_after` carries out each effect: replies, responses, network commands (through the
+//!    backlog), events, pumps, registrations, publications. On a failed commit nothing is
+//!    acknowledged and the Olm state is reloaded from the store.
+
+use super::*;
+
+impl Engine {
+    /// Opens the data directory (creating keys and store on first run), starts the network
+    /// and the actor. Returns the handle and the actor's task.
+    pub async fn start(
+        cfg: EngineConfig,
+    ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(internal)?;
+        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"))?;
+        if created {
+            info!("created a new identity");
+        }
+        let store = Store::open_with_cache(&cfg.data_dir.join("kith.redb"), cfg.store_cache)
+            .map_err(|e| match e {
+                StoreError::InUse => EngineError::Internal(
+                    "another kith node is already running with this data directory".into(),
+                ),
+                other => internal(other),
+            })?;
+        let store = if cfg.store_fsync {
+            store
+        } else {
+            store.without_fsync()
+        };
+        let peer = keys.p2p.public().to_peer_id();
+        let device = load_device(&store, &keys, peer)?;
+        let me = keys.identity.public();
+        info!(identity = %me, %peer, "starting node");
+
+        let (net, net_events, _net_task) = kith_net::spawn(NetConfig {
+            keypair: keys.p2p.clone(),
+            listen: cfg.listen.clone(),
+            bootstrap: cfg.bootstrap.clone(),
+            mdns: cfg.mdns,
+            relays: cfg.reach.relays.clone(),
+            relay_server: cfg.reach.relay_server.clone(),
+            private_ips: cfg.reach.private_ips,
+            external: cfg.reach.external.clone(),
+            options: cfg.net.clone(),
+        })
+        .await
+        .map_err(|e| EngineError::Network(e.to_string()))?;
+
+        let my_mailboxes = load_mailboxes(&store);
+        let mailbox_tokens: HashMap<Vec<u8>, String> = store
+            .read(|r| r.meta("mailbox_tokens"))
+            .ok()
+            .flatten()
+            .and_then(|b| kith_proto::codec::decode::<Vec<(Vec<u8>, String)>>(&b, 16 * 1024).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let push_endpoint = store
+            .read(|r| r.meta("push_endpoint"))
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        let mailbox_usage: HashMap<Vec<u8>, MailboxUsage> = store
+            .read(|r| r.meta("mailbox_usage"))
+            .ok()
+            .flatten()
+            .and_then(|b| {
+                kith_proto::codec::decode::<Vec<(Vec<u8>, MailboxUsage)>>(&b, 16 * 1024).ok()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let waker = match &cfg.mailbox {
+            Some(m) => Some(Waker::spawn(m.push).map_err(internal)?),
+            None => None,
+        };
+        let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let social = Social::load(&store);
+        let groups = Groups::load(&store);
+        let watching = Watching::load(&store, cfg.mailbox.is_some());
+        let engine = Engine {
+            store,
+            st: State {
+                social,
+                groups,
+                watching,
+                data_dir: cfg.data_dir.clone(),
+                mailbox: cfg.mailbox,
+                my_mailboxes,
+                mailbox_tokens,
+                keys,
+                me,
+                device,
+                net,
+                backlog: Backlog::default(),
+                events: events.clone(),
+                sessions: HashMap::new(),
+                dirty_sessions: HashSet::new(),
+                to_seal: Default::default(),
+                account_dirty: false,
+                delivery: Delivery::new(),
+                rng: StdRng::from_os_rng(),
+                connected: BoundedSet::new(MAX_CONNECTED),
+                ids: MessageIdGen::new(),
+                pending: HashMap::new(),
+                next_tag: 0,
+                claims: RateLimit::new(
+                    CLAIMS_PER_MINUTE,
+                    Duration::from_secs(60),
+                    MAX_CLAIM_ENTRIES,
+                ),
+                record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
+                record_dirty: true,
+                record_tag: None,
+                record_failures: 0,
+                record_retry: None,
+                last_keepalive: Instant::now(),
+                publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
+                push_endpoint,
+                push_status: HashMap::new(),
+                push_waits: BoundedMap::new(MAX_PUSH_WAITS),
+                mailbox_usage,
+                waker,
+                wakes: RateLimit::once_per(WAKE_EVERY, MAX_WAKE_ENTRIES),
+                registered_here: BoundedSet::new(MAX_CONNECTED),
+            },
+        };
+        let task = tokio::spawn(engine.run(cmds, net_events));
+        Ok((EngineHandle { tx, events }, task))
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut cmds: mpsc::Receiver<Cmd>,
+        mut net_events: mpsc::Receiver<NetEvent>,
+    ) {
+        self.startup();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut republish = tokio::time::interval(REPUBLISH_EVERY);
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            let first = tokio::select! {
+                biased;
+                ev = net_events.recv() => match ev {
+                    Some(ev) => Work::Net(ev),
+                    None => break,
+                },
+                c = cmds.recv() => match c {
+                    Some(Cmd::Shutdown(tx)) => { shutdown = Some(tx); break; }
+                    Some(c) => Work::Cmd(c),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    self.on_tick();
+                    continue;
+                }
+                _ = republish.tick() => {
+                    self.st.record_dirty = true;
+                    self.prune();
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_GROUP {
+                if let Ok(ev) = net_events.try_recv() {
+                    batch.push(Work::Net(ev));
+                    continue;
+                }
+                match cmds.try_recv() {
+                    Ok(Cmd::Shutdown(tx)) => {
+                        shutdown = Some(tx);
+                        break;
+                    }
+                    Ok(c) => batch.push(Work::Cmd(c)),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+            if shutdown.is_some() {
+                break;
+            }
+        }
+        if shutdown.is_some() {
+            // Receipts still waiting for their batch go into the outbox now.
+            self.flush_group_receipts(true);
+            // A clean stop: tell connected contacts we are going, and give the goodbyes up
+            // to a second to leave.
+            let mut waiting: HashSet<u64> = self.presence_goodbye().into_iter().collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while !waiting.is_empty() {
+                match tokio::time::timeout_at(deadline, net_events.recv()).await {
+                    Ok(Some(NetEvent::SignalAnswered { tag, .. })) => {
+                        waiting.remove(&tag);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        info!("engine stopped");
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+    }
+
+    pub(super) fn startup(&mut self) {
+        // Dial our contacts' devices so both sides learn current addresses (not the devices a
+        // mailbox serves: they come to it), and queue outboxes.
+        let (devices, contacts) = self
+            .store
+            .read(|r| Ok((r.devices()?, r.contacts()?)))
+            .unwrap_or_default();
+        let people: HashSet<[u8; 32]> = contacts.iter().map(|c| c.identity).collect();
+        for d in devices.into_iter().filter(|d| people.contains(&d.identity)) {
+            if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
+                self.st.net_send(NetCommand::Dial {
+                    peer,
+                    addrs: decode_addrs(&d.addrs),
+                });
+            }
+        }
+        // And our mailboxes, so they hand over what they kept while we were away.
+        self.st.dial_mailboxes();
+        for topic in self.st.groups.topics() {
+            self.st.net_send(NetCommand::Subscribe { topic });
+        }
+        self.watch_startup();
+        match self.store.read(|r| r.outbox_devices()) {
+            Ok(devs) => {
+                for d in devs {
+                    self.st.delivery.track(d);
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read outbox"),
+        }
+        self.prune();
+    }
+
+    pub(super) fn prune(&mut self) {
+        let before = now_ms().saturating_sub(SEEN_RETENTION_MS);
+        if let Err(e) = self.store.write(|w| w.prune_seen(before)) {
+            warn!(error = %e, "cannot prune envelope hashes");
+        }
+        let st = &mut self.st;
+        if let Err(e) = self.store.write(|w| st.prune_group_frames(w)) {
+            warn!(error = %e, "cannot prune group frames");
+        }
+        if let Some(cfg) = &self.st.mailbox {
+            let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+            match self.store.write(|w| w.expire_topic_frames(before)) {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    expired = n,
+                    "mailbox dropped group frames past their retention"
+                ),
+                Err(e) => warn!(error = %e, "cannot expire kept group frames"),
+            }
+        }
+        self.expire_mail();
+    }
+
+    /// Drops envelopes a mailbox kept longer than its retention.
+    pub(super) fn expire_mail(&mut self) {
+        let Some(cfg) = &self.st.mailbox else { return };
+        let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+        let res = self.store.write(|w| {
+            let mut n = 0u64;
+            for dev in w.outbox_devices()? {
+                for (seq, item) in w.outbox(&dev, usize::MAX)? {
+                    // Only kept mail: the node's own messages have a conversation.
+                    if item.conversation == [0; 32] && item.queued_ms < before {
+                        w.take_outbox(&dev, seq)?;
+                        n += 1;
+                    }
+                }
+            }
+            Ok(n)
+        });
+        match res {
+            Ok(0) => {}
+            Ok(n) => info!(
+                expired = n,
+                "mailbox dropped envelopes past their retention"
+            ),
+            Err(e) => warn!(error = %e, "cannot expire mailbox envelopes"),
+        }
+    }
+
+    pub(super) fn on_tick(&mut self) {
+        self.st.backlog.flush(&self.st.net);
+        self.presence_tick();
+        self.groups_tick();
+        self.watch_tick();
+        if self.st.record_retry.is_some_and(|t| t <= Instant::now()) {
+            self.st.record_retry = None;
+            self.st.record_dirty = true;
+        }
+        if self.st.record_dirty {
+            self.st.record_dirty = false;
+            self.publish_record();
+        }
+        if self.st.last_keepalive.elapsed() >= MAILBOX_KEEPALIVE {
+            self.st.last_keepalive = Instant::now();
+            // Also when connected: a dial marks the link as in use, so the network layer
+            // does not close it as idle.
+            self.st.dial_mailboxes();
+            // As a mailbox, likewise the links of devices registered on them (new mail goes
+            // out on them at once).
+            if !self.st.registered_here.is_empty() {
+                let peers: Vec<PeerId> = self.st.registered_here.iter().copied().collect();
+                self.st.net_send(NetCommand::Keep { peers });
+            }
+        }
+        for d in self.st.delivery.due(Instant::now()) {
+            self.pump(d);
+        }
+    }
+
+    pub(super) fn process(&mut self, batch: Vec<Work>) {
+        let mut after: Vec<After> = Vec::new();
+        let mut writes: Vec<Work> = Vec::new();
+        for w in batch {
+            match w {
+                Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Read => {
+                    after.push(After::Read(Cmd::Call(c)))
+                }
+                Work::Net(ev) => {
+                    if let Some(ev) = self.on_net_now(ev) {
+                        writes.push(Work::Net(ev));
+                    }
+                }
+                other => writes.push(other),
+            }
+        }
+        let mut staged: Vec<After> = Vec::new();
+        let ok = if writes.is_empty() {
+            true
+        } else {
+            let st = &mut self.st;
+            let res = self.store.write(|w| {
+                for item in writes {
+                    st.apply(w, item, &mut staged)?;
+                }
+                st.flush_crypto(w)
+            });
+            match res {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(error = %e, "store commit failed; nothing in this batch is acknowledged");
+                    self.reload_crypto();
+                    false
+                }
+            }
+        };
+        staged.extend(after);
+        for a in staged {
+            self.run_after(a, ok);
+        }
+        // Everything in the cache is on disk now; keep the cache bounded.
+        if self.st.sessions.len() > MAX_CACHED_SESSIONS {
+            self.st.sessions.clear();
+        }
+    }
+
+    /// Runs `f` on the state in one write transaction, with the crypto state flushed in the
+    /// same transaction, then what it queued. On failure the crypto state is reloaded from
+    /// the store and `what` logged. Returns whether it committed.
+    pub(super) fn write_then(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut State, &mut WriteTx<'_>, &mut Vec<After>) -> Result<(), StoreError>,
+    ) -> bool {
+        let st = &mut self.st;
+        let mut after = Vec::new();
+        let res = self.store.write(|w| {
+            f(st, w, &mut after)?;
+            st.flush_crypto(w)
+        });
+        let ok = res.is_ok();
+        if let Err(e) = res {
+            warn!(error = %e, "{what}");
+            self.reload_crypto();
+        }
+        for a in after {
+            self.run_after(a, ok);
+        }
+        ok
+    }
+
+    pub(super) fn reload_crypto(&mut self) {
+        self.st.sessions.clear();
+        self.st.dirty_sessions.clear();
+        self.st.to_seal.clear();
+        self.st.account_dirty = false;
+        let peer = self.st.net.local_peer();
+        match load_device(&self.store, &self.st.keys, peer) {
+            Ok(d) => self.st.device = d,
+            Err(e) => warn!(error = %e, "cannot reload device keys"),
+        }
+    }
+
+    pub(super) fn run_after(&mut self, a: After, ok: bool) {
+        match a {
+            After::Greet(peer) => {
+                if ok {
+                    self.presence_connected(peer);
+                }
+            }
+            After::Reply(f) => f(if ok {
+                Ok(())
+            } else {
+                Err(EngineError::Internal("the store could not commit".into()))
+            }),
+            After::Respond { id, resp } => {
+                let resp = if ok {
+                    resp
+                } else {
+                    Response::Refused(Refusal::Internal)
+                };
+                self.st.net_send(NetCommand::Respond { id, resp });
+            }
+            After::Net(cmd) if ok => {
+                self.st.net_send(cmd);
+            }
+            After::Event(ev) if ok => {
+                let _ = self.st.events.send(ev);
+            }
+            After::Pump(dev) => {
+                self.st.delivery.track(dev);
+                self.pump(dev);
+            }
+            After::Read(cmd) => self.read_cmd(cmd),
+            After::Failed(dev) => self.failed(dev),
+            After::Register(mailbox, token, reply) => self.register_with(mailbox, token, reply),
+            After::Publish((reply, _)) if !ok => {
+                let _ = reply.send(Err(EngineError::Internal(
+                    "the store could not commit".into(),
+                )));
+            }
+            After::Publish(reply) => {
+                // Answer once a DHT peer holds the record that lists the new mailbox (or at
+                // once if there is no DHT peer to ask).
+                let tag = self.st.tag();
+                self.st.record_dirty = false;
+                if self.publish_record_tagged(tag) {
+                    if let Some((_, (tx, view))) = self.st.publishing.insert(tag, reply) {
+                        // The oldest waiter gets its answer without the confirmation.
+                        let _ = tx.send(Ok(view));
+                    }
+                } else {
+                    let (tx, view) = reply;
+                    let _ = tx.send(Ok(view));
+                }
+            }
+            After::Wake(url) if ok => {
+                if let Some(w) = &self.st.waker {
+                    w.wake(url);
+                }
+            }
+            After::PushAll(_, reply) if !ok => {
+                let _ = reply.send(Err(EngineError::Internal(
+                    "the store could not commit".into(),
+                )));
+            }
+            After::PushAll(endpoint, reply) => {
+                self.st.push_endpoint = endpoint;
+                self.st.push_status.clear();
+                let mailboxes = self.st.my_mailboxes.clone();
+                if mailboxes.is_empty() {
+                    let _ = reply.send(Ok(self.st.push_view()));
+                    return;
+                }
+                let wait = self.st.tag();
+                let evicted = self.st.push_waits.insert(
+                    wait,
+                    PushWait {
+                        reply,
+                        waiting: mailboxes.len(),
+                        refused: Vec::new(),
+                    },
+                );
+                if let Some((_, w)) = evicted {
+                    let _ = w.reply.send(Err(EngineError::Network(
+                        "too many push endpoint changes at once; try again".into(),
+                    )));
+                }
+                for m in mailboxes {
+                    self.send_push(m, Some(wait));
+                }
+            }
+            After::SendPush(m) if ok => self.send_push(m, None),
+            After::GroupPublish(key, topic, data) if ok => {
+                let tag = self.st.tag();
+                self.st.publishing(tag, key);
+                self.st.net_send(NetCommand::Publish { tag, topic, data });
+            }
+            After::GroupSync(group, peer) if ok => self.group_sync(group, peer),
+            After::Lookup(identity) if ok => self.lookup_identity(identity),
+            After::Kept(change) if ok => {
+                for cmd in self.st.kept_changed(change) {
+                    self.st.net_send(cmd);
+                }
+            }
+            After::TopicSync(group) if ok => self.topic_catch_up(group),
+            After::TopicSyncMore(group, peer, floor) if ok => {
+                self.topic_sync_more(group, peer, floor)
+            }
+            After::GroupPublish(..) | After::GroupSync(..) | After::Lookup(_) => {}
+            After::Kept(_) | After::TopicSync(_) | After::TopicSyncMore(..) => {}
+            After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}
+        }
+    }
+}
+
+impl State {
+    pub(super) fn apply(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        work: Work,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        match work {
+            Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Write => c.write(self, w, after)?,
+            #[cfg(feature = "test-hooks")]
+            Work::Cmd(Cmd::Group(c)) => self.group_cmd(w, c, after)?,
+            Work::Cmd(other) => after.push(After::Read(other)),
+            Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
+                Request::ClaimPrekey => {
+                    let bundle = self.claim(peer);
+                    after.push(After::Respond {
+                        id,
+                        resp: Response::Prekey(bundle),
+                    });
+                }
+                Request::Deliver { envelopes } => {
+                    let results = self.receive(w, peer, envelopes, after)?;
+                    after.push(After::Respond {
+                        id,
+                        resp: Response::Delivered { results },
+                    });
+                }
+                Request::Register { cert, token } => {
+                    let resp = self.register(w, peer, cert, token, after)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::SetPush { endpoint } => {
+                    let resp = self.set_push(w, peer, endpoint)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::GroupSync { group, have } => {
+                    let resp = self.answer_group_sync(w, peer, group, have)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::Watch { topics } => {
+                    let resp = self.answer_watch(w, peer, topics, after)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::TopicSync { topic, have } => {
+                    let resp = self.answer_topic_sync(w, peer, &topic, &have)?;
+                    after.push(After::Respond { id, resp });
+                }
+                _ => after.push(After::Respond {
+                    id,
+                    resp: Response::Refused(Refusal::Invalid),
+                }),
+            },
+            Work::Net(NetEvent::Response {
+                tag,
+                peer,
+                result: Ok(resp),
+            }) => {
+                if let Some(p) = self.pending.remove(&tag) {
+                    self.on_response(w, peer, p, resp, after)?;
+                }
+            }
+            Work::Net(NetEvent::PeerAddrs { peer, addrs }) => {
+                let dev = device_key(&peer.to_bytes());
+                if let Some(mut d) = w.device(&dev)? {
+                    let mut merged: Vec<Vec<u8>> = addrs.iter().map(|a| a.to_vec()).collect();
+                    for a in &d.addrs {
+                        if !merged.contains(a) {
+                            merged.push(a.clone());
+                        }
+                    }
+                    merged.truncate(MAX_DEVICE_ADDRS);
+                    if merged != d.addrs {
+                        d.addrs = merged;
+                        w.put_device(&dev, &d)?;
+                    }
+                    after.push(After::Pump(dev));
+                }
+            }
+            Work::Net(NetEvent::Gossip {
+                id,
+                source,
+                author,
+                topic,
+                data,
+            }) => {
+                self.on_gossip(w, (id, source), author, &topic, &data, after)?;
+            }
+            Work::Net(NetEvent::GossipSent { tag, result }) => {
+                if let Err(e) = &result {
+                    debug!(error = %e, "group frame not published now; members fetch it later");
+                }
+                self.on_published(w, tag, result.is_ok(), after)?;
+            }
+            Work::Net(NetEvent::Record { tag, value }) => {
+                if let (Some(identity), Some(value)) = (self.record_tags.remove(&tag), value) {
+                    self.on_record(w, identity, &value, after)?;
+                }
+            }
+            Work::Net(_) => {}
+        }
+        Ok(())
+    }
+}
