@@ -85,6 +85,7 @@ use crate::command::{
     SetPrivacyParams, TypingParams, WithContact,
 };
 use crate::cores::delivery::{self, Delivery};
+use crate::cores::record::{self, Publisher};
 use crate::keys::KeyFile;
 use crate::model::*;
 use crate::push::{PushPolicy, WAKE_EVERY, Waker, check_endpoint, log_host};
@@ -105,8 +106,6 @@ pub const MAX_GROUP: usize = 1024;
 pub const CLAIMS_PER_MINUTE: u32 = 10;
 /// How long a published user record is valid.
 pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
-/// Longest wait before publishing the user record again after no DHT peer stored it.
-pub const MAX_RECORD_RETRY: Duration = Duration::from_secs(300);
 
 /// How often the user record is republished.
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
@@ -125,7 +124,7 @@ const MAX_PUBLISH_WAITS: usize = 64;
 /// Most callers waiting for mailboxes to answer a push endpoint change.
 const MAX_PUSH_WAITS: usize = 64;
 /// Addresses kept per device.
-const MAX_DEVICE_ADDRS: usize = kith_proto::record::MAX_ADDRS;
+const MAX_DEVICE_ADDRS: usize = record::MAX_DEVICE_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
 /// Most envelopes a mailbox keeps for one registered device, by default.
@@ -304,12 +303,8 @@ struct State {
     claims: RateLimit<PeerId>,
     /// Whose record each DHT lookup in flight asks for, by tag.
     record_tags: BoundedMap<u64, [u8; 32]>,
-    record_dirty: bool,
-    /// The tag of the last publication of our record, while its outcome is awaited.
-    record_tag: Option<u64>,
-    /// Publications of our record in a row that no DHT peer stored, and when to try again.
-    record_failures: u32,
-    record_retry: Option<Instant>,
+    /// When our user record is published.
+    record: Publisher,
     last_keepalive: Instant,
     /// Callers waiting for a tagged record publication.
     publishing: BoundedMap<u64, PublishReply>,

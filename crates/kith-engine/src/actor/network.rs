@@ -9,17 +9,17 @@ impl Engine {
         match ev {
             NetEvent::Listening { addr } => {
                 info!(%addr, "listening");
-                self.st.record_dirty = true;
+                self.st.record.changed();
                 None
             }
             NetEvent::ListenerGone { addr } => {
                 debug!(%addr, "no longer listening");
-                self.st.record_dirty = true;
+                self.st.record.changed();
                 None
             }
             NetEvent::Reachability { .. } => {
                 // Addresses worth advertising may differ now.
-                self.st.record_dirty = true;
+                self.st.record.changed();
                 None
             }
             NetEvent::Connected { peer } => {
@@ -59,10 +59,7 @@ impl Engine {
                 None
             }
             NetEvent::Published { tag, ok } => {
-                if self.st.record_tag == Some(tag) {
-                    self.st.record_tag = None;
-                    self.record_published(ok);
-                }
+                self.record_published(tag, ok);
                 if let Some((reply, view)) = self.st.publishing.remove(&tag) {
                     let _ = reply.send(Ok(view));
                 }

@@ -311,7 +311,7 @@ impl State {
                     let bytes = kith_proto::codec::encode(&self.my_mailboxes)
                         .map_err(|e| StoreError::Encode(e.to_string()))?;
                     w.set_meta("mailboxes", &bytes)?;
-                    self.record_dirty = true;
+                    self.record.changed();
                     info!(mailbox = %self.mailbox_view(&mailbox_id).peer_id, "registered with a mailbox");
                 }
                 self.save_usage(w, &mailbox_id, usage)?;

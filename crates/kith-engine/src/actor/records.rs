@@ -1,35 +1,24 @@
 //! This device's user record in the DHT: what it advertises, publishing and republishing it,
-//! and publishing again soon when no DHT peer stored it.
+//! and publishing again soon when no DHT peer stored it. The schedule and the choice of
+//! addresses are the record core's (`crate::cores::record`); this is its I/O.
 
 use super::*;
 
-/// The wait before publishing the user record again after `failures` publications in a row
-/// that no DHT peer stored: 2 s, doubling, at most [`MAX_RECORD_RETRY`].
-pub(super) fn record_retry_after(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.clamp(1, 16)).min(MAX_RECORD_RETRY)
-}
-
 impl Engine {
-    /// The outcome of publishing our record. A record no DHT peer stored (a node that
-    /// published before it had found any DHT peers, or while they were unreachable) leaves
-    /// this user unreachable for anyone without their addresses, so it is published again
-    /// soon, backing off to [`MAX_RECORD_RETRY`], instead of waiting for the half-hourly
-    /// republication.
-    pub(super) fn record_published(&mut self, ok: bool) {
-        if ok {
-            self.st.record_failures = 0;
-            self.st.record_retry = None;
-            return;
-        }
-        self.st.record_failures = self.st.record_failures.saturating_add(1);
-        let wait = record_retry_after(self.st.record_failures);
-        if self.st.record_failures == 1 {
+    /// The DHT answered publication `tag`: the record core decides whether and when it goes
+    /// out again (see `crate::cores::record`).
+    pub(super) fn record_published(&mut self, tag: u64, stored: bool) {
+        let now = Instant::now();
+        if let record::Outcome::Failed {
+            retry_at,
+            first: true,
+        } = self.st.record.outcome(tag, stored, now)
+        {
             warn!(
-                retry_in_s = wait.as_secs(),
+                retry_in_s = retry_at.saturating_duration_since(now).as_secs(),
                 "no DHT peer stored the user record; publishing it again soon"
             );
         }
-        self.st.record_retry = Some(Instant::now() + wait);
     }
 
     pub(super) fn publish_record(&mut self) {
@@ -44,7 +33,7 @@ impl Engine {
         if addrs.is_empty() {
             return false;
         }
-        self.st.record_tag = Some(tag);
+        self.st.record.sent(tag);
         let issued = now_ms();
         let mut rec = UserRecord {
             version: 1,
@@ -82,58 +71,8 @@ impl Engine {
 }
 
 impl State {
-    /// Listen addresses worth telling others: no unspecified ones, and loopback only when
-    /// there is nothing else.
+    /// Listen addresses worth telling others (see [`record::advertised`]).
     pub(super) fn advertised_addrs(&self) -> Vec<Multiaddr> {
-        use kith_net::Multiaddr as M;
-        let all: Vec<M> = self
-            .net
-            .listen_addrs()
-            .into_iter()
-            .filter(|a| {
-                !a.iter().any(|p| {
-                    matches!(p,
-                        Protocol::Ip4(ip) if ip.is_unspecified())
-                        || matches!(p, Protocol::Ip6(ip) if ip.is_unspecified())
-                })
-            })
-            .collect();
-        let non_loop: Vec<M> = all
-            .iter()
-            .filter(|a| {
-                !a.iter().any(|p| {
-                    matches!(p, Protocol::Ip4(ip) if ip.is_loopback())
-                        || matches!(p, Protocol::Ip6(ip) if ip.is_loopback())
-                })
-            })
-            .cloned()
-            .collect();
-        let (circuits, direct): (Vec<M>, Vec<M>) = if non_loop.is_empty() { all } else { non_loop }
-            .into_iter()
-            .partition(kith_net::reach::is_circuit);
-        // Relay addresses always get room: behind NAT they are the only ones that work.
-        let mut circuits = circuits;
-        circuits.truncate(MAX_DEVICE_ADDRS / 2);
-        let mut out = direct;
-        out.truncate(MAX_DEVICE_ADDRS - circuits.len());
-        out.extend(circuits);
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_record_is_published_again_soon_then_less_often() {
-        assert_eq!(record_retry_after(0), Duration::from_secs(2));
-        assert_eq!(record_retry_after(1), Duration::from_secs(2));
-        assert_eq!(record_retry_after(2), Duration::from_secs(4));
-        assert_eq!(record_retry_after(7), Duration::from_secs(128));
-        assert_eq!(record_retry_after(8), Duration::from_secs(256));
-        assert_eq!(record_retry_after(9), MAX_RECORD_RETRY);
-        assert_eq!(record_retry_after(u32::MAX), MAX_RECORD_RETRY);
-        assert!(MAX_RECORD_RETRY < REPUBLISH_EVERY);
+        record::advertised(self.net.listen_addrs())
     }
 }

@@ -120,10 +120,7 @@ impl Engine {
                     MAX_CLAIM_ENTRIES,
                 ),
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
-                record_dirty: true,
-                record_tag: None,
-                record_failures: 0,
-                record_retry: None,
+                record: Publisher::new(),
                 last_keepalive: Instant::now(),
                 publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
@@ -165,7 +162,7 @@ impl Engine {
                     continue;
                 }
                 _ = republish.tick() => {
-                    self.st.record_dirty = true;
+                    self.st.record.changed();
                     self.prune();
                     continue;
                 }
@@ -301,12 +298,7 @@ impl Engine {
         self.presence_tick();
         self.groups_tick();
         self.watch_tick();
-        if self.st.record_retry.is_some_and(|t| t <= Instant::now()) {
-            self.st.record_retry = None;
-            self.st.record_dirty = true;
-        }
-        if self.st.record_dirty {
-            self.st.record_dirty = false;
+        if self.st.record.due(Instant::now()) {
             self.publish_record();
         }
         if self.st.last_keepalive.elapsed() >= MAILBOX_KEEPALIVE {
@@ -451,7 +443,6 @@ impl Engine {
                 // Answer once a DHT peer holds the record that lists the new mailbox (or at
                 // once if there is no DHT peer to ask).
                 let tag = self.st.tag();
-                self.st.record_dirty = false;
                 if self.publish_record_tagged(tag) {
                     if let Some((_, (tx, view))) = self.st.publishing.insert(tag, reply) {
                         // The oldest waiter gets its answer without the confirmation.

@@ -5,5 +5,7 @@
 //! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
 //!
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
+//! - [`record`]: when this device's user record is published, and what it advertises.
 
 pub mod delivery;
+pub mod record;
