@@ -80,11 +80,17 @@ pub enum StoreError {
     #[error("the store has schema version {found}; this kith understands up to {SCHEMA_VERSION}")]
     TooNew { found: u32 },
     /// A disk or database error.
-    #[error("storage error: {0}")]
-    Io(String),
+    #[error("storage error")]
+    Storage(#[source] Box<redb::Error>),
     /// A value could not be encoded.
     #[error("encoding error: {0}")]
     Encode(String),
+    /// A stored value does not decode (a damaged row, or a bug that wrote it).
+    #[error("a stored value does not decode")]
+    Undecodable(#[source] kith_proto::codec::DecodeError),
+    /// A step of a transaction failed on purpose (fault injection in tests and simulations).
+    #[error("injected failure: {0}")]
+    Injected(&'static str),
 }
 
 impl From<redb::Error> for StoreError {
@@ -92,7 +98,7 @@ impl From<redb::Error> for StoreError {
         match e {
             redb::Error::DatabaseAlreadyOpen => StoreError::InUse,
             redb::Error::Corrupted(s) => StoreError::Corrupt(s),
-            other => StoreError::Io(other.to_string()),
+            other => StoreError::Storage(Box::new(other)),
         }
     }
 }

@@ -13,7 +13,7 @@ pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
-    codec::decode(b, MAX_VALUE).map_err(|e| StoreError::Corrupt(e.to_string()))
+    codec::decode(b, MAX_VALUE).map_err(StoreError::Undecodable)
 }
 
 /// Reads shared by read and write transactions.
@@ -700,7 +700,7 @@ mod tests {
         let conv = [1u8; 32];
         let r: Result<(), StoreError> = store.write(|w| {
             w.append_message(&conv, &msg(1))?;
-            Err(StoreError::Io("injected".into()))
+            Err(StoreError::Injected("test"))
         });
         assert!(r.is_err());
         assert!(store.read(|r| r.history(&conv, 10)).unwrap().is_empty());
@@ -779,7 +779,7 @@ mod tests {
         // A failed transaction leaves the counter as it was.
         let _ = store.write(|w| {
             w.push_outbox(&dev, &kept(1000))?;
-            Err::<(), _>(StoreError::Io("injected".into()))
+            Err::<(), _>(StoreError::Injected("test"))
         });
         drop(store);
         let store = Store::open(&p).unwrap();
