@@ -23,8 +23,9 @@
 //!   kept by every member; it carries the sender's seq and a Lamport clock, and is shown in
 //!   (lamport, sender, seq) order, the same on every member whatever the order of arrival.
 //! - [`sync`]: catching up. A member that sees a gap, a member joining the topic, or a timer
-//!   asks a member for what it lacks ([`Request::GroupSync`]); the timer also keeps a few
-//!   member devices (and their mailboxes) connected so the topic's mesh holds.
+//!   asks a member for what it lacks
+//!   ([`Request::GroupSync`](kith_proto::wire::Request::GroupSync)); the timer also keeps a
+//!   few member devices (and their mailboxes) connected so the topic's mesh holds.
 //! - [`receipts`]: delivery receipts go pairwise to the sender device, batched for
 //!   [`RECEIPT_DELAY`]; read receipts when the user reads. The sender counts them per member.
 //! - [`views`]: what `kith groups`, `kith group info`, the history and the receipts show.
@@ -55,14 +56,22 @@ mod receipts;
 mod sync;
 mod views;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
+use kith_proto::wire::Body;
+use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
+use kith_types::{IdentityKey, now_ms};
+use tokio::time::Instant;
 
 pub(super) use sync::sync_marks;
 
-use super::*;
+#[cfg(feature = "test-hooks")]
+use super::internal;
+use super::{After, Reply, State, reply};
+use crate::model::{EngineError, GroupItemView, GroupSummary, GroupView, ReceiptsView, Sent};
 
 /// Most groups a node keeps.
 pub const MAX_GROUPS: usize = 1024;
