@@ -24,6 +24,11 @@
 //! Each must hold exactly the state that the ops whose whole ancestry it holds give, the
 //! same for all three; and the full set must come out as the rule says: ops applied by
 //! depth, then hash, so the mutual removal ends with the same one of them out everywhere.
+//!
+//! A property test then makes random graphs of up to a dozen ops (adds, removes, promotes,
+//! demotes, renames, leaves) by the three, each building on its own head and now and then
+//! on another's, and delivers them in a random order with some lost, to the same three
+//! kinds of member.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,7 +36,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::{Signer, SigningKey};
 use kith_proto::group::{Applied, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
+use proptest::prelude::*;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 /// The ops delivered in every order, in the order they were made (parents first).
@@ -66,24 +73,9 @@ fn sign(key: &SigningKey, group: [u8; 16], parents: Vec<Key>, at: u64, kind: OpK
 }
 
 fn world(seed: u64) -> World {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let signing: [SigningKey; 3] = std::array::from_fn(|_| {
-        let mut secret = [0u8; 32];
-        rng.fill(&mut secret);
-        SigningKey::from_bytes(&secret)
-    });
+    let (signing, create) = people(seed);
     let keys = signing.each_ref().map(|k| k.verifying_key().to_bytes());
     let [alice, bob, carol] = &signing;
-    let create = sign(
-        alice,
-        [0; 16],
-        Vec::new(),
-        0,
-        OpKind::Create {
-            name: "Kith".into(),
-            members: vec![Key(keys[1]), Key(keys[2])],
-        },
-    );
     let g = GroupOp::group_id_of(&create).unwrap();
     let h = |o: &GroupOp| Key(o.hash().unwrap());
     let p = sign(alice, g, vec![h(&create)], 1, OpKind::Promote(Key(keys[1])));
@@ -381,5 +373,150 @@ fn three_members_ops_in_every_order_and_with_drops_give_the_same_state() {
         );
         assert_eq!(n.orders, 720, "every order of six ops");
         assert_eq!(n.prefixes, 1957);
+    }
+}
+
+/// Three signing keys from a seeded RNG, and the `Create` of Alice's group with Bob and
+/// Carol.
+fn people(seed: u64) -> ([SigningKey; 3], GroupOp) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let signing: [SigningKey; 3] = std::array::from_fn(|_| {
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret);
+        SigningKey::from_bytes(&secret)
+    });
+    let members = vec![
+        Key(signing[1].verifying_key().to_bytes()),
+        Key(signing[2].verifying_key().to_bytes()),
+    ];
+    let create = sign(
+        &signing[0],
+        [0; 16],
+        Vec::new(),
+        0,
+        OpKind::Create {
+            name: "Kith".into(),
+            members,
+        },
+    );
+    (signing, create)
+}
+
+/// Inserts op `i`, and (when `ask`) the parents it lacks, as the engine asks the sender.
+fn insert_asking(log: &mut GroupLog, ops: &[GroupOp], i: usize, ask: bool) {
+    if let Inserted::Missing(parents) = log.insert(ops[i].clone()).unwrap()
+        && ask
+    {
+        for p in parents {
+            let j = ops.iter().position(|o| o.hash().unwrap() == p).unwrap();
+            insert_asking(log, ops, j, ask);
+        }
+    }
+}
+
+/// The state of the ops (made parents first) that `log` holds with their whole ancestry,
+/// from a fresh log given them in the order they were made.
+fn closed_reference(
+    create: &GroupOp,
+    ops: &[GroupOp],
+    log: &GroupLog,
+) -> (GroupState, Vec<Applied>) {
+    let mut fresh = GroupLog::new(create.clone()).unwrap();
+    let mut counted: BTreeSet<[u8; 32]> = BTreeSet::from([create.hash().unwrap()]);
+    for op in ops {
+        let h = op.hash().unwrap();
+        if log.get(&h).is_some() && op.parents.iter().all(|p| counted.contains(&p.0)) {
+            assert_eq!(fresh.insert(op.clone()).unwrap(), Inserted::Added);
+            counted.insert(h);
+        }
+    }
+    fresh.state()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_graphs_of_three_members_ops_in_any_order_with_losses_give_one_state(
+        acts in proptest::collection::vec((0usize..3, 0u8..6, 0usize..3, any::<bool>()), 1..12),
+        order_seed in any::<u64>(),
+        lost in proptest::collection::vec(any::<bool>(), 12),
+    ) {
+        let (signing, create) = people(13);
+        let keys = signing.each_ref().map(|k| k.verifying_key().to_bytes());
+        let g = GroupOp::group_id_of(&create).unwrap();
+        let root = Key(create.hash().unwrap());
+        // Each author builds on its own last op, and sometimes on the next author's too.
+        let mut last: [Option<Key>; 3] = [None; 3];
+        let mut ops: Vec<GroupOp> = Vec::new();
+        for (i, (by, what, who, merge)) in acts.into_iter().enumerate() {
+            let target = Key(keys[who]);
+            let kind = match what {
+                0 => OpKind::Add(target),
+                1 => OpKind::Remove(target),
+                2 => OpKind::Promote(target),
+                3 => OpKind::Demote(target),
+                4 => OpKind::Rename(format!("n{i}")),
+                _ => OpKind::Leave,
+            };
+            let mut parents = vec![last[by].unwrap_or(root)];
+            if merge && let Some(other) = last[(by + 1) % 3] && !parents.contains(&other) {
+                parents.push(other);
+            }
+            let op = sign(&signing[by], g, parents, i as u64 + 1, kind);
+            last[by] = Some(Key(op.hash().unwrap()));
+            ops.push(op);
+        }
+        let base = GroupLog::new(create.clone()).unwrap();
+        let mut all = base.clone();
+        for op in &ops {
+            prop_assert_eq!(all.insert(op.clone()).unwrap(), Inserted::Added);
+        }
+        let want = all.state();
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(order_seed));
+
+        // The log keeps ops whose parents are missing.
+        let mut a = base.clone();
+        for &i in &order {
+            insert_asking(&mut a, &ops, i, false);
+        }
+        prop_assert_eq!(&a.state(), &want);
+
+        // The caller keeps them aside until their parents are in.
+        let mut b = base.clone();
+        let mut aside: Vec<usize> = Vec::new();
+        for &i in &order {
+            aside.push(i);
+            while let Some(k) = aside.iter().position(|j| {
+                ops[*j].parents.iter().all(|p| b.get(&p.0).is_some())
+            }) {
+                let j = aside.remove(k);
+                prop_assert_eq!(b.insert(ops[j].clone()).unwrap(), Inserted::Added);
+            }
+        }
+        prop_assert!(aside.is_empty());
+        prop_assert_eq!(&b.state(), &want);
+
+        // Some ops are lost on the way; parents named by what arrives are asked for. What
+        // the member holds gives the state of what it holds whole; once the lost ops come
+        // again (a later catch-up), the state of all.
+        let mut c = base.clone();
+        for &i in order.iter().filter(|i| !lost[**i]) {
+            insert_asking(&mut c, &ops, i, true);
+        }
+        prop_assert_eq!(c.state(), closed_reference(&create, &ops, &c));
+        // A member that never asks holds ops it cannot count yet: left out, not guessed.
+        let mut d = base.clone();
+        for &i in order.iter().filter(|i| !lost[**i]) {
+            insert_asking(&mut d, &ops, i, false);
+        }
+        prop_assert_eq!(d.state(), closed_reference(&create, &ops, &d));
+        for &i in order.iter().filter(|i| lost[**i]) {
+            insert_asking(&mut c, &ops, i, true);
+            insert_asking(&mut d, &ops, i, false);
+        }
+        prop_assert_eq!(&c.state(), &want);
+        prop_assert_eq!(&d.state(), &want);
     }
 }
