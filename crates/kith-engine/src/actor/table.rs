@@ -22,6 +22,7 @@
 
 use kith_store::{StoreError, WriteTx};
 
+use super::groups::Now;
 use super::{After, Engine, GroupChange, Reply, State, mailbox_from, reply};
 use crate::command::*;
 use crate::model::*;
@@ -301,31 +302,31 @@ commands! {
         |e, p| e.block(&p.name, false);
     /// `group.create`: create a group with these contacts; you are its first admin.
     write GroupCreate = "group.create", GroupCreateParams => GroupView,
-        |st, w, p, after| st.group_create(w, &p.name, &p.members, after);
+        |st, w, p, after| st.group_create(w, &p.name, &p.members, Now::read(), after);
     /// `group.add`: add a contact to a group (admins only).
     write GroupAdd = "group.add", GroupMemberParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Add(p.member), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Add(p.member), Now::read(), after);
     /// `group.remove`: remove a member (admins only); the group's keys are renewed.
     write GroupRemove = "group.remove", GroupMemberParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Remove(p.member), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Remove(p.member), Now::read(), after);
     /// `group.promote`: make a member an admin (admins only).
     write GroupPromote = "group.promote", GroupMemberParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Promote(p.member), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Promote(p.member), Now::read(), after);
     /// `group.demote`: make an admin a plain member (admins only).
     write GroupDemote = "group.demote", GroupMemberParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Demote(p.member), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Demote(p.member), Now::read(), after);
     /// `group.rename`: rename a group (admins only).
     write GroupRename = "group.rename", GroupRenameParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Rename(p.name), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Rename(p.name), Now::read(), after);
     /// `group.describe`: set a group's description (admins only).
     write GroupDescribe = "group.describe", GroupDescribeParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Describe(p.text), after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Describe(p.text), Now::read(), after);
     /// `group.leave`: leave a group.
     write GroupLeave = "group.leave", GroupParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Leave, after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Leave, Now::read(), after);
     /// `group.delete`: forget a group you left or were removed from.
     write GroupDelete = "group.delete", GroupParams => GroupView,
-        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Delete, after);
+        |st, w, p, after| st.group_change(w, &p.group, GroupChange::Delete, Now::read(), after);
     /// `groups`: the groups you are (or were) in, with unread counts.
     write Groups = "groups", NoParams => Vec<GroupSummary>,
         |st, w, _p, _after| st.group_list(w).map(Ok);
@@ -334,7 +335,7 @@ commands! {
         |st, w, p, _after| st.group_info(w, &p.group);
     /// `group.send`: send a text to a group; returns its id once it is stored.
     write GroupSend = "group.send", GroupSendParams => Sent,
-        |st, w, p, after| st.group_send(w, &p.group, p.text, after);
+        |st, w, p, after| st.group_send(w, &p.group, p.text, Now::read(), after);
     /// `group.history`: the latest messages of a group, oldest first, with membership
     /// changes among them.
     write GroupHistory = "group.history", GroupHistoryParams => Vec<GroupItemView>,
@@ -342,7 +343,7 @@ commands! {
     /// `group.read`: mark a group read and send read receipts to the senders.
     write GroupRead = "group.read", GroupParams => ReadResult,
         |st, w, p, after| st
-            .group_mark_read(w, &p.group, after)
+            .group_mark_read(w, &p.group, Now::read(), after)
             .map(|r| r.map(|marked| ReadResult { marked }));
     /// `receipts`: who has one of your group messages, and who read it, with times.
     write Receipts = "receipts", ReceiptsParams => ReceiptsView,

@@ -1,0 +1,472 @@
+//! Messages: group frames, published on the group's gossipsub topic and kept by every member.
+//!
+//! A [`GroupFrame`] carries, in the clear, the sending device's Curve25519 key, its Megolm
+//! session id, the sender's seq (1, 2, 3… per device and group) and a Lamport clock; the
+//! ciphertext holds a [`GroupPlain`] that repeats the header, so a frame cannot be moved to
+//! another group or place. Messages are shown in (lamport, sender, seq) order, the same on
+//! every member whatever the order of arrival.
+//!
+//! Data flow:
+//!
+//! 1. `group_send` makes sure there is a sending session (keys), encrypts the next seq,
+//!    stores the frame (to answer catch-ups) and the message, and leaves the publication to
+//!    the actor (`After::GroupPublish`); `on_published` marks it ✓ sent.
+//! 2. `on_gossip` decodes a frame from the topic and hands it to `take_frame`, whose answer
+//!    tells gossipsub whether to forward it. Frames that arrive by catch-up (sync) take the
+//!    same path.
+//! 3. `take_frame` checks that the publisher is the sending device and a current member,
+//!    keeps the frame by (group, sender, seq), moves the sender's `contiguous` mark
+//!    (`advance`), and on a gap asks the peer (and our mailboxes) for what is missing.
+//! 4. `open_frame` opens it with the sender's session key; without the key it marks it
+//!    waiting (at most [`MAX_PENDING_FRAMES`] per group) until `on_group_key` brings it. A
+//!    frame that does not open with a known key is forged or damaged: dropped, its source
+//!    penalised. An opened message is stored, shown, and its delivery receipt queued.
+
+use std::collections::HashMap;
+
+use kith_crypto::InboundGroup;
+use kith_net::{GossipId, NetCommand, PeerId, Verdict};
+use kith_proto::group::Key;
+use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
+use kith_proto::wire::MAX_TEXT;
+use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, StoreError, WriteTx};
+use kith_types::MessageId;
+use tracing::{debug, warn};
+
+use super::{Now, group_err, hex16};
+use crate::actor::{After, State};
+use crate::model::{EngineError, Event, Sent};
+
+/// Most frames waiting for their key, per group; more are dropped (sync fetches them again).
+pub const MAX_PENDING_FRAMES: u64 = 20_000;
+/// Most publications remembered while their outcome is awaited.
+const MAX_PUBLISHING: usize = 4096;
+
+/// Our frames being published, by the network command's tag (to mark them ✓ sent).
+#[derive(Default)]
+pub(super) struct Publishing(HashMap<u64, GroupMsgKey>);
+
+impl Publishing {
+    /// Remembers a publication (all are forgotten when there are too many: the message then
+    /// stays unmarked until a receipt comes).
+    fn start(&mut self, tag: u64, key: GroupMsgKey) {
+        if self.0.len() >= MAX_PUBLISHING {
+            self.0.clear();
+        }
+        self.0.insert(tag, key);
+    }
+
+    fn done(&mut self, tag: u64) -> Option<GroupMsgKey> {
+        self.0.remove(&tag)
+    }
+}
+
+impl State {
+    /// `kith send --group`.
+    pub(in crate::actor) fn group_send(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        q: &str,
+        text: String,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Result<Sent, EngineError>, StoreError> {
+        if text.is_empty() || text.len() > MAX_TEXT {
+            return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
+        }
+        let id = match self.find_group(w, q)? {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(state) = self.groups.states.get(&id).cloned() else {
+            return Ok(Err(EngineError::UnknownGroup(q.to_string())));
+        };
+        let me = self.me.0;
+        if !state.members.contains(&me) {
+            return Ok(Err(group_err("you are no longer a member of this group")));
+        }
+        let mut row = w.group(&id)?.unwrap_or_default();
+        self.sending_session(w, id, &mut row, &state.members, now, after)?;
+        let seq = row.next_seq.max(1);
+        let lamport = row.lamport + 1;
+        let msg_id = self.ids.next_id();
+        let plain = GroupPlain {
+            group: id,
+            seq,
+            lamport,
+            content: GroupContent::Text {
+                id: msg_id.0,
+                sent_at_ms: now.ms,
+                text: text.clone(),
+            },
+        };
+        let plain = plain
+            .encode()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let Some(out) = self.groups.sending.get_mut(&id) else {
+            return Ok(Err(EngineError::Internal("no group session".into())));
+        };
+        let session = out.session_id();
+        let ciphertext = out.encrypt(&plain);
+        row.out_session = Some(out.pickle(&self.keys.storage));
+        row.next_seq = seq + 1;
+        row.lamport = lamport;
+        let my_curve = self.device.curve_key();
+        let frame = GroupFrame {
+            version: kith_proto::groupwire::FRAME_VERSION,
+            sender: Key(my_curve),
+            session,
+            seq,
+            lamport,
+            ciphertext,
+        };
+        let bytes = frame
+            .encode()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        w.put_group_frame(
+            &id,
+            &my_curve,
+            seq,
+            &FrameRow {
+                frame: bytes.clone(),
+                at_ms: now.ms,
+            },
+        )?;
+        let mut srow = w.group_sender(&id, &my_curve)?.unwrap_or_default();
+        srow.keyed = true;
+        srow.max = seq;
+        srow.contiguous = srow.contiguous.max(seq);
+        w.put_group_sender(&id, &my_curve, &srow)?;
+        w.put_group(&id, &row)?;
+        let key = GroupMsgKey {
+            group: id,
+            lamport,
+            sender_dev: my_curve,
+            seq,
+        };
+        w.put_group_message(
+            &key,
+            &GroupMessage {
+                id: msg_id.0,
+                sender: me,
+                outgoing: true,
+                text,
+                sent_at_ms: now.ms,
+                stored_at_ms: now.ms,
+                recipients: (state.members.len() - 1) as u32,
+                flag: false,
+            },
+        )?;
+        after.push(After::GroupPublish(key, group_topic(&id), bytes));
+        Ok(Ok(Sent {
+            id: msg_id.to_string(),
+        }))
+    }
+
+    /// A frame from gossipsub: decide whether to forward it.
+    pub(in crate::actor) fn on_gossip(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        (id, source): (GossipId, PeerId),
+        author: Option<PeerId>,
+        topic: &str,
+        data: &[u8],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let verdict = match self.groups.topics.get(topic).copied() {
+            // Not our group, but one of the devices this mailbox serves watches it.
+            None if self.watching.keeps(topic) => {
+                self.keep_watched(w, source, topic, data, after)?
+            }
+            None => Verdict::Ignore,
+            Some(group) => match GroupFrame::decode(data) {
+                Err(e) => {
+                    warn!(%source, error = %e, "malformed group frame");
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer: source,
+                        reason: "malformed group frame",
+                    }));
+                    Verdict::Reject
+                }
+                Ok(frame) => {
+                    let (sender, seq) = (frame.sender.0, frame.seq);
+                    let now = Now::read();
+                    let v = self.take_frame(w, group, frame, author, Some(source), now, after)?;
+                    // A mailbox that is a member too keeps what it forwards for its devices.
+                    if v == Verdict::Accept && self.watching.keeps(topic) {
+                        self.keep_frame(w, topic, &sender, seq, data)?;
+                    }
+                    v
+                }
+            },
+        };
+        after.push(After::Net(NetCommand::Validated {
+            id,
+            source,
+            verdict,
+        }));
+        Ok(())
+    }
+
+    /// Checks, keeps and (when its key is here) opens a frame of `group`. `author`, for a
+    /// gossiped frame, is its publisher (who must be the sending device); `source` is the
+    /// peer that handed it over (asked to catch up when the frame shows a gap).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn take_frame(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: [u8; 16],
+        frame: GroupFrame,
+        author: Option<PeerId>,
+        source: Option<PeerId>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Verdict, StoreError> {
+        let sender = frame.sender.0;
+        let my_curve = self.device.curve_key();
+        if sender == my_curve {
+            // Our own frame, come back: keep it if we lost it, nothing else.
+            if w.group_frame(&group, &sender, frame.seq)?.is_none() {
+                store_frame(w, &group, &frame, now)?;
+            }
+            return Ok(Verdict::Ignore);
+        }
+        let Some(dev) = w.device_by_curve(&sender)? else {
+            // A device we do not know (yet): do not forward, do not keep.
+            return Ok(Verdict::Ignore);
+        };
+        let Some(device) = w.device(&dev)? else {
+            return Ok(Verdict::Ignore);
+        };
+        if let Some(a) = author
+            && a.to_bytes() != device.peer_id
+        {
+            return Ok(Verdict::Reject);
+        }
+        // Only current members' frames are kept and forwarded. (A frame its sender sent
+        // just before leaving may arrive after; it is dropped. A new member's frames that
+        // arrive before the op adding it are fetched again once its key is here.)
+        let member = self
+            .groups
+            .states
+            .get(&group)
+            .is_some_and(|st| st.members.contains(&device.identity));
+        if !member {
+            return Ok(Verdict::Ignore);
+        }
+        if w.group_frame(&group, &sender, frame.seq)?.is_some() {
+            return Ok(Verdict::Accept);
+        }
+        let mut srow = w.group_sender(&group, &sender)?.unwrap_or_default();
+        if srow.keyed && frame.seq <= srow.contiguous {
+            // Before the point this node can open (or already dropped): not needed.
+            return Ok(Verdict::Accept);
+        }
+        store_frame(w, &group, &frame, now)?;
+        let gap = srow.keyed && frame.seq > srow.contiguous + 1;
+        srow.max = srow.max.max(frame.seq);
+        advance(w, &group, &sender, &mut srow)?;
+        w.put_group_sender(&group, &sender, &srow)?;
+        let verdict = self.open_frame(w, group, &frame, source, now, after)?;
+        if gap && let Some(p) = source {
+            after.push(After::GroupSync(group, p));
+            after.push(After::TopicSync(group));
+        }
+        Ok(verdict)
+    }
+
+    /// Opens a kept frame if its key is here; otherwise marks it waiting.
+    pub(super) fn open_frame(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: [u8; 16],
+        frame: &GroupFrame,
+        source: Option<PeerId>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Verdict, StoreError> {
+        let sender = frame.sender.0;
+        let Some(pickle) = w.group_inbound(&group, &sender, &frame.session)? else {
+            if w.group_pending_count(&group)? < MAX_PENDING_FRAMES {
+                w.set_group_pending(&group, &sender, frame.seq, true)?;
+            }
+            return Ok(Verdict::Accept);
+        };
+        let plain = InboundGroup::restore(&pickle, &self.keys.storage)
+            .and_then(|mut s| s.decrypt(&frame.ciphertext))
+            .ok()
+            .and_then(|p| GroupPlain::decode(&p, &group, frame).ok());
+        let Some(plain) = plain else {
+            // The session is known but the frame does not open or does not match its header:
+            // forged or damaged. Drop it.
+            if let Some(p) = source {
+                after.push(After::Net(NetCommand::Penalize {
+                    peer: p,
+                    reason: "group frame does not open",
+                }));
+            }
+            w.drop_group_frame(&group, &sender, frame.seq)?;
+            return Ok(Verdict::Reject);
+        };
+        w.set_group_pending(&group, &sender, frame.seq, false)?;
+        let Some(dev) = w.device_by_curve(&sender)? else {
+            return Ok(Verdict::Accept);
+        };
+        let Some(device) = w.device(&dev)? else {
+            return Ok(Verdict::Accept);
+        };
+        let mut row = w.group(&group)?.unwrap_or_default();
+        if frame.lamport > row.lamport {
+            row.lamport = frame.lamport;
+            w.put_group(&group, &row)?;
+        }
+        match plain.content {
+            GroupContent::Text {
+                id,
+                sent_at_ms,
+                text,
+            } => {
+                let key = GroupMsgKey {
+                    group,
+                    lamport: frame.lamport,
+                    sender_dev: sender,
+                    seq: frame.seq,
+                };
+                let msg = GroupMessage {
+                    id,
+                    sender: device.identity,
+                    outgoing: false,
+                    text: text.clone(),
+                    sent_at_ms,
+                    stored_at_ms: now.ms,
+                    recipients: 0,
+                    flag: false,
+                };
+                if w.put_group_message(&key, &msg)? {
+                    let from = self.member_name(w, &device.identity)?;
+                    let gname = self
+                        .groups
+                        .states
+                        .get(&group)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    after.push(After::Event(Event::GroupMessage {
+                        group: gname,
+                        group_id: hex16(&group),
+                        from,
+                        id: MessageId(id).to_string(),
+                        text,
+                        sent_at: sent_at_ms,
+                    }));
+                    // ✓✓ for the sender (unless blocked), batched with the other
+                    // receipts due to the same device within RECEIPT_DELAY.
+                    if !self.social.blocked.contains(&device.identity) {
+                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
+                    }
+                }
+            }
+            _ => debug!("a group message of a kind this version does not show"),
+        }
+        Ok(Verdict::Accept)
+    }
+
+    /// A publication went out (✓ sent) or not (members fetch it when they catch up).
+    pub(in crate::actor) fn on_published(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        tag: u64,
+        ok: bool,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(key) = self.groups.publishing.done(tag) else {
+            return Ok(());
+        };
+        if !ok {
+            return Ok(());
+        }
+        self.mark_sent(w, &key, after)
+    }
+
+    fn mark_sent(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        key: &GroupMsgKey,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(mut msg) = w.group_history_at(key)? else {
+            return Ok(());
+        };
+        if msg.flag {
+            return Ok(());
+        }
+        msg.flag = true;
+        w.update_group_message(key, &msg)?;
+        let gname = self
+            .groups
+            .states
+            .get(&key.group)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        after.push(After::Event(Event::GroupStatus {
+            group: gname,
+            id: MessageId(msg.id).to_string(),
+            delivered: 0,
+            read: 0,
+            of: msg.recipients,
+        }));
+        Ok(())
+    }
+
+    /// Remembers a publication in flight (bounded).
+    pub(in crate::actor) fn publishing(&mut self, tag: u64, key: GroupMsgKey) {
+        self.groups.publishing.start(tag, key);
+    }
+}
+
+/// Stores a frame as received, by group, sender and seq.
+fn store_frame(
+    w: &mut WriteTx<'_>,
+    group: &[u8; 16],
+    frame: &GroupFrame,
+    now: Now,
+) -> Result<(), StoreError> {
+    let bytes = frame
+        .encode()
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    w.put_group_frame(
+        group,
+        &frame.sender.0,
+        frame.seq,
+        &FrameRow {
+            frame: bytes,
+            at_ms: now.ms,
+        },
+    )?;
+    Ok(())
+}
+
+/// Moves a sender's `contiguous` mark over the frames held after it.
+pub(super) fn advance(
+    w: &WriteTx<'_>,
+    group: &[u8; 16],
+    sender: &[u8; 32],
+    row: &mut SenderRow,
+) -> Result<(), StoreError> {
+    loop {
+        let next = w.group_frames_after(group, sender, row.contiguous, 256)?;
+        let mut moved = false;
+        for (seq, _) in next {
+            if seq == row.contiguous + 1 {
+                row.contiguous = seq;
+                moved = true;
+            } else {
+                break;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    row.max = row.max.max(row.contiguous);
+    Ok(())
+}

@@ -1,0 +1,440 @@
+//! Sender keys: each member device's Megolm session per group, and who gets which key.
+//!
+//! A device sends a group's messages with its own [`OutboundGroup`] session; the session's
+//! key goes pairwise (the durable outbox, Olm) to every other member device as a
+//! [`Body::GroupKey`], with the seq of the first frame it opens. The rules:
+//!
+//! - A session has the same members all its life: when someone leaves, is removed or is
+//!   added, the session is dropped (membership) and the next message starts a new one that
+//!   only the members of that moment get. Who left cannot open what comes after; who is
+//!   added cannot open what came before. A session is also renewed after
+//!   [`ROTATE_AFTER`] messages.
+//! - The sender keeps its own inbound copy of each session from index 0. A member device it
+//!   learns of only after sending (members who are not each other's contacts learn each
+//!   other's devices late) gets the session from there (`share_late`), so every member
+//!   reads everything sent while it was a member.
+//! - An admin who learns a member device's certificate late (when it first claims its
+//!   pre-key, or from a sealed message) passes it on to the other members
+//!   (`member_cert_learned`), who may have no other way to know the device.
+//! - A key is taken only from a current member, while this node is one
+//!   (`on_group_key`). A key that comes before the ops making its sender (or us) a member
+//!   waits in [`EarlyKeys`] until they arrive. On a sender's first key, the frames that
+//!   waited for it are opened, and the sender is asked for the frames this node did not keep.
+//!
+//! Data flow:
+//!
+//! 1. `group_send` (frames) calls `sending_session`, which starts a session when there is
+//!    none and queues its key for the member devices known (`share_key`); members whose
+//!    devices are unknown are looked up in the DHT.
+//! 2. Devices that appear later (`group_devices_appeared`, `member_cert_learned`) get each
+//!    current session from its start (`share_late`).
+//! 3. A member's `on_group_key` stores the inbound session, moves the sender's marks, and
+//!    opens the frames that waited (`open_frame`).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use kith_crypto::{InboundGroup, OutboundGroup, StorageKey};
+use kith_net::PeerId;
+use kith_proto::group::GroupState;
+use kith_proto::groupwire::GroupFrame;
+use kith_proto::record::DeviceCert;
+use kith_proto::wire::Body;
+use kith_store::{GroupRow, StoreError, WriteTx, device_key};
+use tracing::warn;
+
+use super::frames::advance;
+use super::{Now, encode_body, member_devices};
+use crate::actor::{After, State};
+
+/// A new sending session after this many messages (as Matrix clients do).
+pub const ROTATE_AFTER: u32 = 1000;
+/// Most keys kept while their group's ops are on the way.
+const MAX_EARLY_KEYS: usize = 1024;
+
+/// This device's sending sessions, by group (a cache of the pickles in the group rows).
+#[derive(Default)]
+pub(super) struct Sending(HashMap<[u8; 16], OutboundGroup>);
+
+impl Sending {
+    /// Forgets a group's session (the next message starts a new one).
+    pub(super) fn drop_session(&mut self, id: &[u8; 16]) {
+        self.0.remove(id);
+    }
+
+    /// Whether a session is in memory for a group.
+    pub(super) fn has(&self, id: &[u8; 16]) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// The session in memory for a group.
+    pub(super) fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut OutboundGroup> {
+        self.0.get_mut(id)
+    }
+
+    /// The session of a group, from memory or restored from its row's pickle.
+    fn restore(
+        &mut self,
+        id: [u8; 16],
+        row: &GroupRow,
+        storage: &StorageKey,
+    ) -> Option<&mut OutboundGroup> {
+        match self.0.entry(id) {
+            Entry::Occupied(e) => Some(e.into_mut()),
+            Entry::Vacant(e) => match OutboundGroup::restore(row.out_session.as_ref()?, storage) {
+                Ok(s) => Some(e.insert(s)),
+                Err(err) => {
+                    warn!(error = %err, "unreadable group session; a new one will start");
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A key waiting for its group's ops.
+struct EarlyKey {
+    group: [u8; 16],
+    /// The sender device's Curve25519 key.
+    curve: [u8; 32],
+    key: Vec<u8>,
+    seq: u64,
+}
+
+/// Keys that came before the ops making their sender (or us) a member, oldest first; the
+/// oldest goes when there are [`MAX_EARLY_KEYS`].
+#[derive(Default)]
+pub(super) struct EarlyKeys(Vec<EarlyKey>);
+
+impl EarlyKeys {
+    fn hold(&mut self, key: EarlyKey) {
+        if self.0.len() >= MAX_EARLY_KEYS {
+            self.0.remove(0);
+        }
+        self.0.push(key);
+    }
+
+    /// Takes the keys waiting for `group`.
+    fn take(&mut self, group: &[u8; 16]) -> Vec<EarlyKey> {
+        let (ready, waiting) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|k| k.group == *group);
+        self.0 = waiting;
+        ready
+    }
+}
+
+impl State {
+    /// Devices of `identity` became known (from the DHT, or a group timer found devices
+    /// without our keys): each gets our sending sessions from their start.
+    pub(in crate::actor) fn group_devices_appeared(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: [u8; 32],
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if !self.groups.people.contains(&identity) {
+            return Ok(());
+        }
+        let now = Now::read();
+        let one: BTreeSet<[u8; 32]> = [identity].into_iter().collect();
+        for (dev, d) in member_devices(w.devices()?, &one, &self.me.0)? {
+            self.share_late(w, dev, d.identity, now, after)?;
+        }
+        Ok(())
+    }
+
+    /// This node learned the certificate of a device (claiming its pre-key, or from a sealed
+    /// message): if its owner is in a group with us, the device gets our sending sessions;
+    /// and in the groups we are an admin of (admins send the ops, with the certificates they
+    /// know), the other members may not know the device yet, so the certificate goes to
+    /// them. Only admins pass certificates on, so that the cost stays at one small body per
+    /// member device for each certificate an admin learns late, not one per member too.
+    pub(in crate::actor) fn member_cert_learned(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        cert: &DeviceCert,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        if cert.identity == me || !self.groups.people.contains(&cert.identity) {
+            return Ok(());
+        }
+        let now = Now::read();
+        let shared: Vec<BTreeSet<[u8; 32]>> = self
+            .groups
+            .states
+            .values()
+            .filter(|s| s.admins.contains(&me) && s.members.contains(&cert.identity))
+            .map(|s| s.members.clone())
+            .collect();
+        if !shared.is_empty() {
+            let body = Body::GroupUpdate {
+                ops: Vec::new(),
+                devices: vec![cert.clone()],
+            };
+            let bytes = encode_body(&body)?;
+            let devices = w.devices()?;
+            let mut told: HashSet<[u8; 32]> = HashSet::new();
+            for members in &shared {
+                for (k, d) in member_devices(devices.clone(), members, &me)? {
+                    if d.identity != cert.identity && told.insert(k) {
+                        self.enqueue_dev(w, k, d.identity, bytes.clone(), now, after)?;
+                    }
+                }
+            }
+        }
+        self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
+    }
+
+    /// A member device became known after this node's sending sessions started (members who
+    /// are not each other's contacts learn each other's devices from the ops and from
+    /// relayed certificates, sometimes after their first message): gives it each such
+    /// session from its first index, so it opens everything sent since. Its owner was a
+    /// member all along, as adding a member starts new sessions.
+    pub(super) fn share_late(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        owner: [u8; 32],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let me = self.me.0;
+        let ids: Vec<[u8; 16]> = self
+            .groups
+            .states
+            .iter()
+            .filter(|(_, s)| s.members.contains(&me) && s.members.contains(&owner))
+            .map(|(id, _)| *id)
+            .collect();
+        let my_curve = self.device.curve_key();
+        for id in ids {
+            let Some(mut row) = w.group(&id)? else {
+                continue;
+            };
+            if row.out_shared.contains(&dev) {
+                continue;
+            }
+            let Some((session, index)) = self
+                .groups
+                .sending
+                .restore(id, &row, &self.keys.storage)
+                .map(|o| (o.session_id(), o.message_index()))
+            else {
+                continue;
+            };
+            let own = w
+                .group_inbound(&id, &my_curve, &session)?
+                .and_then(|p| InboundGroup::restore(&p, &self.keys.storage).ok());
+            let Some(own) = own else {
+                // No copy (a session older than copies): the current key, which opens what
+                // comes next only.
+                self.share_key(w, id, &mut row, &[(dev, owner)], now, after)?;
+                w.put_group(&id, &row)?;
+                continue;
+            };
+            let (key, first) = own.export_first();
+            // One frame per message: the session's message `i` went out as seq
+            // `next_seq - (index - i)`.
+            let seq = row
+                .next_seq
+                .saturating_sub(u64::from(index.saturating_sub(first)))
+                .max(1);
+            let body = Body::GroupKey {
+                group: id,
+                key,
+                seq,
+            };
+            let bytes = encode_body(&body)?;
+            self.enqueue_dev(w, dev, owner, bytes, now, after)?;
+            row.out_shared.push(dev);
+            w.put_group(&id, &row)?;
+        }
+        Ok(())
+    }
+
+    /// Queues this device's current group session key for `devices` (device key, owner).
+    fn share_key(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        row: &mut GroupRow,
+        devices: &[([u8; 32], [u8; 32])],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(out) = self.groups.sending.restore(id, row, &self.keys.storage) else {
+            return Ok(());
+        };
+        let body = Body::GroupKey {
+            group: id,
+            key: out.session_key(),
+            seq: row.next_seq.max(1),
+        };
+        let bytes = encode_body(&body)?;
+        for (dev, owner) in devices {
+            self.enqueue_dev(w, *dev, *owner, bytes.clone(), now, after)?;
+            if !row.out_shared.contains(dev) {
+                row.out_shared.push(*dev);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure this device has a session to send to `members` of group `id` with:
+    /// renews one that has sent [`ROTATE_AFTER`] messages, and starts one when there is
+    /// none. A new session's key goes to every member device known; members whose devices
+    /// are not known yet are looked up (they get the session from its start once found).
+    pub(super) fn sending_session(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        row: &mut GroupRow,
+        members: &BTreeSet<[u8; 32]>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if self
+            .groups
+            .sending
+            .restore(id, row, &self.keys.storage)
+            .is_some_and(|s| s.message_index() >= ROTATE_AFTER)
+        {
+            self.groups.sending.drop_session(&id);
+            row.out_session = None;
+            row.out_shared.clear();
+        }
+        if row.out_session.is_some() && self.groups.sending.has(&id) {
+            return Ok(());
+        }
+        // A new session: its key goes to every member device. This device keeps a copy
+        // from index 0, for member devices it learns of later (`share_late`).
+        let out = OutboundGroup::new();
+        if let Ok(own) = InboundGroup::from_key(&out.session_key()) {
+            w.put_group_inbound(
+                &id,
+                &self.device.curve_key(),
+                &out.session_id(),
+                &own.pickle(&self.keys.storage),
+            )?;
+        }
+        self.groups.sending.0.insert(id, out);
+        row.out_session = Some(String::new());
+        row.out_shared.clear();
+        let me = self.me.0;
+        let devices: Vec<([u8; 32], [u8; 32])> = member_devices(w.devices()?, members, &me)?
+            .into_iter()
+            .map(|(k, d)| (k, d.identity))
+            .collect();
+        let known: HashSet<[u8; 32]> = devices.iter().map(|(_, who)| *who).collect();
+        for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
+            after.push(After::Lookup(*m));
+        }
+        self.share_key(w, id, row, &devices, now, after)
+    }
+
+    /// A member device's session key arrived pairwise.
+    pub(in crate::actor) fn on_group_key(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        curve: [u8; 32],
+        group: [u8; 16],
+        key: &[u8],
+        seq: u64,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        self.take_group_key(w, curve, group, key, seq, Now::read(), after)
+    }
+
+    /// Takes a member device's session key (see `on_group_key`), or keeps it until the
+    /// ops that make its sender (or us) a member arrive.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn take_group_key(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        curve: [u8; 32],
+        group: [u8; 16],
+        key: &[u8],
+        seq: u64,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Ok(inbound) = InboundGroup::from_key(key) else {
+            return Ok(());
+        };
+        // Only a current member gives keys (a removed member cannot start a session that
+        // others would read). A key may come before the ops that make its sender (or us) a
+        // member, from another path: it waits in memory until they arrive.
+        let owner = match w.device_by_curve(&curve)? {
+            Some(dev) => w.device(&dev)?.map(|d| d.identity),
+            None => None,
+        };
+        let member = |st: &GroupState, who: &[u8; 32]| st.members.contains(who);
+        let ok = match (self.groups.states.get(&group), owner) {
+            (Some(st), Some(o)) => member(st, &o) && member(st, &self.me.0),
+            _ => false,
+        };
+        if !ok {
+            self.groups.early_keys.hold(EarlyKey {
+                group,
+                curve,
+                key: key.to_vec(),
+                seq,
+            });
+            return Ok(());
+        }
+        let session = inbound.session_id();
+        w.put_group_inbound(
+            &group,
+            &curve,
+            &session,
+            &inbound.pickle(&self.keys.storage),
+        )?;
+        let mut row = w.group_sender(&group, &curve)?.unwrap_or_default();
+        if !row.keyed {
+            // The first key from this sender: nothing before `seq` can be opened here, so
+            // there is nothing before it to wait for.
+            row.keyed = true;
+            if row.contiguous < seq.saturating_sub(1) {
+                row.contiguous = seq.saturating_sub(1);
+                w.drop_group_frames_pending_before(&group, &curve, seq)?;
+            }
+            advance(w, &group, &curve, &mut row)?;
+            w.put_group_sender(&group, &curve, &row)?;
+            // Frames it sent before this node knew its device were not kept: ask it for them
+            // now rather than at the next round.
+            if let Some(dev) = w.device_by_curve(&curve)?
+                && let Some(d) = w.device(&dev)?
+                && let Ok(peer) = PeerId::from_bytes(&d.peer_id)
+            {
+                after.push(After::GroupSync(group, peer));
+            }
+        }
+        // Frames that waited for this key.
+        for s in w.group_pending(&group, &curve)? {
+            if let Some(fr) = w.group_frame(&group, &curve, s)?
+                && let Ok(frame) = GroupFrame::decode(&fr.frame)
+                && frame.session == session
+            {
+                self.open_frame(w, group, &frame, None, now, after)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the keys that waited for a change of group `id` (those that still cannot be
+    /// taken wait again).
+    pub(super) fn take_early_keys(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        for k in self.groups.early_keys.take(&id) {
+            self.take_group_key(w, k.curve, k.group, &k.key, k.seq, now, after)?;
+        }
+        Ok(())
+    }
+}

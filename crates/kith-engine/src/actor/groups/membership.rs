@@ -1,0 +1,629 @@
+//! Membership: the signed ops that make a group, and how they travel.
+//!
+//! The rule that turns a set of ops into the group's state lives in [`kith_proto::group`]
+//! (no I/O, no clock); this file feeds it and acts on what changed.
+//!
+//! - **Making ops.** `kith group create` makes the `Create` op; `kith group
+//!   add|remove|promote|demote|rename|describe|leave` check the change against the current
+//!   state (only admins change members, admins, the name and the description), sign an op
+//!   naming the log's heads as parents, and apply it here first. `delete` only hides a group
+//!   this user is no longer in, and leaves its topic.
+//! - **Sending ops.** Ops travel pairwise through the durable outbox as
+//!   [`Body::GroupUpdate`], cut to fit a sealed payload, with the certificates of member
+//!   devices (members who are not each other's contacts have no other way to know each
+//!   other's devices). A new op goes to the members before and after it (so who leaves or
+//!   is removed learns it); a member who was not in the group before gets the whole log,
+//!   in the order members apply it.
+//! - **Taking ops.** `on_group_update` checks each op's signature (a forged one penalises
+//!   the peer), starts the log of a group this node is added to from its `Create`, and keeps
+//!   ops whose parents are missing (the state leaves them out) while asking the member who
+//!   sent them for the parents ([`Body::GroupWant`], answered by `on_group_want` to current
+//!   members only). Without that, one member could stall others by sending an op to some
+//!   members only and getting an admin to build on it.
+//! - **Acting on a change** (`group_changed`): the state is recomputed from the whole log;
+//!   the user is told what changed; joining subscribes to the topic, leaving stops sending
+//!   (the topic stays until the group is deleted); members who are not contacts get a
+//!   provisional contact; any change of members drops this device's sending session (keys),
+//!   so that every session has the same members all its life; a few member devices are
+//!   dialled for the topic's mesh; keys that waited for the change are taken.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use kith_net::{NetCommand, PeerId};
+use kith_proto::group::{GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
+use kith_proto::groupwire::group_topic;
+use kith_proto::record::DeviceCert;
+use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
+use kith_store::{Contact, GroupRow, KnownDevice, StoreError, WriteTx, device_key};
+use tracing::{debug, warn};
+
+use super::change::{change_op, changed_by};
+use super::{
+    GROUP_DIALS, GroupChange, MAX_GROUPS, Now, encode_body, group_err, member_devices,
+    stranger_name,
+};
+use crate::actor::{After, State, decode_addrs, internal};
+use crate::model::{EngineError, Event, GroupView};
+
+/// Encoded bytes of ops per `GroupUpdate` body (below the sealed-payload limit).
+const UPDATE_BYTES: usize = 40 * 1024;
+
+impl State {
+    /// `kith group create`.
+    pub(in crate::actor) fn group_create(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        name: &str,
+        members: &[String],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > kith_proto::group::MAX_GROUP_NAME {
+            return Ok(Err(EngineError::BadName(format!(
+                "a group name has 1 to {} characters",
+                kith_proto::group::MAX_GROUP_NAME
+            ))));
+        }
+        if self.groups.logs.len() >= MAX_GROUPS {
+            return Ok(Err(group_err(format!("at most {MAX_GROUPS} groups"))));
+        }
+        let mut keys = Vec::new();
+        for m in members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            match w.contact_by_name(m)? {
+                Some(c) if !keys.contains(&Key(c.identity)) => keys.push(Key(c.identity)),
+                Some(_) => {}
+                None => return Ok(Err(EngineError::UnknownContact(m.to_string()))),
+            }
+        }
+        if keys.len() >= kith_proto::group::MAX_GROUP_MEMBERS {
+            return Ok(Err(group_err("too many members")));
+        }
+        let identity = &self.keys.identity;
+        let op = match GroupOp::new(
+            [0; 16],
+            Vec::new(),
+            self.me.0,
+            now.ms,
+            OpKind::Create {
+                name: name.to_string(),
+                members: keys,
+            },
+            |b| identity.sign(b),
+        ) {
+            Ok(op) => op,
+            Err(e) => return Ok(Err(internal(e))),
+        };
+        let log = match GroupLog::new(op.clone()) {
+            Ok(l) => l,
+            Err(e) => return Ok(Err(group_err(e.to_string()))),
+        };
+        let id = log.id();
+        self.save_op(w, id, &op)?;
+        self.start_group(w, log, now)?;
+        let before = GroupState::default();
+        self.group_changed(w, id, &before, now, after)?;
+        self.broadcast_ops(w, id, &before, &[op], now, after)?;
+        self.group_view(w, id).map(Ok)
+    }
+
+    /// `kith group add|remove|promote|demote|rename|describe|leave|delete`.
+    pub(in crate::actor) fn group_change(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        q: &str,
+        change: GroupChange,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+        let id = match self.find_group(w, q)? {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(state) = self.groups.states.get(&id).cloned() else {
+            return Ok(Err(EngineError::UnknownGroup(q.to_string())));
+        };
+        let me = self.me.0;
+        if change == GroupChange::Delete {
+            if state.members.contains(&me) {
+                return Ok(Err(group_err("leave the group first (`kith group leave`)")));
+            }
+            let mut row = w.group(&id)?.unwrap_or_default();
+            row.deleted = true;
+            w.put_group(&id, &row)?;
+            self.groups.topics.remove(&group_topic(&id));
+            after.push(After::Net(NetCommand::Unsubscribe {
+                topic: group_topic(&id),
+            }));
+            return self.group_view(w, id).map(Ok);
+        }
+        if !state.members.contains(&me) {
+            return Ok(Err(group_err("you are no longer a member of this group")));
+        }
+        let contact = |n: &str| -> Result<Result<[u8; 32], EngineError>, StoreError> {
+            if n == "me" {
+                return Ok(Ok(me));
+            }
+            Ok(match w.contact_by_name(n)? {
+                Some(c) => Ok(c.identity),
+                None => Err(EngineError::UnknownContact(n.to_string())),
+            })
+        };
+        let kind = match change_op(&state, me, &change, contact)? {
+            Ok(kind) => kind,
+            Err(e) => return Ok(Err(e)),
+        };
+        let parents = match self.groups.logs.get(&id) {
+            Some(l) => l.heads(),
+            None => return Ok(Err(EngineError::UnknownGroup(q.to_string()))),
+        };
+        let identity = &self.keys.identity;
+        let op = match GroupOp::new(id, parents, me, now.ms, kind, |b| identity.sign(b)) {
+            Ok(op) => op,
+            Err(e) => return Ok(Err(internal(e))),
+        };
+        if let Some(log) = self.groups.logs.get_mut(&id)
+            && let Err(e) = log.insert(op.clone())
+        {
+            return Ok(Err(group_err(e.to_string())));
+        }
+        self.save_op(w, id, &op)?;
+        self.group_changed(w, id, &state, now, after)?;
+        let changed = self.groups.states.get(&id).cloned().unwrap_or_default();
+        if changed == state {
+            warn!("a group op took no effect");
+        }
+        self.broadcast_ops(w, id, &state, &[op], now, after)?;
+        self.group_view(w, id).map(Ok)
+    }
+
+    /// Ops (and member certificates) a peer sent pairwise.
+    pub(in crate::actor) fn on_group_update(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        from: [u8; 32],
+        ops: Vec<GroupOp>,
+        devices: Vec<DeviceCert>,
+        peer: PeerId,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let now = Now::read();
+        let mut touched: Vec<([u8; 16], GroupState)> = Vec::new();
+        // Parents named by ops we now hold but never got: asked of the sender below.
+        let mut wanted: BTreeMap<[u8; 16], BTreeSet<[u8; 32]>> = BTreeMap::new();
+        for op in ops {
+            if op.check().is_err() {
+                after.push(After::Net(NetCommand::Penalize {
+                    peer,
+                    reason: "forged group op",
+                }));
+                continue;
+            }
+            let id = if matches!(op.kind, OpKind::Create { .. }) {
+                match GroupOp::group_id_of(&op) {
+                    Ok(id) => id,
+                    Err(_) => continue,
+                }
+            } else {
+                op.group
+            };
+            if !touched.iter().any(|(t, _)| *t == id) {
+                let before = self.groups.states.get(&id).cloned().unwrap_or_default();
+                touched.push((id, before));
+            }
+            match self.groups.logs.get_mut(&id) {
+                Some(log) => match log.insert(op.clone()) {
+                    Ok(Inserted::Duplicate) => continue,
+                    Ok(Inserted::Missing(parents)) => {
+                        wanted.entry(id).or_default().extend(parents);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(error = %e, "group op refused");
+                        continue;
+                    }
+                },
+                None => {
+                    if !matches!(op.kind, OpKind::Create { .. }) {
+                        // Ops of a group we do not know, without its start: nothing to apply.
+                        continue;
+                    }
+                    if self.groups.logs.len() >= MAX_GROUPS {
+                        warn!("too many groups; a new one is ignored");
+                        continue;
+                    }
+                    match GroupLog::new(op.clone()) {
+                        Ok(log) => self.start_group(w, log, now)?,
+                        Err(_) => continue,
+                    }
+                }
+            }
+            self.save_op(w, id, &op)?;
+        }
+        // An op whose parents we lack does not count until they come (the state leaves it
+        // out): ask the member who sent it, who holds them. Without this, one member could
+        // stall others by sending an op to some members only and getting an admin to build
+        // on it.
+        for (id, parents) in wanted {
+            let Some(log) = self.groups.logs.get(&id) else {
+                continue;
+            };
+            let still: Vec<Key> = parents
+                .into_iter()
+                .filter(|p| log.get(p).is_none())
+                .take(MAX_UPDATE_OPS)
+                .map(Key)
+                .collect();
+            if !still.is_empty() && from != self.me.0 {
+                debug!(n = still.len(), "asking for missing group ops");
+                let body = Body::GroupWant {
+                    group: id,
+                    ops: still,
+                };
+                self.enqueue(w, &from, &body, Vec::new(), after)?;
+            }
+        }
+        // Member devices: kept when their owner is a member of a group we are in.
+        let mut learned: Vec<([u8; 32], [u8; 32])> = Vec::new();
+        for cert in devices {
+            let member = self.groups.logs.iter().any(|(id, l)| {
+                touched.iter().any(|(t, _)| t == id) && l.state().0.members.contains(&cert.identity)
+            }) || self.groups.people.contains(&cert.identity);
+            if !member || cert.identity == self.me.0 || cert.validate().is_err() {
+                continue;
+            }
+            let dev = device_key(&cert.peer_id);
+            match w.device(&dev)? {
+                Some(d) if d.identity != cert.identity => continue,
+                Some(d) if d.cert.is_some() => continue,
+                Some(mut d) => {
+                    learned.push((dev, cert.identity));
+                    d.cert = Some(cert);
+                    w.put_device(&dev, &d)?;
+                }
+                None => {
+                    learned.push((dev, cert.identity));
+                    self.ensure_member_contact(w, &cert.identity, cert.peer_id.clone(), now)?;
+                    w.put_device(
+                        &dev,
+                        &KnownDevice {
+                            identity: cert.identity,
+                            peer_id: cert.peer_id.clone(),
+                            cert: Some(cert),
+                            addrs: Vec::new(),
+                            mailboxes: Vec::new(),
+                            prekey: None,
+                        },
+                    )?;
+                }
+            }
+        }
+        for (id, before) in touched {
+            let state = self.groups.logs.get(&id).map(|l| l.state().0);
+            if state.as_ref() != Some(&before) {
+                self.group_changed(w, id, &before, now, after)?;
+            }
+        }
+        // After the state changes (an addition among them starts new sessions): devices of
+        // members learned now get the sessions this node already sends with.
+        for (dev, owner) in learned {
+            self.share_late(w, dev, owner, now, after)?;
+        }
+        Ok(())
+    }
+
+    /// A member asks for ops it lacks: send those we hold (current members only).
+    pub(in crate::actor) fn on_group_want(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        from: [u8; 32],
+        group: [u8; 16],
+        want: Vec<Key>,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        if !self
+            .groups
+            .states
+            .get(&group)
+            .is_some_and(|s| s.members.contains(&from) && s.members.contains(&self.me.0))
+        {
+            return Ok(());
+        }
+        let Some(log) = self.groups.logs.get(&group) else {
+            return Ok(());
+        };
+        let ops: Vec<GroupOp> = want
+            .iter()
+            .take(MAX_UPDATE_OPS)
+            .filter_map(|h| log.get(&h.0).cloned())
+            .collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let one: BTreeSet<[u8; 32]> = [from].into_iter().collect();
+        let devices: Vec<([u8; 32], [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
+            .into_iter()
+            .map(|(dev, d)| (dev, d.identity))
+            .collect();
+        self.send_ops(w, &devices, &ops, &[], Now::read(), after)
+    }
+
+    /// Keeps a group this node just joined or made: its log in memory, a fresh row stored.
+    fn start_group(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        log: GroupLog,
+        now: Now,
+    ) -> Result<(), StoreError> {
+        let id = log.id();
+        self.groups.logs.insert(id, log);
+        w.put_group(
+            &id,
+            &GroupRow {
+                next_seq: 1,
+                joined_ms: now.ms,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn save_op(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        op: &GroupOp,
+    ) -> Result<(), StoreError> {
+        let hash = op.hash().map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes = op.encode().map_err(|e| StoreError::Encode(e.to_string()))?;
+        w.put_group_op(&id, &hash, &bytes)?;
+        Ok(())
+    }
+
+    /// Saves a group's new ops and recomputes its state; then shares keys with new member
+    /// devices, drops the sending session when someone left, joins or leaves the topic, and
+    /// reports what changed. Returns the ops that took effect.
+    fn group_changed(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        before: &GroupState,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(log) = self.groups.logs.get(&id) else {
+            return Ok(());
+        };
+        let (state, applied) = log.state();
+        let mut row = w.group(&id)?.unwrap_or_default();
+        let me = self.me.0;
+        let was_member = before.members.contains(&me);
+        let is_member = state.members.contains(&me);
+        // Tell the user what changed.
+        let name = state.name.clone();
+        for a in applied
+            .iter()
+            .rev()
+            .take(16)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if before.id == id && was_member && !changed_by(before, &state, a) {
+                continue;
+            }
+            let text = self.describe_op(w, a)?;
+            after.push(After::Event(Event::GroupChanged {
+                group: name.clone(),
+                text,
+            }));
+        }
+        let topic = group_topic(&id);
+        if is_member != was_member {
+            // The topics our mailboxes keep for us follow the groups we are in.
+            self.watching.changed();
+        }
+        if is_member && !was_member {
+            row.gone = false;
+            row.deleted = false;
+            self.groups.topics.insert(topic.clone(), id);
+            after.push(After::Net(NetCommand::Subscribe { topic }));
+        } else if was_member && !is_member {
+            // Left or removed: nothing more is sent; the topic stays joined until the user
+            // deletes the group (its frames are ciphertext this node cannot open).
+            row.gone = true;
+            row.out_session = None;
+            row.out_shared.clear();
+            self.groups.sending.drop_session(&id);
+        }
+        // Members who are not contacts get a provisional contact.
+        for m in &state.members {
+            if !before.members.contains(m) {
+                self.ensure_member_contact(w, m, Vec::new(), now)?;
+            }
+            self.groups.people.insert(*m);
+        }
+        if is_member {
+            let removed = before.members.iter().any(|m| !state.members.contains(m));
+            let added = state.members.iter().any(|m| !before.members.contains(m));
+            let devices = member_devices(w.devices()?, &state.members, &me)?;
+            if removed || added {
+                // Someone left: the next message starts a new session they never get.
+                // Someone joined: likewise, so that every session has the same members all
+                // its life, and a member device learned of late may get it from its start
+                // (`share_late`) without opening anything sent before its owner joined.
+                row.out_session = None;
+                row.out_shared.clear();
+                self.groups.sending.drop_session(&id);
+            }
+            // Keep a few member devices connected for the mesh.
+            for (_, d) in devices.iter().take(GROUP_DIALS) {
+                if let Ok(peer) = PeerId::from_bytes(&d.peer_id)
+                    && !self.connected.contains(&peer)
+                {
+                    after.push(After::Net(NetCommand::Dial {
+                        peer,
+                        addrs: decode_addrs(&d.addrs),
+                    }));
+                }
+            }
+        }
+        w.put_group(&id, &row)?;
+        self.groups.states.insert(id, state);
+        // Keys that were waiting for this change.
+        self.take_early_keys(w, id, now, after)
+    }
+
+    /// Sends new ops to the members: the whole log to members who were not in `before`,
+    /// just `ops` to the others (and to those who just left, so they learn it).
+    fn broadcast_ops(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: [u8; 16],
+        before: &GroupState,
+        ops: &[GroupOp],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let Some(state) = self.groups.states.get(&id).cloned() else {
+            return Ok(());
+        };
+        let mut everyone = state.members.clone();
+        everyone.extend(before.members.iter().copied());
+        let devices = member_devices(w.devices()?, &everyone, &self.me.0)?;
+        let (fresh, known): (Vec<_>, Vec<_>) = devices
+            .into_iter()
+            .map(|(k, d)| (k, d.identity))
+            .partition(|(_, who)| !before.members.contains(who));
+        let certs = self.member_certs(w, &state.members)?;
+        if !known.is_empty() {
+            // Existing members may not know the new members' devices yet.
+            let new_certs: Vec<DeviceCert> = certs
+                .iter()
+                .filter(|c| !before.members.contains(&c.identity))
+                .cloned()
+                .collect();
+            self.send_ops(w, &known, ops, &new_certs, now, after)?;
+        }
+        if !fresh.is_empty() {
+            let all = self.ordered_ops(&id);
+            self.send_ops(w, &fresh, &all, &certs, now, after)?;
+        }
+        Ok(())
+    }
+
+    /// Sends ops (and member certificates) of a group to devices, cut into bodies that fit.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_ops(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        devices: &[([u8; 32], [u8; 32])],
+        ops: &[GroupOp],
+        certs: &[DeviceCert],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        let mut chunk: Vec<GroupOp> = Vec::new();
+        let mut size = 0usize;
+        let enc = encode_body;
+        for op in ops {
+            let len = op.encode().map(|b| b.len()).unwrap_or(UPDATE_BYTES);
+            if !chunk.is_empty() && (size + len > UPDATE_BYTES || chunk.len() >= MAX_UPDATE_OPS) {
+                bodies.push(enc(&Body::GroupUpdate {
+                    ops: std::mem::take(&mut chunk),
+                    devices: Vec::new(),
+                })?);
+                size = 0;
+            }
+            size += len;
+            chunk.push(op.clone());
+        }
+        // The certificates ride with the last ops, in bodies of their own if need be.
+        let mut cert_chunks = certs.chunks(64);
+        bodies.push(enc(&Body::GroupUpdate {
+            ops: chunk,
+            devices: cert_chunks.next().map(|c| c.to_vec()).unwrap_or_default(),
+        })?);
+        for c in cert_chunks {
+            bodies.push(enc(&Body::GroupUpdate {
+                ops: Vec::new(),
+                devices: c.to_vec(),
+            })?);
+        }
+        for (dev, conv) in devices {
+            for b in &bodies {
+                self.enqueue_dev(w, *dev, *conv, b.clone(), now, after)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The certificates of the member devices this node knows (its own included).
+    fn member_certs(
+        &self,
+        w: &WriteTx<'_>,
+        members: &BTreeSet<[u8; 32]>,
+    ) -> Result<Vec<DeviceCert>, StoreError> {
+        let mut certs = vec![self.device.cert().clone()];
+        for (_, d) in member_devices(w.devices()?, members, &self.me.0)? {
+            if let Some(c) = d.cert {
+                certs.push(c);
+            }
+        }
+        certs.truncate(MAX_UPDATE_DEVICES);
+        Ok(certs)
+    }
+
+    /// The ops of a group in the order every member applies them (`Create` first).
+    pub(super) fn ordered_ops(&self, id: &[u8; 16]) -> Vec<GroupOp> {
+        let Some(log) = self.groups.logs.get(id) else {
+            return Vec::new();
+        };
+        let (_, applied) = log.state();
+        let mut out: Vec<GroupOp> = applied
+            .iter()
+            .filter_map(|a| log.get(&a.hash).cloned())
+            .collect();
+        // Ops that took no effect are part of the graph too (later ops name them).
+        let mut seen: HashSet<[u8; 32]> = applied.iter().map(|a| a.hash).collect();
+        let mut rest: Vec<(u64, [u8; 32], GroupOp)> = Vec::new();
+        for op in log_ops(log) {
+            if let Ok(h) = op.hash()
+                && seen.insert(h)
+            {
+                rest.push((op.at_ms, h, op));
+            }
+        }
+        rest.sort_by_key(|a| (a.0, a.1));
+        out.extend(rest.into_iter().map(|(_, _, o)| o));
+        out
+    }
+
+    /// Makes sure a member who is not a contact has a provisional contact (so their devices
+    /// can be looked up and written to).
+    fn ensure_member_contact(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: &[u8; 32],
+        peer_hint: Vec<u8>,
+        now: Now,
+    ) -> Result<(), StoreError> {
+        if identity == &self.me.0 || w.contact(identity)?.is_some() {
+            return Ok(());
+        }
+        let name = stranger_name(w, identity)?;
+        w.put_contact(&Contact {
+            identity: *identity,
+            name,
+            added_ms: now.ms,
+            added_by_user: false,
+            peer_hint,
+            addr_hints: Vec::new(),
+        })
+    }
+}
+
+/// Every op in a log (the log keeps them by hash).
+fn log_ops(log: &GroupLog) -> Vec<GroupOp> {
+    log.ops().cloned().collect()
+}

@@ -1,0 +1,367 @@
+//! Group chats: membership ops, sender keys, frames on gossipsub, catching up, receipts.
+//!
+//! A group is a set of members who agree on its state from signed ops, and a gossipsub
+//! topic on which each member device publishes its messages encrypted with its own Megolm
+//! session. The parts, one file each:
+//!
+//! - [`membership`]: the ops. Membership changes only through signed ops
+//!   ([`kith_proto::group`]); every member computes the state from the whole set of ops with
+//!   the same rule. Ops (and the certificates of member devices) travel pairwise through the
+//!   durable outbox: to existing members as they are made, and the whole log to a member who
+//!   is added. An op whose parents are missing is asked for from the member who sent it.
+//!   [`change`] holds the check of a user's change against the state, and which applied
+//!   ops are news to announce.
+//! - [`keys`]: sender keys. Each device sends with its own Megolm session per group, whose
+//!   key goes pairwise to every other member device. When the members change, the session is
+//!   dropped and the next message starts a new one that only the members of that moment
+//!   get. The sender keeps its own copy of each session from its start, for member devices
+//!   it learns of late; an admin passes on the certificates of member devices it learns of
+//!   late, as other members may have no other way to know them. A key that comes before the
+//!   ops making its sender a member waits for them.
+//! - [`frames`]: messages. A message is a
+//!   [`GroupFrame`](kith_proto::groupwire::GroupFrame) published on the group's topic and
+//!   kept by every member; it carries the sender's seq and a Lamport clock, and is shown in
+//!   (lamport, sender, seq) order, the same on every member whatever the order of arrival.
+//! - [`sync`]: catching up. A member that sees a gap, a member joining the topic, or a timer
+//!   asks a member for what it lacks
+//!   ([`Request::GroupSync`](kith_proto::wire::Request::GroupSync)); the timer also keeps a
+//!   few member devices (and their mailboxes) connected so the topic's mesh holds.
+//! - [`receipts`]: delivery receipts go pairwise to the sender device, batched for
+//!   [`RECEIPT_DELAY`]; read receipts when the user reads. The sender counts them per member.
+//! - [`views`]: what `kith groups`, `kith group info`, the history and the receipts show.
+//!
+//! The path of one message:
+//!
+//! 1. `group_send` (frames) starts a session if there is none (its key queued pairwise to
+//!    each member device by `share_key`), encrypts, stores the frame and the message, and
+//!    leaves the publication to the actor (`After::GroupPublish`).
+//! 2. A member's `on_gossip` hands the frame to `take_frame`: sender and membership checks,
+//!    kept by (group, sender, seq), a gap starts a catch-up; `open_frame` opens it with the
+//!    sender's key, or marks it waiting until `on_group_key` brings the key.
+//! 3. `open_frame` stores the message and queues a delivery receipt (`receipt_due`); the
+//!    sender's `on_group_receipt` counts it.
+//!
+//! This file holds [`Groups`], what a node keeps of its groups in memory: the logs and
+//! states (the store holds the truth), and one small part per concern, with its own
+//! methods: the sending sessions and early keys (keys), catch-up times (sync),
+//! publications in flight (frames), receipts waiting (receipts). It also holds the group
+//! commands and their dispatcher (`group_cmd`), and the helpers the parts share. The time
+//! is read once where a command or an event enters ([`Now`]) and passed down.
+
+mod change;
+mod frames;
+mod keys;
+mod membership;
+mod receipts;
+mod sync;
+mod views;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
+use kith_proto::groupwire::group_topic;
+use kith_proto::wire::Body;
+use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
+use kith_types::{IdentityKey, now_ms};
+use std::time::Instant;
+
+pub(super) use sync::sync_marks;
+
+#[cfg(feature = "test-hooks")]
+use super::internal;
+use super::{After, State};
+#[cfg(feature = "test-hooks")]
+use super::{Reply, reply};
+use crate::model::{EngineError, GroupView};
+
+/// Most groups a node keeps.
+pub const MAX_GROUPS: usize = 1024;
+/// How often each group catches up with a connected member, at least.
+pub const GROUP_SYNC_EVERY: Duration = Duration::from_secs(30);
+/// How long a delivery receipt for a group message waits for others to the same sender
+/// device, so that one pairwise message carries them all.
+pub const RECEIPT_DELAY: Duration = Duration::from_secs(1);
+/// Member devices a node keeps a connection to per group (the gossipsub mesh forms over them).
+const GROUP_DIALS: usize = 8;
+
+/// What a user asks of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Add a contact.
+    Add(String),
+    /// Remove a member.
+    Remove(String),
+    /// Make a member an admin.
+    Promote(String),
+    /// Make an admin a plain member.
+    Demote(String),
+    /// Rename the group.
+    Rename(String),
+    /// Set the description.
+    Describe(String),
+    /// Leave the group.
+    Leave,
+    /// Forget a group this user left or was removed from (hide it, leave its topic).
+    Delete,
+}
+
+/// Test hooks that play a misbehaving member.
+#[cfg(feature = "test-hooks")]
+pub(in crate::actor) enum GroupCmd {
+    Ops {
+        group: String,
+        reply: Reply<Vec<GroupOp>>,
+    },
+    Sign {
+        group: String,
+        kind: OpKind,
+        reply: Reply<GroupOp>,
+    },
+    Push {
+        group: String,
+        ops: Vec<GroupOp>,
+        reply: Reply<()>,
+    },
+}
+
+/// The groups a node knows, in memory (the store holds the truth).
+#[derive(Default)]
+pub(super) struct Groups {
+    logs: HashMap<[u8; 16], GroupLog>,
+    states: HashMap<[u8; 16], GroupState>,
+    topics: HashMap<String, [u8; 16]>,
+    /// Every identity that is a member of one of our groups (they are not strangers).
+    pub(super) people: HashSet<[u8; 32]>,
+    /// This device's sending sessions.
+    sending: keys::Sending,
+    /// Keys that came before the ops making their sender (or us) a member.
+    early_keys: keys::EarlyKeys,
+    /// When each group last caught up, and with whom.
+    sync: sync::SyncTimes,
+    /// Publications of our frames in flight.
+    publishing: frames::Publishing,
+    /// Delivery receipts waiting up to [`RECEIPT_DELAY`].
+    receipts: receipts::DueReceipts,
+}
+
+/// The time, read once where a command or an event enters the group code and passed down
+/// to the rules (which never read a clock).
+#[derive(Clone, Copy, Debug)]
+pub(in crate::actor) struct Now {
+    /// For timers and rate limits.
+    pub(super) at: Instant,
+    /// The wall clock, for what is stored or shown.
+    pub(super) ms: u64,
+}
+
+impl Now {
+    /// Reads both clocks.
+    pub(in crate::actor) fn read() -> Self {
+        Self {
+            at: Instant::now(),
+            ms: now_ms(),
+        }
+    }
+}
+
+impl Groups {
+    /// Loads every group from the store.
+    pub(super) fn load(store: &Store) -> Self {
+        let mut g = Groups::default();
+        let rows = store
+            .read(|r| {
+                let mut out = Vec::new();
+                for (id, row) in r.groups()? {
+                    out.push((id, row, r.group_ops(&id)?));
+                }
+                Ok(out)
+            })
+            .unwrap_or_default();
+        for (id, row, ops) in rows {
+            let ops: Vec<GroupOp> = ops.iter().filter_map(|b| GroupOp::decode(b).ok()).collect();
+            let Some(create) = ops
+                .iter()
+                .find(|o| matches!(o.kind, OpKind::Create { .. }))
+                .cloned()
+            else {
+                continue;
+            };
+            let Ok(mut log) = GroupLog::new(create) else {
+                continue;
+            };
+            if log.id() != id {
+                continue;
+            }
+            for op in ops {
+                if !matches!(op.kind, OpKind::Create { .. }) {
+                    let _ = log.insert(op);
+                }
+            }
+            let (state, _) = log.state();
+            if !row.deleted {
+                g.topics.insert(group_topic(&id), id);
+            }
+            g.people.extend(state.members.iter().copied());
+            g.states.insert(id, state);
+            g.logs.insert(id, log);
+        }
+        g
+    }
+
+    /// The topics of groups not deleted (joined at startup).
+    pub(super) fn topics(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+
+    /// Whether this node joined a topic as a member (or former member) of its group.
+    pub(super) fn has_topic(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
+    /// The groups `me` is a current member of, with their topics, in topic order.
+    pub(super) fn current(&self, me: &[u8; 32]) -> Vec<(String, [u8; 16])> {
+        let mut out: Vec<(String, [u8; 16])> = self
+            .topics
+            .iter()
+            .filter(|(_, id)| self.states.get(*id).is_some_and(|s| s.members.contains(me)))
+            .map(|(t, id)| (t.clone(), *id))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl State {
+    /// Queues a body for one device (pairwise, durable).
+    fn enqueue_dev(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: [u8; 32],
+        conv: [u8; 32],
+        bytes: Vec<u8>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        w.push_outbox(
+            &dev,
+            &OutboxItem {
+                conversation: conv,
+                message_ids: Vec::new(),
+                sealed: None,
+                body: Some(bytes),
+                queued_ms: now.ms,
+                resets: 0,
+                covers: 0,
+                covered: false,
+            },
+        )?;
+        self.to_seal.insert(dev);
+        after.push(After::Pump(dev));
+        Ok(())
+    }
+
+    /// `group.info`: one group's members, admins and description.
+    pub(in crate::actor) fn group_info(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: &str,
+    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+        Ok(match self.find_group(w, group)? {
+            Ok(id) => Ok(self.group_view(w, id)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    #[cfg(feature = "test-hooks")]
+    pub(in crate::actor) fn group_cmd(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        cmd: GroupCmd,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        let now = Now::read();
+        match cmd {
+            GroupCmd::Ops { group, reply: tx } => {
+                let r = self.find_group(w, &group)?.map(|id| self.ordered_ops(&id));
+                after.push(reply(tx, r));
+            }
+            GroupCmd::Sign {
+                group,
+                kind,
+                reply: tx,
+            } => {
+                let r = self.find_group(w, &group)?.and_then(|id| {
+                    let parents = self.groups.logs.get(&id).map(|l| l.heads());
+                    let parents = parents.ok_or(EngineError::UnknownGroup(group))?;
+                    let identity = &self.keys.identity;
+                    GroupOp::new(id, parents, self.me.0, now.ms, kind, |b| identity.sign(b))
+                        .map_err(internal)
+                });
+                after.push(reply(tx, r));
+            }
+            GroupCmd::Push {
+                group,
+                ops,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => {
+                        let members = self.groups.states.get(&id).map(|s| s.members.clone());
+                        let members = members.unwrap_or_default();
+                        let devices: Vec<([u8; 32], [u8; 32])> =
+                            member_devices(w.devices()?, &members, &self.me.0)?
+                                .into_iter()
+                                .map(|(k, d)| (k, d.identity))
+                                .collect();
+                        self.send_ops(w, &devices, &ops, &[], now, after)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex16(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn group_err(msg: impl Into<String>) -> EngineError {
+    EngineError::GroupRefused(msg.into())
+}
+
+/// The devices of these members, other than this user's.
+fn member_devices(
+    devices: Vec<KnownDevice>,
+    members: &BTreeSet<[u8; 32]>,
+    me: &[u8; 32],
+) -> Result<Vec<([u8; 32], KnownDevice)>, StoreError> {
+    Ok(devices
+        .into_iter()
+        .filter(|d| members.contains(&d.identity) && &d.identity != me)
+        .map(|d| (device_key(&d.peer_id), d))
+        .collect())
+}
+
+/// The name a person who is not a contact gets in the contact list: `~` and their short
+/// fingerprint, with `-2`, `-3`... when that is taken.
+pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, StoreError> {
+    let short = IdentityKey(*identity).short();
+    let mut name = format!("~{short}");
+    let mut n = 1;
+    while w.contact_by_name(&name)?.is_some() {
+        n += 1;
+        name = format!("~{short}-{n}");
+    }
+    Ok(name)
+}
+
+/// Encodes a pairwise body for the outbox (an encoding failure is a store-level error, as
+/// elsewhere in the engine).
+fn encode_body(body: &Body) -> Result<Vec<u8>, StoreError> {
+    kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))
+}

@@ -1,0 +1,445 @@
+//! Catching up: a member asks another (or one of its mailboxes) for the frames it lacks.
+//!
+//! Gossipsub delivers a frame to the members connected at the time; a member that was away,
+//! or lost a frame, catches up with a [`Request::GroupSync`]: it sends, per sender whose key
+//! it holds, the seq up to which it holds every frame ([`SenderMark`]), and gets back the
+//! frames after those marks (at most [`MAX_SYNC_FRAMES`] and [`MAX_SYNC_BYTES`], with `more`
+//! when cut). Each member keeps [`KEEP_FRAMES_PER_SENDER`] frames per sender to answer,
+//! and answers current members only. Frames that come back take the same checks as
+//! gossiped ones (`take_frame`).
+//!
+//! A catch-up starts when:
+//!
+//! - a frame shows a gap in its sender's seqs (asked of the peer that handed it over, and
+//!   of our mailboxes);
+//! - a peer joins one of our topics (it may hold what we missed, and asks us in turn);
+//! - a sender's first key arrives (the frames it sent before we knew its device were not
+//!   kept);
+//! - the round: every [`GROUP_SYNC_EVERY`] each group asks one connected member, which also
+//!   covers messages lost at the tail, where no later frame shows a gap.
+//!
+//! [`SyncTimes`] bounds them: one request per group in flight (until answered or
+//! [`SYNC_TIMEOUT`]), one per (group, peer) every [`SYNC_GAP`]; an answer with `more` is
+//! followed at once, while answers bring something new.
+//!
+//! The round also keeps the topic's mesh: a few member devices ([`GROUP_DIALS`]) and the
+//! mailboxes of member devices ([`MEMBER_MAILBOX_DIALS`]) are dialled, and member devices
+//! that do not have our current key yet (learned since) get it.
+
+use std::collections::{HashMap, HashSet};
+
+use kith_net::{Multiaddr, NetCommand, PeerId, Verdict};
+use kith_proto::group::Key;
+use kith_proto::groupwire::{
+    GroupFrame, MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark,
+};
+use kith_proto::wire::{Refusal, Request, Response};
+use kith_store::{Store, StoreError, WriteTx, device_key};
+use std::time::Duration;
+use std::time::Instant;
+
+use super::{GROUP_DIALS, GROUP_SYNC_EVERY, Now, member_devices};
+use crate::actor::{After, Engine, Pending, State, decode_addrs};
+
+/// Frames kept per sender to answer members who missed them.
+pub const KEEP_FRAMES_PER_SENDER: u64 = 10_000;
+/// Mailboxes of member devices a member dials per group in its round, at most.
+pub const MEMBER_MAILBOX_DIALS: usize = 16;
+/// Least time between two catch-ups of one group with one peer.
+const SYNC_GAP: Duration = Duration::from_secs(2);
+/// How long a catch-up request may take before another may start.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most (group, peer) catch-up times remembered.
+const MAX_SYNC_ENTRIES: usize = 8192;
+
+/// When catch-ups were asked, to space them out.
+#[derive(Default)]
+pub(super) struct SyncTimes {
+    /// The last catch-up of each group with each peer.
+    last: HashMap<([u8; 16], PeerId), Instant>,
+    /// Groups with a catch-up in flight, since when.
+    in_flight: HashMap<[u8; 16], Instant>,
+    /// The last round over all groups.
+    last_round: Option<Instant>,
+}
+
+impl SyncTimes {
+    /// Whether the round over all groups is due at `now` (then it counts as started).
+    fn round_due(&mut self, now: Instant) -> bool {
+        if self
+            .last_round
+            .is_some_and(|t| now.duration_since(t) < GROUP_SYNC_EVERY)
+        {
+            return false;
+        }
+        self.last_round = Some(now);
+        true
+    }
+
+    /// Whether group `id` may catch up with `peer` at `now`: no request of the group in
+    /// flight, none with that peer within [`SYNC_GAP`]. When it may, the time is kept.
+    fn may_ask(&mut self, id: [u8; 16], peer: PeerId, now: Instant) -> bool {
+        if self
+            .in_flight
+            .get(&id)
+            .is_some_and(|t| now.duration_since(*t) < SYNC_TIMEOUT)
+        {
+            return false;
+        }
+        if self
+            .last
+            .get(&(id, peer))
+            .is_some_and(|t| now.duration_since(*t) < SYNC_GAP)
+        {
+            return false;
+        }
+        if self.last.len() >= MAX_SYNC_ENTRIES {
+            self.last.retain(|_, t| now.duration_since(*t) < SYNC_GAP);
+            if self.last.len() >= MAX_SYNC_ENTRIES {
+                self.last.clear();
+            }
+        }
+        self.last.insert((id, peer), now);
+        true
+    }
+
+    /// A request for group `id` went out at `now`.
+    fn asked(&mut self, id: [u8; 16], now: Instant) {
+        self.in_flight.insert(id, now);
+    }
+
+    /// The request for group `id` was answered, refused or failed.
+    fn done(&mut self, id: &[u8; 16]) {
+        self.in_flight.remove(id);
+    }
+
+    /// Lets group `id` ask `peer` again at once (its answer was cut and brought news).
+    fn forget(&mut self, id: [u8; 16], peer: PeerId) {
+        self.last.remove(&(id, peer));
+    }
+}
+
+impl Engine {
+    /// Catch-up: each group, at most every [`GROUP_SYNC_EVERY`], asks one connected member
+    /// for what it lacks (this covers messages lost at the tail, where no later frame shows
+    /// a gap), and keeps a few member devices connected so the topic's mesh holds. Sends
+    /// the delivery receipts that have waited long enough first.
+    pub(in crate::actor) fn groups_tick(&mut self) {
+        self.flush_group_receipts(false);
+        if !self.st.groups.sync.round_due(Instant::now()) {
+            return;
+        }
+        let ids: Vec<[u8; 16]> = self.st.groups.topics.values().copied().collect();
+        for id in ids {
+            let Some(state) = self.st.groups.states.get(&id) else {
+                continue;
+            };
+            if !state.members.contains(&self.st.me.0) {
+                continue;
+            }
+            let members = state.members.clone();
+            let devices = self
+                .store
+                .read(|r| member_devices(r.devices()?, &members, &self.st.me.0))
+                .unwrap_or_default();
+            // A sender must reach every member device with its key: members whose devices
+            // are still unknown are looked up in the DHT (rate-limited). Members who only
+            // read need no lookups: a sender's key arrives with its device's certificate.
+            let sending = self
+                .store
+                .read(|r| r.group(&id))
+                .ok()
+                .flatten()
+                .is_some_and(|row| row.out_session.is_some());
+            if sending {
+                let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
+                let me = self.st.me.0;
+                for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
+                    self.lookup_identity(*m);
+                }
+            }
+            // Member devices that do not have our current key yet (learned since): share it.
+            let unshared: Vec<[u8; 32]> = self
+                .store
+                .read(|r| r.group(&id))
+                .ok()
+                .flatten()
+                .filter(|row| row.out_session.is_some())
+                .map(|row| {
+                    devices
+                        .iter()
+                        .filter(|(k, _)| !row.out_shared.contains(k))
+                        .map(|(_, d)| d.identity)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !unshared.is_empty() {
+                self.write_then("cannot share a group key", |st, w, after| {
+                    for who in &unshared {
+                        st.group_devices_appeared(w, *who, after)?;
+                    }
+                    Ok(())
+                });
+            }
+            // The mailboxes of member devices (from their user records): one that keeps the
+            // group's frames for its user hears them only while connected to someone on the
+            // topic, so members keep a few of them connected while that user is away.
+            let mut mailboxes: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+            for m in devices.iter().flat_map(|(_, d)| d.mailboxes.iter()) {
+                if mailboxes.len() >= MEMBER_MAILBOX_DIALS {
+                    break;
+                }
+                if let Ok(p) = PeerId::from_bytes(&m.peer_id)
+                    && p != self.st.net.local_peer()
+                    && !mailboxes.iter().any(|(q, _)| *q == p)
+                {
+                    mailboxes.push((p, decode_addrs(&m.addrs)));
+                }
+            }
+            // Dialled also when connected, which marks the link as in use (not idle).
+            for (peer, addrs) in mailboxes {
+                self.st.net_send(NetCommand::Dial { peer, addrs });
+            }
+            let mut connected: Vec<PeerId> = Vec::new();
+            let mut others: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+            for (_, d) in devices {
+                let Ok(p) = PeerId::from_bytes(&d.peer_id) else {
+                    continue;
+                };
+                if self.st.connected.contains(&p) {
+                    connected.push(p);
+                } else {
+                    others.push((p, decode_addrs(&d.addrs)));
+                }
+            }
+            if connected.len() < GROUP_DIALS {
+                use rand::seq::SliceRandom;
+                others.shuffle(&mut self.st.rng);
+                for (peer, addrs) in others.into_iter().take(GROUP_DIALS - connected.len()) {
+                    self.st.net_send(NetCommand::Dial { peer, addrs });
+                }
+            }
+            let pick = {
+                use rand::Rng;
+                self.st.rng.random::<u32>() as usize
+            };
+            if let Some(p) = connected.get(pick % connected.len().max(1)) {
+                self.group_sync(id, *p);
+            }
+        }
+    }
+
+    /// Asks `peer` for the frames of group `id` that this node lacks (at most one request
+    /// per group in flight, and one per peer every [`SYNC_GAP`]).
+    pub(in crate::actor) fn group_sync(&mut self, id: [u8; 16], peer: PeerId) {
+        let now = Instant::now();
+        if !self.st.groups.sync.may_ask(id, peer, now) {
+            return;
+        }
+        let Some(have) = sync_marks(&self.store, &id) else {
+            return;
+        };
+        if have.is_empty() {
+            return;
+        }
+        let tag = self.st.tag();
+        let req = NetCommand::Request {
+            tag,
+            peer,
+            addrs: Vec::new(),
+            req: Request::GroupSync { group: id, have },
+        };
+        if self.st.net.send(req).is_ok() {
+            self.st.groups.sync.asked(id, now);
+            self.st
+                .pending
+                .insert(tag, Pending::GroupSync { group: id });
+        }
+    }
+
+    /// A peer joined one of our group topics: catch up with it (it may hold what we missed,
+    /// and asks us in turn).
+    pub(in crate::actor) fn on_gossip_joined(&mut self, peer: PeerId, topic: &str) {
+        if let Some(id) = self.st.groups.topics.get(topic).copied() {
+            self.group_sync(id, peer);
+        }
+    }
+
+    /// A catch-up request failed or was answered.
+    pub(in crate::actor) fn group_sync_done(&mut self, id: [u8; 16]) {
+        self.st.groups.sync.done(&id);
+    }
+}
+
+impl State {
+    /// A member asks for frames it lacks.
+    pub(in crate::actor) fn answer_group_sync(
+        &mut self,
+        w: &WriteTx<'_>,
+        peer: PeerId,
+        group: [u8; 16],
+        have: Vec<SenderMark>,
+    ) -> Result<Response, StoreError> {
+        let dev = device_key(&peer.to_bytes());
+        let member = match w.device(&dev)? {
+            Some(d) => self
+                .groups
+                .states
+                .get(&group)
+                .is_some_and(|s| s.members.contains(&d.identity)),
+            None => false,
+        };
+        if !member {
+            return Ok(Response::Refused(Refusal::Unauthorized));
+        }
+        let mut frames = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        'outer: for mark in have {
+            let rows = w.group_frames_after(&group, &mark.sender.0, mark.seq, MAX_SYNC_FRAMES)?;
+            for (_, row) in rows {
+                if frames.len() >= MAX_SYNC_FRAMES || bytes + row.frame.len() > MAX_SYNC_BYTES {
+                    more = true;
+                    break 'outer;
+                }
+                if let Ok(f) = GroupFrame::decode(&row.frame) {
+                    bytes += row.frame.len() + 16;
+                    frames.push(f);
+                }
+            }
+        }
+        Ok(Response::GroupFrames { frames, more })
+    }
+
+    /// The answer to our catch-up request to a member.
+    pub(in crate::actor) fn on_group_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        group: [u8; 16],
+        frames: Vec<GroupFrame>,
+        more: bool,
+        after: &mut Vec<After>,
+    ) -> Result<(), StoreError> {
+        self.groups.sync.done(&group);
+        let new = self.receive_frames(w, group, frames, Now::read(), after)?;
+        // Ask again only while answers bring something new: a peer that keeps answering
+        // frames we hold (around a hole it cannot fill) does not keep us asking.
+        if more && new > 0 {
+            self.groups.sync.forget(group, peer);
+            after.push(After::GroupSync(group, peer));
+        }
+        Ok(())
+    }
+
+    /// Takes frames a member or a mailbox handed over (with the checks gossiped frames
+    /// get); returns how many were not held before.
+    pub(in crate::actor) fn take_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: [u8; 16],
+        frames: Vec<GroupFrame>,
+        after: &mut Vec<After>,
+    ) -> Result<usize, StoreError> {
+        self.receive_frames(w, group, frames, Now::read(), after)
+    }
+
+    /// Takes frames handed over (see `take_frames`) at `now`.
+    fn receive_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: [u8; 16],
+        frames: Vec<GroupFrame>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<usize, StoreError> {
+        let mut new = 0usize;
+        for f in frames {
+            let (sender, seq) = (f.sender.0, f.seq);
+            let held = w.group_frame(&group, &sender, seq)?.is_some();
+            if self.take_frame(w, group, f, None, None, now, after)? == Verdict::Accept
+                && !held
+                && w.group_frame(&group, &sender, seq)?.is_some()
+            {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
+    /// A catch-up request was refused or answered wrongly.
+    pub(in crate::actor) fn groups_sync_failed(&mut self, id: [u8; 16]) {
+        self.groups.sync.done(&id);
+    }
+
+    /// Drops frames beyond what is kept per sender.
+    pub(in crate::actor) fn prune_group_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+    ) -> Result<(), StoreError> {
+        for (id, _) in w.groups()? {
+            for (sender, row) in w.group_senders(&id)? {
+                if row.max > KEEP_FRAMES_PER_SENDER {
+                    w.drop_group_frames(&id, &sender, row.max - KEEP_FRAMES_PER_SENDER)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What this node holds of a group's frames, per sender whose key it has (the marks of a
+/// catch-up request). `None` when the store cannot be read.
+pub(in crate::actor) fn sync_marks(store: &Store, id: &[u8; 16]) -> Option<Vec<SenderMark>> {
+    let rows = store.read(|r| r.group_senders(id)).ok()?;
+    Some(
+        rows.into_iter()
+            .filter(|(_, row)| row.keyed)
+            .take(MAX_SYNC_MARKS)
+            .map(|(sender, row)| SenderMark {
+                sender: Key(sender),
+                seq: row.contiguous,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_ups_are_spaced_per_peer_and_one_per_group_is_in_flight() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let g = [1; 16];
+        let mut s = SyncTimes::default();
+        assert!(s.may_ask(g, a, ms(0)));
+        s.asked(g, ms(0));
+        assert!(!s.may_ask(g, b, ms(10)), "one request per group in flight");
+        s.done(&g);
+        assert!(!s.may_ask(g, a, ms(1_999)), "the gap per peer");
+        assert!(s.may_ask(g, b, ms(1_999)));
+        assert!(s.may_ask(g, a, ms(2_000)));
+        s.asked(g, ms(2_000));
+        assert!(!s.may_ask(g, b, ms(31_999)));
+        assert!(s.may_ask(g, b, ms(32_000)), "a request that took too long");
+        s.forget(g, b);
+        s.done(&g);
+        assert!(
+            s.may_ask(g, b, ms(32_001)),
+            "a cut answer asks again at once"
+        );
+        assert!(s.may_ask([2; 16], a, ms(32_001)), "groups are apart");
+    }
+
+    #[test]
+    fn the_round_comes_every_group_sync_every() {
+        let t0 = Instant::now();
+        let mut s = SyncTimes::default();
+        assert!(s.round_due(t0));
+        assert!(!s.round_due(t0 + GROUP_SYNC_EVERY - Duration::from_millis(1)));
+        assert!(s.round_due(t0 + GROUP_SYNC_EVERY));
+    }
+}
