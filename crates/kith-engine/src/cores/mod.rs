@@ -5,5 +5,7 @@
 //! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
 //!
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
+//! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 
 pub mod delivery;
+pub mod presence;
