@@ -6,6 +6,8 @@
 //!
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`record`]: when this device's user record is published, and what it advertises.
+//! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 
 pub mod delivery;
+pub mod presence;
 pub mod record;
