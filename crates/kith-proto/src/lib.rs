@@ -16,6 +16,7 @@ pub mod codec;
 pub mod contact;
 pub mod group;
 pub mod groupwire;
+pub mod limits;
 pub mod record;
 pub mod signal;
 pub mod wire;
