@@ -30,11 +30,7 @@ pub fn group_topic(group: &[u8; 16]) -> String {
     h.update(b"kith-group-topic-v1");
     h.update(group);
     let d = h.finalize();
-    let mut s = String::from("kith/g/");
-    for b in &d[..16] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("kith/g/{}", hex::encode(&d[..16]))
 }
 
 /// Whether `topic` has the form of a group topic ([`group_topic`]): `kith/g/` and 32

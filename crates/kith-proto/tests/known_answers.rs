@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use hex::encode as hex;
 use kith_proto::codec;
 use kith_proto::contact::ContactCard;
 use kith_proto::wire::{
     Body, DeliveryResult, Envelope, ReceiptKind, Refusal, Request, Response, Sealed,
 };
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 #[test]
 fn request_frame_bytes() {
@@ -140,3 +137,13 @@ fn contact_code_text() {
 
 const EXPECTED_CODE: &str =
     "kith1BZoZFKyzwqxHPbtvYgRTzzXCuaM3pKFtopgq47UWzNpxuixQiEMKy4ppGgfpCBE7Sk";
+
+/// Members find each other's frames by topic name, so nodes of every version must derive the
+/// same name from a group id: `kith/g/` and the first 16 bytes of the hash in lowercase hex.
+#[test]
+fn group_topic_name() {
+    assert_eq!(
+        kith_proto::groupwire::group_topic(&[1; 16]),
+        "kith/g/db1387373cb83040bd4c615eb21fde64"
+    );
+}

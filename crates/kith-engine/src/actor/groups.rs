@@ -179,7 +179,7 @@ type EarlyKey = ([u8; 16], [u8; 32], Vec<u8>, u64);
 const MAX_EARLY_KEYS: usize = 1024;
 
 fn hex16(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 fn group_err(msg: impl Into<String>) -> EngineError {
@@ -2215,7 +2215,7 @@ impl State {
                     pos,
                     GroupItemView {
                         kind: "event".into(),
-                        id: a.hash.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+                        id: hex::encode(&a.hash[..8]),
                         from: self.member_name(w, &a.author)?,
                         text,
                         status: String::new(),

@@ -927,7 +927,7 @@ impl Engine {
 
 /// The first 16 hex digits of an identity key (file names).
 fn hex16(identity: &[u8; 32]) -> String {
-    identity[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&identity[..8])
 }
 
 #[cfg(test)]
