@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::gossip_node::{GossipNode, Received};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 

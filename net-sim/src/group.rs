@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kith_engine::{Engine, EngineConfig, EngineHandle, Event, GroupChange, Multiaddr};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 

@@ -60,7 +60,7 @@ use kith_engine::{Engine, EngineConfig, EngineHandle, Event, MailboxConfig, Mult
 use kith_net::PeerId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 /// Run failures (not expectation failures: those are in the report).

@@ -31,10 +31,7 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_penalised() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id_hex = a.json(&["groups"])[0]["id"].as_str().unwrap().to_string();
-    let mut id = [0u8; 16];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&id_hex[2 * i..2 * i + 2], 16).unwrap();
-    }
+    let id: [u8; 16] = hex::decode(&id_hex).unwrap().try_into().unwrap();
     let topic = gossipsub::IdentTopic::new(kith_proto::groupwire::group_topic(&id));
     let info = &a.json(&["id"])[0];
     let a_peer: PeerId = info["peer_id"].as_str().unwrap().parse().unwrap();

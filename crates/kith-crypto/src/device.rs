@@ -13,13 +13,9 @@ pub struct Device {
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Device")
-            .field("curve25519", &hex8(&self.cert.curve25519))
+            .field("curve25519", &hex::encode(&self.cert.curve25519[..8]))
             .finish_non_exhaustive()
     }
-}
-
-fn hex8(b: &[u8; 32]) -> String {
-    b[..8].iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Device {

@@ -80,8 +80,8 @@ mod tests {
         let id = Identity::generate();
         let dbg = format!("{id:?}");
         let secret = id.secret();
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        assert!(!dbg.contains(&hex[..16]));
+        let secret_hex = hex::encode(&secret[..]);
+        assert!(!dbg.contains(&secret_hex[..16]));
         assert_eq!(format!("{:?}", StorageKey::generate()), "StorageKey(..)");
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::codec::{self, DecodeError, EncodeError};
-use crate::record::{MAX_ADDR, MAX_ADDRS, MAX_PEER_ID};
+use crate::limits::{MAX_ADDR, MAX_ADDRS, MAX_PEER_ID};
 
 /// The text prefix of every contact code.
 pub const PREFIX: &str = "kith1";

@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::group::Key;
-use crate::wire::{MAX_CIPHERTEXT, MAX_TEXT};
+use crate::limits::{MAX_CIPHERTEXT, MAX_TEXT};
+
+pub use crate::limits::{MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS};
 
 /// Frame format version.
 pub const FRAME_VERSION: u8 = 1;
@@ -20,12 +22,6 @@ pub const FRAME_VERSION: u8 = 1;
 pub const MAX_GROUP_FRAME: usize = MAX_CIPHERTEXT + 512;
 /// Longest Megolm session id (base64 of a 32-byte key is 43 characters).
 pub const MAX_SESSION_ID: usize = 64;
-/// Most sender marks in one sync request (every device of every member).
-pub const MAX_SYNC_MARKS: usize = 4096;
-/// Most frames in one sync answer.
-pub const MAX_SYNC_FRAMES: usize = 512;
-/// Most frame bytes in one sync answer (well inside the 1 MiB request-response frame).
-pub const MAX_SYNC_BYTES: usize = 768 * 1024;
 
 /// The gossipsub topic of a group: a hash of its id, so the topic name reveals neither the
 /// id (which keys the members' sync requests) nor anything about the group.
@@ -34,11 +30,7 @@ pub fn group_topic(group: &[u8; 16]) -> String {
     h.update(b"kith-group-topic-v1");
     h.update(group);
     let d = h.finalize();
-    let mut s = String::from("kith/g/");
-    for b in &d[..16] {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    format!("kith/g/{}", hex::encode(&d[..16]))
 }
 
 /// Whether `topic` has the form of a group topic ([`group_topic`]): `kith/g/` and 32

@@ -10,12 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::codec::{self, DecodeError, EncodeError};
 
-/// Longest encoded libp2p peer id accepted.
-pub const MAX_PEER_ID: usize = 64;
-/// Longest encoded multiaddr accepted.
-pub const MAX_ADDR: usize = 256;
-/// Most addresses listed for one device.
-pub const MAX_ADDRS: usize = 16;
+pub use crate::limits::{MAX_ADDR, MAX_ADDRS, MAX_PEER_ID};
+
 /// Most devices in one user record.
 pub const MAX_DEVICES: usize = 8;
 /// Longest a user record may be valid for.

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::group::GroupOp;
-use crate::groupwire::{GroupFrame, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark};
+use crate::groupwire::{GroupFrame, SenderMark};
+use crate::limits::{MAX_SYNC_FRAMES, MAX_SYNC_MARKS};
 use crate::record::{DeviceCert, PrekeyBundle};
+
+pub use crate::limits::{MAX_CIPHERTEXT, MAX_TEXT};
 
 /// The libp2p protocol name.
 pub const PROTOCOL: &str = "/kith/msg/1";
@@ -19,12 +22,8 @@ pub const PROTOCOL: &str = "/kith/msg/1";
 pub const WIRE_VERSION: u8 = 1;
 /// Largest frame, length prefix excluded.
 pub const MAX_FRAME: usize = 1 << 20;
-/// Largest ciphertext in one envelope.
-pub const MAX_CIPHERTEXT: usize = 64 * 1024;
 /// Most envelopes in one delivery request.
 pub const MAX_BATCH: usize = 256;
-/// Longest message text, in bytes of UTF-8.
-pub const MAX_TEXT: usize = 48 * 1024;
 /// Most message ids in one receipt.
 pub const MAX_RECEIPT_IDS: usize = 1024;
 /// Largest sealed payload (the Olm plaintext).

@@ -37,9 +37,9 @@ use std::collections::{BTreeSet, HashMap};
 use ed25519_dalek::{Signer, SigningKey};
 use kith_proto::group::{Applied, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
 use proptest::prelude::*;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 /// The ops delivered in every order, in the order they were made (parents first).
 const X_A_REMOVES_B: usize = 0;

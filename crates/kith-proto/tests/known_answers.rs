@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use hex::encode as hex;
 use kith_proto::codec;
 use kith_proto::contact::ContactCard;
 use kith_proto::wire::{
     Body, DeliveryResult, Envelope, ReceiptKind, Refusal, Request, Response, Sealed,
 };
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 #[test]
 fn request_frame_bytes() {
@@ -31,7 +28,7 @@ fn request_frame_bytes() {
             + "01" /* kind */ + "03010203" /* ciphertext */
     );
     assert_eq!(Request::decode(&bytes).unwrap(), req);
-    assert_eq!(hex(&Request::ClaimPrekey.encode().unwrap()), "0100");
+    assert_eq!(hex(Request::ClaimPrekey.encode().unwrap()), "0100");
 }
 
 #[test]
@@ -39,7 +36,7 @@ fn response_frame_bytes() {
     let resp = Response::Delivered {
         results: vec![DeliveryResult::Stored, DeliveryResult::Duplicate],
     };
-    assert_eq!(hex(&resp.encode().unwrap()), "0101020001");
+    assert_eq!(hex(resp.encode().unwrap()), "0101020001");
 }
 
 #[test]
@@ -52,7 +49,7 @@ fn mailbox_push_and_quota_bytes() {
     assert_eq!(hex(&bytes), "0103010d".to_string() + &hex(b"https://a.b/c"));
     assert_eq!(Request::decode(&bytes).unwrap(), req);
     assert_eq!(
-        hex(&Request::SetPush { endpoint: None }.encode().unwrap()),
+        hex(Request::SetPush { endpoint: None }.encode().unwrap()),
         "010300"
     );
     // Registration is Response variant 4, PushSet 5; Refused(EndpointRefused) is 02 04.
@@ -65,9 +62,9 @@ fn mailbox_push_and_quota_bytes() {
     let bytes = resp.encode().unwrap();
     assert_eq!(hex(&bytes), "01040afb2c010107");
     assert_eq!(Response::decode(&bytes).unwrap(), resp);
-    assert_eq!(hex(&Response::PushSet.encode().unwrap()), "0105");
+    assert_eq!(hex(Response::PushSet.encode().unwrap()), "0105");
     assert_eq!(
-        hex(&Response::Refused(Refusal::EndpointRefused)
+        hex(Response::Refused(Refusal::EndpointRefused)
             .encode()
             .unwrap()),
         "010204"
@@ -97,7 +94,7 @@ fn mailbox_watch_bytes() {
     assert_eq!(hex(&bytes), "0106017400");
     assert_eq!(Request::decode(&bytes).unwrap(), req);
     let resp = Response::Watching { topics: 3 };
-    assert_eq!(hex(&resp.encode().unwrap()), "010703");
+    assert_eq!(hex(resp.encode().unwrap()), "010703");
 }
 
 #[test]
@@ -135,8 +132,18 @@ fn contact_code_text() {
     assert_eq!(code, EXPECTED_CODE);
     assert_eq!(ContactCard::from_code(EXPECTED_CODE).unwrap(), card);
     // The codec's integer encoding (varint) is part of the contract too.
-    assert_eq!(hex(&codec::encode(&300u64).unwrap()), "fb2c01");
+    assert_eq!(hex(codec::encode(&300u64).unwrap()), "fb2c01");
 }
 
 const EXPECTED_CODE: &str =
     "kith1BZoZFKyzwqxHPbtvYgRTzzXCuaM3pKFtopgq47UWzNpxuixQiEMKy4ppGgfpCBE7Sk";
+
+/// Members find each other's frames by topic name, so nodes of every version must derive the
+/// same name from a group id: `kith/g/` and the first 16 bytes of the hash in lowercase hex.
+#[test]
+fn group_topic_name() {
+    assert_eq!(
+        kith_proto::groupwire::group_topic(&[1; 16]),
+        "kith/g/db1387373cb83040bd4c615eb21fde64"
+    );
+}

@@ -21,12 +21,12 @@ pub struct IdentityKey(pub [u8; 32]);
 impl IdentityKey {
     /// The first 8 bytes as hex, for display.
     pub fn short(&self) -> String {
-        self.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(&self.0[..8])
     }
 
     /// All 32 bytes as lowercase hex.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

@@ -89,7 +89,6 @@ use crate::cores::record::{self, Publisher};
 use crate::keys::KeyFile;
 use crate::model::*;
 use crate::push::{PushPolicy, WAKE_EVERY, Waker, check_endpoint, log_host};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 /// Capacity of the command channel (API → engine).

@@ -74,7 +74,7 @@ fn avatar_path(data_dir: &Path, file: &str) -> PathBuf {
 
 /// The first 16 hex digits of an identity key (file names).
 fn hex16(identity: &[u8; 32]) -> String {
-    identity[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&identity[..8])
 }
 
 // The store-facing half of the core's type: loading it, and what `contacts list` shows.

@@ -109,7 +109,7 @@ impl Engine {
                 to_seal: Default::default(),
                 account_dirty: false,
                 delivery: Delivery::new(),
-                rng: StdRng::from_os_rng(),
+                rng: rand::make_rng::<StdRng>(),
                 connected: BoundedSet::new(MAX_CONNECTED),
                 ids: MessageIdGen::new(),
                 pending: HashMap::new(),

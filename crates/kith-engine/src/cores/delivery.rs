@@ -35,7 +35,7 @@ use kith_proto::record::MailboxRef;
 use kith_proto::wire::{Envelope, MAX_BATCH};
 use kith_store::OutboxItem;
 use kith_types::RateLimit;
-use rand::Rng;
+use rand::{Rng, RngExt};
 
 /// The wait after the first failure; each further failure in a row doubles it.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);

@@ -327,7 +327,7 @@ impl State {
 }
 
 fn hex16(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 fn group_err(msg: impl Into<String>) -> EngineError {

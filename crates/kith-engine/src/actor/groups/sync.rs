@@ -220,7 +220,7 @@ impl Engine {
                 }
             }
             let pick = {
-                use rand::Rng;
+                use rand::RngExt;
                 self.st.rng.random::<u32>() as usize
             };
             if let Some(p) = connected.get(pick % connected.len().max(1)) {

@@ -222,7 +222,7 @@ impl State {
                     pos,
                     GroupItemView {
                         kind: "event".into(),
-                        id: a.hash.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+                        id: hex::encode(&a.hash[..8]),
                         from: self.member_name(w, &a.author)?,
                         text,
                         status: String::new(),
