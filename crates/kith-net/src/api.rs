@@ -102,6 +102,45 @@ pub enum Verdict {
     Ignore,
 }
 
+/// Why one of our requests got no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestFailure {
+    /// The peer could not be dialled.
+    #[error("cannot reach the peer")]
+    Dial,
+    /// No answer in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// The connection closed before the answer came.
+    #[error("the connection closed")]
+    ConnectionClosed,
+    /// The peer does not speak the protocol.
+    #[error("the peer does not speak the protocol")]
+    Unsupported,
+    /// The stream failed (a bad frame from the peer among others).
+    #[error("stream error")]
+    Stream(#[source] std::io::Error),
+}
+
+impl From<libp2p::request_response::OutboundFailure> for RequestFailure {
+    fn from(e: libp2p::request_response::OutboundFailure) -> Self {
+        use libp2p::request_response::OutboundFailure as F;
+        match e {
+            F::DialFailure => Self::Dial,
+            F::Timeout => Self::Timeout,
+            F::ConnectionClosed => Self::ConnectionClosed,
+            F::UnsupportedProtocols => Self::Unsupported,
+            F::Io(e) => Self::Stream(e),
+        }
+    }
+}
+
+/// Why a group frame was not published now.
+#[derive(Debug, thiserror::Error)]
+#[error("not published")]
+pub struct PublishFailure(#[source] pub libp2p::gossipsub::PublishError);
+
 /// Events for the engine.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -114,7 +153,7 @@ pub enum NetEvent {
     Response {
         tag: u64,
         peer: PeerId,
-        result: Result<Response, String>,
+        result: Result<Response, RequestFailure>,
     },
     /// First connection to a peer.
     Connected { peer: PeerId },
@@ -137,7 +176,7 @@ pub enum NetEvent {
     SignalAnswered {
         tag: u64,
         peer: PeerId,
-        result: Result<SignalAnswer, String>,
+        result: Result<SignalAnswer, RequestFailure>,
     },
     /// A tagged [`NetCommand::PutRecord`] finished: stored by at least one peer, or not.
     Published { tag: u64, ok: bool },
@@ -156,7 +195,7 @@ pub enum NetEvent {
     /// The outcome of [`NetCommand::Publish`]: sent to at least one peer, or why not.
     GossipSent {
         tag: u64,
-        result: Result<(), String>,
+        result: Result<(), PublishFailure>,
     },
     /// A connected peer joined a topic we are in (a chance to catch up with it).
     GossipJoined { peer: PeerId, topic: String },

@@ -52,8 +52,8 @@ mod swarm;
 
 pub use actor::spawn;
 pub use api::{
-    COMMAND_QUEUE, EVENT_QUEUE, GossipId, NetCommand, NetEvent, NetHandle, Offer, ReachInfo,
-    Verdict, WeakNetHandle,
+    COMMAND_QUEUE, EVENT_QUEUE, GossipId, NetCommand, NetEvent, NetHandle, Offer, PublishFailure,
+    ReachInfo, RequestFailure, Verdict, WeakNetHandle,
 };
 pub use config::{
     BoxedTransport, BuildError, IDLE_TIMEOUT, NetConfig, NetError, NetOptions, RelayServerConfig,

@@ -290,7 +290,7 @@ impl Engine {
     pub(super) fn on_signal_answer(
         &mut self,
         tag: u64,
-        result: Result<SignalAnswer, String>,
+        result: Result<SignalAnswer, kith_net::RequestFailure>,
     ) -> bool {
         let Some(identity) = self.st.social.answered(tag) else {
             return false;

@@ -133,7 +133,7 @@ impl Actor {
                 }
                 let result = match self.swarm.behaviour_mut().gossip.publish(t, data) {
                     Ok(_) => Ok(()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(crate::api::PublishFailure(e)),
                 };
                 if self
                     .events

@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 use super::Actor;
 use crate::anon::AnonBehaviourEvent;
 use crate::api::NetEvent;
+use crate::api::RequestFailure;
 use crate::codec::{BadFrame, Inbound, InboundSignal};
 
 /// Most inbound requests waiting for the engine's answer; more are refused as busy.
@@ -128,7 +129,7 @@ impl Actor {
         peer: PeerId,
         result: Result<Resp, OutboundFailure>,
         what: &'static str,
-        event: fn(u64, PeerId, Result<Resp, String>) -> NetEvent,
+        event: fn(u64, PeerId, Result<Resp, RequestFailure>) -> NetEvent,
     ) -> Result<(), ()> {
         if let Err(OutboundFailure::Io(e)) = &result
             && let Some(bad) = bad_frame(e)
@@ -137,7 +138,7 @@ impl Actor {
             self.penalize(peer, what);
         }
         if let Some(tag) = tag {
-            self.emit(event(tag, peer, result.map_err(|e| e.to_string())))
+            self.emit(event(tag, peer, result.map_err(RequestFailure::from)))
                 .await?;
         }
         Ok(())
@@ -313,6 +314,6 @@ impl Actor {
 }
 
 /// The engine's event for the end of a `/kith/msg/1` request.
-fn response(tag: u64, peer: PeerId, result: Result<Response, String>) -> NetEvent {
+fn response(tag: u64, peer: PeerId, result: Result<Response, RequestFailure>) -> NetEvent {
     NetEvent::Response { tag, peer, result }
 }
