@@ -7,3 +7,4 @@
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 
 pub mod delivery;
+pub mod mailbox;
