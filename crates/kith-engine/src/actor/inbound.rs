@@ -1,4 +1,5 @@
-//! Opening envelopes from peers: dedupe by hash, decrypt, bind new devices, store.
+//! Opening envelopes from peers: dedupe by hash, decrypt, bind new devices, store; and, as a
+//! mailbox, keeping envelopes for registered devices (as the mailbox core decides).
 
 use super::*;
 
