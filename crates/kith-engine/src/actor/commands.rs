@@ -33,7 +33,7 @@ impl State {
             devices,
         });
         match verdict {
-            mailbox_core::Verdict::Accept => {}
+            mailbox_core::Verdict::Accept(()) => {}
             mailbox_core::Verdict::Refuse(r) => {
                 if r == Refusal::Busy {
                     warn!("mailbox full: no room for another device");

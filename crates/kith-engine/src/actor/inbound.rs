@@ -68,29 +68,27 @@ impl State {
         env: Envelope,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, StoreError> {
-        // What is kept for the device the envelope names, if it is registered here.
+        // The device registered here under the envelope's key, and what is kept for it.
         let registered = match self.mailbox.is_serving() {
             true => w.mailbox_user(&env.to_device)?,
             false => None,
         };
-        let kept = match registered {
-            Some(dev) => Some(mailbox_core::Kept {
-                messages: w.outbox_len(&dev)?,
-                bytes: w.mailbox_bytes(&dev)?,
-            }),
+        let to = match registered {
+            Some(dev) => Some((
+                dev,
+                mailbox_core::Kept {
+                    messages: w.outbox_len(&dev)?,
+                    bytes: w.mailbox_bytes(&dev)?,
+                },
+            )),
             None => None,
         };
-        let size = env.ciphertext.len() as u64;
-        let dev = match (self.mailbox.deposit(kept, size), registered) {
-            (mailbox_core::Verdict::Accept, Some(dev)) => dev,
-            (mailbox_core::Verdict::Refuse(r), _) => return Ok(DeliveryResult::Rejected(r)),
-            (mailbox_core::Verdict::Penalize(r, reason), _) => {
+        let dev = match self.mailbox.deposit(to, env.ciphertext.len() as u64) {
+            mailbox_core::Verdict::Accept(dev) => dev,
+            mailbox_core::Verdict::Refuse(r) => return Ok(DeliveryResult::Rejected(r)),
+            mailbox_core::Verdict::Penalize(r, reason) => {
                 after.push(After::Net(NetCommand::Penalize { peer, reason }));
                 return Ok(DeliveryResult::Rejected(r));
-            }
-            // The core penalises a deposit for a key not registered here.
-            (mailbox_core::Verdict::Accept, None) => {
-                return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
             }
         };
         w.push_outbox(

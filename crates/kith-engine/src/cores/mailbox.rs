@@ -108,11 +108,12 @@ impl Default for MailboxConfig {
     }
 }
 
-/// What to do with a request.
+/// What to do with a request: accept it (with what the acceptance names), refuse it, or
+/// refuse it and penalise the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict<R> {
+pub enum Verdict<R, A = ()> {
     /// Carry it out.
-    Accept,
+    Accept(A),
     /// Answer with this refusal.
     Refuse(R),
     /// Answer with this refusal and penalise the peer, for this reason.
@@ -212,7 +213,7 @@ impl MailboxService {
             return Verdict::Refuse(Refusal::Busy);
         }
         self.registered_here.insert(r.peer);
-        Verdict::Accept
+        Verdict::Accept(())
     }
 
     /// The answer to an accepted registration: the device's quota and what is kept for it.
@@ -246,16 +247,21 @@ impl MailboxService {
         !self.is_serving() || !head_is_kept_mail || self.registered_here.contains(peer)
     }
 
-    /// Decides a deposit of `size` ciphertext bytes for a device; `kept` is what is kept for
-    /// it already, `None` when the envelope's key is not registered here.
-    pub fn deposit(&self, kept: Option<Kept>, size: u64) -> Verdict<RejectReason> {
-        let (Some(cfg), Some(kept)) = (&self.config, kept) else {
+    /// Decides a deposit of `size` ciphertext bytes. `to` is the device registered here
+    /// under the envelope's key, with what is kept for it already (`None` when the key is
+    /// not registered here); an accepted deposit is kept for that device.
+    pub fn deposit(
+        &self,
+        to: Option<(DeviceKey, Kept)>,
+        size: u64,
+    ) -> Verdict<RejectReason, DeviceKey> {
+        let (Some(cfg), Some((dev, kept))) = (&self.config, to) else {
             return Verdict::Penalize(RejectReason::WrongDevice, NOT_REGISTERED);
         };
         if kept.messages >= cfg.quota || kept.bytes.saturating_add(size) > cfg.max_bytes {
             return Verdict::Refuse(RejectReason::MailboxFull);
         }
-        Verdict::Accept
+        Verdict::Accept(dev)
     }
 
     /// Whether `dev` could be woken at `now` (none sent in the last [`WAKE_EVERY`]), so that
@@ -392,7 +398,7 @@ mod tests {
         let p = peer(1);
         let cert = cert_of(p, 9);
         assert!(!m.hands_over(&p, true));
-        assert_eq!(m.register(&registration(p, &cert)), Verdict::Accept);
+        assert_eq!(m.register(&registration(p, &cert)), Verdict::Accept(()));
         assert!(m.hands_over(&p, true), "registered on this connection");
         assert_eq!(m.registered_peers(), vec![p]);
         m.disconnected(&p);
@@ -424,7 +430,7 @@ mod tests {
             token: None,
             ..registration(p, &cert)
         };
-        assert_eq!(open.register(&r), Verdict::Accept);
+        assert_eq!(open.register(&r), Verdict::Accept(()));
     }
 
     #[test]
@@ -467,7 +473,7 @@ mod tests {
             devices: 1,
             ..registration(p, &cert)
         };
-        assert_eq!(m.register(&same), Verdict::Accept);
+        assert_eq!(m.register(&same), Verdict::Accept(()));
         let full = Registration {
             devices: 2,
             ..registration(p, &cert)
@@ -478,7 +484,7 @@ mod tests {
             key_registered: true,
             ..full
         };
-        assert_eq!(m.register(&again), Verdict::Accept);
+        assert_eq!(m.register(&again), Verdict::Accept(()));
     }
 
     #[test]
@@ -491,7 +497,7 @@ mod tests {
             Verdict::Refuse(Refusal::Invalid)
         );
         assert_eq!(
-            m.deposit(Some(Kept::default()), 1),
+            m.deposit(Some((DEV, Kept::default())), 1),
             Verdict::Penalize(RejectReason::WrongDevice, NOT_REGISTERED)
         );
         assert_eq!(
@@ -510,20 +516,24 @@ mod tests {
             max_bytes: 1000,
             ..MailboxConfig::default()
         });
-        let kept = |messages, bytes| Some(Kept { messages, bytes });
-        assert_eq!(m.deposit(kept(2, 0), 1), Verdict::Accept);
+        let kept = |messages, bytes| Some((DEV, Kept { messages, bytes }));
+        assert_eq!(m.deposit(kept(2, 0), 1), Verdict::Accept(DEV));
         assert_eq!(
             m.deposit(kept(3, 0), 1),
             Verdict::Refuse(RejectReason::MailboxFull),
             "the quota-th envelope is the last kept"
         );
-        assert_eq!(m.deposit(kept(0, 900), 100), Verdict::Accept, "to the byte");
+        assert_eq!(
+            m.deposit(kept(0, 900), 100),
+            Verdict::Accept(DEV),
+            "to the byte"
+        );
         assert_eq!(
             m.deposit(kept(0, 900), 101),
             Verdict::Refuse(RejectReason::MailboxFull),
             "one byte over"
         );
-        assert_eq!(m.deposit(kept(0, 1000), 0), Verdict::Accept);
+        assert_eq!(m.deposit(kept(0, 1000), 0), Verdict::Accept(DEV));
         assert_eq!(
             m.deposit(kept(0, u64::MAX), 1),
             Verdict::Refuse(RejectReason::MailboxFull),
