@@ -79,7 +79,7 @@ pub const NOT_REGISTERED: &str = "envelope for another device";
 pub type DeviceKey = [u8; 32];
 
 /// How a node serves as a mailbox.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MailboxConfig {
     /// How long an envelope is kept for an offline device.
     pub retention: Duration,
@@ -93,6 +93,20 @@ pub struct MailboxConfig {
     pub max_bytes: u64,
     /// Which push endpoints wake-ups may go to.
     pub push: PushPolicy,
+}
+
+/// Invite tokens are secrets: Debug shows how many there are, never what they are.
+impl std::fmt::Debug for MailboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxConfig")
+            .field("retention", &self.retention)
+            .field("quota", &self.quota)
+            .field("tokens", &self.tokens.as_ref().map(Vec::len))
+            .field("max_devices", &self.max_devices)
+            .field("max_bytes", &self.max_bytes)
+            .field("push", &self.push)
+            .finish()
+    }
 }
 
 impl Default for MailboxConfig {
@@ -121,7 +135,7 @@ pub enum Verdict<R, A = ()> {
 }
 
 /// A registration request, with what the store knows about the device.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Registration<'a> {
     /// The peer on the connection the request came over.
     pub peer: PeerId,
@@ -135,6 +149,20 @@ pub struct Registration<'a> {
     pub key_registered: bool,
     /// How many devices are registered here.
     pub devices: usize,
+}
+
+/// The invite token is a secret: Debug shows only whether there is one.
+impl std::fmt::Debug for Registration<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("peer", &self.peer)
+            .field("cert", &self.cert)
+            .field("token", &self.token.map(|_| "<secret>"))
+            .field("bound_to", &self.bound_to.is_some())
+            .field("key_registered", &self.key_registered)
+            .field("devices", &self.devices)
+            .finish()
+    }
 }
 
 /// What a mailbox keeps for one device.
@@ -485,6 +513,22 @@ mod tests {
             ..full
         };
         assert_eq!(m.register(&again), Verdict::Accept(()));
+    }
+
+    #[test]
+    fn invite_tokens_never_reach_debug_output() {
+        let m = serving(with_tokens());
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("invite"), "{shown}");
+        assert!(shown.contains("tokens: Some(1)"), "{shown}");
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        let r = Registration {
+            token: Some("invite-secret"),
+            ..registration(p, &cert)
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("invite-secret"), "{shown}");
     }
 
     #[test]
