@@ -7,10 +7,11 @@
 //!
 //! Data flow and bounds:
 //!
-//! 1. The engine actor decides in the deposit's transaction whether a device gets a wake-up
-//!    (not connected, has an endpoint, none sent in the last [`WAKE_EVERY`]), and queues the
-//!    URL only after that transaction committed ([`Waker::wake`], never blocking: beyond
-//!    [`WAKE_QUEUE`] waiting wake-ups, new ones are dropped).
+//! 1. The mailbox core (`crate::cores::mailbox`) decides in the deposit's transaction whether
+//!    a device gets a wake-up (not connected, has an endpoint, none sent in the last
+//!    [`WAKE_EVERY`]); the engine actor queues the URL only after that transaction
+//!    committed ([`Waker::wake`], never blocking: beyond [`WAKE_QUEUE`] waiting wake-ups,
+//!    new ones are dropped).
 //! 2. One worker task takes URLs off the queue and runs each POST in its own task, at most
 //!    [`WAKE_CONCURRENCY`] at once, each attempt limited to [`WAKE_TIMEOUT`], with at most
 //!    [`WAKE_ATTEMPTS`] attempts.

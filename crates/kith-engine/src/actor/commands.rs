@@ -1,9 +1,12 @@
-//! The user's write commands: contacts, sending, marking read; and pre-key claims.
+//! The user's write commands: contacts, sending, marking read; and, served to others,
+//! mailbox registrations, push endpoints and pre-key claims (their rules are the mailbox
+//! core's, `crate::cores::mailbox`; this side reads and writes the store).
 
 use super::*;
 
 impl State {
-    /// A device asks this node (a mailbox) to keep envelopes for it.
+    /// A device asks this node (a mailbox) to keep envelopes for it: reads what the mailbox
+    /// core's registration rules need, and stores the registration it accepts.
     pub(super) fn register(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -12,30 +15,37 @@ impl State {
         token: Option<String>,
         after: &mut Vec<After>,
     ) -> Result<Response, StoreError> {
-        let Some(cfg) = &self.mailbox else {
-            return Ok(Response::Refused(Refusal::Invalid));
-        };
-        let quota = cfg.quota;
-        let max_bytes = cfg.max_bytes;
-        let max_devices = cfg.max_devices;
-        if let Some(tokens) = &cfg.tokens
-            && !token.as_ref().is_some_and(|t| tokens.contains(t))
-        {
-            after.push(After::Net(NetCommand::Penalize {
-                peer,
-                reason: "mailbox registration with a wrong token",
-            }));
-            return Ok(Response::Refused(Refusal::Unauthorized));
-        }
-        if cert.peer_id != peer.to_bytes() {
-            after.push(After::Net(NetCommand::Penalize {
-                peer,
-                reason: "registration for another peer",
-            }));
+        // A node that is no mailbox reads nothing (and creates no mailbox tables).
+        if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
         }
         let dev = device_key(&cert.peer_id);
-        let mut d = w.device(&dev)?.unwrap_or(KnownDevice {
+        let known = w.device(&dev)?;
+        let curve = cert.curve25519;
+        let key_registered = w.mailbox_user(&curve)?.is_some();
+        let devices = w.mailbox_users_len()?;
+        let verdict = self.mailbox.register(&mailbox_core::Registration {
+            peer,
+            cert: &cert,
+            token: token.as_deref(),
+            bound_to: known.as_ref().map(|d| d.identity),
+            key_registered,
+            devices,
+        });
+        match verdict {
+            mailbox_core::Verdict::Accept(()) => {}
+            mailbox_core::Verdict::Refuse(r) => {
+                if r == Refusal::Busy {
+                    warn!("mailbox full: no room for another device");
+                }
+                return Ok(Response::Refused(r));
+            }
+            mailbox_core::Verdict::Penalize(r, reason) => {
+                after.push(After::Net(NetCommand::Penalize { peer, reason }));
+                return Ok(Response::Refused(r));
+            }
+        }
+        let mut d = known.unwrap_or(KnownDevice {
             identity: cert.identity,
             peer_id: cert.peer_id.clone(),
             cert: None,
@@ -43,27 +53,16 @@ impl State {
             mailboxes: Vec::new(),
             prekey: None,
         });
-        if d.identity != cert.identity {
-            return Ok(Response::Refused(Refusal::Invalid));
-        }
-        let curve = cert.curve25519;
-        if w.mailbox_user(&curve)?.is_none() && w.mailbox_users_len()? >= max_devices {
-            warn!("mailbox full: no room for another device");
-            return Ok(Response::Refused(Refusal::Busy));
-        }
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;
         // Hand over whatever is waiting for it (now that it registered on this connection).
-        self.registered_here.insert(peer);
         self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
-        Ok(Response::Registration {
-            max_messages: quota.min(u32::MAX as usize) as u32,
-            max_bytes,
-            used_messages: w.outbox_len(&dev)?.min(u32::MAX as usize) as u32,
-            used_bytes: w.mailbox_bytes(&dev)?,
-        })
+        Ok(self.mailbox.registration_answer(mailbox_core::Kept {
+            messages: w.outbox_len(&dev)?,
+            bytes: w.mailbox_bytes(&dev)?,
+        }))
     }
 
     /// A device registered here sets (or clears) the endpoint its wake-ups go to.
@@ -73,33 +72,33 @@ impl State {
         peer: PeerId,
         endpoint: Option<String>,
     ) -> Result<Response, StoreError> {
-        let Some(cfg) = &self.mailbox else {
+        if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
-        };
-        let policy = cfg.push;
-        // Only a registered device, known by the connection's peer id, may set its own.
+        }
+        // The connection's device, registered here under the key its certificate names.
         let dev = device_key(&peer.to_bytes());
         let registered = match w.device(&dev)?.and_then(|d| d.cert) {
             Some(cert) => w.mailbox_user(&cert.curve25519)? == Some(dev),
             None => false,
         };
-        if !registered {
-            return Ok(Response::Refused(Refusal::Unauthorized));
-        }
-        if let Some(url) = &endpoint
-            && let Err(e) = check_endpoint(url, policy)
-        {
-            debug!(%peer, host = %log_host(url), error = %e, "refused a push endpoint");
-            return Ok(Response::Refused(Refusal::EndpointRefused));
+        match self.mailbox.push_verdict(registered, endpoint.as_deref()) {
+            mailbox_core::PushVerdict::Set => {}
+            mailbox_core::PushVerdict::Refuse(r) => return Ok(Response::Refused(r)),
+            mailbox_core::PushVerdict::BadEndpoint(e) => {
+                let host = endpoint.as_deref().map(log_host).unwrap_or_default();
+                debug!(%peer, %host, error = %e, "refused a push endpoint");
+                return Ok(Response::Refused(Refusal::EndpointRefused));
+            }
         }
         w.set_push_endpoint(&dev, endpoint.as_deref())?;
-        // A new endpoint may be woken at once.
-        self.wakes.forget(&dev);
+        self.mailbox.push_set(&dev);
         Ok(Response::PushSet)
     }
 
+    /// A peer claims one of our pre-keys: a one-time key while it stays within the mailbox
+    /// core's claim limit, else the fallback key.
     pub(super) fn claim(&mut self, peer: PeerId) -> kith_proto::record::PrekeyBundle {
-        let fallback_only = !self.claims.allow(peer, Instant::now());
+        let fallback_only = !self.mailbox.may_claim_one_time_key(peer, Instant::now());
         let bundle = self.device.claim_prekey(fallback_only);
         if !bundle.is_fallback {
             self.account_dirty = true;

@@ -41,33 +41,3 @@ pub struct ReachConfig {
     /// Addresses others reach this node at, besides its listen addresses.
     pub external: Vec<Multiaddr>,
 }
-
-/// How a node serves as a mailbox.
-#[derive(Debug, Clone)]
-pub struct MailboxConfig {
-    /// How long an envelope is kept for an offline device.
-    pub retention: Duration,
-    /// Most envelopes kept per registered device.
-    pub quota: usize,
-    /// When set, a device must present one of these tokens to register.
-    pub tokens: Option<Vec<String>>,
-    /// Most devices registered at once; more are refused as busy.
-    pub max_devices: usize,
-    /// Most ciphertext bytes kept per registered device.
-    pub max_bytes: u64,
-    /// Which push endpoints wake-ups may go to.
-    pub push: PushPolicy,
-}
-
-impl Default for MailboxConfig {
-    fn default() -> Self {
-        Self {
-            retention: Duration::from_secs(30 * 24 * 3600),
-            quota: MAILBOX_QUOTA,
-            tokens: None,
-            max_devices: MAILBOX_MAX_DEVICES,
-            max_bytes: MAILBOX_QUOTA_BYTES,
-            push: PushPolicy::default(),
-        }
-    }
-}

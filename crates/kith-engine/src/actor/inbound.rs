@@ -1,4 +1,5 @@
-//! Opening envelopes from peers: dedupe by hash, decrypt, bind new devices, store.
+//! Opening envelopes from peers: dedupe by hash, decrypt, bind new devices, store; and, as a
+//! mailbox, keeping envelopes for registered devices (as the mailbox core decides).
 
 use super::*;
 
@@ -57,9 +58,9 @@ impl State {
         Ok(results)
     }
 
-    /// Keeps an envelope for a device registered with this node's mailbox; it goes out
-    /// through that device's outbox, with the same retries, and leaves the store only when
-    /// the device acknowledges it.
+    /// Keeps an envelope for a device registered with this node's mailbox, if the mailbox
+    /// core accepts it; it goes out through that device's outbox, with the same retries, and
+    /// leaves the store only when the device acknowledges it.
     fn deposit(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -67,25 +68,29 @@ impl State {
         env: Envelope,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, StoreError> {
-        let Some((quota, max_bytes)) = self.mailbox.as_ref().map(|m| (m.quota, m.max_bytes)) else {
-            after.push(After::Net(NetCommand::Penalize {
-                peer,
-                reason: "envelope for another device",
-            }));
-            return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
+        // The device registered here under the envelope's key, and what is kept for it.
+        let registered = match self.mailbox.is_serving() {
+            true => w.mailbox_user(&env.to_device)?,
+            false => None,
         };
-        let registered = w.mailbox_user(&env.to_device)?;
-        let Some(dev) = registered else {
-            after.push(After::Net(NetCommand::Penalize {
-                peer,
-                reason: "envelope for another device",
-            }));
-            return Ok(DeliveryResult::Rejected(RejectReason::WrongDevice));
+        let to = match registered {
+            Some(dev) => Some((
+                dev,
+                mailbox_core::Kept {
+                    messages: w.outbox_len(&dev)?,
+                    bytes: w.mailbox_bytes(&dev)?,
+                },
+            )),
+            None => None,
         };
-        let size = env.ciphertext.len() as u64;
-        if w.outbox_len(&dev)? >= quota || w.mailbox_bytes(&dev)?.saturating_add(size) > max_bytes {
-            return Ok(DeliveryResult::Rejected(RejectReason::MailboxFull));
-        }
+        let dev = match self.mailbox.deposit(to, env.ciphertext.len() as u64) {
+            mailbox_core::Verdict::Accept(dev) => dev,
+            mailbox_core::Verdict::Refuse(r) => return Ok(DeliveryResult::Rejected(r)),
+            mailbox_core::Verdict::Penalize(r, reason) => {
+                after.push(After::Net(NetCommand::Penalize { peer, reason }));
+                return Ok(DeliveryResult::Rejected(r));
+            }
+        };
         w.push_outbox(
             &dev,
             &OutboxItem {
@@ -101,13 +106,17 @@ impl State {
         )?;
         after.push(After::Pump(dev));
         // Wake the device if it is away and gave an endpoint (queued after the commit).
-        if self.wakes.would_allow(&dev, Instant::now())
-            && let Some(url) = w.push_endpoint(&dev)?
-            && let Some(d) = w.device(&dev)?
-            && !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
-            && self.may_wake(dev)
-        {
-            after.push(After::Wake(url));
+        let now = Instant::now();
+        if self.mailbox.wake_due(&dev, now) {
+            let url = w.push_endpoint(&dev)?;
+            let away = w.device(&dev)?.is_some_and(|d| {
+                !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
+            });
+            if self.mailbox.wake(dev, url.is_some(), away, now)
+                && let Some(url) = url
+            {
+                after.push(After::Wake(url));
+            }
         }
         Ok(DeliveryResult::Accepted)
     }

@@ -1,5 +1,5 @@
-//! This device's mailboxes (registration answers, quota figures, the push endpoint) and, as
-//! a mailbox, the wake-up rate limit.
+//! This device's mailboxes: registration answers, quota figures, the push endpoint. (Serving
+//! as a mailbox is the mailbox core's, `crate::cores::mailbox`.)
 
 use super::*;
 
@@ -132,11 +132,5 @@ impl State {
         for d in dials {
             self.net_send(d);
         }
-    }
-
-    /// As a mailbox: whether a device may be woken now (at most once per [`WAKE_EVERY`]);
-    /// records the wake-up if so.
-    pub(super) fn may_wake(&mut self, dev: [u8; 32]) -> bool {
-        self.wakes.allow(dev, Instant::now())
     }
 }

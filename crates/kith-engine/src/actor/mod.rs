@@ -12,7 +12,8 @@
 //! - `pump.rs` with the delivery core (`crate::cores::delivery`): sending outboxes;
 //!   `outbox.rs`: sealing and delivery answers; `inbound.rs`: opening what arrives;
 //!   `commands.rs`: contacts, sending, marking read, mailbox registrations and pre-key
-//!   claims served to others.
+//!   claims served to others, by the rules of the mailbox core (`crate::cores::mailbox`),
+//!   which also decides deposits, wake-ups, who receives kept mail, and its expiry.
 //! - `records.rs`: our user record in the DHT; `mailboxes.rs`: our mailboxes and push
 //!   endpoint; `watch.rs`: group topics kept at mailboxes; `presence.rs`: presence, typing,
 //!   profiles, privacy, blocks; `groups.rs`: group chats; `views.rs`: what read commands show.
@@ -38,7 +39,7 @@ mod views;
 mod watch;
 
 use backlog::Backlog;
-pub use config::{EngineConfig, MailboxConfig, ReachConfig};
+pub use config::{EngineConfig, ReachConfig};
 #[cfg(feature = "test-hooks")]
 use groups::GroupCmd;
 use groups::Groups;
@@ -71,7 +72,7 @@ use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
 };
 use kith_types::{
-    BoundedMap, BoundedSet, IdentityKey, MessageId, MessageIdGen, RateLimit, now_ms, safety_number,
+    BoundedMap, BoundedSet, IdentityKey, MessageId, MessageIdGen, now_ms, safety_number,
 };
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -85,10 +86,12 @@ use crate::command::{
     SetPrivacyParams, TypingParams, WithContact,
 };
 use crate::cores::delivery::{self, Delivery};
+use crate::cores::mailbox::{self as mailbox_core, MailboxService};
+pub use crate::cores::mailbox::{MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig};
 use crate::cores::record::{self, Publisher};
 use crate::keys::KeyFile;
 use crate::model::*;
-use crate::push::{PushPolicy, WAKE_EVERY, Waker, check_endpoint, log_host};
+use crate::push::{Waker, log_host};
 use rand::rngs::StdRng;
 
 /// Capacity of the command channel (API → engine).
@@ -101,8 +104,6 @@ pub const SEAL_BYTES: usize = 56 * 1024;
 const PUMP_READ: usize = 4096;
 /// Most commands and network events applied in one transaction.
 pub const MAX_GROUP: usize = 1024;
-/// Pre-key claims one peer may make per minute before it only gets the fallback key.
-pub const CLAIMS_PER_MINUTE: u32 = 10;
 /// How long a published user record is valid.
 pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
 
@@ -112,8 +113,6 @@ pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
 pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Times an item is re-sealed after the receiver could not decrypt it, before it is dropped.
 pub const MAX_RESETS: u8 = 3;
-/// Most peers tracked for pre-key claim rate limits.
-const MAX_CLAIM_ENTRIES: usize = 4096;
 /// Most connected peers the engine keeps track of.
 const MAX_CONNECTED: usize = 65_536;
 /// Most DHT record lookups awaited at once (older ones are forgotten).
@@ -126,14 +125,6 @@ const MAX_PUSH_WAITS: usize = 64;
 const MAX_DEVICE_ADDRS: usize = record::MAX_DEVICE_ADDRS;
 /// Most text bytes one history answer carries (newest messages first).
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
-/// Most envelopes a mailbox keeps for one registered device, by default.
-pub const MAILBOX_QUOTA: usize = 10_000;
-/// Most ciphertext bytes a mailbox keeps for one registered device, by default (256 MiB).
-pub const MAILBOX_QUOTA_BYTES: u64 = 256 << 20;
-/// Most devices whose last wake-up time a mailbox remembers (for the rate limit).
-const MAX_WAKE_ENTRIES: usize = 65_536;
-/// Most devices a mailbox serves at once, by default.
-pub const MAILBOX_MAX_DEVICES: usize = 100_000;
 /// Most devices tried when opening an envelope a mailbox relayed.
 pub const MAX_TRIAL: usize = 256;
 /// How often the node checks it is connected to its mailboxes.
@@ -272,8 +263,8 @@ impl std::fmt::Debug for Engine {
 }
 
 struct State {
-    /// Serving as a mailbox, and how.
-    mailbox: Option<MailboxConfig>,
+    /// The mailbox service (when this node serves as one) and the pre-key claim limit.
+    mailbox: MailboxService,
     /// The mailboxes this device is registered with.
     my_mailboxes: Vec<MailboxRef>,
     /// Invite tokens for them, by mailbox peer id (secret: never logged or published).
@@ -298,8 +289,6 @@ struct State {
     ids: MessageIdGen,
     pending: HashMap<u64, Pending>,
     next_tag: u64,
-    /// Pre-key claims per peer per minute.
-    claims: RateLimit<PeerId>,
     /// Whose record each DHT lookup in flight asks for, by tag.
     record_tags: BoundedMap<u64, [u8; 32]>,
     /// When our user record is published.
@@ -317,10 +306,6 @@ struct State {
     mailbox_usage: HashMap<Vec<u8>, MailboxUsage>,
     /// As a mailbox: sends wake-ups.
     waker: Option<Waker>,
-    /// As a mailbox: when each device was last woken.
-    wakes: RateLimit<[u8; 32]>,
-    /// As a mailbox: devices that registered on their current connection.
-    registered_here: BoundedSet<PeerId>,
     /// Presence, typing, profiles, privacy and blocks.
     social: Social,
     /// The data directory (contacts' photos go to `avatars/` in it).

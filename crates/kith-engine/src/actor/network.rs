@@ -67,7 +67,7 @@ impl Engine {
             }
             NetEvent::Disconnected { peer } => {
                 self.st.connected.remove(&peer);
-                self.st.registered_here.remove(&peer);
+                self.st.mailbox.disconnected(&peer);
                 self.st.watching.disconnected(&peer.to_bytes());
                 self.presence_disconnected(peer);
                 None

@@ -63,13 +63,11 @@ impl Engine {
         // A mailbox hands kept mail only to a device that registered on its current
         // connection (it does on every connection): its registration answer then tells what
         // was kept, and offline devices are not dialled (they come to the mailbox).
-        if self.st.mailbox.is_some()
-            && items.first().is_some_and(|(_, it)| it.is_kept_mail())
-            && !self.st.registered_here.contains(&peer)
-        {
+        let head_is_kept_mail = items.first().is_some_and(|(_, it)| it.is_kept_mail());
+        if !self.st.mailbox.hands_over(&peer, head_is_kept_mail) {
             self.st
                 .delivery
-                .hold(dev, Instant::now() + delivery::MAX_BACKOFF);
+                .hold(dev, Instant::now() + mailbox_core::KEPT_MAIL_HOLD);
             return;
         }
         // A device that did not answer twice is likely offline: hand its envelopes to one of

@@ -95,7 +95,7 @@ impl Engine {
                 groups,
                 watching,
                 data_dir: cfg.data_dir.clone(),
-                mailbox: cfg.mailbox,
+                mailbox: MailboxService::new(cfg.mailbox),
                 my_mailboxes,
                 mailbox_tokens,
                 keys,
@@ -114,11 +114,6 @@ impl Engine {
                 ids: MessageIdGen::new(),
                 pending: HashMap::new(),
                 next_tag: 0,
-                claims: RateLimit::new(
-                    CLAIMS_PER_MINUTE,
-                    Duration::from_secs(60),
-                    MAX_CLAIM_ENTRIES,
-                ),
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
@@ -128,8 +123,6 @@ impl Engine {
                 push_waits: BoundedMap::new(MAX_PUSH_WAITS),
                 mailbox_usage,
                 waker,
-                wakes: RateLimit::once_per(WAKE_EVERY, MAX_WAKE_ENTRIES),
-                registered_here: BoundedSet::new(MAX_CONNECTED),
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
@@ -252,8 +245,7 @@ impl Engine {
         if let Err(e) = self.store.write(|w| st.prune_group_frames(w)) {
             warn!(error = %e, "cannot prune group frames");
         }
-        if let Some(cfg) = &self.st.mailbox {
-            let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+        if let Some(before) = self.st.mailbox.expiry_cutoff(now_ms()) {
             match self.store.write(|w| w.expire_topic_frames(before)) {
                 Ok(0) => {}
                 Ok(n) => info!(
@@ -266,16 +258,16 @@ impl Engine {
         self.expire_mail();
     }
 
-    /// Drops envelopes a mailbox kept longer than its retention.
+    /// Drops envelopes a mailbox kept longer than its retention (the mailbox core's cutoff).
     pub(super) fn expire_mail(&mut self) {
-        let Some(cfg) = &self.st.mailbox else { return };
-        let before = now_ms().saturating_sub(cfg.retention.as_millis() as u64);
+        let Some(before) = self.st.mailbox.expiry_cutoff(now_ms()) else {
+            return;
+        };
         let res = self.store.write(|w| {
             let mut n = 0u64;
             for dev in w.outbox_devices()? {
                 for (seq, item) in w.outbox(&dev, usize::MAX)? {
-                    // Only kept mail: the node's own messages have a conversation.
-                    if item.conversation == [0; 32] && item.queued_ms < before {
+                    if mailbox_core::is_expired(&item, before) {
                         w.take_outbox(&dev, seq)?;
                         n += 1;
                     }
@@ -308,8 +300,8 @@ impl Engine {
             self.st.dial_mailboxes();
             // As a mailbox, likewise the links of devices registered on them (new mail goes
             // out on them at once).
-            if !self.st.registered_here.is_empty() {
-                let peers: Vec<PeerId> = self.st.registered_here.iter().copied().collect();
+            let peers = self.st.mailbox.registered_peers();
+            if !peers.is_empty() {
                 self.st.net_send(NetCommand::Keep { peers });
             }
         }

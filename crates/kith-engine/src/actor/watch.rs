@@ -366,7 +366,7 @@ impl State {
         topics: Vec<String>,
         after: &mut Vec<After>,
     ) -> Result<Response, StoreError> {
-        if self.mailbox.is_none() {
+        if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
         }
         let Some(dev) = self.registered_device(w, peer)? else {
@@ -442,7 +442,7 @@ impl State {
         let Some(dev) = self.registered_device(w, peer)? else {
             return Ok(Response::Refused(Refusal::Unauthorized));
         };
-        if self.mailbox.is_none() || !w.watches_topic(&dev, topic)? {
+        if !self.mailbox.is_serving() || !w.watches_topic(&dev, topic)? {
             return Ok(Response::Refused(Refusal::Unauthorized));
         }
         let marks: Vec<([u8; 32], u64)> = have.iter().map(|m| (m.sender.0, m.seq)).collect();
@@ -494,14 +494,14 @@ impl State {
         seq: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        let Some(cfg) = &self.mailbox else {
+        let now = now_ms();
+        let Some(expire_before_ms) = self.mailbox.expiry_cutoff(now) else {
             return Ok(());
         };
-        let now = now_ms();
         let limits = TopicLimits {
             max_frames: MAILBOX_TOPIC_FRAMES,
             max_bytes: MAILBOX_TOPIC_BYTES,
-            expire_before_ms: now.saturating_sub(cfg.retention.as_millis() as u64),
+            expire_before_ms,
         };
         if w.keep_topic_frame(topic, sender, seq, data, now, limits)? {
             debug!(seq, "kept group frame");

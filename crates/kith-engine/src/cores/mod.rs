@@ -7,7 +7,9 @@
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`record`]: when this device's user record is published, and what it advertises.
 //! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
+//! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 
 pub mod delivery;
+pub mod mailbox;
 pub mod presence;
 pub mod record;

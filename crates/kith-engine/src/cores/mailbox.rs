@@ -1,0 +1,747 @@
+//! The mailbox service: the rules by which a node started as a mailbox (`kith up --mailbox`,
+//! or `kith-bootstrap`) keeps sealed envelopes for the devices that register with it, and
+//! the rate at which any node hands out its one-time pre-keys. A core with no I/O: it reads
+//! no clock and touches neither the store nor the network. The engine actor reads from the
+//! store what a rule needs, passes it in as plain values with the time, and carries out the
+//! decision ([`Verdict`]: accept, refuse, or refuse and penalise the peer).
+//!
+//! Data flow at a mailbox:
+//!
+//! 1. A device connects and registers ([`MailboxService::register`]), on every connection.
+//!    The checks, in order: this node serves as a mailbox; the invite token, when the
+//!    operator requires one; the certificate names the connection's own peer id; a device
+//!    the store knows stays bound to the identity it was first seen with; there is room for
+//!    one more device ([`MailboxConfig::max_devices`]) unless its key is registered already.
+//!    A wrong token or another peer's certificate is penalised. An accepted registration
+//!    marks the connection *registered here* until it closes
+//!    ([`MailboxService::disconnected`]), and the answer tells the device its quota and what
+//!    is kept for it ([`MailboxService::registration_answer`]).
+//! 2. Anyone deposits envelopes for a registered device ([`MailboxService::deposit`]): one
+//!    for a key not registered here is penalised; one that would take the device past its
+//!    quota — [`MailboxConfig::quota`] envelopes, or [`MailboxConfig::max_bytes`] bytes of
+//!    ciphertext — is refused as `MailboxFull`.
+//! 3. A kept envelope goes out through the device's outbox, but only to a device registered
+//!    on its current connection ([`MailboxService::hands_over`]); otherwise the outbox waits
+//!    [`KEPT_MAIL_HOLD`] (offline devices are not dialled: they come to the mailbox).
+//! 4. A deposit for a device that is away and gave a push endpoint wakes it
+//!    ([`MailboxService::wake`]), at most once per [`WAKE_EVERY`] per device, for up to
+//!    [`MAX_WAKE_ENTRIES`] devices. Setting a new endpoint ([`MailboxService::push_set`],
+//!    only by a registered device, checked against the operator's [`PushPolicy`]) may be
+//!    woken at once.
+//! 5. Kept envelopes older than [`MailboxConfig::retention`] are dropped
+//!    ([`MailboxService::expiry_cutoff`], [`is_expired`]).
+//!
+//! On any node: a peer claims a one-time pre-key to open a session; past
+//! [`CLAIMS_PER_MINUTE`] claims a minute it gets only the fallback key
+//! ([`MailboxService::may_claim_one_time_key`]), for up to [`MAX_CLAIM_ENTRIES`] peers.
+
+use std::time::{Duration, Instant};
+
+use kith_net::PeerId;
+use kith_proto::record::DeviceCert;
+use kith_proto::wire::{Refusal, RejectReason, Response};
+use kith_store::OutboxItem;
+use kith_types::{BoundedSet, RateLimit};
+
+use crate::cores::delivery;
+use crate::push::{EndpointError, PushPolicy, WAKE_EVERY, check_endpoint};
+
+/// Most envelopes a mailbox keeps for one registered device, by default.
+pub const MAILBOX_QUOTA: usize = 10_000;
+/// Most ciphertext bytes a mailbox keeps for one registered device, by default (256 MiB).
+pub const MAILBOX_QUOTA_BYTES: u64 = 256 << 20;
+/// Most devices a mailbox serves at once, by default.
+pub const MAILBOX_MAX_DEVICES: usize = 100_000;
+/// How long a mailbox keeps an envelope for an offline device, by default.
+pub const MAILBOX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most devices whose last wake-up time a mailbox remembers (for the rate limit).
+pub const MAX_WAKE_ENTRIES: usize = 65_536;
+/// Most connections a mailbox remembers as registered (as many as peers it tracks).
+pub const MAX_REGISTERED_HERE: usize = 65_536;
+/// Pre-key claims one peer may make per minute before it only gets the fallback key.
+pub const CLAIMS_PER_MINUTE: u32 = 10;
+/// The window of [`CLAIMS_PER_MINUTE`].
+pub const CLAIM_WINDOW: Duration = Duration::from_secs(60);
+/// Most peers tracked for pre-key claim rate limits.
+pub const MAX_CLAIM_ENTRIES: usize = 4096;
+/// How long the outbox of a device not registered on its current connection waits before
+/// kept mail is offered again (it registers on every connection, which ends the wait).
+pub const KEPT_MAIL_HOLD: Duration = delivery::MAX_BACKOFF;
+
+/// Why a peer is penalised.
+pub const WRONG_TOKEN: &str = "mailbox registration with a wrong token";
+/// Why a peer is penalised.
+pub const ANOTHER_PEER: &str = "registration for another peer";
+/// Why a peer is penalised.
+pub const NOT_REGISTERED: &str = "envelope for another device";
+
+/// A device, by the key the store files it under.
+pub type DeviceKey = [u8; 32];
+
+/// How a node serves as a mailbox.
+#[derive(Clone)]
+pub struct MailboxConfig {
+    /// How long an envelope is kept for an offline device.
+    pub retention: Duration,
+    /// Most envelopes kept per registered device.
+    pub quota: usize,
+    /// When set, a device must present one of these tokens to register.
+    pub tokens: Option<Vec<String>>,
+    /// Most devices registered at once; more are refused as busy.
+    pub max_devices: usize,
+    /// Most ciphertext bytes kept per registered device.
+    pub max_bytes: u64,
+    /// Which push endpoints wake-ups may go to.
+    pub push: PushPolicy,
+}
+
+/// Invite tokens are secrets: Debug shows how many there are, never what they are.
+impl std::fmt::Debug for MailboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxConfig")
+            .field("retention", &self.retention)
+            .field("quota", &self.quota)
+            .field("tokens", &self.tokens.as_ref().map(Vec::len))
+            .field("max_devices", &self.max_devices)
+            .field("max_bytes", &self.max_bytes)
+            .field("push", &self.push)
+            .finish()
+    }
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            retention: MAILBOX_RETENTION,
+            quota: MAILBOX_QUOTA,
+            tokens: None,
+            max_devices: MAILBOX_MAX_DEVICES,
+            max_bytes: MAILBOX_QUOTA_BYTES,
+            push: PushPolicy::default(),
+        }
+    }
+}
+
+/// What to do with a request: accept it (with what the acceptance names), refuse it, or
+/// refuse it and penalise the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<R, A = ()> {
+    /// Carry it out.
+    Accept(A),
+    /// Answer with this refusal.
+    Refuse(R),
+    /// Answer with this refusal and penalise the peer, for this reason.
+    Penalize(R, &'static str),
+}
+
+/// A registration request, with what the store knows about the device.
+#[derive(Clone, Copy)]
+pub struct Registration<'a> {
+    /// The peer on the connection the request came over.
+    pub peer: PeerId,
+    /// The certificate the device presented.
+    pub cert: &'a DeviceCert,
+    /// The invite token it presented.
+    pub token: Option<&'a str>,
+    /// The identity the store binds the certificate's device to, if it knows the device.
+    pub bound_to: Option<[u8; 32]>,
+    /// Whether the certificate's Curve25519 key is registered here already.
+    pub key_registered: bool,
+    /// How many devices are registered here.
+    pub devices: usize,
+}
+
+/// The invite token is a secret: Debug shows only whether there is one.
+impl std::fmt::Debug for Registration<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("peer", &self.peer)
+            .field("cert", &self.cert)
+            .field("token", &self.token.map(|_| "<secret>"))
+            .field("bound_to", &self.bound_to.is_some())
+            .field("key_registered", &self.key_registered)
+            .field("devices", &self.devices)
+            .finish()
+    }
+}
+
+/// What a mailbox keeps for one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Envelopes in its outbox.
+    pub messages: usize,
+    /// Ciphertext bytes of the envelopes kept for it.
+    pub bytes: u64,
+}
+
+/// What to do with a push endpoint a device sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushVerdict {
+    /// Store it (or its removal).
+    Set,
+    /// Answer with this refusal.
+    Refuse(Refusal),
+    /// The endpoint breaks the operator's policy (answered as `EndpointRefused`).
+    BadEndpoint(EndpointError),
+}
+
+/// The mailbox service's rules and state (and the pre-key claim limit every node keeps).
+#[derive(Debug)]
+pub struct MailboxService {
+    /// Serving as a mailbox, and how.
+    config: Option<MailboxConfig>,
+    /// Connections on which a device registered (until they close).
+    registered_here: BoundedSet<PeerId>,
+    /// When each device was last woken.
+    wakes: RateLimit<DeviceKey>,
+    /// Pre-key claims per peer per minute.
+    claims: RateLimit<PeerId>,
+}
+
+impl MailboxService {
+    /// The service of a node that serves as a mailbox with `config`, or of one that does not
+    /// (`None`: every mailbox request is refused; pre-key claims are still limited).
+    pub fn new(config: Option<MailboxConfig>) -> Self {
+        Self {
+            config,
+            registered_here: BoundedSet::new(MAX_REGISTERED_HERE),
+            wakes: RateLimit::once_per(WAKE_EVERY, MAX_WAKE_ENTRIES),
+            claims: RateLimit::new(CLAIMS_PER_MINUTE, CLAIM_WINDOW, MAX_CLAIM_ENTRIES),
+        }
+    }
+
+    /// How this node serves as a mailbox, if it does.
+    pub fn config(&self) -> Option<&MailboxConfig> {
+        self.config.as_ref()
+    }
+
+    /// Whether this node serves as a mailbox.
+    pub fn is_serving(&self) -> bool {
+        self.config.is_some()
+    }
+
+    /// Decides a registration; an accepted one marks `r.peer` registered here. The checks
+    /// run in the order the module documentation gives; the first that fails decides.
+    pub fn register(&mut self, r: &Registration<'_>) -> Verdict<Refusal> {
+        let Some(cfg) = &self.config else {
+            return Verdict::Refuse(Refusal::Invalid);
+        };
+        if let Some(tokens) = &cfg.tokens
+            && !r.token.is_some_and(|t| tokens.iter().any(|k| k == t))
+        {
+            return Verdict::Penalize(Refusal::Unauthorized, WRONG_TOKEN);
+        }
+        if r.cert.peer_id != r.peer.to_bytes() {
+            return Verdict::Penalize(Refusal::Invalid, ANOTHER_PEER);
+        }
+        if r.bound_to.is_some_and(|id| id != r.cert.identity) {
+            return Verdict::Refuse(Refusal::Invalid);
+        }
+        if !r.key_registered && r.devices >= cfg.max_devices {
+            return Verdict::Refuse(Refusal::Busy);
+        }
+        self.registered_here.insert(r.peer);
+        Verdict::Accept(())
+    }
+
+    /// The answer to an accepted registration: the device's quota and what is kept for it.
+    pub fn registration_answer(&self, kept: Kept) -> Response {
+        let Some(cfg) = &self.config else {
+            return Response::Refused(Refusal::Invalid);
+        };
+        Response::Registration {
+            max_messages: clamp_u32(cfg.quota),
+            max_bytes: cfg.max_bytes,
+            used_messages: clamp_u32(kept.messages),
+            used_bytes: kept.bytes,
+        }
+    }
+
+    /// The connection to `peer` closed: it is no longer registered here.
+    pub fn disconnected(&mut self, peer: &PeerId) {
+        self.registered_here.remove(peer);
+    }
+
+    /// The connections devices registered on (kept open while mail may come for them).
+    pub fn registered_peers(&self) -> Vec<PeerId> {
+        self.registered_here.iter().copied().collect()
+    }
+
+    /// Whether the head of a device's outbox may go to `peer` now: always, except kept mail
+    /// at a mailbox, which goes only to a device registered on its current connection (its
+    /// registration answer has then told it what was kept). When this says no, the outbox
+    /// waits [`KEPT_MAIL_HOLD`].
+    pub fn hands_over(&self, peer: &PeerId, head_is_kept_mail: bool) -> bool {
+        !self.is_serving() || !head_is_kept_mail || self.registered_here.contains(peer)
+    }
+
+    /// Decides a deposit of `size` ciphertext bytes. `to` is the device registered here
+    /// under the envelope's key, with what is kept for it already (`None` when the key is
+    /// not registered here); an accepted deposit is kept for that device.
+    pub fn deposit(
+        &self,
+        to: Option<(DeviceKey, Kept)>,
+        size: u64,
+    ) -> Verdict<RejectReason, DeviceKey> {
+        let (Some(cfg), Some((dev, kept))) = (&self.config, to) else {
+            return Verdict::Penalize(RejectReason::WrongDevice, NOT_REGISTERED);
+        };
+        if kept.messages >= cfg.quota || kept.bytes.saturating_add(size) > cfg.max_bytes {
+            return Verdict::Refuse(RejectReason::MailboxFull);
+        }
+        Verdict::Accept(dev)
+    }
+
+    /// Whether `dev` could be woken at `now` (none sent in the last [`WAKE_EVERY`]), so that
+    /// the caller reads what [`Self::wake`] needs only then. Counts nothing.
+    pub fn wake_due(&self, dev: &DeviceKey, now: Instant) -> bool {
+        self.is_serving() && self.wakes.would_allow(dev, now)
+    }
+
+    /// A deposit for `dev` was accepted: whether to wake it at `now` — it gave an endpoint,
+    /// it is `away` (known, and not connected here), and it was not woken in the last
+    /// [`WAKE_EVERY`]. Records the wake-up if so.
+    pub fn wake(&mut self, dev: DeviceKey, has_endpoint: bool, away: bool, now: Instant) -> bool {
+        self.is_serving() && has_endpoint && away && self.wakes.allow(dev, now)
+    }
+
+    /// Decides a push endpoint (`None` clears it) set by a device; `registered` tells whether
+    /// the connection's device is registered here.
+    pub fn push_verdict(&self, registered: bool, endpoint: Option<&str>) -> PushVerdict {
+        let Some(cfg) = &self.config else {
+            return PushVerdict::Refuse(Refusal::Invalid);
+        };
+        // Only a registered device, known by the connection's peer id, may set its own.
+        if !registered {
+            return PushVerdict::Refuse(Refusal::Unauthorized);
+        }
+        if let Some(url) = endpoint
+            && let Err(e) = check_endpoint(url, cfg.push)
+        {
+            return PushVerdict::BadEndpoint(e);
+        }
+        PushVerdict::Set
+    }
+
+    /// `dev` set a new push endpoint: it may be woken at once.
+    pub fn push_set(&mut self, dev: &DeviceKey) {
+        self.wakes.forget(dev);
+    }
+
+    /// The time before which kept envelopes are dropped, given the wall clock `now_ms`
+    /// (`None` when this node keeps none).
+    pub fn expiry_cutoff(&self, now_ms: u64) -> Option<u64> {
+        let cfg = self.config.as_ref()?;
+        let retention = u64::try_from(cfg.retention.as_millis()).unwrap_or(u64::MAX);
+        Some(now_ms.saturating_sub(retention))
+    }
+
+    /// A peer claims a pre-key at `now`: whether it may have a one-time key (at most
+    /// [`CLAIMS_PER_MINUTE`] a minute), or only the fallback key. Counts the claim.
+    pub fn may_claim_one_time_key(&mut self, peer: PeerId, now: Instant) -> bool {
+        self.claims.allow(peer, now)
+    }
+}
+
+/// Whether an outbox item is kept mail queued before `cutoff_ms` (see
+/// [`MailboxService::expiry_cutoff`]). Only kept mail expires: the node's own messages have
+/// a conversation.
+pub fn is_expired(item: &OutboxItem, cutoff_ms: u64) -> bool {
+    item.conversation == [0; 32] && item.queued_ms < cutoff_ms
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_net::Keypair;
+    use kith_proto::wire::Envelope;
+
+    const MS: Duration = Duration::from_millis(1);
+    const DEV: DeviceKey = [7; 32];
+
+    fn peer(n: u8) -> PeerId {
+        let Ok(k) = Keypair::ed25519_from_bytes([n; 32]) else {
+            unreachable!("any 32 bytes are an ed25519 secret key")
+        };
+        k.public().to_peer_id()
+    }
+
+    fn cert_of(p: PeerId, identity: u8) -> DeviceCert {
+        DeviceCert {
+            identity: [identity; 32],
+            peer_id: p.to_bytes(),
+            curve25519: [3; 32],
+            ed25519: [4; 32],
+            created_ms: 0,
+            signature: vec![0; 64],
+        }
+    }
+
+    fn serving(cfg: MailboxConfig) -> MailboxService {
+        MailboxService::new(Some(cfg))
+    }
+
+    fn with_tokens() -> MailboxConfig {
+        MailboxConfig {
+            tokens: Some(vec!["invite".into()]),
+            ..MailboxConfig::default()
+        }
+    }
+
+    fn registration(p: PeerId, cert: &DeviceCert) -> Registration<'_> {
+        Registration {
+            peer: p,
+            cert,
+            token: Some("invite"),
+            bound_to: None,
+            key_registered: false,
+            devices: 0,
+        }
+    }
+
+    fn kept_item(queued_ms: u64) -> OutboxItem {
+        OutboxItem {
+            conversation: [0; 32],
+            message_ids: Vec::new(),
+            sealed: Some(Envelope {
+                to_device: [3; 32],
+                kind: 1,
+                ciphertext: vec![0; 10],
+            }),
+            body: None,
+            queued_ms,
+            resets: 0,
+            covers: 1,
+            covered: false,
+        }
+    }
+
+    #[test]
+    fn a_registration_with_the_right_token_and_its_own_certificate_is_accepted() {
+        let mut m = serving(with_tokens());
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        assert!(!m.hands_over(&p, true));
+        assert_eq!(m.register(&registration(p, &cert)), Verdict::Accept(()));
+        assert!(m.hands_over(&p, true), "registered on this connection");
+        assert_eq!(m.registered_peers(), vec![p]);
+        m.disconnected(&p);
+        assert!(!m.hands_over(&p, true), "a new connection registers again");
+    }
+
+    #[test]
+    fn a_wrong_or_missing_token_is_refused_and_penalised() {
+        let mut m = serving(with_tokens());
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        for token in [Some("guess"), Some(""), None] {
+            let r = Registration {
+                token,
+                ..registration(p, &cert)
+            };
+            assert_eq!(
+                m.register(&r),
+                Verdict::Penalize(Refusal::Unauthorized, WRONG_TOKEN)
+            );
+        }
+        assert!(
+            !m.hands_over(&p, true),
+            "a refused registration counts for nothing"
+        );
+        // Without tokens configured, none is needed.
+        let mut open = serving(MailboxConfig::default());
+        let r = Registration {
+            token: None,
+            ..registration(p, &cert)
+        };
+        assert_eq!(open.register(&r), Verdict::Accept(()));
+    }
+
+    #[test]
+    fn another_peers_certificate_is_refused_and_penalised() {
+        let mut m = serving(with_tokens());
+        let (me, other) = (peer(1), peer(2));
+        let cert = cert_of(other, 9);
+        assert_eq!(
+            m.register(&registration(me, &cert)),
+            Verdict::Penalize(Refusal::Invalid, ANOTHER_PEER)
+        );
+        assert!(!m.hands_over(&me, true) && !m.hands_over(&other, true));
+        // The token is checked first: a wrong token with another's certificate is a token
+        // failure.
+        let r = Registration {
+            token: Some("guess"),
+            ..registration(me, &cert)
+        };
+        assert_eq!(
+            m.register(&r),
+            Verdict::Penalize(Refusal::Unauthorized, WRONG_TOKEN)
+        );
+    }
+
+    #[test]
+    fn a_device_stays_bound_to_its_identity_and_the_device_cap_holds() {
+        let mut m = serving(MailboxConfig {
+            max_devices: 2,
+            ..with_tokens()
+        });
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        let rebound = Registration {
+            bound_to: Some([8; 32]),
+            ..registration(p, &cert)
+        };
+        assert_eq!(m.register(&rebound), Verdict::Refuse(Refusal::Invalid));
+        let same = Registration {
+            bound_to: Some([9; 32]),
+            devices: 1,
+            ..registration(p, &cert)
+        };
+        assert_eq!(m.register(&same), Verdict::Accept(()));
+        let full = Registration {
+            devices: 2,
+            ..registration(p, &cert)
+        };
+        assert_eq!(m.register(&full), Verdict::Refuse(Refusal::Busy));
+        // A device registered already registers again (on each connection) when full.
+        let again = Registration {
+            key_registered: true,
+            ..full
+        };
+        assert_eq!(m.register(&again), Verdict::Accept(()));
+    }
+
+    #[test]
+    fn invite_tokens_never_reach_debug_output() {
+        let m = serving(with_tokens());
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("invite"), "{shown}");
+        assert!(shown.contains("tokens: Some(1)"), "{shown}");
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        let r = Registration {
+            token: Some("invite-secret"),
+            ..registration(p, &cert)
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("invite-secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_node_that_is_no_mailbox_refuses_everything_of_the_service() {
+        let mut m = MailboxService::new(None);
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        assert_eq!(
+            m.register(&registration(p, &cert)),
+            Verdict::Refuse(Refusal::Invalid)
+        );
+        assert_eq!(
+            m.deposit(Some((DEV, Kept::default())), 1),
+            Verdict::Penalize(RejectReason::WrongDevice, NOT_REGISTERED)
+        );
+        assert_eq!(
+            m.push_verdict(true, None),
+            PushVerdict::Refuse(Refusal::Invalid)
+        );
+        assert_eq!(m.expiry_cutoff(1_000_000), None);
+        assert!(m.hands_over(&p, true), "its own outbox is not gated");
+        assert!(!m.wake(DEV, true, true, Instant::now()));
+    }
+
+    #[test]
+    fn deposits_are_refused_at_exactly_the_quota_in_count_and_in_bytes() {
+        let m = serving(MailboxConfig {
+            quota: 3,
+            max_bytes: 1000,
+            ..MailboxConfig::default()
+        });
+        let kept = |messages, bytes| Some((DEV, Kept { messages, bytes }));
+        assert_eq!(m.deposit(kept(2, 0), 1), Verdict::Accept(DEV));
+        assert_eq!(
+            m.deposit(kept(3, 0), 1),
+            Verdict::Refuse(RejectReason::MailboxFull),
+            "the quota-th envelope is the last kept"
+        );
+        assert_eq!(
+            m.deposit(kept(0, 900), 100),
+            Verdict::Accept(DEV),
+            "to the byte"
+        );
+        assert_eq!(
+            m.deposit(kept(0, 900), 101),
+            Verdict::Refuse(RejectReason::MailboxFull),
+            "one byte over"
+        );
+        assert_eq!(m.deposit(kept(0, 1000), 0), Verdict::Accept(DEV));
+        assert_eq!(
+            m.deposit(kept(0, u64::MAX), 1),
+            Verdict::Refuse(RejectReason::MailboxFull),
+            "no overflow"
+        );
+        assert_eq!(
+            m.deposit(None, 1),
+            Verdict::Penalize(RejectReason::WrongDevice, NOT_REGISTERED),
+            "a key not registered here"
+        );
+    }
+
+    #[test]
+    fn the_registration_answer_gives_the_quota_and_what_is_kept() {
+        let m = serving(MailboxConfig {
+            quota: usize::MAX,
+            max_bytes: 1000,
+            ..MailboxConfig::default()
+        });
+        let kept = Kept {
+            messages: 5,
+            bytes: 50,
+        };
+        assert!(matches!(
+            m.registration_answer(kept),
+            Response::Registration {
+                max_messages: u32::MAX,
+                max_bytes: 1000,
+                used_messages: 5,
+                used_bytes: 50,
+            }
+        ));
+    }
+
+    /// A device is woken at most once per WAKE_EVERY, to the millisecond, however many
+    /// deposits come; only when it is away and gave an endpoint; and a new endpoint may be
+    /// woken at once.
+    #[test]
+    fn wake_ups_at_most_once_per_wake_every_to_the_millisecond() {
+        let t0 = Instant::now();
+        let mut m = serving(MailboxConfig::default());
+        assert!(!m.wake(DEV, false, true, t0), "no endpoint");
+        assert!(!m.wake(DEV, true, false, t0), "connected");
+        assert!(m.wake_due(&DEV, t0), "nothing counted by a refusal");
+        assert!(m.wake(DEV, true, true, t0));
+        let mut now = t0;
+        while now < t0 + WAKE_EVERY - MS {
+            now += Duration::from_millis(997);
+            let now = now.min(t0 + WAKE_EVERY - MS);
+            assert!(!m.wake_due(&DEV, now));
+            assert!(!m.wake(DEV, true, true, now));
+        }
+        assert!(!m.wake(DEV, true, true, t0 + WAKE_EVERY - MS));
+        assert!(m.wake_due(&DEV, t0 + WAKE_EVERY));
+        assert!(m.wake(DEV, true, true, t0 + WAKE_EVERY));
+        assert!(!m.wake(DEV, true, true, t0 + WAKE_EVERY + MS));
+        assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY));
+        // Another device has its own window.
+        assert!(m.wake([8; 32], true, true, t0 + WAKE_EVERY + MS));
+        // A new endpoint: woken at once.
+        m.push_set(&DEV);
+        assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY + MS));
+    }
+
+    #[test]
+    fn the_wake_up_memory_is_bounded() {
+        let t0 = Instant::now();
+        let mut m = serving(MailboxConfig::default());
+        for i in 0..(MAX_WAKE_ENTRIES as u32 + 100) {
+            let mut dev = [0u8; 32];
+            dev[..4].copy_from_slice(&i.to_le_bytes());
+            m.wake(dev, true, true, t0);
+        }
+        assert!(m.wakes.len() <= MAX_WAKE_ENTRIES);
+    }
+
+    #[test]
+    fn pre_key_claims_past_the_limit_get_only_the_fallback_key_for_a_minute() {
+        let t0 = Instant::now();
+        let mut m = MailboxService::new(None);
+        let (a, b) = (peer(1), peer(2));
+        for i in 0..CLAIMS_PER_MINUTE {
+            let now = t0 + Duration::from_secs(u64::from(i));
+            assert!(m.may_claim_one_time_key(a, now), "claim {}", i + 1);
+        }
+        assert!(!m.may_claim_one_time_key(a, t0 + Duration::from_secs(10)));
+        assert!(!m.may_claim_one_time_key(a, t0 + CLAIM_WINDOW - MS));
+        assert!(
+            m.may_claim_one_time_key(b, t0 + CLAIM_WINDOW - MS),
+            "per peer"
+        );
+        assert!(
+            m.may_claim_one_time_key(a, t0 + CLAIM_WINDOW),
+            "a new minute"
+        );
+        for i in 0..(MAX_CLAIM_ENTRIES + 10) {
+            let mut bytes = [0u8; 32];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            bytes[31] = 1;
+            if let Ok(k) = Keypair::ed25519_from_bytes(bytes) {
+                m.may_claim_one_time_key(k.public().to_peer_id(), t0);
+            }
+        }
+        assert!(m.claims.len() <= MAX_CLAIM_ENTRIES);
+    }
+
+    #[test]
+    fn the_expiry_cutoff_is_the_retention_before_now() {
+        let day = Duration::from_secs(24 * 3600);
+        let m = serving(MailboxConfig {
+            retention: day,
+            ..MailboxConfig::default()
+        });
+        let now_ms = 10 * 86_400_000;
+        let Some(cutoff) = m.expiry_cutoff(now_ms) else {
+            unreachable!("a mailbox has a cutoff")
+        };
+        assert_eq!(cutoff, 9 * 86_400_000);
+        assert!(is_expired(&kept_item(cutoff - 1), cutoff));
+        assert!(!is_expired(&kept_item(cutoff), cutoff), "kept a full day");
+        assert!(!is_expired(&kept_item(now_ms), cutoff));
+        let own = OutboxItem {
+            conversation: [1; 32],
+            ..kept_item(0)
+        };
+        assert!(
+            !is_expired(&own, cutoff),
+            "the node's own messages never expire"
+        );
+        assert_eq!(
+            m.expiry_cutoff(1000),
+            Some(0),
+            "early clocks do not underflow"
+        );
+    }
+
+    #[test]
+    fn only_kept_mail_waits_for_a_registration() {
+        let m = serving(MailboxConfig::default());
+        let p = peer(1);
+        assert!(
+            m.hands_over(&p, false),
+            "the mailbox's own messages go as usual"
+        );
+        assert!(!m.hands_over(&p, true));
+    }
+
+    #[test]
+    fn push_endpoints_only_from_registered_devices_and_by_policy() {
+        let m = serving(MailboxConfig::default());
+        let url = "https://push.example.org/up/abc";
+        assert_eq!(
+            m.push_verdict(false, Some(url)),
+            PushVerdict::Refuse(Refusal::Unauthorized)
+        );
+        assert_eq!(m.push_verdict(true, Some(url)), PushVerdict::Set);
+        assert_eq!(m.push_verdict(true, None), PushVerdict::Set, "clearing");
+        assert_eq!(
+            m.push_verdict(true, Some("http://push.example.org/x")),
+            PushVerdict::BadEndpoint(EndpointError::PlainHttp)
+        );
+        assert_eq!(
+            m.push_verdict(true, Some("https://127.0.0.1/x")),
+            PushVerdict::BadEndpoint(EndpointError::Private)
+        );
+    }
+}
