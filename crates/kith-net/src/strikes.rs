@@ -7,7 +7,8 @@
 //! forgotten when a new one would go over), and blocks for as many (the oldest is lifted
 //! early when a new one would go over).
 
-use std::collections::{HashMap, VecDeque};
+use kith_types::BoundedMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -31,21 +32,26 @@ pub(crate) struct Struck {
 }
 
 /// Strikes per peer and the blocks they led to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Strikes {
-    strikes: HashMap<PeerId, u32>,
+    strikes: BoundedMap<PeerId, u32>,
     blocked_until: VecDeque<(Instant, PeerId)>,
+}
+
+impl Default for Strikes {
+    fn default() -> Self {
+        Self {
+            strikes: BoundedMap::new(MAX_STRIKE_ENTRIES),
+            blocked_until: VecDeque::new(),
+        }
+    }
 }
 
 impl Strikes {
     /// Counts a strike against `peer` at `now`.
     pub(crate) fn strike(&mut self, peer: PeerId, now: Instant) -> Struck {
-        if self.strikes.len() >= MAX_STRIKE_ENTRIES && !self.strikes.contains_key(&peer) {
-            self.strikes.clear();
-        }
-        let n = self.strikes.entry(peer).or_insert(0);
-        *n += 1;
-        let strikes = *n;
+        let strikes = self.strikes.get(&peer).copied().unwrap_or(0) + 1;
+        self.strikes.insert(peer, strikes);
         let mut out = Struck {
             strikes,
             block: false,

@@ -6,7 +6,6 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Actor;
-use super::requests::{MAX_PENDING_INBOUND, MAX_SIGNAL_STATE};
 use crate::api::{GossipId, NetCommand, NetEvent, Verdict};
 
 impl Actor {
@@ -66,9 +65,6 @@ impl Actor {
                 {
                     Ok(qid) => {
                         if let Some(tag) = tag {
-                            if self.put_queries.len() >= MAX_PENDING_INBOUND {
-                                self.put_queries.clear();
-                            }
                             self.put_queries.insert(qid, tag);
                         }
                     }
@@ -98,9 +94,6 @@ impl Actor {
                     .signal
                     .send_request(&peer, Ok(signal));
                 if let Some(tag) = tag {
-                    if self.signal_out.len() >= MAX_SIGNAL_STATE {
-                        self.signal_out.clear();
-                    }
                     self.signal_out.insert(id, tag);
                 }
             }

@@ -34,6 +34,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, relay};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::actor::requests::{MAX_PENDING_INBOUND, MAX_SIGNAL_STATE};
 use crate::anon::Anon;
 use crate::api::{COMMAND_QUEUE, EVENT_QUEUE, NetCommand, NetEvent, NetHandle, ReachInfo};
 use crate::config::{NetConfig, NetError, TransportBuilder};
@@ -42,6 +43,7 @@ use crate::observe::NetObserver;
 use crate::reach::{Reach, Reachability, is_circuit};
 use crate::strikes::{BLOCK_FOR, Strikes};
 use crate::swarm::{Behaviour, BehaviourEvent, REQUEST_TIMEOUT};
+use kith_types::BoundedMap;
 
 use records::RecordQuery;
 
@@ -175,7 +177,7 @@ pub async fn spawn(
         next_inbound: 0,
         outbound: HashMap::new(),
         record_queries: HashMap::new(),
-        put_queries: HashMap::new(),
+        put_queries: BoundedMap::new(MAX_PENDING_INBOUND),
         strikes: Strikes::default(),
         reach,
         reach_info: reach_info.clone(),
@@ -183,13 +185,13 @@ pub async fn spawn(
         private_ips: cfg.private_ips,
         transport: cfg.options.transport.clone(),
         observer: cfg.options.observer.clone(),
-        dialed: HashMap::new(),
+        dialed: BoundedMap::new(MAX_DIALED),
         anon,
         anon_outbound: HashMap::new(),
         listeners,
-        signal_out: HashMap::new(),
+        signal_out: BoundedMap::new(MAX_SIGNAL_STATE),
         signal_in: HashMap::new(),
-        signal_rate: HashMap::new(),
+        signal_rate: BoundedMap::new(MAX_SIGNAL_STATE),
         idle: Idle::new(idle_for),
     };
     let task = tokio::spawn(async move {
@@ -220,7 +222,7 @@ pub(crate) struct Actor {
     next_inbound: u64,
     outbound: HashMap<OutboundRequestId, u64>,
     /// Open tagged record publications.
-    put_queries: HashMap<kad::QueryId, u64>,
+    put_queries: BoundedMap<kad::QueryId, u64>,
     /// Open record lookups.
     record_queries: HashMap<kad::QueryId, RecordQuery>,
     /// Strikes and blocks ([`Strikes`]).
@@ -238,7 +240,7 @@ pub(crate) struct Actor {
     /// Told what the network does ([`NetObserver`]).
     observer: Option<Arc<dyn NetObserver>>,
     /// The address we dialled each connected peer at (for reserving relay slots on it).
-    dialed: HashMap<PeerId, Multiaddr>,
+    dialed: BoundedMap<PeerId, Multiaddr>,
     /// Our own listeners (closed when the actor stops).
     listeners: Vec<libp2p::core::transport::ListenerId>,
     /// The swarm with a throwaway key that makes deposits.
@@ -246,11 +248,11 @@ pub(crate) struct Actor {
     /// Requests in flight on it, with the engine's tags.
     anon_outbound: HashMap<OutboundRequestId, u64>,
     /// Tagged signals in flight.
-    signal_out: HashMap<OutboundRequestId, u64>,
+    signal_out: BoundedMap<OutboundRequestId, u64>,
     /// Inbound signals the engine still has to answer.
     signal_in: HashMap<u64, ResponseChannel<SignalAnswer>>,
     /// Per peer: signal tokens left and when they were counted.
-    signal_rate: HashMap<PeerId, (f64, Instant)>,
+    signal_rate: BoundedMap<PeerId, (f64, Instant)>,
     /// Idle-link reaping: see [`Idle`].
     idle: Idle,
 }
@@ -434,9 +436,6 @@ impl Actor {
                 ..
             } => {
                 if endpoint.is_dialer() && !endpoint.is_relayed() {
-                    if self.dialed.len() >= MAX_DIALED && !self.dialed.contains_key(&peer_id) {
-                        self.dialed.clear();
-                    }
                     self.dialed
                         .insert(peer_id, endpoint.get_remote_address().clone());
                 }

@@ -297,19 +297,17 @@ impl Actor {
     /// Takes `cost` of a peer's signal tokens; false when it has too few (it is flooding).
     fn signal_allowed(&mut self, peer: PeerId, cost: f64) -> bool {
         let now = Instant::now();
-        if self.signal_rate.len() >= MAX_SIGNAL_STATE && !self.signal_rate.contains_key(&peer) {
-            self.signal_rate.clear();
-        }
-        let (tokens, at) = self.signal_rate.entry(peer).or_insert((SIGNAL_BURST, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * SIGNALS_PER_SEC).min(SIGNAL_BURST);
-        *at = now;
-        if *tokens >= cost {
-            *tokens -= cost;
-            true
-        } else {
-            false
-        }
+        let (tokens, at) = self
+            .signal_rate
+            .get(&peer)
+            .copied()
+            .unwrap_or((SIGNAL_BURST, now));
+        let tokens =
+            (tokens + now.duration_since(at).as_secs_f64() * SIGNALS_PER_SEC).min(SIGNAL_BURST);
+        let allowed = tokens >= cost;
+        let left = if allowed { tokens - cost } else { tokens };
+        self.signal_rate.insert(peer, (left, now));
+        allowed
     }
 }
 
