@@ -4,6 +4,7 @@
 //! together. Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 daemon not running
 //! or network failure.
 
+mod args;
 mod cli;
 mod output;
 

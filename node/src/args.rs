@@ -1,0 +1,330 @@
+//! The `kith` command line: every command and its arguments (clap). `cli.rs` runs them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Kith: a peer-to-peer, end-to-end encrypted messenger.
+#[derive(Debug, Parser)]
+#[command(name = "kith", version, about)]
+pub(crate) struct Cli {
+    /// Where this node keeps its keys and messages [default: $XDG_DATA_HOME/kith].
+    #[arg(long, global = true, env = "KITH_HOME")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Print JSON Lines for programs instead of text for people.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the node in the foreground (Ctrl-C stops it).
+    Up {
+        /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC].
+        #[arg(long = "listen", value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// A DHT peer to join through, with its /p2p/ id (repeatable).
+        #[arg(long = "bootstrap", value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Do not announce or look for peers on the LAN (mDNS).
+        #[arg(long)]
+        no_mdns: bool,
+        /// Do not listen at all: dial out only, reachable through relays (as behind a NAT).
+        #[arg(long, conflicts_with = "listen")]
+        no_listen: bool,
+        /// A circuit relay to hold a slot on, with its /p2p/ id (repeatable). Without one, a
+        /// node that cannot be dialled picks relays among its bootstrap peers by itself.
+        #[arg(long = "relay", value_name = "MULTIADDR")]
+        relay: Vec<String>,
+        /// Serve as a circuit relay for others (they reserve slots and are dialled through
+        /// this node).
+        #[arg(long)]
+        relay_server: bool,
+        /// Treat private and loopback addresses as reachable (a LAN-only network or a test):
+        /// AutoNAT probes and answers peers there, and --relay-server offers its service on
+        /// them.
+        #[arg(long)]
+        private_ips: bool,
+        /// An address others can reach this node at, if it differs from the listen addresses
+        /// (a port forward or a DNS name; repeatable).
+        #[arg(long = "external", value_name = "MULTIADDR")]
+        external: Vec<String>,
+        /// Also serve as a mailbox: keep envelopes for devices that register while they are
+        /// offline (for an always-on home server).
+        #[arg(long)]
+        mailbox: bool,
+        /// With --mailbox: most messages kept for one device.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_QUOTA)]
+        mailbox_quota: usize,
+        /// With --mailbox: how long kept messages wait for their device, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
+        mailbox_retention: u64,
+        /// With --mailbox: most ciphertext bytes kept for one device.
+        #[arg(long, value_name = "BYTES", default_value_t = kith_engine::MAILBOX_QUOTA_BYTES)]
+        mailbox_quota_bytes: u64,
+        /// With --mailbox: allow push endpoints on loopback, private or link-local addresses
+        /// (for tests and LAN-only setups; otherwise refused to prevent request forgery).
+        #[arg(long)]
+        push_allow_private: bool,
+        /// With --mailbox: allow push endpoints over plain http.
+        #[arg(long)]
+        push_allow_http: bool,
+    },
+    /// Show this node's contact code and addresses.
+    Id,
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCmd),
+    /// Manage the mailboxes that keep messages for you while you are offline.
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// Push wake-ups: with no subcommand, show the endpoint's host and each mailbox's answer.
+    Push {
+        #[command(subcommand)]
+        cmd: Option<PushCmd>,
+    },
+    /// Send a text message to a contact, or with --group to a group.
+    #[command(override_usage = "kith send NAME TEXT\n       kith send --group GROUP TEXT")]
+    Send {
+        /// Send to this group (its name or a 4+ digit prefix of its id) instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// The contact's name (with --group: the text).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The text.
+        #[arg(value_name = "TEXT")]
+        text: Option<String>,
+    },
+    /// Show the conversation with a contact, or with --group a group's.
+    History {
+        /// The contact's name.
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        name: Option<String>,
+        /// Show this group (its name or a 4+ digit prefix of its id) instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Group chats: create, change, leave (see also `kith groups`, `kith send --group`).
+    ///
+    /// GROUP is a group's name, or a unique prefix (4+ hex digits) of its id as `kith groups`
+    /// shows it.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// List your groups: id prefix, name, members, whether you are an admin, unread.
+    Groups,
+    /// Who has one of your group messages, and who read it, with times.
+    Receipts {
+        /// The message id (as `kith send --group` printed it).
+        id: String,
+    },
+    /// Mark a conversation read (the contact sees "read").
+    Read {
+        /// The contact's name.
+        name: String,
+    },
+    /// Stream incoming messages and state changes.
+    Watch,
+    /// Show the safety number to compare with a contact.
+    Verify {
+        /// The contact's name.
+        name: String,
+    },
+    /// Show connections and the outbox size.
+    Status,
+    /// Show a contact that you are typing (it disappears by itself after a few seconds).
+    Typing {
+        /// The contact's name.
+        name: String,
+        /// Recording audio instead of typing.
+        #[arg(long, conflicts_with = "stop")]
+        recording: bool,
+        /// Stopped typing.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Your profile: with no subcommand, show it.
+    Profile {
+        #[command(subcommand)]
+        cmd: Option<ProfileCmd>,
+    },
+    /// Who sees your last seen, online status and photo, and read receipts: with no
+    /// subcommand, show the settings.
+    Privacy {
+        #[command(subcommand)]
+        cmd: Option<PrivacyCmd>,
+    },
+    /// Block a contact: their messages are dropped without notice and they see nothing of
+    /// you (no online, last seen, typing or profile).
+    Block {
+        /// The contact's name.
+        name: String,
+    },
+    /// Unblock a contact.
+    Unblock {
+        /// The contact's name.
+        name: String,
+    },
+    /// Open a conversation: shows it, marks it read, prints new messages as they arrive and
+    /// sends each line you type (`/quit` or Ctrl-D to leave).
+    Chat {
+        /// The contact's name.
+        name: String,
+    },
+}
+
+/// `kith group …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Create a group with some contacts; you are its first admin.
+    Create {
+        /// The group's name.
+        name: String,
+        /// Contacts to add, comma-separated (more can be added later).
+        #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add a contact to a group (admins only).
+    Add {
+        /// The group.
+        group: String,
+        /// The contact's name.
+        contact: String,
+    },
+    /// Remove a member (admins only); they cannot read what is sent afterwards.
+    Remove {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Make a member an admin (admins only).
+    Promote {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Make an admin a plain member (admins only).
+    Demote {
+        /// The group.
+        group: String,
+        /// The member's name.
+        contact: String,
+    },
+    /// Rename a group (admins only).
+    Rename {
+        /// The group.
+        group: String,
+        /// The new name.
+        name: String,
+    },
+    /// Set a group's description (admins only).
+    Describe {
+        /// The group.
+        group: String,
+        /// The description.
+        text: String,
+    },
+    /// Leave a group (it stays listed until you delete it).
+    Leave {
+        /// The group.
+        group: String,
+    },
+    /// Forget a group you left or were removed from.
+    Delete {
+        /// The group.
+        group: String,
+    },
+    /// Show a group: id, description, members (admins marked).
+    Info {
+        /// The group.
+        group: String,
+    },
+    /// Mark a group read (the senders see "read by").
+    Read {
+        /// The group.
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MailboxCmd {
+    /// Register with a mailbox node: its contact code (from `kith id` on it) or an address
+    /// ending in /p2p/<peer id>.
+    Add {
+        /// The mailbox node's contact code or /p2p/ address.
+        code: String,
+        /// An invite token, if the mailbox's operator gave you one.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// List your mailboxes.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PushCmd {
+    /// Set the push endpoint (UnifiedPush URL) your mailboxes wake this device through.
+    Set {
+        /// The endpoint URL (https; it is kept secret and never logged).
+        url: String,
+    },
+    /// Stop push wake-ups.
+    Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCmd {
+    /// Change your name, about text or photo; your contacts get it at once.
+    Set {
+        /// Your display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A line about you.
+        #[arg(long)]
+        about: Option<String>,
+        /// A photo: a PNG, JPEG or WebP file of up to 256 KiB.
+        #[arg(long, value_name = "FILE", conflicts_with = "no_avatar")]
+        avatar: Option<PathBuf>,
+        /// Remove your photo.
+        #[arg(long)]
+        no_avatar: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrivacyCmd {
+    /// Change one setting: last-seen, online or profile-photo to everyone, contacts or
+    /// nobody; read-receipts to on or off (off: you neither send nor see them).
+    Set {
+        /// last-seen, online, profile-photo or read-receipts.
+        key: String,
+        /// everyone, contacts or nobody; on or off.
+        value: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContactsCmd {
+    /// Add a contact from their code (`kith id` on their side).
+    Add {
+        /// Their contact code.
+        code: String,
+        /// The name to use for them.
+        #[arg(long)]
+        name: String,
+    },
+    /// Remove a contact (undelivered messages to them are dropped; history stays).
+    Remove {
+        /// The contact's name.
+        name: String,
+    },
+    /// List contacts.
+    List,
+}
