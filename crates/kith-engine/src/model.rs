@@ -509,3 +509,30 @@ impl std::fmt::Debug for Event {
         }
     }
 }
+
+/// What fails a whole batch: its transaction is rolled back and nothing in it is
+/// acknowledged (callers get `Internal`, peers `Refused(Internal)` and retry), and the Olm
+/// state is reloaded from the store. An [`EngineError`] is the other kind of failure: an
+/// answer to one caller inside a batch that goes on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum Fatal {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] kith_store::StoreError),
+    /// A value could not be encoded.
+    #[error("cannot encode a value")]
+    Encode(#[from] kith_proto::codec::EncodeError),
+    /// A value this node stored does not decode.
+    #[error("a stored value does not decode")]
+    Decode(#[from] kith_proto::codec::DecodeError),
+    /// Encrypting failed (a broken session or account).
+    #[error("encryption failed")]
+    Crypto(#[from] kith_crypto::CryptoError),
+    /// A bug: something reached a place it never should.
+    #[error("internal bug: {0}")]
+    Bug(&'static str),
+}
+
+/// A rule's result inside a batch: the answer for its caller, or [`Fatal`] for the batch.
+pub(crate) type Outcome<T> = Result<Result<T, EngineError>, Fatal>;

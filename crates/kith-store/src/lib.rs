@@ -199,7 +199,16 @@ impl Store {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut txn = self.db.begin_write()?;
+        self.write_as(f)
+    }
+
+    /// Like [`Store::write`], for a caller whose steps fail with its own error type (which
+    /// store errors convert into): any error rolls the transaction back.
+    pub fn write_as<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
         if let Some(n) = &self.lazy
             && n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SYNC_EVERY != 0
         {
@@ -208,7 +217,7 @@ impl Store {
             let _ = txn.set_durability(redb::Durability::None);
         }
         let out = f(&mut WriteTx::new(&txn))?;
-        txn.commit()?;
+        txn.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 

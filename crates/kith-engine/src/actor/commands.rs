@@ -14,7 +14,7 @@ impl State {
         cert: DeviceCert,
         token: Option<String>,
         after: &mut Vec<After>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, Fatal> {
         // A node that is no mailbox reads nothing (and creates no mailbox tables).
         if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
@@ -71,7 +71,7 @@ impl State {
         w: &mut WriteTx<'_>,
         peer: PeerId,
         endpoint: Option<String>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, Fatal> {
         if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
         }
@@ -112,7 +112,7 @@ impl State {
         code: &str,
         name: &str,
         after: &mut Vec<After>,
-    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+    ) -> Outcome<ContactView> {
         let card = match ContactCard::from_code(code) {
             Ok(c) => c,
             Err(e) => return Ok(Err(EngineError::BadCode(e.to_string()))),
@@ -197,7 +197,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         name: &str,
-    ) -> Result<Result<ContactView, EngineError>, StoreError> {
+    ) -> Outcome<ContactView> {
         let Some(c) = w.contact_by_name(name)? else {
             return Ok(Err(EngineError::UnknownContact(name.to_string())));
         };
@@ -227,7 +227,7 @@ impl State {
         to: &str,
         text: String,
         after: &mut Vec<After>,
-    ) -> Result<Result<Sent, EngineError>, StoreError> {
+    ) -> Outcome<Sent> {
         if text.is_empty() || text.len() > MAX_TEXT {
             return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
         }
@@ -262,7 +262,7 @@ impl State {
         w: &mut WriteTx<'_>,
         with: &str,
         after: &mut Vec<After>,
-    ) -> Result<Result<usize, EngineError>, StoreError> {
+    ) -> Outcome<usize> {
         let Some(c) = w.contact_by_name(with)? else {
             return Ok(Err(EngineError::UnknownContact(with.to_string())));
         };

@@ -14,7 +14,7 @@ impl State {
         peer: PeerId,
         envelopes: Vec<Envelope>,
         after: &mut Vec<After>,
-    ) -> Result<Vec<DeliveryResult>, StoreError> {
+    ) -> Result<Vec<DeliveryResult>, Fatal> {
         let mut results = Vec::with_capacity(envelopes.len());
         let my_curve = self.device.curve_key();
         let mut receipts: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
@@ -67,7 +67,7 @@ impl State {
         peer: PeerId,
         env: Envelope,
         after: &mut Vec<After>,
-    ) -> Result<DeliveryResult, StoreError> {
+    ) -> Result<DeliveryResult, Fatal> {
         // The device registered here under the envelope's key, and what is kept for it.
         let registered = match self.mailbox.is_serving() {
             true => w.mailbox_user(&env.to_device)?,
@@ -129,7 +129,7 @@ impl State {
         w: &WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
-    ) -> Result<Option<Opened>, StoreError> {
+    ) -> Result<Option<Opened>, Fatal> {
         // The common case first: the connection is the sending device.
         let first = device_key(&peer.to_bytes());
         if let Some(opened) = self.try_open(w, first, env)? {
@@ -151,7 +151,7 @@ impl State {
         w: &WriteTx<'_>,
         dev: [u8; 32],
         env: &Envelope,
-    ) -> Result<Option<Opened>, StoreError> {
+    ) -> Result<Option<Opened>, Fatal> {
         let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
             return Ok(None);
         };
@@ -168,7 +168,7 @@ impl State {
         env: &Envelope,
         receipts: &mut HashMap<[u8; 32], Vec<u128>>,
         after: &mut Vec<After>,
-    ) -> Result<DeliveryResult, StoreError> {
+    ) -> Result<DeliveryResult, Fatal> {
         // Which device sent it: a pre-key message names its Curve25519 key; otherwise the
         // connection's peer id tells.
         // Which device sent it: a pre-key message names its Curve25519 key; a normal one is

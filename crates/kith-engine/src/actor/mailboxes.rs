@@ -78,7 +78,7 @@ impl State {
         w: &mut WriteTx<'_>,
         mailbox: &[u8],
         u: MailboxUsage,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         self.mailbox_usage.insert(mailbox.to_vec(), u);
         let mine: HashSet<&Vec<u8>> = self.my_mailboxes.iter().map(|m| &m.peer_id).collect();
         self.mailbox_usage
@@ -88,9 +88,9 @@ impl State {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let bytes =
-            kith_proto::codec::encode(&list).map_err(|e| StoreError::Encode(e.to_string()))?;
-        w.set_meta("mailbox_usage", &bytes)
+        let bytes = kith_proto::codec::encode(&list)?;
+        w.set_meta("mailbox_usage", &bytes)?;
+        Ok(())
     }
 
     /// `push.set` / `push.clear`: stores the endpoint (or its removal); after the commit it
@@ -101,7 +101,7 @@ impl State {
         endpoint: Option<String>,
         reply: Reply<PushView>,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if let Some(url) = &endpoint
             && let Err(e) = kith_proto::wire::check_push_endpoint(url)
         {

@@ -400,7 +400,7 @@ impl State {
         w: &WriteTx<'_>,
         dev: &[u8; 32],
         curve: [u8; 32],
-    ) -> Result<PeerSessions, StoreError> {
+    ) -> Result<PeerSessions, Fatal> {
         let s = match self.sessions.remove(dev) {
             Some(s) => s,
             None => {
@@ -421,7 +421,7 @@ impl State {
 
     /// Seals what this batch queued, then saves changed Olm state, in the batch's
     /// transaction.
-    fn flush_crypto(&mut self, w: &mut WriteTx<'_>) -> Result<(), StoreError> {
+    fn flush_crypto(&mut self, w: &mut WriteTx<'_>) -> Result<(), Fatal> {
         let queued: Vec<[u8; 32]> = std::mem::take(&mut self.to_seal).into_iter().collect();
         for dev in queued {
             self.seal_waiting(w, &dev)?;

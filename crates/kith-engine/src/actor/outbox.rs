@@ -11,7 +11,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: &[u8; 32],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(curve) = w.device(dev)?.and_then(|d| d.cert.map(|c| c.curve25519)) else {
             return Ok(());
         };
@@ -26,7 +26,7 @@ impl State {
         w: &mut WriteTx<'_>,
         dev: &[u8; 32],
         s: &mut PeerSessions,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if !s.has_session() {
             return Ok(());
         }
@@ -61,8 +61,7 @@ impl State {
                 let body: Body = kith_proto::codec::decode(
                     item.body.as_deref().unwrap_or_default(),
                     kith_proto::wire::MAX_SEALED,
-                )
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                )?;
                 bodies.push(body);
             }
             let sealed = Sealed {
@@ -70,12 +69,8 @@ impl State {
                 sender: (!s.answered()).then(|| self.device.cert().clone()),
                 bodies,
             };
-            let plain = sealed
-                .encode()
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
-            let env = s
-                .encrypt(&plain)
-                .map_err(|e| StoreError::Encode(e.to_string()))?;
+            let plain = sealed.encode()?;
+            let env = s.encrypt(&plain)?;
             self.dirty_sessions.insert(*dev);
             let n = group.len() as u32;
             for (i, (seq, mut item)) in group.into_iter().enumerate() {
@@ -103,9 +98,8 @@ impl State {
         body: &Body,
         message_ids: Vec<u128>,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
-        let bytes =
-            kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))?;
+    ) -> Result<(), Fatal> {
+        let bytes = kith_proto::codec::encode(body)?;
         let devices: Vec<[u8; 32]> = w
             .devices()?
             .into_iter()
@@ -137,7 +131,7 @@ impl State {
         pending: Pending,
         resp: Response,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         match (pending, resp) {
             (
                 Pending::Deliver {
@@ -291,8 +285,7 @@ impl State {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
-                    let bytes = kith_proto::codec::encode(&list)
-                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    let bytes = kith_proto::codec::encode(&list)?;
                     w.set_meta("mailbox_tokens", &bytes)?;
                 }
                 if self.push_endpoint.is_some() {
@@ -308,8 +301,7 @@ impl State {
                         self.my_mailboxes.remove(0);
                     }
                     self.my_mailboxes.push(mailbox);
-                    let bytes = kith_proto::codec::encode(&self.my_mailboxes)
-                        .map_err(|e| StoreError::Encode(e.to_string()))?;
+                    let bytes = kith_proto::codec::encode(&self.my_mailboxes)?;
                     w.set_meta("mailboxes", &bytes)?;
                     self.record.changed();
                     info!(mailbox = %self.mailbox_view(&mailbox_id).peer_id, "registered with a mailbox");
@@ -382,7 +374,7 @@ impl State {
         item: &OutboxItem,
         to: Status,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if item.message_ids.is_empty() {
             return Ok(());
         }
@@ -408,7 +400,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: &[u8; 32],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         warn!("a contact's device could not decrypt our messages; starting a new session");
         self.sessions.remove(dev);
         self.dirty_sessions.remove(dev);
@@ -440,7 +432,7 @@ impl State {
         dev: [u8; 32],
         bundle: kith_proto::record::PrekeyBundle,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(mut device) = w.device(&dev)? else {
             return Ok(());
         };
@@ -496,7 +488,7 @@ impl State {
         identity: [u8; 32],
         value: &[u8],
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Ok(rec) = UserRecord::decode_valid(value, now_ms()) else {
             return Ok(());
         };

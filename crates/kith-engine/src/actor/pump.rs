@@ -97,7 +97,7 @@ impl Engine {
             // A session exists but the first item is not sealed (it was queued while a
             // claim was answered): seal now and try again.
             let st = &mut self.st;
-            let res = self.store.write(|w| {
+            let res = self.store.write_as(|w| {
                 st.seal_waiting(w, &dev)?;
                 st.flush_crypto(w)
             });

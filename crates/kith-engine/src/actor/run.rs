@@ -242,7 +242,7 @@ impl Engine {
             warn!(error = %e, "cannot prune envelope hashes");
         }
         let st = &mut self.st;
-        if let Err(e) = self.store.write(|w| st.prune_group_frames(w)) {
+        if let Err(e) = self.store.write_as(|w| st.prune_group_frames(w)) {
             warn!(error = %e, "cannot prune group frames");
         }
         if let Some(before) = self.st.mailbox.expiry_cutoff(now_ms()) {
@@ -331,7 +331,7 @@ impl Engine {
             true
         } else {
             let st = &mut self.st;
-            let res = self.store.write(|w| {
+            let res = self.store.write_as(|w| {
                 for item in writes {
                     st.apply(w, item, &mut staged)?;
                 }
@@ -362,11 +362,11 @@ impl Engine {
     pub(super) fn write_then(
         &mut self,
         what: &str,
-        f: impl FnOnce(&mut State, &mut WriteTx<'_>, &mut Vec<After>) -> Result<(), StoreError>,
+        f: impl FnOnce(&mut State, &mut WriteTx<'_>, &mut Vec<After>) -> Result<(), Fatal>,
     ) -> bool {
         let st = &mut self.st;
         let mut after = Vec::new();
-        let res = self.store.write(|w| {
+        let res = self.store.write_as(|w| {
             f(st, w, &mut after)?;
             st.flush_crypto(w)
         });
@@ -511,7 +511,7 @@ impl State {
         w: &mut WriteTx<'_>,
         work: Work,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         match work {
             Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Write => c.write(self, w, after)?,
             #[cfg(feature = "test-hooks")]

@@ -20,7 +20,7 @@
 //! some), its rule (a method of the core or engine it belongs to), and one entry here; then
 //! the CLI arm in `node/src/cli.rs`.
 
-use kith_store::{StoreError, WriteTx};
+use kith_store::WriteTx;
 
 use super::groups::Now;
 use super::{After, Engine, GroupChange, Reply, State, mailbox_from, reply};
@@ -85,9 +85,7 @@ macro_rules! run_write {
     (read, [$($arg:ident),*], $body:expr,
      $state:expr, $tx:expr, $params:expr, $reply:expr, $effects:expr) => {{
         let _ = ($state, $tx, $params, $reply, $effects);
-        Err(StoreError::Corrupt(
-            "a read command reached the write batch".into(),
-        ))
+        Err(Fatal::Bug("a read command reached the write batch"))
     }};
 }
 
@@ -151,7 +149,7 @@ macro_rules! commands {
                 state: &mut State,
                 tx: &mut WriteTx<'_>,
                 effects: &mut Vec<After>,
-            ) -> Result<(), StoreError> {
+            ) -> Result<(), Fatal> {
                 match self {
                     $( Call::$ty(p, r) =>
                         run_write!($kind, [$($arg),*], $body, state, tx, p, r, effects), )*

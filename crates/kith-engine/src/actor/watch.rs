@@ -350,7 +350,7 @@ impl State {
         &self,
         w: &WriteTx<'_>,
         peer: PeerId,
-    ) -> Result<Option<[u8; 32]>, StoreError> {
+    ) -> Result<Option<[u8; 32]>, Fatal> {
         let dev = device_key(&peer.to_bytes());
         Ok(match w.device(&dev)?.and_then(|d| d.cert) {
             Some(cert) if w.mailbox_user(&cert.curve25519)? == Some(dev) => Some(dev),
@@ -365,7 +365,7 @@ impl State {
         peer: PeerId,
         topics: Vec<String>,
         after: &mut Vec<After>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, Fatal> {
         if !self.mailbox.is_serving() {
             return Ok(Response::Refused(Refusal::Invalid));
         }
@@ -438,7 +438,7 @@ impl State {
         peer: PeerId,
         topic: &str,
         have: &[SenderMark],
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, Fatal> {
         let Some(dev) = self.registered_device(w, peer)? else {
             return Ok(Response::Refused(Refusal::Unauthorized));
         };
@@ -468,7 +468,7 @@ impl State {
         topic: &str,
         data: &[u8],
         after: &mut Vec<After>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, Fatal> {
         match GroupFrame::decode(data) {
             Err(e) => {
                 warn!(%source, error = %e, "malformed group frame on a watched topic");
@@ -493,7 +493,7 @@ impl State {
         sender: &[u8; 32],
         seq: u64,
         data: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let now = now_ms();
         let Some(expire_before_ms) = self.mailbox.expiry_cutoff(now) else {
             return Ok(());
@@ -536,7 +536,7 @@ impl State {
         frames: Vec<GroupFrame>,
         more: bool,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         self.watching.syncing.remove(&group);
         // The answer went oldest first, so with `more` the next question starts after the
         // newest frame of each sender it brought (our own marks cannot move past a frame

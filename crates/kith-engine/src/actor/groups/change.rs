@@ -6,8 +6,8 @@
 //! - `changed_by`: whether an applied op is news next to the state before (which changes a
 //!   member is told about after a batch of ops).
 
+use crate::model::Outcome;
 use kith_proto::group::{Applied, GroupState, Key, OpKind};
-use kith_store::StoreError;
 
 use super::{GroupChange, group_err};
 use crate::model::EngineError;
@@ -22,8 +22,8 @@ pub(super) fn change_op(
     state: &GroupState,
     me: [u8; 32],
     change: &GroupChange,
-    contact: impl FnOnce(&str) -> Result<Result<[u8; 32], EngineError>, StoreError>,
-) -> Result<Result<OpKind, EngineError>, StoreError> {
+    contact: impl FnOnce(&str) -> Outcome<[u8; 32]>,
+) -> Outcome<OpKind> {
     let admin = state.admins.contains(&me);
     let kind = match change {
         GroupChange::Leave => OpKind::Leave,
@@ -121,7 +121,7 @@ mod tests {
         }
     }
 
-    fn bob(n: &str) -> Result<Result<[u8; 32], EngineError>, StoreError> {
+    fn bob(n: &str) -> Outcome<[u8; 32]> {
         Ok(match n {
             "bob" => Ok(BOB),
             "me" => Ok(ME),
@@ -129,7 +129,7 @@ mod tests {
         })
     }
 
-    fn refused(r: Result<Result<OpKind, EngineError>, StoreError>) -> String {
+    fn refused(r: Outcome<OpKind>) -> String {
         match r.unwrap() {
             Err(e) => e.to_string(),
             Ok(k) => panic!("allowed: {k:?}"),

@@ -24,12 +24,13 @@
 
 use std::collections::HashMap;
 
+use crate::model::{Fatal, Outcome};
 use kith_crypto::InboundGroup;
 use kith_net::{GossipId, NetCommand, PeerId, Verdict};
 use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
-use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, StoreError, WriteTx};
+use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
 use kith_types::MessageId;
 use tracing::{debug, warn};
 
@@ -70,7 +71,7 @@ impl State {
         text: String,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Result<Sent, EngineError>, StoreError> {
+    ) -> Outcome<Sent> {
         if text.is_empty() || text.len() > MAX_TEXT {
             return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
         }
@@ -100,9 +101,7 @@ impl State {
                 text: text.clone(),
             },
         };
-        let plain = plain
-            .encode()
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let plain = plain.encode()?;
         let Some(out) = self.groups.sending.get_mut(&id) else {
             return Ok(Err(EngineError::Internal("no group session".into())));
         };
@@ -120,9 +119,7 @@ impl State {
             lamport,
             ciphertext,
         };
-        let bytes = frame
-            .encode()
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let bytes = frame.encode()?;
         w.put_group_frame(
             &id,
             &my_curve,
@@ -172,7 +169,7 @@ impl State {
         topic: &str,
         data: &[u8],
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let verdict = match self.groups.topics.get(topic).copied() {
             // Not our group, but one of the devices this mailbox serves watches it.
             None if self.watching.keeps(topic) => {
@@ -221,7 +218,7 @@ impl State {
         source: Option<PeerId>,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, Fatal> {
         let sender = frame.sender.0;
         let my_curve = self.device.curve_key();
         if sender == my_curve {
@@ -284,7 +281,7 @@ impl State {
         source: Option<PeerId>,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Verdict, StoreError> {
+    ) -> Result<Verdict, Fatal> {
         let sender = frame.sender.0;
         let Some(pickle) = w.group_inbound(&group, &sender, &frame.session)? else {
             if w.group_pending_count(&group)? < MAX_PENDING_FRAMES {
@@ -377,7 +374,7 @@ impl State {
         tag: u64,
         ok: bool,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(key) = self.groups.publishing.done(tag) else {
             return Ok(());
         };
@@ -392,7 +389,7 @@ impl State {
         w: &mut WriteTx<'_>,
         key: &GroupMsgKey,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(mut msg) = w.group_history_at(key)? else {
             return Ok(());
         };
@@ -429,10 +426,8 @@ fn store_frame(
     group: &[u8; 16],
     frame: &GroupFrame,
     now: Now,
-) -> Result<(), StoreError> {
-    let bytes = frame
-        .encode()
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
+) -> Result<(), Fatal> {
+    let bytes = frame.encode()?;
     w.put_group_frame(
         group,
         &frame.sender.0,
@@ -451,7 +446,7 @@ pub(super) fn advance(
     group: &[u8; 16],
     sender: &[u8; 32],
     row: &mut SenderRow,
-) -> Result<(), StoreError> {
+) -> Result<(), Fatal> {
     loop {
         let next = w.group_frames_after(group, sender, row.contiguous, 256)?;
         let mut moved = false;

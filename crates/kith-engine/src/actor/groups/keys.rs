@@ -34,13 +34,14 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::model::Fatal;
 use kith_crypto::{InboundGroup, OutboundGroup, StorageKey};
 use kith_net::PeerId;
 use kith_proto::group::GroupState;
 use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
-use kith_store::{GroupRow, StoreError, WriteTx, device_key};
+use kith_store::{GroupRow, WriteTx, device_key};
 use tracing::warn;
 
 use super::frames::advance;
@@ -132,7 +133,7 @@ impl State {
         w: &mut WriteTx<'_>,
         identity: [u8; 32],
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if !self.groups.people.contains(&identity) {
             return Ok(());
         }
@@ -155,7 +156,7 @@ impl State {
         w: &mut WriteTx<'_>,
         cert: &DeviceCert,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let me = self.me.0;
         if cert.identity == me || !self.groups.people.contains(&cert.identity) {
             return Ok(());
@@ -199,7 +200,7 @@ impl State {
         owner: [u8; 32],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let me = self.me.0;
         let ids: Vec<[u8; 16]> = self
             .groups
@@ -263,7 +264,7 @@ impl State {
         devices: &[([u8; 32], [u8; 32])],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(out) = self.groups.sending.restore(id, row, &self.keys.storage) else {
             return Ok(());
         };
@@ -294,7 +295,7 @@ impl State {
         members: &BTreeSet<[u8; 32]>,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if self
             .groups
             .sending
@@ -343,7 +344,7 @@ impl State {
         key: &[u8],
         seq: u64,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         self.take_group_key(w, curve, group, key, seq, Now::read(), after)
     }
 
@@ -359,7 +360,7 @@ impl State {
         seq: u64,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Ok(inbound) = InboundGroup::from_key(key) else {
             return Ok(());
         };
@@ -431,7 +432,7 @@ impl State {
         id: [u8; 16],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         for k in self.groups.early_keys.take(&id) {
             self.take_group_key(w, k.curve, k.group, &k.key, k.seq, now, after)?;
         }

@@ -29,12 +29,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::model::{Fatal, Outcome};
 use kith_net::{NetCommand, PeerId};
 use kith_proto::group::{GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
-use kith_store::{Contact, GroupRow, KnownDevice, StoreError, WriteTx, device_key};
+use kith_store::{Contact, GroupRow, KnownDevice, WriteTx, device_key};
 use tracing::{debug, warn};
 
 use super::change::{change_op, changed_by};
@@ -57,7 +58,7 @@ impl State {
         members: &[String],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+    ) -> Outcome<GroupView> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > kith_proto::group::MAX_GROUP_NAME {
             return Ok(Err(EngineError::BadName(format!(
@@ -115,7 +116,7 @@ impl State {
         change: GroupChange,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+    ) -> Outcome<GroupView> {
         let id = match self.find_group(w, q)? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
@@ -140,7 +141,7 @@ impl State {
         if !state.members.contains(&me) {
             return Ok(Err(group_err("you are no longer a member of this group")));
         }
-        let contact = |n: &str| -> Result<Result<[u8; 32], EngineError>, StoreError> {
+        let contact = |n: &str| -> Outcome<[u8; 32]> {
             if n == "me" {
                 return Ok(Ok(me));
             }
@@ -186,7 +187,7 @@ impl State {
         devices: Vec<DeviceCert>,
         peer: PeerId,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let now = Now::read();
         let mut touched: Vec<([u8; 16], GroupState)> = Vec::new();
         // Parents named by ops we now hold but never got: asked of the sender below.
@@ -320,7 +321,7 @@ impl State {
         group: [u8; 16],
         want: Vec<Key>,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if !self
             .groups
             .states
@@ -349,12 +350,7 @@ impl State {
     }
 
     /// Keeps a group this node just joined or made: its log in memory, a fresh row stored.
-    fn start_group(
-        &mut self,
-        w: &mut WriteTx<'_>,
-        log: GroupLog,
-        now: Now,
-    ) -> Result<(), StoreError> {
+    fn start_group(&mut self, w: &mut WriteTx<'_>, log: GroupLog, now: Now) -> Result<(), Fatal> {
         let id = log.id();
         self.groups.logs.insert(id, log);
         w.put_group(
@@ -364,17 +360,13 @@ impl State {
                 joined_ms: now.ms,
                 ..Default::default()
             },
-        )
+        )?;
+        Ok(())
     }
 
-    fn save_op(
-        &mut self,
-        w: &mut WriteTx<'_>,
-        id: [u8; 16],
-        op: &GroupOp,
-    ) -> Result<(), StoreError> {
-        let hash = op.hash().map_err(|e| StoreError::Encode(e.to_string()))?;
-        let bytes = op.encode().map_err(|e| StoreError::Encode(e.to_string()))?;
+    fn save_op(&mut self, w: &mut WriteTx<'_>, id: [u8; 16], op: &GroupOp) -> Result<(), Fatal> {
+        let hash = op.hash()?;
+        let bytes = op.encode()?;
         w.put_group_op(&id, &hash, &bytes)?;
         Ok(())
     }
@@ -389,7 +381,7 @@ impl State {
         before: &GroupState,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(log) = self.groups.logs.get(&id) else {
             return Ok(());
         };
@@ -483,7 +475,7 @@ impl State {
         ops: &[GroupOp],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let Some(state) = self.groups.states.get(&id).cloned() else {
             return Ok(());
         };
@@ -521,7 +513,7 @@ impl State {
         certs: &[DeviceCert],
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let mut bodies: Vec<Vec<u8>> = Vec::new();
         let mut chunk: Vec<GroupOp> = Vec::new();
         let mut size = 0usize;
@@ -563,7 +555,7 @@ impl State {
         &self,
         w: &WriteTx<'_>,
         members: &BTreeSet<[u8; 32]>,
-    ) -> Result<Vec<DeviceCert>, StoreError> {
+    ) -> Result<Vec<DeviceCert>, Fatal> {
         let mut certs = vec![self.device.cert().clone()];
         for (_, d) in member_devices(w.devices()?, members, &self.me.0)? {
             if let Some(c) = d.cert {
@@ -607,7 +599,7 @@ impl State {
         identity: &[u8; 32],
         peer_hint: Vec<u8>,
         now: Now,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if identity == &self.me.0 || w.contact(identity)?.is_some() {
             return Ok(());
         }
@@ -619,7 +611,8 @@ impl State {
             added_by_user: false,
             peer_hint,
             addr_hints: Vec::new(),
-        })
+        })?;
+        Ok(())
     }
 }
 

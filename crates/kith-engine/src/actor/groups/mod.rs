@@ -59,6 +59,7 @@ mod views;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::model::{Fatal, Outcome};
 use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
@@ -242,7 +243,7 @@ impl State {
         bytes: Vec<u8>,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         w.push_outbox(
             &dev,
             &OutboxItem {
@@ -266,7 +267,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         group: &str,
-    ) -> Result<Result<GroupView, EngineError>, StoreError> {
+    ) -> Outcome<GroupView> {
         Ok(match self.find_group(w, group)? {
             Ok(id) => Ok(self.group_view(w, id)?),
             Err(e) => Err(e),
@@ -279,7 +280,7 @@ impl State {
         w: &mut WriteTx<'_>,
         cmd: GroupCmd,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let now = Now::read();
         match cmd {
             GroupCmd::Ops { group, reply: tx } => {
@@ -349,7 +350,7 @@ fn member_devices(
 
 /// The name a person who is not a contact gets in the contact list: `~` and their short
 /// fingerprint, with `-2`, `-3`... when that is taken.
-pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, StoreError> {
+pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, Fatal> {
     let short = IdentityKey(*identity).short();
     let mut name = format!("~{short}");
     let mut n = 1;
@@ -362,6 +363,6 @@ pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<Stri
 
 /// Encodes a pairwise body for the outbox (an encoding failure is a store-level error, as
 /// elsewhere in the engine).
-fn encode_body(body: &Body) -> Result<Vec<u8>, StoreError> {
-    kith_proto::codec::encode(body).map_err(|e| StoreError::Encode(e.to_string()))
+fn encode_body(body: &Body) -> Result<Vec<u8>, Fatal> {
+    Ok(kith_proto::codec::encode(body)?)
 }

@@ -17,14 +17,15 @@
 
 use std::collections::HashMap;
 
+use crate::model::{Fatal, Outcome};
 use kith_proto::wire::{Body, MAX_RECEIPT_IDS, ReceiptKind};
-use kith_store::{StoreError, WriteTx};
+use kith_store::WriteTx;
 use kith_types::MessageId;
 use std::time::Instant;
 
 use super::{Now, RECEIPT_DELAY, encode_body};
 use crate::actor::{After, Engine, State};
-use crate::model::{EngineError, Event};
+use crate::model::Event;
 
 /// Most (sender device, group) receipt batches waiting; a receipt that finds no room goes
 /// out on its own at once.
@@ -124,7 +125,7 @@ impl State {
         id: u128,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         match self.groups.receipts.add((dev, group), identity, id, now) {
             Some(batch) => self.send_receipts(w, dev, group, batch, now, after),
             None => Ok(()),
@@ -140,7 +141,7 @@ impl State {
         batch: Batch,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         let body = Body::GroupReceipt {
             group,
             kind: ReceiptKind::Delivered,
@@ -160,7 +161,7 @@ impl State {
         kind: ReceiptKind,
         ids: Vec<u128>,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         if !self
             .groups
             .states
@@ -213,7 +214,7 @@ impl State {
         q: &str,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<Result<usize, EngineError>, StoreError> {
+    ) -> Outcome<usize> {
         let id = match self.find_group(w, q)? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),

@@ -28,13 +28,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::model::Fatal;
 use kith_net::{Multiaddr, NetCommand, PeerId, Verdict};
 use kith_proto::group::Key;
 use kith_proto::groupwire::{
     GroupFrame, MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark,
 };
 use kith_proto::wire::{Refusal, Request, Response};
-use kith_store::{Store, StoreError, WriteTx, device_key};
+use kith_store::{Store, WriteTx, device_key};
 use std::time::Duration;
 use std::time::Instant;
 
@@ -279,7 +280,7 @@ impl State {
         peer: PeerId,
         group: [u8; 16],
         have: Vec<SenderMark>,
-    ) -> Result<Response, StoreError> {
+    ) -> Result<Response, Fatal> {
         let dev = device_key(&peer.to_bytes());
         let member = match w.device(&dev)? {
             Some(d) => self
@@ -320,7 +321,7 @@ impl State {
         frames: Vec<GroupFrame>,
         more: bool,
         after: &mut Vec<After>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         self.groups.sync.done(&group);
         let new = self.receive_frames(w, group, frames, Now::read(), after)?;
         // Ask again only while answers bring something new: a peer that keeps answering
@@ -340,7 +341,7 @@ impl State {
         group: [u8; 16],
         frames: Vec<GroupFrame>,
         after: &mut Vec<After>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, Fatal> {
         self.receive_frames(w, group, frames, Now::read(), after)
     }
 
@@ -352,7 +353,7 @@ impl State {
         frames: Vec<GroupFrame>,
         now: Now,
         after: &mut Vec<After>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, Fatal> {
         let mut new = 0usize;
         for f in frames {
             let (sender, seq) = (f.sender.0, f.seq);
@@ -376,7 +377,7 @@ impl State {
     pub(in crate::actor) fn prune_group_frames(
         &mut self,
         w: &mut WriteTx<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), Fatal> {
         for (id, _) in w.groups()? {
             for (sender, row) in w.group_senders(&id)? {
                 if row.max > KEEP_FRAMES_PER_SENDER {

@@ -8,8 +8,9 @@
 
 use std::collections::HashSet;
 
+use crate::model::{Fatal, Outcome};
 use kith_proto::group::{Applied, Key, OpKind};
-use kith_store::{GroupRow, StoreError, WriteTx};
+use kith_store::{GroupRow, WriteTx};
 use kith_types::{IdentityKey, MessageId};
 
 use super::{group_err, hex16};
@@ -20,11 +21,7 @@ use crate::model::{
 
 impl State {
     /// Resolves a group given by id, unique id prefix (4+ hex digits) or unique name.
-    pub(super) fn find_group(
-        &self,
-        w: &WriteTx<'_>,
-        q: &str,
-    ) -> Result<Result<[u8; 16], EngineError>, StoreError> {
+    pub(super) fn find_group(&self, w: &WriteTx<'_>, q: &str) -> Outcome<[u8; 16]> {
         let q = q.trim();
         let rows = w.groups()?;
         let visible: Vec<&([u8; 16], GroupRow)> = rows.iter().filter(|(_, r)| !r.deleted).collect();
@@ -60,7 +57,7 @@ impl State {
         &self,
         w: &WriteTx<'_>,
         identity: &[u8; 32],
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, Fatal> {
         if identity == &self.me.0 {
             return Ok("me".into());
         }
@@ -69,7 +66,7 @@ impl State {
             .unwrap_or_else(|| format!("~{}", IdentityKey(*identity).short())))
     }
 
-    pub(super) fn describe_op(&self, w: &WriteTx<'_>, a: &Applied) -> Result<String, StoreError> {
+    pub(super) fn describe_op(&self, w: &WriteTx<'_>, a: &Applied) -> Result<String, Fatal> {
         // "You added Bob" / "Ada added you" rather than "me added Bob".
         let me = self.me.0;
         let who = if a.author == me {
@@ -77,7 +74,7 @@ impl State {
         } else {
             self.member_name(w, &a.author)?
         };
-        let name = |k: &Key| -> Result<String, StoreError> {
+        let name = |k: &Key| -> Result<String, Fatal> {
             if k.0 == me {
                 Ok("you".into())
             } else {
@@ -97,11 +94,7 @@ impl State {
         })
     }
 
-    pub(super) fn group_view(
-        &self,
-        w: &WriteTx<'_>,
-        id: [u8; 16],
-    ) -> Result<GroupView, StoreError> {
+    pub(super) fn group_view(&self, w: &WriteTx<'_>, id: [u8; 16]) -> Result<GroupView, Fatal> {
         let st = self.groups.states.get(&id).cloned().unwrap_or_default();
         let mut members = Vec::new();
         for m in st
@@ -127,10 +120,7 @@ impl State {
         })
     }
 
-    pub(in crate::actor) fn group_list(
-        &self,
-        w: &WriteTx<'_>,
-    ) -> Result<Vec<GroupSummary>, StoreError> {
+    pub(in crate::actor) fn group_list(&self, w: &WriteTx<'_>) -> Result<Vec<GroupSummary>, Fatal> {
         let mut out = Vec::new();
         for (id, row) in w.groups()? {
             if row.deleted {
@@ -165,7 +155,7 @@ impl State {
         w: &WriteTx<'_>,
         q: &str,
         limit: usize,
-    ) -> Result<Result<Vec<GroupItemView>, EngineError>, StoreError> {
+    ) -> Outcome<Vec<GroupItemView>> {
         let id = match self.find_group(w, q)? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
@@ -241,7 +231,7 @@ impl State {
         &self,
         w: &WriteTx<'_>,
         id: &str,
-    ) -> Result<Result<ReceiptsView, EngineError>, StoreError> {
+    ) -> Outcome<ReceiptsView> {
         let Some(mid) = MessageId::parse(id.trim()) else {
             return Ok(Err(EngineError::BadCode(format!(
                 "{id:?} is not a message id"
