@@ -2,6 +2,7 @@
 
 use kith_proto::record::{DeviceCert, MailboxRef, PrekeyBundle};
 use kith_proto::wire::Envelope;
+use kith_types::DeviceKey;
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded value the store decodes (a message with its text, an outbox item).
@@ -84,9 +85,9 @@ pub struct KnownDevice {
 }
 
 /// The store key of a device: SHA-256 of its encoded peer id.
-pub fn device_key(peer_id: &[u8]) -> [u8; 32] {
+pub fn device_key(peer_id: &[u8]) -> DeviceKey {
     use sha2::{Digest, Sha256};
-    Sha256::digest(peer_id).into()
+    DeviceKey(Sha256::digest(peer_id).into())
 }
 
 /// The state of a message, only ever raised.

@@ -7,6 +7,7 @@
 //! arrival number; an index by (topic, sender device, seq) keeps one copy of each frame and
 //! answers "what does this device lack" without reading the frames themselves.
 
+use kith_types::DeviceKey;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -93,7 +94,8 @@ macro_rules! topic_reads {
     ($t:ty) => {
         impl $t {
             /// The topics a device registered with this mailbox watches, in order.
-            pub fn watches(&self, dev: &[u8; 32]) -> Result<Vec<String>, StoreError> {
+            pub fn watches(&self, dev: &DeviceKey) -> Result<Vec<String>, StoreError> {
+                let dev = dev.as_bytes();
                 let t = self.table(MAILBOX_WATCHES)?;
                 let mut out = Vec::new();
                 for row in t.range((dev, "")..)? {
@@ -108,8 +110,9 @@ macro_rules! topic_reads {
             }
 
             /// Whether a device watches a topic.
-            pub fn watches_topic(&self, dev: &[u8; 32], topic: &str) -> Result<bool, StoreError> {
-                Ok(self.table(MAILBOX_WATCHES)?.get((dev, topic))?.is_some())
+            pub fn watches_topic(&self, dev: &DeviceKey, topic: &str) -> Result<bool, StoreError> {
+                let t = self.table(MAILBOX_WATCHES)?;
+                Ok(t.get((dev.as_bytes(), topic))?.is_some())
             }
 
             /// Every topic some device watches.
@@ -200,10 +203,11 @@ impl WriteTx<'_> {
     /// are.
     pub fn set_watches(
         &mut self,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
         topics: &[String],
     ) -> Result<WatchChange, StoreError> {
         let old = self.watches(dev)?;
+        let dev = dev.as_bytes();
         let new: std::collections::BTreeSet<&str> = topics.iter().map(String::as_str).collect();
         let mut change = WatchChange::default();
         for topic in old.iter().filter(|t| !new.contains(t.as_str())) {
@@ -398,7 +402,7 @@ mod tests {
     #[test]
     fn watch_sets_replace_and_count_watchers() {
         let (_d, store) = open();
-        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let (a, b) = (DeviceKey([1; 32]), DeviceKey([2; 32]));
         store
             .write(|w| {
                 let c = w.set_watches(&a, &[T1.into(), T2.into()])?;

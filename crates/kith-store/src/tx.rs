@@ -5,6 +5,8 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use kith_types::{CurveKey, DeviceKey, EnvelopeHash};
+
 use crate::model::*;
 use crate::*;
 
@@ -76,15 +78,15 @@ macro_rules! reads {
         }
 
         /// A remote device by its [`device_key`].
-        pub fn device(&self, key: &[u8; 32]) -> Result<Option<KnownDevice>, StoreError> {
+        pub fn device(&self, key: &DeviceKey) -> Result<Option<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
-            t.get(key)?.map(|v| dec(v.value())).transpose()
+            t.get(key.as_bytes())?.map(|v| dec(v.value())).transpose()
         }
 
         /// The key of the remote device with this Curve25519 key, if its certificate is known.
-        pub fn device_by_curve(&self, curve: &[u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+        pub fn device_by_curve(&self, curve: &CurveKey) -> Result<Option<DeviceKey>, StoreError> {
             let t = open!(self, CURVE_DEVICES);
-            Ok(t.get(curve)?.map(|v| v.value()))
+            Ok(t.get(curve.as_bytes())?.map(|v| DeviceKey(v.value())))
         }
 
         /// Every known remote device.
@@ -99,9 +101,9 @@ macro_rules! reads {
         }
 
         /// The encrypted session pickles for a remote device (by device key).
-        pub fn sessions(&self, key: &[u8; 32]) -> Result<Vec<String>, StoreError> {
+        pub fn sessions(&self, key: &DeviceKey) -> Result<Vec<String>, StoreError> {
             let t = open!(self, SESSIONS);
-            Ok(t.get(key)?
+            Ok(t.get(key.as_bytes())?
                 .map(|v| dec(v.value()))
                 .transpose()?
                 .unwrap_or_default())
@@ -132,9 +134,10 @@ macro_rules! reads {
         /// The first `limit` outbox items for a device, in order.
         pub fn outbox(
             &self,
-            device: &[u8; 32],
+            device: &DeviceKey,
             limit: usize,
         ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+            let device = device.as_bytes();
             let t = open!(self, OUTBOX);
             let mut out = Vec::new();
             for row in t.range((device, 0u64)..=(device, u64::MAX))?.take(limit) {
@@ -147,31 +150,33 @@ macro_rules! reads {
         /// One outbox item.
         pub fn outbox_item(
             &self,
-            device: &[u8; 32],
+            device: &DeviceKey,
             seq: u64,
         ) -> Result<Option<OutboxItem>, StoreError> {
             let t = open!(self, OUTBOX);
-            t.get((device, seq))?.map(|v| dec(v.value())).transpose()
+            t.get((device.as_bytes(), seq))?
+                .map(|v| dec(v.value()))
+                .transpose()
         }
 
         /// How many items wait in a device's outbox (a counter kept with the outbox: one
         /// lookup, however long the outbox is).
-        pub fn outbox_len(&self, device: &[u8; 32]) -> Result<usize, StoreError> {
+        pub fn outbox_len(&self, device: &DeviceKey) -> Result<usize, StoreError> {
             let t = open!(self, OUTBOX_LEN);
-            Ok(t.get(device)?.map_or(0, |v| v.value()) as usize)
+            Ok(t.get(device.as_bytes())?.map_or(0, |v| v.value()) as usize)
         }
 
         /// The devices that have anything in the outbox.
-        pub fn outbox_devices(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        pub fn outbox_devices(&self) -> Result<Vec<DeviceKey>, StoreError> {
             let t = open!(self, OUTBOX);
-            let mut out: Vec<[u8; 32]> = Vec::new();
+            let mut out: Vec<DeviceKey> = Vec::new();
             let mut next = Some([0u8; 32]);
             while let Some(from) = next {
                 let first = t.range((&from, 0u64)..)?.next().transpose()?;
                 next = None;
                 if let Some((k, _)) = first {
                     let dev = *k.value().0;
-                    out.push(dev);
+                    out.push(DeviceKey(dev));
                     next = successor(dev);
                 }
             }
@@ -180,9 +185,9 @@ macro_rules! reads {
 
         /// The device key of a device registered with this node's mailbox, by its Curve25519
         /// key.
-        pub fn mailbox_user(&self, curve: &[u8; 32]) -> Result<Option<[u8; 32]>, StoreError> {
+        pub fn mailbox_user(&self, curve: &CurveKey) -> Result<Option<DeviceKey>, StoreError> {
             let t = open!(self, MAILBOX_USERS);
-            Ok(t.get(curve)?.map(|v| v.value()))
+            Ok(t.get(curve.as_bytes())?.map(|v| DeviceKey(v.value())))
         }
 
         /// How many devices are registered with this node's mailbox.
@@ -192,31 +197,31 @@ macro_rules! reads {
         }
 
         /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
-        pub fn mailbox_bytes(&self, dev: &[u8; 32]) -> Result<u64, StoreError> {
+        pub fn mailbox_bytes(&self, dev: &DeviceKey) -> Result<u64, StoreError> {
             let t = open!(self, MAILBOX_BYTES);
-            Ok(t.get(dev)?.map_or(0, |v| v.value()))
+            Ok(t.get(dev.as_bytes())?.map_or(0, |v| v.value()))
         }
 
         /// The push endpoint a device registered with this node's mailbox gave (secret).
-        pub fn push_endpoint(&self, dev: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        pub fn push_endpoint(&self, dev: &DeviceKey) -> Result<Option<String>, StoreError> {
             let t = open!(self, PUSH_ENDPOINTS);
-            Ok(t.get(dev)?.map(|v| v.value().to_string()))
+            Ok(t.get(dev.as_bytes())?.map(|v| v.value().to_string()))
         }
 
         /// Devices that have Olm sessions with us (for opening envelopes a mailbox relayed).
-        pub fn session_devices(&self, limit: usize) -> Result<Vec<[u8; 32]>, StoreError> {
+        pub fn session_devices(&self, limit: usize) -> Result<Vec<DeviceKey>, StoreError> {
             let t = open!(self, SESSIONS);
             let mut out = Vec::new();
             for row in t.iter()?.take(limit) {
-                out.push(*row?.0.value());
+                out.push(DeviceKey(*row?.0.value()));
             }
             Ok(out)
         }
 
         /// Whether an envelope with this hash was already stored.
-        pub fn seen(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        pub fn seen(&self, hash: &EnvelopeHash) -> Result<bool, StoreError> {
             let t = open!(self, SEEN);
-            Ok(t.get(hash)?.is_some())
+            Ok(t.get(hash.as_bytes())?.is_some())
         }
     };
 }
@@ -322,7 +327,7 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Adds `add` and takes `sub` from a device's kept-bytes counter (saturating at 0).
-    fn adjust_kept(&mut self, dev: &[u8; 32], add: u64, sub: u64) -> Result<(), StoreError> {
+    fn adjust_kept(&mut self, dev: &DeviceKey, add: u64, sub: u64) -> Result<(), StoreError> {
         if add == sub {
             return Ok(());
         }
@@ -332,22 +337,22 @@ impl<'a> WriteTx<'a> {
             .saturating_sub(sub);
         let mut t = open!(self, MAILBOX_BYTES);
         if now == 0 {
-            t.remove(dev)?;
+            t.remove(dev.as_bytes())?;
         } else {
-            t.insert(dev, now)?;
+            t.insert(dev.as_bytes(), now)?;
         }
         Ok(())
     }
 
     /// Adds one to (`up`) or takes one from a device's outbox counter.
-    fn count_outbox(&mut self, device: &[u8; 32], up: bool) -> Result<(), StoreError> {
+    fn count_outbox(&mut self, device: &DeviceKey, up: bool) -> Result<(), StoreError> {
         let n = self.outbox_len(device)? as u64;
         let n = if up { n + 1 } else { n.saturating_sub(1) };
         let mut t = open!(self, OUTBOX_LEN);
         if n == 0 {
-            t.remove(device)?;
+            t.remove(device.as_bytes())?;
         } else {
-            t.insert(device, n)?;
+            t.insert(device.as_bytes(), n)?;
         }
         Ok(())
     }
@@ -372,7 +377,7 @@ impl<'a> WriteTx<'a> {
 
     /// Recomputes every device's kept-bytes counter from the outbox.
     pub(crate) fn recount_mailbox_bytes(&mut self) -> Result<(), StoreError> {
-        let mut sums: Vec<([u8; 32], u64)> = Vec::new();
+        let mut sums: Vec<(DeviceKey, u64)> = Vec::new();
         for dev in self.outbox_devices()? {
             let mut n = 0u64;
             for (_, item) in self.outbox(&dev, usize::MAX)? {
@@ -385,7 +390,7 @@ impl<'a> WriteTx<'a> {
         let mut t = open!(self, MAILBOX_BYTES);
         t.retain(|_, _| false)?;
         for (dev, n) in sums {
-            t.insert(&dev, n)?;
+            t.insert(dev.as_bytes(), n)?;
         }
         Ok(())
     }
@@ -394,9 +399,10 @@ impl<'a> WriteTx<'a> {
     /// node's mailbox.
     pub fn set_push_endpoint(
         &mut self,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
         endpoint: Option<&str>,
     ) -> Result<(), StoreError> {
+        let dev = dev.as_bytes();
         let mut t = open!(self, PUSH_ENDPOINTS);
         match endpoint {
             Some(url) => t.insert(dev, url)?,
@@ -430,10 +436,10 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Adds or replaces a remote device.
-    pub fn put_device(&mut self, key: &[u8; 32], d: &KnownDevice) -> Result<(), StoreError> {
-        open!(self, DEVICES).insert(key, enc(d)?.as_slice())?;
+    pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
+        open!(self, DEVICES).insert(key.as_bytes(), enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(&cert.curve25519, *key)?;
+            open!(self, CURVE_DEVICES).insert(&cert.curve25519, key.to_bytes())?;
         }
         Ok(())
     }
@@ -460,19 +466,20 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Removes a device with its sessions and everything waiting for it.
-    pub fn remove_device(&mut self, key: &[u8; 32]) -> Result<(), StoreError> {
+    pub fn remove_device(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
         {
             open!(self, CURVE_DEVICES).remove(&cert.curve25519)?;
         }
-        open!(self, DEVICES).remove(key)?;
-        open!(self, SESSIONS).remove(key)?;
+        open!(self, DEVICES).remove(key.as_bytes())?;
+        open!(self, SESSIONS).remove(key.as_bytes())?;
         let seqs: Vec<u64> = self
             .outbox(key, usize::MAX)?
             .into_iter()
             .map(|(s, _)| s)
             .collect();
+        let key = key.as_bytes();
         {
             let mut t = open!(self, OUTBOX);
             for s in seqs {
@@ -486,14 +493,14 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Forgets the sessions with a device (after it could not decrypt ours).
-    pub fn drop_sessions(&mut self, key: &[u8; 32]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).remove(key)?;
+    pub fn drop_sessions(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
+        open!(self, SESSIONS).remove(key.as_bytes())?;
         Ok(())
     }
 
     /// Saves the session pickles for a remote device.
-    pub fn put_sessions(&mut self, key: &[u8; 32], pickles: &[String]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).insert(key, enc(&pickles)?.as_slice())?;
+    pub fn put_sessions(&mut self, key: &DeviceKey, pickles: &[String]) -> Result<(), StoreError> {
+        open!(self, SESSIONS).insert(key.as_bytes(), enc(&pickles)?.as_slice())?;
         Ok(())
     }
 
@@ -547,14 +554,19 @@ impl<'a> WriteTx<'a> {
 
     /// Appends an item to a device's outbox.
     /// Kept mail (see [`OutboxItem::kept_bytes`]) is added to the device's byte counter.
-    pub fn push_outbox(&mut self, device: &[u8; 32], item: &OutboxItem) -> Result<u64, StoreError> {
+    pub fn push_outbox(
+        &mut self,
+        device: &DeviceKey,
+        item: &OutboxItem,
+    ) -> Result<u64, StoreError> {
         let seq = {
+            let dev = device.as_bytes();
             let mut t = open!(self, OUTBOX);
-            let seq = match t.range((device, 0u64)..=(device, u64::MAX))?.next_back() {
+            let seq = match t.range((dev, 0u64)..=(dev, u64::MAX))?.next_back() {
                 Some(row) => row?.0.value().1 + 1,
                 None => 1,
             };
-            t.insert((device, seq), enc(item)?.as_slice())?;
+            t.insert((dev, seq), enc(item)?.as_slice())?;
             seq
         };
         self.adjust_kept(device, item.kept_bytes(), 0)?;
@@ -565,7 +577,7 @@ impl<'a> WriteTx<'a> {
     /// Replaces an outbox item (after sealing it).
     pub fn update_outbox(
         &mut self,
-        device: &[u8; 32],
+        device: &DeviceKey,
         seq: u64,
         item: &OutboxItem,
     ) -> Result<(), StoreError> {
@@ -574,7 +586,7 @@ impl<'a> WriteTx<'a> {
         let kept = item.conversation == [0; 32];
         let (new, old_kept) = {
             let mut t = open!(self, OUTBOX);
-            let old = t.insert((device, seq), enc(item)?.as_slice())?;
+            let old = t.insert((device.as_bytes(), seq), enc(item)?.as_slice())?;
             match old {
                 None => (true, 0),
                 Some(v) if kept => (false, dec::<OutboxItem>(v.value())?.kept_bytes()),
@@ -593,11 +605,11 @@ impl<'a> WriteTx<'a> {
     /// Removes an outbox item, returning it.
     pub fn take_outbox(
         &mut self,
-        device: &[u8; 32],
+        device: &DeviceKey,
         seq: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let v: Option<OutboxItem> = open!(self, OUTBOX)
-            .remove((device, seq))?
+            .remove((device.as_bytes(), seq))?
             .map(|v| dec(v.value()))
             .transpose()?;
         if let Some(item) = &v {
@@ -608,14 +620,18 @@ impl<'a> WriteTx<'a> {
     }
 
     /// Registers a device with this node's mailbox.
-    pub fn put_mailbox_user(&mut self, curve: &[u8; 32], dev: &[u8; 32]) -> Result<(), StoreError> {
-        open!(self, MAILBOX_USERS).insert(curve, *dev)?;
+    pub fn put_mailbox_user(
+        &mut self,
+        curve: &CurveKey,
+        dev: &DeviceKey,
+    ) -> Result<(), StoreError> {
+        open!(self, MAILBOX_USERS).insert(curve.as_bytes(), dev.to_bytes())?;
         Ok(())
     }
 
     /// Records that an envelope was stored.
-    pub fn mark_seen(&mut self, hash: &[u8; 32], now_ms: u64) -> Result<(), StoreError> {
-        open!(self, SEEN).insert(hash, now_ms)?;
+    pub fn mark_seen(&mut self, hash: &EnvelopeHash, now_ms: u64) -> Result<(), StoreError> {
+        open!(self, SEEN).insert(hash.as_bytes(), now_ms)?;
         Ok(())
     }
 
@@ -726,16 +742,19 @@ mod tests {
         let item = item();
         store
             .write(|w| {
-                w.push_outbox(&[3; 32], &item)?;
-                w.push_outbox(&[3; 32], &item)?;
-                w.push_outbox(&[255; 32], &item)?;
-                w.push_outbox(&[1; 32], &item)?;
+                w.push_outbox(&DeviceKey([3; 32]), &item)?;
+                w.push_outbox(&DeviceKey([3; 32]), &item)?;
+                w.push_outbox(&DeviceKey([255; 32]), &item)?;
+                w.push_outbox(&DeviceKey([1; 32]), &item)?;
                 Ok(())
             })
             .unwrap();
         let devs = store.read(|r| r.outbox_devices()).unwrap();
-        assert_eq!(devs, vec![[1; 32], [3; 32], [255; 32]]);
-        let items = store.read(|r| r.outbox(&[3; 32], 10)).unwrap();
+        assert_eq!(
+            devs,
+            vec![DeviceKey([1; 32]), DeviceKey([3; 32]), DeviceKey([255; 32])]
+        );
+        let items = store.read(|r| r.outbox(&DeviceKey([3; 32]), 10)).unwrap();
         assert_eq!(
             items.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
             vec![1, 2]
@@ -764,7 +783,7 @@ mod tests {
         let mut own = kept(50);
         own.conversation = [4; 32];
         own.body = Some(vec![1]);
-        let dev = [3u8; 32];
+        let dev = DeviceKey([3; 32]);
         store
             .write(|w| {
                 w.push_outbox(&dev, &kept(100))?;
@@ -808,7 +827,7 @@ mod tests {
         let path = dir.path().join("s.redb");
         let store = Store::open(&path).unwrap();
         let item = item();
-        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let (a, b, c) = (DeviceKey([1; 32]), DeviceKey([2; 32]), DeviceKey([3; 32]));
         let lens = |store: &Store| {
             store
                 .read(|r| Ok([r.outbox_len(&a)?, r.outbox_len(&b)?, r.outbox_len(&c)?]))

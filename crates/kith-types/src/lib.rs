@@ -1,4 +1,6 @@
-//! Base types shared by every Kith crate: identity keys, message ids and the safety number. Nothing here does I/O or depends on tokio or libp2p.
+//! Base types shared by every Kith crate: identity keys, message ids, typed byte ids (device
+//! keys, Curve25519 keys, group ids, envelope hashes) and the safety number. Nothing here does
+//! I/O or depends on tokio or libp2p.
 
 #![cfg_attr(
     not(test),
@@ -7,8 +9,10 @@
 
 pub mod bounded;
 mod ids;
+mod keys;
 mod safety;
 
 pub use bounded::{BoundedMap, BoundedSet, RateLimit};
 pub use ids::{IdentityKey, MessageId, MessageIdGen, now_ms};
+pub use keys::{CurveKey, DeviceKey, EnvelopeHash, GroupId};
 pub use safety::safety_number;

@@ -22,7 +22,7 @@ impl State {
         let dev = device_key(&cert.peer_id);
         let known = w.device(&dev)?;
         let curve = cert.curve25519;
-        let key_registered = w.mailbox_user(&curve)?.is_some();
+        let key_registered = w.mailbox_user(&CurveKey(curve))?.is_some();
         let devices = w.mailbox_users_len()?;
         let verdict = self.mailbox.register(&mailbox_core::Registration {
             peer,
@@ -55,7 +55,7 @@ impl State {
         });
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
-        w.put_mailbox_user(&curve, &dev)?;
+        w.put_mailbox_user(&CurveKey(curve), &dev)?;
         // Hand over whatever is waiting for it (now that it registered on this connection).
         self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
@@ -78,7 +78,7 @@ impl State {
         // The connection's device, registered here under the key its certificate names.
         let dev = device_key(&peer.to_bytes());
         let registered = match w.device(&dev)?.and_then(|d| d.cert) {
-            Some(cert) => w.mailbox_user(&cert.curve25519)? == Some(dev),
+            Some(cert) => w.mailbox_user(&CurveKey(cert.curve25519))? == Some(dev),
             None => false,
         };
         match self.mailbox.push_verdict(registered, endpoint.as_deref()) {

@@ -4,7 +4,7 @@
 use super::*;
 
 /// A normal envelope opened: the sending device's key, its Curve25519 key, the plaintext.
-type Opened = ([u8; 32], [u8; 32], kith_crypto::Decrypted);
+type Opened = (DeviceKey, [u8; 32], kith_crypto::Decrypted);
 
 impl State {
     /// Opens, stores and acknowledges a batch of envelopes from `peer`.
@@ -70,7 +70,7 @@ impl State {
     ) -> Result<DeliveryResult, Fatal> {
         // The device registered here under the envelope's key, and what is kept for it.
         let registered = match self.mailbox.is_serving() {
-            true => w.mailbox_user(&env.to_device)?,
+            true => w.mailbox_user(&CurveKey(env.to_device))?,
             false => None,
         };
         let to = match registered {
@@ -149,7 +149,7 @@ impl State {
     fn try_open(
         &mut self,
         w: &WriteTx<'_>,
-        dev: [u8; 32],
+        dev: DeviceKey,
         env: &Envelope,
     ) -> Result<Option<Opened>, Fatal> {
         let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
@@ -175,7 +175,7 @@ impl State {
         // tried against the connection's device, then (relayed by a mailbox) the others.
         let (curve, known_dev, mut sessions, decrypted) = match PeerSessions::prekey_sender(env) {
             Some(curve) => {
-                let known_dev = w.device_by_curve(&curve)?;
+                let known_dev = w.device_by_curve(&CurveKey(curve))?;
                 // Decrypt with the known device's sessions, or fresh ones for a new device.
                 let mut sessions = match known_dev {
                     Some(dev) => self.take_sessions(w, &dev, curve)?,

@@ -72,7 +72,8 @@ use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
 };
 use kith_types::{
-    BoundedMap, BoundedSet, IdentityKey, MessageId, MessageIdGen, now_ms, safety_number,
+    BoundedMap, BoundedSet, CurveKey, DeviceKey, EnvelopeHash, IdentityKey, MessageId,
+    MessageIdGen, now_ms, safety_number,
 };
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -155,11 +156,11 @@ enum After {
     /// Publish an event.
     Event(Event),
     /// Try to deliver to a device.
-    Pump([u8; 32]),
+    Pump(DeviceKey),
     /// A read-only command, answered after the batch.
     Read(Cmd),
     /// A request to a device failed: back off.
-    Failed([u8; 32]),
+    Failed(DeviceKey),
     /// Register with a mailbox (with an invite token, if it needs one).
     Register(MailboxRef, Option<String>, Option<Reply<MailboxView>>),
     /// Publish the user record now and answer when a DHT peer stored it.
@@ -204,12 +205,12 @@ enum Pending {
     /// Per envelope sent, the outbox items it carries; `via_mailbox` when it went to one of
     /// the device's mailboxes instead of the device.
     Deliver {
-        dev: [u8; 32],
+        dev: DeviceKey,
         seqs: Vec<Vec<u64>>,
         via_mailbox: bool,
     },
     Claim {
-        dev: [u8; 32],
+        dev: DeviceKey,
     },
     /// The push endpoint sent to one of our mailboxes (with a caller waiting, if any).
     SetPush {
@@ -276,10 +277,10 @@ struct State {
     /// Network commands waiting for room in the network actor's queue.
     backlog: Backlog,
     events: broadcast::Sender<Event>,
-    sessions: HashMap<[u8; 32], PeerSessions>,
-    dirty_sessions: HashSet<[u8; 32]>,
+    sessions: HashMap<DeviceKey, PeerSessions>,
+    dirty_sessions: HashSet<DeviceKey>,
     /// Devices with items queued in this batch, sealed before it commits.
-    to_seal: std::collections::BTreeSet<[u8; 32]>,
+    to_seal: std::collections::BTreeSet<DeviceKey>,
     account_dirty: bool,
     /// When and where each device's outbox goes next.
     delivery: Delivery,
@@ -374,11 +375,11 @@ fn reply<T: Send + 'static>(tx: Reply<T>, value: Result<T, EngineError>) -> Afte
     }))
 }
 
-fn envelope_hash(env: &Envelope) -> [u8; 32] {
+fn envelope_hash(env: &Envelope) -> EnvelopeHash {
     let mut h = Sha256::new();
     h.update([env.kind]);
     h.update(&env.ciphertext);
-    h.finalize().into()
+    EnvelopeHash(h.finalize().into())
 }
 
 impl State {
@@ -398,7 +399,7 @@ impl State {
     fn take_sessions(
         &mut self,
         w: &WriteTx<'_>,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
         curve: [u8; 32],
     ) -> Result<PeerSessions, Fatal> {
         let s = match self.sessions.remove(dev) {
@@ -422,7 +423,7 @@ impl State {
     /// Seals what this batch queued, then saves changed Olm state, in the batch's
     /// transaction.
     fn flush_crypto(&mut self, w: &mut WriteTx<'_>) -> Result<(), Fatal> {
-        let queued: Vec<[u8; 32]> = std::mem::take(&mut self.to_seal).into_iter().collect();
+        let queued: Vec<DeviceKey> = std::mem::take(&mut self.to_seal).into_iter().collect();
         for dev in queued {
             self.seal_waiting(w, &dev)?;
         }

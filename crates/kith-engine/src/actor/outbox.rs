@@ -10,7 +10,7 @@ impl State {
     pub(super) fn seal_waiting(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
     ) -> Result<(), Fatal> {
         let Some(curve) = w.device(dev)?.and_then(|d| d.cert.map(|c| c.curve25519)) else {
             return Ok(());
@@ -24,7 +24,7 @@ impl State {
     pub(super) fn seal_with(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
         s: &mut PeerSessions,
     ) -> Result<(), Fatal> {
         if !s.has_session() {
@@ -100,7 +100,7 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let bytes = kith_proto::codec::encode(body)?;
-        let devices: Vec<[u8; 32]> = w
+        let devices: Vec<DeviceKey> = w
             .devices()?
             .into_iter()
             .filter(|d| &d.identity == conv)
@@ -360,7 +360,7 @@ impl State {
     }
 
     /// A request to `dev` completed: it may send the next batch at once.
-    pub(super) fn settled(&mut self, dev: [u8; 32], via_mailbox: bool, after: &mut Vec<After>) {
+    pub(super) fn settled(&mut self, dev: DeviceKey, via_mailbox: bool, after: &mut Vec<After>) {
         // Failures keep counting after a mailbox took the batch, so the next one goes there
         // too until the device is reachable again.
         self.delivery.settled(dev, via_mailbox);
@@ -399,7 +399,7 @@ impl State {
     pub(super) fn reset_sessions(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: &[u8; 32],
+        dev: &DeviceKey,
     ) -> Result<(), Fatal> {
         warn!("a contact's device could not decrypt our messages; starting a new session");
         self.sessions.remove(dev);
@@ -429,7 +429,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
-        dev: [u8; 32],
+        dev: DeviceKey,
         bundle: kith_proto::record::PrekeyBundle,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {

@@ -6,7 +6,7 @@ use super::*;
 
 impl Engine {
     /// A request to `dev` failed or could not be sent: the delivery core backs it off.
-    pub(super) fn failed(&mut self, dev: [u8; 32]) {
+    pub(super) fn failed(&mut self, dev: DeviceKey) {
         let st = &mut self.st;
         let failure = st.delivery.failed(dev, Instant::now(), &mut st.rng);
         if failure.look_up {
@@ -15,7 +15,7 @@ impl Engine {
     }
 
     /// Looks the device's owner up in the DHT, at most every [`delivery::LOOKUP_EVERY`].
-    pub(super) fn lookup_device(&mut self, dev: [u8; 32]) {
+    pub(super) fn lookup_device(&mut self, dev: DeviceKey) {
         let Ok(Some(d)) = self.store.read(|r| r.device(&dev)) else {
             return;
         };
@@ -38,7 +38,7 @@ impl Engine {
     }
 
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
-    pub(super) fn pump(&mut self, dev: [u8; 32]) {
+    pub(super) fn pump(&mut self, dev: DeviceKey) {
         if !self.st.delivery.ready(&dev, Instant::now()) {
             return;
         }

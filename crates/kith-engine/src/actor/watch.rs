@@ -350,10 +350,10 @@ impl State {
         &self,
         w: &WriteTx<'_>,
         peer: PeerId,
-    ) -> Result<Option<[u8; 32]>, Fatal> {
+    ) -> Result<Option<DeviceKey>, Fatal> {
         let dev = device_key(&peer.to_bytes());
         Ok(match w.device(&dev)?.and_then(|d| d.cert) {
-            Some(cert) if w.mailbox_user(&cert.curve25519)? == Some(dev) => Some(dev),
+            Some(cert) if w.mailbox_user(&CurveKey(cert.curve25519))? == Some(dev) => Some(dev),
             _ => None,
         })
     }

@@ -55,8 +55,7 @@ pub const BATCH_BYTES: usize = 768 * 1024;
 /// Bytes counted per envelope besides its ciphertext when a batch is cut.
 const ENVELOPE_OVERHEAD: usize = 64;
 
-/// A device, by the key the store files it under.
-pub type DeviceKey = [u8; 32];
+pub use kith_types::DeviceKey;
 
 /// The wait before the next attempt after `failures` failures in a row, without jitter:
 /// 1 s, 2 s, 4 s, … 32 s, then [`MAX_BACKOFF`].
@@ -297,7 +296,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    const DEV: DeviceKey = [7; 32];
+    const DEV: DeviceKey = DeviceKey([7; 32]);
 
     fn sealed(covers: u32, len: usize) -> OutboxItem {
         OutboxItem {

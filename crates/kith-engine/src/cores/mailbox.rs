@@ -75,8 +75,7 @@ pub const ANOTHER_PEER: &str = "registration for another peer";
 /// Why a peer is penalised.
 pub const NOT_REGISTERED: &str = "envelope for another device";
 
-/// A device, by the key the store files it under.
-pub type DeviceKey = [u8; 32];
+pub use kith_types::DeviceKey;
 
 /// How a node serves as a mailbox.
 #[derive(Clone)]
@@ -361,7 +360,7 @@ mod tests {
     use kith_proto::wire::Envelope;
 
     const MS: Duration = Duration::from_millis(1);
-    const DEV: DeviceKey = [7; 32];
+    const DEV: DeviceKey = DeviceKey([7; 32]);
 
     fn peer(n: u8) -> PeerId {
         let Ok(k) = Keypair::ed25519_from_bytes([n; 32]) else {
@@ -636,7 +635,7 @@ mod tests {
         assert!(!m.wake(DEV, true, true, t0 + WAKE_EVERY + MS));
         assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY));
         // Another device has its own window.
-        assert!(m.wake([8; 32], true, true, t0 + WAKE_EVERY + MS));
+        assert!(m.wake(DeviceKey([8; 32]), true, true, t0 + WAKE_EVERY + MS));
         // A new endpoint: woken at once.
         m.push_set(&DEV);
         assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY + MS));
@@ -649,7 +648,7 @@ mod tests {
         for i in 0..(MAX_WAKE_ENTRIES as u32 + 100) {
             let mut dev = [0u8; 32];
             dev[..4].copy_from_slice(&i.to_le_bytes());
-            m.wake(dev, true, true, t0);
+            m.wake(DeviceKey(dev), true, true, t0);
         }
         assert!(m.wakes.len() <= MAX_WAKE_ENTRIES);
     }

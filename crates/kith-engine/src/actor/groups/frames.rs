@@ -31,7 +31,7 @@ use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
-use kith_types::MessageId;
+use kith_types::{CurveKey, MessageId};
 use tracing::{debug, warn};
 
 use super::{Now, group_err, hex16};
@@ -228,7 +228,7 @@ impl State {
             }
             return Ok(Verdict::Ignore);
         }
-        let Some(dev) = w.device_by_curve(&sender)? else {
+        let Some(dev) = w.device_by_curve(&CurveKey(sender))? else {
             // A device we do not know (yet): do not forward, do not keep.
             return Ok(Verdict::Ignore);
         };
@@ -306,7 +306,7 @@ impl State {
             return Ok(Verdict::Reject);
         };
         w.set_group_pending(&group, &sender, frame.seq, false)?;
-        let Some(dev) = w.device_by_curve(&sender)? else {
+        let Some(dev) = w.device_by_curve(&CurveKey(sender))? else {
             return Ok(Verdict::Accept);
         };
         let Some(device) = w.device(&dev)? else {

@@ -42,6 +42,7 @@ use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
 use kith_store::{GroupRow, WriteTx, device_key};
+use kith_types::{CurveKey, DeviceKey};
 use tracing::warn;
 
 use super::frames::advance;
@@ -176,7 +177,7 @@ impl State {
             };
             let bytes = encode_body(&body)?;
             let devices = w.devices()?;
-            let mut told: HashSet<[u8; 32]> = HashSet::new();
+            let mut told: HashSet<DeviceKey> = HashSet::new();
             for members in &shared {
                 for (k, d) in member_devices(devices.clone(), members, &me)? {
                     if d.identity != cert.identity && told.insert(k) {
@@ -196,7 +197,7 @@ impl State {
     pub(super) fn share_late(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: [u8; 32],
+        dev: DeviceKey,
         owner: [u8; 32],
         now: Now,
         after: &mut Vec<After>,
@@ -214,7 +215,7 @@ impl State {
             let Some(mut row) = w.group(&id)? else {
                 continue;
             };
-            if row.out_shared.contains(&dev) {
+            if row.out_shared.contains(dev.as_bytes()) {
                 continue;
             }
             let Some((session, index)) = self
@@ -249,7 +250,7 @@ impl State {
             };
             let bytes = encode_body(&body)?;
             self.enqueue_dev(w, dev, owner, bytes, now, after)?;
-            row.out_shared.push(dev);
+            row.out_shared.push(dev.0);
             w.put_group(&id, &row)?;
         }
         Ok(())
@@ -261,7 +262,7 @@ impl State {
         w: &mut WriteTx<'_>,
         id: [u8; 16],
         row: &mut GroupRow,
-        devices: &[([u8; 32], [u8; 32])],
+        devices: &[(DeviceKey, [u8; 32])],
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -276,8 +277,8 @@ impl State {
         let bytes = encode_body(&body)?;
         for (dev, owner) in devices {
             self.enqueue_dev(w, *dev, *owner, bytes.clone(), now, after)?;
-            if !row.out_shared.contains(dev) {
-                row.out_shared.push(*dev);
+            if !row.out_shared.contains(dev.as_bytes()) {
+                row.out_shared.push(dev.0);
             }
         }
         Ok(())
@@ -324,7 +325,7 @@ impl State {
         row.out_session = Some(String::new());
         row.out_shared.clear();
         let me = self.me.0;
-        let devices: Vec<([u8; 32], [u8; 32])> = member_devices(w.devices()?, members, &me)?
+        let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, members, &me)?
             .into_iter()
             .map(|(k, d)| (k, d.identity))
             .collect();
@@ -367,7 +368,7 @@ impl State {
         // Only a current member gives keys (a removed member cannot start a session that
         // others would read). A key may come before the ops that make its sender (or us) a
         // member, from another path: it waits in memory until they arrive.
-        let owner = match w.device_by_curve(&curve)? {
+        let owner = match w.device_by_curve(&CurveKey(curve))? {
             Some(dev) => w.device(&dev)?.map(|d| d.identity),
             None => None,
         };
@@ -405,7 +406,7 @@ impl State {
             w.put_group_sender(&group, &curve, &row)?;
             // Frames it sent before this node knew its device were not kept: ask it for them
             // now rather than at the next round.
-            if let Some(dev) = w.device_by_curve(&curve)?
+            if let Some(dev) = w.device_by_curve(&CurveKey(curve))?
                 && let Some(d) = w.device(&dev)?
                 && let Ok(peer) = PeerId::from_bytes(&d.peer_id)
             {

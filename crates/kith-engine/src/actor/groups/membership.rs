@@ -36,6 +36,7 @@ use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
 use kith_store::{Contact, GroupRow, KnownDevice, WriteTx, device_key};
+use kith_types::DeviceKey;
 use tracing::{debug, warn};
 
 use super::change::{change_op, changed_by};
@@ -265,7 +266,7 @@ impl State {
             }
         }
         // Member devices: kept when their owner is a member of a group we are in.
-        let mut learned: Vec<([u8; 32], [u8; 32])> = Vec::new();
+        let mut learned: Vec<(DeviceKey, [u8; 32])> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
                 touched.iter().any(|(t, _)| t == id) && l.state().0.members.contains(&cert.identity)
@@ -342,7 +343,7 @@ impl State {
             return Ok(());
         }
         let one: BTreeSet<[u8; 32]> = [from].into_iter().collect();
-        let devices: Vec<([u8; 32], [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
+        let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
             .into_iter()
             .map(|(dev, d)| (dev, d.identity))
             .collect();
@@ -508,7 +509,7 @@ impl State {
     pub(super) fn send_ops(
         &mut self,
         w: &mut WriteTx<'_>,
-        devices: &[([u8; 32], [u8; 32])],
+        devices: &[(DeviceKey, [u8; 32])],
         ops: &[GroupOp],
         certs: &[DeviceCert],
         now: Now,

@@ -64,7 +64,7 @@ use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
 use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
-use kith_types::{IdentityKey, now_ms};
+use kith_types::{DeviceKey, IdentityKey, now_ms};
 use std::time::Instant;
 
 pub(super) use sync::sync_marks;
@@ -238,7 +238,7 @@ impl State {
     fn enqueue_dev(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: [u8; 32],
+        dev: DeviceKey,
         conv: [u8; 32],
         bytes: Vec<u8>,
         now: Now,
@@ -310,7 +310,7 @@ impl State {
                     Ok(id) => {
                         let members = self.groups.states.get(&id).map(|s| s.members.clone());
                         let members = members.unwrap_or_default();
-                        let devices: Vec<([u8; 32], [u8; 32])> =
+                        let devices: Vec<(DeviceKey, [u8; 32])> =
                             member_devices(w.devices()?, &members, &self.me.0)?
                                 .into_iter()
                                 .map(|(k, d)| (k, d.identity))
@@ -340,7 +340,7 @@ fn member_devices(
     devices: Vec<KnownDevice>,
     members: &BTreeSet<[u8; 32]>,
     me: &[u8; 32],
-) -> Result<Vec<([u8; 32], KnownDevice)>, StoreError> {
+) -> Result<Vec<(DeviceKey, KnownDevice)>, StoreError> {
     Ok(devices
         .into_iter()
         .filter(|d| members.contains(&d.identity) && &d.identity != me)

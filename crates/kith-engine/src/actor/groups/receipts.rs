@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use crate::model::{Fatal, Outcome};
 use kith_proto::wire::{Body, MAX_RECEIPT_IDS, ReceiptKind};
 use kith_store::WriteTx;
-use kith_types::MessageId;
+use kith_types::{CurveKey, DeviceKey, MessageId};
 use std::time::Instant;
 
 use super::{Now, RECEIPT_DELAY, encode_body};
@@ -32,7 +32,7 @@ use crate::model::Event;
 const MAX_DUE_RECEIPTS: usize = 4096;
 
 /// Where a batch of group receipts goes: (sender device, group).
-type ReceiptTo = ([u8; 32], [u8; 16]);
+type ReceiptTo = (DeviceKey, [u8; 16]);
 
 /// Delivery receipts for one sender device's messages in one group, not sent yet.
 #[derive(Debug, PartialEq, Eq)]
@@ -119,7 +119,7 @@ impl State {
     pub(super) fn receipt_due(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: [u8; 32],
+        dev: DeviceKey,
         identity: [u8; 32],
         group: [u8; 16],
         id: u128,
@@ -136,7 +136,7 @@ impl State {
     fn send_receipts(
         &mut self,
         w: &mut WriteTx<'_>,
-        dev: [u8; 32],
+        dev: DeviceKey,
         group: [u8; 16],
         batch: Batch,
         now: Now,
@@ -232,7 +232,7 @@ impl State {
         }
         if self.social.privacy.read_receipts {
             for (curve, ids) in per_sender {
-                let Some(dev) = w.device_by_curve(&curve)? else {
+                let Some(dev) = w.device_by_curve(&CurveKey(curve))? else {
                     continue;
                 };
                 let Some(d) = w.device(&dev)? else { continue };
@@ -272,7 +272,7 @@ mod tests {
     fn receipts_wait_for_the_delay_then_go_in_one_batch() {
         let start = Instant::now();
         let mut due = DueReceipts::default();
-        let to = ([1; 32], [2; 16]);
+        let to = (DeviceKey([1; 32]), [2; 16]);
         assert_eq!(due.add(to, [3; 32], 10, at(start, 0)), None);
         assert_eq!(due.add(to, [3; 32], 11, at(start, 400)), None);
         assert!(due.take(at(start, 999).at, false).is_empty());
@@ -295,7 +295,7 @@ mod tests {
     fn a_full_batch_goes_at_once_and_a_receipt_without_room_goes_alone() {
         let start = Instant::now();
         let mut due = DueReceipts::default();
-        let to = ([1; 32], [2; 16]);
+        let to = (DeviceKey([1; 32]), [2; 16]);
         for id in 0..MAX_RECEIPT_IDS as u128 - 1 {
             assert_eq!(due.add(to, [3; 32], id, at(start, 0)), None);
         }
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(full.ids.len(), MAX_RECEIPT_IDS);
         assert_eq!(full.at_ms, 1_000_000, "the time of the first receipt");
         for n in 0..MAX_DUE_RECEIPTS {
-            let other = ([9; 32], (n as u128).to_le_bytes());
+            let other = (DeviceKey([9; 32]), (n as u128).to_le_bytes());
             assert_eq!(due.add(other, [3; 32], 1, at(start, 0)), None);
         }
         let alone = due.add(to, [3; 32], 7, at(start, 6)).unwrap();

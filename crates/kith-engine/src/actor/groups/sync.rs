@@ -169,7 +169,7 @@ impl Engine {
                 .map(|row| {
                     devices
                         .iter()
-                        .filter(|(k, _)| !row.out_shared.contains(k))
+                        .filter(|(k, _)| !row.out_shared.contains(k.as_bytes()))
                         .map(|(_, d)| d.identity)
                         .collect()
                 })
