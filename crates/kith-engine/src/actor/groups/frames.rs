@@ -22,8 +22,6 @@
 //!    frame that does not open with a known key is forged or damaged: dropped, its source
 //!    penalised. An opened message is stored, shown, and its delivery receipt queued.
 
-use std::collections::HashMap;
-
 use crate::model::{Fatal, Outcome};
 use kith_crypto::InboundGroup;
 use kith_net::{GossipId, NetCommand, PeerId, Verdict};
@@ -31,6 +29,7 @@ use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
+use kith_types::BoundedMap;
 use kith_types::{CurveKey, MessageId};
 use tracing::{debug, warn};
 
@@ -44,16 +43,18 @@ pub const MAX_PENDING_FRAMES: u64 = 20_000;
 const MAX_PUBLISHING: usize = 4096;
 
 /// Our frames being published, by the network command's tag (to mark them ✓ sent).
-#[derive(Default)]
-pub(super) struct Publishing(HashMap<u64, GroupMsgKey>);
+pub(super) struct Publishing(BoundedMap<u64, GroupMsgKey>);
+
+impl Default for Publishing {
+    fn default() -> Self {
+        Self(BoundedMap::new(MAX_PUBLISHING))
+    }
+}
 
 impl Publishing {
-    /// Remembers a publication (all are forgotten when there are too many: the message then
-    /// stays unmarked until a receipt comes).
+    /// Remembers a publication (the oldest is forgotten when there are too many: its message
+    /// then stays unmarked until a receipt comes).
     fn start(&mut self, tag: u64, key: GroupMsgKey) {
-        if self.0.len() >= MAX_PUBLISHING {
-            self.0.clear();
-        }
         self.0.insert(tag, key);
     }
 

@@ -36,6 +36,7 @@ use kith_proto::groupwire::{
 };
 use kith_proto::wire::{Refusal, Request, Response};
 use kith_store::{Store, WriteTx, device_key};
+use kith_types::BoundedMap;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -54,14 +55,23 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SYNC_ENTRIES: usize = 8192;
 
 /// When catch-ups were asked, to space them out.
-#[derive(Default)]
 pub(super) struct SyncTimes {
     /// The last catch-up of each group with each peer.
-    last: HashMap<([u8; 16], PeerId), Instant>,
+    last: BoundedMap<([u8; 16], PeerId), Instant>,
     /// Groups with a catch-up in flight, since when.
     in_flight: HashMap<[u8; 16], Instant>,
     /// The last round over all groups.
     last_round: Option<Instant>,
+}
+
+impl Default for SyncTimes {
+    fn default() -> Self {
+        Self {
+            last: BoundedMap::new(MAX_SYNC_ENTRIES),
+            in_flight: HashMap::new(),
+            last_round: None,
+        }
+    }
 }
 
 impl SyncTimes {
@@ -96,9 +106,6 @@ impl SyncTimes {
         }
         if self.last.len() >= MAX_SYNC_ENTRIES {
             self.last.retain(|_, t| now.duration_since(*t) < SYNC_GAP);
-            if self.last.len() >= MAX_SYNC_ENTRIES {
-                self.last.clear();
-            }
         }
         self.last.insert((id, peer), now);
         true
