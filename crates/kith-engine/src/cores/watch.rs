@@ -29,7 +29,8 @@
 //!    [`TOPIC_SYNC_GAP`] ago; the first that takes the question is enough.
 //! 6. An answer cut at its size limit that brought something new is asked again from the
 //!    floor its frames set ([`next_floor`], [`follow_up`]). A refusal as `Unauthorized`
-//!    means the mailbox forgot our topics ([`Watch::sync_refused`]).
+//!    means the mailbox forgot our topics ([`Watch::sync_refused`]): they are told again
+//!    after the next registration.
 //!
 //! Data flow as a mailbox:
 //!
