@@ -22,8 +22,9 @@
 //!    `-2`, `-3`... while taken); past [`MAX_STRANGERS`] provisional contacts a new stranger
 //!    who is no group member is refused ([`may_add_stranger`]).
 //! 3. `kith contacts remove NAME`: the contact goes, and with it every device of its identity
-//!    ([`devices_to_drop`]): the device records, their Olm sessions, their delivery state; the
-//!    presence and profile kept for the identity go too.
+//!    ([`devices_to_drop`]): the device records, their Olm sessions, their delivery state;
+//!    what the presence core holds for the identity (last seen, typing, profile version,
+//!    block) goes too. The conversation's messages stay.
 //! 4. `kith send`: the text must be 1 to [`MAX_TEXT`] bytes ([`check_text`]) and the contact
 //!    not blocked; [`outgoing_text`] makes the stored message and the body that is sent.
 //! 5. `kith read`: every incoming message below `Read` among the last [`READ_SCAN`] of the
