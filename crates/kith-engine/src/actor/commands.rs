@@ -1,6 +1,8 @@
 //! The user's write commands: contacts, sending, marking read; and, served to others,
-//! mailbox registrations, push endpoints and pre-key claims (their rules are the mailbox
-//! core's, `crate::cores::mailbox`; this side reads and writes the store).
+//! mailbox registrations, push endpoints and pre-key claims. The rules are the cores':
+//! contacts, names, texts and read receipts are `crate::cores::contacts`'s; registrations,
+//! push endpoints and claims are `crate::cores::mailbox`'s. This side reads and writes the
+//! store and carries out what they decide.
 
 use super::*;
 
@@ -106,6 +108,8 @@ impl State {
         bundle
     }
 
+    /// Adds (or updates) a contact from a code, by the contacts core's rules; dials the
+    /// code's device.
     pub(super) fn add_contact(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -113,86 +117,52 @@ impl State {
         name: &str,
         after: &mut Vec<After>,
     ) -> Outcome<ContactView> {
-        let card = match ContactCard::from_code(code) {
+        let code = match contacts::read_code(code, name, &self.me.0) {
             Ok(c) => c,
-            Err(e) => return Ok(Err(EngineError::BadCode(e.to_string()))),
-        };
-        if card.identity == self.me.0 {
-            return Ok(Err(EngineError::OwnCode));
-        }
-        let name = match valid_name(name) {
-            Ok(n) => n,
             Err(e) => return Ok(Err(e)),
         };
-        if PeerId::from_bytes(&card.peer_id).is_err() {
-            return Ok(Err(EngineError::BadCode("bad peer id".into())));
-        }
-        if let Some(existing) = w.contact_by_name(&name)?
-            && existing.identity != card.identity
-        {
-            after.push(After::Event(Event::IdentityWarning {
-                contact: name.clone(),
-                detail: "a new contact code for this name has a different identity key".into(),
-            }));
-            return Ok(Err(EngineError::IdentityChanged(name)));
-        }
-        let dev = device_key(&card.peer_id);
-        let existing_dev = w.device(&dev)?;
-        if let Some(d) = &existing_dev
-            && d.identity != card.identity
-        {
-            return Ok(Err(EngineError::BadCode(
-                "that device belongs to another identity".into(),
-            )));
-        }
-        if let Some(other) = w.contact(&card.identity)?
-            && other.name != name
-            && other.added_by_user
-        {
-            return Ok(Err(EngineError::AlreadyContact(other.name)));
-        }
-        let contact = Contact {
-            identity: card.identity,
-            name: name.clone(),
-            added_ms: now_ms(),
-            added_by_user: true,
-            peer_hint: card.peer_id.clone(),
-            addr_hints: card.addrs.clone(),
+        let by_name = w.contact_by_name(&code.name)?;
+        let dev = device_key(&code.card.peer_id);
+        let known = w.device(&dev)?;
+        let by_identity = w.contact(&code.card.identity)?;
+        let existing = contacts::Existing {
+            by_name: by_name.as_ref(),
+            device_identity: known.as_ref().map(|d| d.identity),
+            by_identity: by_identity.as_ref(),
         };
-        w.put_contact(&contact)?;
-        let mut device = existing_dev.unwrap_or(KnownDevice {
-            identity: card.identity,
-            peer_id: card.peer_id.clone(),
+        if let Err(refused) = contacts::check_add(&code, &existing) {
+            let (error, warning) = refused.into_parts();
+            after.extend(warning.map(After::Event));
+            return Ok(Err(error));
+        }
+        w.put_contact(&contacts::added_contact(&code, now_ms()))?;
+        let mut device = known.unwrap_or(KnownDevice {
+            identity: code.card.identity,
+            peer_id: code.card.peer_id.clone(),
             cert: None,
             addrs: Vec::new(),
             mailboxes: Vec::new(),
             prekey: None,
         });
-        for a in card.addrs.iter().rev() {
-            if !device.addrs.contains(a) {
-                device.addrs.insert(0, a.clone());
-            }
-        }
-        device.addrs.truncate(MAX_DEVICE_ADDRS);
+        contacts::merge_addrs(&mut device.addrs, &code.card.addrs);
         w.put_device(&dev, &device)?;
-        if let Ok(peer) = PeerId::from_bytes(&card.peer_id) {
-            if self.connected.contains(&peer) {
-                // Already connected (they added us first): presence starts now, not at the
-                // next connection.
-                after.push(After::Greet(peer));
-            }
-            after.push(After::Net(NetCommand::Dial {
-                peer,
-                addrs: decode_addrs(&device.addrs),
-            }));
+        if self.connected.contains(&code.peer) {
+            // Already connected (they added us first): presence starts now, not at the next
+            // connection.
+            after.push(After::Greet(code.peer));
         }
+        after.push(After::Net(NetCommand::Dial {
+            peer: code.peer,
+            addrs: decode_addrs(&device.addrs),
+        }));
         Ok(Ok(ContactView::new(
-            name,
-            IdentityKey(card.identity).short(),
+            code.name,
+            IdentityKey(code.card.identity).short(),
             true,
         )))
     }
 
+    /// Removes a contact and what goes with it (the contacts core's [`contacts::devices_to_drop`]).
     pub(super) fn remove_contact(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -201,12 +171,7 @@ impl State {
         let Some(c) = w.contact_by_name(name)? else {
             return Ok(Err(EngineError::UnknownContact(name.to_string())));
         };
-        for d in w
-            .devices()?
-            .into_iter()
-            .filter(|d| d.identity == c.identity)
-        {
-            let dev = device_key(&d.peer_id);
+        for dev in contacts::devices_to_drop(&c.identity, &w.devices()?) {
             w.remove_device(&dev)?;
             self.sessions.remove(&dev);
             self.dirty_sessions.remove(&dev);
@@ -221,6 +186,7 @@ impl State {
         )))
     }
 
+    /// Sends a text to a contact: stores it as pending and queues it for their devices.
     pub(super) fn send(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -228,8 +194,8 @@ impl State {
         text: String,
         after: &mut Vec<After>,
     ) -> Outcome<Sent> {
-        if text.is_empty() || text.len() > MAX_TEXT {
-            return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
+        if let Err(e) = contacts::check_text(&text) {
+            return Ok(Err(e));
         }
         let Some(c) = w.contact_by_name(to)? else {
             return Ok(Err(EngineError::UnknownContact(to.to_string())));
@@ -238,25 +204,14 @@ impl State {
             return Ok(Err(EngineError::Blocked(c.name)));
         }
         let id = self.ids.next_id();
-        let now = now_ms();
-        let msg = StoredMessage {
-            id: id.0,
-            outgoing: true,
-            text: text.clone(),
-            sent_at_ms: now,
-            stored_at_ms: now,
-            status: Status::Pending,
-        };
+        let (msg, body) = contacts::outgoing_text(id.0, text, now_ms());
         w.append_message(&c.identity, &msg)?;
-        let body = Body::Text {
-            id: id.0,
-            sent_at_ms: now,
-            text,
-        };
         self.enqueue(w, &c.identity, &body, vec![id.0], after)?;
         Ok(Ok(Sent { id: id.to_string() }))
     }
 
+    /// Marks a contact's incoming messages read and queues the read receipts the contacts
+    /// core allows.
     pub(super) fn mark_read(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -266,26 +221,19 @@ impl State {
         let Some(c) = w.contact_by_name(with)? else {
             return Ok(Err(EngineError::UnknownContact(with.to_string())));
         };
-        let unread: Vec<u128> = w
-            .history(&c.identity, 10_000)?
-            .into_iter()
-            .filter(|(_, m)| !m.outgoing && m.status < Status::Read)
-            .map(|(_, m)| m.id)
-            .collect();
+        let history = w.history(&c.identity, contacts::READ_SCAN)?;
+        let unread = contacts::unread(history.iter().map(|(_, m)| m));
         for id in &unread {
             w.raise_status(&c.identity, *id, false, Status::Read)?;
         }
-        // Read receipts off (or the contact blocked): nothing goes back.
-        if !self.social.privacy.read_receipts || self.social.blocked.contains(&c.identity) {
-            return Ok(Ok(unread.len()));
-        }
-        for chunk in unread.chunks(MAX_RECEIPT_IDS) {
-            let body = Body::Receipt {
-                kind: ReceiptKind::Read,
-                ids: chunk.to_vec(),
-                at_ms: now_ms(),
-            };
-            self.enqueue(w, &c.identity, &body, Vec::new(), after)?;
+        let receipts = contacts::read_receipts(
+            &unread,
+            self.social.privacy.read_receipts,
+            self.social.blocked.contains(&c.identity),
+            now_ms(),
+        );
+        for body in &receipts {
+            self.enqueue(w, &c.identity, body, Vec::new(), after)?;
         }
         Ok(Ok(unread.len()))
     }

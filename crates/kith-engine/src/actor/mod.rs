@@ -11,9 +11,10 @@
 //!   room in the network's queue.
 //! - `pump.rs` with the delivery core (`crate::cores::delivery`): sending outboxes;
 //!   `outbox.rs`: sealing and delivery answers; `inbound.rs`: opening what arrives;
-//!   `commands.rs`: contacts, sending, marking read, mailbox registrations and pre-key
-//!   claims served to others, by the rules of the mailbox core (`crate::cores::mailbox`),
-//!   which also decides deposits, wake-ups, who receives kept mail, and its expiry.
+//!   `commands.rs`: contacts, sending, marking read, by the rules of the contacts core
+//!   (`crate::cores::contacts`), and mailbox registrations and pre-key claims served to
+//!   others, by the rules of the mailbox core (`crate::cores::mailbox`), which also decides
+//!   deposits, wake-ups, who receives kept mail, and its expiry.
 //! - `records.rs`: our user record in the DHT; `mailboxes.rs`: our mailboxes and push
 //!   endpoint; `watch.rs`: group topics kept at mailboxes; `presence.rs`: presence, typing,
 //!   profiles, privacy, blocks; `groups.rs`: group chats; `views.rs`: what read commands show.
@@ -65,7 +66,7 @@ use kith_proto::record::{
     DeviceCert, MAX_MAILBOXES, MailboxRef, RecordDevice, UserRecord, user_record_key,
 };
 use kith_proto::wire::{
-    Body, DeliveryResult, Envelope, MAX_BODIES, MAX_RECEIPT_IDS, MAX_TEXT, ReceiptKind, Refusal,
+    Body, DeliveryResult, Envelope, MAX_BODIES, MAX_RECEIPT_IDS, ReceiptKind, Refusal,
     RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
@@ -86,6 +87,7 @@ use crate::command::{
     GroupSendParams, HistoryParams, NoParams, Queued, RemoveContactParams, SendParams,
     SetPrivacyParams, TypingParams, WithContact,
 };
+use crate::cores::contacts::{self, MAX_STRANGERS};
 use crate::cores::delivery::{self, Delivery};
 use crate::cores::mailbox::{self as mailbox_core, MailboxService};
 pub use crate::cores::mailbox::{MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig};
@@ -132,11 +134,6 @@ pub const MAX_TRIAL: usize = 256;
 pub const MAILBOX_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Most devices whose Olm sessions are kept in memory between batches.
 pub const MAX_CACHED_SESSIONS: usize = 1024;
-/// Most people who wrote first (not added by the user) kept as provisional contacts; more
-/// strangers are refused until some are removed.
-pub const MAX_STRANGERS: usize = 1000;
-/// Longest contact name, in characters.
-pub const MAX_NAME: usize = 64;
 
 /// Where a command's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -356,17 +353,6 @@ fn decode_addrs(addrs: &[Vec<u8>]) -> Vec<Multiaddr> {
         .iter()
         .filter_map(|a| Multiaddr::try_from(a.clone()).ok())
         .collect()
-}
-
-fn valid_name(name: &str) -> Result<String, EngineError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(EngineError::BadName(format!("1 to {MAX_NAME} characters")));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(EngineError::BadName("no control characters".into()));
-    }
-    Ok(name.to_string())
 }
 
 fn reply<T: Send + 'static>(tx: Reply<T>, value: Result<T, EngineError>) -> After {

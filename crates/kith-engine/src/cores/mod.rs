@@ -4,12 +4,14 @@
 //! on the network and from the user, and carries out what they decide. Cores can be driven
 //! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
 //!
+//! - [`contacts`]: adding, naming and removing contacts; texts to send; read and receipts.
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`record`]: when this device's user record is published, and what it advertises.
 //! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 //! - [`watch`]: group watching at mailboxes: what to tell them, catch-ups, who may watch, caps.
 
+pub mod contacts;
 pub mod delivery;
 pub mod mailbox;
 pub mod presence;

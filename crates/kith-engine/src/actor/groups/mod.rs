@@ -64,7 +64,7 @@ use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
 use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
-use kith_types::{DeviceKey, IdentityKey, now_ms};
+use kith_types::{DeviceKey, now_ms};
 use std::time::Instant;
 
 pub(super) use sync::sync_marks;
@@ -348,17 +348,17 @@ fn member_devices(
         .collect())
 }
 
-/// The name a person who is not a contact gets in the contact list: `~` and their short
-/// fingerprint, with `-2`, `-3`... when that is taken.
+/// The name a person who is not a contact gets in the contact list: the first of the
+/// contacts core's candidates ([`crate::cores::contacts::stranger_name`]) not in use.
 pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, Fatal> {
-    let short = IdentityKey(*identity).short();
-    let mut name = format!("~{short}");
     let mut n = 1;
-    while w.contact_by_name(&name)?.is_some() {
+    loop {
+        let name = crate::cores::contacts::stranger_name(identity, n);
+        if w.contact_by_name(&name)?.is_none() {
+            return Ok(name);
+        }
         n += 1;
-        name = format!("~{short}-{n}");
     }
-    Ok(name)
 }
 
 /// Encodes a pairwise body for the outbox (an encoding failure is a store-level error, as
