@@ -132,9 +132,6 @@ pub const MAX_TRIAL: usize = 256;
 pub const MAILBOX_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Most devices whose Olm sessions are kept in memory between batches.
 pub const MAX_CACHED_SESSIONS: usize = 1024;
-/// Most people who wrote first (not added by the user) kept as provisional contacts; more
-/// strangers are refused until some are removed.
-pub const MAX_STRANGERS: usize = 1000;
 /// Longest contact name, in characters.
 pub const MAX_NAME: usize = 64;
 

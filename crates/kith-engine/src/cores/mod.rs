@@ -8,8 +8,10 @@
 //! - [`record`]: when this device's user record is published, and what it advertises.
 //! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
+//! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
 
 pub mod delivery;
+pub mod inbound;
 pub mod mailbox;
 pub mod presence;
 pub mod record;
