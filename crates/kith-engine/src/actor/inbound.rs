@@ -2,15 +2,15 @@
 //! file does the I/O around its rules: the store's reads and writes and the Olm decryption.
 //! As a mailbox, it also keeps envelopes for registered devices (as the mailbox core decides).
 //!
-//! Data flow for one batch ([`State::receive`]):
+//! Data flow for one batch (`State::receive`):
 //!
 //! 1. Per envelope, in request order: read whether its hash was seen; the core routes it
-//!    (`inbound::route`): `Duplicate`, a deposit ([`State::deposit`]) or one to open.
-//! 2. [`State::open`]: decrypt with Olm (a pre-key message with its device's sessions or
+//!    (`inbound::route`): `Duplicate`, a deposit (`State::deposit`) or one to open.
+//! 2. `State::open`: decrypt with Olm (a pre-key message with its device's sessions or
 //!    fresh ones; a normal one with the connection's device, then the others we have
-//!    sessions with, [`State::open_normal`]), mark the ratchet dirty, decode
+//!    sessions with, `State::open_normal`), mark the ratchet dirty, decode
 //!    (`inbound::unseal`).
-//! 3. For a device not known yet ([`State::bind_new`]): the core checks the certificate,
+//! 3. For a device not known yet (`State::bind_new`): the core checks the certificate,
 //!    the store is read for the device, the contact and the number of strangers, the core
 //!    decides the binding, and the device (and a stranger's provisional contact) is written.
 //! 4. The core plans the bodies (`inbound::deliver`); each step is carried out here (texts
