@@ -1,10 +1,30 @@
-//! Opening envelopes from peers: dedupe by hash, decrypt, bind new devices, store; and, as a
-//! mailbox, keeping envelopes for registered devices (as the mailbox core decides).
+//! Opening envelopes from peers, as the inbound core (`crate::cores::inbound`) decides; this
+//! file does the I/O around its rules: the store's reads and writes and the Olm decryption.
+//! As a mailbox, it also keeps envelopes for registered devices (as the mailbox core decides).
+//!
+//! Data flow for one batch (`State::receive`):
+//!
+//! 1. Per envelope, in request order: read whether its hash was seen; the core routes it
+//!    (`inbound::route`): `Duplicate`, a deposit (`State::deposit`) or one to open.
+//! 2. `State::open`: decrypt with Olm (a pre-key message with its device's sessions or
+//!    fresh ones; a normal one with the connection's device, then the others we have
+//!    sessions with, `State::open_normal`), mark the ratchet dirty, decode
+//!    (`inbound::unseal`).
+//! 3. For a device not known yet (`State::bind_new`): the core checks the certificate,
+//!    the store is read for the device, the contact and the number of strangers, the core
+//!    decides the binding, and the device (and a stranger's provisional contact) is written.
+//! 4. The core plans the bodies (`inbound::deliver`); each step is carried out here (texts
+//!    appended, statuses raised, group bodies handed to the group rules).
+//! 5. The core's `Batch` records each answer and says which hashes to mark seen; at the end
+//!    the delivered receipts it collected for relayed texts are queued.
 
 use super::*;
+use crate::cores::inbound::{
+    self as inbound_core, Batch, Binding, NewDevice, Route, Step, Verdict,
+};
 
 /// A normal envelope opened: the sending device's key, its Curve25519 key, the plaintext.
-type Opened = (DeviceKey, [u8; 32], kith_crypto::Decrypted);
+type Found = (DeviceKey, [u8; 32], kith_crypto::Decrypted);
 
 impl State {
     /// Opens, stores and acknowledges a batch of envelopes from `peer`.
@@ -15,47 +35,30 @@ impl State {
         envelopes: Vec<Envelope>,
         after: &mut Vec<After>,
     ) -> Result<Vec<DeliveryResult>, Fatal> {
-        let mut results = Vec::with_capacity(envelopes.len());
+        let mut batch = Batch::new(envelopes.len());
         let my_curve = self.device.curve_key();
-        let mut receipts: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
-        let mut kept = 0usize;
         for env in envelopes {
             let hash = envelope_hash(&env);
-            if w.seen(&hash)? {
-                results.push(DeliveryResult::Duplicate);
-                continue;
-            }
-            if env.to_device != my_curve {
-                let r = self.deposit(w, peer, env, after)?;
-                if matches!(r, DeliveryResult::Accepted) {
-                    w.mark_seen(&hash, now_ms())?;
-                    kept += 1;
-                }
-                results.push(r);
-                continue;
-            }
-            let r = self.open(w, peer, &env, &mut receipts, after)?;
-            if matches!(r, DeliveryResult::Stored) {
+            let route = inbound_core::route(w.seen(&hash)?, &env.to_device, &my_curve);
+            let r = match route {
+                Route::Duplicate => DeliveryResult::Duplicate,
+                Route::Deposit => self.deposit(w, peer, env, after)?,
+                Route::Open => self.open(w, peer, &env, &mut batch, after)?,
+            };
+            if batch.answer(route, r) {
                 w.mark_seen(&hash, now_ms())?;
             }
-            results.push(r);
         }
-        if kept > 0 {
+        let answered = batch.finish(now_ms());
+        if answered.kept > 0 {
             // The depositing peer is a throwaway identity for well-behaved senders.
-            debug!(from = %peer, kept, "mailbox deposit");
+            debug!(from = %peer, kept = answered.kept, "mailbox deposit");
         }
         // Messages a mailbox relayed: tell their senders they are delivered (✓✓).
-        for (conv, ids) in receipts {
-            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
-                let body = Body::Receipt {
-                    kind: ReceiptKind::Delivered,
-                    ids: chunk.to_vec(),
-                    at_ms: now_ms(),
-                };
-                self.enqueue(w, &conv, &body, Vec::new(), after)?;
-            }
+        for (conv, body) in answered.receipts {
+            self.enqueue(w, &conv, &body, Vec::new(), after)?;
         }
-        Ok(results)
+        Ok(answered.results)
     }
 
     /// Keeps an envelope for a device registered with this node's mailbox, if the mailbox
@@ -129,7 +132,7 @@ impl State {
         w: &WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
-    ) -> Result<Option<Opened>, Fatal> {
+    ) -> Result<Option<Found>, Fatal> {
         // The common case first: the connection is the sending device.
         let first = device_key(&peer.to_bytes());
         if let Some(opened) = self.try_open(w, first, env)? {
@@ -151,7 +154,7 @@ impl State {
         w: &WriteTx<'_>,
         dev: DeviceKey,
         env: &Envelope,
-    ) -> Result<Option<Opened>, Fatal> {
+    ) -> Result<Option<Found>, Fatal> {
         let Some(curve) = w.device(&dev)?.and_then(|d| d.cert).map(|c| c.curve25519) else {
             return Ok(None);
         };
@@ -161,19 +164,19 @@ impl State {
         Ok(r.ok().map(|d| (dev, curve, d)))
     }
 
-    pub(super) fn open(
+    /// Opens one envelope addressed to this device and carries out what the inbound core
+    /// plans for it.
+    fn open(
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
-        receipts: &mut HashMap<[u8; 32], Vec<u128>>,
+        batch: &mut Batch,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, Fatal> {
-        // Which device sent it: a pre-key message names its Curve25519 key; otherwise the
-        // connection's peer id tells.
         // Which device sent it: a pre-key message names its Curve25519 key; a normal one is
         // tried against the connection's device, then (relayed by a mailbox) the others.
-        let (curve, known_dev, mut sessions, decrypted) = match PeerSessions::prekey_sender(env) {
+        let (curve, known_dev, sessions, decrypted) = match PeerSessions::prekey_sender(env) {
             Some(curve) => {
                 let known_dev = w.device_by_curve(&CurveKey(curve))?;
                 // Decrypt with the known device's sessions, or fresh ones for a new device.
@@ -195,13 +198,13 @@ impl State {
                     Ok(d) => (curve, known_dev, sessions, d),
                     Err(e) => {
                         debug!(%peer, error = %e, "cannot decrypt envelope");
-                        return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
+                        return Ok(inbound_core::not_opened());
                     }
                 }
             }
             None => match self.open_normal(w, peer, env)? {
                 Some((dev, curve, d)) => (curve, Some(dev), None, d),
-                None => return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable)),
+                None => return Ok(inbound_core::not_opened()),
             },
         };
         // From here on the ratchet has moved: its new state must be saved.
@@ -209,159 +212,204 @@ impl State {
             self.dirty_sessions.insert(dev);
         }
         self.account_dirty |= decrypted.new_session;
-        let sealed = match Sealed::decode(&decrypted.plaintext) {
+        let (verdict, error) = inbound_core::unseal(&decrypted.plaintext);
+        if let Some(e) = error {
+            warn!(%peer, error = %e, "malformed sealed message");
+        }
+        let sealed = match carry_verdict(peer, verdict, after) {
             Ok(s) => s,
-            Err(e) => {
-                warn!(%peer, error = %e, "malformed sealed message");
-                after.push(After::Net(NetCommand::Penalize {
-                    peer,
-                    reason: "malformed sealed message",
-                }));
-                return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
-            }
+            Err(r) => return Ok(r),
         };
         // Bind the session to a device and a person.
         let dev = match known_dev {
             Some(dev) => dev,
-            None => {
-                let Some(cert) = sealed.sender.clone() else {
-                    return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
-                };
-                if cert.curve25519 != curve || cert.validate().is_err() {
-                    after.push(After::Net(NetCommand::Penalize {
-                        peer,
-                        reason: "sender certificate does not verify",
-                    }));
-                    return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
-                }
-                let dev = device_key(&cert.peer_id);
-                let existing = w.device(&dev)?;
-                if let Some(d) = &existing
-                    && d.identity != cert.identity
-                {
-                    let name = w.contact(&d.identity)?.map(|c| c.name).unwrap_or_default();
-                    after.push(After::Event(Event::IdentityWarning {
-                        contact: name,
-                        detail: "a device presented keys of a different identity".into(),
-                    }));
-                    return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
-                }
-                let mut d = existing.unwrap_or(KnownDevice {
-                    identity: cert.identity,
-                    peer_id: cert.peer_id.clone(),
-                    cert: None,
-                    addrs: Vec::new(),
-                    mailboxes: Vec::new(),
-                    prekey: None,
-                });
-                let stranger = w.contact(&cert.identity)?.is_none();
-                if stranger
-                    && !self.groups.people.contains(&cert.identity)
-                    && w.contacts()?.iter().filter(|c| !c.added_by_user).count() >= MAX_STRANGERS
-                {
-                    warn!("too many people wrote first; refusing a new one");
-                    return Ok(DeliveryResult::Rejected(RejectReason::Undecryptable));
-                }
-                d.cert = Some(cert.clone());
-                w.put_device(&dev, &d)?;
-                self.member_cert_learned(w, &cert, after)?;
-                if stranger {
-                    let name = super::groups::stranger_name(w, &cert.identity)?;
-                    w.put_contact(&Contact {
-                        identity: cert.identity,
-                        name: name.clone(),
-                        added_ms: now_ms(),
-                        added_by_user: false,
-                        peer_hint: cert.peer_id.clone(),
-                        addr_hints: Vec::new(),
-                    })?;
-                    after.push(After::Event(Event::NewContact {
-                        contact: name,
-                        identity: IdentityKey(cert.identity).short(),
-                    }));
-                }
-                if let Some(s) = sessions.take() {
-                    self.sessions.insert(dev, s);
-                }
-                // A group member's device we did not know: it gets our group keys.
-                self.group_devices_appeared(w, cert.identity, after)?;
-                dev
-            }
+            None => match self.bind_new(w, peer, curve, sealed.sender.as_ref(), sessions, after)? {
+                Ok(dev) => dev,
+                Err(r) => return Ok(r),
+            },
         };
         self.dirty_sessions.insert(dev);
         let Some(device) = w.device(&dev)? else {
             return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
         };
         let conv = device.identity;
-        if self.social.blocked.contains(&conv) {
-            // Blocked: dropped without a trace. Answered as a mailbox would ("accepted, not
-            // delivered"), so the sender stops retrying and shows ✓ forever, never ✓✓, and
-            // a mailbox that relayed it lets go of it.
-            return Ok(DeliveryResult::Accepted);
+        let from = inbound_core::Sender {
+            identity: conv,
+            blocked: self.social.blocked.contains(&conv),
+            relayed: device.peer_id != peer.to_bytes(),
+        };
+        let read_receipts = self.social.privacy.read_receipts;
+        let opened = inbound_core::deliver(sealed.bodies, from, read_receipts, batch);
+        let answer = opened.answer();
+        if let inbound_core::Opened::Deliver(steps) = opened {
+            let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
+            for step in steps {
+                self.carry_out(w, peer, conv, curve, &name, step, after)?;
+            }
         }
-        let relayed = device.peer_id != peer.to_bytes();
-        let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
-        for body in sealed.bodies {
-            match body {
-                Body::Text {
+        Ok(answer)
+    }
+
+    /// Binds a device not known yet, as the inbound core decides: returns its key, or the
+    /// answer to the envelope when it is refused.
+    fn bind_new(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        curve: [u8; 32],
+        cert: Option<&DeviceCert>,
+        sessions: Option<PeerSessions>,
+        after: &mut Vec<After>,
+    ) -> Result<Result<DeviceKey, DeliveryResult>, Fatal> {
+        let cert = match carry_verdict(peer, inbound_core::check_cert(cert, &curve), after) {
+            Ok(cert) => cert.clone(),
+            Err(r) => return Ok(Err(r)),
+        };
+        let dev = device_key(&cert.peer_id);
+        let existing = w.device(&dev)?;
+        let known_as = existing.as_ref().map(|d| d.identity);
+        let contact = w.contact(&cert.identity)?.is_some();
+        let in_group = self.groups.people.contains(&cert.identity);
+        let strangers = match inbound_core::counts_strangers(contact, in_group) {
+            true => w.contacts()?.iter().filter(|c| !c.added_by_user).count(),
+            false => 0,
+        };
+        let binding = inbound_core::bind(NewDevice {
+            identity: cert.identity,
+            known_as,
+            contact,
+            in_group,
+            strangers,
+        });
+        let stranger = match binding {
+            Binding::Bind { stranger } => stranger,
+            Binding::IdentityChanged => {
+                let name = match known_as {
+                    Some(known) => w.contact(&known)?.map(|c| c.name).unwrap_or_default(),
+                    None => String::new(),
+                };
+                after.push(After::Event(Event::IdentityWarning {
+                    contact: name,
+                    detail: "a device presented keys of a different identity".into(),
+                }));
+                return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));
+            }
+            Binding::TooManyStrangers => {
+                warn!("too many people wrote first; refusing a new one");
+                return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));
+            }
+        };
+        let mut d = existing.unwrap_or(KnownDevice {
+            identity: cert.identity,
+            peer_id: cert.peer_id.clone(),
+            cert: None,
+            addrs: Vec::new(),
+            mailboxes: Vec::new(),
+            prekey: None,
+        });
+        d.cert = Some(cert.clone());
+        w.put_device(&dev, &d)?;
+        self.member_cert_learned(w, &cert, after)?;
+        if stranger {
+            let name = super::groups::stranger_name(w, &cert.identity)?;
+            w.put_contact(&Contact {
+                identity: cert.identity,
+                name: name.clone(),
+                added_ms: now_ms(),
+                added_by_user: false,
+                peer_hint: cert.peer_id.clone(),
+                addr_hints: Vec::new(),
+            })?;
+            after.push(After::Event(Event::NewContact {
+                contact: name,
+                identity: IdentityKey(cert.identity).short(),
+            }));
+        }
+        if let Some(s) = sessions {
+            self.sessions.insert(dev, s);
+        }
+        // A group member's device we did not know: it gets our group keys.
+        self.group_devices_appeared(w, cert.identity, after)?;
+        Ok(Ok(dev))
+    }
+
+    /// Carries out one step the inbound core planned for an envelope from `conv` (the
+    /// contact `name`), whose device has the Curve25519 key `curve`.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        peer: PeerId,
+        conv: [u8; 32],
+        curve: [u8; 32],
+        name: &str,
+        step: Step,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        match step {
+            Step::Text {
+                id,
+                sent_at_ms,
+                text,
+            } => {
+                let msg = StoredMessage {
                     id,
+                    outgoing: false,
+                    text: text.clone(),
                     sent_at_ms,
-                    text,
-                } => {
-                    let msg = StoredMessage {
-                        id,
-                        outgoing: false,
-                        text: text.clone(),
-                        sent_at_ms,
-                        stored_at_ms: now_ms(),
-                        status: Status::Delivered,
-                    };
-                    if relayed {
-                        receipts.entry(conv).or_default().push(id);
-                    }
-                    if w.append_message(&conv, &msg)?.is_some() {
-                        after.push(After::Event(Event::Message {
-                            contact: name.clone(),
+                    stored_at_ms: now_ms(),
+                    status: Status::Delivered,
+                };
+                if w.append_message(&conv, &msg)?.is_some() {
+                    after.push(After::Event(Event::Message {
+                        contact: name.to_owned(),
+                        id: MessageId(id).to_string(),
+                        text,
+                        sent_at: sent_at_ms,
+                    }));
+                }
+            }
+            Step::Status { ids, status } => {
+                for id in ids {
+                    if let Some(s) = w.raise_status(&conv, id, true, status)? {
+                        after.push(After::Event(Event::Status {
+                            contact: name.to_owned(),
                             id: MessageId(id).to_string(),
-                            text,
-                            sent_at: sent_at_ms,
+                            status: s.as_str().into(),
                         }));
                     }
                 }
-                Body::GroupUpdate { ops, devices } => {
-                    self.on_group_update(w, conv, ops, devices, peer, after)?;
-                }
-                Body::GroupKey { group, key, seq } => {
-                    self.on_group_key(w, curve, group, &key, seq, after)?;
-                }
-                Body::GroupWant { group, ops } => {
-                    self.on_group_want(w, conv, group, ops, after)?;
-                }
-                Body::GroupReceipt {
-                    group, kind, ids, ..
-                } => {
-                    self.on_group_receipt(w, conv, group, kind, ids, after)?;
-                }
-                Body::Receipt { kind, ids, .. } => {
-                    let to = match kind {
-                        ReceiptKind::Delivered => Status::Delivered,
-                        // With read receipts off, none are shown either (as in WhatsApp).
-                        ReceiptKind::Read if !self.social.privacy.read_receipts => continue,
-                        ReceiptKind::Read => Status::Read,
-                    };
-                    for id in ids {
-                        if let Some(s) = w.raise_status(&conv, id, true, to)? {
-                            after.push(After::Event(Event::Status {
-                                contact: name.clone(),
-                                id: MessageId(id).to_string(),
-                                status: s.as_str().into(),
-                            }));
-                        }
-                    }
-                }
-                _ => {}
+            }
+            Step::GroupUpdate { ops, devices } => {
+                self.on_group_update(w, conv, ops, devices, peer, after)?;
+            }
+            Step::GroupKey { group, key, seq } => {
+                self.on_group_key(w, curve, group, &key, seq, after)?;
+            }
+            Step::GroupWant { group, ops } => {
+                self.on_group_want(w, conv, group, ops, after)?;
+            }
+            Step::GroupReceipt { group, kind, ids } => {
+                self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
         }
-        Ok(DeliveryResult::Stored)
+        Ok(())
+    }
+}
+
+/// Carries out a verdict of the inbound core: what it accepted, or the answer to a refused
+/// envelope (a penalty goes to the network after the commit).
+fn carry_verdict<A>(
+    peer: PeerId,
+    v: Verdict<RejectReason, A>,
+    after: &mut Vec<After>,
+) -> Result<A, DeliveryResult> {
+    match v {
+        Verdict::Accept(a) => Ok(a),
+        Verdict::Refuse(r) => Err(DeliveryResult::Rejected(r)),
+        Verdict::Penalize(r, reason) => {
+            after.push(After::Net(NetCommand::Penalize { peer, reason }));
+            Err(DeliveryResult::Rejected(r))
+        }
     }
 }

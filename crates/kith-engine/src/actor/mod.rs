@@ -66,8 +66,7 @@ use kith_proto::record::{
     DeviceCert, MAX_MAILBOXES, MailboxRef, RecordDevice, UserRecord, user_record_key,
 };
 use kith_proto::wire::{
-    Body, DeliveryResult, Envelope, MAX_BODIES, MAX_RECEIPT_IDS, ReceiptKind, Refusal,
-    RejectReason, Request, Response, Sealed,
+    Body, DeliveryResult, Envelope, MAX_BODIES, Refusal, RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
@@ -87,7 +86,7 @@ use crate::command::{
     GroupSendParams, HistoryParams, NoParams, Queued, RemoveContactParams, SendParams,
     SetPrivacyParams, TypingParams, WithContact,
 };
-use crate::cores::contacts::{self, MAX_STRANGERS};
+use crate::cores::contacts::{self};
 use crate::cores::delivery::{self, Delivery};
 use crate::cores::mailbox::{self as mailbox_core, MailboxService};
 pub use crate::cores::mailbox::{MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MailboxConfig};

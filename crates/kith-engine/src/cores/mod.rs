@@ -10,9 +10,11 @@
 //! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 //! - [`watch`]: group watching at mailboxes: what to tell them, catch-ups, who may watch, caps.
+//! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
 
 pub mod contacts;
 pub mod delivery;
+pub mod inbound;
 pub mod mailbox;
 pub mod presence;
 pub mod record;
