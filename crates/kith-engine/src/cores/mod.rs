@@ -11,9 +11,13 @@
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 //! - [`watch`]: group watching at mailboxes: what to tell them, catch-ups, who may watch, caps.
 //! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
+//! - [`group_frames`]: taking a group frame: members only, dedupe, gaps, waiting for keys.
+//! - [`group_sync`]: group catch-up: the round, spacing, marks, answer limits, pruning.
 
 pub mod contacts;
 pub mod delivery;
+pub mod group_frames;
+pub mod group_sync;
 pub mod inbound;
 pub mod mailbox;
 pub mod presence;

@@ -14,13 +14,15 @@
 //! 2. `on_gossip` decodes a frame from the topic and hands it to `take_frame`, whose answer
 //!    tells gossipsub whether to forward it. Frames that arrive by catch-up (sync) take the
 //!    same path.
-//! 3. `take_frame` checks that the publisher is the sending device and a current member,
-//!    keeps the frame by (group, sender, seq), moves the sender's `contiguous` mark
-//!    (`advance`), and on a gap asks the peer (and our mailboxes) for what is missing.
+//! 3. `take_frame` reads what the rules of [`crate::cores::group_frames`] need: `admit`
+//!    (the publisher is the sending device and a current member), `place` (dedupe by
+//!    (group, sender, seq); a gap), then keeps the frame, moves the sender's `contiguous`
+//!    mark (`advance`), and on a gap asks the peer (and our mailboxes) for what is missing.
 //! 4. `open_frame` opens it with the sender's session key; without the key it marks it
-//!    waiting (at most [`MAX_PENDING_FRAMES`] per group) until `on_group_key` brings it. A
-//!    frame that does not open with a known key is forged or damaged: dropped, its source
-//!    penalised. An opened message is stored, shown, and its delivery receipt queued.
+//!    waiting (at most [`MAX_PENDING_FRAMES`](rules::MAX_PENDING_FRAMES) per group,
+//!    `may_wait`) until `on_group_key` brings it. A frame that does not open with a known
+//!    key is forged or damaged: dropped, its source penalised. An opened message is stored,
+//!    shown, and its delivery receipt queued.
 
 use crate::model::{Fatal, Outcome};
 use kith_crypto::InboundGroup;
@@ -29,39 +31,16 @@ use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
-use kith_types::BoundedMap;
 use kith_types::{CurveKey, MessageId};
 use tracing::{debug, warn};
 
 use super::{Now, group_err, hex16};
 use crate::actor::{After, State};
+use crate::cores::group_frames::{self as rules, Admit, Marks, Place};
 use crate::model::{EngineError, Event, Sent};
 
-/// Most frames waiting for their key, per group; more are dropped (sync fetches them again).
-pub const MAX_PENDING_FRAMES: u64 = 20_000;
-/// Most publications remembered while their outcome is awaited.
-const MAX_PUBLISHING: usize = 4096;
-
 /// Our frames being published, by the network command's tag (to mark them ✓ sent).
-pub(super) struct Publishing(BoundedMap<u64, GroupMsgKey>);
-
-impl Default for Publishing {
-    fn default() -> Self {
-        Self(BoundedMap::new(MAX_PUBLISHING))
-    }
-}
-
-impl Publishing {
-    /// Remembers a publication (the oldest is forgotten when there are too many: its message
-    /// then stays unmarked until a receipt comes).
-    fn start(&mut self, tag: u64, key: GroupMsgKey) {
-        self.0.insert(tag, key);
-    }
-
-    fn done(&mut self, tag: u64) -> Option<GroupMsgKey> {
-        self.0.remove(&tag)
-    }
-}
+pub(super) type Publishing = rules::Publishing<GroupMsgKey>;
 
 impl State {
     /// `kith send --group`.
@@ -89,8 +68,7 @@ impl State {
         }
         let mut row = w.group(&id)?.unwrap_or_default();
         self.sending_session(w, id, &mut row, &state.members, now, after)?;
-        let seq = row.next_seq.max(1);
-        let lamport = row.lamport + 1;
+        let (seq, lamport) = rules::next_send(row.next_seq, row.lamport);
         let msg_id = self.ids.next_id();
         let plain = GroupPlain {
             group: id,
@@ -131,9 +109,9 @@ impl State {
             },
         )?;
         let mut srow = w.group_sender(&id, &my_curve)?.unwrap_or_default();
-        srow.keyed = true;
-        srow.max = seq;
-        srow.contiguous = srow.contiguous.max(seq);
+        let mut marks = marks_of(&srow);
+        marks.sent(seq);
+        set_marks(&mut srow, marks);
         w.put_group_sender(&id, &my_curve, &srow)?;
         w.put_group(&id, &row)?;
         let key = GroupMsgKey {
@@ -229,40 +207,36 @@ impl State {
             }
             return Ok(Verdict::Ignore);
         }
-        let Some(dev) = w.device_by_curve(&CurveKey(sender))? else {
-            // A device we do not know (yet): do not forward, do not keep.
-            return Ok(Verdict::Ignore);
+        // A device we do not know (yet): do not forward, do not keep.
+        let device = match w.device_by_curve(&CurveKey(sender))? {
+            Some(dev) => w.device(&dev)?,
+            None => None,
         };
-        let Some(device) = w.device(&dev)? else {
-            return Ok(Verdict::Ignore);
+        let publisher_is_sender = match (&device, author) {
+            (Some(d), Some(a)) => Some(a.to_bytes() == d.peer_id),
+            _ => None,
         };
-        if let Some(a) = author
-            && a.to_bytes() != device.peer_id
-        {
-            return Ok(Verdict::Reject);
+        let member = device.as_ref().is_some_and(|d| {
+            self.groups
+                .states
+                .get(&group)
+                .is_some_and(|st| st.members.contains(&d.identity))
+        });
+        match rules::admit(device.is_some(), publisher_is_sender, member) {
+            Admit::Take => {}
+            Admit::Ignore => return Ok(Verdict::Ignore),
+            Admit::Reject => return Ok(Verdict::Reject),
         }
-        // Only current members' frames are kept and forwarded. (A frame its sender sent
-        // just before leaving may arrive after; it is dropped. A new member's frames that
-        // arrive before the op adding it are fetched again once its key is here.)
-        let member = self
-            .groups
-            .states
-            .get(&group)
-            .is_some_and(|st| st.members.contains(&device.identity));
-        if !member {
-            return Ok(Verdict::Ignore);
-        }
-        if w.group_frame(&group, &sender, frame.seq)?.is_some() {
-            return Ok(Verdict::Accept);
-        }
+        let held = w.group_frame(&group, &sender, frame.seq)?.is_some();
         let mut srow = w.group_sender(&group, &sender)?.unwrap_or_default();
-        if srow.keyed && frame.seq <= srow.contiguous {
-            // Before the point this node can open (or already dropped): not needed.
-            return Ok(Verdict::Accept);
-        }
+        let gap = match rules::place(held, marks_of(&srow), frame.seq) {
+            Place::Held | Place::Behind => return Ok(Verdict::Accept),
+            Place::New { gap } => gap,
+        };
         store_frame(w, &group, &frame, now)?;
-        let gap = srow.keyed && frame.seq > srow.contiguous + 1;
-        srow.max = srow.max.max(frame.seq);
+        let mut marks = marks_of(&srow);
+        marks.seen(frame.seq);
+        set_marks(&mut srow, marks);
         advance(w, &group, &sender, &mut srow)?;
         w.put_group_sender(&group, &sender, &srow)?;
         let verdict = self.open_frame(w, group, &frame, source, now, after)?;
@@ -285,7 +259,7 @@ impl State {
     ) -> Result<Verdict, Fatal> {
         let sender = frame.sender.0;
         let Some(pickle) = w.group_inbound(&group, &sender, &frame.session)? else {
-            if w.group_pending_count(&group)? < MAX_PENDING_FRAMES {
+            if rules::may_wait(w.group_pending_count(&group)?) {
                 w.set_group_pending(&group, &sender, frame.seq, true)?;
             }
             return Ok(Verdict::Accept);
@@ -314,8 +288,8 @@ impl State {
             return Ok(Verdict::Accept);
         };
         let mut row = w.group(&group)?.unwrap_or_default();
-        if frame.lamport > row.lamport {
-            row.lamport = frame.lamport;
+        if let Some(lamport) = rules::lamport_seen(row.lamport, frame.lamport) {
+            row.lamport = lamport;
             w.put_group(&group, &row)?;
         }
         match plain.content {
@@ -450,19 +424,27 @@ pub(super) fn advance(
 ) -> Result<(), Fatal> {
     loop {
         let next = w.group_frames_after(group, sender, row.contiguous, 256)?;
-        let mut moved = false;
-        for (seq, _) in next {
-            if seq == row.contiguous + 1 {
-                row.contiguous = seq;
-                moved = true;
-            } else {
-                break;
-            }
-        }
-        if !moved {
-            break;
+        match rules::advance(row.contiguous, next.into_iter().map(|(seq, _)| seq)) {
+            Some(mark) => row.contiguous = mark,
+            None => break,
         }
     }
     row.max = row.max.max(row.contiguous);
     Ok(())
+}
+
+/// A sender's stored row as the core's marks.
+fn marks_of(row: &SenderRow) -> Marks {
+    Marks {
+        keyed: row.keyed,
+        contiguous: row.contiguous,
+        max: row.max,
+    }
+}
+
+/// Writes the core's marks back into a sender's stored row.
+fn set_marks(row: &mut SenderRow, marks: Marks) {
+    row.keyed = marks.keyed;
+    row.contiguous = marks.contiguous;
+    row.max = marks.max;
 }

@@ -3,10 +3,11 @@
 //! Gossipsub delivers a frame to the members connected at the time; a member that was away,
 //! or lost a frame, catches up with a [`Request::GroupSync`]: it sends, per sender whose key
 //! it holds, the seq up to which it holds every frame ([`SenderMark`]), and gets back the
-//! frames after those marks (at most [`MAX_SYNC_FRAMES`] and [`MAX_SYNC_BYTES`], with `more`
-//! when cut). Each member keeps [`KEEP_FRAMES_PER_SENDER`] frames per sender to answer,
-//! and answers current members only. Frames that come back take the same checks as
-//! gossiped ones (`take_frame`).
+//! frames after those marks (at most [`MAX_SYNC_FRAMES`] and
+//! [`MAX_SYNC_BYTES`](kith_proto::groupwire::MAX_SYNC_BYTES), with `more` when cut). Each
+//! member keeps [`KEEP_FRAMES_PER_SENDER`](rules::KEEP_FRAMES_PER_SENDER) frames per sender
+//! to answer, and answers current members only. Frames that come back take the same checks
+//! as gossiped ones (`take_frame`).
 //!
 //! A catch-up starts when:
 //!
@@ -19,114 +20,34 @@
 //!   covers messages lost at the tail, where no later frame shows a gap.
 //!
 //! [`SyncTimes`] bounds them: one request per group in flight (until answered or
-//! [`SYNC_TIMEOUT`]), one per (group, peer) every [`SYNC_GAP`]; an answer with `more` is
-//! followed at once, while answers bring something new.
+//! [`SYNC_TIMEOUT`](rules::SYNC_TIMEOUT)), one per (group, peer) every
+//! [`SYNC_GAP`](rules::SYNC_GAP); an answer with `more` is followed at once, while answers
+//! bring something new. Those rules, the round's choice of
+//! whom to dial and ask, the cut of an answer and what is pruned live in
+//! [`crate::cores::group_sync`]; this file reads the store and sends and answers.
 //!
 //! The round also keeps the topic's mesh: a few member devices ([`GROUP_DIALS`]) and the
 //! mailboxes of member devices ([`MEMBER_MAILBOX_DIALS`]) are dialled, and member devices
 //! that do not have our current key yet (learned since) get it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::model::Fatal;
 use kith_net::{Multiaddr, NetCommand, PeerId, Verdict};
-use kith_proto::group::Key;
-use kith_proto::groupwire::{
-    GroupFrame, MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark,
-};
+use kith_proto::groupwire::{GroupFrame, MAX_SYNC_FRAMES, SenderMark};
 use kith_proto::wire::{Refusal, Request, Response};
 use kith_store::{Store, WriteTx, device_key};
-use kith_types::BoundedMap;
-use std::time::Duration;
 use std::time::Instant;
 
 use super::{GROUP_DIALS, GROUP_SYNC_EVERY, Now, member_devices};
 use crate::actor::{After, Engine, Pending, State, decode_addrs};
+use crate::cores::group_sync::{self as rules, Answer};
 
-/// Frames kept per sender to answer members who missed them.
-pub const KEEP_FRAMES_PER_SENDER: u64 = 10_000;
 /// Mailboxes of member devices a member dials per group in its round, at most.
 pub const MEMBER_MAILBOX_DIALS: usize = 16;
-/// Least time between two catch-ups of one group with one peer.
-const SYNC_GAP: Duration = Duration::from_secs(2);
-/// How long a catch-up request may take before another may start.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most (group, peer) catch-up times remembered.
-const MAX_SYNC_ENTRIES: usize = 8192;
 
-/// When catch-ups were asked, to space them out.
-pub(super) struct SyncTimes {
-    /// The last catch-up of each group with each peer.
-    last: BoundedMap<([u8; 16], PeerId), Instant>,
-    /// Groups with a catch-up in flight, since when.
-    in_flight: HashMap<[u8; 16], Instant>,
-    /// The last round over all groups.
-    last_round: Option<Instant>,
-}
-
-impl Default for SyncTimes {
-    fn default() -> Self {
-        Self {
-            last: BoundedMap::new(MAX_SYNC_ENTRIES),
-            in_flight: HashMap::new(),
-            last_round: None,
-        }
-    }
-}
-
-impl SyncTimes {
-    /// Whether the round over all groups is due at `now` (then it counts as started).
-    fn round_due(&mut self, now: Instant) -> bool {
-        if self
-            .last_round
-            .is_some_and(|t| now.duration_since(t) < GROUP_SYNC_EVERY)
-        {
-            return false;
-        }
-        self.last_round = Some(now);
-        true
-    }
-
-    /// Whether group `id` may catch up with `peer` at `now`: no request of the group in
-    /// flight, none with that peer within [`SYNC_GAP`]. When it may, the time is kept.
-    fn may_ask(&mut self, id: [u8; 16], peer: PeerId, now: Instant) -> bool {
-        if self
-            .in_flight
-            .get(&id)
-            .is_some_and(|t| now.duration_since(*t) < SYNC_TIMEOUT)
-        {
-            return false;
-        }
-        if self
-            .last
-            .get(&(id, peer))
-            .is_some_and(|t| now.duration_since(*t) < SYNC_GAP)
-        {
-            return false;
-        }
-        if self.last.len() >= MAX_SYNC_ENTRIES {
-            self.last.retain(|_, t| now.duration_since(*t) < SYNC_GAP);
-        }
-        self.last.insert((id, peer), now);
-        true
-    }
-
-    /// A request for group `id` went out at `now`.
-    fn asked(&mut self, id: [u8; 16], now: Instant) {
-        self.in_flight.insert(id, now);
-    }
-
-    /// The request for group `id` was answered, refused or failed.
-    fn done(&mut self, id: &[u8; 16]) {
-        self.in_flight.remove(id);
-    }
-
-    /// Lets group `id` ask `peer` again at once (its answer was cut and brought news).
-    fn forget(&mut self, id: [u8; 16], peer: PeerId) {
-        self.last.remove(&(id, peer));
-    }
-}
-
+/// When catch-ups were asked, to space them out (by peer id).
+pub(super) type SyncTimes = rules::SyncTimes<PeerId>;
 impl Engine {
     /// Catch-up: each group, at most every [`GROUP_SYNC_EVERY`], asks one connected member
     /// for what it lacks (this covers messages lost at the tail, where no later frame shows
@@ -134,7 +55,12 @@ impl Engine {
     /// the delivery receipts that have waited long enough first.
     pub(in crate::actor) fn groups_tick(&mut self) {
         self.flush_group_receipts(false);
-        if !self.st.groups.sync.round_due(Instant::now()) {
+        if !self
+            .st
+            .groups
+            .sync
+            .round_due(Instant::now(), GROUP_SYNC_EVERY)
+        {
             return;
         }
         let ids: Vec<[u8; 16]> = self.st.groups.topics.values().copied().collect();
@@ -220,25 +146,18 @@ impl Engine {
                     others.push((p, decode_addrs(&d.addrs)));
                 }
             }
-            if connected.len() < GROUP_DIALS {
-                use rand::seq::SliceRandom;
-                others.shuffle(&mut self.st.rng);
-                for (peer, addrs) in others.into_iter().take(GROUP_DIALS - connected.len()) {
-                    self.st.net_send(NetCommand::Dial { peer, addrs });
-                }
+            let round = rules::plan_round(&connected, others, GROUP_DIALS, &mut self.st.rng);
+            for (peer, addrs) in round.dial {
+                self.st.net_send(NetCommand::Dial { peer, addrs });
             }
-            let pick = {
-                use rand::RngExt;
-                self.st.rng.random::<u32>() as usize
-            };
-            if let Some(p) = connected.get(pick % connected.len().max(1)) {
-                self.group_sync(id, *p);
+            if let Some(p) = round.ask {
+                self.group_sync(id, p);
             }
         }
     }
 
     /// Asks `peer` for the frames of group `id` that this node lacks (at most one request
-    /// per group in flight, and one per peer every [`SYNC_GAP`]).
+    /// per group in flight, and one per peer every [`SYNC_GAP`](rules::SYNC_GAP)).
     pub(in crate::actor) fn group_sync(&mut self, id: [u8; 16], peer: PeerId) {
         let now = Instant::now();
         if !self.st.groups.sync.may_ask(id, peer, now) {
@@ -301,22 +220,23 @@ impl State {
             return Ok(Response::Refused(Refusal::Unauthorized));
         }
         let mut frames = Vec::new();
-        let mut bytes = 0usize;
-        let mut more = false;
+        let mut answer = Answer::default();
         'outer: for mark in have {
             let rows = w.group_frames_after(&group, &mark.sender.0, mark.seq, MAX_SYNC_FRAMES)?;
             for (_, row) in rows {
-                if frames.len() >= MAX_SYNC_FRAMES || bytes + row.frame.len() > MAX_SYNC_BYTES {
-                    more = true;
+                if !answer.room(row.frame.len()) {
                     break 'outer;
                 }
                 if let Ok(f) = GroupFrame::decode(&row.frame) {
-                    bytes += row.frame.len() + 16;
+                    answer.add(row.frame.len());
                     frames.push(f);
                 }
             }
         }
-        Ok(Response::GroupFrames { frames, more })
+        Ok(Response::GroupFrames {
+            frames,
+            more: answer.more(),
+        })
     }
 
     /// The answer to our catch-up request to a member.
@@ -333,7 +253,7 @@ impl State {
         let new = self.receive_frames(w, group, frames, Now::read(), after)?;
         // Ask again only while answers bring something new: a peer that keeps answering
         // frames we hold (around a hole it cannot fill) does not keep us asking.
-        if more && new > 0 {
+        if rules::follow_up(more, new) {
             self.groups.sync.forget(group, peer);
             after.push(After::GroupSync(group, peer));
         }
@@ -387,8 +307,8 @@ impl State {
     ) -> Result<(), Fatal> {
         for (id, _) in w.groups()? {
             for (sender, row) in w.group_senders(&id)? {
-                if row.max > KEEP_FRAMES_PER_SENDER {
-                    w.drop_group_frames(&id, &sender, row.max - KEEP_FRAMES_PER_SENDER)?;
+                if let Some(below) = rules::prune_below(row.max) {
+                    w.drop_group_frames(&id, &sender, below)?;
                 }
             }
         }
@@ -400,54 +320,8 @@ impl State {
 /// catch-up request). `None` when the store cannot be read.
 pub(in crate::actor) fn sync_marks(store: &Store, id: &[u8; 16]) -> Option<Vec<SenderMark>> {
     let rows = store.read(|r| r.group_senders(id)).ok()?;
-    Some(
+    Some(rules::marks(
         rows.into_iter()
-            .filter(|(_, row)| row.keyed)
-            .take(MAX_SYNC_MARKS)
-            .map(|(sender, row)| SenderMark {
-                sender: Key(sender),
-                seq: row.contiguous,
-            })
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn catch_ups_are_spaced_per_peer_and_one_per_group_is_in_flight() {
-        let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_millis(n);
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let g = [1; 16];
-        let mut s = SyncTimes::default();
-        assert!(s.may_ask(g, a, ms(0)));
-        s.asked(g, ms(0));
-        assert!(!s.may_ask(g, b, ms(10)), "one request per group in flight");
-        s.done(&g);
-        assert!(!s.may_ask(g, a, ms(1_999)), "the gap per peer");
-        assert!(s.may_ask(g, b, ms(1_999)));
-        assert!(s.may_ask(g, a, ms(2_000)));
-        s.asked(g, ms(2_000));
-        assert!(!s.may_ask(g, b, ms(31_999)));
-        assert!(s.may_ask(g, b, ms(32_000)), "a request that took too long");
-        s.forget(g, b);
-        s.done(&g);
-        assert!(
-            s.may_ask(g, b, ms(32_001)),
-            "a cut answer asks again at once"
-        );
-        assert!(s.may_ask([2; 16], a, ms(32_001)), "groups are apart");
-    }
-
-    #[test]
-    fn the_round_comes_every_group_sync_every() {
-        let t0 = Instant::now();
-        let mut s = SyncTimes::default();
-        assert!(s.round_due(t0));
-        assert!(!s.round_due(t0 + GROUP_SYNC_EVERY - Duration::from_millis(1)));
-        assert!(s.round_due(t0 + GROUP_SYNC_EVERY));
-    }
+            .map(|(sender, row)| (sender, row.keyed, row.contiguous)),
+    ))
 }
