@@ -1,17 +1,17 @@
 //! The outbox side of the engine: the I/O around `cores/outbox`. The actor reads a device's
 //! outbox and records from the store, runs Olm, and carries out what the core decides:
 //!
-//! - sealing: [`State::seal_with`] reads the outbox, lets the core group the waiting items
+//! - sealing: `seal_with` reads the outbox, lets the core group the waiting items
 //!   into envelopes, encrypts each group as one sealed message and stores the items as the
 //!   core marked them;
-//! - delivery answers: [`State::on_response`] takes the core's answer for each result of a
+//! - delivery answers: `on_response` takes the core's answer for each result of a
 //!   `Delivered` answer and removes items, raises message states, tells the user of a full
 //!   mailbox, or starts new sessions; it also routes the other answers to their handlers;
-//! - session resets: [`State::reset_sessions`] drops the Olm sessions and applies the core's
+//! - session resets: `reset_sessions` drops the Olm sessions and applies the core's
 //!   reset rule to every item;
-//! - pre-key bundles: [`State::on_prekey`] checks a claimed bundle with the core, learns the
+//! - pre-key bundles: `on_prekey` checks a claimed bundle with the core, learns the
 //!   certificate and opens a session;
-//! - DHT user records: [`State::on_record`] merges a contact's devices and addresses.
+//! - DHT user records: `on_record` merges a contact's devices and addresses.
 
 use super::*;
 use crate::cores::outbox::{self as outbox_core, Answer, BundleCheck, MAX_RESETS, Reset};
