@@ -66,7 +66,7 @@ use kith_proto::record::{
     DeviceCert, MAX_MAILBOXES, MailboxRef, RecordDevice, UserRecord, user_record_key,
 };
 use kith_proto::wire::{
-    Body, DeliveryResult, Envelope, MAX_BODIES, Refusal, RejectReason, Request, Response, Sealed,
+    Body, DeliveryResult, Envelope, Refusal, RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
@@ -100,8 +100,6 @@ use rand::rngs::StdRng;
 pub const COMMAND_QUEUE: usize = 1024;
 /// Capacity of the event broadcast (engine → watchers); a slow watcher misses events.
 pub const EVENT_QUEUE: usize = 4096;
-/// Most plaintext bytes sealed into one envelope (below the sealed-payload limit).
-pub const SEAL_BYTES: usize = 56 * 1024;
 /// Most outbox items read for one delivery request.
 const PUMP_READ: usize = 4096;
 /// Most commands and network events applied in one transaction.
@@ -113,8 +111,6 @@ pub const RECORD_LIFETIME_MS: u64 = 24 * 3600 * 1000;
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(30 * 60);
 /// How long envelope hashes are kept to recognise retries.
 pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
-/// Times an item is re-sealed after the receiver could not decrypt it, before it is dropped.
-pub const MAX_RESETS: u8 = 3;
 /// Most connected peers the engine keeps track of.
 const MAX_CONNECTED: usize = 65_536;
 /// Most DHT record lookups awaited at once (older ones are forgotten).

@@ -1,12 +1,25 @@
-//! The outbox side of the engine: sealing what is queued (several bodies per envelope),
-//! handling delivery answers, session resets, pre-key bundles and DHT records.
+//! The outbox side of the engine: the I/O around `cores/outbox`. The actor reads a device's
+//! outbox and records from the store, runs Olm, and carries out what the core decides:
+//!
+//! - sealing: `seal_with` reads the outbox, lets the core group the waiting items
+//!   into envelopes, encrypts each group as one sealed message and stores the items as the
+//!   core marked them;
+//! - delivery answers: `on_response` takes the core's answer for each result of a
+//!   `Delivered` answer and removes items, raises message states, tells the user of a full
+//!   mailbox, or starts new sessions; it also routes the other answers to their handlers;
+//! - session resets: `reset_sessions` drops the Olm sessions and applies the core's
+//!   reset rule to every item;
+//! - pre-key bundles: `on_prekey` checks a claimed bundle with the core, learns the
+//!   certificate and opens a session;
+//! - DHT user records: `on_record` merges a contact's devices and addresses.
 
 use super::*;
+use crate::cores::outbox::{self as outbox_core, Answer, BundleCheck, MAX_RESETS, Reset};
 
 impl State {
     /// Seals every outbox item of a device that is not sealed yet, if a session exists.
-    /// Consecutive items go into one envelope (up to [`MAX_BODIES`] bodies and
-    /// [`SEAL_BYTES`] of plaintext), so a burst costs one Olm encryption.
+    /// Consecutive items go into one envelope (grouped by `cores::outbox::plan_seal`), so a
+    /// burst costs one Olm encryption.
     pub(super) fn seal_waiting(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -30,32 +43,11 @@ impl State {
         if !s.has_session() {
             return Ok(());
         }
-        let waiting: Vec<(u64, OutboxItem)> = w
-            .outbox(dev, usize::MAX)?
-            .into_iter()
-            .skip_while(|(_, it)| it.sealed.is_some() || it.covered)
-            .collect();
-        let mut group: Vec<(u64, OutboxItem)> = Vec::new();
-        let mut bytes = 0usize;
-        let mut groups = Vec::new();
-        for (seq, item) in waiting {
-            let Some(body) = &item.body else {
-                // Nothing to seal (cannot happen for items this code wrote): drop it.
-                w.take_outbox(dev, seq)?;
-                continue;
-            };
-            let len = body.len() + 16;
-            if !group.is_empty() && (group.len() >= MAX_BODIES || bytes + len > SEAL_BYTES) {
-                groups.push(std::mem::take(&mut group));
-                bytes = 0;
-            }
-            bytes += len;
-            group.push((seq, item));
+        let plan = outbox_core::plan_seal(w.outbox(dev, usize::MAX)?);
+        for seq in plan.drop {
+            w.take_outbox(dev, seq)?;
         }
-        if !group.is_empty() {
-            groups.push(group);
-        }
-        for group in groups {
+        for mut group in plan.envelopes {
             let mut bodies = Vec::with_capacity(group.len());
             for (_, item) in &group {
                 let body: Body = kith_proto::codec::decode(
@@ -72,18 +64,9 @@ impl State {
             let plain = sealed.encode()?;
             let env = s.encrypt(&plain)?;
             self.dirty_sessions.insert(*dev);
-            let n = group.len() as u32;
-            for (i, (seq, mut item)) in group.into_iter().enumerate() {
-                if i == 0 {
-                    item.sealed = Some(env.clone());
-                    item.covers = n;
-                    item.covered = false;
-                } else {
-                    item.sealed = None;
-                    item.covers = 0;
-                    item.covered = true;
-                }
-                w.update_outbox(dev, seq, &item)?;
+            outbox_core::mark_sealed(&mut group, &env);
+            for (seq, item) in &group {
+                w.update_outbox(dev, *seq, item)?;
             }
         }
         Ok(())
@@ -140,57 +123,44 @@ impl State {
                     via_mailbox,
                 },
                 Response::Delivered { results },
-            ) if results.len() == seqs.len() => {
+            ) if outbox_core::fits(results.len(), seqs.len()) => {
                 let mut reset = false;
                 let mut full = false;
                 for (group, r) in seqs.iter().zip(results) {
-                    match r {
-                        DeliveryResult::Stored
-                        | DeliveryResult::Duplicate
-                        | DeliveryResult::Accepted => {
-                            // The device itself stored it: ✓✓. A mailbox keeps it: ✓, and ✓✓
-                            // comes later in a receipt from the device.
-                            let to = if via_mailbox || r == DeliveryResult::Accepted {
-                                Status::Sent
-                            } else {
-                                Status::Delivered
-                            };
+                    match outbox_core::answer(r, via_mailbox) {
+                        Answer::Raise(to) => {
                             for seq in group {
                                 if let Some(item) = w.take_outbox(&dev, *seq)? {
                                     self.raise(w, &item, to, after)?;
                                 }
                             }
                         }
-                        DeliveryResult::Rejected(RejectReason::MailboxFull) => {
+                        Answer::Full => {
                             warn!(%peer, "the contact's mailbox is full; trying elsewhere or later");
                             full = true;
                             break;
                         }
-                        DeliveryResult::Rejected(RejectReason::Malformed) => {
+                        Answer::Malformed => {
                             warn!(%peer, "recipient refused an envelope as malformed; dropped");
                             for seq in group {
                                 w.take_outbox(&dev, *seq)?;
                             }
                         }
-                        _ => {
-                            // Mail this node keeps for someone else (as their mailbox) cannot
-                            // be sealed again here: drop just that envelope. Our own messages
-                            // get a new session.
+                        Answer::Refused => {
                             let mut relayed = false;
                             for seq in group {
                                 if w.outbox_item(&dev, *seq)?
-                                    .is_some_and(|it| it.body.is_none())
+                                    .is_some_and(|it| outbox_core::is_relayed(&it))
                                 {
                                     relayed = true;
                                     w.take_outbox(&dev, *seq)?;
                                 }
                             }
-                            if relayed {
-                                warn!(%peer, "a device refused mail kept for it; dropped that envelope");
-                                continue;
+                            if outbox_core::refused(relayed) {
+                                reset = true;
+                                break;
                             }
-                            reset = true;
-                            break;
+                            warn!(%peer, "a device refused mail kept for it; dropped that envelope");
                         }
                     }
                 }
@@ -204,10 +174,7 @@ impl State {
                     {
                         after.push(After::Event(Event::Notice {
                             contact: c.name.clone(),
-                            detail: format!(
-                                "{}'s mailbox is full; trying another mailbox or later",
-                                c.name
-                            ),
+                            detail: outbox_core::full_notice(&c.name),
                         }));
                     }
                     after.push(After::Failed(dev));
@@ -395,7 +362,8 @@ impl State {
     }
 
     /// The device could not open our envelopes (it lost its state, or ours is stale): start
-    /// new sessions and re-seal what is waiting, up to [`MAX_RESETS`] times per item.
+    /// new sessions and re-seal what is waiting, up to [`MAX_RESETS`] times per item
+    /// (`cores::outbox::reset_item`).
     pub(super) fn reset_sessions(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -406,21 +374,16 @@ impl State {
         self.dirty_sessions.remove(dev);
         w.drop_sessions(dev)?;
         for (seq, mut item) in w.outbox(dev, usize::MAX)? {
-            if item.sealed.is_none() && !item.covered {
-                continue;
+            match outbox_core::reset_item(&mut item) {
+                Reset::Waiting => {}
+                Reset::Drop => {
+                    warn!(
+                        "dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions"
+                    );
+                    w.take_outbox(dev, seq)?;
+                }
+                Reset::Unsealed => w.update_outbox(dev, seq, &item)?,
             }
-            if item.resets >= MAX_RESETS {
-                warn!(
-                    "dropping a message its recipient could not decrypt after {MAX_RESETS} new sessions"
-                );
-                w.take_outbox(dev, seq)?;
-                continue;
-            }
-            item.sealed = None;
-            item.covers = 0;
-            item.covered = false;
-            item.resets += 1;
-            w.update_outbox(dev, seq, &item)?;
         }
         Ok(())
     }
@@ -440,27 +403,34 @@ impl State {
             .contact(&device.identity)?
             .map(|c| c.name)
             .unwrap_or_default();
-        if bundle.validate().is_err()
-            || bundle.cert.peer_id != peer.to_bytes()
-            || bundle.cert.peer_id != device.peer_id
-        {
-            after.push(After::Net(NetCommand::Penalize {
-                peer,
-                reason: "invalid pre-key bundle",
-            }));
-            after.push(After::Failed(dev));
-            return Ok(());
-        }
-        if bundle.cert.identity != device.identity {
-            warn!(%peer, "device presented a different identity key than the contact's");
-            after.push(After::Event(Event::IdentityWarning {
-                contact: name,
-                detail: "the device at this contact's address has a different identity key; \
-                         messages are held until it is resolved"
-                    .into(),
-            }));
-            after.push(After::Failed(dev));
-            return Ok(());
+        let connection = peer.to_bytes();
+        let check = outbox_core::check_bundle(outbox_core::Bundle {
+            valid: bundle.validate().is_ok(),
+            peer_id: &bundle.cert.peer_id,
+            identity: &bundle.cert.identity,
+            connection: &connection,
+            device_peer_id: &device.peer_id,
+            device_identity: &device.identity,
+        });
+        match check {
+            BundleCheck::Accept => {}
+            BundleCheck::Penalize => {
+                after.push(After::Net(NetCommand::Penalize {
+                    peer,
+                    reason: outbox_core::BAD_BUNDLE,
+                }));
+                after.push(After::Failed(dev));
+                return Ok(());
+            }
+            BundleCheck::IdentityWarning => {
+                warn!(%peer, "device presented a different identity key than the contact's");
+                after.push(After::Event(Event::IdentityWarning {
+                    contact: name,
+                    detail: outbox_core::IDENTITY_CHANGED.into(),
+                }));
+                after.push(After::Failed(dev));
+                return Ok(());
+            }
         }
         let curve = bundle.cert.curve25519;
         let learned = device.cert.is_none();
