@@ -11,9 +11,13 @@
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 //! - [`watch`]: group watching at mailboxes: what to tell them, catch-ups, who may watch, caps.
 //! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
+//! - [`group_keys`]: group sender keys: session renewal, who gets which key, early keys.
+//! - [`group_receipts`]: group receipts: batching per sender device, read receipts, counts.
 
 pub mod contacts;
 pub mod delivery;
+pub mod group_keys;
+pub mod group_receipts;
 pub mod inbound;
 pub mod mailbox;
 pub mod presence;
