@@ -212,10 +212,10 @@ impl State {
     }
 
     /// Makes sure this device has a session to send to `members` of group `id` with:
-    /// renews one that has sent
-    /// [`ROTATE_AFTER`](crate::cores::group_keys::ROTATE_AFTER) messages, and starts one when there is
-    /// none. A new session's key goes to every member device known; members whose devices
-    /// are not known yet are looked up (they get the session from its start once found).
+    /// renews one that has sent [`ROTATE_AFTER`](crate::cores::group_keys::ROTATE_AFTER)
+    /// messages, and starts one when there is none (the core's `session_plan`). A new
+    /// session's key goes to every member device known; members whose devices are not
+    /// known yet are looked up (they get the session from its start once found).
     pub(super) fn sending_session(
         &mut self,
         w: &mut WriteTx<'_>,
