@@ -14,10 +14,14 @@
 //! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
 //! - [`group_frames`]: taking a group frame: members only, dedupe, gaps, waiting for keys.
 //! - [`group_sync`]: group catch-up: the round, spacing, marks, answer limits, pruning.
+//! - [`group_keys`]: group sender keys: session renewal, who gets which key, early keys.
+//! - [`group_receipts`]: group receipts: batching per sender device, read receipts, counts.
 
 pub mod contacts;
 pub mod delivery;
 pub mod group_frames;
+pub mod group_keys;
+pub mod group_receipts;
 pub mod group_sync;
 pub mod inbound;
 pub mod mailbox;

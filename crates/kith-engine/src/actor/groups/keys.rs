@@ -2,42 +2,43 @@
 //!
 //! A device sends a group's messages with its own [`OutboundGroup`] session; the session's
 //! key goes pairwise (the durable outbox, Olm) to every other member device as a
-//! [`Body::GroupKey`], with the seq of the first frame it opens. The rules:
+//! [`Body::GroupKey`], with the seq of the first frame it opens. The rules (when a session
+//! is replaced, who gets which key from which seq, which keys are taken or wait) are in
+//! [`crate::cores::group_keys`]; this file holds the Megolm sessions, the store and the
+//! pairwise bodies:
 //!
 //! - A session has the same members all its life: when someone leaves, is removed or is
 //!   added, the session is dropped (membership) and the next message starts a new one that
-//!   only the members of that moment get. Who left cannot open what comes after; who is
-//!   added cannot open what came before. A session is also renewed after
-//!   [`ROTATE_AFTER`] messages.
-//! - The sender keeps its own inbound copy of each session from index 0. A member device it
-//!   learns of only after sending (members who are not each other's contacts learn each
-//!   other's devices late) gets the session from there (`share_late`), so every member
-//!   reads everything sent while it was a member.
-//! - An admin who learns a member device's certificate late (when it first claims its
-//!   pre-key, or from a sealed message) passes it on to the other members
-//!   (`member_cert_learned`), who may have no other way to know the device.
-//! - A key is taken only from a current member, while this node is one
-//!   (`on_group_key`). A key that comes before the ops making its sender (or us) a member
-//!   waits in [`EarlyKeys`] until they arrive. On a sender's first key, the frames that
-//!   waited for it are opened, and the sender is asked for the frames this node did not keep.
+//!   only the members of that moment get. A session is also renewed after
+//!   [`ROTATE_AFTER`](crate::cores::group_keys::ROTATE_AFTER) messages.
+//! - The sender keeps its own inbound copy of each session from index 0, for member devices
+//!   it learns of late (`share_late`).
+//! - An admin who learns a member device's certificate late passes it on to the other
+//!   members (`member_cert_learned`).
+//! - A key that comes before the ops making its sender (or us) a member waits in
+//!   [`EarlyKeys`] until they arrive (`take_early_keys`).
 //!
 //! Data flow:
 //!
-//! 1. `group_send` (frames) calls `sending_session`, which starts a session when there is
-//!    none and queues its key for the member devices known (`share_key`); members whose
-//!    devices are unknown are looked up in the DHT.
+//! 1. `group_send` (frames) calls `sending_session`, which asks the core whether to keep,
+//!    start or renew the session; a new one's key is queued for the member devices known
+//!    (`share_key`), and members whose devices are unknown are looked up in the DHT.
 //! 2. Devices that appear later (`group_devices_appeared`, `member_cert_learned`) get each
-//!    current session from its start (`share_late`).
-//! 3. A member's `on_group_key` stores the inbound session, moves the sender's marks, and
-//!    opens the frames that waited (`open_frame`).
+//!    current session from its start (`share_late`), or the current key when there is no
+//!    copy.
+//! 3. A member's `on_group_key` checks the sender is a member (or holds the key), stores
+//!    the inbound session, moves the sender's marks on its first key and asks it for the
+//!    frames not kept, and opens the frames that waited (`open_frame`).
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
+use crate::cores::group_keys::{
+    EarlyKey, SessionPlan, cert_audiences, cert_concerns_groups, current_key_seq, first_key_mark,
+    groups_shared_with, late_key_seq, may_take_key, members_to_look_up, session_plan,
+};
 use crate::model::Fatal;
 use kith_crypto::{InboundGroup, OutboundGroup, StorageKey};
 use kith_net::PeerId;
-use kith_proto::group::GroupState;
 use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
@@ -49,81 +50,27 @@ use super::frames::advance;
 use super::{Now, encode_body, member_devices};
 use crate::actor::{After, State};
 
-/// A new sending session after this many messages (as Matrix clients do).
-pub const ROTATE_AFTER: u32 = 1000;
-/// Most keys kept while their group's ops are on the way.
-const MAX_EARLY_KEYS: usize = 1024;
+pub(super) use crate::cores::group_keys::EarlyKeys;
 
 /// This device's sending sessions, by group (a cache of the pickles in the group rows).
-#[derive(Default)]
-pub(super) struct Sending(HashMap<[u8; 16], OutboundGroup>);
+pub(super) type Sending = crate::cores::group_keys::Sending<OutboundGroup>;
 
-impl Sending {
-    /// Forgets a group's session (the next message starts a new one).
-    pub(super) fn drop_session(&mut self, id: &[u8; 16]) {
-        self.0.remove(id);
-    }
-
-    /// Whether a session is in memory for a group.
-    pub(super) fn has(&self, id: &[u8; 16]) -> bool {
-        self.0.contains_key(id)
-    }
-
-    /// The session in memory for a group.
-    pub(super) fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut OutboundGroup> {
-        self.0.get_mut(id)
-    }
-
-    /// The session of a group, from memory or restored from its row's pickle.
-    fn restore(
-        &mut self,
-        id: [u8; 16],
-        row: &GroupRow,
-        storage: &StorageKey,
-    ) -> Option<&mut OutboundGroup> {
-        match self.0.entry(id) {
-            Entry::Occupied(e) => Some(e.into_mut()),
-            Entry::Vacant(e) => match OutboundGroup::restore(row.out_session.as_ref()?, storage) {
-                Ok(s) => Some(e.insert(s)),
-                Err(err) => {
-                    warn!(error = %err, "unreadable group session; a new one will start");
-                    None
-                }
-            },
+/// The session of group `id`, from memory or restored from its row's pickle.
+fn restore<'a>(
+    sending: &'a mut Sending,
+    id: [u8; 16],
+    row: &GroupRow,
+    storage: &StorageKey,
+) -> Option<&'a mut OutboundGroup> {
+    sending.get_or_restore(id, || {
+        match OutboundGroup::restore(row.out_session.as_ref()?, storage) {
+            Ok(s) => Some(s),
+            Err(err) => {
+                warn!(error = %err, "unreadable group session; a new one will start");
+                None
+            }
         }
-    }
-}
-
-/// A key waiting for its group's ops.
-struct EarlyKey {
-    group: [u8; 16],
-    /// The sender device's Curve25519 key.
-    curve: [u8; 32],
-    key: Vec<u8>,
-    seq: u64,
-}
-
-/// Keys that came before the ops making their sender (or us) a member, oldest first; the
-/// oldest goes when there are [`MAX_EARLY_KEYS`].
-#[derive(Default)]
-pub(super) struct EarlyKeys(Vec<EarlyKey>);
-
-impl EarlyKeys {
-    fn hold(&mut self, key: EarlyKey) {
-        if self.0.len() >= MAX_EARLY_KEYS {
-            self.0.remove(0);
-        }
-        self.0.push(key);
-    }
-
-    /// Takes the keys waiting for `group`.
-    fn take(&mut self, group: &[u8; 16]) -> Vec<EarlyKey> {
-        let (ready, waiting) = std::mem::take(&mut self.0)
-            .into_iter()
-            .partition(|k| k.group == *group);
-        self.0 = waiting;
-        ready
-    }
+    })
 }
 
 impl State {
@@ -159,17 +106,11 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let me = self.me.0;
-        if cert.identity == me || !self.groups.people.contains(&cert.identity) {
+        if !cert_concerns_groups(&cert.identity, &me, &self.groups.people) {
             return Ok(());
         }
         let now = Now::read();
-        let shared: Vec<BTreeSet<[u8; 32]>> = self
-            .groups
-            .states
-            .values()
-            .filter(|s| s.admins.contains(&me) && s.members.contains(&cert.identity))
-            .map(|s| s.members.clone())
-            .collect();
+        let shared = cert_audiences(&self.groups.states, &me, &cert.identity);
         if !shared.is_empty() {
             let body = Body::GroupUpdate {
                 ops: Vec::new(),
@@ -202,14 +143,7 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let me = self.me.0;
-        let ids: Vec<[u8; 16]> = self
-            .groups
-            .states
-            .iter()
-            .filter(|(_, s)| s.members.contains(&me) && s.members.contains(&owner))
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = groups_shared_with(&self.groups.states, &self.me.0, &owner);
         let my_curve = self.device.curve_key();
         for id in ids {
             let Some(mut row) = w.group(&id)? else {
@@ -218,11 +152,9 @@ impl State {
             if row.out_shared.contains(dev.as_bytes()) {
                 continue;
             }
-            let Some((session, index)) = self
-                .groups
-                .sending
-                .restore(id, &row, &self.keys.storage)
-                .map(|o| (o.session_id(), o.message_index()))
+            let Some((session, index)) =
+                restore(&mut self.groups.sending, id, &row, &self.keys.storage)
+                    .map(|o| (o.session_id(), o.message_index()))
             else {
                 continue;
             };
@@ -237,12 +169,7 @@ impl State {
                 continue;
             };
             let (key, first) = own.export_first();
-            // One frame per message: the session's message `i` went out as seq
-            // `next_seq - (index - i)`.
-            let seq = row
-                .next_seq
-                .saturating_sub(u64::from(index.saturating_sub(first)))
-                .max(1);
+            let seq = late_key_seq(row.next_seq, index, first);
             let body = Body::GroupKey {
                 group: id,
                 key,
@@ -266,13 +193,13 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let Some(out) = self.groups.sending.restore(id, row, &self.keys.storage) else {
+        let Some(out) = restore(&mut self.groups.sending, id, row, &self.keys.storage) else {
             return Ok(());
         };
         let body = Body::GroupKey {
             group: id,
             key: out.session_key(),
-            seq: row.next_seq.max(1),
+            seq: current_key_seq(row.next_seq),
         };
         let bytes = encode_body(&body)?;
         for (dev, owner) in devices {
@@ -285,9 +212,10 @@ impl State {
     }
 
     /// Makes sure this device has a session to send to `members` of group `id` with:
-    /// renews one that has sent [`ROTATE_AFTER`] messages, and starts one when there is
-    /// none. A new session's key goes to every member device known; members whose devices
-    /// are not known yet are looked up (they get the session from its start once found).
+    /// renews one that has sent [`ROTATE_AFTER`](crate::cores::group_keys::ROTATE_AFTER)
+    /// messages, and starts one when there is none (the core's `session_plan`). A new
+    /// session's key goes to every member device known; members whose devices are not
+    /// known yet are looked up (they get the session from its start once found).
     pub(super) fn sending_session(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -297,18 +225,16 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        if self
-            .groups
-            .sending
-            .restore(id, row, &self.keys.storage)
-            .is_some_and(|s| s.message_index() >= ROTATE_AFTER)
-        {
-            self.groups.sending.drop_session(&id);
-            row.out_session = None;
-            row.out_shared.clear();
-        }
-        if row.out_session.is_some() && self.groups.sending.has(&id) {
-            return Ok(());
+        let sent = restore(&mut self.groups.sending, id, row, &self.keys.storage)
+            .map(|s| s.message_index());
+        match session_plan(sent, row.out_session.is_some()) {
+            SessionPlan::Keep => return Ok(()),
+            SessionPlan::Start => {}
+            SessionPlan::Renew => {
+                self.groups.sending.drop_session(&id);
+                row.out_session = None;
+                row.out_shared.clear();
+            }
         }
         // A new session: its key goes to every member device. This device keeps a copy
         // from index 0, for member devices it learns of later (`share_late`).
@@ -321,7 +247,7 @@ impl State {
                 &own.pickle(&self.keys.storage),
             )?;
         }
-        self.groups.sending.0.insert(id, out);
+        self.groups.sending.insert(id, out);
         row.out_session = Some(String::new());
         row.out_shared.clear();
         let me = self.me.0;
@@ -330,8 +256,8 @@ impl State {
             .map(|(k, d)| (k, d.identity))
             .collect();
         let known: HashSet<[u8; 32]> = devices.iter().map(|(_, who)| *who).collect();
-        for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
-            after.push(After::Lookup(*m));
+        for m in members_to_look_up(members, &me, &known) {
+            after.push(After::Lookup(m));
         }
         self.share_key(w, id, row, &devices, now, after)
     }
@@ -372,12 +298,8 @@ impl State {
             Some(dev) => w.device(&dev)?.map(|d| d.identity),
             None => None,
         };
-        let member = |st: &GroupState, who: &[u8; 32]| st.members.contains(who);
-        let ok = match (self.groups.states.get(&group), owner) {
-            (Some(st), Some(o)) => member(st, &o) && member(st, &self.me.0),
-            _ => false,
-        };
-        if !ok {
+        let members = self.groups.states.get(&group).map(|s| &s.members);
+        if !may_take_key(members, owner.as_ref(), &self.me.0) {
             self.groups.early_keys.hold(EarlyKey {
                 group,
                 curve,
@@ -398,8 +320,8 @@ impl State {
             // The first key from this sender: nothing before `seq` can be opened here, so
             // there is nothing before it to wait for.
             row.keyed = true;
-            if row.contiguous < seq.saturating_sub(1) {
-                row.contiguous = seq.saturating_sub(1);
+            if let Some(mark) = first_key_mark(row.contiguous, seq) {
+                row.contiguous = mark;
                 w.drop_group_frames_pending_before(&group, &curve, seq)?;
             }
             advance(w, &group, &curve, &mut row)?;

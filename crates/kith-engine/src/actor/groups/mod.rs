@@ -27,7 +27,8 @@
 //!   ([`Request::GroupSync`](kith_proto::wire::Request::GroupSync)); the timer also keeps a
 //!   few member devices (and their mailboxes) connected so the topic's mesh holds.
 //! - [`receipts`]: delivery receipts go pairwise to the sender device, batched for
-//!   [`RECEIPT_DELAY`]; read receipts when the user reads. The sender counts them per member.
+//!   [`RECEIPT_DELAY`](crate::cores::group_receipts::RECEIPT_DELAY); read receipts when
+//!   the user reads. The sender counts them per member.
 //! - [`views`]: what `kith groups`, `kith group info`, the history and the receipts show.
 //!
 //! The path of one message:
@@ -80,9 +81,6 @@ use crate::model::{EngineError, GroupView};
 pub const MAX_GROUPS: usize = 1024;
 /// How often each group catches up with a connected member, at least.
 pub const GROUP_SYNC_EVERY: Duration = Duration::from_secs(30);
-/// How long a delivery receipt for a group message waits for others to the same sender
-/// device, so that one pairwise message carries them all.
-pub const RECEIPT_DELAY: Duration = Duration::from_secs(1);
 /// Member devices a node keeps a connection to per group (the gossipsub mesh forms over them).
 const GROUP_DIALS: usize = 8;
 
@@ -142,7 +140,8 @@ pub(super) struct Groups {
     sync: sync::SyncTimes,
     /// Publications of our frames in flight.
     publishing: frames::Publishing,
-    /// Delivery receipts waiting up to [`RECEIPT_DELAY`].
+    /// Delivery receipts waiting up to
+    /// [`RECEIPT_DELAY`](crate::cores::group_receipts::RECEIPT_DELAY).
     receipts: receipts::DueReceipts,
 }
 

@@ -2,97 +2,43 @@
 //!
 //! Receipts go pairwise (the durable outbox, Olm) to the sending device as a
 //! [`Body::GroupReceipt`]; the sender counts them per member and shows a message delivered
-//! or read once every member who was there when it was sent has said so.
+//! or read once every member who was there when it was sent has said so. The rules
+//! (batching, which receipts are sent and taken, the counts) are in
+//! [`crate::cores::group_receipts`]; this file reads the store, encodes the bodies and
+//! queues them.
 //!
-//! - **Delivered.** When a member opens a message (`open_frame`), its receipt waits up to
-//!   [`RECEIPT_DELAY`] in [`DueReceipts`] for others to the same sender device and group,
-//!   so that one pairwise message carries them all; a batch goes at once when it holds
-//!   [`MAX_RECEIPT_IDS`], and a receipt that finds no room for another batch goes alone.
-//!   The actor's tick sends the batches that have waited (`flush_group_receipts`), all of
-//!   them as the node stops. Nothing goes to a blocked sender.
-//! - **Read.** `kith group read` marks a group's messages read and sends one receipt per
-//!   sender device (in chunks of [`MAX_RECEIPT_IDS`]), if the user's privacy settings
-//!   allow read receipts; with them off, read receipts from others are not shown either.
-//! - A receipt is taken only from a current member, for an outgoing message of that group.
+//! Data flow:
+//!
+//! 1. **Delivered.** When a member opens a message (`open_frame`), `receipt_due` adds its
+//!    receipt to [`DueReceipts`], where it waits up to
+//!    [`RECEIPT_DELAY`](crate::cores::group_receipts::RECEIPT_DELAY) for others to the
+//!    same sender device and group; a batch the core hands back at once (full, or no room
+//!    for another) goes out now (`send_receipts`).
+//! 2. The actor's tick sends the batches that have waited (`flush_group_receipts`), all of
+//!    them as the node stops. Nothing goes to a blocked sender.
+//! 3. **Read.** `kith group read` (`group_mark_read`) marks a group's messages read and
+//!    sends one receipt per sender device, in chunks, if the user's privacy settings allow
+//!    read receipts; with them off, read receipts from others are not shown either.
+//! 4. The sender's `on_group_receipt` takes a receipt only from a current member, for an
+//!    outgoing message of that group, stores it, and announces the new counts
+//!    ([`Event::GroupStatus`]).
 
 use std::collections::HashMap;
 
+use crate::cores::group_receipts::{
+    Batch, accept_receipt, marks_read, read_receipt_chunks, receipt_counts, receipt_times,
+    sends_read_receipts,
+};
 use crate::model::{Fatal, Outcome};
-use kith_proto::wire::{Body, MAX_RECEIPT_IDS, ReceiptKind};
+use kith_proto::wire::{Body, ReceiptKind};
 use kith_store::WriteTx;
 use kith_types::{CurveKey, DeviceKey, MessageId};
-use std::time::Instant;
 
-use super::{Now, RECEIPT_DELAY, encode_body};
+use super::{Now, encode_body};
 use crate::actor::{After, Engine, State};
 use crate::model::Event;
 
-/// Most (sender device, group) receipt batches waiting; a receipt that finds no room goes
-/// out on its own at once.
-const MAX_DUE_RECEIPTS: usize = 4096;
-
-/// Where a batch of group receipts goes: (sender device, group).
-type ReceiptTo = (DeviceKey, [u8; 16]);
-
-/// Delivery receipts for one sender device's messages in one group, not sent yet.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct Batch {
-    /// The sender's identity (the pairwise conversation).
-    identity: [u8; 32],
-    ids: Vec<u128>,
-    /// When the first of them arrived (the time the sender shows).
-    at_ms: u64,
-}
-
-/// Delivery receipts waiting up to [`RECEIPT_DELAY`], per (sender device, group), with
-/// when the first of each batch came.
-#[derive(Default)]
-pub(super) struct DueReceipts(HashMap<ReceiptTo, (Batch, Instant)>);
-
-impl DueReceipts {
-    /// Adds a receipt for message `id` of `to`'s sender (`identity`); returns a batch to
-    /// send at once: the receipt alone when there is no room for another batch, or its
-    /// batch when it is full.
-    fn add(&mut self, to: ReceiptTo, identity: [u8; 32], id: u128, now: Now) -> Option<Batch> {
-        if !self.0.contains_key(&to) && self.0.len() >= MAX_DUE_RECEIPTS {
-            return Some(Batch {
-                identity,
-                ids: vec![id],
-                at_ms: now.ms,
-            });
-        }
-        let (batch, _) = self.0.entry(to).or_insert_with(|| {
-            let batch = Batch {
-                identity,
-                ids: Vec::new(),
-                at_ms: now.ms,
-            };
-            (batch, now.at)
-        });
-        batch.ids.push(id);
-        if batch.ids.len() >= MAX_RECEIPT_IDS {
-            return self.0.remove(&to).map(|(b, _)| b);
-        }
-        None
-    }
-
-    /// Takes the batches that have waited [`RECEIPT_DELAY`] at `now` (all of them when
-    /// `all`).
-    fn take(&mut self, now: Instant, all: bool) -> Vec<(ReceiptTo, Batch)> {
-        if self.0.is_empty() {
-            return Vec::new();
-        }
-        let keys: Vec<ReceiptTo> = self
-            .0
-            .iter()
-            .filter(|(_, (_, since))| all || now.duration_since(*since) >= RECEIPT_DELAY)
-            .map(|(k, _)| *k)
-            .collect();
-        keys.into_iter()
-            .filter_map(|k| self.0.remove(&k).map(|(b, _)| (k, b)))
-            .collect()
-    }
-}
+pub(super) use crate::cores::group_receipts::DueReceipts;
 
 impl Engine {
     /// Sends the delivery receipts that have waited long enough (all of them when `all`,
@@ -126,7 +72,11 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        match self.groups.receipts.add((dev, group), identity, id, now) {
+        match self
+            .groups
+            .receipts
+            .add((dev, group), identity, id, now.at, now.ms)
+        {
             Some(batch) => self.send_receipts(w, dev, group, batch, now, after),
             None => Ok(()),
         }
@@ -162,15 +112,12 @@ impl State {
         ids: Vec<u128>,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        if !self
+        let from_member = self
             .groups
             .states
             .get(&group)
-            .is_some_and(|s| s.members.contains(&from))
-        {
-            return Ok(());
-        }
-        if kind == ReceiptKind::Read && !self.social.privacy.read_receipts {
+            .is_some_and(|s| s.members.contains(&from));
+        if !accept_receipt(from_member, kind, self.social.privacy.read_receipts) {
             return Ok(());
         }
         let now = Now::read().ms;
@@ -181,14 +128,9 @@ impl State {
             if key.group != group || !msg.outgoing {
                 continue;
             }
-            let (d, r) = match kind {
-                ReceiptKind::Delivered => (now, 0),
-                ReceiptKind::Read => (now, now),
-            };
+            let (d, r) = receipt_times(kind, now);
             if w.put_group_receipt(id, &from, d, r)? {
-                let rs = w.group_receipts(id)?;
-                let delivered = rs.iter().filter(|x| x.1 > 0).count() as u32;
-                let read = rs.iter().filter(|x| x.2 > 0).count() as u32;
+                let (delivered, read) = receipt_counts(&w.group_receipts(id)?);
                 let gname = self
                     .groups
                     .states
@@ -222,7 +164,7 @@ impl State {
         let mut per_sender: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
         let mut n = 0;
         for (key, mut msg) in w.group_history(&id, 10_000)? {
-            if msg.outgoing || msg.flag {
+            if !marks_read(msg.outgoing, msg.flag) {
                 continue;
             }
             msg.flag = true;
@@ -230,7 +172,7 @@ impl State {
             n += 1;
             per_sender.entry(key.sender_dev).or_default().push(msg.id);
         }
-        if self.social.privacy.read_receipts {
+        if sends_read_receipts(self.social.privacy.read_receipts) {
             for (curve, ids) in per_sender {
                 let Some(dev) = w.device_by_curve(&CurveKey(curve))? else {
                     continue;
@@ -239,7 +181,7 @@ impl State {
                 if self.social.blocked.contains(&d.identity) {
                     continue;
                 }
-                for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                for chunk in read_receipt_chunks(&ids) {
                     let body = Body::GroupReceipt {
                         group: id,
                         kind: ReceiptKind::Read,
@@ -252,62 +194,5 @@ impl State {
             }
         }
         Ok(Ok(n))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn at(start: Instant, ms: u64) -> Now {
-        Now {
-            at: start + Duration::from_millis(ms),
-            ms: 1_000_000 + ms,
-        }
-    }
-
-    #[test]
-    fn receipts_wait_for_the_delay_then_go_in_one_batch() {
-        let start = Instant::now();
-        let mut due = DueReceipts::default();
-        let to = (DeviceKey([1; 32]), [2; 16]);
-        assert_eq!(due.add(to, [3; 32], 10, at(start, 0)), None);
-        assert_eq!(due.add(to, [3; 32], 11, at(start, 400)), None);
-        assert!(due.take(at(start, 999).at, false).is_empty());
-        let sent = due.take(at(start, 1000).at, false);
-        assert_eq!(
-            sent,
-            vec![(
-                to,
-                Batch {
-                    identity: [3; 32],
-                    ids: vec![10, 11],
-                    at_ms: 1_000_000,
-                }
-            )]
-        );
-        assert!(due.take(at(start, 5000).at, true).is_empty());
-    }
-
-    #[test]
-    fn a_full_batch_goes_at_once_and_a_receipt_without_room_goes_alone() {
-        let start = Instant::now();
-        let mut due = DueReceipts::default();
-        let to = (DeviceKey([1; 32]), [2; 16]);
-        for id in 0..MAX_RECEIPT_IDS as u128 - 1 {
-            assert_eq!(due.add(to, [3; 32], id, at(start, 0)), None);
-        }
-        let full = due.add(to, [3; 32], 999, at(start, 5)).unwrap();
-        assert_eq!(full.ids.len(), MAX_RECEIPT_IDS);
-        assert_eq!(full.at_ms, 1_000_000, "the time of the first receipt");
-        for n in 0..MAX_DUE_RECEIPTS {
-            let other = (DeviceKey([9; 32]), (n as u128).to_le_bytes());
-            assert_eq!(due.add(other, [3; 32], 1, at(start, 0)), None);
-        }
-        let alone = due.add(to, [3; 32], 7, at(start, 6)).unwrap();
-        assert_eq!(alone.ids, vec![7]);
-        assert_eq!(due.take(at(start, 0).at, true).len(), MAX_DUE_RECEIPTS);
     }
 }
