@@ -838,7 +838,7 @@ fn watch_and_topic_sync_need_a_registered_device_and_a_watched_group_topic() {
                 have: vec![],
             })
         };
-        let topic = group_topic(&[9; 16]);
+        let topic = group_topic(&kith_types::GroupId([9; 16]));
         let unauthorized = Response::Refused(Refusal::Unauthorized);
         assert_eq!(
             raw.request("unregistered watch", watch(vec![topic.clone()]))

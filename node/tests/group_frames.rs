@@ -31,7 +31,7 @@ fn garbage_on_a_group_topic_is_refused_and_its_sender_penalised() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id_hex = a.json(&["groups"])[0]["id"].as_str().unwrap().to_string();
-    let id: [u8; 16] = hex::decode(&id_hex).unwrap().try_into().unwrap();
+    let id = kith_types::GroupId::from_hex(&id_hex).unwrap();
     let topic = gossipsub::IdentTopic::new(kith_proto::groupwire::group_topic(&id));
     let info = &a.json(&["id"])[0];
     let a_peer: PeerId = info["peer_id"].as_str().unwrap().parse().unwrap();

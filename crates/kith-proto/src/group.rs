@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use kith_types::GroupId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -80,8 +81,7 @@ pub enum OpKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupOp {
     /// The group's id (all zero in the `Create` op, whose hash makes the id).
-    #[serde(with = "serde_bytes")]
-    pub group: [u8; 16],
+    pub group: GroupId,
     /// The ops the author had seen last (none for `Create`).
     pub parents: Vec<Key>,
     /// The author's identity key.
@@ -97,8 +97,7 @@ pub struct GroupOp {
 
 #[derive(Serialize)]
 struct OpBody<'a> {
-    #[serde(with = "serde_bytes")]
-    group: &'a [u8; 16],
+    group: &'a GroupId,
     parents: &'a [Key],
     author: &'a Key,
     at_ms: u64,
@@ -123,7 +122,7 @@ pub enum GroupError {
 impl GroupOp {
     /// Makes and signs an op; `sign` signs with the author's identity key.
     pub fn new(
-        group: [u8; 16],
+        group: GroupId,
         parents: Vec<Key>,
         author: [u8; 32],
         at_ms: u64,
@@ -162,11 +161,11 @@ impl GroupOp {
     }
 
     /// The id of the group a `Create` op makes.
-    pub fn group_id_of(create: &GroupOp) -> Result<[u8; 16], EncodeError> {
+    pub fn group_id_of(create: &GroupOp) -> Result<GroupId, EncodeError> {
         let h = create.hash()?;
         let mut id = [0u8; 16];
         id.copy_from_slice(&h[..16]);
-        Ok(id)
+        Ok(GroupId(id))
     }
 
     /// Encodes the op.
@@ -191,7 +190,7 @@ impl GroupOp {
         if create != self.parents.is_empty() {
             return Err(DecodeError::Invalid("only a create op has no parents"));
         }
-        if create && self.group != [0; 16] {
+        if create && self.group != GroupId::default() {
             return Err(DecodeError::Invalid("a create op names no group"));
         }
         match &self.kind {
@@ -223,7 +222,7 @@ fn check_text(s: &str, max: usize) -> Result<(), DecodeError> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupState {
     /// The group's id.
-    pub id: [u8; 16],
+    pub id: GroupId,
     /// Its name.
     pub name: String,
     /// Its description.
@@ -261,7 +260,7 @@ pub enum Inserted {
 /// The ops of one group.
 #[derive(Clone, Debug)]
 pub struct GroupLog {
-    id: [u8; 16],
+    id: GroupId,
     ops: HashMap<[u8; 32], GroupOp>,
 }
 
@@ -283,7 +282,7 @@ impl GroupLog {
     }
 
     /// The group's id.
-    pub fn id(&self) -> [u8; 16] {
+    pub fn id(&self) -> GroupId {
         self.id
     }
 
@@ -478,7 +477,7 @@ mod tests {
         key(i).verifying_key().to_bytes()
     }
 
-    fn op(g: [u8; 16], parents: Vec<Key>, by: u8, at: u64, kind: OpKind) -> GroupOp {
+    fn op(g: GroupId, parents: Vec<Key>, by: u8, at: u64, kind: OpKind) -> GroupOp {
         let k = key(by);
         GroupOp::new(g, parents, pk(by), at, kind, |m| {
             k.sign(m).to_bytes().to_vec()
@@ -489,7 +488,7 @@ mod tests {
     /// Alice (1) creates a group with Bob (2) and Carol (3).
     fn created() -> (GroupLog, GroupOp) {
         let c = op(
-            [0; 16],
+            GroupId::default(),
             vec![],
             1,
             0,
@@ -536,7 +535,7 @@ mod tests {
         let add = op(g, root.clone(), 1, 1, OpKind::Add(Key(pk(4))));
         assert_eq!(log.insert(add.clone()).unwrap(), Inserted::Added);
         assert_eq!(log.insert(add).unwrap(), Inserted::Duplicate);
-        let other = op([9; 16], root, 1, 1, OpKind::Add(Key(pk(5))));
+        let other = op(GroupId([9; 16]), root, 1, 1, OpKind::Add(Key(pk(5))));
         assert_eq!(log.insert(other), Err(GroupError::WrongGroup));
         // A second create can never join an existing group.
         assert_eq!(log.insert(c), Err(GroupError::WrongGroup));

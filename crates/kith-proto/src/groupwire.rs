@@ -7,6 +7,7 @@
 //! id), and a frame whose header disagrees with its plaintext is refused: nobody on the path
 //! can renumber or move a frame.
 
+use kith_types::GroupId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,7 +26,7 @@ pub const MAX_SESSION_ID: usize = 64;
 
 /// The gossipsub topic of a group: a hash of its id, so the topic name reveals neither the
 /// id (which keys the members' sync requests) nor anything about the group.
-pub fn group_topic(group: &[u8; 16]) -> String {
+pub fn group_topic(group: &GroupId) -> String {
     let mut h = Sha256::new();
     h.update(b"kith-group-topic-v1");
     h.update(group);
@@ -137,8 +138,7 @@ impl std::fmt::Debug for GroupContent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupPlain {
     /// The group (a frame cannot be moved to another group).
-    #[serde(with = "serde_bytes")]
-    pub group: [u8; 16],
+    pub group: GroupId,
     /// Must equal the frame's `seq`.
     pub seq: u64,
     /// Must equal the frame's `lamport`.
@@ -154,7 +154,7 @@ impl GroupPlain {
     }
 
     /// Decodes a decrypted plaintext and checks it against the frame it came in.
-    pub fn decode(bytes: &[u8], group: &[u8; 16], frame: &GroupFrame) -> Result<Self, DecodeError> {
+    pub fn decode(bytes: &[u8], group: &GroupId, frame: &GroupFrame) -> Result<Self, DecodeError> {
         let p: GroupPlain = codec::decode(bytes, MAX_CIPHERTEXT)?;
         if &p.group != group || p.seq != frame.seq || p.lamport != frame.lamport {
             return Err(DecodeError::Invalid(
@@ -227,7 +227,7 @@ mod tests {
     fn plaintext_must_match_the_header() {
         let f = frame();
         let p = GroupPlain {
-            group: [7; 16],
+            group: GroupId([7; 16]),
             seq: 4,
             lamport: 9,
             content: GroupContent::Text {
@@ -237,18 +237,20 @@ mod tests {
             },
         };
         let b = p.encode().unwrap();
-        assert_eq!(GroupPlain::decode(&b, &[7; 16], &f).unwrap(), p);
-        assert!(GroupPlain::decode(&b, &[8; 16], &f).is_err());
-        assert!(GroupPlain::decode(&b, &[7; 16], &GroupFrame { seq: 5, ..frame() }).is_err());
+        assert_eq!(GroupPlain::decode(&b, &GroupId([7; 16]), &f).unwrap(), p);
+        assert!(GroupPlain::decode(&b, &GroupId([8; 16]), &f).is_err());
+        assert!(
+            GroupPlain::decode(&b, &GroupId([7; 16]), &GroupFrame { seq: 5, ..frame() }).is_err()
+        );
         assert!(!format!("{p:?}").contains("hi there"));
     }
 
     #[test]
     fn topics_hide_the_id() {
-        let t = group_topic(&[1; 16]);
+        let t = group_topic(&GroupId([1; 16]));
         assert!(t.starts_with("kith/g/"));
         assert_eq!(t.len(), 7 + 32);
-        assert_ne!(t, group_topic(&[2; 16]));
+        assert_ne!(t, group_topic(&GroupId([2; 16])));
         assert!(!t.contains("0101"));
         assert!(is_group_topic(&t));
         for bad in [
@@ -269,7 +271,7 @@ mod tests {
         #[test]
         fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = GroupFrame::decode(&bytes);
-            let _ = GroupPlain::decode(&bytes, &[0; 16], &frame());
+            let _ = GroupPlain::decode(&bytes, &GroupId::default(), &frame());
         }
     }
 }

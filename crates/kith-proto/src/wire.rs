@@ -6,6 +6,7 @@
 //! device's Curve25519 key and Olm ciphertext: the sender's identity, the message id and the
 //! text travel inside the ciphertext (sealed sender).
 
+use kith_types::GroupId;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, DecodeError, EncodeError};
@@ -69,8 +70,7 @@ pub enum Request {
     /// each listed sender after its mark. Only members are answered.
     GroupSync {
         /// The group's id.
-        #[serde(with = "serde_bytes")]
-        group: [u8; 16],
+        group: GroupId,
         /// What the asker holds, per sender device.
         have: Vec<SenderMark>,
     },
@@ -467,8 +467,7 @@ pub enum Body {
     /// The sender device's group session key (Megolm) for a group, from its frame `seq` on.
     GroupKey {
         /// The group.
-        #[serde(with = "serde_bytes")]
-        group: [u8; 16],
+        group: GroupId,
         /// The Megolm session key (secret).
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
@@ -478,8 +477,7 @@ pub enum Body {
     /// Receipts for group messages the recipient had sent.
     GroupReceipt {
         /// The group.
-        #[serde(with = "serde_bytes")]
-        group: [u8; 16],
+        group: GroupId,
         /// Delivered or read.
         kind: ReceiptKind,
         /// The message ids it covers.
@@ -492,8 +490,7 @@ pub enum Body {
     /// has; only current members are answered.
     GroupWant {
         /// The group.
-        #[serde(with = "serde_bytes")]
-        group: [u8; 16],
+        group: GroupId,
         /// The ops' hashes.
         ops: Vec<crate::group::Key>,
     },
@@ -631,7 +628,7 @@ mod tests {
             version: 1,
             sender: None,
             bodies: vec![Body::GroupWant {
-                group: [7; 16],
+                group: GroupId([7; 16]),
                 ops: vec![crate::group::Key([1; 32]); n],
             }],
         };
@@ -696,7 +693,7 @@ mod tests {
     }
 
     fn topic(i: usize) -> String {
-        crate::groupwire::group_topic(&[i as u8; 16])
+        crate::groupwire::group_topic(&GroupId([i as u8; 16]))
     }
 
     #[test]

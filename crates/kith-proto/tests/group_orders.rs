@@ -36,6 +36,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::{Signer, SigningKey};
 use kith_proto::group::{Applied, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
+use kith_types::GroupId;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -64,7 +65,7 @@ struct World {
     ancestors: [u32; N],
 }
 
-fn sign(key: &SigningKey, group: [u8; 16], parents: Vec<Key>, at: u64, kind: OpKind) -> GroupOp {
+fn sign(key: &SigningKey, group: GroupId, parents: Vec<Key>, at: u64, kind: OpKind) -> GroupOp {
     let author = key.verifying_key().to_bytes();
     GroupOp::new(group, parents, author, at, kind, |m| {
         key.sign(m).to_bytes().to_vec()
@@ -391,7 +392,7 @@ fn people(seed: u64) -> ([SigningKey; 3], GroupOp) {
     ];
     let create = sign(
         &signing[0],
-        [0; 16],
+        GroupId::default(),
         Vec::new(),
         0,
         OpKind::Create {

@@ -143,7 +143,7 @@ const EXPECTED_CODE: &str =
 #[test]
 fn group_topic_name() {
     assert_eq!(
-        kith_proto::groupwire::group_topic(&[1; 16]),
+        kith_proto::groupwire::group_topic(&kith_types::GroupId([1; 16])),
         "kith/g/db1387373cb83040bd4c615eb21fde64"
     );
 }

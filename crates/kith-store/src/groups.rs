@@ -1,6 +1,7 @@
 //! Group tables: the ops log, frames (kept to answer members who missed them), per-sender
 //! progress, Megolm sessions, messages in display order, and receipts.
 
+use kith_types::GroupId;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -135,24 +136,26 @@ macro_rules! group_reads {
     ($t:ty) => {
         impl $t {
             /// Every group, with its row.
-            pub fn groups(&self) -> Result<Vec<([u8; 16], GroupRow)>, StoreError> {
+            pub fn groups(&self) -> Result<Vec<(GroupId, GroupRow)>, StoreError> {
                 let t = self.table(GROUPS)?;
                 let mut out = Vec::new();
                 for row in t.iter()? {
                     let (k, v) = row?;
-                    out.push((*k.value(), dec(v.value())?));
+                    out.push((GroupId(*k.value()), dec(v.value())?));
                 }
                 Ok(out)
             }
 
             /// One group's row.
-            pub fn group(&self, id: &[u8; 16]) -> Result<Option<GroupRow>, StoreError> {
+            pub fn group(&self, id: &GroupId) -> Result<Option<GroupRow>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUPS)?;
                 t.get(id)?.map(|v| dec(v.value())).transpose()
             }
 
             /// Every op of a group (encoded).
-            pub fn group_ops(&self, id: &[u8; 16]) -> Result<Vec<Vec<u8>>, StoreError> {
+            pub fn group_ops(&self, id: &GroupId) -> Result<Vec<Vec<u8>>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_OPS)?;
                 let mut out = Vec::new();
                 for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
@@ -164,10 +167,11 @@ macro_rules! group_reads {
             /// A frame, if held.
             pub fn group_frame(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 sender: &[u8; 32],
                 seq: u64,
             ) -> Result<Option<FrameRow>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_FRAMES)?;
                 t.get((id, sender, seq))?
                     .map(|v| dec(v.value()))
@@ -177,11 +181,12 @@ macro_rules! group_reads {
             /// Up to `limit` frames of one sender after `after`, in order.
             pub fn group_frames_after(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 sender: &[u8; 32],
                 after: u64,
                 limit: usize,
             ) -> Result<Vec<(u64, FrameRow)>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_FRAMES)?;
                 let mut out = Vec::new();
                 if after == u64::MAX {
@@ -198,7 +203,8 @@ macro_rules! group_reads {
             }
 
             /// How many frames a group holds.
-            pub fn group_frame_count(&self, id: &[u8; 16]) -> Result<u64, StoreError> {
+            pub fn group_frame_count(&self, id: &GroupId) -> Result<u64, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_FRAMES)?;
                 let mut n = 0u64;
                 for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
@@ -211,9 +217,10 @@ macro_rules! group_reads {
             /// Seqs of a sender's frames that wait for a key.
             pub fn group_pending(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 sender: &[u8; 32],
             ) -> Result<Vec<u64>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_PENDING)?;
                 let mut out = Vec::new();
                 for row in t.range((id, sender, 0u64)..=(id, sender, u64::MAX))? {
@@ -223,7 +230,8 @@ macro_rules! group_reads {
             }
 
             /// How many frames of a group wait for a key.
-            pub fn group_pending_count(&self, id: &[u8; 16]) -> Result<u64, StoreError> {
+            pub fn group_pending_count(&self, id: &GroupId) -> Result<u64, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_PENDING)?;
                 let mut n = 0u64;
                 for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
@@ -236,8 +244,9 @@ macro_rules! group_reads {
             /// Every sender's progress in a group.
             pub fn group_senders(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
             ) -> Result<Vec<([u8; 32], SenderRow)>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_SENDERS)?;
                 let mut out = Vec::new();
                 for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
@@ -250,9 +259,10 @@ macro_rules! group_reads {
             /// One sender's progress.
             pub fn group_sender(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 sender: &[u8; 32],
             ) -> Result<Option<SenderRow>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_SENDERS)?;
                 t.get((id, sender))?.map(|v| dec(v.value())).transpose()
             }
@@ -260,10 +270,11 @@ macro_rules! group_reads {
             /// An inbound session's pickle.
             pub fn group_inbound(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 sender: &[u8; 32],
                 session: &str,
             ) -> Result<Option<String>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_INBOUND)?;
                 Ok(t.get((id, sender, session))?.map(|v| v.value().to_string()))
             }
@@ -271,9 +282,10 @@ macro_rules! group_reads {
             /// The last `limit` messages of a group in display order (oldest first).
             pub fn group_history(
                 &self,
-                id: &[u8; 16],
+                id: &GroupId,
                 limit: usize,
             ) -> Result<Vec<(GroupMsgKey, GroupMessage)>, StoreError> {
+                let id = id.as_bytes();
                 let t = self.table(GROUP_MSGS)?;
                 let mut out = Vec::new();
                 let lo = (id, 0u64, &[0u8; 32], 0u64);
@@ -366,7 +378,8 @@ impl WriteTx<'_> {
     }
 
     /// Saves a group's row.
-    pub fn put_group(&mut self, id: &[u8; 16], row: &GroupRow) -> Result<(), StoreError> {
+    pub fn put_group(&mut self, id: &GroupId, row: &GroupRow) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         self.table_mut(GROUPS)?.insert(id, enc(row)?.as_slice())?;
         Ok(())
     }
@@ -374,21 +387,23 @@ impl WriteTx<'_> {
     /// Saves an op; returns false when it was there already.
     pub fn put_group_op(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         hash: &[u8; 32],
         op: &[u8],
     ) -> Result<bool, StoreError> {
+        let id = id.as_bytes();
         Ok(self.table_mut(GROUP_OPS)?.insert((id, hash), op)?.is_none())
     }
 
     /// Saves a frame; returns false when one with this (sender, seq) was there already.
     pub fn put_group_frame(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         seq: u64,
         row: &FrameRow,
     ) -> Result<bool, StoreError> {
+        let id = id.as_bytes();
         let mut t = self.table_mut(GROUP_FRAMES)?;
         if t.get((id, sender, seq))?.is_some() {
             return Ok(false);
@@ -400,10 +415,11 @@ impl WriteTx<'_> {
     /// Drops a sender's frames up to `upto` (retention).
     pub fn drop_group_frames(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         upto: u64,
     ) -> Result<u64, StoreError> {
+        let id = id.as_bytes();
         let mut t = self.table_mut(GROUP_FRAMES)?;
         let mut n = 0u64;
         t.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| {
@@ -418,10 +434,11 @@ impl WriteTx<'_> {
     /// Drops one frame.
     pub fn drop_group_frame(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         seq: u64,
     ) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         self.table_mut(GROUP_FRAMES)?.remove((id, sender, seq))?;
         self.table_mut(GROUP_PENDING)?.remove((id, sender, seq))?;
         Ok(())
@@ -430,10 +447,11 @@ impl WriteTx<'_> {
     /// Drops a sender's waiting frames before `seq` (they can never be opened here).
     pub fn drop_group_frames_pending_before(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         seq: u64,
     ) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         if seq == 0 {
             return Ok(());
         }
@@ -446,7 +464,7 @@ impl WriteTx<'_> {
             v
         };
         for s in waiting {
-            self.drop_group_frame(id, sender, s)?;
+            self.drop_group_frame(&GroupId(*id), sender, s)?;
         }
         Ok(())
     }
@@ -454,11 +472,12 @@ impl WriteTx<'_> {
     /// Marks a frame as waiting for its key (or, with `waiting == false`, opened).
     pub fn set_group_pending(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         seq: u64,
         waiting: bool,
     ) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         let mut t = self.table_mut(GROUP_PENDING)?;
         if waiting {
             t.insert((id, sender, seq), ())?;
@@ -471,10 +490,11 @@ impl WriteTx<'_> {
     /// Saves a sender's progress.
     pub fn put_group_sender(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         row: &SenderRow,
     ) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         self.table_mut(GROUP_SENDERS)?
             .insert((id, sender), enc(row)?.as_slice())?;
         Ok(())
@@ -483,11 +503,12 @@ impl WriteTx<'_> {
     /// Saves an inbound session.
     pub fn put_group_inbound(
         &mut self,
-        id: &[u8; 16],
+        id: &GroupId,
         sender: &[u8; 32],
         session: &str,
         pickle: &str,
     ) -> Result<(), StoreError> {
+        let id = id.as_bytes();
         self.table_mut(GROUP_INBOUND)?
             .insert((id, sender, session), pickle)?;
         Ok(())

@@ -72,7 +72,7 @@ use kith_store::{
     Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
 };
 use kith_types::{
-    BoundedMap, BoundedSet, CurveKey, DeviceKey, EnvelopeHash, IdentityKey, MessageId,
+    BoundedMap, BoundedSet, CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey, MessageId,
     MessageIdGen, now_ms, safety_number,
 };
 use sha2::{Digest, Sha256};
@@ -168,15 +168,15 @@ enum After {
     /// Publish a group frame (stored already) on the group's topic.
     GroupPublish(kith_store::GroupMsgKey, String, Vec<u8>),
     /// Catch up on a group with a peer.
-    GroupSync([u8; 16], PeerId),
+    GroupSync(GroupId, PeerId),
     /// Look a person up in the DHT (a group member whose devices are not known).
     Lookup([u8; 32]),
     /// As a mailbox: the topics devices watch changed (subscribe, unsubscribe).
     Kept(kith_store::WatchChange),
     /// Catch up on a group with one of our mailboxes (a frame showed a gap).
-    TopicSync([u8; 16]),
+    TopicSync(GroupId),
     /// Go on with a catch-up from a mailbox that was cut at its size limit.
-    TopicSyncMore([u8; 16], PeerId, Vec<kith_proto::groupwire::SenderMark>),
+    TopicSyncMore(GroupId, PeerId, Vec<kith_proto::groupwire::SenderMark>),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -211,7 +211,7 @@ enum Pending {
     },
     /// A catch-up request for a group.
     GroupSync {
-        group: [u8; 16],
+        group: GroupId,
     },
     /// The topics of our groups, sent to one of our mailboxes (by peer id).
     Watch {
@@ -221,7 +221,7 @@ enum Pending {
     /// A catch-up request for a group to one of our mailboxes; `floor` raises our marks to
     /// what earlier answers of the same catch-up brought.
     TopicSync {
-        group: [u8; 16],
+        group: GroupId,
         floor: Vec<kith_proto::groupwire::SenderMark>,
     },
 }

@@ -43,6 +43,7 @@ use super::groups::sync_marks;
 use super::*;
 use crate::cores::watch::{self as rules, Step, Sub, Watch};
 pub use crate::cores::watch::{MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_MAILBOX_TOPICS};
+use kith_types::GroupId;
 
 /// The watching core, with our mailboxes keyed by their peer id bytes.
 pub(super) struct Watching {
@@ -157,7 +158,7 @@ impl Engine {
     }
 
     /// A frame showed a gap: ask a connected mailbox that keeps the group's topic for us.
-    pub(super) fn topic_catch_up(&mut self, id: [u8; 16]) {
+    pub(super) fn topic_catch_up(&mut self, id: GroupId) {
         let connected: Vec<Vec<u8>> = self
             .st
             .my_mailboxes
@@ -185,7 +186,7 @@ impl Engine {
     /// Asks mailbox `peer` for the frames of group `id` it kept that this node lacks, with
     /// our marks raised to `floor` (what earlier answers of the same catch-up brought).
     /// Returns whether the request went out.
-    fn topic_sync(&mut self, id: [u8; 16], peer: PeerId, floor: Vec<SenderMark>) -> bool {
+    fn topic_sync(&mut self, id: GroupId, peer: PeerId, floor: Vec<SenderMark>) -> bool {
         let now = Instant::now();
         if !self.st.watching.core.may_sync(id, now) {
             return false;
@@ -223,7 +224,7 @@ impl Engine {
     }
 
     /// Re-sends a catch-up that was cut at its size limit (and brought something new).
-    pub(super) fn topic_sync_more(&mut self, id: [u8; 16], peer: PeerId, floor: Vec<SenderMark>) {
+    pub(super) fn topic_sync_more(&mut self, id: GroupId, peer: PeerId, floor: Vec<SenderMark>) {
         self.st.watching.core.sync_done(id);
         self.topic_sync(id, peer, floor);
     }
@@ -395,7 +396,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
-        (group, floor): ([u8; 16], Vec<SenderMark>),
+        (group, floor): (GroupId, Vec<SenderMark>),
         frames: Vec<GroupFrame>,
         more: bool,
         after: &mut Vec<After>,
@@ -413,7 +414,7 @@ impl State {
     }
 
     /// As a device: a mailbox refused a catch-up (or answered it wrongly).
-    pub(super) fn topic_sync_refused(&mut self, peer: PeerId, group: [u8; 16], resp: &Response) {
+    pub(super) fn topic_sync_refused(&mut self, peer: PeerId, group: GroupId, resp: &Response) {
         let unauthorized = matches!(resp, Response::Refused(Refusal::Unauthorized));
         self.watching
             .core

@@ -34,6 +34,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use kith_proto::group::GroupState;
+use kith_types::GroupId;
 
 /// A new sending session after this many messages (as Matrix clients do).
 pub const ROTATE_AFTER: u32 = 1000;
@@ -42,7 +43,7 @@ pub const MAX_EARLY_KEYS: usize = 1024;
 
 /// This device's sending sessions, by group (a cache of the pickles in the group rows).
 /// `S` is the session type (Megolm's outbound session in the actor).
-pub struct Sending<S>(HashMap<[u8; 16], S>);
+pub struct Sending<S>(HashMap<GroupId, S>);
 
 impl<S> std::fmt::Debug for Sending<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,22 +61,22 @@ impl<S> Default for Sending<S> {
 
 impl<S> Sending<S> {
     /// Forgets a group's session (the next message starts a new one).
-    pub fn drop_session(&mut self, id: &[u8; 16]) {
+    pub fn drop_session(&mut self, id: &GroupId) {
         self.0.remove(id);
     }
 
     /// Whether a session is in memory for a group.
-    pub fn has(&self, id: &[u8; 16]) -> bool {
+    pub fn has(&self, id: &GroupId) -> bool {
         self.0.contains_key(id)
     }
 
     /// The session in memory for a group.
-    pub fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut S> {
+    pub fn get_mut(&mut self, id: &GroupId) -> Option<&mut S> {
         self.0.get_mut(id)
     }
 
     /// Keeps `session` as the group's session, replacing any other.
-    pub fn insert(&mut self, id: [u8; 16], session: S) {
+    pub fn insert(&mut self, id: GroupId, session: S) {
         self.0.insert(id, session);
     }
 
@@ -83,7 +84,7 @@ impl<S> Sending<S> {
     /// time); `None` when neither has one.
     pub fn get_or_restore(
         &mut self,
-        id: [u8; 16],
+        id: GroupId,
         restore: impl FnOnce() -> Option<S>,
     ) -> Option<&mut S> {
         match self.0.entry(id) {
@@ -143,10 +144,10 @@ pub fn members_to_look_up(
 /// The groups whose members include both `me` and `owner` (a device of `owner` found late
 /// gets this device's sessions of these groups).
 pub fn groups_shared_with(
-    states: &HashMap<[u8; 16], GroupState>,
+    states: &HashMap<GroupId, GroupState>,
     me: &[u8; 32],
     owner: &[u8; 32],
-) -> Vec<[u8; 16]> {
+) -> Vec<GroupId> {
     states
         .iter()
         .filter(|(_, s)| s.members.contains(me) && s.members.contains(owner))
@@ -168,7 +169,7 @@ pub fn cert_concerns_groups(
 /// other members get a certificate of `identity`'s device that `me` learned late. Only
 /// admins pass certificates on, so each costs one small body per member device once.
 pub fn cert_audiences(
-    states: &HashMap<[u8; 16], GroupState>,
+    states: &HashMap<GroupId, GroupState>,
     me: &[u8; 32],
     identity: &[u8; 32],
 ) -> Vec<BTreeSet<[u8; 32]>> {
@@ -204,7 +205,7 @@ pub fn first_key_mark(contiguous: u64, seq: u64) -> Option<u64> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct EarlyKey {
     /// The group.
-    pub group: [u8; 16],
+    pub group: GroupId,
     /// The sender device's Curve25519 key.
     pub curve: [u8; 32],
     /// The exported session key (a secret: left out of the Debug output).
@@ -237,7 +238,7 @@ impl EarlyKeys {
     }
 
     /// Takes the keys waiting for `group`, oldest first.
-    pub fn take(&mut self, group: &[u8; 16]) -> Vec<EarlyKey> {
+    pub fn take(&mut self, group: &GroupId) -> Vec<EarlyKey> {
         let (ready, waiting) = std::mem::take(&mut self.0)
             .into_iter()
             .partition(|k| k.group == *group);
@@ -274,7 +275,7 @@ mod tests {
 
     fn early(group: u8, n: u64) -> EarlyKey {
         EarlyKey {
-            group: [group; 16],
+            group: GroupId([group; 16]),
             curve: [7; 32],
             key: vec![1, 2, 3],
             seq: n,
@@ -302,7 +303,7 @@ mod tests {
     #[test]
     fn sending_restores_once_and_forgets_on_drop() {
         let mut s: Sending<u32> = Sending::default();
-        let id = [1; 16];
+        let id = GroupId([1; 16]);
         assert_eq!(s.get_or_restore(id, || None), None);
         assert!(!s.has(&id));
         assert_eq!(s.get_or_restore(id, || Some(5)).copied(), Some(5));
@@ -343,12 +344,12 @@ mod tests {
     #[test]
     fn a_late_device_gets_the_sessions_of_the_groups_shared_with_its_owner() {
         let mut states = HashMap::new();
-        states.insert([1; 16], state(&[1, 2], &[1]));
-        states.insert([2; 16], state(&[1, 3], &[1]));
-        states.insert([3; 16], state(&[2, 3], &[2]));
+        states.insert(GroupId([1; 16]), state(&[1, 2], &[1]));
+        states.insert(GroupId([2; 16]), state(&[1, 3], &[1]));
+        states.insert(GroupId([3; 16]), state(&[2, 3], &[2]));
         assert_eq!(
             groups_shared_with(&states, &[1; 32], &[2; 32]),
-            vec![[1; 16]]
+            vec![GroupId([1; 16])]
         );
         assert!(groups_shared_with(&states, &[1; 32], &[4; 32]).is_empty());
     }
@@ -356,9 +357,9 @@ mod tests {
     #[test]
     fn only_admins_pass_a_late_certificate_on_to_its_owners_groups() {
         let mut states = HashMap::new();
-        states.insert([1; 16], state(&[1, 2, 3], &[1]));
-        states.insert([2; 16], state(&[1, 2], &[2]));
-        states.insert([3; 16], state(&[1, 4], &[1]));
+        states.insert(GroupId([1; 16]), state(&[1, 2, 3], &[1]));
+        states.insert(GroupId([2; 16]), state(&[1, 2], &[2]));
+        states.insert(GroupId([3; 16]), state(&[1, 4], &[1]));
         assert_eq!(
             cert_audiences(&states, &[1; 32], &[2; 32]),
             vec![set(&[1, 2, 3])]
@@ -409,15 +410,15 @@ mod tests {
         keys.hold(early(1, 1));
         keys.hold(early(2, 2));
         keys.hold(early(1, 3));
-        assert_eq!(keys.take(&[1; 16]), vec![early(1, 1), early(1, 3)]);
+        assert_eq!(keys.take(&GroupId([1; 16])), vec![early(1, 1), early(1, 3)]);
         assert_eq!(keys.len(), 1);
-        assert!(keys.take(&[1; 16]).is_empty());
+        assert!(keys.take(&GroupId([1; 16])).is_empty());
         for n in 0..MAX_EARLY_KEYS as u64 {
             keys.hold(early(3, 100 + n));
         }
         assert_eq!(keys.len(), MAX_EARLY_KEYS);
-        assert!(keys.take(&[2; 16]).is_empty(), "the oldest went");
-        let left = keys.take(&[3; 16]);
+        assert!(keys.take(&GroupId([2; 16])).is_empty(), "the oldest went");
+        let left = keys.take(&GroupId([3; 16]));
         assert_eq!(left.len(), MAX_EARLY_KEYS);
         assert_eq!(left[0].seq, 100);
         assert!(keys.is_empty());

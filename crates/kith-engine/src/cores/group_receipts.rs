@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kith_proto::wire::{MAX_RECEIPT_IDS, ReceiptKind};
-use kith_types::DeviceKey;
+use kith_types::{DeviceKey, GroupId};
 
 /// How long a delivery receipt for a group message waits for others to the same sender
 /// device, so that one pairwise message carries them all.
@@ -34,7 +34,7 @@ pub const RECEIPT_DELAY: Duration = Duration::from_secs(1);
 pub const MAX_DUE_RECEIPTS: usize = 4096;
 
 /// Where a batch of group receipts goes: (sender device, group).
-pub type ReceiptTo = (DeviceKey, [u8; 16]);
+pub type ReceiptTo = (DeviceKey, GroupId);
 
 /// Delivery receipts for one sender device's messages in one group, not sent yet.
 #[derive(Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ mod tests {
     fn receipts_wait_for_the_delay_then_go_in_one_batch() {
         let start = Instant::now();
         let mut due = DueReceipts::default();
-        let to = (DeviceKey([1; 32]), [2; 16]);
+        let to = (DeviceKey([1; 32]), GroupId([2; 16]));
         assert_eq!(add(&mut due, to, 10, at(start, 0)), None);
         assert_eq!(add(&mut due, to, 11, at(start, 400)), None);
         assert!(due.take(at(start, 999).0, false).is_empty());
@@ -182,8 +182,18 @@ mod tests {
     fn all_batches_go_as_the_node_stops() {
         let start = Instant::now();
         let mut due = DueReceipts::default();
-        add(&mut due, (DeviceKey([1; 32]), [2; 16]), 1, at(start, 0));
-        add(&mut due, (DeviceKey([4; 32]), [2; 16]), 2, at(start, 0));
+        add(
+            &mut due,
+            (DeviceKey([1; 32]), GroupId([2; 16])),
+            1,
+            at(start, 0),
+        );
+        add(
+            &mut due,
+            (DeviceKey([4; 32]), GroupId([2; 16])),
+            2,
+            at(start, 0),
+        );
         assert!(due.take(at(start, 10).0, false).is_empty());
         assert_eq!(due.take(at(start, 10).0, true).len(), 2);
     }
@@ -192,7 +202,7 @@ mod tests {
     fn a_full_batch_goes_at_once_and_a_receipt_without_room_goes_alone() {
         let start = Instant::now();
         let mut due = DueReceipts::default();
-        let to = (DeviceKey([1; 32]), [2; 16]);
+        let to = (DeviceKey([1; 32]), GroupId([2; 16]));
         for id in 0..MAX_RECEIPT_IDS as u128 - 1 {
             assert_eq!(add(&mut due, to, id, at(start, 0)), None);
         }
@@ -200,7 +210,7 @@ mod tests {
         assert_eq!(full.ids.len(), MAX_RECEIPT_IDS);
         assert_eq!(full.at_ms, 1_000_000, "the time of the first receipt");
         for n in 0..MAX_DUE_RECEIPTS {
-            let other = (DeviceKey([9; 32]), (n as u128).to_le_bytes());
+            let other = (DeviceKey([9; 32]), GroupId((n as u128).to_le_bytes()));
             assert_eq!(add(&mut due, other, 1, at(start, 0)), None);
         }
         let alone = add(&mut due, to, 7, at(start, 6)).unwrap();

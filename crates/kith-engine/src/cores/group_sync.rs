@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use kith_proto::group::Key;
 use kith_proto::groupwire::{MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark};
-use kith_types::BoundedMap;
+use kith_types::{BoundedMap, GroupId};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
@@ -57,9 +57,9 @@ const FRAME_OVERHEAD: usize = 16;
 #[derive(Debug)]
 pub struct SyncTimes<P> {
     /// The last catch-up of each group with each peer.
-    last: BoundedMap<([u8; 16], P), Instant>,
+    last: BoundedMap<(GroupId, P), Instant>,
     /// Groups with a catch-up in flight, since when.
-    in_flight: HashMap<[u8; 16], Instant>,
+    in_flight: HashMap<GroupId, Instant>,
     /// The last round over all groups.
     last_round: Option<Instant>,
 }
@@ -90,7 +90,7 @@ impl<P: Eq + Hash + Clone> SyncTimes<P> {
 
     /// Whether group `id` may catch up with `peer` at `now`: no request of the group in
     /// flight, none with that peer within [`SYNC_GAP`]. When it may, the time is kept.
-    pub fn may_ask(&mut self, id: [u8; 16], peer: P, now: Instant) -> bool {
+    pub fn may_ask(&mut self, id: GroupId, peer: P, now: Instant) -> bool {
         if self
             .in_flight
             .get(&id)
@@ -114,17 +114,17 @@ impl<P: Eq + Hash + Clone> SyncTimes<P> {
     }
 
     /// A request for group `id` went out at `now`.
-    pub fn asked(&mut self, id: [u8; 16], now: Instant) {
+    pub fn asked(&mut self, id: GroupId, now: Instant) {
         self.in_flight.insert(id, now);
     }
 
     /// The request for group `id` was answered, refused or failed.
-    pub fn done(&mut self, id: &[u8; 16]) {
+    pub fn done(&mut self, id: &GroupId) {
         self.in_flight.remove(id);
     }
 
     /// Lets group `id` ask `peer` again at once (its answer was cut and brought news).
-    pub fn forget(&mut self, id: [u8; 16], peer: P) {
+    pub fn forget(&mut self, id: GroupId, peer: P) {
         self.last.remove(&(id, peer));
     }
 }
@@ -228,7 +228,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let (a, b) = (1u8, 2u8);
-        let g = [1; 16];
+        let g = GroupId([1; 16]);
         let mut s = SyncTimes::default();
         assert!(s.may_ask(g, a, ms(0)));
         s.asked(g, ms(0));
@@ -246,7 +246,10 @@ mod tests {
             s.may_ask(g, b, ms(32_001)),
             "a cut answer asks again at once"
         );
-        assert!(s.may_ask([2; 16], a, ms(32_001)), "groups are apart");
+        assert!(
+            s.may_ask(GroupId([2; 16]), a, ms(32_001)),
+            "groups are apart"
+        );
     }
 
     #[test]
@@ -263,10 +266,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = SyncTimes::default();
         for i in 0..MAX_SYNC_ENTRIES as u32 {
-            assert!(s.may_ask([0; 16], i, t0));
+            assert!(s.may_ask(GroupId([0; 16]), i, t0));
         }
         let later = t0 + SYNC_GAP;
-        assert!(s.may_ask([0; 16], u32::MAX, later));
+        assert!(s.may_ask(GroupId([0; 16]), u32::MAX, later));
         assert_eq!(s.last.len(), 1, "times older than the gap are dropped");
     }
 

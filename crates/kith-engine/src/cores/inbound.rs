@@ -46,6 +46,7 @@ use kith_proto::group::{GroupOp, Key};
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, DeliveryResult, MAX_RECEIPT_IDS, ReceiptKind, RejectReason, Sealed};
 use kith_store::Status;
+use kith_types::GroupId;
 
 pub use crate::cores::mailbox::Verdict;
 
@@ -213,7 +214,7 @@ pub enum Step {
     /// The sender device's group session key.
     GroupKey {
         /// The group.
-        group: [u8; 16],
+        group: GroupId,
         /// The Megolm session key (secret).
         key: Vec<u8>,
         /// The first frame it opens.
@@ -222,14 +223,14 @@ pub enum Step {
     /// A member asks for ops it lacks.
     GroupWant {
         /// The group.
-        group: [u8; 16],
+        group: GroupId,
         /// The ops' hashes.
         ops: Vec<Key>,
     },
     /// Receipts for our group messages.
     GroupReceipt {
         /// The group.
-        group: [u8; 16],
+        group: GroupId,
         /// Delivered or read.
         kind: ReceiptKind,
         /// Our messages' ids.
@@ -626,7 +627,7 @@ mod tests {
             receipt(ReceiptKind::Delivered, vec![7]),
             receipt(ReceiptKind::Read, vec![8]),
             Body::GroupKey {
-                group: [5; 16],
+                group: GroupId([5; 16]),
                 key: vec![1],
                 seq: 3,
             },

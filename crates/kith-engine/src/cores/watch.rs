@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use kith_proto::group::Key;
 use kith_proto::groupwire::{MAX_SYNC_MARKS, SenderMark, is_group_topic};
 use kith_proto::wire::{MAX_WATCH_TOPICS, Refusal};
-use kith_types::BoundedMap;
+use kith_types::{BoundedMap, GroupId};
 
 /// Most topics a mailbox subscribes to, watched ones and its own groups' together. A peer
 /// tracks at most this many topics of another (`kith_net::MAX_PEER_TOPICS`), and gossipsub
@@ -70,9 +70,6 @@ pub const TOPIC_SYNC_GAP: Duration = Duration::from_secs(2);
 pub const TOPIC_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most (group, mailbox) catch-up times remembered.
 pub const MAX_TOPIC_SYNC_ENTRIES: usize = 4096;
-
-/// A group id.
-pub type GroupId = [u8; 16];
 
 /// What a tick asks of the actor, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -461,8 +458,8 @@ mod tests {
     fn groups(n: usize) -> Vec<(String, GroupId)> {
         (0..n)
             .map(|i| {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                let mut id = GroupId([0u8; 16]);
+                id.0[..8].copy_from_slice(&(i as u64).to_le_bytes());
                 (format!("t{i:04}"), id)
             })
             .collect()
@@ -622,20 +619,23 @@ mod tests {
         let c = Clock(Instant::now());
         let mut w: Watch<u8> = Watch::new([]);
         for i in 0..MAX_TOPIC_SYNCS as u8 {
-            assert!(w.may_sync([i; 16], c.at(0)));
-            w.sync_started([i; 16], 1, c.at(0));
+            assert!(w.may_sync(GroupId([i; 16]), c.at(0)));
+            w.sync_started(GroupId([i; 16]), 1, c.at(0));
         }
-        assert!(!w.may_sync([0; 16], c.at(1)), "one per group");
-        assert!(!w.may_sync([200; 16], c.at(1)), "at most MAX_TOPIC_SYNCS");
-        w.sync_done([3; 16]);
-        assert!(w.may_sync([200; 16], c.at(1)));
-        w.sync_started([200; 16], 1, c.at(1));
+        assert!(!w.may_sync(GroupId([0; 16]), c.at(1)), "one per group");
+        assert!(
+            !w.may_sync(GroupId([200; 16]), c.at(1)),
+            "at most MAX_TOPIC_SYNCS"
+        );
+        w.sync_done(GroupId([3; 16]));
+        assert!(w.may_sync(GroupId([200; 16]), c.at(1)));
+        w.sync_started(GroupId([200; 16]), 1, c.at(1));
         let timeout = TOPIC_SYNC_TIMEOUT.as_millis() as u64;
-        assert!(!w.may_sync([201; 16], c.at(timeout - 1)));
+        assert!(!w.may_sync(GroupId([201; 16]), c.at(timeout - 1)));
         // Those started at 0 time out; the one started at 1 ms is still in flight.
-        assert!(w.may_sync([201; 16], c.at(timeout)));
-        assert!(!w.may_sync([200; 16], c.at(timeout)));
-        assert!(w.may_sync([200; 16], c.at(timeout + 1)));
+        assert!(w.may_sync(GroupId([201; 16]), c.at(timeout)));
+        assert!(!w.may_sync(GroupId([200; 16]), c.at(timeout)));
+        assert!(w.may_sync(GroupId([200; 16]), c.at(timeout + 1)));
     }
 
     #[test]
@@ -696,14 +696,18 @@ mod tests {
 
     #[test]
     fn only_registered_devices_may_watch_valid_topics() {
-        let t = |s: &[u8; 16]| kith_proto::groupwire::group_topic(s);
-        let ok = vec![t(&[2; 16]), t(&[1; 16]), t(&[2; 16])];
+        let t = |s: &GroupId| kith_proto::groupwire::group_topic(s);
+        let ok = vec![
+            t(&GroupId([2; 16])),
+            t(&GroupId([1; 16])),
+            t(&GroupId([2; 16])),
+        ];
         assert_eq!(check_watch(false, true, ok.clone()), Err(Refusal::Invalid));
         assert_eq!(
             check_watch(true, false, ok.clone()),
             Err(Refusal::Unauthorized)
         );
-        let mut want = vec![t(&[1; 16]), t(&[2; 16])];
+        let mut want = vec![t(&GroupId([1; 16])), t(&GroupId([2; 16]))];
         want.sort();
         assert_eq!(check_watch(true, true, ok), Ok(want));
         assert_eq!(
@@ -712,8 +716,8 @@ mod tests {
         );
         let many = (0..=MAX_WATCH_TOPICS as u16)
             .map(|i| {
-                let mut id = [0u8; 16];
-                id[..2].copy_from_slice(&i.to_le_bytes());
+                let mut id = GroupId([0u8; 16]);
+                id.0[..2].copy_from_slice(&i.to_le_bytes());
                 t(&id)
             })
             .collect();

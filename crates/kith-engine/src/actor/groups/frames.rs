@@ -31,7 +31,7 @@ use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
-use kith_types::{CurveKey, MessageId};
+use kith_types::{CurveKey, GroupId, MessageId};
 use tracing::{debug, warn};
 
 use super::{Now, group_err, hex16};
@@ -115,7 +115,7 @@ impl State {
         w.put_group_sender(&id, &my_curve, &srow)?;
         w.put_group(&id, &row)?;
         let key = GroupMsgKey {
-            group: id,
+            group: id.0,
             lamport,
             sender_dev: my_curve,
             seq,
@@ -191,7 +191,7 @@ impl State {
     pub(super) fn take_frame(
         &mut self,
         w: &mut WriteTx<'_>,
-        group: [u8; 16],
+        group: GroupId,
         frame: GroupFrame,
         author: Option<PeerId>,
         source: Option<PeerId>,
@@ -251,7 +251,7 @@ impl State {
     pub(super) fn open_frame(
         &mut self,
         w: &mut WriteTx<'_>,
-        group: [u8; 16],
+        group: GroupId,
         frame: &GroupFrame,
         source: Option<PeerId>,
         now: Now,
@@ -299,7 +299,7 @@ impl State {
                 text,
             } => {
                 let key = GroupMsgKey {
-                    group,
+                    group: group.0,
                     lamport: frame.lamport,
                     sender_dev: sender,
                     seq: frame.seq,
@@ -376,7 +376,7 @@ impl State {
         let gname = self
             .groups
             .states
-            .get(&key.group)
+            .get(&GroupId(key.group))
             .map(|s| s.name.clone())
             .unwrap_or_default();
         after.push(After::Event(Event::GroupStatus {
@@ -398,7 +398,7 @@ impl State {
 /// Stores a frame as received, by group, sender and seq.
 fn store_frame(
     w: &mut WriteTx<'_>,
-    group: &[u8; 16],
+    group: &GroupId,
     frame: &GroupFrame,
     now: Now,
 ) -> Result<(), Fatal> {
@@ -418,7 +418,7 @@ fn store_frame(
 /// Moves a sender's `contiguous` mark over the frames held after it.
 pub(super) fn advance(
     w: &WriteTx<'_>,
-    group: &[u8; 16],
+    group: &GroupId,
     sender: &[u8; 32],
     row: &mut SenderRow,
 ) -> Result<(), Fatal> {

@@ -43,7 +43,7 @@ use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
 use kith_store::{GroupRow, WriteTx, device_key};
-use kith_types::{CurveKey, DeviceKey};
+use kith_types::{CurveKey, DeviceKey, GroupId};
 use tracing::warn;
 
 use super::frames::advance;
@@ -58,7 +58,7 @@ pub(super) type Sending = crate::cores::group_keys::Sending<OutboundGroup>;
 /// The session of group `id`, from memory or restored from its row's pickle.
 fn restore<'a>(
     sending: &'a mut Sending,
-    id: [u8; 16],
+    id: GroupId,
     row: &GroupRow,
     storage: &StorageKey,
 ) -> Option<&'a mut OutboundGroup> {
@@ -187,7 +187,7 @@ impl State {
     fn share_key(
         &mut self,
         w: &mut WriteTx<'_>,
-        id: [u8; 16],
+        id: GroupId,
         row: &mut GroupRow,
         devices: &[(DeviceKey, [u8; 32])],
         now: Now,
@@ -219,7 +219,7 @@ impl State {
     pub(super) fn sending_session(
         &mut self,
         w: &mut WriteTx<'_>,
-        id: [u8; 16],
+        id: GroupId,
         row: &mut GroupRow,
         members: &BTreeSet<[u8; 32]>,
         now: Now,
@@ -267,7 +267,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         curve: [u8; 32],
-        group: [u8; 16],
+        group: GroupId,
         key: &[u8],
         seq: u64,
         after: &mut Vec<After>,
@@ -282,7 +282,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         curve: [u8; 32],
-        group: [u8; 16],
+        group: GroupId,
         key: &[u8],
         seq: u64,
         now: Now,
@@ -352,7 +352,7 @@ impl State {
     pub(super) fn take_early_keys(
         &mut self,
         w: &mut WriteTx<'_>,
-        id: [u8; 16],
+        id: GroupId,
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {

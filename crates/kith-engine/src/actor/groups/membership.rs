@@ -36,7 +36,7 @@ use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
 use kith_store::{Contact, GroupRow, KnownDevice, WriteTx, device_key};
-use kith_types::DeviceKey;
+use kith_types::{DeviceKey, GroupId};
 use tracing::{debug, warn};
 
 use super::change::{change_op, changed_by};
@@ -83,7 +83,7 @@ impl State {
         }
         let identity = &self.keys.identity;
         let op = match GroupOp::new(
-            [0; 16],
+            GroupId::default(),
             Vec::new(),
             self.me.0,
             now.ms,
@@ -190,9 +190,9 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let now = Now::read();
-        let mut touched: Vec<([u8; 16], GroupState)> = Vec::new();
+        let mut touched: Vec<(GroupId, GroupState)> = Vec::new();
         // Parents named by ops we now hold but never got: asked of the sender below.
-        let mut wanted: BTreeMap<[u8; 16], BTreeSet<[u8; 32]>> = BTreeMap::new();
+        let mut wanted: BTreeMap<GroupId, BTreeSet<[u8; 32]>> = BTreeMap::new();
         for op in ops {
             if op.check().is_err() {
                 after.push(After::Net(NetCommand::Penalize {
@@ -319,7 +319,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         from: [u8; 32],
-        group: [u8; 16],
+        group: GroupId,
         want: Vec<Key>,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -365,7 +365,7 @@ impl State {
         Ok(())
     }
 
-    fn save_op(&mut self, w: &mut WriteTx<'_>, id: [u8; 16], op: &GroupOp) -> Result<(), Fatal> {
+    fn save_op(&mut self, w: &mut WriteTx<'_>, id: GroupId, op: &GroupOp) -> Result<(), Fatal> {
         let hash = op.hash()?;
         let bytes = op.encode()?;
         w.put_group_op(&id, &hash, &bytes)?;
@@ -378,7 +378,7 @@ impl State {
     fn group_changed(
         &mut self,
         w: &mut WriteTx<'_>,
-        id: [u8; 16],
+        id: GroupId,
         before: &GroupState,
         now: Now,
         after: &mut Vec<After>,
@@ -471,7 +471,7 @@ impl State {
     fn broadcast_ops(
         &mut self,
         w: &mut WriteTx<'_>,
-        id: [u8; 16],
+        id: GroupId,
         before: &GroupState,
         ops: &[GroupOp],
         now: Now,
@@ -568,7 +568,7 @@ impl State {
     }
 
     /// The ops of a group in the order every member applies them (`Create` first).
-    pub(super) fn ordered_ops(&self, id: &[u8; 16]) -> Vec<GroupOp> {
+    pub(super) fn ordered_ops(&self, id: &GroupId) -> Vec<GroupOp> {
         let Some(log) = self.groups.logs.get(id) else {
             return Vec::new();
         };

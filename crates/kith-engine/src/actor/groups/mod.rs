@@ -65,7 +65,7 @@ use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
 use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
-use kith_types::{DeviceKey, now_ms};
+use kith_types::{DeviceKey, GroupId, now_ms};
 use std::time::Instant;
 
 pub(super) use sync::sync_marks;
@@ -127,9 +127,9 @@ pub(in crate::actor) enum GroupCmd {
 /// The groups a node knows, in memory (the store holds the truth).
 #[derive(Default)]
 pub(super) struct Groups {
-    logs: HashMap<[u8; 16], GroupLog>,
-    states: HashMap<[u8; 16], GroupState>,
-    topics: HashMap<String, [u8; 16]>,
+    logs: HashMap<GroupId, GroupLog>,
+    states: HashMap<GroupId, GroupState>,
+    topics: HashMap<String, GroupId>,
     /// Every identity that is a member of one of our groups (they are not strangers).
     pub(super) people: HashSet<[u8; 32]>,
     /// This device's sending sessions.
@@ -220,8 +220,8 @@ impl Groups {
     }
 
     /// The groups `me` is a current member of, with their topics, in topic order.
-    pub(super) fn current(&self, me: &[u8; 32]) -> Vec<(String, [u8; 16])> {
-        let mut out: Vec<(String, [u8; 16])> = self
+    pub(super) fn current(&self, me: &[u8; 32]) -> Vec<(String, GroupId)> {
+        let mut out: Vec<(String, GroupId)> = self
             .topics
             .iter()
             .filter(|(_, id)| self.states.get(*id).is_some_and(|s| s.members.contains(me)))
@@ -326,7 +326,7 @@ impl State {
     }
 }
 
-fn hex16(id: &[u8; 16]) -> String {
+fn hex16(id: &GroupId) -> String {
     hex::encode(id)
 }
 

@@ -32,7 +32,7 @@ use crate::cores::group_receipts::{
 use crate::model::{Fatal, Outcome};
 use kith_proto::wire::{Body, ReceiptKind};
 use kith_store::WriteTx;
-use kith_types::{CurveKey, DeviceKey, MessageId};
+use kith_types::{CurveKey, DeviceKey, GroupId, MessageId};
 
 use super::{Now, encode_body};
 use crate::actor::{After, Engine, State};
@@ -67,7 +67,7 @@ impl State {
         w: &mut WriteTx<'_>,
         dev: DeviceKey,
         identity: [u8; 32],
-        group: [u8; 16],
+        group: GroupId,
         id: u128,
         now: Now,
         after: &mut Vec<After>,
@@ -87,7 +87,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: DeviceKey,
-        group: [u8; 16],
+        group: GroupId,
         batch: Batch,
         now: Now,
         after: &mut Vec<After>,
@@ -107,7 +107,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         from: [u8; 32],
-        group: [u8; 16],
+        group: GroupId,
         kind: ReceiptKind,
         ids: Vec<u128>,
         after: &mut Vec<After>,
@@ -125,7 +125,7 @@ impl State {
             let Some((key, msg)) = w.group_message(id)? else {
                 continue;
             };
-            if key.group != group || !msg.outgoing {
+            if key.group != group.0 || !msg.outgoing {
                 continue;
             }
             let (d, r) = receipt_times(kind, now);

@@ -42,6 +42,7 @@ use std::time::Instant;
 use super::{GROUP_DIALS, GROUP_SYNC_EVERY, Now, member_devices};
 use crate::actor::{After, Engine, Pending, State, decode_addrs};
 use crate::cores::group_sync::{self as rules, Answer};
+use kith_types::GroupId;
 
 /// Mailboxes of member devices a member dials per group in its round, at most.
 pub const MEMBER_MAILBOX_DIALS: usize = 16;
@@ -63,7 +64,7 @@ impl Engine {
         {
             return;
         }
-        let ids: Vec<[u8; 16]> = self.st.groups.topics.values().copied().collect();
+        let ids: Vec<GroupId> = self.st.groups.topics.values().copied().collect();
         for id in ids {
             let Some(state) = self.st.groups.states.get(&id) else {
                 continue;
@@ -158,7 +159,7 @@ impl Engine {
 
     /// Asks `peer` for the frames of group `id` that this node lacks (at most one request
     /// per group in flight, and one per peer every [`SYNC_GAP`](rules::SYNC_GAP)).
-    pub(in crate::actor) fn group_sync(&mut self, id: [u8; 16], peer: PeerId) {
+    pub(in crate::actor) fn group_sync(&mut self, id: GroupId, peer: PeerId) {
         let now = Instant::now();
         if !self.st.groups.sync.may_ask(id, peer, now) {
             return;
@@ -193,7 +194,7 @@ impl Engine {
     }
 
     /// A catch-up request failed or was answered.
-    pub(in crate::actor) fn group_sync_done(&mut self, id: [u8; 16]) {
+    pub(in crate::actor) fn group_sync_done(&mut self, id: GroupId) {
         self.st.groups.sync.done(&id);
     }
 }
@@ -204,7 +205,7 @@ impl State {
         &mut self,
         w: &WriteTx<'_>,
         peer: PeerId,
-        group: [u8; 16],
+        group: GroupId,
         have: Vec<SenderMark>,
     ) -> Result<Response, Fatal> {
         let dev = device_key(&peer.to_bytes());
@@ -244,7 +245,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
-        group: [u8; 16],
+        group: GroupId,
         frames: Vec<GroupFrame>,
         more: bool,
         after: &mut Vec<After>,
@@ -265,7 +266,7 @@ impl State {
     pub(in crate::actor) fn take_frames(
         &mut self,
         w: &mut WriteTx<'_>,
-        group: [u8; 16],
+        group: GroupId,
         frames: Vec<GroupFrame>,
         after: &mut Vec<After>,
     ) -> Result<usize, Fatal> {
@@ -276,7 +277,7 @@ impl State {
     fn receive_frames(
         &mut self,
         w: &mut WriteTx<'_>,
-        group: [u8; 16],
+        group: GroupId,
         frames: Vec<GroupFrame>,
         now: Now,
         after: &mut Vec<After>,
@@ -296,7 +297,7 @@ impl State {
     }
 
     /// A catch-up request was refused or answered wrongly.
-    pub(in crate::actor) fn groups_sync_failed(&mut self, id: [u8; 16]) {
+    pub(in crate::actor) fn groups_sync_failed(&mut self, id: GroupId) {
         self.groups.sync.done(&id);
     }
 
@@ -318,7 +319,7 @@ impl State {
 
 /// What this node holds of a group's frames, per sender whose key it has (the marks of a
 /// catch-up request). `None` when the store cannot be read.
-pub(in crate::actor) fn sync_marks(store: &Store, id: &[u8; 16]) -> Option<Vec<SenderMark>> {
+pub(in crate::actor) fn sync_marks(store: &Store, id: &GroupId) -> Option<Vec<SenderMark>> {
     let rows = store.read(|r| r.group_senders(id)).ok()?;
     Some(rules::marks(
         rows.into_iter()

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use crate::model::{Fatal, Outcome};
 use kith_proto::group::{Applied, Key, OpKind};
 use kith_store::{GroupRow, WriteTx};
-use kith_types::{IdentityKey, MessageId};
+use kith_types::{GroupId, IdentityKey, MessageId};
 
 use super::{group_err, hex16};
 use crate::actor::{State, keep_newest_texts};
@@ -21,13 +21,13 @@ use crate::model::{
 
 impl State {
     /// Resolves a group given by id, unique id prefix (4+ hex digits) or unique name.
-    pub(super) fn find_group(&self, w: &WriteTx<'_>, q: &str) -> Outcome<[u8; 16]> {
+    pub(super) fn find_group(&self, w: &WriteTx<'_>, q: &str) -> Outcome<GroupId> {
         let q = q.trim();
         let rows = w.groups()?;
-        let visible: Vec<&([u8; 16], GroupRow)> = rows.iter().filter(|(_, r)| !r.deleted).collect();
+        let visible: Vec<&(GroupId, GroupRow)> = rows.iter().filter(|(_, r)| !r.deleted).collect();
         let lower = q.to_ascii_lowercase();
         if lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<[u8; 16]> = visible
+            let hits: Vec<GroupId> = visible
                 .iter()
                 .filter(|(id, _)| hex16(id).starts_with(&lower))
                 .map(|(id, _)| *id)
@@ -36,7 +36,7 @@ impl State {
                 return Ok(Ok(hits[0]));
             }
         }
-        let by_name: Vec<[u8; 16]> = visible
+        let by_name: Vec<GroupId> = visible
             .iter()
             .filter(|(id, _)| self.groups.states.get(id).is_some_and(|s| s.name == q))
             .map(|(id, _)| *id)
@@ -94,7 +94,7 @@ impl State {
         })
     }
 
-    pub(super) fn group_view(&self, w: &WriteTx<'_>, id: [u8; 16]) -> Result<GroupView, Fatal> {
+    pub(super) fn group_view(&self, w: &WriteTx<'_>, id: GroupId) -> Result<GroupView, Fatal> {
         let st = self.groups.states.get(&id).cloned().unwrap_or_default();
         let mut members = Vec::new();
         for m in st
@@ -248,7 +248,7 @@ impl State {
         let st = self
             .groups
             .states
-            .get(&key.group)
+            .get(&GroupId(key.group))
             .cloned()
             .unwrap_or_default();
         let rs = w.group_receipts(mid.0)?;
