@@ -92,7 +92,8 @@ pub struct SenderRow {
 /// Where a group message sits in the display order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMsgKey {
-    /// The group.
+    /// The group, as raw bytes: this key is stored encoded in `group_msg_ids`, and a
+    /// [`GroupId`] would encode with a length prefix.
     pub group: [u8; 16],
     /// Its Lamport clock.
     pub lamport: u64,
@@ -451,20 +452,20 @@ impl WriteTx<'_> {
         sender: &[u8; 32],
         seq: u64,
     ) -> Result<(), StoreError> {
-        let id = id.as_bytes();
+        let raw = id.as_bytes();
         if seq == 0 {
             return Ok(());
         }
         let waiting: Vec<u64> = {
             let t = self.table(GROUP_PENDING)?;
             let mut v = Vec::new();
-            for row in t.range((id, sender, 0u64)..(id, sender, seq))? {
+            for row in t.range((raw, sender, 0u64)..(raw, sender, seq))? {
                 v.push(row?.0.value().2);
             }
             v
         };
         for s in waiting {
-            self.drop_group_frame(&GroupId(*id), sender, s)?;
+            self.drop_group_frame(id, sender, s)?;
         }
         Ok(())
     }

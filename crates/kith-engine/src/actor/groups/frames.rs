@@ -34,7 +34,7 @@ use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
 use kith_types::{CurveKey, GroupId, MessageId};
 use tracing::{debug, warn};
 
-use super::{Now, group_err, hex16};
+use super::{Now, group_err};
 use crate::actor::{After, State};
 use crate::cores::group_frames::{self as rules, Admit, Marks, Place};
 use crate::model::{EngineError, Event, Sent};
@@ -324,7 +324,7 @@ impl State {
                         .unwrap_or_default();
                     after.push(After::Event(Event::GroupMessage {
                         group: gname,
-                        group_id: hex16(&group),
+                        group_id: group.to_hex(),
                         from,
                         id: MessageId(id).to_string(),
                         text,

@@ -326,10 +326,6 @@ impl State {
     }
 }
 
-fn hex16(id: &GroupId) -> String {
-    hex::encode(id)
-}
-
 fn group_err(msg: impl Into<String>) -> EngineError {
     EngineError::GroupRefused(msg.into())
 }

@@ -13,7 +13,7 @@ use kith_proto::group::{Applied, Key, OpKind};
 use kith_store::{GroupRow, WriteTx};
 use kith_types::{GroupId, IdentityKey, MessageId};
 
-use super::{group_err, hex16};
+use super::group_err;
 use crate::actor::{State, keep_newest_texts};
 use crate::model::{
     EngineError, GroupItemView, GroupSummary, GroupView, MemberReceipt, MemberView, ReceiptsView,
@@ -29,7 +29,7 @@ impl State {
         if lower.len() >= 4 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             let hits: Vec<GroupId> = visible
                 .iter()
-                .filter(|(id, _)| hex16(id).starts_with(&lower))
+                .filter(|(id, _)| id.to_hex().starts_with(&lower))
                 .map(|(id, _)| *id)
                 .collect();
             if hits.len() == 1 {
@@ -109,7 +109,7 @@ impl State {
             });
         }
         Ok(GroupView {
-            id: hex16(&id),
+            id: id.to_hex(),
             name: st.name.clone(),
             description: st.description.clone(),
             members,
@@ -139,7 +139,7 @@ impl State {
                 .filter(|(_, m)| !m.outgoing && !m.flag)
                 .count();
             out.push(GroupSummary {
-                id: hex16(&id),
+                id: id.to_hex(),
                 name: st.name.clone(),
                 members: st.members.len(),
                 admin: st.admins.contains(&self.me.0),
