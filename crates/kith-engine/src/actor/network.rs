@@ -118,68 +118,71 @@ impl Engine {
         token: Option<String>,
         reply: Option<Reply<MailboxView>>,
     ) {
-        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
-            return;
+        let req = Request::Register {
+            cert: self.st.device.cert().clone(),
+            token: token.clone(),
         };
-        let tag = self.st.tag();
-        let req = NetCommand::Request {
-            tag,
-            peer,
-            addrs: decode_addrs(&mailbox.addrs),
-            req: Request::Register {
-                cert: self.st.device.cert().clone(),
-                token: token.clone(),
-            },
+        let addrs = (mailbox.peer_id.clone(), mailbox.addrs.clone());
+        let pending = Pending::Register {
+            mailbox,
+            token,
+            reply,
         };
-        match self.st.net.send(req) {
-            Ok(()) => {
-                self.st.pending.insert(
-                    tag,
-                    Pending::Register {
-                        mailbox,
-                        token,
-                        reply,
-                    },
-                );
-            }
-            Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(EngineError::Network(e.to_string())));
-                }
-            }
+        if let Err(Pending::Register { reply: Some(r), .. }) =
+            self.st.request_mailbox(addrs, req, pending)
+        {
+            let _ = r.send(Err(EngineError::Network(
+                "cannot send the registration to the mailbox".into(),
+            )));
         }
     }
 
     /// Sends the push endpoint (or its removal) to one of our mailboxes.
     pub(super) fn send_push(&mut self, mailbox: MailboxRef, wait: Option<u64>) {
-        let Ok(peer) = PeerId::from_bytes(&mailbox.peer_id) else {
+        let req = Request::SetPush {
+            endpoint: self.st.push_endpoint.clone(),
+        };
+        let pending = Pending::SetPush {
+            mailbox: mailbox.peer_id.clone(),
+            wait,
+        };
+        if self
+            .st
+            .request_mailbox((mailbox.peer_id.clone(), mailbox.addrs), req, pending)
+            .is_err()
+        {
             self.st
                 .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
-            return;
+        }
+    }
+}
+
+impl State {
+    /// Sends `req` to one of our mailboxes (its peer id and addresses, encoded) and files
+    /// `pending` under the request's tag; hands `pending` back when the request cannot go
+    /// out (a bad peer id, or no room in the network's queue).
+    fn request_mailbox(
+        &mut self,
+        (peer_id, addrs): (Vec<u8>, Vec<Vec<u8>>),
+        req: Request,
+        pending: Pending,
+    ) -> Result<(), Pending> {
+        let Ok(peer) = PeerId::from_bytes(&peer_id) else {
+            return Err(pending);
         };
-        let tag = self.st.tag();
-        let req = NetCommand::Request {
+        let tag = self.tag();
+        let cmd = NetCommand::Request {
             tag,
             peer,
-            addrs: decode_addrs(&mailbox.addrs),
-            req: Request::SetPush {
-                endpoint: self.st.push_endpoint.clone(),
-            },
+            addrs: decode_addrs(&addrs),
+            req,
         };
-        match self.st.net.send(req) {
+        match self.net.send(cmd) {
             Ok(()) => {
-                self.st.pending.insert(
-                    tag,
-                    Pending::SetPush {
-                        mailbox: mailbox.peer_id,
-                        wait,
-                    },
-                );
+                self.pending.insert(tag, pending);
+                Ok(())
             }
-            Err(_) => {
-                self.st
-                    .push_result(&mailbox.peer_id, wait, "unreachable".into(), None);
-            }
+            Err(_) => Err(pending),
         }
     }
 }

@@ -156,6 +156,8 @@ pub fn advertised(listen: Vec<Multiaddr>) -> Vec<Multiaddr> {
 mod tests {
     use super::*;
 
+    // The addresses below are documentation ranges (RFC 5737), only parsed and filtered:
+    // nothing in these tests opens a socket.
     fn ma(s: &str) -> Multiaddr {
         s.parse().unwrap()
     }

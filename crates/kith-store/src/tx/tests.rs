@@ -1,0 +1,238 @@
+use super::*;
+
+fn msg(id: u128) -> StoredMessage {
+    StoredMessage {
+        id,
+        outgoing: true,
+        text: format!("m{id}"),
+        sent_at_ms: 1,
+        stored_at_ms: 2,
+        status: Status::Pending,
+    }
+}
+
+/// A store that skips fsync (simulations) still keeps every commit once it is closed
+/// and opened again, across many commits (redb reuses pages only after durable ones).
+#[test]
+fn a_store_without_fsync_keeps_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let conv = [9u8; 32];
+    {
+        let store = Store::open(&path).unwrap().without_fsync();
+        for id in 1..=(3 * crate::SYNC_EVERY as u128 + 5) {
+            store
+                .write(|w| w.append_message(&conv, &msg(id)).map(|_| ()))
+                .unwrap();
+        }
+    }
+    let store = Store::open(&path).unwrap();
+    let n = 3 * crate::SYNC_EVERY as usize + 5;
+    let all = store.read(|r| r.history(&conv, 10_000)).unwrap();
+    assert_eq!(all.len(), n);
+    assert_eq!(all.last().map(|(_, m)| m.id), Some(n as u128));
+}
+
+#[test]
+fn messages_dedupe_and_status_only_rises() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let conv = [7u8; 32];
+    store
+        .write(|w| {
+            assert_eq!(w.append_message(&conv, &msg(10))?, Some(1));
+            assert_eq!(w.append_message(&conv, &msg(5))?, Some(2));
+            assert_eq!(w.append_message(&conv, &msg(10))?, None);
+            assert_eq!(
+                w.raise_status(&conv, 10, true, Status::Delivered)?,
+                Some(Status::Delivered)
+            );
+            assert_eq!(w.raise_status(&conv, 10, true, Status::Sent)?, None);
+            assert_eq!(w.raise_status(&conv, 5, false, Status::Read)?, None);
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let h = store.read(|r| r.history(&conv, 10)).unwrap();
+    assert_eq!(h.iter().map(|(_, m)| m.id).collect::<Vec<_>>(), vec![10, 5]);
+    assert_eq!(h[0].1.status, Status::Delivered);
+    let h = store.read(|r| r.history(&conv, 1)).unwrap();
+    assert_eq!(h[0].1.id, 5);
+}
+
+#[test]
+fn failed_write_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let conv = [1u8; 32];
+    let r: Result<(), StoreError> = store.write(|w| {
+        w.append_message(&conv, &msg(1))?;
+        Err(StoreError::Injected("test"))
+    });
+    assert!(r.is_err());
+    assert!(store.read(|r| r.history(&conv, 10)).unwrap().is_empty());
+}
+
+fn item() -> OutboxItem {
+    OutboxItem {
+        conversation: [0; 32],
+        message_ids: vec![1],
+        sealed: None,
+        body: Some(vec![1]),
+        queued_ms: 0,
+        resets: 0,
+        covers: 0,
+        covered: false,
+    }
+}
+
+#[test]
+fn outbox_devices_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let item = item();
+    store
+        .write(|w| {
+            w.push_outbox(&DeviceKey([3; 32]), &item)?;
+            w.push_outbox(&DeviceKey([3; 32]), &item)?;
+            w.push_outbox(&DeviceKey([255; 32]), &item)?;
+            w.push_outbox(&DeviceKey([1; 32]), &item)?;
+            Ok(())
+        })
+        .unwrap();
+    let devs = store.read(|r| r.outbox_devices()).unwrap();
+    assert_eq!(
+        devs,
+        vec![DeviceKey([1; 32]), DeviceKey([3; 32]), DeviceKey([255; 32])]
+    );
+    let items = store.read(|r| r.outbox(&DeviceKey([3; 32]), 10)).unwrap();
+    assert_eq!(
+        items.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+}
+
+#[test]
+fn kept_bytes_follow_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.redb");
+    let store = Store::open(&p).unwrap();
+    let kept = |n: usize| OutboxItem {
+        conversation: [0; 32],
+        message_ids: Vec::new(),
+        sealed: Some(kith_proto::wire::Envelope {
+            to_device: [9; 32],
+            kind: 1,
+            ciphertext: vec![7; n],
+        }),
+        body: None,
+        queued_ms: 0,
+        resets: 0,
+        covers: 1,
+        covered: false,
+    };
+    let mut own = kept(50);
+    own.conversation = [4; 32];
+    own.body = Some(vec![1]);
+    let dev = DeviceKey([3; 32]);
+    store
+        .write(|w| {
+            w.push_outbox(&dev, &kept(100))?;
+            let s2 = w.push_outbox(&dev, &kept(30))?;
+            w.push_outbox(&dev, &own)?;
+            assert_eq!(w.mailbox_bytes(&dev)?, 130);
+            w.take_outbox(&dev, s2)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(store.read(|r| r.mailbox_bytes(&dev)).unwrap(), 100);
+    // A failed transaction leaves the counter as it was.
+    let _ = store.write(|w| {
+        w.push_outbox(&dev, &kept(1000))?;
+        Err::<(), _>(StoreError::Injected("test"))
+    });
+    drop(store);
+    let store = Store::open(&p).unwrap();
+    assert_eq!(store.read(|r| r.mailbox_bytes(&dev)).unwrap(), 100);
+    store
+        .write(|w| {
+            w.recount_mailbox_bytes()?;
+            assert_eq!(w.mailbox_bytes(&dev)?, 100);
+            // Re-sealing (a session reset) clears a kept envelope: it no longer counts.
+            let (seq, mut item) = w.outbox(&dev, 1)?.remove(0);
+            item.sealed = None;
+            w.update_outbox(&dev, seq, &item)?;
+            assert_eq!(w.mailbox_bytes(&dev)?, 0);
+            w.update_outbox(&dev, seq, &kept(40))?;
+            assert_eq!(w.mailbox_bytes(&dev)?, 40);
+            w.remove_device(&dev)?;
+            assert_eq!(w.mailbox_bytes(&dev)?, 0);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn outbox_len_follows_the_outbox_and_is_recounted_for_older_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    let item = item();
+    let (a, b, c) = (DeviceKey([1; 32]), DeviceKey([2; 32]), DeviceKey([3; 32]));
+    let lens = |store: &Store| {
+        store
+            .read(|r| Ok([r.outbox_len(&a)?, r.outbox_len(&b)?, r.outbox_len(&c)?]))
+            .unwrap()
+    };
+    store
+        .write(|w| {
+            for _ in 0..3 {
+                w.push_outbox(&a, &item)?;
+            }
+            w.push_outbox(&b, &item)?;
+            w.push_outbox(&c, &item)?;
+            w.push_outbox(&c, &item)?;
+            assert!(w.take_outbox(&a, 2)?.is_some());
+            assert!(w.take_outbox(&a, 2)?.is_none());
+            w.update_outbox(&a, 3, &item)?;
+            w.remove_device(&b)?;
+            w.take_outbox(&c, 1)?;
+            w.take_outbox(&c, 2)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(lens(&store), [2, 0, 0]);
+    assert_eq!(store.read(|r| r.outbox(&a, 10)).unwrap().len(), 2);
+
+    // A store from before the counter: no counts, no mark. Opening it counts once.
+    store
+        .write(|w| {
+            w.push_outbox(&c, &item)?;
+            w.txn.open_table(OUTBOX_LEN)?.retain(|_, _| false)?;
+            w.txn.open_table(META)?.remove("outbox_len_counted")?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(lens(&store), [0, 0, 0]);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(lens(&store), [2, 0, 1]);
+}
+
+#[test]
+fn foreign_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.redb");
+    std::fs::write(&p, vec![0x42u8; 8192]).unwrap();
+    let err = Store::open(&p).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+#[test]
+fn second_open_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.redb");
+    let _a = Store::open(&p).unwrap();
+    assert!(matches!(Store::open(&p), Err(StoreError::InUse)));
+}
