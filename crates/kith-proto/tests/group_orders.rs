@@ -100,7 +100,10 @@ fn world(seed: u64) -> World {
         OpKind::Describe("ours".into()),
     );
     let mut base = GroupLog::new(create.clone()).unwrap();
-    assert_eq!(base.insert(p.clone()).unwrap(), Inserted::Added);
+    assert!(matches!(
+        base.insert(p.clone()).unwrap(),
+        Inserted::Added(_)
+    ));
     let ops = vec![a_rm, b_rm, c_leave, b_ren, a_add, b_desc];
     let hashes: Vec<[u8; 32]> = ops.iter().map(|o| o.hash().unwrap()).collect();
     // Ancestors, from the parents (ops come parents first, so one pass suffices).
@@ -136,7 +139,10 @@ impl World {
     fn reference(&self, set: u32) -> (GroupState, Vec<Applied>) {
         let mut log = self.base.clone();
         for i in (0..N).filter(|i| set & (1 << i) != 0) {
-            assert_eq!(log.insert(self.ops[i].clone()).unwrap(), Inserted::Added);
+            assert!(matches!(
+                log.insert(self.ops[i].clone()).unwrap(),
+                Inserted::Added(_)
+            ));
         }
         log.state()
     }
@@ -184,7 +190,7 @@ impl LogHolds {
             .map(|j| w.hashes[*j])
             .collect();
         if want.is_empty() {
-            assert_eq!(got, Inserted::Added);
+            assert!(matches!(got, Inserted::Added(_)));
         } else {
             assert_eq!(got, Inserted::Missing(want));
         }
@@ -200,7 +206,10 @@ impl CallerHolds {
             let ready = (0..N)
                 .find(|j| self.aside & (1 << j) != 0 && w.unknown(*j, self.in_log).is_empty());
             let Some(j) = ready else { break };
-            assert_eq!(self.log.insert(w.ops[j].clone()).unwrap(), Inserted::Added);
+            assert!(matches!(
+                self.log.insert(w.ops[j].clone()).unwrap(),
+                Inserted::Added(_)
+            ));
             self.aside &= !(1 << j);
             self.in_log |= 1 << j;
         }
@@ -211,7 +220,7 @@ impl Asks {
     fn receive(&mut self, w: &World, i: usize) {
         match self.log.insert(w.ops[i].clone()).unwrap() {
             Inserted::Duplicate => assert!(self.held & (1 << i) != 0),
-            Inserted::Added => {}
+            Inserted::Added(_) => {}
             Inserted::Missing(parents) => {
                 self.held |= 1 << i;
                 for p in parents {
@@ -405,7 +414,7 @@ fn people(seed: u64) -> ([SigningKey; 3], GroupOp) {
 
 /// Inserts op `i`, and (when `ask`) the parents it lacks, as the engine asks the sender.
 fn insert_asking(log: &mut GroupLog, ops: &[GroupOp], i: usize, ask: bool) {
-    if let Inserted::Missing(parents) = log.insert(ops[i].clone()).unwrap()
+    if let Ok(Inserted::Missing(parents)) = log.insert(ops[i].clone())
         && ask
     {
         for p in parents {
@@ -427,7 +436,10 @@ fn closed_reference(
     for op in ops {
         let h = op.hash().unwrap();
         if log.get(&h).is_some() && op.parents.iter().all(|p| counted.contains(&p.0)) {
-            assert_eq!(fresh.insert(op.clone()).unwrap(), Inserted::Added);
+            assert!(matches!(
+                fresh.insert(op.clone()).unwrap(),
+                Inserted::Added(_)
+            ));
             counted.insert(h);
         }
     }
@@ -468,12 +480,37 @@ proptest! {
             last[by] = Some(Key(op.hash().unwrap()));
             ops.push(op);
         }
+        // Ops a member had no right to make where they stand (or that change nothing
+        // there), and ops built on those, are refused by the log made in order: they are
+        // junk, delivered to one member below among the rest and never counted.
         let base = GroupLog::new(create.clone()).unwrap();
         let mut all = base.clone();
-        for op in &ops {
-            prop_assert_eq!(all.insert(op.clone()).unwrap(), Inserted::Added);
+        let mut junk: Vec<GroupOp> = Vec::new();
+        let mut kept: Vec<GroupOp> = Vec::new();
+        for op in ops {
+            match all.insert(op.clone()) {
+                Ok(Inserted::Added(released)) => {
+                    prop_assert!(released.is_empty());
+                    kept.push(op);
+                }
+                Ok(Inserted::Missing(_)) | Err(kith_proto::group::GroupError::NotAllowed) => {
+                    junk.push(op)
+                }
+                other => prop_assert!(false, "unexpected {:?}", other),
+            }
         }
+        let ops = kept;
         let want = all.state();
+        // Junk mixed in, in any order, changes nothing.
+        let mut e = base.clone();
+        let mut mixed: Vec<GroupOp> = ops.iter().chain(junk.iter()).cloned().collect();
+        mixed.shuffle(&mut StdRng::seed_from_u64(order_seed ^ 1));
+        for _ in 0..2 {
+            for op in &mixed {
+                let _ = e.insert(op.clone());
+            }
+        }
+        prop_assert_eq!(&e.state(), &want);
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(order_seed));
 
@@ -493,7 +530,7 @@ proptest! {
                 ops[*j].parents.iter().all(|p| b.get(&p.0).is_some())
             }) {
                 let j = aside.remove(k);
-                prop_assert_eq!(b.insert(ops[j].clone()).unwrap(), Inserted::Added);
+                prop_assert!(matches!(b.insert(ops[j].clone()).unwrap(), Inserted::Added(_)));
             }
         }
         prop_assert!(aside.is_empty());

@@ -392,6 +392,7 @@ impl WriteTx<'_> {
         hash: &[u8; 32],
         op: &[u8],
     ) -> Result<bool, StoreError> {
+        self.injected("group op write")?;
         let id = id.as_bytes();
         Ok(self.table_mut(GROUP_OPS)?.insert((id, hash), op)?.is_none())
     }

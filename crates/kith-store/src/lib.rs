@@ -126,6 +126,37 @@ pub struct Store {
     db: Database,
     /// Commits without fsync, but one in [`SYNC_EVERY`] (see [`Store::without_fsync`]).
     lazy: Option<std::sync::atomic::AtomicU64>,
+    /// Failures injected on demand (tests).
+    faults: Faults,
+}
+
+/// Fault injection for tests: makes steps of later transactions fail on demand, as a full
+/// disk or an I/O error would, so that tests can show what a failed commit leaves behind.
+/// Shared by clones; a store built without one never fails on purpose.
+#[derive(Clone, Debug, Default)]
+pub struct Faults(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Faults {
+    /// The next `n` writes of a group op fail (and with them their transactions).
+    pub fn fail_group_op_writes(&self, n: u32) {
+        self.0.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many injected failures are still to come.
+    pub fn left(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this write fails (counting it).
+    fn fire(&self) -> bool {
+        self.0
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
 }
 
 /// With [`Store::without_fsync`], one commit in this many is still made durable (redb frees
@@ -157,7 +188,11 @@ impl Store {
                 }
                 other => StoreError::Corrupt(other.to_string()),
             })?;
-        let store = Self { db, lazy: None };
+        let store = Self {
+            db,
+            lazy: None,
+            faults: Faults::default(),
+        };
         store.init_schema()?;
         Ok(store)
     }
@@ -168,6 +203,12 @@ impl Store {
     /// acknowledges nothing before it is on disk.
     pub fn without_fsync(mut self) -> Self {
         self.lazy = Some(std::sync::atomic::AtomicU64::new(0));
+        self
+    }
+
+    /// Uses these injected faults from now on (tests).
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
         self
     }
 
@@ -216,7 +257,7 @@ impl Store {
             // commit is simply durable.
             let _ = txn.set_durability(redb::Durability::None);
         }
-        let out = f(&mut WriteTx::new(&txn))?;
+        let out = f(&mut WriteTx::new(&txn, &self.faults))?;
         txn.commit().map_err(StoreError::from)?;
         Ok(out)
     }

@@ -276,6 +276,7 @@ impl ReadTx {
 /// One write transaction; see [`Store::write`].
 pub struct WriteTx<'a> {
     txn: &'a WriteTransaction,
+    faults: &'a crate::Faults,
 }
 
 impl std::fmt::Debug for WriteTx<'_> {
@@ -285,8 +286,16 @@ impl std::fmt::Debug for WriteTx<'_> {
 }
 
 impl<'a> WriteTx<'a> {
-    pub(crate) fn new(txn: &'a WriteTransaction) -> Self {
-        Self { txn }
+    pub(crate) fn new(txn: &'a WriteTransaction, faults: &'a crate::Faults) -> Self {
+        Self { txn, faults }
+    }
+
+    /// Fails when a fault was injected for this kind of write (tests).
+    pub(crate) fn injected(&self, what: &'static str) -> Result<(), StoreError> {
+        if self.faults.fire() {
+            return Err(StoreError::Injected(what));
+        }
+        Ok(())
     }
 
     pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -18,6 +18,8 @@ pub(super) enum Cmd {
 pub struct EngineHandle {
     pub(super) tx: mpsc::Sender<Cmd>,
     pub(super) events: broadcast::Sender<Event>,
+    #[cfg(feature = "test-hooks")]
+    pub(super) faults: kith_store::Faults,
 }
 
 impl EngineHandle {
@@ -235,8 +237,33 @@ impl EngineHandle {
         kind: kith_proto::group::OpKind,
     ) -> Result<kith_proto::group::GroupOp, EngineError> {
         let group = group.to_string();
-        self.group(|reply| GroupCmd::Sign { group, kind, reply })
-            .await
+        self.group(|reply| GroupCmd::Sign {
+            group,
+            parents: None,
+            kind,
+            reply,
+        })
+        .await
+    }
+
+    /// Like [`Self::test_sign_group_op`], naming these parents (made up, say) instead of the
+    /// heads.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_sign_group_op_on(
+        &self,
+        group: &str,
+        parents: Vec<kith_proto::group::Key>,
+        kind: kith_proto::group::OpKind,
+    ) -> Result<kith_proto::group::GroupOp, EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::Sign {
+            group,
+            parents: Some(parents),
+            kind,
+            reply,
+        })
+        .await
     }
 
     /// Sends these ops pairwise to every member device, as real ops are sent, without
@@ -251,6 +278,13 @@ impl EngineHandle {
         let group = group.to_string();
         self.group(|reply| GroupCmd::Push { group, ops, reply })
             .await
+    }
+
+    /// Failures to inject into this engine's store (a write that fails fails its batch).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn test_store_faults(&self) -> &kith_store::Faults {
+        &self.faults
     }
 
     /// A stream of events from now on.

@@ -113,7 +113,7 @@ impl Engine {
                 }
                 Err(e) => {
                     warn!(error = %e, "cannot seal the outbox");
-                    self.reload_crypto();
+                    self.reload_after_failed_commit();
                 }
             }
         } else if envelopes.is_empty()

@@ -36,6 +36,10 @@ impl Engine {
         } else {
             store.without_fsync()
         };
+        #[cfg(feature = "test-hooks")]
+        let faults = kith_store::Faults::default();
+        #[cfg(feature = "test-hooks")]
+        let store = store.with_faults(faults.clone());
         let peer = keys.p2p.public().to_peer_id();
         let device = load_device(&store, &keys, peer)?;
         let me = keys.identity.public();
@@ -126,7 +130,13 @@ impl Engine {
             },
         };
         let task = tokio::spawn(engine.run(cmds, net_events));
-        Ok((EngineHandle { tx, events }, task))
+        let handle = EngineHandle {
+            tx,
+            events,
+            #[cfg(feature = "test-hooks")]
+            faults,
+        };
+        Ok((handle, task))
     }
 
     pub(super) async fn run(
@@ -341,7 +351,7 @@ impl Engine {
                 Ok(()) => true,
                 Err(e) => {
                     warn!(error = %e, "store commit failed; nothing in this batch is acknowledged");
-                    self.reload_crypto();
+                    self.reload_after_failed_commit();
                     false
                 }
             }
@@ -357,7 +367,7 @@ impl Engine {
     }
 
     /// Runs `f` on the state in one write transaction, with the crypto state flushed in the
-    /// same transaction, then what it queued. On failure the crypto state is reloaded from
+    /// same transaction, then what it queued. On failure memory is reloaded from
     /// the store and `what` logged. Returns whether it committed.
     pub(super) fn write_then(
         &mut self,
@@ -373,7 +383,7 @@ impl Engine {
         let ok = res.is_ok();
         if let Err(e) = res {
             warn!(error = %e, "{what}");
-            self.reload_crypto();
+            self.reload_after_failed_commit();
         }
         for a in after {
             self.run_after(a, ok);
@@ -381,7 +391,11 @@ impl Engine {
         ok
     }
 
-    pub(super) fn reload_crypto(&mut self) {
+    /// After a failed commit, what memory holds of the store is read again from it, so that
+    /// it matches what committed: the crypto state, and the groups' logs (an op taken in
+    /// memory but not stored would otherwise be skipped as a duplicate when it comes again).
+    pub(super) fn reload_after_failed_commit(&mut self) {
+        self.st.groups.reload_logs(&self.store);
         self.st.sessions.clear();
         self.st.dirty_sessions.clear();
         self.st.to_seal.clear();

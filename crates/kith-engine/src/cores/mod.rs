@@ -12,6 +12,8 @@
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
 //! - [`watch`]: group watching at mailboxes: what to tell them, catch-ups, who may watch, caps.
 //! - [`inbound`]: answering envelopes: duplicates, new devices' binding, strangers, blocks.
+//! - [`group_ops`]: group ops from peers: which reach a log, invitations from contacts only,
+//!   cutting updates.
 //! - [`group_frames`]: taking a group frame: members only, dedupe, gaps, waiting for keys.
 //! - [`group_sync`]: group catch-up: the round, spacing, marks, answer limits, pruning.
 //! - [`group_keys`]: group sender keys: session renewal, who gets which key, early keys.
@@ -21,6 +23,7 @@ pub mod contacts;
 pub mod delivery;
 pub mod group_frames;
 pub mod group_keys;
+pub mod group_ops;
 pub mod group_receipts;
 pub mod group_sync;
 pub mod inbound;

@@ -27,11 +27,11 @@
 //!   so that every session has the same members all its life; a few member devices are
 //!   dialled for the topic's mesh; keys that waited for the change are taken.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Fatal, Outcome};
 use kith_net::{NetCommand, PeerId};
-use kith_proto::group::{GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
+use kith_proto::group::{GroupError, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
@@ -45,10 +45,8 @@ use super::{
     stranger_name,
 };
 use crate::actor::{After, State, decode_addrs, internal};
+use crate::cores::group_ops::{self, Offered, Route};
 use crate::model::{EngineError, Event, GroupView};
-
-/// Encoded bytes of ops per `GroupUpdate` body (below the sealed-payload limit).
-const UPDATE_BYTES: usize = 40 * 1024;
 
 impl State {
     /// `kith group create`.
@@ -167,7 +165,10 @@ impl State {
         if let Some(log) = self.groups.logs.get_mut(&id)
             && let Err(e) = log.insert(op.clone())
         {
-            return Ok(Err(group_err(e.to_string())));
+            return Ok(Err(group_err(match e {
+                GroupError::NotAllowed => "not allowed in the group as it stands".to_string(),
+                e => e.to_string(),
+            })));
         }
         self.save_op(w, id, &op)?;
         self.group_changed(w, id, &state, now, after)?;
@@ -190,15 +191,16 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let now = Now::read();
+        let me = self.me.0;
         let mut touched: Vec<(GroupId, GroupState)> = Vec::new();
         // Parents named by ops we now hold but never got: asked of the sender below.
         let mut wanted: BTreeMap<GroupId, BTreeSet<[u8; 32]>> = BTreeMap::new();
+        let mut invited: BTreeSet<GroupId> = BTreeSet::new();
+        // One strike per body at most, whatever it holds.
+        let mut strike: Option<&'static str> = None;
         for op in ops {
             if op.check().is_err() {
-                after.push(After::Net(NetCommand::Penalize {
-                    peer,
-                    reason: "forged group op",
-                }));
+                strike = Some("forged group op");
                 continue;
             }
             let id = if matches!(op.kind, OpKind::Create { .. }) {
@@ -209,38 +211,83 @@ impl State {
             } else {
                 op.group
             };
-            if !touched.iter().any(|(t, _)| *t == id) {
-                let before = self.groups.states.get(&id).cloned().unwrap_or_default();
-                touched.push((id, before));
+            let log = self.groups.logs.get(&id);
+            let wants = match (log, op.hash()) {
+                (Some(l), Ok(h)) => l.wants(&h),
+                _ => false,
+            };
+            match group_ops::route(&op, log.map(|l| l.current()), wants, &me) {
+                Route::Ignore => continue,
+                Route::Invite => {
+                    if self.groups.invites.offer(id, op) == Offered::Held {
+                        invited.insert(id);
+                    }
+                    continue;
+                }
+                Route::Log => {}
             }
-            match self.groups.logs.get_mut(&id) {
-                Some(log) => match log.insert(op.clone()) {
-                    Ok(Inserted::Duplicate) => continue,
-                    Ok(Inserted::Missing(parents)) => {
-                        wanted.entry(id).or_default().extend(parents);
+            let Some(log) = self.groups.logs.get_mut(&id) else {
+                continue;
+            };
+            let before = log.current().clone();
+            let ins = log.insert(op.clone());
+            match ins {
+                Ok(Inserted::Duplicate) => continue,
+                Ok(Inserted::Missing(parents)) => {
+                    wanted.entry(id).or_default().extend(parents);
+                    continue;
+                }
+                Ok(Inserted::Added(released)) => {
+                    if !touched.iter().any(|(t, _)| *t == id) {
+                        touched.push((id, before));
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        debug!(error = %e, "group op refused");
-                        continue;
-                    }
-                },
-                None => {
-                    if !matches!(op.kind, OpKind::Create { .. }) {
-                        // Ops of a group we do not know, without its start: nothing to apply.
-                        continue;
-                    }
-                    if self.groups.logs.len() >= MAX_GROUPS {
-                        warn!("too many groups; a new one is ignored");
-                        continue;
-                    }
-                    match GroupLog::new(op.clone()) {
-                        Ok(log) => self.start_group(w, log, now)?,
-                        Err(_) => continue,
+                    let mut taken = vec![op];
+                    taken.extend(released.iter().filter_map(|h| log.get(h).cloned()));
+                    for o in &taken {
+                        self.save_op(w, id, o)?;
                     }
                 }
+                Err(GroupError::NotAllowed) => {
+                    // Judged against its own ancestry, the same everywhere: no honest member
+                    // makes or passes on such an op.
+                    strike = Some("group op its author may not make");
+                }
+                Err(e) => debug!(error = %e, "group op refused"),
             }
-            self.save_op(w, id, &op)?;
+        }
+        if let Some(reason) = strike {
+            after.push(After::Net(NetCommand::Penalize { peer, reason }));
+        }
+        // Invitations that now make us a member, from a contact the user added, become groups.
+        for id in invited {
+            let accept = match self.groups.invites.get(&id) {
+                Some(log) => {
+                    let contact = |k: &[u8; 32]| -> Result<bool, Fatal> {
+                        Ok(w.contact(k)?.is_some_and(|c| c.added_by_user))
+                    };
+                    match group_ops::made_member_by(log, &me) {
+                        Some(by) if by != me => contact(&by)?,
+                        _ => false,
+                    }
+                }
+                None => false,
+            };
+            if !accept {
+                continue;
+            }
+            if self.groups.logs.len() >= MAX_GROUPS {
+                warn!("too many groups; a new one is ignored");
+                continue;
+            }
+            let Some(log) = self.groups.invites.take(&id) else {
+                continue;
+            };
+            let ops: Vec<GroupOp> = log.ops().cloned().collect();
+            for o in &ops {
+                self.save_op(w, id, o)?;
+            }
+            self.start_group(w, log, now)?;
+            touched.push((id, GroupState::default()));
         }
         // An op whose parents we lack does not count until they come (the state leaves it
         // out): ask the member who sent it, who holds them. Without this, one member could
@@ -269,7 +316,7 @@ impl State {
         let mut learned: Vec<(DeviceKey, [u8; 32])> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
-                touched.iter().any(|(t, _)| t == id) && l.state().0.members.contains(&cert.identity)
+                touched.iter().any(|(t, _)| t == id) && l.current().members.contains(&cert.identity)
             }) || self.groups.people.contains(&cert.identity);
             if !member || cert.identity == self.me.0 || cert.validate().is_err() {
                 continue;
@@ -301,8 +348,8 @@ impl State {
             }
         }
         for (id, before) in touched {
-            let state = self.groups.logs.get(&id).map(|l| l.state().0);
-            if state.as_ref() != Some(&before) {
+            let state = self.groups.logs.get(&id).map(|l| l.current());
+            if state != Some(&before) {
                 self.group_changed(w, id, &before, now, after)?;
             }
         }
@@ -515,34 +562,10 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let mut bodies: Vec<Vec<u8>> = Vec::new();
-        let mut chunk: Vec<GroupOp> = Vec::new();
-        let mut size = 0usize;
-        let enc = encode_body;
-        for op in ops {
-            let len = op.encode().map(|b| b.len()).unwrap_or(UPDATE_BYTES);
-            if !chunk.is_empty() && (size + len > UPDATE_BYTES || chunk.len() >= MAX_UPDATE_OPS) {
-                bodies.push(enc(&Body::GroupUpdate {
-                    ops: std::mem::take(&mut chunk),
-                    devices: Vec::new(),
-                })?);
-                size = 0;
-            }
-            size += len;
-            chunk.push(op.clone());
-        }
-        // The certificates ride with the last ops, in bodies of their own if need be.
-        let mut cert_chunks = certs.chunks(64);
-        bodies.push(enc(&Body::GroupUpdate {
-            ops: chunk,
-            devices: cert_chunks.next().map(|c| c.to_vec()).unwrap_or_default(),
-        })?);
-        for c in cert_chunks {
-            bodies.push(enc(&Body::GroupUpdate {
-                ops: Vec::new(),
-                devices: c.to_vec(),
-            })?);
-        }
+        let bodies: Vec<Vec<u8>> = group_ops::cut_updates(ops, certs)
+            .iter()
+            .map(encode_body)
+            .collect::<Result<_, _>>()?;
         for (dev, conv) in devices {
             for b in &bodies {
                 self.enqueue_dev(w, *dev, *conv, b.clone(), now, after)?;
@@ -567,29 +590,14 @@ impl State {
         Ok(certs)
     }
 
-    /// The ops of a group in the order every member applies them (`Create` first).
+    /// The ops of a group in the order every member applies them (`Create` first), those
+    /// that took no effect among them (later ops name them).
     pub(super) fn ordered_ops(&self, id: &GroupId) -> Vec<GroupOp> {
-        let Some(log) = self.groups.logs.get(id) else {
-            return Vec::new();
-        };
-        let (_, applied) = log.state();
-        let mut out: Vec<GroupOp> = applied
-            .iter()
-            .filter_map(|a| log.get(&a.hash).cloned())
-            .collect();
-        // Ops that took no effect are part of the graph too (later ops name them).
-        let mut seen: HashSet<[u8; 32]> = applied.iter().map(|a| a.hash).collect();
-        let mut rest: Vec<(u64, [u8; 32], GroupOp)> = Vec::new();
-        for op in log_ops(log) {
-            if let Ok(h) = op.hash()
-                && seen.insert(h)
-            {
-                rest.push((op.at_ms, h, op));
-            }
-        }
-        rest.sort_by_key(|a| (a.0, a.1));
-        out.extend(rest.into_iter().map(|(_, _, o)| o));
-        out
+        self.groups
+            .logs
+            .get(id)
+            .map(|l| l.ops().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Makes sure a member who is not a contact has a provisional contact (so their devices
@@ -615,9 +623,4 @@ impl State {
         })?;
         Ok(())
     }
-}
-
-/// Every op in a log (the log keeps them by hash).
-fn log_ops(log: &GroupLog) -> Vec<GroupOp> {
-    log.ops().cloned().collect()
 }

@@ -114,6 +114,7 @@ pub(in crate::actor) enum GroupCmd {
     },
     Sign {
         group: String,
+        parents: Option<Vec<kith_proto::group::Key>>,
         kind: OpKind,
         reply: Reply<GroupOp>,
     },
@@ -128,6 +129,8 @@ pub(in crate::actor) enum GroupCmd {
 #[derive(Default)]
 pub(super) struct Groups {
     logs: HashMap<GroupId, GroupLog>,
+    /// Groups not joined yet whose ops came (kept once they make us a member, by a contact).
+    invites: crate::cores::group_ops::Invites,
     states: HashMap<GroupId, GroupState>,
     topics: HashMap<String, GroupId>,
     /// Every identity that is a member of one of our groups (they are not strangers).
@@ -169,6 +172,22 @@ impl Groups {
     /// Loads every group from the store.
     pub(super) fn load(store: &Store) -> Self {
         let mut g = Groups::default();
+        g.load_logs(store);
+        g
+    }
+
+    /// Reads the logs (and what follows from them) from the store again, after a commit
+    /// failed: what is in memory is then what committed.
+    pub(super) fn reload_logs(&mut self, store: &Store) {
+        self.logs.clear();
+        self.states.clear();
+        self.topics.clear();
+        self.invites = Default::default();
+        self.load_logs(store);
+    }
+
+    fn load_logs(&mut self, store: &Store) {
+        let g = self;
         let rows = store
             .read(|r| {
                 let mut out = Vec::new();
@@ -187,16 +206,11 @@ impl Groups {
             else {
                 continue;
             };
-            let Ok(mut log) = GroupLog::new(create) else {
+            let Ok(log) = GroupLog::restore(create, ops) else {
                 continue;
             };
             if log.id() != id {
                 continue;
-            }
-            for op in ops {
-                if !matches!(op.kind, OpKind::Create { .. }) {
-                    let _ = log.insert(op);
-                }
             }
             let (state, _) = log.state();
             if !row.deleted {
@@ -206,7 +220,6 @@ impl Groups {
             g.states.insert(id, state);
             g.logs.insert(id, log);
         }
-        g
     }
 
     /// The topics of groups not deleted (joined at startup).
@@ -288,11 +301,12 @@ impl State {
             }
             GroupCmd::Sign {
                 group,
+                parents: named,
                 kind,
                 reply: tx,
             } => {
                 let r = self.find_group(w, &group)?.and_then(|id| {
-                    let parents = self.groups.logs.get(&id).map(|l| l.heads());
+                    let parents = named.or_else(|| self.groups.logs.get(&id).map(|l| l.heads()));
                     let parents = parents.ok_or(EngineError::UnknownGroup(group))?;
                     let identity = &self.keys.identity;
                     GroupOp::new(id, parents, self.me.0, now.ms, kind, |b| identity.sign(b))

@@ -1,0 +1,121 @@
+use super::*;
+use kith_crypto::Identity;
+use kith_proto::group::Key;
+
+fn key(i: u8) -> Identity {
+    Identity::from_secret(&[i; 32])
+}
+
+fn pk(i: u8) -> [u8; 32] {
+    key(i).public().0
+}
+
+fn op(g: GroupId, parents: Vec<Key>, by: u8, at: u64, kind: OpKind) -> GroupOp {
+    let k = key(by);
+    GroupOp::new(g, parents, pk(by), at, kind, |m| k.sign(m)).unwrap()
+}
+
+fn create(by: u8, members: &[u8], at: u64) -> GroupOp {
+    op(
+        GroupId::default(),
+        vec![],
+        by,
+        at,
+        OpKind::Create {
+            name: "G".into(),
+            members: members.iter().map(|m| Key(pk(*m))).collect(),
+        },
+    )
+}
+
+#[test]
+fn ops_reach_the_log_only_of_groups_this_user_is_in() {
+    let me = pk(2);
+    let c = create(1, &[2], 0);
+    let log = GroupLog::new(c.clone()).unwrap();
+    let g = log.id();
+    let rename = op(g, log.heads(), 1, 1, OpKind::Rename("x".into()));
+    assert_eq!(route(&rename, Some(log.current()), false, &me), Route::Log);
+    assert_eq!(route(&rename, None, false, &me), Route::Invite);
+    // A group this user left: ignored, unless it adds this user back or is needed.
+    let other = pk(5);
+    assert_eq!(
+        route(&rename, Some(log.current()), false, &other),
+        Route::Ignore
+    );
+    assert_eq!(
+        route(&rename, Some(log.current()), true, &other),
+        Route::Log
+    );
+    let add = op(g, log.heads(), 1, 1, OpKind::Add(Key(other)));
+    assert_eq!(route(&add, Some(log.current()), false, &other), Route::Log);
+}
+
+#[test]
+fn an_invitation_is_kept_only_from_a_contact() {
+    let me = pk(2);
+    let log = GroupLog::new(create(9, &[2, 3], 0)).unwrap();
+    assert_eq!(made_member_by(&log, &me), Some(pk(9)));
+    assert!(
+        !accept_invite(&log, &me, |k| *k == pk(1)),
+        "9 is a stranger"
+    );
+    assert!(accept_invite(&log, &me, |k| *k == pk(9)));
+    // A group that does not name this user is no invitation at all.
+    let log = GroupLog::new(create(9, &[3], 0)).unwrap();
+    assert!(!accept_invite(&log, &me, |_| true));
+    // Added later by a contact (who is an admin): kept.
+    let mut log = GroupLog::new(create(9, &[1], 0)).unwrap();
+    let g = log.id();
+    log.insert(op(g, log.heads(), 9, 1, OpKind::Promote(Key(pk(1)))))
+        .unwrap();
+    log.insert(op(g, log.heads(), 1, 2, OpKind::Add(Key(me))))
+        .unwrap();
+    assert_eq!(made_member_by(&log, &me), Some(pk(1)));
+    assert!(accept_invite(&log, &me, |k| *k == pk(1)));
+}
+
+#[test]
+fn invitations_are_bounded_and_start_with_a_create() {
+    let mut inv = Invites::default();
+    let c = create(1, &[2], 0);
+    let g = GroupOp::group_id_of(&c).unwrap();
+    let stray = op(g, vec![Key([1; 32])], 1, 1, OpKind::Leave);
+    assert_eq!(inv.offer(g, stray), Offered::Dropped, "no create yet");
+    assert_eq!(
+        inv.offer(GroupId([1; 16]), c.clone()),
+        Offered::Dropped,
+        "wrong id"
+    );
+    assert_eq!(inv.offer(g, c), Offered::Held);
+    for i in 0..(MAX_INVITES as u64 + 10) {
+        let c = create(3, &[2], i + 1);
+        let id = GroupOp::group_id_of(&c).unwrap();
+        assert_eq!(inv.offer(id, c), Offered::Held);
+    }
+    assert_eq!(inv.len(), MAX_INVITES);
+    assert!(inv.get(&g).is_none(), "the oldest went first");
+}
+
+#[test]
+fn updates_are_cut_to_fit_with_certificates_last() {
+    let c = create(1, &[2], 0);
+    let log = GroupLog::new(c.clone()).unwrap();
+    let g = log.id();
+    let mut ops = vec![c];
+    for i in 0..(MAX_UPDATE_OPS as u64 + 5) {
+        ops.push(op(g, log.heads(), 1, i, OpKind::Rename(format!("{i}"))));
+    }
+    let bodies = cut_updates(&ops, &[]);
+    assert_eq!(bodies.len(), 2);
+    let mut n = 0;
+    for b in &bodies {
+        let Body::GroupUpdate { ops, devices } = b else {
+            panic!("not an update")
+        };
+        assert!(ops.len() <= MAX_UPDATE_OPS);
+        assert!(devices.is_empty());
+        n += ops.len();
+    }
+    assert_eq!(n, MAX_UPDATE_OPS + 6);
+}
