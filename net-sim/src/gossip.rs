@@ -22,7 +22,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{Links, NEXT_MEMORY, ScenarioError, SimError, SimNet, pct, peak_rss_mib, proc_cpu_s};
+use crate::{Links, ScenarioError, SimError, SimNet, pct, peak_rss_mib, proc_cpu_s};
 
 /// Members started at once (a gossip node's start is cheap).
 const START_TOGETHER: usize = 64;
@@ -219,7 +219,7 @@ pub async fn run_gossip(s: &GossipScenario) -> Result<GossipReport, SimError> {
     for start in (0..s.members).step_by(START_TOGETHER) {
         let end = (start + START_TOGETHER).min(s.members);
         let started = futures::future::join_all((start..end).map(|i| {
-            let port = NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = crate::node::memory_port();
             GossipNode::start(i, port, topic, &sims[i], tx.clone())
         }))
         .await;

@@ -37,6 +37,7 @@ mod gossip;
 pub mod gossip_node;
 mod group;
 pub mod links;
+mod node;
 mod report;
 mod scenario;
 
@@ -44,6 +45,7 @@ pub use gossip::{GossipReport, GossipScenario, run_gossip};
 pub use group::{GroupReport, GroupScenario, run_group};
 pub use links::shaped::LinkShape;
 pub use links::{GossipReceived, SimNet};
+use node::{Node, Seen, free_port, memory_port};
 use report::lookup_report;
 pub(crate) use report::pct;
 pub use report::{LookupReport, Report};
@@ -53,10 +55,9 @@ pub use scenario::{
 };
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kith_engine::{Engine, EngineConfig, EngineHandle, Event, MailboxConfig, Multiaddr};
+use kith_engine::{EngineHandle, Event};
 use kith_net::PeerId;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -75,115 +76,16 @@ pub enum SimError {
     Io(#[from] std::io::Error),
 }
 
-/// One simulated node.
-struct Node {
-    dir: PathBuf,
-    /// A TCP port, or a memory-link number.
-    port: u64,
-    memory: bool,
-    mailbox: bool,
-    handle: Option<EngineHandle>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    peer_id: String,
-    code: String,
-    /// The user's identity key (from the contact code).
-    identity: Option<[u8; 32]>,
-    /// Its links, their counters and cuts (kept over restarts).
-    sim: SimNet,
-}
-
-/// A message event seen at a recipient: the message number and when.
-type Seen = (usize, Instant);
-
-fn free_port() -> std::io::Result<u64> {
-    Ok(u64::from(
-        std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port(),
-    ))
-}
-
-/// Memory-link numbers, unique in the process (runs may follow each other).
-pub(crate) static NEXT_MEMORY: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(1 << 40);
-
-pub(crate) fn addr(port: u64, memory: bool) -> Multiaddr {
-    let text = if memory {
-        format!("/memory/{port}")
-    } else {
-        format!("/ip4/127.0.0.1/tcp/{port}")
-    };
-    // A valid literal; parsing cannot fail.
-    text.parse().unwrap_or_else(|_| Multiaddr::empty())
-}
-
 /// The message number in a simulated text (`sim <n>`).
 fn number(text: &str) -> Option<usize> {
     text.strip_prefix("sim ")?.parse().ok()
 }
 
-impl Node {
-    async fn start(
-        &mut self,
-        i: usize,
-        boot: Option<Multiaddr>,
-        seen: mpsc::Sender<(usize, Seen)>,
-    ) -> Result<(), SimError> {
-        let cfg = EngineConfig {
-            // Many nodes in one process: a small page cache each.
-            store_cache: 4 << 20,
-            data_dir: self.dir.clone(),
-            listen: vec![addr(self.port, self.memory)],
-            bootstrap: boot.into_iter().collect(),
-            mdns: false,
-            mailbox: self.mailbox.then(MailboxConfig::default),
-            reach: kith_engine::ReachConfig::default(),
-            store_fsync: true,
-            net: self.sim.options(),
-        };
-        let (h, task) = Engine::start(cfg).await.map_err(|e| SimError::Node {
-            node: i,
-            reason: e.to_string(),
-        })?;
-        let info = h.info().await.map_err(|e| SimError::Node {
-            node: i,
-            reason: e.to_string(),
-        })?;
-        self.peer_id = info.peer_id;
-        self.identity = kith_proto::contact::ContactCard::from_code(&info.code)
-            .ok()
-            .map(|c| c.identity);
-        self.code = info.code;
-        // Every message event, tagged with this node's index.
-        let mut events = h.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(Event::Message { text, .. }) => {
-                        if let Some(n) = number(&text)
-                            && seen.send((i, (n, Instant::now()))).await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        self.handle = Some(h);
-        self.task = Some(task);
-        Ok(())
-    }
-
-    async fn stop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await;
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+/// The message number of a 1:1 message event.
+fn message_number(ev: &Event) -> Option<usize> {
+    match ev {
+        Event::Message { text, .. } => number(text),
+        _ => None,
     }
 }
 
@@ -272,8 +174,6 @@ async fn final_states(nodes: &[Node], pairs: &[(usize, usize)]) -> States {
     (status, shown)
 }
 
-/// Nodes started at once.
-pub(crate) const START_TOGETHER: usize = 8;
 /// Mailbox registrations made at once.
 const REGISTER_TOGETHER: usize = 32;
 /// Sends waiting for their engine's answer, at most.
@@ -334,70 +234,45 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     };
     let mut rng = StdRng::seed_from_u64(s.seed);
     let tmp = tempfile::tempdir()?;
-    let (seen_tx, mut seen_rx) = mpsc::channel::<(usize, Seen)>(65_536);
+    let (seen_tx, mut seen_rx) = mpsc::channel::<Seen>(65_536);
 
     // Nodes: the first `mailboxes` serve as mailboxes; node 0 is everyone's DHT bootstrap.
     let mut nodes = Vec::with_capacity(s.nodes);
     for i in 0..s.nodes {
-        let dir = tmp.path().join(format!("n{i}"));
-        std::fs::create_dir_all(&dir)?;
         let memory = s.transport == Transport::Memory;
-        let port = if memory {
-            NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        } else {
-            free_port()?
+        let port = if memory { memory_port() } else { free_port()? };
+        let sim = {
+            let links = s.links.as_ref();
+            let mut sim = SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
+            sim.tcp = !memory;
+            sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
+            sim.kad_bootstrap_every = (s.dht.as_ref())
+                .and_then(|d| d.bootstrap_every_s)
+                .map(Duration::from_secs);
+            sim
         };
         nodes.push(Node {
-            dir,
-            port,
-            memory,
             mailbox: i < s.mailboxes,
-            handle: None,
-            task: None,
-            peer_id: String::new(),
-            code: String::new(),
-            identity: None,
-            sim: {
-                let links = s.links.as_ref();
-                let mut sim = SimNet::new(links.filter(|l| l.shapes()).map(|l| l.shape(s.seed, i)));
-                sim.tcp = !memory;
-                sim.idle_timeout = links.and_then(|l| l.idle_ms).map(Duration::from_millis);
-                sim.kad_bootstrap_every = (s.dht.as_ref())
-                    .and_then(|d| d.bootstrap_every_s)
-                    .map(Duration::from_secs);
-                sim
-            },
+            ..Node::new(
+                tmp.path(),
+                &format!("n{i}"),
+                port,
+                memory,
+                sim,
+                message_number,
+            )?
         });
     }
-    let boot_of = |nodes: &[Node]| -> Option<Multiaddr> {
-        format!(
-            "{}/p2p/{}",
-            addr(nodes[0].port, nodes[0].memory),
-            nodes[0].peer_id
-        )
-        .parse()
-        .ok()
-    };
-    nodes[0].start(0, None, seen_tx.clone()).await?;
-    let boot = boot_of(&nodes);
-    // A few nodes start at once: a start waits on disk writes (fsync) as much as on CPU.
     let total = nodes.len();
+    // Batches start after node 0.
     let mut next = 1;
-    while next < total {
-        let end = (next + START_TOGETHER).min(total);
-        let started = futures::future::join_all(
-            nodes[next..end]
-                .iter_mut()
-                .zip(next..end)
-                .map(|(n, i)| n.start(i, boot.clone(), seen_tx.clone())),
-        )
-        .await;
-        started.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let boot = node::start_all(&mut nodes, &seen_tx, |nodes, end| {
         if end / 100 > next / 100 || end == total {
-            say(&nodes, &format!("{end} of {total} nodes started"));
+            say(nodes, &format!("{end} of {total} nodes started"));
         }
         next = end;
-    }
+    })
+    .await?;
     let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
     // Mailboxes: each user registers with one, round robin.
     // A registration is a round trip to the mailbox (several on slow links), so a few go at
@@ -597,7 +472,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         .collect();
     let deadline = Instant::now() + Duration::from_millis(s.expect.settle_ms);
     loop {
-        while let Ok((node, (n, at))) = seen_rx.try_recv() {
+        while let Ok((node, n, at)) = seen_rx.try_recv() {
             if sends[n].as_ref().is_some_and(|(_, to, _, _)| *to == node) {
                 arrivals.entry(n).or_default().push(at);
             }

@@ -7,10 +7,9 @@
 //! order, latency from `send` to each member's `group_message` event, and the cost of the run.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kith_engine::{Engine, EngineConfig, EngineHandle, Event, GroupChange, Multiaddr};
+use kith_engine::{EngineHandle, Event, GroupChange};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -19,83 +18,18 @@ use tokio::sync::mpsc;
 mod scenario;
 pub use scenario::{GroupReport, GroupScenario};
 
-use crate::{NEXT_MEMORY, START_TOGETHER, SimError, SimNet, addr, pct, peak_rss_mib, proc_cpu_s};
-
-struct Member {
-    dir: PathBuf,
-    port: u64,
-    sim: SimNet,
-    /// Its store commits with fsync.
-    fsync: bool,
-    handle: Option<EngineHandle>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    peer_id: String,
-    code: String,
-}
-
-/// A group message event at a member: (member, message number, when).
-type Seen = (usize, usize, Instant);
+use crate::node::{Node, Seen, memory_port, start_all};
+use crate::{SimError, SimNet, pct, peak_rss_mib, proc_cpu_s};
 
 fn number(text: &str) -> Option<usize> {
     text.strip_prefix("g ")?.parse().ok()
 }
 
-impl Member {
-    async fn start(
-        &mut self,
-        i: usize,
-        boot: Option<Multiaddr>,
-        seen: mpsc::Sender<Seen>,
-    ) -> Result<(), SimError> {
-        let cfg = EngineConfig {
-            // Many nodes in one process: a small page cache each.
-            store_cache: 4 << 20,
-            data_dir: self.dir.clone(),
-            listen: vec![addr(self.port, true)],
-            bootstrap: boot.into_iter().collect(),
-            mdns: false,
-            mailbox: None,
-            reach: kith_engine::ReachConfig::default(),
-            store_fsync: self.fsync,
-            net: self.sim.options(),
-        };
-        let node = |e: kith_engine::EngineError| SimError::Node {
-            node: i,
-            reason: e.to_string(),
-        };
-        let (h, task) = Engine::start(cfg).await.map_err(node)?;
-        let info = h.info().await.map_err(node)?;
-        self.peer_id = info.peer_id;
-        self.code = info.code;
-        let mut events = h.subscribe();
-        tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(Event::GroupMessage { text, .. }) => {
-                        if let Some(n) = number(&text)
-                            && seen.send((i, n, Instant::now())).await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        self.handle = Some(h);
-        self.task = Some(task);
-        Ok(())
-    }
-
-    async fn stop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await;
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+/// The message number of a group message event.
+fn message_number(ev: &Event) -> Option<usize> {
+    match ev {
+        Event::GroupMessage { text, .. } => number(text),
+        _ => None,
     }
 }
 
@@ -106,7 +40,7 @@ enum Step {
 }
 
 /// Per member: how often each message number is shown, and the numbers in display order.
-async fn histories(members: &[Member]) -> HashMap<usize, (HashMap<usize, usize>, Vec<usize>)> {
+async fn histories(members: &[Node]) -> HashMap<usize, (HashMap<usize, usize>, Vec<usize>)> {
     let mut out = HashMap::new();
     for (i, m) in members.iter().enumerate() {
         let Some(h) = &m.handle else { continue };
@@ -126,7 +60,6 @@ async fn histories(members: &[Member]) -> HashMap<usize, (HashMap<usize, usize>,
     out
 }
 
-/// Runs a group scenario to the end and reports.
 /// Link ends open, link ends opened so far and bytes sent, over these members' links.
 fn link_totals<'a>(sims: impl Iterator<Item = &'a SimNet>) -> (u64, u64, u64) {
     sims.fold((0, 0, 0), |(o, n, b), m| {
@@ -134,6 +67,7 @@ fn link_totals<'a>(sims: impl Iterator<Item = &'a SimNet>) -> (u64, u64, u64) {
     })
 }
 
+/// Runs a group scenario to the end and reports.
 pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let t_start = Instant::now();
     let cpu0 = proc_cpu_s();
@@ -142,45 +76,24 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let (seen_tx, mut seen_rx) = mpsc::channel::<Seen>(1 << 20);
     let mut members = Vec::with_capacity(s.members);
     for i in 0..s.members {
-        let dir = tmp.path().join(format!("m{i}"));
-        std::fs::create_dir_all(&dir)?;
-        members.push(Member {
-            dir,
-            port: NEXT_MEMORY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        let mut sim = SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
+        sim.idle_timeout = (s.links.as_ref())
+            .and_then(|l| l.idle_ms)
+            .map(Duration::from_millis);
+        members.push(Node {
             fsync: !s.skip_fsync,
-            sim: {
-                let mut sim = SimNet::new(s.links.as_ref().map(|l| l.shape(s.seed, i)));
-                sim.idle_timeout = (s.links.as_ref())
-                    .and_then(|l| l.idle_ms)
-                    .map(Duration::from_millis);
-                sim
-            },
-            handle: None,
-            task: None,
-            peer_id: String::new(),
-            code: String::new(),
+            ..Node::new(
+                tmp.path(),
+                &format!("m{i}"),
+                memory_port(),
+                true,
+                sim,
+                message_number,
+            )?
         });
     }
-    members[0].start(0, None, seen_tx.clone()).await?;
-    let boot: Option<Multiaddr> =
-        format!("{}/p2p/{}", addr(members[0].port, true), members[0].peer_id)
-            .parse()
-            .ok();
-    // A few members start at once, as in `run`: a start waits on disk writes as much as on
-    // CPU.
-    let mut next = 1;
-    while next < s.members {
-        let end = (next + START_TOGETHER).min(s.members);
-        let started = futures::future::join_all(
-            members[next..end]
-                .iter_mut()
-                .zip(next..end)
-                .map(|(m, i)| m.start(i, boot.clone(), seen_tx.clone())),
-        )
-        .await;
-        started.into_iter().collect::<Result<Vec<()>, _>>()?;
-        next = end;
-    }
+    // A few members start at once, as in `run`.
+    let boot = start_all(&mut members, &seen_tx, |_, _| {}).await?;
     // The creator knows everyone; everyone knows the creator. Members need not know each
     // other: the group tells them about each other's devices.
     let admin = members[0].handle.clone();
@@ -230,7 +143,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             t_start.elapsed().as_secs_f64()
         );
     }
-    let links = |members: &[Member]| link_totals(members.iter().map(|m| &m.sim));
+    let links = |members: &[Node]| link_totals(members.iter().map(|m| &m.sim));
     let debug = std::env::var_os("KITH_SIM_DEBUG").is_some();
     // With KITH_SIM_DEBUG, the links and bytes of all members every 10 s until the run ends.
     let monitor = debug.then(|| {
@@ -405,7 +318,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     }
     plan.sort_by_key(|(t, _)| *t);
 
-    let traffic = |members: &[Member]| {
+    let traffic = |members: &[Node]| {
         members.iter().fold((0u64, 0u64, 0u64), |(a, b, d), m| {
             let (s, r) = m.sim.traffic();
             (a + s, b + r, d + m.sim.gossip().duplicates())

@@ -10,7 +10,9 @@
 //!   engine is busy); a profile request waits for the engine's answer.
 //! - **Outbound results** of all three take one path ([`Actor::outbound_done`]): the tag the
 //!   engine gave comes back with the answer or the failure as text, and an answer that did
-//!   not decode counts a strike against the peer that sent it.
+//!   not decode counts a strike against the peer that sent it. What differs between the
+//!   protocols (their tags, events, strikes and refusals) is one [`Proto`] each, and the
+//!   device swarm's two protocols share the first steps of every event ([`Actor::on_rr`]).
 
 use std::time::Instant;
 
@@ -119,26 +121,120 @@ fn bad_frame(e: &std::io::Error) -> Option<&BadFrame> {
     e.get_ref().and_then(|r| r.downcast_ref::<BadFrame>())
 }
 
+/// What the shared path needs to know of one request-response protocol.
+struct Proto<Resp> {
+    /// The strike against a peer whose request did not decode ...
+    bad_request: &'static str,
+    /// ... and against one whose answer did not decode.
+    bad_answer: &'static str,
+    /// Takes the engine's tag for one of our requests, if it wants to hear of its end.
+    tag: fn(&mut Actor, &OutboundRequestId) -> Option<u64>,
+    /// The engine's event for the end of one of our requests.
+    event: fn(u64, PeerId, Result<Resp, RequestFailure>) -> NetEvent,
+    /// Answers a request that did not decode.
+    refuse: fn(&mut Actor, ResponseChannel<Resp>),
+}
+
+/// `/kith/msg/1` on the device's swarm.
+const MSG: Proto<Response> = Proto {
+    bad_request: "malformed request",
+    bad_answer: "malformed response",
+    tag: |a, id| a.outbound.remove(id),
+    event: response,
+    refuse: |a, channel| {
+        let _ = a
+            .swarm
+            .behaviour_mut()
+            .msg
+            .send_response(channel, Response::Refused(Refusal::Invalid));
+    },
+};
+
+/// `/kith/msg/1` on the deposit swarm (outbound only).
+const ANON: Proto<Response> = Proto {
+    tag: |a, id| a.anon_outbound.remove(id),
+    ..MSG
+};
+
+/// `/kith/signal/1`.
+const SIGNAL: Proto<SignalAnswer> = Proto {
+    bad_request: "malformed signal",
+    bad_answer: "malformed signal answer",
+    tag: |a, id| a.signal_out.remove(id),
+    event: |tag, peer, result| NetEvent::SignalAnswered { tag, peer, result },
+    refuse: |a, channel| a.answer_signal(channel, SignalAnswer::Ignored),
+};
+
+/// What the shared path leaves to a protocol's own handler.
+enum Left<Req, Resp> {
+    /// A peer asks, and its request decoded.
+    Request {
+        peer: PeerId,
+        request: Req,
+        channel: ResponseChannel<Resp>,
+    },
+    /// Answering a peer's request failed.
+    InboundFailure { peer: PeerId, error: InboundFailure },
+}
+
 impl Actor {
-    /// The end of one of our requests (`tag` when the engine wants to hear of it): the
-    /// answer or the failure goes to the engine as `event` makes it; an answer that did not
-    /// decode counts against `peer` as `what`.
+    /// The path every request-response event of the device's swarm takes first: the end
+    /// of one of our requests ends here ([`Actor::outbound_done`]), and a request that did
+    /// not decode counts a strike and is refused; a decoded request and a failed answer are
+    /// left to the protocol's handler.
+    async fn on_rr<Req, Resp>(
+        &mut self,
+        ev: request_response::Event<Inbound<Req>, Resp>,
+        p: &Proto<Resp>,
+    ) -> Result<Option<Left<Req, Resp>>, ()> {
+        Ok(match Rr::from(ev) {
+            Rr::Request {
+                peer,
+                request: Err(error),
+                channel,
+            } => {
+                warn!(%peer, error = %BadFrame(error), "{}", p.bad_request);
+                self.penalize(peer, p.bad_request);
+                (p.refuse)(self, channel);
+                None
+            }
+            Rr::Request {
+                peer,
+                request: Ok(request),
+                channel,
+            } => Some(Left::Request {
+                peer,
+                request,
+                channel,
+            }),
+            Rr::Outbound { peer, id, result } => {
+                self.outbound_done(peer, id, result, p).await?;
+                None
+            }
+            Rr::InboundFailure { peer, error } => Some(Left::InboundFailure { peer, error }),
+            Rr::Sent => None,
+        })
+    }
+
+    /// The end of our request `id` to `peer`: when the engine wants to hear of it (it gave
+    /// a tag), the answer or the failure goes to it as the protocol's event; an answer that
+    /// did not decode counts against `peer`.
     async fn outbound_done<Resp>(
         &mut self,
-        tag: Option<u64>,
         peer: PeerId,
+        id: OutboundRequestId,
         result: Result<Resp, OutboundFailure>,
-        what: &'static str,
-        event: fn(u64, PeerId, Result<Resp, RequestFailure>) -> NetEvent,
+        p: &Proto<Resp>,
     ) -> Result<(), ()> {
+        let tag = (p.tag)(self, &id);
         if let Err(OutboundFailure::Io(e)) = &result
             && let Some(bad) = bad_frame(e)
         {
-            warn!(%peer, error = %bad, "{what}");
-            self.penalize(peer, what);
+            warn!(%peer, error = %bad, "{}", p.bad_answer);
+            self.penalize(peer, p.bad_answer);
         }
         if let Some(tag) = tag {
-            self.emit(event(tag, peer, result.map_err(RequestFailure::from)))
+            self.emit((p.event)(tag, peer, result.map_err(RequestFailure::from)))
                 .await?;
         }
         Ok(())
@@ -149,25 +245,12 @@ impl Actor {
         &mut self,
         ev: request_response::Event<Inbound, Response>,
     ) -> Result<(), ()> {
-        match Rr::from(ev) {
-            Rr::Request {
+        match self.on_rr(ev, &MSG).await? {
+            Some(Left::Request {
                 peer,
-                request: Err(error),
+                request: req,
                 channel,
-            } => {
-                warn!(%peer, error = %BadFrame(error), "malformed request");
-                self.penalize(peer, "malformed request");
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .msg
-                    .send_response(channel, Response::Refused(Refusal::Invalid));
-            }
-            Rr::Request {
-                peer,
-                request: Ok(req),
-                channel,
-            } => {
+            }) => {
                 if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
                     let _ = self
                         .swarm
@@ -182,24 +265,19 @@ impl Actor {
                 self.emit(NetEvent::InboundRequest { id, peer, req })
                     .await?;
             }
-            Rr::Outbound { peer, id, result } => {
-                let tag = self.outbound.remove(&id);
-                self.outbound_done(tag, peer, result, "malformed response", response)
-                    .await?;
-            }
-            Rr::InboundFailure { peer, error } => {
+            Some(Left::InboundFailure { peer, error }) => {
                 if let InboundFailure::Io(e) = &error
                     && let Some(bad) = bad_frame(e)
                 {
-                    warn!(%peer, error = %bad, "malformed request");
-                    self.penalize(peer, "malformed request");
+                    warn!(%peer, error = %bad, "{}", MSG.bad_request);
+                    self.penalize(peer, MSG.bad_request);
                 } else {
                     debug!(%peer, %error, "inbound request failed");
                 }
                 // Answers the engine still owes for dead streams are dropped at respond time.
                 self.pending_inbound.retain(|_, ch| ch.is_open());
             }
-            Rr::Sent => {}
+            None => {}
         }
         Ok(())
     }
@@ -210,9 +288,7 @@ impl Actor {
             return Ok(());
         };
         if let Rr::Outbound { peer, id, result } = Rr::from(ev) {
-            let tag = self.anon_outbound.remove(&id);
-            self.outbound_done(tag, peer, result, "malformed response", response)
-                .await?;
+            self.outbound_done(peer, id, result, &ANON).await?;
         }
         Ok(())
     }
@@ -231,21 +307,12 @@ impl Actor {
         &mut self,
         ev: request_response::Event<InboundSignal, SignalAnswer>,
     ) -> Result<(), ()> {
-        match Rr::from(ev) {
-            Rr::Request {
+        match self.on_rr(ev, &SIGNAL).await? {
+            Some(Left::Request {
                 peer,
-                request: Err(error),
+                request: signal,
                 channel,
-            } => {
-                warn!(%peer, error = %BadFrame(error), "malformed signal");
-                self.penalize(peer, "malformed signal");
-                self.answer_signal(channel, SignalAnswer::Ignored);
-            }
-            Rr::Request {
-                peer,
-                request: Ok(signal),
-                channel,
-            } => {
+            }) => {
                 let profile = matches!(signal, Signal::GetProfile);
                 if !self.signal_allowed(peer, if profile { 5.0 } else { 1.0 }) {
                     debug!(%peer, "signal over the rate limit");
@@ -275,21 +342,10 @@ impl Actor {
                     debug!(%peer, "engine busy; signal dropped");
                 }
             }
-            Rr::Outbound { peer, id, result } => {
-                let tag = self.signal_out.remove(&id);
-                self.outbound_done(
-                    tag,
-                    peer,
-                    result,
-                    "malformed signal answer",
-                    |tag, peer, result| NetEvent::SignalAnswered { tag, peer, result },
-                )
-                .await?;
-            }
-            Rr::InboundFailure { .. } => {
+            Some(Left::InboundFailure { .. }) => {
                 self.signal_in.retain(|_, ch| ch.is_open());
             }
-            Rr::Sent => {}
+            None => {}
         }
         Ok(())
     }
