@@ -11,6 +11,7 @@ use crate::args::{
     Cli, Command, ContactsCmd, GroupCmd, MailboxCmd, PrivacyCmd, ProfileCmd, PushCmd,
 };
 use crate::output::Out;
+use crate::safe::printable;
 
 fn data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match arg {
@@ -468,26 +469,32 @@ async fn group_cmd(out: &Out, c: &mut Client, cmd: GroupCmd) -> Result<(), Clien
             let v = c
                 .call::<methods::GroupAdd>(m(group, contact.clone()))
                 .await?;
-            out.group_changed(&format!("Added {contact} to {}.", v.name), &v);
+            out.group_changed(&format!("Added {contact} to {}.", printable(&v.name)), &v);
         }
         GroupCmd::Remove { group, contact } => {
             let v = c
                 .call::<methods::GroupRemove>(m(group, contact.clone()))
                 .await?;
-            out.group_changed(&format!("Removed {contact} from {}.", v.name), &v);
+            out.group_changed(
+                &format!("Removed {contact} from {}.", printable(&v.name)),
+                &v,
+            );
         }
         GroupCmd::Promote { group, contact } => {
             let v = c
                 .call::<methods::GroupPromote>(m(group, contact.clone()))
                 .await?;
-            out.group_changed(&format!("{contact} is now an admin of {}.", v.name), &v);
+            out.group_changed(
+                &format!("{contact} is now an admin of {}.", printable(&v.name)),
+                &v,
+            );
         }
         GroupCmd::Demote { group, contact } => {
             let v = c
                 .call::<methods::GroupDemote>(m(group, contact.clone()))
                 .await?;
             out.group_changed(
-                &format!("{contact} is no longer an admin of {}.", v.name),
+                &format!("{contact} is no longer an admin of {}.", printable(&v.name)),
                 &v,
             );
         }
@@ -495,20 +502,23 @@ async fn group_cmd(out: &Out, c: &mut Client, cmd: GroupCmd) -> Result<(), Clien
             let v = c
                 .call::<methods::GroupRename>(methods::GroupRenameParams { group, name })
                 .await?;
-            out.group_changed(&format!("Renamed the group to {}.", v.name), &v);
+            out.group_changed(&format!("Renamed the group to {}.", printable(&v.name)), &v);
         }
         GroupCmd::Describe { group, text } => {
             let v = c
                 .call::<methods::GroupDescribe>(methods::GroupDescribeParams { group, text })
                 .await?;
-            out.group_changed(&format!("Changed the description of {}.", v.name), &v);
+            out.group_changed(
+                &format!("Changed the description of {}.", printable(&v.name)),
+                &v,
+            );
         }
         GroupCmd::Leave { group } => {
             let v = c.call::<methods::GroupLeave>(G { group }).await?;
             out.group_changed(
                 &format!(
                     "You left {}. `kith group delete {}` forgets it.",
-                    v.name,
+                    printable(&v.name),
                     crate::output::id_prefix(&v.id)
                 ),
                 &v,
@@ -516,7 +526,7 @@ async fn group_cmd(out: &Out, c: &mut Client, cmd: GroupCmd) -> Result<(), Clien
         }
         GroupCmd::Delete { group } => {
             let v = c.call::<methods::GroupDelete>(G { group }).await?;
-            out.group_changed(&format!("Deleted {}.", v.name), &v);
+            out.group_changed(&format!("Deleted {}.", printable(&v.name)), &v);
         }
         GroupCmd::Info { group } => {
             out.group_info(&c.call::<methods::GroupInfo>(G { group }).await?);

@@ -7,6 +7,7 @@
 mod args;
 mod cli;
 mod output;
+mod safe;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,8 @@ use kith_engine::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::safe::printable;
+
 pub struct Out {
     json: bool,
 }
@@ -129,7 +131,7 @@ impl Out {
             let mut e = std::io::stderr().lock();
             let _ = writeln!(e, "{}", json!({ "error": msg }));
         } else {
-            eprintln!("kith: {msg}");
+            eprintln!("kith: {}", printable(msg));
         }
     }
 
@@ -189,7 +191,7 @@ impl Out {
         if self.json {
             json_line(c);
         } else {
-            line(&format!("Added {} ({}).", c.name, c.identity));
+            line(&format!("Added {} ({}).", printable(&c.name), c.identity));
         }
     }
 
@@ -248,7 +250,7 @@ impl Out {
             line("No mailboxes yet: the endpoint is sent to each one you add.");
         }
         for m in &p.mailboxes {
-            line(&format!("  {}  {}", m.peer_id, m.status));
+            line(&format!("  {}  {}", m.peer_id, printable(&m.status)));
         }
     }
 
@@ -256,7 +258,7 @@ impl Out {
         if self.json {
             json_line(c);
         } else {
-            line(&format!("Removed {} ({}).", c.name, c.identity));
+            line(&format!("Removed {} ({}).", printable(&c.name), c.identity));
         }
     }
 
@@ -273,7 +275,7 @@ impl Out {
         for c in cs {
             let mut s = format!(
                 "{:<20} {}  {}",
-                c.name,
+                printable(&c.name),
                 c.identity,
                 if c.connected { "connected" } else { "" }
             );
@@ -286,21 +288,21 @@ impl Out {
             if c.blocked {
                 s.push_str("  blocked");
             } else if let Some(t) = &c.typing {
-                s.push_str(&format!("  {t}…"));
+                s.push_str(&format!("  {}…", printable(t)));
             } else if c.presence == "online" {
                 s.push_str("  online");
             } else if let Some(t) = c.last_seen {
                 s.push_str(&format!("  last seen {} UTC", utc(t)));
             }
             if let Some(n) = c.profile_name.as_ref().filter(|n| !n.is_empty()) {
-                s.push_str(&format!("  \"{n}\""));
+                s.push_str(&format!("  \"{}\"", printable(n)));
             }
             line(s.trim_end());
             if let Some(a) = c.about.as_ref().filter(|a| !a.is_empty()) {
-                line(&format!("{:<20} about: {a}", ""));
+                line(&format!("{:<20} about: {}", "", printable(a)));
             }
             if let Some(p) = &c.avatar {
-                line(&format!("{:<20} photo: {p}", ""));
+                line(&format!("{:<20} photo: {}", "", printable(p)));
             }
         }
     }
@@ -323,8 +325,8 @@ impl Out {
             );
             return;
         }
-        line(&format!("name:  {}", p.name));
-        line(&format!("about: {}", p.about));
+        line(&format!("name:  {}", printable(&p.name)));
+        line(&format!("about: {}", printable(&p.about)));
         match p.avatar_bytes {
             Some(n) => line(&format!("photo: {}", bytes(n as u64))),
             None => line("photo: none"),
@@ -349,9 +351,9 @@ impl Out {
         if self.json {
             json_line(c);
         } else if c.blocked {
-            line(&format!("Blocked {}.", c.name));
+            line(&format!("Blocked {}.", printable(&c.name)));
         } else {
-            line(&format!("Unblocked {}.", c.name));
+            line(&format!("Unblocked {}.", printable(&c.name)));
         }
     }
 
@@ -371,11 +373,16 @@ impl Out {
                 line(&format!(
                     "[{}] me: {}  {}",
                     utc(m.sent_at),
-                    m.text,
+                    printable(&m.text),
                     ticks(&m.status)
                 ));
             } else {
-                line(&format!("[{}] {}: {}", utc(m.sent_at), m.from, m.text));
+                line(&format!(
+                    "[{}] {}: {}",
+                    utc(m.sent_at),
+                    printable(&m.from),
+                    printable(&m.text)
+                ));
             }
         }
     }
@@ -385,23 +392,24 @@ impl Out {
             json_line(g);
             return;
         }
-        let others: Vec<&str> = g
+        let others: Vec<_> = g
             .members
             .iter()
             .filter(|m| m.name != "me")
-            .map(|m| m.name.as_str())
+            .map(|m| printable(&m.name))
             .collect();
+        let name = printable(&g.name);
         if others.is_empty() {
             line(&format!(
                 "Created group {} (id {}); add people with: kith group add {} NAME",
-                g.name,
+                name,
                 id_prefix(&g.id),
                 id_prefix(&g.id)
             ));
         } else {
             line(&format!(
                 "Created group {} (id {}) with {}.",
-                g.name,
+                name,
                 id_prefix(&g.id),
                 others.join(", ")
             ));
@@ -422,9 +430,9 @@ impl Out {
             json_line(g);
             return;
         }
-        line(&format!("{}  (id {})", g.name, g.id));
+        line(&format!("{}  (id {})", printable(&g.name), g.id));
         if !g.description.is_empty() {
-            line(&format!("description: {}", g.description));
+            line(&format!("description: {}", printable(&g.description)));
         }
         if !g.active {
             line(
@@ -436,7 +444,7 @@ impl Out {
             line(&format!(
                 "  {} {:<20} {}",
                 if m.admin { "*" } else { " " },
-                m.name,
+                printable(&m.name),
                 m.identity
             ));
         }
@@ -462,7 +470,7 @@ impl Out {
             let mut s = format!(
                 "{}  {:<24} {:>3} member(s)",
                 id_prefix(&g.id),
-                g.name,
+                printable(&g.name),
                 g.members
             );
             if g.admin {
@@ -483,16 +491,21 @@ impl Out {
             if self.json {
                 json_line(m);
             } else if m.kind == "event" {
-                line(&format!("[{}] — {}", utc(m.sent_at), m.text));
+                line(&format!("[{}] — {}", utc(m.sent_at), printable(&m.text)));
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",
                     utc(m.sent_at),
-                    m.text,
+                    printable(&m.text),
                     group_ticks(&m.status, m.delivered, m.read, m.of)
                 ));
             } else {
-                line(&format!("[{}] {}: {}", utc(m.sent_at), m.from, m.text));
+                line(&format!(
+                    "[{}] {}: {}",
+                    utc(m.sent_at),
+                    printable(&m.from),
+                    printable(&m.text)
+                ));
             }
         }
     }
@@ -504,7 +517,9 @@ impl Out {
         }
         line(&format!(
             "Message {} in {} (to {} member(s)):",
-            r.id, r.group, r.of
+            r.id,
+            printable(&r.group),
+            r.of
         ));
         for m in &r.members {
             let d = m
@@ -515,7 +530,7 @@ impl Out {
                 .read_at
                 .map(|t| format!("read {} UTC", utc_secs(t)))
                 .unwrap_or_else(|| "not read".into());
-            line(&format!("  {:<20} {d}  {rd}", m.name));
+            line(&format!("  {:<20} {d}  {rd}", printable(&m.name)));
         }
     }
 
@@ -532,7 +547,7 @@ impl Out {
             json_line(v);
             return;
         }
-        line(&format!("Safety number with {}:", v.name));
+        line(&format!("Safety number with {}:", printable(&v.name)));
         line("");
         let groups: Vec<&str> = v.safety_number.split(' ').collect();
         for row in groups.chunks(4) {
@@ -575,14 +590,16 @@ impl Out {
             json_line(ev);
             return;
         }
-        let get = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
-        match get("event") {
+        // `raw` decides what to print; `get` is what is printed (peers' text, escaped).
+        let raw = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
+        let get = |k: &str| printable(raw(k));
+        match raw("event") {
             "message" => line(&format!("{}: {}", get("contact"), get("text"))),
             "status" => line(&format!(
                 "{} {} {}",
                 get("contact"),
                 get("id"),
-                ticks(get("status"))
+                ticks(raw("status"))
             )),
             "new_contact" => line(&format!(
                 "New contact wrote to you: {} (identity {})",
@@ -605,9 +622,9 @@ impl Out {
                     }
                 }
             }
-            "typing" => match get("state") {
+            "typing" => match raw("state") {
                 "stopped" => {}
-                s => line(&format!("{} is {s}…", get("contact"))),
+                _ => line(&format!("{} is {}…", get("contact"), get("state"))),
             },
             "group_message" => line(&format!(
                 "[{}] {}: {}",
@@ -635,7 +652,7 @@ impl Out {
                 get("contact"),
                 get("name")
             )),
-            _ => line(&ev.to_string()),
+            _ => line(&printable(&ev.to_string())),
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod command;
 pub mod cores;
 mod keys;
 mod model;
+mod public_ip;
 pub mod push;
 
 pub use actor::{

@@ -16,19 +16,23 @@
 //!    [`WAKE_CONCURRENCY`] at once, each attempt limited to [`WAKE_TIMEOUT`], with at most
 //!    [`WAKE_ATTEMPTS`] attempts.
 //!
-//! Server-side request forgery: endpoints come from devices, so a mailbox refuses to POST to
-//! loopback, private, link-local, shared or unspecified addresses, both when the device sets
-//! the endpoint (IP literals, `localhost`) and when it resolves the name for each POST (a
-//! name may point anywhere, and may change). It follows no redirects and uses no proxy.
+//! Server-side request forgery: endpoints come from devices, so a mailbox POSTs only to
+//! public unicast addresses ([`is_public_unicast`]: no loopback, private, link-local,
+//! shared, reserved or documentation ranges, nor IPv6 forms carrying such an IPv4 address),
+//! both when the device sets the endpoint (IP literals in any form the HTTP client reads,
+//! `localhost`) and when it resolves the name for each POST (a name may point anywhere, and
+//! may change). It follows no redirects and uses no proxy.
 //! Plain `http` is refused too. Operators can allow both (tests, LAN-only setups).
 //!
 //! Push URLs carry secrets (the token in the path): only the host is ever logged.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kith_proto::wire::check_push_endpoint;
+
+pub use crate::public_ip::is_public_unicast;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
@@ -67,46 +71,9 @@ pub enum EndpointError {
     /// Plain http, and the mailbox does not allow it.
     #[error("plain http is not allowed")]
     PlainHttp,
-    /// A loopback, private, link-local or unspecified address.
+    /// An address that is not public unicast (loopback, private, link-local, reserved...).
     #[error("private, loopback or link-local addresses are not allowed")]
     Private,
-}
-
-/// Whether an address is one a mailbox must not be made to contact.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_v4(v4);
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                // IPv4-compatible (deprecated) and NAT64 forms embedding a private v4.
-                || (v6.segments()[..6] == [0; 6] && is_private_v4(low_v4(v6)))
-        }
-    }
-}
-
-fn low_v4(v6: Ipv6Addr) -> Ipv4Addr {
-    let o = v6.octets();
-    Ipv4Addr::new(o[12], o[13], o[14], o[15])
-}
-
-fn is_private_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || o[0] == 0
-        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space (CGNAT)
 }
 
 /// Checks an endpoint against a mailbox's policy, as far as it can be without resolving the
@@ -119,13 +86,18 @@ pub fn check_endpoint(url: &str, policy: PushPolicy) -> Result<(), EndpointError
     if policy.allow_private {
         return Ok(());
     }
-    let host = ep.host.to_ascii_lowercase();
+    // The host as the HTTP client will read it: URL parsing turns numeric forms such as
+    // `2130706433`, `0x7f.1` or `127.1` into IPv4 addresses, which it then dials without
+    // asking the resolver.
+    let parsed = reqwest::Url::parse(url).map_err(|_| EndpointError::Malformed)?;
+    let host = parsed.host_str().unwrap_or(ep.host).to_ascii_lowercase();
     let host = host.trim_end_matches('.');
     if host == "localhost" || host.ends_with(".localhost") {
         return Err(EndpointError::Private);
     }
-    if let Ok(ip) = host.parse::<IpAddr>()
-        && is_private(ip)
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>()
+        && !is_public_unicast(ip)
     {
         return Err(EndpointError::Private);
     }
@@ -151,7 +123,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|a| allow_private || !is_private(a.ip()))
+                .filter(|a| allow_private || is_public_unicast(a.ip()))
                 .take(16)
                 .collect();
             if found.is_empty() {
@@ -263,6 +235,7 @@ mod tests {
             check_endpoint("https://push.example.org/up/x", STRICT),
             Ok(())
         );
+        // parse only
         for (url, why) in [
             ("http://push.example.org/x", EndpointError::PlainHttp),
             ("https://127.0.0.1/x", EndpointError::Private),
@@ -276,18 +249,43 @@ mod tests {
             ("https://[fd00::1]/", EndpointError::Private),
             ("https://[::ffff:127.0.0.1]/", EndpointError::Private),
             ("https://localhost/", EndpointError::Private),
+            ("https://LOCALHOST./", EndpointError::Private),
             ("https://a.localhost./", EndpointError::Private),
             ("ftp://x/", EndpointError::Malformed),
         ] {
             assert_eq!(check_endpoint(url, STRICT), Err(why), "{url}");
+        }
+        // parse only: literals the filter missed, in every form the HTTP client reads.
+        for url in [
+            "https://2130706433/x",                             // 127.0.0.1 as one number
+            "https://0x7f.1/x",                                 // 127.0.0.1 in hex, short form
+            "https://127.1/x",                                  // 127.0.0.1, short form
+            "https://012.0.0.1/x",                              // 10.0.0.1 in octal
+            "https://192.0.2.1/x",                              // documentation
+            "https://198.18.0.1/x",                             // benchmarking
+            "https://240.0.0.1/x",                              // reserved
+            "https://255.255.255.255/x",                        // broadcast
+            "https://[64:ff9b::a9fe:a9fe]/x",                   // NAT64 of 169.254.169.254
+            "https://[64:ff9b:1::1]/x",                         // NAT64, local use
+            "https://[2002:a00:1::1]/x",                        // 6to4 of 10.0.0.1
+            "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x", // Teredo to 127.0.0.1
+            "https://[::127.0.0.1]/x",                          // IPv4-compatible
+            "https://[::ffff:a00:1]/x",                         // IPv4-mapped, hex
+            "https://[2001:db8::1]/x",                          // documentation
+            "https://[ff02::1]/x",                              // multicast
+            "https://[::]/x",                                   // unspecified
+        ] {
+            assert_eq!(
+                check_endpoint(url, STRICT),
+                Err(EndpointError::Private),
+                "{url}"
+            );
         }
         let open = PushPolicy {
             allow_private: true,
             allow_http: true,
         };
         assert_eq!(check_endpoint("http://127.0.0.1:9/x", open), Ok(()));
-        assert!(!is_private("1.1.1.1".parse().unwrap()));
-        assert!(!is_private("2606:4700::1111".parse().unwrap()));
     }
 
     #[test]
