@@ -13,6 +13,9 @@
 
 use super::*;
 
+/// How long a stopping engine waits for its network actor to end.
+const NET_STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl Engine {
     /// Opens the data directory (creating keys and store on first run), starts the network
     /// and the actor. Returns the handle and the actor's task.
@@ -45,7 +48,7 @@ impl Engine {
         let me = keys.identity.public();
         info!(identity = %me, %peer, "starting node");
 
-        let (net, net_events, _net_task) = kith_net::spawn(NetConfig {
+        let (net, net_events, net_task) = kith_net::spawn(NetConfig {
             keypair: keys.p2p.clone(),
             listen: cfg.listen.clone(),
             bootstrap: cfg.bootstrap.clone(),
@@ -129,7 +132,13 @@ impl Engine {
                 waker,
             },
         };
-        let task = tokio::spawn(engine.run(cmds, net_events));
+        let task = tokio::spawn(async move {
+            engine.run(cmds, net_events).await;
+            // The engine (and with it the network handle) is gone: the network actor ends,
+            // closing its listeners, before the engine counts as stopped, so a node
+            // restarted at once can listen on the same addresses.
+            let _ = tokio::time::timeout(NET_STOP_WAIT, net_task).await;
+        });
         let handle = EngineHandle {
             tx,
             events,
