@@ -87,7 +87,7 @@ struct Node {
     peer_id: String,
     code: String,
     /// The user's identity key (from the contact code).
-    identity: Option<[u8; 32]>,
+    identity: Option<kith_types::IdentityKey>,
     /// Its links, their counters and cuts (kept over restarts).
     sim: SimNet,
 }
