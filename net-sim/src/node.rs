@@ -70,7 +70,7 @@ pub(crate) struct Node {
     pub(crate) peer_id: String,
     pub(crate) code: String,
     /// The user's identity key (from the contact code).
-    pub(crate) identity: Option<[u8; 32]>,
+    pub(crate) identity: Option<kith_types::IdentityKey>,
     /// Its links, their counters and cuts (kept over restarts).
     pub(crate) sim: SimNet,
 }

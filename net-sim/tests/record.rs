@@ -24,7 +24,7 @@ struct Node {
     task: tokio::task::JoinHandle<()>,
     sim: SimNet,
     addr: Multiaddr,
-    identity: [u8; 32],
+    identity: kith_types::IdentityKey,
 }
 
 async fn start(dir: &std::path::Path, name: &str, boot: Option<Multiaddr>) -> Node {

@@ -124,7 +124,12 @@ struct Deposited {
 
 /// Connects `load.senders` senders, then has them all deposit `load.envelopes` envelopes
 /// (rounded down to whole batches per sender) for the devices `curves`, in turn.
-async fn deposit(node: PeerId, addr: &Multiaddr, curves: &[[u8; 32]], load: Load) -> Deposited {
+async fn deposit(
+    node: PeerId,
+    addr: &Multiaddr,
+    curves: &[kith_types::CurveKey],
+    load: Load,
+) -> Deposited {
     let per_sender = load.envelopes / load.senders;
     let batches = per_sender / load.batch;
     let start = Arc::new(tokio::sync::Barrier::new(load.senders + 1));

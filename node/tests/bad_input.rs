@@ -751,7 +751,7 @@ fn a_stranger_cannot_register_as_someone_else_nor_leave_mail_for_strangers() {
         let deposit = framed(
             &Request::Deliver {
                 envelopes: vec![Envelope {
-                    to_device: [7; 32],
+                    to_device: kith_types::CurveKey([7; 32]),
                     kind: 1,
                     ciphertext: vec![1, 2, 3],
                 }],

@@ -1,5 +1,5 @@
 use kith_proto::record::{DeviceCert, PrekeyBundle};
-use kith_types::now_ms;
+use kith_types::{CurveKey, now_ms};
 use vodozemac::olm::{Account, AccountPickle};
 
 use crate::{CryptoError, Identity, StorageKey};
@@ -13,7 +13,7 @@ pub struct Device {
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Device")
-            .field("curve25519", &hex::encode(&self.cert.curve25519[..8]))
+            .field("curve25519", &self.cert.curve25519.short())
             .finish_non_exhaustive()
     }
 }
@@ -34,9 +34,9 @@ impl Device {
     ) -> Result<DeviceCert, CryptoError> {
         let keys = account.identity_keys();
         let mut cert = DeviceCert {
-            identity: identity.public().0,
+            identity: identity.public(),
             peer_id,
-            curve25519: keys.curve25519.to_bytes(),
+            curve25519: CurveKey(keys.curve25519.to_bytes()),
             ed25519: *keys.ed25519.as_bytes(),
             created_ms: now_ms(),
             signature: Vec::new(),
@@ -53,7 +53,7 @@ impl Device {
         let p = AccountPickle::from_encrypted(pickle, &key.0)
             .map_err(|e| CryptoError::Pickle(e.to_string()))?;
         let account = Account::from_pickle(p);
-        if account.curve25519_key().to_bytes() != cert.curve25519 {
+        if account.curve25519_key().to_bytes() != cert.curve25519.0 {
             return Err(CryptoError::Pickle(
                 "certificate does not match account".into(),
             ));
@@ -72,7 +72,7 @@ impl Device {
     }
 
     /// This device's Curve25519 key, which names it in envelopes.
-    pub fn curve_key(&self) -> [u8; 32] {
+    pub fn curve_key(&self) -> CurveKey {
         self.cert.curve25519
     }
 

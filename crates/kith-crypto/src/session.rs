@@ -1,5 +1,6 @@
 use kith_proto::record::PrekeyBundle;
 use kith_proto::wire::Envelope;
+use kith_types::CurveKey;
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{OlmMessage, Session, SessionConfig, SessionPickle};
 
@@ -11,7 +12,7 @@ pub const MAX_SESSIONS_PER_DEVICE: usize = 4;
 
 /// The Olm sessions with one remote device, most recently used first.
 pub struct PeerSessions {
-    remote: [u8; 32],
+    remote: CurveKey,
     sessions: Vec<Session>,
 }
 
@@ -34,7 +35,7 @@ pub struct Decrypted {
 
 impl PeerSessions {
     /// No sessions yet with the device whose Curve25519 key is `remote`.
-    pub fn new(remote: [u8; 32]) -> Self {
+    pub fn new(remote: CurveKey) -> Self {
         Self {
             remote,
             sessions: Vec::new(),
@@ -43,7 +44,7 @@ impl PeerSessions {
 
     /// Restores sessions saved by [`PeerSessions::pickles`].
     pub fn restore(
-        remote: [u8; 32],
+        remote: CurveKey,
         pickles: &[String],
         key: &StorageKey,
     ) -> Result<Self, CryptoError> {
@@ -65,7 +66,7 @@ impl PeerSessions {
     }
 
     /// The remote device's Curve25519 key.
-    pub fn remote(&self) -> [u8; 32] {
+    pub fn remote(&self) -> CurveKey {
         self.remote
     }
 
@@ -96,7 +97,7 @@ impl PeerSessions {
             .account
             .create_outbound_session(
                 SessionConfig::version_1(),
-                Curve25519PublicKey::from_bytes(self.remote),
+                Curve25519PublicKey::from_bytes(self.remote.0),
                 Curve25519PublicKey::from_bytes(bundle.one_time_key),
             )
             .map_err(|e| CryptoError::Session(e.to_string()))?;
@@ -128,9 +129,9 @@ impl PeerSessions {
 
     /// The sender's Curve25519 key named inside a pre-key envelope (normal envelopes name no
     /// sender).
-    pub fn prekey_sender(env: &Envelope) -> Option<[u8; 32]> {
+    pub fn prekey_sender(env: &Envelope) -> Option<CurveKey> {
         match OlmMessage::from_parts(usize::from(env.kind), &env.ciphertext) {
-            Ok(OlmMessage::PreKey(m)) => Some(m.identity_key().to_bytes()),
+            Ok(OlmMessage::PreKey(m)) => Some(CurveKey(m.identity_key().to_bytes())),
             _ => None,
         }
     }
@@ -145,7 +146,7 @@ impl PeerSessions {
         let msg = OlmMessage::from_parts(usize::from(env.kind), &env.ciphertext)
             .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
         if let OlmMessage::PreKey(pre) = &msg {
-            if pre.identity_key().to_bytes() != self.remote {
+            if pre.identity_key().to_bytes() != self.remote.0 {
                 return Err(CryptoError::BadKey);
             }
             let id = pre.session_id();
@@ -163,7 +164,7 @@ impl PeerSessions {
                 .account
                 .create_inbound_session(
                     SessionConfig::version_1(),
-                    Curve25519PublicKey::from_bytes(self.remote),
+                    Curve25519PublicKey::from_bytes(self.remote.0),
                     pre,
                 )
                 .map_err(|e| CryptoError::Decrypt(e.to_string()))?;
@@ -257,7 +258,12 @@ mod tests {
         assert_eq!(b2a.decrypt(&mut bob, &e2).unwrap().plaintext, b"y");
         // Wrong storage key is a typed error, not a panic.
         assert!(
-            PeerSessions::restore([0; 32], &a2b.pickles(&key), &StorageKey::generate()).is_err()
+            PeerSessions::restore(
+                CurveKey([0; 32]),
+                &a2b.pickles(&key),
+                &StorageKey::generate()
+            )
+            .is_err()
         );
     }
 
@@ -274,7 +280,7 @@ mod tests {
     #[test]
     fn garbage_envelopes_are_errors() {
         let (_, mut bob) = device();
-        let mut s = PeerSessions::new([5; 32]);
+        let mut s = PeerSessions::new(CurveKey([5; 32]));
         for kind in 0..3u8 {
             let env = Envelope {
                 to_device: bob.curve_key(),

@@ -44,8 +44,8 @@ proptest! {
         let key = StorageKey::generate();
         let ida = Identity::generate();
         let idb = Identity::generate();
-        let mut a = Side { device: Device::generate(&ida, vec![1]).unwrap(), sessions: PeerSessions::new([0; 32]) };
-        let mut b = Side { device: Device::generate(&idb, vec![2]).unwrap(), sessions: PeerSessions::new([0; 32]) };
+        let mut a = Side { device: Device::generate(&ida, vec![1]).unwrap(), sessions: PeerSessions::new(kith_types::CurveKey([0; 32])) };
+        let mut b = Side { device: Device::generate(&idb, vec![2]).unwrap(), sessions: PeerSessions::new(kith_types::CurveKey([0; 32])) };
         a.sessions = PeerSessions::new(b.device.curve_key());
         b.sessions = PeerSessions::new(a.device.curve_key());
         // Alice opens the session from Bob's pre-key, as after a claim.

@@ -5,6 +5,7 @@
 //! checksum catches typing and copy errors; trust comes from the person who gave the code,
 //! and the device keys learned later must be signed by the identity key it names.
 
+use kith_types::IdentityKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -21,9 +22,8 @@ pub const MAX_CODE_LEN: usize = 4096;
 pub struct ContactCard {
     /// Format version (1).
     pub version: u8,
-    /// The person's ed25519 identity key.
-    #[serde(with = "serde_bytes")]
-    pub identity: [u8; 32],
+    /// The person's ed25519 identity key (a byte string, as `serde_bytes` wrote it).
+    pub identity: IdentityKey,
     /// The peer id of the device that made the code (encoded).
     #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
@@ -85,7 +85,7 @@ mod tests {
     fn card() -> ContactCard {
         ContactCard {
             version: 1,
-            identity: [9; 32],
+            identity: IdentityKey([9; 32]),
             peer_id: vec![1, 2, 3],
             addrs: vec![vec![4, 5]],
         }

@@ -5,6 +5,7 @@
 //! whole.
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use kith_types::{CurveKey, IdentityKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -47,15 +48,13 @@ fn check_addrs(addrs: &[Vec<u8>]) -> Result<(), DecodeError> {
 /// A device's keys, signed by its owner's identity key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCert {
-    /// The owner's ed25519 identity key.
-    #[serde(with = "serde_bytes")]
-    pub identity: [u8; 32],
+    /// The owner's ed25519 identity key (a byte string, as `serde_bytes` wrote it).
+    pub identity: IdentityKey,
     /// The device's libp2p peer id (encoded).
     #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
-    /// The device's Olm Curve25519 identity key.
-    #[serde(with = "serde_bytes")]
-    pub curve25519: [u8; 32],
+    /// The device's Olm Curve25519 identity key (a byte string).
+    pub curve25519: CurveKey,
     /// The device's Olm Ed25519 signing key.
     #[serde(with = "serde_bytes")]
     pub ed25519: [u8; 32],
@@ -68,12 +67,10 @@ pub struct DeviceCert {
 
 #[derive(Serialize)]
 struct DeviceCertBody<'a> {
-    #[serde(with = "serde_bytes")]
-    identity: &'a [u8; 32],
+    identity: &'a IdentityKey,
     #[serde(with = "serde_bytes")]
     peer_id: &'a [u8],
-    #[serde(with = "serde_bytes")]
-    curve25519: &'a [u8; 32],
+    curve25519: &'a CurveKey,
     #[serde(with = "serde_bytes")]
     ed25519: &'a [u8; 32],
     created_ms: u64,
@@ -102,7 +99,7 @@ impl DeviceCert {
         let msg = self
             .signing_bytes()
             .map_err(|_| DecodeError::Invalid("unencodable"))?;
-        verify(&self.identity, &msg, &self.signature)
+        verify(self.identity.as_bytes(), &msg, &self.signature)
     }
 }
 
@@ -183,9 +180,8 @@ impl MailboxRef {
 pub struct UserRecord {
     /// Format version (1).
     pub version: u8,
-    /// The person's identity key.
-    #[serde(with = "serde_bytes")]
-    pub identity: [u8; 32],
+    /// The person's identity key (a byte string).
+    pub identity: IdentityKey,
     /// Their devices.
     pub devices: Vec<RecordDevice>,
     /// When it was issued; a newer record replaces an older one.
@@ -200,8 +196,7 @@ pub struct UserRecord {
 #[derive(Serialize)]
 struct UserRecordBody<'a> {
     version: u8,
-    #[serde(with = "serde_bytes")]
-    identity: &'a [u8; 32],
+    identity: &'a IdentityKey,
     devices: &'a [RecordDevice],
     issued_ms: u64,
     expires_ms: u64,
@@ -267,16 +262,16 @@ impl UserRecord {
         let msg = self
             .signing_bytes()
             .map_err(|_| DecodeError::Invalid("unencodable"))?;
-        verify(&self.identity, &msg, &self.signature)
+        verify(self.identity.as_bytes(), &msg, &self.signature)
     }
 }
 
 /// The DHT key under which a person's user record is kept: SHA-256 of a domain tag and the
 /// identity key, so the key itself does not show the identity.
-pub fn user_record_key(identity: &[u8; 32]) -> Vec<u8> {
+pub fn user_record_key(identity: &IdentityKey) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(b"kith-user-record-key-v1");
-    h.update(identity);
+    h.update(identity.as_bytes());
     h.finalize().to_vec()
 }
 
@@ -286,11 +281,11 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     fn signed_record(key: &SigningKey, issued: u64, expires: u64) -> UserRecord {
-        let identity = key.verifying_key().to_bytes();
+        let identity = IdentityKey(key.verifying_key().to_bytes());
         let mut cert = DeviceCert {
             identity,
             peer_id: vec![1, 2, 3],
-            curve25519: [4; 32],
+            curve25519: CurveKey([4; 32]),
             ed25519: [5; 32],
             created_ms: 1,
             signature: Vec::new(),
@@ -355,6 +350,93 @@ mod tests {
             Err(DecodeError::Invalid(_))
         ));
 
-        assert_ne!(user_record_key(&[1; 32]), user_record_key(&[2; 32]));
+        assert_ne!(
+            user_record_key(&IdentityKey([1; 32])),
+            user_record_key(&IdentityKey([2; 32]))
+        );
+    }
+
+    /// `DeviceCert` and `UserRecord` as they were before their keys were typed: every key a
+    /// `serde_bytes` array.
+    mod old {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        pub struct DeviceCert {
+            #[serde(with = "serde_bytes")]
+            pub identity: [u8; 32],
+            #[serde(with = "serde_bytes")]
+            pub peer_id: Vec<u8>,
+            #[serde(with = "serde_bytes")]
+            pub curve25519: [u8; 32],
+            #[serde(with = "serde_bytes")]
+            pub ed25519: [u8; 32],
+            pub created_ms: u64,
+            #[serde(with = "serde_bytes")]
+            pub signature: Vec<u8>,
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub struct RecordDevice {
+            pub cert: DeviceCert,
+            #[serde(with = "crate::codec::byte_list")]
+            pub addrs: Vec<Vec<u8>>,
+            pub mailboxes: Vec<()>, // empty here
+            pub prekey: Option<()>, // none here
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub struct UserRecord {
+            pub version: u8,
+            #[serde(with = "serde_bytes")]
+            pub identity: [u8; 32],
+            pub devices: Vec<RecordDevice>,
+            pub issued_ms: u64,
+            pub expires_ms: u64,
+            #[serde(with = "serde_bytes")]
+            pub signature: Vec<u8>,
+        }
+    }
+
+    #[test]
+    fn typed_keys_keep_the_old_encoding() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let rec = signed_record(&key, NOW - 10, NOW + 1000);
+        let c = &rec.devices[0].cert;
+        let old_cert = old::DeviceCert {
+            identity: key.verifying_key().to_bytes(),
+            peer_id: c.peer_id.clone(),
+            curve25519: [4; 32],
+            ed25519: c.ed25519,
+            created_ms: c.created_ms,
+            signature: c.signature.clone(),
+        };
+        let old_rec = old::UserRecord {
+            version: 1,
+            identity: key.verifying_key().to_bytes(),
+            devices: vec![old::RecordDevice {
+                cert: old_cert,
+                addrs: rec.devices[0].addrs.clone(),
+                mailboxes: Vec::new(),
+                prekey: None,
+            }],
+            issued_ms: rec.issued_ms,
+            expires_ms: rec.expires_ms,
+            signature: rec.signature.clone(),
+        };
+        let old_bytes = codec::encode(&old_rec).unwrap();
+        // Bytes written by the old layout decode (signatures and all) into the typed one and
+        // encode back to the same bytes.
+        let decoded = UserRecord::decode_valid(&old_bytes, NOW).unwrap();
+        assert_eq!(decoded, rec);
+        assert_eq!(codec::encode(&decoded).unwrap(), old_bytes);
+        let cert_bytes = codec::encode(&old_rec.devices[0].cert).unwrap();
+        let cert: DeviceCert = codec::decode(&cert_bytes, MAX_USER_RECORD).unwrap();
+        assert_eq!(&cert, c);
+        assert_eq!(codec::encode(&cert).unwrap(), cert_bytes);
+        // A 32-byte key is a length then the bytes, not 32 bare bytes.
+        let mut prefix = vec![32u8];
+        prefix.extend_from_slice(key.verifying_key().as_bytes());
+        assert_eq!(&cert_bytes[..33], &prefix[..]);
     }
 }

@@ -6,7 +6,7 @@
 //! device's Curve25519 key and Olm ciphertext: the sender's identity, the message id and the
 //! text travel inside the ciphertext (sealed sender).
 
-use kith_types::GroupId;
+use kith_types::{CurveKey, GroupId};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, DecodeError, EncodeError};
@@ -293,9 +293,8 @@ pub enum Refusal {
 /// An Olm message for one device.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// The recipient device's Curve25519 key.
-    #[serde(with = "serde_bytes")]
-    pub to_device: [u8; 32],
+    /// The recipient device's Curve25519 key (a byte string, as `serde_bytes` wrote it).
+    pub to_device: CurveKey,
     /// Olm message type: 0 pre-key, 1 normal.
     pub kind: u8,
     /// The Olm ciphertext.

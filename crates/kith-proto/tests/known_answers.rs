@@ -15,7 +15,7 @@ use kith_proto::wire::{
 fn request_frame_bytes() {
     let req = Request::Deliver {
         envelopes: vec![Envelope {
-            to_device: [0xab; 32],
+            to_device: kith_types::CurveKey([0xab; 32]),
             kind: 1,
             ciphertext: vec![1, 2, 3],
         }],
@@ -124,7 +124,7 @@ fn sealed_payload_bytes() {
 fn contact_code_text() {
     let card = ContactCard {
         version: 1,
-        identity: [7; 32],
+        identity: kith_types::IdentityKey([7; 32]),
         peer_id: vec![0, 1, 2],
         addrs: vec![vec![4, 127, 0, 0, 1]],
     };

@@ -2,7 +2,7 @@
 
 use kith_proto::record::{DeviceCert, MailboxRef, PrekeyBundle};
 use kith_proto::wire::Envelope;
-use kith_types::DeviceKey;
+use kith_types::{DeviceKey, IdentityKey};
 use serde::{Deserialize, Serialize};
 
 /// Largest encoded value the store decodes (a message with its text, an outbox item).
@@ -11,9 +11,8 @@ pub const MAX_VALUE: usize = 256 * 1024;
 /// A person this node talks to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
-    /// Their identity key.
-    #[serde(with = "serde_bytes")]
-    pub identity: [u8; 32],
+    /// Their identity key (a byte string, as `serde_bytes` wrote it).
+    pub identity: IdentityKey,
     /// The name this user gave them (unique among contacts).
     pub name: String,
     /// When added.
@@ -66,9 +65,8 @@ impl std::fmt::Debug for StoredProfile {
 /// device is known (from a contact code) before its certificate is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownDevice {
-    /// The identity it belongs to.
-    #[serde(with = "serde_bytes")]
-    pub identity: [u8; 32],
+    /// The identity it belongs to (a byte string).
+    pub identity: IdentityKey,
     /// Its libp2p peer id (encoded).
     #[serde(with = "serde_bytes")]
     pub peer_id: Vec<u8>,
@@ -143,12 +141,16 @@ impl std::fmt::Debug for StoredMessage {
     }
 }
 
+/// The conversation of kept mail: envelopes this node's mailbox keeps for another device,
+/// which belong to none of ours.
+pub const NO_CONVERSATION: IdentityKey = IdentityKey([0; 32]);
+
 /// Something waiting to be delivered to one remote device, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
-    /// The conversation (contact identity) it belongs to.
-    #[serde(with = "serde_bytes")]
-    pub conversation: [u8; 32],
+    /// The conversation (contact identity) it belongs to, [`NO_CONVERSATION`] for kept mail
+    /// (a byte string).
+    pub conversation: IdentityKey,
     /// Outgoing text message ids it carries (their state rises when it is acknowledged).
     pub message_ids: Vec<u128>,
     /// The encrypted envelope, once a session with the device exists.
@@ -171,7 +173,7 @@ impl OutboxItem {
     /// Whether this is an envelope a mailbox keeps for a registered device (it has no
     /// conversation and no body of ours to seal again).
     pub fn is_kept_mail(&self) -> bool {
-        self.conversation == [0; 32] && self.body.is_none()
+        self.conversation == NO_CONVERSATION && self.body.is_none()
     }
 
     /// The ciphertext bytes this item counts against a mailbox's byte quota (0 for the
@@ -181,5 +183,148 @@ impl OutboxItem {
             Some(env) if self.is_kept_mail() => env.ciphertext.len() as u64,
             _ => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tx::{dec, enc};
+
+    /// The records as they were written before their identity keys were typed.
+    mod old {
+        use serde::Serialize;
+
+        #[derive(Serialize)]
+        pub struct Contact {
+            #[serde(with = "serde_bytes")]
+            pub identity: [u8; 32],
+            pub name: String,
+            pub added_ms: u64,
+            pub added_by_user: bool,
+            #[serde(with = "serde_bytes")]
+            pub peer_hint: Vec<u8>,
+            #[serde(with = "kith_proto::codec::byte_list")]
+            pub addr_hints: Vec<Vec<u8>>,
+        }
+
+        #[derive(Serialize)]
+        pub struct KnownDevice {
+            #[serde(with = "serde_bytes")]
+            pub identity: [u8; 32],
+            #[serde(with = "serde_bytes")]
+            pub peer_id: Vec<u8>,
+            pub cert: Option<()>, // none here
+            #[serde(with = "kith_proto::codec::byte_list")]
+            pub addrs: Vec<Vec<u8>>,
+            pub mailboxes: Vec<()>, // none here
+            pub prekey: Option<()>, // none here
+        }
+
+        #[derive(Serialize)]
+        pub struct Envelope {
+            #[serde(with = "serde_bytes")]
+            pub to_device: [u8; 32],
+            pub kind: u8,
+            #[serde(with = "serde_bytes")]
+            pub ciphertext: Vec<u8>,
+        }
+
+        #[derive(Serialize)]
+        pub struct OutboxItem {
+            #[serde(with = "serde_bytes")]
+            pub conversation: [u8; 32],
+            pub message_ids: Vec<u128>,
+            pub sealed: Option<Envelope>,
+            #[serde(with = "serde_bytes")]
+            pub body: Option<Vec<u8>>,
+            pub queued_ms: u64,
+            pub resets: u8,
+            pub covers: u32,
+            pub covered: bool,
+        }
+    }
+
+    /// Decodes `old` bytes as `T`, checks the value, and that it encodes back to the same bytes.
+    fn same<T>(old: Vec<u8>, want: T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let typed: T = dec(&old).unwrap();
+        assert_eq!(typed, want);
+        assert_eq!(enc(&typed).unwrap(), old);
+    }
+
+    #[test]
+    fn typed_identity_keys_keep_the_stored_encoding() {
+        let contact = old::Contact {
+            identity: [3; 32],
+            name: "ann".into(),
+            added_ms: 5,
+            added_by_user: true,
+            peer_hint: vec![1, 2],
+            addr_hints: vec![vec![4, 127, 0, 0, 1]],
+        };
+        same(
+            enc(&contact).unwrap(),
+            Contact {
+                identity: IdentityKey([3; 32]),
+                name: "ann".into(),
+                added_ms: 5,
+                added_by_user: true,
+                peer_hint: vec![1, 2],
+                addr_hints: vec![vec![4, 127, 0, 0, 1]],
+            },
+        );
+        let device = old::KnownDevice {
+            identity: [4; 32],
+            peer_id: vec![7],
+            cert: None,
+            addrs: vec![vec![1]],
+            mailboxes: Vec::new(),
+            prekey: None,
+        };
+        same(
+            enc(&device).unwrap(),
+            KnownDevice {
+                identity: IdentityKey([4; 32]),
+                peer_id: vec![7],
+                cert: None,
+                addrs: vec![vec![1]],
+                mailboxes: Vec::new(),
+                prekey: None,
+            },
+        );
+        let item = old::OutboxItem {
+            conversation: [5; 32],
+            message_ids: vec![9],
+            sealed: Some(old::Envelope {
+                to_device: [6; 32],
+                kind: 1,
+                ciphertext: vec![8; 3],
+            }),
+            body: Some(vec![2]),
+            queued_ms: 10,
+            resets: 1,
+            covers: 1,
+            covered: false,
+        };
+        same(
+            enc(&item).unwrap(),
+            OutboxItem {
+                conversation: IdentityKey([5; 32]),
+                message_ids: vec![9],
+                sealed: Some(Envelope {
+                    to_device: kith_types::CurveKey([6; 32]),
+                    kind: 1,
+                    ciphertext: vec![8; 3],
+                }),
+                body: Some(vec![2]),
+                queued_ms: 10,
+                resets: 1,
+                covers: 1,
+                covered: false,
+            },
+        );
     }
 }

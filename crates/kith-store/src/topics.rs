@@ -7,7 +7,7 @@
 //! arrival number; an index by (topic, sender device, seq) keeps one copy of each frame and
 //! answers "what does this device lack" without reading the frames themselves.
 
-use kith_types::DeviceKey;
+use kith_types::{CurveKey, DeviceKey};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,8 +43,8 @@ pub fn topic_digest(topic: &str) -> [u8; 32] {
 /// A frame as a mailbox keeps it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct KeptFrame {
-    #[serde(with = "serde_bytes")]
-    sender: [u8; 32],
+    /// The sending device's Curve25519 key (a byte string, as `serde_bytes` wrote it).
+    sender: CurveKey,
     seq: u64,
     at_ms: u64,
     #[serde(with = "serde_bytes")]
@@ -144,12 +144,12 @@ macro_rules! topic_reads {
             pub fn topic_frames_lacking(
                 &self,
                 topic: &str,
-                have: &[([u8; 32], u64)],
+                have: &[(CurveKey, u64)],
                 max_frames: usize,
                 max_bytes: usize,
             ) -> Result<Lacking, StoreError> {
                 let digest = topic_digest(topic);
-                let marks: std::collections::HashMap<[u8; 32], u64> =
+                let marks: std::collections::HashMap<CurveKey, u64> =
                     have.iter().copied().collect();
                 // The index is small rows: pick the arrival numbers first, read frames after.
                 let index = self.table(TOPIC_FRAME_INDEX)?;
@@ -159,7 +159,7 @@ macro_rules! topic_reads {
                 {
                     let (k, arrival) = row?;
                     let (_, sender, seq) = k.value();
-                    if marks.get(sender).is_none_or(|m| seq > *m) {
+                    if marks.get(&CurveKey(*sender)).is_none_or(|m| seq > *m) {
                         wanted.push(arrival.value());
                     }
                 }
@@ -240,7 +240,7 @@ impl WriteTx<'_> {
     pub fn keep_topic_frame(
         &mut self,
         topic: &str,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         frame: &[u8],
         now_ms: u64,
@@ -249,7 +249,7 @@ impl WriteTx<'_> {
         let digest = topic_digest(topic);
         if self
             .table(TOPIC_FRAME_INDEX)?
-            .get((&digest, sender, seq))?
+            .get((&digest, sender.as_bytes(), seq))?
             .is_some()
         {
             return Ok(false);
@@ -272,7 +272,7 @@ impl WriteTx<'_> {
         self.table_mut(TOPIC_FRAMES)?
             .insert((&digest, next), enc(&row)?.as_slice())?;
         self.table_mut(TOPIC_FRAME_INDEX)?
-            .insert((&digest, sender, seq), next)?;
+            .insert((&digest, sender.as_bytes(), seq), next)?;
         self.table_mut(TOPIC_USAGE)?.insert(
             &digest,
             (
@@ -318,8 +318,11 @@ impl WriteTx<'_> {
                 return Ok(dropped);
             }
             self.table_mut(TOPIC_FRAMES)?.remove((digest, arrival))?;
-            self.table_mut(TOPIC_FRAME_INDEX)?
-                .remove((digest, &kept.sender, kept.seq))?;
+            self.table_mut(TOPIC_FRAME_INDEX)?.remove((
+                digest,
+                kept.sender.as_bytes(),
+                kept.seq,
+            ))?;
             self.table_mut(TOPIC_USAGE)?.insert(
                 digest,
                 (
@@ -376,6 +379,37 @@ mod tests {
 
     const T1: &str = "kith/g/00000000000000000000000000000001";
     const T2: &str = "kith/g/00000000000000000000000000000002";
+    /// Two sender devices.
+    const S1: CurveKey = CurveKey([1; 32]);
+    const S2: CurveKey = CurveKey([2; 32]);
+
+    /// A kept frame as written before its sender was typed decodes, and encodes the same.
+    #[test]
+    fn kept_frame_encoding_is_unchanged() {
+        #[derive(Serialize)]
+        struct Old {
+            #[serde(with = "serde_bytes")]
+            sender: [u8; 32],
+            seq: u64,
+            at_ms: u64,
+            #[serde(with = "serde_bytes")]
+            frame: Vec<u8>,
+        }
+        let old = enc(&Old {
+            sender: [1; 32],
+            seq: 2,
+            at_ms: 3,
+            frame: b"f".to_vec(),
+        })
+        .unwrap();
+        let typed: KeptFrame = dec(&old).unwrap();
+        assert_eq!(typed.sender, S1);
+        assert_eq!(
+            (typed.seq, typed.at_ms, typed.frame.as_slice()),
+            (2, 3, &b"f"[..])
+        );
+        assert_eq!(enc(&typed).unwrap(), old);
+    }
 
     fn limits(max_frames: u64, max_bytes: u64) -> TopicLimits {
         TopicLimits {
@@ -433,14 +467,14 @@ mod tests {
         let lim = limits(100, 1 << 20);
         store
             .write(|w| {
-                assert!(w.keep_topic_frame(T1, &[1; 32], 2, b"a2", 10, lim)?);
-                assert!(w.keep_topic_frame(T1, &[1; 32], 1, b"a1", 11, lim)?);
-                assert!(w.keep_topic_frame(T1, &[2; 32], 1, b"b1", 12, lim)?);
+                assert!(w.keep_topic_frame(T1, &S1, 2, b"a2", 10, lim)?);
+                assert!(w.keep_topic_frame(T1, &S1, 1, b"a1", 11, lim)?);
+                assert!(w.keep_topic_frame(T1, &S2, 1, b"b1", 12, lim)?);
                 // The same (sender, seq) again, whatever its bytes: kept once.
-                assert!(!w.keep_topic_frame(T1, &[1; 32], 2, b"a2", 13, lim)?);
-                assert!(!w.keep_topic_frame(T1, &[1; 32], 2, b"xx", 13, lim)?);
+                assert!(!w.keep_topic_frame(T1, &S1, 2, b"a2", 13, lim)?);
+                assert!(!w.keep_topic_frame(T1, &S1, 2, b"xx", 13, lim)?);
                 // Another topic is kept apart.
-                assert!(w.keep_topic_frame(T2, &[1; 32], 2, b"a2", 13, lim)?);
+                assert!(w.keep_topic_frame(T2, &S1, 2, b"a2", 13, lim)?);
                 Ok(())
             })
             .unwrap();
@@ -457,7 +491,7 @@ mod tests {
         );
         // What a device lacks: sender 1 up to 1 held; sender 2 not listed.
         let l = store
-            .read(|r| r.topic_frames_lacking(T1, &[([1; 32], 1)], 10, 1000))
+            .read(|r| r.topic_frames_lacking(T1, &[(S1, 1)], 10, 1000))
             .unwrap();
         assert_eq!(l.frames, vec![b"a2".to_vec(), b"b1".to_vec()]);
         assert!(!l.more);
@@ -472,7 +506,7 @@ mod tests {
         assert_eq!((l.frames.len(), l.more), (2, true));
         // Everything held: nothing.
         let l = store
-            .read(|r| r.topic_frames_lacking(T1, &[([1; 32], 9), ([2; 32], 9)], 10, 1000))
+            .read(|r| r.topic_frames_lacking(T1, &[(S1, 9), (S2, 9)], 10, 1000))
             .unwrap();
         assert_eq!(l, Lacking::default());
     }
@@ -484,7 +518,7 @@ mod tests {
         store
             .write(|w| {
                 for seq in 1..=5u64 {
-                    w.keep_topic_frame(T1, &[1; 32], seq, &[seq as u8; 4], seq, lim)?;
+                    w.keep_topic_frame(T1, &S1, seq, &[seq as u8; 4], seq, lim)?;
                 }
                 Ok(())
             })
@@ -494,7 +528,7 @@ mod tests {
         // An evicted frame is forgotten by the index too: it may be kept again.
         assert!(
             store
-                .write(|w| w.keep_topic_frame(T1, &[1; 32], 1, &[1; 4], 9, lim))
+                .write(|w| w.keep_topic_frame(T1, &S1, 1, &[1; 4], 9, lim))
                 .unwrap()
         );
         assert_eq!(kept(&store, T1), vec![vec![4u8; 4], vec![5; 4], vec![1; 4]]);
@@ -506,10 +540,10 @@ mod tests {
         let lim = limits(100, 10);
         store
             .write(|w| {
-                w.keep_topic_frame(T1, &[1; 32], 1, &[1; 4], 1, lim)?;
-                w.keep_topic_frame(T1, &[1; 32], 2, &[2; 4], 2, lim)?;
+                w.keep_topic_frame(T1, &S1, 1, &[1; 4], 1, lim)?;
+                w.keep_topic_frame(T1, &S1, 2, &[2; 4], 2, lim)?;
                 // 4 + 4 + 4 > 10: the oldest goes.
-                w.keep_topic_frame(T1, &[1; 32], 3, &[3; 4], 3, lim)?;
+                w.keep_topic_frame(T1, &S1, 3, &[3; 4], 3, lim)?;
                 Ok(())
             })
             .unwrap();
@@ -523,7 +557,7 @@ mod tests {
         );
         // Filling one topic never touches another's frames.
         store
-            .write(|w| w.keep_topic_frame(T2, &[1; 32], 1, &[7; 4], 4, lim))
+            .write(|w| w.keep_topic_frame(T2, &S1, 1, &[7; 4], 4, lim))
             .unwrap();
         assert_eq!(kept(&store, T1).len(), 2);
     }
@@ -534,9 +568,9 @@ mod tests {
         let lim = limits(100, 1 << 20);
         store
             .write(|w| {
-                w.keep_topic_frame(T1, &[1; 32], 1, b"old", 100, lim)?;
-                w.keep_topic_frame(T1, &[1; 32], 2, b"new", 200, lim)?;
-                w.keep_topic_frame(T2, &[1; 32], 1, b"old", 100, lim)?;
+                w.keep_topic_frame(T1, &S1, 1, b"old", 100, lim)?;
+                w.keep_topic_frame(T1, &S1, 2, b"new", 200, lim)?;
+                w.keep_topic_frame(T2, &S1, 1, b"old", 100, lim)?;
                 Ok(())
             })
             .unwrap();
@@ -553,7 +587,7 @@ mod tests {
             ..lim
         };
         store
-            .write(|w| w.keep_topic_frame(T1, &[1; 32], 3, b"newer", 300, late))
+            .write(|w| w.keep_topic_frame(T1, &S1, 3, b"newer", 300, late))
             .unwrap();
         assert_eq!(kept(&store, T1), vec![b"newer".to_vec()]);
         assert_eq!(store.write(|w| w.drop_topic(T1)).unwrap(), 1);
@@ -565,7 +599,7 @@ mod tests {
         // Nothing of it is left in the index either.
         assert!(
             store
-                .write(|w| w.keep_topic_frame(T1, &[1; 32], 3, b"again", 400, lim))
+                .write(|w| w.keep_topic_frame(T1, &S1, 3, b"again", 400, lim))
                 .unwrap()
         );
     }

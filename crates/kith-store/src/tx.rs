@@ -5,7 +5,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use kith_types::{CurveKey, DeviceKey, EnvelopeHash};
+use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 
 use crate::model::*;
 use crate::*;
@@ -42,15 +42,17 @@ macro_rules! reads {
         }
 
         /// A contact by identity.
-        pub fn contact(&self, identity: &[u8; 32]) -> Result<Option<Contact>, StoreError> {
+        pub fn contact(&self, identity: &IdentityKey) -> Result<Option<Contact>, StoreError> {
             let t = open!(self, CONTACTS);
-            t.get(identity)?.map(|v| dec(v.value())).transpose()
+            t.get(identity.as_bytes())?
+                .map(|v| dec(v.value()))
+                .transpose()
         }
 
         /// What is kept about a contact besides the contact itself (default when none).
-        pub fn contact_extra(&self, identity: &[u8; 32]) -> Result<ContactExtra, StoreError> {
+        pub fn contact_extra(&self, identity: &IdentityKey) -> Result<ContactExtra, StoreError> {
             let t = open!(self, CONTACT_EXTRAS);
-            Ok(t.get(identity)?
+            Ok(t.get(identity.as_bytes())?
                 .map(|v| dec(v.value()))
                 .transpose()?
                 .unwrap_or_default())
@@ -61,7 +63,7 @@ macro_rules! reads {
             let t = open!(self, CONTACT_NAMES);
             let id = t.get(name)?.map(|v| v.value());
             match id {
-                Some(id) => self.contact(&id),
+                Some(id) => self.contact(&IdentityKey(id)),
                 None => Ok(None),
             }
         }
@@ -110,17 +112,18 @@ macro_rules! reads {
         }
 
         /// The local sequence number of a message in a conversation, if stored.
-        pub fn message_seq(&self, conv: &[u8; 32], id: u128) -> Result<Option<u64>, StoreError> {
+        pub fn message_seq(&self, conv: &IdentityKey, id: u128) -> Result<Option<u64>, StoreError> {
             let t = open!(self, MSG_INDEX);
-            Ok(t.get((conv, id))?.map(|v| v.value()))
+            Ok(t.get((conv.as_bytes(), id))?.map(|v| v.value()))
         }
 
         /// The last `limit` messages of a conversation, oldest first.
         pub fn history(
             &self,
-            conv: &[u8; 32],
+            conv: &IdentityKey,
             limit: usize,
         ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
+            let conv = conv.as_bytes();
             let t = open!(self, MESSAGES);
             let mut out = Vec::new();
             for row in t.range((conv, 0u64)..=(conv, u64::MAX))?.rev().take(limit) {
@@ -439,8 +442,8 @@ impl<'a> WriteTx<'a> {
         {
             open!(self, CONTACT_NAMES).remove(old.name.as_str())?;
         }
-        open!(self, CONTACTS).insert(&c.identity, enc(c)?.as_slice())?;
-        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity)?;
+        open!(self, CONTACTS).insert(c.identity.as_bytes(), enc(c)?.as_slice())?;
+        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity.to_bytes())?;
         Ok(())
     }
 
@@ -448,29 +451,29 @@ impl<'a> WriteTx<'a> {
     pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
         open!(self, DEVICES).insert(key.as_bytes(), enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(&cert.curve25519, key.to_bytes())?;
+            open!(self, CURVE_DEVICES).insert(cert.curve25519.as_bytes(), key.to_bytes())?;
         }
         Ok(())
     }
 
     /// Removes a contact and its name; the conversation stays (it reappears if the same
     /// identity is added again).
-    pub fn remove_contact(&mut self, identity: &[u8; 32]) -> Result<(), StoreError> {
+    pub fn remove_contact(&mut self, identity: &IdentityKey) -> Result<(), StoreError> {
         if let Some(c) = self.contact(identity)? {
             open!(self, CONTACT_NAMES).remove(c.name.as_str())?;
         }
-        open!(self, CONTACTS).remove(identity)?;
-        open!(self, CONTACT_EXTRAS).remove(identity)?;
+        open!(self, CONTACTS).remove(identity.as_bytes())?;
+        open!(self, CONTACT_EXTRAS).remove(identity.as_bytes())?;
         Ok(())
     }
 
     /// Replaces what is kept about a contact besides the contact itself.
     pub fn put_contact_extra(
         &mut self,
-        identity: &[u8; 32],
+        identity: &IdentityKey,
         extra: &ContactExtra,
     ) -> Result<(), StoreError> {
-        open!(self, CONTACT_EXTRAS).insert(identity, enc(extra)?.as_slice())?;
+        open!(self, CONTACT_EXTRAS).insert(identity.as_bytes(), enc(extra)?.as_slice())?;
         Ok(())
     }
 
@@ -479,7 +482,7 @@ impl<'a> WriteTx<'a> {
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
         {
-            open!(self, CURVE_DEVICES).remove(&cert.curve25519)?;
+            open!(self, CURVE_DEVICES).remove(cert.curve25519.as_bytes())?;
         }
         open!(self, DEVICES).remove(key.as_bytes())?;
         open!(self, SESSIONS).remove(key.as_bytes())?;
@@ -517,12 +520,13 @@ impl<'a> WriteTx<'a> {
     /// Returns the new sequence number, or `None` for a duplicate.
     pub fn append_message(
         &mut self,
-        conv: &[u8; 32],
+        conv: &IdentityKey,
         msg: &StoredMessage,
     ) -> Result<Option<u64>, StoreError> {
         if self.message_seq(conv, msg.id)?.is_some() {
             return Ok(None);
         }
+        let conv = conv.as_bytes();
         let mut t = open!(self, MESSAGES);
         let seq = match t.range((conv, 0u64)..=(conv, u64::MAX))?.next_back() {
             Some(row) => row?.0.value().1 + 1,
@@ -537,7 +541,7 @@ impl<'a> WriteTx<'a> {
     /// lowers it. Returns the new status if it changed.
     pub fn raise_status(
         &mut self,
-        conv: &[u8; 32],
+        conv: &IdentityKey,
         id: u128,
         outgoing: bool,
         to: Status,
@@ -545,6 +549,7 @@ impl<'a> WriteTx<'a> {
         let Some(seq) = self.message_seq(conv, id)? else {
             return Ok(None);
         };
+        let conv = conv.as_bytes();
         let mut t = open!(self, MESSAGES);
         let Some(mut msg) = t
             .get((conv, seq))?
@@ -592,7 +597,7 @@ impl<'a> WriteTx<'a> {
     ) -> Result<(), StoreError> {
         // An update never changes an item's conversation: the node's own messages (with a
         // conversation) are never kept mail, and need no decoding of the old value here.
-        let kept = item.conversation == [0; 32];
+        let kept = item.conversation == NO_CONVERSATION;
         let (new, old_kept) = {
             let mut t = open!(self, OUTBOX);
             let old = t.insert((device.as_bytes(), seq), enc(item)?.as_slice())?;

@@ -11,37 +11,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A person's long-term ed25519 identity public key.
-///
-/// Contacts are keyed by it; it never changes for the life of an identity. Shown to people as
-/// the short hex fingerprint or, for comparison, as part of a safety number.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct IdentityKey(pub [u8; 32]);
-
-impl IdentityKey {
-    /// The first 8 bytes as hex, for display.
-    pub fn short(&self) -> String {
-        hex::encode(&self.0[..8])
-    }
-
-    /// All 32 bytes as lowercase hex.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Debug for IdentityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdentityKey({})", self.short())
-    }
-}
-
-impl fmt::Display for IdentityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.short())
-    }
-}
-
 /// A unique, time-sortable message id: 48 bits of milliseconds since the epoch, then 80 random
 /// bits (the ULID layout), shown as a 26-character ULID string.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

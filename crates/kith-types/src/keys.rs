@@ -1,12 +1,14 @@
-//! Fixed-size byte ids: a device's store key, a device's Curve25519 key, a group id and an
-//! envelope hash.
+//! Fixed-size byte ids: a person's identity key, a device's store key, a device's Curve25519
+//! key, a group id and an envelope hash.
 //!
 //! Each is a `Copy` newtype over its bytes, so the compiler tells a device key from a
-//! Curve25519 key where both are 32 bytes. All four are serialised as one serde byte string
+//! Curve25519 key where both are 32 bytes. All five are serialised as one serde byte string
 //! (what `#[serde(with = "serde_bytes")]` makes of a byte array: in bincode a length and the
 //! bytes), so a field that was a `serde_bytes` array can take the newtype without changing its
-//! encoding. `Debug` shows the type and the first 8 bytes as hex; `Display` shows all the bytes
-//! as lowercase hex.
+//! encoding (a plain array field, a serde tuple of 32 numbers, would not: it has no length).
+//! `Debug` shows the type and
+//! the first 8 bytes as hex; `Display` shows all the bytes as lowercase hex, except for
+//! [`IdentityKey`], whose `Display` is the short form people see.
 
 use std::fmt;
 
@@ -18,6 +20,24 @@ const SHORT: usize = 8;
 
 macro_rules! byte_id {
     ($(#[$doc:meta])* $name:ident, $len:literal) => {
+        byte_id!(@common $(#[$doc])* $name, $len);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $len:literal, display = short) => {
+        byte_id!(@common $(#[$doc])* $name, $len);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.short())
+            }
+        }
+    };
+    (@common $(#[$doc:meta])* $name:ident, $len:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
         pub struct $name(pub [u8; $len]);
@@ -86,12 +106,6 @@ macro_rules! byte_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.to_hex())
-            }
-        }
-
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_bytes(&self.0)
@@ -138,6 +152,17 @@ impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
         Ok(out)
     }
 }
+
+byte_id!(
+    /// A person's long-term ed25519 identity public key.
+    ///
+    /// Contacts are keyed by it; it never changes for the life of an identity. Shown to people
+    /// as the short hex fingerprint or, for comparison, as part of a safety number; unlike the
+    /// other ids, `Display` shows only that short form (the first 8 bytes as hex).
+    IdentityKey,
+    32,
+    display = short
+);
 
 byte_id!(
     /// The key a device is filed under in the store: SHA-256 of its encoded libp2p peer id
@@ -233,6 +258,34 @@ mod tests {
         )
         .unwrap();
         assert!(bincode::serde::decode_from_slice::<Typed, _>(&bytes, cfg()).is_err());
+    }
+
+    #[test]
+    fn identity_key_encodes_as_serde_bytes_array() {
+        #[derive(Serialize)]
+        struct RawId {
+            #[serde(with = "serde_bytes")]
+            identity: [u8; 32],
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct TypedId {
+            identity: IdentityKey,
+        }
+        let a = bincode::serde::encode_to_vec(RawId { identity: [5; 32] }, cfg()).unwrap();
+        // A length, then the bytes (a plain array would be the 32 bytes alone).
+        assert_eq!(a.len(), 33);
+        let (back, _): (TypedId, usize) = bincode::serde::decode_from_slice(&a, cfg()).unwrap();
+        assert_eq!(back.identity, IdentityKey([5; 32]));
+        assert_eq!(bincode::serde::encode_to_vec(&back, cfg()).unwrap(), a);
+    }
+
+    #[test]
+    fn identity_key_displays_short() {
+        let k = IdentityKey([0xcd; 32]);
+        assert_eq!(k.to_string(), "cd".repeat(8));
+        assert_eq!(format!("{k:?}"), "IdentityKey(cdcdcdcdcdcdcdcd)");
+        assert_eq!(k.to_hex(), "cd".repeat(32));
+        assert_eq!(IdentityKey::from_hex(&k.to_hex()), Some(k));
     }
 
     #[test]

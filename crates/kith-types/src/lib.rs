@@ -13,6 +13,6 @@ mod keys;
 mod safety;
 
 pub use bounded::{BoundedMap, BoundedSet, RateLimit};
-pub use ids::{IdentityKey, MessageId, MessageIdGen, now_ms};
-pub use keys::{CurveKey, DeviceKey, EnvelopeHash, GroupId};
+pub use ids::{MessageId, MessageIdGen, now_ms};
+pub use keys::{CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey};
 pub use safety::safety_number;

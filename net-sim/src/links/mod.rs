@@ -231,7 +231,7 @@ impl SimNet {
 
     /// Starts a DHT lookup of the record of the user with this identity key. Fails when
     /// the node is not running or its queue is full.
-    pub fn lookup(&self, identity: &[u8; 32]) -> Result<(), NetError> {
+    pub fn lookup(&self, identity: &kith_types::IdentityKey) -> Result<(), NetError> {
         let net = self
             .shared
             .net
@@ -302,7 +302,10 @@ mod tests {
     #[test]
     fn a_lookup_needs_a_running_network() {
         let sim = SimNet::new(None);
-        assert!(matches!(sim.lookup(&[0; 32]), Err(NetError::Stopped)));
+        assert!(matches!(
+            sim.lookup(&kith_types::IdentityKey([0; 32])),
+            Err(NetError::Stopped)
+        ));
     }
 
     #[test]

@@ -153,7 +153,11 @@ impl MsgPeer {
 
     /// Answers the node's deliveries as a device does (`Stored` for every envelope) for ever,
     /// and reports on `got` how many envelopes for `curve` arrived.
-    pub async fn serve(mut self, curve: [u8; 32], got: tokio::sync::watch::Sender<usize>) {
+    pub async fn serve(
+        mut self,
+        curve: kith_types::CurveKey,
+        got: tokio::sync::watch::Sender<usize>,
+    ) {
         let mut n = 0;
         loop {
             let ev = self.swarm.select_next_some().await;
@@ -202,7 +206,7 @@ impl Default for Recipient {
 
 impl Recipient {
     /// The key envelopes for this device are addressed to.
-    pub fn curve(&self) -> [u8; 32] {
+    pub fn curve(&self) -> kith_types::CurveKey {
         self.cert.curve25519
     }
 
@@ -239,7 +243,7 @@ impl Filler {
     }
 
     /// An envelope for `to` with a ciphertext of `min..=max` bytes.
-    pub fn envelope(&mut self, to: [u8; 32], min: usize, max: usize) -> Envelope {
+    pub fn envelope(&mut self, to: kith_types::CurveKey, min: usize, max: usize) -> Envelope {
         let len = min + (self.next() as usize) % (max.saturating_sub(min) + 1);
         let mut ciphertext = Vec::with_capacity(len + 8);
         while ciphertext.len() < len {

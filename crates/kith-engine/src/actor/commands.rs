@@ -24,7 +24,7 @@ impl State {
         let dev = device_key(&cert.peer_id);
         let known = w.device(&dev)?;
         let curve = cert.curve25519;
-        let key_registered = w.mailbox_user(&CurveKey(curve))?.is_some();
+        let key_registered = w.mailbox_user(&curve)?.is_some();
         let devices = w.mailbox_users_len()?;
         let verdict = self.mailbox.register(&mailbox_core::Registration {
             peer,
@@ -57,7 +57,7 @@ impl State {
         });
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
-        w.put_mailbox_user(&CurveKey(curve), &dev)?;
+        w.put_mailbox_user(&curve, &dev)?;
         // Hand over whatever is waiting for it (now that it registered on this connection).
         self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
@@ -80,7 +80,7 @@ impl State {
         // The connection's device, registered here under the key its certificate names.
         let dev = device_key(&peer.to_bytes());
         let registered = match w.device(&dev)?.and_then(|d| d.cert) {
-            Some(cert) => w.mailbox_user(&CurveKey(cert.curve25519))? == Some(dev),
+            Some(cert) => w.mailbox_user(&cert.curve25519)? == Some(dev),
             None => false,
         };
         match self.mailbox.push_verdict(registered, endpoint.as_deref()) {
@@ -117,7 +117,7 @@ impl State {
         name: &str,
         after: &mut Vec<After>,
     ) -> Outcome<ContactView> {
-        let code = match contacts::read_code(code, name, &self.me.0) {
+        let code = match contacts::read_code(code, name, &self.me) {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
@@ -157,7 +157,7 @@ impl State {
         }));
         Ok(Ok(ContactView::new(
             code.name,
-            IdentityKey(code.card.identity).short(),
+            code.card.identity.short(),
             true,
         )))
     }
@@ -181,7 +181,7 @@ impl State {
         self.social.forget(&c.identity);
         Ok(Ok(ContactView::new(
             c.name,
-            IdentityKey(c.identity).short(),
+            c.identity.short(),
             c.added_by_user,
         )))
     }

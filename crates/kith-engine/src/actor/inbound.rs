@@ -24,7 +24,7 @@ use crate::cores::inbound::{
 };
 
 /// A normal envelope opened: the sending device's key, its Curve25519 key, the plaintext.
-type Found = (DeviceKey, [u8; 32], kith_crypto::Decrypted);
+type Found = (DeviceKey, CurveKey, kith_crypto::Decrypted);
 
 impl State {
     /// Opens, stores and acknowledges a batch of envelopes from `peer`.
@@ -73,7 +73,7 @@ impl State {
     ) -> Result<DeliveryResult, Fatal> {
         // The device registered here under the envelope's key, and what is kept for it.
         let registered = match self.mailbox.is_serving() {
-            true => w.mailbox_user(&CurveKey(env.to_device))?,
+            true => w.mailbox_user(&env.to_device)?,
             false => None,
         };
         let to = match registered {
@@ -97,7 +97,7 @@ impl State {
         w.push_outbox(
             &dev,
             &OutboxItem {
-                conversation: [0; 32],
+                conversation: kith_store::NO_CONVERSATION,
                 message_ids: Vec::new(),
                 sealed: Some(env),
                 body: None,
@@ -178,7 +178,7 @@ impl State {
         // tried against the connection's device, then (relayed by a mailbox) the others.
         let (curve, known_dev, sessions, decrypted) = match PeerSessions::prekey_sender(env) {
             Some(curve) => {
-                let known_dev = w.device_by_curve(&CurveKey(curve))?;
+                let known_dev = w.device_by_curve(&curve)?;
                 // Decrypt with the known device's sessions, or fresh ones for a new device.
                 let mut sessions = match known_dev {
                     Some(dev) => self.take_sessions(w, &dev, curve)?,
@@ -256,7 +256,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
-        curve: [u8; 32],
+        curve: CurveKey,
         cert: Option<&DeviceCert>,
         sessions: Option<PeerSessions>,
         after: &mut Vec<After>,
@@ -269,7 +269,7 @@ impl State {
         let existing = w.device(&dev)?;
         let known_as = existing.as_ref().map(|d| d.identity);
         let contact = w.contact(&cert.identity)?.is_some();
-        let in_group = self.groups.people.contains(&cert.identity);
+        let in_group = self.groups.people.contains(&cert.identity.0);
         let strangers = match inbound_core::counts_strangers(contact, in_group) {
             true => w.contacts()?.iter().filter(|c| !c.added_by_user).count(),
             false => 0,
@@ -311,7 +311,7 @@ impl State {
         w.put_device(&dev, &d)?;
         self.member_cert_learned(w, &cert, after)?;
         if stranger {
-            let name = super::groups::stranger_name(w, &cert.identity)?;
+            let name = super::groups::stranger_name(w, &cert.identity.0)?;
             w.put_contact(&Contact {
                 identity: cert.identity,
                 name: name.clone(),
@@ -322,14 +322,14 @@ impl State {
             })?;
             after.push(After::Event(Event::NewContact {
                 contact: name,
-                identity: IdentityKey(cert.identity).short(),
+                identity: cert.identity.short(),
             }));
         }
         if let Some(s) = sessions {
             self.sessions.insert(dev, s);
         }
         // A group member's device we did not know: it gets our group keys.
-        self.group_devices_appeared(w, cert.identity, after)?;
+        self.group_devices_appeared(w, cert.identity.0, after)?;
         Ok(Ok(dev))
     }
 
@@ -340,8 +340,8 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
-        conv: [u8; 32],
-        curve: [u8; 32],
+        conv: IdentityKey,
+        curve: CurveKey,
         name: &str,
         step: Step,
         after: &mut Vec<After>,
@@ -381,16 +381,16 @@ impl State {
                 }
             }
             Step::GroupUpdate { ops, devices } => {
-                self.on_group_update(w, conv, ops, devices, peer, after)?;
+                self.on_group_update(w, conv.0, ops, devices, peer, after)?;
             }
             Step::GroupKey { group, key, seq } => {
-                self.on_group_key(w, curve, group, &key, seq, after)?;
+                self.on_group_key(w, curve.0, group, &key, seq, after)?;
             }
             Step::GroupWant { group, ops } => {
-                self.on_group_want(w, conv, group, ops, after)?;
+                self.on_group_want(w, conv.0, group, ops, after)?;
             }
             Step::GroupReceipt { group, kind, ids } => {
-                self.on_group_receipt(w, conv, group, kind, ids, after)?;
+                self.on_group_receipt(w, conv.0, group, kind, ids, after)?;
             }
         }
         Ok(())

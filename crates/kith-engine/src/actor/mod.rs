@@ -47,7 +47,7 @@ use groups::Groups;
 pub use groups::{GROUP_SYNC_EVERY, GroupChange, MAX_GROUPS};
 use handle::Cmd;
 pub use handle::EngineHandle;
-use mailboxes::{load_mailboxes, mailbox_from};
+use mailboxes::{encode_by_mailbox, load_by_mailbox, load_mailboxes, mailbox_from};
 use presence::Social;
 pub use presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
 use table::{Call, Kind};
@@ -170,7 +170,7 @@ enum After {
     /// Catch up on a group with a peer.
     GroupSync(GroupId, PeerId),
     /// Look a person up in the DHT (a group member whose devices are not known).
-    Lookup([u8; 32]),
+    Lookup(IdentityKey),
     /// As a mailbox: the topics devices watch changed (subscribe, unsubscribe).
     Kept(kith_store::WatchChange),
     /// Catch up on a group with one of our mailboxes (a frame showed a gap).
@@ -261,7 +261,7 @@ struct State {
     /// The mailboxes this device is registered with.
     my_mailboxes: Vec<MailboxRef>,
     /// Invite tokens for them, by mailbox peer id (secret: never logged or published).
-    mailbox_tokens: HashMap<Vec<u8>, String>,
+    mailbox_tokens: HashMap<PeerId, String>,
     keys: KeyFile,
     me: IdentityKey,
     device: Device,
@@ -283,7 +283,7 @@ struct State {
     pending: HashMap<u64, Pending>,
     next_tag: u64,
     /// Whose record each DHT lookup in flight asks for, by tag.
-    record_tags: BoundedMap<u64, [u8; 32]>,
+    record_tags: BoundedMap<u64, IdentityKey>,
     /// When our user record is published.
     record: Publisher,
     last_keepalive: Instant,
@@ -292,11 +292,11 @@ struct State {
     /// This device's push endpoint (secret: never logged).
     push_endpoint: Option<String>,
     /// What each of our mailboxes answered to it last, by mailbox peer id.
-    push_status: HashMap<Vec<u8>, String>,
+    push_status: HashMap<PeerId, String>,
     /// Callers waiting for mailboxes to answer a push endpoint change.
     push_waits: BoundedMap<u64, PushWait>,
     /// Quota figures of our mailboxes, by mailbox peer id.
-    mailbox_usage: HashMap<Vec<u8>, MailboxUsage>,
+    mailbox_usage: HashMap<PeerId, MailboxUsage>,
     /// As a mailbox: sends wake-ups.
     waker: Option<Waker>,
     /// Presence, typing, profiles, privacy and blocks.
@@ -321,7 +321,7 @@ fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, En
             let cert: DeviceCert = kith_proto::codec::decode(&cert, 4096).map_err(internal)?;
             let pickle = String::from_utf8(pickle).map_err(internal)?;
             let device = Device::restore(&pickle, cert, &keys.storage).map_err(internal)?;
-            if device.cert().identity != keys.identity.public().0 {
+            if device.cert().identity != keys.identity.public() {
                 return Err(EngineError::Internal(
                     "the store belongs to another identity than the key file".into(),
                 ));
@@ -381,7 +381,7 @@ impl State {
         &mut self,
         w: &WriteTx<'_>,
         dev: &DeviceKey,
-        curve: [u8; 32],
+        curve: CurveKey,
     ) -> Result<PeerSessions, Fatal> {
         let s = match self.sessions.remove(dev) {
             Some(s) => s,

@@ -34,7 +34,7 @@ impl Engine {
                     .find(|m| m.peer_id == bytes)
                     .cloned()
                 {
-                    let token = self.st.mailbox_tokens.get(&m.peer_id).cloned();
+                    let token = self.st.mailbox_tokens.get(&peer).cloned();
                     self.st.watching.connected(&m.peer_id);
                     self.register_with(m, token, None);
                 }

@@ -77,7 +77,7 @@ impl State {
     pub(super) fn enqueue(
         &mut self,
         w: &mut WriteTx<'_>,
-        conv: &[u8; 32],
+        conv: &IdentityKey,
         body: &Body,
         message_ids: Vec<u128>,
         after: &mut Vec<After>,
@@ -244,15 +244,11 @@ impl State {
                     _ => MailboxUsage::default(),
                 };
                 if let Some(t) = token
-                    && self.mailbox_tokens.get(&mailbox.peer_id) != Some(&t)
+                    && let Ok(p) = PeerId::from_bytes(&mailbox.peer_id)
+                    && self.mailbox_tokens.get(&p) != Some(&t)
                 {
-                    self.mailbox_tokens.insert(mailbox.peer_id.clone(), t);
-                    let list: Vec<(Vec<u8>, String)> = self
-                        .mailbox_tokens
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    let bytes = kith_proto::codec::encode(&list)?;
+                    self.mailbox_tokens.insert(p, t);
+                    let bytes = encode_by_mailbox(&self.mailbox_tokens)?;
                     w.set_meta("mailbox_tokens", &bytes)?;
                 }
                 if self.push_endpoint.is_some() {
@@ -455,7 +451,7 @@ impl State {
     pub(super) fn on_record(
         &mut self,
         w: &mut WriteTx<'_>,
-        identity: [u8; 32],
+        identity: IdentityKey,
         value: &[u8],
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -466,7 +462,7 @@ impl State {
             return Ok(());
         }
         info!(
-            identity = %IdentityKey(identity),
+            identity = %identity,
             devices = rec.devices.len(),
             mailboxes = rec.devices.iter().map(|d| d.mailboxes.len()).sum::<usize>(),
             "updated a contact's addresses from the DHT user record"
@@ -511,6 +507,6 @@ impl State {
             self.delivery.retry_now(&dev);
             after.push(After::Pump(dev));
         }
-        self.group_devices_appeared(w, identity, after)
+        self.group_devices_appeared(w, identity.0, after)
     }
 }

@@ -72,11 +72,6 @@ fn avatar_path(data_dir: &Path, file: &str) -> PathBuf {
     data_dir.join("avatars").join(file)
 }
 
-/// The first 16 hex digits of an identity key (file names).
-fn hex16(identity: &[u8; 32]) -> String {
-    hex::encode(&identity[..8])
-}
-
 // The store-facing half of the core's type: loading it, and what `contacts list` shows.
 impl Social {
     /// Loads settings, profile and blocks from the store.
@@ -106,7 +101,7 @@ impl Social {
     pub(crate) fn fill_view(
         &self,
         v: &mut ContactView,
-        identity: &[u8; 32],
+        identity: &IdentityKey,
         extra: &ContactExtra,
         data_dir: &Path,
     ) {
@@ -137,7 +132,7 @@ impl Social {
 
 impl Engine {
     /// The identity of a contact's device, and whether this user added the contact.
-    fn contact_of(&self, peer: &PeerId) -> Option<([u8; 32], bool)> {
+    fn contact_of(&self, peer: &PeerId) -> Option<(IdentityKey, bool)> {
         if let Some(x) = self.st.social.contact_of(peer) {
             return Some(x);
         }
@@ -222,7 +217,7 @@ impl Engine {
         }
     }
 
-    fn contact_name(&self, identity: &[u8; 32]) -> Option<String> {
+    fn contact_name(&self, identity: &IdentityKey) -> Option<String> {
         self.store
             .read(|r| r.contact(identity))
             .ok()
@@ -303,7 +298,7 @@ impl Engine {
         let avatar_file = match &p.avatar {
             Some(bytes) => match check_avatar(bytes) {
                 Ok(kind) => {
-                    let file = format!("{}.{}", hex16(&identity), kind.extension());
+                    let file = format!("{}.{}", identity.short(), kind.extension());
                     let dir = data_dir.join("avatars");
                     let tmp = dir.join(format!(".{file}.tmp"));
                     let ok = std::fs::create_dir_all(&dir)
@@ -468,7 +463,7 @@ impl Engine {
         }
         let mut v = ContactView::new(
             contact.name,
-            IdentityKey(contact.identity).short(),
+            contact.identity.short(),
             contact.added_by_user,
         );
         v.blocked = blocked;

@@ -23,7 +23,7 @@ impl Engine {
     }
 
     /// Looks a person's user record up in the DHT, at most every [`delivery::LOOKUP_EVERY`].
-    pub(super) fn lookup_identity(&mut self, identity: [u8; 32]) {
+    pub(super) fn lookup_identity(&mut self, identity: IdentityKey) {
         if !self.st.delivery.may_look_up(identity, Instant::now()) {
             return;
         }

@@ -37,7 +37,7 @@ impl Engine {
         let issued = now_ms();
         let mut rec = UserRecord {
             version: 1,
-            identity: self.st.me.0,
+            identity: self.st.me,
             devices: vec![RecordDevice {
                 cert: self.st.device.cert().clone(),
                 addrs: addrs.iter().map(|a| a.to_vec()).collect(),
@@ -57,7 +57,7 @@ impl Engine {
                 .st
                 .net
                 .send(NetCommand::PutRecord {
-                    key: user_record_key(&self.st.me.0),
+                    key: user_record_key(&self.st.me),
                     value,
                     tag: Some(tag),
                 })

@@ -63,29 +63,13 @@ impl Engine {
         .map_err(|e| EngineError::Network(e.to_string()))?;
 
         let my_mailboxes = load_mailboxes(&store);
-        let mailbox_tokens: HashMap<Vec<u8>, String> = store
-            .read(|r| r.meta("mailbox_tokens"))
-            .ok()
-            .flatten()
-            .and_then(|b| kith_proto::codec::decode::<Vec<(Vec<u8>, String)>>(&b, 16 * 1024).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mailbox_tokens: HashMap<PeerId, String> = load_by_mailbox(&store, "mailbox_tokens");
         let push_endpoint = store
             .read(|r| r.meta("push_endpoint"))
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
-        let mailbox_usage: HashMap<Vec<u8>, MailboxUsage> = store
-            .read(|r| r.meta("mailbox_usage"))
-            .ok()
-            .flatten()
-            .and_then(|b| {
-                kith_proto::codec::decode::<Vec<(Vec<u8>, MailboxUsage)>>(&b, 16 * 1024).ok()
-            })
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mailbox_usage: HashMap<PeerId, MailboxUsage> = load_by_mailbox(&store, "mailbox_usage");
         let waker = match &cfg.mailbox {
             Some(m) => Some(Waker::spawn(m.push).map_err(internal)?),
             None => None,
@@ -229,7 +213,7 @@ impl Engine {
             .store
             .read(|r| Ok((r.devices()?, r.contacts()?)))
             .unwrap_or_default();
-        let people: HashSet<[u8; 32]> = contacts.iter().map(|c| c.identity).collect();
+        let people: HashSet<IdentityKey> = contacts.iter().map(|c| c.identity).collect();
         for d in devices.into_iter().filter(|d| people.contains(&d.identity)) {
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
                 self.st.net_send(NetCommand::Dial {

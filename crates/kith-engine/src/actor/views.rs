@@ -38,7 +38,7 @@ impl Engine {
             .map_err(internal)
             .and_then(|c| c.ok_or(EngineError::UnknownContact(with.to_string())))
             .map(|c| {
-                let theirs = IdentityKey(c.identity);
+                let theirs = c.identity;
                 Verification {
                     name: c.name,
                     safety_number: safety_number(&self.st.me, &theirs),
@@ -78,7 +78,7 @@ impl Engine {
         let addrs = self.st.advertised_addrs();
         let card = ContactCard {
             version: 1,
-            identity: self.st.me.0,
+            identity: self.st.me,
             peer_id: peer.to_bytes(),
             addrs: addrs.iter().map(|a| a.to_vec()).collect(),
         };
@@ -104,8 +104,7 @@ impl Engine {
                         }
                         pending += r.outbox_len(&device_key(&d.peer_id))?;
                     }
-                    let mut v =
-                        ContactView::new(c.name, IdentityKey(c.identity).short(), c.added_by_user);
+                    let mut v = ContactView::new(c.name, c.identity.short(), c.added_by_user);
                     v.connected = connected;
                     v.pending = pending;
                     let extra = r.contact_extra(&c.identity)?;
@@ -153,11 +152,12 @@ impl Engine {
 
 impl State {
     pub(super) fn mailbox_view(&self, peer_id: &[u8]) -> MailboxView {
-        let u = self.mailbox_usage.get(peer_id).copied().unwrap_or_default();
+        let peer = PeerId::from_bytes(peer_id).ok();
+        let u = peer
+            .and_then(|p| self.mailbox_usage.get(&p).copied())
+            .unwrap_or_default();
         MailboxView {
-            peer_id: PeerId::from_bytes(peer_id)
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
+            peer_id: peer.map(|p| p.to_string()).unwrap_or_default(),
             quota: u.max_messages,
             quota_bytes: u.max_bytes,
             used_messages: u.used_messages,
@@ -173,15 +173,14 @@ impl State {
             mailboxes: self
                 .my_mailboxes
                 .iter()
-                .map(|m| PushMailboxView {
-                    peer_id: PeerId::from_bytes(&m.peer_id)
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                    status: self
-                        .push_status
-                        .get(&m.peer_id)
-                        .cloned()
-                        .unwrap_or_else(|| "not sent yet".into()),
+                .map(|m| {
+                    let peer = PeerId::from_bytes(&m.peer_id).ok();
+                    PushMailboxView {
+                        peer_id: peer.map(|p| p.to_string()).unwrap_or_default(),
+                        status: peer
+                            .and_then(|p| self.push_status.get(&p).cloned())
+                            .unwrap_or_else(|| "not sent yet".into()),
+                    }
                 })
                 .collect(),
         }

@@ -239,7 +239,7 @@ impl State {
     ) -> Result<Option<DeviceKey>, Fatal> {
         let dev = device_key(&peer.to_bytes());
         Ok(match w.device(&dev)?.and_then(|d| d.cert) {
-            Some(cert) if w.mailbox_user(&CurveKey(cert.curve25519))? == Some(dev) => Some(dev),
+            Some(cert) if w.mailbox_user(&cert.curve25519)? == Some(dev) => Some(dev),
             _ => None,
         })
     }
@@ -315,7 +315,8 @@ impl State {
         if !rules::may_ask_kept(dev.is_some(), serving, watches) {
             return Ok(Response::Refused(Refusal::Unauthorized));
         }
-        let marks: Vec<([u8; 32], u64)> = have.iter().map(|m| (m.sender.0, m.seq)).collect();
+        let marks: Vec<(CurveKey, u64)> =
+            have.iter().map(|m| (CurveKey(m.sender.0), m.seq)).collect();
         let lacking = w.topic_frames_lacking(topic, &marks, MAX_SYNC_FRAMES, MAX_SYNC_BYTES)?;
         let frames: Vec<GroupFrame> = lacking
             .frames
@@ -349,7 +350,7 @@ impl State {
                 Ok(Verdict::Reject)
             }
             Ok(frame) => {
-                self.keep_frame(w, topic, &frame.sender.0, frame.seq, data)?;
+                self.keep_frame(w, topic, &CurveKey(frame.sender.0), frame.seq, data)?;
                 Ok(Verdict::Accept)
             }
         }
@@ -360,7 +361,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         topic: &str,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         data: &[u8],
     ) -> Result<(), Fatal> {

@@ -83,7 +83,7 @@ pub struct Code {
 
 /// Reads a contact code and the name to give it. In order: the code parses, it is not this
 /// user's own (`me`), the name is valid, the code's peer id parses.
-pub fn read_code(code: &str, name: &str, me: &[u8; 32]) -> Result<Code, EngineError> {
+pub fn read_code(code: &str, name: &str, me: &IdentityKey) -> Result<Code, EngineError> {
     let card = ContactCard::from_code(code).map_err(|e| EngineError::BadCode(e.to_string()))?;
     if &card.identity == me {
         return Err(EngineError::OwnCode);
@@ -100,7 +100,7 @@ pub struct Existing<'a> {
     /// The contact that has the name already.
     pub by_name: Option<&'a Contact>,
     /// The identity the store binds the code's device to, when it knows the device.
-    pub device_identity: Option<[u8; 32]>,
+    pub device_identity: Option<IdentityKey>,
     /// The contact with the code's identity.
     pub by_identity: Option<&'a Contact>,
 }
@@ -183,8 +183,8 @@ pub fn merge_addrs(known: &mut Vec<Vec<u8>>, from_code: &[Vec<u8>]) {
 
 /// The `n`th name tried for a person who is not a contact (counting from 1): `~` and their
 /// short fingerprint, then with `-2`, `-3`... The caller takes the first one not in use.
-pub fn stranger_name(identity: &[u8; 32], n: usize) -> String {
-    let short = IdentityKey(*identity).short();
+pub fn stranger_name(identity: &IdentityKey, n: usize) -> String {
+    let short = identity.short();
     if n <= 1 {
         format!("~{short}")
     } else {
@@ -200,7 +200,7 @@ pub fn may_add_stranger(strangers: usize, group_member: bool) -> bool {
 }
 
 /// The devices that go with a removed contact: every known device of its identity.
-pub fn devices_to_drop(identity: &[u8; 32], devices: &[KnownDevice]) -> Vec<DeviceKey> {
+pub fn devices_to_drop(identity: &IdentityKey, devices: &[KnownDevice]) -> Vec<DeviceKey> {
     devices
         .iter()
         .filter(|d| &d.identity == identity)

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use kith_proto::record::MailboxRef;
 use kith_proto::wire::{Envelope, MAX_BATCH};
 use kith_store::OutboxItem;
-use kith_types::RateLimit;
+use kith_types::{IdentityKey, RateLimit};
 use rand::{Rng, RngExt};
 
 /// The wait after the first failure; each further failure in a row doubles it.
@@ -90,7 +90,7 @@ pub struct Failure {
 #[derive(Debug)]
 pub struct Delivery {
     devices: HashMap<DeviceKey, DeviceState>,
-    lookups: RateLimit<[u8; 32]>,
+    lookups: RateLimit<IdentityKey>,
 }
 
 impl Default for Delivery {
@@ -238,7 +238,7 @@ impl Delivery {
 
     /// Whether a person's user record may be looked up now (at most once per
     /// [`LOOKUP_EVERY`]); records the lookup if so.
-    pub fn may_look_up(&mut self, identity: [u8; 32], now: Instant) -> bool {
+    pub fn may_look_up(&mut self, identity: IdentityKey, now: Instant) -> bool {
         self.lookups.allow(identity, now)
     }
 }
@@ -300,10 +300,10 @@ mod tests {
 
     fn sealed(covers: u32, len: usize) -> OutboxItem {
         OutboxItem {
-            conversation: [1; 32],
+            conversation: IdentityKey([1; 32]),
             message_ids: vec![1],
             sealed: Some(Envelope {
-                to_device: [2; 32],
+                to_device: kith_types::CurveKey([2; 32]),
                 kind: 1,
                 ciphertext: vec![0; len],
             }),
@@ -479,15 +479,18 @@ mod tests {
     fn lookups_are_rate_limited_per_person_and_bounded() {
         let t0 = Instant::now();
         let mut d = Delivery::new();
-        assert!(d.may_look_up([1; 32], t0));
-        assert!(!d.may_look_up([1; 32], t0 + LOOKUP_EVERY - Duration::from_millis(1)));
-        assert!(d.may_look_up([2; 32], t0));
-        assert!(d.may_look_up([1; 32], t0 + LOOKUP_EVERY));
+        assert!(d.may_look_up(IdentityKey([1; 32]), t0));
+        assert!(!d.may_look_up(
+            IdentityKey([1; 32]),
+            t0 + LOOKUP_EVERY - Duration::from_millis(1)
+        ));
+        assert!(d.may_look_up(IdentityKey([2; 32]), t0));
+        assert!(d.may_look_up(IdentityKey([1; 32]), t0 + LOOKUP_EVERY));
         for i in 0..(MAX_LOOKUP_ENTRIES as u32 + 10) {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&i.to_le_bytes());
             id[31] = 9;
-            d.may_look_up(id, t0 + LOOKUP_EVERY);
+            d.may_look_up(IdentityKey(id), t0 + LOOKUP_EVERY);
         }
         assert!(d.lookups.len() <= MAX_LOOKUP_ENTRIES);
     }

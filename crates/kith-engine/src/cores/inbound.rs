@@ -46,7 +46,7 @@ use kith_proto::group::{GroupOp, Key};
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, DeliveryResult, MAX_RECEIPT_IDS, ReceiptKind, RejectReason, Sealed};
 use kith_store::Status;
-use kith_types::GroupId;
+use kith_types::{CurveKey, GroupId, IdentityKey};
 
 pub use crate::cores::mailbox::Verdict;
 
@@ -71,7 +71,7 @@ pub enum Route {
 
 /// Where an envelope goes: `seen` tells whether its hash was seen before, `to` is the
 /// Curve25519 key it is addressed to, `mine` this device's.
-pub fn route(seen: bool, to: &[u8; 32], mine: &[u8; 32]) -> Route {
+pub fn route(seen: bool, to: &CurveKey, mine: &CurveKey) -> Route {
     if seen {
         Route::Duplicate
     } else if to != mine {
@@ -102,7 +102,7 @@ pub fn unseal(plaintext: &[u8]) -> (Verdict<RejectReason, Sealed>, Option<Decode
 /// Curve25519 key `curve`: it must be there, name that key, and verify.
 pub fn check_cert<'a>(
     cert: Option<&'a DeviceCert>,
-    curve: &[u8; 32],
+    curve: &CurveKey,
 ) -> Verdict<RejectReason, &'a DeviceCert> {
     let Some(cert) = cert else {
         return Verdict::Refuse(RejectReason::Malformed);
@@ -117,9 +117,9 @@ pub fn check_cert<'a>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewDevice {
     /// The identity the certificate names.
-    pub identity: [u8; 32],
+    pub identity: IdentityKey,
     /// The identity the store has this device under, if it knows the device.
-    pub known_as: Option<[u8; 32]>,
+    pub known_as: Option<IdentityKey>,
     /// The person is a contact (added by the user or a stranger kept before).
     pub contact: bool,
     /// The person is a member of one of our groups.
@@ -178,7 +178,7 @@ pub fn bind(d: NewDevice) -> Binding {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sender {
     /// The person (the conversation).
-    pub identity: [u8; 32],
+    pub identity: IdentityKey,
     /// The user blocked this person.
     pub blocked: bool,
     /// A mailbox relayed the envelope (the device is not the connection's peer).
@@ -311,7 +311,7 @@ pub struct Batch {
     results: Vec<DeliveryResult>,
     kept: usize,
     /// Per conversation, in the order first seen: ids of relayed texts.
-    receipts: Vec<([u8; 32], Vec<u128>)>,
+    receipts: Vec<(IdentityKey, Vec<u128>)>,
 }
 
 /// A finished batch.
@@ -322,7 +322,7 @@ pub struct Answered {
     /// Envelopes kept as a mailbox for other devices.
     pub kept: usize,
     /// Delivered receipts to queue: the conversation and the body.
-    pub receipts: Vec<([u8; 32], Body)>,
+    pub receipts: Vec<(IdentityKey, Body)>,
 }
 
 impl Batch {
@@ -352,7 +352,7 @@ impl Batch {
 
     /// A text `id` in conversation `conv` came through a mailbox: its sender is owed a
     /// delivered receipt.
-    pub fn delivered(&mut self, conv: [u8; 32], id: u128) {
+    pub fn delivered(&mut self, conv: IdentityKey, id: u128) {
         match self.receipts.iter_mut().find(|(c, _)| *c == conv) {
             Some((_, ids)) => ids.push(id),
             None => self.receipts.push((conv, vec![id])),
@@ -385,14 +385,13 @@ mod tests {
     use super::*;
     use kith_crypto::Identity;
 
-    const ME: [u8; 32] = [1; 32];
-    const ALICE: [u8; 32] = [2; 32];
+    const ALICE: IdentityKey = IdentityKey([2; 32]);
 
     /// A certificate signed by the identity made from `secret`, for the key `curve`.
-    fn signed_cert(secret: u8, curve: [u8; 32]) -> DeviceCert {
+    fn signed_cert(secret: u8, curve: CurveKey) -> DeviceCert {
         let id = Identity::from_secret(&[secret; 32]);
         let mut cert = DeviceCert {
-            identity: id.public().0,
+            identity: id.public(),
             peer_id: vec![9; 38],
             curve25519: curve,
             ed25519: [4; 32],
@@ -439,14 +438,15 @@ mod tests {
 
     #[test]
     fn a_seen_hash_is_a_duplicate_before_anything_else() {
-        assert_eq!(route(true, &ME, &ME), Route::Duplicate);
-        assert_eq!(route(true, &ALICE, &ME), Route::Duplicate);
+        let (mine, theirs) = (CurveKey([1; 32]), CurveKey([2; 32]));
+        assert_eq!(route(true, &mine, &mine), Route::Duplicate);
+        assert_eq!(route(true, &theirs, &mine), Route::Duplicate);
         assert_eq!(
-            route(false, &ALICE, &ME),
+            route(false, &theirs, &mine),
             Route::Deposit,
             "another device's"
         );
-        assert_eq!(route(false, &ME, &ME), Route::Open);
+        assert_eq!(route(false, &mine, &mine), Route::Open);
     }
 
     #[test]
@@ -513,7 +513,7 @@ mod tests {
 
     #[test]
     fn a_new_device_needs_a_certificate_for_its_key_that_verifies() {
-        let curve = [3; 32];
+        let curve = CurveKey([3; 32]);
         assert_eq!(
             check_cert(None, &curve),
             Verdict::Refuse(RejectReason::Malformed),
@@ -522,7 +522,7 @@ mod tests {
         let cert = signed_cert(8, curve);
         assert_eq!(check_cert(Some(&cert), &curve), Verdict::Accept(&cert));
         assert_eq!(
-            check_cert(Some(&cert), &[4; 32]),
+            check_cert(Some(&cert), &CurveKey([4; 32])),
             Verdict::Penalize(RejectReason::Malformed, BAD_CERT),
             "another key than the pre-key message's"
         );
@@ -553,7 +553,7 @@ mod tests {
         };
         assert_eq!(bind(same), Binding::Bind { stranger: false });
         let other = NewDevice {
-            known_as: Some([9; 32]),
+            known_as: Some(IdentityKey([9; 32])),
             ..new_device()
         };
         assert_eq!(bind(other), Binding::IdentityChanged);
@@ -656,7 +656,7 @@ mod tests {
         let o = deliver(many, from(true), true, &mut b);
         assert_eq!(o.answer(), DeliveryResult::Stored);
         let bob = Sender {
-            identity: [3; 32],
+            identity: IdentityKey([3; 32]),
             ..from(true)
         };
         let _ = deliver(
@@ -680,7 +680,11 @@ mod tests {
             .collect();
         assert_eq!(
             shape,
-            vec![(ALICE, MAX_RECEIPT_IDS), (ALICE, 1), ([3; 32], 1)]
+            vec![
+                (ALICE, MAX_RECEIPT_IDS),
+                (ALICE, 1),
+                (IdentityKey([3; 32]), 1)
+            ]
         );
     }
 

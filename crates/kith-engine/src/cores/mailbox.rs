@@ -143,7 +143,7 @@ pub struct Registration<'a> {
     /// The invite token it presented.
     pub token: Option<&'a str>,
     /// The identity the store binds the certificate's device to, if it knows the device.
-    pub bound_to: Option<[u8; 32]>,
+    pub bound_to: Option<kith_types::IdentityKey>,
     /// Whether the certificate's Curve25519 key is registered here already.
     pub key_registered: bool,
     /// How many devices are registered here.
@@ -346,7 +346,7 @@ impl MailboxService {
 /// [`MailboxService::expiry_cutoff`]). Only kept mail expires: the node's own messages have
 /// a conversation.
 pub fn is_expired(item: &OutboxItem, cutoff_ms: u64) -> bool {
-    item.conversation == [0; 32] && item.queued_ms < cutoff_ms
+    item.conversation == kith_store::NO_CONVERSATION && item.queued_ms < cutoff_ms
 }
 
 fn clamp_u32(n: usize) -> u32 {
@@ -371,9 +371,9 @@ mod tests {
 
     fn cert_of(p: PeerId, identity: u8) -> DeviceCert {
         DeviceCert {
-            identity: [identity; 32],
+            identity: kith_types::IdentityKey([identity; 32]),
             peer_id: p.to_bytes(),
-            curve25519: [3; 32],
+            curve25519: kith_types::CurveKey([3; 32]),
             ed25519: [4; 32],
             created_ms: 0,
             signature: vec![0; 64],
@@ -404,10 +404,10 @@ mod tests {
 
     fn kept_item(queued_ms: u64) -> OutboxItem {
         OutboxItem {
-            conversation: [0; 32],
+            conversation: kith_store::NO_CONVERSATION,
             message_ids: Vec::new(),
             sealed: Some(Envelope {
-                to_device: [3; 32],
+                to_device: kith_types::CurveKey([3; 32]),
                 kind: 1,
                 ciphertext: vec![0; 10],
             }),
@@ -491,12 +491,12 @@ mod tests {
         let p = peer(1);
         let cert = cert_of(p, 9);
         let rebound = Registration {
-            bound_to: Some([8; 32]),
+            bound_to: Some(kith_types::IdentityKey([8; 32])),
             ..registration(p, &cert)
         };
         assert_eq!(m.register(&rebound), Verdict::Refuse(Refusal::Invalid));
         let same = Registration {
-            bound_to: Some([9; 32]),
+            bound_to: Some(kith_types::IdentityKey([9; 32])),
             devices: 1,
             ..registration(p, &cert)
         };
@@ -699,7 +699,7 @@ mod tests {
         assert!(!is_expired(&kept_item(cutoff), cutoff), "kept a full day");
         assert!(!is_expired(&kept_item(now_ms), cutoff));
         let own = OutboxItem {
-            conversation: [1; 32],
+            conversation: kith_types::IdentityKey([1; 32]),
             ..kept_item(0)
         };
         assert!(

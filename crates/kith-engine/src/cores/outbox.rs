@@ -38,6 +38,7 @@
 
 use kith_proto::wire::{DeliveryResult, Envelope, MAX_BODIES, RejectReason};
 use kith_store::{OutboxItem, Status};
+use kith_types::IdentityKey;
 
 /// Most plaintext bytes sealed into one envelope (below the sealed-payload limit).
 pub const SEAL_BYTES: usize = 56 * 1024;
@@ -192,13 +193,13 @@ pub struct Bundle<'a> {
     /// The peer id the bundle's certificate names.
     pub peer_id: &'a [u8],
     /// The identity the bundle's certificate names.
-    pub identity: &'a [u8; 32],
+    pub identity: &'a IdentityKey,
     /// The peer on the connection the bundle came over.
     pub connection: &'a [u8],
     /// The peer id of the device it was claimed for, as the store knows it.
     pub device_peer_id: &'a [u8],
     /// The identity the store has that device under (the contact's).
-    pub device_identity: &'a [u8; 32],
+    pub device_identity: &'a IdentityKey,
 }
 
 /// What to do with a claimed pre-key bundle.
@@ -229,7 +230,7 @@ mod tests {
 
     fn item(body: Option<usize>) -> OutboxItem {
         OutboxItem {
-            conversation: [1; 32],
+            conversation: IdentityKey([1; 32]),
             message_ids: vec![7],
             sealed: None,
             body: body.map(|n| vec![0; n]),
@@ -242,7 +243,7 @@ mod tests {
 
     fn env() -> Envelope {
         Envelope {
-            to_device: [2; 32],
+            to_device: kith_types::CurveKey([2; 32]),
             kind: 1,
             ciphertext: vec![3; 4],
         }
@@ -397,7 +398,7 @@ mod tests {
     #[test]
     fn bundle_checks() {
         let (peer, other) = (vec![1u8; 38], vec![2u8; 38]);
-        let (alice, mallory) = ([3u8; 32], [4u8; 32]);
+        let (alice, mallory) = (IdentityKey([3u8; 32]), IdentityKey([4u8; 32]));
         let good = Bundle {
             valid: true,
             peer_id: &peer,

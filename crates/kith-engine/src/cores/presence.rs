@@ -83,7 +83,7 @@ pub const MAX_DEVICES_ONLINE: usize = 64;
 pub const MAX_PROFILE_ASKS: usize = 1024;
 
 /// A person, by identity key.
-pub type Identity = [u8; 32];
+pub type Identity = kith_types::IdentityKey;
 
 /// The time, as the actor reads it: monotonic for schedules, wall-clock milliseconds for
 /// what is shown to people (last seen, profile versions).

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 fn request_roundtrip() {
     let r = Request::Deliver {
         envelopes: vec![Envelope {
-            to_device: [3; 32],
+            to_device: CurveKey([3; 32]),
             kind: 1,
             ciphertext: vec![1, 2, 3],
         }],
@@ -221,7 +221,7 @@ proptest! {
 
     #[test]
     fn mutated_frames_never_panic(i in 0usize..64, v in any::<u8>()) {
-        let r = Request::Deliver { envelopes: vec![Envelope { to_device: [1; 32], kind: 0, ciphertext: vec![7; 40] }] };
+        let r = Request::Deliver { envelopes: vec![Envelope { to_device: CurveKey([1; 32]), kind: 0, ciphertext: vec![7; 40] }] };
         let mut b = r.encode().unwrap();
         let n = b.len();
         b[i % n] = v;

@@ -17,7 +17,7 @@ fn msg(id: u128) -> StoredMessage {
 fn a_store_without_fsync_keeps_its_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let conv = [9u8; 32];
+    let conv = IdentityKey([9u8; 32]);
     {
         let store = Store::open(&path).unwrap().without_fsync();
         for id in 1..=(3 * crate::SYNC_EVERY as u128 + 5) {
@@ -37,7 +37,7 @@ fn a_store_without_fsync_keeps_its_commits() {
 fn messages_dedupe_and_status_only_rises() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
-    let conv = [7u8; 32];
+    let conv = IdentityKey([7u8; 32]);
     store
         .write(|w| {
             assert_eq!(w.append_message(&conv, &msg(10))?, Some(1));
@@ -65,7 +65,7 @@ fn messages_dedupe_and_status_only_rises() {
 fn failed_write_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.redb")).unwrap();
-    let conv = [1u8; 32];
+    let conv = IdentityKey([1u8; 32]);
     let r: Result<(), StoreError> = store.write(|w| {
         w.append_message(&conv, &msg(1))?;
         Err(StoreError::Injected("test"))
@@ -76,7 +76,7 @@ fn failed_write_leaves_nothing() {
 
 fn item() -> OutboxItem {
     OutboxItem {
-        conversation: [0; 32],
+        conversation: NO_CONVERSATION,
         message_ids: vec![1],
         sealed: None,
         body: Some(vec![1]),
@@ -119,10 +119,10 @@ fn kept_bytes_follow_the_outbox() {
     let p = dir.path().join("s.redb");
     let store = Store::open(&p).unwrap();
     let kept = |n: usize| OutboxItem {
-        conversation: [0; 32],
+        conversation: NO_CONVERSATION,
         message_ids: Vec::new(),
         sealed: Some(kith_proto::wire::Envelope {
-            to_device: [9; 32],
+            to_device: CurveKey([9; 32]),
             kind: 1,
             ciphertext: vec![7; n],
         }),
@@ -133,7 +133,7 @@ fn kept_bytes_follow_the_outbox() {
         covered: false,
     };
     let mut own = kept(50);
-    own.conversation = [4; 32];
+    own.conversation = IdentityKey([4; 32]);
     own.body = Some(vec![1]);
     let dev = DeviceKey([3; 32]);
     store

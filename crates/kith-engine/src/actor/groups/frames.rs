@@ -89,7 +89,7 @@ impl State {
         row.out_session = Some(out.pickle(&self.keys.storage));
         row.next_seq = seq + 1;
         row.lamport = lamport;
-        let my_curve = self.device.curve_key();
+        let my_curve = self.device.curve_key().0;
         let frame = GroupFrame {
             version: kith_proto::groupwire::FRAME_VERSION,
             sender: Key(my_curve),
@@ -170,7 +170,7 @@ impl State {
                     let v = self.take_frame(w, group, frame, author, Some(source), now, after)?;
                     // A mailbox that is a member too keeps what it forwards for its devices.
                     if v == Verdict::Accept && self.watching.keeps(topic) {
-                        self.keep_frame(w, topic, &sender, seq, data)?;
+                        self.keep_frame(w, topic, &CurveKey(sender), seq, data)?;
                     }
                     v
                 }
@@ -199,7 +199,7 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<Verdict, Fatal> {
         let sender = frame.sender.0;
-        let my_curve = self.device.curve_key();
+        let my_curve = self.device.curve_key().0;
         if sender == my_curve {
             // Our own frame, come back: keep it if we lost it, nothing else.
             if w.group_frame(&group, &sender, frame.seq)?.is_none() {
@@ -220,7 +220,7 @@ impl State {
             self.groups
                 .states
                 .get(&group)
-                .is_some_and(|st| st.members.contains(&d.identity))
+                .is_some_and(|st| st.members.contains(&d.identity.0))
         });
         match rules::admit(device.is_some(), publisher_is_sender, member) {
             Admit::Take => {}
@@ -306,7 +306,7 @@ impl State {
                 };
                 let msg = GroupMessage {
                     id,
-                    sender: device.identity,
+                    sender: device.identity.0,
                     outgoing: false,
                     text: text.clone(),
                     sent_at_ms,
@@ -315,7 +315,7 @@ impl State {
                     flag: false,
                 };
                 if w.put_group_message(&key, &msg)? {
-                    let from = self.member_name(w, &device.identity)?;
+                    let from = self.member_name(w, &device.identity.0)?;
                     let gname = self
                         .groups
                         .states
@@ -333,7 +333,7 @@ impl State {
                     // ✓✓ for the sender (unless blocked), batched with the other
                     // receipts due to the same device within RECEIPT_DELAY.
                     if !self.social.blocked.contains(&device.identity) {
-                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
+                        self.receipt_due(w, dev, device.identity.0, group, id, now, after)?;
                     }
                 }
             }

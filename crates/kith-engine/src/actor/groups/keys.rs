@@ -43,7 +43,7 @@ use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
 use kith_store::{GroupRow, WriteTx, device_key};
-use kith_types::{CurveKey, DeviceKey, GroupId};
+use kith_types::{CurveKey, DeviceKey, GroupId, IdentityKey};
 use tracing::warn;
 
 use super::frames::advance;
@@ -88,7 +88,7 @@ impl State {
         let now = Now::read();
         let one: BTreeSet<[u8; 32]> = [identity].into_iter().collect();
         for (dev, d) in member_devices(w.devices()?, &one, &self.me.0)? {
-            self.share_late(w, dev, d.identity, now, after)?;
+            self.share_late(w, dev, d.identity.0, now, after)?;
         }
         Ok(())
     }
@@ -106,11 +106,11 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let me = self.me.0;
-        if !cert_concerns_groups(&cert.identity, &me, &self.groups.people) {
+        if !cert_concerns_groups(&cert.identity.0, &me, &self.groups.people) {
             return Ok(());
         }
         let now = Now::read();
-        let shared = cert_audiences(&self.groups.states, &me, &cert.identity);
+        let shared = cert_audiences(&self.groups.states, &me, &cert.identity.0);
         if !shared.is_empty() {
             let body = Body::GroupUpdate {
                 ops: Vec::new(),
@@ -122,12 +122,12 @@ impl State {
             for members in &shared {
                 for (k, d) in member_devices(devices.clone(), members, &me)? {
                     if d.identity != cert.identity && told.insert(k) {
-                        self.enqueue_dev(w, k, d.identity, bytes.clone(), now, after)?;
+                        self.enqueue_dev(w, k, d.identity.0, bytes.clone(), now, after)?;
                     }
                 }
             }
         }
-        self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
+        self.share_late(w, device_key(&cert.peer_id), cert.identity.0, now, after)
     }
 
     /// A member device became known after this node's sending sessions started (members who
@@ -144,7 +144,7 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let ids = groups_shared_with(&self.groups.states, &self.me.0, &owner);
-        let my_curve = self.device.curve_key();
+        let my_curve = self.device.curve_key().0;
         for id in ids {
             let Some(mut row) = w.group(&id)? else {
                 continue;
@@ -242,7 +242,7 @@ impl State {
         if let Ok(own) = InboundGroup::from_key(&out.session_key()) {
             w.put_group_inbound(
                 &id,
-                &self.device.curve_key(),
+                &self.device.curve_key().0,
                 &out.session_id(),
                 &own.pickle(&self.keys.storage),
             )?;
@@ -253,11 +253,11 @@ impl State {
         let me = self.me.0;
         let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, members, &me)?
             .into_iter()
-            .map(|(k, d)| (k, d.identity))
+            .map(|(k, d)| (k, d.identity.0))
             .collect();
         let known: HashSet<[u8; 32]> = devices.iter().map(|(_, who)| *who).collect();
         for m in members_to_look_up(members, &me, &known) {
-            after.push(After::Lookup(m));
+            after.push(After::Lookup(IdentityKey(m)));
         }
         self.share_key(w, id, row, &devices, now, after)
     }
@@ -295,7 +295,7 @@ impl State {
         // others would read). A key may come before the ops that make its sender (or us) a
         // member, from another path: it waits in memory until they arrive.
         let owner = match w.device_by_curve(&CurveKey(curve))? {
-            Some(dev) => w.device(&dev)?.map(|d| d.identity),
+            Some(dev) => w.device(&dev)?.map(|d| d.identity.0),
             None => None,
         };
         let members = self.groups.states.get(&group).map(|s| &s.members);

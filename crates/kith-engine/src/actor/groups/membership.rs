@@ -36,7 +36,7 @@ use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
 use kith_store::{Contact, GroupRow, KnownDevice, WriteTx, device_key};
-use kith_types::{DeviceKey, GroupId};
+use kith_types::{DeviceKey, GroupId, IdentityKey};
 use tracing::{debug, warn};
 
 use super::change::{change_op, changed_by};
@@ -71,7 +71,7 @@ impl State {
         let mut keys = Vec::new();
         for m in members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
             match w.contact_by_name(m)? {
-                Some(c) if !keys.contains(&Key(c.identity)) => keys.push(Key(c.identity)),
+                Some(c) if !keys.contains(&Key(c.identity.0)) => keys.push(Key(c.identity.0)),
                 Some(_) => {}
                 None => return Ok(Err(EngineError::UnknownContact(m.to_string()))),
             }
@@ -145,7 +145,7 @@ impl State {
                 return Ok(Ok(me));
             }
             Ok(match w.contact_by_name(n)? {
-                Some(c) => Ok(c.identity),
+                Some(c) => Ok(c.identity.0),
                 None => Err(EngineError::UnknownContact(n.to_string())),
             })
         };
@@ -263,7 +263,8 @@ impl State {
             let accept = match self.groups.invites.get(&id) {
                 Some(log) => {
                     let contact = |k: &[u8; 32]| -> Result<bool, Fatal> {
-                        Ok(w.contact(k)?.is_some_and(|c| c.added_by_user))
+                        Ok(w.contact(&IdentityKey(*k))?
+                            .is_some_and(|c| c.added_by_user))
                     };
                     match group_ops::made_member_by(log, &me) {
                         Some(by) if by != me => contact(&by)?,
@@ -309,16 +310,17 @@ impl State {
                     group: id,
                     ops: still,
                 };
-                self.enqueue(w, &from, &body, Vec::new(), after)?;
+                self.enqueue(w, &IdentityKey(from), &body, Vec::new(), after)?;
             }
         }
         // Member devices: kept when their owner is a member of a group we are in.
         let mut learned: Vec<(DeviceKey, [u8; 32])> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
-                touched.iter().any(|(t, _)| t == id) && l.current().members.contains(&cert.identity)
-            }) || self.groups.people.contains(&cert.identity);
-            if !member || cert.identity == self.me.0 || cert.validate().is_err() {
+                touched.iter().any(|(t, _)| t == id)
+                    && l.current().members.contains(&cert.identity.0)
+            }) || self.groups.people.contains(&cert.identity.0);
+            if !member || cert.identity == self.me || cert.validate().is_err() {
                 continue;
             }
             let dev = device_key(&cert.peer_id);
@@ -326,13 +328,13 @@ impl State {
                 Some(d) if d.identity != cert.identity => continue,
                 Some(d) if d.cert.is_some() => continue,
                 Some(mut d) => {
-                    learned.push((dev, cert.identity));
+                    learned.push((dev, cert.identity.0));
                     d.cert = Some(cert);
                     w.put_device(&dev, &d)?;
                 }
                 None => {
-                    learned.push((dev, cert.identity));
-                    self.ensure_member_contact(w, &cert.identity, cert.peer_id.clone(), now)?;
+                    learned.push((dev, cert.identity.0));
+                    self.ensure_member_contact(w, &cert.identity.0, cert.peer_id.clone(), now)?;
                     w.put_device(
                         &dev,
                         &KnownDevice {
@@ -392,7 +394,7 @@ impl State {
         let one: BTreeSet<[u8; 32]> = [from].into_iter().collect();
         let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
             .into_iter()
-            .map(|(dev, d)| (dev, d.identity))
+            .map(|(dev, d)| (dev, d.identity.0))
             .collect();
         self.send_ops(w, &devices, &ops, &[], Now::read(), after)
     }
@@ -532,14 +534,14 @@ impl State {
         let devices = member_devices(w.devices()?, &everyone, &self.me.0)?;
         let (fresh, known): (Vec<_>, Vec<_>) = devices
             .into_iter()
-            .map(|(k, d)| (k, d.identity))
+            .map(|(k, d)| (k, d.identity.0))
             .partition(|(_, who)| !before.members.contains(who));
         let certs = self.member_certs(w, &state.members)?;
         if !known.is_empty() {
             // Existing members may not know the new members' devices yet.
             let new_certs: Vec<DeviceCert> = certs
                 .iter()
-                .filter(|c| !before.members.contains(&c.identity))
+                .filter(|c| !before.members.contains(&c.identity.0))
                 .cloned()
                 .collect();
             self.send_ops(w, &known, ops, &new_certs, now, after)?;
@@ -609,12 +611,12 @@ impl State {
         peer_hint: Vec<u8>,
         now: Now,
     ) -> Result<(), Fatal> {
-        if identity == &self.me.0 || w.contact(identity)?.is_some() {
+        if identity == &self.me.0 || w.contact(&IdentityKey(*identity))?.is_some() {
             return Ok(());
         }
         let name = stranger_name(w, identity)?;
         w.put_contact(&Contact {
-            identity: *identity,
+            identity: IdentityKey(*identity),
             name,
             added_ms: now.ms,
             added_by_user: false,

@@ -65,7 +65,7 @@ use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
 use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
-use kith_types::{DeviceKey, GroupId, now_ms};
+use kith_types::{DeviceKey, GroupId, IdentityKey, now_ms};
 use std::time::Instant;
 
 pub(super) use sync::sync_marks;
@@ -259,7 +259,7 @@ impl State {
         w.push_outbox(
             &dev,
             &OutboxItem {
-                conversation: conv,
+                conversation: IdentityKey(conv),
                 message_ids: Vec::new(),
                 sealed: None,
                 body: Some(bytes),
@@ -326,7 +326,7 @@ impl State {
                         let devices: Vec<(DeviceKey, [u8; 32])> =
                             member_devices(w.devices()?, &members, &self.me.0)?
                                 .into_iter()
-                                .map(|(k, d)| (k, d.identity))
+                                .map(|(k, d)| (k, d.identity.0))
                                 .collect();
                         self.send_ops(w, &devices, &ops, &[], now, after)?;
                         Ok(())
@@ -352,7 +352,7 @@ fn member_devices(
 ) -> Result<Vec<(DeviceKey, KnownDevice)>, StoreError> {
     Ok(devices
         .into_iter()
-        .filter(|d| members.contains(&d.identity) && &d.identity != me)
+        .filter(|d| members.contains(&d.identity.0) && &d.identity.0 != me)
         .map(|d| (device_key(&d.peer_id), d))
         .collect())
 }
@@ -362,7 +362,7 @@ fn member_devices(
 pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, Fatal> {
     let mut n = 1;
     loop {
-        let name = crate::cores::contacts::stranger_name(identity, n);
+        let name = crate::cores::contacts::stranger_name(&IdentityKey(*identity), n);
         if w.contact_by_name(&name)?.is_none() {
             return Ok(name);
         }

@@ -189,7 +189,7 @@ impl State {
                         at_ms: now.ms,
                     };
                     let bytes = encode_body(&body)?;
-                    self.enqueue_dev(w, dev, d.identity, bytes, now, after)?;
+                    self.enqueue_dev(w, dev, d.identity.0, bytes, now, after)?;
                 }
             }
         }

@@ -42,7 +42,7 @@ use std::time::Instant;
 use super::{GROUP_DIALS, GROUP_SYNC_EVERY, Now, member_devices};
 use crate::actor::{After, Engine, Pending, State, decode_addrs};
 use crate::cores::group_sync::{self as rules, Answer};
-use kith_types::GroupId;
+use kith_types::{GroupId, IdentityKey};
 
 /// Mailboxes of member devices a member dials per group in its round, at most.
 pub const MEMBER_MAILBOX_DIALS: usize = 16;
@@ -87,10 +87,10 @@ impl Engine {
                 .flatten()
                 .is_some_and(|row| row.out_session.is_some());
             if sending {
-                let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity).collect();
+                let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity.0).collect();
                 let me = self.st.me.0;
                 for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
-                    self.lookup_identity(*m);
+                    self.lookup_identity(IdentityKey(*m));
                 }
             }
             // Member devices that do not have our current key yet (learned since): share it.
@@ -104,7 +104,7 @@ impl Engine {
                     devices
                         .iter()
                         .filter(|(k, _)| !row.out_shared.contains(k.as_bytes()))
-                        .map(|(_, d)| d.identity)
+                        .map(|(_, d)| d.identity.0)
                         .collect()
                 })
                 .unwrap_or_default();
@@ -214,7 +214,7 @@ impl State {
                 .groups
                 .states
                 .get(&group)
-                .is_some_and(|s| s.members.contains(&d.identity)),
+                .is_some_and(|s| s.members.contains(&d.identity.0)),
             None => false,
         };
         if !member {

@@ -61,7 +61,7 @@ impl State {
         if identity == &self.me.0 {
             return Ok("me".into());
         }
-        Ok(w.contact(identity)?
+        Ok(w.contact(&IdentityKey(*identity))?
             .map(|c| c.name)
             .unwrap_or_else(|| format!("~{}", IdentityKey(*identity).short())))
     }

@@ -2,11 +2,11 @@
 
 use super::*;
 
-const ME: [u8; 32] = [1; 32];
-const BOB: [u8; 32] = [2; 32];
-const CAROL: [u8; 32] = [3; 32];
+const ME: IdentityKey = IdentityKey([1; 32]);
+const BOB: IdentityKey = IdentityKey([2; 32]);
+const CAROL: IdentityKey = IdentityKey([3; 32]);
 
-fn card(identity: [u8; 32], addrs: Vec<Vec<u8>>) -> ContactCard {
+fn card(identity: IdentityKey, addrs: Vec<Vec<u8>>) -> ContactCard {
     ContactCard {
         version: 1,
         identity,
@@ -19,7 +19,7 @@ fn code_of(card: &ContactCard) -> String {
     card.to_code().unwrap()
 }
 
-fn contact(identity: [u8; 32], name: &str, added_by_user: bool) -> Contact {
+fn contact(identity: IdentityKey, name: &str, added_by_user: bool) -> Contact {
     Contact {
         identity,
         name: name.into(),
@@ -30,7 +30,7 @@ fn contact(identity: [u8; 32], name: &str, added_by_user: bool) -> Contact {
     }
 }
 
-fn read(identity: [u8; 32], name: &str) -> Code {
+fn read(identity: IdentityKey, name: &str) -> Code {
     read_code(&code_of(&card(identity, Vec::new())), name, &ME).unwrap()
 }
 
@@ -202,7 +202,7 @@ fn code_addresses_go_first_without_duplicates_and_bounded() {
 
 #[test]
 fn strangers_are_named_by_fingerprint_then_numbered() {
-    let short = IdentityKey(BOB).short();
+    let short = BOB.short();
     assert_eq!(stranger_name(&BOB, 1), format!("~{short}"));
     assert_eq!(stranger_name(&BOB, 2), format!("~{short}-2"));
     assert_eq!(stranger_name(&BOB, 3), format!("~{short}-3"));
@@ -218,7 +218,7 @@ fn strangers_are_capped_except_group_members() {
 
 #[test]
 fn removing_drops_every_device_of_the_identity() {
-    let device = |identity: [u8; 32]| KnownDevice {
+    let device = |identity: IdentityKey| KnownDevice {
         identity,
         peer_id: PeerId::random().to_bytes(),
         cert: None,

@@ -3,8 +3,8 @@
 
 use super::*;
 
-const ALICE: Identity = [1; 32];
-const BOB: Identity = [2; 32];
+const ALICE: Identity = kith_types::IdentityKey([1; 32]);
+const BOB: Identity = kith_types::IdentityKey([2; 32]);
 
 struct Clock {
     start: Instant,
