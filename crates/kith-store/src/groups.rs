@@ -9,14 +9,14 @@ use crate::tx::{dec, enc};
 use crate::*;
 
 /// A group this node is in (or was in), by group id.
-pub(crate) const GROUPS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("groups");
+pub(crate) const GROUPS: TableDefinition<GroupId, &[u8]> = TableDefinition::new("groups");
 /// Signed membership ops: (group, op hash) → encoded op.
-pub(crate) const GROUP_OPS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
+pub(crate) const GROUP_OPS: TableDefinition<(GroupId, &[u8; 32]), &[u8]> =
     TableDefinition::new("group_ops");
 /// (group, sender device, seq).
-type FrameKey = (&'static [u8; 16], &'static [u8; 32], u64);
+type FrameKey = (GroupId, CurveKey, u64);
 /// (group, lamport, sender device, seq).
-type MsgKey = (&'static [u8; 16], u64, &'static [u8; 32], u64);
+type MsgKey = (GroupId, u64, CurveKey, u64);
 
 /// Frames: (group, sender device Curve25519 key, seq) → [`FrameRow`].
 pub(crate) const GROUP_FRAMES: TableDefinition<FrameKey, &[u8]> =
@@ -25,10 +25,10 @@ pub(crate) const GROUP_FRAMES: TableDefinition<FrameKey, &[u8]> =
 pub(crate) const GROUP_PENDING: TableDefinition<FrameKey, ()> =
     TableDefinition::new("group_pending");
 /// Per sender device: how far every frame is held ([`SenderRow`]).
-pub(crate) const GROUP_SENDERS: TableDefinition<(&[u8; 16], &[u8; 32]), &[u8]> =
+pub(crate) const GROUP_SENDERS: TableDefinition<(GroupId, CurveKey), &[u8]> =
     TableDefinition::new("group_senders");
 /// Inbound Megolm sessions: (group, sender device, session id) → encrypted pickle.
-pub(crate) const GROUP_INBOUND: TableDefinition<(&[u8; 16], &[u8; 32], &str), &str> =
+pub(crate) const GROUP_INBOUND: TableDefinition<(GroupId, CurveKey, &str), &str> =
     TableDefinition::new("group_inbound");
 /// Messages in display order: (group, lamport, sender device, seq) → [`GroupMessage`].
 pub(crate) const GROUP_MSGS: TableDefinition<MsgKey, &[u8]> = TableDefinition::new("group_msgs");
@@ -37,7 +37,7 @@ pub(crate) const GROUP_MSG_IDS: TableDefinition<u128, &[u8]> =
     TableDefinition::new("group_msg_ids");
 /// Receipts for our group messages: (message id, member identity) → (delivered ms, read ms),
 /// 0 for not yet.
-pub(crate) const GROUP_RECEIPTS: TableDefinition<(u128, &[u8; 32]), (u64, u64)> =
+pub(crate) const GROUP_RECEIPTS: TableDefinition<(u128, IdentityKey), (u64, u64)> =
     TableDefinition::new("group_receipts");
 
 /// What this node keeps about a group besides its ops.
@@ -142,21 +142,21 @@ macro_rules! group_reads {
                 let mut out = Vec::new();
                 for row in t.iter()? {
                     let (k, v) = row?;
-                    out.push((GroupId(*k.value()), dec(v.value())?));
+                    out.push((k.value(), dec(v.value())?));
                 }
                 Ok(out)
             }
 
             /// One group's row.
             pub fn group(&self, id: &GroupId) -> Result<Option<GroupRow>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUPS)?;
                 t.get(id)?.map(|v| dec(v.value())).transpose()
             }
 
             /// Every op of a group (encoded).
             pub fn group_ops(&self, id: &GroupId) -> Result<Vec<Vec<u8>>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_OPS)?;
                 let mut out = Vec::new();
                 for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
@@ -172,9 +172,9 @@ macro_rules! group_reads {
                 sender: &[u8; 32],
                 seq: u64,
             ) -> Result<Option<FrameRow>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_FRAMES)?;
-                t.get((id, sender, seq))?
+                t.get((id, CurveKey(*sender), seq))?
                     .map(|v| dec(v.value()))
                     .transpose()
             }
@@ -187,13 +187,15 @@ macro_rules! group_reads {
                 after: u64,
                 limit: usize,
             ) -> Result<Vec<(u64, FrameRow)>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_FRAMES)?;
                 let mut out = Vec::new();
                 if after == u64::MAX {
                     return Ok(out);
                 }
-                for row in t.range((id, sender, after + 1)..=(id, sender, u64::MAX))? {
+                for row in
+                    t.range((id, CurveKey(*sender), after + 1)..=(id, CurveKey(*sender), u64::MAX))?
+                {
                     if out.len() >= limit {
                         break;
                     }
@@ -205,10 +207,12 @@ macro_rules! group_reads {
 
             /// How many frames a group holds.
             pub fn group_frame_count(&self, id: &GroupId) -> Result<u64, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_FRAMES)?;
                 let mut n = 0u64;
-                for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
+                for row in t.range(
+                    (id, CurveKey([0u8; 32]), 0u64)..=(id, CurveKey([255u8; 32]), u64::MAX),
+                )? {
                     row?;
                     n += 1;
                 }
@@ -221,10 +225,12 @@ macro_rules! group_reads {
                 id: &GroupId,
                 sender: &[u8; 32],
             ) -> Result<Vec<u64>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_PENDING)?;
                 let mut out = Vec::new();
-                for row in t.range((id, sender, 0u64)..=(id, sender, u64::MAX))? {
+                for row in
+                    t.range((id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), u64::MAX))?
+                {
                     out.push(row?.0.value().2);
                 }
                 Ok(out)
@@ -232,10 +238,12 @@ macro_rules! group_reads {
 
             /// How many frames of a group wait for a key.
             pub fn group_pending_count(&self, id: &GroupId) -> Result<u64, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_PENDING)?;
                 let mut n = 0u64;
-                for row in t.range((id, &[0u8; 32], 0u64)..=(id, &[255u8; 32], u64::MAX))? {
+                for row in t.range(
+                    (id, CurveKey([0u8; 32]), 0u64)..=(id, CurveKey([255u8; 32]), u64::MAX),
+                )? {
                     row?;
                     n += 1;
                 }
@@ -247,12 +255,12 @@ macro_rules! group_reads {
                 &self,
                 id: &GroupId,
             ) -> Result<Vec<([u8; 32], SenderRow)>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_SENDERS)?;
                 let mut out = Vec::new();
-                for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
+                for row in t.range((id, CurveKey([0u8; 32]))..=(id, CurveKey([255u8; 32])))? {
                     let (k, v) = row?;
-                    out.push((*k.value().1, dec(v.value())?));
+                    out.push((k.value().1.0, dec(v.value())?));
                 }
                 Ok(out)
             }
@@ -263,9 +271,11 @@ macro_rules! group_reads {
                 id: &GroupId,
                 sender: &[u8; 32],
             ) -> Result<Option<SenderRow>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_SENDERS)?;
-                t.get((id, sender))?.map(|v| dec(v.value())).transpose()
+                t.get((id, CurveKey(*sender)))?
+                    .map(|v| dec(v.value()))
+                    .transpose()
             }
 
             /// An inbound session's pickle.
@@ -275,9 +285,10 @@ macro_rules! group_reads {
                 sender: &[u8; 32],
                 session: &str,
             ) -> Result<Option<String>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_INBOUND)?;
-                Ok(t.get((id, sender, session))?.map(|v| v.value().to_string()))
+                Ok(t.get((id, CurveKey(*sender), session))?
+                    .map(|v| v.value().to_string()))
             }
 
             /// The last `limit` messages of a group in display order (oldest first).
@@ -286,11 +297,11 @@ macro_rules! group_reads {
                 id: &GroupId,
                 limit: usize,
             ) -> Result<Vec<(GroupMsgKey, GroupMessage)>, StoreError> {
-                let id = id.as_bytes();
+                let id = *id;
                 let t = self.table(GROUP_MSGS)?;
                 let mut out = Vec::new();
-                let lo = (id, 0u64, &[0u8; 32], 0u64);
-                let hi = (id, u64::MAX, &[255u8; 32], u64::MAX);
+                let lo = (id, 0u64, CurveKey([0u8; 32]), 0u64);
+                let hi = (id, u64::MAX, CurveKey([255u8; 32]), u64::MAX);
                 for row in t.range(lo..=hi)?.rev() {
                     if out.len() >= limit {
                         break;
@@ -299,9 +310,9 @@ macro_rules! group_reads {
                     let (g, lamport, dev, seq) = k.value();
                     out.push((
                         GroupMsgKey {
-                            group: *g,
+                            group: g.0,
                             lamport,
-                            sender_dev: *dev,
+                            sender_dev: dev.0,
                             seq,
                         },
                         dec(v.value())?,
@@ -317,9 +328,14 @@ macro_rules! group_reads {
                 key: &GroupMsgKey,
             ) -> Result<Option<GroupMessage>, StoreError> {
                 let t = self.table(GROUP_MSGS)?;
-                t.get((&key.group, key.lamport, &key.sender_dev, key.seq))?
-                    .map(|v| dec(v.value()))
-                    .transpose()
+                t.get((
+                    GroupId(key.group),
+                    key.lamport,
+                    CurveKey(key.sender_dev),
+                    key.seq,
+                ))?
+                .map(|v| dec(v.value()))
+                .transpose()
             }
 
             /// A group message by id.
@@ -337,7 +353,12 @@ macro_rules! group_reads {
                 };
                 let t = self.table(GROUP_MSGS)?;
                 let m = t
-                    .get((&key.group, key.lamport, &key.sender_dev, key.seq))?
+                    .get((
+                        GroupId(key.group),
+                        key.lamport,
+                        CurveKey(key.sender_dev),
+                        key.seq,
+                    ))?
                     .map(|v| dec(v.value()))
                     .transpose()?;
                 Ok(m.map(|m| (key, m)))
@@ -350,10 +371,12 @@ macro_rules! group_reads {
             ) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
                 let t = self.table(GROUP_RECEIPTS)?;
                 let mut out = Vec::new();
-                for row in t.range((msg, &[0u8; 32])..=(msg, &[255u8; 32]))? {
+                for row in
+                    t.range((msg, IdentityKey([0u8; 32]))..=(msg, IdentityKey([255u8; 32])))?
+                {
                     let (k, v) = row?;
                     let (d, r) = v.value();
-                    out.push((*k.value().1, d, r));
+                    out.push((k.value().1.0, d, r));
                 }
                 Ok(out)
             }
@@ -380,7 +403,7 @@ impl WriteTx<'_> {
 
     /// Saves a group's row.
     pub fn put_group(&mut self, id: &GroupId, row: &GroupRow) -> Result<(), StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         self.table_mut(GROUPS)?.insert(id, enc(row)?.as_slice())?;
         Ok(())
     }
@@ -393,7 +416,7 @@ impl WriteTx<'_> {
         op: &[u8],
     ) -> Result<bool, StoreError> {
         self.injected("group op write")?;
-        let id = id.as_bytes();
+        let id = *id;
         Ok(self.table_mut(GROUP_OPS)?.insert((id, hash), op)?.is_none())
     }
 
@@ -405,12 +428,12 @@ impl WriteTx<'_> {
         seq: u64,
         row: &FrameRow,
     ) -> Result<bool, StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         let mut t = self.table_mut(GROUP_FRAMES)?;
-        if t.get((id, sender, seq))?.is_some() {
+        if t.get((id, CurveKey(*sender), seq))?.is_some() {
             return Ok(false);
         }
-        t.insert((id, sender, seq), enc(row)?.as_slice())?;
+        t.insert((id, CurveKey(*sender), seq), enc(row)?.as_slice())?;
         Ok(true)
     }
 
@@ -421,15 +444,21 @@ impl WriteTx<'_> {
         sender: &[u8; 32],
         upto: u64,
     ) -> Result<u64, StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         let mut t = self.table_mut(GROUP_FRAMES)?;
         let mut n = 0u64;
-        t.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| {
-            n += 1;
-            false
-        })?;
+        t.retain_in(
+            (id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), upto),
+            |_, _| {
+                n += 1;
+                false
+            },
+        )?;
         let mut p = self.table_mut(GROUP_PENDING)?;
-        p.retain_in((id, sender, 0u64)..=(id, sender, upto), |_, _| false)?;
+        p.retain_in(
+            (id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), upto),
+            |_, _| false,
+        )?;
         Ok(n)
     }
 
@@ -440,9 +469,11 @@ impl WriteTx<'_> {
         sender: &[u8; 32],
         seq: u64,
     ) -> Result<(), StoreError> {
-        let id = id.as_bytes();
-        self.table_mut(GROUP_FRAMES)?.remove((id, sender, seq))?;
-        self.table_mut(GROUP_PENDING)?.remove((id, sender, seq))?;
+        let id = *id;
+        self.table_mut(GROUP_FRAMES)?
+            .remove((id, CurveKey(*sender), seq))?;
+        self.table_mut(GROUP_PENDING)?
+            .remove((id, CurveKey(*sender), seq))?;
         Ok(())
     }
 
@@ -453,14 +484,14 @@ impl WriteTx<'_> {
         sender: &[u8; 32],
         seq: u64,
     ) -> Result<(), StoreError> {
-        let raw = id.as_bytes();
+        let raw = *id;
         if seq == 0 {
             return Ok(());
         }
         let waiting: Vec<u64> = {
             let t = self.table(GROUP_PENDING)?;
             let mut v = Vec::new();
-            for row in t.range((raw, sender, 0u64)..(raw, sender, seq))? {
+            for row in t.range((raw, CurveKey(*sender), 0u64)..(raw, CurveKey(*sender), seq))? {
                 v.push(row?.0.value().2);
             }
             v
@@ -479,12 +510,12 @@ impl WriteTx<'_> {
         seq: u64,
         waiting: bool,
     ) -> Result<(), StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         let mut t = self.table_mut(GROUP_PENDING)?;
         if waiting {
-            t.insert((id, sender, seq), ())?;
+            t.insert((id, CurveKey(*sender), seq), ())?;
         } else {
-            t.remove((id, sender, seq))?;
+            t.remove((id, CurveKey(*sender), seq))?;
         }
         Ok(())
     }
@@ -496,9 +527,9 @@ impl WriteTx<'_> {
         sender: &[u8; 32],
         row: &SenderRow,
     ) -> Result<(), StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         self.table_mut(GROUP_SENDERS)?
-            .insert((id, sender), enc(row)?.as_slice())?;
+            .insert((id, CurveKey(*sender)), enc(row)?.as_slice())?;
         Ok(())
     }
 
@@ -510,9 +541,9 @@ impl WriteTx<'_> {
         session: &str,
         pickle: &str,
     ) -> Result<(), StoreError> {
-        let id = id.as_bytes();
+        let id = *id;
         self.table_mut(GROUP_INBOUND)?
-            .insert((id, sender, session), pickle)?;
+            .insert((id, CurveKey(*sender), session), pickle)?;
         Ok(())
     }
 
@@ -529,7 +560,12 @@ impl WriteTx<'_> {
         ids.insert(msg.id, enc(key)?.as_slice())?;
         drop(ids);
         self.table_mut(GROUP_MSGS)?.insert(
-            (&key.group, key.lamport, &key.sender_dev, key.seq),
+            (
+                GroupId(key.group),
+                key.lamport,
+                CurveKey(key.sender_dev),
+                key.seq,
+            ),
             enc(msg)?.as_slice(),
         )?;
         Ok(true)
@@ -542,7 +578,12 @@ impl WriteTx<'_> {
         msg: &GroupMessage,
     ) -> Result<(), StoreError> {
         self.table_mut(GROUP_MSGS)?.insert(
-            (&key.group, key.lamport, &key.sender_dev, key.seq),
+            (
+                GroupId(key.group),
+                key.lamport,
+                CurveKey(key.sender_dev),
+                key.seq,
+            ),
             enc(msg)?.as_slice(),
         )?;
         Ok(())
@@ -558,7 +599,10 @@ impl WriteTx<'_> {
         read_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut t = self.table_mut(GROUP_RECEIPTS)?;
-        let (d0, r0) = t.get((msg, member))?.map(|v| v.value()).unwrap_or((0, 0));
+        let (d0, r0) = t
+            .get((msg, IdentityKey(*member)))?
+            .map(|v| v.value())
+            .unwrap_or((0, 0));
         let d = if d0 == 0 {
             delivered_ms.max(read_ms)
         } else {
@@ -568,7 +612,7 @@ impl WriteTx<'_> {
         if (d, r) == (d0, r0) {
             return Ok(false);
         }
-        t.insert((msg, member), (d, r))?;
+        t.insert((msg, IdentityKey(*member)), (d, r))?;
         Ok(true)
     }
 }

@@ -20,6 +20,7 @@ mod tx;
 
 use std::path::Path;
 
+use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
@@ -34,36 +35,36 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const SCHEMA_VERSION: u32 = 1;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const CONTACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contacts");
-pub(crate) const CONTACT_NAMES: TableDefinition<&str, [u8; 32]> =
+pub(crate) const CONTACTS: TableDefinition<IdentityKey, &[u8]> = TableDefinition::new("contacts");
+pub(crate) const CONTACT_NAMES: TableDefinition<&str, IdentityKey> =
     TableDefinition::new("contact_names");
-pub(crate) const DEVICES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("devices");
-pub(crate) const CURVE_DEVICES: TableDefinition<&[u8; 32], [u8; 32]> =
+pub(crate) const DEVICES: TableDefinition<DeviceKey, &[u8]> = TableDefinition::new("devices");
+pub(crate) const CURVE_DEVICES: TableDefinition<CurveKey, DeviceKey> =
     TableDefinition::new("curve_devices");
-pub(crate) const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
-pub(crate) const MESSAGES: TableDefinition<(&[u8; 32], u64), &[u8]> =
+pub(crate) const SESSIONS: TableDefinition<DeviceKey, &[u8]> = TableDefinition::new("sessions");
+pub(crate) const MESSAGES: TableDefinition<(IdentityKey, u64), &[u8]> =
     TableDefinition::new("messages");
-pub(crate) const MSG_INDEX: TableDefinition<(&[u8; 32], u128), u64> =
+pub(crate) const MSG_INDEX: TableDefinition<(IdentityKey, u128), u64> =
     TableDefinition::new("msg_index");
-pub(crate) const OUTBOX: TableDefinition<(&[u8; 32], u64), &[u8]> = TableDefinition::new("outbox");
-pub(crate) const SEEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("seen_envelopes");
+pub(crate) const OUTBOX: TableDefinition<(DeviceKey, u64), &[u8]> = TableDefinition::new("outbox");
+pub(crate) const SEEN: TableDefinition<EnvelopeHash, u64> = TableDefinition::new("seen_envelopes");
 /// Mailbox service: devices registered here, by Curve25519 key → their device key.
 /// Per contact, what is not part of the contact itself: blocked, last seen, their profile.
-pub(crate) const CONTACT_EXTRAS: TableDefinition<&[u8; 32], &[u8]> =
+pub(crate) const CONTACT_EXTRAS: TableDefinition<IdentityKey, &[u8]> =
     TableDefinition::new("contact_extras");
-pub(crate) const MAILBOX_USERS: TableDefinition<&[u8; 32], [u8; 32]> =
+pub(crate) const MAILBOX_USERS: TableDefinition<CurveKey, DeviceKey> =
     TableDefinition::new("mailbox_users");
 /// How many items each device's outbox holds (by device key), changed in the same
 /// transaction as the outbox rows it counts, so a mailbox checks its quota without counting.
-pub(crate) const OUTBOX_LEN: TableDefinition<&[u8; 32], u64> = TableDefinition::new("outbox_len");
+pub(crate) const OUTBOX_LEN: TableDefinition<DeviceKey, u64> = TableDefinition::new("outbox_len");
 
 /// Mailbox service: ciphertext bytes kept per device (by device key), changed in the same
 /// transaction as the outbox rows they count.
-pub(crate) const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> =
+pub(crate) const MAILBOX_BYTES: TableDefinition<DeviceKey, u64> =
     TableDefinition::new("mailbox_bytes");
 /// Mailbox service: push endpoints of registered devices (by device key). Secret: never
 /// logged.
-pub(crate) const PUSH_ENDPOINTS: TableDefinition<&[u8; 32], &str> =
+pub(crate) const PUSH_ENDPOINTS: TableDefinition<DeviceKey, &str> =
     TableDefinition::new("push_endpoints");
 
 /// Store failures.

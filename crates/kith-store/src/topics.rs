@@ -16,7 +16,7 @@ use crate::tx::{dec, enc};
 use crate::*;
 
 /// What each registered device watches: (device key, topic) → ().
-pub(crate) const MAILBOX_WATCHES: TableDefinition<(&[u8; 32], &str), ()> =
+pub(crate) const MAILBOX_WATCHES: TableDefinition<(DeviceKey, &str), ()> =
     TableDefinition::new("mailbox_watches");
 /// How many devices watch each topic (only topics with at least one).
 pub(crate) const WATCHED_TOPICS: TableDefinition<&str, u64> =
@@ -25,7 +25,7 @@ pub(crate) const WATCHED_TOPICS: TableDefinition<&str, u64> =
 pub(crate) const TOPIC_FRAMES: TableDefinition<(&[u8; 32], u64), &[u8]> =
     TableDefinition::new("topic_frames");
 /// One copy per frame: (topic digest, sender device, seq) → arrival number.
-pub(crate) const TOPIC_FRAME_INDEX: TableDefinition<(&[u8; 32], &[u8; 32], u64), u64> =
+pub(crate) const TOPIC_FRAME_INDEX: TableDefinition<(&[u8; 32], CurveKey, u64), u64> =
     TableDefinition::new("topic_frame_index");
 /// Per topic digest: (frames kept, frame bytes kept, next arrival number), changed in the
 /// same transaction as the rows it counts.
@@ -95,7 +95,7 @@ macro_rules! topic_reads {
         impl $t {
             /// The topics a device registered with this mailbox watches, in order.
             pub fn watches(&self, dev: &DeviceKey) -> Result<Vec<String>, StoreError> {
-                let dev = dev.as_bytes();
+                let dev = *dev;
                 let t = self.table(MAILBOX_WATCHES)?;
                 let mut out = Vec::new();
                 for row in t.range((dev, "")..)? {
@@ -112,7 +112,7 @@ macro_rules! topic_reads {
             /// Whether a device watches a topic.
             pub fn watches_topic(&self, dev: &DeviceKey, topic: &str) -> Result<bool, StoreError> {
                 let t = self.table(MAILBOX_WATCHES)?;
-                Ok(t.get((dev.as_bytes(), topic))?.is_some())
+                Ok(t.get((*dev, topic))?.is_some())
             }
 
             /// Every topic some device watches.
@@ -154,12 +154,13 @@ macro_rules! topic_reads {
                 // The index is small rows: pick the arrival numbers first, read frames after.
                 let index = self.table(TOPIC_FRAME_INDEX)?;
                 let mut wanted = Vec::new();
-                for row in
-                    index.range((&digest, &[0u8; 32], 0u64)..=(&digest, &[255u8; 32], u64::MAX))?
-                {
+                for row in index.range(
+                    (&digest, CurveKey([0u8; 32]), 0u64)
+                        ..=(&digest, CurveKey([255u8; 32]), u64::MAX),
+                )? {
                     let (k, arrival) = row?;
                     let (_, sender, seq) = k.value();
-                    if marks.get(&CurveKey(*sender)).is_none_or(|m| seq > *m) {
+                    if marks.get(&sender).is_none_or(|m| seq > *m) {
                         wanted.push(arrival.value());
                     }
                 }
@@ -207,7 +208,7 @@ impl WriteTx<'_> {
         topics: &[String],
     ) -> Result<WatchChange, StoreError> {
         let old = self.watches(dev)?;
-        let dev = dev.as_bytes();
+        let dev = *dev;
         let new: std::collections::BTreeSet<&str> = topics.iter().map(String::as_str).collect();
         let mut change = WatchChange::default();
         for topic in old.iter().filter(|t| !new.contains(t.as_str())) {
@@ -249,7 +250,7 @@ impl WriteTx<'_> {
         let digest = topic_digest(topic);
         if self
             .table(TOPIC_FRAME_INDEX)?
-            .get((&digest, sender.as_bytes(), seq))?
+            .get((&digest, *sender, seq))?
             .is_some()
         {
             return Ok(false);
@@ -272,7 +273,7 @@ impl WriteTx<'_> {
         self.table_mut(TOPIC_FRAMES)?
             .insert((&digest, next), enc(&row)?.as_slice())?;
         self.table_mut(TOPIC_FRAME_INDEX)?
-            .insert((&digest, sender.as_bytes(), seq), next)?;
+            .insert((&digest, *sender, seq), next)?;
         self.table_mut(TOPIC_USAGE)?.insert(
             &digest,
             (
@@ -318,11 +319,8 @@ impl WriteTx<'_> {
                 return Ok(dropped);
             }
             self.table_mut(TOPIC_FRAMES)?.remove((digest, arrival))?;
-            self.table_mut(TOPIC_FRAME_INDEX)?.remove((
-                digest,
-                kept.sender.as_bytes(),
-                kept.seq,
-            ))?;
+            self.table_mut(TOPIC_FRAME_INDEX)?
+                .remove((digest, kept.sender, kept.seq))?;
             self.table_mut(TOPIC_USAGE)?.insert(
                 digest,
                 (
@@ -347,7 +345,7 @@ impl WriteTx<'_> {
             },
         )?;
         self.table_mut(TOPIC_FRAME_INDEX)?.retain_in(
-            (&digest, &[0u8; 32], 0u64)..=(&digest, &[255u8; 32], u64::MAX),
+            (&digest, CurveKey([0u8; 32]), 0u64)..=(&digest, CurveKey([255u8; 32]), u64::MAX),
             |_, _| false,
         )?;
         self.table_mut(TOPIC_USAGE)?.remove(&digest)?;

@@ -44,15 +44,13 @@ macro_rules! reads {
         /// A contact by identity.
         pub fn contact(&self, identity: &IdentityKey) -> Result<Option<Contact>, StoreError> {
             let t = open!(self, CONTACTS);
-            t.get(identity.as_bytes())?
-                .map(|v| dec(v.value()))
-                .transpose()
+            t.get(*identity)?.map(|v| dec(v.value())).transpose()
         }
 
         /// What is kept about a contact besides the contact itself (default when none).
         pub fn contact_extra(&self, identity: &IdentityKey) -> Result<ContactExtra, StoreError> {
             let t = open!(self, CONTACT_EXTRAS);
-            Ok(t.get(identity.as_bytes())?
+            Ok(t.get(*identity)?
                 .map(|v| dec(v.value()))
                 .transpose()?
                 .unwrap_or_default())
@@ -63,7 +61,7 @@ macro_rules! reads {
             let t = open!(self, CONTACT_NAMES);
             let id = t.get(name)?.map(|v| v.value());
             match id {
-                Some(id) => self.contact(&IdentityKey(id)),
+                Some(id) => self.contact(&id),
                 None => Ok(None),
             }
         }
@@ -82,13 +80,13 @@ macro_rules! reads {
         /// A remote device by its [`device_key`].
         pub fn device(&self, key: &DeviceKey) -> Result<Option<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
-            t.get(key.as_bytes())?.map(|v| dec(v.value())).transpose()
+            t.get(*key)?.map(|v| dec(v.value())).transpose()
         }
 
         /// The key of the remote device with this Curve25519 key, if its certificate is known.
         pub fn device_by_curve(&self, curve: &CurveKey) -> Result<Option<DeviceKey>, StoreError> {
             let t = open!(self, CURVE_DEVICES);
-            Ok(t.get(curve.as_bytes())?.map(|v| DeviceKey(v.value())))
+            Ok(t.get(*curve)?.map(|v| v.value()))
         }
 
         /// Every known remote device.
@@ -105,7 +103,7 @@ macro_rules! reads {
         /// The encrypted session pickles for a remote device (by device key).
         pub fn sessions(&self, key: &DeviceKey) -> Result<Vec<String>, StoreError> {
             let t = open!(self, SESSIONS);
-            Ok(t.get(key.as_bytes())?
+            Ok(t.get(*key)?
                 .map(|v| dec(v.value()))
                 .transpose()?
                 .unwrap_or_default())
@@ -114,7 +112,7 @@ macro_rules! reads {
         /// The local sequence number of a message in a conversation, if stored.
         pub fn message_seq(&self, conv: &IdentityKey, id: u128) -> Result<Option<u64>, StoreError> {
             let t = open!(self, MSG_INDEX);
-            Ok(t.get((conv.as_bytes(), id))?.map(|v| v.value()))
+            Ok(t.get((*conv, id))?.map(|v| v.value()))
         }
 
         /// The last `limit` messages of a conversation, oldest first.
@@ -123,7 +121,7 @@ macro_rules! reads {
             conv: &IdentityKey,
             limit: usize,
         ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
-            let conv = conv.as_bytes();
+            let conv = *conv;
             let t = open!(self, MESSAGES);
             let mut out = Vec::new();
             for row in t.range((conv, 0u64)..=(conv, u64::MAX))?.rev().take(limit) {
@@ -140,7 +138,7 @@ macro_rules! reads {
             device: &DeviceKey,
             limit: usize,
         ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
-            let device = device.as_bytes();
+            let device = *device;
             let t = open!(self, OUTBOX);
             let mut out = Vec::new();
             for row in t.range((device, 0u64)..=(device, u64::MAX))?.take(limit) {
@@ -157,30 +155,28 @@ macro_rules! reads {
             seq: u64,
         ) -> Result<Option<OutboxItem>, StoreError> {
             let t = open!(self, OUTBOX);
-            t.get((device.as_bytes(), seq))?
-                .map(|v| dec(v.value()))
-                .transpose()
+            t.get((*device, seq))?.map(|v| dec(v.value())).transpose()
         }
 
         /// How many items wait in a device's outbox (a counter kept with the outbox: one
         /// lookup, however long the outbox is).
         pub fn outbox_len(&self, device: &DeviceKey) -> Result<usize, StoreError> {
             let t = open!(self, OUTBOX_LEN);
-            Ok(t.get(device.as_bytes())?.map_or(0, |v| v.value()) as usize)
+            Ok(t.get(*device)?.map_or(0, |v| v.value()) as usize)
         }
 
         /// The devices that have anything in the outbox.
         pub fn outbox_devices(&self) -> Result<Vec<DeviceKey>, StoreError> {
             let t = open!(self, OUTBOX);
             let mut out: Vec<DeviceKey> = Vec::new();
-            let mut next = Some([0u8; 32]);
+            let mut next = Some(DeviceKey([0u8; 32]));
             while let Some(from) = next {
-                let first = t.range((&from, 0u64)..)?.next().transpose()?;
+                let first = t.range((from, 0u64)..)?.next().transpose()?;
                 next = None;
                 if let Some((k, _)) = first {
-                    let dev = *k.value().0;
-                    out.push(DeviceKey(dev));
-                    next = successor(dev);
+                    let dev = k.value().0;
+                    out.push(dev);
+                    next = successor(dev.0).map(DeviceKey);
                 }
             }
             Ok(out)
@@ -190,7 +186,7 @@ macro_rules! reads {
         /// key.
         pub fn mailbox_user(&self, curve: &CurveKey) -> Result<Option<DeviceKey>, StoreError> {
             let t = open!(self, MAILBOX_USERS);
-            Ok(t.get(curve.as_bytes())?.map(|v| DeviceKey(v.value())))
+            Ok(t.get(*curve)?.map(|v| v.value()))
         }
 
         /// How many devices are registered with this node's mailbox.
@@ -202,13 +198,13 @@ macro_rules! reads {
         /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
         pub fn mailbox_bytes(&self, dev: &DeviceKey) -> Result<u64, StoreError> {
             let t = open!(self, MAILBOX_BYTES);
-            Ok(t.get(dev.as_bytes())?.map_or(0, |v| v.value()))
+            Ok(t.get(*dev)?.map_or(0, |v| v.value()))
         }
 
         /// The push endpoint a device registered with this node's mailbox gave (secret).
         pub fn push_endpoint(&self, dev: &DeviceKey) -> Result<Option<String>, StoreError> {
             let t = open!(self, PUSH_ENDPOINTS);
-            Ok(t.get(dev.as_bytes())?.map(|v| v.value().to_string()))
+            Ok(t.get(*dev)?.map(|v| v.value().to_string()))
         }
 
         /// Devices that have Olm sessions with us (for opening envelopes a mailbox relayed).
@@ -216,7 +212,7 @@ macro_rules! reads {
             let t = open!(self, SESSIONS);
             let mut out = Vec::new();
             for row in t.iter()?.take(limit) {
-                out.push(DeviceKey(*row?.0.value()));
+                out.push(row?.0.value());
             }
             Ok(out)
         }
@@ -224,7 +220,7 @@ macro_rules! reads {
         /// Whether an envelope with this hash was already stored.
         pub fn seen(&self, hash: &EnvelopeHash) -> Result<bool, StoreError> {
             let t = open!(self, SEEN);
-            Ok(t.get(hash.as_bytes())?.is_some())
+            Ok(t.get(*hash)?.is_some())
         }
     };
 }
@@ -349,9 +345,9 @@ impl<'a> WriteTx<'a> {
             .saturating_sub(sub);
         let mut t = open!(self, MAILBOX_BYTES);
         if now == 0 {
-            t.remove(dev.as_bytes())?;
+            t.remove(*dev)?;
         } else {
-            t.insert(dev.as_bytes(), now)?;
+            t.insert(*dev, now)?;
         }
         Ok(())
     }
@@ -362,18 +358,18 @@ impl<'a> WriteTx<'a> {
         let n = if up { n + 1 } else { n.saturating_sub(1) };
         let mut t = open!(self, OUTBOX_LEN);
         if n == 0 {
-            t.remove(device.as_bytes())?;
+            t.remove(*device)?;
         } else {
-            t.insert(device.as_bytes(), n)?;
+            t.insert(*device, n)?;
         }
         Ok(())
     }
 
     /// Recomputes every device's outbox counter by counting the outbox.
     pub(crate) fn recount_outbox(&mut self) -> Result<(), StoreError> {
-        let mut counts: Vec<([u8; 32], u64)> = Vec::new();
+        let mut counts: Vec<(DeviceKey, u64)> = Vec::new();
         for row in open!(self, OUTBOX).iter()? {
-            let dev = *row?.0.value().0;
+            let dev = row?.0.value().0;
             match counts.last_mut() {
                 Some((d, n)) if *d == dev => *n += 1,
                 _ => counts.push((dev, 1)),
@@ -382,7 +378,7 @@ impl<'a> WriteTx<'a> {
         let mut t = open!(self, OUTBOX_LEN);
         t.retain(|_, _| false)?;
         for (dev, n) in counts {
-            t.insert(&dev, n)?;
+            t.insert(dev, n)?;
         }
         Ok(())
     }
@@ -402,7 +398,7 @@ impl<'a> WriteTx<'a> {
         let mut t = open!(self, MAILBOX_BYTES);
         t.retain(|_, _| false)?;
         for (dev, n) in sums {
-            t.insert(dev.as_bytes(), n)?;
+            t.insert(dev, n)?;
         }
         Ok(())
     }
@@ -414,7 +410,7 @@ impl<'a> WriteTx<'a> {
         dev: &DeviceKey,
         endpoint: Option<&str>,
     ) -> Result<(), StoreError> {
-        let dev = dev.as_bytes();
+        let dev = *dev;
         let mut t = open!(self, PUSH_ENDPOINTS);
         match endpoint {
             Some(url) => t.insert(dev, url)?,
@@ -442,16 +438,16 @@ impl<'a> WriteTx<'a> {
         {
             open!(self, CONTACT_NAMES).remove(old.name.as_str())?;
         }
-        open!(self, CONTACTS).insert(c.identity.as_bytes(), enc(c)?.as_slice())?;
-        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity.to_bytes())?;
+        open!(self, CONTACTS).insert(c.identity, enc(c)?.as_slice())?;
+        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity)?;
         Ok(())
     }
 
     /// Adds or replaces a remote device.
     pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
-        open!(self, DEVICES).insert(key.as_bytes(), enc(d)?.as_slice())?;
+        open!(self, DEVICES).insert(*key, enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(cert.curve25519.as_bytes(), key.to_bytes())?;
+            open!(self, CURVE_DEVICES).insert(cert.curve25519, key)?;
         }
         Ok(())
     }
@@ -462,8 +458,8 @@ impl<'a> WriteTx<'a> {
         if let Some(c) = self.contact(identity)? {
             open!(self, CONTACT_NAMES).remove(c.name.as_str())?;
         }
-        open!(self, CONTACTS).remove(identity.as_bytes())?;
-        open!(self, CONTACT_EXTRAS).remove(identity.as_bytes())?;
+        open!(self, CONTACTS).remove(*identity)?;
+        open!(self, CONTACT_EXTRAS).remove(*identity)?;
         Ok(())
     }
 
@@ -473,7 +469,7 @@ impl<'a> WriteTx<'a> {
         identity: &IdentityKey,
         extra: &ContactExtra,
     ) -> Result<(), StoreError> {
-        open!(self, CONTACT_EXTRAS).insert(identity.as_bytes(), enc(extra)?.as_slice())?;
+        open!(self, CONTACT_EXTRAS).insert(*identity, enc(extra)?.as_slice())?;
         Ok(())
     }
 
@@ -482,16 +478,16 @@ impl<'a> WriteTx<'a> {
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
         {
-            open!(self, CURVE_DEVICES).remove(cert.curve25519.as_bytes())?;
+            open!(self, CURVE_DEVICES).remove(cert.curve25519)?;
         }
-        open!(self, DEVICES).remove(key.as_bytes())?;
-        open!(self, SESSIONS).remove(key.as_bytes())?;
+        open!(self, DEVICES).remove(*key)?;
+        open!(self, SESSIONS).remove(*key)?;
         let seqs: Vec<u64> = self
             .outbox(key, usize::MAX)?
             .into_iter()
             .map(|(s, _)| s)
             .collect();
-        let key = key.as_bytes();
+        let key = *key;
         {
             let mut t = open!(self, OUTBOX);
             for s in seqs {
@@ -506,13 +502,13 @@ impl<'a> WriteTx<'a> {
 
     /// Forgets the sessions with a device (after it could not decrypt ours).
     pub fn drop_sessions(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
-        open!(self, SESSIONS).remove(key.as_bytes())?;
+        open!(self, SESSIONS).remove(*key)?;
         Ok(())
     }
 
     /// Saves the session pickles for a remote device.
     pub fn put_sessions(&mut self, key: &DeviceKey, pickles: &[String]) -> Result<(), StoreError> {
-        open!(self, SESSIONS).insert(key.as_bytes(), enc(&pickles)?.as_slice())?;
+        open!(self, SESSIONS).insert(*key, enc(&pickles)?.as_slice())?;
         Ok(())
     }
 
@@ -526,7 +522,7 @@ impl<'a> WriteTx<'a> {
         if self.message_seq(conv, msg.id)?.is_some() {
             return Ok(None);
         }
-        let conv = conv.as_bytes();
+        let conv = *conv;
         let mut t = open!(self, MESSAGES);
         let seq = match t.range((conv, 0u64)..=(conv, u64::MAX))?.next_back() {
             Some(row) => row?.0.value().1 + 1,
@@ -549,7 +545,7 @@ impl<'a> WriteTx<'a> {
         let Some(seq) = self.message_seq(conv, id)? else {
             return Ok(None);
         };
-        let conv = conv.as_bytes();
+        let conv = *conv;
         let mut t = open!(self, MESSAGES);
         let Some(mut msg) = t
             .get((conv, seq))?
@@ -574,7 +570,7 @@ impl<'a> WriteTx<'a> {
         item: &OutboxItem,
     ) -> Result<u64, StoreError> {
         let seq = {
-            let dev = device.as_bytes();
+            let dev = *device;
             let mut t = open!(self, OUTBOX);
             let seq = match t.range((dev, 0u64)..=(dev, u64::MAX))?.next_back() {
                 Some(row) => row?.0.value().1 + 1,
@@ -600,7 +596,7 @@ impl<'a> WriteTx<'a> {
         let kept = item.conversation == NO_CONVERSATION;
         let (new, old_kept) = {
             let mut t = open!(self, OUTBOX);
-            let old = t.insert((device.as_bytes(), seq), enc(item)?.as_slice())?;
+            let old = t.insert((*device, seq), enc(item)?.as_slice())?;
             match old {
                 None => (true, 0),
                 Some(v) if kept => (false, dec::<OutboxItem>(v.value())?.kept_bytes()),
@@ -623,7 +619,7 @@ impl<'a> WriteTx<'a> {
         seq: u64,
     ) -> Result<Option<OutboxItem>, StoreError> {
         let v: Option<OutboxItem> = open!(self, OUTBOX)
-            .remove((device.as_bytes(), seq))?
+            .remove((*device, seq))?
             .map(|v| dec(v.value()))
             .transpose()?;
         if let Some(item) = &v {
@@ -639,13 +635,13 @@ impl<'a> WriteTx<'a> {
         curve: &CurveKey,
         dev: &DeviceKey,
     ) -> Result<(), StoreError> {
-        open!(self, MAILBOX_USERS).insert(curve.as_bytes(), dev.to_bytes())?;
+        open!(self, MAILBOX_USERS).insert(*curve, dev)?;
         Ok(())
     }
 
     /// Records that an envelope was stored.
     pub fn mark_seen(&mut self, hash: &EnvelopeHash, now_ms: u64) -> Result<(), StoreError> {
-        open!(self, SEEN).insert(hash.as_bytes(), now_ms)?;
+        open!(self, SEEN).insert(*hash, now_ms)?;
         Ok(())
     }
 

@@ -42,6 +42,44 @@ macro_rules! byte_id {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
         pub struct $name(pub [u8; $len]);
 
+        /// Stored as its bytes, under the type name of a byte array of its length, so a
+        /// table keyed by the raw array opens as one keyed by the id (and the other way).
+        #[cfg(feature = "redb")]
+        impl redb::Value for $name {
+            type SelfType<'a> = $name;
+            type AsBytes<'a> = [u8; $len];
+
+            fn fixed_width() -> Option<usize> {
+                Some($len)
+            }
+
+            fn from_bytes<'a>(data: &'a [u8]) -> $name
+            where
+                Self: 'a,
+            {
+                // redb hands a fixed-width value exactly its width.
+                Self::from_slice(data).unwrap_or_default()
+            }
+
+            fn as_bytes<'a, 'b: 'a>(value: &'a $name) -> [u8; $len]
+            where
+                Self: 'b,
+            {
+                value.0
+            }
+
+            fn type_name() -> redb::TypeName {
+                <&[u8; $len] as redb::Value>::type_name()
+            }
+        }
+
+        #[cfg(feature = "redb")]
+        impl redb::Key for $name {
+            fn compare(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+                a.cmp(b)
+            }
+        }
+
         impl $name {
             /// The length in bytes.
             pub const LEN: usize = $len;

@@ -236,3 +236,31 @@ fn second_open_is_in_use() {
     let _a = Store::open(&p).unwrap();
     assert!(matches!(Store::open(&p), Err(StoreError::InUse)));
 }
+
+/// The typed ids are stored as the byte arrays the tables held before: a table written with
+/// raw keys opens with typed ones (and a typed one with raw ones), so stores made by
+/// earlier versions keep working.
+#[test]
+fn typed_id_tables_read_tables_written_with_raw_arrays() {
+    use kith_types::{CurveKey, GroupId};
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    const RAW: TableDefinition<(&[u8; 16], &[u8; 32], u64), [u8; 32]> = TableDefinition::new("t");
+    const TYPED: TableDefinition<(GroupId, CurveKey, u64), DeviceKey> = TableDefinition::new("t");
+    let dir = tempfile::tempdir().unwrap();
+    let db = redb::Database::create(dir.path().join("db")).unwrap();
+    let w = db.begin_write().unwrap();
+    w.open_table(RAW)
+        .unwrap()
+        .insert((&[1u8; 16], &[2u8; 32], 3), [4u8; 32])
+        .unwrap();
+    w.commit().unwrap();
+    let r = db.begin_read().unwrap();
+    let t = r.open_table(TYPED).unwrap();
+    let got = t
+        .get((GroupId([1; 16]), CurveKey([2; 32]), 3))
+        .unwrap()
+        .map(|v| v.value());
+    assert_eq!(got, Some(DeviceKey([4; 32])));
+    let first = t.iter().unwrap().next().unwrap().unwrap();
+    assert_eq!(first.0.value(), (GroupId([1; 16]), CurveKey([2; 32]), 3));
+}
