@@ -519,3 +519,54 @@ async fn a_failed_commit_loses_no_group_op() {
     assert_eq!(view_at(&b, &g).await, want, "B after a restart");
     stop([a, b, c, d]).await;
 }
+
+/// Waits until `n`'s group history has a message with `text`.
+async fn wait_group_text(n: &Node, group: &str, text: &str) {
+    wait_until(&format!("{} shows {text:?}", n.name), async || {
+        n.h.group_history(group.into(), 100)
+            .await
+            .is_ok_and(|h| h.iter().any(|m| m.text == text))
+    })
+    .await;
+}
+
+/// Issue 14, hole 4: C, a member, hands B (who catches up with it) a forged frame in A's
+/// name for A's next seq, under a session nobody has a key for. Frames from a catch-up are
+/// not checked against a publisher, so B keeps it, waiting for a key. Before the fix, A's
+/// real frame for that seq was then dropped at B as a duplicate, and B never showed it. Now
+/// a frame that has not opened does not hold its place against one that opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
+    use kith_proto::groupwire::GroupFrame;
+    let tmp = tempfile::tempdir().unwrap();
+    let ([a, b, c, d], g) = setup(tmp.path()).await;
+    a.h.group_send(g.clone(), "one".into()).await.unwrap();
+    wait_group_text(&b, &g, "one").await;
+    // A's frame 1: A's device key and session.
+    let real_one = a.h.test_group_frame(&g, None, 1).await.unwrap();
+    let real_one = GroupFrame::decode(&real_one.expect("A holds its frame 1")).unwrap();
+    let forged = GroupFrame {
+        session: "no-such-session".into(),
+        seq: 2,
+        lamport: real_one.lamport + 1,
+        ciphertext: vec![7; 64],
+        ..real_one.clone()
+    };
+    c.h.test_plant_group_frame(&g, forged.encode().unwrap())
+        .await
+        .unwrap();
+    let sender = real_one.sender.0;
+    // B asks C (again while the catch-up spacing holds it back) until it holds the forgery.
+    wait_until("B holds the forged frame", async || {
+        b.h.test_group_sync(&g, c.peer_id.parse().unwrap())
+            .await
+            .unwrap();
+        b.h.test_group_frame(&g, Some(sender), 2)
+            .await
+            .is_ok_and(|f| f.is_some())
+    })
+    .await;
+    a.h.group_send(g.clone(), "two".into()).await.unwrap();
+    wait_group_text(&b, &g, "two").await;
+    stop([a, b, c, d]).await;
+}

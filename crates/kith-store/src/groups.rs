@@ -4,6 +4,7 @@
 use kith_types::GroupId;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::tx::{dec, enc};
 use crate::*;
@@ -24,6 +25,14 @@ pub(crate) const GROUP_FRAMES: TableDefinition<FrameKey, &[u8]> =
 /// Frames held but not opened yet (their key has not arrived): (group, sender, seq).
 pub(crate) const GROUP_PENDING: TableDefinition<FrameKey, ()> =
     TableDefinition::new("group_pending");
+/// Other frames claiming a place whose held frame has not opened yet: (group, sender, seq,
+/// SHA-256 of the frame) → the frame. One of them may be the real frame while the held one
+/// is a forgery; whichever opens first takes the place (at most [`MAX_GROUP_ALTS`] per
+/// group).
+pub(crate) const GROUP_ALTS: TableDefinition<(GroupId, CurveKey, u64, &[u8; 32]), &[u8]> =
+    TableDefinition::new("group_alts");
+/// Most frames held aside per group (see `GROUP_ALTS`).
+pub const MAX_GROUP_ALTS: u64 = 256;
 /// Per sender device: how far every frame is held ([`SenderRow`]).
 pub(crate) const GROUP_SENDERS: TableDefinition<(GroupId, CurveKey), &[u8]> =
     TableDefinition::new("group_senders");
@@ -250,6 +259,34 @@ macro_rules! group_reads {
                 Ok(n)
             }
 
+            /// Whether the held frame (group, sender, seq) waits for its key.
+            pub fn group_frame_waits(
+                &self,
+                id: &GroupId,
+                sender: &[u8; 32],
+                seq: u64,
+            ) -> Result<bool, StoreError> {
+                let t = self.table(GROUP_PENDING)?;
+                Ok(t.get((*id, CurveKey(*sender), seq))?.is_some())
+            }
+
+            /// The frames held aside for a place (see [`WriteTx::put_group_alt`]).
+            pub fn group_alts(
+                &self,
+                id: &GroupId,
+                sender: &[u8; 32],
+                seq: u64,
+            ) -> Result<Vec<Vec<u8>>, StoreError> {
+                let t = self.table(GROUP_ALTS)?;
+                let (lo, hi) = ([0u8; 32], [255u8; 32]);
+                let k = CurveKey(*sender);
+                let mut out = Vec::new();
+                for row in t.range((*id, k, seq, &lo)..=(*id, k, seq, &hi))? {
+                    out.push(row?.1.value().to_vec());
+                }
+                Ok(out)
+            }
+
             /// Every sender's progress in a group.
             pub fn group_senders(
                 &self,
@@ -393,6 +430,7 @@ impl WriteTx<'_> {
         self.table_mut(GROUP_OPS)?;
         self.table_mut(GROUP_FRAMES)?;
         self.table_mut(GROUP_PENDING)?;
+        self.table_mut(GROUP_ALTS)?;
         self.table_mut(GROUP_SENDERS)?;
         self.table_mut(GROUP_INBOUND)?;
         self.table_mut(GROUP_MSGS)?;
@@ -459,6 +497,11 @@ impl WriteTx<'_> {
             (id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), upto),
             |_, _| false,
         )?;
+        let (lo, hi) = ([0u8; 32], [255u8; 32]);
+        self.table_mut(GROUP_ALTS)?.retain_in(
+            (id, CurveKey(*sender), 0u64, &lo)..=(id, CurveKey(*sender), upto, &hi),
+            |_, _| false,
+        )?;
         Ok(n)
     }
 
@@ -474,6 +517,45 @@ impl WriteTx<'_> {
             .remove((id, CurveKey(*sender), seq))?;
         self.table_mut(GROUP_PENDING)?
             .remove((id, CurveKey(*sender), seq))?;
+        Ok(())
+    }
+
+    /// Holds another frame for a place whose held frame waits for its key; false when the
+    /// group holds [`MAX_GROUP_ALTS`] already (or this one is held).
+    pub fn put_group_alt(
+        &mut self,
+        id: &GroupId,
+        sender: &[u8; 32],
+        seq: u64,
+        frame: &[u8],
+    ) -> Result<bool, StoreError> {
+        let hash: [u8; 32] = Sha256::digest(frame).into();
+        let mut t = self.table_mut(GROUP_ALTS)?;
+        let (lo, hi) = ([0u8; 32], [255u8; 32]);
+        let (a, b) = (CurveKey([0u8; 32]), CurveKey([255u8; 32]));
+        let mut n = 0u64;
+        for row in t.range((*id, a, 0u64, &lo)..=(*id, b, u64::MAX, &hi))? {
+            row?;
+            n += 1;
+            if n >= MAX_GROUP_ALTS {
+                return Ok(false);
+            }
+        }
+        Ok(t.insert((*id, CurveKey(*sender), seq, &hash), frame)?
+            .is_none())
+    }
+
+    /// Forgets the frames held aside for a place (one took it, or it was dropped).
+    pub fn drop_group_alts(
+        &mut self,
+        id: &GroupId,
+        sender: &[u8; 32],
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let (lo, hi) = ([0u8; 32], [255u8; 32]);
+        let k = CurveKey(*sender);
+        self.table_mut(GROUP_ALTS)?
+            .retain_in((*id, k, seq, &lo)..=(*id, k, seq, &hi), |_, _| false)?;
         Ok(())
     }
 

@@ -287,6 +287,57 @@ impl EngineHandle {
         &self.faults
     }
 
+    /// The frame this node holds for (group, sender device (its own if `None`), seq),
+    /// encoded.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_group_frame(
+        &self,
+        group: &str,
+        sender: Option<[u8; 32]>,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::Frame {
+            group,
+            sender,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores an encoded frame as if it had been received (not opened, not shown): this
+    /// node then hands it on to members who catch up with it.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_plant_group_frame(
+        &self,
+        group: &str,
+        frame: Vec<u8>,
+    ) -> Result<(), EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::Plant {
+            group,
+            frame,
+            reply,
+        })
+        .await
+    }
+
+    /// Catches up on a group with this peer now.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_group_sync(
+        &self,
+        group: &str,
+        peer: kith_net::PeerId,
+    ) -> Result<(), EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::Sync { group, peer, reply })
+            .await
+    }
+
     /// A stream of events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

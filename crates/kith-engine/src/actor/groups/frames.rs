@@ -227,7 +227,16 @@ impl State {
             Admit::Ignore => return Ok(Verdict::Ignore),
             Admit::Reject => return Ok(Verdict::Reject),
         }
-        let held = w.group_frame(&group, &sender, frame.seq)?.is_some();
+        let held = w.group_frame(&group, &sender, frame.seq)?;
+        if let Some(held) = &held
+            && w.group_frame_waits(&group, &sender, frame.seq)?
+        {
+            // The place is taken by a frame that has not opened: either may be a forgery
+            // (a catch-up or a mailbox's copy is not checked against its publisher), so the
+            // held one must not win by coming first.
+            return self.contest(w, group, frame, &held.frame, source, now, after);
+        }
+        let held = held.is_some();
         let mut srow = w.group_sender(&group, &sender)?.unwrap_or_default();
         let gap = match rules::place(held, marks_of(&srow), frame.seq) {
             Place::Held | Place::Behind => return Ok(Verdict::Accept),
@@ -247,6 +256,98 @@ impl State {
         Ok(verdict)
     }
 
+    /// A frame for a place held by one that has not opened: the new one takes the place if
+    /// it opens; one whose key is here but does not open is a forgery; one whose key is
+    /// not here either waits aside (bounded) until a key decides.
+    #[allow(clippy::too_many_arguments)]
+    fn contest(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: GroupId,
+        frame: GroupFrame,
+        held: &[u8],
+        source: Option<PeerId>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<Verdict, Fatal> {
+        let bytes = frame.encode()?;
+        if bytes == held {
+            return Ok(Verdict::Accept);
+        }
+        match self.try_open_frame(w, group, &frame)? {
+            Opened::Plain(_) => {
+                store_frame(w, &group, &frame, now)?;
+                self.open_frame(w, group, &frame, source, now, after)
+            }
+            Opened::Forged => {
+                if let Some(p) = source {
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer: p,
+                        reason: "group frame does not open",
+                    }));
+                }
+                Ok(Verdict::Reject)
+            }
+            Opened::NoKey => {
+                w.put_group_alt(&group, &frame.sender.0, frame.seq, &bytes)?;
+                Ok(Verdict::Ignore)
+            }
+        }
+    }
+
+    /// Whether a frame opens: its key is not here, it does not open with it (or does not
+    /// match its header), or its plaintext.
+    fn try_open_frame(
+        &self,
+        w: &WriteTx<'_>,
+        group: GroupId,
+        frame: &GroupFrame,
+    ) -> Result<Opened, Fatal> {
+        let Some(pickle) = w.group_inbound(&group, &frame.sender.0, &frame.session)? else {
+            return Ok(Opened::NoKey);
+        };
+        Ok(InboundGroup::restore(&pickle, &self.keys.storage)
+            .and_then(|mut s| s.decrypt(&frame.ciphertext))
+            .ok()
+            .and_then(|p| GroupPlain::decode(&p, &group, frame).ok())
+            .map_or(Opened::Forged, Opened::Plain))
+    }
+
+    /// Opens the frames that claim a place (the held one, then those held aside) with a key
+    /// that came for `session`: the first that opens takes the place.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn open_place(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        group: GroupId,
+        sender: &[u8; 32],
+        seq: u64,
+        session: &str,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        if let Some(fr) = w.group_frame(&group, sender, seq)?
+            && let Ok(frame) = GroupFrame::decode(&fr.frame)
+            && frame.session == session
+            && self.open_frame(w, group, &frame, None, now, after)? == Verdict::Accept
+        {
+            return Ok(());
+        }
+        for alt in w.group_alts(&group, sender, seq)? {
+            let Ok(frame) = GroupFrame::decode(&alt) else {
+                continue;
+            };
+            if frame.session == session
+                && matches!(self.try_open_frame(w, group, &frame)?, Opened::Plain(_))
+            {
+                store_frame(w, &group, &frame, now)?;
+                self.open_frame(w, group, &frame, None, now, after)?;
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a kept frame if its key is here; otherwise marks it waiting.
     pub(super) fn open_frame(
         &mut self,
@@ -258,28 +359,34 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<Verdict, Fatal> {
         let sender = frame.sender.0;
-        let Some(pickle) = w.group_inbound(&group, &sender, &frame.session)? else {
-            if rules::may_wait(w.group_pending_count(&group)?) {
-                w.set_group_pending(&group, &sender, frame.seq, true)?;
+        let plain = match self.try_open_frame(w, group, frame)? {
+            Opened::NoKey => {
+                if rules::may_wait(w.group_pending_count(&group)?) {
+                    w.set_group_pending(&group, &sender, frame.seq, true)?;
+                }
+                return Ok(Verdict::Accept);
             }
-            return Ok(Verdict::Accept);
-        };
-        let plain = InboundGroup::restore(&pickle, &self.keys.storage)
-            .and_then(|mut s| s.decrypt(&frame.ciphertext))
-            .ok()
-            .and_then(|p| GroupPlain::decode(&p, &group, frame).ok());
-        let Some(plain) = plain else {
-            // The session is known but the frame does not open or does not match its header:
-            // forged or damaged. Drop it.
-            if let Some(p) = source {
-                after.push(After::Net(NetCommand::Penalize {
-                    peer: p,
-                    reason: "group frame does not open",
-                }));
+            Opened::Forged => {
+                // The session is known but the frame does not open or does not match its
+                // header: forged or damaged. Drop it, and count its place as not held, so
+                // that the real frame is fetched again (and taken) when it comes.
+                if let Some(p) = source {
+                    after.push(After::Net(NetCommand::Penalize {
+                        peer: p,
+                        reason: "group frame does not open",
+                    }));
+                }
+                w.drop_group_frame(&group, &sender, frame.seq)?;
+                let mut srow = w.group_sender(&group, &sender)?.unwrap_or_default();
+                if srow.contiguous >= frame.seq {
+                    srow.contiguous = frame.seq.saturating_sub(1);
+                    w.put_group_sender(&group, &sender, &srow)?;
+                }
+                return Ok(Verdict::Reject);
             }
-            w.drop_group_frame(&group, &sender, frame.seq)?;
-            return Ok(Verdict::Reject);
+            Opened::Plain(p) => p,
         };
+        w.drop_group_alts(&group, &sender, frame.seq)?;
         w.set_group_pending(&group, &sender, frame.seq, false)?;
         let Some(dev) = w.device_by_curve(&CurveKey(sender))? else {
             return Ok(Verdict::Accept);
@@ -393,6 +500,16 @@ impl State {
     pub(in crate::actor) fn publishing(&mut self, tag: u64, key: GroupMsgKey) {
         self.groups.publishing.start(tag, key);
     }
+}
+
+/// What opening a frame gave.
+enum Opened {
+    /// Its session's key is not here (yet).
+    NoKey,
+    /// The key is here and the frame does not open with it, or does not match its header.
+    Forged,
+    /// Its plaintext.
+    Plain(GroupPlain),
 }
 
 /// Stores a frame as received, by group, sender and seq.

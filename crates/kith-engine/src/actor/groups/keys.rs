@@ -39,7 +39,6 @@ use crate::cores::group_keys::{
 use crate::model::Fatal;
 use kith_crypto::{InboundGroup, OutboundGroup, StorageKey};
 use kith_net::PeerId;
-use kith_proto::groupwire::GroupFrame;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::Body;
 use kith_store::{GroupRow, WriteTx, device_key};
@@ -337,12 +336,7 @@ impl State {
         }
         // Frames that waited for this key.
         for s in w.group_pending(&group, &curve)? {
-            if let Some(fr) = w.group_frame(&group, &curve, s)?
-                && let Ok(frame) = GroupFrame::decode(&fr.frame)
-                && frame.session == session
-            {
-                self.open_frame(w, group, &frame, None, now, after)?;
-            }
+            self.open_place(w, group, &curve, s, &session, now, after)?;
         }
         Ok(())
     }

@@ -123,6 +123,25 @@ pub(in crate::actor) enum GroupCmd {
         ops: Vec<GroupOp>,
         reply: Reply<()>,
     },
+    /// The frame held for (group, sender device (this one's if none), seq).
+    Frame {
+        group: String,
+        sender: Option<[u8; 32]>,
+        seq: u64,
+        reply: Reply<Option<Vec<u8>>>,
+    },
+    /// Stores a frame as if received (to hand it on when asked).
+    Plant {
+        group: String,
+        frame: Vec<u8>,
+        reply: Reply<()>,
+    },
+    /// Catches up with this peer now.
+    Sync {
+        group: String,
+        peer: kith_net::PeerId,
+        reply: Reply<()>,
+    },
 }
 
 /// The groups a node knows, in memory (the store holds the truth).
@@ -329,6 +348,56 @@ impl State {
                                 .map(|(k, d)| (k, d.identity.0))
                                 .collect();
                         self.send_ops(w, &devices, &ops, &[], now, after)?;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
+            GroupCmd::Frame {
+                group,
+                sender,
+                seq,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => {
+                        let sender = sender.unwrap_or_else(|| self.device.curve_key().0);
+                        Ok(w.group_frame(&id, &sender, seq)?.map(|f| f.frame))
+                    }
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
+            GroupCmd::Plant {
+                group,
+                frame,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => match kith_proto::groupwire::GroupFrame::decode(&frame) {
+                        Ok(f) => {
+                            let row = kith_store::FrameRow {
+                                frame,
+                                at_ms: now.ms,
+                            };
+                            w.put_group_frame(&id, &f.sender.0, f.seq, &row)?;
+                            Ok(())
+                        }
+                        Err(e) => Err(internal(e)),
+                    },
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
+            GroupCmd::Sync {
+                group,
+                peer,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => {
+                        after.push(After::GroupSync(id, peer));
                         Ok(())
                     }
                     Err(e) => Err(e),
