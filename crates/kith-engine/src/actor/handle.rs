@@ -253,7 +253,7 @@ impl EngineHandle {
     pub async fn test_sign_group_op_on(
         &self,
         group: &str,
-        parents: Vec<kith_proto::group::Key>,
+        parents: Vec<kith_types::OpHash>,
         kind: kith_proto::group::OpKind,
     ) -> Result<kith_proto::group::GroupOp, EngineError> {
         let group = group.to_string();
