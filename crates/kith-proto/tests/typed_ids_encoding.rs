@@ -3,6 +3,8 @@
 //! `kith_proto::group::Key`): bytes made with that layout decode into the typed structs and
 //! encode back to the same bytes, and the other way round.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ed25519_dalek::{Signer, SigningKey};
 use kith_proto::codec;
 use kith_proto::group::{GroupOp, OpKind};

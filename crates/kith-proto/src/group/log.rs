@@ -208,9 +208,7 @@ impl GroupLog {
 
     /// Whether an op waiting aside names this hash as a parent (so the op is needed).
     pub fn wants(&self, hash: &OpHash) -> bool {
-        self.pending
-            .values()
-            .any(|o| o.parents.iter().any(|p| *p == *hash))
+        self.pending.values().any(|o| o.parents.contains(hash))
     }
 
     /// Adds an op received from anywhere: checked (signature, group, sizes), then taken,
@@ -260,7 +258,7 @@ impl GroupLog {
             let mut ready: Vec<(u64, OpHash)> = self
                 .pending
                 .iter()
-                .filter(|(_, o)| o.parents.iter().any(|p| *p == h))
+                .filter(|(_, o)| o.parents.contains(&h))
                 .filter_map(|(ph, o)| self.depth_of(o).map(|d| (d, *ph)))
                 .collect();
             ready.sort();

@@ -244,6 +244,7 @@ fn second_open_is_in_use() {
 fn typed_id_tables_read_tables_written_with_raw_arrays() {
     use kith_types::{CurveKey, GroupId};
     use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    #[allow(clippy::type_complexity)]
     const RAW: TableDefinition<(&[u8; 16], &[u8; 32], u64), [u8; 32]> = TableDefinition::new("t");
     const TYPED: TableDefinition<(GroupId, CurveKey, u64), DeviceKey> = TableDefinition::new("t");
     let dir = tempfile::tempdir().unwrap();

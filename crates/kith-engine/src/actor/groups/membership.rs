@@ -263,7 +263,7 @@ impl State {
             let accept = match self.groups.invites.get(&id) {
                 Some(log) => {
                     let contact = |k: &IdentityKey| -> Result<bool, Fatal> {
-                        Ok(w.contact(&*k)?.is_some_and(|c| c.added_by_user))
+                        Ok(w.contact(k)?.is_some_and(|c| c.added_by_user))
                     };
                     match group_ops::made_member_by(log, &me) {
                         Some(by) if by != me => contact(&by)?,
@@ -608,7 +608,7 @@ impl State {
         peer_hint: Vec<u8>,
         now: Now,
     ) -> Result<(), Fatal> {
-        if identity == &self.me || w.contact(&*identity)?.is_some() {
+        if identity == &self.me || w.contact(identity)?.is_some() {
             return Ok(());
         }
         let name = stranger_name(w, identity)?;

@@ -362,7 +362,7 @@ fn member_devices(
 pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &IdentityKey) -> Result<String, Fatal> {
     let mut n = 1;
     loop {
-        let name = crate::cores::contacts::stranger_name(&*identity, n);
+        let name = crate::cores::contacts::stranger_name(identity, n);
         if w.contact_by_name(&name)?.is_none() {
             return Ok(name);
         }

@@ -61,7 +61,7 @@ impl State {
         if identity == &self.me {
             return Ok("me".into());
         }
-        Ok(w.contact(&*identity)?
+        Ok(w.contact(identity)?
             .map(|c| c.name)
             .unwrap_or_else(|| format!("~{}", identity.short())))
     }
