@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use kith_engine::{Engine, EngineConfig, EngineHandle, GroupChange, GroupView, Multiaddr};
 use kith_net_sim::SimNet;
-use kith_proto::group::{GroupOp, Key, OpKind};
+use kith_proto::group::{GroupOp, OpKind};
+use kith_types::{IdentityKey, OpHash};
 
 /// How long any one step may take to reach everyone.
 const WAIT: Duration = Duration::from_secs(30);
@@ -117,11 +118,11 @@ async fn wait_members(at: &[&Node], group: &str, members: usize) {
     }
 }
 
-fn hash(op: &GroupOp) -> [u8; 32] {
+fn hash(op: &GroupOp) -> OpHash {
     op.hash().unwrap()
 }
 
-async fn log_hashes(n: &Node, group: &str) -> BTreeSet<[u8; 32]> {
+async fn log_hashes(n: &Node, group: &str) -> BTreeSet<OpHash> {
     n.h.test_group_ops(group)
         .await
         .unwrap()
@@ -249,7 +250,7 @@ async fn non_admin_forged_and_replayed_ops_are_refused_by_all() {
     // a. Non-admin: C, a plain member, adds a stranger E, removes B and promotes itself.
     //    The ops are validly signed by C, but C has no right to make them: members refuse
     //    them (and do not keep them).
-    let key_e = Key([0x42; 32]);
+    let key_e = IdentityKey([0x42; 32]);
     let mut pushed = Vec::new();
     for kind in [
         OpKind::Add(key_e),
@@ -398,7 +399,7 @@ async fn junk_ops_cannot_stop_a_members_removal() {
     let ([a, b, c, d], g) = setup(tmp.path()).await;
     let mut junk = Vec::new();
     for i in 0..20u8 {
-        let parents = vec![Key([i; 32])];
+        let parents = vec![OpHash([i; 32])];
         junk.push(
             c.h.test_sign_group_op_on(&g, parents, OpKind::Leave)
                 .await
@@ -433,7 +434,7 @@ async fn junk_ops_cannot_stop_a_members_removal() {
         remove_c
             .parents
             .iter()
-            .all(|p| junk.iter().all(|j| hash(j) != p.0)),
+            .all(|p| junk.iter().all(|j| hash(j) != *p)),
         "the removal names no junk"
     );
     wait_members(&[&a, &b, &d], &g, 3).await;
@@ -555,7 +556,7 @@ async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
     c.h.test_plant_group_frame(&g, forged.encode().unwrap())
         .await
         .unwrap();
-    let sender = real_one.sender.0;
+    let sender = real_one.sender;
     // B asks C (again while the catch-up spacing holds it back) until it holds the forgery.
     wait_until("B holds the forged frame", async || {
         b.h.test_group_sync(&g, c.peer_id.parse().unwrap())

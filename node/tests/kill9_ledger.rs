@@ -123,15 +123,19 @@ fn every_accepted_message_arrives_once_and_in_order_across_kill_9s() {
 
     // Everyone up: every accepted message reaches ✓✓ at Alice.
     let want = ledger.len();
-    wait_for(Duration::from_secs(600), "every ledger message ✓✓", || {
-        let h = a.history("Bob");
-        let done = h
-            .iter()
-            .filter(|m| m["from"] == "me")
-            .filter(|m| m["status"] == "delivered" || m["status"] == "read")
-            .count();
-        (done >= want).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(600),
+        "every ledger message ✓✓",
+        || {
+            let h = a.history("Bob");
+            let done = h
+                .iter()
+                .filter(|m| m["from"] == "me")
+                .filter(|m| m["status"] == "delivered" || m["status"] == "read")
+                .count();
+            (done >= want).then_some(())
+        },
+    );
     let got: Vec<u64> = b
         .history("Alice")
         .iter()

@@ -7,12 +7,11 @@
 //! id), and a frame whose header disagrees with its plaintext is refused: nobody on the path
 //! can renumber or move a frame.
 
-use kith_types::GroupId;
+use kith_types::{CurveKey, GroupId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::codec::{self, DecodeError, EncodeError};
-use crate::group::Key;
 use crate::limits::{MAX_CIPHERTEXT, MAX_TEXT};
 
 pub use crate::limits::{MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS};
@@ -51,7 +50,7 @@ pub struct GroupFrame {
     /// [`FRAME_VERSION`].
     pub version: u8,
     /// The sending device's Curve25519 key.
-    pub sender: Key,
+    pub sender: CurveKey,
     /// The sender's Megolm session id.
     pub session: String,
     /// The sender device's sequence number in this group (1, 2, 3, ... across sessions).
@@ -174,7 +173,7 @@ impl GroupPlain {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SenderMark {
     /// The sender device's Curve25519 key.
-    pub sender: Key,
+    pub sender: CurveKey,
     /// Every frame up to and including this seq is held.
     pub seq: u64,
 }
@@ -187,7 +186,7 @@ mod tests {
     fn frame() -> GroupFrame {
         GroupFrame {
             version: 1,
-            sender: Key([3; 32]),
+            sender: CurveKey([3; 32]),
             session: "abcDEF012+/".into(),
             seq: 4,
             lamport: 9,

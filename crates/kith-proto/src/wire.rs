@@ -491,7 +491,7 @@ pub enum Body {
         /// The group.
         group: GroupId,
         /// The ops' hashes.
-        ops: Vec<crate::group::Key>,
+        ops: Vec<kith_types::OpHash>,
     },
 }
 

@@ -35,8 +35,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::{Signer, SigningKey};
-use kith_proto::group::{Applied, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
-use kith_types::GroupId;
+use kith_proto::group::{Applied, GroupLog, GroupOp, GroupState, Inserted, OpKind};
+use kith_types::{GroupId, IdentityKey, OpHash};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -53,20 +53,20 @@ const N: usize = 6;
 
 /// The three identities and the ops they made.
 struct World {
-    keys: [[u8; 32]; 3],
+    keys: [IdentityKey; 3],
     /// The `Create` and Alice promoting Bob, which every member holds.
     create: GroupOp,
     promote: GroupOp,
     /// The log of those two.
     base: GroupLog,
     ops: Vec<GroupOp>,
-    hashes: Vec<[u8; 32]>,
+    hashes: Vec<OpHash>,
     /// Per op, the bit set of ops (indices) among its ancestors.
     ancestors: [u32; N],
 }
 
-fn sign(key: &SigningKey, group: GroupId, parents: Vec<Key>, at: u64, kind: OpKind) -> GroupOp {
-    let author = key.verifying_key().to_bytes();
+fn sign(key: &SigningKey, group: GroupId, parents: Vec<OpHash>, at: u64, kind: OpKind) -> GroupOp {
+    let author = IdentityKey(key.verifying_key().to_bytes());
     GroupOp::new(group, parents, author, at, kind, |m| {
         key.sign(m).to_bytes().to_vec()
     })
@@ -75,14 +75,16 @@ fn sign(key: &SigningKey, group: GroupId, parents: Vec<Key>, at: u64, kind: OpKi
 
 fn world(seed: u64) -> World {
     let (signing, create) = people(seed);
-    let keys = signing.each_ref().map(|k| k.verifying_key().to_bytes());
+    let keys = signing
+        .each_ref()
+        .map(|k| IdentityKey(k.verifying_key().to_bytes()));
     let [alice, bob, carol] = &signing;
     let g = GroupOp::group_id_of(&create).unwrap();
-    let h = |o: &GroupOp| Key(o.hash().unwrap());
-    let p = sign(alice, g, vec![h(&create)], 1, OpKind::Promote(Key(keys[1])));
+    let h = |o: &GroupOp| o.hash().unwrap();
+    let p = sign(alice, g, vec![h(&create)], 1, OpKind::Promote(keys[1]));
     let on_p = vec![h(&p)];
-    let a_rm = sign(alice, g, on_p.clone(), 2, OpKind::Remove(Key(keys[1])));
-    let b_rm = sign(bob, g, on_p.clone(), 2, OpKind::Remove(Key(keys[0])));
+    let a_rm = sign(alice, g, on_p.clone(), 2, OpKind::Remove(keys[1]));
+    let b_rm = sign(bob, g, on_p.clone(), 2, OpKind::Remove(keys[0]));
     let c_leave = sign(carol, g, on_p.clone(), 2, OpKind::Leave);
     let b_ren = sign(bob, g, on_p, 3, OpKind::Rename("Bob's".into()));
     let a_add = sign(
@@ -90,7 +92,7 @@ fn world(seed: u64) -> World {
         g,
         vec![h(&a_rm), h(&c_leave)],
         4,
-        OpKind::Add(Key(keys[2])),
+        OpKind::Add(keys[2]),
     );
     let b_desc = sign(
         bob,
@@ -105,12 +107,12 @@ fn world(seed: u64) -> World {
         Inserted::Added(_)
     ));
     let ops = vec![a_rm, b_rm, c_leave, b_ren, a_add, b_desc];
-    let hashes: Vec<[u8; 32]> = ops.iter().map(|o| o.hash().unwrap()).collect();
+    let hashes: Vec<OpHash> = ops.iter().map(|o| o.hash().unwrap()).collect();
     // Ancestors, from the parents (ops come parents first, so one pass suffices).
     let mut ancestors = [0u32; N];
     for (i, op) in ops.iter().enumerate() {
         for parent in &op.parents {
-            if let Some(j) = hashes.iter().position(|x| *x == parent.0) {
+            if let Some(j) = hashes.iter().position(|x| x == parent) {
                 ancestors[i] |= (1 << j) | ancestors[j];
             }
         }
@@ -152,7 +154,7 @@ impl World {
         self.ops[op]
             .parents
             .iter()
-            .filter_map(|p| self.hashes.iter().position(|x| *x == p.0))
+            .filter_map(|p| self.hashes.iter().position(|x| x == p))
             .filter(|j| held & (1 << j) == 0)
             .collect()
     }
@@ -184,7 +186,7 @@ impl LogHolds {
     fn receive(&mut self, w: &World, i: usize) {
         let got = self.log.insert(w.ops[i].clone()).unwrap();
         // The log names exactly the parents it lacks: the engine asks for those.
-        let want: Vec<[u8; 32]> = w
+        let want: Vec<OpHash> = w
             .unknown(i, self.held)
             .iter()
             .map(|j| w.hashes[*j])
@@ -284,7 +286,7 @@ fn walk(
 }
 
 /// How deep an op sits in the graph (the `Create` is 0, Alice promoting Bob 1).
-fn depth(w: &World, hash: &[u8; 32]) -> u32 {
+fn depth(w: &World, hash: &OpHash) -> u32 {
     if *hash == w.create.hash().unwrap() {
         return 0;
     }
@@ -295,7 +297,7 @@ fn depth(w: &World, hash: &[u8; 32]) -> u32 {
     w.ops[i]
         .parents
         .iter()
-        .map(|p| depth(w, &p.0) + 1)
+        .map(|p| depth(w, p) + 1)
         .max()
         .unwrap_or(0)
 }
@@ -323,7 +325,7 @@ fn check_outcome(w: &World, (state, applied): &(GroupState, Vec<Applied>)) -> bo
     }
     // The applied ops come in (depth, hash) order, the `Create` first.
     assert_eq!(applied[0].hash, w.create.hash().unwrap());
-    let order: Vec<(u32, [u8; 32])> = applied
+    let order: Vec<(u32, OpHash)> = applied
         .iter()
         .map(|a| (depth(w, &a.hash), a.hash))
         .collect();
@@ -396,8 +398,8 @@ fn people(seed: u64) -> ([SigningKey; 3], GroupOp) {
         SigningKey::from_bytes(&secret)
     });
     let members = vec![
-        Key(signing[1].verifying_key().to_bytes()),
-        Key(signing[2].verifying_key().to_bytes()),
+        IdentityKey(signing[1].verifying_key().to_bytes()),
+        IdentityKey(signing[2].verifying_key().to_bytes()),
     ];
     let create = sign(
         &signing[0],
@@ -432,10 +434,10 @@ fn closed_reference(
     log: &GroupLog,
 ) -> (GroupState, Vec<Applied>) {
     let mut fresh = GroupLog::new(create.clone()).unwrap();
-    let mut counted: BTreeSet<[u8; 32]> = BTreeSet::from([create.hash().unwrap()]);
+    let mut counted: BTreeSet<OpHash> = BTreeSet::from([create.hash().unwrap()]);
     for op in ops {
         let h = op.hash().unwrap();
-        if log.get(&h).is_some() && op.parents.iter().all(|p| counted.contains(&p.0)) {
+        if log.get(&h).is_some() && op.parents.iter().all(|p| counted.contains(p)) {
             assert!(matches!(
                 fresh.insert(op.clone()).unwrap(),
                 Inserted::Added(_)
@@ -456,14 +458,14 @@ proptest! {
         lost in proptest::collection::vec(any::<bool>(), 12),
     ) {
         let (signing, create) = people(13);
-        let keys = signing.each_ref().map(|k| k.verifying_key().to_bytes());
+        let keys = signing.each_ref().map(|k| IdentityKey(k.verifying_key().to_bytes()));
         let g = GroupOp::group_id_of(&create).unwrap();
-        let root = Key(create.hash().unwrap());
+        let root = create.hash().unwrap();
         // Each author builds on its own last op, and sometimes on the next author's too.
-        let mut last: [Option<Key>; 3] = [None; 3];
+        let mut last: [Option<OpHash>; 3] = [None; 3];
         let mut ops: Vec<GroupOp> = Vec::new();
         for (i, (by, what, who, merge)) in acts.into_iter().enumerate() {
-            let target = Key(keys[who]);
+            let target = keys[who];
             let kind = match what {
                 0 => OpKind::Add(target),
                 1 => OpKind::Remove(target),
@@ -477,7 +479,7 @@ proptest! {
                 parents.push(other);
             }
             let op = sign(&signing[by], g, parents, i as u64 + 1, kind);
-            last[by] = Some(Key(op.hash().unwrap()));
+            last[by] = Some(op.hash().unwrap());
             ops.push(op);
         }
         // Ops a member had no right to make where they stand (or that change nothing
@@ -527,7 +529,7 @@ proptest! {
         for &i in &order {
             aside.push(i);
             while let Some(k) = aside.iter().position(|j| {
-                ops[*j].parents.iter().all(|p| b.get(&p.0).is_some())
+                ops[*j].parents.iter().all(|p| b.get(p).is_some())
             }) {
                 let j = aside.remove(k);
                 prop_assert!(matches!(b.insert(ops[j].clone()).unwrap(), Inserted::Added(_)));

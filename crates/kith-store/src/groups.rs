@@ -1,7 +1,7 @@
 //! Group tables: the ops log, frames (kept to answer members who missed them), per-sender
 //! progress, Megolm sessions, messages in display order, and receipts.
 
-use kith_types::GroupId;
+use kith_types::{GroupId, OpHash};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -12,7 +12,7 @@ use crate::*;
 /// A group this node is in (or was in), by group id.
 pub(crate) const GROUPS: TableDefinition<GroupId, &[u8]> = TableDefinition::new("groups");
 /// Signed membership ops: (group, op hash) → encoded op.
-pub(crate) const GROUP_OPS: TableDefinition<(GroupId, &[u8; 32]), &[u8]> =
+pub(crate) const GROUP_OPS: TableDefinition<(GroupId, OpHash), &[u8]> =
     TableDefinition::new("group_ops");
 /// (group, sender device, seq).
 type FrameKey = (GroupId, CurveKey, u64);
@@ -106,8 +106,9 @@ pub struct GroupMsgKey {
     pub group: [u8; 16],
     /// Its Lamport clock.
     pub lamport: u64,
-    /// The sending device.
-    pub sender_dev: [u8; 32],
+    /// The sending device (written as a plain array, as the raw bytes were before).
+    #[serde(with = "kith_types::plain_array")]
+    pub sender_dev: CurveKey,
     /// The sender's seq.
     pub seq: u64,
 }
@@ -117,8 +118,9 @@ pub struct GroupMsgKey {
 pub struct GroupMessage {
     /// The sender's message id.
     pub id: u128,
-    /// The sender's identity.
-    pub sender: [u8; 32],
+    /// The sender's identity (written as a plain array, as the raw bytes were before).
+    #[serde(with = "kith_types::plain_array")]
+    pub sender: IdentityKey,
     /// Sent by this user.
     pub outgoing: bool,
     /// The text.
@@ -168,7 +170,7 @@ macro_rules! group_reads {
                 let id = *id;
                 let t = self.table(GROUP_OPS)?;
                 let mut out = Vec::new();
-                for row in t.range((id, &[0u8; 32])..=(id, &[255u8; 32]))? {
+                for row in t.range((id, OpHash([0u8; 32]))..=(id, OpHash([255u8; 32])))? {
                     out.push(row?.1.value().to_vec());
                 }
                 Ok(out)
@@ -178,12 +180,12 @@ macro_rules! group_reads {
             pub fn group_frame(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
                 seq: u64,
             ) -> Result<Option<FrameRow>, StoreError> {
                 let id = *id;
                 let t = self.table(GROUP_FRAMES)?;
-                t.get((id, CurveKey(*sender), seq))?
+                t.get((id, *sender, seq))?
                     .map(|v| dec(v.value()))
                     .transpose()
             }
@@ -192,7 +194,7 @@ macro_rules! group_reads {
             pub fn group_frames_after(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
                 after: u64,
                 limit: usize,
             ) -> Result<Vec<(u64, FrameRow)>, StoreError> {
@@ -202,9 +204,7 @@ macro_rules! group_reads {
                 if after == u64::MAX {
                     return Ok(out);
                 }
-                for row in
-                    t.range((id, CurveKey(*sender), after + 1)..=(id, CurveKey(*sender), u64::MAX))?
-                {
+                for row in t.range((id, *sender, after + 1)..=(id, *sender, u64::MAX))? {
                     if out.len() >= limit {
                         break;
                     }
@@ -232,14 +232,12 @@ macro_rules! group_reads {
             pub fn group_pending(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
             ) -> Result<Vec<u64>, StoreError> {
                 let id = *id;
                 let t = self.table(GROUP_PENDING)?;
                 let mut out = Vec::new();
-                for row in
-                    t.range((id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), u64::MAX))?
-                {
+                for row in t.range((id, *sender, 0u64)..=(id, *sender, u64::MAX))? {
                     out.push(row?.0.value().2);
                 }
                 Ok(out)
@@ -263,23 +261,23 @@ macro_rules! group_reads {
             pub fn group_frame_waits(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
                 seq: u64,
             ) -> Result<bool, StoreError> {
                 let t = self.table(GROUP_PENDING)?;
-                Ok(t.get((*id, CurveKey(*sender), seq))?.is_some())
+                Ok(t.get((*id, *sender, seq))?.is_some())
             }
 
             /// The frames held aside for a place (see [`WriteTx::put_group_alt`]).
             pub fn group_alts(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
                 seq: u64,
             ) -> Result<Vec<Vec<u8>>, StoreError> {
                 let t = self.table(GROUP_ALTS)?;
                 let (lo, hi) = ([0u8; 32], [255u8; 32]);
-                let k = CurveKey(*sender);
+                let k = *sender;
                 let mut out = Vec::new();
                 for row in t.range((*id, k, seq, &lo)..=(*id, k, seq, &hi))? {
                     out.push(row?.1.value().to_vec());
@@ -291,13 +289,13 @@ macro_rules! group_reads {
             pub fn group_senders(
                 &self,
                 id: &GroupId,
-            ) -> Result<Vec<([u8; 32], SenderRow)>, StoreError> {
+            ) -> Result<Vec<(CurveKey, SenderRow)>, StoreError> {
                 let id = *id;
                 let t = self.table(GROUP_SENDERS)?;
                 let mut out = Vec::new();
                 for row in t.range((id, CurveKey([0u8; 32]))..=(id, CurveKey([255u8; 32])))? {
                     let (k, v) = row?;
-                    out.push((k.value().1.0, dec(v.value())?));
+                    out.push((k.value().1, dec(v.value())?));
                 }
                 Ok(out)
             }
@@ -306,25 +304,23 @@ macro_rules! group_reads {
             pub fn group_sender(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
             ) -> Result<Option<SenderRow>, StoreError> {
                 let id = *id;
                 let t = self.table(GROUP_SENDERS)?;
-                t.get((id, CurveKey(*sender)))?
-                    .map(|v| dec(v.value()))
-                    .transpose()
+                t.get((id, *sender))?.map(|v| dec(v.value())).transpose()
             }
 
             /// An inbound session's pickle.
             pub fn group_inbound(
                 &self,
                 id: &GroupId,
-                sender: &[u8; 32],
+                sender: &CurveKey,
                 session: &str,
             ) -> Result<Option<String>, StoreError> {
                 let id = *id;
                 let t = self.table(GROUP_INBOUND)?;
-                Ok(t.get((id, CurveKey(*sender), session))?
+                Ok(t.get((id, *sender, session))?
                     .map(|v| v.value().to_string()))
             }
 
@@ -349,7 +345,7 @@ macro_rules! group_reads {
                         GroupMsgKey {
                             group: g.0,
                             lamport,
-                            sender_dev: dev.0,
+                            sender_dev: dev,
                             seq,
                         },
                         dec(v.value())?,
@@ -365,14 +361,9 @@ macro_rules! group_reads {
                 key: &GroupMsgKey,
             ) -> Result<Option<GroupMessage>, StoreError> {
                 let t = self.table(GROUP_MSGS)?;
-                t.get((
-                    GroupId(key.group),
-                    key.lamport,
-                    CurveKey(key.sender_dev),
-                    key.seq,
-                ))?
-                .map(|v| dec(v.value()))
-                .transpose()
+                t.get((GroupId(key.group), key.lamport, key.sender_dev, key.seq))?
+                    .map(|v| dec(v.value()))
+                    .transpose()
             }
 
             /// A group message by id.
@@ -390,12 +381,7 @@ macro_rules! group_reads {
                 };
                 let t = self.table(GROUP_MSGS)?;
                 let m = t
-                    .get((
-                        GroupId(key.group),
-                        key.lamport,
-                        CurveKey(key.sender_dev),
-                        key.seq,
-                    ))?
+                    .get((GroupId(key.group), key.lamport, key.sender_dev, key.seq))?
                     .map(|v| dec(v.value()))
                     .transpose()?;
                 Ok(m.map(|m| (key, m)))
@@ -405,7 +391,7 @@ macro_rules! group_reads {
             pub fn group_receipts(
                 &self,
                 msg: u128,
-            ) -> Result<Vec<([u8; 32], u64, u64)>, StoreError> {
+            ) -> Result<Vec<(IdentityKey, u64, u64)>, StoreError> {
                 let t = self.table(GROUP_RECEIPTS)?;
                 let mut out = Vec::new();
                 for row in
@@ -413,7 +399,7 @@ macro_rules! group_reads {
                 {
                     let (k, v) = row?;
                     let (d, r) = v.value();
-                    out.push((k.value().1.0, d, r));
+                    out.push((k.value().1, d, r));
                 }
                 Ok(out)
             }
@@ -450,28 +436,31 @@ impl WriteTx<'_> {
     pub fn put_group_op(
         &mut self,
         id: &GroupId,
-        hash: &[u8; 32],
+        hash: &OpHash,
         op: &[u8],
     ) -> Result<bool, StoreError> {
         self.injected("group op write")?;
         let id = *id;
-        Ok(self.table_mut(GROUP_OPS)?.insert((id, hash), op)?.is_none())
+        Ok(self
+            .table_mut(GROUP_OPS)?
+            .insert((id, *hash), op)?
+            .is_none())
     }
 
     /// Saves a frame; returns false when one with this (sender, seq) was there already.
     pub fn put_group_frame(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         row: &FrameRow,
     ) -> Result<bool, StoreError> {
         let id = *id;
         let mut t = self.table_mut(GROUP_FRAMES)?;
-        if t.get((id, CurveKey(*sender), seq))?.is_some() {
+        if t.get((id, *sender, seq))?.is_some() {
             return Ok(false);
         }
-        t.insert((id, CurveKey(*sender), seq), enc(row)?.as_slice())?;
+        t.insert((id, *sender, seq), enc(row)?.as_slice())?;
         Ok(true)
     }
 
@@ -479,27 +468,21 @@ impl WriteTx<'_> {
     pub fn drop_group_frames(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         upto: u64,
     ) -> Result<u64, StoreError> {
         let id = *id;
         let mut t = self.table_mut(GROUP_FRAMES)?;
         let mut n = 0u64;
-        t.retain_in(
-            (id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), upto),
-            |_, _| {
-                n += 1;
-                false
-            },
-        )?;
+        t.retain_in((id, *sender, 0u64)..=(id, *sender, upto), |_, _| {
+            n += 1;
+            false
+        })?;
         let mut p = self.table_mut(GROUP_PENDING)?;
-        p.retain_in(
-            (id, CurveKey(*sender), 0u64)..=(id, CurveKey(*sender), upto),
-            |_, _| false,
-        )?;
+        p.retain_in((id, *sender, 0u64)..=(id, *sender, upto), |_, _| false)?;
         let (lo, hi) = ([0u8; 32], [255u8; 32]);
         self.table_mut(GROUP_ALTS)?.retain_in(
-            (id, CurveKey(*sender), 0u64, &lo)..=(id, CurveKey(*sender), upto, &hi),
+            (id, *sender, 0u64, &lo)..=(id, *sender, upto, &hi),
             |_, _| false,
         )?;
         Ok(n)
@@ -509,14 +492,12 @@ impl WriteTx<'_> {
     pub fn drop_group_frame(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
     ) -> Result<(), StoreError> {
         let id = *id;
-        self.table_mut(GROUP_FRAMES)?
-            .remove((id, CurveKey(*sender), seq))?;
-        self.table_mut(GROUP_PENDING)?
-            .remove((id, CurveKey(*sender), seq))?;
+        self.table_mut(GROUP_FRAMES)?.remove((id, *sender, seq))?;
+        self.table_mut(GROUP_PENDING)?.remove((id, *sender, seq))?;
         Ok(())
     }
 
@@ -525,7 +506,7 @@ impl WriteTx<'_> {
     pub fn put_group_alt(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         frame: &[u8],
     ) -> Result<bool, StoreError> {
@@ -541,19 +522,18 @@ impl WriteTx<'_> {
                 return Ok(false);
             }
         }
-        Ok(t.insert((*id, CurveKey(*sender), seq, &hash), frame)?
-            .is_none())
+        Ok(t.insert((*id, *sender, seq, &hash), frame)?.is_none())
     }
 
     /// Forgets the frames held aside for a place (one took it, or it was dropped).
     pub fn drop_group_alts(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
     ) -> Result<(), StoreError> {
         let (lo, hi) = ([0u8; 32], [255u8; 32]);
-        let k = CurveKey(*sender);
+        let k = *sender;
         self.table_mut(GROUP_ALTS)?
             .retain_in((*id, k, seq, &lo)..=(*id, k, seq, &hi), |_, _| false)?;
         Ok(())
@@ -563,7 +543,7 @@ impl WriteTx<'_> {
     pub fn drop_group_frames_pending_before(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
     ) -> Result<(), StoreError> {
         let raw = *id;
@@ -573,7 +553,7 @@ impl WriteTx<'_> {
         let waiting: Vec<u64> = {
             let t = self.table(GROUP_PENDING)?;
             let mut v = Vec::new();
-            for row in t.range((raw, CurveKey(*sender), 0u64)..(raw, CurveKey(*sender), seq))? {
+            for row in t.range((raw, *sender, 0u64)..(raw, *sender, seq))? {
                 v.push(row?.0.value().2);
             }
             v
@@ -588,16 +568,16 @@ impl WriteTx<'_> {
     pub fn set_group_pending(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         waiting: bool,
     ) -> Result<(), StoreError> {
         let id = *id;
         let mut t = self.table_mut(GROUP_PENDING)?;
         if waiting {
-            t.insert((id, CurveKey(*sender), seq), ())?;
+            t.insert((id, *sender, seq), ())?;
         } else {
-            t.remove((id, CurveKey(*sender), seq))?;
+            t.remove((id, *sender, seq))?;
         }
         Ok(())
     }
@@ -606,12 +586,12 @@ impl WriteTx<'_> {
     pub fn put_group_sender(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         row: &SenderRow,
     ) -> Result<(), StoreError> {
         let id = *id;
         self.table_mut(GROUP_SENDERS)?
-            .insert((id, CurveKey(*sender)), enc(row)?.as_slice())?;
+            .insert((id, *sender), enc(row)?.as_slice())?;
         Ok(())
     }
 
@@ -619,13 +599,13 @@ impl WriteTx<'_> {
     pub fn put_group_inbound(
         &mut self,
         id: &GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         session: &str,
         pickle: &str,
     ) -> Result<(), StoreError> {
         let id = *id;
         self.table_mut(GROUP_INBOUND)?
-            .insert((id, CurveKey(*sender), session), pickle)?;
+            .insert((id, *sender, session), pickle)?;
         Ok(())
     }
 
@@ -642,12 +622,7 @@ impl WriteTx<'_> {
         ids.insert(msg.id, enc(key)?.as_slice())?;
         drop(ids);
         self.table_mut(GROUP_MSGS)?.insert(
-            (
-                GroupId(key.group),
-                key.lamport,
-                CurveKey(key.sender_dev),
-                key.seq,
-            ),
+            (GroupId(key.group), key.lamport, key.sender_dev, key.seq),
             enc(msg)?.as_slice(),
         )?;
         Ok(true)
@@ -660,12 +635,7 @@ impl WriteTx<'_> {
         msg: &GroupMessage,
     ) -> Result<(), StoreError> {
         self.table_mut(GROUP_MSGS)?.insert(
-            (
-                GroupId(key.group),
-                key.lamport,
-                CurveKey(key.sender_dev),
-                key.seq,
-            ),
+            (GroupId(key.group), key.lamport, key.sender_dev, key.seq),
             enc(msg)?.as_slice(),
         )?;
         Ok(())
@@ -676,15 +646,12 @@ impl WriteTx<'_> {
     pub fn put_group_receipt(
         &mut self,
         msg: u128,
-        member: &[u8; 32],
+        member: &IdentityKey,
         delivered_ms: u64,
         read_ms: u64,
     ) -> Result<bool, StoreError> {
         let mut t = self.table_mut(GROUP_RECEIPTS)?;
-        let (d0, r0) = t
-            .get((msg, IdentityKey(*member)))?
-            .map(|v| v.value())
-            .unwrap_or((0, 0));
+        let (d0, r0) = t.get((msg, *member))?.map(|v| v.value()).unwrap_or((0, 0));
         let d = if d0 == 0 {
             delivered_ms.max(read_ms)
         } else {
@@ -694,7 +661,63 @@ impl WriteTx<'_> {
         if (d, r) == (d0, r0) {
             return Ok(false);
         }
-        t.insert((msg, IdentityKey(*member)), (d, r))?;
+        t.insert((msg, *member), (d, r))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message key and message as they were written before the sender device and
+    /// identity were typed: plain arrays (no length).
+    #[derive(Serialize)]
+    struct OldMsgKey {
+        group: [u8; 16],
+        lamport: u64,
+        sender_dev: [u8; 32],
+        seq: u64,
+    }
+
+    #[derive(Serialize)]
+    struct OldMessage {
+        id: u128,
+        sender: [u8; 32],
+        outgoing: bool,
+        text: String,
+        sent_at_ms: u64,
+        stored_at_ms: u64,
+        recipients: u32,
+        flag: bool,
+    }
+
+    #[test]
+    fn typed_group_message_keys_keep_the_stored_encoding() {
+        let old = enc(&OldMsgKey {
+            group: [1; 16],
+            lamport: 9,
+            sender_dev: [0xc5; 32],
+            seq: 3,
+        })
+        .unwrap();
+        let key: GroupMsgKey = dec(&old).unwrap();
+        assert_eq!(key.sender_dev, CurveKey([0xc5; 32]));
+        assert_eq!(enc(&key).unwrap(), old);
+
+        let old = enc(&OldMessage {
+            id: 7,
+            sender: [0x1d; 32],
+            outgoing: false,
+            text: "hi".into(),
+            sent_at_ms: 1,
+            stored_at_ms: 2,
+            recipients: 0,
+            flag: true,
+        })
+        .unwrap();
+        let msg: GroupMessage = dec(&old).unwrap();
+        assert_eq!(msg.sender, IdentityKey([0x1d; 32]));
+        assert_eq!(enc(&msg).unwrap(), old);
     }
 }

@@ -1,8 +1,8 @@
 //! Fixed-size byte ids: a person's identity key, a device's store key, a device's Curve25519
-//! key, a group id and an envelope hash.
+//! key, a group id, an envelope hash and a group op's hash.
 //!
 //! Each is a `Copy` newtype over its bytes, so the compiler tells a device key from a
-//! Curve25519 key where both are 32 bytes. All five are serialised as one serde byte string
+//! Curve25519 key where both are 32 bytes. All six are serialised as one serde byte string
 //! (what `#[serde(with = "serde_bytes")]` makes of a byte array: in bincode a length and the
 //! bytes), so a field that was a `serde_bytes` array can take the newtype without changing its
 //! encoding (a plain array field, a serde tuple of 32 numbers, would not: it has no length).
@@ -228,6 +228,39 @@ byte_id!(
     32
 );
 
+byte_id!(
+    /// The SHA-256 of an encoded group op (`kith_proto::group::GroupOp::hash`): how ops name
+    /// their parents and how members ask each other for ops they miss.
+    OpHash,
+    32
+);
+
+/// A `#[serde(with = "kith_types::plain_array")]` adapter: writes a 32-byte id as a plain
+/// array (a serde tuple of 32 numbers, no length), as a bare `[u8; 32]` field is written. For
+/// stored types that held the raw array before the id was typed, so their encoding stays.
+pub mod plain_array {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes the bytes as a plain array.
+    pub fn serialize<T, S>(id: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: Copy + Into<[u8; 32]>,
+        S: Serializer,
+    {
+        let bytes: [u8; 32] = (*id).into();
+        bytes.serialize(s)
+    }
+
+    /// Reads a plain array.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: From<[u8; 32]>,
+        D: Deserializer<'de>,
+    {
+        <[u8; 32]>::deserialize(d).map(T::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +368,27 @@ mod tests {
         assert_eq!(GroupId::from_hex("abcd"), None);
         assert_eq!(GroupId::from_slice(&[1; 16]), Some(GroupId([1; 16])));
         assert_eq!(<[u8; 32]>::from(EnvelopeHash::from([3; 32])), [3; 32]);
+        let h = OpHash([0x0f; 32]);
+        assert_eq!(h.to_string(), "0f".repeat(32));
+        assert_eq!(format!("{h:?}"), "OpHash(0f0f0f0f0f0f0f0f)");
+    }
+
+    #[test]
+    fn plain_adapter_matches_a_bare_array() {
+        #[derive(Serialize)]
+        struct RawPlain {
+            dev: [u8; 32],
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct TypedPlain {
+            #[serde(with = "plain_array")]
+            dev: CurveKey,
+        }
+        let a = bincode::serde::encode_to_vec(RawPlain { dev: [6; 32] }, cfg()).unwrap();
+        // No length: the 32 bytes alone.
+        assert_eq!(a.len(), 32);
+        let (back, _): (TypedPlain, usize) = bincode::serde::decode_from_slice(&a, cfg()).unwrap();
+        assert_eq!(back.dev, CurveKey([6; 32]));
+        assert_eq!(bincode::serde::encode_to_vec(&back, cfg()).unwrap(), a);
     }
 }

@@ -14,5 +14,5 @@ mod safety;
 
 pub use bounded::{BoundedMap, BoundedSet, RateLimit};
 pub use ids::{MessageId, MessageIdGen, now_ms};
-pub use keys::{CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey};
+pub use keys::{CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey, OpHash, plain_array};
 pub use safety::safety_number;

@@ -253,7 +253,7 @@ impl EngineHandle {
     pub async fn test_sign_group_op_on(
         &self,
         group: &str,
-        parents: Vec<kith_proto::group::Key>,
+        parents: Vec<kith_types::OpHash>,
         kind: kith_proto::group::OpKind,
     ) -> Result<kith_proto::group::GroupOp, EngineError> {
         let group = group.to_string();
@@ -294,7 +294,7 @@ impl EngineHandle {
     pub async fn test_group_frame(
         &self,
         group: &str,
-        sender: Option<[u8; 32]>,
+        sender: Option<kith_types::CurveKey>,
         seq: u64,
     ) -> Result<Option<Vec<u8>>, EngineError> {
         let group = group.to_string();

@@ -269,7 +269,7 @@ impl State {
         let existing = w.device(&dev)?;
         let known_as = existing.as_ref().map(|d| d.identity);
         let contact = w.contact(&cert.identity)?.is_some();
-        let in_group = self.groups.people.contains(&cert.identity.0);
+        let in_group = self.groups.people.contains(&cert.identity);
         let strangers = match inbound_core::counts_strangers(contact, in_group) {
             true => w.contacts()?.iter().filter(|c| !c.added_by_user).count(),
             false => 0,
@@ -311,7 +311,7 @@ impl State {
         w.put_device(&dev, &d)?;
         self.member_cert_learned(w, &cert, after)?;
         if stranger {
-            let name = super::groups::stranger_name(w, &cert.identity.0)?;
+            let name = super::groups::stranger_name(w, &cert.identity)?;
             w.put_contact(&Contact {
                 identity: cert.identity,
                 name: name.clone(),
@@ -329,7 +329,7 @@ impl State {
             self.sessions.insert(dev, s);
         }
         // A group member's device we did not know: it gets our group keys.
-        self.group_devices_appeared(w, cert.identity.0, after)?;
+        self.group_devices_appeared(w, cert.identity, after)?;
         Ok(Ok(dev))
     }
 
@@ -381,16 +381,16 @@ impl State {
                 }
             }
             Step::GroupUpdate { ops, devices } => {
-                self.on_group_update(w, conv.0, ops, devices, peer, after)?;
+                self.on_group_update(w, conv, ops, devices, peer, after)?;
             }
             Step::GroupKey { group, key, seq } => {
-                self.on_group_key(w, curve.0, group, &key, seq, after)?;
+                self.on_group_key(w, curve, group, &key, seq, after)?;
             }
             Step::GroupWant { group, ops } => {
-                self.on_group_want(w, conv.0, group, ops, after)?;
+                self.on_group_want(w, conv, group, ops, after)?;
             }
             Step::GroupReceipt { group, kind, ids } => {
-                self.on_group_receipt(w, conv.0, group, kind, ids, after)?;
+                self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
         }
         Ok(())

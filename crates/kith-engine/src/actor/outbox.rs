@@ -507,6 +507,6 @@ impl State {
             self.delivery.retry_now(&dev);
             after.push(After::Pump(dev));
         }
-        self.group_devices_appeared(w, identity.0, after)
+        self.group_devices_appeared(w, identity, after)
     }
 }

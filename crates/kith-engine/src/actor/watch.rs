@@ -112,7 +112,7 @@ impl Engine {
                 (m.peer_id.clone(), up)
             })
             .collect();
-        let current = self.st.groups.current(&self.st.me.0);
+        let current = self.st.groups.current(&self.st.me);
         for step in self.st.watching.core.tick(&ours, &current) {
             match step {
                 Step::Tell { mailbox, topics } => {
@@ -315,8 +315,7 @@ impl State {
         if !rules::may_ask_kept(dev.is_some(), serving, watches) {
             return Ok(Response::Refused(Refusal::Unauthorized));
         }
-        let marks: Vec<(CurveKey, u64)> =
-            have.iter().map(|m| (CurveKey(m.sender.0), m.seq)).collect();
+        let marks: Vec<(CurveKey, u64)> = have.iter().map(|m| (m.sender, m.seq)).collect();
         let lacking = w.topic_frames_lacking(topic, &marks, MAX_SYNC_FRAMES, MAX_SYNC_BYTES)?;
         let frames: Vec<GroupFrame> = lacking
             .frames
@@ -350,7 +349,7 @@ impl State {
                 Ok(Verdict::Reject)
             }
             Ok(frame) => {
-                self.keep_frame(w, topic, &CurveKey(frame.sender.0), frame.seq, data)?;
+                self.keep_frame(w, topic, &frame.sender, frame.seq, data)?;
                 Ok(Verdict::Accept)
             }
         }
@@ -403,7 +402,7 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         self.watching.core.sync_done(group);
-        let floor = rules::next_floor(floor, frames.iter().map(|f| (f.sender.0, f.seq)));
+        let floor = rules::next_floor(floor, frames.iter().map(|f| (f.sender, f.seq)));
         let new = self.take_frames(w, group, frames, after)?;
         if new > 0 {
             debug!(new, "group frames from a mailbox");

@@ -34,7 +34,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use kith_proto::group::GroupState;
-use kith_types::GroupId;
+use kith_types::{CurveKey, GroupId, IdentityKey};
 
 /// A new sending session after this many messages (as Matrix clients do).
 pub const ROTATE_AFTER: u32 = 1000;
@@ -130,10 +130,10 @@ pub fn late_key_seq(next_seq: u64, index: u32, first: u32) -> u64 {
 
 /// The members of a group with no device known, other than `me`: they are looked up.
 pub fn members_to_look_up(
-    members: &BTreeSet<[u8; 32]>,
-    me: &[u8; 32],
-    known: &HashSet<[u8; 32]>,
-) -> Vec<[u8; 32]> {
+    members: &BTreeSet<IdentityKey>,
+    me: &IdentityKey,
+    known: &HashSet<IdentityKey>,
+) -> Vec<IdentityKey> {
     members
         .iter()
         .filter(|m| *m != me && !known.contains(*m))
@@ -145,8 +145,8 @@ pub fn members_to_look_up(
 /// gets this device's sessions of these groups).
 pub fn groups_shared_with(
     states: &HashMap<GroupId, GroupState>,
-    me: &[u8; 32],
-    owner: &[u8; 32],
+    me: &IdentityKey,
+    owner: &IdentityKey,
 ) -> Vec<GroupId> {
     states
         .iter()
@@ -158,9 +158,9 @@ pub fn groups_shared_with(
 /// Whether a certificate of `identity`'s device learned late concerns our groups: not our
 /// own, and its owner is in one of them (`people`).
 pub fn cert_concerns_groups(
-    identity: &[u8; 32],
-    me: &[u8; 32],
-    people: &HashSet<[u8; 32]>,
+    identity: &IdentityKey,
+    me: &IdentityKey,
+    people: &HashSet<IdentityKey>,
 ) -> bool {
     identity != me && people.contains(identity)
 }
@@ -170,9 +170,9 @@ pub fn cert_concerns_groups(
 /// admins pass certificates on, so each costs one small body per member device once.
 pub fn cert_audiences(
     states: &HashMap<GroupId, GroupState>,
-    me: &[u8; 32],
-    identity: &[u8; 32],
-) -> Vec<BTreeSet<[u8; 32]>> {
+    me: &IdentityKey,
+    identity: &IdentityKey,
+) -> Vec<BTreeSet<IdentityKey>> {
     states
         .values()
         .filter(|s| s.admins.contains(me) && s.members.contains(identity))
@@ -184,9 +184,9 @@ pub fn cert_audiences(
 /// sender's owner and `me` are members. A removed member cannot start a session others
 /// would read; a key that fails this waits in [`EarlyKeys`].
 pub fn may_take_key(
-    members: Option<&BTreeSet<[u8; 32]>>,
-    owner: Option<&[u8; 32]>,
-    me: &[u8; 32],
+    members: Option<&BTreeSet<IdentityKey>>,
+    owner: Option<&IdentityKey>,
+    me: &IdentityKey,
 ) -> bool {
     match (members, owner) {
         (Some(m), Some(o)) => m.contains(o) && m.contains(me),
@@ -207,7 +207,7 @@ pub struct EarlyKey {
     /// The group.
     pub group: GroupId,
     /// The sender device's Curve25519 key.
-    pub curve: [u8; 32],
+    pub curve: CurveKey,
     /// The exported session key (a secret: left out of the Debug output).
     pub key: Vec<u8>,
     /// The seq of the first frame the key opens.
@@ -261,8 +261,8 @@ impl EarlyKeys {
 mod tests {
     use super::*;
 
-    fn set(ids: &[u8]) -> BTreeSet<[u8; 32]> {
-        ids.iter().map(|b| [*b; 32]).collect()
+    fn set(ids: &[u8]) -> BTreeSet<IdentityKey> {
+        ids.iter().map(|b| IdentityKey([*b; 32])).collect()
     }
 
     fn state(members: &[u8], admins: &[u8]) -> GroupState {
@@ -276,7 +276,7 @@ mod tests {
     fn early(group: u8, n: u64) -> EarlyKey {
         EarlyKey {
             group: GroupId([group; 16]),
-            curve: [7; 32],
+            curve: CurveKey([7; 32]),
             key: vec![1, 2, 3],
             seq: n,
         }
@@ -334,10 +334,10 @@ mod tests {
     #[test]
     fn members_without_known_devices_are_looked_up_but_not_me() {
         let members = set(&[1, 2, 3]);
-        let known: HashSet<[u8; 32]> = [[2; 32]].into_iter().collect();
+        let known: HashSet<IdentityKey> = [IdentityKey([2; 32])].into_iter().collect();
         assert_eq!(
-            members_to_look_up(&members, &[1; 32], &known),
-            vec![[3; 32]]
+            members_to_look_up(&members, &IdentityKey([1; 32]), &known),
+            vec![IdentityKey([3; 32])]
         );
     }
 
@@ -348,10 +348,12 @@ mod tests {
         states.insert(GroupId([2; 16]), state(&[1, 3], &[1]));
         states.insert(GroupId([3; 16]), state(&[2, 3], &[2]));
         assert_eq!(
-            groups_shared_with(&states, &[1; 32], &[2; 32]),
+            groups_shared_with(&states, &IdentityKey([1; 32]), &IdentityKey([2; 32])),
             vec![GroupId([1; 16])]
         );
-        assert!(groups_shared_with(&states, &[1; 32], &[4; 32]).is_empty());
+        assert!(
+            groups_shared_with(&states, &IdentityKey([1; 32]), &IdentityKey([4; 32])).is_empty()
+        );
     }
 
     #[test]
@@ -361,17 +363,21 @@ mod tests {
         states.insert(GroupId([2; 16]), state(&[1, 2], &[2]));
         states.insert(GroupId([3; 16]), state(&[1, 4], &[1]));
         assert_eq!(
-            cert_audiences(&states, &[1; 32], &[2; 32]),
+            cert_audiences(&states, &IdentityKey([1; 32]), &IdentityKey([2; 32])),
             vec![set(&[1, 2, 3])]
         );
-        let people: HashSet<[u8; 32]> = [[2; 32]].into_iter().collect();
-        assert!(cert_concerns_groups(&[2; 32], &[1; 32], &people));
+        let people: HashSet<IdentityKey> = [IdentityKey([2; 32])].into_iter().collect();
+        assert!(cert_concerns_groups(
+            &IdentityKey([2; 32]),
+            &IdentityKey([1; 32]),
+            &people
+        ));
         assert!(
-            !cert_concerns_groups(&[1; 32], &[1; 32], &people),
+            !cert_concerns_groups(&IdentityKey([1; 32]), &IdentityKey([1; 32]), &people),
             "our own"
         );
         assert!(
-            !cert_concerns_groups(&[5; 32], &[1; 32], &people),
+            !cert_concerns_groups(&IdentityKey([5; 32]), &IdentityKey([1; 32]), &people),
             "a stranger"
         );
     }
@@ -379,20 +385,27 @@ mod tests {
     #[test]
     fn a_key_is_taken_only_from_a_member_while_we_are_one() {
         let m = set(&[1, 2]);
-        assert!(may_take_key(Some(&m), Some(&[2; 32]), &[1; 32]));
+        assert!(may_take_key(
+            Some(&m),
+            Some(&IdentityKey([2; 32])),
+            &IdentityKey([1; 32])
+        ));
         assert!(
-            !may_take_key(Some(&m), Some(&[3; 32]), &[1; 32]),
+            !may_take_key(Some(&m), Some(&IdentityKey([3; 32])), &IdentityKey([1; 32])),
             "not a member"
         );
         assert!(
-            !may_take_key(Some(&m), Some(&[2; 32]), &[4; 32]),
+            !may_take_key(Some(&m), Some(&IdentityKey([2; 32])), &IdentityKey([4; 32])),
             "we are not"
         );
         assert!(
-            !may_take_key(None, Some(&[2; 32]), &[1; 32]),
+            !may_take_key(None, Some(&IdentityKey([2; 32])), &IdentityKey([1; 32])),
             "unknown group"
         );
-        assert!(!may_take_key(Some(&m), None, &[1; 32]), "unknown device");
+        assert!(
+            !may_take_key(Some(&m), None, &IdentityKey([1; 32])),
+            "unknown device"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_OPS};
-use kith_types::{BoundedMap, GroupId};
+use kith_types::{BoundedMap, GroupId, IdentityKey};
 
 /// Encoded bytes of ops per `GroupUpdate` body (below the sealed-payload limit).
 pub const UPDATE_BYTES: usize = 40 * 1024;
@@ -44,11 +44,11 @@ pub enum Route {
 
 /// Where an op of group `known` (its current state, if this device knows the group) goes.
 /// `wanted`: an op waiting in the group's log names it. `me`: this user.
-pub fn route(op: &GroupOp, known: Option<&GroupState>, wanted: bool, me: &[u8; 32]) -> Route {
+pub fn route(op: &GroupOp, known: Option<&GroupState>, wanted: bool, me: &IdentityKey) -> Route {
     let Some(state) = known else {
         return Route::Invite;
     };
-    let adds_me = matches!(&op.kind, OpKind::Add(k) if k.0 == *me);
+    let adds_me = matches!(&op.kind, OpKind::Add(k) if k == me);
     if state.members.contains(me) || adds_me || wanted {
         Route::Log
     } else {
@@ -57,7 +57,7 @@ pub fn route(op: &GroupOp, known: Option<&GroupState>, wanted: bool, me: &[u8; 3
 }
 
 /// Who made `me` a member in the ops that took effect (the last to do so), if anyone.
-pub fn made_member_by(log: &GroupLog, me: &[u8; 32]) -> Option<[u8; 32]> {
+pub fn made_member_by(log: &GroupLog, me: &IdentityKey) -> Option<IdentityKey> {
     if !log.current().members.contains(me) {
         return None;
     }
@@ -65,8 +65,8 @@ pub fn made_member_by(log: &GroupLog, me: &[u8; 32]) -> Option<[u8; 32]> {
         .iter()
         .rev()
         .find(|a| match &a.kind {
-            OpKind::Create { members, .. } => members.iter().any(|m| m.0 == *me),
-            OpKind::Add(k) => k.0 == *me,
+            OpKind::Create { members, .. } => members.iter().any(|m| m == me),
+            OpKind::Add(k) => k == me,
             _ => false,
         })
         .map(|a| a.author)
@@ -76,8 +76,8 @@ pub fn made_member_by(log: &GroupLog, me: &[u8; 32]) -> Option<[u8; 32]> {
 /// the user added as a contact (`is_contact`).
 pub fn accept_invite(
     log: &GroupLog,
-    me: &[u8; 32],
-    is_contact: impl Fn(&[u8; 32]) -> bool,
+    me: &IdentityKey,
+    is_contact: impl Fn(&IdentityKey) -> bool,
 ) -> bool {
     made_member_by(log, me).is_some_and(|by| by != *me && is_contact(&by))
 }

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kith_proto::wire::{MAX_RECEIPT_IDS, ReceiptKind};
-use kith_types::{DeviceKey, GroupId};
+use kith_types::{DeviceKey, GroupId, IdentityKey};
 
 /// How long a delivery receipt for a group message waits for others to the same sender
 /// device, so that one pairwise message carries them all.
@@ -40,7 +40,7 @@ pub type ReceiptTo = (DeviceKey, GroupId);
 #[derive(Debug, PartialEq, Eq)]
 pub struct Batch {
     /// The sender's identity (the pairwise conversation).
-    pub identity: [u8; 32],
+    pub identity: IdentityKey,
     /// The message ids.
     pub ids: Vec<u128>,
     /// When the first of them arrived (the time the sender shows), Unix milliseconds.
@@ -59,7 +59,7 @@ impl DueReceipts {
     pub fn add(
         &mut self,
         to: ReceiptTo,
-        identity: [u8; 32],
+        identity: IdentityKey,
         id: u128,
         at: Instant,
         ms: u64,
@@ -121,7 +121,7 @@ pub fn receipt_times(kind: ReceiptKind, now_ms: u64) -> (u64, u64) {
 
 /// How many members have a message delivered and read, from its stored receipts (member,
 /// delivered time, read time).
-pub fn receipt_counts(receipts: &[([u8; 32], u64, u64)]) -> (u32, u32) {
+pub fn receipt_counts(receipts: &[(IdentityKey, u64, u64)]) -> (u32, u32) {
     let delivered = receipts.iter().filter(|x| x.1 > 0).count() as u32;
     let read = receipts.iter().filter(|x| x.2 > 0).count() as u32;
     (delivered, read)
@@ -152,7 +152,7 @@ mod tests {
     }
 
     fn add(due: &mut DueReceipts, to: ReceiptTo, id: u128, t: (Instant, u64)) -> Option<Batch> {
-        due.add(to, [3; 32], id, t.0, t.1)
+        due.add(to, IdentityKey([3; 32]), id, t.0, t.1)
     }
 
     #[test]
@@ -169,7 +169,7 @@ mod tests {
             vec![(
                 to,
                 Batch {
-                    identity: [3; 32],
+                    identity: IdentityKey([3; 32]),
                     ids: vec![10, 11],
                     at_ms: 1_000_000,
                 }
@@ -232,7 +232,11 @@ mod tests {
     fn receipts_store_times_and_count_members() {
         assert_eq!(receipt_times(ReceiptKind::Delivered, 5), (5, 0));
         assert_eq!(receipt_times(ReceiptKind::Read, 5), (5, 5));
-        let rs = [([1; 32], 5, 0), ([2; 32], 6, 7), ([3; 32], 0, 0)];
+        let rs = [
+            (IdentityKey([1; 32]), 5, 0),
+            (IdentityKey([2; 32]), 6, 7),
+            (IdentityKey([3; 32]), 0, 0),
+        ];
         assert_eq!(receipt_counts(&rs), (2, 1));
         assert_eq!(receipt_counts(&[]), (0, 0));
     }

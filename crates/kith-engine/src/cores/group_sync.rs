@@ -36,9 +36,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use kith_proto::group::Key;
 use kith_proto::groupwire::{MAX_SYNC_BYTES, MAX_SYNC_FRAMES, MAX_SYNC_MARKS, SenderMark};
-use kith_types::{BoundedMap, GroupId};
+use kith_types::{BoundedMap, CurveKey, GroupId};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
@@ -159,13 +158,13 @@ pub fn plan_round<P: Clone, A, R: Rng>(
 
 /// The marks of a catch-up question: per sender whose key is held (`keyed`), the seq up to
 /// which every frame is held; at most `MAX_SYNC_MARKS`, in the order given.
-pub fn marks(senders: impl IntoIterator<Item = ([u8; 32], bool, u64)>) -> Vec<SenderMark> {
+pub fn marks(senders: impl IntoIterator<Item = (CurveKey, bool, u64)>) -> Vec<SenderMark> {
     senders
         .into_iter()
         .filter(|(_, keyed, _)| *keyed)
         .take(MAX_SYNC_MARKS)
         .map(|(sender, _, contiguous)| SenderMark {
-            sender: Key(sender),
+            sender,
             seq: contiguous,
         })
         .collect()
@@ -297,12 +296,13 @@ mod tests {
 
     #[test]
     fn marks_cover_keyed_senders_only_within_the_cap() {
-        let rows = vec![([1; 32], true, 5), ([2; 32], false, 9), ([3; 32], true, 0)];
+        let k = |b: u8| CurveKey([b; 32]);
+        let rows = vec![(k(1), true, 5), (k(2), false, 9), (k(3), true, 0)];
         let m = marks(rows);
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].sender.0, m[0].seq), ([1; 32], 5));
-        assert_eq!((m[1].sender.0, m[1].seq), ([3; 32], 0));
-        let many = (0..MAX_SYNC_MARKS as u64 + 5).map(|i| ([0; 32], true, i));
+        assert_eq!((m[0].sender, m[0].seq), (k(1), 5));
+        assert_eq!((m[1].sender, m[1].seq), (k(3), 0));
+        let many = (0..MAX_SYNC_MARKS as u64 + 5).map(|i| (k(0), true, i));
         assert_eq!(marks(many).len(), MAX_SYNC_MARKS);
     }
 

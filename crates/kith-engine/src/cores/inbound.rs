@@ -42,11 +42,11 @@
 //!    at most `MAX_RECEIPT_IDS` ids each.
 
 use kith_proto::DecodeError;
-use kith_proto::group::{GroupOp, Key};
+use kith_proto::group::GroupOp;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, DeliveryResult, MAX_RECEIPT_IDS, ReceiptKind, RejectReason, Sealed};
 use kith_store::Status;
-use kith_types::{CurveKey, GroupId, IdentityKey};
+use kith_types::{CurveKey, GroupId, IdentityKey, OpHash};
 
 pub use crate::cores::mailbox::Verdict;
 
@@ -225,7 +225,7 @@ pub enum Step {
         /// The group.
         group: GroupId,
         /// The ops' hashes.
-        ops: Vec<Key>,
+        ops: Vec<OpHash>,
     },
     /// Receipts for our group messages.
     GroupReceipt {

@@ -49,10 +49,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use kith_proto::group::Key;
 use kith_proto::groupwire::{MAX_SYNC_MARKS, SenderMark, is_group_topic};
 use kith_proto::wire::{MAX_WATCH_TOPICS, Refusal};
-use kith_types::{BoundedMap, GroupId};
+use kith_types::{BoundedMap, CurveKey, GroupId};
 
 /// Most topics a mailbox subscribes to, watched ones and its own groups' together. A peer
 /// tracks at most this many topics of another (`kith_net::MAX_PEER_TOPICS`), and gossipsub
@@ -422,16 +421,13 @@ pub fn raise_marks(mut have: Vec<SenderMark>, floor: &[SenderMark]) -> Vec<Sende
 /// has, and would bring the same frames again).
 pub fn next_floor(
     mut floor: Vec<SenderMark>,
-    got: impl IntoIterator<Item = ([u8; 32], u64)>,
+    got: impl IntoIterator<Item = (CurveKey, u64)>,
 ) -> Vec<SenderMark> {
     for (sender, seq) in got {
-        if let Some(m) = floor.iter_mut().find(|m| m.sender.0 == sender) {
+        if let Some(m) = floor.iter_mut().find(|m| m.sender == sender) {
             m.seq = m.seq.max(seq);
         } else if floor.len() < MAX_SYNC_MARKS {
-            floor.push(SenderMark {
-                sender: Key(sender),
-                seq,
-            });
+            floor.push(SenderMark { sender, seq });
         }
     }
     floor
@@ -656,8 +652,8 @@ mod tests {
 
     #[test]
     fn floor_raises_marks_and_follows_up_only_cut_answers_with_news() {
-        let a = Key([1; 32]);
-        let b = Key([2; 32]);
+        let a = CurveKey([1; 32]);
+        let b = CurveKey([2; 32]);
         let have = vec![SenderMark { sender: a, seq: 5 }];
         let floor = vec![
             SenderMark { sender: a, seq: 3 },
@@ -666,10 +662,10 @@ mod tests {
         let marks = raise_marks(have, &floor);
         assert_eq!(marks.len(), 2);
         assert_eq!((marks[0].seq, marks[1].seq), (5, 9));
-        let next = next_floor(Vec::new(), [([1; 32], 4), ([1; 32], 7), ([2; 32], 2)]);
+        let next = next_floor(Vec::new(), [(a, 4), (a, 7), (b, 2)]);
         assert_eq!(next.len(), 2);
-        assert_eq!((next[0].sender.0, next[0].seq), ([1; 32], 7));
-        assert_eq!((next[1].sender.0, next[1].seq), ([2; 32], 2));
+        assert_eq!((next[0].sender, next[0].seq), (a, 7));
+        assert_eq!((next[1].sender, next[1].seq), (b, 2));
         assert!(follow_up(true, 1));
         assert!(!follow_up(true, 0));
         assert!(!follow_up(false, 3));
@@ -680,12 +676,12 @@ mod tests {
         let key = |i: u64| {
             let mut k = [0u8; 32];
             k[..8].copy_from_slice(&i.to_le_bytes());
-            k
+            CurveKey(k)
         };
         let many = MAX_SYNC_MARKS as u64 + 5;
         let floor: Vec<SenderMark> = (0..many)
             .map(|i| SenderMark {
-                sender: Key(key(i)),
+                sender: key(i),
                 seq: i,
             })
             .collect();

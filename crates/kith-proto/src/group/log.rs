@@ -21,9 +21,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use kith_types::GroupId;
+use kith_types::{GroupId, IdentityKey, OpHash};
 
-use super::{GroupError, GroupOp, Key, MAX_GROUP_MEMBERS, MAX_LOG_OPS, MAX_PARENTS, OpKind};
+use super::{GroupError, GroupOp, MAX_GROUP_MEMBERS, MAX_LOG_OPS, MAX_PARENTS, OpKind};
 use crate::codec::DecodeError;
 
 /// Most ops waiting for their parents, per group.
@@ -44,18 +44,18 @@ pub struct GroupState {
     /// Its description.
     pub description: String,
     /// Its members (identity keys).
-    pub members: BTreeSet<[u8; 32]>,
+    pub members: BTreeSet<IdentityKey>,
     /// Its admins (a subset of the members).
-    pub admins: BTreeSet<[u8; 32]>,
+    pub admins: BTreeSet<IdentityKey>,
 }
 
 /// An op that took effect, in order (for the history: "Alice added Dave").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     /// The op's hash.
-    pub hash: [u8; 32],
+    pub hash: OpHash,
     /// Who made it.
-    pub author: [u8; 32],
+    pub author: IdentityKey,
     /// When (the author's clock).
     pub at_ms: u64,
     /// What it did.
@@ -67,11 +67,11 @@ pub struct Applied {
 pub enum Inserted {
     /// Taken into the log, with the hashes of ops that waited for it and were taken too
     /// (in the order they were taken).
-    Added(Vec<[u8; 32]>),
+    Added(Vec<OpHash>),
     /// Known already (a replay or a second copy): nothing changed.
     Duplicate,
     /// Waits aside: these parents are unknown (fetch them). The state ignores it until then.
-    Missing(Vec<[u8; 32]>),
+    Missing(Vec<OpHash>),
 }
 
 #[derive(Clone, Debug)]
@@ -84,15 +84,15 @@ struct Held {
 #[derive(Clone, Debug)]
 pub struct GroupLog {
     id: GroupId,
-    ops: HashMap<[u8; 32], Held>,
+    ops: HashMap<OpHash, Held>,
     /// Every op of `ops` by (depth, hash): the order in which they apply.
-    order: BTreeSet<(u64, [u8; 32])>,
+    order: BTreeSet<(u64, OpHash)>,
     /// The ops no other op names.
-    heads: BTreeSet<[u8; 32]>,
+    heads: BTreeSet<OpHash>,
     /// Ops in the log per author.
-    by_author: HashMap<[u8; 32], usize>,
+    by_author: HashMap<IdentityKey, usize>,
     /// Ops waiting for parents.
-    pending: HashMap<[u8; 32], GroupOp>,
+    pending: HashMap<OpHash, GroupOp>,
     /// The state of the whole log and the ops that took effect, in order.
     state: GroupState,
     applied: Vec<Applied>,
@@ -132,7 +132,7 @@ impl GroupLog {
     ) -> Result<Self, GroupError> {
         let mut log = Self::new(create)?;
         // Parents before children, so that nothing waits and every op is appended.
-        let mut rest: HashMap<[u8; 32], GroupOp> = HashMap::new();
+        let mut rest: HashMap<OpHash, GroupOp> = HashMap::new();
         for op in ops {
             if op.check().is_ok()
                 && !matches!(op.kind, OpKind::Create { .. })
@@ -142,11 +142,11 @@ impl GroupLog {
                 rest.insert(h, op);
             }
         }
-        let mut children: HashMap<[u8; 32], Vec<[u8; 32]>> = HashMap::new();
-        let mut waiting: HashMap<[u8; 32], usize> = HashMap::new();
-        let mut ready: Vec<[u8; 32]> = Vec::new();
+        let mut children: HashMap<OpHash, Vec<OpHash>> = HashMap::new();
+        let mut waiting: HashMap<OpHash, usize> = HashMap::new();
+        let mut ready: Vec<OpHash> = Vec::new();
         for (h, op) in &rest {
-            let parents: BTreeSet<[u8; 32]> = op.parents.iter().map(|p| p.0).collect();
+            let parents: BTreeSet<OpHash> = op.parents.iter().copied().collect();
             let unknown = parents.iter().filter(|p| rest.contains_key(*p)).count();
             for p in &parents {
                 children.entry(*p).or_default().push(*h);
@@ -159,7 +159,7 @@ impl GroupLog {
         }
         // Kahn's order by (depth, hash) batches: take every ready op, then their children.
         while !ready.is_empty() {
-            let mut batch: Vec<(u64, [u8; 32])> = Vec::new();
+            let mut batch: Vec<(u64, OpHash)> = Vec::new();
             for h in ready.drain(..) {
                 if let Some(op) = rest.get(&h)
                     && let Some(d) = log.depth_of(op)
@@ -207,10 +207,8 @@ impl GroupLog {
     }
 
     /// Whether an op waiting aside names this hash as a parent (so the op is needed).
-    pub fn wants(&self, hash: &[u8; 32]) -> bool {
-        self.pending
-            .values()
-            .any(|o| o.parents.iter().any(|p| p.0 == *hash))
+    pub fn wants(&self, hash: &OpHash) -> bool {
+        self.pending.values().any(|o| o.parents.contains(hash))
     }
 
     /// Adds an op received from anywhere: checked (signature, group, sizes), then taken,
@@ -224,10 +222,10 @@ impl GroupLog {
         if self.ops.contains_key(&hash) || self.pending.contains_key(&hash) {
             return Ok(Inserted::Duplicate);
         }
-        let missing: Vec<[u8; 32]> = op
+        let missing: Vec<OpHash> = op
             .parents
             .iter()
-            .map(|p| p.0)
+            .copied()
             .filter(|p| !self.ops.contains_key(p))
             .collect();
         if !missing.is_empty() {
@@ -240,7 +238,7 @@ impl GroupLog {
                 return Err(GroupError::Full);
             }
             self.pending.insert(hash, op);
-            let ask: Vec<[u8; 32]> = missing
+            let ask: Vec<OpHash> = missing
                 .into_iter()
                 .filter(|p| !self.pending.contains_key(p))
                 .collect();
@@ -253,14 +251,14 @@ impl GroupLog {
 
     /// Takes the ops that waited for `hash` (and for them, in turn) whose ancestry is now
     /// complete. Returns their hashes in the order taken.
-    fn release(&mut self, hash: [u8; 32]) -> Vec<[u8; 32]> {
+    fn release(&mut self, hash: OpHash) -> Vec<OpHash> {
         let mut out = Vec::new();
         let mut arrived = vec![hash];
         while let Some(h) = arrived.pop() {
-            let mut ready: Vec<(u64, [u8; 32])> = self
+            let mut ready: Vec<(u64, OpHash)> = self
                 .pending
                 .iter()
-                .filter(|(_, o)| o.parents.iter().any(|p| p.0 == h))
+                .filter(|(_, o)| o.parents.contains(&h))
                 .filter_map(|(ph, o)| self.depth_of(o).map(|d| (d, *ph)))
                 .collect();
             ready.sort();
@@ -280,14 +278,14 @@ impl GroupLog {
 
     /// Judges an op whose parents are all in the log, and takes it if it passes. `needed`:
     /// an op waiting aside names it (the author's quota does not apply).
-    fn admit(&mut self, hash: [u8; 32], op: GroupOp, needed: bool) -> Result<(), GroupError> {
+    fn admit(&mut self, hash: OpHash, op: GroupOp, needed: bool) -> Result<(), GroupError> {
         let Some(depth) = self.depth_of(&op) else {
             return Err(GroupError::Bad(DecodeError::Invalid("missing parents")));
         };
         if self.ops.len() >= MAX_LOG_OPS {
             return Err(GroupError::Full);
         }
-        if !needed && self.by_author.get(&op.author.0).copied().unwrap_or(0) >= MAX_AUTHOR_OPS {
+        if !needed && self.by_author.get(&op.author).copied().unwrap_or(0) >= MAX_AUTHOR_OPS {
             return Err(GroupError::Full);
         }
         let mut causal = self.state_at(&op.parents);
@@ -299,13 +297,13 @@ impl GroupLog {
     }
 
     /// Puts a judged op in the log and brings the state up to date.
-    fn take(&mut self, hash: [u8; 32], op: GroupOp, depth: u64) {
+    fn take(&mut self, hash: OpHash, op: GroupOp, depth: u64) {
         let last = self.order.last().is_none_or(|l| *l < (depth, hash));
         for p in &op.parents {
-            self.heads.remove(&p.0);
+            self.heads.remove(p);
         }
         self.heads.insert(hash);
-        *self.by_author.entry(op.author.0).or_default() += 1;
+        *self.by_author.entry(op.author).or_default() += 1;
         self.order.insert((depth, hash));
         self.ops.insert(hash, Held { op, depth });
         if last {
@@ -326,32 +324,32 @@ impl GroupLog {
     fn depth_of(&self, op: &GroupOp) -> Option<u64> {
         let mut d = 0;
         for p in &op.parents {
-            d = d.max(self.ops.get(&p.0)?.depth + 1);
+            d = d.max(self.ops.get(p)?.depth + 1);
         }
         Some(d)
     }
 
     /// The state made by these ops and all their ancestors (all in the log).
-    fn state_at(&self, parents: &[Key]) -> GroupState {
-        let names: BTreeSet<[u8; 32]> = parents.iter().map(|p| p.0).collect();
+    fn state_at(&self, parents: &[OpHash]) -> GroupState {
+        let names: BTreeSet<OpHash> = parents.iter().copied().collect();
         if names.is_superset(&self.heads) {
             return self.state.clone();
         }
-        let mut seen: BTreeSet<(u64, [u8; 32])> = BTreeSet::new();
-        let mut stack: Vec<[u8; 32]> = names.into_iter().collect();
+        let mut seen: BTreeSet<(u64, OpHash)> = BTreeSet::new();
+        let mut stack: Vec<OpHash> = names.into_iter().collect();
         while let Some(h) = stack.pop() {
             let Some(held) = self.ops.get(&h) else {
                 continue;
             };
             if seen.insert((held.depth, h)) {
-                stack.extend(held.op.parents.iter().map(|p| p.0));
+                stack.extend(held.op.parents.iter().copied());
             }
         }
         self.compute(seen.into_iter().map(|(_, h)| h)).0
     }
 
     /// Applies ops (given in order) from the empty state.
-    fn compute(&self, order: impl Iterator<Item = [u8; 32]>) -> (GroupState, Vec<Applied>) {
+    fn compute(&self, order: impl Iterator<Item = OpHash>) -> (GroupState, Vec<Applied>) {
         let mut st = GroupState {
             id: self.id,
             ..Default::default()
@@ -369,12 +367,8 @@ impl GroupLog {
 
     /// The ops no other op names as a parent: what a new op should name (only ops whose
     /// ancestry is complete; never an op waiting aside).
-    pub fn heads(&self) -> Vec<Key> {
-        self.heads
-            .iter()
-            .take(MAX_PARENTS)
-            .map(|h| Key(*h))
-            .collect()
+    pub fn heads(&self) -> Vec<OpHash> {
+        self.heads.iter().take(MAX_PARENTS).copied().collect()
     }
 
     /// Every op in the log, in the order they apply (`Create` first).
@@ -385,7 +379,7 @@ impl GroupLog {
     }
 
     /// An op of the log by its hash (to answer a member who is missing it).
-    pub fn get(&self, hash: &[u8; 32]) -> Option<&GroupOp> {
+    pub fn get(&self, hash: &OpHash) -> Option<&GroupOp> {
         self.ops.get(hash).map(|h| &h.op)
     }
 
@@ -409,10 +403,10 @@ fn unencodable() -> GroupError {
     GroupError::Bad(DecodeError::Invalid("unencodable op"))
 }
 
-fn applied(hash: [u8; 32], op: &GroupOp) -> Applied {
+fn applied(hash: OpHash, op: &GroupOp) -> Applied {
     Applied {
         hash,
-        author: op.author.0,
+        author: op.author,
         at_ms: op.at_ms,
         kind: op.kind.clone(),
     }
@@ -420,7 +414,7 @@ fn applied(hash: [u8; 32], op: &GroupOp) -> Applied {
 
 /// Applies one op to the state if its author may make it and it changes something.
 pub(super) fn apply(st: &mut GroupState, op: &GroupOp) -> bool {
-    let author = op.author.0;
+    let author = op.author;
     let admin = st.admins.contains(&author);
     let done = match &op.kind {
         OpKind::Create { name, members } => {
@@ -431,19 +425,19 @@ pub(super) fn apply(st: &mut GroupState, op: &GroupOp) -> bool {
             st.members.insert(author);
             st.admins.insert(author);
             for m in members.iter().take(MAX_GROUP_MEMBERS - 1) {
-                st.members.insert(m.0);
+                st.members.insert(*m);
             }
             true
         }
-        OpKind::Add(m) => admin && st.members.len() < MAX_GROUP_MEMBERS && st.members.insert(m.0),
+        OpKind::Add(m) => admin && st.members.len() < MAX_GROUP_MEMBERS && st.members.insert(*m),
         OpKind::Remove(m) => {
             admin && {
-                st.admins.remove(&m.0);
-                st.members.remove(&m.0)
+                st.admins.remove(m);
+                st.members.remove(m)
             }
         }
-        OpKind::Promote(m) => admin && st.members.contains(&m.0) && st.admins.insert(m.0),
-        OpKind::Demote(m) => admin && st.admins.remove(&m.0),
+        OpKind::Promote(m) => admin && st.members.contains(m) && st.admins.insert(*m),
+        OpKind::Demote(m) => admin && st.admins.remove(m),
         OpKind::Rename(n) => {
             admin && *n != st.name && {
                 st.name = n.clone();

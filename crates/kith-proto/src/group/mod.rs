@@ -24,7 +24,7 @@
 //!
 //! This module has no I/O and no clock: the caller gives it ops and reads the state.
 
-use kith_types::GroupId;
+use kith_types::{GroupId, IdentityKey, OpHash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -44,10 +44,6 @@ pub const MAX_LOG_OPS: usize = 65_536;
 /// Largest encoded op (a `Create` with a full member list).
 pub const MAX_OP: usize = 48 * 1024;
 
-/// A 32-byte key (an identity, or an op's hash), encoded as a byte string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Key(#[serde(with = "serde_bytes")] pub [u8; 32]);
-
 /// What an op does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -57,16 +53,16 @@ pub enum OpKind {
         /// The group's name.
         name: String,
         /// The other first members.
-        members: Vec<Key>,
+        members: Vec<IdentityKey>,
     },
     /// An admin adds a member.
-    Add(Key),
+    Add(IdentityKey),
     /// An admin removes a member (also from the admins).
-    Remove(Key),
+    Remove(IdentityKey),
     /// An admin makes a member an admin.
-    Promote(Key),
+    Promote(IdentityKey),
     /// An admin makes an admin a plain member again.
-    Demote(Key),
+    Demote(IdentityKey),
     /// An admin renames the group.
     Rename(String),
     /// An admin changes the description.
@@ -81,9 +77,9 @@ pub struct GroupOp {
     /// The group's id (all zero in the `Create` op, whose hash makes the id).
     pub group: GroupId,
     /// The ops the author had seen last (none for `Create`).
-    pub parents: Vec<Key>,
+    pub parents: Vec<OpHash>,
     /// The author's identity key.
-    pub author: Key,
+    pub author: IdentityKey,
     /// The author's clock when it was made (shown in history; not used for ordering).
     pub at_ms: u64,
     /// The change.
@@ -96,8 +92,8 @@ pub struct GroupOp {
 #[derive(Serialize)]
 struct OpBody<'a> {
     group: &'a GroupId,
-    parents: &'a [Key],
-    author: &'a Key,
+    parents: &'a [OpHash],
+    author: &'a IdentityKey,
     at_ms: u64,
     kind: &'a OpKind,
 }
@@ -126,8 +122,8 @@ impl GroupOp {
     /// Makes and signs an op; `sign` signs with the author's identity key.
     pub fn new(
         group: GroupId,
-        parents: Vec<Key>,
-        author: [u8; 32],
+        parents: Vec<OpHash>,
+        author: IdentityKey,
         at_ms: u64,
         kind: OpKind,
         sign: impl FnOnce(&[u8]) -> Vec<u8>,
@@ -135,7 +131,7 @@ impl GroupOp {
         let mut op = Self {
             group,
             parents,
-            author: Key(author),
+            author,
             at_ms,
             kind,
             signature: Vec::new(),
@@ -159,15 +155,15 @@ impl GroupOp {
     }
 
     /// The op's hash (over its whole encoding, signature included).
-    pub fn hash(&self) -> Result<[u8; 32], EncodeError> {
-        Ok(Sha256::digest(codec::encode(self)?).into())
+    pub fn hash(&self) -> Result<OpHash, EncodeError> {
+        Ok(OpHash(Sha256::digest(codec::encode(self)?).into()))
     }
 
     /// The id of the group a `Create` op makes.
     pub fn group_id_of(create: &GroupOp) -> Result<GroupId, EncodeError> {
         let h = create.hash()?;
         let mut id = [0u8; 16];
-        id.copy_from_slice(&h[..16]);
+        id.copy_from_slice(&h.0[..16]);
         Ok(GroupId(id))
     }
 

@@ -7,11 +7,11 @@ fn key(i: u8) -> SigningKey {
     SigningKey::from_bytes(&[i; 32])
 }
 
-fn pk(i: u8) -> [u8; 32] {
-    key(i).verifying_key().to_bytes()
+fn pk(i: u8) -> IdentityKey {
+    IdentityKey(key(i).verifying_key().to_bytes())
 }
 
-fn op(g: GroupId, parents: Vec<Key>, by: u8, at: u64, kind: OpKind) -> GroupOp {
+fn op(g: GroupId, parents: Vec<OpHash>, by: u8, at: u64, kind: OpKind) -> GroupOp {
     let k = key(by);
     GroupOp::new(g, parents, pk(by), at, kind, |m| {
         k.sign(m).to_bytes().to_vec()
@@ -28,7 +28,7 @@ fn created() -> (GroupLog, GroupOp) {
         0,
         OpKind::Create {
             name: "Family".into(),
-            members: vec![Key(pk(2)), Key(pk(3))],
+            members: vec![pk(2), pk(3)],
         },
     );
     (GroupLog::new(c.clone()).unwrap(), c)
@@ -38,9 +38,9 @@ fn created() -> (GroupLog, GroupOp) {
 fn admins_change_the_group_and_members_cannot() {
     let (mut log, c) = created();
     let g = log.id();
-    let root = vec![Key(c.hash().unwrap())];
+    let root = vec![c.hash().unwrap()];
     assert_eq!(
-        log.insert(op(g, root.clone(), 1, 1, OpKind::Add(Key(pk(4)))))
+        log.insert(op(g, root.clone(), 1, 1, OpKind::Add(pk(4))))
             .unwrap(),
         Inserted::Added(vec![])
     );
@@ -64,14 +64,14 @@ fn admins_change_the_group_and_members_cannot() {
 fn forged_replayed_and_foreign_ops_are_refused() {
     let (mut log, c) = created();
     let g = log.id();
-    let root = vec![Key(c.hash().unwrap())];
-    let mut forged = op(g, root.clone(), 2, 1, OpKind::Promote(Key(pk(2))));
-    forged.author = Key(pk(1)); // claims to be Alice
+    let root = vec![c.hash().unwrap()];
+    let mut forged = op(g, root.clone(), 2, 1, OpKind::Promote(pk(2)));
+    forged.author = pk(1); // claims to be Alice
     assert!(matches!(log.insert(forged), Err(GroupError::Bad(_))));
-    let add = op(g, root.clone(), 1, 1, OpKind::Add(Key(pk(4))));
+    let add = op(g, root.clone(), 1, 1, OpKind::Add(pk(4)));
     assert_eq!(log.insert(add.clone()).unwrap(), Inserted::Added(vec![]));
     assert_eq!(log.insert(add).unwrap(), Inserted::Duplicate);
-    let other = op(GroupId([9; 16]), root, 1, 1, OpKind::Add(Key(pk(5))));
+    let other = op(GroupId([9; 16]), root, 1, 1, OpKind::Add(pk(5)));
     assert_eq!(log.insert(other), Err(GroupError::WrongGroup));
     // A second create can never join an existing group.
     assert_eq!(log.insert(c), Err(GroupError::WrongGroup));
@@ -81,13 +81,13 @@ fn forged_replayed_and_foreign_ops_are_refused() {
 fn concurrent_mutual_removal_ends_the_same_everywhere() {
     let (mut log, c) = created();
     let g = log.id();
-    let root = vec![Key(c.hash().unwrap())];
-    let promote = op(g, root, 1, 1, OpKind::Promote(Key(pk(2))));
+    let root = vec![c.hash().unwrap()];
+    let promote = op(g, root, 1, 1, OpKind::Promote(pk(2)));
     log.insert(promote.clone()).unwrap();
-    let p = vec![Key(promote.hash().unwrap())];
+    let p = vec![promote.hash().unwrap()];
     // Alice and Bob, both admins, remove each other at the same time.
-    let a = op(g, p.clone(), 1, 2, OpKind::Remove(Key(pk(2))));
-    let b = op(g, p, 2, 2, OpKind::Remove(Key(pk(1))));
+    let a = op(g, p.clone(), 1, 2, OpKind::Remove(pk(2)));
+    let b = op(g, p, 2, 2, OpKind::Remove(pk(1)));
     let mut one = log.clone();
     one.insert(a.clone()).unwrap();
     one.insert(b.clone()).unwrap();
@@ -105,11 +105,11 @@ fn concurrent_mutual_removal_ends_the_same_everywhere() {
 fn an_op_waits_for_its_parents() {
     let (mut log, c) = created();
     let g = log.id();
-    let root = vec![Key(c.hash().unwrap())];
-    let add = op(g, root, 1, 1, OpKind::Add(Key(pk(4))));
+    let root = vec![c.hash().unwrap()];
+    let add = op(g, root, 1, 1, OpKind::Add(pk(4)));
     let rename = op(
         g,
-        vec![Key(add.hash().unwrap())],
+        vec![add.hash().unwrap()],
         1,
         2,
         OpKind::Rename("Clan".into()),
@@ -132,7 +132,7 @@ fn an_op_waits_for_its_parents() {
 fn the_last_admin_leaving_leaves_an_admin_behind() {
     let (mut log, c) = created();
     let g = log.id();
-    log.insert(op(g, vec![Key(c.hash().unwrap())], 1, 1, OpKind::Leave))
+    log.insert(op(g, vec![c.hash().unwrap()], 1, 1, OpKind::Leave))
         .unwrap();
     let (st, _) = log.state();
     assert!(!st.members.contains(&pk(1)));
@@ -161,13 +161,13 @@ proptest! {
         let (log, c) = created();
         let g = log.id();
         let mut ops = Vec::new();
-        let mut heads = vec![Key(c.hash().unwrap())];
+        let mut heads = vec![c.hash().unwrap()];
         for (i, (by, what, who)) in actions.into_iter().enumerate() {
             let kind = match what {
-                0 => OpKind::Add(Key(pk(who))),
-                1 => OpKind::Remove(Key(pk(who))),
-                2 => OpKind::Promote(Key(pk(who))),
-                3 => OpKind::Demote(Key(pk(who))),
+                0 => OpKind::Add(pk(who)),
+                1 => OpKind::Remove(pk(who)),
+                2 => OpKind::Promote(pk(who)),
+                3 => OpKind::Demote(pk(who)),
                 4 => OpKind::Rename(format!("n{i}")),
                 5 => OpKind::Describe(format!("d{i}")),
                 _ => OpKind::Leave,
@@ -175,7 +175,7 @@ proptest! {
             // Some ops build on the latest, some are concurrent with it.
             let parents = if i % 3 == 0 { vec![heads[0]] } else { heads.clone() };
             let o = op(g, parents, by, i as u64, kind);
-            heads = vec![Key(o.hash().unwrap())];
+            heads = vec![o.hash().unwrap()];
             ops.push(o);
         }
         let mut a = log.clone();
@@ -224,13 +224,13 @@ fn ops_with_made_up_parents_never_become_heads_and_a_removal_still_applies() {
     let g = log.id();
     let heads_before = log.heads();
     for i in 0..10u8 {
-        let junk = op(g, vec![Key([i; 32])], 2, u64::from(i), OpKind::Leave);
+        let junk = op(g, vec![OpHash([i; 32])], 2, u64::from(i), OpKind::Leave);
         assert!(matches!(log.insert(junk), Ok(Inserted::Missing(_))));
     }
     assert_eq!(log.heads(), heads_before, "junk is never a head");
     assert_eq!(log.pending(), 10);
-    let remove = op(g, log.heads(), 1, 20, OpKind::Remove(Key(pk(2))));
-    assert_eq!(remove.parents, vec![Key(c.hash().unwrap())]);
+    let remove = op(g, log.heads(), 1, 20, OpKind::Remove(pk(2)));
+    assert_eq!(remove.parents, vec![c.hash().unwrap()]);
     assert!(matches!(log.insert(remove), Ok(Inserted::Added(_))));
     assert!(!log.state().0.members.contains(&pk(2)), "Bob is out");
 }
@@ -241,11 +241,11 @@ fn ops_with_made_up_parents_never_become_heads_and_a_removal_still_applies() {
 fn strangers_and_plain_members_ops_are_refused() {
     let (mut log, c) = created();
     let g = log.id();
-    let root = vec![Key(c.hash().unwrap())];
+    let root = vec![c.hash().unwrap()];
     // Mallory (9) is no member.
     for kind in [
-        OpKind::Add(Key(pk(9))),
-        OpKind::Remove(Key(pk(1))),
+        OpKind::Add(pk(9)),
+        OpKind::Remove(pk(1)),
         OpKind::Rename("pwned".into()),
         OpKind::Leave,
     ] {
@@ -256,12 +256,12 @@ fn strangers_and_plain_members_ops_are_refused() {
     }
     // Bob is a member but no admin.
     assert_eq!(
-        log.insert(op(g, root.clone(), 2, 1, OpKind::Remove(Key(pk(1))))),
+        log.insert(op(g, root.clone(), 2, 1, OpKind::Remove(pk(1)))),
         Err(GroupError::NotAllowed)
     );
     // An admin's op that changes nothing is refused too (adding a member twice).
     assert_eq!(
-        log.insert(op(g, root, 1, 1, OpKind::Add(Key(pk(2))))),
+        log.insert(op(g, root, 1, 1, OpKind::Add(pk(2)))),
         Err(GroupError::NotAllowed)
     );
     assert_eq!(log.len(), 1, "only the create is kept");
@@ -273,23 +273,17 @@ fn strangers_and_plain_members_ops_are_refused() {
 fn a_removed_member_cannot_act_after_its_removal() {
     let (mut log, c) = created();
     let g = log.id();
-    let promote = op(
-        g,
-        vec![Key(c.hash().unwrap())],
-        1,
-        1,
-        OpKind::Promote(Key(pk(2))),
-    );
+    let promote = op(g, vec![c.hash().unwrap()], 1, 1, OpKind::Promote(pk(2)));
     log.insert(promote.clone()).unwrap();
-    let remove = op(g, log.heads(), 1, 2, OpKind::Remove(Key(pk(2))));
+    let remove = op(g, log.heads(), 1, 2, OpKind::Remove(pk(2)));
     log.insert(remove).unwrap();
-    let late = op(g, log.heads(), 2, 3, OpKind::Remove(Key(pk(1))));
+    let late = op(g, log.heads(), 2, 3, OpKind::Remove(pk(1)));
     assert_eq!(log.insert(late), Err(GroupError::NotAllowed));
     // Made concurrent with the removal (on the promote), it is kept but comes after the
     // removal in the order only if it sorts there; either way every member agrees.
     let concurrent = op(
         g,
-        vec![Key(promote.hash().unwrap())],
+        vec![promote.hash().unwrap()],
         2,
         3,
         OpKind::Rename("B".into()),
@@ -305,7 +299,7 @@ fn ops_waiting_for_parents_are_bounded_per_author() {
     let g = log.id();
     let mut n = 0u64;
     loop {
-        let junk = op(g, vec![Key([7; 32])], 2, n, OpKind::Leave);
+        let junk = op(g, vec![OpHash([7; 32])], 2, n, OpKind::Leave);
         n += 1;
         match log.insert(junk) {
             Ok(Inserted::Missing(_)) => {}
@@ -314,7 +308,7 @@ fn ops_waiting_for_parents_are_bounded_per_author() {
         }
     }
     assert_eq!(log.pending(), MAX_PENDING_PER_AUTHOR);
-    let carol = op(g, vec![Key([8; 32])], 3, 0, OpKind::Leave);
+    let carol = op(g, vec![OpHash([8; 32])], 3, 0, OpKind::Leave);
     assert!(matches!(log.insert(carol), Ok(Inserted::Missing(_))));
 }
 
@@ -337,7 +331,7 @@ fn a_restored_log_is_the_same_and_drops_junk() {
     stored.push(op(g, log.heads(), 9, 99, OpKind::Rename("junk".into())));
     stored.push(op(
         g,
-        vec![Key([3; 32])],
+        vec![OpHash([3; 32])],
         1,
         99,
         OpKind::Rename("orphan".into()),

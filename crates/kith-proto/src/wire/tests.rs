@@ -47,7 +47,7 @@ fn group_wants_are_size_checked() {
         sender: None,
         bodies: vec![Body::GroupWant {
             group: GroupId([7; 16]),
-            ops: vec![crate::group::Key([1; 32]); n],
+            ops: vec![kith_types::OpHash([1; 32]); n],
         }],
     };
     let back = Sealed::decode(&sealed(3).encode().unwrap()).unwrap();
@@ -117,7 +117,7 @@ fn topic(i: usize) -> String {
 #[test]
 fn watch_and_topic_sync_round_trip_and_sizes_are_checked() {
     let mark = SenderMark {
-        sender: crate::group::Key([5; 32]),
+        sender: kith_types::CurveKey([5; 32]),
         seq: 9,
     };
     for ok in [

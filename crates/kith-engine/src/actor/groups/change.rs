@@ -7,7 +7,8 @@
 //!   member is told about after a batch of ops).
 
 use crate::model::Outcome;
-use kith_proto::group::{Applied, GroupState, Key, OpKind};
+use kith_proto::group::{Applied, GroupState, OpKind};
+use kith_types::IdentityKey;
 
 use super::{GroupChange, group_err};
 use crate::model::EngineError;
@@ -20,9 +21,9 @@ use crate::model::EngineError;
 /// member by name (`me` is this user); it is asked only once the change is allowed.
 pub(super) fn change_op(
     state: &GroupState,
-    me: [u8; 32],
+    me: IdentityKey,
     change: &GroupChange,
-    contact: impl FnOnce(&str) -> Outcome<[u8; 32]>,
+    contact: impl FnOnce(&str) -> Outcome<IdentityKey>,
 ) -> Outcome<OpKind> {
     let admin = state.admins.contains(&me);
     let kind = match change {
@@ -55,22 +56,22 @@ pub(super) fn change_op(
                 {
                     return Ok(Err(group_err("the group is full")));
                 }
-                GroupChange::Add(_) => OpKind::Add(Key(who)),
+                GroupChange::Add(_) => OpKind::Add(who),
                 _ if !state.members.contains(&who) => {
                     return Ok(Err(group_err(format!("{n} is not a member"))));
                 }
                 GroupChange::Remove(_) if who == me => {
                     return Ok(Err(group_err("to leave, use `kith group leave`")));
                 }
-                GroupChange::Remove(_) => OpKind::Remove(Key(who)),
+                GroupChange::Remove(_) => OpKind::Remove(who),
                 GroupChange::Promote(_) if state.admins.contains(&who) => {
                     return Ok(Err(group_err(format!("{n} is already an admin"))));
                 }
-                GroupChange::Promote(_) => OpKind::Promote(Key(who)),
+                GroupChange::Promote(_) => OpKind::Promote(who),
                 GroupChange::Demote(_) if !state.admins.contains(&who) => {
                     return Ok(Err(group_err(format!("{n} is not an admin"))));
                 }
-                _ => OpKind::Demote(Key(who)),
+                _ => OpKind::Demote(who),
             }
         }
         GroupChange::Delete => return Ok(Err(group_err("cannot delete"))),
@@ -94,10 +95,10 @@ pub(super) fn change_op(
 pub(super) fn changed_by(before: &GroupState, now: &GroupState, a: &Applied) -> bool {
     match &a.kind {
         OpKind::Create { .. } => before.members.is_empty(),
-        OpKind::Add(k) => !before.members.contains(&k.0) && now.members.contains(&k.0),
-        OpKind::Remove(k) => before.members.contains(&k.0) && !now.members.contains(&k.0),
-        OpKind::Promote(k) => !before.admins.contains(&k.0) && now.admins.contains(&k.0),
-        OpKind::Demote(k) => before.admins.contains(&k.0) && !now.admins.contains(&k.0),
+        OpKind::Add(k) => !before.members.contains(k) && now.members.contains(k),
+        OpKind::Remove(k) => before.members.contains(k) && !now.members.contains(k),
+        OpKind::Promote(k) => !before.admins.contains(k) && now.admins.contains(k),
+        OpKind::Demote(k) => before.admins.contains(k) && !now.admins.contains(k),
         OpKind::Rename(n) => before.name != *n && now.name == *n,
         OpKind::Describe(d) => before.description != *d && now.description == *d,
         OpKind::Leave => before.members.contains(&a.author) && !now.members.contains(&a.author),
@@ -109,10 +110,10 @@ pub(super) fn changed_by(before: &GroupState, now: &GroupState, a: &Applied) -> 
 mod tests {
     use super::*;
 
-    const ME: [u8; 32] = [1; 32];
-    const BOB: [u8; 32] = [2; 32];
+    const ME: IdentityKey = IdentityKey([1; 32]);
+    const BOB: IdentityKey = IdentityKey([2; 32]);
 
-    fn state(admins: &[[u8; 32]]) -> GroupState {
+    fn state(admins: &[IdentityKey]) -> GroupState {
         GroupState {
             name: "Kith".into(),
             members: [ME, BOB].into_iter().collect(),
@@ -121,7 +122,7 @@ mod tests {
         }
     }
 
-    fn bob(n: &str) -> Outcome<[u8; 32]> {
+    fn bob(n: &str) -> Outcome<IdentityKey> {
         Ok(match n {
             "bob" => Ok(BOB),
             "me" => Ok(ME),
@@ -140,14 +141,8 @@ mod tests {
     fn an_admin_changes_members_who_are_there() {
         let st = state(&[ME]);
         let op = |c: GroupChange| change_op(&st, ME, &c, bob).unwrap().unwrap();
-        assert_eq!(
-            op(GroupChange::Remove("bob".into())),
-            OpKind::Remove(Key(BOB))
-        );
-        assert_eq!(
-            op(GroupChange::Promote("bob".into())),
-            OpKind::Promote(Key(BOB))
-        );
+        assert_eq!(op(GroupChange::Remove("bob".into())), OpKind::Remove(BOB));
+        assert_eq!(op(GroupChange::Promote("bob".into())), OpKind::Promote(BOB));
         assert_eq!(
             op(GroupChange::Rename(" Clan ".into())),
             OpKind::Rename("Clan".into())

@@ -27,7 +27,6 @@
 use crate::model::{Fatal, Outcome};
 use kith_crypto::InboundGroup;
 use kith_net::{GossipId, NetCommand, PeerId, Verdict};
-use kith_proto::group::Key;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
@@ -62,7 +61,7 @@ impl State {
         let Some(state) = self.groups.states.get(&id).cloned() else {
             return Ok(Err(EngineError::UnknownGroup(q.to_string())));
         };
-        let me = self.me.0;
+        let me = self.me;
         if !state.members.contains(&me) {
             return Ok(Err(group_err("you are no longer a member of this group")));
         }
@@ -89,10 +88,10 @@ impl State {
         row.out_session = Some(out.pickle(&self.keys.storage));
         row.next_seq = seq + 1;
         row.lamport = lamport;
-        let my_curve = self.device.curve_key().0;
+        let my_curve = self.device.curve_key();
         let frame = GroupFrame {
             version: kith_proto::groupwire::FRAME_VERSION,
-            sender: Key(my_curve),
+            sender: my_curve,
             session,
             seq,
             lamport,
@@ -165,12 +164,12 @@ impl State {
                     Verdict::Reject
                 }
                 Ok(frame) => {
-                    let (sender, seq) = (frame.sender.0, frame.seq);
+                    let (sender, seq) = (frame.sender, frame.seq);
                     let now = Now::read();
                     let v = self.take_frame(w, group, frame, author, Some(source), now, after)?;
                     // A mailbox that is a member too keeps what it forwards for its devices.
                     if v == Verdict::Accept && self.watching.keeps(topic) {
-                        self.keep_frame(w, topic, &CurveKey(sender), seq, data)?;
+                        self.keep_frame(w, topic, &sender, seq, data)?;
                     }
                     v
                 }
@@ -198,8 +197,8 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<Verdict, Fatal> {
-        let sender = frame.sender.0;
-        let my_curve = self.device.curve_key().0;
+        let sender = frame.sender;
+        let my_curve = self.device.curve_key();
         if sender == my_curve {
             // Our own frame, come back: keep it if we lost it, nothing else.
             if w.group_frame(&group, &sender, frame.seq)?.is_none() {
@@ -208,7 +207,7 @@ impl State {
             return Ok(Verdict::Ignore);
         }
         // A device we do not know (yet): do not forward, do not keep.
-        let device = match w.device_by_curve(&CurveKey(sender))? {
+        let device = match w.device_by_curve(&sender)? {
             Some(dev) => w.device(&dev)?,
             None => None,
         };
@@ -220,7 +219,7 @@ impl State {
             self.groups
                 .states
                 .get(&group)
-                .is_some_and(|st| st.members.contains(&d.identity.0))
+                .is_some_and(|st| st.members.contains(&d.identity))
         });
         match rules::admit(device.is_some(), publisher_is_sender, member) {
             Admit::Take => {}
@@ -289,7 +288,7 @@ impl State {
                 Ok(Verdict::Reject)
             }
             Opened::NoKey => {
-                w.put_group_alt(&group, &frame.sender.0, frame.seq, &bytes)?;
+                w.put_group_alt(&group, &frame.sender, frame.seq, &bytes)?;
                 Ok(Verdict::Ignore)
             }
         }
@@ -303,7 +302,7 @@ impl State {
         group: GroupId,
         frame: &GroupFrame,
     ) -> Result<Opened, Fatal> {
-        let Some(pickle) = w.group_inbound(&group, &frame.sender.0, &frame.session)? else {
+        let Some(pickle) = w.group_inbound(&group, &frame.sender, &frame.session)? else {
             return Ok(Opened::NoKey);
         };
         Ok(InboundGroup::restore(&pickle, &self.keys.storage)
@@ -320,7 +319,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         group: GroupId,
-        sender: &[u8; 32],
+        sender: &CurveKey,
         seq: u64,
         session: &str,
         now: Now,
@@ -358,7 +357,7 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<Verdict, Fatal> {
-        let sender = frame.sender.0;
+        let sender = frame.sender;
         let plain = match self.try_open_frame(w, group, frame)? {
             Opened::NoKey => {
                 if rules::may_wait(w.group_pending_count(&group)?) {
@@ -388,7 +387,7 @@ impl State {
         };
         w.drop_group_alts(&group, &sender, frame.seq)?;
         w.set_group_pending(&group, &sender, frame.seq, false)?;
-        let Some(dev) = w.device_by_curve(&CurveKey(sender))? else {
+        let Some(dev) = w.device_by_curve(&sender)? else {
             return Ok(Verdict::Accept);
         };
         let Some(device) = w.device(&dev)? else {
@@ -413,7 +412,7 @@ impl State {
                 };
                 let msg = GroupMessage {
                     id,
-                    sender: device.identity.0,
+                    sender: device.identity,
                     outgoing: false,
                     text: text.clone(),
                     sent_at_ms,
@@ -422,7 +421,7 @@ impl State {
                     flag: false,
                 };
                 if w.put_group_message(&key, &msg)? {
-                    let from = self.member_name(w, &device.identity.0)?;
+                    let from = self.member_name(w, &device.identity)?;
                     let gname = self
                         .groups
                         .states
@@ -440,7 +439,7 @@ impl State {
                     // ✓✓ for the sender (unless blocked), batched with the other
                     // receipts due to the same device within RECEIPT_DELAY.
                     if !self.social.blocked.contains(&device.identity) {
-                        self.receipt_due(w, dev, device.identity.0, group, id, now, after)?;
+                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
                     }
                 }
             }
@@ -522,7 +521,7 @@ fn store_frame(
     let bytes = frame.encode()?;
     w.put_group_frame(
         group,
-        &frame.sender.0,
+        &frame.sender,
         frame.seq,
         &FrameRow {
             frame: bytes,
@@ -536,7 +535,7 @@ fn store_frame(
 pub(super) fn advance(
     w: &WriteTx<'_>,
     group: &GroupId,
-    sender: &[u8; 32],
+    sender: &CurveKey,
     row: &mut SenderRow,
 ) -> Result<(), Fatal> {
     loop {

@@ -78,16 +78,16 @@ impl State {
     pub(in crate::actor) fn group_devices_appeared(
         &mut self,
         w: &mut WriteTx<'_>,
-        identity: [u8; 32],
+        identity: IdentityKey,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         if !self.groups.people.contains(&identity) {
             return Ok(());
         }
         let now = Now::read();
-        let one: BTreeSet<[u8; 32]> = [identity].into_iter().collect();
-        for (dev, d) in member_devices(w.devices()?, &one, &self.me.0)? {
-            self.share_late(w, dev, d.identity.0, now, after)?;
+        let one: BTreeSet<IdentityKey> = [identity].into_iter().collect();
+        for (dev, d) in member_devices(w.devices()?, &one, &self.me)? {
+            self.share_late(w, dev, d.identity, now, after)?;
         }
         Ok(())
     }
@@ -104,12 +104,12 @@ impl State {
         cert: &DeviceCert,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let me = self.me.0;
-        if !cert_concerns_groups(&cert.identity.0, &me, &self.groups.people) {
+        let me = self.me;
+        if !cert_concerns_groups(&cert.identity, &me, &self.groups.people) {
             return Ok(());
         }
         let now = Now::read();
-        let shared = cert_audiences(&self.groups.states, &me, &cert.identity.0);
+        let shared = cert_audiences(&self.groups.states, &me, &cert.identity);
         if !shared.is_empty() {
             let body = Body::GroupUpdate {
                 ops: Vec::new(),
@@ -121,12 +121,12 @@ impl State {
             for members in &shared {
                 for (k, d) in member_devices(devices.clone(), members, &me)? {
                     if d.identity != cert.identity && told.insert(k) {
-                        self.enqueue_dev(w, k, d.identity.0, bytes.clone(), now, after)?;
+                        self.enqueue_dev(w, k, d.identity, bytes.clone(), now, after)?;
                     }
                 }
             }
         }
-        self.share_late(w, device_key(&cert.peer_id), cert.identity.0, now, after)
+        self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
     }
 
     /// A member device became known after this node's sending sessions started (members who
@@ -138,12 +138,12 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: DeviceKey,
-        owner: [u8; 32],
+        owner: IdentityKey,
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let ids = groups_shared_with(&self.groups.states, &self.me.0, &owner);
-        let my_curve = self.device.curve_key().0;
+        let ids = groups_shared_with(&self.groups.states, &self.me, &owner);
+        let my_curve = self.device.curve_key();
         for id in ids {
             let Some(mut row) = w.group(&id)? else {
                 continue;
@@ -188,7 +188,7 @@ impl State {
         w: &mut WriteTx<'_>,
         id: GroupId,
         row: &mut GroupRow,
-        devices: &[(DeviceKey, [u8; 32])],
+        devices: &[(DeviceKey, IdentityKey)],
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -220,7 +220,7 @@ impl State {
         w: &mut WriteTx<'_>,
         id: GroupId,
         row: &mut GroupRow,
-        members: &BTreeSet<[u8; 32]>,
+        members: &BTreeSet<IdentityKey>,
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -241,7 +241,7 @@ impl State {
         if let Ok(own) = InboundGroup::from_key(&out.session_key()) {
             w.put_group_inbound(
                 &id,
-                &self.device.curve_key().0,
+                &self.device.curve_key(),
                 &out.session_id(),
                 &own.pickle(&self.keys.storage),
             )?;
@@ -249,14 +249,14 @@ impl State {
         self.groups.sending.insert(id, out);
         row.out_session = Some(String::new());
         row.out_shared.clear();
-        let me = self.me.0;
-        let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, members, &me)?
+        let me = self.me;
+        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, members, &me)?
             .into_iter()
-            .map(|(k, d)| (k, d.identity.0))
+            .map(|(k, d)| (k, d.identity))
             .collect();
-        let known: HashSet<[u8; 32]> = devices.iter().map(|(_, who)| *who).collect();
+        let known: HashSet<IdentityKey> = devices.iter().map(|(_, who)| *who).collect();
         for m in members_to_look_up(members, &me, &known) {
-            after.push(After::Lookup(IdentityKey(m)));
+            after.push(After::Lookup(m));
         }
         self.share_key(w, id, row, &devices, now, after)
     }
@@ -265,7 +265,7 @@ impl State {
     pub(in crate::actor) fn on_group_key(
         &mut self,
         w: &mut WriteTx<'_>,
-        curve: [u8; 32],
+        curve: CurveKey,
         group: GroupId,
         key: &[u8],
         seq: u64,
@@ -280,7 +280,7 @@ impl State {
     pub(super) fn take_group_key(
         &mut self,
         w: &mut WriteTx<'_>,
-        curve: [u8; 32],
+        curve: CurveKey,
         group: GroupId,
         key: &[u8],
         seq: u64,
@@ -293,12 +293,12 @@ impl State {
         // Only a current member gives keys (a removed member cannot start a session that
         // others would read). A key may come before the ops that make its sender (or us) a
         // member, from another path: it waits in memory until they arrive.
-        let owner = match w.device_by_curve(&CurveKey(curve))? {
-            Some(dev) => w.device(&dev)?.map(|d| d.identity.0),
+        let owner = match w.device_by_curve(&curve)? {
+            Some(dev) => w.device(&dev)?.map(|d| d.identity),
             None => None,
         };
         let members = self.groups.states.get(&group).map(|s| &s.members);
-        if !may_take_key(members, owner.as_ref(), &self.me.0) {
+        if !may_take_key(members, owner.as_ref(), &self.me) {
             self.groups.early_keys.hold(EarlyKey {
                 group,
                 curve,
@@ -327,7 +327,7 @@ impl State {
             w.put_group_sender(&group, &curve, &row)?;
             // Frames it sent before this node knew its device were not kept: ask it for them
             // now rather than at the next round.
-            if let Some(dev) = w.device_by_curve(&CurveKey(curve))?
+            if let Some(dev) = w.device_by_curve(&curve)?
                 && let Some(d) = w.device(&dev)?
                 && let Ok(peer) = PeerId::from_bytes(&d.peer_id)
             {

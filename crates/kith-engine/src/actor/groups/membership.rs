@@ -31,12 +31,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Fatal, Outcome};
 use kith_net::{NetCommand, PeerId};
-use kith_proto::group::{GroupError, GroupLog, GroupOp, GroupState, Inserted, Key, OpKind};
+use kith_proto::group::{GroupError, GroupLog, GroupOp, GroupState, Inserted, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_DEVICES, MAX_UPDATE_OPS};
 use kith_store::{Contact, GroupRow, KnownDevice, WriteTx, device_key};
-use kith_types::{DeviceKey, GroupId, IdentityKey};
+use kith_types::{DeviceKey, GroupId, IdentityKey, OpHash};
 use tracing::{debug, warn};
 
 use super::change::{change_op, changed_by};
@@ -71,7 +71,7 @@ impl State {
         let mut keys = Vec::new();
         for m in members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
             match w.contact_by_name(m)? {
-                Some(c) if !keys.contains(&Key(c.identity.0)) => keys.push(Key(c.identity.0)),
+                Some(c) if !keys.contains(&c.identity) => keys.push(c.identity),
                 Some(_) => {}
                 None => return Ok(Err(EngineError::UnknownContact(m.to_string()))),
             }
@@ -83,7 +83,7 @@ impl State {
         let op = match GroupOp::new(
             GroupId::default(),
             Vec::new(),
-            self.me.0,
+            self.me,
             now.ms,
             OpKind::Create {
                 name: name.to_string(),
@@ -123,7 +123,7 @@ impl State {
         let Some(state) = self.groups.states.get(&id).cloned() else {
             return Ok(Err(EngineError::UnknownGroup(q.to_string())));
         };
-        let me = self.me.0;
+        let me = self.me;
         if change == GroupChange::Delete {
             if state.members.contains(&me) {
                 return Ok(Err(group_err("leave the group first (`kith group leave`)")));
@@ -140,12 +140,12 @@ impl State {
         if !state.members.contains(&me) {
             return Ok(Err(group_err("you are no longer a member of this group")));
         }
-        let contact = |n: &str| -> Outcome<[u8; 32]> {
+        let contact = |n: &str| -> Outcome<IdentityKey> {
             if n == "me" {
                 return Ok(Ok(me));
             }
             Ok(match w.contact_by_name(n)? {
-                Some(c) => Ok(c.identity.0),
+                Some(c) => Ok(c.identity),
                 None => Err(EngineError::UnknownContact(n.to_string())),
             })
         };
@@ -184,17 +184,17 @@ impl State {
     pub(in crate::actor) fn on_group_update(
         &mut self,
         w: &mut WriteTx<'_>,
-        from: [u8; 32],
+        from: IdentityKey,
         ops: Vec<GroupOp>,
         devices: Vec<DeviceCert>,
         peer: PeerId,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         let now = Now::read();
-        let me = self.me.0;
+        let me = self.me;
         let mut touched: Vec<(GroupId, GroupState)> = Vec::new();
         // Parents named by ops we now hold but never got: asked of the sender below.
-        let mut wanted: BTreeMap<GroupId, BTreeSet<[u8; 32]>> = BTreeMap::new();
+        let mut wanted: BTreeMap<GroupId, BTreeSet<OpHash>> = BTreeMap::new();
         let mut invited: BTreeSet<GroupId> = BTreeSet::new();
         // One strike per body at most, whatever it holds.
         let mut strike: Option<&'static str> = None;
@@ -262,9 +262,8 @@ impl State {
         for id in invited {
             let accept = match self.groups.invites.get(&id) {
                 Some(log) => {
-                    let contact = |k: &[u8; 32]| -> Result<bool, Fatal> {
-                        Ok(w.contact(&IdentityKey(*k))?
-                            .is_some_and(|c| c.added_by_user))
+                    let contact = |k: &IdentityKey| -> Result<bool, Fatal> {
+                        Ok(w.contact(k)?.is_some_and(|c| c.added_by_user))
                     };
                     match group_ops::made_member_by(log, &me) {
                         Some(by) if by != me => contact(&by)?,
@@ -298,28 +297,26 @@ impl State {
             let Some(log) = self.groups.logs.get(&id) else {
                 continue;
             };
-            let still: Vec<Key> = parents
+            let still: Vec<OpHash> = parents
                 .into_iter()
                 .filter(|p| log.get(p).is_none())
                 .take(MAX_UPDATE_OPS)
-                .map(Key)
                 .collect();
-            if !still.is_empty() && from != self.me.0 {
+            if !still.is_empty() && from != self.me {
                 debug!(n = still.len(), "asking for missing group ops");
                 let body = Body::GroupWant {
                     group: id,
                     ops: still,
                 };
-                self.enqueue(w, &IdentityKey(from), &body, Vec::new(), after)?;
+                self.enqueue(w, &from, &body, Vec::new(), after)?;
             }
         }
         // Member devices: kept when their owner is a member of a group we are in.
-        let mut learned: Vec<(DeviceKey, [u8; 32])> = Vec::new();
+        let mut learned: Vec<(DeviceKey, IdentityKey)> = Vec::new();
         for cert in devices {
             let member = self.groups.logs.iter().any(|(id, l)| {
-                touched.iter().any(|(t, _)| t == id)
-                    && l.current().members.contains(&cert.identity.0)
-            }) || self.groups.people.contains(&cert.identity.0);
+                touched.iter().any(|(t, _)| t == id) && l.current().members.contains(&cert.identity)
+            }) || self.groups.people.contains(&cert.identity);
             if !member || cert.identity == self.me || cert.validate().is_err() {
                 continue;
             }
@@ -328,13 +325,13 @@ impl State {
                 Some(d) if d.identity != cert.identity => continue,
                 Some(d) if d.cert.is_some() => continue,
                 Some(mut d) => {
-                    learned.push((dev, cert.identity.0));
+                    learned.push((dev, cert.identity));
                     d.cert = Some(cert);
                     w.put_device(&dev, &d)?;
                 }
                 None => {
-                    learned.push((dev, cert.identity.0));
-                    self.ensure_member_contact(w, &cert.identity.0, cert.peer_id.clone(), now)?;
+                    learned.push((dev, cert.identity));
+                    self.ensure_member_contact(w, &cert.identity, cert.peer_id.clone(), now)?;
                     w.put_device(
                         &dev,
                         &KnownDevice {
@@ -367,16 +364,16 @@ impl State {
     pub(in crate::actor) fn on_group_want(
         &mut self,
         w: &mut WriteTx<'_>,
-        from: [u8; 32],
+        from: IdentityKey,
         group: GroupId,
-        want: Vec<Key>,
+        want: Vec<OpHash>,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         if !self
             .groups
             .states
             .get(&group)
-            .is_some_and(|s| s.members.contains(&from) && s.members.contains(&self.me.0))
+            .is_some_and(|s| s.members.contains(&from) && s.members.contains(&self.me))
         {
             return Ok(());
         }
@@ -386,15 +383,15 @@ impl State {
         let ops: Vec<GroupOp> = want
             .iter()
             .take(MAX_UPDATE_OPS)
-            .filter_map(|h| log.get(&h.0).cloned())
+            .filter_map(|h| log.get(h).cloned())
             .collect();
         if ops.is_empty() {
             return Ok(());
         }
-        let one: BTreeSet<[u8; 32]> = [from].into_iter().collect();
-        let devices: Vec<(DeviceKey, [u8; 32])> = member_devices(w.devices()?, &one, &self.me.0)?
+        let one: BTreeSet<IdentityKey> = [from].into_iter().collect();
+        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, &one, &self.me)?
             .into_iter()
-            .map(|(dev, d)| (dev, d.identity.0))
+            .map(|(dev, d)| (dev, d.identity))
             .collect();
         self.send_ops(w, &devices, &ops, &[], Now::read(), after)
     }
@@ -437,7 +434,7 @@ impl State {
         };
         let (state, applied) = log.state();
         let mut row = w.group(&id)?.unwrap_or_default();
-        let me = self.me.0;
+        let me = self.me;
         let was_member = before.members.contains(&me);
         let is_member = state.members.contains(&me);
         // Tell the user what changed.
@@ -531,17 +528,17 @@ impl State {
         };
         let mut everyone = state.members.clone();
         everyone.extend(before.members.iter().copied());
-        let devices = member_devices(w.devices()?, &everyone, &self.me.0)?;
+        let devices = member_devices(w.devices()?, &everyone, &self.me)?;
         let (fresh, known): (Vec<_>, Vec<_>) = devices
             .into_iter()
-            .map(|(k, d)| (k, d.identity.0))
+            .map(|(k, d)| (k, d.identity))
             .partition(|(_, who)| !before.members.contains(who));
         let certs = self.member_certs(w, &state.members)?;
         if !known.is_empty() {
             // Existing members may not know the new members' devices yet.
             let new_certs: Vec<DeviceCert> = certs
                 .iter()
-                .filter(|c| !before.members.contains(&c.identity.0))
+                .filter(|c| !before.members.contains(&c.identity))
                 .cloned()
                 .collect();
             self.send_ops(w, &known, ops, &new_certs, now, after)?;
@@ -558,7 +555,7 @@ impl State {
     pub(super) fn send_ops(
         &mut self,
         w: &mut WriteTx<'_>,
-        devices: &[(DeviceKey, [u8; 32])],
+        devices: &[(DeviceKey, IdentityKey)],
         ops: &[GroupOp],
         certs: &[DeviceCert],
         now: Now,
@@ -580,10 +577,10 @@ impl State {
     fn member_certs(
         &self,
         w: &WriteTx<'_>,
-        members: &BTreeSet<[u8; 32]>,
+        members: &BTreeSet<IdentityKey>,
     ) -> Result<Vec<DeviceCert>, Fatal> {
         let mut certs = vec![self.device.cert().clone()];
-        for (_, d) in member_devices(w.devices()?, members, &self.me.0)? {
+        for (_, d) in member_devices(w.devices()?, members, &self.me)? {
             if let Some(c) = d.cert {
                 certs.push(c);
             }
@@ -607,16 +604,16 @@ impl State {
     fn ensure_member_contact(
         &mut self,
         w: &mut WriteTx<'_>,
-        identity: &[u8; 32],
+        identity: &IdentityKey,
         peer_hint: Vec<u8>,
         now: Now,
     ) -> Result<(), Fatal> {
-        if identity == &self.me.0 || w.contact(&IdentityKey(*identity))?.is_some() {
+        if identity == &self.me || w.contact(identity)?.is_some() {
             return Ok(());
         }
         let name = stranger_name(w, identity)?;
         w.put_contact(&Contact {
-            identity: IdentityKey(*identity),
+            identity: *identity,
             name,
             added_ms: now.ms,
             added_by_user: false,

@@ -114,7 +114,7 @@ pub(in crate::actor) enum GroupCmd {
     },
     Sign {
         group: String,
-        parents: Option<Vec<kith_proto::group::Key>>,
+        parents: Option<Vec<kith_types::OpHash>>,
         kind: OpKind,
         reply: Reply<GroupOp>,
     },
@@ -126,7 +126,7 @@ pub(in crate::actor) enum GroupCmd {
     /// The frame held for (group, sender device (this one's if none), seq).
     Frame {
         group: String,
-        sender: Option<[u8; 32]>,
+        sender: Option<kith_types::CurveKey>,
         seq: u64,
         reply: Reply<Option<Vec<u8>>>,
     },
@@ -153,7 +153,7 @@ pub(super) struct Groups {
     states: HashMap<GroupId, GroupState>,
     topics: HashMap<String, GroupId>,
     /// Every identity that is a member of one of our groups (they are not strangers).
-    pub(super) people: HashSet<[u8; 32]>,
+    pub(super) people: HashSet<IdentityKey>,
     /// This device's sending sessions.
     sending: keys::Sending,
     /// Keys that came before the ops making their sender (or us) a member.
@@ -252,7 +252,7 @@ impl Groups {
     }
 
     /// The groups `me` is a current member of, with their topics, in topic order.
-    pub(super) fn current(&self, me: &[u8; 32]) -> Vec<(String, GroupId)> {
+    pub(super) fn current(&self, me: &IdentityKey) -> Vec<(String, GroupId)> {
         let mut out: Vec<(String, GroupId)> = self
             .topics
             .iter()
@@ -270,7 +270,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: DeviceKey,
-        conv: [u8; 32],
+        conv: IdentityKey,
         bytes: Vec<u8>,
         now: Now,
         after: &mut Vec<After>,
@@ -278,7 +278,7 @@ impl State {
         w.push_outbox(
             &dev,
             &OutboxItem {
-                conversation: IdentityKey(conv),
+                conversation: conv,
                 message_ids: Vec::new(),
                 sealed: None,
                 body: Some(bytes),
@@ -328,7 +328,7 @@ impl State {
                     let parents = named.or_else(|| self.groups.logs.get(&id).map(|l| l.heads()));
                     let parents = parents.ok_or(EngineError::UnknownGroup(group))?;
                     let identity = &self.keys.identity;
-                    GroupOp::new(id, parents, self.me.0, now.ms, kind, |b| identity.sign(b))
+                    GroupOp::new(id, parents, self.me, now.ms, kind, |b| identity.sign(b))
                         .map_err(internal)
                 });
                 after.push(reply(tx, r));
@@ -342,10 +342,10 @@ impl State {
                     Ok(id) => {
                         let members = self.groups.states.get(&id).map(|s| s.members.clone());
                         let members = members.unwrap_or_default();
-                        let devices: Vec<(DeviceKey, [u8; 32])> =
-                            member_devices(w.devices()?, &members, &self.me.0)?
+                        let devices: Vec<(DeviceKey, IdentityKey)> =
+                            member_devices(w.devices()?, &members, &self.me)?
                                 .into_iter()
-                                .map(|(k, d)| (k, d.identity.0))
+                                .map(|(k, d)| (k, d.identity))
                                 .collect();
                         self.send_ops(w, &devices, &ops, &[], now, after)?;
                         Ok(())
@@ -362,7 +362,7 @@ impl State {
             } => {
                 let r = match self.find_group(w, &group)? {
                     Ok(id) => {
-                        let sender = sender.unwrap_or_else(|| self.device.curve_key().0);
+                        let sender = sender.unwrap_or_else(|| self.device.curve_key());
                         Ok(w.group_frame(&id, &sender, seq)?.map(|f| f.frame))
                     }
                     Err(e) => Err(e),
@@ -381,7 +381,7 @@ impl State {
                                 frame,
                                 at_ms: now.ms,
                             };
-                            w.put_group_frame(&id, &f.sender.0, f.seq, &row)?;
+                            w.put_group_frame(&id, &f.sender, f.seq, &row)?;
                             Ok(())
                         }
                         Err(e) => Err(internal(e)),
@@ -416,22 +416,22 @@ fn group_err(msg: impl Into<String>) -> EngineError {
 /// The devices of these members, other than this user's.
 fn member_devices(
     devices: Vec<KnownDevice>,
-    members: &BTreeSet<[u8; 32]>,
-    me: &[u8; 32],
+    members: &BTreeSet<IdentityKey>,
+    me: &IdentityKey,
 ) -> Result<Vec<(DeviceKey, KnownDevice)>, StoreError> {
     Ok(devices
         .into_iter()
-        .filter(|d| members.contains(&d.identity.0) && &d.identity.0 != me)
+        .filter(|d| members.contains(&d.identity) && &d.identity != me)
         .map(|d| (device_key(&d.peer_id), d))
         .collect())
 }
 
 /// The name a person who is not a contact gets in the contact list: the first of the
 /// contacts core's candidates ([`crate::cores::contacts::stranger_name`]) not in use.
-pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &[u8; 32]) -> Result<String, Fatal> {
+pub(super) fn stranger_name(w: &WriteTx<'_>, identity: &IdentityKey) -> Result<String, Fatal> {
     let mut n = 1;
     loop {
-        let name = crate::cores::contacts::stranger_name(&IdentityKey(*identity), n);
+        let name = crate::cores::contacts::stranger_name(identity, n);
         if w.contact_by_name(&name)?.is_none() {
             return Ok(name);
         }

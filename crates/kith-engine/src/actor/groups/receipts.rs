@@ -32,7 +32,7 @@ use crate::cores::group_receipts::{
 use crate::model::{Fatal, Outcome};
 use kith_proto::wire::{Body, ReceiptKind};
 use kith_store::WriteTx;
-use kith_types::{CurveKey, DeviceKey, GroupId, MessageId};
+use kith_types::{CurveKey, DeviceKey, GroupId, IdentityKey, MessageId};
 
 use super::{Now, encode_body};
 use crate::actor::{After, Engine, State};
@@ -66,7 +66,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         dev: DeviceKey,
-        identity: [u8; 32],
+        identity: IdentityKey,
         group: GroupId,
         id: u128,
         now: Now,
@@ -106,7 +106,7 @@ impl State {
     pub(in crate::actor) fn on_group_receipt(
         &mut self,
         w: &mut WriteTx<'_>,
-        from: [u8; 32],
+        from: IdentityKey,
         group: GroupId,
         kind: ReceiptKind,
         ids: Vec<u128>,
@@ -161,7 +161,7 @@ impl State {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
-        let mut per_sender: HashMap<[u8; 32], Vec<u128>> = HashMap::new();
+        let mut per_sender: HashMap<CurveKey, Vec<u128>> = HashMap::new();
         let mut n = 0;
         for (key, mut msg) in w.group_history(&id, 10_000)? {
             if !marks_read(msg.outgoing, msg.flag) {
@@ -174,7 +174,7 @@ impl State {
         }
         if sends_read_receipts(self.social.privacy.read_receipts) {
             for (curve, ids) in per_sender {
-                let Some(dev) = w.device_by_curve(&CurveKey(curve))? else {
+                let Some(dev) = w.device_by_curve(&curve)? else {
                     continue;
                 };
                 let Some(d) = w.device(&dev)? else { continue };
@@ -189,7 +189,7 @@ impl State {
                         at_ms: now.ms,
                     };
                     let bytes = encode_body(&body)?;
-                    self.enqueue_dev(w, dev, d.identity.0, bytes, now, after)?;
+                    self.enqueue_dev(w, dev, d.identity, bytes, now, after)?;
                 }
             }
         }

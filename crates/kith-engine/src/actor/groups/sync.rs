@@ -69,13 +69,13 @@ impl Engine {
             let Some(state) = self.st.groups.states.get(&id) else {
                 continue;
             };
-            if !state.members.contains(&self.st.me.0) {
+            if !state.members.contains(&self.st.me) {
                 continue;
             }
             let members = state.members.clone();
             let devices = self
                 .store
-                .read(|r| member_devices(r.devices()?, &members, &self.st.me.0))
+                .read(|r| member_devices(r.devices()?, &members, &self.st.me))
                 .unwrap_or_default();
             // A sender must reach every member device with its key: members whose devices
             // are still unknown are looked up in the DHT (rate-limited). Members who only
@@ -87,14 +87,14 @@ impl Engine {
                 .flatten()
                 .is_some_and(|row| row.out_session.is_some());
             if sending {
-                let known: HashSet<[u8; 32]> = devices.iter().map(|(_, d)| d.identity.0).collect();
-                let me = self.st.me.0;
+                let known: HashSet<IdentityKey> = devices.iter().map(|(_, d)| d.identity).collect();
+                let me = self.st.me;
                 for m in members.iter().filter(|m| **m != me && !known.contains(*m)) {
-                    self.lookup_identity(IdentityKey(*m));
+                    self.lookup_identity(*m);
                 }
             }
             // Member devices that do not have our current key yet (learned since): share it.
-            let unshared: Vec<[u8; 32]> = self
+            let unshared: Vec<IdentityKey> = self
                 .store
                 .read(|r| r.group(&id))
                 .ok()
@@ -104,7 +104,7 @@ impl Engine {
                     devices
                         .iter()
                         .filter(|(k, _)| !row.out_shared.contains(k.as_bytes()))
-                        .map(|(_, d)| d.identity.0)
+                        .map(|(_, d)| d.identity)
                         .collect()
                 })
                 .unwrap_or_default();
@@ -214,7 +214,7 @@ impl State {
                 .groups
                 .states
                 .get(&group)
-                .is_some_and(|s| s.members.contains(&d.identity.0)),
+                .is_some_and(|s| s.members.contains(&d.identity)),
             None => false,
         };
         if !member {
@@ -223,7 +223,7 @@ impl State {
         let mut frames = Vec::new();
         let mut answer = Answer::default();
         'outer: for mark in have {
-            let rows = w.group_frames_after(&group, &mark.sender.0, mark.seq, MAX_SYNC_FRAMES)?;
+            let rows = w.group_frames_after(&group, &mark.sender, mark.seq, MAX_SYNC_FRAMES)?;
             for (_, row) in rows {
                 if !answer.room(row.frame.len()) {
                     break 'outer;
@@ -284,7 +284,7 @@ impl State {
     ) -> Result<usize, Fatal> {
         let mut new = 0usize;
         for f in frames {
-            let (sender, seq) = (f.sender.0, f.seq);
+            let (sender, seq) = (f.sender, f.seq);
             let held = w.group_frame(&group, &sender, seq)?.is_some();
             if self.take_frame(w, group, f, None, None, now, after)? == Verdict::Accept
                 && !held

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use crate::model::{Fatal, Outcome};
-use kith_proto::group::{Applied, Key, OpKind};
+use kith_proto::group::{Applied, OpKind};
 use kith_store::{GroupRow, WriteTx};
 use kith_types::{GroupId, IdentityKey, MessageId};
 
@@ -56,29 +56,29 @@ impl State {
     pub(super) fn member_name(
         &self,
         w: &WriteTx<'_>,
-        identity: &[u8; 32],
+        identity: &IdentityKey,
     ) -> Result<String, Fatal> {
-        if identity == &self.me.0 {
+        if identity == &self.me {
             return Ok("me".into());
         }
-        Ok(w.contact(&IdentityKey(*identity))?
+        Ok(w.contact(identity)?
             .map(|c| c.name)
-            .unwrap_or_else(|| format!("~{}", IdentityKey(*identity).short())))
+            .unwrap_or_else(|| format!("~{}", identity.short())))
     }
 
     pub(super) fn describe_op(&self, w: &WriteTx<'_>, a: &Applied) -> Result<String, Fatal> {
         // "You added Bob" / "Ada added you" rather than "me added Bob".
-        let me = self.me.0;
+        let me = self.me;
         let who = if a.author == me {
             "You".to_string()
         } else {
             self.member_name(w, &a.author)?
         };
-        let name = |k: &Key| -> Result<String, Fatal> {
-            if k.0 == me {
+        let name = |k: &IdentityKey| -> Result<String, Fatal> {
+            if *k == me {
                 Ok("you".into())
             } else {
-                self.member_name(w, &k.0)
+                self.member_name(w, k)
             }
         };
         Ok(match &a.kind {
@@ -104,7 +104,7 @@ impl State {
         {
             members.push(MemberView {
                 name: self.member_name(w, m)?,
-                identity: IdentityKey(*m).short(),
+                identity: m.short(),
                 admin: st.admins.contains(m),
             });
         }
@@ -113,8 +113,8 @@ impl State {
             name: st.name.clone(),
             description: st.description.clone(),
             members,
-            admin: st.admins.contains(&self.me.0),
-            active: st.members.contains(&self.me.0),
+            admin: st.admins.contains(&self.me),
+            active: st.members.contains(&self.me),
             frames: w.group_frame_count(&id)?,
             undecryptable: w.group_pending_count(&id)?,
         })
@@ -129,7 +129,7 @@ impl State {
             let Some(st) = self.groups.states.get(&id) else {
                 continue;
             };
-            if !st.members.contains(&self.me.0) && !row.gone {
+            if !st.members.contains(&self.me) && !row.gone {
                 // Ops of a group we were never added to.
                 continue;
             }
@@ -142,8 +142,8 @@ impl State {
                 id: id.to_hex(),
                 name: st.name.clone(),
                 members: st.members.len(),
-                admin: st.admins.contains(&self.me.0),
-                active: st.members.contains(&self.me.0),
+                admin: st.admins.contains(&self.me),
+                active: st.members.contains(&self.me),
                 unread,
             });
         }
@@ -212,7 +212,7 @@ impl State {
                     pos,
                     GroupItemView {
                         kind: "event".into(),
-                        id: hex::encode(&a.hash[..8]),
+                        id: a.hash.short(),
                         from: self.member_name(w, &a.author)?,
                         text,
                         status: String::new(),
@@ -253,7 +253,7 @@ impl State {
             .unwrap_or_default();
         let rs = w.group_receipts(mid.0)?;
         let mut members = Vec::new();
-        let mut listed: HashSet<[u8; 32]> = HashSet::new();
+        let mut listed: HashSet<IdentityKey> = HashSet::new();
         for (who, d, r) in &rs {
             listed.insert(*who);
             members.push(MemberReceipt {
@@ -265,7 +265,7 @@ impl State {
         for m in st
             .members
             .iter()
-            .filter(|m| **m != self.me.0 && !listed.contains(*m))
+            .filter(|m| **m != self.me && !listed.contains(*m))
         {
             members.push(MemberReceipt {
                 name: self.member_name(w, m)?,

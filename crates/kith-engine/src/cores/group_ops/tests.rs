@@ -1,16 +1,16 @@
 use super::*;
 use kith_crypto::Identity;
-use kith_proto::group::Key;
+use kith_types::OpHash;
 
 fn key(i: u8) -> Identity {
     Identity::from_secret(&[i; 32])
 }
 
-fn pk(i: u8) -> [u8; 32] {
-    key(i).public().0
+fn pk(i: u8) -> IdentityKey {
+    key(i).public()
 }
 
-fn op(g: GroupId, parents: Vec<Key>, by: u8, at: u64, kind: OpKind) -> GroupOp {
+fn op(g: GroupId, parents: Vec<OpHash>, by: u8, at: u64, kind: OpKind) -> GroupOp {
     let k = key(by);
     GroupOp::new(g, parents, pk(by), at, kind, |m| k.sign(m)).unwrap()
 }
@@ -23,7 +23,7 @@ fn create(by: u8, members: &[u8], at: u64) -> GroupOp {
         at,
         OpKind::Create {
             name: "G".into(),
-            members: members.iter().map(|m| Key(pk(*m))).collect(),
+            members: members.iter().map(|m| pk(*m)).collect(),
         },
     )
 }
@@ -47,7 +47,7 @@ fn ops_reach_the_log_only_of_groups_this_user_is_in() {
         route(&rename, Some(log.current()), true, &other),
         Route::Log
     );
-    let add = op(g, log.heads(), 1, 1, OpKind::Add(Key(other)));
+    let add = op(g, log.heads(), 1, 1, OpKind::Add(other));
     assert_eq!(route(&add, Some(log.current()), false, &other), Route::Log);
 }
 
@@ -67,9 +67,9 @@ fn an_invitation_is_kept_only_from_a_contact() {
     // Added later by a contact (who is an admin): kept.
     let mut log = GroupLog::new(create(9, &[1], 0)).unwrap();
     let g = log.id();
-    log.insert(op(g, log.heads(), 9, 1, OpKind::Promote(Key(pk(1)))))
+    log.insert(op(g, log.heads(), 9, 1, OpKind::Promote(pk(1))))
         .unwrap();
-    log.insert(op(g, log.heads(), 1, 2, OpKind::Add(Key(me))))
+    log.insert(op(g, log.heads(), 1, 2, OpKind::Add(me)))
         .unwrap();
     assert_eq!(made_member_by(&log, &me), Some(pk(1)));
     assert!(accept_invite(&log, &me, |k| *k == pk(1)));
@@ -80,7 +80,7 @@ fn invitations_are_bounded_and_start_with_a_create() {
     let mut inv = Invites::default();
     let c = create(1, &[2], 0);
     let g = GroupOp::group_id_of(&c).unwrap();
-    let stray = op(g, vec![Key([1; 32])], 1, 1, OpKind::Leave);
+    let stray = op(g, vec![OpHash([1; 32])], 1, 1, OpKind::Leave);
     assert_eq!(inv.offer(g, stray), Offered::Dropped, "no create yet");
     assert_eq!(
         inv.offer(GroupId([1; 16]), c.clone()),
