@@ -5,7 +5,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 use kith_proto::codec;
 use kith_proto::contact::ContactCard;
-use kith_proto::group::{GroupOp, Key, OpKind};
+use kith_proto::group::{GroupOp, OpKind};
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, SenderMark};
 use kith_proto::record::{DeviceCert, MailboxRef, PrekeyBundle, RecordDevice, UserRecord};
 use kith_proto::signal::{Presence, Profile, Signal, SignalAnswer, TypingState};
@@ -13,6 +13,7 @@ use kith_proto::wire::{
     Body, DeliveryResult, Envelope, ReceiptKind, RejectReason, Request, Response, Sealed,
 };
 use kith_types::GroupId;
+use kith_types::{CurveKey, IdentityKey, OpHash};
 use sha2::{Digest, Sha256};
 
 /// The clock at which the seed records are valid.
@@ -22,8 +23,8 @@ fn key(i: u8) -> SigningKey {
     SigningKey::from_bytes(&[i; 32])
 }
 
-fn pk(i: u8) -> [u8; 32] {
-    key(i).verifying_key().to_bytes()
+fn pk(i: u8) -> IdentityKey {
+    IdentityKey(key(i).verifying_key().to_bytes())
 }
 
 /// A device certificate of identity `i`, signed.
@@ -32,7 +33,7 @@ pub fn cert(i: u8) -> DeviceCert {
     let mut c = DeviceCert {
         identity: pk(i),
         peer_id: vec![0, 36, 8, 1, 18, 32, i, 2, 3, 4],
-        curve25519: [i; 32],
+        curve25519: CurveKey([i; 32]),
         ed25519: olm.verifying_key().to_bytes(),
         created_ms: NOW_MS - 5,
         signature: Vec::new(),
@@ -85,7 +86,7 @@ pub fn record(i: u8, full: bool) -> UserRecord {
     rec
 }
 
-fn op(g: GroupId, parents: Vec<Key>, by: u8, kind: OpKind) -> GroupOp {
+fn op(g: GroupId, parents: Vec<OpHash>, by: u8, kind: OpKind) -> GroupOp {
     let k = key(by);
     GroupOp::new(g, parents, pk(by), NOW_MS, kind, |m| {
         k.sign(m).to_bytes().to_vec()
@@ -101,17 +102,17 @@ pub fn ops() -> Vec<GroupOp> {
         1,
         OpKind::Create {
             name: "Family".into(),
-            members: vec![Key(pk(2)), Key(pk(3))],
+            members: vec![pk(2), pk(3)],
         },
     );
     let g = GroupOp::group_id_of(&create).unwrap();
-    let root = vec![Key(create.hash().unwrap())];
+    let root = vec![create.hash().unwrap()];
     let mut out = vec![create];
     for (by, kind) in [
-        (1, OpKind::Add(Key(pk(4)))),
-        (1, OpKind::Remove(Key(pk(3)))),
-        (1, OpKind::Promote(Key(pk(2)))),
-        (1, OpKind::Demote(Key(pk(2)))),
+        (1, OpKind::Add(pk(4))),
+        (1, OpKind::Remove(pk(3))),
+        (1, OpKind::Promote(pk(2))),
+        (1, OpKind::Demote(pk(2))),
         (1, OpKind::Rename("Kin".into())),
         (1, OpKind::Describe("line one\nline two".into())),
         (2, OpKind::Leave),
@@ -125,7 +126,7 @@ pub fn ops() -> Vec<GroupOp> {
 pub fn frame() -> GroupFrame {
     GroupFrame {
         version: 1,
-        sender: Key([3; 32]),
+        sender: CurveKey([3; 32]),
         session: "abcDEF012+/=".into(),
         seq: 4,
         lamport: 9,
@@ -135,7 +136,7 @@ pub fn frame() -> GroupFrame {
 
 fn envelope(kind: u8) -> Envelope {
     Envelope {
-        to_device: [5; 32],
+        to_device: CurveKey([5; 32]),
         kind,
         ciphertext: vec![7; 40],
     }
@@ -144,11 +145,11 @@ fn envelope(kind: u8) -> Envelope {
 fn marks() -> Vec<SenderMark> {
     vec![
         SenderMark {
-            sender: Key([3; 32]),
+            sender: CurveKey([3; 32]),
             seq: 4,
         },
         SenderMark {
-            sender: Key([4; 32]),
+            sender: CurveKey([4; 32]),
             seq: 300,
         },
     ]
@@ -294,7 +295,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
                 },
                 Body::GroupWant {
                     group: g,
-                    ops: vec![Key([1; 32])],
+                    ops: vec![OpHash([1; 32])],
                 },
             ],
         },
