@@ -408,6 +408,31 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_mailbox_bounds() {
+        let d = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(d.net_limits(), kith_engine::NetLimits::default());
+        assert_eq!(
+            d.mailbox_config().max_devices_per_identity,
+            kith_engine::MAILBOX_DEVICES_PER_IDENTITY
+        );
+        let c = Config::parse(
+            "data_dir = \"/x\"\n[mailbox]\nmax_devices_per_identity = 2\n\
+             topics_per_device = 5\n[limits]\nrequests_per_minute = 7\ndht_records = 9",
+        )
+        .unwrap();
+        assert_eq!(c.mailbox_config().max_devices_per_identity, 2);
+        assert_eq!(c.mailbox_config().topics_per_device, 5);
+        assert_eq!(c.net_limits().requests_per_minute, 7);
+        assert_eq!(c.net_limits().dht_records, 9);
+        assert_eq!(
+            c.net_limits().request_streams,
+            kith_engine::net_limits::REQUEST_STREAMS
+        );
+        assert!(Config::parse("data_dir = \"/x\"\n[limits]\nrequests_per_minute = 0").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\n[limits]\nwhat = 1").is_err());
+    }
+
+    #[test]
     fn byte_quota_and_push_keys() {
         let c = Config::parse(
             "data_dir = \"/x\"\n[mailbox]\nmax_bytes_per_device = 1048576\n\
