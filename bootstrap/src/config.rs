@@ -26,6 +26,11 @@ max_messages_per_device = 10000
 # Ciphertext bytes kept per device (256 MiB).
 max_bytes_per_device = 268435456
 max_devices = 100000
+# Devices of one identity served at once (identities are free to make: max_devices and
+# invite tokens are what bound strangers in all).
+max_devices_per_identity = 8
+# Group topics one device may have kept that no other device watches (of 1024 in all).
+topics_per_device = 128
 # "open": any device may register; "invite": only with one of the tokens below.
 registration = "open"
 invite_tokens = []
@@ -49,6 +54,18 @@ max_circuit_bytes = 67108864
 # Answer AutoNAT probes from (and relay for) peers on private or loopback addresses too.
 # Leave off on the internet; turn on for a LAN-only community or a test.
 allow_private_ips = false
+
+# What one peer may make this node do and hold (every node, mailbox or not).
+[limits]
+# Requests one peer may make a minute; more are answered "busy", and a peer far over it is
+# blocked for a while.
+requests_per_minute = 600
+# Requests of one connection open at once.
+request_streams = 32
+# DHT records held for others, in all (each at most 8 KiB), and how many one peer may put
+# here an hour.
+dht_records = 16384
+dht_puts_per_hour = 60
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +83,8 @@ struct File {
     mailbox: MailboxFile,
     #[serde(default)]
     relay: RelayFile,
+    #[serde(default)]
+    limits: LimitsFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +150,10 @@ struct MailboxFile {
     max_bytes_per_device: u64,
     #[serde(default = "default_max_devices")]
     max_devices: usize,
+    #[serde(default = "default_devices_per_identity")]
+    max_devices_per_identity: usize,
+    #[serde(default = "default_topics_per_device")]
+    topics_per_device: usize,
     #[serde(default = "default_registration")]
     registration: String,
     #[serde(default)]
@@ -148,6 +171,8 @@ impl Default for MailboxFile {
             max_messages_per_device: default_quota(),
             max_bytes_per_device: default_quota_bytes(),
             max_devices: default_max_devices(),
+            max_devices_per_identity: default_devices_per_identity(),
+            topics_per_device: default_topics_per_device(),
             registration: default_registration(),
             invite_tokens: Vec::new(),
             push_allow_private: false,
@@ -168,6 +193,35 @@ fn default_quota_bytes() -> u64 {
 fn default_max_devices() -> usize {
     100_000
 }
+fn default_devices_per_identity() -> usize {
+    kith_engine::MAILBOX_DEVICES_PER_IDENTITY
+}
+fn default_topics_per_device() -> usize {
+    kith_engine::MAILBOX_TOPICS_PER_DEVICE
+}
+
+/// `[limits]`: what one peer may make this node do and hold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsFile {
+    requests_per_minute: u32,
+    request_streams: usize,
+    dht_records: usize,
+    dht_puts_per_hour: u32,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        let d = kith_engine::NetLimits::default();
+        Self {
+            requests_per_minute: d.requests_per_minute,
+            request_streams: d.request_streams,
+            dht_records: d.dht_records,
+            dht_puts_per_hour: d.dht_puts_per_hour,
+        }
+    }
+}
+
 fn default_registration() -> String {
     "open".into()
 }
@@ -183,7 +237,10 @@ pub struct Config {
     quota: usize,
     max_bytes: u64,
     max_devices: usize,
+    max_devices_per_identity: usize,
+    topics_per_device: usize,
     tokens: Option<Vec<String>>,
+    limits: kith_engine::NetLimits,
     relay: Option<RelayServerConfig>,
     allow_private_ips: bool,
     external: Vec<Multiaddr>,
@@ -233,12 +290,8 @@ impl Config {
                 if f.mailbox.invite_tokens.is_empty() {
                     bail!("registration = \"invite\" needs at least one invite token");
                 }
-                if f.mailbox
-                    .invite_tokens
-                    .iter()
-                    .any(|t| t.len() < 8 || t.len() > 256)
-                {
-                    bail!("invite tokens must be 8 to 256 characters");
+                if let Err(e) = kith_engine::check_invite_tokens(&f.mailbox.invite_tokens) {
+                    bail!("{e}");
                 }
                 Some(f.mailbox.invite_tokens)
             }
@@ -270,6 +323,14 @@ impl Config {
             max_circuit_duration: Duration::from_secs(r.max_circuit_secs),
             max_circuit_bytes: r.max_circuit_bytes,
         });
+        let l = &f.limits;
+        if l.requests_per_minute == 0
+            || l.request_streams == 0
+            || l.dht_records == 0
+            || l.dht_puts_per_hour == 0
+        {
+            bail!("[limits] must each be at least 1");
+        }
         if f.mailbox.max_bytes_per_device < 64 * 1024 {
             bail!("max_bytes_per_device must be at least 65536 (one envelope)");
         }
@@ -282,7 +343,15 @@ impl Config {
             quota: f.mailbox.max_messages_per_device,
             max_bytes: f.mailbox.max_bytes_per_device,
             max_devices: f.mailbox.max_devices.max(1),
+            max_devices_per_identity: f.mailbox.max_devices_per_identity.max(1),
+            topics_per_device: f.mailbox.topics_per_device,
             tokens,
+            limits: kith_engine::NetLimits {
+                requests_per_minute: f.limits.requests_per_minute,
+                request_streams: f.limits.request_streams,
+                dht_records: f.limits.dht_records,
+                dht_puts_per_hour: f.limits.dht_puts_per_hour,
+            },
             relay,
             allow_private_ips: f.relay.allow_private_ips,
             external: addrs(&f.external, "external")?,
@@ -310,9 +379,16 @@ impl Config {
             quota: self.quota,
             tokens: self.tokens.clone(),
             max_devices: self.max_devices,
+            max_devices_per_identity: self.max_devices_per_identity,
+            topics_per_device: self.topics_per_device,
             max_bytes: self.max_bytes,
             push: self.push,
         }
+    }
+
+    /// What one peer may make this node do and hold.
+    pub fn net_limits(&self) -> kith_engine::NetLimits {
+        self.limits
     }
 }
 
@@ -329,6 +405,31 @@ mod tests {
         assert_eq!(c.mailbox_config().max_bytes, 256 << 20);
         assert!(!c.mailbox_config().push.allow_private);
         assert!(!c.mailbox_config().push.allow_http);
+    }
+
+    #[test]
+    fn limits_and_mailbox_bounds() {
+        let d = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(d.net_limits(), kith_engine::NetLimits::default());
+        assert_eq!(
+            d.mailbox_config().max_devices_per_identity,
+            kith_engine::MAILBOX_DEVICES_PER_IDENTITY
+        );
+        let c = Config::parse(
+            "data_dir = \"/x\"\n[mailbox]\nmax_devices_per_identity = 2\n\
+             topics_per_device = 5\n[limits]\nrequests_per_minute = 7\ndht_records = 9",
+        )
+        .unwrap();
+        assert_eq!(c.mailbox_config().max_devices_per_identity, 2);
+        assert_eq!(c.mailbox_config().topics_per_device, 5);
+        assert_eq!(c.net_limits().requests_per_minute, 7);
+        assert_eq!(c.net_limits().dht_records, 9);
+        assert_eq!(
+            c.net_limits().request_streams,
+            kith_engine::net_limits::REQUEST_STREAMS
+        );
+        assert!(Config::parse("data_dir = \"/x\"\n[limits]\nrequests_per_minute = 0").is_err());
+        assert!(Config::parse("data_dir = \"/x\"\n[limits]\nwhat = 1").is_err());
     }
 
     #[test]

@@ -101,7 +101,10 @@ async fn run(cfg: Config) -> ExitCode {
         mailbox: Some(cfg.mailbox_config()),
         reach: cfg.reach_config(),
         store_fsync: true,
-        net: Default::default(),
+        net: kith_engine::NetOptions {
+            limits: cfg.net_limits(),
+            ..Default::default()
+        },
     };
     let (engine, task) = match Engine::start(engine_cfg).await {
         Ok(x) => x,

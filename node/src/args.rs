@@ -71,6 +71,40 @@ pub(crate) enum Command {
         /// With --mailbox: allow push endpoints over plain http.
         #[arg(long)]
         push_allow_http: bool,
+        /// With --mailbox: only devices that present this invite token may register (8 to
+        /// 256 characters; repeatable). Also read from KITH_MAILBOX_TOKENS (comma-separated),
+        /// which keeps tokens out of the process list. Without any, registration is open.
+        #[arg(
+            long = "mailbox-token",
+            value_name = "TOKEN",
+            env = "KITH_MAILBOX_TOKENS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )]
+        mailbox_token: Vec<String>,
+        /// With --mailbox: most devices served at once.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_MAX_DEVICES)]
+        mailbox_max_devices: usize,
+        /// With --mailbox: most devices of one identity served at once.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_DEVICES_PER_IDENTITY)]
+        mailbox_devices_per_identity: usize,
+        /// With --mailbox: most group topics one device may have kept that no other device
+        /// watches.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::MAILBOX_TOPICS_PER_DEVICE)]
+        mailbox_topics_per_device: usize,
+        /// Requests one peer may make a minute; more are answered busy, and a peer far over
+        /// it is blocked for a while.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::REQUESTS_PER_MINUTE)]
+        requests_per_minute: u32,
+        /// Requests of one connection open at once.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::REQUEST_STREAMS)]
+        request_streams: usize,
+        /// DHT records held for others, in all.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::DHT_RECORDS)]
+        dht_records: usize,
+        /// DHT records one peer may put here an hour.
+        #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::DHT_PUTS_PER_HOUR)]
+        dht_puts_per_hour: u32,
     },
     /// Show this node's contact code and addresses.
     Id,

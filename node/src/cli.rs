@@ -80,8 +80,37 @@ pub fn main() -> ExitCode {
                 mailbox_quota_bytes,
                 push_allow_private,
                 push_allow_http,
+                mailbox_token,
+                mailbox_max_devices,
+                mailbox_devices_per_identity,
+                mailbox_topics_per_device,
+                requests_per_minute,
+                request_streams,
+                dht_records,
+                dht_puts_per_hour,
             } => {
+                let tokens = (!mailbox_token.is_empty()).then_some(mailbox_token);
+                if let Some(t) = &tokens {
+                    if !mailbox {
+                        out.error("--mailbox-token needs --mailbox");
+                        return ExitCode::from(1);
+                    }
+                    if let Err(e) = kith_engine::check_invite_tokens(t) {
+                        out.error(e);
+                        return ExitCode::from(1);
+                    }
+                }
+                let limits = kith_engine::NetLimits {
+                    requests_per_minute: requests_per_minute.max(1),
+                    request_streams: request_streams.max(1),
+                    dht_records: dht_records.max(1),
+                    dht_puts_per_hour: dht_puts_per_hour.max(1),
+                };
                 let mailbox = mailbox.then(|| kith_engine::MailboxConfig {
+                    tokens,
+                    max_devices: mailbox_max_devices.max(1),
+                    max_devices_per_identity: mailbox_devices_per_identity.max(1),
+                    topics_per_device: mailbox_topics_per_device,
                     quota: mailbox_quota.max(1),
                     retention: std::time::Duration::from_secs(mailbox_retention.max(1)),
                     max_bytes: mailbox_quota_bytes.max(1),
@@ -89,7 +118,6 @@ pub fn main() -> ExitCode {
                         allow_private: push_allow_private,
                         allow_http: push_allow_http,
                     },
-                    ..Default::default()
                 });
                 let listen = if no_listen {
                     Listen::Nowhere
@@ -104,6 +132,7 @@ pub fn main() -> ExitCode {
                     private_ips,
                     external,
                     mdns: !no_mdns,
+                    limits,
                 };
                 up(&out, dir, net, mailbox).await
             }
@@ -173,6 +202,7 @@ struct NetArgs {
     private_ips: bool,
     external: Vec<String>,
     mdns: bool,
+    limits: kith_engine::NetLimits,
 }
 
 async fn up(
@@ -226,7 +256,10 @@ async fn up(
             external,
         },
         store_fsync: true,
-        net: Default::default(),
+        net: kith_engine::NetOptions {
+            limits: net.limits,
+            ..Default::default()
+        },
     };
     let (engine, task) = match Engine::start(cfg).await {
         Ok(x) => x,

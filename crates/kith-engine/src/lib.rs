@@ -37,9 +37,15 @@ pub use actor::{
     MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
 pub use command::Command;
+pub use cores::mailbox::{
+    MAILBOX_DEVICES_PER_IDENTITY, MAILBOX_MAX_DEVICES, MAILBOX_TOPICS_PER_DEVICE,
+    check_invite_tokens,
+};
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;
+pub use kith_net::NetOptions;
 pub use kith_net::RelayServerConfig;
+pub use kith_net::limits::{self as net_limits, NetLimits};
 pub use kith_proto::group::MAX_GROUP_MEMBERS;
 pub use kith_store::DEFAULT_CACHE_BYTES as DEFAULT_STORE_CACHE;
 pub use model::*;

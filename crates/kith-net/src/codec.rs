@@ -1,7 +1,10 @@
 //! One stream codec for both request-response protocols, `/kith/msg/1` ([`KithCodec`]) and
 //! `/kith/signal/1` ([`SignalCodec`]): a request stream carries one frame each way,
 //! `[u32 BE length][frame]`, the length checked against the protocol's limit
-//! ([`Frame::MAX`] of its request type) before the body is read or allocated.
+//! ([`Frame::MAX`] of its request type) before the body is read. The buffer grows with the
+//! bytes that actually arrive, never reserved from the length prefix: a peer that announces
+//! a 1 MiB frame and sends ten bytes makes the node hold ten bytes ([`READ_CHUNK`] at most
+//! ahead of what it sent).
 //!
 //! A request that does not decode is not an error of the stream: the codec hands the
 //! typed reason to the actor ([`Inbound`]), which logs it, penalises the peer and answers
@@ -83,6 +86,10 @@ impl<Req, Resp> std::fmt::Debug for FramedCodec<Req, Resp> {
 #[error("bad frame: {0}")]
 pub struct BadFrame(pub DecodeError);
 
+/// How much the read buffer of a frame grows ahead of the bytes read (the first step is
+/// the size of the frame, if smaller).
+pub const READ_CHUNK: usize = 16 * 1024;
+
 /// Reads one frame: the outer error is the stream's, the inner one a refused length.
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
@@ -94,9 +101,33 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
     if len > max {
         return Ok(Err(DecodeError::TooLarge { len, limit: max }));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let mut buf = Vec::new();
+    read_body(io, len, &mut buf).await?;
+    if buf.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(Ok(buf))
+}
+
+/// Reads up to `len` bytes into `buf` (until the stream ends), growing it by at most
+/// [`READ_CHUNK`] beyond what has arrived.
+async fn read_body<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let mut chunk = [0u8; READ_CHUNK];
+    while buf.len() < len {
+        let want = (len - buf.len()).min(READ_CHUNK);
+        let n = io.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            break;
+        }
+        buf.try_reserve(n)
+            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
 }
 
 /// Encodes `msg` and writes it as one frame, then closes the stream's write side.
@@ -166,5 +197,49 @@ impl<Req: Frame, Resp: Frame> libp2p::request_response::Codec for FramedCodec<Re
         T: AsyncWrite + Unpin + Send,
     {
         write_frame(io, &resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer announces the largest frame and sends 100 bytes, then stops: the node holds
+    /// about what it read, not the 1 MiB the prefix announced.
+    #[tokio::test]
+    async fn the_buffer_grows_with_what_was_read() {
+        let mut wire = (MAX_FRAME as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&[7u8; 100]);
+        let mut io = futures::io::Cursor::new(wire);
+        let mut len = [0u8; 4];
+        io.read_exact(&mut len).await.unwrap();
+        let mut buf = Vec::new();
+        read_body(&mut io, u32::from_be_bytes(len) as usize, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(buf.len(), 100);
+        assert!(
+            buf.capacity() <= READ_CHUNK,
+            "reserved {} bytes for 100 read",
+            buf.capacity()
+        );
+    }
+
+    /// The whole frame still arrives, and a stream that ends early is an error.
+    #[tokio::test]
+    async fn a_frame_is_read_whole_or_refused() {
+        let body = vec![9u8; 3 * READ_CHUNK + 5];
+        let mut wire = (body.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&body);
+        let mut io = futures::io::Cursor::new(wire.clone());
+        assert_eq!(read_frame(&mut io, MAX_FRAME).await.unwrap().unwrap(), body);
+        wire.truncate(wire.len() - 1);
+        let mut io = futures::io::Cursor::new(wire);
+        assert!(read_frame(&mut io, MAX_FRAME).await.is_err());
+        let mut io = futures::io::Cursor::new(((MAX_FRAME + 1) as u32).to_be_bytes().to_vec());
+        assert!(matches!(
+            read_frame(&mut io, MAX_FRAME).await.unwrap(),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }

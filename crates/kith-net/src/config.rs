@@ -8,6 +8,7 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::{Multiaddr, PeerId, identity};
 
+use crate::limits::NetLimits;
 use crate::observe::NetObserver;
 
 /// Network failures.
@@ -84,8 +85,9 @@ impl Default for RelayServerConfig {
 /// How long an unused connection stays open by default.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What a real node never changes, and a simulation of many nodes in one process does
-/// (`net-sim`): the seam between kith-net and a simulator. `Default` is a real node.
+/// What a real node rarely changes, and a simulation of many nodes in one process does
+/// (`net-sim`): the seam between kith-net and a simulator, and the operator's limits
+/// ([`NetLimits`]). `Default` is a real node.
 #[derive(Clone)]
 pub struct NetOptions {
     /// The transport both swarms dial and listen with (the device's and the anonymous
@@ -99,6 +101,9 @@ pub struct NetOptions {
     /// How often Kademlia refreshes its routing table with a bootstrap; `None` is
     /// Kademlia's own interval (five minutes).
     pub kad_bootstrap_every: Option<Duration>,
+    /// What peers may make the node do and hold (an operator's knobs, `kith up` flags and
+    /// kith-bootstrap's config).
+    pub limits: NetLimits,
 }
 
 impl Default for NetOptions {
@@ -108,6 +113,7 @@ impl Default for NetOptions {
             observer: None,
             idle_timeout: IDLE_TIMEOUT,
             kad_bootstrap_every: None,
+            limits: NetLimits::default(),
         }
     }
 }
@@ -119,6 +125,7 @@ impl std::fmt::Debug for NetOptions {
             .field("observer", &self.observer.is_some())
             .field("idle_timeout", &self.idle_timeout)
             .field("kad_bootstrap_every", &self.kad_bootstrap_every)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -14,6 +14,9 @@
 //! - identify, whose listen addresses feed Kademlia and the engine's address book; ping.
 //! - allow/block list and connection limits: a peer that keeps sending bad frames is cut off
 //!   and blocked for a while (`strikes`); links nobody uses are closed (`idle`).
+//! - what peers may make the node do and hold ([`limits`]): requests and DHT puts per
+//!   peer and minute or hour, streams per connection, DHT records in all; a node AutoNAT
+//!   finds private is a DHT client.
 //! - optional mDNS on the LAN ([`mdns`], the `mdns-sd` crate).
 //! - reachability ([`reach`]): circuit relay v2 client (slots on relays the user named, or
 //!   picked automatically when AutoNAT says we are private or we have no listener), DCUtR
@@ -44,6 +47,7 @@ pub mod codec;
 mod config;
 pub mod gossip;
 mod idle;
+pub mod limits;
 pub mod mdns;
 mod observe;
 pub mod reach;
@@ -61,5 +65,6 @@ pub use config::{
 };
 pub use gossip::MAX_PEER_TOPICS;
 pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol};
+pub use limits::NetLimits;
 pub use observe::{Lookup, NetObserver};
 pub use reach::Reachability;

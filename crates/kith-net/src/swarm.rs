@@ -113,7 +113,7 @@ pub(crate) fn behaviour(
         kcfg.set_periodic_bootstrap_interval(Some(every));
     }
     let store_cfg = kad::store::MemoryStoreConfig {
-        max_records: 65_536,
+        max_records: cfg.options.limits.dht_records,
         max_value_bytes: kith_proto::record::MAX_USER_RECORD,
         ..Default::default()
     };
@@ -123,7 +123,8 @@ pub(crate) fn behaviour(
         kcfg,
     );
     // Nodes on loopback and LANs never see themselves confirmed as public, so they
-    // would stay clients; Kith nodes serve the DHT unless told otherwise.
+    // would stay clients; Kith nodes serve the DHT until AutoNAT finds them private
+    // (`crate::limits::kad_mode`).
     kad.set_mode(Some(kad::Mode::Server));
     let relay = cfg.relay_server.as_ref().map(|r| {
         relay::Behaviour::new(
@@ -186,7 +187,7 @@ pub(crate) fn behaviour(
             )],
             request_response::Config::default()
                 .with_request_timeout(REQUEST_TIMEOUT)
-                .with_max_concurrent_streams(256),
+                .with_max_concurrent_streams(cfg.options.limits.request_streams.max(1)),
         ),
     })
 }

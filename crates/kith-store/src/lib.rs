@@ -54,6 +54,10 @@ pub(crate) const CONTACT_EXTRAS: TableDefinition<IdentityKey, &[u8]> =
     TableDefinition::new("contact_extras");
 pub(crate) const MAILBOX_USERS: TableDefinition<CurveKey, DeviceKey> =
     TableDefinition::new("mailbox_users");
+/// Mailbox service: devices registered here by identity, (identity, device key) → (), for
+/// the cap of devices per identity.
+pub(crate) const MAILBOX_IDENTITIES: TableDefinition<(&[u8; 32], &[u8; 32]), ()> =
+    TableDefinition::new("mailbox_identities");
 /// How many items each device's outbox holds (by device key), changed in the same
 /// transaction as the outbox rows it counts, so a mailbox checks its quota without counting.
 pub(crate) const OUTBOX_LEN: TableDefinition<DeviceKey, u64> = TableDefinition::new("outbox_len");

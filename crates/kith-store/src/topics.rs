@@ -115,6 +115,12 @@ macro_rules! topic_reads {
                 Ok(t.get((*dev, topic))?.is_some())
             }
 
+            /// How many devices watch a topic.
+            pub fn topic_watchers(&self, topic: &str) -> Result<u64, StoreError> {
+                let t = self.table(WATCHED_TOPICS)?;
+                Ok(t.get(topic)?.map_or(0, |n| n.value()))
+            }
+
             /// Every topic some device watches.
             pub fn watched_topics(&self) -> Result<Vec<String>, StoreError> {
                 let t = self.table(WATCHED_TOPICS)?;

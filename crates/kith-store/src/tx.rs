@@ -195,6 +195,23 @@ macro_rules! reads {
             Ok(t.len()? as usize)
         }
 
+        /// How many devices of `identity` are registered with this node's mailbox, counting
+        /// no further than `upto` (the caller's cap).
+        pub fn mailbox_identity_devices(
+            &self,
+            identity: &IdentityKey,
+            upto: usize,
+        ) -> Result<usize, StoreError> {
+            let t = open!(self, MAILBOX_IDENTITIES);
+            let id = identity.as_bytes();
+            let mut n = 0;
+            for row in t.range((id, &[0u8; 32])..=(id, &[0xffu8; 32]))?.take(upto) {
+                row?;
+                n += 1;
+            }
+            Ok(n)
+        }
+
         /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
         pub fn mailbox_bytes(&self, dev: &DeviceKey) -> Result<u64, StoreError> {
             let t = open!(self, MAILBOX_BYTES);
@@ -325,6 +342,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(OUTBOX)?;
         self.txn.open_table(SEEN)?;
         self.txn.open_table(MAILBOX_USERS)?;
+        self.txn.open_table(MAILBOX_IDENTITIES)?;
         self.txn.open_table(MAILBOX_BYTES)?;
         self.txn.open_table(PUSH_ENDPOINTS)?;
         self.txn.open_table(OUTBOX_LEN)?;
@@ -636,6 +654,16 @@ impl<'a> WriteTx<'a> {
         dev: &DeviceKey,
     ) -> Result<(), StoreError> {
         open!(self, MAILBOX_USERS).insert(*curve, dev)?;
+        Ok(())
+    }
+
+    /// Counts a device registered with this node's mailbox against its identity.
+    pub fn put_mailbox_identity(
+        &mut self,
+        identity: &IdentityKey,
+        dev: &DeviceKey,
+    ) -> Result<(), StoreError> {
+        open!(self, MAILBOX_IDENTITIES).insert((identity.as_bytes(), dev.as_bytes()), ())?;
         Ok(())
     }
 

@@ -26,6 +26,11 @@ impl State {
         let curve = cert.curve25519;
         let key_registered = w.mailbox_user(&curve)?.is_some();
         let devices = w.mailbox_users_len()?;
+        let per_identity = self
+            .mailbox
+            .config()
+            .map_or(0, |c| c.max_devices_per_identity);
+        let identity_devices = w.mailbox_identity_devices(&cert.identity, per_identity)?;
         let verdict = self.mailbox.register(&mailbox_core::Registration {
             peer,
             cert: &cert,
@@ -33,12 +38,13 @@ impl State {
             bound_to: known.as_ref().map(|d| d.identity),
             key_registered,
             devices,
+            identity_devices,
         });
         match verdict {
             mailbox_core::Verdict::Accept(()) => {}
             mailbox_core::Verdict::Refuse(r) => {
                 if r == Refusal::Busy {
-                    warn!("mailbox full: no room for another device");
+                    warn!("mailbox full: no room for another device (in all or of its identity)");
                 }
                 return Ok(Response::Refused(r));
             }
@@ -55,9 +61,11 @@ impl State {
             mailboxes: Vec::new(),
             prekey: None,
         });
+        let cert_identity = cert.identity;
         d.cert = Some(cert);
         w.put_device(&dev, &d)?;
         w.put_mailbox_user(&curve, &dev)?;
+        w.put_mailbox_identity(&cert_identity, &dev)?;
         // Hand over whatever is waiting for it (now that it registered on this connection).
         self.delivery.reachable(&dev);
         after.push(After::Pump(dev));
@@ -92,8 +100,8 @@ impl State {
                 return Ok(Response::Refused(Refusal::EndpointRefused));
             }
         }
+        // A new endpoint does not reset the wake-up limit (the mailbox core's rule).
         w.set_push_endpoint(&dev, endpoint.as_deref())?;
-        self.mailbox.push_set(&dev);
         Ok(Response::PushSet)
     }
 

@@ -265,10 +265,23 @@ impl State {
         let Some(dev) = dev else {
             return Ok(Response::Refused(Refusal::Unauthorized));
         };
+        // The device's share: topics only it would have kept (its own watch of a topic
+        // does not count as another's).
+        let share = self.mailbox.config().map_or(0, |c| c.topics_per_device);
+        let mut others = Vec::with_capacity(topics.len());
+        for t in &topics {
+            let mine = u64::from(w.watches_topic(&dev, t)?);
+            others.push(w.topic_watchers(t)?.saturating_sub(mine) > 0);
+        }
+        let own = self.groups.topics();
+        if !rules::within_share(&topics, &others, &own, share) {
+            warn!("a device watches more group topics than its share; refused");
+            return Ok(Response::Refused(Refusal::Busy));
+        }
         // Room for the topics nobody watches yet (counted against what the store holds in
         // this transaction, and our own groups' topics).
         let kept = w.watched_topics()?;
-        if !rules::has_room(&topics, &kept, &self.groups.topics()) {
+        if !rules::has_room(&topics, &kept, &own) {
             warn!("mailbox keeps as many group topics as it can; a watch is refused");
             return Ok(Response::Refused(Refusal::Busy));
         }

@@ -10,9 +10,12 @@
 //! 1. A device connects and registers ([`MailboxService::register`]), on every connection.
 //!    The checks, in order: this node serves as a mailbox; the invite token, when the
 //!    operator requires one; the certificate names the connection's own peer id; a device
-//!    the store knows stays bound to the identity it was first seen with; there is room for
-//!    one more device ([`MailboxConfig::max_devices`]) unless its key is registered already.
-//!    A wrong token or another peer's certificate is penalised. An accepted registration
+//!    the store knows stays bound to the identity it was first seen with; unless its key is
+//!    registered already, its identity has fewer than
+//!    [`MailboxConfig::max_devices_per_identity`] devices here and there is room for one more
+//!    device in all ([`MailboxConfig::max_devices`]), else `Busy`. A wrong token or another
+//!    peer's certificate is penalised. (One device per peer: the certificate names the
+//!    connection's peer; how often a peer may ask is kith-net's request rate.) An accepted registration
 //!    marks the connection *registered here* until it closes
 //!    ([`MailboxService::disconnected`]), and the answer tells the device its quota and what
 //!    is kept for it ([`MailboxService::registration_answer`]).
@@ -25,9 +28,9 @@
 //!    [`KEPT_MAIL_HOLD`] (offline devices are not dialled: they come to the mailbox).
 //! 4. A deposit for a device that is away and gave a push endpoint wakes it
 //!    ([`MailboxService::wake`]), at most once per [`WAKE_EVERY`] per device, for up to
-//!    [`MAX_WAKE_ENTRIES`] devices. Setting a new endpoint ([`MailboxService::push_set`],
-//!    only by a registered device, checked against the operator's [`PushPolicy`]) may be
-//!    woken at once.
+//!    [`MAX_WAKE_ENTRIES`] devices. Setting a new endpoint (only by a registered device,
+//!    checked against the operator's [`PushPolicy`], [`MailboxService::push_verdict`]) does
+//!    not reset that limit: a device changing endpoints is woken no more often.
 //! 5. Kept envelopes older than [`MailboxConfig::retention`] are dropped
 //!    ([`MailboxService::expiry_cutoff`], [`is_expired`]).
 //!
@@ -52,6 +55,11 @@ pub const MAILBOX_QUOTA: usize = 10_000;
 pub const MAILBOX_QUOTA_BYTES: u64 = 256 << 20;
 /// Most devices a mailbox serves at once, by default.
 pub const MAILBOX_MAX_DEVICES: usize = 100_000;
+/// Most devices of one identity a mailbox serves, by default.
+pub const MAILBOX_DEVICES_PER_IDENTITY: usize = 8;
+/// Most group topics one device may make a mailbox keep that no other device watches, by
+/// default (an eighth of what a mailbox can keep, `crate::cores::watch::MAX_MAILBOX_TOPICS`).
+pub const MAILBOX_TOPICS_PER_DEVICE: usize = 128;
 /// How long a mailbox keeps an envelope for an offline device, by default.
 pub const MAILBOX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Most devices whose last wake-up time a mailbox remembers (for the rate limit).
@@ -88,6 +96,11 @@ pub struct MailboxConfig {
     pub tokens: Option<Vec<String>>,
     /// Most devices registered at once; more are refused as busy.
     pub max_devices: usize,
+    /// Most devices of one identity registered at once; more are refused as busy.
+    pub max_devices_per_identity: usize,
+    /// Most group topics one device may have kept that no other device watches; a watch
+    /// past that is refused as busy.
+    pub topics_per_device: usize,
     /// Most ciphertext bytes kept per registered device.
     pub max_bytes: u64,
     /// Which push endpoints wake-ups may go to.
@@ -102,6 +115,8 @@ impl std::fmt::Debug for MailboxConfig {
             .field("quota", &self.quota)
             .field("tokens", &self.tokens.as_ref().map(Vec::len))
             .field("max_devices", &self.max_devices)
+            .field("max_devices_per_identity", &self.max_devices_per_identity)
+            .field("topics_per_device", &self.topics_per_device)
             .field("max_bytes", &self.max_bytes)
             .field("push", &self.push)
             .finish()
@@ -115,6 +130,8 @@ impl Default for MailboxConfig {
             quota: MAILBOX_QUOTA,
             tokens: None,
             max_devices: MAILBOX_MAX_DEVICES,
+            max_devices_per_identity: MAILBOX_DEVICES_PER_IDENTITY,
+            topics_per_device: MAILBOX_TOPICS_PER_DEVICE,
             max_bytes: MAILBOX_QUOTA_BYTES,
             push: PushPolicy::default(),
         }
@@ -148,6 +165,9 @@ pub struct Registration<'a> {
     pub key_registered: bool,
     /// How many devices are registered here.
     pub devices: usize,
+    /// How many devices of the certificate's identity are registered here (counted up to
+    /// [`MailboxConfig::max_devices_per_identity`]).
+    pub identity_devices: usize,
 }
 
 /// The invite token is a secret: Debug shows only whether there is one.
@@ -160,6 +180,7 @@ impl std::fmt::Debug for Registration<'_> {
             .field("bound_to", &self.bound_to.is_some())
             .field("key_registered", &self.key_registered)
             .field("devices", &self.devices)
+            .field("identity_devices", &self.identity_devices)
             .finish()
     }
 }
@@ -236,7 +257,9 @@ impl MailboxService {
         if r.bound_to.is_some_and(|id| id != r.cert.identity) {
             return Verdict::Refuse(Refusal::Invalid);
         }
-        if !r.key_registered && r.devices >= cfg.max_devices {
+        if !r.key_registered
+            && (r.identity_devices >= cfg.max_devices_per_identity || r.devices >= cfg.max_devices)
+        {
             return Verdict::Refuse(Refusal::Busy);
         }
         self.registered_here.insert(r.peer);
@@ -322,11 +345,6 @@ impl MailboxService {
         PushVerdict::Set
     }
 
-    /// `dev` set a new push endpoint: it may be woken at once.
-    pub fn push_set(&mut self, dev: &DeviceKey) {
-        self.wakes.forget(dev);
-    }
-
     /// The time before which kept envelopes are dropped, given the wall clock `now_ms`
     /// (`None` when this node keeps none).
     pub fn expiry_cutoff(&self, now_ms: u64) -> Option<u64> {
@@ -340,6 +358,18 @@ impl MailboxService {
     pub fn may_claim_one_time_key(&mut self, peer: PeerId, now: Instant) -> bool {
         self.claims.allow(peer, now)
     }
+}
+
+/// Checks an operator's invite tokens (`kith up --mailbox-token`, kith-bootstrap's
+/// `invite_tokens`): at least one, each 8 to 256 characters.
+pub fn check_invite_tokens(tokens: &[String]) -> Result<(), &'static str> {
+    if tokens.is_empty() {
+        return Err("invite-only registration needs at least one invite token");
+    }
+    if tokens.iter().any(|t| t.len() < 8 || t.len() > 256) {
+        return Err("invite tokens must be 8 to 256 characters");
+    }
+    Ok(())
 }
 
 /// Whether an outbox item is kept mail queued before `cutoff_ms` (see
@@ -399,6 +429,7 @@ mod tests {
             bound_to: None,
             key_registered: false,
             devices: 0,
+            identity_devices: 0,
         }
     }
 
@@ -636,9 +667,62 @@ mod tests {
         assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY));
         // Another device has its own window.
         assert!(m.wake(DeviceKey([8; 32]), true, true, t0 + WAKE_EVERY + MS));
-        // A new endpoint: woken at once.
-        m.push_set(&DEV);
-        assert!(m.wake(DEV, true, true, t0 + 2 * WAKE_EVERY + MS));
+    }
+
+    /// Setting a push endpoint (again and again) does not reset the wake-up limit: a device
+    /// cannot make its mailbox wake it (or a third party's endpoint) more often than once
+    /// per WAKE_EVERY.
+    #[test]
+    fn a_new_push_endpoint_does_not_reset_the_wake_up_limit() {
+        let t0 = Instant::now();
+        let mut m = serving(MailboxConfig::default());
+        assert!(m.wake(DEV, true, true, t0));
+        for n in 1..10u32 {
+            let now = t0 + n * MS;
+            assert_eq!(
+                m.push_verdict(true, Some("https://push.example/x")),
+                PushVerdict::Set
+            ); // parse only
+            assert!(!m.wake_due(&DEV, now), "set {n} times, still not due");
+            assert!(!m.wake(DEV, true, true, now));
+        }
+        assert!(m.wake(DEV, true, true, t0 + WAKE_EVERY));
+    }
+
+    /// Devices per identity: an identity's devices past the cap are refused as busy while
+    /// another identity registers; a device registered already comes back; the global cap
+    /// holds whatever the identity.
+    #[test]
+    fn devices_per_identity_and_in_all_are_capped() {
+        let mut m = serving(MailboxConfig {
+            max_devices: 4,
+            max_devices_per_identity: 2,
+            ..with_tokens()
+        });
+        let (p, q) = (peer(1), peer(2));
+        let (third, other) = (cert_of(p, 9), cert_of(q, 10));
+        let over = Registration {
+            identity_devices: 2,
+            devices: 2,
+            ..registration(p, &third)
+        };
+        assert_eq!(m.register(&over), Verdict::Refuse(Refusal::Busy));
+        let back = Registration {
+            key_registered: true,
+            ..over
+        };
+        assert_eq!(m.register(&back), Verdict::Accept(()));
+        let another = Registration {
+            identity_devices: 0,
+            devices: 2,
+            ..registration(q, &other)
+        };
+        assert_eq!(m.register(&another), Verdict::Accept(()));
+        let full = Registration {
+            devices: 4,
+            ..another
+        };
+        assert_eq!(m.register(&full), Verdict::Refuse(Refusal::Busy));
     }
 
     #[test]

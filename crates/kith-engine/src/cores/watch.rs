@@ -36,8 +36,9 @@
 //!
 //! 1. A device gives its watch set → [`check_watch`]: only while serving, only a registered
 //!    device, at most [`MAX_WATCH_TOPICS`] group topics (kept sorted, without duplicates);
-//!    [`has_room`]: at most [`MAX_MAILBOX_TOPICS`] subscribed topics, our own groups'
-//!    included, else `Busy`.
+//!    [`within_share`]: at most its share of topics nobody else watches (an operator's knob,
+//!    `MailboxConfig::topics_per_device`), else `Busy`; [`has_room`]: at most
+//!    [`MAX_MAILBOX_TOPICS`] subscribed topics, our own groups' included, else `Busy`.
 //! 2. The store's change of the watched union → [`Watch::kept_changed`]: subscribe to the
 //!    topics watched now and not ours anyway, unsubscribe from those nobody watches.
 //! 3. Frames on a kept topic ([`Watch::keeps`]) are kept per topic within
@@ -396,6 +397,18 @@ pub fn has_room(topics: &[String], kept: &[String], own: &[String]) -> bool {
     fresh == 0 || kept.len() + own_apart + fresh <= MAX_MAILBOX_TOPICS
 }
 
+/// As a mailbox: does a device's watch set stay within its `share` of topics it alone
+/// would make this mailbox keep? `others[i]` tells whether another device watches
+/// `topics[i]`; topics of our own groups cost nothing.
+pub fn within_share(topics: &[String], others: &[bool], own: &[String], share: usize) -> bool {
+    let alone = topics
+        .iter()
+        .zip(others)
+        .filter(|(t, other)| !**other && !own.contains(t))
+        .count();
+    alone <= share
+}
+
 /// As a mailbox: may a peer ask for the frames kept on a topic? Only a registered device,
 /// while serving, that watches the topic.
 pub fn may_ask_kept(registered: bool, serving: bool, watches: bool) -> bool {
@@ -732,6 +745,23 @@ mod tests {
         assert!(has_room(&[name(MAX_MAILBOX_TOPICS)], &kept, &own));
         let two = [name(MAX_MAILBOX_TOPICS), name(MAX_MAILBOX_TOPICS + 1)];
         assert!(!has_room(&two, &kept, &own));
+    }
+
+    /// One device may make the mailbox keep at most its share of topics nobody else
+    /// watches; topics others watch and our own cost it nothing.
+    #[test]
+    fn one_device_takes_no_more_than_its_share_of_topics() {
+        let name = |i: usize| format!("t{i:06}");
+        let topics: Vec<String> = (0..6).map(name).collect();
+        let own = vec![name(5)];
+        let alone = [false; 6];
+        assert!(
+            !within_share(&topics, &alone, &own, 4),
+            "five alone, share four"
+        );
+        assert!(within_share(&topics, &alone, &own, 5));
+        let shared = [true, false, false, false, false, false];
+        assert!(within_share(&topics, &shared, &own, 4));
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::anon::Anon;
 use crate::api::{COMMAND_QUEUE, EVENT_QUEUE, NetCommand, NetEvent, NetHandle, ReachInfo};
 use crate::config::{NetConfig, NetError, TransportBuilder};
 use crate::idle::Idle;
+use crate::limits::Gate;
 use crate::observe::NetObserver;
 use crate::reach::{Reach, Reachability, is_circuit};
 use crate::strikes::{BLOCK_FOR, Strikes};
@@ -192,6 +193,8 @@ pub async fn spawn(
         signal_out: BoundedMap::new(MAX_SIGNAL_STATE),
         signal_in: HashMap::new(),
         signal_rate: BoundedMap::new(MAX_SIGNAL_STATE),
+        request_gate: Gate::requests(&cfg.options.limits),
+        put_gate: Gate::dht_puts(&cfg.options.limits),
         idle: Idle::new(idle_for),
     };
     let task = tokio::spawn(async move {
@@ -227,6 +230,10 @@ pub(crate) struct Actor {
     record_queries: HashMap<kad::QueryId, RecordQuery>,
     /// Strikes and blocks ([`Strikes`]).
     strikes: Strikes,
+    /// Requests per peer and minute ([`crate::limits`]).
+    request_gate: Gate,
+    /// DHT records put per peer and hour.
+    put_gate: Gate,
     /// Relay reservations and AutoNAT's verdict.
     reach: Reach,
     /// What the handle reports of `reach`.
@@ -534,6 +541,11 @@ impl Actor {
                 };
                 info!(status = status.as_str(), "reachability");
                 self.reach.nat = status;
+                // A node others cannot dial asks the DHT but does not serve it.
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .set_mode(Some(crate::limits::kad_mode(status)));
                 self.reserve_relays();
                 self.emit(NetEvent::Reachability { status }).await?;
             }

@@ -2,7 +2,8 @@
 //!
 //! - **Stored here**: a record a peer puts to us is kept only when it is valid
 //!   ([`valid_record`]: right key, valid signatures, in date) and newer than the one we
-//!   hold; an invalid one counts a strike against the sender.
+//!   hold; an invalid one counts a strike against the sender. A peer may put
+//!   [`crate::NetLimits::dht_puts_per_hour`] records; more are dropped ([`crate::limits`]).
 //! - **Published**: a tagged publication's outcome (stored by at least one peer, or not)
 //!   goes to the engine.
 //! - **Looked up**: each step of a lookup may bring a record; invalid ones count against
@@ -11,7 +12,7 @@
 //!   the first valid record ([`crate::Lookup`]); a probe
 //!   ([`crate::NetCommand::ProbeRecord`]) is for the observer only.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kith_proto::record::{UserRecord, user_record_key};
 use kith_types::now_ms;
@@ -20,6 +21,7 @@ use tracing::debug;
 
 use super::Actor;
 use crate::api::NetEvent;
+use crate::limits::Pass;
 use crate::observe::Lookup;
 
 /// A lookup in flight.
@@ -56,6 +58,21 @@ impl Actor {
         );
     }
 
+    /// Counts a DHT record `peer` put here: whether it is over the peer's rate (then it is
+    /// dropped, and a peer far over it penalised).
+    fn put_refused(&mut self, peer: libp2p::PeerId) -> bool {
+        match self.put_gate.pass(peer, Instant::now()) {
+            Pass::Serve => false,
+            pass => {
+                debug!(%peer, "DHT records over the peer's rate; dropped");
+                if pass == Pass::Strike {
+                    self.penalize(peer, "DHT records far over the rate limit");
+                }
+                true
+            }
+        }
+    }
+
     pub(super) async fn on_kad(&mut self, ev: kad::Event) -> Result<(), ()> {
         match ev {
             kad::Event::InboundRequest {
@@ -66,6 +83,7 @@ impl Actor {
                         ..
                     },
             } => match valid_record(&record) {
+                Some(_) if self.put_refused(source) => {}
                 Some(user) => {
                     let store = self.swarm.behaviour_mut().kad.store_mut();
                     let newer = match store.get(&record.key) {

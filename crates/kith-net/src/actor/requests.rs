@@ -3,8 +3,9 @@
 //!
 //! - **Inbound requests** that decode go to the engine with an id it answers by; those that
 //!   do not are answered at once (`Refused(Invalid)`, `Ignored`) and count a strike against
-//!   the peer. At most [`MAX_PENDING_INBOUND`] requests wait for the engine (more are
-//!   refused as busy).
+//!   the peer. A peer over its request rate is answered `Refused(Busy)` here, and one far
+//!   over it counts strikes ([`crate::limits`]). At most [`MAX_PENDING_INBOUND`] requests
+//!   wait for the engine (more are refused as busy).
 //! - **Signals** are rate-limited per peer (a token bucket, [`SIGNALS_PER_SEC`] with bursts
 //!   of [`SIGNAL_BURST`]); most are answered `Ok` here and only passed on (dropped when the
 //!   engine is busy); a profile request waits for the engine's answer.
@@ -31,6 +32,7 @@ use crate::anon::AnonBehaviourEvent;
 use crate::api::NetEvent;
 use crate::api::RequestFailure;
 use crate::codec::{BadFrame, Inbound, InboundSignal};
+use crate::limits::Pass;
 
 /// Most inbound requests waiting for the engine's answer; more are refused as busy.
 pub const MAX_PENDING_INBOUND: usize = 4096;
@@ -251,6 +253,19 @@ impl Actor {
                 request: req,
                 channel,
             }) => {
+                let pass = self.request_gate.pass(peer, Instant::now());
+                if pass != Pass::Serve {
+                    debug!(%peer, "request over the peer's rate");
+                    if pass == Pass::Strike {
+                        self.penalize(peer, "requests far over the rate limit");
+                    }
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .msg
+                        .send_response(channel, Response::Refused(Refusal::Busy));
+                    return Ok(());
+                }
                 if self.pending_inbound.len() >= MAX_PENDING_INBOUND {
                     let _ = self
                         .swarm
