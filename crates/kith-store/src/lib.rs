@@ -88,6 +88,10 @@ pub enum StoreError {
     /// A stored value does not decode (a damaged row, or a bug that wrote it).
     #[error("a stored value does not decode")]
     Undecodable(#[source] kith_proto::codec::DecodeError),
+    /// A device certificate names a Curve25519 key bound to another device (callers check
+    /// [`crate::ReadTx::curve_free_for`] first; a key is never rebound).
+    #[error("a Curve25519 key bound to one device cannot be rebound to another")]
+    CurveBound,
     /// A step of a transaction failed on purpose (fault injection in tests and simulations).
     #[error("injected failure: {0}")]
     Injected(&'static str),

@@ -91,6 +91,18 @@ macro_rules! reads {
             Ok(t.get(curve.as_bytes())?.map(|v| DeviceKey(v.value())))
         }
 
+        /// Whether `curve` may be bound to device `dev`: it is bound to no device yet, or to
+        /// `dev` already. A Curve25519 key bound to one device is never rebound to another
+        /// (issue 14, hole 2: a certificate from another identity or device naming a known
+        /// key is refused wherever certificates are learned).
+        pub fn curve_free_for(
+            &self,
+            curve: &CurveKey,
+            dev: &DeviceKey,
+        ) -> Result<bool, StoreError> {
+            Ok(self.device_by_curve(curve)?.is_none_or(|d| d == *dev))
+        }
+
         /// Every known remote device.
         pub fn devices(&self) -> Result<Vec<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
@@ -449,6 +461,11 @@ impl<'a> WriteTx<'a> {
 
     /// Adds or replaces a remote device.
     pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
+        if let Some(cert) = &d.cert
+            && !self.curve_free_for(&cert.curve25519, key)?
+        {
+            return Err(StoreError::CurveBound);
+        }
         open!(self, DEVICES).insert(key.as_bytes(), enc(d)?.as_slice())?;
         if let Some(cert) = &d.cert {
             open!(self, CURVE_DEVICES).insert(cert.curve25519.as_bytes(), key.to_bytes())?;
@@ -481,6 +498,7 @@ impl<'a> WriteTx<'a> {
     pub fn remove_device(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
+            && self.device_by_curve(&cert.curve25519)? == Some(*key)
         {
             open!(self, CURVE_DEVICES).remove(cert.curve25519.as_bytes())?;
         }
@@ -639,6 +657,9 @@ impl<'a> WriteTx<'a> {
         curve: &CurveKey,
         dev: &DeviceKey,
     ) -> Result<(), StoreError> {
+        if self.mailbox_user(curve)?.is_some_and(|d| d != *dev) {
+            return Err(StoreError::CurveBound);
+        }
         open!(self, MAILBOX_USERS).insert(curve.as_bytes(), dev.to_bytes())?;
         Ok(())
     }

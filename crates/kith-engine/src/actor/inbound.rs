@@ -266,6 +266,10 @@ impl State {
             Err(r) => return Ok(Err(r)),
         };
         let dev = device_key(&cert.peer_id);
+        // A key bound to another device is never rebound (issue 14, hole 2).
+        if !w.curve_free_for(&curve, &dev)? {
+            return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));
+        }
         let existing = w.device(&dev)?;
         let known_as = existing.as_ref().map(|d| d.identity);
         let contact = w.contact(&cert.identity)?.is_some();

@@ -193,6 +193,9 @@ enum Pending {
         mailbox: MailboxRef,
         token: Option<String>,
         reply: Option<Reply<MailboxView>>,
+        /// The first step: a pre-key claimed from the mailbox, to prove with it that this
+        /// device holds its Curve25519 key (then the registration itself is sent).
+        proving: bool,
     },
     /// Per envelope sent, the outbox items it carries; `via_mailbox` when it went to one of
     /// the device's mailboxes instead of the device.

@@ -220,6 +220,18 @@ impl State {
                     mailbox,
                     token,
                     reply,
+                    proving: true,
+                },
+                Response::Prekey(bundle),
+            ) => {
+                self.register_proven(mailbox, token, reply, &bundle);
+            }
+            (
+                Pending::Register {
+                    mailbox,
+                    token,
+                    reply,
+                    proving: false,
                 },
                 resp @ (Response::Registered { .. } | Response::Registration { .. }),
             ) => {
@@ -429,6 +441,15 @@ impl State {
             }
         }
         let curve = bundle.cert.curve25519;
+        if !w.curve_free_for(&curve, &dev)? {
+            // Another device's key in this device's certificate (issue 14, hole 2).
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: outbox_core::BAD_BUNDLE,
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
         let learned = device.cert.is_none();
         device.cert = Some(bundle.cert.clone());
         w.put_device(&dev, &device)?;
@@ -490,7 +511,7 @@ impl State {
             d.addrs = merged;
             d.mailboxes = rd.mailboxes.clone();
             d.prekey = rd.prekey.clone();
-            let learned = d.cert.is_none();
+            let learned = d.cert.is_none() && w.curve_free_for(&rd.cert.curve25519, &dev)?;
             if learned {
                 d.cert = Some(rd.cert.clone());
             }
