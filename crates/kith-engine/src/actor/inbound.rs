@@ -216,7 +216,8 @@ impl State {
         if let Some(e) = error {
             warn!(%peer, error = %e, "malformed sealed message");
         }
-        let sealed = match carry_verdict(peer, verdict, after) {
+        let blamed = self.blame(w, peer, known_dev)?;
+        let sealed = match carry_verdict(blamed, verdict, after) {
             Ok(s) => s,
             Err(r) => return Ok(r),
         };
@@ -250,6 +251,27 @@ impl State {
         Ok(answer)
     }
 
+    /// Who pays for a bad envelope (issue 14, hole 7): the connection's peer for one it
+    /// delivered itself; for one a mailbox of ours relayed, the author's device when it is
+    /// known (`author`), and never the mailbox, which cannot open what it keeps.
+    fn blame(
+        &self,
+        w: &WriteTx<'_>,
+        peer: PeerId,
+        author: Option<DeviceKey>,
+    ) -> Result<Option<PeerId>, Fatal> {
+        let connection = peer.to_bytes();
+        if !self.my_mailboxes.iter().any(|m| m.peer_id == connection) {
+            return Ok(Some(peer));
+        }
+        let Some(dev) = author else {
+            return Ok(None);
+        };
+        Ok(w.device(&dev)?
+            .and_then(|d| PeerId::from_bytes(&d.peer_id).ok())
+            .filter(|p| *p != peer))
+    }
+
     /// Binds a device not known yet, as the inbound core decides: returns its key, or the
     /// answer to the envelope when it is refused.
     fn bind_new(
@@ -261,7 +283,10 @@ impl State {
         sessions: Option<PeerSessions>,
         after: &mut Vec<After>,
     ) -> Result<Result<DeviceKey, DeliveryResult>, Fatal> {
-        let cert = match carry_verdict(peer, inbound_core::check_cert(cert, &curve), after) {
+        // A new device is known by nothing but the certificate being checked: for one a
+        // mailbox of ours relayed, nobody can be blamed.
+        let blamed = self.blame(w, peer, None)?;
+        let cert = match carry_verdict(blamed, inbound_core::check_cert(cert, &curve), after) {
             Ok(cert) => cert.clone(),
             Err(r) => return Ok(Err(r)),
         };
@@ -404,7 +429,7 @@ impl State {
 /// Carries out a verdict of the inbound core: what it accepted, or the answer to a refused
 /// envelope (a penalty goes to the network after the commit).
 fn carry_verdict<A>(
-    peer: PeerId,
+    blamed: Option<PeerId>,
     v: Verdict<RejectReason, A>,
     after: &mut Vec<After>,
 ) -> Result<A, DeliveryResult> {
@@ -412,7 +437,9 @@ fn carry_verdict<A>(
         Verdict::Accept(a) => Ok(a),
         Verdict::Refuse(r) => Err(DeliveryResult::Rejected(r)),
         Verdict::Penalize(r, reason) => {
-            after.push(After::Net(NetCommand::Penalize { peer, reason }));
+            if let Some(peer) = blamed {
+                after.push(After::Net(NetCommand::Penalize { peer, reason }));
+            }
             Err(DeliveryResult::Rejected(r))
         }
     }
