@@ -66,6 +66,15 @@ pub(crate) const MAILBOX_BYTES: TableDefinition<&[u8; 32], u64> =
 pub(crate) const PUSH_ENDPOINTS: TableDefinition<&[u8; 32], &str> =
     TableDefinition::new("push_endpoints");
 
+/// The index by which a relayed envelope finds its session in one lookup (issue 14, hole
+/// 3): the ratchet key a device last wrote with → the device, and back (so each device
+/// holds one entry, and the index stays as big as the devices it names).
+pub(crate) const RATCHET_DEVICES: TableDefinition<&[u8; 32], [u8; 32]> =
+    TableDefinition::new("ratchet_devices");
+/// The other direction of [`RATCHET_DEVICES`]: a device → the ratchet key it last wrote with.
+pub(crate) const DEVICE_RATCHETS: TableDefinition<&[u8; 32], [u8; 32]> =
+    TableDefinition::new("device_ratchets");
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -103,6 +103,16 @@ macro_rules! reads {
             Ok(self.device_by_curve(curve)?.is_none_or(|d| d == *dev))
         }
 
+        /// The device whose last envelope carried the Olm ratchet key `ratchet` (the index a
+        /// relayed envelope finds its session by, in one lookup).
+        pub fn device_by_ratchet(
+            &self,
+            ratchet: &[u8; 32],
+        ) -> Result<Option<DeviceKey>, StoreError> {
+            let t = open!(self, RATCHET_DEVICES);
+            Ok(t.get(ratchet)?.map(|v| DeviceKey(v.value())))
+        }
+
         /// Every known remote device.
         pub fn devices(&self) -> Result<Vec<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
@@ -345,6 +355,8 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(PUSH_ENDPOINTS)?;
         self.txn.open_table(OUTBOX_LEN)?;
         self.txn.open_table(CONTACT_EXTRAS)?;
+        self.txn.open_table(RATCHET_DEVICES)?;
+        self.txn.open_table(DEVICE_RATCHETS)?;
         self.create_group_tables()?;
         self.create_topic_tables()?;
         Ok(())
@@ -494,8 +506,33 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
+    /// Records that `dev`'s latest envelope opened carried the ratchet key `ratchet`: its
+    /// next ones under the same key find it by [`Self::device_by_ratchet`]. The device's
+    /// earlier key leaves the index (one entry per device); a key never moves to another
+    /// device (the first stays: `false`).
+    pub fn set_ratchet(&mut self, dev: &DeviceKey, ratchet: &[u8; 32]) -> Result<bool, StoreError> {
+        if let Some(owner) = self.device_by_ratchet(ratchet)? {
+            return Ok(owner == *dev);
+        }
+        let old = open!(self, DEVICE_RATCHETS)
+            .insert(dev.as_bytes(), *ratchet)?
+            .map(|v| v.value());
+        let mut t = open!(self, RATCHET_DEVICES);
+        if let Some(old) = old {
+            t.remove(&old)?;
+        }
+        t.insert(ratchet, dev.to_bytes())?;
+        Ok(true)
+    }
+
     /// Removes a device with its sessions and everything waiting for it.
     pub fn remove_device(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
+        let old = open!(self, DEVICE_RATCHETS)
+            .remove(key.as_bytes())?
+            .map(|v| v.value());
+        if let Some(old) = old {
+            open!(self, RATCHET_DEVICES).remove(&old)?;
+        }
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
             && self.device_by_curve(&cert.curve25519)? == Some(*key)
