@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use common::*;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
-use kith_crypto::{Device, Identity};
+use kith_crypto::{Device, Identity, PeerSessions};
 use kith_proto::record::DeviceCert;
-use kith_proto::wire::{MAX_FRAME, PROTOCOL, Refusal, Request, Response, registration_binding};
+use kith_proto::wire::{
+    Body, DeliveryResult, Envelope, MAX_FRAME, PROTOCOL, Refusal, Request, Response, Sealed,
+    registration_binding,
+};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -274,4 +277,122 @@ fn an_attacker_cannot_take_over_a_victims_mailbox_slot() {
         .map(|m| m["text"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(got, ["warm up", "one", "two"], "every message exactly once");
+}
+
+/// Deposits `envelopes` at the mailbox; each must be kept.
+async fn deposit(eve: &mut Attacker, mailbox: &(PeerId, Multiaddr), envelopes: Vec<Envelope>) {
+    let n = envelopes.len();
+    match eve.ask(mailbox, Request::Deliver { envelopes }).await {
+        Response::Delivered { results } => {
+            assert_eq!(results, vec![DeliveryResult::Accepted; n], "deposits kept")
+        }
+        other => panic!("deposit: {other:?}"),
+    }
+}
+
+/// How many items the node's outbox holds (a mailbox's kept mail included).
+fn outbox(node: &Node) -> u64 {
+    node.json(&["status"])[0]["outbox"].as_u64().unwrap()
+}
+
+/// Issue 14, hole 3: "a mailbox never drops kept mail on a device's `Undecryptable`". An
+/// envelope Bob cannot open now (here: bytes no session of his opens) stays at his mailbox,
+/// behind his other mail, instead of being deleted when Bob refuses it — its sender deleted
+/// its own copy when the mailbox took it. Before the fix the mailbox dropped it.
+#[test]
+fn a_mailbox_keeps_mail_its_device_could_not_open() {
+    let (m, a, mut b) = mailbox_alice_bob();
+    let mailbox = peer_and_addr(&m);
+    let rt = runtime();
+    let mut eve = Attacker::new();
+    let bob_curve = rt.block_on(async {
+        match eve.ask(&peer_and_addr(&b), Request::ClaimPrekey).await {
+            Response::Prekey(bundle) => bundle.cert.curve25519,
+            other => panic!("claim: {other:?}"),
+        }
+    });
+    b.stop();
+    rt.block_on(deposit(
+        &mut eve,
+        &mailbox,
+        vec![Envelope {
+            to_device: bob_curve,
+            kind: 1,
+            ciphertext: vec![0x5a; 40],
+        }],
+    ));
+    a.send("Bob", "behind it");
+    wait_for(W, "Alice's message kept by the mailbox", || {
+        (a.history("Bob").last()?["status"] == "sent").then_some(())
+    });
+    assert_eq!(outbox(&m), 2);
+    b.start();
+    // Both went to Bob in one batch: Alice's was taken, the other refused and kept.
+    a.wait_status("Bob", 2, "delivered", W);
+    wait_for(W, "the mailbox to settle", || {
+        (outbox(&m) <= 1).then_some(())
+    });
+    assert_eq!(outbox(&m), 1, "the envelope Bob could not open is kept");
+    let got = b.wait_received("Alice", 2, W);
+    assert_eq!(got[1]["text"], "behind it");
+}
+
+/// Issue 14, hole 7: "Five bad envelopes relayed by a contact's mailbox strike the author,
+/// never the mailbox." Eve writes to Bob once properly (so Bob knows her device), then sends
+/// five envelopes that open but hold no valid sealed message, all through Bob's mailbox
+/// while he is away. Bob strikes Eve's device for each, and never his mailbox. Before the
+/// fix each struck the mailbox, and the fifth blocked it.
+#[test]
+fn bad_envelopes_relayed_by_a_mailbox_strike_their_author_not_the_mailbox() {
+    let (m, _a, mut b) = mailbox_alice_bob();
+    let mailbox = peer_and_addr(&m);
+    let rt = runtime();
+    let mut eve = Attacker::new();
+    let bundle = rt.block_on(async {
+        match eve.ask(&peer_and_addr(&b), Request::ClaimPrekey).await {
+            Response::Prekey(bundle) => bundle,
+            other => panic!("claim: {other:?}"),
+        }
+    });
+    let mut s = PeerSessions::new(bundle.cert.curve25519);
+    s.open_outbound(&eve.device, &bundle).unwrap();
+    let hello = Sealed {
+        version: 1,
+        sender: Some(eve.device.cert().clone()),
+        bodies: vec![Body::Text {
+            id: 1,
+            sent_at_ms: 1,
+            text: "hello from Eve".into(),
+        }],
+    };
+    let mut envelopes = vec![s.encrypt(&hello.encode().unwrap()).unwrap()];
+    for i in 0..5u8 {
+        envelopes.push(s.encrypt(&[0xee, i, 0xee, 0xee]).unwrap());
+    }
+    b.stop();
+    rt.block_on(deposit(&mut eve, &mailbox, envelopes));
+    assert_eq!(outbox(&m), 6);
+    b.start();
+    // The five bad ones were answered as malformed (and so dropped by the mailbox).
+    wait_for(W, "the mailbox to hand everything over", || {
+        (outbox(&m) == 0).then_some(())
+    });
+    let eve_id = eve.peer_id().to_string();
+    let m_id = mailbox.0.to_string();
+    let log = b.plain_logs();
+    let struck: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("peer penalised"))
+        .collect();
+    assert!(
+        !struck.iter().any(|l| l.contains(&m_id)),
+        "the mailbox was struck:\n{}",
+        struck.join("\n")
+    );
+    assert_eq!(
+        struck.iter().filter(|l| l.contains(&eve_id)).count(),
+        5,
+        "each bad envelope strikes its author:\n{}",
+        struck.join("\n")
+    );
 }
