@@ -473,14 +473,23 @@ impl<'a> WriteTx<'a> {
 
     /// Adds or replaces a remote device.
     pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
-        if let Some(cert) = &d.cert
-            && !self.curve_free_for(&cert.curve25519, key)?
+        // A certificate the device had already leaves the key → device map as it is (a store
+        // written before keys were never rebound may map its key elsewhere); a new one may
+        // bind only a key that is free or the device's own.
+        let had = self.device(key)?.and_then(|d| d.cert).map(|c| c.curve25519);
+        let binds = d
+            .cert
+            .as_ref()
+            .map(|c| c.curve25519)
+            .filter(|c| had != Some(*c));
+        if let Some(curve) = &binds
+            && !self.curve_free_for(curve, key)?
         {
             return Err(StoreError::CurveBound);
         }
         open!(self, DEVICES).insert(key.as_bytes(), enc(d)?.as_slice())?;
-        if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(cert.curve25519.as_bytes(), key.to_bytes())?;
+        if let Some(curve) = binds {
+            open!(self, CURVE_DEVICES).insert(curve.as_bytes(), key.to_bytes())?;
         }
         Ok(())
     }
