@@ -850,10 +850,21 @@ fn watch_and_topic_sync_need_a_registered_device_and_a_watched_group_topic() {
             unauthorized
         );
         // Register this raw peer as a device of a new identity.
+        // It proves it holds its key with a pre-key of the mailbox (docs/protocol.md).
         let device = Device::generate(&Identity::generate(), raw.peer_id().to_bytes()).unwrap();
-        let register = enc(&Request::Register {
+        let bundle = match raw.request("claim", claim_frame()).await {
+            Response::Prekey(bundle) => bundle,
+            other => panic!("claim: {other:?}"),
+        };
+        let binding = kith_proto::wire::registration_binding(
+            &m_peer.to_bytes(),
+            &device.cert().peer_id,
+            &device.cert().curve25519,
+        );
+        let register = enc(&Request::RegisterProven {
             cert: device.cert().clone(),
             token: None,
+            proof: device.prove_key(&bundle, &binding).unwrap(),
         });
         match raw.request("register", register).await {
             Response::Registration { .. } => {}

@@ -1,6 +1,7 @@
 use kith_proto::record::{DeviceCert, PrekeyBundle};
 use kith_types::{CurveKey, now_ms};
-use vodozemac::olm::{Account, AccountPickle};
+use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{Account, AccountPickle, OlmMessage, SessionConfig};
 
 use crate::{CryptoError, Identity, StorageKey};
 
@@ -76,6 +77,49 @@ impl Device {
         self.cert.curve25519
     }
 
+    /// Proves to another device (a mailbox) that this device holds the secret of its
+    /// Curve25519 key: an Olm pre-key message to the other device, made from the pre-key
+    /// `bundle` it handed out, carrying `binding`. Only the holder of this device's
+    /// Curve25519 secret can make one that opens (Olm's triple Diffie-Hellman mixes it in).
+    /// The session is thrown away. See docs/protocol.md, "Mailbox registration".
+    pub fn prove_key(&self, bundle: &PrekeyBundle, binding: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        bundle.validate().map_err(|_| CryptoError::BadSignature)?;
+        let mut session = self
+            .account
+            .create_outbound_session(
+                SessionConfig::version_1(),
+                Curve25519PublicKey::from_bytes(bundle.cert.curve25519.0),
+                Curve25519PublicKey::from_bytes(bundle.one_time_key),
+            )
+            .map_err(|e| CryptoError::Session(e.to_string()))?;
+        match session
+            .encrypt(binding)
+            .map_err(|e| CryptoError::Session(e.to_string()))?
+        {
+            OlmMessage::PreKey(m) => Ok(m.to_bytes()),
+            OlmMessage::Normal(_) => Err(CryptoError::Session("not a pre-key message".into())),
+        }
+    }
+
+    /// Checks a proof made by [`Self::prove_key`] for this device: it opens as a pre-key
+    /// message from `holder` (using up the one-time key it names, if not the fallback key)
+    /// and carries exactly `binding`. Any failure is `false`.
+    pub fn check_key_proof(&mut self, holder: CurveKey, proof: &[u8], binding: &[u8]) -> bool {
+        let Ok(OlmMessage::PreKey(pre)) = OlmMessage::from_parts(0, proof) else {
+            return false;
+        };
+        if pre.identity_key().to_bytes() != holder.0 {
+            return false;
+        }
+        self.account
+            .create_inbound_session(
+                SessionConfig::version_1(),
+                Curve25519PublicKey::from_bytes(holder.0),
+                &pre,
+            )
+            .is_ok_and(|created| created.plaintext == binding)
+    }
+
     /// Makes a fresh one-time key and returns it signed, for a peer that wants to open a
     /// session. With `fallback_only` (the peer has claimed too many), the fallback key is
     /// given instead, which does not use up account state.
@@ -114,5 +158,44 @@ impl Device {
             is_fallback,
             signature: sig,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(peer: u8) -> Device {
+        Device::generate(&Identity::generate(), vec![peer; 3]).unwrap()
+    }
+
+    /// Issue 14, hole 2: only the holder of a Curve25519 key can prove it to a mailbox, for
+    /// exactly the binding it was made for.
+    #[test]
+    fn only_the_holder_of_a_key_can_prove_it() {
+        let alice = device(1);
+        let mallory = device(2);
+        let mut mailbox = device(3);
+        let binding = b"alice at this mailbox".to_vec();
+        let proof = alice
+            .prove_key(&mailbox.claim_prekey(false), &binding)
+            .unwrap();
+        assert!(!mailbox.check_key_proof(alice.curve_key(), &proof, b"another binding"));
+        let proof = alice
+            .prove_key(&mailbox.claim_prekey(false), &binding)
+            .unwrap();
+        assert!(mailbox.check_key_proof(alice.curve_key(), &proof, &binding));
+        // Mallory's own proof names Mallory's key, never Alice's.
+        let forged = mallory
+            .prove_key(&mailbox.claim_prekey(true), &binding)
+            .unwrap();
+        assert!(!mailbox.check_key_proof(alice.curve_key(), &forged, &binding));
+        assert!(!mailbox.check_key_proof(alice.curve_key(), b"junk", &binding));
+        assert!(!mailbox.check_key_proof(alice.curve_key(), &[], &binding));
+        // A proof made from the fallback key opens too (it uses up no key).
+        let proof = alice
+            .prove_key(&mailbox.claim_prekey(true), &binding)
+            .unwrap();
+        assert!(mailbox.check_key_proof(alice.curve_key(), &proof, &binding));
     }
 }

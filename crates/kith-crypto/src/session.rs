@@ -136,6 +136,16 @@ impl PeerSessions {
         }
     }
 
+    /// The sender's Olm ratchet key an envelope carries (in clear, in normal and pre-key
+    /// messages alike): what a relayed envelope is indexed by.
+    pub fn ratchet_key(env: &Envelope) -> Option<[u8; 32]> {
+        match OlmMessage::from_parts(usize::from(env.kind), &env.ciphertext) {
+            Ok(OlmMessage::Normal(m)) => Some(m.ratchet_key().to_bytes()),
+            Ok(OlmMessage::PreKey(m)) => Some(m.message().ratchet_key().to_bytes()),
+            Err(_) => None,
+        }
+    }
+
     /// Decrypts an envelope from this remote device, creating an inbound session (and using up
     /// one of our one-time keys) for a new pre-key message.
     pub fn decrypt(
@@ -289,5 +299,39 @@ mod tests {
             };
             assert!(s.decrypt(&mut bob, &env).is_err());
         }
+    }
+
+    /// The ratchet key an envelope carries is the same along one sending chain, pre-key
+    /// messages included, and changes after a reply: what the relayed-envelope index keys on.
+    #[test]
+    fn the_ratchet_key_names_a_sending_chain() {
+        let (_, alice) = device();
+        let (_, mut bob) = device();
+        let mut a2b = PeerSessions::new(bob.curve_key());
+        a2b.open_outbound(&alice, &bob.claim_prekey(false)).unwrap();
+        let e1 = a2b.encrypt(b"one").unwrap();
+        let e2 = a2b.encrypt(b"two").unwrap();
+        let chain = PeerSessions::ratchet_key(&e1);
+        assert!(chain.is_some());
+        assert_eq!(PeerSessions::ratchet_key(&e2), chain);
+        let mut b2a = PeerSessions::new(alice.curve_key());
+        b2a.decrypt(&mut bob, &e1).unwrap();
+        let r = b2a.encrypt(b"reply").unwrap();
+        let mut alice = alice;
+        a2b.decrypt(&mut alice, &r).unwrap();
+        let e3 = a2b.encrypt(b"three").unwrap();
+        let e4 = a2b.encrypt(b"four").unwrap();
+        assert_eq!(e3.kind, 1);
+        assert_ne!(PeerSessions::ratchet_key(&e3), chain, "a new chain");
+        assert_eq!(
+            PeerSessions::ratchet_key(&e4),
+            PeerSessions::ratchet_key(&e3)
+        );
+        let junk = Envelope {
+            to_device: bob.curve_key(),
+            kind: 1,
+            ciphertext: vec![1, 2, 3],
+        };
+        assert_eq!(PeerSessions::ratchet_key(&junk), None);
     }
 }

@@ -88,6 +88,35 @@ pub enum Request {
         /// What the asker holds, per sender device.
         have: Vec<SenderMark>,
     },
+    /// Ask a mailbox to keep envelopes for this device, proving that the device holds the
+    /// secret of its certificate's Curve25519 key: `proof` is an Olm pre-key message to the
+    /// mailbox, made from a pre-key the mailbox handed out, whose plaintext is
+    /// [`registration_binding`] (docs/protocol.md, "Mailbox registration"). Mailboxes refuse
+    /// the unproven [`Request::Register`].
+    RegisterProven {
+        cert: DeviceCert,
+        /// An invite token, for mailboxes that require one.
+        token: Option<String>,
+        /// The proof (at most [`MAX_KEY_PROOF`] bytes).
+        #[serde(with = "serde_bytes")]
+        proof: Vec<u8>,
+    },
+}
+
+/// Most bytes of a registration's key proof (an Olm pre-key message of a short plaintext).
+pub const MAX_KEY_PROOF: usize = 1024;
+
+/// What a registering device encrypts to its mailbox to prove it holds its Curve25519 key:
+/// a domain tag, the mailbox's peer id, the device's peer id (both length-prefixed) and the
+/// key. Bound to both peers, a proof is worth nothing on another connection or mailbox.
+pub fn registration_binding(mailbox: &[u8], device: &[u8], curve: &CurveKey) -> Vec<u8> {
+    let mut out = b"kith-mailbox-register-v1".to_vec();
+    for id in [mailbox, device] {
+        out.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(id);
+    }
+    out.extend_from_slice(curve.as_bytes());
+    out
 }
 
 impl std::fmt::Debug for Request {
@@ -100,6 +129,10 @@ impl std::fmt::Debug for Request {
                 .finish(),
             Request::Register { token, .. } => f
                 .debug_struct("Register")
+                .field("token", &token.as_ref().map(|_| "<redacted>"))
+                .finish_non_exhaustive(),
+            Request::RegisterProven { token, .. } => f
+                .debug_struct("RegisterProven")
                 .field("token", &token.as_ref().map(|_| "<redacted>"))
                 .finish_non_exhaustive(),
             Request::SetPush { endpoint } => f
@@ -352,11 +385,18 @@ impl Request {
     /// Decodes and validates a frame body.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let req: Request = unframe(bytes)?;
-        if let Request::Register { cert, token } = &req {
+        if let Request::Register { cert, token } | Request::RegisterProven { cert, token, .. } =
+            &req
+        {
             cert.validate()?;
             if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN) {
                 return Err(DecodeError::Invalid("token too long"));
             }
+        }
+        if let Request::RegisterProven { proof, .. } = &req
+            && proof.len() > MAX_KEY_PROOF
+        {
+            return Err(DecodeError::Invalid("key proof too long"));
         }
         if let Request::SetPush {
             endpoint: Some(url),

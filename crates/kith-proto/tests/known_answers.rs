@@ -147,3 +147,31 @@ fn group_topic_name() {
         "kith/g/db1387373cb83040bd4c615eb21fde64"
     );
 }
+
+#[test]
+fn mailbox_registration_proof_bytes() {
+    // RegisterProven is Request variant 7; the binding a device encrypts to its mailbox is
+    // the tag, both peer ids length-prefixed (u32 big-endian), and the key.
+    let req = Request::RegisterProven {
+        cert: kith_proto::record::DeviceCert {
+            identity: kith_types::IdentityKey([0; 32]),
+            peer_id: vec![1],
+            curve25519: kith_types::CurveKey([2; 32]),
+            ed25519: [3; 32],
+            created_ms: 0,
+            signature: vec![],
+        },
+        token: None,
+        proof: vec![9],
+    };
+    assert!(hex(req.encode().unwrap()).starts_with("0107"));
+    let b = kith_proto::wire::registration_binding(
+        &[0xaa],
+        &[0xbb, 0xcc],
+        &kith_types::CurveKey([7; 32]),
+    );
+    assert_eq!(
+        hex(&b),
+        hex(b"kith-mailbox-register-v1") + "00000001aa" + "00000002bbcc" + &"07".repeat(32)
+    );
+}

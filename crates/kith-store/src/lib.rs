@@ -71,6 +71,15 @@ pub(crate) const MAILBOX_BYTES: TableDefinition<DeviceKey, u64> =
 pub(crate) const PUSH_ENDPOINTS: TableDefinition<DeviceKey, &str> =
     TableDefinition::new("push_endpoints");
 
+/// The index by which a relayed envelope finds its session in one lookup (issue 14, hole
+/// 3): the ratchet key a device last wrote with → the device, and back (so each device
+/// holds one entry, and the index stays as big as the devices it names).
+pub(crate) const RATCHET_DEVICES: TableDefinition<&[u8; 32], [u8; 32]> =
+    TableDefinition::new("ratchet_devices");
+/// The other direction of [`RATCHET_DEVICES`]: a device → the ratchet key it last wrote with.
+pub(crate) const DEVICE_RATCHETS: TableDefinition<&[u8; 32], [u8; 32]> =
+    TableDefinition::new("device_ratchets");
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -93,6 +102,10 @@ pub enum StoreError {
     /// A stored value does not decode (a damaged row, or a bug that wrote it).
     #[error("a stored value does not decode")]
     Undecodable(#[source] kith_proto::codec::DecodeError),
+    /// A device certificate names a Curve25519 key bound to another device (callers check
+    /// [`crate::ReadTx::curve_free_for`] first; a key is never rebound).
+    #[error("a Curve25519 key bound to one device cannot be rebound to another")]
+    CurveBound,
     /// A step of a transaction failed on purpose (fault injection in tests and simulations).
     #[error("injected failure: {0}")]
     Injected(&'static str),

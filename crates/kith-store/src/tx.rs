@@ -89,6 +89,28 @@ macro_rules! reads {
             Ok(t.get(*curve)?.map(|v| v.value()))
         }
 
+        /// Whether `curve` may be bound to device `dev`: it is bound to no device yet, or to
+        /// `dev` already. A Curve25519 key bound to one device is never rebound to another
+        /// (issue 14, hole 2: a certificate from another identity or device naming a known
+        /// key is refused wherever certificates are learned).
+        pub fn curve_free_for(
+            &self,
+            curve: &CurveKey,
+            dev: &DeviceKey,
+        ) -> Result<bool, StoreError> {
+            Ok(self.device_by_curve(curve)?.is_none_or(|d| d == *dev))
+        }
+
+        /// The device whose last envelope carried the Olm ratchet key `ratchet` (the index a
+        /// relayed envelope finds its session by, in one lookup).
+        pub fn device_by_ratchet(
+            &self,
+            ratchet: &[u8; 32],
+        ) -> Result<Option<DeviceKey>, StoreError> {
+            let t = open!(self, RATCHET_DEVICES);
+            Ok(t.get(ratchet)?.map(|v| DeviceKey(v.value())))
+        }
+
         /// Every known remote device.
         pub fn devices(&self) -> Result<Vec<KnownDevice>, StoreError> {
             let t = open!(self, DEVICES);
@@ -347,6 +369,8 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(PUSH_ENDPOINTS)?;
         self.txn.open_table(OUTBOX_LEN)?;
         self.txn.open_table(CONTACT_EXTRAS)?;
+        self.txn.open_table(RATCHET_DEVICES)?;
+        self.txn.open_table(DEVICE_RATCHETS)?;
         self.create_group_tables()?;
         self.create_topic_tables()?;
         Ok(())
@@ -463,9 +487,23 @@ impl<'a> WriteTx<'a> {
 
     /// Adds or replaces a remote device.
     pub fn put_device(&mut self, key: &DeviceKey, d: &KnownDevice) -> Result<(), StoreError> {
+        // A certificate the device had already leaves the key → device map as it is (a store
+        // written before keys were never rebound may map its key elsewhere); a new one may
+        // bind only a key that is free or the device's own.
+        let had = self.device(key)?.and_then(|d| d.cert).map(|c| c.curve25519);
+        let binds = d
+            .cert
+            .as_ref()
+            .map(|c| c.curve25519)
+            .filter(|c| had != Some(*c));
+        if let Some(curve) = &binds
+            && !self.curve_free_for(curve, key)?
+        {
+            return Err(StoreError::CurveBound);
+        }
         open!(self, DEVICES).insert(*key, enc(d)?.as_slice())?;
-        if let Some(cert) = &d.cert {
-            open!(self, CURVE_DEVICES).insert(cert.curve25519, key)?;
+        if let Some(curve) = binds {
+            open!(self, CURVE_DEVICES).insert(curve, *key)?;
         }
         Ok(())
     }
@@ -491,10 +529,36 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
+    /// Records that `dev`'s latest envelope opened carried the ratchet key `ratchet`: its
+    /// next ones under the same key find it by [`Self::device_by_ratchet`]. The device's
+    /// earlier key leaves the index (one entry per device); a key never moves to another
+    /// device (the first stays: `false`).
+    pub fn set_ratchet(&mut self, dev: &DeviceKey, ratchet: &[u8; 32]) -> Result<bool, StoreError> {
+        if let Some(owner) = self.device_by_ratchet(ratchet)? {
+            return Ok(owner == *dev);
+        }
+        let old = open!(self, DEVICE_RATCHETS)
+            .insert(dev.as_bytes(), *ratchet)?
+            .map(|v| v.value());
+        let mut t = open!(self, RATCHET_DEVICES);
+        if let Some(old) = old {
+            t.remove(&old)?;
+        }
+        t.insert(ratchet, dev.to_bytes())?;
+        Ok(true)
+    }
+
     /// Removes a device with its sessions and everything waiting for it.
     pub fn remove_device(&mut self, key: &DeviceKey) -> Result<(), StoreError> {
+        let old = open!(self, DEVICE_RATCHETS)
+            .remove(key.as_bytes())?
+            .map(|v| v.value());
+        if let Some(old) = old {
+            open!(self, RATCHET_DEVICES).remove(&old)?;
+        }
         if let Some(d) = self.device(key)?
             && let Some(cert) = d.cert
+            && self.device_by_curve(&cert.curve25519)? == Some(*key)
         {
             open!(self, CURVE_DEVICES).remove(cert.curve25519)?;
         }
@@ -653,6 +717,9 @@ impl<'a> WriteTx<'a> {
         curve: &CurveKey,
         dev: &DeviceKey,
     ) -> Result<(), StoreError> {
+        if self.mailbox_user(curve)?.is_some_and(|d| d != *dev) {
+            return Err(StoreError::CurveBound);
+        }
         open!(self, MAILBOX_USERS).insert(*curve, dev)?;
         Ok(())
     }

@@ -190,6 +190,8 @@ impl MsgPeer {
 pub struct Recipient {
     pub key: Keypair,
     pub cert: DeviceCert,
+    /// Its Olm account (to prove it holds its key when registering).
+    pub device: Device,
 }
 
 impl Default for Recipient {
@@ -200,6 +202,7 @@ impl Default for Recipient {
         Self {
             key,
             cert: device.cert().clone(),
+            device,
         }
     }
 }
@@ -214,9 +217,21 @@ impl Recipient {
     /// peer (drop it to go offline).
     pub async fn register(&self, node: PeerId, addr: &Multiaddr) -> MsgPeer {
         let mut p = MsgPeer::connect(self.key.clone(), node, addr).await;
-        let req = Request::Register {
+        // The registration proves the device holds its key, with a pre-key of the mailbox.
+        let bundle = match p.request(Request::ClaimPrekey).await {
+            Ok(Response::Prekey(bundle)) => bundle,
+            other => panic!("pre-key claim refused: {other:?}"),
+        };
+        let binding = kith_proto::wire::registration_binding(
+            &node.to_bytes(),
+            &self.cert.peer_id,
+            &self.cert.curve25519,
+        );
+        let proof = self.device.prove_key(&bundle, &binding).expect("proof");
+        let req = Request::RegisterProven {
             cert: self.cert.clone(),
             token: None,
+            proof,
         };
         match p.request(req).await {
             Ok(Response::Registered { .. } | Response::Registration { .. }) => p,

@@ -8,13 +8,16 @@ use super::*;
 
 impl State {
     /// A device asks this node (a mailbox) to keep envelopes for it: reads what the mailbox
-    /// core's registration rules need, and stores the registration it accepts.
+    /// core's registration rules need, checks the device's `proof` that it holds its
+    /// Curve25519 key (`None`: the unproven, refused form), and stores the registration the
+    /// core accepts.
     pub(super) fn register(
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
         cert: DeviceCert,
         token: Option<String>,
+        proof: Option<Vec<u8>>,
         after: &mut Vec<After>,
     ) -> Result<Response, Fatal> {
         // A node that is no mailbox reads nothing (and creates no mailbox tables).
@@ -24,19 +27,42 @@ impl State {
         let dev = device_key(&cert.peer_id);
         let known = w.device(&dev)?;
         let curve = cert.curve25519;
-        let key_registered = w.mailbox_user(&curve)?.is_some();
+        let registered_as = w.mailbox_user(&curve)?;
+        let key_registered = registered_as.is_some();
+        // A key bound to another device, here or in what this node knows, is never rebound.
+        let key_elsewhere =
+            registered_as.is_some_and(|d| d != dev) || !w.curve_free_for(&curve, &dev)?;
         let devices = w.mailbox_users_len()?;
         let per_identity = self
             .mailbox
             .config()
             .map_or(0, |c| c.max_devices_per_identity);
         let identity_devices = w.mailbox_identity_devices(&cert.identity, per_identity)?;
+        // The proof that the registrant holds the key: an Olm pre-key message to this node
+        // that only the key's holder can make (it may use up one of our one-time keys).
+        let proof = match proof {
+            None => mailbox_core::KeyProof::Missing,
+            Some(p) => {
+                let binding = kith_proto::wire::registration_binding(
+                    &self.device.cert().peer_id,
+                    &cert.peer_id,
+                    &curve,
+                );
+                self.account_dirty = true;
+                match self.device.check_key_proof(curve, &p, &binding) {
+                    true => mailbox_core::KeyProof::Valid,
+                    false => mailbox_core::KeyProof::Invalid,
+                }
+            }
+        };
         let verdict = self.mailbox.register(&mailbox_core::Registration {
             peer,
             cert: &cert,
             token: token.as_deref(),
             bound_to: known.as_ref().map(|d| d.identity),
             key_registered,
+            key_elsewhere,
+            proof,
             devices,
             identity_devices,
         });

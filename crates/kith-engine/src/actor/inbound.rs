@@ -37,13 +37,14 @@ impl State {
     ) -> Result<Vec<DeliveryResult>, Fatal> {
         let mut batch = Batch::new(envelopes.len());
         let my_curve = self.device.curve_key();
+        let mut trials = 0;
         for env in envelopes {
             let hash = envelope_hash(&env);
             let route = inbound_core::route(w.seen(&hash)?, &env.to_device, &my_curve);
             let r = match route {
                 Route::Duplicate => DeliveryResult::Duplicate,
                 Route::Deposit => self.deposit(w, peer, env, after)?,
-                Route::Open => self.open(w, peer, &env, &mut batch, after)?,
+                Route::Open => self.open(w, peer, &env, &mut batch, &mut trials, after)?,
             };
             if batch.answer(route, r) {
                 w.mark_seen(&hash, now_ms())?;
@@ -124,25 +125,42 @@ impl State {
         Ok(DeliveryResult::Accepted)
     }
 
-    /// Finds which known device a normal (not pre-key) envelope is from: the connection's
-    /// peer first, then, for envelopes a mailbox relayed, every device we have sessions with
-    /// (up to [`MAX_TRIAL`]). Returns the device and the decrypted message.
+    /// Finds which known device a normal (not pre-key) envelope is from: the device the
+    /// index names for its ratchet key (one lookup, [`WriteTx::device_by_ratchet`]), then the
+    /// connection's peer, then — for the first envelope of a new ratchet chain a mailbox
+    /// relayed — the devices we have sessions with, at most [`MAX_TRIAL`] per envelope and
+    /// [`MAX_TRIAL_PER_BATCH`] per batch (`trials`). Returns the device and the decrypted
+    /// message.
     fn open_normal(
         &mut self,
         w: &WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
+        trials: &mut usize,
     ) -> Result<Option<Found>, Fatal> {
-        // The common case first: the connection is the sending device.
         let first = device_key(&peer.to_bytes());
-        if let Some(opened) = self.try_open(w, first, env)? {
+        let indexed = match PeerSessions::ratchet_key(env) {
+            Some(r) => w.device_by_ratchet(&r)?,
+            None => None,
+        };
+        if let Some(dev) = indexed
+            && let Some(opened) = self.try_open(w, dev, env)?
+        {
             return Ok(Some(opened));
         }
-        for dev in w.session_devices(MAX_TRIAL)? {
-            if dev != first
-                && let Some(opened) = self.try_open(w, dev, env)?
-            {
-                return Ok(Some(opened));
+        // The common case next: the connection is the sending device.
+        if indexed != Some(first)
+            && let Some(opened) = self.try_open(w, first, env)?
+        {
+            return Ok(Some(opened));
+        }
+        let budget = MAX_TRIAL.min(MAX_TRIAL_PER_BATCH.saturating_sub(*trials));
+        for dev in w.session_devices(budget)? {
+            if dev != first && Some(dev) != indexed {
+                *trials += 1;
+                if let Some(opened) = self.try_open(w, dev, env)? {
+                    return Ok(Some(opened));
+                }
             }
         }
         Ok(None)
@@ -172,6 +190,7 @@ impl State {
         peer: PeerId,
         env: &Envelope,
         batch: &mut Batch,
+        trials: &mut usize,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, Fatal> {
         // Which device sent it: a pre-key message names its Curve25519 key; a normal one is
@@ -202,7 +221,7 @@ impl State {
                     }
                 }
             }
-            None => match self.open_normal(w, peer, env)? {
+            None => match self.open_normal(w, peer, env, trials)? {
                 Some((dev, curve, d)) => (curve, Some(dev), None, d),
                 None => return Ok(inbound_core::not_opened()),
             },
@@ -216,7 +235,8 @@ impl State {
         if let Some(e) = error {
             warn!(%peer, error = %e, "malformed sealed message");
         }
-        let sealed = match carry_verdict(peer, verdict, after) {
+        let blamed = self.blame(w, peer, known_dev)?;
+        let sealed = match carry_verdict(blamed, verdict, after) {
             Ok(s) => s,
             Err(r) => return Ok(r),
         };
@@ -229,6 +249,10 @@ impl State {
             },
         };
         self.dirty_sessions.insert(dev);
+        // Its next envelopes under the same ratchet key find this device in one lookup.
+        if let Some(r) = PeerSessions::ratchet_key(env) {
+            w.set_ratchet(&dev, &r)?;
+        }
         let Some(device) = w.device(&dev)? else {
             return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
         };
@@ -250,6 +274,27 @@ impl State {
         Ok(answer)
     }
 
+    /// Who pays for a bad envelope (issue 14, hole 7): the connection's peer for one it
+    /// delivered itself; for one a mailbox of ours relayed, the author's device when it is
+    /// known (`author`), and never the mailbox, which cannot open what it keeps.
+    fn blame(
+        &self,
+        w: &WriteTx<'_>,
+        peer: PeerId,
+        author: Option<DeviceKey>,
+    ) -> Result<Option<PeerId>, Fatal> {
+        let connection = peer.to_bytes();
+        if !self.my_mailboxes.iter().any(|m| m.peer_id == connection) {
+            return Ok(Some(peer));
+        }
+        let Some(dev) = author else {
+            return Ok(None);
+        };
+        Ok(w.device(&dev)?
+            .and_then(|d| PeerId::from_bytes(&d.peer_id).ok())
+            .filter(|p| *p != peer))
+    }
+
     /// Binds a device not known yet, as the inbound core decides: returns its key, or the
     /// answer to the envelope when it is refused.
     fn bind_new(
@@ -261,11 +306,18 @@ impl State {
         sessions: Option<PeerSessions>,
         after: &mut Vec<After>,
     ) -> Result<Result<DeviceKey, DeliveryResult>, Fatal> {
-        let cert = match carry_verdict(peer, inbound_core::check_cert(cert, &curve), after) {
+        // A new device is known by nothing but the certificate being checked: for one a
+        // mailbox of ours relayed, nobody can be blamed.
+        let blamed = self.blame(w, peer, None)?;
+        let cert = match carry_verdict(blamed, inbound_core::check_cert(cert, &curve), after) {
             Ok(cert) => cert.clone(),
             Err(r) => return Ok(Err(r)),
         };
         let dev = device_key(&cert.peer_id);
+        // A key bound to another device is never rebound (issue 14, hole 2).
+        if !w.curve_free_for(&curve, &dev)? {
+            return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));
+        }
         let existing = w.device(&dev)?;
         let known_as = existing.as_ref().map(|d| d.identity);
         let contact = w.contact(&cert.identity)?.is_some();
@@ -400,7 +452,7 @@ impl State {
 /// Carries out a verdict of the inbound core: what it accepted, or the answer to a refused
 /// envelope (a penalty goes to the network after the commit).
 fn carry_verdict<A>(
-    peer: PeerId,
+    blamed: Option<PeerId>,
     v: Verdict<RejectReason, A>,
     after: &mut Vec<After>,
 ) -> Result<A, DeliveryResult> {
@@ -408,7 +460,9 @@ fn carry_verdict<A>(
         Verdict::Accept(a) => Ok(a),
         Verdict::Refuse(r) => Err(DeliveryResult::Rejected(r)),
         Verdict::Penalize(r, reason) => {
-            after.push(After::Net(NetCommand::Penalize { peer, reason }));
+            if let Some(peer) = blamed {
+                after.push(After::Net(NetCommand::Penalize { peer, reason }));
+            }
             Err(DeliveryResult::Rejected(r))
         }
     }

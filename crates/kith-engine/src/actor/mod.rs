@@ -125,6 +125,10 @@ const MAX_DEVICE_ADDRS: usize = record::MAX_DEVICE_ADDRS;
 pub const MAX_HISTORY_BYTES: usize = 32 << 20;
 /// Most devices tried when opening an envelope a mailbox relayed.
 pub const MAX_TRIAL: usize = 256;
+/// Most trial decryptions one batch of envelopes may cost (the ratchet-key index finds the
+/// rest in one lookup; past this, an envelope is answered `Undecryptable` and its mailbox
+/// keeps it).
+pub const MAX_TRIAL_PER_BATCH: usize = 1024;
 /// How often the node checks it is connected to its mailboxes.
 pub const MAILBOX_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Most devices whose Olm sessions are kept in memory between batches.
@@ -193,6 +197,9 @@ enum Pending {
         mailbox: MailboxRef,
         token: Option<String>,
         reply: Option<Reply<MailboxView>>,
+        /// The first step: a pre-key claimed from the mailbox, to prove with it that this
+        /// device holds its Curve25519 key (then the registration itself is sent).
+        proving: bool,
     },
     /// Per envelope sent, the outbox items it carries; `via_mailbox` when it went to one of
     /// the device's mailboxes instead of the device.

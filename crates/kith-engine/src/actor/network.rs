@@ -111,25 +111,25 @@ impl Engine {
         }
     }
 
-    /// Sends a registration to a mailbox; the answer is handled in a batch.
+    /// Starts a registration with a mailbox: first claims a pre-key from it, with which the
+    /// registration proves that this device holds its Curve25519 key
+    /// ([`State::register_proven`]); the answers are handled in a batch.
     pub(super) fn register_with(
         &mut self,
         mailbox: MailboxRef,
         token: Option<String>,
         reply: Option<Reply<MailboxView>>,
     ) {
-        let req = Request::Register {
-            cert: self.st.device.cert().clone(),
-            token: token.clone(),
-        };
         let addrs = (mailbox.peer_id.clone(), mailbox.addrs.clone());
         let pending = Pending::Register {
             mailbox,
             token,
             reply,
+            proving: true,
         };
         if let Err(Pending::Register { reply: Some(r), .. }) =
-            self.st.request_mailbox(addrs, req, pending)
+            self.st
+                .request_mailbox(addrs, Request::ClaimPrekey, pending)
         {
             let _ = r.send(Err(EngineError::Network(
                 "cannot send the registration to the mailbox".into(),
@@ -158,6 +158,56 @@ impl Engine {
 }
 
 impl State {
+    /// The second step of a registration: the mailbox handed out a pre-key `bundle`; sends
+    /// the registration with a proof made from it (docs/protocol.md, "Mailbox
+    /// registration"). A bundle that is not the mailbox's own fails the registration.
+    pub(super) fn register_proven(
+        &mut self,
+        mailbox: MailboxRef,
+        token: Option<String>,
+        reply: Option<Reply<MailboxView>>,
+        bundle: &kith_proto::record::PrekeyBundle,
+    ) {
+        let cert = self.device.cert().clone();
+        let binding = kith_proto::wire::registration_binding(
+            &mailbox.peer_id,
+            &cert.peer_id,
+            &cert.curve25519,
+        );
+        let proof = match bundle.cert.peer_id == mailbox.peer_id {
+            true => self.device.prove_key(bundle, &binding).ok(),
+            false => None,
+        };
+        let Some(proof) = proof else {
+            warn!("the mailbox handed out a bad pre-key; registration failed");
+            if let Some(r) = reply {
+                let _ = r.send(Err(EngineError::Network(
+                    "the mailbox handed out a bad pre-key".into(),
+                )));
+            }
+            return;
+        };
+        let req = Request::RegisterProven {
+            cert,
+            token: token.clone(),
+            proof,
+        };
+        let addrs = (mailbox.peer_id.clone(), mailbox.addrs.clone());
+        let pending = Pending::Register {
+            mailbox,
+            token,
+            reply,
+            proving: false,
+        };
+        if let Err(Pending::Register { reply: Some(r), .. }) =
+            self.request_mailbox(addrs, req, pending)
+        {
+            let _ = r.send(Err(EngineError::Network(
+                "cannot send the registration to the mailbox".into(),
+            )));
+        }
+    }
+
     /// Sends `req` to one of our mailboxes (its peer id and addresses, encoded) and files
     /// `pending` under the request's tag; hands `pending` back when the request cannot go
     /// out (a bad peer id, or no room in the network's queue).

@@ -126,9 +126,12 @@ impl State {
             ) if outbox_core::fits(results.len(), seqs.len()) => {
                 let mut reset = false;
                 let mut full = false;
+                let mut taken = false;
+                let mut kept_back = false;
                 for (group, r) in seqs.iter().zip(results) {
                     match outbox_core::answer(r, via_mailbox) {
                         Answer::Raise(to) => {
+                            taken = true;
                             for seq in group {
                                 if let Some(item) = w.take_outbox(&dev, *seq)? {
                                     self.raise(w, &item, to, after)?;
@@ -151,16 +154,22 @@ impl State {
                             for seq in group {
                                 if w.outbox_item(&dev, *seq)?
                                     .is_some_and(|it| outbox_core::is_relayed(&it))
+                                    && let Some(mut item) = w.take_outbox(&dev, *seq)?
                                 {
+                                    // Kept mail is never dropped on a refusal (its sender
+                                    // deleted its copy): it goes to the back of the outbox,
+                                    // and expires with the mailbox's retention.
                                     relayed = true;
-                                    w.take_outbox(&dev, *seq)?;
+                                    outbox_core::keep_refused(&mut item);
+                                    w.push_outbox(&dev, &item)?;
                                 }
                             }
                             if outbox_core::refused(relayed) {
                                 reset = true;
                                 break;
                             }
-                            warn!(%peer, "a device refused mail kept for it; dropped that envelope");
+                            kept_back = true;
+                            debug!(%peer, "a device refused mail kept for it; kept for later");
                         }
                     }
                 }
@@ -177,6 +186,9 @@ impl State {
                             detail: outbox_core::full_notice(&c.name),
                         }));
                     }
+                    after.push(After::Failed(dev));
+                } else if outbox_core::back_off_after_refusals(taken, kept_back) {
+                    // Only refused kept mail went: offer it again after a pause, not at once.
                     after.push(After::Failed(dev));
                 } else {
                     self.settled(dev, via_mailbox, after);
@@ -220,6 +232,18 @@ impl State {
                     mailbox,
                     token,
                     reply,
+                    proving: true,
+                },
+                Response::Prekey(bundle),
+            ) => {
+                self.register_proven(mailbox, token, reply, &bundle);
+            }
+            (
+                Pending::Register {
+                    mailbox,
+                    token,
+                    reply,
+                    proving: false,
                 },
                 resp @ (Response::Registered { .. } | Response::Registration { .. }),
             ) => {
@@ -429,6 +453,15 @@ impl State {
             }
         }
         let curve = bundle.cert.curve25519;
+        if !w.curve_free_for(&curve, &dev)? {
+            // Another device's key in this device's certificate (issue 14, hole 2).
+            after.push(After::Net(NetCommand::Penalize {
+                peer,
+                reason: outbox_core::BAD_BUNDLE,
+            }));
+            after.push(After::Failed(dev));
+            return Ok(());
+        }
         let learned = device.cert.is_none();
         device.cert = Some(bundle.cert.clone());
         w.put_device(&dev, &device)?;
@@ -490,7 +523,7 @@ impl State {
             d.addrs = merged;
             d.mailboxes = rd.mailboxes.clone();
             d.prekey = rd.prekey.clone();
-            let learned = d.cert.is_none();
+            let learned = d.cert.is_none() && w.curve_free_for(&rd.cert.curve25519, &dev)?;
             if learned {
                 d.cert = Some(rd.cert.clone());
             }

@@ -540,7 +540,11 @@ impl State {
                     });
                 }
                 Request::Register { cert, token } => {
-                    let resp = self.register(w, peer, cert, token, after)?;
+                    let resp = self.register(w, peer, cert, token, None, after)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::RegisterProven { cert, token, proof } => {
+                    let resp = self.register(w, peer, cert, token, Some(proof), after)?;
                     after.push(After::Respond { id, resp });
                 }
                 Request::SetPush { endpoint } => {

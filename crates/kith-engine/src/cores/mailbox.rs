@@ -9,13 +9,14 @@
 //!
 //! 1. A device connects and registers ([`MailboxService::register`]), on every connection.
 //!    The checks, in order: this node serves as a mailbox; the invite token, when the
-//!    operator requires one; the certificate names the connection's own peer id; a device
-//!    the store knows stays bound to the identity it was first seen with; unless its key is
-//!    registered already, its identity has fewer than
-//!    [`MailboxConfig::max_devices_per_identity`] devices here and there is room for one more
-//!    device in all ([`MailboxConfig::max_devices`]), else `Busy`. A wrong token or another
-//!    peer's certificate is penalised. (One device per peer: the certificate names the
-//!    connection's peer; how often a peer may ask is kith-net's request rate.) An accepted registration
+//!    operator requires one; the certificate names the connection's own peer id; the
+//!    registrant proves it holds the certificate's Curve25519 key ([`KeyProof`]: an Olm
+//!    pre-key message to the mailbox binding both peers and the key); a device the store
+//!    knows stays bound to the identity it was first seen with; a key bound to another
+//!    device is never rebound; there is room for one more device
+//!    ([`MailboxConfig::max_devices`]) unless its key is registered already.
+//!    A wrong token, another peer's certificate, a false proof or another device's key is
+//!    penalised; a registration without a proof (the older form) is refused. An accepted registration
 //!    marks the connection *registered here* until it closes
 //!    ([`MailboxService::disconnected`]), and the answer tells the device its quota and what
 //!    is kept for it ([`MailboxService::registration_answer`]).
@@ -80,6 +81,10 @@ pub const KEPT_MAIL_HOLD: Duration = delivery::MAX_BACKOFF;
 pub const WRONG_TOKEN: &str = "mailbox registration with a wrong token";
 /// Why a peer is penalised.
 pub const ANOTHER_PEER: &str = "registration for another peer";
+/// Why a peer is penalised.
+pub const NO_KEY_PROOF: &str = "registration without proof of holding the key";
+/// Why a peer is penalised.
+pub const KEY_TAKEN: &str = "registration for a key bound to another device";
 /// Why a peer is penalised.
 pub const NOT_REGISTERED: &str = "envelope for another device";
 
@@ -163,6 +168,11 @@ pub struct Registration<'a> {
     pub bound_to: Option<kith_types::IdentityKey>,
     /// Whether the certificate's Curve25519 key is registered here already.
     pub key_registered: bool,
+    /// Whether the key is bound to another device (registered here by it, or known as its
+    /// key): never rebound.
+    pub key_elsewhere: bool,
+    /// The registrant's proof that it holds the key.
+    pub proof: KeyProof,
     /// How many devices are registered here.
     pub devices: usize,
     /// How many devices of the certificate's identity are registered here (counted up to
@@ -179,10 +189,24 @@ impl std::fmt::Debug for Registration<'_> {
             .field("token", &self.token.map(|_| "<secret>"))
             .field("bound_to", &self.bound_to.is_some())
             .field("key_registered", &self.key_registered)
+            .field("key_elsewhere", &self.key_elsewhere)
+            .field("proof", &self.proof)
             .field("devices", &self.devices)
             .field("identity_devices", &self.identity_devices)
             .finish()
     }
+}
+
+/// A registrant's proof that it holds its certificate's Curve25519 key (an Olm pre-key
+/// message to the mailbox; see docs/protocol.md, "Mailbox registration").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProof {
+    /// None given (the old, unproven registration): refused, not penalised.
+    Missing,
+    /// Given, and it does not open or carries the wrong binding: penalised.
+    Invalid,
+    /// It opens and binds this mailbox, this connection's peer and the key.
+    Valid,
 }
 
 /// What a mailbox keeps for one device.
@@ -254,8 +278,16 @@ impl MailboxService {
         if r.cert.peer_id != r.peer.to_bytes() {
             return Verdict::Penalize(Refusal::Invalid, ANOTHER_PEER);
         }
+        match r.proof {
+            KeyProof::Valid => {}
+            KeyProof::Missing => return Verdict::Refuse(Refusal::Invalid),
+            KeyProof::Invalid => return Verdict::Penalize(Refusal::Invalid, NO_KEY_PROOF),
+        }
         if r.bound_to.is_some_and(|id| id != r.cert.identity) {
             return Verdict::Refuse(Refusal::Invalid);
+        }
+        if r.key_elsewhere {
+            return Verdict::Penalize(Refusal::Invalid, KEY_TAKEN);
         }
         if !r.key_registered
             && (r.identity_devices >= cfg.max_devices_per_identity || r.devices >= cfg.max_devices)
@@ -428,6 +460,8 @@ mod tests {
             token: Some("invite"),
             bound_to: None,
             key_registered: false,
+            key_elsewhere: false,
+            proof: KeyProof::Valid,
             devices: 0,
             identity_devices: 0,
         }
@@ -543,6 +577,39 @@ mod tests {
             ..full
         };
         assert_eq!(m.register(&again), Verdict::Accept(()));
+    }
+
+    /// Issue 14, hole 2: a registrant that cannot prove it holds the key, or that names a
+    /// key bound to another device, never takes the slot.
+    #[test]
+    fn a_key_needs_a_proof_and_is_never_rebound_to_another_device() {
+        let mut m = serving(with_tokens());
+        let p = peer(1);
+        let cert = cert_of(p, 9);
+        let missing = Registration {
+            proof: KeyProof::Missing,
+            ..registration(p, &cert)
+        };
+        assert_eq!(m.register(&missing), Verdict::Refuse(Refusal::Invalid));
+        let forged = Registration {
+            proof: KeyProof::Invalid,
+            ..registration(p, &cert)
+        };
+        assert_eq!(
+            m.register(&forged),
+            Verdict::Penalize(Refusal::Invalid, NO_KEY_PROOF)
+        );
+        let taken = Registration {
+            key_elsewhere: true,
+            key_registered: true,
+            ..registration(p, &cert)
+        };
+        assert_eq!(
+            m.register(&taken),
+            Verdict::Penalize(Refusal::Invalid, KEY_TAKEN)
+        );
+        assert!(!m.hands_over(&p, true), "none of them registered");
+        assert_eq!(m.register(&registration(p, &cert)), Verdict::Accept(()));
     }
 
     #[test]

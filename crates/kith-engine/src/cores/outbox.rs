@@ -144,9 +144,25 @@ pub fn answer(result: DeliveryResult, via_mailbox: bool) -> Answer {
 }
 
 /// After a refusal, with `relayed` telling whether the envelope held mail this node keeps
-/// for someone else (those items are removed): whether to stop and start new sessions.
+/// for someone else (those items are kept, [`keep_refused`]): whether to stop and start new
+/// sessions.
 pub fn refused(relayed: bool) -> bool {
     !relayed
+}
+
+/// Mail a mailbox keeps for a device that the device refused (`Undecryptable`, say: it may
+/// open later, and its sender deleted its copy when the mailbox took it) is never dropped
+/// for that (issue 14, hole 3): it goes to the back of the device's outbox, counted in
+/// `resets`, and leaves only when the device takes it or with the mailbox's retention.
+pub fn keep_refused(item: &mut OutboxItem) {
+    item.resets = item.resets.saturating_add(1);
+}
+
+/// Whether a delivery batch that took nothing (`taken`) and had kept mail refused
+/// (`kept_back`) waits before the next: so refused kept mail is offered again after a
+/// pause, never in a loop.
+pub fn back_off_after_refusals(taken: bool, kept_back: bool) -> bool {
+    kept_back && !taken
 }
 
 /// Whether an outbox item is mail kept for someone else, which cannot be sealed again.
@@ -172,7 +188,8 @@ pub enum Reset {
 
 /// Applies a session reset to one item (changing it only when the answer is `Unsealed`).
 pub fn reset_item(item: &mut OutboxItem) -> Reset {
-    if is_waiting(item) {
+    // Mail kept for someone else cannot be sealed again: it stays as it is.
+    if is_waiting(item) || is_relayed(item) {
         return Reset::Waiting;
     }
     if item.resets >= MAX_RESETS {
@@ -355,7 +372,16 @@ mod tests {
             assert_eq!(answer(r(WrongDevice), via), Answer::Refused);
         }
         assert!(refused(false), "our own envelope: new sessions");
-        assert!(!refused(true), "kept mail: dropped, read on");
+        assert!(!refused(true), "kept mail: kept, read on");
+        let mut kept = item(None);
+        keep_refused(&mut kept);
+        assert_eq!(kept.resets, 1, "counted, not dropped");
+        kept.resets = u8::MAX;
+        keep_refused(&mut kept);
+        assert_eq!(kept.resets, u8::MAX);
+        assert!(back_off_after_refusals(false, true));
+        assert!(!back_off_after_refusals(true, true), "others went: go on");
+        assert!(!back_off_after_refusals(false, false));
         assert!(is_relayed(&item(None)));
         assert!(!is_relayed(&item(Some(1))));
         assert!(fits(2, 2));

@@ -5,7 +5,10 @@
 //!   do not are answered at once (`Refused(Invalid)`, `Ignored`) and count a strike against
 //!   the peer. A peer over its request rate is answered `Refused(Busy)` here, and one far
 //!   over it counts strikes ([`crate::limits`]). At most [`MAX_PENDING_INBOUND`] requests
-//!   wait for the engine (more are refused as busy).
+//!   wait for the engine (more are refused as busy), and a request that finds the engine's
+//!   event queue full is answered `Refused(Busy)` at once ([`hand_over`]): the actor never
+//!   waits for the engine there, so one slow engine batch does not stall every connection
+//!   (issue 14, hole 3).
 //! - **Signals** are rate-limited per peer (a token bucket, [`SIGNALS_PER_SEC`] with bursts
 //!   of [`SIGNAL_BURST`]); most are answered `Ok` here and only passed on (dropped when the
 //!   engine is busy); a profile request waits for the engine's answer.
@@ -276,9 +279,20 @@ impl Actor {
                 }
                 self.next_inbound += 1;
                 let id = self.next_inbound;
-                self.pending_inbound.insert(id, channel);
-                self.emit(NetEvent::InboundRequest { id, peer, req })
-                    .await?;
+                match hand_over(&self.events, NetEvent::InboundRequest { id, peer, req }) {
+                    HandOver::Sent => {
+                        self.pending_inbound.insert(id, channel);
+                    }
+                    HandOver::Busy => {
+                        debug!(%peer, "the engine is busy; request refused as busy");
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .msg
+                            .send_response(channel, Response::Refused(Refusal::Busy));
+                    }
+                    HandOver::Closed => return Err(()),
+                }
             }
             Some(Left::InboundFailure { peer, error }) => {
                 if let InboundFailure::Io(e) = &error
@@ -385,4 +399,51 @@ impl Actor {
 /// The engine's event for the end of a `/kith/msg/1` request.
 fn response(tag: u64, peer: PeerId, result: Result<Response, RequestFailure>) -> NetEvent {
     NetEvent::Response { tag, peer, result }
+}
+
+/// What became of an event handed to the engine without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HandOver {
+    /// It is in the engine's queue.
+    Sent,
+    /// The queue is full: answer the peer `Refused(Busy)`.
+    Busy,
+    /// The engine is gone.
+    Closed,
+}
+
+/// Puts `ev` in the engine's event queue if there is room, never waiting.
+pub(super) fn hand_over(events: &mpsc::Sender<NetEvent>, ev: NetEvent) -> HandOver {
+    match events.try_send(ev) {
+        Ok(()) => HandOver::Sent,
+        Err(mpsc::error::TrySendError::Full(_)) => HandOver::Busy,
+        Err(mpsc::error::TrySendError::Closed(_)) => HandOver::Closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_proto::wire::Request;
+
+    fn request(id: u64) -> NetEvent {
+        NetEvent::InboundRequest {
+            id,
+            peer: PeerId::random(),
+            req: Request::ClaimPrekey,
+        }
+    }
+
+    /// Issue 14, hole 3: a full engine queue is answered busy at once, never waited on.
+    #[test]
+    fn a_full_engine_queue_is_busy_not_a_wait() {
+        let (tx, mut rx) = mpsc::channel(2);
+        assert_eq!(hand_over(&tx, request(1)), HandOver::Sent);
+        assert_eq!(hand_over(&tx, request(2)), HandOver::Sent);
+        assert_eq!(hand_over(&tx, request(3)), HandOver::Busy);
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(hand_over(&tx, request(4)), HandOver::Sent, "room again");
+        drop(rx);
+        assert_eq!(hand_over(&tx, request(5)), HandOver::Closed);
+    }
 }

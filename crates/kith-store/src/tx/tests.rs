@@ -265,3 +265,98 @@ fn typed_id_tables_read_tables_written_with_raw_arrays() {
     let first = t.iter().unwrap().next().unwrap().unwrap();
     assert_eq!(first.0.value(), (GroupId([1; 16]), CurveKey([2; 32]), 3));
 }
+
+fn device_with(curve: u8, peer: u8) -> KnownDevice {
+    KnownDevice {
+        identity: IdentityKey([peer; 32]),
+        peer_id: vec![peer; 8],
+        cert: Some(kith_proto::record::DeviceCert {
+            identity: IdentityKey([peer; 32]),
+            peer_id: vec![peer; 8],
+            curve25519: CurveKey([curve; 32]),
+            ed25519: [curve; 32],
+            created_ms: 1,
+            signature: vec![0; 64],
+        }),
+        addrs: Vec::new(),
+        mailboxes: Vec::new(),
+        prekey: None,
+    }
+}
+
+/// Issue 14, hole 2: a Curve25519 key bound to one device is never rebound by another —
+/// neither in the key → device map nor in the mailbox's registrations — and removing the
+/// other device leaves the first binding alone.
+#[test]
+fn a_curve_key_is_never_rebound_to_another_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let (victim, attacker) = (DeviceKey([1; 32]), DeviceKey([2; 32]));
+    store
+        .write(|w| {
+            w.put_device(&victim, &device_with(7, 1))?;
+            assert!(w.curve_free_for(&CurveKey([7; 32]), &victim)?);
+            assert!(!w.curve_free_for(&CurveKey([7; 32]), &attacker)?);
+            assert!(matches!(
+                w.put_device(&attacker, &device_with(7, 2)),
+                Err(StoreError::CurveBound)
+            ));
+            w.put_mailbox_user(&CurveKey([7; 32]), &victim)?;
+            assert!(matches!(
+                w.put_mailbox_user(&CurveKey([7; 32]), &attacker),
+                Err(StoreError::CurveBound)
+            ));
+            // The attacker's device, known without that key, goes: the victim's binding stays.
+            w.put_device(&attacker, &device_with(8, 2))?;
+            w.remove_device(&attacker)?;
+            assert_eq!(w.device_by_curve(&CurveKey([7; 32]))?, Some(victim));
+            assert_eq!(w.mailbox_user(&CurveKey([7; 32]))?, Some(victim));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Issue 14, hole 3: an envelope a mailbox relayed finds its sender's device by its ratchet
+/// key in one lookup, however many other devices have sessions and however their keys sort
+/// (the trial order of old reached only the first 256 by key).
+#[test]
+fn a_relayed_envelope_finds_its_device_by_ratchet_key_past_256_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb")).unwrap();
+    let contact = DeviceKey([0xff; 32]);
+    let ratchet = [0x42; 32];
+    store
+        .write(|w| {
+            for i in 0..300u32 {
+                let mut k = [0u8; 32];
+                k[..4].copy_from_slice(&i.to_be_bytes());
+                w.put_sessions(&DeviceKey(k), &["pickle".to_string()])?;
+            }
+            w.put_sessions(&contact, &["pickle".to_string()])?;
+            assert!(w.set_ratchet(&contact, &ratchet)?);
+            Ok(())
+        })
+        .unwrap();
+    store
+        .read(|r| {
+            assert!(
+                !r.session_devices(256)?.contains(&contact),
+                "past the first 256 devices by key"
+            );
+            assert_eq!(r.device_by_ratchet(&ratchet)?, Some(contact));
+            Ok(())
+        })
+        .unwrap();
+    // The device's next chain replaces its entry; a key never moves to another device.
+    store
+        .write(|w| {
+            assert!(w.set_ratchet(&contact, &[0x43; 32])?);
+            assert_eq!(w.device_by_ratchet(&ratchet)?, None, "one entry per device");
+            assert!(!w.set_ratchet(&DeviceKey([1; 32]), &[0x43; 32])?);
+            assert_eq!(w.device_by_ratchet(&[0x43; 32])?, Some(contact));
+            w.remove_device(&contact)?;
+            assert_eq!(w.device_by_ratchet(&[0x43; 32])?, None);
+            Ok(())
+        })
+        .unwrap();
+}

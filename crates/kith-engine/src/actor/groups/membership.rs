@@ -321,6 +321,10 @@ impl State {
                 continue;
             }
             let dev = device_key(&cert.peer_id);
+            // A key bound to another device is never rebound (issue 14, hole 2).
+            if !w.curve_free_for(&cert.curve25519, &dev)? {
+                continue;
+            }
             match w.device(&dev)? {
                 Some(d) if d.identity != cert.identity => continue,
                 Some(d) if d.cert.is_some() => continue,
