@@ -1,13 +1,17 @@
 use kith_proto::record::{DeviceCert, PrekeyBundle};
+use kith_proto::wire::Envelope;
 use kith_types::{CurveKey, now_ms};
 use vodozemac::olm::{Account, AccountPickle};
 
+use crate::seal::{SealKey, seal_secret};
 use crate::{CryptoError, Identity, StorageKey};
 
 /// This device's Olm account and certificate.
 pub struct Device {
     pub(crate) account: Account,
     cert: DeviceCert,
+    /// Opens envelopes sealed to this device ([`crate::seal`]).
+    seal: SealKey,
 }
 
 impl std::fmt::Debug for Device {
@@ -24,7 +28,12 @@ impl Device {
         let mut account = Account::new();
         account.generate_fallback_key();
         let cert = Self::certify(identity, &account, peer_id)?;
-        Ok(Self { account, cert })
+        let seal = seal_secret(&account)?;
+        Ok(Self {
+            account,
+            cert,
+            seal,
+        })
     }
 
     fn certify(
@@ -58,7 +67,12 @@ impl Device {
                 "certificate does not match account".into(),
             ));
         }
-        Ok(Self { account, cert })
+        let seal = seal_secret(&account)?;
+        Ok(Self {
+            account,
+            cert,
+            seal,
+        })
     }
 
     /// The encrypted pickle to save.
@@ -69,6 +83,11 @@ impl Device {
     /// This device's certificate.
     pub fn cert(&self) -> &DeviceCert {
         &self.cert
+    }
+
+    /// Opens an envelope sealed to this device ([`crate::seal`]): the Olm envelope inside.
+    pub fn open_seal(&self, env: &Envelope) -> Result<Envelope, CryptoError> {
+        self.seal.open(env)
     }
 
     /// This device's Curve25519 key, which names it in envelopes.
