@@ -95,6 +95,29 @@ impl Device {
         self.cert.curve25519
     }
 
+    /// The current fallback pre-key (the one published in the user record).
+    pub fn fallback_key(&self) -> Option<[u8; 32]> {
+        self.account
+            .fallback_key()
+            .values()
+            .next()
+            .map(|k| k.to_bytes())
+    }
+
+    /// Makes a new fallback pre-key; the one it replaces keeps opening sessions until
+    /// [`Device::retire_previous_fallback`] (vodozemac keeps one previous fallback key).
+    /// Returns the new key. The account changed and must be saved.
+    pub fn rotate_fallback(&mut self) -> Option<[u8; 32]> {
+        self.account.generate_fallback_key();
+        self.fallback_key()
+    }
+
+    /// Drops the previous fallback pre-key: pre-key messages on it no longer open a session.
+    /// Whether there was one. The account changed and must be saved.
+    pub fn retire_previous_fallback(&mut self) -> bool {
+        self.account.forget_fallback_key()
+    }
+
     /// Makes a fresh one-time key and returns it signed, for a peer that wants to open a
     /// session. With `fallback_only` (the peer has claimed too many), the fallback key is
     /// given instead, which does not use up account state.

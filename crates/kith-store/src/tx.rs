@@ -335,6 +335,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(CONTACT_EXTRAS)?;
         self.create_group_tables()?;
         self.create_topic_tables()?;
+        self.create_prekey_tables()?;
         Ok(())
     }
 

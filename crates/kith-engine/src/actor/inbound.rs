@@ -201,7 +201,22 @@ impl State {
                     Some(dev) => self.take_sessions(w, &dev, curve)?,
                     None => PeerSessions::new(curve),
                 };
+                // A new session from a fallback key: not one opened before (a replay).
+                let fallback = match self.admit_prekey(w, &sessions, env)? {
+                    Ok(f) => f,
+                    Err(answer) => {
+                        if let Some(dev) = known_dev {
+                            self.sessions.insert(dev, sessions);
+                        }
+                        return Ok(answer);
+                    }
+                };
                 let result = sessions.decrypt(&mut self.device, env);
+                if let (Ok(d), Some((id, key))) = (&result, fallback)
+                    && d.new_session
+                {
+                    w.mark_prekey_session(&id, &key)?;
+                }
                 // A known device's sessions go back in the cache whatever happened (vodozemac
                 // leaves a session unchanged when decryption fails).
                 let sessions = match known_dev {
