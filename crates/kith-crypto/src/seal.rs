@@ -202,6 +202,17 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_sealed_payload_still_fits_an_envelope() {
+        let alice = device();
+        let mut bob = device();
+        let mut a2b = PeerSessions::new(bob.curve_key());
+        a2b.open_outbound(&alice, &bob.claim_prekey(false)).unwrap();
+        let big = vec![7u8; kith_proto::wire::MAX_SEALED];
+        let sealed = seal(&a2b.encrypt(&big).unwrap()).unwrap();
+        assert!(sealed.ciphertext.len() <= kith_proto::wire::MAX_CIPHERTEXT);
+    }
+
+    #[test]
     fn the_seal_key_survives_restore() {
         let bob = device();
         let key = crate::StorageKey::generate();
