@@ -1,14 +1,18 @@
 use kith_proto::record::{DeviceCert, PrekeyBundle};
+use kith_proto::wire::Envelope;
 use kith_types::{CurveKey, now_ms};
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{Account, AccountPickle, OlmMessage, SessionConfig};
 
+use crate::seal::{SealKey, seal_secret};
 use crate::{CryptoError, Identity, StorageKey};
 
 /// This device's Olm account and certificate.
 pub struct Device {
     pub(crate) account: Account,
     cert: DeviceCert,
+    /// Opens envelopes sealed to this device ([`crate::seal`]).
+    seal: SealKey,
 }
 
 impl std::fmt::Debug for Device {
@@ -25,7 +29,12 @@ impl Device {
         let mut account = Account::new();
         account.generate_fallback_key();
         let cert = Self::certify(identity, &account, peer_id)?;
-        Ok(Self { account, cert })
+        let seal = seal_secret(&account)?;
+        Ok(Self {
+            account,
+            cert,
+            seal,
+        })
     }
 
     fn certify(
@@ -59,7 +68,12 @@ impl Device {
                 "certificate does not match account".into(),
             ));
         }
-        Ok(Self { account, cert })
+        let seal = seal_secret(&account)?;
+        Ok(Self {
+            account,
+            cert,
+            seal,
+        })
     }
 
     /// The encrypted pickle to save.
@@ -70,6 +84,11 @@ impl Device {
     /// This device's certificate.
     pub fn cert(&self) -> &DeviceCert {
         &self.cert
+    }
+
+    /// Opens an envelope sealed to this device ([`crate::seal`]): the Olm envelope inside.
+    pub fn open_seal(&self, env: &Envelope) -> Result<Envelope, CryptoError> {
+        self.seal.open(env)
     }
 
     /// This device's Curve25519 key, which names it in envelopes.
@@ -118,6 +137,29 @@ impl Device {
                 &pre,
             )
             .is_ok_and(|created| created.plaintext == binding)
+    }
+
+    /// The current fallback pre-key (the one published in the user record).
+    pub fn fallback_key(&self) -> Option<[u8; 32]> {
+        self.account
+            .fallback_key()
+            .values()
+            .next()
+            .map(|k| k.to_bytes())
+    }
+
+    /// Makes a new fallback pre-key; the one it replaces keeps opening sessions until
+    /// [`Device::retire_previous_fallback`] (vodozemac keeps one previous fallback key).
+    /// Returns the new key. The account changed and must be saved.
+    pub fn rotate_fallback(&mut self) -> Option<[u8; 32]> {
+        self.account.generate_fallback_key();
+        self.fallback_key()
+    }
+
+    /// Drops the previous fallback pre-key: pre-key messages on it no longer open a session.
+    /// Whether there was one. The account changed and must be saved.
+    pub fn retire_previous_fallback(&mut self) -> bool {
+        self.account.forget_fallback_key()
     }
 
     /// Makes a fresh one-time key and returns it signed, for a peer that wants to open a

@@ -7,6 +7,8 @@
 //! - [`PeerSessions`]: the Olm double-ratchet sessions with one remote device. Olm is
 //!   vodozemac's audited implementation of the Signal double ratchet with X3DH-style session
 //!   setup; Kith adds no crypto of its own, only the framing around it.
+//! - [`seal`]: the outer seal of every envelope to its recipient device (HPKE, RFC 9180), so
+//!   a mailbox carrying it cannot read the sender's key out of an Olm pre-key message.
 //!
 //! State that changes (the account when a one-time key is used, a session at every message)
 //! is pickled, encrypted with the device's storage key, and saved by the caller in the same
@@ -20,11 +22,13 @@
 mod device;
 mod identity;
 mod megolm;
+pub mod seal;
 mod session;
 
 pub use device::Device;
 pub use identity::{Identity, StorageKey};
 pub use megolm::{InboundGroup, OutboundGroup};
+pub use seal::{SEALED_KIND, seal};
 pub use session::{Decrypted, PeerSessions};
 
 /// Crypto failures. None of them carries key material.

@@ -1,6 +1,7 @@
 use kith_proto::record::PrekeyBundle;
 use kith_proto::wire::Envelope;
 use kith_types::CurveKey;
+use sha2::{Digest, Sha256};
 use vodozemac::Curve25519PublicKey;
 use vodozemac::olm::{OlmMessage, Session, SessionConfig, SessionPickle};
 
@@ -143,6 +144,35 @@ impl PeerSessions {
             Ok(OlmMessage::Normal(m)) => Some(m.ratchet_key().to_bytes()),
             Ok(OlmMessage::PreKey(m)) => Some(m.message().ratchet_key().to_bytes()),
             Err(_) => None,
+        }
+    }
+
+    /// For a pre-key envelope: the session it would open (a SHA-256 of its identity, base
+    /// and one-time keys, the same for every pre-key message of one session) and the pre-key
+    /// of ours it used.
+    pub fn prekey_session(env: &Envelope) -> Option<([u8; 32], [u8; 32])> {
+        match OlmMessage::from_parts(usize::from(env.kind), &env.ciphertext) {
+            Ok(OlmMessage::PreKey(m)) => {
+                let mut h = Sha256::new();
+                h.update(b"kith prekey session");
+                h.update(m.identity_key().as_bytes());
+                h.update(m.base_key().as_bytes());
+                h.update(m.one_time_key().as_bytes());
+                Some((h.finalize().into(), m.one_time_key().to_bytes()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a pre-key envelope belongs to a session already held here (then it opens, or
+    /// not, in that session, and opens no new one).
+    pub fn holds_session_of(&self, env: &Envelope) -> bool {
+        match OlmMessage::from_parts(usize::from(env.kind), &env.ciphertext) {
+            Ok(OlmMessage::PreKey(m)) => {
+                let id = m.session_id();
+                self.sessions.iter().any(|s| s.session_id() == id)
+            }
+            _ => false,
         }
     }
 

@@ -1,5 +1,5 @@
 //! Where every swarm of a node is built: the transport ([`build`], for the device's swarm
-//! and the anonymous deposit swarm alike) and the device swarm's behaviours ([`behaviour`]).
+//! and the anonymous deposit swarms alike) and the device swarm's behaviours ([`behaviour`]).
 //!
 //! A real node's transport is TCP (with `TCP_NODELAY`) and QUIC, behind DNS resolution,
 //! with Noise and Yamux on TCP; a simulation replaces it through

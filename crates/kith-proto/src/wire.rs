@@ -21,6 +21,8 @@ pub use crate::limits::{MAX_CIPHERTEXT, MAX_TEXT};
 pub const PROTOCOL: &str = "/kith/msg/1";
 /// The frame version this node speaks.
 pub const WIRE_VERSION: u8 = 1;
+/// The highest [`Envelope::kind`] this node reads (2: sealed to the recipient).
+pub const MAX_ENVELOPE_KIND: u8 = 2;
 /// Largest frame, length prefix excluded.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Most envelopes in one delivery request.
@@ -328,9 +330,11 @@ pub enum Refusal {
 pub struct Envelope {
     /// The recipient device's Curve25519 key (a byte string, as `serde_bytes` wrote it).
     pub to_device: CurveKey,
-    /// Olm message type: 0 pre-key, 1 normal.
+    /// 0: an Olm pre-key message, 1: a normal Olm message, 2: either of them sealed once
+    /// more to the recipient (`kith_crypto::seal`), what current nodes send. Kinds 0 and 1
+    /// are still read, from nodes before the seal and from envelopes kept before it.
     pub kind: u8,
-    /// The Olm ciphertext.
+    /// The ciphertext.
     #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
 }
@@ -426,7 +430,7 @@ impl Request {
                 return Err(DecodeError::Invalid("batch size"));
             }
             for e in envelopes {
-                if e.kind > 1 {
+                if e.kind > MAX_ENVELOPE_KIND {
                     return Err(DecodeError::Invalid("envelope kind"));
                 }
                 if e.ciphertext.is_empty() || e.ciphertext.len() > MAX_CIPHERTEXT {

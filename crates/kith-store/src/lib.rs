@@ -15,6 +15,7 @@
 
 mod groups;
 mod model;
+mod prekeys;
 mod topics;
 mod tx;
 

@@ -373,6 +373,7 @@ impl<'a> WriteTx<'a> {
         self.txn.open_table(DEVICE_RATCHETS)?;
         self.create_group_tables()?;
         self.create_topic_tables()?;
+        self.create_prekey_tables()?;
         Ok(())
     }
 

@@ -6,10 +6,10 @@
 //!
 //! 1. Per envelope, in request order: read whether its hash was seen; the core routes it
 //!    (`inbound::route`): `Duplicate`, a deposit (`State::deposit`) or one to open.
-//! 2. `State::open`: decrypt with Olm (a pre-key message with its device's sessions or
-//!    fresh ones; a normal one with the connection's device, then the others we have
-//!    sessions with, `State::open_normal`), mark the ratchet dirty, decode
-//!    (`inbound::unseal`).
+//! 2. `State::open`: open the outer seal (`kith_crypto::seal`), then decrypt with Olm (a
+//!    pre-key message with its device's sessions or fresh ones; a normal one with the
+//!    connection's device, then the others we have sessions with, `State::open_normal`),
+//!    mark the ratchet dirty, decode (`inbound::unseal`).
 //! 3. For a device not known yet (`State::bind_new`): the core checks the certificate,
 //!    the store is read for the device, the contact and the number of strangers, the core
 //!    decides the binding, and the device (and a stranger's provisional contact) is written.
@@ -193,6 +193,23 @@ impl State {
         trials: &mut usize,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, Fatal> {
+        // The outer seal first (what current nodes send); bare Olm envelopes (kinds 0 and
+        // 1, from older nodes or kept from before the seal) are read as they are.
+        let unsealed;
+        let env = if env.kind == kith_crypto::SEALED_KIND {
+            match self.device.open_seal(env) {
+                Ok(inner) => {
+                    unsealed = inner;
+                    &unsealed
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "cannot open sealed envelope");
+                    return Ok(inbound_core::not_opened());
+                }
+            }
+        } else {
+            env
+        };
         // Which device sent it: a pre-key message names its Curve25519 key; a normal one is
         // tried against the connection's device, then (relayed by a mailbox) the others.
         let (curve, known_dev, sessions, decrypted) = match PeerSessions::prekey_sender(env) {
@@ -203,7 +220,22 @@ impl State {
                     Some(dev) => self.take_sessions(w, &dev, curve)?,
                     None => PeerSessions::new(curve),
                 };
+                // A new session from a fallback key: not one opened before (a replay).
+                let fallback = match self.admit_prekey(w, &sessions, env)? {
+                    Ok(f) => f,
+                    Err(answer) => {
+                        if let Some(dev) = known_dev {
+                            self.sessions.insert(dev, sessions);
+                        }
+                        return Ok(answer);
+                    }
+                };
                 let result = sessions.decrypt(&mut self.device, env);
+                if let (Ok(d), Some((id, key))) = (&result, fallback)
+                    && d.new_session
+                {
+                    w.mark_prekey_session(&id, &key)?;
+                }
                 // A known device's sessions go back in the cache whatever happened (vodozemac
                 // leaves a session unchanged when decryption fails).
                 let sessions = match known_dev {

@@ -31,6 +31,7 @@ mod inbound;
 mod mailboxes;
 mod network;
 mod outbox;
+mod prekeys;
 mod presence;
 mod pump;
 mod records;

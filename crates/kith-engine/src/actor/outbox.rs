@@ -62,7 +62,9 @@ impl State {
                 bodies,
             };
             let plain = sealed.encode()?;
-            let env = s.encrypt(&plain)?;
+            // Sealed once more to the device, so whoever carries it (a mailbox) cannot read
+            // the sender's key out of a pre-key message, nor link normal ones by ratchet key.
+            let env = kith_crypto::seal(&s.encrypt(&plain)?)?;
             self.dirty_sessions.insert(*dev);
             outbox_core::mark_sealed(&mut group, &env);
             for (seq, item) in &group {

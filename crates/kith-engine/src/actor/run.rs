@@ -240,6 +240,16 @@ impl Engine {
     }
 
     pub(super) fn prune(&mut self) {
+        // The fallback pre-key's schedule (rotation, retirement of the previous key).
+        let st = &mut self.st;
+        match self.store.write_as(|w| st.fallback_step(w, now_ms())) {
+            Ok(true) => self.st.record.changed(),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "cannot rotate the fallback pre-key");
+                self.reload_after_failed_commit();
+            }
+        }
         let before = now_ms().saturating_sub(SEEN_RETENTION_MS);
         if let Err(e) = self.store.write(|w| w.prune_seen(before)) {
             warn!(error = %e, "cannot prune envelope hashes");

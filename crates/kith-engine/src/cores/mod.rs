@@ -7,6 +7,7 @@
 //! - [`contacts`]: adding, naming and removing contacts; texts to send; read and receipts.
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`outbox`]: sealing queued bodies into envelopes, delivery answers, resets, pre-key bundles.
+//! - [`prekeys`]: the fallback pre-key's rotation and overlap; refusing replayed pre-key messages.
 //! - [`record`]: when this device's user record is published, and what it advertises.
 //! - [`presence`]: privacy, presence and typing signals, heartbeats, silence, profile versions.
 //! - [`mailbox`]: the mailbox service: registration, quotas, retention, wake-ups, claim rate.
@@ -29,6 +30,7 @@ pub mod group_sync;
 pub mod inbound;
 pub mod mailbox;
 pub mod outbox;
+pub mod prekeys;
 pub mod presence;
 pub mod record;
 pub mod watch;

@@ -6,7 +6,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Actor;
-use crate::api::{GossipId, NetCommand, NetEvent, Verdict};
+use crate::api::{GossipId, NetCommand, NetEvent, RequestFailure, Verdict};
+use crate::swarm::REQUEST_TIMEOUT;
 
 impl Actor {
     pub(super) fn on_command(&mut self, cmd: NetCommand) {
@@ -41,13 +42,26 @@ impl Actor {
                 addrs,
                 req,
             } => {
-                let id = self
-                    .anon
-                    .swarm
-                    .behaviour_mut()
-                    .msg
-                    .send_request_with_addresses(&peer, Ok(req), addrs);
-                self.anon_outbound.insert(id, tag);
+                // A fresh identity for every deposit ([`crate::anon`]).
+                let started = self.anon.start(
+                    REQUEST_TIMEOUT,
+                    self.transport.as_ref(),
+                    tag,
+                    peer,
+                    addrs,
+                    req,
+                );
+                if let Err(e) = started {
+                    warn!(error = %e, "cannot start a deposit");
+                    let failed = NetEvent::Response {
+                        tag,
+                        peer,
+                        result: Err(RequestFailure::Timeout),
+                    };
+                    if self.events.try_send(failed).is_err() {
+                        debug!("engine busy; deposit failure dropped");
+                    }
+                }
             }
             NetCommand::Respond { id, resp } => {
                 if let Some(ch) = self.pending_inbound.remove(&id) {

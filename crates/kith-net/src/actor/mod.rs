@@ -1,16 +1,17 @@
-//! The network actor: one task that owns the device's swarm and the anonymous deposit swarm,
+//! The network actor: one task that owns the device's swarm and the anonymous deposit swarms,
 //! and turns the engine's commands into swarm calls and swarm events into engine events.
 //!
 //! Data flow:
 //!
-//! 1. [`spawn`] builds both swarms ([`crate::swarm`]), binds every listen address, dials the
+//! 1. [`spawn`] builds the device's swarm ([`crate::swarm`]), binds every listen address, dials the
 //!    bootstrap peers and starts mDNS; then the task runs [`Actor::run`].
 //! 2. `run` waits, commands first, on: the engine's commands ([`command`]), the device
 //!    swarm's events ([`Actor::on_swarm`], which hands requests and signals to [`requests`]
-//!    and DHT events to [`records`]), the deposit swarm's events, mDNS discoveries, and a
+//!    and DHT events to [`records`]), the deposit swarms' events (a swarm and key per
+//!    deposit, dropped with its answer: [`crate::anon`]), mDNS discoveries, and a
 //!    five-second tick that closes idle links ([`crate::idle`]), lifts expired blocks
-//!    ([`crate::strikes`]), asks for relay slots ([`crate::reach`]) and rotates the deposit
-//!    key ([`crate::anon`]).
+//!    ([`crate::strikes`]), asks for relay slots ([`crate::reach`]) and ends deposits that
+//!    outlived their request.
 //! 3. Events go to the engine on a bounded queue: the actor waits for room for answers the
 //!    engine asked for, and drops gossip and signals when the engine is busy.
 //! 4. The task ends when the engine drops its last [`NetHandle`]; it closes its listeners.
@@ -35,8 +36,10 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::actor::requests::{MAX_PENDING_INBOUND, MAX_SIGNAL_STATE};
-use crate::anon::Anon;
-use crate::api::{COMMAND_QUEUE, EVENT_QUEUE, NetCommand, NetEvent, NetHandle, ReachInfo};
+use crate::anon::Deposits;
+use crate::api::{
+    COMMAND_QUEUE, EVENT_QUEUE, NetCommand, NetEvent, NetHandle, ReachInfo, RequestFailure,
+};
 use crate::config::{NetConfig, NetError, TransportBuilder};
 use crate::idle::Idle;
 use crate::limits::Gate;
@@ -166,7 +169,6 @@ pub async fn spawn(
         )));
     }
     let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
-    let anon = Anon::new(REQUEST_TIMEOUT, cfg.options.transport.as_ref())?;
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -187,8 +189,7 @@ pub async fn spawn(
         transport: cfg.options.transport.clone(),
         observer: cfg.options.observer.clone(),
         dialed: BoundedMap::new(MAX_DIALED),
-        anon,
-        anon_outbound: HashMap::new(),
+        anon: Deposits::default(),
         listeners,
         signal_out: BoundedMap::new(MAX_SIGNAL_STATE),
         signal_in: HashMap::new(),
@@ -250,10 +251,8 @@ pub(crate) struct Actor {
     dialed: BoundedMap<PeerId, Multiaddr>,
     /// Our own listeners (closed when the actor stops).
     listeners: Vec<libp2p::core::transport::ListenerId>,
-    /// The swarm with a throwaway key that makes deposits.
-    anon: Anon,
-    /// Requests in flight on it, with the engine's tags.
-    anon_outbound: HashMap<OutboundRequestId, u64>,
+    /// Deposits in flight, each from its own throwaway key.
+    anon: Deposits,
     /// Tagged signals in flight.
     signal_out: BoundedMap<OutboundRequestId, u64>,
     /// Inbound signals the engine still has to answer.
@@ -290,8 +289,8 @@ impl Actor {
                         break;
                     }
                 }
-                ev = self.anon.swarm.select_next_some() => {
-                    if self.on_anon(ev).await.is_err() {
+                (id, ev) = self.anon.next() => {
+                    if self.on_anon(id, ev).await.is_err() {
                         break;
                     }
                 }
@@ -311,7 +310,9 @@ impl Actor {
                     self.close_idle();
                     self.unblock_expired();
                     self.reserve_relays();
-                    self.rotate_anon();
+                    if self.expire_deposits().await.is_err() {
+                        break;
+                    }
                 }
             }
         }
@@ -587,18 +588,18 @@ impl Actor {
         Ok(())
     }
 
-    /// Replaces the deposit swarm's key when it is old and nothing is in flight on it.
-    fn rotate_anon(&mut self) {
-        if !self.anon_outbound.is_empty() || !self.anon.due(Instant::now()) {
-            return;
+    /// Deposits whose request never ended (the request timeout normally ends them): dropped,
+    /// and the engine told they failed.
+    async fn expire_deposits(&mut self) -> Result<(), ()> {
+        for (tag, peer) in self.anon.expire(Instant::now(), 2 * REQUEST_TIMEOUT) {
+            self.emit(NetEvent::Response {
+                tag,
+                peer,
+                result: Err(RequestFailure::Timeout),
+            })
+            .await?;
         }
-        match Anon::new(REQUEST_TIMEOUT, self.transport.as_ref()) {
-            Ok(a) => {
-                debug!("new deposit identity");
-                self.anon = a;
-            }
-            Err(e) => warn!(error = %e, "cannot make a new deposit identity"),
-        }
+        Ok(())
     }
 
     /// Listen addresses that went away: forget them and tell the engine.

@@ -1,5 +1,5 @@
 //! The two request-response protocols on the device's swarm, `/kith/msg/1` and
-//! `/kith/signal/1`, and `/kith/msg/1` on the deposit swarm.
+//! `/kith/signal/1`, and `/kith/msg/1` on the deposit swarms.
 //!
 //! - **Inbound requests** that decode go to the engine with an id it answers by; those that
 //!   do not are answered at once (`Refused(Invalid)`, `Ignored`) and count a strike against
@@ -155,12 +155,6 @@ const MSG: Proto<Response> = Proto {
     },
 };
 
-/// `/kith/msg/1` on the deposit swarm (outbound only).
-const ANON: Proto<Response> = Proto {
-    tag: |a, id| a.anon_outbound.remove(id),
-    ..MSG
-};
-
 /// `/kith/signal/1`.
 const SIGNAL: Proto<SignalAnswer> = Proto {
     bad_request: "malformed signal",
@@ -312,12 +306,28 @@ impl Actor {
     }
 
     /// `/kith/msg/1` on the deposit swarm: outbound only, no requests come in on it.
-    pub(super) async fn on_anon(&mut self, ev: SwarmEvent<AnonBehaviourEvent>) -> Result<(), ()> {
+    /// `/kith/msg/1` on deposit `key`'s swarm: the deposit ends with its answer or failure
+    /// (its swarm and key are dropped then).
+    pub(super) async fn on_anon(
+        &mut self,
+        key: u64,
+        ev: SwarmEvent<AnonBehaviourEvent>,
+    ) -> Result<(), ()> {
         let SwarmEvent::Behaviour(AnonBehaviourEvent::Msg(ev)) = ev else {
             return Ok(());
         };
-        if let Rr::Outbound { peer, id, result } = Rr::from(ev) {
-            self.outbound_done(peer, id, result, &ANON).await?;
+        let Rr::Outbound { peer, result, .. } = Rr::from(ev) else {
+            return Ok(());
+        };
+        if let Err(OutboundFailure::Io(e)) = &result
+            && let Some(bad) = bad_frame(e)
+        {
+            warn!(%peer, error = %bad, "{}", MSG.bad_answer);
+            self.penalize(peer, MSG.bad_answer);
+        }
+        if let Some(tag) = self.anon.finish(key) {
+            self.emit(response(tag, peer, result.map_err(RequestFailure::from)))
+                .await?;
         }
         Ok(())
     }

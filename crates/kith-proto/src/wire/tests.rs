@@ -228,3 +228,20 @@ proptest! {
         let _ = Request::decode(&b);
     }
 }
+
+#[test]
+fn sealed_envelopes_decode_and_unknown_kinds_are_refused() {
+    let deliver = |kind| Request::Deliver {
+        envelopes: vec![Envelope {
+            to_device: CurveKey([1; 32]),
+            kind,
+            ciphertext: vec![7; 40],
+        }],
+    };
+    // Bare Olm envelopes (older nodes, mail kept before the seal) and sealed ones both read.
+    for kind in 0..=MAX_ENVELOPE_KIND {
+        let r = deliver(kind);
+        assert_eq!(Request::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+    assert!(Request::decode(&deliver(MAX_ENVELOPE_KIND + 1).encode().unwrap()).is_err());
+}
