@@ -33,6 +33,7 @@ const TOKEN: &str = "invite-123456";
 /// speaking `/kith/msg/1` with the project's codec.
 struct Client {
     key: identity::Keypair,
+    device: Device,
     cert: DeviceCert,
     swarm: Swarm<request_response::Behaviour<KithCodec>>,
     target: PeerId,
@@ -53,12 +54,12 @@ impl Client {
         let key = identity::Keypair::generate_ed25519();
         let device = Device::generate(id, key.public().to_peer_id().to_bytes()).unwrap();
         let (target, addr) = target(m);
-        Self::connect(key, device.cert().clone(), target, addr).await
+        Self::connect(key, device, target, addr).await
     }
 
     async fn connect(
         key: identity::Keypair,
-        cert: DeviceCert,
+        device: Device,
         target: PeerId,
         addr: Multiaddr,
     ) -> Self {
@@ -98,7 +99,8 @@ impl Client {
         .expect("connected in time");
         Self {
             key,
-            cert,
+            cert: device.cert().clone(),
+            device,
             swarm,
             target,
         }
@@ -133,10 +135,23 @@ impl Client {
         .expect("answered in time")
     }
 
+    /// Registers, proving it holds its key with a pre-key of the mailbox
+    /// (docs/protocol.md, "Mailbox registration").
     async fn register(&mut self, token: Option<&str>) -> Response {
-        self.ask(Request::Register {
+        let bundle = match self.ask(Request::ClaimPrekey).await {
+            Response::Prekey(bundle) => bundle,
+            other => return other,
+        };
+        let binding = kith_proto::wire::registration_binding(
+            &self.target.to_bytes(),
+            &self.cert.peer_id,
+            &self.cert.curve25519,
+        );
+        let proof = self.device.prove_key(&bundle, &binding).unwrap();
+        self.ask(Request::RegisterProven {
             cert: self.cert.clone(),
             token: token.map(str::to_string),
+            proof,
         })
         .await
     }
@@ -321,8 +336,13 @@ fn setting_a_push_endpoint_again_does_not_reset_the_wake_up_limit() {
         let mut sender = Client::new(&Identity::generate(), &m).await;
         let mut n = 0u8;
         // The device goes away; a deposit wakes it.
-        let d_key = (d.key.clone(), d.cert.clone());
-        drop(d);
+        let Client {
+            key: d_key,
+            device: d_device,
+            swarm,
+            ..
+        } = d;
+        drop(swarm);
         let start = std::time::Instant::now();
         while *wakes.lock().unwrap() == 0 {
             assert!(start.elapsed() < T, "no wake-up");
@@ -332,7 +352,7 @@ fn setting_a_push_endpoint_again_does_not_reset_the_wake_up_limit() {
         // Within the wake-up window (30 s) the device comes back, sets its endpoint again
         // and goes away: more deposits wake it no more.
         let (target, addr) = target(&m);
-        let mut d = Client::connect(d_key.0, d_key.1, target, addr).await;
+        let mut d = Client::connect(d_key, d_device, target, addr).await;
         assert!(registered(&d.register(None).await));
         assert_eq!(d.ask(set).await, Response::PushSet);
         drop(d);
