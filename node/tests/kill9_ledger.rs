@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Most messages in the ledger: `kith history` shows the last 10,000.
+const MAX_LEDGER: usize = 9_000;
+
 /// A small deterministic generator (xorshift64*), so a failing run can be repeated.
 struct Rng(u64);
 
@@ -91,11 +94,15 @@ fn every_accepted_message_arrives_once_and_in_order_across_kill_9s() {
     let mut killed: HashMap<&str, u64> = HashMap::new();
     for k in 0..kills {
         // Traffic for a random while, then a kill at a random moment.
+        // (At most one message each 50 ms, and no more than `history` can show in all.)
         let until = Instant::now() + Duration::from_millis(50 + rng.below(450));
         while Instant::now() < until {
-            if let Some(n) = send_next(&a, &mut next) {
+            if ledger.len() < MAX_LEDGER
+                && let Some(n) = send_next(&a, &mut next)
+            {
                 ledger.push(n);
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let who = match rng.below(3) {
             0 => "alice",
