@@ -48,15 +48,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn peer_addr(n: &Node) -> String {
-    let id = n.json(&["id"]);
-    format!(
-        "{}/p2p/{}",
-        n.listen_addr(),
-        id[0]["peer_id"].as_str().unwrap()
-    )
-}
-
 /// Sends the next ledger message if Alice is up; returns its number if `kith send` accepted it.
 fn send_next(a: &Node, n: &mut u64) -> Option<u64> {
     let text = format!("ledger {n:06}");
@@ -79,7 +70,7 @@ fn every_accepted_message_arrives_once_and_in_order_across_kill_9s() {
 
     let mut m = Node::new().with_args(&["--mailbox"]);
     m.start();
-    let boot = peer_addr(&m);
+    let boot = m.p2p_addr();
     let mut a = Node::new().with_args(&["--bootstrap", &boot]);
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
