@@ -9,7 +9,8 @@
 //!   when the op adds it back, or when an op waiting in the log names it (it is needed to
 //!   place that one). Anything else of a group it is not in is ignored.
 //! - **Invitations.** Ops of a group this device does not know wait in [`Invites`] (at most
-//!   [`MAX_INVITES`] groups, [`MAX_INVITE_OPS`] ops each; the oldest goes first) until
+//!   [`MAX_INVITES`] groups, [`MAX_INVITE_BYTES`] of encoded ops each; the oldest goes
+//!   first) until
 //!   they make this user a member; the group is then kept only if whoever made this user a
 //!   member — the `Create` naming it or the `Add` — is a contact the user added
 //!   ([`accept_invite`]). So strangers cannot make phantom groups at a device, nor fill its
@@ -17,7 +18,7 @@
 //! - **Sending.** Ops go pairwise through the outbox, cut by [`cut_updates`] into bodies
 //!   that fit a sealed payload, with the member certificates riding with the last ops.
 
-use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
+use kith_proto::group::{GroupLog, GroupOp, GroupState, Inserted, OpKind};
 use kith_proto::record::DeviceCert;
 use kith_proto::wire::{Body, MAX_UPDATE_OPS};
 use kith_types::{BoundedMap, GroupId, IdentityKey};
@@ -28,8 +29,10 @@ pub const UPDATE_BYTES: usize = 40 * 1024;
 pub const UPDATE_CERTS: usize = 64;
 /// Groups not yet joined whose ops are held until they make this user a member.
 pub const MAX_INVITES: usize = 32;
-/// Most ops held per invitation.
-pub const MAX_INVITE_OPS: usize = 4096;
+/// Most encoded bytes of ops held per invitation (a stranger can fill every invitation it
+/// starts: this bounds what it makes a device hold, 32 MiB in all; an honest log of a few
+/// thousand ops fits).
+pub const MAX_INVITE_BYTES: usize = 1 << 20;
 
 /// Where an op from a peer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +87,7 @@ pub fn accept_invite(
 
 /// Groups this device does not know yet, with the ops seen of them.
 #[derive(Debug)]
-pub struct Invites(BoundedMap<GroupId, GroupLog>);
+pub struct Invites(BoundedMap<GroupId, (GroupLog, usize)>);
 
 impl Default for Invites {
     fn default() -> Self {
@@ -104,13 +107,17 @@ pub enum Offered {
 impl Invites {
     /// Holds an op of group `id` (a `Create` starts an invitation).
     pub fn offer(&mut self, id: GroupId, op: GroupOp) -> Offered {
-        if let Some(log) = self.0.get_mut(&id) {
-            if log.len() + log.pending() >= MAX_INVITE_OPS {
+        let size = op.encode().map_or(usize::MAX, |b| b.len());
+        if let Some((log, bytes)) = self.0.get_mut(&id) {
+            if bytes.saturating_add(size) > MAX_INVITE_BYTES {
                 return Offered::Dropped;
             }
             return match log.insert(op) {
-                Ok(_) => Offered::Held,
-                Err(_) => Offered::Dropped,
+                Ok(Inserted::Duplicate) | Err(_) => Offered::Dropped,
+                Ok(_) => {
+                    *bytes += size;
+                    Offered::Held
+                }
             };
         }
         if !matches!(op.kind, OpKind::Create { .. }) {
@@ -118,7 +125,7 @@ impl Invites {
         }
         match GroupLog::new(op) {
             Ok(log) if log.id() == id => {
-                self.0.insert(id, log);
+                self.0.insert(id, (log, size));
                 Offered::Held
             }
             _ => Offered::Dropped,
@@ -127,12 +134,12 @@ impl Invites {
 
     /// The invitation of group `id`, if held.
     pub fn get(&self, id: &GroupId) -> Option<&GroupLog> {
-        self.0.get(id)
+        self.0.get(id).map(|(log, _)| log)
     }
 
     /// Takes the invitation of group `id` out.
     pub fn take(&mut self, id: &GroupId) -> Option<GroupLog> {
-        self.0.remove(id)
+        self.0.remove(id).map(|(log, _)| log)
     }
 
     /// How many invitations are held.

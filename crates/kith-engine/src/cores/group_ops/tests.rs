@@ -119,3 +119,32 @@ fn updates_are_cut_to_fit_with_certificates_last() {
     }
     assert_eq!(n, MAX_UPDATE_OPS + 6);
 }
+
+/// A stranger who starts an invitation and keeps sending valid ops for it makes a device
+/// hold at most [`MAX_INVITE_BYTES`] of them.
+#[test]
+fn an_invitation_holds_a_bounded_number_of_bytes() {
+    let mut inv = Invites::default();
+    let c = create(9, &[2], 0);
+    let g = GroupOp::group_id_of(&c).unwrap();
+    let mut held = c.encode().unwrap().len();
+    assert_eq!(inv.offer(g, c), Offered::Held);
+    let mut dropped = false;
+    for i in 0..100_000u64 {
+        let parents = inv.get(&g).unwrap().heads();
+        // Large ops: a count of ops alone would let these add up to megabytes.
+        let text: String = format!("{i:0>500}");
+        let o = op(g, parents, 9, i + 1, OpKind::Describe(text));
+        let size = o.encode().unwrap().len();
+        match inv.offer(g, o) {
+            Offered::Held => held += size,
+            Offered::Dropped => {
+                dropped = true;
+                break;
+            }
+        }
+    }
+    assert!(dropped, "more ops are refused once the invitation is full");
+    assert!(held <= MAX_INVITE_BYTES);
+    assert!(held > MAX_INVITE_BYTES / 2, "an honest-sized log fits");
+}
