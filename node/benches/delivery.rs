@@ -23,6 +23,7 @@ use kith_api::methods::{self, AddContactParams, HistoryParams, NoParams, SendPar
 
 mod support;
 
+use support::events::*;
 use support::*;
 
 #[tokio::main]
@@ -131,60 +132,6 @@ async fn main() {
         rss[1] as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
-}
-
-/// Room for events between the watch tasks and the benchmark (sequential sends only).
-const EVENT_QUEUE: usize = 1024;
-
-fn print_latency(what: &str, n: usize, lat: &mut [Duration]) {
-    lat.sort();
-    println!(
-        "latency  {what} n={n}: p50 {:.2} ms  p90 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-        ms(pct(lat, 0.50)),
-        ms(pct(lat, 0.90)),
-        ms(pct(lat, 0.95)),
-        ms(pct(lat, 0.99)),
-        ms(*lat.last().unwrap())
-    );
-}
-
-/// CPU time used so far by the processes, summed.
-fn cpu_sum(pids: &[u32]) -> Duration {
-    pids.iter().map(|&p| proc_cpu(p).unwrap_or_default()).sum()
-}
-
-/// A connection to `d` subscribed to its events.
-async fn watching(d: &Daemon) -> Client {
-    let mut watch = Client::connect(&sock(&d.dir)).await.unwrap();
-    watch.watch().await.unwrap();
-    watch
-}
-
-/// Passes on the key `pick` finds in each event of `watch`, with the moment the event
-/// arrived.
-async fn stamp_events(
-    mut watch: Client,
-    tx: mpsc::Sender<(String, Instant)>,
-    pick: fn(&serde_json::Value) -> Option<String>,
-) {
-    while let Some(ev) = watch.next_event().await.unwrap() {
-        if let Some(key) = pick(&ev) {
-            let at = Instant::now();
-            if tx.send((key, at)).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Waits for `key` from a watch task; returns when its event arrived.
-async fn wait_for(rx: &mut mpsc::Receiver<(String, Instant)>, key: &str) -> Instant {
-    loop {
-        let (k, at) = rx.recv().await.expect("daemon stopped");
-        if k == key {
-            return at;
-        }
-    }
 }
 
 async fn send(c: &mut Client, text: String) -> String {

@@ -396,3 +396,83 @@ fn bad_envelopes_relayed_by_a_mailbox_strike_their_author_not_the_mailbox() {
         struck.join("\n")
     );
 }
+
+/// Issue 14, hole 3: "relayed envelopes find their session by an index, in constant work".
+/// The index is by ratchet key, and the first envelope of a new ratchet chain carries a key
+/// the recipient has not seen; the seal names its sender's Curve25519 key inside (a hint only
+/// the recipient reads), so that envelope too finds its session in one lookup. Eve first
+/// makes Bob hold sessions with 300 devices whose store keys sort before Alice's (first
+/// messages from made-up devices, ground to sort first), so bounded trial decryption (the
+/// first 256 devices by key) never reaches Alice. Then Alice's first message of a new chain
+/// arrives through Bob's mailbox. Before the hint Bob answered it `Undecryptable` and never
+/// showed it (the mailbox kept it for ever).
+#[test]
+fn the_first_relayed_envelope_of_a_new_chain_finds_its_session_past_256_others() {
+    const FAKES: usize = 300;
+    let (m, a, mut b) = mailbox_alice_bob();
+    let bob = peer_and_addr(&b);
+    let alice_key = kith_store::device_key(&peer_and_addr(&a).0.to_bytes());
+    let rt = runtime();
+    let mut eve = Attacker::new();
+    rt.block_on(async {
+        let mut envelopes = Vec::with_capacity(FAKES);
+        for i in 0..FAKES {
+            // A device whose store key (SHA-256 of its peer id) sorts before Alice's.
+            let peer = loop {
+                let p = PeerId::random();
+                if kith_store::device_key(&p.to_bytes()) < alice_key {
+                    break p;
+                }
+            };
+            let identity = Identity::generate();
+            let device = Device::generate(&identity, peer.to_bytes()).unwrap();
+            // Bob hands one-time keys out 10 a minute; after that, his fallback key.
+            let bundle = match eve.ask(&bob, Request::ClaimPrekey).await {
+                Response::Prekey(bundle) => bundle,
+                other => panic!("claim: {other:?}"),
+            };
+            let mut s = PeerSessions::new(bundle.cert.curve25519);
+            s.open_outbound(&device, &bundle).unwrap();
+            let hello = Sealed {
+                version: 1,
+                sender: Some(device.cert().clone()),
+                bodies: vec![Body::Text {
+                    id: 1000 + i as u128,
+                    sent_at_ms: 1,
+                    text: format!("hello {i}"),
+                }],
+            };
+            envelopes.push(s.encrypt(&hello.encode().unwrap()).unwrap());
+        }
+        for chunk in envelopes.chunks(100) {
+            match eve
+                .ask(
+                    &bob,
+                    Request::Deliver {
+                        envelopes: chunk.to_vec(),
+                    },
+                )
+                .await
+            {
+                Response::Delivered { results } => assert!(
+                    results.iter().all(|r| *r == DeliveryResult::Stored),
+                    "Bob opens the made-up devices' first messages: {results:?}"
+                ),
+                other => panic!("deliver: {other:?}"),
+            }
+        }
+    });
+    // Alice's next message starts a new ratchet chain once she has read Bob's reply.
+    b.send("Alice", "reply");
+    b.wait_status("Alice", 1, "delivered", W);
+    b.stop();
+    a.send("Bob", "on a new chain");
+    wait_for(W, "Alice's message kept by the mailbox", || {
+        (a.history("Bob").last()?["status"] == "sent").then_some(())
+    });
+    assert_eq!(outbox(&m), 1);
+    b.start();
+    let got = b.wait_received("Alice", 2, W);
+    assert_eq!(got[1]["text"], "on a new chain");
+    a.wait_status("Bob", 2, "delivered", W);
+}

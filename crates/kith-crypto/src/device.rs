@@ -86,8 +86,9 @@ impl Device {
         &self.cert
     }
 
-    /// Opens an envelope sealed to this device ([`crate::seal`]): the Olm envelope inside.
-    pub fn open_seal(&self, env: &Envelope) -> Result<Envelope, CryptoError> {
+    /// Opens an envelope sealed to this device ([`crate::seal`]): the Olm envelope inside and
+    /// the sender's key the seal names.
+    pub fn open_seal(&self, env: &Envelope) -> Result<crate::seal::Unsealed, CryptoError> {
         self.seal.open(env)
     }
 

@@ -28,7 +28,7 @@ mod session;
 pub use device::Device;
 pub use identity::{Identity, StorageKey};
 pub use megolm::{InboundGroup, OutboundGroup};
-pub use seal::{SEALED_KIND, seal};
+pub use seal::{SEALED_KIND, Unsealed, seal};
 pub use session::{Decrypted, PeerSessions};
 
 /// Crypto failures. None of them carries key material.

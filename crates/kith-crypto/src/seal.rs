@@ -7,7 +7,15 @@
 //! ChaCha20-Poly1305, as the `hpke` crate implements it (the one vodozemac uses). A fresh
 //! ephemeral key per envelope; the recipient's key is the associated data. Kith adds only the
 //! framing: a sealed envelope has kind [`SEALED_KIND`] and its ciphertext is the 32-byte
-//! encapsulated key followed by the HPKE ciphertext of `[inner kind][inner Olm ciphertext]`.
+//! encapsulated key followed by the HPKE ciphertext of
+//! `[0x80 | inner kind][sender's Curve25519 key][inner Olm ciphertext]`.
+//!
+//! The sender's key inside the seal is a hint, for the recipient only: it names the session
+//! to try on a normal Olm message whose ratchet key the recipient has not seen yet (the first
+//! of a new chain, relayed by a mailbox), so no message needs trial decryption against other
+//! sessions. It is not trusted: a wrong hint only means the named session does not open the
+//! message. Seals from before the hint (`[inner kind][inner Olm ciphertext]`, kind 0 or 1)
+//! still open, without one.
 //!
 //! The recipient's secret is its Olm identity key (as in Signal's sealed sender, which seals
 //! to the recipient's identity key); vodozemac does not hand it out, so it is read once from
@@ -16,6 +24,7 @@
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
 use kith_proto::wire::Envelope;
+use kith_types::CurveKey;
 use vodozemac::olm::Account;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -23,13 +32,15 @@ use crate::CryptoError;
 
 /// The envelope kind of a sealed envelope (0 and 1 are bare Olm pre-key and normal messages).
 pub const SEALED_KIND: u8 = 2;
+/// Set in the first sealed byte when the sender's key follows it.
+const HINTED: u8 = 0x80;
 /// HPKE `info`: names this use, so the key's other use (Olm) can never be confused with it.
 const INFO: &[u8] = b"kith envelope seal v1";
 /// Length of the encapsulated (ephemeral public) key.
 const ENC_LEN: usize = 32;
-/// What the seal adds to an Olm ciphertext: the encapsulated key, the inner kind byte and
-/// the AEAD tag.
-pub const SEAL_OVERHEAD: usize = ENC_LEN + 1 + 16;
+/// What the seal adds to an Olm ciphertext: the encapsulated key, the inner kind byte, the
+/// sender's key and the AEAD tag.
+pub const SEAL_OVERHEAD: usize = ENC_LEN + 1 + 32 + 16;
 
 type PrivateKey = <X25519HkdfSha256 as Kem>::PrivateKey;
 type PublicKey = <X25519HkdfSha256 as Kem>::PublicKey;
@@ -76,38 +87,54 @@ pub(crate) fn seal_secret(account: &Account) -> Result<SealKey, CryptoError> {
     Ok(SealKey(sk))
 }
 
-/// Seals an Olm envelope (kind 0 or 1) to its recipient: a new envelope of kind
-/// [`SEALED_KIND`] for the same device.
-pub fn seal(inner: &Envelope) -> Result<Envelope, CryptoError> {
+/// An envelope opened from its seal: the Olm envelope inside and the sender's key the seal
+/// names (a hint, see the module docs; `None` from a seal made before the hint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsealed {
+    /// The Olm envelope (kind 0 or 1).
+    pub envelope: Envelope,
+    /// The Curve25519 key the sender says it has.
+    pub sender: Option<CurveKey>,
+}
+
+/// Seals an Olm envelope (kind 0 or 1) from the device `sender` to its recipient: a new
+/// envelope of kind [`SEALED_KIND`] for the same device.
+pub fn seal(inner: &Envelope, sender: &CurveKey) -> Result<Envelope, CryptoError> {
     if inner.kind > 1 {
         return Err(CryptoError::Encode("only Olm messages are sealed".into()));
     }
-    let pk = PublicKey::from_bytes(&inner.to_device.0).map_err(|_| CryptoError::BadKey)?;
-    let mut plain = Zeroizing::new(Vec::with_capacity(1 + inner.ciphertext.len()));
-    plain.push(inner.kind);
+    let mut plain = Zeroizing::new(Vec::with_capacity(1 + 32 + inner.ciphertext.len()));
+    plain.push(HINTED | inner.kind);
+    plain.extend_from_slice(&sender.0);
     plain.extend_from_slice(&inner.ciphertext);
+    seal_bytes(&inner.to_device, &plain)
+}
+
+/// HPKE-seals `plain` to the device `to`: an envelope of kind [`SEALED_KIND`].
+fn seal_bytes(to: &CurveKey, plain: &[u8]) -> Result<Envelope, CryptoError> {
+    let pk = PublicKey::from_bytes(&to.0).map_err(|_| CryptoError::BadKey)?;
     let (enc, ct) = hpke::single_shot_seal::<Aead, Kdf, X25519HkdfSha256>(
         &OpModeS::Base,
         &pk,
         INFO,
-        &plain,
-        &inner.to_device.0,
+        plain,
+        &to.0,
     )
     .map_err(|e| CryptoError::Encode(format!("seal: {e}")))?;
     let mut ciphertext = Vec::with_capacity(ENC_LEN + ct.len());
     ciphertext.extend_from_slice(&enc.to_bytes());
     ciphertext.extend_from_slice(&ct);
     Ok(Envelope {
-        to_device: inner.to_device,
+        to_device: *to,
         kind: SEALED_KIND,
         ciphertext,
     })
 }
 
 impl SealKey {
-    /// Opens a sealed envelope: the Olm envelope inside (kind 0 or 1). An envelope that is not
-    /// sealed, not for this key, or damaged is an error.
-    pub(crate) fn open(&self, env: &Envelope) -> Result<Envelope, CryptoError> {
+    /// Opens a sealed envelope: the Olm envelope inside (kind 0 or 1) and the sender's hint.
+    /// An envelope that is not sealed, not for this key, or damaged is an error.
+    pub(crate) fn open(&self, env: &Envelope) -> Result<Unsealed, CryptoError> {
         if env.kind != SEALED_KIND {
             return Err(CryptoError::Decrypt("not sealed".into()));
         }
@@ -126,14 +153,25 @@ impl SealKey {
         )
         .map_err(|_| CryptoError::Decrypt("cannot open the seal".into()))?;
         let plain = Zeroizing::new(plain);
-        match plain.split_first() {
-            Some((&kind, rest)) if kind <= 1 && !rest.is_empty() => Ok(Envelope {
+        let malformed = || CryptoError::Decrypt("malformed sealed envelope".into());
+        let (&first, rest) = plain.split_first().ok_or_else(malformed)?;
+        let (kind, sender, body) = if first & HINTED != 0 {
+            let (key, body) = rest.split_first_chunk::<32>().ok_or_else(malformed)?;
+            (first & !HINTED, Some(CurveKey(*key)), body)
+        } else {
+            (first, None, rest)
+        };
+        if kind > 1 || body.is_empty() {
+            return Err(malformed());
+        }
+        Ok(Unsealed {
+            envelope: Envelope {
                 to_device: env.to_device,
                 kind,
-                ciphertext: rest.to_vec(),
-            }),
-            _ => Err(CryptoError::Decrypt("malformed sealed envelope".into())),
-        }
+                ciphertext: body.to_vec(),
+            },
+            sender,
+        })
     }
 }
 
@@ -155,7 +193,7 @@ mod tests {
         a2b.open_outbound(&alice, &bob.claim_prekey(false)).unwrap();
         let inner = a2b.encrypt(b"hello").unwrap();
         assert_eq!(PeerSessions::prekey_sender(&inner), Some(alice.curve_key()));
-        let sealed = seal(&inner).unwrap();
+        let sealed = seal(&inner, &alice.curve_key()).unwrap();
         assert_eq!(sealed.kind, SEALED_KIND);
         assert_eq!(sealed.to_device, bob.curve_key());
         assert_eq!(
@@ -167,13 +205,20 @@ mod tests {
         assert!(!sealed.ciphertext.windows(32).any(|w| w == alice_key));
         assert_eq!(PeerSessions::prekey_sender(&sealed), None);
         // Two seals of the same message differ (fresh ephemeral key).
-        assert_ne!(seal(&inner).unwrap().ciphertext, sealed.ciphertext);
+        assert_ne!(
+            seal(&inner, &alice.curve_key()).unwrap().ciphertext,
+            sealed.ciphertext
+        );
         // Only Bob opens it, and gets the Olm message back.
         assert!(carol.open_seal(&sealed).is_err());
         let opened = bob.open_seal(&sealed).unwrap();
-        assert_eq!(opened, inner);
+        assert_eq!(opened.envelope, inner);
+        assert_eq!(opened.sender, Some(alice.curve_key()), "the sender's hint");
         let mut b2a = PeerSessions::new(alice.curve_key());
-        assert_eq!(b2a.decrypt(&mut bob, &opened).unwrap().plaintext, b"hello");
+        assert_eq!(
+            b2a.decrypt(&mut bob, &opened.envelope).unwrap().plaintext,
+            b"hello"
+        );
     }
 
     #[test]
@@ -184,7 +229,7 @@ mod tests {
             kind: 1,
             ciphertext: vec![7; 40],
         };
-        let sealed = seal(&inner).unwrap();
+        let sealed = seal(&inner, &device().curve_key()).unwrap();
         for i in [0, ENC_LEN, sealed.ciphertext.len() - 1] {
             let mut bad = sealed.clone();
             bad.ciphertext[i] ^= 1;
@@ -197,7 +242,7 @@ mod tests {
         let mut other = sealed.clone();
         other.to_device = device().curve_key();
         assert!(bob.open_seal(&other).is_err());
-        assert!(seal(&sealed).is_err());
+        assert!(seal(&sealed, &bob.curve_key()).is_err());
         assert!(bob.open_seal(&inner).is_err());
     }
 
@@ -208,7 +253,7 @@ mod tests {
         let mut a2b = PeerSessions::new(bob.curve_key());
         a2b.open_outbound(&alice, &bob.claim_prekey(false)).unwrap();
         let big = vec![7u8; kith_proto::wire::MAX_SEALED];
-        let sealed = seal(&a2b.encrypt(&big).unwrap()).unwrap();
+        let sealed = seal(&a2b.encrypt(&big).unwrap(), &alice.curve_key()).unwrap();
         assert!(sealed.ciphertext.len() <= kith_proto::wire::MAX_CIPHERTEXT);
     }
 
@@ -217,12 +262,42 @@ mod tests {
         let bob = device();
         let key = crate::StorageKey::generate();
         let restored = Device::restore(&bob.pickle(&key), bob.cert().clone(), &key).unwrap();
-        let sealed = seal(&Envelope {
-            to_device: bob.curve_key(),
-            kind: 0,
-            ciphertext: vec![1; 20],
-        })
+        let sealed = seal(
+            &Envelope {
+                to_device: bob.curve_key(),
+                kind: 0,
+                ciphertext: vec![1; 20],
+            },
+            &device().curve_key(),
+        )
         .unwrap();
-        assert_eq!(restored.open_seal(&sealed).unwrap().ciphertext, vec![1; 20]);
+        assert_eq!(
+            restored.open_seal(&sealed).unwrap().envelope.ciphertext,
+            vec![1; 20]
+        );
+    }
+
+    #[test]
+    fn seals_from_before_the_hint_still_open_and_a_cut_hint_is_malformed() {
+        let bob = device();
+        // The form before the hint: `[inner kind][Olm ciphertext]`.
+        let old = seal_bytes(&bob.curve_key(), &[1, 9, 9, 9]).unwrap();
+        let opened = bob.open_seal(&old).unwrap();
+        assert_eq!(opened.sender, None);
+        assert_eq!(
+            (opened.envelope.kind, opened.envelope.ciphertext),
+            (1, vec![9; 3])
+        );
+        // A hinted form whose key is cut short, or with nothing after the key, or an inner
+        // kind above 1 in either form.
+        for plain in [
+            vec![HINTED | 1, 5, 5],
+            [vec![HINTED | 1], vec![5; 32]].concat(),
+            [vec![HINTED | 2], vec![5; 33]].concat(),
+            vec![2, 9, 9],
+        ] {
+            let bad = seal_bytes(&bob.curve_key(), &plain).unwrap();
+            assert!(bob.open_seal(&bad).is_err(), "{plain:?}");
+        }
     }
 }

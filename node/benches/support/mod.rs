@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use kith_api::Client;
 use kith_api::methods::{self, NoParams};
 
+pub mod events;
 pub mod peer;
 
 pub const KITH: &str = env!("CARGO_BIN_EXE_kith");

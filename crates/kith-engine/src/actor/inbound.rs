@@ -127,15 +127,17 @@ impl State {
 
     /// Finds which known device a normal (not pre-key) envelope is from: the device the
     /// index names for its ratchet key (one lookup, [`WriteTx::device_by_ratchet`]), then the
-    /// connection's peer, then — for the first envelope of a new ratchet chain a mailbox
-    /// relayed — the devices we have sessions with, at most [`MAX_TRIAL`] per envelope and
-    /// [`MAX_TRIAL_PER_BATCH`] per batch (`trials`). Returns the device and the decrypted
-    /// message.
+    /// device whose key the seal names (`hint`: the first envelope of a new ratchet chain, a
+    /// mailbox relayed), then the connection's peer. Only an envelope without a hint (sealed
+    /// by an older node, or not sealed) is then tried against the devices we have sessions
+    /// with, at most [`MAX_TRIAL`] per envelope and [`MAX_TRIAL_PER_BATCH`] per batch
+    /// (`trials`). Returns the device and the decrypted message.
     fn open_normal(
         &mut self,
         w: &WriteTx<'_>,
         peer: PeerId,
         env: &Envelope,
+        hint: Option<CurveKey>,
         trials: &mut usize,
     ) -> Result<Option<Found>, Fatal> {
         let first = device_key(&peer.to_bytes());
@@ -143,20 +145,28 @@ impl State {
             Some(r) => w.device_by_ratchet(&r)?,
             None => None,
         };
-        if let Some(dev) = indexed
-            && let Some(opened) = self.try_open(w, dev, env)?
-        {
-            return Ok(Some(opened));
+        let hinted = match &hint {
+            Some(curve) => w.device_by_curve(curve)?,
+            None => None,
+        };
+        let mut tried = Vec::with_capacity(3);
+        // The common cases: a known chain, the sender the seal names, the connection's device.
+        for dev in [indexed, hinted, Some(first)].into_iter().flatten() {
+            if tried.contains(&dev) {
+                continue;
+            }
+            tried.push(dev);
+            if let Some(opened) = self.try_open(w, dev, env)? {
+                return Ok(Some(opened));
+            }
         }
-        // The common case next: the connection is the sending device.
-        if indexed != Some(first)
-            && let Some(opened) = self.try_open(w, first, env)?
-        {
-            return Ok(Some(opened));
+        if hint.is_some() {
+            // The sender named itself and its sessions did not open it: no one else's will.
+            return Ok(None);
         }
         let budget = MAX_TRIAL.min(MAX_TRIAL_PER_BATCH.saturating_sub(*trials));
         for dev in w.session_devices(budget)? {
-            if dev != first && Some(dev) != indexed {
+            if !tried.contains(&dev) {
                 *trials += 1;
                 if let Some(opened) = self.try_open(w, dev, env)? {
                     return Ok(Some(opened));
@@ -196,10 +206,12 @@ impl State {
         // The outer seal first (what current nodes send); bare Olm envelopes (kinds 0 and
         // 1, from older nodes or kept from before the seal) are read as they are.
         let unsealed;
+        let mut hint = None;
         let env = if env.kind == kith_crypto::SEALED_KIND {
             match self.device.open_seal(env) {
                 Ok(inner) => {
-                    unsealed = inner;
+                    hint = inner.sender;
+                    unsealed = inner.envelope;
                     &unsealed
                 }
                 Err(e) => {
@@ -253,7 +265,7 @@ impl State {
                     }
                 }
             }
-            None => match self.open_normal(w, peer, env, trials)? {
+            None => match self.open_normal(w, peer, env, hint, trials)? {
                 Some((dev, curve, d)) => (curve, Some(dev), None, d),
                 None => return Ok(inbound_core::not_opened()),
             },

@@ -63,8 +63,9 @@ impl State {
             };
             let plain = sealed.encode()?;
             // Sealed once more to the device, so whoever carries it (a mailbox) cannot read
-            // the sender's key out of a pre-key message, nor link normal ones by ratchet key.
-            let env = kith_crypto::seal(&s.encrypt(&plain)?)?;
+            // the sender's key out of a pre-key message, nor link normal ones by ratchet key;
+            // inside the seal, our key tells the device which session opens it.
+            let env = kith_crypto::seal(&s.encrypt(&plain)?, &self.device.curve_key())?;
             self.dirty_sessions.insert(*dev);
             outbox_core::mark_sealed(&mut group, &env);
             for (seq, item) in &group {
