@@ -535,7 +535,9 @@ async fn wait_group_text(n: &Node, group: &str, text: &str) {
 /// name for A's next seq, under a session nobody has a key for. Frames from a catch-up are
 /// not checked against a publisher, so B keeps it, waiting for a key. Before the fix, A's
 /// real frame for that seq was then dropped at B as a duplicate, and B never showed it. Now
-/// a frame that has not opened does not hold its place against one that opens.
+/// a frame that has not opened does not hold its place against one that opens, and the one
+/// that opens replaces it in B's store (until the store kept the first frame of a place, so B
+/// showed the real message but handed the forgery on to members catching up with it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
     use kith_proto::groupwire::GroupFrame;
@@ -569,5 +571,90 @@ async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
     .await;
     a.h.group_send(g.clone(), "two".into()).await.unwrap();
     wait_group_text(&b, &g, "two").await;
+    // What B hands on to members catching up with it is the real frame, not the forgery.
+    let real_two = a.h.test_group_frame(&g, None, 2).await.unwrap();
+    assert_eq!(
+        b.h.test_group_frame(&g, Some(sender), 2).await.unwrap(),
+        real_two,
+        "the real frame took the place"
+    );
+    stop([a, b, c, d]).await;
+}
+
+/// Issue 14, hole 4, when the key comes last: B holds a forged frame for A's next seq (as a
+/// catch-up from a hostile member leaves it: kept, not opened) and then A's real frame for
+/// it, and can open neither: A's key for the new session it started after a removal has not
+/// reached B (their links are cut), while the frame reaches B through C. When the key comes,
+/// B tries the frames that claim the place, and the real one, held aside, opens and is shown;
+/// the forgery does not win by coming first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_key_comes_last_the_real_frame_opens_not_the_forgery() {
+    use kith_proto::groupwire::GroupFrame;
+    let tmp = tempfile::tempdir().unwrap();
+    let ([a, b, c, d], g) = setup(tmp.path()).await;
+    a.h.group_send(g.clone(), "one".into()).await.unwrap();
+    wait_group_text(&b, &g, "one").await;
+    let real_one = a.h.test_group_frame(&g, None, 1).await.unwrap();
+    let real_one = GroupFrame::decode(&real_one.expect("A holds its frame 1")).unwrap();
+    let sender = real_one.sender;
+    // After a removal every sender starts a new session: A's next frame needs a new key.
+    a.h.group_change(g.clone(), GroupChange::Remove("d".into()))
+        .await
+        .unwrap();
+    wait_members(&[&a, &b, &c], &g, 3).await;
+    let forged = GroupFrame {
+        session: "no-such-session".into(),
+        seq: 2,
+        lamport: real_one.lamport + 1,
+        ciphertext: vec![7; 64],
+        ..real_one.clone()
+    };
+    b.h.test_plant_group_frame(&g, forged.encode().unwrap())
+        .await
+        .unwrap();
+    // A and B are cut apart: A's new key cannot reach B; its frame reaches B through C.
+    let (a_peer, b_peer) = (a.peer_id.parse().unwrap(), b.peer_id.parse().unwrap());
+    a.sim.cut(&[b_peer], true);
+    b.sim.cut(&[a_peer], true);
+    a.h.group_send(g.clone(), "two".into()).await.unwrap();
+    let real_two = a.h.test_group_frame(&g, None, 2).await.unwrap();
+    let real_two = GroupFrame::decode(&real_two.expect("A holds its frame 2")).unwrap();
+    assert_ne!(
+        real_two.session, real_one.session,
+        "a new session after the removal"
+    );
+    wait_group_text(&c, &g, "two").await;
+    let c_peer: kith_net::PeerId = c.peer_id.parse().unwrap();
+    wait_until("B holds A's real frame aside", async || {
+        b.h.test_group_sync(&g, c_peer).await.unwrap();
+        b.h.test_group_alts(&g, sender, 2)
+            .await
+            .is_ok_and(|alts| alts.contains(&real_two.encode().unwrap()))
+    })
+    .await;
+    assert_eq!(
+        b.h.test_group_frame(&g, Some(sender), 2).await.unwrap(),
+        Some(forged.encode().unwrap()),
+        "the forgery came first and holds the place"
+    );
+    let shown = |h: Vec<kith_engine::GroupItemView>| h.iter().filter(|m| m.text == "two").count();
+    assert_eq!(
+        shown(b.h.group_history(g.clone(), 100).await.unwrap()),
+        0,
+        "B has no key yet"
+    );
+    a.sim.cut(&[b_peer], false);
+    b.sim.cut(&[a_peer], false);
+    wait_group_text(&b, &g, "two").await;
+    assert_eq!(shown(b.h.group_history(g.clone(), 100).await.unwrap()), 1);
+    assert_eq!(
+        b.h.test_group_frame(&g, Some(sender), 2).await.unwrap(),
+        Some(real_two.encode().unwrap()),
+        "the real frame took the place"
+    );
+    assert!(
+        b.h.test_group_alts(&g, sender, 2).await.unwrap().is_empty(),
+        "the place is decided"
+    );
     stop([a, b, c, d]).await;
 }

@@ -307,8 +307,29 @@ impl EngineHandle {
         .await
     }
 
-    /// Stores an encoded frame as if it had been received (not opened, not shown): this
-    /// node then hands it on to members who catch up with it.
+    /// The encoded frames this node holds aside for (group, sender device, seq): frames for
+    /// a place held by one that has not opened, waiting for a key to decide.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_group_alts(
+        &self,
+        group: &str,
+        sender: kith_types::CurveKey,
+        seq: u64,
+    ) -> Result<Vec<Vec<u8>>, EngineError> {
+        let group = group.to_string();
+        self.group(|reply| GroupCmd::Alts {
+            group,
+            sender,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores an encoded frame as if it had been received and could not be opened yet (it
+    /// waits for a key, and is not shown): this node then hands it on to members who catch
+    /// up with it.
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub async fn test_plant_group_frame(

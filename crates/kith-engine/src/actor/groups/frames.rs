@@ -275,7 +275,7 @@ impl State {
         }
         match self.try_open_frame(w, group, &frame)? {
             Opened::Plain(_) => {
-                store_frame(w, &group, &frame, now)?;
+                replace_frame(w, &group, &frame, now)?;
                 self.open_frame(w, group, &frame, source, now, after)
             }
             Opened::Forged => {
@@ -339,7 +339,7 @@ impl State {
             if frame.session == session
                 && matches!(self.try_open_frame(w, group, &frame)?, Opened::Plain(_))
             {
-                store_frame(w, &group, &frame, now)?;
+                replace_frame(w, &group, &frame, now)?;
                 self.open_frame(w, group, &frame, None, now, after)?;
                 return Ok(());
             }
@@ -529,6 +529,19 @@ fn store_frame(
         },
     )?;
     Ok(())
+}
+
+/// Puts a frame that opened in the place of the one held there (which did not open): the
+/// store keeps the first frame of a place, so the held one goes first. What this node hands
+/// on to members catching up is then the real frame, never the forgery.
+fn replace_frame(
+    w: &mut WriteTx<'_>,
+    group: &GroupId,
+    frame: &GroupFrame,
+    now: Now,
+) -> Result<(), Fatal> {
+    w.drop_group_frame(group, &frame.sender, frame.seq)?;
+    store_frame(w, group, frame, now)
 }
 
 /// Moves a sender's `contiguous` mark over the frames held after it.

@@ -130,7 +130,15 @@ pub(in crate::actor) enum GroupCmd {
         seq: u64,
         reply: Reply<Option<Vec<u8>>>,
     },
-    /// Stores a frame as if received (to hand it on when asked).
+    /// The frames held aside for (group, sender device, seq), waiting for a key to decide.
+    Alts {
+        group: String,
+        sender: kith_types::CurveKey,
+        seq: u64,
+        reply: Reply<Vec<Vec<u8>>>,
+    },
+    /// Stores a frame as if received and not opened (waiting for a key; handed on when
+    /// asked).
     Plant {
         group: String,
         frame: Vec<u8>,
@@ -369,6 +377,18 @@ impl State {
                 };
                 after.push(reply(tx, r));
             }
+            GroupCmd::Alts {
+                group,
+                sender,
+                seq,
+                reply: tx,
+            } => {
+                let r = match self.find_group(w, &group)? {
+                    Ok(id) => Ok(w.group_alts(&id, &sender, seq)?),
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
             GroupCmd::Plant {
                 group,
                 frame,
@@ -382,6 +402,8 @@ impl State {
                                 at_ms: now.ms,
                             };
                             w.put_group_frame(&id, &f.sender, f.seq, &row)?;
+                            // Received and not opened: it waits for a key.
+                            w.set_group_pending(&id, &f.sender, f.seq, true)?;
                             Ok(())
                         }
                         Err(e) => Err(internal(e)),
