@@ -46,10 +46,23 @@ pub enum Route {
 }
 
 /// Where an op of group `known` (its current state, if this device knows the group) goes.
-/// `wanted`: an op waiting in the group's log names it. `me`: this user.
-pub fn route(op: &GroupOp, known: Option<&GroupState>, wanted: bool, me: &IdentityKey) -> Route {
+/// `wanted`: an op waiting in the group's log names it. `me`: this user. `from_contact`: the
+/// body came from a contact the user added: only such a sender's ops of an unknown group are
+/// held as an invitation (one the user would accept; whoever adds the user sends the whole
+/// log), so a stranger's flood of `Create`s cannot push a real invitation out.
+pub fn route(
+    op: &GroupOp,
+    known: Option<&GroupState>,
+    wanted: bool,
+    me: &IdentityKey,
+    from_contact: bool,
+) -> Route {
     let Some(state) = known else {
-        return Route::Invite;
+        return if from_contact {
+            Route::Invite
+        } else {
+            Route::Ignore
+        };
     };
     let adds_me = matches!(&op.kind, OpKind::Add(k) if k == me);
     if state.members.contains(me) || adds_me || wanted {

@@ -198,6 +198,7 @@ impl State {
         let mut invited: BTreeSet<GroupId> = BTreeSet::new();
         // One strike per body at most, whatever it holds.
         let mut strike: Option<&'static str> = None;
+        let from_contact = w.contact(&from)?.is_some_and(|c| c.added_by_user);
         for op in ops {
             if op.check().is_err() {
                 strike = Some("forged group op");
@@ -216,7 +217,7 @@ impl State {
                 (Some(l), Ok(h)) => l.wants(&h),
                 _ => false,
             };
-            match group_ops::route(&op, log.map(|l| l.current()), wants, &me) {
+            match group_ops::route(&op, log.map(|l| l.current()), wants, &me, from_contact) {
                 Route::Ignore => continue,
                 Route::Invite => {
                     if self.groups.invites.offer(id, op) == Offered::Held {

@@ -35,20 +35,29 @@ fn ops_reach_the_log_only_of_groups_this_user_is_in() {
     let log = GroupLog::new(c.clone()).unwrap();
     let g = log.id();
     let rename = op(g, log.heads(), 1, 1, OpKind::Rename("x".into()));
-    assert_eq!(route(&rename, Some(log.current()), false, &me), Route::Log);
-    assert_eq!(route(&rename, None, false, &me), Route::Invite);
+    assert_eq!(
+        route(&rename, Some(log.current()), false, &me, true),
+        Route::Log
+    );
+    assert_eq!(route(&rename, None, false, &me, true), Route::Invite);
+    // An unknown group's ops from a stranger are not held: they could push out a real
+    // invitation.
+    assert_eq!(route(&rename, None, false, &me, false), Route::Ignore);
     // A group this user left: ignored, unless it adds this user back or is needed.
     let other = pk(5);
     assert_eq!(
-        route(&rename, Some(log.current()), false, &other),
+        route(&rename, Some(log.current()), false, &other, true),
         Route::Ignore
     );
     assert_eq!(
-        route(&rename, Some(log.current()), true, &other),
+        route(&rename, Some(log.current()), true, &other, false),
         Route::Log
     );
     let add = op(g, log.heads(), 1, 1, OpKind::Add(other));
-    assert_eq!(route(&add, Some(log.current()), false, &other), Route::Log);
+    assert_eq!(
+        route(&add, Some(log.current()), false, &other, false),
+        Route::Log
+    );
 }
 
 #[test]
