@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use kith_engine::{Engine, EngineConfig, EngineHandle, GroupChange, GroupView, Multiaddr};
 use kith_net_sim::SimNet;
 use kith_proto::group::{GroupOp, OpKind};
+use kith_proto::groupwire::GroupFrame;
 use kith_types::{IdentityKey, OpHash};
 
 /// How long any one step may take to reach everyone.
@@ -531,6 +532,23 @@ async fn wait_group_text(n: &Node, group: &str, text: &str) {
     .await;
 }
 
+/// The frame `n` sent as its `seq`th in the group.
+async fn own_frame(n: &Node, group: &str, seq: u64) -> GroupFrame {
+    let f = n.h.test_group_frame(group, None, seq).await.unwrap();
+    GroupFrame::decode(&f.expect("the node holds its own frame")).unwrap()
+}
+
+/// A frame in `real`'s sender's name for the next seq, under a session nobody has a key for.
+fn forged_next(real: &GroupFrame) -> GroupFrame {
+    GroupFrame {
+        session: "no-such-session".into(),
+        seq: real.seq + 1,
+        lamport: real.lamport + 1,
+        ciphertext: vec![7; 64],
+        ..real.clone()
+    }
+}
+
 /// Issue 14, hole 4: C, a member, hands B (who catches up with it) a forged frame in A's
 /// name for A's next seq, under a session nobody has a key for. Frames from a catch-up are
 /// not checked against a publisher, so B keeps it, waiting for a key. Before the fix, A's
@@ -540,21 +558,13 @@ async fn wait_group_text(n: &Node, group: &str, text: &str) {
 /// showed the real message but handed the forgery on to members catching up with it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
-    use kith_proto::groupwire::GroupFrame;
     let tmp = tempfile::tempdir().unwrap();
     let ([a, b, c, d], g) = setup(tmp.path()).await;
     a.h.group_send(g.clone(), "one".into()).await.unwrap();
     wait_group_text(&b, &g, "one").await;
     // A's frame 1: A's device key and session.
-    let real_one = a.h.test_group_frame(&g, None, 1).await.unwrap();
-    let real_one = GroupFrame::decode(&real_one.expect("A holds its frame 1")).unwrap();
-    let forged = GroupFrame {
-        session: "no-such-session".into(),
-        seq: 2,
-        lamport: real_one.lamport + 1,
-        ciphertext: vec![7; 64],
-        ..real_one.clone()
-    };
+    let real_one = own_frame(&a, &g, 1).await;
+    let forged = forged_next(&real_one);
     c.h.test_plant_group_frame(&g, forged.encode().unwrap())
         .await
         .unwrap();
@@ -589,26 +599,18 @@ async fn a_forged_frame_from_a_catch_up_does_not_displace_the_real_one() {
 /// the forgery does not win by coming first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_key_comes_last_the_real_frame_opens_not_the_forgery() {
-    use kith_proto::groupwire::GroupFrame;
     let tmp = tempfile::tempdir().unwrap();
     let ([a, b, c, d], g) = setup(tmp.path()).await;
     a.h.group_send(g.clone(), "one".into()).await.unwrap();
     wait_group_text(&b, &g, "one").await;
-    let real_one = a.h.test_group_frame(&g, None, 1).await.unwrap();
-    let real_one = GroupFrame::decode(&real_one.expect("A holds its frame 1")).unwrap();
+    let real_one = own_frame(&a, &g, 1).await;
     let sender = real_one.sender;
     // After a removal every sender starts a new session: A's next frame needs a new key.
     a.h.group_change(g.clone(), GroupChange::Remove("d".into()))
         .await
         .unwrap();
     wait_members(&[&a, &b, &c], &g, 3).await;
-    let forged = GroupFrame {
-        session: "no-such-session".into(),
-        seq: 2,
-        lamport: real_one.lamport + 1,
-        ciphertext: vec![7; 64],
-        ..real_one.clone()
-    };
+    let forged = forged_next(&real_one);
     b.h.test_plant_group_frame(&g, forged.encode().unwrap())
         .await
         .unwrap();
@@ -617,8 +619,7 @@ async fn when_the_key_comes_last_the_real_frame_opens_not_the_forgery() {
     a.sim.cut(&[b_peer], true);
     b.sim.cut(&[a_peer], true);
     a.h.group_send(g.clone(), "two".into()).await.unwrap();
-    let real_two = a.h.test_group_frame(&g, None, 2).await.unwrap();
-    let real_two = GroupFrame::decode(&real_two.expect("A holds its frame 2")).unwrap();
+    let real_two = own_frame(&a, &g, 2).await;
     assert_ne!(
         real_two.session, real_one.session,
         "a new session after the removal"

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use kith_api::Client;
-use kith_api::methods::{self, AddContactParams, HistoryParams, NoParams, SendParams};
+use kith_api::methods::{self, HistoryParams, NoParams, SendParams};
 
 mod support;
 
@@ -36,20 +36,7 @@ async fn main() {
     let b = daemon().await;
     let mut ca = Client::connect(&sock(&a.dir)).await.unwrap();
     let mut cb = Client::connect(&sock(&b.dir)).await.unwrap();
-    let code_a = ca.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    let code_b = cb.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    ca.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_b,
-        name: "Bob".into(),
-    })
-    .await
-    .unwrap();
-    cb.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_a,
-        name: "Alice".into(),
-    })
-    .await
-    .unwrap();
+    befriend(&mut ca, &mut cb).await;
 
     // Both ends are watched from tasks that stamp each event as it arrives: the sender's
     // "delivered" statuses and the recipient's incoming messages.

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kith_api::Client;
-use kith_api::methods::{self, AddContactParams, NoParams, SendParams};
+use kith_api::methods::{self, SendParams};
 use kith_crypto::{Device, Identity};
 use kith_engine::command::{GroupCreateParams, GroupParams, GroupSendParams};
 use kith_net::codec::{KithCodec, SignalCodec};
@@ -79,20 +79,7 @@ async fn main() {
     let b = daemon_with(&["--mailbox"]).await;
     let mut ca = Client::connect(&sock(&a.dir)).await.unwrap();
     let mut cb = Client::connect(&sock(&b.dir)).await.unwrap();
-    let code_a = ca.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    let code_b = cb.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    ca.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_b,
-        name: "Bob".into(),
-    })
-    .await
-    .unwrap();
-    cb.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_a,
-        name: "Alice".into(),
-    })
-    .await
-    .unwrap();
+    befriend(&mut ca, &mut cb).await;
 
     let (delivered_tx, mut delivered) = mpsc::channel(EVENT_QUEUE);
     let (received_tx, mut received) = mpsc::channel(EVENT_QUEUE);

@@ -17,7 +17,7 @@ mod support;
 use std::time::Instant;
 
 use kith_api::Client;
-use kith_api::methods::{self, AddContactParams, AddMailboxParams, HistoryParams, NoParams};
+use kith_api::methods::{self, AddMailboxParams, HistoryParams, NoParams};
 use support::*;
 
 #[tokio::main]
@@ -39,20 +39,7 @@ async fn main() {
     })
     .await
     .unwrap();
-    let code_b = cb.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    let code_a = ca.call::<methods::Id>(NoParams {}).await.unwrap().code;
-    ca.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_b,
-        name: "Bob".into(),
-    })
-    .await
-    .unwrap();
-    cb.call::<methods::ContactsAdd>(AddContactParams {
-        code: code_a,
-        name: "Alice".into(),
-    })
-    .await
-    .unwrap();
+    befriend(&mut ca, &mut cb).await;
     drop(cb);
     // Bob goes away.
     b.stop();

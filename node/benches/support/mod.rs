@@ -124,6 +124,20 @@ pub fn env_usize(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
+/// Makes Alice (`ca`) and Bob (`cb`) contacts of each other, named "Bob" and "Alice".
+pub async fn befriend(ca: &mut Client, cb: &mut Client) {
+    let code_a = ca.call::<methods::Id>(NoParams {}).await.unwrap().code;
+    let code_b = cb.call::<methods::Id>(NoParams {}).await.unwrap().code;
+    for (c, code, name) in [(ca, code_b, "Bob"), (cb, code_a, "Alice")] {
+        c.call::<methods::ContactsAdd>(methods::AddContactParams {
+            code,
+            name: name.into(),
+        })
+        .await
+        .unwrap();
+    }
+}
+
 /// Sends `per` messages to `to` from each of `conc` API connections at once, each waiting
 /// for its previous `send` to be answered (so `conc` are in flight).
 pub async fn send_concurrently(dir: &Path, to: &str, conc: usize, per: usize, prefix: &str) {
