@@ -16,8 +16,6 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use kith_api::Client;
 use kith_api::methods::{self, HistoryParams, NoParams, SendParams};
 
@@ -40,15 +38,8 @@ async fn main() {
 
     // Both ends are watched from tasks that stamp each event as it arrives: the sender's
     // "delivered" statuses and the recipient's incoming messages.
-    let (delivered_tx, mut delivered) = mpsc::channel(EVENT_QUEUE);
-    let (received_tx, mut received) = mpsc::channel(EVENT_QUEUE);
-    let watch_a = tokio::spawn(stamp_events(watching(&a).await, delivered_tx, |ev| {
-        (ev["event"] == "status" && ev["status"] == "delivered")
-            .then(|| ev["id"].as_str().unwrap_or_default().to_string())
-    }));
-    let watch_b = tokio::spawn(stamp_events(watching(&b).await, received_tx, |ev| {
-        (ev["event"] == "message").then(|| ev["text"].as_str().unwrap_or_default().to_string())
-    }));
+    let (watch_a, mut delivered) = stamped(&a, delivered_ids).await;
+    let (watch_b, mut received) = stamped(&b, message_texts).await;
     // Warm up: open the session.
     let id = send(&mut ca, "warm up".into()).await;
     wait_for(&mut delivered, &id).await;

@@ -81,16 +81,8 @@ async fn main() {
     let mut cb = Client::connect(&sock(&b.dir)).await.unwrap();
     befriend(&mut ca, &mut cb).await;
 
-    let (delivered_tx, mut delivered) = mpsc::channel(EVENT_QUEUE);
-    let (received_tx, mut received) = mpsc::channel(EVENT_QUEUE);
-    let watch_a = tokio::spawn(stamp_events(watching(&a).await, delivered_tx, |ev| {
-        (ev["event"] == "status" && ev["status"] == "delivered")
-            .then(|| ev["id"].as_str().unwrap_or_default().to_string())
-    }));
-    let watch_b = tokio::spawn(stamp_events(watching(&b).await, received_tx, |ev| {
-        (ev["event"] == "group_message")
-            .then(|| ev["text"].as_str().unwrap_or_default().to_string())
-    }));
+    let (watch_a, mut delivered) = stamped(&a, delivered_ids).await;
+    let (watch_b, mut received) = stamped(&b, group_message_texts).await;
 
     // The session, then the group (Bob joins it when Alice's update reaches him).
     let id = send(&mut ca, "warm up".into()).await;

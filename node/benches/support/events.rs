@@ -63,3 +63,32 @@ pub fn print_latency(what: &str, n: usize, lat: &mut [Duration]) {
 pub fn cpu_sum(pids: &[u32]) -> Duration {
     pids.iter().map(|&p| proc_cpu(p).unwrap_or_default()).sum()
 }
+
+/// Events of `d` as `pick` keys them, stamped as they arrive: the watching task and the
+/// receiver of (key, when).
+pub async fn stamped(
+    d: &Daemon,
+    pick: fn(&serde_json::Value) -> Option<String>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    mpsc::Receiver<(String, Instant)>,
+) {
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    (tokio::spawn(stamp_events(watching(d).await, tx, pick)), rx)
+}
+
+/// The ids of outgoing messages as they reach ✓✓.
+pub fn delivered_ids(ev: &serde_json::Value) -> Option<String> {
+    (ev["event"] == "status" && ev["status"] == "delivered")
+        .then(|| ev["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// The texts of incoming 1:1 messages.
+pub fn message_texts(ev: &serde_json::Value) -> Option<String> {
+    (ev["event"] == "message").then(|| ev["text"].as_str().unwrap_or_default().to_string())
+}
+
+/// The texts of incoming group messages.
+pub fn group_message_texts(ev: &serde_json::Value) -> Option<String> {
+    (ev["event"] == "group_message").then(|| ev["text"].as_str().unwrap_or_default().to_string())
+}
