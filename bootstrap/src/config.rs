@@ -60,6 +60,9 @@ allow_private_ips = false
 # Requests one peer may make a minute; more are answered "busy", and a peer far over it is
 # blocked for a while.
 requests_per_minute = 600
+# Requests a minute of a device of someone this node's user knows (a contact, a fellow group
+# member) seen delivering its own messages.
+known_requests_per_minute = 6000
 # Requests of one connection open at once.
 request_streams = 32
 # DHT records held for others, in all (each at most 8 KiB), and how many one peer may put
@@ -205,6 +208,7 @@ fn default_topics_per_device() -> usize {
 #[serde(deny_unknown_fields, default)]
 struct LimitsFile {
     requests_per_minute: u32,
+    known_requests_per_minute: u32,
     request_streams: usize,
     dht_records: usize,
     dht_puts_per_hour: u32,
@@ -215,6 +219,7 @@ impl Default for LimitsFile {
         let d = kith_engine::NetLimits::default();
         Self {
             requests_per_minute: d.requests_per_minute,
+            known_requests_per_minute: d.known_requests_per_minute,
             request_streams: d.request_streams,
             dht_records: d.dht_records,
             dht_puts_per_hour: d.dht_puts_per_hour,
@@ -348,6 +353,7 @@ impl Config {
             tokens,
             limits: kith_engine::NetLimits {
                 requests_per_minute: f.limits.requests_per_minute,
+                known_requests_per_minute: f.limits.known_requests_per_minute,
                 request_streams: f.limits.request_streams,
                 dht_records: f.limits.dht_records,
                 dht_puts_per_hour: f.limits.dht_puts_per_hour,

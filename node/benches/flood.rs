@@ -22,12 +22,12 @@
 //! CPU time Bob used, and what the attacker got: answers served, refused as busy, cut off.
 //!
 //! Alice talks at a steady pace, a round (one message to Bob, one to the group) every 150 ms
-//! (400 requests a minute to Bob: under the 600 a minute any one peer may make; an honest
-//! peer above it is answered busy too, and its retries back off),
+//! (KITH_FLOOD_PACE_MS; 400 requests a minute to Bob: under the 600 a minute a stranger may
+//! make, and Bob knows Alice, so she may make 6,000),
 //! for KITH_FLOOD_SECS (60) in each phase. The attacker runs on a thread of its own, so its
 //! work does not delay the stamping of the honest events.
 //!
-//! Run: `cargo bench -p kith --bench flood` (env: KITH_FLOOD_SECS, KITH_FLOOD_WARMUP seconds
+//! Run: `cargo bench -p kith --bench flood` (env: KITH_FLOOD_SECS, KITH_FLOOD_PACE_MS, KITH_FLOOD_WARMUP seconds
 //! of flood before measuring (3), KITH_FLOOD_SYBIL). Prints its figures and whether flood
 //! latency stayed within 2× of quiet; asserts nothing about time.
 
@@ -113,6 +113,7 @@ async fn main() {
         received: &mut received,
         bob: b.pid(),
         secs,
+        pace: Duration::from_millis(env_usize("KITH_FLOOD_PACE_MS", PACE_MS) as u64),
     };
     let quiet = run.measure("quiet").await;
 
@@ -203,19 +204,20 @@ struct Phases<'a> {
     received: &'a mut mpsc::Receiver<(String, Instant)>,
     bob: u32,
     secs: Duration,
+    pace: Duration,
 }
 
-/// One round of Alice's talk each this often.
-const PACE: Duration = Duration::from_millis(150);
+/// One round of Alice's talk each this often, by default (KITH_FLOOD_PACE_MS).
+const PACE_MS: usize = 150;
 
 impl Phases<'_> {
-    /// Rounds every [`PACE`] for `secs`: a message to Bob, then one to the group.
+    /// Rounds every `pace` for `secs`: a message to Bob, then one to the group.
     async fn measure(&mut self, name: &str) -> Phase {
         let cpu0 = cpu_sum(&[self.bob]);
         let t0 = Instant::now();
         let mut one = Vec::new();
         let mut group = Vec::new();
-        let mut pace = tokio::time::interval(PACE);
+        let mut pace = tokio::time::interval(self.pace);
         pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut i = 0;
         while t0.elapsed() < self.secs {

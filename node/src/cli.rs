@@ -105,6 +105,7 @@ pub fn main() -> ExitCode {
                     request_streams: request_streams.max(1),
                     dht_records: dht_records.max(1),
                     dht_puts_per_hour: dht_puts_per_hour.max(1),
+                    ..kith_engine::NetLimits::default()
                 };
                 let mailbox = mailbox.then(|| kith_engine::MailboxConfig {
                     tokens,

@@ -57,6 +57,10 @@ pub enum NetCommand {
     ProbeRecord { key: Vec<u8> },
     /// Count a protocol violation against a peer.
     Penalize { peer: PeerId, reason: &'static str },
+    /// The engine knows `peer` as a device of someone the user knows (a contact the user
+    /// added, a fellow group member): for [`crate::limits::VOUCH_TTL`] its requests get
+    /// [`crate::NetLimits::known_requests_per_minute`] instead of the stranger's rate.
+    Vouch { peer: PeerId },
     /// Send a signal (presence, typing, a profile request) on `/kith/signal/1`. With a `tag`,
     /// the answer comes back as [`NetEvent::SignalAnswered`].
     Signal {

@@ -131,3 +131,28 @@ async fn a_peer_over_its_request_rate_is_refused_while_another_is_served() {
         "another peer is served: {served:?}"
     );
 }
+
+/// A peer the engine vouches for (`NetCommand::Vouch`: a device of someone the user knows)
+/// is served past the stranger's rate, up to the known rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vouched_peer_is_served_past_the_strangers_rate() {
+    let limits = NetLimits {
+        requests_per_minute: 3,
+        known_requests_per_minute: 6,
+        ..NetLimits::default()
+    };
+    let (server, server_ev, addr) = node(BASE + 11, limits).await;
+    let (friend, mut friend_ev, _) = node(BASE + 12, NetLimits::default()).await;
+    let (stranger, mut stranger_ev, _) = node(BASE + 13, NetLimits::default()).await;
+    let _engine = engine(server.clone(), server_ev);
+    server
+        .send(NetCommand::Vouch {
+            peer: friend.local_peer(),
+        })
+        .expect("vouch");
+    let served = |answers: &[Response]| answers.iter().filter(|r| **r == Response::PushSet).count();
+    let f = ask(&friend, &mut friend_ev, &server, &addr, 8).await;
+    assert_eq!(served(&f), 6, "the known rate: {f:?}");
+    let s = ask(&stranger, &mut stranger_ev, &server, &addr, 8).await;
+    assert_eq!(served(&s), 3, "the stranger's rate: {s:?}");
+}

@@ -55,6 +55,9 @@ impl State {
             // The depositing peer is a throwaway identity for well-behaved senders.
             debug!(from = %peer, kept = answered.kept, "mailbox deposit");
         }
+        if answered.known_sender {
+            after.push(After::Net(NetCommand::Vouch { peer }));
+        }
         // Messages a mailbox relayed: tell their senders they are delivered (✓✓).
         for (conv, body) in answered.receipts {
             self.enqueue(w, &conv, &body, Vec::new(), after)?;
@@ -306,6 +309,15 @@ impl State {
             blocked: self.social.blocked.contains(&conv),
             relayed: device.peer_id != peer.to_bytes(),
         };
+        // A device of someone the user knows, on its own connection: the network layer
+        // gives it a known peer's request rate (a burst to a contact is not refused as busy).
+        if !from.relayed
+            && !from.blocked
+            && (self.groups.people.contains(&conv)
+                || w.contact(&conv)?.is_some_and(|c| c.added_by_user))
+        {
+            batch.known_sender();
+        }
         let read_receipts = self.social.privacy.read_receipts;
         let opened = inbound_core::deliver(sealed.bodies, from, read_receipts, batch);
         let answer = opened.answer();

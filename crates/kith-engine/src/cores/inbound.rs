@@ -310,6 +310,9 @@ pub fn deliver(bodies: Vec<Body>, from: Sender, read_receipts: bool, batch: &mut
 pub struct Batch {
     results: Vec<DeliveryResult>,
     kept: usize,
+    /// The connection's peer delivered a message of its own as a device of someone the user
+    /// knows.
+    known_sender: bool,
     /// Per conversation, in the order first seen: ids of relayed texts.
     receipts: Vec<(IdentityKey, Vec<u128>)>,
 }
@@ -323,6 +326,10 @@ pub struct Answered {
     pub kept: usize,
     /// Delivered receipts to queue: the conversation and the body.
     pub receipts: Vec<(IdentityKey, Body)>,
+    /// The connection's peer is a device of someone the user knows (it delivered a message
+    /// of its own and is a contact the user added or a fellow group member): the network
+    /// layer gives it a known peer's request rate.
+    pub known_sender: bool,
 }
 
 impl Batch {
@@ -348,6 +355,12 @@ impl Batch {
             Route::Deposit => false,
             Route::Open => result == DeliveryResult::Stored,
         }
+    }
+
+    /// The connection's peer delivered a message of its own as a device of someone the user
+    /// knows (see [`Answered::known_sender`]).
+    pub fn known_sender(&mut self) {
+        self.known_sender = true;
     }
 
     /// A text `id` in conversation `conv` came through a mailbox: its sender is owed a
@@ -376,6 +389,7 @@ impl Batch {
             results: self.results,
             kept: self.kept,
             receipts,
+            known_sender: self.known_sender,
         }
     }
 }

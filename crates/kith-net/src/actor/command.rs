@@ -101,6 +101,7 @@ impl Actor {
             }
             NetCommand::ProbeRecord { key } => self.get_record(None, &key),
             NetCommand::Penalize { peer, reason } => self.penalize(peer, reason),
+            NetCommand::Vouch { peer } => self.request_gate.vouch(peer, std::time::Instant::now()),
             NetCommand::Signal { tag, peer, signal } => {
                 let id = self
                     .swarm
