@@ -105,6 +105,10 @@ pub(crate) enum Command {
         /// DHT records one peer may put here an hour.
         #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::DHT_PUTS_PER_HOUR)]
         dht_puts_per_hour: u32,
+        /// The address calls' media binds: `0.0.0.0` (every interface but loopback) or one
+        /// address, such as 127.0.0.1 for calls between nodes on one machine.
+        #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+        call_bind: std::net::IpAddr,
     },
     /// Show this node's contact code and addresses.
     Id,
@@ -210,6 +214,8 @@ pub(crate) enum Command {
         /// The contact's name.
         name: String,
     },
+    #[command(flatten)]
+    Calls(crate::calls::CallCmd),
 }
 
 /// `kith group …`.

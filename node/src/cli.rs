@@ -88,6 +88,7 @@ pub fn main() -> ExitCode {
                 request_streams,
                 dht_records,
                 dht_puts_per_hour,
+                call_bind,
             } => {
                 let tokens = (!mailbox_token.is_empty()).then_some(mailbox_token);
                 if let Some(t) = &tokens {
@@ -133,6 +134,7 @@ pub fn main() -> ExitCode {
                     external,
                     mdns: !no_mdns,
                     limits,
+                    call_bind,
                 };
                 up(&out, dir, net, mailbox).await
             }
@@ -203,6 +205,7 @@ struct NetArgs {
     external: Vec<String>,
     mdns: bool,
     limits: kith_engine::NetLimits,
+    call_bind: std::net::IpAddr,
 }
 
 async fn up(
@@ -256,6 +259,9 @@ async fn up(
             external,
         },
         store_fsync: true,
+        calls: kith_engine::CallConfig {
+            bind: net.call_bind,
+        },
         net: kith_engine::NetOptions {
             limits: net.limits,
             ..Default::default()
@@ -483,6 +489,12 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Chat { name } => chat(out, dir, c, name).await?,
+        Command::Calls(cmd) => {
+            let code = crate::calls::run(out, &mut c, &dir.join(SOCKET_NAME), cmd).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
     }
     Ok(())
 }

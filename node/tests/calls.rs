@@ -1,0 +1,179 @@
+//! Calls between real `kith up` daemons on loopback, headless: WAV files instead of a
+//! microphone and a speaker. The recordings must hold the other side's tone (the Goertzel
+//! share of its frequency), so a call that connects but carries no sound fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{KITH, Node, wait_for};
+use kith_calls::tone::{sine, tone_share};
+use kith_calls::{read_wav, write_wav};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+fn call_node() -> Node {
+    let mut n = Node::new().with_args(&["--call-bind", "127.0.0.1"]);
+    n.start();
+    n
+}
+
+/// Two nodes that have each other as contacts, calls bound to loopback.
+fn call_pair() -> (Node, Node) {
+    let a = call_node();
+    let b = call_node();
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    (a, b)
+}
+
+fn current(n: &Node) -> Value {
+    n.json(&["calls", "--current"])
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_state(n: &Node, state: &str) -> Value {
+    wait_for(T, &format!("call {state}"), || {
+        let c = current(n);
+        (c["state"] == state).then_some(c)
+    })
+}
+
+fn wait_no_call(n: &Node) {
+    wait_for(T, "the call to end", || current(n).is_null().then_some(()));
+}
+
+fn history(n: &Node) -> Vec<Value> {
+    n.json(&["calls"])
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Waits until a recording is complete (its header written at the end of the call) and
+/// holds at least `min` samples.
+fn recording(path: &PathBuf, min: usize) -> Vec<i16> {
+    wait_for(T, "the recording", || {
+        read_wav(path).ok().filter(|s| s.len() >= min)
+    })
+}
+
+/// `kith calls --wait` in the background: its exit status tells whether a call rang.
+fn wait_for_ring(n: &Node) -> std::process::Child {
+    Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&n.dir)
+        .args(["--json", "calls", "--wait", "--timeout", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_call_carries_sound_both_ways_and_ends_for_both() {
+    let (a, b) = call_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let (a_in, b_in) = (dir.path().join("a_in.wav"), dir.path().join("b_in.wav"));
+    let (a_out, b_out) = (dir.path().join("a_out.wav"), dir.path().join("b_out.wav"));
+    write_wav(&a_in, &sine(440.0, 8000.0, 48_000 * 20)).unwrap();
+    write_wav(&b_in, &sine(660.0, 8000.0, 48_000 * 20)).unwrap();
+
+    let mut ring = wait_for_ring(&b);
+    let started = a.json(&[
+        "call",
+        "Bob",
+        "--audio-in",
+        arg(&a_in),
+        "--audio-out",
+        arg(&a_out),
+    ]);
+    assert_eq!(started[0]["direction"], "outgoing");
+    assert!(ring.wait().unwrap().success(), "`kith calls --wait` exits 0 when Bob's phone rings");
+    let rang = wait_state(&b, "ringing");
+    assert_eq!((rang["contact"].as_str(), rang["direction"].as_str()), (Some("Alice"), Some("incoming")));
+    assert_eq!(current(&a)["state"], "ringing");
+
+    b.json(&["answer", "--audio-in", arg(&b_in), "--audio-out", arg(&b_out)]);
+    wait_state(&a, "connected");
+    wait_state(&b, "connected");
+    // Talk for a while (the length of the call, not a timing assertion).
+    std::thread::sleep(Duration::from_secs(3));
+    a.json(&["mute"]);
+    assert_eq!(current(&a)["muted"], true);
+    a.json(&["hangup"]);
+    wait_no_call(&a);
+    wait_no_call(&b);
+
+    let heard_by_bob = recording(&b_out, 48_000);
+    let heard_by_alice = recording(&a_out, 48_000);
+    let to_bob = tone_share(&heard_by_bob, 440.0);
+    let to_alice = tone_share(&heard_by_alice, 660.0);
+    eprintln!("tone shares: to Bob {to_bob:.3}, to Alice {to_alice:.3}");
+    assert!(to_bob > 0.3, "Bob hears Alice's 440 Hz tone (share {to_bob})");
+    assert!(to_alice > 0.3, "Alice hears Bob's 660 Hz tone (share {to_alice})");
+    assert!(tone_share(&heard_by_bob, 660.0) < 0.05, "and not his own");
+
+    let ha = history(&a);
+    let hb = history(&b);
+    assert_eq!(ha[0]["outcome"], "hung_up");
+    assert_eq!(ha[0]["direction"], "outgoing");
+    assert_eq!(hb[0]["outcome"], "remote_hung_up");
+    assert_eq!(hb[0]["direction"], "incoming");
+    assert_eq!(hb[0]["missed"], false);
+    assert!(ha[0]["duration_ms"].as_u64().unwrap() > 0);
+    assert_eq!(ha[0]["call"], hb[0]["call"], "one call id on both sides");
+}
+
+#[test]
+fn decline_busy_and_a_strangers_call_that_never_rings() {
+    let (a, b) = call_pair();
+    // Decline: Alice sees "declined".
+    a.json(&["call", "Bob"]);
+    wait_state(&b, "ringing");
+    b.json(&["decline"]);
+    wait_no_call(&a);
+    assert_eq!(history(&a)[0]["outcome"], "declined");
+    assert_eq!(history(&b)[0]["outcome"], "declined");
+
+    // Busy: Bob is calling Alice when Carol calls him.
+    let c = call_node();
+    c.add(&b, "Bob");
+    b.add(&c, "Carol");
+    b.json(&["call", "Alice"]);
+    wait_state(&a, "ringing");
+    c.json(&["call", "Bob"]);
+    wait_no_call(&c);
+    assert_eq!(history(&c)[0]["outcome"], "busy");
+    assert_eq!(current(&b)["contact"], "Alice", "Bob's own call goes on");
+    b.json(&["hangup"]);
+    wait_no_call(&a);
+    assert_eq!(history(&a)[0]["outcome"], "missed", "a caller who gave up: missed");
+
+    // A stranger: Dan has Bob as a contact, Bob does not have Dan.
+    let d = call_node();
+    d.add(&b, "Bob");
+    d.json(&["call", "Bob"]);
+    // A text sent after the offer travels behind it in the same outbox: once Bob has it,
+    // he has opened the offer too.
+    d.send("Bob", "after the call");
+    let stranger = wait_for(T, "the stranger's text", || {
+        b.json(&["contacts", "list"])
+            .into_iter()
+            .find(|c| c["added_by_user"] == false)
+            .and_then(|c| c["name"].as_str().map(str::to_owned))
+            .filter(|name| !b.history(name).is_empty())
+    });
+    assert!(current(&b).is_null(), "the stranger's call never rang");
+    assert!(
+        history(&b).iter().all(|h| h["contact"] != stranger.as_str()),
+        "nor shows in Bob's calls"
+    );
+    d.json(&["hangup"]);
+}
