@@ -94,7 +94,7 @@ pub(crate) async fn run(
             audio_out,
         } => {
             let v = c
-                .call::<methods::CallStart>(CallParams {
+                .call::<methods::Dial>(CallParams {
                     to: name,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
@@ -108,7 +108,7 @@ pub(crate) async fn run(
             audio_out,
         } => {
             let v = c
-                .call::<methods::CallAnswer>(AnswerParams {
+                .call::<methods::PickUp>(AnswerParams {
                     call,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
@@ -117,27 +117,28 @@ pub(crate) async fn run(
             view(out, &v);
         }
         CallCmd::Decline { call } => {
-            c.call::<methods::CallDecline>(CallIdParams { call }).await?;
+            c.call::<methods::DeclineRing>(CallIdParams { call })
+                .await?;
             out.done("declined");
         }
         CallCmd::Hangup { call } => {
-            c.call::<methods::CallHangup>(CallIdParams { call }).await?;
+            c.call::<methods::HangUp>(CallIdParams { call }).await?;
             out.done("hung up");
         }
         CallCmd::Mute | CallCmd::Unmute => {
             let muted = matches!(cmd, CallCmd::Mute);
-            let v = c.call::<methods::CallMute>(MuteParams { muted }).await?;
+            let v = c.call::<methods::MuteSound>(MuteParams { muted }).await?;
             view(out, &v);
         }
         CallCmd::Calls { current: true, .. } => {
-            match c.call::<methods::CallCurrent>(NoParams {}).await? {
+            match c.call::<methods::Ongoing>(NoParams {}).await? {
                 Some(v) => view(out, &v),
                 None if out.json() => out.json_value(&Value::Null),
                 None => out.text("no call going on"),
             }
         }
         CallCmd::Calls { wait: false, .. } => {
-            let v = c.call::<methods::Calls>(NoParams {}).await?;
+            let v = c.call::<methods::RecentCalls>(NoParams {}).await?;
             history(out, &v);
         }
         CallCmd::Calls {
@@ -159,7 +160,7 @@ async fn wait(
     c.watch().await?;
     // One that rings already counts (after subscribing, so none is missed in between).
     let mut probe = Client::connect(sock).await?;
-    if let Some(v) = probe.call::<methods::CallCurrent>(NoParams {}).await?
+    if let Some(v) = probe.call::<methods::Ongoing>(NoParams {}).await?
         && v.direction == "incoming"
         && v.state == "ringing"
     {
@@ -212,11 +213,20 @@ fn history(out: &Out, v: &[CallRecordView]) {
     }
     for r in v {
         let secs = r.duration_ms / 1000;
-        let arrow = if r.direction == "incoming" { "←" } else { "→" };
+        let arrow = if r.direction == "incoming" {
+            "←"
+        } else {
+            "→"
+        };
         let what = if r.missed {
             "MISSED".to_string()
         } else if r.duration_ms > 0 {
-            format!("{}:{:02} {}", secs / 60, secs % 60, r.outcome.replace('_', " "))
+            format!(
+                "{}:{:02} {}",
+                secs / 60,
+                secs % 60,
+                r.outcome.replace('_', " ")
+            )
         } else {
             r.outcome.replace('_', " ")
         };

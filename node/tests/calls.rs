@@ -2,9 +2,11 @@
 //! microphone and a speaker. The recordings must hold the other side's tone (the Goertzel
 //! share of its frequency), so a call that connects but carries no sound fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -58,7 +60,7 @@ fn arg(p: &Path) -> &str {
 
 /// Waits until a recording is complete (its header written at the end of the call) and
 /// holds at least `min` samples.
-fn recording(path: &PathBuf, min: usize) -> Vec<i16> {
+fn recording(path: &Path, min: usize) -> Vec<i16> {
     wait_for(T, "the recording", || {
         read_wav(path).ok().filter(|s| s.len() >= min)
     })
@@ -95,12 +97,24 @@ fn a_call_carries_sound_both_ways_and_ends_for_both() {
         arg(&a_out),
     ]);
     assert_eq!(started[0]["direction"], "outgoing");
-    assert!(ring.wait().unwrap().success(), "`kith calls --wait` exits 0 when Bob's phone rings");
+    assert!(
+        ring.wait().unwrap().success(),
+        "`kith calls --wait` exits 0 when Bob's phone rings"
+    );
     let rang = wait_state(&b, "ringing");
-    assert_eq!((rang["contact"].as_str(), rang["direction"].as_str()), (Some("Alice"), Some("incoming")));
+    assert_eq!(
+        (rang["contact"].as_str(), rang["direction"].as_str()),
+        (Some("Alice"), Some("incoming"))
+    );
     assert_eq!(current(&a)["state"], "ringing");
 
-    b.json(&["answer", "--audio-in", arg(&b_in), "--audio-out", arg(&b_out)]);
+    b.json(&[
+        "answer",
+        "--audio-in",
+        arg(&b_in),
+        "--audio-out",
+        arg(&b_out),
+    ]);
     wait_state(&a, "connected");
     wait_state(&b, "connected");
     // Talk for a while (the length of the call, not a timing assertion).
@@ -116,8 +130,14 @@ fn a_call_carries_sound_both_ways_and_ends_for_both() {
     let to_bob = tone_share(&heard_by_bob, 440.0);
     let to_alice = tone_share(&heard_by_alice, 660.0);
     eprintln!("tone shares: to Bob {to_bob:.3}, to Alice {to_alice:.3}");
-    assert!(to_bob > 0.3, "Bob hears Alice's 440 Hz tone (share {to_bob})");
-    assert!(to_alice > 0.3, "Alice hears Bob's 660 Hz tone (share {to_alice})");
+    assert!(
+        to_bob > 0.3,
+        "Bob hears Alice's 440 Hz tone (share {to_bob})"
+    );
+    assert!(
+        to_alice > 0.3,
+        "Alice hears Bob's 660 Hz tone (share {to_alice})"
+    );
     assert!(tone_share(&heard_by_bob, 660.0) < 0.05, "and not his own");
 
     let ha = history(&a);
@@ -154,7 +174,11 @@ fn decline_busy_and_a_strangers_call_that_never_rings() {
     assert_eq!(current(&b)["contact"], "Alice", "Bob's own call goes on");
     b.json(&["hangup"]);
     wait_no_call(&a);
-    assert_eq!(history(&a)[0]["outcome"], "missed", "a caller who gave up: missed");
+    assert_eq!(
+        history(&a)[0]["outcome"],
+        "missed",
+        "a caller who gave up: missed"
+    );
 
     // A stranger: Dan has Bob as a contact, Bob does not have Dan.
     let d = call_node();
@@ -172,7 +196,9 @@ fn decline_busy_and_a_strangers_call_that_never_rings() {
     });
     assert!(current(&b).is_null(), "the stranger's call never rang");
     assert!(
-        history(&b).iter().all(|h| h["contact"] != stranger.as_str()),
+        history(&b)
+            .iter()
+            .all(|h| h["contact"] != stranger.as_str()),
         "nor shows in Bob's calls"
     );
     d.json(&["hangup"]);

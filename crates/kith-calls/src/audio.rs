@@ -151,11 +151,17 @@ impl Sink {
     fn decode(&mut self, payload: Option<&[u8]>) -> Result<(), MediaError> {
         let mut pcm = vec![0i16; FRAME_SAMPLES * 6];
         let packet = match payload {
-            Some(p) if !p.is_empty() => Some(audiopus::packet::Packet::try_from(p).map_err(opus_err)?),
+            Some(p) if !p.is_empty() => {
+                Some(audiopus::packet::Packet::try_from(p).map_err(opus_err)?)
+            }
             _ => None,
         };
         // Concealment makes as many samples as the buffer holds: one frame's worth.
-        let room = if packet.is_some() { pcm.len() } else { FRAME_SAMPLES };
+        let room = if packet.is_some() {
+            pcm.len()
+        } else {
+            FRAME_SAMPLES
+        };
         let signals = audiopus::MutSignals::try_from(&mut pcm[..room]).map_err(opus_err)?;
         let n = match self.dec.decode(packet, signals, false) {
             Ok(n) => n,

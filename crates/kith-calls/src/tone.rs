@@ -51,7 +51,9 @@ pub fn dominant(samples: &[i16], candidates: &[f64]) -> Option<f64> {
 
 /// Index of the first sample whose magnitude reaches `threshold`.
 pub fn first_loud(samples: &[i16], threshold: i16) -> Option<usize> {
-    samples.iter().position(|s| s.unsigned_abs() >= threshold.unsigned_abs())
+    samples
+        .iter()
+        .position(|s| s.unsigned_abs() >= threshold.unsigned_abs())
 }
 
 #[cfg(test)]

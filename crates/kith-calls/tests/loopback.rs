@@ -54,7 +54,10 @@ async fn a_tone_crosses_a_loopback_call_both_ways() {
     let MediaEvent::LocalSdp { sdp: offer, .. } = next(&mut arx, "sdp").await else {
         unreachable!()
     };
-    assert!(offer.contains("a=fingerprint:"), "the offer names the DTLS fingerprint");
+    assert!(
+        offer.contains("a=fingerprint:"),
+        "the offer names the DTLS fingerprint"
+    );
     assert!(!offer.contains(".local"), "no mDNS candidates");
     let b = spawn(
         1,
@@ -81,7 +84,11 @@ async fn a_tone_crosses_a_loopback_call_both_ways() {
     let got_b = read_wav(&b_out).unwrap();
     let got_a = read_wav(&a_out).unwrap();
     assert!(got_b.len() > 48_000, "Bob recorded {} samples", got_b.len());
-    assert!(got_a.len() > 48_000, "Alice recorded {} samples", got_a.len());
+    assert!(
+        got_a.len() > 48_000,
+        "Alice recorded {} samples",
+        got_a.len()
+    );
     let share_b = tone_share(&got_b, 440.0);
     let share_a = tone_share(&got_a, 660.0);
     assert!(share_b > 0.5, "Bob hears Alice's 440 Hz: {share_b}");

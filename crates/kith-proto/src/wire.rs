@@ -605,10 +605,18 @@ impl std::fmt::Debug for Body {
             Body::GroupWant { ops, .. } => write!(f, "GroupWant {{ n: {} }}", ops.len()),
             // Descriptions name addresses and keys: only their sizes are shown.
             Body::CallOffer { call, sdp, .. } => {
-                write!(f, "CallOffer {{ call: {call:x}, sdp: {} bytes }}", sdp.len())
+                write!(
+                    f,
+                    "CallOffer {{ call: {call:x}, sdp: {} bytes }}",
+                    sdp.len()
+                )
             }
             Body::CallAnswer { call, sdp } => {
-                write!(f, "CallAnswer {{ call: {call:x}, sdp: {} bytes }}", sdp.len())
+                write!(
+                    f,
+                    "CallAnswer {{ call: {call:x}, sdp: {} bytes }}",
+                    sdp.len()
+                )
             }
             Body::CallCandidates { call, candidates } => write!(
                 f,

@@ -361,7 +361,13 @@ impl Engine {
             }
             MediaEvent::Ended { call, reason } => {
                 debug!(%reason, "call media ended");
-                if self.st.calls.media.as_ref().is_some_and(|h| h.call() == call) {
+                if self
+                    .st
+                    .calls
+                    .media
+                    .as_ref()
+                    .is_some_and(|h| h.call() == call)
+                {
                     self.st.calls.media = None;
                 }
                 core.media_ended(call, now)

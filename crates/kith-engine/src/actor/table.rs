@@ -352,24 +352,24 @@ commands! {
         |st, w, p, _after| st.receipts_view(w, &p.id);
     /// `call`: ring every device of a contact (`audio_in` / `audio_out`: WAV files instead
     /// of a microphone and a speaker).
-    read CallStart = "call", CallParams => CallView,
+    read Dial = "call", CallParams => CallView,
         |e, p| e.call_dial(p);
     /// `call.answer`: take the ringing call.
-    read CallAnswer = "call.answer", AnswerParams => CallView,
+    read PickUp = "call.answer", AnswerParams => CallView,
         |e, p| e.call_answer(p);
     /// `call.decline`: refuse the ringing call; the caller sees "declined".
-    read CallDecline = "call.decline", CallIdParams => Done,
+    read DeclineRing = "call.decline", CallIdParams => Done,
         |e, p| e.call_decline(p);
     /// `call.hangup`: end the call (or stop calling).
-    read CallHangup = "call.hangup", CallIdParams => Done,
+    read HangUp = "call.hangup", CallIdParams => Done,
         |e, p| e.call_hangup(p);
     /// `call.mute`: mute or unmute your sound in the call.
-    read CallMute = "call.mute", MuteParams => CallView,
+    read MuteSound = "call.mute", MuteParams => CallView,
         |e, p| e.call_mute(p.muted);
     /// `call.current`: the call going on, if any.
-    read CallCurrent = "call.current", NoParams => Option<CallView>,
+    read Ongoing = "call.current", NoParams => Option<CallView>,
         |e, _p| Ok(e.call_current());
     /// `calls`: the call history, newest first.
-    read Calls = "calls", NoParams => Vec<CallRecordView>,
+    read RecentCalls = "calls", NoParams => Vec<CallRecordView>,
         |e, _p| e.call_history();
 }

@@ -391,8 +391,7 @@ impl Calls {
             }
             return Vec::new();
         }
-        if self.ended.contains(&o.call) || self.active.as_ref().is_some_and(|a| a.call == o.call)
-        {
+        if self.ended.contains(&o.call) || self.active.as_ref().is_some_and(|a| a.call == o.call) {
             return Vec::new();
         }
         let missed = |started_ms| CallRecord {
@@ -542,7 +541,7 @@ impl Calls {
         })
     }
 
-    fn from_peer(&mut self, from: IdentityKey, call: u128) -> Option<&mut Active> {
+    fn live_with(&mut self, from: IdentityKey, call: u128) -> Option<&mut Active> {
         self.active
             .as_mut()
             .filter(|a| a.peer == from && a.call == call)
@@ -551,7 +550,7 @@ impl Calls {
     /// The callee's answer arrived.
     pub fn remote_answer(&mut self, from: IdentityKey, call: u128, sdp: String) -> Vec<Out> {
         let Some(a) = self
-            .from_peer(from, call)
+            .live_with(from, call)
             .filter(|a| a.direction == Direction::Outgoing && a.phase == Phase::Ringing)
         else {
             return Vec::new();
@@ -566,7 +565,7 @@ impl Calls {
 
     /// The peer hung up (or the caller gave up ringing).
     pub fn remote_hangup(&mut self, from: IdentityKey, call: u128, now_ms: u64) -> Vec<Out> {
-        let Some(a) = self.from_peer(from, call) else {
+        let Some(a) = self.live_with(from, call) else {
             // Not live: remember it, so its offer (if it comes later) never rings.
             self.ended.insert(call);
             return Vec::new();
@@ -590,7 +589,7 @@ impl Calls {
         now_ms: u64,
     ) -> Vec<Out> {
         if self
-            .from_peer(from, call)
+            .live_with(from, call)
             .is_none_or(|a| a.direction != Direction::Outgoing || a.connected_ms.is_some())
         {
             return Vec::new();

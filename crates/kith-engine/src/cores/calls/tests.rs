@@ -50,7 +50,14 @@ fn ringing_out(c: &mut Calls, now: Instant) {
     assert_eq!(out[0], Out::Media(MediaOp::StartCaller { call: 7 }));
     assert_eq!(states(&out), ["connecting"]);
     let out = c.local_sdp(7, "v=0 mine".into(), T0_MS);
-    assert!(matches!(sent(&out)[..], [Body::CallOffer { call: 7, sent_at_ms: T0_MS, .. }]));
+    assert!(matches!(
+        sent(&out)[..],
+        [Body::CallOffer {
+            call: 7,
+            sent_at_ms: T0_MS,
+            ..
+        }]
+    ));
     assert_eq!(states(&out), ["ringing"]);
 }
 
@@ -63,7 +70,9 @@ fn a_call_rings_is_answered_connects_and_is_hung_up() {
     assert_eq!(states(&out), ["ringing"]);
     assert!(sent(&out).is_empty(), "nothing goes back while it rings");
     let out = c.answer(None).unwrap();
-    assert!(matches!(&out[0], Out::Media(MediaOp::StartCallee { call: 9, offer }) if offer == "v=0 offer"));
+    assert!(
+        matches!(&out[0], Out::Media(MediaOp::StartCallee { call: 9, offer }) if offer == "v=0 offer")
+    );
     let out = c.local_sdp(9, "v=0 answer".into(), T0_MS);
     assert!(matches!(sent(&out)[..], [Body::CallAnswer { call: 9, .. }]));
     assert_eq!(states(&c.media_connected(9, T0_MS + 1000)), ["connected"]);
@@ -71,7 +80,10 @@ fn a_call_rings_is_answered_connects_and_is_hung_up() {
     assert!(matches!(sent(&out)[..], [Body::CallHangup { call: 9 }]));
     assert!(out.contains(&Out::Media(MediaOp::Stop { call: 9 })));
     let r = record(&out).unwrap();
-    assert_eq!((r.outcome, r.duration_ms, r.direction), (Outcome::HungUp, 60_000, Direction::Incoming));
+    assert_eq!(
+        (r.outcome, r.duration_ms, r.direction),
+        (Outcome::HungUp, 60_000, Direction::Incoming)
+    );
     assert!(c.active().is_none());
 }
 
@@ -84,7 +96,13 @@ fn the_callers_side_connects_on_the_answer_and_ends_on_remote_hangup() {
     assert!(c.remote_answer(CAROL, 7, "x".into()).is_empty());
     assert!(c.remote_answer(BOB, 8, "x".into()).is_empty());
     let out = c.remote_answer(BOB, 7, "v=0 answer".into());
-    assert_eq!(out[0], Out::Media(MediaOp::Answer { call: 7, sdp: "v=0 answer".into() }));
+    assert_eq!(
+        out[0],
+        Out::Media(MediaOp::Answer {
+            call: 7,
+            sdp: "v=0 answer".into()
+        })
+    );
     c.media_connected(7, T0_MS + 500);
     assert_eq!(states(&c.media_reconnecting(7)), ["reconnecting"]);
     c.media_connected(7, T0_MS + 900);
@@ -109,12 +127,18 @@ fn ringing_times_out_after_45_s_as_no_answer_for_the_caller_and_missed_for_the_c
     let late = now + RING_TIMEOUT;
     let out = caller.tick(late, T0_MS + 45_000);
     assert_eq!(record(&out).unwrap().outcome, Outcome::NoAnswer);
-    assert!(matches!(sent(&out)[..], [Body::CallHangup { call: 7 }]), "the callee is told");
+    assert!(
+        matches!(sent(&out)[..], [Body::CallHangup { call: 7 }]),
+        "the callee is told"
+    );
     assert!(out.contains(&Out::Media(MediaOp::Stop { call: 7 })));
     let out = callee.tick(late, T0_MS + 45_000);
     assert_eq!(record(&out).unwrap().outcome, Outcome::Missed);
     assert!(sent(&out).is_empty());
-    assert!(!out.iter().any(|o| matches!(o, Out::Media(_))), "no media ever ran");
+    assert!(
+        !out.iter().any(|o| matches!(o, Out::Media(_))),
+        "no media ever ran"
+    );
 }
 
 #[test]
@@ -127,7 +151,10 @@ fn an_offer_that_waited_longer_than_the_ringing_time_is_missed_at_once() {
     assert_eq!((r.outcome, r.started_ms), (Outcome::Missed, T0_MS));
     assert!(c.active().is_none(), "it never rings");
     // The same offer again (a retry) is not recorded twice.
-    assert!(c.offer(offer(BOB, 9, T0_MS), now, T0_MS + 46_000).is_empty());
+    assert!(
+        c.offer(offer(BOB, 9, T0_MS), now, T0_MS + 46_000)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -139,7 +166,10 @@ fn a_caller_who_gives_up_leaves_a_missed_call() {
     assert_eq!(record(&out).unwrap().outcome, Outcome::Missed);
     // A hang-up that comes before its offer (reordered) keeps the offer from ringing.
     assert!(c.remote_hangup(BOB, 10, T0_MS + 6000).is_empty());
-    assert!(c.offer(offer(BOB, 10, T0_MS + 5500), now, T0_MS + 6000).is_empty());
+    assert!(
+        c.offer(offer(BOB, 10, T0_MS + 5500), now, T0_MS + 6000)
+            .is_empty()
+    );
     assert!(c.active().is_none());
 }
 
@@ -150,7 +180,13 @@ fn busy_while_in_a_call() {
     ringing_out(&mut c, now);
     assert_eq!(c.dial(CAROL, 8, now, T0_MS), Err(CallError::Busy));
     let out = c.offer(offer(CAROL, 11, T0_MS), now, T0_MS);
-    assert!(matches!(sent(&out)[..], [Body::CallDecline { call: 11, busy: true }]));
+    assert!(matches!(
+        sent(&out)[..],
+        [Body::CallDecline {
+            call: 11,
+            busy: true
+        }]
+    ));
     assert_eq!(record(&out).unwrap().outcome, Outcome::Missed);
     assert_eq!(c.active().unwrap().call, 7, "our call goes on");
 
@@ -165,15 +201,27 @@ fn decline_tells_the_caller_and_ends_for_both() {
     let now = Instant::now();
     let mut callee = Calls::new();
     callee.offer(offer(BOB, 9, T0_MS), now, T0_MS);
-    assert_eq!(callee.decline(Some(8), T0_MS), Err(CallError::NothingRinging));
+    assert_eq!(
+        callee.decline(Some(8), T0_MS),
+        Err(CallError::NothingRinging)
+    );
     let out = callee.decline(Some(9), T0_MS).unwrap();
-    assert!(matches!(sent(&out)[..], [Body::CallDecline { call: 9, busy: false }]));
+    assert!(matches!(
+        sent(&out)[..],
+        [Body::CallDecline {
+            call: 9,
+            busy: false
+        }]
+    ));
     assert_eq!(record(&out).unwrap().outcome, Outcome::Declined);
     assert_eq!(callee.answer(None), Err(CallError::NothingRinging));
 
     let mut caller = Calls::new();
     ringing_out(&mut caller, now);
-    assert!(caller.remote_decline(CAROL, 7, false, T0_MS).is_empty(), "only the callee");
+    assert!(
+        caller.remote_decline(CAROL, 7, false, T0_MS).is_empty(),
+        "only the callee"
+    );
     let out = caller.remote_decline(BOB, 7, false, T0_MS);
     assert_eq!(record(&out).unwrap().outcome, Outcome::Declined);
 }
@@ -198,7 +246,10 @@ fn glare_the_larger_call_id_wins_on_both_sides() {
     let out = alice.offer(offer(BOB, 9, T0_MS), now, T0_MS);
     // Bob's call wins: Alice drops hers and takes his as answered.
     assert_eq!(out[0], Out::Media(MediaOp::Stop { call: 7 }));
-    assert!(matches!(&out[1], Out::Media(MediaOp::StartCallee { call: 9, .. })));
+    assert!(matches!(
+        &out[1],
+        Out::Media(MediaOp::StartCallee { call: 9, .. })
+    ));
     assert_eq!(states(&out), ["connecting"]);
     assert_eq!(alice.active().unwrap().call, 9);
     assert!(record(&out).is_none(), "the dropped call is not history");
@@ -211,7 +262,10 @@ fn glare_the_larger_call_id_wins_on_both_sides() {
     assert!(bob.offer(offer(alice_id, 7, T0_MS), now, T0_MS).is_empty());
     assert_eq!(bob.active().unwrap().call, 9);
     // Alice's answer to 9 arrives and Bob connects.
-    assert!(!bob.remote_answer(alice_id, 9, "v=0 answer".into()).is_empty());
+    assert!(
+        !bob.remote_answer(alice_id, 9, "v=0 answer".into())
+            .is_empty()
+    );
 }
 
 #[test]
@@ -236,7 +290,10 @@ fn media_that_fails_ends_the_call_and_tells_the_peer() {
     let out = c.media_ended(7, T0_MS + 20_000);
     assert!(matches!(sent(&out)[..], [Body::CallHangup { call: 7 }]));
     assert_eq!(record(&out).unwrap().outcome, Outcome::Failed);
-    assert!(!out.iter().any(|o| matches!(o, Out::Media(_))), "its media is gone already");
+    assert!(
+        !out.iter().any(|o| matches!(o, Out::Media(_))),
+        "its media is gone already"
+    );
     // Media of a call that already ended changes nothing.
     assert!(c.media_ended(7, T0_MS + 20_001).is_empty());
 }
@@ -247,6 +304,12 @@ fn mute_goes_to_the_media_task() {
     let mut c = Calls::new();
     assert_eq!(c.mute(true), Err(CallError::NoCall));
     ringing_out(&mut c, now);
-    assert_eq!(c.mute(true).unwrap(), vec![Out::Media(MediaOp::Mute { call: 7, muted: true })]);
+    assert_eq!(
+        c.mute(true).unwrap(),
+        vec![Out::Media(MediaOp::Mute {
+            call: 7,
+            muted: true
+        })]
+    );
     assert!(c.active().unwrap().muted);
 }
