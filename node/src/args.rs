@@ -109,6 +109,9 @@ pub(crate) enum Command {
         /// address, such as 127.0.0.1 for calls between nodes on one machine.
         #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
         call_bind: std::net::IpAddr,
+        /// How long a call rings before it counts as missed or unanswered, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 45)]
+        ring_timeout: u64,
     },
     /// Show this node's contact code and addresses.
     Id,

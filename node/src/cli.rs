@@ -89,6 +89,7 @@ pub fn main() -> ExitCode {
                 dht_records,
                 dht_puts_per_hour,
                 call_bind,
+                ring_timeout,
             } => {
                 let tokens = (!mailbox_token.is_empty()).then_some(mailbox_token);
                 if let Some(t) = &tokens {
@@ -135,6 +136,7 @@ pub fn main() -> ExitCode {
                     mdns: !no_mdns,
                     limits,
                     call_bind,
+                    ring_timeout,
                 };
                 up(&out, dir, net, mailbox).await
             }
@@ -206,6 +208,7 @@ struct NetArgs {
     mdns: bool,
     limits: kith_engine::NetLimits,
     call_bind: std::net::IpAddr,
+    ring_timeout: u64,
 }
 
 async fn up(
@@ -261,6 +264,7 @@ async fn up(
         store_fsync: true,
         calls: kith_engine::CallConfig {
             bind: net.call_bind,
+            ring: std::time::Duration::from_secs(net.ring_timeout.max(1)),
         },
         net: kith_engine::NetOptions {
             limits: net.limits,

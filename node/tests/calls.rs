@@ -23,6 +23,13 @@ fn call_node() -> Node {
     n
 }
 
+/// A node whose calls ring for `secs` only.
+fn quick_node(secs: &str) -> Node {
+    let mut n = Node::new().with_args(&["--call-bind", "127.0.0.1", "--ring-timeout", secs]);
+    n.start();
+    n
+}
+
 /// Two nodes that have each other as contacts, calls bound to loopback.
 fn call_pair() -> (Node, Node) {
     let a = call_node();
@@ -202,4 +209,24 @@ fn decline_busy_and_a_strangers_call_that_never_rings() {
         "nor shows in Bob's calls"
     );
     d.json(&["hangup"]);
+}
+
+#[test]
+fn a_call_to_an_offline_contact_is_no_answer_for_the_caller_and_missed_on_his_return() {
+    let a = quick_node("2");
+    let mut b = call_node();
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    b.stop();
+    a.json(&["call", "Bob"]);
+    // The ringing time passes with nobody there.
+    wait_no_call(&a);
+    assert_eq!(history(&a)[0]["outcome"], "no_answer");
+    b.start();
+    let missed = wait_for(T, "Bob's missed call", || {
+        history(&b).into_iter().find(|h| h["missed"] == true)
+    });
+    assert_eq!(missed["contact"], "Alice");
+    assert_eq!(missed["call"], history(&a)[0]["call"]);
+    assert!(current(&b).is_null(), "it does not ring late");
 }

@@ -95,3 +95,56 @@ async fn a_tone_crosses_a_loopback_call_both_ways() {
     assert!(share_a > 0.5, "Alice hears Bob's 660 Hz: {share_a}");
     assert!(tone_share(&got_b, 660.0) < 0.05);
 }
+
+/// Replaces the first hex digit of every `a=fingerprint:` line with another one.
+fn tamper(sdp: &str) -> String {
+    sdp.lines()
+        .map(|l| match l.strip_prefix("a=fingerprint:") {
+            Some(rest) => {
+                let (algo, hex) = rest.split_once(' ').unwrap();
+                let mut chars: Vec<char> = hex.chars().collect();
+                chars[0] = if chars[0] == 'A' { 'B' } else { 'A' };
+                format!("a=fingerprint:{algo} {}", chars.into_iter().collect::<String>())
+            }
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_fingerprint_fails_the_call() {
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let opts = MediaOptions {
+        audio_in: None,
+        audio_out: None,
+        bind: lo,
+    };
+    let (atx, mut arx) = mpsc::channel(64);
+    let (btx, mut brx) = mpsc::channel(64);
+    let a = spawn(2, Role::Caller, opts.clone(), atx);
+    let MediaEvent::LocalSdp { sdp: offer, .. } = next(&mut arx, "sdp").await else {
+        unreachable!()
+    };
+    let _b = spawn(2, Role::Callee { offer }, opts, btx);
+    let MediaEvent::LocalSdp { sdp: answer, .. } = next(&mut brx, "sdp").await else {
+        unreachable!()
+    };
+    let forged = tamper(&answer);
+    assert_ne!(forged, answer);
+    a.remote_answer(forged);
+    // The caller's DTLS check refuses Bob's certificate: it never reports connected.
+    let end = loop {
+        let ev = timeout(Duration::from_secs(40), arx.recv())
+            .await
+            .expect("the call ends")
+            .expect("events");
+        match ev {
+            MediaEvent::Connected { .. } => panic!("connected with a forged fingerprint"),
+            MediaEvent::Ended { reason, .. } => break reason,
+            _ => {}
+        }
+    };
+    eprintln!("ended: {end}");
+}

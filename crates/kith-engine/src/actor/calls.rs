@@ -44,12 +44,15 @@ pub struct CallConfig {
     /// The address calls' UDP sockets bind (`0.0.0.0`: every interface but loopback;
     /// `127.0.0.1` for calls on one machine).
     pub bind: IpAddr,
+    /// How long a call rings before it is missed or unanswered.
+    pub ring: Duration,
 }
 
 impl Default for CallConfig {
     fn default() -> Self {
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
+            ring: crate::cores::calls::RING_TIMEOUT,
         }
     }
 }
@@ -66,7 +69,7 @@ pub(super) struct CallState {
 impl CallState {
     pub(super) fn new(cfg: &CallConfig, media_tx: mpsc::Sender<MediaEvent>) -> Self {
         Self {
-            core: Calls::new(),
+            core: Calls::with_ring(cfg.ring),
             media: None,
             media_tx,
             opts: MediaOptions {

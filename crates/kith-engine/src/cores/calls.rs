@@ -31,7 +31,8 @@ use kith_proto::wire::Body;
 use kith_types::{BoundedSet, IdentityKey, RateLimit};
 use serde::{Deserialize, Serialize};
 
-/// How long a call rings before it counts as missed (callee) or unanswered (caller).
+/// How long a call rings before it counts as missed (callee) or unanswered (caller), by
+/// default.
 pub const RING_TIMEOUT: Duration = Duration::from_secs(45);
 /// Calls kept in the history (older ones are dropped).
 pub const MAX_HISTORY: usize = 500;
@@ -267,6 +268,8 @@ pub struct Offer {
 /// The calls of this device.
 #[derive(Debug)]
 pub struct Calls {
+    /// How long a call rings ([`RING_TIMEOUT`] unless configured).
+    ring: Duration,
     active: Option<Active>,
     ended: BoundedSet<u128>,
     strangers: RateLimit<IdentityKey>,
@@ -283,7 +286,13 @@ impl Default for Calls {
 impl Calls {
     /// No call going on.
     pub fn new() -> Self {
+        Self::with_ring(RING_TIMEOUT)
+    }
+
+    /// No call going on; calls ring for `ring`.
+    pub fn with_ring(ring: Duration) -> Self {
         Self {
+            ring,
             active: None,
             ended: BoundedSet::new(MAX_ENDED),
             strangers: RateLimit::once_per(STRANGER_LOG_EVERY, MAX_STRANGER_KEYS),
@@ -402,7 +411,7 @@ impl Calls {
             duration_ms: 0,
             outcome: Outcome::Missed,
         };
-        let ring_ms = RING_TIMEOUT.as_millis() as u64;
+        let ring_ms = u64::try_from(self.ring.as_millis()).unwrap_or(u64::MAX);
         if o.sent_at_ms.saturating_add(ring_ms) <= now_ms {
             // It waited (in a mailbox) longer than a call rings.
             self.ended.insert(o.call);
@@ -648,7 +657,7 @@ impl Calls {
             return Vec::new();
         };
         if !matches!(a.phase, Phase::Dialing | Phase::Ringing)
-            || now.saturating_duration_since(a.since) < RING_TIMEOUT
+            || now.saturating_duration_since(a.since) < self.ring
         {
             return Vec::new();
         }
