@@ -230,3 +230,123 @@ fn a_call_to_an_offline_contact_is_no_answer_for_the_caller_and_missed_on_his_re
     assert_eq!(missed["call"], history(&a)[0]["call"]);
     assert!(current(&b).is_null(), "it does not ring late");
 }
+
+/// `kith --json watch` on a node: its events, line by line.
+fn watch(n: &Node) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&n.dir)
+        .args(["--json", "watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = common::lines_of(child.stdout.take().unwrap());
+    (child, rx)
+}
+
+/// Waits for a `call` event in `state`; returns it.
+fn next_call_event(rx: &std::sync::mpsc::Receiver<String>, state: &str) -> Value {
+    loop {
+        let line = rx.recv_timeout(T).expect("a call event");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "call" && v["state"] == state {
+            return v;
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Call setup on loopback: from `kith call` to the caller's `connected` event, the callee
+/// answering as soon as it rings (a script, through the CLI), over KITH_CALLS calls
+/// (default 50); then one 5-second call's quality figures.
+///
+/// KITH_CALLS=50 cargo test --release -p kith --test calls -- --ignored --nocapture
+#[test]
+#[ignore = "a benchmark: run by hand (see its docs)"]
+fn bench_call_setup_and_quality() {
+    let n: usize = std::env::var("KITH_CALLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let (a, b) = call_pair();
+    let (mut wa, ea) = watch(&a);
+    let (mut wb, eb) = watch(&b);
+    // The watchers are subscribed once a first event goes through.
+    a.json(&["call", "Bob"]);
+    next_call_event(&eb, "ringing");
+    b.json(&["decline"]);
+    next_call_event(&ea, "ended");
+
+    let mut setup = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = std::time::Instant::now();
+        a.json(&["call", "Bob"]);
+        next_call_event(&eb, "ringing");
+        b.json(&["answer"]);
+        next_call_event(&ea, "connected");
+        setup.push(t0.elapsed().as_secs_f64() * 1000.0);
+        a.json(&["hangup"]);
+        next_call_event(&ea, "ended");
+        next_call_event(&eb, "ended");
+    }
+    setup.sort_by(f64::total_cmp);
+    println!(
+        "call setup over {n} calls (dial → connected, callee answers at once): \
+         p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+        percentile(&setup, 0.5),
+        percentile(&setup, 0.95),
+        setup[setup.len() - 1]
+    );
+
+    // One call of 5 s: the quality events.
+    a.json(&["call", "Bob"]);
+    next_call_event(&eb, "ringing");
+    b.json(&["answer"]);
+    next_call_event(&ea, "connected");
+    let start = std::time::Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(line) = ea.recv_timeout(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["event"] == "call_quality" {
+                last = v;
+            }
+        }
+    }
+    println!(
+        "quality after 5 s: rtt {} ms, loss {}‰, jitter {} ms, in {} kbit/s, out {} kbit/s, \
+         {} packets",
+        last["rtt_ms"],
+        last["loss_permille"],
+        last["jitter_ms"],
+        last["recv_kbps"],
+        last["send_kbps"],
+        last["packets"]
+    );
+    a.json(&["hangup"]);
+    let _ = wa.kill();
+    let _ = wb.kill();
+}
+
+#[test]
+fn when_one_side_is_killed_the_other_ends_the_call() {
+    let (a, mut b) = call_pair();
+    a.json(&["call", "Bob"]);
+    wait_state(&b, "ringing");
+    b.json(&["answer"]);
+    wait_state(&a, "connected");
+    b.kill9();
+    // ICE notices the silence (a few seconds), then the link gets a grace period to come
+    // back (`kith_calls::RECONNECT_GRACE`) before the call ends.
+    wait_for(Duration::from_secs(60), "Alice's call to end", || {
+        current(&a).is_null().then_some(())
+    });
+    let h = history(&a);
+    assert_eq!(h[0]["outcome"], "lost", "it was connected, then gone");
+    assert!(h[0]["duration_ms"].as_u64().unwrap() > 0);
+}

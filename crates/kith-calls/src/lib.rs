@@ -18,7 +18,8 @@
 //!    the output WAV file (`audio_out`), if any.
 //! 5. Every [`QUALITY_EVERY`] it reports round-trip time, loss, jitter and bitrate
 //!    ([`MediaEvent::Quality`]); a lost link shows as [`MediaEvent::Reconnecting`].
-//! 6. [`MediaHandle::stop`] (or a failed link, or no connection within [`CONNECT_TIMEOUT`])
+//! 6. [`MediaHandle::stop`] (or a failed link, a link lost for [`RECONNECT_GRACE`], or no
+//!    connection within [`CONNECT_TIMEOUT`])
 //!    closes the connection, finishes the output file and reports [`MediaEvent::Ended`].
 //!
 //! Nothing here waits on the engine: its events go out with `try_send` on a bounded channel
@@ -41,6 +42,9 @@ pub use audio::{FRAME_SAMPLES, SAMPLE_RATE, read_wav, write_wav};
 pub const QUALITY_EVERY: Duration = Duration::from_secs(2);
 /// How long a call may take to connect once both descriptions are known.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a call may stay disconnected (ICE trying to get the link back) before it ends:
+/// the other side crashed or left the network for good.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
 /// How long ICE gathering may take before the description goes out with what it has.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of a media task's command queue.

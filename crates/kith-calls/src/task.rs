@@ -25,7 +25,7 @@ use webrtc::peer_connection::{
 use crate::audio::{Sink, Source};
 use crate::{
     CONNECT_TIMEOUT, GATHER_TIMEOUT, MAX_SDP, MediaCmd, MediaError, MediaEvent, MediaOptions,
-    QUALITY_EVERY, Quality, Role, read_wav,
+    QUALITY_EVERY, Quality, RECONNECT_GRACE, Role, read_wav,
 };
 
 /// What the peer connection's callbacks tell the task.
@@ -224,6 +224,8 @@ async fn drive(
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut quality_tick = tokio::time::interval(QUALITY_EVERY);
     let mut meter = Meter::default();
+    // When the link was lost (Disconnected), if it is lost now.
+    let mut lost_since: Option<tokio::time::Instant> = None;
     for s in pending_state {
         if let Some(end) = on_state(call, s, &mut connected, events) {
             return finish(sink, readers, end).await;
@@ -245,6 +247,12 @@ async fn drive(
             },
             ev = internal.recv() => match ev {
                 Some(Internal::State(s)) => {
+                    lost_since = match s {
+                        RTCPeerConnectionState::Disconnected => {
+                            lost_since.or(Some(tokio::time::Instant::now()))
+                        }
+                        _ => None,
+                    };
                     if let Some(end) = on_state(call, s, &mut connected, events) {
                         break end;
                     }
@@ -287,6 +295,9 @@ async fn drive(
             }
             _ = tokio::time::sleep_until(connect_deadline), if !connected && meter.ever_connected.is_none() => {
                 break "timeout";
+            }
+            _ = tokio::time::sleep_until(lost_since.unwrap_or(connect_deadline) + RECONNECT_GRACE), if lost_since.is_some() => {
+                break "lost";
             }
         }
         if connected && meter.ever_connected.is_none() {

@@ -104,7 +104,10 @@ fn tamper(sdp: &str) -> String {
                 let (algo, hex) = rest.split_once(' ').unwrap();
                 let mut chars: Vec<char> = hex.chars().collect();
                 chars[0] = if chars[0] == 'A' { 'B' } else { 'A' };
-                format!("a=fingerprint:{algo} {}", chars.into_iter().collect::<String>())
+                format!(
+                    "a=fingerprint:{algo} {}",
+                    chars.into_iter().collect::<String>()
+                )
             }
             None => l.to_string(),
         })

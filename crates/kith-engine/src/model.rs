@@ -500,7 +500,8 @@ pub enum Event {
         /// The new state.
         state: String,
         /// When ended: `hung_up`, `remote_hung_up`, `declined`, `busy`, `no_answer`,
-        /// `missed`, `cancelled` or `failed`.
+        /// `missed`, `cancelled`, `failed` (never connected) or `lost` (connected, then the
+        /// link was gone).
         outcome: Option<String>,
     },
     /// Live quality of the call going on (every two seconds while connected).

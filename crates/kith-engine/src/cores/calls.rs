@@ -98,8 +98,10 @@ pub enum Outcome {
     Missed,
     /// Outgoing, we gave up before it was answered.
     Cancelled,
-    /// The media could not connect or broke down.
+    /// The media could not connect.
     Failed,
+    /// Talked, then the link was lost for good (the other side crashed or went away).
+    Lost,
 }
 
 impl Outcome {
@@ -114,6 +116,7 @@ impl Outcome {
             Outcome::Missed => "missed",
             Outcome::Cancelled => "cancelled",
             Outcome::Failed => "failed",
+            Outcome::Lost => "lost",
         }
     }
 }
@@ -643,7 +646,7 @@ impl Calls {
         a.media = false;
         let peer = a.peer;
         let outcome = match a.connected_ms {
-            Some(_) => Outcome::RemoteHungUp,
+            Some(_) => Outcome::Lost,
             None => Outcome::Failed,
         };
         let mut out = vec![Out::Send(peer, Body::CallHangup { call })];

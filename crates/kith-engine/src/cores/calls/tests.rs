@@ -313,3 +313,16 @@ fn mute_goes_to_the_media_task() {
     );
     assert!(c.active().unwrap().muted);
 }
+
+#[test]
+fn a_connected_call_whose_media_ends_on_its_own_is_lost() {
+    let now = Instant::now();
+    let mut c = Calls::new();
+    ringing_out(&mut c, now);
+    c.remote_answer(BOB, 7, "a".into());
+    c.media_connected(7, T0_MS + 100);
+    let out = c.media_ended(7, T0_MS + 5100);
+    let r = record(&out).unwrap();
+    assert_eq!((r.outcome, r.duration_ms), (Outcome::Lost, 5000));
+    assert!(matches!(sent(&out)[..], [Body::CallHangup { call: 7 }]));
+}
