@@ -350,3 +350,26 @@ fn when_one_side_is_killed_the_other_ends_the_call() {
     assert_eq!(h[0]["outcome"], "lost", "it was connected, then gone");
     assert!(h[0]["duration_ms"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_clean_stop_hangs_up_and_finishes_the_recording() {
+    let (mut a, b) = call_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let b_in = dir.path().join("b_in.wav");
+    let a_out = dir.path().join("a_out.wav");
+    write_wav(&b_in, &sine(660.0, 8000.0, 48_000 * 20)).unwrap();
+    a.json(&["call", "Bob", "--audio-out", arg(&a_out)]);
+    wait_state(&b, "ringing");
+    b.json(&["answer", "--audio-in", arg(&b_in)]);
+    wait_state(&a, "connected");
+    std::thread::sleep(Duration::from_secs(2));
+    a.stop();
+    // Alice's recording is complete (its header written) though her node stopped.
+    let heard = read_wav(&a_out).unwrap();
+    assert!(heard.len() > 48_000 / 2, "{} samples", heard.len());
+    assert!(tone_share(&heard, 660.0) > 0.3);
+    // Bob's call ends: told by the hang-up, or when the link goes quiet.
+    wait_for(Duration::from_secs(60), "Bob's call to end", || {
+        current(&b).is_null().then_some(())
+    });
+}

@@ -35,6 +35,8 @@ use crate::cores::calls::{
 pub const MEDIA_EVENTS: usize = 256;
 /// The store's meta key of the call history.
 const HISTORY: &str = "call_history";
+/// How long a stopping node waits for the call's media to finish its recording.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Most bytes of stored history read back.
 const HISTORY_BYTES: usize = 1 << 20;
 
@@ -380,6 +382,27 @@ impl Engine {
             self.write_then("cannot store a call change", |st, w, after| {
                 st.call_outs(w, outs, after)
             });
+        }
+    }
+
+    /// A clean stop: hangs up the call going on and waits (up to [`STOP_WAIT`]) for its
+    /// media task to end, so its output file is complete.
+    pub(super) async fn calls_shutdown(&mut self, media: &mut mpsc::Receiver<MediaEvent>) {
+        if self.st.calls.core.active().is_none() {
+            return;
+        }
+        let had_media = self.st.calls.media.is_some();
+        if let Err(e) = self.call_then(|core, _, ms| core.hangup(None, ms)) {
+            debug!(error = %e, "no hang-up at stop");
+        }
+        if !had_media {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, media.recv()).await {
+            if matches!(ev, MediaEvent::Ended { .. }) {
+                break;
+            }
         }
     }
 

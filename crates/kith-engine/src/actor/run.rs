@@ -192,6 +192,9 @@ impl Engine {
             }
         }
         if shutdown.is_some() {
+            // A call going on is hung up (the peer is told if the hang-up leaves in time) and
+            // its recording finished.
+            self.calls_shutdown(&mut media).await;
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
