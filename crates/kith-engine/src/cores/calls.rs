@@ -139,7 +139,7 @@ pub struct CallRecord {
 }
 
 /// The live call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Active {
     /// The call id.
     pub call: u128,
@@ -161,6 +161,18 @@ pub struct Active {
     offer: Option<String>,
     /// A media task runs for this call.
     media: bool,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The offer's SDP names addresses and keys: left out.
+        f.debug_struct("Active")
+            .field("call", &format_args!("{:x}", self.call))
+            .field("direction", &self.direction)
+            .field("phase", &self.phase)
+            .field("muted", &self.muted)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the media task of the live call should do.
@@ -254,7 +266,7 @@ pub enum CallError {
 }
 
 /// The offer as the actor found it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Offer {
     /// Who sent it.
     pub from: IdentityKey,
@@ -266,6 +278,16 @@ pub struct Offer {
     pub sent_at_ms: u64,
     /// The caller's SDP.
     pub sdp: String,
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("call", &format_args!("{:x}", self.call))
+            .field("contact", &self.contact)
+            .field("sdp_len", &self.sdp.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The calls of this device.

@@ -326,3 +326,15 @@ fn a_connected_call_whose_media_ends_on_its_own_is_lost() {
     assert_eq!((r.outcome, r.duration_ms), (Outcome::Lost, 5000));
     assert!(matches!(sent(&out)[..], [Body::CallHangup { call: 7 }]));
 }
+
+#[test]
+fn debug_output_leaves_the_sdp_out() {
+    let now = Instant::now();
+    let mut c = Calls::new();
+    let mut o = offer(BOB, 9, T0_MS);
+    o.sdp = "v=0 a=fingerprint:sha-256 SECRET c=IN IP4 192.0.2.7".into(); // parse only
+    assert!(!format!("{o:?}").contains("SECRET"));
+    c.offer(o, now, T0_MS);
+    assert!(!format!("{c:?}").contains("SECRET"));
+    assert!(!format!("{:?}", c.active().unwrap()).contains("192.0.2.7"));
+}
