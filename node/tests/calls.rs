@@ -373,3 +373,26 @@ fn a_clean_stop_hangs_up_and_finishes_the_recording() {
         current(&b).is_null().then_some(())
     });
 }
+
+#[test]
+fn a_blocked_contact_never_rings() {
+    let (a, b) = call_pair();
+    b.json(&["block", "Alice"]);
+    a.json(&["call", "Bob"]);
+    // `ringing` on Alice's side: the offer is in her outbox (same transaction).
+    wait_state(&a, "ringing");
+    // Bob's node opens the offer, drops it and answers `Accepted`: Alice's outbox for him
+    // empties. Only then is "it did not ring" a fact rather than "not yet".
+    wait_for(T, "Bob's node to take the offer", || {
+        a.json(&["contacts", "list"])
+            .into_iter()
+            .find(|c| c["name"] == "Bob")
+            .filter(|c| c["pending"] == 0)
+    });
+    assert!(
+        current(&b).is_null(),
+        "a blocked contact's call never rings"
+    );
+    assert!(history(&b).is_empty());
+    a.json(&["hangup"]);
+}

@@ -269,10 +269,16 @@ fn call_bodies_round_trip_are_size_checked_and_hide_their_sdp() {
             candidates: vec!["candidate:1 1 udp 1 127.0.0.1 5000 typ host".into()],
         },
         Body::CallHangup { call: 7 },
-        Body::CallDecline { call: 7, busy: true },
+        Body::CallDecline {
+            call: 7,
+            busy: true,
+        },
     ]);
     assert_eq!(Sealed::decode(&ok.encode().unwrap()).unwrap(), ok);
-    assert!(!format!("{ok:?}").contains("fingerprint"), "no SDP in Debug");
+    assert!(
+        !format!("{ok:?}").contains("fingerprint"),
+        "no SDP in Debug"
+    );
 
     let long = "x".repeat(MAX_CALL_SDP + 1);
     let too_long = sealed(vec![Body::CallAnswer { call: 7, sdp: long }]);
