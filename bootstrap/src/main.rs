@@ -101,6 +101,7 @@ async fn run(cfg: Config) -> ExitCode {
         mailbox: Some(cfg.mailbox_config()),
         reach: cfg.reach_config(),
         store_fsync: true,
+        calls: Default::default(),
         net: kith_engine::NetOptions {
             limits: cfg.net_limits(),
             ..Default::default()

@@ -128,6 +128,7 @@ impl Node {
             mailbox: self.mailbox.then(MailboxConfig::default),
             reach: kith_engine::ReachConfig::default(),
             store_fsync: self.fsync,
+            calls: Default::default(),
             net: self.sim.options(),
         };
         let node = |e: kith_engine::EngineError| SimError::Node {

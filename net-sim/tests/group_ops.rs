@@ -65,6 +65,7 @@ async fn start(
         mailbox: None,
         reach: kith_engine::ReachConfig::default(),
         store_fsync: true,
+        calls: Default::default(),
         net: sim.options(),
     };
     let (h, task) = Engine::start(cfg).await.unwrap();

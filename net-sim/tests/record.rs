@@ -39,6 +39,7 @@ async fn start(dir: &std::path::Path, name: &str, boot: Option<Multiaddr>) -> No
         mailbox: None,
         reach: kith_engine::ReachConfig::default(),
         store_fsync: true,
+        calls: Default::default(),
         net: sim.options(),
     };
     let (h, task) = Engine::start(cfg).await.unwrap();

@@ -105,6 +105,13 @@ pub(crate) enum Command {
         /// DHT records one peer may put here an hour.
         #[arg(long, value_name = "N", default_value_t = kith_engine::net_limits::DHT_PUTS_PER_HOUR)]
         dht_puts_per_hour: u32,
+        /// The address calls' media binds: `0.0.0.0` (every interface but loopback) or one
+        /// address, such as 127.0.0.1 for calls between nodes on one machine.
+        #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+        call_bind: std::net::IpAddr,
+        /// How long a call rings before it counts as missed or unanswered, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 45)]
+        ring_timeout: u64,
     },
     /// Show this node's contact code and addresses.
     Id,
@@ -210,6 +217,8 @@ pub(crate) enum Command {
         /// The contact's name.
         name: String,
     },
+    #[command(flatten)]
+    Calls(crate::calls::CallCmd),
 }
 
 /// `kith group …`.

@@ -88,6 +88,8 @@ pub fn main() -> ExitCode {
                 request_streams,
                 dht_records,
                 dht_puts_per_hour,
+                call_bind,
+                ring_timeout,
             } => {
                 let tokens = (!mailbox_token.is_empty()).then_some(mailbox_token);
                 if let Some(t) = &tokens {
@@ -134,6 +136,8 @@ pub fn main() -> ExitCode {
                     external,
                     mdns: !no_mdns,
                     limits,
+                    call_bind,
+                    ring_timeout,
                 };
                 up(&out, dir, net, mailbox).await
             }
@@ -204,6 +208,8 @@ struct NetArgs {
     external: Vec<String>,
     mdns: bool,
     limits: kith_engine::NetLimits,
+    call_bind: std::net::IpAddr,
+    ring_timeout: u64,
 }
 
 async fn up(
@@ -257,6 +263,10 @@ async fn up(
             external,
         },
         store_fsync: true,
+        calls: kith_engine::CallConfig {
+            bind: net.call_bind,
+            ring: std::time::Duration::from_secs(net.ring_timeout.max(1)),
+        },
         net: kith_engine::NetOptions {
             limits: net.limits,
             ..Default::default()
@@ -484,6 +494,12 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Chat { name } => chat(out, dir, c, name).await?,
+        Command::Calls(cmd) => {
+            let code = crate::calls::run(out, &mut c, &dir.join(SOCKET_NAME), cmd).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
     }
     Ok(())
 }

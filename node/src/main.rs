@@ -5,6 +5,7 @@
 //! or network failure.
 
 mod args;
+mod calls;
 mod cli;
 mod output;
 mod safe;

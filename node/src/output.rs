@@ -126,6 +126,21 @@ impl Out {
         Self { json }
     }
 
+    /// Whether output is JSON Lines.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// One JSON line.
+    pub fn json_value<T: Serialize>(&self, v: &T) {
+        json_line(v);
+    }
+
+    /// One line of text.
+    pub fn text(&self, s: &str) {
+        line(s);
+    }
+
     pub fn error(&self, msg: &str) {
         if self.json {
             let mut e = std::io::stderr().lock();
@@ -647,6 +662,31 @@ impl Out {
                 ))
             }
             "group_changed" => line(&format!("[{}] {}", get("group"), get("text"))),
+            "call" => {
+                let id = raw("call");
+                let outcome = match raw("outcome") {
+                    "" => String::new(),
+                    o => format!(" ({})", o.replace('_', " ")),
+                };
+                line(&format!(
+                    "call {} {} {}: {}{outcome}",
+                    printable(id.get(..8).unwrap_or(id)),
+                    get("direction"),
+                    get("contact"),
+                    get("state")
+                ))
+            }
+            "call_quality" => {
+                let n = |k: &str| ev.get(k).and_then(Value::as_u64).unwrap_or(0);
+                line(&format!(
+                    "call quality: rtt {} ms, loss {}‰, jitter {} ms, in {} kbit/s, out {} kbit/s",
+                    n("rtt_ms"),
+                    n("loss_permille"),
+                    n("jitter_ms"),
+                    n("recv_kbps"),
+                    n("send_kbps")
+                ))
+            }
             "profile" => line(&format!(
                 "{} updated their profile: {}",
                 get("contact"),

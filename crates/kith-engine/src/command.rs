@@ -305,3 +305,45 @@ pub struct ReceiptsParams {
     /// The id of one of your group messages.
     pub id: String,
 }
+
+/// Params of `call`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallParams {
+    /// The contact to call.
+    pub to: String,
+    /// A WAV file (48 kHz, 16-bit) sent as the microphone (a full path: the daemon reads it).
+    #[serde(default)]
+    pub audio_in: Option<std::path::PathBuf>,
+    /// A WAV file the other side's sound is written to (a full path).
+    #[serde(default)]
+    pub audio_out: Option<std::path::PathBuf>,
+}
+
+/// Params of `call.answer`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AnswerParams {
+    /// The call id (or its start); the ringing call when absent.
+    #[serde(default)]
+    pub call: Option<String>,
+    /// As in [`CallParams`].
+    #[serde(default)]
+    pub audio_in: Option<std::path::PathBuf>,
+    /// As in [`CallParams`].
+    #[serde(default)]
+    pub audio_out: Option<std::path::PathBuf>,
+}
+
+/// Params of `call.decline` and `call.hangup`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CallIdParams {
+    /// The call id (or its start); the current call when absent.
+    #[serde(default)]
+    pub call: Option<String>,
+}
+
+/// Params of `call.mute`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MuteParams {
+    /// Mute (true) or unmute (false).
+    pub muted: bool,
+}

@@ -32,9 +32,9 @@ mod public_ip;
 pub mod push;
 
 pub use actor::{
-    Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT, MAILBOX_QUOTA,
-    MAILBOX_QUOTA_BYTES, MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_GROUPS, MAX_MAILBOX_TOPICS,
-    MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
+    CallConfig, Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT,
+    MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_GROUPS,
+    MAX_MAILBOX_TOPICS, MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
 };
 pub use command::Command;
 pub use cores::mailbox::{

@@ -59,6 +59,9 @@ pub enum EngineError {
     /// The group change is not allowed or changes nothing.
     #[error("{0}")]
     GroupRefused(String),
+    /// A call command that does not fit the call's state (busy, nothing ringing).
+    #[error("{0}")]
+    Call(String),
 }
 
 impl EngineError {
@@ -485,6 +488,39 @@ pub enum Event {
         /// What happened, in words.
         text: String,
     },
+    /// A call's state changed: `connecting`, `ringing`, `connected`, `reconnecting`,
+    /// `ended` (with how).
+    Call {
+        /// The call id.
+        call: String,
+        /// The contact's name.
+        contact: String,
+        /// `incoming` or `outgoing`.
+        direction: String,
+        /// The new state.
+        state: String,
+        /// When ended: `hung_up`, `remote_hung_up`, `declined`, `busy`, `no_answer`,
+        /// `missed`, `cancelled`, `failed` (never connected) or `lost` (connected, then the
+        /// link was gone).
+        outcome: Option<String>,
+    },
+    /// Live quality of the call going on (every two seconds while connected).
+    CallQuality {
+        /// The call id.
+        call: String,
+        /// Round-trip time, ms.
+        rtt_ms: u32,
+        /// Packets lost of those expected from the peer, per thousand.
+        loss_permille: u32,
+        /// Jitter of what arrives, ms.
+        jitter_ms: u32,
+        /// Received bitrate, kbit/s.
+        recv_kbps: u32,
+        /// Sent bitrate, kbit/s.
+        send_kbps: u32,
+        /// Audio packets received so far.
+        packets: u64,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -506,6 +542,8 @@ impl std::fmt::Debug for Event {
                 ..
             } => write!(f, "GroupStatus({id}, {delivered}, {read})"),
             Event::GroupChanged { .. } => f.write_str("GroupChanged"),
+            Event::Call { call, state, .. } => write!(f, "Call({call}, {state})"),
+            Event::CallQuality { call, .. } => write!(f, "CallQuality({call})"),
         }
     }
 }
@@ -536,3 +574,37 @@ pub(crate) enum Fatal {
 
 /// A rule's result inside a batch: the answer for its caller, or [`Fatal`] for the batch.
 pub(crate) type Outcome<T> = Result<Result<T, EngineError>, Fatal>;
+
+/// A call, as `call`, `call.answer` and `call.current` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallView {
+    /// The call id.
+    pub call: String,
+    /// The contact's name.
+    pub contact: String,
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// `connecting`, `ringing`, `connected` or `reconnecting`.
+    pub state: String,
+    /// Our sound is muted.
+    pub muted: bool,
+}
+
+/// One call of the history (`calls`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallRecordView {
+    /// The call id.
+    pub call: String,
+    /// The contact's name.
+    pub contact: String,
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// When it started ringing (ms since the epoch).
+    pub started_at: u64,
+    /// How long it was connected, ms.
+    pub duration_ms: u64,
+    /// How it ended (see [`Event::Call`]).
+    pub outcome: String,
+    /// An incoming call nobody answered.
+    pub missed: bool,
+}

@@ -537,7 +537,53 @@ pub enum Body {
         /// The ops' hashes.
         ops: Vec<kith_types::OpHash>,
     },
+    /// A call offer: the caller's WebRTC description (its DTLS fingerprint and ICE
+    /// candidates inside), bound to the caller's identity by the session it travels in.
+    CallOffer {
+        /// The call's id (random, chosen by the caller).
+        call: u128,
+        /// When the caller dialled (caller's clock, ms): an offer older than the ringing
+        /// time is shown as missed, not rung.
+        sent_at_ms: u64,
+        /// The SDP offer (at most [`MAX_CALL_SDP`] bytes).
+        sdp: String,
+        /// The caller asks for video too.
+        video: bool,
+    },
+    /// The callee took the call: its WebRTC description.
+    CallAnswer {
+        /// The call.
+        call: u128,
+        /// The SDP answer (at most [`MAX_CALL_SDP`] bytes).
+        sdp: String,
+    },
+    /// More ICE candidates for a call (trickle), each an SDP `candidate:` attribute.
+    CallCandidates {
+        /// The call.
+        call: u128,
+        /// 1 to [`MAX_CALL_CANDIDATES`] candidates of at most [`MAX_CANDIDATE_LEN`] bytes.
+        candidates: Vec<String>,
+    },
+    /// The sender ended the call (or gave up ringing).
+    CallHangup {
+        /// The call.
+        call: u128,
+    },
+    /// The callee did not take the call: declined, or already in another call (`busy`).
+    CallDecline {
+        /// The call.
+        call: u128,
+        /// Busy in another call rather than declined.
+        busy: bool,
+    },
 }
+
+/// Longest SDP a call offer or answer may carry (bytes).
+pub const MAX_CALL_SDP: usize = 16 * 1024;
+/// Most ICE candidates in one [`Body::CallCandidates`].
+pub const MAX_CALL_CANDIDATES: usize = 32;
+/// Longest ICE candidate (bytes).
+pub const MAX_CANDIDATE_LEN: usize = 512;
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -557,6 +603,30 @@ impl std::fmt::Debug for Body {
                 write!(f, "GroupReceipt {{ kind: {kind:?}, n: {} }}", ids.len())
             }
             Body::GroupWant { ops, .. } => write!(f, "GroupWant {{ n: {} }}", ops.len()),
+            // Descriptions name addresses and keys: only their sizes are shown.
+            Body::CallOffer { call, sdp, .. } => {
+                write!(
+                    f,
+                    "CallOffer {{ call: {call:x}, sdp: {} bytes }}",
+                    sdp.len()
+                )
+            }
+            Body::CallAnswer { call, sdp } => {
+                write!(
+                    f,
+                    "CallAnswer {{ call: {call:x}, sdp: {} bytes }}",
+                    sdp.len()
+                )
+            }
+            Body::CallCandidates { call, candidates } => write!(
+                f,
+                "CallCandidates {{ call: {call:x}, n: {} }}",
+                candidates.len()
+            ),
+            Body::CallHangup { call } => write!(f, "CallHangup {{ call: {call:x} }}"),
+            Body::CallDecline { call, busy } => {
+                write!(f, "CallDecline {{ call: {call:x}, busy: {busy} }}")
+            }
         }
     }
 }
@@ -610,6 +680,18 @@ impl Sealed {
                 }
                 Body::GroupWant { ops, .. } if ops.is_empty() || ops.len() > MAX_UPDATE_OPS => {
                     return Err(DecodeError::Invalid("group want size"));
+                }
+                Body::CallOffer { sdp, .. } | Body::CallAnswer { sdp, .. }
+                    if sdp.len() > MAX_CALL_SDP =>
+                {
+                    return Err(DecodeError::Invalid("call description too long"));
+                }
+                Body::CallCandidates { candidates, .. }
+                    if candidates.is_empty()
+                        || candidates.len() > MAX_CALL_CANDIDATES
+                        || candidates.iter().any(|c| c.len() > MAX_CANDIDATE_LEN) =>
+                {
+                    return Err(DecodeError::Invalid("call candidates size"));
                 }
                 _ => {}
             }

@@ -26,6 +26,8 @@ pub struct EngineConfig {
     /// The network's transport, observer and timings: `Default` for a real node;
     /// simulations (`net-sim`) replace the transport and watch the network.
     pub net: kith_net::NetOptions,
+    /// How calls are set up (where their media binds).
+    pub calls: super::CallConfig,
 }
 
 /// How the node stays reachable and helps others be reachable.

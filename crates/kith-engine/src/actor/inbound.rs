@@ -500,6 +500,7 @@ impl State {
             Step::GroupReceipt { group, kind, ids } => {
                 self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
+            Step::Call(body) => self.on_call_body(w, conv, body, after)?,
         }
         Ok(())
     }

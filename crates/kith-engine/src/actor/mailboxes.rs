@@ -193,7 +193,7 @@ mod tests {
         let bad = vec![(vec![0xff, 0xff], 1u32), (b.to_bytes(), 2)];
         let bad: HashMap<PeerId, u32> =
             decode_by_mailbox(&kith_proto::codec::encode(&bad).unwrap());
-        assert_eq!(bad, [(b, 2)].into_iter().collect());
+        assert_eq!(bad, [(b, 2)].into_iter().collect::<HashMap<_, _>>());
         assert!(decode_by_mailbox::<u32>(&[0xff; 3]).is_empty());
     }
 }

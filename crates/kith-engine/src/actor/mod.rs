@@ -23,6 +23,7 @@
 //! need no I/O move out into `crate::cores`, one protocol area at a time.
 
 mod backlog;
+mod calls;
 mod commands;
 mod config;
 mod groups;
@@ -41,6 +42,7 @@ mod views;
 mod watch;
 
 use backlog::Backlog;
+pub use calls::{CallConfig, MEDIA_EVENTS};
 pub use config::{EngineConfig, ReachConfig};
 #[cfg(feature = "test-hooks")]
 use groups::GroupCmd;
@@ -182,6 +184,8 @@ enum After {
     TopicSync(GroupId),
     /// Go on with a catch-up from a mailbox that was cut at its size limit.
     TopicSyncMore(GroupId, PeerId, Vec<kith_proto::groupwire::SenderMark>),
+    /// Tell the live call's media task (start, answer, mute, stop).
+    Media(crate::cores::calls::MediaOp),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -315,6 +319,8 @@ struct State {
     groups: Groups,
     /// Group topics our mailboxes keep for us, and (as a mailbox) for our devices.
     watching: Watching,
+    /// Calls: the call core and the live call's media task.
+    calls: calls::CallState,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.

@@ -75,6 +75,7 @@ impl Engine {
             None => None,
         };
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let social = Social::load(&store);
         let groups = Groups::load(&store);
@@ -82,6 +83,7 @@ impl Engine {
         let engine = Engine {
             store,
             st: State {
+                calls: calls::CallState::new(&cfg.calls, media_tx),
                 social,
                 groups,
                 watching,
@@ -117,7 +119,7 @@ impl Engine {
             },
         };
         let task = tokio::spawn(async move {
-            engine.run(cmds, net_events).await;
+            engine.run(cmds, net_events, media_rx).await;
             // The engine (and with it the network handle) is gone: the network actor ends,
             // closing its listeners, before the engine counts as stopped, so a node
             // restarted at once can listen on the same addresses.
@@ -136,6 +138,7 @@ impl Engine {
         mut self,
         mut cmds: mpsc::Receiver<Cmd>,
         mut net_events: mpsc::Receiver<NetEvent>,
+        mut media: mpsc::Receiver<kith_calls::MediaEvent>,
     ) {
         self.startup();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -153,6 +156,11 @@ impl Engine {
                     Some(c) => Work::Cmd(c),
                     None => break,
                 },
+                // Call media reports (never audio): a few per second at most.
+                Some(ev) = media.recv() => {
+                    self.on_media(ev);
+                    continue;
+                }
                 _ = tick.tick() => {
                     self.on_tick();
                     continue;
@@ -184,6 +192,9 @@ impl Engine {
             }
         }
         if shutdown.is_some() {
+            // A call going on is hung up (the peer is told if the hang-up leaves in time) and
+            // its recording finished.
+            self.calls_shutdown(&mut media).await;
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
@@ -301,6 +312,7 @@ impl Engine {
     pub(super) fn on_tick(&mut self) {
         self.st.backlog.flush(&self.st.net);
         self.presence_tick();
+        self.calls_tick();
         self.groups_tick();
         self.watch_tick();
         if self.st.record.due(Instant::now()) {
@@ -515,6 +527,8 @@ impl Engine {
             After::TopicSyncMore(group, peer, floor) if ok => {
                 self.topic_sync_more(group, peer, floor)
             }
+            After::Media(op) if ok => self.st.calls.media_op(op),
+            After::Media(_) => {}
             After::GroupPublish(..) | After::GroupSync(..) | After::Lookup(_) => {}
             After::Kept(_) | After::TopicSync(_) | After::TopicSyncMore(..) => {}
             After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}

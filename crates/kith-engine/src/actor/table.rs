@@ -203,6 +203,10 @@ no_prepare!(
     GroupSendParams,
     GroupHistoryParams,
     ReceiptsParams,
+    CallParams,
+    AnswerParams,
+    CallIdParams,
+    MuteParams,
 );
 
 impl Prepare for SetProfileParams {
@@ -346,4 +350,26 @@ commands! {
     /// `receipts`: who has one of your group messages, and who read it, with times.
     write Receipts = "receipts", ReceiptsParams => ReceiptsView,
         |st, w, p, _after| st.receipts_view(w, &p.id);
+    /// `call`: ring every device of a contact (`audio_in` / `audio_out`: WAV files instead
+    /// of a microphone and a speaker).
+    read Dial = "call", CallParams => CallView,
+        |e, p| e.call_dial(p);
+    /// `call.answer`: take the ringing call.
+    read PickUp = "call.answer", AnswerParams => CallView,
+        |e, p| e.call_answer(p);
+    /// `call.decline`: refuse the ringing call; the caller sees "declined".
+    read DeclineRing = "call.decline", CallIdParams => Done,
+        |e, p| e.call_decline(p);
+    /// `call.hangup`: end the call (or stop calling).
+    read HangUp = "call.hangup", CallIdParams => Done,
+        |e, p| e.call_hangup(p);
+    /// `call.mute`: mute or unmute your sound in the call.
+    read MuteSound = "call.mute", MuteParams => CallView,
+        |e, p| e.call_mute(p.muted);
+    /// `call.current`: the call going on, if any.
+    read Ongoing = "call.current", NoParams => Option<CallView>,
+        |e, _p| Ok(e.call_current());
+    /// `calls`: the call history, newest first.
+    read RecentCalls = "calls", NoParams => Vec<CallRecordView>,
+        |e, _p| e.call_history();
 }

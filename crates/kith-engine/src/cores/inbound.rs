@@ -188,6 +188,8 @@ pub struct Sender {
 /// One thing to do for an opened envelope, in the order the sender wrote the bodies.
 #[derive(Debug)]
 pub enum Step {
+    /// Call signalling (offer, answer, candidates, hang-up, decline): for the call core.
+    Call(Body),
     /// Store a text (and tell the user if it is new).
     Text {
         /// The message id.
@@ -297,6 +299,11 @@ pub fn deliver(bodies: Vec<Body>, from: Sender, read_receipts: bool, batch: &mut
             Body::GroupReceipt {
                 group, kind, ids, ..
             } => Step::GroupReceipt { group, kind, ids },
+            b @ (Body::CallOffer { .. }
+            | Body::CallAnswer { .. }
+            | Body::CallCandidates { .. }
+            | Body::CallHangup { .. }
+            | Body::CallDecline { .. }) => Step::Call(b),
             _ => continue,
         };
         steps.push(step);

@@ -245,3 +245,68 @@ fn sealed_envelopes_decode_and_unknown_kinds_are_refused() {
     }
     assert!(Request::decode(&deliver(MAX_ENVELOPE_KIND + 1).encode().unwrap()).is_err());
 }
+
+#[test]
+fn call_bodies_round_trip_are_size_checked_and_hide_their_sdp() {
+    let sealed = |bodies: Vec<Body>| Sealed {
+        version: 1,
+        sender: None,
+        bodies,
+    };
+    let ok = sealed(vec![
+        Body::CallOffer {
+            call: 7,
+            sent_at_ms: 9,
+            sdp: "v=0 a=fingerprint:sha-256 AB:CD".into(),
+            video: false,
+        },
+        Body::CallAnswer {
+            call: 7,
+            sdp: "v=0".into(),
+        },
+        Body::CallCandidates {
+            call: 7,
+            candidates: vec!["candidate:1 1 udp 1 127.0.0.1 5000 typ host".into()],
+        },
+        Body::CallHangup { call: 7 },
+        Body::CallDecline {
+            call: 7,
+            busy: true,
+        },
+    ]);
+    assert_eq!(Sealed::decode(&ok.encode().unwrap()).unwrap(), ok);
+    assert!(
+        !format!("{ok:?}").contains("fingerprint"),
+        "no SDP in Debug"
+    );
+
+    let long = "x".repeat(MAX_CALL_SDP + 1);
+    let too_long = sealed(vec![Body::CallAnswer { call: 7, sdp: long }]);
+    assert!(Sealed::decode(&too_long.encode().unwrap()).is_err());
+    let no_candidates = sealed(vec![Body::CallCandidates {
+        call: 7,
+        candidates: vec![],
+    }]);
+    assert!(Sealed::decode(&no_candidates.encode().unwrap()).is_err());
+    let many = sealed(vec![Body::CallCandidates {
+        call: 7,
+        candidates: vec!["c".into(); MAX_CALL_CANDIDATES + 1],
+    }]);
+    assert!(Sealed::decode(&many.encode().unwrap()).is_err());
+}
+
+#[test]
+fn call_bodies_follow_the_existing_variants() {
+    // Appended at the end of `Body`: an existing body still encodes with its old index,
+    // and the first call body takes the next one (6).
+    let hangup = codec::encode(&Body::CallHangup { call: 1 }).unwrap();
+    assert_eq!(hangup[0], 9);
+    let offer = codec::encode(&Body::CallOffer {
+        call: 1,
+        sent_at_ms: 0,
+        sdp: String::new(),
+        video: false,
+    })
+    .unwrap();
+    assert_eq!(offer[0], 6);
+}

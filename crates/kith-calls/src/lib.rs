@@ -1,0 +1,242 @@
+//! Call media: one WebRTC peer connection per call, carrying Opus audio, on its own task.
+//!
+//! This crate knows nothing of contacts, sessions or the store. The engine's call core
+//! (`kith_engine::cores::calls`) decides when a call starts and ends; the engine actor
+//! [`spawn`]s a media task for it and passes signalling through:
+//!
+//! 1. [`spawn`] with [`Role::Caller`] builds the peer connection (one Opus track, host
+//!    candidates on the configured address, mDNS off), makes the offer, waits for its ICE
+//!    candidates to be gathered and reports the full SDP ([`MediaEvent::LocalSdp`]). The
+//!    engine sends it to the callee inside an Olm-encrypted message, so the DTLS fingerprint
+//!    in it is bound to the caller's verified identity; WebRTC then refuses a DTLS peer whose
+//!    certificate does not match the fingerprint the other side signalled.
+//! 2. With [`Role::Callee`] the task takes the offer, answers it and reports its own SDP.
+//! 3. The caller's task gets the answer through [`MediaHandle::remote_answer`].
+//! 4. Once connected ([`MediaEvent::Connected`]) the task sends one Opus frame every 20 ms:
+//!    the samples of the input WAV file (`audio_in`), or silence when there is none, when it
+//!    has ended or while muted. What arrives is decoded (packet loss concealed) and written to
+//!    the output WAV file (`audio_out`), if any.
+//! 5. Every [`QUALITY_EVERY`] it reports round-trip time, loss, jitter and bitrate
+//!    ([`MediaEvent::Quality`]); a lost link shows as [`MediaEvent::Reconnecting`].
+//! 6. [`MediaHandle::stop`] (or a failed link, a link lost for [`RECONNECT_GRACE`], or no
+//!    connection within [`CONNECT_TIMEOUT`])
+//!    closes the connection, finishes the output file and reports [`MediaEvent::Ended`].
+//!
+//! Nothing here waits on the engine: its events go out with `try_send` on a bounded channel
+//! (a quality report the engine has no room for is dropped; state changes are few), so the
+//! media path never waits on a store commit.
+
+mod audio;
+mod task;
+pub mod tone;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use audio::{FRAME_SAMPLES, SAMPLE_RATE, read_wav, write_wav};
+
+/// How often quality figures are reported.
+pub const QUALITY_EVERY: Duration = Duration::from_secs(2);
+/// How long a call may take to connect once both descriptions are known.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a call may stay disconnected (ICE trying to get the link back) before it ends:
+/// the other side crashed or left the network for good.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
+/// How long ICE gathering may take before the description goes out with what it has.
+pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Capacity of a media task's command queue.
+pub const MEDIA_COMMANDS: usize = 64;
+/// Longest SDP this crate produces or accepts (bytes).
+pub const MAX_SDP: usize = 16 * 1024;
+/// Longest input file read (samples at 48 kHz: 10 minutes).
+pub const MAX_INPUT_SAMPLES: usize = 10 * 60 * SAMPLE_RATE as usize;
+
+/// Which side of the call this task is.
+#[derive(Clone)]
+pub enum Role {
+    /// Makes the offer.
+    Caller,
+    /// Answers this offer (SDP).
+    Callee {
+        /// The caller's offer.
+        offer: String,
+    },
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Caller => f.write_str("Caller"),
+            Role::Callee { .. } => f.write_str("Callee"),
+        }
+    }
+}
+
+/// Where a call's sound comes from and goes to, and where its sockets bind.
+#[derive(Clone, Debug)]
+pub struct MediaOptions {
+    /// A WAV file (48 kHz, 16-bit, mono or stereo) sent as the microphone; silence without.
+    pub audio_in: Option<PathBuf>,
+    /// A WAV file (48 kHz, 16-bit, mono) the received sound is written to.
+    pub audio_out: Option<PathBuf>,
+    /// The address the call's UDP socket binds (`0.0.0.0`: every interface but loopback).
+    pub bind: IpAddr,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            audio_in: None,
+            audio_out: None,
+            bind: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+}
+
+/// Live quality of a call.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Quality {
+    /// Round-trip time of the selected candidate pair, in ms.
+    pub rtt_ms: f64,
+    /// Fraction of the packets expected from the peer that were lost (0 to 1).
+    pub loss: f64,
+    /// Interarrival jitter of what we receive, in ms.
+    pub jitter_ms: f64,
+    /// Received bitrate over the last period, in kbit/s.
+    pub recv_kbps: f64,
+    /// Sent bitrate over the last period, in kbit/s.
+    pub send_kbps: f64,
+    /// Audio packets received so far.
+    pub packets: u64,
+}
+
+/// What a media task tells the engine.
+#[derive(Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The local description with its gathered candidates, to signal to the peer.
+    LocalSdp {
+        /// The call.
+        call: u128,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Media flows (DTLS done, fingerprints checked).
+    Connected {
+        /// The call.
+        call: u128,
+    },
+    /// The link was lost; ICE is trying to get it back.
+    Reconnecting {
+        /// The call.
+        call: u128,
+    },
+    /// Quality figures.
+    Quality {
+        /// The call.
+        call: u128,
+        /// The figures.
+        q: Quality,
+    },
+    /// The task ended (stopped, failed or timed out); the output file is complete.
+    Ended {
+        /// The call.
+        call: u128,
+        /// Why, in a few words (`stopped`, `failed`, `timeout`, an error).
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for MediaEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaEvent::LocalSdp { call, sdp } => {
+                write!(f, "LocalSdp {{ call: {call:x}, len: {} }}", sdp.len())
+            }
+            MediaEvent::Connected { call } => write!(f, "Connected {{ call: {call:x} }}"),
+            MediaEvent::Reconnecting { call } => write!(f, "Reconnecting {{ call: {call:x} }}"),
+            MediaEvent::Quality { call, q } => write!(f, "Quality {{ call: {call:x}, {q:?} }}"),
+            MediaEvent::Ended { call, reason } => {
+                write!(f, "Ended {{ call: {call:x}, reason: {reason} }}")
+            }
+        }
+    }
+}
+
+/// Commands to a media task.
+enum MediaCmd {
+    RemoteAnswer(String),
+    Mute(bool),
+    Stop,
+}
+
+/// The engine's handle on one call's media task.
+#[derive(Debug, Clone)]
+pub struct MediaHandle {
+    call: u128,
+    tx: mpsc::Sender<MediaCmd>,
+}
+
+impl std::fmt::Debug for MediaCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaCmd::RemoteAnswer(_) => f.write_str("RemoteAnswer"),
+            MediaCmd::Mute(m) => write!(f, "Mute({m})"),
+            MediaCmd::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl MediaHandle {
+    /// The call this task carries.
+    pub fn call(&self) -> u128 {
+        self.call
+    }
+
+    /// Gives the caller's task the callee's answer.
+    pub fn remote_answer(&self, sdp: String) {
+        let _ = self.tx.try_send(MediaCmd::RemoteAnswer(sdp));
+    }
+
+    /// Sends silence instead of the input (or stops doing so).
+    pub fn mute(&self, muted: bool) {
+        let _ = self.tx.try_send(MediaCmd::Mute(muted));
+    }
+
+    /// Ends the call's media; [`MediaEvent::Ended`] follows once the output is complete.
+    pub fn stop(&self) {
+        let _ = self.tx.try_send(MediaCmd::Stop);
+    }
+}
+
+/// Errors of the media task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    /// WebRTC refused something (a description, a socket).
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    /// The Opus codec failed.
+    #[error("opus: {0}")]
+    Opus(String),
+    /// An audio file could not be read or written, or has an unsupported format.
+    #[error("audio file: {0}")]
+    File(String),
+    /// The peer's description is too long.
+    #[error("description too long")]
+    TooLong,
+}
+
+/// Starts the media task of a call. Its events go to `events`.
+pub fn spawn(
+    call: u128,
+    role: Role,
+    opts: MediaOptions,
+    events: mpsc::Sender<MediaEvent>,
+) -> MediaHandle {
+    let (tx, rx) = mpsc::channel(MEDIA_COMMANDS);
+    tokio::spawn(task::run(call, role, opts, events, rx));
+    MediaHandle { call, tx }
+}

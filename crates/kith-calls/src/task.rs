@@ -1,0 +1,407 @@
+//! The media task of one call (see the crate docs for the flow).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use tracing::debug;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
+};
+
+use crate::audio::{Sink, Source};
+use crate::{
+    CONNECT_TIMEOUT, GATHER_TIMEOUT, MAX_SDP, MediaCmd, MediaError, MediaEvent, MediaOptions,
+    QUALITY_EVERY, Quality, RECONNECT_GRACE, Role, read_wav,
+};
+
+/// What the peer connection's callbacks tell the task.
+enum Internal {
+    State(RTCPeerConnectionState),
+    Gathered,
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler {
+    tx: mpsc::Sender<Internal>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.tx.try_send(Internal::Gathered);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.try_send(Internal::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tx.try_send(Internal::Track(track));
+    }
+}
+
+fn rtc_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::WebRtc(e.to_string())
+}
+
+/// Runs the call's media until it is stopped or fails; always ends with `Ended`.
+pub(crate) async fn run(
+    call: u128,
+    role: Role,
+    opts: MediaOptions,
+    events: mpsc::Sender<MediaEvent>,
+    cmds: mpsc::Receiver<MediaCmd>,
+) {
+    let reason = match session(call, role, &opts, &events, cmds).await {
+        Ok(reason) => reason.to_string(),
+        Err(e) => {
+            debug!(error = %e, "call media failed");
+            e.to_string()
+        }
+    };
+    // The end must reach the engine: wait for room (the engine drains this channel).
+    let _ = events.send(MediaEvent::Ended { call, reason }).await;
+}
+
+async fn session(
+    call: u128,
+    role: Role,
+    opts: &MediaOptions,
+    events: &mpsc::Sender<MediaEvent>,
+    mut cmds: mpsc::Receiver<MediaCmd>,
+) -> Result<&'static str, MediaError> {
+    let input = match &opts.audio_in {
+        Some(p) => read_wav(p)?,
+        None => Vec::new(),
+    };
+    let mut source = Source::new(input)?;
+    // The output file is created now, so a bad path fails the call at once.
+    let sink = Sink::new(opts.audio_out.as_deref())?;
+
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().map_err(rtc_err)?;
+    // Host candidates carry IP addresses; no mDNS names are made or resolved.
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let (itx, mut internal) = mpsc::channel(64);
+    let pc = PeerConnectionBuilder::new()
+        .with_media_engine(media)
+        .with_setting_engine(settings)
+        .with_handler(Arc::new(Handler { tx: itx }))
+        .with_udp_addrs(vec![SocketAddr::new(opts.bind, 0)])
+        .build()
+        .await
+        .map_err(rtc_err)?;
+
+    let ssrc = rand::random::<u32>();
+    let track = Arc::new(
+        TrackLocalStaticSample::new(
+            Instant::now(),
+            MediaStreamTrack::new(
+                "kith".to_owned(),
+                "audio".to_owned(),
+                "audio".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_OPUS.to_owned(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    ..Default::default()
+                }],
+            ),
+        )
+        .map_err(rtc_err)?,
+    );
+    let sender = pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .map_err(rtc_err)?;
+
+    let result = drive(
+        call,
+        role,
+        &pc,
+        &track,
+        &sender,
+        ssrc,
+        &mut source,
+        sink,
+        events,
+        &mut cmds,
+        &mut internal,
+    )
+    .await;
+    let _ = pc.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    call: u128,
+    role: Role,
+    pc: &impl PeerConnection,
+    track: &Arc<TrackLocalStaticSample>,
+    sender: &Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    ssrc: u32,
+    source: &mut Source,
+    sink: Sink,
+    events: &mpsc::Sender<MediaEvent>,
+    cmds: &mut mpsc::Receiver<MediaCmd>,
+    internal: &mut mpsc::Receiver<Internal>,
+) -> Result<&'static str, MediaError> {
+    let desc = match role {
+        Role::Caller => pc.create_offer(None).await.map_err(rtc_err)?,
+        Role::Callee { offer } => {
+            if offer.len() > MAX_SDP {
+                return Err(MediaError::TooLong);
+            }
+            let offer = RTCSessionDescription::offer(offer).map_err(rtc_err)?;
+            pc.set_remote_description(offer).await.map_err(rtc_err)?;
+            pc.create_answer(None).await.map_err(rtc_err)?
+        }
+    };
+    pc.set_local_description(desc).await.map_err(rtc_err)?;
+
+    // Candidates go inside the description (one signalling message each way): wait for
+    // gathering, which on host candidates takes a moment.
+    let mut pending_state = Vec::new();
+    let mut pending_track = None;
+    let gather_deadline = tokio::time::Instant::now() + GATHER_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(gather_deadline, internal.recv()).await {
+            Ok(Some(Internal::Gathered)) | Err(_) | Ok(None) => break,
+            Ok(Some(Internal::State(s))) => pending_state.push(s),
+            Ok(Some(Internal::Track(t))) => pending_track = Some(t),
+        }
+    }
+    let local = pc
+        .local_description()
+        .await
+        .ok_or_else(|| MediaError::WebRtc("no local description".into()))?;
+    let _ = events
+        .send(MediaEvent::LocalSdp {
+            call,
+            sdp: local.sdp,
+        })
+        .await;
+
+    let (rtx, mut received) = mpsc::channel::<(u16, Bytes)>(256);
+    let mut readers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if let Some(t) = pending_track {
+        readers.push(tokio::spawn(read_track(t, rtx.clone())));
+    }
+    let mut sink = sink;
+    let mut muted = false;
+    let mut connected = false;
+    let mut payload_type = None;
+    let connect_deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
+    frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut quality_tick = tokio::time::interval(QUALITY_EVERY);
+    let mut meter = Meter::default();
+    // When the link was lost (Disconnected), if it is lost now.
+    let mut lost_since: Option<tokio::time::Instant> = None;
+    for s in pending_state {
+        if let Some(end) = on_state(call, s, &mut connected, events) {
+            return finish(sink, readers, end).await;
+        }
+    }
+    let end = loop {
+        tokio::select! {
+            biased;
+            c = cmds.recv() => match c {
+                Some(MediaCmd::RemoteAnswer(sdp)) => {
+                    if sdp.len() > MAX_SDP {
+                        break "answer too long";
+                    }
+                    let answer = RTCSessionDescription::answer(sdp).map_err(rtc_err)?;
+                    pc.set_remote_description(answer).await.map_err(rtc_err)?;
+                }
+                Some(MediaCmd::Mute(m)) => muted = m,
+                Some(MediaCmd::Stop) | None => break "stopped",
+            },
+            ev = internal.recv() => match ev {
+                Some(Internal::State(s)) => {
+                    lost_since = match s {
+                        RTCPeerConnectionState::Disconnected => {
+                            lost_since.or(Some(tokio::time::Instant::now()))
+                        }
+                        _ => None,
+                    };
+                    if let Some(end) = on_state(call, s, &mut connected, events) {
+                        break end;
+                    }
+                }
+                Some(Internal::Track(t)) => {
+                    if readers.len() < 4 {
+                        readers.push(tokio::spawn(read_track(t, rtx.clone())));
+                    }
+                }
+                Some(Internal::Gathered) => {}
+                None => break "closed",
+            },
+            Some((seq, payload)) = received.recv() => {
+                meter.packets += 1;
+                sink.packet(seq, &payload)?;
+            }
+            _ = frame_tick.tick(), if connected => {
+                if payload_type.is_none() {
+                    payload_type = sender
+                        .get_parameters()
+                        .await
+                        .ok()
+                        .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+                }
+                if let Some(pt) = payload_type {
+                    let data = source.next_packet(muted)?;
+                    let sample = Sample {
+                        data: Bytes::from(data),
+                        duration: Duration::from_millis(20),
+                        ..Sample::new(Instant::now())
+                    };
+                    if let Err(e) = track.sample_writer(ssrc, pt).write_sample(&sample).await {
+                        debug!(error = %e, "audio frame not sent");
+                    }
+                }
+            }
+            _ = quality_tick.tick(), if connected => {
+                let q = meter.measure(pc).await;
+                let _ = events.try_send(MediaEvent::Quality { call, q });
+            }
+            _ = tokio::time::sleep_until(connect_deadline), if !connected && meter.ever_connected.is_none() => {
+                break "timeout";
+            }
+            _ = tokio::time::sleep_until(lost_since.unwrap_or(connect_deadline) + RECONNECT_GRACE), if lost_since.is_some() => {
+                break "lost";
+            }
+        }
+        if connected && meter.ever_connected.is_none() {
+            meter.ever_connected = Some(Instant::now());
+        }
+    };
+    // Whatever is still queued from the network is written before the file is closed.
+    while let Ok((seq, payload)) = received.try_recv() {
+        sink.packet(seq, &payload)?;
+    }
+    finish(sink, readers, end).await
+}
+
+async fn finish(
+    sink: Sink,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    end: &'static str,
+) -> Result<&'static str, MediaError> {
+    for r in readers {
+        r.abort();
+    }
+    sink.finish()?;
+    Ok(end)
+}
+
+/// A state change: tells the engine, and returns why the call ends, if it does.
+fn on_state(
+    call: u128,
+    s: RTCPeerConnectionState,
+    connected: &mut bool,
+    events: &mpsc::Sender<MediaEvent>,
+) -> Option<&'static str> {
+    match s {
+        RTCPeerConnectionState::Connected => {
+            *connected = true;
+            let _ = events.try_send(MediaEvent::Connected { call });
+            None
+        }
+        RTCPeerConnectionState::Disconnected => {
+            let _ = events.try_send(MediaEvent::Reconnecting { call });
+            None
+        }
+        RTCPeerConnectionState::Failed => Some("failed"),
+        RTCPeerConnectionState::Closed => Some("closed"),
+        _ => None,
+    }
+}
+
+/// Reads a remote track's RTP packets into the task (bounded: a full queue drops).
+async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<(u16, Bytes)>) {
+    if track.kind().await != RtpCodecKind::Audio {
+        return;
+    }
+    while let Some(ev) = track.poll().await {
+        match ev {
+            TrackRemoteEvent::OnRtpPacket(p) => {
+                let _ = tx.try_send((p.header.sequence_number, p.payload));
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+}
+
+/// Quality figures between two reports.
+#[derive(Default)]
+struct Meter {
+    packets: u64,
+    ever_connected: Option<Instant>,
+    last: Option<(Instant, u64, u64)>,
+}
+
+impl Meter {
+    async fn measure(&mut self, pc: &impl PeerConnection) -> Quality {
+        let now = Instant::now();
+        let report = pc.get_stats(now, StatsSelector::None).await;
+        let mut q = Quality {
+            packets: self.packets,
+            ..Quality::default()
+        };
+        if let Some(pair) = report.candidate_pairs().find(|p| p.nominated) {
+            q.rtt_ms = pair.current_round_trip_time * 1000.0;
+        }
+        let (mut recv_bytes, mut sent_bytes) = (0u64, 0u64);
+        let (mut got, mut lost) = (0u64, 0i64);
+        for s in report.inbound_rtp_streams() {
+            recv_bytes += s.bytes_received;
+            got += s.received_rtp_stream_stats.packets_received;
+            lost += s.received_rtp_stream_stats.packets_lost;
+            q.jitter_ms = q.jitter_ms.max(s.received_rtp_stream_stats.jitter * 1000.0);
+        }
+        for s in report.outbound_rtp_streams() {
+            sent_bytes += s.sent_rtp_stream_stats.bytes_sent;
+        }
+        let lost = lost.max(0) as u64;
+        if got + lost > 0 {
+            q.loss = lost as f64 / (got + lost) as f64;
+        }
+        if let Some((then, r, s)) = self.last {
+            let secs = now.duration_since(then).as_secs_f64().max(0.001);
+            q.recv_kbps = recv_bytes.saturating_sub(r) as f64 * 8.0 / 1000.0 / secs;
+            q.send_kbps = sent_bytes.saturating_sub(s) as f64 * 8.0 / 1000.0 / secs;
+        }
+        self.last = Some((now, recv_bytes, sent_bytes));
+        q
+    }
+}
