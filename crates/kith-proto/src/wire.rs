@@ -537,6 +537,19 @@ pub enum Body {
         /// The ops' hashes.
         ops: Vec<kith_types::OpHash>,
     },
+    /// A file (photo, video, voice note, document): its manifest, with the key, and a
+    /// caption. The file itself is fetched by its root over `/kith/media/1`
+    /// ([`crate::media`]).
+    Media {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// How to fetch, check and open the file.
+        manifest: crate::media::Manifest,
+        /// The caption (may be empty).
+        caption: String,
+    },
 }
 
 impl std::fmt::Debug for Body {
@@ -557,6 +570,9 @@ impl std::fmt::Debug for Body {
                 write!(f, "GroupReceipt {{ kind: {kind:?}, n: {} }}", ids.len())
             }
             Body::GroupWant { ops, .. } => write!(f, "GroupWant {{ n: {} }}", ops.len()),
+            Body::Media { id, manifest, .. } => {
+                write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
+            }
         }
     }
 }
@@ -610,6 +626,14 @@ impl Sealed {
                 }
                 Body::GroupWant { ops, .. } if ops.is_empty() || ops.len() > MAX_UPDATE_OPS => {
                     return Err(DecodeError::Invalid("group want size"));
+                }
+                Body::Media {
+                    manifest, caption, ..
+                } => {
+                    if caption.len() > MAX_TEXT {
+                        return Err(DecodeError::Invalid("caption too long"));
+                    }
+                    manifest.check()?;
                 }
                 _ => {}
             }
