@@ -59,6 +59,9 @@ pub enum EngineError {
     /// The group change is not allowed or changes nothing.
     #[error("{0}")]
     GroupRefused(String),
+    /// A file cannot be sent, found or fetched (what is wrong, in words).
+    #[error("{0}")]
+    Media(String),
 }
 
 impl EngineError {
@@ -173,6 +176,40 @@ pub struct MessageView {
     pub status: String,
     /// When the sender wrote it (ms since epoch).
     pub sent_at: u64,
+    /// The file it carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A file attached to a message, as `history` and `media` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentView {
+    /// The message id.
+    pub id: String,
+    /// The contact's name.
+    pub chat: String,
+    /// Sent by this user.
+    pub outgoing: bool,
+    /// photo, video, voice, audio or document.
+    pub kind: String,
+    /// The file name the sender gave.
+    pub name: String,
+    /// The media type, sniffed from the content.
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Width and height in pixels, when known.
+    pub dimensions: Option<(u32, u32)>,
+    /// Duration in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// waiting, downloading, ready or failed.
+    pub state: String,
+    /// How much is here, 0 to 100.
+    pub percent: u8,
+    /// Where the file is, once ready.
+    pub path: Option<String>,
+    /// A thumbnail file, when there is one.
+    pub thumbnail: Option<String>,
 }
 
 impl std::fmt::Debug for MessageView {
@@ -485,6 +522,17 @@ pub enum Event {
         /// What happened, in words.
         text: String,
     },
+    /// A file's transfer moved on: `downloading` (with a percentage), `ready` or `failed`.
+    Media {
+        /// The contact's name.
+        contact: String,
+        /// The message id.
+        id: String,
+        /// waiting, downloading, ready or failed.
+        state: String,
+        /// How much is here, 0 to 100.
+        percent: u8,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -506,6 +554,9 @@ impl std::fmt::Debug for Event {
                 ..
             } => write!(f, "GroupStatus({id}, {delivered}, {read})"),
             Event::GroupChanged { .. } => f.write_str("GroupChanged"),
+            Event::Media {
+                id, state, percent, ..
+            } => write!(f, "Media({id}, {state}, {percent})"),
         }
     }
 }

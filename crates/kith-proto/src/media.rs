@@ -148,7 +148,11 @@ impl Manifest {
         if self.mime.len() > MAX_MIME || self.name.len() > MAX_NAME {
             return Err(DecodeError::Invalid("media name or type"));
         }
-        if self.thumbnail.as_ref().is_some_and(|t| t.len() > MAX_THUMBNAIL) {
+        if self
+            .thumbnail
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_THUMBNAIL)
+        {
             return Err(DecodeError::Invalid("thumbnail size"));
         }
         Ok(())

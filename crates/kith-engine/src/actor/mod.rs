@@ -29,6 +29,7 @@ mod groups;
 mod handle;
 mod inbound;
 mod mailboxes;
+mod media;
 mod network;
 mod outbox;
 mod prekeys;
@@ -182,6 +183,8 @@ enum After {
     TopicSync(GroupId),
     /// Go on with a catch-up from a mailbox that was cut at its size limit.
     TopicSyncMore(GroupId, PeerId, Vec<kith_proto::groupwire::SenderMark>),
+    /// Hand the media task a job (a download).
+    Media(crate::media::Job),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -315,6 +318,8 @@ struct State {
     groups: Groups,
     /// Group topics our mailboxes keep for us, and (as a mailbox) for our devices.
     watching: Watching,
+    /// The media task: file transfers (`crate::media`).
+    media: crate::media::Media,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.

@@ -76,6 +76,7 @@ impl Engine {
         };
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let net_weak = net.downgrade();
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
@@ -114,6 +115,11 @@ impl Engine {
                 push_waits: BoundedMap::new(MAX_PUSH_WAITS),
                 mailbox_usage,
                 waker,
+                media: crate::media::Media::spawn(
+                    crate::media::files::Dir(cfg.data_dir.join(crate::media::DIR)),
+                    net_weak,
+                    events.clone(),
+                ),
             },
         };
         let task = tokio::spawn(async move {
@@ -126,6 +132,9 @@ impl Engine {
         let handle = EngineHandle {
             tx,
             events,
+            ctx: crate::command::PrepareCtx {
+                media_dir: cfg.data_dir.join(crate::media::DIR),
+            },
             #[cfg(feature = "test-hooks")]
             faults,
         };
@@ -224,6 +233,7 @@ impl Engine {
         }
         // And our mailboxes, so they hand over what they kept while we were away.
         self.st.dial_mailboxes();
+        self.resume_downloads();
         for topic in self.st.groups.topics() {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
@@ -441,6 +451,11 @@ impl Engine {
                 self.pump(dev);
             }
             After::Read(cmd) => self.read_cmd(cmd),
+            After::Media(job) => {
+                if ok && !self.st.media.offer(job) {
+                    warn!("the media task is busy; a download waits for the next start");
+                }
+            }
             After::Failed(dev) => self.failed(dev),
             After::Register(mailbox, token, reply) => self.register_with(mailbox, token, reply),
             After::Publish((reply, _)) if !ok => {

@@ -53,7 +53,10 @@ fn manifest_limits() {
     assert!(m.check().is_err());
     let mut m = manifest(10);
     m.chunk_size = 1;
-    assert!(m.check().is_err(), "a tiny chunk size would make a huge index");
+    assert!(
+        m.check().is_err(),
+        "a tiny chunk size would make a huge index"
+    );
     let mut m = manifest(10);
     m.name = "x".repeat(MAX_NAME + 1);
     assert!(m.check().is_err());
@@ -121,7 +124,10 @@ fn frames_round_trip_and_are_bounded() {
     };
     assert_eq!(MediaRequest::decode(&req.encode().unwrap()).unwrap(), req);
     let resp = MediaResponse::Chunk(vec![1; CHUNK + TAG]);
-    assert_eq!(MediaResponse::decode(&resp.encode().unwrap()).unwrap(), resp);
+    assert_eq!(
+        MediaResponse::decode(&resp.encode().unwrap()).unwrap(),
+        resp
+    );
     let too_big = MediaResponse::Chunk(vec![1; CHUNK + TAG + 1]);
     assert!(MediaResponse::decode(&too_big.encode().unwrap()).is_err());
     let odd = MediaResponse::Index(vec![1; 33]);
@@ -131,7 +137,10 @@ fn frames_round_trip_and_are_bounded() {
 
 #[test]
 fn sniffing_reads_content_not_names() {
-    let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 1, 0, 0, 0, 0, 200, 8, 6, 0, 0, 0];
+    let png = [
+        0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0,
+        1, 0, 0, 0, 0, 200, 8, 6, 0, 0, 0,
+    ];
     let (mime, kind) = sniff(&png, false);
     assert_eq!(mime, "image/png");
     assert_eq!(kind, MediaKind::Photo);
