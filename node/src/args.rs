@@ -125,9 +125,9 @@ pub(crate) enum Command {
         /// Send to this group (its name or a 4+ digit prefix of its id) instead.
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
-        /// The contact's name (with --group: the text).
-        #[arg(value_name = "NAME")]
-        name: String,
+        /// The contact's name (with --group: the text; with --group and a file: nothing).
+        #[arg(value_name = "NAME", required_unless_present_any = ["group"])]
+        name: Option<String>,
         /// The text.
         #[arg(value_name = "TEXT")]
         text: Option<String>,

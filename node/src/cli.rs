@@ -170,12 +170,20 @@ fn check(cmd: &Command) -> Result<(), String> {
         } => Err("give a contact and a text: kith send NAME TEXT".into()),
         Command::Send {
             group: Some(_),
+            name: Some(_),
             file,
             voice,
             ..
         } if file.is_some() || voice.is_some() => {
-            Err("files to groups are not supported yet".into())
+            Err("with --group and a file, give no text: kith send --group GROUP --file PATH".into())
         }
+        Command::Send {
+            group: Some(_),
+            name: None,
+            file: None,
+            voice: None,
+            ..
+        } => Err("give the text: kith send --group GROUP TEXT".into()),
         _ => Ok(()),
     }
 }
@@ -358,7 +366,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)
         }
         Command::Send {
-            group: None,
+            group,
             name,
             file,
             voice,
@@ -368,18 +376,38 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             let (path, voice) = match (file, voice) {
                 (Some(f), _) => (f, false),
                 (None, Some(v)) => (v, true),
-                (None, None) => unreachable!("guarded above"),
+                (None, None) => return Ok(()),
             };
-            let path = std::path::absolute(&path).unwrap_or(path);
-            let v = c
-                .call::<methods::SendFile>(methods::SendFileParams {
-                    to: name,
-                    path: path.display().to_string(),
-                    caption: caption.unwrap_or_default(),
-                    voice,
-                    manifest: None,
-                })
-                .await?;
+            let path = std::path::absolute(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            let caption = caption.unwrap_or_default();
+            let v = match (group, name) {
+                (Some(group), _) => {
+                    c.call::<methods::GroupSendFile>(methods::GroupSendFileParams {
+                        group,
+                        path,
+                        caption,
+                        voice,
+                        manifest: None,
+                    })
+                    .await?
+                }
+                (None, Some(to)) => {
+                    c.call::<methods::SendFile>(methods::SendFileParams {
+                        to,
+                        path,
+                        caption,
+                        voice,
+                        manifest: None,
+                    })
+                    .await?
+                }
+                (None, None) => {
+                    return Err(usage("give a contact: kith send NAME --file PATH".into()));
+                }
+            };
             out.sent(&v);
         }
         Command::Save { id, to } => {
@@ -435,7 +463,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         }
         Command::Send {
             group: Some(group),
-            name: text,
+            name: Some(text),
             text: None,
             ..
         } => {
@@ -446,7 +474,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         }
         Command::Send {
             group: None,
-            name,
+            name: Some(name),
             text: Some(text),
             ..
         } => {

@@ -584,6 +584,19 @@ impl Out {
                 json_line(m);
             } else if m.kind == "event" {
                 line(&format!("[{}] — {}", utc(m.sent_at), printable(&m.text)));
+            } else if let Some(a) = &m.attachment {
+                let caption = if m.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" \"{}\"", printable(&m.text))
+                };
+                line(&format!(
+                    "[{}] {}: {}{caption}  ({})",
+                    utc(m.sent_at),
+                    printable(&m.from),
+                    attachment_line(a),
+                    m.id
+                ));
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",

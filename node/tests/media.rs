@@ -227,3 +227,72 @@ fn a_voice_note_round_trips_with_its_duration() {
     assert!(plain.contains("[voice] note.ogg"), "{plain}");
     assert!(plain.contains("0:02"), "{plain}");
 }
+
+/// A group's history as `n` sees it.
+fn group_items(n: &Node, group: &str) -> Vec<Value> {
+    n.json(&["history", "--group", group, "--limit", "1000"])
+}
+
+/// A file sent to a group is sealed once; members fetch it from the sender, and a member
+/// who asks after the sender went offline gets it from a member who has it.
+#[test]
+fn a_group_file_is_fetched_from_the_sender_or_a_member() {
+    let mut a = Node::new();
+    let mut b = Node::new();
+    let mut c = Node::new();
+    a.start();
+    b.start();
+    c.start();
+    a.add(&b, "Bob");
+    a.add(&c, "Carol");
+    b.add(&a, "Ada");
+    c.add(&a, "Ada");
+    c.json(&["media", "auto-download", "0"]);
+    a.json(&["group", "create", "Friends", "--members", "Bob,Carol"]);
+    // Group keys reach everyone: a text round first.
+    wait_for(T, "members hear the group", || {
+        a.json(&["send", "--group", "Friends", "hello"]);
+        [&b, &c]
+            .iter()
+            .all(|n| {
+                group_items(n, "Friends")
+                    .iter()
+                    .any(|i| i["text"] == "hello")
+            })
+            .then_some(())
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(3 * 1024 * 1024 + 7, 6);
+    let src = write_file(tmp.path(), "plan.bin", &bytes);
+    let out = a.json(&[
+        "send",
+        "--group",
+        "Friends",
+        "--file",
+        src.to_str().unwrap(),
+        "--caption",
+        "the plan",
+    ]);
+    let id = out[0]["id"].as_str().unwrap().to_string();
+    let find = |n: &Node| {
+        group_items(n, "Friends")
+            .into_iter()
+            .find(|i| i["id"] == id.as_str())
+            .map(|i| i["attachment"].clone())
+    };
+    // Bob downloads by itself (3 MiB is under his auto-download size).
+    let got = wait_for(T, "Bob has the group file", || {
+        find(&b).filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    wait_for(T, "Carol sees the group file", || {
+        find(&c).filter(|a| a["state"] == "waiting")
+    });
+    // The sender goes away; Carol asks now and gets it from Bob.
+    a.stop();
+    c.json(&["download", &id]);
+    let got = wait_for(Duration::from_secs(90), "Carol has the group file", || {
+        find(&c).filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+}

@@ -90,7 +90,9 @@ fn media_throughput_on_loopback() {
         .to_string();
     let import = start.elapsed().as_secs_f64();
     wait_for(Duration::from_secs(60), "the file message", || {
-        b.history("Alice").into_iter().find(|m| m["id"] == id.as_str())
+        b.history("Alice")
+            .into_iter()
+            .find(|m| m["id"] == id.as_str())
     });
     let start = Instant::now();
     b.json(&["download", &id]);

@@ -124,6 +124,32 @@ impl std::fmt::Debug for SendFileParams {
     }
 }
 
+/// Params of `group.send.file`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GroupSendFileParams {
+    /// The group (its name or a 4+ digit prefix of its id).
+    pub group: String,
+    /// The file to send (a path the daemon can read).
+    pub path: String,
+    /// A caption (may be empty).
+    #[serde(default)]
+    pub caption: String,
+    /// Send it as a voice note.
+    #[serde(default)]
+    pub voice: bool,
+    /// Filled by `prepare`: the imported file's manifest.
+    #[serde(skip)]
+    pub manifest: Option<kith_proto::media::Manifest>,
+}
+
+impl std::fmt::Debug for GroupSendFileParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSendFileParams")
+            .field("voice", &self.voice)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Params naming one message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageParams {

@@ -378,6 +378,9 @@ pub struct GroupItemView {
     pub of: u32,
     /// When the sender wrote it (ms since the epoch).
     pub sent_at: u64,
+    /// The file it carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
 }
 
 impl std::fmt::Debug for GroupItemView {

@@ -34,6 +34,8 @@ pub struct MediaRow {
     /// The sender device's peer id (where to fetch from).
     #[serde(with = "serde_bytes")]
     pub source: Vec<u8>,
+    /// The group it was sent in (then `chat` is the sender).
+    pub group: Option<kith_types::GroupId>,
 }
 
 impl std::fmt::Debug for MediaRow {
@@ -136,6 +138,7 @@ mod tests {
             size: 10,
             wanted: true,
             source: vec![4; 38],
+            group: None,
         };
         store
             .write(|w| {

@@ -14,7 +14,7 @@ use kith_proto::media::{self as pmedia, Manifest, MediaKind, MediaRefusal, Media
 use kith_store::MediaRow;
 
 use super::*;
-use crate::command::{MessageParams, SendFileParams};
+use crate::command::{GroupSendFileParams, MessageParams, SendFileParams};
 use crate::media::{Fetch, Job};
 
 /// Files up to this size download by themselves unless the user set another size (photos
@@ -81,6 +81,7 @@ impl State {
                 size: manifest.size,
                 wanted: false,
                 source: Vec::new(),
+                group: None,
             },
         )?;
         w.grant_media(&manifest.root, &c.identity, id.0)?;
@@ -130,6 +131,7 @@ impl State {
             size: manifest.size,
             wanted,
             source: peer.to_bytes(),
+            group: None,
         };
         w.put_media(id, &row)?;
         after.push(After::Event(Event::Message {
@@ -139,10 +141,112 @@ impl State {
             sent_at: sent_at_ms,
         }));
         if wanted {
-            let addrs = source_addrs(w.device(&device_key(&row.source))?);
-            after.push(After::Media(fetch_job(id, &row, name, manifest, addrs)));
+            let sources = sources_of(&row, &[], &self.me, w.devices()?);
+            after.push(After::Media(job(id, name, manifest, sources)));
         }
         Ok(())
+    }
+
+    /// `group.send.file`: posts a file to a group (the file is in the media folder); every
+    /// member may fetch it here.
+    pub(super) fn group_send_file(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        p: GroupSendFileParams,
+        now: super::groups::Now,
+        after: &mut Vec<After>,
+    ) -> Outcome<Sent> {
+        let Some(manifest) = p.manifest else {
+            return Ok(Err(EngineError::Internal(
+                "the file was not prepared".into(),
+            )));
+        };
+        if p.caption.len() > kith_proto::wire::MAX_TEXT {
+            return Ok(Err(EngineError::BadText {
+                max: kith_proto::wire::MAX_TEXT,
+            }));
+        }
+        let root = manifest.root;
+        let row = MediaRow {
+            chat: self.me,
+            outgoing: true,
+            manifest: pmedia::encode_manifest(&manifest)?,
+            root,
+            size: manifest.size,
+            wanted: false,
+            source: Vec::new(),
+            group: None,
+        };
+        let (sent, group, members) =
+            match self.group_post(w, &p.group, p.caption, Some(manifest), now, after)? {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+        let Some(id) = MessageId::parse(&sent.id) else {
+            return Err(Fatal::Bug("a new message id does not parse"));
+        };
+        w.put_media(
+            id.0,
+            &MediaRow {
+                group: Some(group),
+                ..row
+            },
+        )?;
+        for m in members.iter().filter(|m| **m != self.me) {
+            w.grant_media(&root, m, id.0)?;
+        }
+        Ok(Ok(sent))
+    }
+
+    /// A file posted to a group by `sender` (identity, device peer id): stored, granted to
+    /// every member (this node serves it to them once it is whole), and fetched from the
+    /// sender or other members when auto-download says so.
+    pub(super) fn receive_group_file(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        (group, gname, members): (GroupId, &str, &[IdentityKey]),
+        (sender, sender_peer): (IdentityKey, &[u8]),
+        id: u128,
+        manifest: Manifest,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        let wanted = matches!(manifest.kind, MediaKind::Photo | MediaKind::Voice)
+            || manifest.size <= self.auto_download(w)?;
+        let row = MediaRow {
+            chat: sender,
+            outgoing: false,
+            manifest: pmedia::encode_manifest(&manifest)?,
+            root: manifest.root,
+            size: manifest.size,
+            wanted,
+            source: sender_peer.to_vec(),
+            group: Some(group),
+        };
+        w.put_media(id, &row)?;
+        for m in members.iter().filter(|m| **m != self.me) {
+            w.grant_media(&manifest.root, m, id)?;
+        }
+        if wanted {
+            let sources = sources_of(&row, members, &self.me, w.devices()?);
+            after.push(After::Media(job(id, gname, manifest, sources)));
+        }
+        Ok(())
+    }
+
+    /// The attachment of message `id` in a group's history, if it has one.
+    pub(super) fn attachment_in(
+        &self,
+        w: &WriteTx<'_>,
+        id: u128,
+        chat: &str,
+    ) -> Result<Option<AttachmentView>, Fatal> {
+        let Some(row) = w.media(id)? else {
+            return Ok(None);
+        };
+        let Ok(m) = pmedia::decode_manifest(&row.manifest) else {
+            return Ok(None);
+        };
+        Ok(Some(attachment_view(&self.media, id, &row, &m, chat)))
     }
 
     /// `download`: wants the file of a message (and starts it).
@@ -163,17 +267,20 @@ impl State {
             .contact(&row.chat)?
             .map(|c| c.name)
             .unwrap_or_else(|| row.chat.short());
+        let chat = match row.group.and_then(|g| self.groups.name_and_members(&g)) {
+            Some((name, _)) => name,
+            None => chat,
+        };
         if !row.outgoing && !self.media.dir.ready(&row.root) {
             row.wanted = true;
             w.put_media(id.0, &row)?;
-            let addrs = source_addrs(w.device(&device_key(&row.source))?);
-            after.push(After::Media(fetch_job(
-                id.0,
-                &row,
-                &chat,
-                manifest.clone(),
-                addrs,
-            )));
+            let members = row
+                .group
+                .and_then(|g| self.groups.name_and_members(&g))
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            let sources = sources_of(&row, &members, &self.me, w.devices()?);
+            after.push(After::Media(job(id.0, &chat, manifest.clone(), sources)));
         }
         let mut view = attachment_view(&self.media, id.0, &row, &manifest, &chat);
         if view.state == "failed" {
@@ -185,13 +292,21 @@ impl State {
     /// `media.clear`: deletes the received files of a conversation (they can be downloaded
     /// again while the sender keeps them); returns the bytes freed.
     pub(super) fn media_clear(&mut self, w: &mut WriteTx<'_>, chat: &str) -> Outcome<u64> {
-        let Some(c) = w.contact_by_name(chat)? else {
+        let contact = w.contact_by_name(chat)?.map(|c| c.identity);
+        let group = self.groups.by_name(chat);
+        if contact.is_none() && group.is_none() {
             return Ok(Err(EngineError::UnknownContact(chat.to_string())));
-        };
+        }
         let rows: Vec<(u128, MediaRow)> = w
             .media_rows()?
             .into_iter()
-            .filter(|(_, r)| r.chat == c.identity && !r.outgoing)
+            .filter(|(_, r)| {
+                !r.outgoing
+                    && match r.group {
+                        Some(g) => Some(g) == group,
+                        None => Some(r.chat) == contact,
+                    }
+            })
             .collect();
         let mut freed = 0;
         for (id, mut row) in rows {
@@ -226,12 +341,17 @@ impl Engine {
                 let Ok(manifest) = pmedia::decode_manifest(&row.manifest) else {
                     continue;
                 };
-                let chat = r
-                    .contact(&row.chat)?
-                    .map(|c| c.name)
-                    .unwrap_or_else(|| row.chat.short());
-                let addrs = source_addrs(r.device(&device_key(&row.source))?);
-                jobs.push(fetch_job(id, &row, &chat, manifest, addrs));
+                let group = row.group.and_then(|g| self.st.groups.name_and_members(&g));
+                let chat = match &group {
+                    Some((name, _)) => name.clone(),
+                    None => r
+                        .contact(&row.chat)?
+                        .map(|c| c.name)
+                        .unwrap_or_else(|| row.chat.short()),
+                };
+                let members = group.map(|(_, m)| m).unwrap_or_default();
+                let sources = sources_of(&row, &members, &self.st.me, r.devices()?);
+                jobs.push(job(id, &chat, manifest, sources));
             }
             Ok(jobs)
         });
@@ -308,10 +428,7 @@ impl Engine {
                     let Ok(m) = pmedia::decode_manifest(&row.manifest) else {
                         continue;
                     };
-                    let chat = r
-                        .contact(&row.chat)?
-                        .map(|c| c.name)
-                        .unwrap_or_else(|| row.chat.short());
+                    let chat = self.chat_name(r, &row)?;
                     out.push(attachment_view(&self.st.media, id, &row, &m, &chat));
                 }
                 Ok(out)
@@ -330,13 +447,24 @@ impl Engine {
                 };
                 let m = pmedia::decode_manifest(&row.manifest)
                     .map_err(kith_store::StoreError::Undecodable)?;
-                let chat = r
-                    .contact(&row.chat)?
-                    .map(|c| c.name)
-                    .unwrap_or_else(|| row.chat.short());
+                let chat = self.chat_name(r, &row)?;
                 Ok(Ok(attachment_view(&self.st.media, id.0, &row, &m, &chat)))
             })
             .map_err(internal)?
+    }
+
+    /// The name of the conversation a file is in: the group's, or the contact's.
+    fn chat_name(
+        &self,
+        r: &kith_store::ReadTx,
+        row: &MediaRow,
+    ) -> Result<String, kith_store::StoreError> {
+        if let Some((name, _)) = row.group.and_then(|g| self.st.groups.name_and_members(&g)) {
+            return Ok(name);
+        }
+        Ok(r.contact(&row.chat)?
+            .map(|c| c.name)
+            .unwrap_or_else(|| row.chat.short()))
     }
 
     /// The attachment of message `id` in a history view, if it has one.
@@ -356,22 +484,42 @@ impl Engine {
     }
 }
 
-/// The addresses of a file's source device, as far as they are known.
-fn source_addrs(dev: Option<KnownDevice>) -> Vec<Multiaddr> {
-    dev.map(|d| decode_addrs(&d.addrs)).unwrap_or_default()
+/// Where to fetch a file from: the sender's device first, then (for a group file) the
+/// devices of the other members, who serve it once they have it.
+fn sources_of(
+    row: &MediaRow,
+    members: &[IdentityKey],
+    me: &IdentityKey,
+    devices: Vec<KnownDevice>,
+) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    let mut out = Vec::new();
+    if let Ok(peer) = PeerId::from_bytes(&row.source) {
+        let addrs = devices
+            .iter()
+            .find(|d| d.peer_id == row.source)
+            .map(|d| decode_addrs(&d.addrs))
+            .unwrap_or_default();
+        out.push((peer, addrs));
+    }
+    for d in devices {
+        if d.peer_id == row.source || &d.identity == me || !members.contains(&d.identity) {
+            continue;
+        }
+        if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
+            out.push((peer, decode_addrs(&d.addrs)));
+        }
+        if out.len() >= MAX_SOURCES {
+            break;
+        }
+    }
+    out
 }
 
+/// Most sources one download tries.
+const MAX_SOURCES: usize = 16;
+
 /// The media task's job to download the file of message `id`.
-fn fetch_job(
-    id: u128,
-    row: &MediaRow,
-    contact: &str,
-    manifest: Manifest,
-    addrs: Vec<Multiaddr>,
-) -> Job {
-    let sources = PeerId::from_bytes(&row.source)
-        .map(|p| vec![(p, addrs)])
-        .unwrap_or_default();
+fn job(id: u128, contact: &str, manifest: Manifest, sources: Vec<(PeerId, Vec<Multiaddr>)>) -> Job {
     Job::Fetch(Box::new(Fetch {
         msg: MessageId(id).to_string(),
         contact: contact.to_owned(),
@@ -411,19 +559,31 @@ pub(super) fn attachment_view(
     }
 }
 
+/// Imports the file at `path` into the media folder on the caller's task (reading it once,
+/// sealing every chunk to build its index), so the engine never waits on it.
+async fn import(
+    ctx: crate::command::PrepareCtx,
+    path: &str,
+    voice: bool,
+) -> Result<Manifest, EngineError> {
+    let dir = crate::media::files::Dir(ctx.media_dir);
+    let path = std::path::PathBuf::from(path);
+    tokio::task::spawn_blocking(move || crate::media::files::import(&dir, &path, voice))
+        .await
+        .map_err(internal)?
+        .map_err(|e| EngineError::Media(e.to_string()))
+}
+
 impl super::table::Prepare for SendFileParams {
-    /// Imports the file into the media folder on the caller's task (reading it once,
-    /// sealing every chunk to build its index), so the engine never waits on it.
     async fn prepare(mut self, ctx: crate::command::PrepareCtx) -> Result<Self, EngineError> {
-        let dir = crate::media::files::Dir(ctx.media_dir);
-        let path = std::path::PathBuf::from(&self.path);
-        let voice = self.voice;
-        let m =
-            tokio::task::spawn_blocking(move || crate::media::files::import(&dir, &path, voice))
-                .await
-                .map_err(internal)?
-                .map_err(|e| EngineError::Media(e.to_string()))?;
-        self.manifest = Some(m);
+        self.manifest = Some(import(ctx, &self.path, self.voice).await?);
+        Ok(self)
+    }
+}
+
+impl super::table::Prepare for GroupSendFileParams {
+    async fn prepare(mut self, ctx: crate::command::PrepareCtx) -> Result<Self, EngineError> {
+        self.manifest = Some(import(ctx, &self.path, self.voice).await?);
         Ok(self)
     }
 }

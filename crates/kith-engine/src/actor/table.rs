@@ -356,6 +356,10 @@ commands! {
     /// optional caption; returns the message id once it is queued.
     write SendFile = "send.file", SendFileParams => Sent,
         |st, w, p, after| st.send_file(w, p, after);
+    /// `group.send.file`: send a file to a group, sealed once: members fetch it from the
+    /// sender or from each other.
+    write GroupSendFile = "group.send.file", GroupSendFileParams => Sent,
+        |st, w, p, after| st.group_send_file(w, p, Now::read(), after);
     /// `media.download`: download the file of a message now.
     write MediaDownload = "media.download", MessageParams => AttachmentView,
         |st, w, p, after| st.download(w, &p, after);
