@@ -130,8 +130,8 @@ pub enum GroupContent {
         id: u128,
         /// When the sender wrote it (sender's clock, ms).
         sent_at_ms: u64,
-        /// How to fetch, check and open the file.
-        manifest: crate::media::Manifest,
+        /// How to fetch, check and open the file (boxed: the encoding is the manifest's).
+        manifest: Box<crate::media::Manifest>,
         /// The caption (may be empty).
         caption: String,
     },

@@ -380,7 +380,7 @@ impl Engine {
             let Some(msg) = r.media_granted(&root, &dev.identity)? else {
                 return Ok(None);
             };
-            Ok(r.media(msg)?)
+            r.media(msg)
         });
         let manifest = match found {
             Ok(Some(row)) => pmedia::decode_manifest(&row.manifest).ok(),

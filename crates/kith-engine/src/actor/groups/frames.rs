@@ -92,7 +92,7 @@ impl State {
                 Some(manifest) => GroupContent::Media {
                     id: msg_id.0,
                     sent_at_ms: now.ms,
-                    manifest,
+                    manifest: Box::new(manifest),
                     caption: text.clone(),
                 },
                 None => GroupContent::Text {
@@ -512,7 +512,7 @@ impl State {
                         (group, &gname, &members),
                         (device.identity, &device.peer_id),
                         id,
-                        manifest,
+                        *manifest,
                         after,
                     )?;
                     after.push(After::Event(Event::GroupMessage {
