@@ -11,7 +11,7 @@
 //!    requests.
 //! 2. At most [`MAX_DOWNLOADS`] files download at once (more wait, up to [`MAX_QUEUED`]);
 //!    each keeps at most [`WINDOW`] chunk requests in flight, so memory stays near
-//!    `MAX_DOWNLOADS × WINDOW` chunks (8 MiB) whatever the file sizes.
+//!    `MAX_DOWNLOADS × WINDOW` chunks (16 MiB) whatever the file sizes.
 //! 3. A download fetches the index first (checked against the root), then the chunks it
 //!    lacks, each checked against the index before it is opened and written at its offset;
 //!    every [`SYNC_EVERY`] chunks the file is synced and its progress recorded, so a
@@ -45,7 +45,7 @@ pub const MAX_DOWNLOADS: usize = 4;
 /// Files waiting to download (more are refused, and resumed at the next start).
 pub const MAX_QUEUED: usize = 1024;
 /// Chunk requests in flight per download.
-pub const WINDOW: usize = 8;
+pub const WINDOW: usize = 16;
 /// Chunks written between syncs of a download (4 MiB).
 pub const SYNC_EVERY: u32 = 16;
 /// Bad chunks (failed checks) before a download fails.
