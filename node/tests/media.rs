@@ -296,3 +296,47 @@ fn a_group_file_is_fetched_from_the_sender_or_a_member() {
     });
     assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
 }
+
+/// A PNG picture of `w` × `h` pixels.
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// A photo arrives with its kind, dimensions and a thumbnail made by the sender; a hostile
+/// "photo" (a decompression bomb: a PNG whose header claims 60,000 × 60,000 pixels) goes
+/// without a thumbnail and harms neither node.
+#[test]
+fn a_photo_arrives_with_a_thumbnail_and_a_hostile_one_harms_nothing() {
+    let (a, b) = pair();
+    let tmp = tempfile::tempdir().unwrap();
+    let pic = png(640, 480);
+    let src = write_file(tmp.path(), "cat.png", &pic);
+    let id = send_file(&a, "Bob", "--file", &src, Some("a cat"));
+    let got = wait_state(&b, "Alice", &id, "ready", T);
+    assert_eq!(got["kind"], "photo");
+    assert_eq!(got["mime"], "image/png");
+    assert_eq!(got["dimensions"], serde_json::json!([640, 480]));
+    let thumb = std::fs::read(got["thumbnail"].as_str().unwrap()).unwrap();
+    assert_eq!(&thumb[..2], &[0xff, 0xd8], "a JPEG thumbnail");
+    let plain = String::from_utf8(b.cli(&["history", "Alice"]).stdout).unwrap();
+    assert!(plain.contains("[photo] cat.png"), "{plain}");
+    assert!(plain.contains("640x480"), "{plain}");
+
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&60_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&60_000u32.to_be_bytes());
+    let src = write_file(tmp.path(), "bomb.png", &bomb);
+    let id = send_file(&a, "Bob", "--file", &src, None);
+    let got = wait_state(&b, "Alice", &id, "ready", T);
+    assert_eq!(got["kind"], "photo");
+    assert!(got["thumbnail"].is_null());
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bomb);
+    // Both still answer.
+    a.json(&["status"]);
+    b.json(&["status"]);
+}

@@ -134,6 +134,7 @@ impl State {
             group: None,
         };
         w.put_media(id, &row)?;
+        keep_thumbnail(&self.media, &manifest);
         after.push(After::Event(Event::Message {
             contact: name.to_owned(),
             id: MessageId(id).to_string(),
@@ -223,6 +224,7 @@ impl State {
             group: Some(group),
         };
         w.put_media(id, &row)?;
+        keep_thumbnail(&self.media, &manifest);
         for m in members.iter().filter(|m| **m != self.me) {
             w.grant_media(&manifest.root, m, id)?;
         }
@@ -484,6 +486,17 @@ impl Engine {
     }
 }
 
+/// Writes the thumbnail a peer sent beside the file, when its header says it is a small
+/// PNG or JPEG (nothing is decoded here).
+fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
+    if let Some(t) = &m.thumbnail
+        && crate::media::thumb::acceptable(t)
+        && let Err(e) = crate::media::files::replace(&media.dir.thumb(&m.root), t)
+    {
+        debug!(error = %e, "cannot keep a thumbnail");
+    }
+}
+
 /// Where to fetch a file from: the sender's device first, then (for a group file) the
 /// devices of the other members, who serve it once they have it.
 fn sources_of(
@@ -542,6 +555,8 @@ pub(super) fn attachment_view(
         media.state(&row.root)
     };
     let path = (state == "ready").then(|| media.dir.file(&row.root).display().to_string());
+    let thumb = media.dir.thumb(&row.root);
+    let thumbnail = thumb.is_file().then(|| thumb.display().to_string());
     AttachmentView {
         id: MessageId(id).to_string(),
         chat: chat.to_owned(),
@@ -555,7 +570,7 @@ pub(super) fn attachment_view(
         state: state.into(),
         percent,
         path,
-        thumbnail: None,
+        thumbnail,
     }
 }
 

@@ -45,6 +45,10 @@ impl Dir {
     pub fn have(&self, root: &Hash) -> PathBuf {
         self.named(root, ".have")
     }
+    /// Its thumbnail (a JPEG or PNG).
+    pub fn thumb(&self, root: &Hash) -> PathBuf {
+        self.named(root, ".thumb")
+    }
     /// Whether the whole file is here.
     pub fn ready(&self, root: &Hash) -> bool {
         self.file(root).is_file()
@@ -133,6 +137,14 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
         } else {
             None
         };
+        let thumbnail = if kind == media::MediaKind::Photo {
+            super::thumb::make(&dir.file(&root), size)
+        } else {
+            None
+        };
+        if let Some(t) = &thumbnail {
+            replace(&dir.thumb(&root), t)?;
+        }
         Ok(Manifest {
             root,
             size,
@@ -143,7 +155,7 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
             name: file_name(src),
             dimensions,
             duration_ms,
-            thumbnail: None,
+            thumbnail,
         })
     })();
     if result.is_err() {

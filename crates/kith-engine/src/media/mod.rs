@@ -21,6 +21,7 @@
 //! 4. Progress goes to `kith watch` as [`Event::Media`] and to views through a shared map.
 
 pub mod files;
+pub mod thumb;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -114,6 +115,9 @@ pub struct Media {
 impl Media {
     /// Starts the media task for `dir`.
     pub fn spawn(dir: Dir, net: WeakNetHandle, events: broadcast::Sender<Event>) -> Self {
+        if let Err(e) = std::fs::create_dir_all(&dir.0) {
+            warn!(error = %e, "cannot make the media folder");
+        }
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let progress = Arc::new(Mutex::new(HashMap::new()));
         let task = Task {
