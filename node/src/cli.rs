@@ -419,7 +419,10 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                     c.call::<methods::MediaDownload>(methods::MessageParams { id: id.clone() })
                         .await?;
                 }
-                // Wait for it, showing progress; a failure ends the wait.
+                // Wait for it, showing progress; a failure, or a minute without progress
+                // (the sender is away), ends the wait.
+                let mut last = (v.state.clone(), v.percent);
+                let mut since = std::time::Instant::now();
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     v = c
@@ -428,6 +431,16 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                     out.progress(&v);
                     if v.state == "ready" || v.state == "failed" {
                         break;
+                    }
+                    if (v.state.clone(), v.percent) != last {
+                        last = (v.state.clone(), v.percent);
+                        since = std::time::Instant::now();
+                    } else if since.elapsed() > std::time::Duration::from_secs(60) {
+                        return Err(usage(
+                            "no progress for a minute (is the sender online?); it goes on \
+                             in the background: try `kith save` again later"
+                                .into(),
+                        ));
                     }
                 }
             }

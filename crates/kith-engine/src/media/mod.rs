@@ -53,6 +53,8 @@ pub const SYNC_EVERY: u32 = 16;
 pub const MAX_BAD: u32 = 3;
 /// Failed requests in a row before a download fails.
 pub const MAX_FAILURES: u32 = 40;
+/// Most files whose progress is shown (failed ones are forgotten first when it is full).
+const MAX_PROGRESS: usize = MAX_QUEUED + MAX_DOWNLOADS + 1024;
 /// A request not answered by then is given up (and asked again).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a download waits after a failed request before asking again.
@@ -211,6 +213,9 @@ impl Task {
         if let Ok(mut m) = self.progress.lock() {
             match p {
                 Some(p) => {
+                    if m.len() >= MAX_PROGRESS && !m.contains_key(&root) {
+                        m.retain(|_, v| *v != Progress::Failed);
+                    }
                     m.insert(root, p);
                 }
                 None => {
