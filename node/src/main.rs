@@ -6,6 +6,7 @@
 
 mod args;
 mod cli;
+mod media_out;
 mod output;
 mod safe;
 

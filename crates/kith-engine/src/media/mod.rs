@@ -284,6 +284,12 @@ impl Task {
                 return;
             };
             let root = fetch.manifest.root;
+            if fetch.sources.is_empty() {
+                warn!("a download has nowhere to come from");
+                self.set_progress(root, Some(Progress::Failed));
+                self.event(&fetch, "failed", 0);
+                continue;
+            }
             let index = std::fs::read(self.dir.index(&root))
                 .ok()
                 .and_then(|b| Index::from_bytes(&root, fetch.manifest.chunks(), b).ok());
