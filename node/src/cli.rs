@@ -423,12 +423,13 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 // (the sender is away), ends the wait.
                 let mut last = (v.state.clone(), v.percent);
                 let mut since = std::time::Instant::now();
+                let (start, from) = (std::time::Instant::now(), v.percent);
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     v = c
                         .call::<methods::MediaGet>(methods::MessageParams { id: id.clone() })
                         .await?;
-                    out.progress(&v);
+                    out.progress(&v, from, start.elapsed());
                     if v.state == "ready" || v.state == "failed" {
                         break;
                     }

@@ -42,12 +42,32 @@ impl Out {
     }
 
     /// A progress line while `kith save` waits (stderr: stdout keeps the result).
-    pub fn progress(&self, a: &AttachmentView) {
-        if !self.json {
-            eprint!("\r{} {} %   ", a.state, a.percent);
-            if a.state == "ready" || a.state == "failed" {
-                eprintln!();
-            }
+    /// A progress line while `kith save` waits, on stderr (stdout keeps the result): bytes,
+    /// rate and time left, from how far it got in `elapsed` since `from_percent`.
+    pub fn progress(&self, a: &AttachmentView, from_percent: u8, elapsed: std::time::Duration) {
+        if self.json {
+            return;
+        }
+        let done = a.size * u64::from(a.percent) / 100;
+        let moved = a.size * u64::from(a.percent.saturating_sub(from_percent)) / 100;
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let rate = moved as f64 / secs;
+        let left = if rate > 0.0 {
+            let s = (a.size - done) as f64 / rate;
+            format!(", {}:{:02} left", (s as u64) / 60, (s as u64) % 60)
+        } else {
+            String::new()
+        };
+        eprint!(
+            "\r{} {} % ({} of {}, {}/s{left})      ",
+            a.state,
+            a.percent,
+            size(done),
+            size(a.size),
+            size(rate as u64)
+        );
+        if a.state == "ready" || a.state == "failed" {
+            eprintln!();
         }
     }
 
