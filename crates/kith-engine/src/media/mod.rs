@@ -469,6 +469,12 @@ impl Task {
                     }
                 }
             }
+            (c, Ok(MediaResponse::Refused(MediaRefusal::Busy))) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                Outcome::Busy
+            }
             (c, other) => {
                 if let Some(i) = c {
                     d.again.push_back(i);
@@ -491,6 +497,10 @@ impl Task {
                     peer,
                     reason: "bad media chunk",
                 });
+            }
+            Outcome::Busy => {
+                // The source has it but serves others now: the same source, a little later.
+                d.wait_until = Some(Instant::now() + RETRY_AFTER);
             }
             Outcome::Failed => {
                 d.failures += 1;
@@ -568,5 +578,6 @@ impl Task {
 enum Outcome {
     Good,
     Bad,
+    Busy,
     Failed,
 }

@@ -3,7 +3,8 @@
 //! - **Inbound requests** pass a per-peer gate ([`MEDIA_REQUESTS_PER_MINUTE`]; over it they
 //!   are answered `Busy` here, and far over it count strikes), then go to the engine, which
 //!   decides whether the asker was sent the file and serves it from disk. At most
-//!   [`MAX_MEDIA_PENDING`] answers are owed at once; more are answered `Busy`.
+//!   [`MAX_MEDIA_PENDING`] answers are owed at once, [`MAX_MEDIA_PER_PEER`] to one peer;
+//!   more are answered `Busy` (the asker retries).
 //! - **Outbound requests** carry the engine's tag; their answer or failure comes back as
 //!   [`NetEvent::MediaAnswered`] (through the path all request-response protocols share).
 
@@ -24,15 +25,19 @@ use kith_types::BoundedMap;
 
 /// Media requests one peer may make a minute (a chunk is 256 KiB: about 125 MiB/s).
 pub const MEDIA_REQUESTS_PER_MINUTE: u32 = 30_000;
-/// Most media answers owed by the engine at once; more requests are answered `Busy`.
-pub const MAX_MEDIA_PENDING: usize = 1024;
+/// Most media answers owed by the engine at once (each up to a 256 KiB chunk once it is
+/// read, so this bounds the chunks waiting to go out at 16 MiB); more requests are answered
+/// `Busy`.
+pub const MAX_MEDIA_PENDING: usize = 64;
+/// Most media answers owed to one peer at once (the rest is left to other peers).
+pub const MAX_MEDIA_PER_PEER: usize = 16;
 /// Most of our media requests in flight that the actor keeps a tag for.
 const MAX_MEDIA_OUT: usize = 4096;
 
 /// The media protocol's state in the network actor.
 pub(crate) struct MediaState {
     out: BoundedMap<OutboundRequestId, u64>,
-    owed: HashMap<u64, ResponseChannel<MediaResponse>>,
+    owed: HashMap<u64, (PeerId, ResponseChannel<MediaResponse>)>,
     gate: Gate,
 }
 
@@ -78,7 +83,7 @@ impl Actor {
     }
 
     pub(super) fn answer_media(&mut self, id: u64, resp: MediaResponse) {
-        if let Some(ch) = self.media.owed.remove(&id) {
+        if let Some((_, ch)) = self.media.owed.remove(&id) {
             let _ = self.swarm.behaviour_mut().media.send_response(ch, resp);
         }
     }
@@ -110,9 +115,10 @@ impl Actor {
                     return Ok(());
                 }
                 if self.media.owed.len() >= MAX_MEDIA_PENDING {
-                    self.media.owed.retain(|_, ch| ch.is_open());
+                    self.media.owed.retain(|_, (_, ch)| ch.is_open());
                 }
-                if self.media.owed.len() >= MAX_MEDIA_PENDING {
+                let of_peer = self.media.owed.values().filter(|(p, _)| *p == peer).count();
+                if self.media.owed.len() >= MAX_MEDIA_PENDING || of_peer >= MAX_MEDIA_PER_PEER {
                     self.refuse_media(channel);
                     return Ok(());
                 }
@@ -120,7 +126,7 @@ impl Actor {
                 let id = self.next_inbound;
                 match hand_over(&self.events, NetEvent::MediaAsked { id, peer, req }) {
                     HandOver::Sent => {
-                        self.media.owed.insert(id, channel);
+                        self.media.owed.insert(id, (peer, channel));
                     }
                     HandOver::Busy => {
                         debug!(%peer, "the engine is busy; media request refused as busy");
@@ -130,7 +136,7 @@ impl Actor {
                 }
             }
             Some(Left::InboundFailure { .. }) => {
-                self.media.owed.retain(|_, ch| ch.is_open());
+                self.media.owed.retain(|_, (_, ch)| ch.is_open());
             }
             None => {}
         }
