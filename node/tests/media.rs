@@ -340,3 +340,84 @@ fn a_photo_arrives_with_a_thumbnail_and_a_hostile_one_harms_nothing() {
     a.json(&["status"]);
     b.json(&["status"]);
 }
+
+/// In a group, a source that serves a bad chunk (the sender, whose copy changed) is refused
+/// for it and the chunk comes from another member who has the file; `kith watch` shows the
+/// download's progress to the end.
+#[test]
+fn a_bad_chunk_from_one_source_is_fetched_from_another() {
+    let mut a = Node::new();
+    let mut b = Node::new();
+    let mut c = Node::new();
+    a.start();
+    b.start();
+    c.start();
+    a.add(&b, "Bob");
+    a.add(&c, "Carol");
+    b.add(&a, "Ada");
+    c.add(&a, "Ada");
+    c.json(&["media", "auto-download", "0"]);
+    a.json(&["group", "create", "Crew", "--members", "Bob,Carol"]);
+    wait_for(T, "members hear the group", || {
+        a.json(&["send", "--group", "Crew", "hello"]);
+        [&b, &c]
+            .iter()
+            .all(|n| group_items(n, "Crew").iter().any(|i| i["text"] == "hello"))
+            .then_some(())
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(2 * 1024 * 1024 + 99, 8);
+    let src = write_file(tmp.path(), "map.bin", &bytes);
+    let id = a.json(&["send", "--group", "Crew", "--file", src.to_str().unwrap()])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let find = |n: &Node| {
+        group_items(n, "Crew")
+            .into_iter()
+            .find(|i| i["id"] == id.as_str())
+            .map(|i| i["attachment"].clone())
+    };
+    wait_for(T, "Bob has the file", || {
+        find(&b).filter(|a| a["state"] == "ready")
+    });
+    wait_for(T, "Carol sees the file", || {
+        find(&c).filter(|a| a["state"] == "waiting")
+    });
+    // The sender's copy changes under it: its chunk 1 no longer matches the index.
+    let stored = media_file(&a, "").unwrap();
+    let mut bad = bytes.clone();
+    bad[256 * 1024 + 5] ^= 0x55;
+    std::fs::write(&stored, &bad).unwrap();
+
+    let mut watch = std::process::Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&c.dir)
+        .args(["--json", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(watch.stdout.take().unwrap());
+    // The watch subscribes asynchronously: wait for one event (a 1:1 message) first.
+    wait_for(T, "Carol's watch subscribed", || {
+        a.send("Carol", "probe");
+        events.recv_timeout(Duration::from_millis(500)).ok()
+    });
+    c.json(&["download", &id]);
+    let got = wait_for(Duration::from_secs(90), "Carol has the file", || {
+        find(&c).filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert!(
+        c.plain_logs().contains("fails its check"),
+        "the bad chunk was seen"
+    );
+    let ready = wait_for(T, "a media event: ready", || {
+        let l = events.recv_timeout(Duration::from_millis(500)).ok()?;
+        let v: Value = serde_json::from_str(&l).ok()?;
+        (v["event"] == "media" && v["id"] == id.as_str() && v["state"] == "ready").then_some(v)
+    });
+    assert_eq!(ready["percent"], 100);
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
