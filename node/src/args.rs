@@ -132,12 +132,40 @@ pub(crate) enum Command {
         /// Send to this group (its name or a 4+ digit prefix of its id) instead.
         #[arg(long, value_name = "GROUP")]
         group: Option<String>,
-        /// The contact's name (with --group: the text).
-        #[arg(value_name = "NAME")]
-        name: String,
+        /// The contact's name (with --group: the text; with --group and a file: nothing).
+        #[arg(value_name = "NAME", required_unless_present_any = ["group"])]
+        name: Option<String>,
         /// The text.
         #[arg(value_name = "TEXT")]
         text: Option<String>,
+        /// Send this file (up to 2 GiB): a photo, video or document.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["text", "voice"])]
+        file: Option<std::path::PathBuf>,
+        /// Send this recording (Opus in Ogg) as a voice note.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["text", "file"])]
+        voice: Option<std::path::PathBuf>,
+        /// A caption for --file.
+        #[arg(long, value_name = "TEXT", requires = "file")]
+        caption: Option<String>,
+    },
+    /// Write the file of a message somewhere (downloading it first if needed).
+    Save {
+        /// The message id (as `kith history` shows it).
+        id: String,
+        /// Where to write it (a file, or a folder to put it in by its name); default: the
+        /// current folder.
+        #[arg(long, value_name = "PATH")]
+        to: Option<std::path::PathBuf>,
+    },
+    /// Download the file of a message now (one that did not download by itself).
+    Download {
+        /// The message id.
+        id: String,
+    },
+    /// Files sent and received: with no subcommand, list them with sizes and states.
+    Media {
+        #[command(subcommand)]
+        cmd: Option<MediaCmd>,
     },
     /// Show the conversation with a contact, or with --group a group's.
     History {
@@ -370,4 +398,20 @@ pub(crate) enum ContactsCmd {
     },
     /// List contacts.
     List,
+}
+
+/// `kith media` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MediaCmd {
+    /// Delete the received files of a conversation (they can be downloaded again).
+    Clear {
+        /// The contact's name.
+        chat: String,
+    },
+    /// Files up to this size (bytes, or with K, M or G) download by themselves; photos and
+    /// voice notes always do.
+    AutoDownload {
+        /// The size.
+        size: String,
+    },
 }

@@ -7,6 +7,7 @@
 mod args;
 mod calls;
 mod cli;
+mod media_out;
 mod output;
 mod safe;
 

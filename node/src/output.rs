@@ -12,19 +12,20 @@ use kith_engine::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::media_out::attachment_line;
 use crate::safe::printable;
 
 pub struct Out {
-    json: bool,
+    pub(crate) json: bool,
 }
 
-fn line(s: &str) {
+pub(crate) fn line(s: &str) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{s}");
     let _ = o.flush();
 }
 
-fn json_line<T: Serialize>(v: &T) {
+pub(crate) fn json_line<T: Serialize>(v: &T) {
     match serde_json::to_string(v) {
         Ok(s) => line(&s),
         Err(e) => eprintln!("kith: cannot encode output: {e}"),
@@ -384,6 +385,30 @@ impl Out {
         for m in msgs {
             if self.json {
                 json_line(m);
+                continue;
+            }
+            if let Some(a) = &m.attachment {
+                let who = if m.from == "me" {
+                    "me".to_string()
+                } else {
+                    printable(&m.from).into_owned()
+                };
+                let caption = if m.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" \"{}\"", printable(&m.text))
+                };
+                let ticks = if m.from == "me" {
+                    format!("  {}", ticks(&m.status))
+                } else {
+                    String::new()
+                };
+                line(&format!(
+                    "[{}] {who}: {}{caption}  ({}){ticks}",
+                    utc(m.sent_at),
+                    attachment_line(a),
+                    m.id
+                ));
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",
@@ -507,6 +532,19 @@ impl Out {
                 json_line(m);
             } else if m.kind == "event" {
                 line(&format!("[{}] — {}", utc(m.sent_at), printable(&m.text)));
+            } else if let Some(a) = &m.attachment {
+                let caption = if m.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(" \"{}\"", printable(&m.text))
+                };
+                line(&format!(
+                    "[{}] {}: {}{caption}  ({})",
+                    utc(m.sent_at),
+                    printable(&m.from),
+                    attachment_line(a),
+                    m.id
+                ));
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",
@@ -687,6 +725,13 @@ impl Out {
                     n("send_kbps")
                 ))
             }
+            "media" => line(&format!(
+                "{} {} {} {} %",
+                get("contact"),
+                get("id"),
+                get("state"),
+                ev.get("percent").and_then(Value::as_u64).unwrap_or(0)
+            )),
             "profile" => line(&format!(
                 "{} updated their profile: {}",
                 get("contact"),

@@ -33,13 +33,22 @@ pub trait Command: 'static {
     /// name, so the engine never waits on a file); most commands need none.
     fn prepare(
         p: Self::Params,
+        ctx: &PrepareCtx,
     ) -> impl Future<Output = Result<Self::Params, EngineError>> + std::marker::Send {
+        let _ = ctx;
         async { Ok(p) }
     }
 
     /// Wraps the params and the reply channel for the engine's queue.
     #[doc(hidden)]
     fn queue(p: Self::Params, reply: crate::actor::Reply<Self::Output>) -> Queued;
+}
+
+/// What [`Command::prepare`] may use on the caller's side.
+#[derive(Debug, Clone)]
+pub struct PrepareCtx {
+    /// Where the node keeps media files (`<data>/media`).
+    pub media_dir: std::path::PathBuf,
 }
 
 /// A command with its params and reply channel, ready for the engine's queue.
@@ -86,6 +95,80 @@ pub struct SendParams {
     pub to: String,
     /// The text.
     pub text: String,
+}
+
+/// Params of `send.file`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SendFileParams {
+    /// The contact's name.
+    pub to: String,
+    /// The file to send (a path the daemon can read).
+    pub path: String,
+    /// A caption (may be empty).
+    #[serde(default)]
+    pub caption: String,
+    /// Send it as a voice note.
+    #[serde(default)]
+    pub voice: bool,
+    /// Filled by `prepare`: the imported file's manifest.
+    #[serde(skip)]
+    pub manifest: Option<kith_proto::media::Manifest>,
+}
+
+impl std::fmt::Debug for SendFileParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFileParams")
+            .field("to", &self.to)
+            .field("voice", &self.voice)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Params of `group.send.file`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GroupSendFileParams {
+    /// The group (its name or a 4+ digit prefix of its id).
+    pub group: String,
+    /// The file to send (a path the daemon can read).
+    pub path: String,
+    /// A caption (may be empty).
+    #[serde(default)]
+    pub caption: String,
+    /// Send it as a voice note.
+    #[serde(default)]
+    pub voice: bool,
+    /// Filled by `prepare`: the imported file's manifest.
+    #[serde(skip)]
+    pub manifest: Option<kith_proto::media::Manifest>,
+}
+
+impl std::fmt::Debug for GroupSendFileParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSendFileParams")
+            .field("voice", &self.voice)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Params naming one message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageParams {
+    /// The message id.
+    pub id: String,
+}
+
+/// Params of `media.auto-download`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutoDownloadParams {
+    /// Files up to this many bytes download by themselves (photos and voice notes always).
+    pub max_bytes: u64,
+}
+
+/// Params naming a conversation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatParams {
+    /// The contact's name.
+    pub chat: String,
 }
 
 impl std::fmt::Debug for SendParams {

@@ -27,6 +27,7 @@ mod actor;
 pub mod command;
 pub mod cores;
 mod keys;
+pub mod media;
 mod model;
 mod public_ip;
 pub mod push;

@@ -62,6 +62,9 @@ pub enum EngineError {
     /// A call command that does not fit the call's state (busy, nothing ringing).
     #[error("{0}")]
     Call(String),
+    /// A file cannot be sent, found or fetched (what is wrong, in words).
+    #[error("{0}")]
+    Media(String),
 }
 
 impl EngineError {
@@ -176,6 +179,40 @@ pub struct MessageView {
     pub status: String,
     /// When the sender wrote it (ms since epoch).
     pub sent_at: u64,
+    /// The file it carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A file attached to a message, as `history` and `media` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AttachmentView {
+    /// The message id.
+    pub id: String,
+    /// The contact's name.
+    pub chat: String,
+    /// Sent by this user.
+    pub outgoing: bool,
+    /// photo, video, voice, audio or document.
+    pub kind: String,
+    /// The file name the sender gave.
+    pub name: String,
+    /// The media type, sniffed from the content.
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Width and height in pixels, when known.
+    pub dimensions: Option<(u32, u32)>,
+    /// Duration in milliseconds, when known.
+    pub duration_ms: Option<u64>,
+    /// waiting, downloading, ready or failed.
+    pub state: String,
+    /// How much is here, 0 to 100.
+    pub percent: u8,
+    /// Where the file is, once ready.
+    pub path: Option<String>,
+    /// A thumbnail file, when there is one.
+    pub thumbnail: Option<String>,
 }
 
 impl std::fmt::Debug for MessageView {
@@ -344,6 +381,9 @@ pub struct GroupItemView {
     pub of: u32,
     /// When the sender wrote it (ms since the epoch).
     pub sent_at: u64,
+    /// The file it carries, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentView>,
 }
 
 impl std::fmt::Debug for GroupItemView {
@@ -521,6 +561,17 @@ pub enum Event {
         /// Audio packets received so far.
         packets: u64,
     },
+    /// A file's transfer moved on: `downloading` (with a percentage), `ready` or `failed`.
+    Media {
+        /// The contact's name.
+        contact: String,
+        /// The message id.
+        id: String,
+        /// waiting, downloading, ready or failed.
+        state: String,
+        /// How much is here, 0 to 100.
+        percent: u8,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -544,6 +595,9 @@ impl std::fmt::Debug for Event {
             Event::GroupChanged { .. } => f.write_str("GroupChanged"),
             Event::Call { call, state, .. } => write!(f, "Call({call}, {state})"),
             Event::CallQuality { call, .. } => write!(f, "CallQuality({call})"),
+            Event::Media {
+                id, state, percent, ..
+            } => write!(f, "Media({id}, {state}, {percent})"),
         }
     }
 }

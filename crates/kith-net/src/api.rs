@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use kith_proto::media::{MediaRequest, MediaResponse};
 use kith_proto::signal::{Signal, SignalAnswer};
 use kith_proto::wire::{Request, Response};
 use libp2p::{Multiaddr, PeerId, gossipsub};
@@ -68,6 +69,16 @@ pub enum NetCommand {
         peer: PeerId,
         signal: Signal,
     },
+    /// Ask a peer for a file's index or chunk on `/kith/media/1`; the answer comes back as
+    /// [`NetEvent::MediaAnswered`] with `tag`.
+    Media {
+        tag: u64,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        req: MediaRequest,
+    },
+    /// Answer inbound media request `id` ([`NetEvent::MediaAsked`]).
+    AnswerMedia { id: u64, resp: MediaResponse },
     /// Answer inbound signal `id` (one that [`NetEvent::Signal`] gave an id).
     AnswerSignal { id: u64, answer: SignalAnswer },
     /// These links are in use (a mailbox's registered devices): not closed as idle.
@@ -175,6 +186,19 @@ pub enum NetEvent {
         id: Option<u64>,
         peer: PeerId,
         signal: Signal,
+    },
+    /// A peer asks for a file's index or chunk, within its rate; answer with
+    /// [`NetCommand::AnswerMedia`].
+    MediaAsked {
+        id: u64,
+        peer: PeerId,
+        req: MediaRequest,
+    },
+    /// The outcome of [`NetCommand::Media`].
+    MediaAnswered {
+        tag: u64,
+        peer: PeerId,
+        result: Result<MediaResponse, RequestFailure>,
     },
     /// The answer to a tagged [`NetCommand::Signal`].
     SignalAnswered {

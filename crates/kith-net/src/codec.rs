@@ -15,6 +15,7 @@ use std::io;
 use std::marker::PhantomData;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use kith_proto::media::{MAX_MEDIA_FRAME, MediaRequest, MediaResponse};
 use kith_proto::signal::{MAX_SIGNAL_FRAME, Signal, SignalAnswer};
 use kith_proto::wire::{MAX_FRAME, Request, Response};
 use kith_proto::{DecodeError, EncodeError};
@@ -48,6 +49,8 @@ frame!(Request, MAX_FRAME);
 frame!(Response, MAX_FRAME);
 frame!(Signal, MAX_SIGNAL_FRAME);
 frame!(SignalAnswer, MAX_SIGNAL_FRAME);
+frame!(MediaRequest, 256);
+frame!(MediaResponse, MAX_MEDIA_FRAME);
 
 /// What a node reads from a request stream: the request, or the typed reason its frame was
 /// refused.
@@ -62,6 +65,8 @@ pub struct FramedCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
 pub type KithCodec = FramedCodec<Request, Response>;
 /// The codec of `/kith/signal/1`.
 pub type SignalCodec = FramedCodec<Signal, SignalAnswer>;
+/// The codec of `/kith/media/1`.
+pub type MediaCodec = FramedCodec<MediaRequest, MediaResponse>;
 
 impl<Req, Resp> Default for FramedCodec<Req, Resp> {
     fn default() -> Self {

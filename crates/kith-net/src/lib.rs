@@ -3,6 +3,7 @@
 //! [`spawn`] builds the swarm (`swarm`: TCP and QUIC behind DNS, Noise, Yamux, relayed
 //! connections on top) with these behaviours:
 //!
+//! - `/kith/media/1` request-response: a file's index and chunks (`actor/media.rs`).
 //! - `/kith/msg/1` request-response: pre-key claims and envelope delivery; and
 //!   `/kith/signal/1`: presence, typing, profile requests, rate-limited per peer. Both use
 //!   one length-prefixed codec ([`codec`]) that checks a frame's size before allocating it.

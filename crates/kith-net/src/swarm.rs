@@ -23,12 +23,14 @@ use libp2p::{
     identity, noise, ping, quic, relay, tcp, yamux,
 };
 
-use crate::codec::{KithCodec, SignalCodec};
+use crate::codec::{KithCodec, MediaCodec, SignalCodec};
 use crate::config::{BoxedTransport, BuildError, NetConfig, NetError, TransportBuilder};
 use crate::gossip::Gossip;
 
 /// Request timeout for `/kith/msg/1`.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of a media request (one chunk).
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of a signal request.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection may take to be set up (libp2p's `SwarmBuilder` default).
@@ -89,6 +91,7 @@ pub(crate) struct Behaviour {
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) msg: request_response::Behaviour<KithCodec>,
     pub(crate) signal: request_response::Behaviour<SignalCodec>,
+    pub(crate) media: request_response::Behaviour<MediaCodec>,
     pub(crate) relay_client: relay::client::Behaviour,
     pub(crate) relay: Toggle<relay::Behaviour>,
     pub(crate) dcutr: dcutr::Behaviour,
@@ -160,6 +163,16 @@ pub(crate) fn behaviour(
             request_response::Config::default()
                 .with_request_timeout(SIGNAL_TIMEOUT)
                 .with_max_concurrent_streams(32),
+        ),
+        media: request_response::Behaviour::with_codec(
+            MediaCodec::default(),
+            [(
+                StreamProtocol::new(kith_proto::media::MEDIA_PROTOCOL),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default()
+                .with_request_timeout(MEDIA_TIMEOUT)
+                .with_max_concurrent_streams(cfg.options.limits.request_streams.max(1)),
         ),
         relay_client,
         relay: Toggle::from(relay),

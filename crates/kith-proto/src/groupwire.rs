@@ -123,12 +123,27 @@ pub enum GroupContent {
         /// The text.
         text: String,
     },
+    /// A file, sealed once for the whole group: members fetch it by its root from the
+    /// sender or from members who have it ([`crate::media`]).
+    Media {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// How to fetch, check and open the file (boxed: the encoding is the manifest's).
+        manifest: Box<crate::media::Manifest>,
+        /// The caption (may be empty).
+        caption: String,
+    },
 }
 
 impl std::fmt::Debug for GroupContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GroupContent::Text { id, .. } => write!(f, "Text {{ id: {id:x}, .. }}"),
+            GroupContent::Media { id, manifest, .. } => {
+                write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
+            }
         }
     }
 }
@@ -163,6 +178,15 @@ impl GroupPlain {
         match &p.content {
             GroupContent::Text { text, .. } if text.len() > MAX_TEXT => {
                 Err(DecodeError::Invalid("text too long"))
+            }
+            GroupContent::Media {
+                manifest, caption, ..
+            } => {
+                if caption.len() > MAX_TEXT {
+                    return Err(DecodeError::Invalid("caption too long"));
+                }
+                manifest.check()?;
+                Ok(p)
             }
             _ => Ok(p),
         }

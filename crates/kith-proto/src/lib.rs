@@ -19,6 +19,7 @@ pub mod contact;
 pub mod group;
 pub mod groupwire;
 pub mod limits;
+pub mod media;
 pub mod record;
 pub mod signal;
 pub mod wire;

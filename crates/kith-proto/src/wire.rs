@@ -576,6 +576,19 @@ pub enum Body {
         /// Busy in another call rather than declined.
         busy: bool,
     },
+    /// A file (photo, video, voice note, document): its manifest, with the key, and a
+    /// caption. The file itself is fetched by its root over `/kith/media/1`
+    /// ([`crate::media`]).
+    Media {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// How to fetch, check and open the file.
+        manifest: crate::media::Manifest,
+        /// The caption (may be empty).
+        caption: String,
+    },
 }
 
 /// Longest SDP a call offer or answer may carry (bytes).
@@ -626,6 +639,9 @@ impl std::fmt::Debug for Body {
             Body::CallHangup { call } => write!(f, "CallHangup {{ call: {call:x} }}"),
             Body::CallDecline { call, busy } => {
                 write!(f, "CallDecline {{ call: {call:x}, busy: {busy} }}")
+            }
+            Body::Media { id, manifest, .. } => {
+                write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
             }
         }
     }
@@ -692,6 +708,14 @@ impl Sealed {
                         || candidates.iter().any(|c| c.len() > MAX_CANDIDATE_LEN) =>
                 {
                     return Err(DecodeError::Invalid("call candidates size"));
+                }
+                Body::Media {
+                    manifest, caption, ..
+                } => {
+                    if caption.len() > MAX_TEXT {
+                        return Err(DecodeError::Invalid("caption too long"));
+                    }
+                    manifest.check()?;
                 }
                 _ => {}
             }

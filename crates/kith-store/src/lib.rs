@@ -14,6 +14,7 @@
 )]
 
 mod groups;
+mod media;
 mod model;
 mod prekeys;
 mod topics;
@@ -25,6 +26,7 @@ use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
+pub use media::MediaRow;
 pub use model::*;
 pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};
 pub use tx::{ReadTx, WriteTx};

@@ -13,7 +13,7 @@
 //! 3. The core's outs: bodies to send go through the ordinary outbox ([`State::enqueue`]):
 //!    sealed with Olm to every device of the person, so the SDP with its DTLS fingerprint is
 //!    bound to the identity we verified; media operations wait for the commit
-//!    ([`After::Media`]); history records are written in the same transaction; state
+//!    ([`After::CallMedia`]); history records are written in the same transaction; state
 //!    updates become [`Event::Call`] for watchers.
 //! 4. The media task runs on its own (one tokio task per call) and reports on a bounded
 //!    channel the loop drains ([`Engine::on_media`]): its description (which goes out as an
@@ -149,7 +149,7 @@ impl State {
                         self.enqueue(w, &peer, &body, Vec::new(), after)?;
                     }
                 }
-                CallOut::Media(op) => after.push(After::Media(op)),
+                CallOut::Media(op) => after.push(After::CallMedia(op)),
                 CallOut::Emit(u) => {
                     let contact = w.contact(&u.peer)?.map(|c| c.name).unwrap_or_default();
                     after.push(After::Event(Event::Call {

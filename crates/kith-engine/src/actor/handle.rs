@@ -18,6 +18,8 @@ pub(super) enum Cmd {
 pub struct EngineHandle {
     pub(super) tx: mpsc::Sender<Cmd>,
     pub(super) events: broadcast::Sender<Event>,
+    /// What commands prepare with on the caller's side (the media directory).
+    pub(super) ctx: crate::command::PrepareCtx,
     #[cfg(feature = "test-hooks")]
     pub(super) faults: kith_store::Faults,
 }
@@ -25,7 +27,7 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Runs one command of the table and waits for its answer.
     pub async fn call<C: Command>(&self, params: C::Params) -> Result<C::Output, EngineError> {
-        let params = C::prepare(params).await?;
+        let params = C::prepare(params, &self.ctx).await?;
         let (reply, rx) = oneshot::channel();
         let Queued(call) = C::queue(params, reply);
         self.tx

@@ -477,6 +477,16 @@ impl State {
                     }));
                 }
             }
+            Step::Media {
+                id,
+                sent_at_ms,
+                manifest,
+                caption,
+            } => {
+                self.receive_file(
+                    w, peer, conv, name, id, sent_at_ms, *manifest, caption, after,
+                )?;
+            }
             Step::Status { ids, status } => {
                 for id in ids {
                     if let Some(s) = w.raise_status(&conv, id, true, status)? {

@@ -30,6 +30,7 @@ mod groups;
 mod handle;
 mod inbound;
 mod mailboxes;
+mod media;
 mod network;
 mod outbox;
 mod prekeys;
@@ -185,7 +186,9 @@ enum After {
     /// Go on with a catch-up from a mailbox that was cut at its size limit.
     TopicSyncMore(GroupId, PeerId, Vec<kith_proto::groupwire::SenderMark>),
     /// Tell the live call's media task (start, answer, mute, stop).
-    Media(crate::cores::calls::MediaOp),
+    CallMedia(crate::cores::calls::MediaOp),
+    /// Hand the media task a job (a download).
+    Media(crate::media::Job),
 }
 
 // Work items live only in one batch vector; boxing the larger variant would cost an
@@ -321,6 +324,8 @@ struct State {
     watching: Watching,
     /// Calls: the call core and the live call's media task.
     calls: calls::CallState,
+    /// The media task: file transfers (`crate::media`).
+    media: crate::media::Media,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.

@@ -50,6 +50,17 @@ impl Engine {
                 self.on_signal(id, peer, signal);
                 None
             }
+            NetEvent::MediaAsked { id, peer, req } => {
+                self.on_media_asked(id, peer, req);
+                None
+            }
+            NetEvent::MediaAnswered { tag, peer, result } => {
+                let job = crate::media::Job::Answered { tag, peer, result };
+                if !self.st.media.offer(job) {
+                    debug!("the media task is busy; an answer was dropped");
+                }
+                None
+            }
             NetEvent::SignalAnswered { tag, result, .. } => {
                 self.on_signal_answer(tag, result);
                 None

@@ -77,6 +77,7 @@ impl Engine {
         let (tx, cmds) = mpsc::channel(COMMAND_QUEUE);
         let (media_tx, media_rx) = mpsc::channel(MEDIA_EVENTS);
         let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let net_weak = net.downgrade();
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
@@ -116,6 +117,11 @@ impl Engine {
                 push_waits: BoundedMap::new(MAX_PUSH_WAITS),
                 mailbox_usage,
                 waker,
+                media: crate::media::Media::spawn(
+                    crate::media::files::Dir(cfg.data_dir.join(crate::media::DIR)),
+                    net_weak,
+                    events.clone(),
+                ),
             },
         };
         let task = tokio::spawn(async move {
@@ -128,6 +134,9 @@ impl Engine {
         let handle = EngineHandle {
             tx,
             events,
+            ctx: crate::command::PrepareCtx {
+                media_dir: cfg.data_dir.join(crate::media::DIR),
+            },
             #[cfg(feature = "test-hooks")]
             faults,
         };
@@ -235,6 +244,7 @@ impl Engine {
         }
         // And our mailboxes, so they hand over what they kept while we were away.
         self.st.dial_mailboxes();
+        self.resume_downloads();
         for topic in self.st.groups.topics() {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
@@ -453,6 +463,11 @@ impl Engine {
                 self.pump(dev);
             }
             After::Read(cmd) => self.read_cmd(cmd),
+            After::Media(job) => {
+                if ok && !self.st.media.offer(job) {
+                    warn!("the media task is busy; a download waits for the next start");
+                }
+            }
             After::Failed(dev) => self.failed(dev),
             After::Register(mailbox, token, reply) => self.register_with(mailbox, token, reply),
             After::Publish((reply, _)) if !ok => {
@@ -527,8 +542,8 @@ impl Engine {
             After::TopicSyncMore(group, peer, floor) if ok => {
                 self.topic_sync_more(group, peer, floor)
             }
-            After::Media(op) if ok => self.st.calls.media_op(op),
-            After::Media(_) => {}
+            After::CallMedia(op) if ok => self.st.calls.media_op(op),
+            After::CallMedia(_) => {}
             After::GroupPublish(..) | After::GroupSync(..) | After::Lookup(_) => {}
             After::Kept(_) | After::TopicSync(_) | After::TopicSyncMore(..) => {}
             After::Net(_) | After::Event(_) | After::Wake(_) | After::SendPush(_) => {}

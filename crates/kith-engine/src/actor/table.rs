@@ -110,9 +110,10 @@ macro_rules! commands {
 
                     fn prepare(
                         p: $params,
+                        ctx: &PrepareCtx,
                     ) -> impl ::core::future::Future<Output = Result<$params, EngineError>>
                            + ::core::marker::Send {
-                        <$params as Prepare>::prepare(p)
+                        <$params as Prepare>::prepare(p, ctx.clone())
                     }
 
                     fn queue(p: $params, reply: Reply<$out>) -> Queued {
@@ -173,8 +174,10 @@ macro_rules! commands {
 pub(crate) trait Prepare: Sized + ::core::marker::Send + 'static {
     fn prepare(
         self,
+        ctx: PrepareCtx,
     ) -> impl ::core::future::Future<Output = Result<Self, EngineError>> + ::core::marker::Send
     {
+        let _ = ctx;
         async { Ok(self) }
     }
 }
@@ -207,11 +210,14 @@ no_prepare!(
     AnswerParams,
     CallIdParams,
     MuteParams,
+    MessageParams,
+    AutoDownloadParams,
+    ChatParams,
 );
 
 impl Prepare for SetProfileParams {
     /// Reads the photo the params name (bounded by the photo limit) on the caller's task.
-    async fn prepare(mut self) -> Result<Self, EngineError> {
+    async fn prepare(mut self, _ctx: PrepareCtx) -> Result<Self, EngineError> {
         if let Some(path) = &self.avatar
             && !self.remove_avatar
         {
@@ -372,4 +378,27 @@ commands! {
     /// `calls`: the call history, newest first.
     read RecentCalls = "calls", NoParams => Vec<CallRecordView>,
         |e, _p| e.call_history();
+    /// `send.file`: send a file (photo, video, document; a voice note with `voice`) with an
+    /// optional caption; returns the message id once it is queued.
+    write SendFile = "send.file", SendFileParams => Sent,
+        |st, w, p, after| st.send_file(w, p, after);
+    /// `group.send.file`: send a file to a group, sealed once: members fetch it from the
+    /// sender or from each other.
+    write GroupSendFile = "group.send.file", GroupSendFileParams => Sent,
+        |st, w, p, after| st.group_send_file(w, p, Now::read(), after);
+    /// `media.download`: download the file of a message now.
+    write MediaDownload = "media.download", MessageParams => AttachmentView,
+        |st, w, p, after| st.download(w, &p, after);
+    /// `media.get`: the file of one message, with its state and path once it is here.
+    read MediaGet = "media.get", MessageParams => AttachmentView,
+        |e, p| e.media_get(&p);
+    /// `media`: every file sent and received, with sizes and states.
+    read MediaList = "media", NoParams => Vec<AttachmentView>,
+        |e, _p| e.media_list();
+    /// `media.clear`: delete the received files of a conversation; returns bytes freed.
+    write MediaClear = "media.clear", ChatParams => u64,
+        |st, w, p, _after| st.media_clear(w, &p.chat);
+    /// `media.auto-download`: files up to this size download by themselves.
+    write MediaAutoDownload = "media.auto-download", AutoDownloadParams => u64,
+        |st, w, p, _after| st.set_auto_download(w, p.max_bytes);
 }

@@ -131,20 +131,22 @@ impl Engine {
                 };
                 let mut msgs = r.history(&c.identity, limit)?;
                 keep_newest_texts(&mut msgs, |m| m.text.len());
-                Ok(Ok(msgs
-                    .into_iter()
-                    .map(|(_, m)| MessageView {
+                let mut out = Vec::with_capacity(msgs.len());
+                for (_, m) in msgs {
+                    out.push(MessageView {
                         id: MessageId(m.id).to_string(),
                         from: if m.outgoing {
                             "me".into()
                         } else {
                             c.name.clone()
                         },
+                        attachment: self.attachment_of(r, m.id, &c.name)?,
                         text: m.text,
                         status: m.status.as_str().into(),
                         sent_at: m.sent_at_ms,
-                    })
-                    .collect()))
+                    });
+                }
+                Ok(Ok(out))
             })
             .map_err(internal)?
     }

@@ -199,6 +199,17 @@ pub enum Step {
         /// The text.
         text: String,
     },
+    /// Store a file message (and fetch the file when auto-download says so).
+    Media {
+        /// The message id.
+        id: u128,
+        /// When the sender wrote it.
+        sent_at_ms: u64,
+        /// The file.
+        manifest: Box<kith_proto::media::Manifest>,
+        /// The caption.
+        caption: String,
+    },
     /// Raise our messages' status to `status` (and tell the user of each raised).
     Status {
         /// Our messages' ids.
@@ -283,6 +294,22 @@ pub fn deliver(bodies: Vec<Body>, from: Sender, read_receipts: bool, batch: &mut
                     id,
                     sent_at_ms,
                     text,
+                }
+            }
+            Body::Media {
+                id,
+                sent_at_ms,
+                manifest,
+                caption,
+            } => {
+                if from.relayed {
+                    batch.delivered(from.identity, id);
+                }
+                Step::Media {
+                    id,
+                    sent_at_ms,
+                    manifest: Box::new(manifest),
+                    caption,
                 }
             }
             Body::Receipt { kind, ids, .. } => {

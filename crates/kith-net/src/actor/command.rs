@@ -15,6 +15,7 @@ impl Actor {
         let to = match &cmd {
             NetCommand::Request { peer, .. } => Some((peer, "request")),
             NetCommand::Signal { peer, .. } => Some((peer, "signal")),
+            NetCommand::Media { peer, .. } => Some((peer, "media")),
             NetCommand::Dial { peer, .. } => Some((peer, "dial")),
             _ => None,
         };
@@ -117,6 +118,13 @@ impl Actor {
                     self.idle.touch(p);
                 }
             }
+            NetCommand::Media {
+                tag,
+                peer,
+                addrs,
+                req,
+            } => self.ask_media(tag, peer, addrs, req),
+            NetCommand::AnswerMedia { id, resp } => self.answer_media(id, resp),
             NetCommand::AnswerSignal { id, answer } => {
                 if let Some(ch) = self.signal_in.remove(&id) {
                     let _ = self.swarm.behaviour_mut().signal.send_response(ch, answer);

@@ -17,6 +17,7 @@
 //! 4. The task ends when the engine drops its last [`NetHandle`]; it closes its listeners.
 
 mod command;
+mod media;
 mod records;
 mod requests;
 
@@ -197,6 +198,7 @@ pub async fn spawn(
         request_gate: Gate::requests(&cfg.options.limits),
         put_gate: Gate::dht_puts(&cfg.options.limits),
         idle: Idle::new(idle_for),
+        media: media::MediaState::default(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -261,6 +263,8 @@ pub(crate) struct Actor {
     signal_rate: BoundedMap<PeerId, (f64, Instant)>,
     /// Idle-link reaping: see [`Idle`].
     idle: Idle,
+    /// `/kith/media/1`: requests in flight, answers owed, the per-peer gate.
+    media: media::MediaState,
 }
 
 impl Actor {
@@ -510,6 +514,10 @@ impl Actor {
                     self.idle.touch(propagation_source);
                 }
                 self.on_gossip(ev)?
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Media(ev)) => {
+                self.idle.touch(&requests::rr_peer(&ev));
+                self.on_media(ev).await?
             }
             SwarmEvent::Behaviour(BehaviourEvent::Signal(ev)) => {
                 self.idle.touch(&requests::rr_peer(&ev));

@@ -127,17 +127,17 @@ fn bad_frame(e: &std::io::Error) -> Option<&BadFrame> {
 }
 
 /// What the shared path needs to know of one request-response protocol.
-struct Proto<Resp> {
+pub(super) struct Proto<Resp> {
     /// The strike against a peer whose request did not decode ...
-    bad_request: &'static str,
+    pub(super) bad_request: &'static str,
     /// ... and against one whose answer did not decode.
-    bad_answer: &'static str,
+    pub(super) bad_answer: &'static str,
     /// Takes the engine's tag for one of our requests, if it wants to hear of its end.
-    tag: fn(&mut Actor, &OutboundRequestId) -> Option<u64>,
+    pub(super) tag: fn(&mut Actor, &OutboundRequestId) -> Option<u64>,
     /// The engine's event for the end of one of our requests.
-    event: fn(u64, PeerId, Result<Resp, RequestFailure>) -> NetEvent,
+    pub(super) event: fn(u64, PeerId, Result<Resp, RequestFailure>) -> NetEvent,
     /// Answers a request that did not decode.
-    refuse: fn(&mut Actor, ResponseChannel<Resp>),
+    pub(super) refuse: fn(&mut Actor, ResponseChannel<Resp>),
 }
 
 /// `/kith/msg/1` on the device's swarm.
@@ -165,7 +165,7 @@ const SIGNAL: Proto<SignalAnswer> = Proto {
 };
 
 /// What the shared path leaves to a protocol's own handler.
-enum Left<Req, Resp> {
+pub(super) enum Left<Req, Resp> {
     /// A peer asks, and its request decoded.
     Request {
         peer: PeerId,
@@ -181,7 +181,7 @@ impl Actor {
     /// of one of our requests ends here ([`Actor::outbound_done`]), and a request that did
     /// not decode counts a strike and is refused; a decoded request and a failed answer are
     /// left to the protocol's handler.
-    async fn on_rr<Req, Resp>(
+    pub(super) async fn on_rr<Req, Resp>(
         &mut self,
         ev: request_response::Event<Inbound<Req>, Resp>,
         p: &Proto<Resp>,

@@ -54,6 +54,21 @@ impl State {
         if text.is_empty() || text.len() > MAX_TEXT {
             return Ok(Err(EngineError::BadText { max: MAX_TEXT }));
         }
+        self.group_post(w, q, text, None, now, after)
+            .map(|r| r.map(|(sent, _, _)| sent))
+    }
+
+    /// Posts a text, or a file with its caption (`media`), to a group; returns what was
+    /// sent, the group and its members.
+    pub(in crate::actor) fn group_post(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        q: &str,
+        text: String,
+        media: Option<kith_proto::media::Manifest>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Outcome<(Sent, GroupId, Vec<kith_types::IdentityKey>)> {
         let id = match self.find_group(w, q)? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
@@ -73,10 +88,18 @@ impl State {
             group: id,
             seq,
             lamport,
-            content: GroupContent::Text {
-                id: msg_id.0,
-                sent_at_ms: now.ms,
-                text: text.clone(),
+            content: match media {
+                Some(manifest) => GroupContent::Media {
+                    id: msg_id.0,
+                    sent_at_ms: now.ms,
+                    manifest: Box::new(manifest),
+                    caption: text.clone(),
+                },
+                None => GroupContent::Text {
+                    id: msg_id.0,
+                    sent_at_ms: now.ms,
+                    text: text.clone(),
+                },
             },
         };
         let plain = plain.encode()?;
@@ -133,9 +156,14 @@ impl State {
             },
         )?;
         after.push(After::GroupPublish(key, group_topic(&id), bytes));
-        Ok(Ok(Sent {
-            id: msg_id.to_string(),
-        }))
+        let members = state.members.iter().copied().collect();
+        Ok(Ok((
+            Sent {
+                id: msg_id.to_string(),
+            },
+            id,
+            members,
+        )))
     }
 
     /// A frame from gossipsub: decide whether to forward it.
@@ -438,6 +466,63 @@ impl State {
                     }));
                     // ✓✓ for the sender (unless blocked), batched with the other
                     // receipts due to the same device within RECEIPT_DELAY.
+                    if !self.social.blocked.contains(&device.identity) {
+                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
+                    }
+                }
+            }
+            GroupContent::Media {
+                id,
+                sent_at_ms,
+                manifest,
+                caption,
+            } => {
+                let key = GroupMsgKey {
+                    group: group.0,
+                    lamport: frame.lamport,
+                    sender_dev: sender,
+                    seq: frame.seq,
+                };
+                let msg = GroupMessage {
+                    id,
+                    sender: device.identity,
+                    outgoing: false,
+                    text: caption.clone(),
+                    sent_at_ms,
+                    stored_at_ms: now.ms,
+                    recipients: 0,
+                    flag: false,
+                };
+                if w.put_group_message(&key, &msg)? {
+                    let from = self.member_name(w, &device.identity)?;
+                    let gname = self
+                        .groups
+                        .states
+                        .get(&group)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    let members: Vec<kith_types::IdentityKey> = self
+                        .groups
+                        .states
+                        .get(&group)
+                        .map(|s| s.members.iter().copied().collect())
+                        .unwrap_or_default();
+                    self.receive_group_file(
+                        w,
+                        (group, &gname, &members),
+                        (device.identity, &device.peer_id),
+                        id,
+                        *manifest,
+                        after,
+                    )?;
+                    after.push(After::Event(Event::GroupMessage {
+                        group: gname,
+                        group_id: group.to_hex(),
+                        from,
+                        id: MessageId(id).to_string(),
+                        text: caption,
+                        sent_at: sent_at_ms,
+                    }));
                     if !self.social.blocked.contains(&device.identity) {
                         self.receipt_due(w, dev, device.identity, group, id, now, after)?;
                     }

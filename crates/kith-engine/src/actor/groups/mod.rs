@@ -431,6 +431,24 @@ impl State {
     }
 }
 
+impl Groups {
+    /// A group's name and members, if it is known.
+    pub(super) fn name_and_members(&self, id: &GroupId) -> Option<(String, Vec<IdentityKey>)> {
+        self.states
+            .get(id)
+            .map(|s| (s.name.clone(), s.members.iter().copied().collect()))
+    }
+
+    /// The id of the group with exactly this name, if one has it.
+    pub(super) fn by_name(&self, name: &str) -> Option<GroupId> {
+        let mut found = self.states.iter().filter(|(_, s)| s.name == name);
+        match (found.next(), found.next()) {
+            (Some((id, _)), None) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
 fn group_err(msg: impl Into<String>) -> EngineError {
     EngineError::GroupRefused(msg.into())
 }

@@ -183,10 +183,13 @@ impl State {
             } else {
                 ("delivered", 0, 0)
             };
+            let from = self.member_name(w, &m.sender)?;
+            let attachment = self.attachment_in(w, m.id, &from)?;
             items.push(GroupItemView {
                 kind: "message".into(),
                 id: MessageId(m.id).to_string(),
-                from: self.member_name(w, &m.sender)?,
+                attachment,
+                from,
                 text: m.text,
                 status: status.into(),
                 delivered,
@@ -220,6 +223,7 @@ impl State {
                         read: 0,
                         of: 0,
                         sent_at: a.at_ms,
+                        attachment: None,
                     },
                 );
             }

@@ -1,0 +1,381 @@
+//! The media files beside the store, in `<data>/media/`, named by the file's root in hex:
+//!
+//! | name | what |
+//! | --- | --- |
+//! | `<root>` | the whole plaintext file (sent, or received and checked) |
+//! | `<root>.idx` | its index (the chunk hashes), to serve and to check chunks |
+//! | `<root>.part` | a file being received, chunks written at their offsets |
+//! | `<root>.have` | which chunks of the `.part` are on disk for sure (a bitmap) |
+//!
+//! A chunk counts in `.have` only after the `.part` was synced with it in it, and `.have`
+//! is replaced whole (written aside, synced, renamed), so after a kill -9 a download
+//! resumes from every chunk `.have` lists and fetches the others again. Everything here is
+//! blocking file I/O, run off the engine's task.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use kith_proto::media::{
+    self, CHUNK, Hash, IndexBuilder, MAX_FILE, MAX_NAME, Manifest, chunk_count, seal_chunk,
+};
+
+/// The folder of a file's parts.
+#[derive(Debug, Clone)]
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    fn named(&self, root: &Hash, ext: &str) -> PathBuf {
+        self.0.join(format!("{}{ext}", hex::encode(root)))
+    }
+    /// The whole file.
+    pub fn file(&self, root: &Hash) -> PathBuf {
+        self.named(root, "")
+    }
+    /// Its index.
+    pub fn index(&self, root: &Hash) -> PathBuf {
+        self.named(root, ".idx")
+    }
+    /// The file being received.
+    pub fn part(&self, root: &Hash) -> PathBuf {
+        self.named(root, ".part")
+    }
+    /// Which chunks of the `.part` are on disk.
+    pub fn have(&self, root: &Hash) -> PathBuf {
+        self.named(root, ".have")
+    }
+    /// Its thumbnail (a JPEG or PNG).
+    pub fn thumb(&self, root: &Hash) -> PathBuf {
+        self.named(root, ".thumb")
+    }
+    /// Whether the whole file is here.
+    pub fn ready(&self, root: &Hash) -> bool {
+        self.file(root).is_file()
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    fs::rename(&tmp, path)
+}
+
+/// Why a file could not be taken for sending.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] io::Error),
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is over 2 GiB")]
+    TooLarge,
+    #[error("the file changed while it was read")]
+    Changed,
+}
+
+/// Copies `src` into the media folder as a file to send: reads it once, chunk by chunk
+/// (memory stays at one chunk), seals each chunk to build the index, and writes the
+/// plaintext copy, the index and the manifest's fields. `voice` marks a voice note.
+pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportError> {
+    fs::create_dir_all(&dir.0)?;
+    let mut input = File::open(src)?;
+    let size = input.metadata()?.len();
+    if size == 0 {
+        return Err(ImportError::Empty);
+    }
+    if size > MAX_FILE {
+        return Err(ImportError::TooLarge);
+    }
+    let key = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+    let count = chunk_count(size, CHUNK as u32);
+    let tmp = dir
+        .0
+        .join(format!("import-{:016x}.tmp", rand::random::<u64>()));
+    let result = (|| {
+        let mut out = File::create(&tmp)?;
+        let mut builder = IndexBuilder::new(count);
+        let mut buf = vec![0u8; CHUNK];
+        let mut head = Vec::new();
+        let mut tail = Vec::new();
+        let mut total = 0u64;
+        for i in 0..count {
+            let want = (size - total).min(CHUNK as u64) as usize;
+            input.read_exact(&mut buf[..want]).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    ImportError::Changed
+                } else {
+                    ImportError::Io(e)
+                }
+            })?;
+            let chunk = &buf[..want];
+            if i == 0 {
+                head = chunk[..want.min(64 * 1024)].to_vec();
+            }
+            if i + 1 == count {
+                tail = chunk[want.saturating_sub(64 * 1024)..].to_vec();
+            }
+            out.write_all(chunk)?;
+            builder.push(&seal_chunk(&key, i, count, chunk));
+            total += want as u64;
+        }
+        out.sync_data()?;
+        let (root, index) = builder.finish();
+        replace(&dir.index(&root), index.as_bytes())?;
+        fs::rename(&tmp, dir.file(&root))?;
+        let (mime, kind) = media::sniff(&head, voice);
+        let dimensions = if mime.starts_with("image/") {
+            media::image_dimensions(&head)
+        } else {
+            None
+        };
+        let duration_ms = if mime == "audio/ogg" || mime == "audio/opus" {
+            media::opus_duration_ms(&head, &tail)
+        } else {
+            None
+        };
+        let thumbnail = if kind == media::MediaKind::Photo {
+            super::thumb::make(&dir.file(&root), size)
+        } else {
+            None
+        };
+        if let Some(t) = &thumbnail {
+            replace(&dir.thumb(&root), t)?;
+        }
+        Ok(Manifest {
+            root,
+            size,
+            chunk_size: CHUNK as u32,
+            key: *key,
+            kind,
+            mime,
+            name: file_name(src),
+            dimensions,
+            duration_ms,
+            thumbnail,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The file name of `path`, cut to [`MAX_NAME`] bytes at a character boundary.
+fn file_name(path: &Path) -> String {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    while name.len() > MAX_NAME {
+        name.pop();
+    }
+    name
+}
+
+/// A name safe to write under a folder: no separators, no leading dots, not empty.
+pub fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "file".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Reads plaintext chunk `i` of a whole file here and seals it.
+pub fn sealed_chunk(dir: &Dir, m: &Manifest, i: u32) -> io::Result<Vec<u8>> {
+    let len = m.chunk_len(i);
+    if len == 0 {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let f = File::open(dir.file(&m.root))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, u64::from(i) * u64::from(m.chunk_size))?;
+    Ok(seal_chunk(&m.key, i, m.chunks(), &buf))
+}
+
+/// A file being received: the open `.part` and which chunks it holds.
+#[derive(Debug)]
+pub struct Partial {
+    file: File,
+    have: Vec<u8>,
+    count: u32,
+    held: u32,
+    /// Chunks written since the last sync.
+    unsynced: u32,
+}
+
+impl Partial {
+    /// Opens (or creates) the `.part` of a file of `count` chunks and reads what `.have`
+    /// says it holds.
+    pub fn open(dir: &Dir, m: &Manifest) -> io::Result<Self> {
+        fs::create_dir_all(&dir.0)?;
+        let count = m.chunks();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.part(&m.root))?;
+        if file.metadata()?.len() != m.size {
+            file.set_len(m.size)?;
+        }
+        let bytes = count.div_ceil(8) as usize;
+        let mut have = fs::read(dir.have(&m.root)).unwrap_or_default();
+        if have.len() != bytes {
+            have = vec![0; bytes];
+        }
+        let held = (0..count).filter(|i| bit(&have, *i)).count() as u32;
+        Ok(Self {
+            file,
+            have,
+            count,
+            held,
+            unsynced: 0,
+        })
+    }
+
+    /// Whether chunk `i` is here.
+    pub fn has(&self, i: u32) -> bool {
+        bit(&self.have, i)
+    }
+
+    /// Chunks held.
+    pub fn held(&self) -> u32 {
+        self.held
+    }
+
+    /// Whether every chunk is here.
+    pub fn complete(&self) -> bool {
+        self.held >= self.count
+    }
+
+    /// Writes checked plaintext chunk `i`; every `sync_every` chunks the file is synced and
+    /// `.have` replaced.
+    pub fn write(
+        &mut self,
+        dir: &Dir,
+        root: &Hash,
+        i: u32,
+        offset: u64,
+        plain: &[u8],
+        sync_every: u32,
+    ) -> io::Result<()> {
+        if self.has(i) {
+            return Ok(());
+        }
+        self.file.write_all_at(plain, offset)?;
+        if let Some(b) = self.have.get_mut((i / 8) as usize) {
+            *b |= 1 << (i % 8);
+        }
+        self.held += 1;
+        self.unsynced += 1;
+        if self.unsynced >= sync_every {
+            self.sync(dir, root)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the `.part` and records what it holds in `.have`.
+    pub fn sync(&mut self, dir: &Dir, root: &Hash) -> io::Result<()> {
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        self.file.sync_data()?;
+        replace(&dir.have(root), &self.have)?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Makes the finished `.part` the whole file.
+    pub fn finish(mut self, dir: &Dir, root: &Hash) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.unsynced = 0;
+        fs::rename(dir.part(root), dir.file(root))?;
+        let _ = fs::remove_file(dir.have(root));
+        Ok(())
+    }
+}
+
+fn bit(have: &[u8], i: u32) -> bool {
+    have.get((i / 8) as usize)
+        .is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kith_proto::media::{Index, open_chunk};
+
+    /// A file imported, then received chunk by chunk with a restart in the middle, comes out
+    /// identical; the restart keeps what was synced.
+    #[test]
+    fn import_then_receive_with_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("doc.bin");
+        let data: Vec<u8> = (0..(3 * CHUNK + 1000)).map(|i| (i * 7) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let a = Dir(tmp.path().join("a"));
+        let m = import(&a, &src, false).unwrap();
+        assert_eq!(m.size, data.len() as u64);
+        assert_eq!(m.name, "doc.bin");
+        assert_eq!(fs::read(a.file(&m.root)).unwrap(), data);
+        let index =
+            Index::from_bytes(&m.root, m.chunks(), fs::read(a.index(&m.root)).unwrap()).unwrap();
+
+        let b = Dir(tmp.path().join("b"));
+        let mut p = Partial::open(&b, &m).unwrap();
+        for i in 0..2 {
+            let s = sealed_chunk(&a, &m, i).unwrap();
+            index.verify(i, &s).unwrap();
+            let plain = open_chunk(&m.key, i, m.chunks(), s).unwrap();
+            p.write(&b, &m.root, i, u64::from(i) * CHUNK as u64, &plain, 1)
+                .unwrap();
+        }
+        drop(p);
+        let mut p = Partial::open(&b, &m).unwrap();
+        assert_eq!(p.held(), 2, "what was synced survives a restart");
+        for i in 2..m.chunks() {
+            let s = sealed_chunk(&a, &m, i).unwrap();
+            let plain = open_chunk(&m.key, i, m.chunks(), s).unwrap();
+            p.write(&b, &m.root, i, u64::from(i) * CHUNK as u64, &plain, 16)
+                .unwrap();
+        }
+        assert!(p.complete());
+        p.finish(&b, &m.root).unwrap();
+        assert_eq!(fs::read(b.file(&m.root)).unwrap(), data);
+        assert!(!b.have(&m.root).exists());
+    }
+
+    #[test]
+    fn names_are_made_safe() {
+        assert_eq!(safe_name("../../etc/passwd"), "_.._etc_passwd");
+        assert_eq!(safe_name("..."), "file");
+        assert_eq!(safe_name("photo.jpg"), "photo.jpg");
+    }
+
+    #[test]
+    fn empty_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("e");
+        fs::write(&src, b"").unwrap();
+        assert!(matches!(
+            import(&Dir(tmp.path().join("m")), &src, false),
+            Err(ImportError::Empty)
+        ));
+    }
+}

@@ -1,0 +1,583 @@
+//! Media transfers: the task that fetches files into `<data>/media/` and serves them.
+//!
+//! The format is `kith_proto::media`; the files on disk are described in [`files`]. The
+//! engine decides (in its batch, with the store) what may happen: a file sent is imported
+//! before its message is queued (`send.file` prepares it on the caller's task); a file
+//! received is fetched when auto-download or the user wants it; a peer's request is served
+//! only when that person was sent the file. This task does the file and network work:
+//!
+//! 1. The engine hands it [`Job`]s on a bounded queue ([`JOB_QUEUE`], `try_send`; the
+//!    engine never waits): fetch a file, serve an index or chunk, the answer to one of our
+//!    requests.
+//! 2. At most [`MAX_DOWNLOADS`] files download at once (more wait, up to [`MAX_QUEUED`]);
+//!    each keeps at most [`WINDOW`] chunk requests in flight, so memory stays near
+//!    `MAX_DOWNLOADS × WINDOW` chunks (16 MiB) whatever the file sizes.
+//! 3. A download fetches the index first (checked against the root), then the chunks it
+//!    lacks, each checked against the index before it is opened and written at its offset;
+//!    every [`SYNC_EVERY`] chunks the file is synced and its progress recorded, so a
+//!    restart resumes there. A chunk that fails its check counts against its source
+//!    (penalised) and is asked again, from the next source when there are several;
+//!    [`MAX_BAD`] bad chunks or [`MAX_FAILURES`] failed requests in a row fail the download.
+//! 4. Progress goes to `kith watch` as [`Event::Media`] and to views through a shared map.
+
+pub mod files;
+pub mod thumb;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kith_net::{Multiaddr, NetCommand, PeerId, RequestFailure, WeakNetHandle};
+use kith_proto::media::{
+    Hash, Index, Manifest, MediaRefusal, MediaRequest, MediaResponse, open_chunk,
+};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use crate::model::Event;
+use files::{Dir, Partial};
+
+/// The media folder's name in the data directory.
+pub const DIR: &str = "media";
+/// Jobs waiting for the media task.
+pub const JOB_QUEUE: usize = 1024;
+/// Files downloading at once.
+pub const MAX_DOWNLOADS: usize = 4;
+/// Files waiting to download (more are refused, and resumed at the next start).
+pub const MAX_QUEUED: usize = 1024;
+/// Chunk requests in flight per download.
+pub const WINDOW: usize = 16;
+/// Chunks written between syncs of a download (4 MiB).
+pub const SYNC_EVERY: u32 = 16;
+/// Bad chunks (failed checks) before a download fails.
+pub const MAX_BAD: u32 = 3;
+/// Failed requests in a row before a download fails.
+pub const MAX_FAILURES: u32 = 40;
+/// Most files whose progress is shown (failed ones are forgotten first when it is full).
+const MAX_PROGRESS: usize = MAX_QUEUED + MAX_DOWNLOADS + 1024;
+/// A request not answered by then is given up (and asked again).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a download waits after a failed request before asking again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Work for the media task.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Job {
+    /// Download a file.
+    Fetch(Box<Fetch>),
+    /// Answer inbound request `id` with the index (`chunk: None`) or a chunk of a file the
+    /// asker may have.
+    Serve {
+        id: u64,
+        manifest: Box<Manifest>,
+        chunk: Option<u32>,
+    },
+    /// The answer to one of our requests.
+    Answered {
+        tag: u64,
+        peer: PeerId,
+        result: Result<MediaResponse, RequestFailure>,
+    },
+}
+
+/// A file to download.
+#[derive(Debug)]
+pub struct Fetch {
+    /// The message id (text), for events.
+    pub msg: String,
+    /// The conversation's name, for events.
+    pub contact: String,
+    /// The file.
+    pub manifest: Manifest,
+    /// Who may have it (the sender's device first).
+    pub sources: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+/// Where a download stands, as views show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Waiting for its turn.
+    Queued,
+    /// Chunks held of the total.
+    Downloading { held: u32, total: u32 },
+    /// Given up (the user may ask again).
+    Failed,
+}
+
+/// The engine's handle to the media task.
+#[derive(Debug, Clone)]
+pub struct Media {
+    tx: mpsc::Sender<Job>,
+    /// The folder.
+    pub dir: Dir,
+    progress: Arc<Mutex<HashMap<Hash, Progress>>>,
+}
+
+impl Media {
+    /// Starts the media task for `dir`.
+    pub fn spawn(dir: Dir, net: WeakNetHandle, events: broadcast::Sender<Event>) -> Self {
+        if let Err(e) = std::fs::create_dir_all(&dir.0) {
+            warn!(error = %e, "cannot make the media folder");
+        }
+        let (tx, rx) = mpsc::channel(JOB_QUEUE);
+        let progress = Arc::new(Mutex::new(HashMap::new()));
+        let task = Task {
+            dir: dir.clone(),
+            net,
+            events,
+            progress: progress.clone(),
+            active: HashMap::new(),
+            queued: VecDeque::new(),
+            asked: HashMap::new(),
+            next_tag: 0,
+        };
+        tokio::spawn(task.run(rx));
+        Self { tx, dir, progress }
+    }
+
+    /// Hands the task a job without waiting; false when its queue is full (or it stopped).
+    pub fn offer(&self, job: Job) -> bool {
+        self.tx.try_send(job).is_ok()
+    }
+
+    /// Where the file with this root stands: state, percent.
+    pub fn state(&self, root: &Hash) -> (&'static str, u8) {
+        if self.dir.ready(root) {
+            return ("ready", 100);
+        }
+        let p = self.progress.lock().ok().and_then(|m| m.get(root).copied());
+        match p {
+            Some(Progress::Downloading { held, total }) => ("downloading", percent(held, total)),
+            Some(Progress::Failed) => ("failed", 0),
+            Some(Progress::Queued) | None => ("waiting", 0),
+        }
+    }
+}
+
+fn percent(held: u32, total: u32) -> u8 {
+    (u64::from(held) * 100 / u64::from(total.max(1))).min(100) as u8
+}
+
+/// One file downloading.
+struct Download {
+    fetch: Fetch,
+    index: Option<Index>,
+    part: Option<Partial>,
+    /// Chunk (or `None` for the index) asked by tag, with when and of which source.
+    in_flight: HashMap<u64, (Option<u32>, Instant, usize)>,
+    /// Next chunk to consider asking for.
+    cursor: u32,
+    /// Chunks to ask again first.
+    again: VecDeque<u32>,
+    /// Which source the next request goes to.
+    source: usize,
+    failures: u32,
+    bad: u32,
+    wait_until: Option<Instant>,
+    last_percent: u8,
+}
+
+struct Task {
+    dir: Dir,
+    net: WeakNetHandle,
+    events: broadcast::Sender<Event>,
+    progress: Arc<Mutex<HashMap<Hash, Progress>>>,
+    active: HashMap<Hash, Download>,
+    queued: VecDeque<Fetch>,
+    /// Our requests in flight: tag → root.
+    asked: HashMap<u64, Hash>,
+    next_tag: u64,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(j) => self.on_job(j),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        for d in self.active.values_mut() {
+            if let Some(p) = d.part.as_mut() {
+                let _ = p.sync(&self.dir, &d.fetch.manifest.root);
+            }
+        }
+    }
+
+    fn set_progress(&self, root: Hash, p: Option<Progress>) {
+        if let Ok(mut m) = self.progress.lock() {
+            match p {
+                Some(p) => {
+                    if m.len() >= MAX_PROGRESS && !m.contains_key(&root) {
+                        m.retain(|_, v| *v != Progress::Failed);
+                    }
+                    m.insert(root, p);
+                }
+                None => {
+                    m.remove(&root);
+                }
+            }
+        }
+    }
+
+    fn event(&self, f: &Fetch, state: &str, percent: u8) {
+        let _ = self.events.send(Event::Media {
+            contact: f.contact.clone(),
+            id: f.msg.clone(),
+            state: state.into(),
+            percent,
+        });
+    }
+
+    fn on_job(&mut self, job: Job) {
+        match job {
+            Job::Fetch(f) => {
+                let root = f.manifest.root;
+                if self.dir.ready(&root)
+                    || self.active.contains_key(&root)
+                    || self.queued.iter().any(|q| q.manifest.root == root)
+                {
+                    return;
+                }
+                if self.queued.len() >= MAX_QUEUED {
+                    warn!("too many downloads waiting; one is left for the next start");
+                    return;
+                }
+                self.set_progress(root, Some(Progress::Queued));
+                self.queued.push_back(*f);
+                self.start_next();
+            }
+            Job::Serve {
+                id,
+                manifest,
+                chunk,
+            } => {
+                let resp = self.serve(&manifest, chunk);
+                self.net_send(NetCommand::AnswerMedia { id, resp });
+            }
+            Job::Answered { tag, peer, result } => self.on_answer(tag, peer, result),
+        }
+    }
+
+    fn serve(&self, m: &Manifest, chunk: Option<u32>) -> MediaResponse {
+        let read = match chunk {
+            None => std::fs::read(self.dir.index(&m.root)).map(MediaResponse::Index),
+            Some(i) => files::sealed_chunk(&self.dir, m, i).map(MediaResponse::Chunk),
+        };
+        read.unwrap_or(MediaResponse::Refused(MediaRefusal::NotFound))
+    }
+
+    fn net_send(&self, cmd: NetCommand) {
+        if self.net.send(cmd).is_err() {
+            debug!("network busy; a media command was dropped (its deadline covers it)");
+        }
+    }
+
+    fn start_next(&mut self) {
+        while self.active.len() < MAX_DOWNLOADS {
+            let Some(fetch) = self.queued.pop_front() else {
+                return;
+            };
+            let root = fetch.manifest.root;
+            if fetch.sources.is_empty() {
+                warn!("a download has nowhere to come from");
+                self.set_progress(root, Some(Progress::Failed));
+                self.event(&fetch, "failed", 0);
+                continue;
+            }
+            let index = std::fs::read(self.dir.index(&root))
+                .ok()
+                .and_then(|b| Index::from_bytes(&root, fetch.manifest.chunks(), b).ok());
+            let mut d = Download {
+                fetch,
+                index,
+                part: None,
+                in_flight: HashMap::new(),
+                cursor: 0,
+                again: VecDeque::new(),
+                source: 0,
+                failures: 0,
+                bad: 0,
+                wait_until: None,
+                last_percent: 0,
+            };
+            match Partial::open(&self.dir, &d.fetch.manifest) {
+                Ok(p) => {
+                    if p.held() > 0 {
+                        info!(
+                            held = p.held(),
+                            total = d.fetch.manifest.chunks(),
+                            "resuming a download"
+                        );
+                    }
+                    d.part = Some(p);
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot open a download's file");
+                    self.set_progress(root, Some(Progress::Failed));
+                    self.event(&d.fetch, "failed", 0);
+                    continue;
+                }
+            }
+            self.active.insert(root, d);
+            self.pump(root);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let roots: Vec<Hash> = self.active.keys().copied().collect();
+        for root in roots {
+            if let Some(d) = self.active.get_mut(&root) {
+                let late: Vec<u64> = d
+                    .in_flight
+                    .iter()
+                    .filter(|(_, (_, at, _))| now.duration_since(*at) > REQUEST_DEADLINE)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for t in late {
+                    if let Some((Some(i), _, _)) = d.in_flight.remove(&t) {
+                        d.again.push_back(i);
+                    }
+                    self.asked.remove(&t);
+                }
+            }
+            self.pump(root);
+        }
+    }
+
+    /// Asks for what the download `root` lacks, up to its window.
+    fn pump(&mut self, root: Hash) {
+        let now = Instant::now();
+        let mut asks = Vec::new();
+        {
+            let Some(d) = self.active.get_mut(&root) else {
+                return;
+            };
+            if d.wait_until.is_some_and(|t| now < t) || d.fetch.sources.is_empty() {
+                return;
+            }
+            d.wait_until = None;
+            let count = d.fetch.manifest.chunks();
+            if d.index.is_none() {
+                if d.in_flight.is_empty() {
+                    asks.push(None);
+                }
+            } else if let Some(part) = d.part.as_ref() {
+                while d.in_flight.len() + asks.len() < WINDOW {
+                    let next = match d.again.pop_front() {
+                        Some(i) => Some(i),
+                        None => {
+                            while d.cursor < count && part.has(d.cursor) {
+                                d.cursor += 1;
+                            }
+                            (d.cursor < count).then(|| {
+                                d.cursor += 1;
+                                d.cursor - 1
+                            })
+                        }
+                    };
+                    match next {
+                        Some(i) if part.has(i) => {}
+                        Some(i) => asks.push(Some(i)),
+                        None => break,
+                    }
+                }
+            }
+        }
+        for chunk in asks {
+            self.ask(root, chunk, now);
+        }
+    }
+
+    fn ask(&mut self, root: Hash, chunk: Option<u32>, now: Instant) {
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        let Some(d) = self.active.get_mut(&root) else {
+            return;
+        };
+        let n = d.fetch.sources.len().max(1);
+        let s = d.source % n;
+        let Some((peer, addrs)) = d.fetch.sources.get(s).cloned() else {
+            return;
+        };
+        d.in_flight.insert(tag, (chunk, now, s));
+        self.asked.insert(tag, root);
+        let req = match chunk {
+            None => MediaRequest::Index { root },
+            Some(index) => MediaRequest::Chunk { root, index },
+        };
+        self.net_send(NetCommand::Media {
+            tag,
+            peer,
+            addrs,
+            req,
+        });
+    }
+
+    fn on_answer(&mut self, tag: u64, peer: PeerId, result: Result<MediaResponse, RequestFailure>) {
+        let Some(root) = self.asked.remove(&tag) else {
+            return;
+        };
+        let Some(d) = self.active.get_mut(&root) else {
+            return;
+        };
+        let Some((chunk, _, source)) = d.in_flight.remove(&tag) else {
+            return;
+        };
+        let count = d.fetch.manifest.chunks();
+        let outcome = match (chunk, result) {
+            (None, Ok(MediaResponse::Index(bytes))) => match Index::from_bytes(&root, count, bytes)
+            {
+                Ok(index) => {
+                    let _ = files::replace(&self.dir.index(&root), index.as_bytes());
+                    d.index = Some(index);
+                    Outcome::Good
+                }
+                Err(_) => Outcome::Bad,
+            },
+            (Some(i), Ok(MediaResponse::Chunk(sealed))) => {
+                let checked = match d.index.as_ref() {
+                    Some(index) => index.verify(i, &sealed).is_ok(),
+                    None => false,
+                };
+                let opened = if checked {
+                    open_chunk(&d.fetch.manifest.key, i, count, sealed).ok()
+                } else {
+                    None
+                };
+                match (opened, d.part.as_mut()) {
+                    (Some(plain), Some(part)) if plain.len() == d.fetch.manifest.chunk_len(i) => {
+                        let offset = u64::from(i) * u64::from(d.fetch.manifest.chunk_size);
+                        match part.write(&self.dir, &root, i, offset, &plain, SYNC_EVERY) {
+                            Ok(()) => Outcome::Good,
+                            Err(e) => {
+                                warn!(error = %e, "cannot write a download");
+                                d.again.push_back(i);
+                                Outcome::Failed
+                            }
+                        }
+                    }
+                    _ => {
+                        d.again.push_back(i);
+                        Outcome::Bad
+                    }
+                }
+            }
+            (c, Ok(MediaResponse::Refused(MediaRefusal::Busy))) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                Outcome::Busy
+            }
+            (c, other) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                match other {
+                    Ok(MediaResponse::Refused(r)) => debug!(%peer, ?r, "media request refused"),
+                    Err(e) => debug!(%peer, error = %e, "media request failed"),
+                    Ok(_) => {}
+                }
+                Outcome::Failed
+            }
+        };
+        match outcome {
+            Outcome::Good => d.failures = 0,
+            Outcome::Bad => {
+                warn!(%peer, "a source sent a chunk that fails its check");
+                d.bad += 1;
+                d.source = source + 1;
+                let _ = self.net.send(NetCommand::Penalize {
+                    peer,
+                    reason: "bad media chunk",
+                });
+            }
+            Outcome::Busy => {
+                // The source has it but serves others now: the same source, a little later.
+                d.wait_until = Some(Instant::now() + RETRY_AFTER);
+            }
+            Outcome::Failed => {
+                d.failures += 1;
+                d.source = source + 1;
+                d.wait_until = Some(Instant::now() + RETRY_AFTER);
+            }
+        }
+        self.after_answer(root);
+    }
+
+    /// Reports progress, finishes or fails the download `root`, and asks for more.
+    fn after_answer(&mut self, root: Hash) {
+        let Some(d) = self.active.get_mut(&root) else {
+            return;
+        };
+        let total = d.fetch.manifest.chunks();
+        let held = d.part.as_ref().map_or(0, Partial::held);
+        if d.bad >= MAX_BAD || d.failures >= MAX_FAILURES {
+            warn!(bad = d.bad, failures = d.failures, "a download failed");
+            if let Some(mut d) = self.active.remove(&root) {
+                if let Some(p) = d.part.as_mut() {
+                    let _ = p.sync(&self.dir, &root);
+                }
+                self.forget_tags(&d);
+                self.set_progress(root, Some(Progress::Failed));
+                self.event(&d.fetch, "failed", percent(held, total));
+            }
+            self.start_next();
+            return;
+        }
+        if d.part.as_ref().is_some_and(Partial::complete) {
+            if let Some(d) = self.active.remove(&root) {
+                self.forget_tags(&d);
+                let finished = d.part.map(|p| p.finish(&self.dir, &root));
+                match finished {
+                    Some(Ok(())) => {
+                        info!(size = d.fetch.manifest.size, "a file arrived whole");
+                        self.set_progress(root, None);
+                        self.event(&d.fetch, "ready", 100);
+                    }
+                    _ => {
+                        self.set_progress(root, Some(Progress::Failed));
+                        self.event(&d.fetch, "failed", 100);
+                    }
+                }
+            }
+            self.start_next();
+            return;
+        }
+        let p = percent(held, total);
+        let report = p >= d.last_percent.saturating_add(5);
+        if report {
+            d.last_percent = p;
+        }
+        let (contact, msg) = (d.fetch.contact.clone(), d.fetch.msg.clone());
+        self.set_progress(root, Some(Progress::Downloading { held, total }));
+        if report {
+            let _ = self.events.send(Event::Media {
+                contact,
+                id: msg,
+                state: "downloading".into(),
+                percent: p,
+            });
+        }
+        self.pump(root);
+    }
+
+    fn forget_tags(&mut self, d: &Download) {
+        for t in d.in_flight.keys() {
+            self.asked.remove(t);
+        }
+    }
+}
+
+enum Outcome {
+    Good,
+    Bad,
+    Busy,
+    Failed,
+}
