@@ -46,6 +46,11 @@ pub fn main() -> ExitCode {
     };
     restrict_umask();
     let out = Out::new(cli.json);
+    match &cli.cmd {
+        Command::Completions { shell } => return crate::setup::completions(*shell),
+        Command::Man => return crate::setup::man(&out),
+        _ => {}
+    }
     let dir = match data_dir(cli.data_dir) {
         Ok(d) => d,
         Err(e) => {
@@ -65,7 +70,9 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
+            Command::Up { detach: true, .. } => crate::setup::detach(&out, &dir).await,
             Command::Up {
+                detach: false,
                 listen,
                 bootstrap,
                 no_mdns,
@@ -166,6 +173,16 @@ fn check(cmd: &Command) -> Result<(), String> {
             text: None,
             ..
         } => Err("give a contact and a text: kith send NAME TEXT".into()),
+        Command::Disappear {
+            group: Some(_),
+            timer: Some(_),
+            ..
+        } => Err("with --group, give only the timer: kith disappear --group GROUP TIMER".into()),
+        Command::Disappear {
+            group: None,
+            timer: None,
+            ..
+        } => Err("give a contact and a timer: kith disappear NAME 5m".into()),
         _ => Ok(()),
     }
 }
@@ -348,9 +365,30 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.contacts(&c.call::<methods::ContactsList>(NoParams {}).await?)
         }
         Command::Send {
+            group,
+            name,
+            text,
+            reply_to: Some(reply_to),
+        } => {
+            let (chat, text) = match (group, text) {
+                (Some(g), None) => (chat_params(None, Some(g)), name),
+                (None, Some(t)) => (chat_params(Some(name), None), t),
+                _ => return Ok(()),
+            };
+            let v = c
+                .call::<methods::MessageSend>(methods::ChatSendParams {
+                    chat,
+                    text,
+                    reply_to: Some(reply_to),
+                })
+                .await?;
+            out.sent(&v);
+        }
+        Command::Send {
             group: Some(group),
             name: text,
             text: None,
+            reply_to: None,
         } => {
             let v = c
                 .call::<methods::GroupSend>(methods::GroupSendParams { group, text })
@@ -361,6 +399,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             group: None,
             name,
             text: Some(text),
+            reply_to: None,
         } => {
             let v = c
                 .call::<methods::Send>(SendParams { to: name, text })
@@ -483,8 +522,15 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Chat { name } => chat(out, dir, c, name).await?,
+        Command::Completions { .. } | Command::Man => {}
+        cmd => crate::actions::run(out, &mut c, cmd).await?,
     }
     Ok(())
+}
+
+/// A chat by contact name or group.
+pub(crate) fn chat_params(to: Option<String>, group: Option<String>) -> methods::ChatParams {
+    methods::ChatParams { to, group }
 }
 
 /// `kith group …`.

@@ -4,10 +4,13 @@
 //! together. Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 daemon not running
 //! or network failure.
 
+mod actions;
 mod args;
 mod cli;
+mod clock;
 mod output;
 mod safe;
+mod setup;
 
 use std::process::ExitCode;
 

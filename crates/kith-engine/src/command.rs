@@ -20,6 +20,9 @@ use crate::EngineError;
 
 pub use crate::actor::table::list::*;
 
+mod chat;
+pub use chat::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.

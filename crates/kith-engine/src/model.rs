@@ -59,6 +59,12 @@ pub enum EngineError {
     /// The group change is not allowed or changes nothing.
     #[error("{0}")]
     GroupRefused(String),
+    /// No message has that id (or it is not in a chat this user can act on).
+    #[error("no message with id {0} (see `kith history`)")]
+    UnknownMessage(String),
+    /// A message action the rules do not allow (someone else's message, too late).
+    #[error("{0}")]
+    ActionRefused(String),
 }
 
 impl EngineError {
@@ -173,6 +179,51 @@ pub struct MessageView {
     pub status: String,
     /// When the sender wrote it (ms since epoch).
     pub sent_at: u64,
+    /// Replies, reactions, edits, deletes, marks.
+    #[serde(flatten, default)]
+    pub extras: MessageExtras,
+}
+
+/// What message actions show on a message (all empty for a plain one).
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageExtras {
+    /// The id of the message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The start of the answered message's text (or `None` when it is not here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// Forwarded from another chat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Edited by its author.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+    /// Deleted for everyone by its author (the text is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Starred by you.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub starred: bool,
+    /// Pinned by you.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+    /// Reactions: who ("me" or a name) and the emoji.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<(String, String)>,
+    /// When it disappears (ms since epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for MessageExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageExtras")
+            .field("edited", &self.edited)
+            .field("deleted", &self.deleted)
+            .field("reactions", &self.reactions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for MessageView {
@@ -341,6 +392,9 @@ pub struct GroupItemView {
     pub of: u32,
     /// When the sender wrote it (ms since the epoch).
     pub sent_at: u64,
+    /// Replies, reactions, edits, deletes, marks.
+    #[serde(flatten, default)]
+    pub extras: MessageExtras,
 }
 
 impl std::fmt::Debug for GroupItemView {
@@ -485,6 +539,18 @@ pub enum Event {
         /// What happened, in words.
         text: String,
     },
+    /// A message action from someone else changed a message or a chat (a reaction, an
+    /// edit, a delete, a disappearing timer).
+    MessageChanged {
+        /// The contact's name or the group's name.
+        chat: String,
+        /// Who did it.
+        from: String,
+        /// The message id (empty for a chat setting).
+        id: String,
+        /// `react`, `edit`, `delete` or `disappear`.
+        change: String,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -496,6 +562,7 @@ impl std::fmt::Debug for Event {
             Event::IdentityWarning { .. } => f.write_str("IdentityWarning"),
             Event::Presence { online, .. } => write!(f, "Presence({online})"),
             Event::Notice { .. } => f.write_str("Notice"),
+            Event::MessageChanged { id, change, .. } => write!(f, "MessageChanged({id}, {change})"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
             Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),

@@ -123,12 +123,16 @@ pub enum GroupContent {
         /// The text.
         text: String,
     },
+    /// A message action (reply, reaction, edit, delete, disappearing timer): see
+    /// [`crate::chat`].
+    Chat(crate::chat::ChatAction),
 }
 
 impl std::fmt::Debug for GroupContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GroupContent::Text { id, .. } => write!(f, "Text {{ id: {id:x}, .. }}"),
+            GroupContent::Chat(a) => write!(f, "Chat({a:?})"),
         }
     }
 }
@@ -164,6 +168,7 @@ impl GroupPlain {
             GroupContent::Text { text, .. } if text.len() > MAX_TEXT => {
                 Err(DecodeError::Invalid("text too long"))
             }
+            GroupContent::Chat(a) => a.check().map(|()| p),
             _ => Ok(p),
         }
     }

@@ -537,6 +537,9 @@ pub enum Body {
         /// The ops' hashes.
         ops: Vec<kith_types::OpHash>,
     },
+    /// A message action (reply, reaction, edit, delete, disappearing timer): see
+    /// [`crate::chat`].
+    Chat(crate::chat::ChatAction),
 }
 
 impl std::fmt::Debug for Body {
@@ -557,6 +560,7 @@ impl std::fmt::Debug for Body {
                 write!(f, "GroupReceipt {{ kind: {kind:?}, n: {} }}", ids.len())
             }
             Body::GroupWant { ops, .. } => write!(f, "GroupWant {{ n: {} }}", ops.len()),
+            Body::Chat(a) => write!(f, "Chat({a:?})"),
         }
     }
 }
@@ -611,6 +615,7 @@ impl Sealed {
                 Body::GroupWant { ops, .. } if ops.is_empty() || ops.len() > MAX_UPDATE_OPS => {
                     return Err(DecodeError::Invalid("group want size"));
                 }
+                Body::Chat(a) => a.check()?,
                 _ => {}
             }
         }

@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod chat;
 mod groups;
 mod model;
 mod prekeys;
@@ -24,6 +25,7 @@ use std::path::Path;
 use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+pub use chat::{ChatRef, ChatSettings, MessageMeta};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use model::*;
 pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};

@@ -374,6 +374,7 @@ impl<'a> WriteTx<'a> {
         self.create_group_tables()?;
         self.create_topic_tables()?;
         self.create_prekey_tables()?;
+        self.create_chat_tables()?;
         Ok(())
     }
 

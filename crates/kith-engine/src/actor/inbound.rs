@@ -445,6 +445,7 @@ impl State {
                     status: Status::Delivered,
                 };
                 if w.append_message(&conv, &msg)?.is_some() {
+                    self.chat_stored(w, ChatRef::Contact(conv), id, msg.stored_at_ms, None)?;
                     after.push(After::Event(Event::Message {
                         contact: name.to_owned(),
                         id: MessageId(id).to_string(),
@@ -476,6 +477,7 @@ impl State {
             Step::GroupReceipt { group, kind, ids } => {
                 self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
+            Step::Chat(action) => self.on_contact_chat(w, conv, name, action, after)?,
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! need no I/O move out into `crate::cores`, one protocol area at a time.
 
 mod backlog;
+pub(crate) mod chat;
 mod commands;
 mod config;
 mod groups;
@@ -70,7 +71,8 @@ use kith_proto::wire::{
     Body, DeliveryResult, Envelope, Refusal, RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
-    Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
+    ChatRef, Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx,
+    device_key,
 };
 use kith_types::{
     BoundedMap, BoundedSet, CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey, MessageId,
@@ -295,6 +297,8 @@ struct State {
     /// When our user record is published.
     record: Publisher,
     last_keepalive: Instant,
+    /// When disappearing messages were last expired.
+    last_expiry: Instant,
     /// Callers waiting for a tagged record publication.
     publishing: BoundedMap<u64, PublishReply>,
     /// This device's push endpoint (secret: never logged).

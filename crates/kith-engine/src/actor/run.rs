@@ -108,6 +108,7 @@ impl Engine {
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
+                last_expiry: Instant::now(),
                 publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
                 push_status: HashMap::new(),
@@ -303,6 +304,7 @@ impl Engine {
         self.presence_tick();
         self.groups_tick();
         self.watch_tick();
+        self.chat_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();
         }

@@ -203,6 +203,13 @@ no_prepare!(
     GroupSendParams,
     GroupHistoryParams,
     ReceiptsParams,
+    ChatSendParams,
+    ForwardParams,
+    ReactParams,
+    EditParams,
+    DeleteParams,
+    MarkParams,
+    ChatSetParams,
 );
 
 impl Prepare for SetProfileParams {
@@ -346,4 +353,44 @@ commands! {
     /// `receipts`: who has one of your group messages, and who read it, with times.
     write Receipts = "receipts", ReceiptsParams => ReceiptsView,
         |st, w, p, _after| st.receipts_view(w, &p.id);
+
+    // Message actions (issue 18): the rules are in `cores/chat`, the I/O in `actor/chat.rs`.
+    /// `message.send`: a text to a contact (`to`) or group (`group`), optionally answering
+    /// another message (`reply_to`).
+    write MessageSend = "message.send", ChatSendParams => Sent,
+        |st, w, p, after| st.chat_send(w, &p.chat, p.text, p.reply_to.as_deref(), false, after);
+    /// `message.forward`: send a copy of a message to another chat, marked forwarded.
+    write MessageForward = "message.forward", ForwardParams => Sent,
+        |st, w, p, after| st.chat_forward(w, &p.id, &p.chat, after);
+    /// `message.react`: react to a message (one reaction per person; empty takes it back).
+    write MessageReact = "message.react", ReactParams => ActionResult,
+        |st, w, p, after| st.chat_act(w, &p.id, |target, _| kith_proto::chat::ChatAction::React {
+            target,
+            emoji: p.emoji,
+        }, after);
+    /// `message.edit`: change the text of one of your messages (within 15 minutes).
+    write MessageEdit = "message.edit", EditParams => ActionResult,
+        |st, w, p, after| st.chat_act(w, &p.id, |target, at_ms| kith_proto::chat::ChatAction::Edit {
+            target,
+            text: p.text,
+            at_ms,
+        }, after);
+    /// `message.delete`: delete a message here, or with `everyone` one of yours for
+    /// everyone (within 2 days: a tombstone replaces it on every device and member).
+    write MessageDelete = "message.delete", DeleteParams => ActionResult,
+        |st, w, p, after| if p.everyone {
+            st.chat_act(w, &p.id, |target, at_ms| kith_proto::chat::ChatAction::Delete {
+                target,
+                at_ms,
+            }, after)
+        } else {
+            st.chat_mark(w, &p.id, "delete_for_me", true)
+        };
+    /// `message.mark`: star or pin a message (`mark`: star or pin), or take it off.
+    write MessageMark = "message.mark", MarkParams => ActionResult,
+        |st, w, p, _after| st.chat_mark(w, &p.id, &p.mark, p.on);
+    /// `chat.set`: archive, mute, or set the disappearing timer of a chat (the timer goes
+    /// to the other side too).
+    write ChatSet = "chat.set", ChatSetParams => ChatSettingsView,
+        |st, w, p, after| st.chat_set(w, &p, after);
 }

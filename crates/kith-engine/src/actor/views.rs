@@ -131,9 +131,24 @@ impl Engine {
                 };
                 let mut msgs = r.history(&c.identity, limit)?;
                 keep_newest_texts(&mut msgs, |m| m.text.len());
-                Ok(Ok(msgs
-                    .into_iter()
-                    .map(|(_, m)| MessageView {
+                let chat = kith_store::ChatRef::Contact(c.identity);
+                let mut out = Vec::with_capacity(msgs.len());
+                for (_, m) in msgs {
+                    let meta = r.message_meta(&chat, m.id)?;
+                    let Some(extras) = super::chat::extras_of(
+                        meta,
+                        |who| {
+                            if *who == c.identity {
+                                c.name.clone()
+                            } else {
+                                "me".into()
+                            }
+                        },
+                        |q| r.message(&c.identity, q).ok().flatten().map(|q| q.text),
+                    ) else {
+                        continue;
+                    };
+                    out.push(MessageView {
                         id: MessageId(m.id).to_string(),
                         from: if m.outgoing {
                             "me".into()
@@ -143,8 +158,10 @@ impl Engine {
                         text: m.text,
                         status: m.status.as_str().into(),
                         sent_at: m.sent_at_ms,
-                    })
-                    .collect()))
+                        extras,
+                    });
+                }
+                Ok(Ok(out))
             })
             .map_err(internal)?
     }

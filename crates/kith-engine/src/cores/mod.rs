@@ -4,6 +4,8 @@
 //! on the network and from the user, and carries out what they decide. Cores can be driven
 //! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
 //!
+//! - [`chat`]: message actions: who may react, edit, delete which message and when; held
+//!   actions; disappearing timers.
 //! - [`contacts`]: adding, naming and removing contacts; texts to send; read and receipts.
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`outbox`]: sealing queued bodies into envelopes, delivery answers, resets, pre-key bundles.
@@ -20,6 +22,7 @@
 //! - [`group_keys`]: group sender keys: session renewal, who gets which key, early keys.
 //! - [`group_receipts`]: group receipts: batching per sender device, read receipts, counts.
 
+pub mod chat;
 pub mod contacts;
 pub mod delivery;
 pub mod group_frames;

@@ -150,7 +150,7 @@ pub(super) struct Groups {
     logs: HashMap<GroupId, GroupLog>,
     /// Groups not joined yet whose ops came (kept once they make us a member, by a contact).
     invites: crate::cores::group_ops::Invites,
-    states: HashMap<GroupId, GroupState>,
+    pub(in crate::actor) states: HashMap<GroupId, GroupState>,
     topics: HashMap<String, GroupId>,
     /// Every identity that is a member of one of our groups (they are not strangers).
     pub(super) people: HashSet<IdentityKey>,
