@@ -89,6 +89,21 @@ pub(crate) async fn run(out: &Out, c: &mut Client, cmd: Command) -> Result<(), C
             p.disappear = Some(timer);
             out.chat_settings(&c.call::<methods::ChatSet>(p).await?);
         }
+        Command::Search {
+            text,
+            chat,
+            group,
+            limit,
+        } => {
+            let hits = c
+                .call::<methods::Search>(methods::SearchParams {
+                    text,
+                    chat: chat_params(chat, group),
+                    limit,
+                })
+                .await?;
+            out.search(&hits);
+        }
         _ => {}
     }
     Ok(())

@@ -224,6 +224,20 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff), e.g. `kith man > ~/.local/share/man/man1/kith.1`.
     Man,
+    /// Search your history: ranked matches with snippets (words, "phrases", -exclusions).
+    Search {
+        /// What to look for.
+        text: String,
+        /// Only the chat with this contact.
+        #[arg(long, value_name = "NAME", conflicts_with = "group")]
+        chat: Option<String>,
+        /// Only this group.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Most results.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// React to a message (one reaction per person; a new one replaces yours).
     React {
         /// The message id (as `kith history` shows it).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use kith_api::methods::ReadResult;
 use kith_engine::MessageExtras;
-use kith_engine::command::{ActionResult, ChatSettingsView};
+use kith_engine::command::{ActionResult, ChatSettingsView, SearchHitView};
 use kith_engine::{
     ContactView, GroupItemView, GroupSummary, GroupView, MailboxView, MessageView, NodeInfo,
     NodeStatus, PrivacyView, ProfileView, PushView, ReceiptsView, Sent, Verification,
@@ -380,6 +380,29 @@ impl Out {
                 "Nothing to change ({} {}).",
                 r.action.replace('_', " "),
                 r.id
+            ));
+        }
+    }
+
+    /// Search results, best first.
+    pub fn search(&self, hits: &[SearchHitView]) {
+        if self.json {
+            for h in hits {
+                json_line(h);
+            }
+            return;
+        }
+        if hits.is_empty() {
+            line("No matches.");
+        }
+        for h in hits {
+            line(&format!(
+                "[{}] {} {} in {}: {}",
+                local(h.sent_at),
+                h.id,
+                printable(&h.from),
+                printable(&h.chat),
+                printable(&h.snippet)
             ));
         }
     }

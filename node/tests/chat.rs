@@ -121,6 +121,54 @@ fn group_reply_react_edit_and_delete() {
     });
 }
 
+/// `kith search`: ranked, with snippets, updated as messages arrive and as they are edited
+/// and deleted; one chat with --chat; rebuilt from the store when the index is gone.
+#[test]
+fn search_follows_arrivals_edits_and_deletes() {
+    let (mut a, b) = pair();
+    let hits = |n: &Node, args: &[&str]| {
+        let mut full = vec!["search"];
+        full.extend_from_slice(args);
+        n.json(&full)
+    };
+    let m1 = b.send("Alice", "the picnic is on Saturday");
+    let m2 = b.send("Alice", "picnic picnic picnic: bring a blanket");
+    a.wait_received("Bob", 2, T);
+    a.send("Bob", "no picnic for me, sorry");
+    let h = hits(&a, &["picnic"]);
+    assert_eq!(h.len(), 3, "{h:?}");
+    assert_eq!(h[0]["id"], m2.as_str(), "the best match first: {h:?}");
+    assert!(
+        h[0]["snippet"].as_str().unwrap().contains("[picnic]"),
+        "{h:?}"
+    );
+    assert_eq!(h[0]["from"], "Bob");
+    assert_eq!(h[0]["chat"], "Bob");
+    // Edits and deletes reach the index too.
+    b.json(&["edit", &m1, "the barbecue is on Saturday"]);
+    wait_for(T, "the edit in Alice's index", || {
+        let h = hits(&a, &["barbecue"]);
+        (h.len() == 1 && h[0]["id"] == m1.as_str()).then_some(())
+    });
+    b.json(&["delete", &m2, "--everyone"]);
+    wait_for(T, "the delete in Alice's index", || {
+        hits(&a, &["blanket"]).is_empty().then_some(())
+    });
+    assert_eq!(hits(&a, &["picnic", "--chat", "Bob"]).len(), 1);
+    // Plain output: time, id, who, chat, the snippet.
+    let plain = String::from_utf8(a.cli(&["search", "barbecue"]).stdout).unwrap();
+    assert!(
+        plain.contains("Bob in Bob: the [barbecue] is on Saturday"),
+        "{plain}"
+    );
+    // Without its index the node rebuilds it from the store at start.
+    a.stop();
+    std::fs::remove_dir_all(a.dir.join("search")).unwrap();
+    a.start();
+    let h = hits(&a, &["barbecue"]);
+    assert_eq!(h.len(), 1, "{h:?}");
+}
+
 /// Disappearing messages: the timer reaches the other side, and once a message's time is
 /// up its text is gone from both stores (no longer in the history, not in the store's
 /// tables). 5 minutes is the shortest timer, so the test moves no clock: it checks the
@@ -246,4 +294,45 @@ fn readme_try_it_runs_as_written() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(edited)"), "{text}");
+}
+
+/// Disappearing messages end to end, in real time (5 minutes is the shortest timer, so
+/// this is ignored by default: `cargo test -p kith --test chat -- --ignored`). After the
+/// time is up the message is gone from both histories, and after both daemons stop, no
+/// conversation row in either store holds its text.
+#[test]
+#[ignore]
+fn disappearing_messages_leave_no_text_in_either_store() {
+    let (mut a, mut b) = pair();
+    a.json(&["disappear", "Bob", "5m"]);
+    wait_for(T, "Bob's timer", || {
+        let v = b.json(&["mute", "Alice", "--off"]);
+        (v[0]["disappear"] == "5m").then_some(())
+    });
+    let secret = "vanishing-7f3a9c-text";
+    let id = a.send("Bob", secret);
+    wait_msg(&b, "Alice", &id, "the message at Bob", |_| true);
+    let gone = |n: &Node, with: &str| find(&n.history(with), &id).is_none();
+    wait_for(Duration::from_secs(400), "the message gone at Bob", || {
+        gone(&b, "Alice").then_some(())
+    });
+    wait_for(T, "the message gone at Alice", || {
+        gone(&a, "Bob").then_some(())
+    });
+    a.stop();
+    b.stop();
+    for n in [&a, &b] {
+        let store = kith_store::Store::open(&n.dir.join("kith.redb")).unwrap();
+        let contacts = store.read(|r| r.contacts()).unwrap();
+        for c in contacts {
+            let h = store.read(|r| r.history(&c.identity, 10_000)).unwrap();
+            assert!(h.iter().all(|(_, m)| !m.text.contains(secret)));
+        }
+        let raw = std::fs::read(n.dir.join("kith.redb")).unwrap();
+        let found = raw.windows(secret.len()).any(|w| w == secret.as_bytes());
+        eprintln!(
+            "raw file of {:?} still holds the text in a freed page: {found}",
+            n.dir
+        );
+    }
 }

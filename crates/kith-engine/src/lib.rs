@@ -30,6 +30,7 @@ mod keys;
 mod model;
 mod public_ip;
 pub mod push;
+pub mod search;
 
 pub use actor::{
     Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT, MAILBOX_QUOTA,

@@ -297,6 +297,10 @@ struct State {
     /// When our user record is published.
     record: Publisher,
     last_keepalive: Instant,
+    /// The full-text index of this node's history (none when it could not be opened).
+    search: Option<crate::search::SearchIndex>,
+    /// What the current batch changed for the index, applied after its commit.
+    index_ops: Vec<crate::search::IndexOp>,
     /// When disappearing messages were last expired.
     last_expiry: Instant,
     /// Callers waiting for a tagged record publication.

@@ -79,6 +79,7 @@ impl Engine {
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
+        let search = super::chat::open_search(&cfg.data_dir, &store, me);
         let engine = Engine {
             store,
             st: State {
@@ -108,6 +109,8 @@ impl Engine {
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
+                search,
+                index_ops: Vec::new(),
                 last_expiry: Instant::now(),
                 publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
@@ -361,6 +364,7 @@ impl Engine {
                 }
             }
         };
+        self.st.flush_index(ok);
         staged.extend(after);
         for a in staged {
             self.run_after(a, ok);
@@ -390,6 +394,7 @@ impl Engine {
             warn!(error = %e, "{what}");
             self.reload_after_failed_commit();
         }
+        self.st.flush_index(ok);
         for a in after {
             self.run_after(a, ok);
         }

@@ -210,6 +210,7 @@ no_prepare!(
     DeleteParams,
     MarkParams,
     ChatSetParams,
+    SearchParams,
 );
 
 impl Prepare for SetProfileParams {
@@ -393,4 +394,8 @@ commands! {
     /// to the other side too).
     write ChatSet = "chat.set", ChatSetParams => ChatSettingsView,
         |st, w, p, after| st.chat_set(w, &p, after);
+    /// `search`: ranked matches in this node's history (tantivy), with snippets; in one
+    /// chat when `to` or `group` is given.
+    write Search = "search", SearchParams => Vec<SearchHitView>,
+        |st, w, p, _after| st.search_cmd(w, &p);
 }

@@ -133,3 +133,54 @@ pub struct ChatSettingsView {
     /// Disappearing timer: off, 5m, 1h, 1d, 7d or 90d.
     pub disappear: String,
 }
+
+/// Params of `search`. Hand-written `Debug`: the query is the user's.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SearchParams {
+    /// Words, "phrases", -exclusions.
+    pub text: String,
+    /// Only this chat (a contact's `to` or a `group`), when given.
+    #[serde(flatten)]
+    pub chat: ChatParams,
+    /// Most hits (default 20, at most 200).
+    #[serde(default = "default_hits")]
+    pub limit: usize,
+}
+
+fn default_hits() -> usize {
+    20
+}
+
+impl std::fmt::Debug for SearchParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchParams")
+            .field("chat", &self.chat)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One search hit. Hand-written `Debug`: the snippet is message text.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchHitView {
+    /// The message id.
+    pub id: String,
+    /// The contact's name, or `#` and the group's name.
+    pub chat: String,
+    /// Who wrote it ("me" or a name).
+    pub from: String,
+    /// When (ms since the epoch).
+    pub sent_at: u64,
+    /// The best fragment, matches in `[` `]`.
+    pub snippet: String,
+    /// Relevance (BM25; higher is better).
+    pub score: f32,
+}
+
+impl std::fmt::Debug for SearchHitView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchHitView")
+            .field("id", &self.id)
+            .field("score", &self.score)
+            .finish_non_exhaustive()
+    }
+}
