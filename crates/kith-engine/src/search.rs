@@ -445,7 +445,8 @@ mod tests {
 
     #[test]
     fn marks_matches() {
-        assert_eq!(mark("a bc d", &[2..4]), "a [bc] d");
+        let one = std::ops::Range { start: 2, end: 4 };
+        assert_eq!(mark("a bc d", std::slice::from_ref(&one)), "a [bc] d");
         assert_eq!(mark("abc", &[0..1, 2..3]), "[a]b[c]");
     }
 }
