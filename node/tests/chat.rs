@@ -121,6 +121,26 @@ fn group_reply_react_edit_and_delete() {
     });
 }
 
+/// An edit and a delete for everyone reach a device that was offline when they were made
+/// (they wait in the sender's outbox like any message).
+#[test]
+fn edit_and_delete_reach_a_device_that_was_offline() {
+    let (a, mut b) = pair();
+    let m1 = a.send("Bob", "first draft");
+    let m2 = a.send("Bob", "a mistake");
+    b.wait_received("Alice", 2, T);
+    b.stop();
+    a.json(&["edit", &m1, "final text"]);
+    a.json(&["delete", &m2, "--everyone"]);
+    b.start();
+    wait_msg(&b, "Alice", &m1, "the edit after the restart", |m| {
+        m["text"] == "final text" && m["edited"] == true
+    });
+    wait_msg(&b, "Alice", &m2, "the tombstone after the restart", |m| {
+        m["deleted"] == true && m["text"] == ""
+    });
+}
+
 /// `kith search`: ranked, with snippets, updated as messages arrive and as they are edited
 /// and deleted; one chat with --chat; rebuilt from the store when the index is gone.
 #[test]
