@@ -20,6 +20,10 @@ pub(crate) const CHAT_META: TableDefinition<(&[u8], u128), &[u8]> =
 /// Chat key → [`ChatSettings`].
 pub(crate) const CHAT_SETTINGS: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("chat_settings");
+/// (chat key, message id) of messages that are not here but have actions held for them
+/// (so counting them per chat reads only those).
+pub(crate) const CHAT_EARLY: TableDefinition<(&[u8], u128), ()> =
+    TableDefinition::new("chat_early");
 /// (expires at ms, chat key, message id): messages that disappear, soonest first.
 pub(crate) const CHAT_EXPIRY: TableDefinition<(u64, &[u8], u128), ()> =
     TableDefinition::new("chat_expiry");
@@ -120,19 +124,17 @@ macro_rules! chat_reads {
                     .transpose()
             }
 
-            /// How many messages of a chat hold actions that came before them.
+            /// How many messages of a chat hold actions that came before them (counted up
+            /// to `cap`).
             pub fn early_count(&self, chat: &ChatRef, cap: usize) -> Result<usize, StoreError> {
                 let k = chat.key();
-                let t = self.table(CHAT_META)?;
+                let t = self.table(CHAT_EARLY)?;
                 let mut n = 0;
                 for row in t.range((k.as_slice(), 0u128)..=(k.as_slice(), u128::MAX))? {
-                    let (_, v) = row?;
-                    let m: MessageMeta = dec(v.value())?;
-                    if !m.early.is_empty() {
-                        n += 1;
-                        if n >= cap {
-                            break;
-                        }
+                    row?;
+                    n += 1;
+                    if n >= cap {
+                        break;
                     }
                 }
                 Ok(n)
@@ -209,6 +211,7 @@ impl WriteTx<'_> {
         self.table_mut(CHAT_META)?;
         self.table_mut(CHAT_SETTINGS)?;
         self.table_mut(CHAT_EXPIRY)?;
+        self.table_mut(CHAT_EARLY)?;
         Ok(())
     }
 
@@ -233,6 +236,11 @@ impl WriteTx<'_> {
         } else if meta.expires_at_ms != 0 {
             self.table_mut(CHAT_EXPIRY)?
                 .remove((meta.expires_at_ms, k.as_slice(), id))?;
+        }
+        if meta.early.is_empty() {
+            self.table_mut(CHAT_EARLY)?.remove((k.as_slice(), id))?;
+        } else {
+            self.table_mut(CHAT_EARLY)?.insert((k.as_slice(), id), ())?;
         }
         self.table_mut(CHAT_META)?
             .insert((k.as_slice(), id), enc(meta)?.as_slice())?;
@@ -320,6 +328,24 @@ mod tests {
                 assert_eq!(w.chat_settings(&group)?, s);
                 assert_eq!(w.chat_settings(&chat)?, ChatSettings::default());
                 assert_eq!(w.all_chat_settings()?, vec![(group, s)]);
+                // Held actions are counted per chat, and no longer once taken.
+                let held = MessageMeta {
+                    early: vec![(
+                        IdentityKey([1; 32]),
+                        ChatAction::Delete {
+                            target: 9,
+                            at_ms: 1,
+                        },
+                    )],
+                    ..Default::default()
+                };
+                w.put_message_meta(&group, 9, &held)?;
+                w.put_message_meta(&group, 10, &held)?;
+                assert_eq!(w.early_count(&group, 100)?, 2);
+                assert_eq!(w.early_count(&group, 1)?, 1);
+                assert_eq!(w.early_count(&chat, 100)?, 0);
+                w.put_message_meta(&group, 9, &MessageMeta::default())?;
+                assert_eq!(w.early_count(&group, 100)?, 1);
                 Ok(())
             })
             .unwrap();
