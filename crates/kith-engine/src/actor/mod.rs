@@ -37,6 +37,7 @@ mod presence;
 mod pump;
 mod records;
 mod run;
+mod search;
 pub(crate) mod table;
 mod views;
 mod watch;

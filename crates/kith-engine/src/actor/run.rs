@@ -79,7 +79,7 @@ impl Engine {
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
-        let search = super::chat::open_search(&cfg.data_dir, &store, me);
+        let search = super::search::open_search(&cfg.data_dir, &store, me);
         let engine = Engine {
             store,
             st: State {
