@@ -274,6 +274,12 @@ impl Out {
             if !c.added_by_user {
                 s.push_str("  (wrote to you; not added by you)");
             }
+            if c.archived {
+                s.push_str("  archived");
+            }
+            if c.muted {
+                s.push_str("  muted");
+            }
             if c.blocked {
                 s.push_str("  blocked");
             } else if let Some(t) = &c.typing {
@@ -513,6 +519,12 @@ impl Out {
             }
             if !g.active {
                 s.push_str("  (left)");
+            }
+            if g.archived {
+                s.push_str("  archived");
+            }
+            if g.muted {
+                s.push_str("  muted");
             }
             if g.unread > 0 {
                 s.push_str(&format!("  {} unread", g.unread));

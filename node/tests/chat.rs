@@ -77,6 +77,15 @@ fn reply_react_edit_and_delete_for_everyone_between_two_nodes() {
     a.json(&["pin", &m2]);
     let m = find(&a.history("Bob"), &m2).cloned().unwrap();
     assert!(m["starred"] == true && m["pinned"] == true, "{m}");
+
+    // Archive and mute are this user's own too, shown in the contact list.
+    a.json(&["archive", "Bob"]);
+    a.json(&["mute", "Bob"]);
+    let c = a.json(&["contacts", "list"]);
+    assert!(c[0]["archived"] == true && c[0]["muted"] == true, "{c:?}");
+    assert_eq!(b.json(&["contacts", "list"])[0]["archived"], false);
+    a.json(&["archive", "Bob", "--off"]);
+    assert_eq!(a.json(&["contacts", "list"])[0]["archived"], false);
 }
 
 #[test]

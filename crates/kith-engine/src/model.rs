@@ -118,6 +118,12 @@ pub struct ContactView {
     pub about: Option<String>,
     /// The file holding their profile photo.
     pub avatar: Option<String>,
+    /// The chat with them is archived / muted (`kith archive`, `kith mute`).
+    #[serde(default)]
+    pub archived: bool,
+    /// See `archived`.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 impl ContactView {
@@ -136,6 +142,8 @@ impl ContactView {
             profile_name: None,
             about: None,
             avatar: None,
+            archived: false,
+            muted: false,
         }
     }
 }
@@ -335,6 +343,12 @@ pub struct GroupSummary {
     pub active: bool,
     /// Messages not read yet.
     pub unread: usize,
+    /// Archived (`kith archive --group`).
+    #[serde(default)]
+    pub archived: bool,
+    /// Muted (`kith mute --group`).
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// A member as `kith group info` shows it.

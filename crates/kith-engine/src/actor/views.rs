@@ -107,6 +107,9 @@ impl Engine {
                     let mut v = ContactView::new(c.name, c.identity.short(), c.added_by_user);
                     v.connected = connected;
                     v.pending = pending;
+                    let settings = r.chat_settings(&kith_store::ChatRef::Contact(c.identity))?;
+                    v.archived = settings.archived;
+                    v.muted = settings.muted;
                     let extra = r.contact_extra(&c.identity)?;
                     self.st
                         .social

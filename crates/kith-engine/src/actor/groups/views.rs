@@ -138,6 +138,7 @@ impl State {
                 .iter()
                 .filter(|(_, m)| !m.outgoing && !m.flag)
                 .count();
+            let settings = w.chat_settings(&kith_store::ChatRef::Group(id))?;
             out.push(GroupSummary {
                 id: id.to_hex(),
                 name: st.name.clone(),
@@ -145,6 +146,8 @@ impl State {
                 admin: st.admins.contains(&self.me),
                 active: st.members.contains(&self.me),
                 unread,
+                archived: settings.archived,
+                muted: settings.muted,
             });
         }
         Ok(out)
