@@ -22,6 +22,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the node in the foreground (Ctrl-C stops it).
     Up {
+        /// Start the node in the background and return once its API answers (for scripts
+        /// and the README's "Try it"); its log goes to kith.log in the data directory.
+        #[arg(long)]
+        detach: bool,
         /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC].
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<String>,
@@ -138,6 +142,9 @@ pub(crate) enum Command {
         /// The text.
         #[arg(value_name = "TEXT")]
         text: Option<String>,
+        /// Answer this message (its id); it is shown quoted.
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
         /// Send this file (up to 2 GiB): a photo, video or document.
         #[arg(long, value_name = "PATH", conflicts_with_all = ["text", "voice"])]
         file: Option<std::path::PathBuf>,
@@ -247,6 +254,120 @@ pub(crate) enum Command {
     },
     #[command(flatten)]
     Calls(crate::calls::CallCmd),
+    /// Print a shell completion script (e.g. `kith completions bash > ~/.local/share/bash-completion/completions/kith`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `kith man > ~/.local/share/man/man1/kith.1`.
+    Man,
+    /// Search your history: ranked matches with snippets (words, "phrases", -exclusions).
+    Search {
+        /// What to look for.
+        text: String,
+        /// Only the chat with this contact.
+        #[arg(long, value_name = "NAME", conflicts_with = "group")]
+        chat: Option<String>,
+        /// Only this group.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Most results.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// React to a message (one reaction per person; a new one replaces yours).
+    React {
+        /// The message id (as `kith history` shows it).
+        id: String,
+        /// The emoji.
+        #[arg(required_unless_present = "remove")]
+        emoji: Option<String>,
+        /// Take your reaction back.
+        #[arg(long, conflicts_with = "emoji")]
+        remove: bool,
+    },
+    /// Edit one of your messages (within 15 minutes of sending; shown "edited").
+    Edit {
+        /// The message id.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message here, or with --everyone one of yours for everyone (within 2 days).
+    Delete {
+        /// The message id.
+        id: String,
+        /// For everyone: a tombstone replaces it on every device and member.
+        #[arg(long)]
+        everyone: bool,
+    },
+    /// Forward a message to a contact, or with --group to a group.
+    Forward {
+        /// The message id.
+        id: String,
+        /// The contact's name.
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        name: Option<String>,
+        /// Forward to this group instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Star a message (--off to unstar).
+    Star {
+        /// The message id.
+        id: String,
+        /// Take the star off.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Pin a message in its chat (--off to unpin).
+    Pin {
+        /// The message id.
+        id: String,
+        /// Unpin.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Archive a chat (--off to unarchive).
+    Archive {
+        /// The contact's name.
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        name: Option<String>,
+        /// A group instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Unarchive.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Mute a chat (--off to unmute).
+    Mute {
+        /// The contact's name.
+        #[arg(required_unless_present = "group", conflicts_with = "group")]
+        name: Option<String>,
+        /// A group instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// Unmute.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Disappearing messages in a chat: off, 5m, 1h, 1d, 7d or 90d (the other side gets
+    /// the setting too).
+    #[command(
+        override_usage = "kith disappear NAME TIMER\n       kith disappear --group GROUP TIMER"
+    )]
+    Disappear {
+        /// Set it for this group instead.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+        /// The contact's name (with --group: the timer).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// off, 5m, 1h, 1d, 7d or 90d.
+        #[arg(value_name = "TIMER")]
+        timer: Option<String>,
+    },
 }
 
 /// `kith group …`.

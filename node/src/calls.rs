@@ -16,7 +16,7 @@ use kith_api::{Client, ClientError};
 use kith_engine::{CallRecordView, CallView};
 use serde_json::Value;
 
-use crate::output::{Out, utc};
+use crate::output::{Out, local};
 use crate::safe::printable;
 
 /// Exit code of `kith calls --wait` when no call rang in time.
@@ -232,7 +232,7 @@ fn history(out: &Out, v: &[CallRecordView]) {
         };
         out.text(&format!(
             "{} UTC {arrow} {}  {what}  ({})",
-            utc(r.started_at),
+            local(r.started_at),
             printable(&r.contact),
             &r.call[..8.min(r.call.len())]
         ));

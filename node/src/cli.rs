@@ -46,6 +46,11 @@ pub fn main() -> ExitCode {
     };
     restrict_umask();
     let out = Out::new(cli.json);
+    match &cli.cmd {
+        Command::Completions { shell } => return crate::setup::completions(*shell),
+        Command::Man => return crate::setup::man(&out),
+        _ => {}
+    }
     let dir = match data_dir(cli.data_dir) {
         Ok(d) => d,
         Err(e) => {
@@ -65,7 +70,9 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cli.cmd {
+            Command::Up { detach: true, .. } => crate::setup::detach(&out, &dir).await,
             Command::Up {
+                detach: false,
                 listen,
                 bootstrap,
                 no_mdns,
@@ -189,6 +196,16 @@ fn check(cmd: &Command) -> Result<(), String> {
             voice: None,
             ..
         } => Err("give the text: kith send --group GROUP TEXT".into()),
+        Command::Disappear {
+            group: Some(_),
+            timer: Some(_),
+            ..
+        } => Err("with --group, give only the timer: kith disappear --group GROUP TIMER".into()),
+        Command::Disappear {
+            group: None,
+            timer: None,
+            ..
+        } => Err("give a contact and a timer: kith disappear NAME 5m".into()),
         _ => Ok(()),
     }
 }
@@ -472,7 +489,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             cmd: Some(MediaCmd::Clear { chat }),
         } => {
             let freed = c
-                .call::<methods::MediaClear>(methods::ChatParams { chat })
+                .call::<methods::MediaClear>(methods::MediaClearParams { chat })
                 .await?;
             out.freed(freed);
         }
@@ -487,9 +504,31 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             out.auto_download(v);
         }
         Command::Send {
+            group,
+            name: Some(name),
+            text,
+            reply_to: Some(reply_to),
+            ..
+        } => {
+            let (chat, text) = match (group, text) {
+                (Some(g), None) => (chat_params(None, Some(g)), name),
+                (None, Some(t)) => (chat_params(Some(name), None), t),
+                _ => return Ok(()),
+            };
+            let v = c
+                .call::<methods::MessageSend>(methods::ChatSendParams {
+                    chat,
+                    text,
+                    reply_to: Some(reply_to),
+                })
+                .await?;
+            out.sent(&v);
+        }
+        Command::Send {
             group: Some(group),
             name: Some(text),
             text: None,
+            reply_to: None,
             ..
         } => {
             let v = c
@@ -501,6 +540,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             group: None,
             name: Some(name),
             text: Some(text),
+            reply_to: None,
             ..
         } => {
             let v = c
@@ -630,8 +670,15 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 std::process::exit(code);
             }
         }
+        Command::Completions { .. } | Command::Man => {}
+        cmd => crate::actions::run(out, &mut c, cmd).await?,
     }
     Ok(())
+}
+
+/// A chat by contact name or group.
+pub(crate) fn chat_params(to: Option<String>, group: Option<String>) -> methods::ChatParams {
+    methods::ChatParams { to, group }
 }
 
 /// `kith group …`.

@@ -4,12 +4,15 @@
 //! together. Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 daemon not running
 //! or network failure.
 
+mod actions;
 mod args;
 mod calls;
 mod cli;
+mod clock;
 mod media_out;
 mod output;
 mod safe;
+mod setup;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use kith_api::methods::ReadResult;
+use kith_engine::MessageExtras;
+use kith_engine::command::{ActionResult, ChatSettingsView, SearchHitView};
 use kith_engine::{
     ContactView, GroupItemView, GroupSummary, GroupView, MailboxView, MessageView, NodeInfo,
     NodeStatus, PrivacyView, ProfileView, PushView, ReceiptsView, Sent, Verification,
@@ -32,32 +34,7 @@ pub(crate) fn json_line<T: Serialize>(v: &T) {
     }
 }
 
-/// "YYYY-MM-DD HH:MM" in UTC for milliseconds since the epoch.
-pub fn utc(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
-}
-
-/// "YYYY-MM-DD HH:MM:SS" in UTC (receipt times, where minutes are too coarse).
-pub fn utc_secs(ms: u64) -> String {
-    format!("{}:{:02}", utc(ms), (ms / 1000) % 60)
-}
+pub use crate::clock::{local, local_secs};
 
 /// The short form of a group id that `kith groups` shows (enough to name it in commands).
 pub fn id_prefix(id: &str) -> &str {
@@ -196,6 +173,18 @@ impl Out {
         }
     }
 
+    /// `kith up --detach` started the node.
+    pub fn detached(&self, pid: u32, sock: &Path, log: &Path) {
+        if self.json {
+            json_line(&json!({ "pid": pid, "socket": sock, "log": log }));
+        } else {
+            line(&format!(
+                "kith is running in the background (pid {pid}); log: {}",
+                log.display()
+            ));
+        }
+    }
+
     /// A line for people only (chat screen hints); nothing in JSON mode.
     pub fn note(&self, s: &str) {
         if !self.json {
@@ -240,13 +229,13 @@ impl Out {
                 continue;
             }
             line(&format!(
-                "{}  {}/{} messages, {}/{} kept for you (as of {} UTC)",
+                "{}  {}/{} messages, {}/{} kept for you (as of {})",
                 m.peer_id,
                 m.used_messages,
                 m.quota,
                 bytes(m.used_bytes),
                 bytes(m.quota_bytes),
-                utc(m.updated_at)
+                local(m.updated_at)
             ));
         }
     }
@@ -301,6 +290,12 @@ impl Out {
             if !c.added_by_user {
                 s.push_str("  (wrote to you; not added by you)");
             }
+            if c.archived {
+                s.push_str("  archived");
+            }
+            if c.muted {
+                s.push_str("  muted");
+            }
             if c.blocked {
                 s.push_str("  blocked");
             } else if let Some(t) = &c.typing {
@@ -308,7 +303,7 @@ impl Out {
             } else if c.presence == "online" {
                 s.push_str("  online");
             } else if let Some(t) = c.last_seen {
-                s.push_str(&format!("  last seen {} UTC", utc(t)));
+                s.push_str(&format!("  last seen {}", local(t)));
             }
             if let Some(n) = c.profile_name.as_ref().filter(|n| !n.is_empty()) {
                 s.push_str(&format!("  \"{}\"", printable(n)));
@@ -405,26 +400,85 @@ impl Out {
                 };
                 line(&format!(
                     "[{}] {who}: {}{caption}  ({}){ticks}",
-                    utc(m.sent_at),
+                    local(m.sent_at),
                     attachment_line(a),
                     m.id
                 ));
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",
-                    utc(m.sent_at),
+                    local(m.sent_at),
                     printable(&m.text),
                     ticks(&m.status)
                 ));
             } else {
                 line(&format!(
                     "[{}] {}: {}",
-                    utc(m.sent_at),
+                    local(m.sent_at),
                     printable(&m.from),
                     printable(&m.text)
                 ));
             }
+            let tail = if m.from == "me" {
+                format!("  {}", ticks(&m.status))
+            } else {
+                String::new()
+            };
+            message_lines(&m.id, m.sent_at, &m.from, &m.text, &m.extras, &tail);
         }
+    }
+
+    /// What a message action did.
+    pub fn action(&self, r: &ActionResult) {
+        if self.json {
+            json_line(r);
+        } else if r.changed {
+            line(&format!("Done: {} {}.", r.action.replace('_', " "), r.id));
+        } else {
+            line(&format!(
+                "Nothing to change ({} {}).",
+                r.action.replace('_', " "),
+                r.id
+            ));
+        }
+    }
+
+    /// Search results, best first.
+    pub fn search(&self, hits: &[SearchHitView]) {
+        if self.json {
+            for h in hits {
+                json_line(h);
+            }
+            return;
+        }
+        if hits.is_empty() {
+            line("No matches.");
+        }
+        for h in hits {
+            line(&format!(
+                "[{}] {} {} in {}: {}",
+                local(h.sent_at),
+                h.id,
+                printable(&h.from),
+                printable(&h.chat),
+                printable(&h.snippet)
+            ));
+        }
+    }
+
+    /// A chat's settings.
+    pub fn chat_settings(&self, v: &ChatSettingsView) {
+        if self.json {
+            json_line(v);
+            return;
+        }
+        line(&format!(
+            "{}: archived {}, muted {}, disappearing messages {}",
+            printable(&v.chat),
+            if v.archived { "yes" } else { "no" },
+            if v.muted { "yes" } else { "no" },
+            v.disappear
+        ));
     }
 
     pub fn group_created(&self, g: &GroupView) {
@@ -519,6 +573,12 @@ impl Out {
             if !g.active {
                 s.push_str("  (left)");
             }
+            if g.archived {
+                s.push_str("  archived");
+            }
+            if g.muted {
+                s.push_str("  muted");
+            }
             if g.unread > 0 {
                 s.push_str(&format!("  {} unread", g.unread));
             }
@@ -531,7 +591,7 @@ impl Out {
             if self.json {
                 json_line(m);
             } else if m.kind == "event" {
-                line(&format!("[{}] — {}", utc(m.sent_at), printable(&m.text)));
+                line(&format!("[{}] — {}", local(m.sent_at), printable(&m.text)));
             } else if let Some(a) = &m.attachment {
                 let caption = if m.text.is_empty() {
                     String::new()
@@ -540,7 +600,7 @@ impl Out {
                 };
                 line(&format!(
                     "[{}] {}: {}{caption}  ({})",
-                    utc(m.sent_at),
+                    local(m.sent_at),
                     printable(&m.from),
                     attachment_line(a),
                     m.id
@@ -548,17 +608,18 @@ impl Out {
             } else if m.from == "me" {
                 line(&format!(
                     "[{}] me: {}  {}",
-                    utc(m.sent_at),
+                    local(m.sent_at),
                     printable(&m.text),
                     group_ticks(&m.status, m.delivered, m.read, m.of)
                 ));
+                line(&format!("[{}] — {}", local(m.sent_at), printable(&m.text)));
             } else {
-                line(&format!(
-                    "[{}] {}: {}",
-                    utc(m.sent_at),
-                    printable(&m.from),
-                    printable(&m.text)
-                ));
+                let tail = if m.from == "me" {
+                    format!("  {}", group_ticks(&m.status, m.delivered, m.read, m.of))
+                } else {
+                    String::new()
+                };
+                message_lines(&m.id, m.sent_at, &m.from, &m.text, &m.extras, &tail);
             }
         }
     }
@@ -577,11 +638,11 @@ impl Out {
         for m in &r.members {
             let d = m
                 .delivered_at
-                .map(|t| format!("delivered {} UTC", utc_secs(t)))
+                .map(|t| format!("delivered {}", local_secs(t)))
                 .unwrap_or_else(|| "not delivered".into());
             let rd = m
                 .read_at
-                .map(|t| format!("read {} UTC", utc_secs(t)))
+                .map(|t| format!("read {}", local_secs(t)))
                 .unwrap_or_else(|| "not read".into());
             line(&format!("  {:<20} {d}  {rd}", printable(&m.name)));
         }
@@ -648,6 +709,18 @@ impl Out {
         let get = |k: &str| printable(raw(k));
         match raw("event") {
             "message" => line(&format!("{}: {}", get("contact"), get("text"))),
+            "message_changed" => line(&format!(
+                "[{}] {} {} {}",
+                get("chat"),
+                get("from"),
+                match raw("change") {
+                    "react" => "reacted to",
+                    "edit" => "edited",
+                    "delete" => "deleted",
+                    _ => "changed the disappearing timer",
+                },
+                get("id")
+            )),
             "status" => line(&format!(
                 "{} {} {}",
                 get("contact"),
@@ -667,9 +740,9 @@ impl Out {
                 } else {
                     match ev.get("last_seen").and_then(Value::as_u64) {
                         Some(t) => line(&format!(
-                            "{} went offline (last seen {} UTC)",
+                            "{} went offline (last seen {})",
                             get("contact"),
-                            utc(t)
+                            local(t)
                         )),
                         None => line(&format!("{} went offline", get("contact"))),
                     }
@@ -742,9 +815,52 @@ impl Out {
     }
 }
 
+/// One message for people: a quote line when it answers another, the message line (id,
+/// sender, text with its marks, then `tail`), and its reactions.
+fn message_lines(id: &str, sent_at: u64, from: &str, text: &str, x: &MessageExtras, tail: &str) {
+    if x.reply_to.is_some() {
+        let q = x.quote.as_deref().unwrap_or("a message not here");
+        line(&format!("    ↪ {}", printable(q)));
+    }
+    let mut body = String::new();
+    if x.forwarded {
+        body.push_str("(forwarded) ");
+    }
+    if x.deleted {
+        body.push_str("🚫 this message was deleted");
+    } else {
+        body.push_str(&printable(text));
+    }
+    let mut marks = String::new();
+    if x.edited && !x.deleted {
+        marks.push_str("  (edited)");
+    }
+    if x.starred {
+        marks.push_str("  ★");
+    }
+    if x.pinned {
+        marks.push_str("  📌");
+    }
+    if x.expires_at.is_some() {
+        marks.push_str("  ⏱");
+    }
+    line(&format!(
+        "[{}] {id} {}: {body}{marks}{tail}",
+        local(sent_at),
+        printable(from)
+    ));
+    if !x.reactions.is_empty() {
+        let r: Vec<String> = x
+            .reactions
+            .iter()
+            .map(|(who, e)| format!("{} {}", printable(e), printable(who)))
+            .collect();
+        line(&format!("    [{}]", r.join(", ")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::utc;
 
     #[test]
     fn group_ticks_show_counts() {
@@ -759,12 +875,5 @@ mod tests {
         assert_eq!(group_ticks("read", 2, 2, 2), "✓✓ read by 2/2");
         // A group of one: nothing to count.
         assert_eq!(group_ticks("sent", 0, 0, 0), "✓ sent");
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(1_700_000_000_000), "2023-11-14 22:13");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00");
     }
 }

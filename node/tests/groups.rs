@@ -195,7 +195,7 @@ fn three_members_chat_change_and_leave() {
         .collect();
     assert!(names.contains(&"Bob") && names.contains(&"Carol"), "{r}");
     let plain = text(&a, &["receipts", &m1]);
-    assert_eq!(plain.matches(" UTC  read ").count(), 2, "{plain}");
+    assert_eq!(plain.matches("  read ").count(), 2, "{plain}");
 
     // B's watch printed the group's changes and messages readably.
     let mut lines = Vec::new();

@@ -20,6 +20,9 @@ use crate::EngineError;
 
 pub use crate::actor::table::list::*;
 
+mod chat;
+pub use chat::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.
@@ -166,7 +169,7 @@ pub struct AutoDownloadParams {
 
 /// Params naming a conversation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChatParams {
+pub struct MediaClearParams {
     /// The contact's name.
     pub chat: String,
 }

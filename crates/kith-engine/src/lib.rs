@@ -31,6 +31,7 @@ pub mod media;
 mod model;
 mod public_ip;
 pub mod push;
+pub mod search;
 
 pub use actor::{
     CallConfig, Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT,

@@ -65,6 +65,12 @@ pub enum EngineError {
     /// A file cannot be sent, found or fetched (what is wrong, in words).
     #[error("{0}")]
     Media(String),
+    /// No message has that id (or it is not in a chat this user can act on).
+    #[error("no message with id {0} (see `kith history`)")]
+    UnknownMessage(String),
+    /// A message action the rules do not allow (someone else's message, too late).
+    #[error("{0}")]
+    ActionRefused(String),
 }
 
 impl EngineError {
@@ -118,6 +124,12 @@ pub struct ContactView {
     pub about: Option<String>,
     /// The file holding their profile photo.
     pub avatar: Option<String>,
+    /// The chat with them is archived / muted (`kith archive`, `kith mute`).
+    #[serde(default)]
+    pub archived: bool,
+    /// See `archived`.
+    #[serde(default)]
+    pub muted: bool,
 }
 
 impl ContactView {
@@ -136,6 +148,8 @@ impl ContactView {
             profile_name: None,
             about: None,
             avatar: None,
+            archived: false,
+            muted: false,
         }
     }
 }
@@ -182,6 +196,9 @@ pub struct MessageView {
     /// The file it carries, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<AttachmentView>,
+    /// Replies, reactions, edits, deletes, marks.
+    #[serde(flatten, default)]
+    pub extras: MessageExtras,
 }
 
 /// A file attached to a message, as `history` and `media` show it.
@@ -213,6 +230,48 @@ pub struct AttachmentView {
     pub path: Option<String>,
     /// A thumbnail file, when there is one.
     pub thumbnail: Option<String>,
+}
+
+/// What message actions show on a message (all empty for a plain one).
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageExtras {
+    /// The id of the message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The start of the answered message's text (or `None` when it is not here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// Forwarded from another chat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Edited by its author.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+    /// Deleted for everyone by its author (the text is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Starred by you.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub starred: bool,
+    /// Pinned by you.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
+    /// Reactions: who ("me" or a name) and the emoji.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<(String, String)>,
+    /// When it disappears (ms since epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl std::fmt::Debug for MessageExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageExtras")
+            .field("edited", &self.edited)
+            .field("deleted", &self.deleted)
+            .field("reactions", &self.reactions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for MessageView {
@@ -324,6 +383,12 @@ pub struct GroupSummary {
     pub active: bool,
     /// Messages not read yet.
     pub unread: usize,
+    /// Archived (`kith archive --group`).
+    #[serde(default)]
+    pub archived: bool,
+    /// Muted (`kith mute --group`).
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// A member as `kith group info` shows it.
@@ -384,6 +449,9 @@ pub struct GroupItemView {
     /// The file it carries, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<AttachmentView>,
+    /// Replies, reactions, edits, deletes, marks.
+    #[serde(flatten, default)]
+    pub extras: MessageExtras,
 }
 
 impl std::fmt::Debug for GroupItemView {
@@ -572,6 +640,18 @@ pub enum Event {
         /// How much is here, 0 to 100.
         percent: u8,
     },
+    /// A message action from someone else changed a message or a chat (a reaction, an
+    /// edit, a delete, a disappearing timer).
+    MessageChanged {
+        /// The contact's name or the group's name.
+        chat: String,
+        /// Who did it.
+        from: String,
+        /// The message id (empty for a chat setting).
+        id: String,
+        /// `react`, `edit`, `delete` or `disappear`.
+        change: String,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -583,6 +663,7 @@ impl std::fmt::Debug for Event {
             Event::IdentityWarning { .. } => f.write_str("IdentityWarning"),
             Event::Presence { online, .. } => write!(f, "Presence({online})"),
             Event::Notice { .. } => f.write_str("Notice"),
+            Event::MessageChanged { id, change, .. } => write!(f, "MessageChanged({id}, {change})"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
             Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),

@@ -135,6 +135,9 @@ pub enum GroupContent {
         /// The caption (may be empty).
         caption: String,
     },
+    /// A message action (reply, reaction, edit, delete, disappearing timer): see
+    /// [`crate::chat`].
+    Chat(crate::chat::ChatAction),
 }
 
 impl std::fmt::Debug for GroupContent {
@@ -144,6 +147,7 @@ impl std::fmt::Debug for GroupContent {
             GroupContent::Media { id, manifest, .. } => {
                 write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
             }
+            GroupContent::Chat(a) => write!(f, "Chat({a:?})"),
         }
     }
 }
@@ -188,6 +192,7 @@ impl GroupPlain {
                 manifest.check()?;
                 Ok(p)
             }
+            GroupContent::Chat(a) => a.check().map(|()| p),
             _ => Ok(p),
         }
     }

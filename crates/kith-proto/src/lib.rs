@@ -14,6 +14,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod chat;
 pub mod codec;
 pub mod contact;
 pub mod group;

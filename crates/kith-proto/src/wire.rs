@@ -589,6 +589,9 @@ pub enum Body {
         /// The caption (may be empty).
         caption: String,
     },
+    /// A message action (reply, reaction, edit, delete, disappearing timer): see
+    /// [`crate::chat`].
+    Chat(crate::chat::ChatAction),
 }
 
 /// Longest SDP a call offer or answer may carry (bytes).
@@ -643,6 +646,7 @@ impl std::fmt::Debug for Body {
             Body::Media { id, manifest, .. } => {
                 write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
             }
+            Body::Chat(a) => write!(f, "Chat({a:?})"),
         }
     }
 }
@@ -717,6 +721,7 @@ impl Sealed {
                     }
                     manifest.check()?;
                 }
+                Body::Chat(a) => a.check()?,
                 _ => {}
             }
         }

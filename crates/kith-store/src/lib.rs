@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod chat;
 mod groups;
 mod media;
 mod model;
@@ -25,6 +26,7 @@ use std::path::Path;
 use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+pub use chat::{ChatRef, ChatSettings, MessageMeta};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use media::MediaRow;
 pub use model::*;

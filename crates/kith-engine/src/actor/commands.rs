@@ -240,6 +240,13 @@ impl State {
         let id = self.ids.next_id();
         let (msg, body) = contacts::outgoing_text(id.0, text, now_ms());
         w.append_message(&c.identity, &msg)?;
+        self.chat_stored(
+            w,
+            ChatRef::Contact(c.identity),
+            id.0,
+            msg.stored_at_ms,
+            None,
+        )?;
         self.enqueue(w, &c.identity, &body, vec![id.0], after)?;
         Ok(Ok(Sent { id: id.to_string() }))
     }

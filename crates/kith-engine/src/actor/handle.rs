@@ -218,6 +218,28 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineError::Stopped)?
     }
 
+    /// Sends a message action to a contact (`to`) or group as is, skipping this node's own
+    /// rules (plays a hostile contact or member).
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub async fn test_chat_action(
+        &self,
+        to: Option<&str>,
+        group: Option<&str>,
+        action: kith_proto::chat::ChatAction,
+    ) -> Result<(), EngineError> {
+        let chat = crate::command::ChatParams {
+            to: to.map(str::to_string),
+            group: group.map(str::to_string),
+        };
+        self.group(|reply| GroupCmd::Chat {
+            chat,
+            action,
+            reply,
+        })
+        .await
+    }
+
     /// The ops in this node's log for a group (to replay them).
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]

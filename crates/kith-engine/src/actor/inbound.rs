@@ -469,6 +469,7 @@ impl State {
                     status: Status::Delivered,
                 };
                 if w.append_message(&conv, &msg)?.is_some() {
+                    self.chat_stored(w, ChatRef::Contact(conv), id, msg.stored_at_ms, None)?;
                     after.push(After::Event(Event::Message {
                         contact: name.to_owned(),
                         id: MessageId(id).to_string(),
@@ -511,6 +512,7 @@ impl State {
                 self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
             Step::Call(body) => self.on_call_body(w, conv, body, after)?,
+            Step::Chat(action) => self.on_contact_chat(w, conv, name, action, after)?,
         }
         Ok(())
     }

@@ -24,6 +24,7 @@
 
 mod backlog;
 mod calls;
+pub(crate) mod chat;
 mod commands;
 mod config;
 mod groups;
@@ -38,6 +39,7 @@ mod presence;
 mod pump;
 mod records;
 mod run;
+mod search;
 pub(crate) mod table;
 mod views;
 mod watch;
@@ -73,7 +75,8 @@ use kith_proto::wire::{
     Body, DeliveryResult, Envelope, Refusal, RejectReason, Request, Response, Sealed,
 };
 use kith_store::{
-    Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx, device_key,
+    ChatRef, Contact, KnownDevice, OutboxItem, Status, Store, StoreError, StoredMessage, WriteTx,
+    device_key,
 };
 use kith_types::{
     BoundedMap, BoundedSet, CurveKey, DeviceKey, EnvelopeHash, GroupId, IdentityKey, MessageId,
@@ -302,6 +305,12 @@ struct State {
     /// When our user record is published.
     record: Publisher,
     last_keepalive: Instant,
+    /// The full-text index of this node's history (none when it could not be opened).
+    search: Option<crate::search::SearchIndex>,
+    /// What the current batch changed for the index, applied after its commit.
+    index_ops: Vec<crate::search::IndexOp>,
+    /// When disappearing messages were last expired.
+    last_expiry: Instant,
     /// Callers waiting for a tagged record publication.
     publishing: BoundedMap<u64, PublishReply>,
     /// This device's push endpoint (secret: never logged).

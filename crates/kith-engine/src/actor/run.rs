@@ -81,6 +81,7 @@ impl Engine {
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
+        let search = super::search::open_search(&cfg.data_dir, &store, me);
         let engine = Engine {
             store,
             st: State {
@@ -111,6 +112,9 @@ impl Engine {
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
+                search,
+                index_ops: Vec::new(),
+                last_expiry: Instant::now(),
                 publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
                 push_status: HashMap::new(),
@@ -325,6 +329,7 @@ impl Engine {
         self.calls_tick();
         self.groups_tick();
         self.watch_tick();
+        self.chat_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();
         }
@@ -381,6 +386,7 @@ impl Engine {
                 }
             }
         };
+        self.st.flush_index(ok);
         staged.extend(after);
         for a in staged {
             self.run_after(a, ok);
@@ -410,6 +416,7 @@ impl Engine {
             warn!(error = %e, "{what}");
             self.reload_after_failed_commit();
         }
+        self.st.flush_index(ok);
         for a in after {
             self.run_after(a, ok);
         }

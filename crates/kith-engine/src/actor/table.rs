@@ -212,7 +212,15 @@ no_prepare!(
     MuteParams,
     MessageParams,
     AutoDownloadParams,
-    ChatParams,
+    MediaClearParams,
+    ChatSendParams,
+    ForwardParams,
+    ReactParams,
+    EditParams,
+    DeleteParams,
+    MarkParams,
+    ChatSetParams,
+    SearchParams,
 );
 
 impl Prepare for SetProfileParams {
@@ -396,9 +404,53 @@ commands! {
     read MediaList = "media", NoParams => Vec<AttachmentView>,
         |e, _p| e.media_list();
     /// `media.clear`: delete the received files of a conversation; returns bytes freed.
-    write MediaClear = "media.clear", ChatParams => u64,
+    write MediaClear = "media.clear", MediaClearParams => u64,
         |st, w, p, _after| st.media_clear(w, &p.chat);
     /// `media.auto-download`: files up to this size download by themselves.
     write MediaAutoDownload = "media.auto-download", AutoDownloadParams => u64,
         |st, w, p, _after| st.set_auto_download(w, p.max_bytes);
+
+    // Message actions (issue 18): the rules are in `cores/chat`, the I/O in `actor/chat.rs`.
+    /// `message.send`: a text to a contact (`to`) or group (`group`), optionally answering
+    /// another message (`reply_to`).
+    write MessageSend = "message.send", ChatSendParams => Sent,
+        |st, w, p, after| st.chat_send(w, &p.chat, p.text, p.reply_to.as_deref(), false, after);
+    /// `message.forward`: send a copy of a message to another chat, marked forwarded.
+    write MessageForward = "message.forward", ForwardParams => Sent,
+        |st, w, p, after| st.chat_forward(w, &p.id, &p.chat, after);
+    /// `message.react`: react to a message (one reaction per person; empty takes it back).
+    write MessageReact = "message.react", ReactParams => ActionResult,
+        |st, w, p, after| st.chat_act(w, &p.id, |target, _| kith_proto::chat::ChatAction::React {
+            target,
+            emoji: p.emoji,
+        }, after);
+    /// `message.edit`: change the text of one of your messages (within 15 minutes).
+    write MessageEdit = "message.edit", EditParams => ActionResult,
+        |st, w, p, after| st.chat_act(w, &p.id, |target, at_ms| kith_proto::chat::ChatAction::Edit {
+            target,
+            text: p.text,
+            at_ms,
+        }, after);
+    /// `message.delete`: delete a message here, or with `everyone` one of yours for
+    /// everyone (within 2 days: a tombstone replaces it on every device and member).
+    write MessageDelete = "message.delete", DeleteParams => ActionResult,
+        |st, w, p, after| if p.everyone {
+            st.chat_act(w, &p.id, |target, at_ms| kith_proto::chat::ChatAction::Delete {
+                target,
+                at_ms,
+            }, after)
+        } else {
+            st.chat_mark(w, &p.id, "delete_for_me", true)
+        };
+    /// `message.mark`: star or pin a message (`mark`: star or pin), or take it off.
+    write MessageMark = "message.mark", MarkParams => ActionResult,
+        |st, w, p, _after| st.chat_mark(w, &p.id, &p.mark, p.on);
+    /// `chat.set`: archive, mute, or set the disappearing timer of a chat (the timer goes
+    /// to the other side too).
+    write ChatSet = "chat.set", ChatSetParams => ChatSettingsView,
+        |st, w, p, after| st.chat_set(w, &p, after);
+    /// `search`: ranked matches in this node's history (tantivy), with snippets; in one
+    /// chat when `to` or `group` is given.
+    write Search = "search", SearchParams => Vec<SearchHitView>,
+        |st, w, p, _after| st.search_cmd(w, &p);
 }

@@ -107,6 +107,9 @@ impl Engine {
                     let mut v = ContactView::new(c.name, c.identity.short(), c.added_by_user);
                     v.connected = connected;
                     v.pending = pending;
+                    let settings = r.chat_settings(&kith_store::ChatRef::Contact(c.identity))?;
+                    v.archived = settings.archived;
+                    v.muted = settings.muted;
                     let extra = r.contact_extra(&c.identity)?;
                     self.st
                         .social
@@ -131,8 +134,23 @@ impl Engine {
                 };
                 let mut msgs = r.history(&c.identity, limit)?;
                 keep_newest_texts(&mut msgs, |m| m.text.len());
+                let chat = kith_store::ChatRef::Contact(c.identity);
                 let mut out = Vec::with_capacity(msgs.len());
                 for (_, m) in msgs {
+                    let meta = r.message_meta(&chat, m.id)?;
+                    let Some(extras) = super::chat::extras_of(
+                        meta,
+                        |who| {
+                            if *who == c.identity {
+                                c.name.clone()
+                            } else {
+                                "me".into()
+                            }
+                        },
+                        |q| r.message(&c.identity, q).ok().flatten().map(|q| q.text),
+                    ) else {
+                        continue;
+                    };
                     out.push(MessageView {
                         id: MessageId(m.id).to_string(),
                         from: if m.outgoing {
@@ -144,6 +162,7 @@ impl Engine {
                         text: m.text,
                         status: m.status.as_str().into(),
                         sent_at: m.sent_at_ms,
+                        extras,
                     });
                 }
                 Ok(Ok(out))

@@ -249,6 +249,9 @@ pub enum Step {
         /// Our messages' ids.
         ids: Vec<u128>,
     },
+    /// A message action (a reply or forward to store; a reaction, edit, delete or timer
+    /// for `cores::chat` to judge).
+    Chat(kith_proto::chat::ChatAction),
 }
 
 /// What an opened envelope leads to.
@@ -331,6 +334,14 @@ pub fn deliver(bodies: Vec<Body>, from: Sender, read_receipts: bool, batch: &mut
             | Body::CallCandidates { .. }
             | Body::CallHangup { .. }
             | Body::CallDecline { .. }) => Step::Call(b),
+            Body::Chat(action) => {
+                if let kith_proto::chat::ChatAction::Message { id, .. } = &action
+                    && from.relayed
+                {
+                    batch.delivered(from.identity, *id);
+                }
+                Step::Chat(action)
+            }
             _ => continue,
         };
         steps.push(step);

@@ -5,6 +5,8 @@
 //! directly in tests, with a fake clock and a seeded generator, without tokio or libp2p.
 //!
 //! - [`calls`]: one-to-one calls: ringing, answer, decline, busy, hang-up, glare, strangers.
+//! - [`chat`]: message actions: who may react, edit, delete which message and when; held
+//!   actions; disappearing timers.
 //! - [`contacts`]: adding, naming and removing contacts; texts to send; read and receipts.
 //! - [`delivery`]: when and where the next batch of a device's outbox goes; backoff; lookups.
 //! - [`outbox`]: sealing queued bodies into envelopes, delivery answers, resets, pre-key bundles.
@@ -22,6 +24,7 @@
 //! - [`group_receipts`]: group receipts: batching per sender device, read receipts, counts.
 
 pub mod calls;
+pub mod chat;
 pub mod contacts;
 pub mod delivery;
 pub mod group_frames;

@@ -21,6 +21,8 @@
 //! 3. A signal arrives → [`Social::signal`]: from anyone but a device of an unblocked
 //!    contact it is ignored (answered [`SignalAnswer::Ignored`] when it asks for an answer).
 //!    - A presence marks the device heard now, shows the contact online (or hidden), and
+//!      (the first one heard from that device) is answered with ours, so a contact who
+//!      adds us on a connection that was already open sees us at once, and
 //!      keeps or forgets its last seen by what it shares. When it carries a newer profile
 //!      version than the store holds (the actor tells the core that version first:
 //!      [`Social::knows_profile_of`], [`Social::profile_stored`]), the core asks for the
@@ -541,6 +543,7 @@ impl<P: Copy + Eq + Hash + Ord> Social<P> {
             return out;
         };
         let was = !s.online.is_empty() && s.shows_online;
+        let first_word = !s.online.contains_key(&peer);
         s.online.insert(peer, now.at);
         s.shares_last_seen = p.last_seen_ms.is_some();
         s.shows_online = p.online;
@@ -556,6 +559,17 @@ impl<P: Copy + Eq + Hash + Ord> Social<P> {
                 identity,
                 online: true,
                 last_seen: None,
+            });
+        }
+        // The first word from this device (since it connected or fell silent), and not a
+        // goodbye: answer with ours at once. It may have just added us, on a connection
+        // that was already open, so our greeting went unheard; without this it would wait
+        // for our next heartbeat. Each side answers a device once, so this never loops.
+        let goodbye = !p.online && p.last_seen_ms.is_some();
+        if first_word && !goodbye {
+            out.push(Out::Send {
+                peer,
+                signal: Signal::Presence(self.presence_for(added, true, now.unix_ms)),
             });
         }
         // A newer profile than the one kept: ask for it (one request at a time per person).

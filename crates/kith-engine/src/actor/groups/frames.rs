@@ -27,8 +27,10 @@
 use crate::model::{Fatal, Outcome};
 use kith_crypto::InboundGroup;
 use kith_net::{GossipId, NetCommand, PeerId, Verdict};
+use kith_proto::chat::ChatAction;
 use kith_proto::groupwire::{GroupContent, GroupFrame, GroupPlain, group_topic};
 use kith_proto::wire::MAX_TEXT;
+use kith_store::ChatRef;
 use kith_store::{FrameRow, GroupMessage, GroupMsgKey, SenderRow, WriteTx};
 use kith_types::{CurveKey, GroupId, MessageId};
 use tracing::{debug, warn};
@@ -73,8 +75,52 @@ impl State {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
+        let msg_id = self.ids.next_id();
+        let content = match media {
+            Some(manifest) => GroupContent::Media {
+                id: msg_id.0,
+                sent_at_ms: now.ms,
+                manifest: Box::new(manifest),
+                caption: text.clone(),
+            },
+            None => GroupContent::Text {
+                id: msg_id.0,
+                sent_at_ms: now.ms,
+                text: text.clone(),
+            },
+        };
+        if let Err(e) = self.group_publish(w, id, content, Some((msg_id.0, text)), now, after)? {
+            return Ok(Err(e));
+        }
+        self.chat_stored(w, ChatRef::Group(id), msg_id.0, now.ms, None)?;
+        let members = self
+            .groups
+            .states
+            .get(&id)
+            .map(|s| s.members.iter().copied().collect())
+            .unwrap_or_default();
+        Ok(Ok((
+            Sent {
+                id: msg_id.to_string(),
+            },
+            id,
+            members,
+        )))
+    }
+
+    /// Publishes `content` in group `id`; with `stored` (a message id and text), it is kept
+    /// as this user's message too.
+    pub(in crate::actor) fn group_publish(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        id: GroupId,
+        content: GroupContent,
+        stored: Option<(u128, String)>,
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Outcome<()> {
         let Some(state) = self.groups.states.get(&id).cloned() else {
-            return Ok(Err(EngineError::UnknownGroup(q.to_string())));
+            return Ok(Err(EngineError::UnknownGroup(id.to_hex())));
         };
         let me = self.me;
         if !state.members.contains(&me) {
@@ -83,24 +129,11 @@ impl State {
         let mut row = w.group(&id)?.unwrap_or_default();
         self.sending_session(w, id, &mut row, &state.members, now, after)?;
         let (seq, lamport) = rules::next_send(row.next_seq, row.lamport);
-        let msg_id = self.ids.next_id();
         let plain = GroupPlain {
             group: id,
             seq,
             lamport,
-            content: match media {
-                Some(manifest) => GroupContent::Media {
-                    id: msg_id.0,
-                    sent_at_ms: now.ms,
-                    manifest: Box::new(manifest),
-                    caption: text.clone(),
-                },
-                None => GroupContent::Text {
-                    id: msg_id.0,
-                    sent_at_ms: now.ms,
-                    text: text.clone(),
-                },
-            },
+            content,
         };
         let plain = plain.encode()?;
         let Some(out) = self.groups.sending.get_mut(&id) else {
@@ -142,28 +175,24 @@ impl State {
             sender_dev: my_curve,
             seq,
         };
-        w.put_group_message(
-            &key,
-            &GroupMessage {
-                id: msg_id.0,
-                sender: me,
-                outgoing: true,
-                text,
-                sent_at_ms: now.ms,
-                stored_at_ms: now.ms,
-                recipients: (state.members.len() - 1) as u32,
-                flag: false,
-            },
-        )?;
+        if let Some((msg_id, text)) = stored {
+            w.put_group_message(
+                &key,
+                &GroupMessage {
+                    id: msg_id,
+                    sender: me,
+                    outgoing: true,
+                    text,
+                    sent_at_ms: now.ms,
+                    stored_at_ms: now.ms,
+                    recipients: (state.members.len() - 1) as u32,
+                    flag: false,
+                },
+            )?;
+        }
+        // For an action no message sits at `key`: marking it ✓ finds nothing.
         after.push(After::GroupPublish(key, group_topic(&id), bytes));
-        let members = state.members.iter().copied().collect();
-        Ok(Ok((
-            Sent {
-                id: msg_id.to_string(),
-            },
-            id,
-            members,
-        )))
+        Ok(Ok(()))
     }
 
     /// A frame from gossipsub: decide whether to forward it.
@@ -426,109 +455,88 @@ impl State {
             row.lamport = lamport;
             w.put_group(&group, &row)?;
         }
-        match plain.content {
+        let (id, sent_at_ms, text, extra, file) = match plain.content {
             GroupContent::Text {
                 id,
                 sent_at_ms,
                 text,
-            } => {
-                let key = GroupMsgKey {
-                    group: group.0,
-                    lamport: frame.lamport,
-                    sender_dev: sender,
-                    seq: frame.seq,
-                };
-                let msg = GroupMessage {
-                    id,
-                    sender: device.identity,
-                    outgoing: false,
-                    text: text.clone(),
-                    sent_at_ms,
-                    stored_at_ms: now.ms,
-                    recipients: 0,
-                    flag: false,
-                };
-                if w.put_group_message(&key, &msg)? {
-                    let from = self.member_name(w, &device.identity)?;
-                    let gname = self
-                        .groups
-                        .states
-                        .get(&group)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
-                    after.push(After::Event(Event::GroupMessage {
-                        group: gname,
-                        group_id: group.to_hex(),
-                        from,
-                        id: MessageId(id).to_string(),
-                        text,
-                        sent_at: sent_at_ms,
-                    }));
-                    // ✓✓ for the sender (unless blocked), batched with the other
-                    // receipts due to the same device within RECEIPT_DELAY.
-                    if !self.social.blocked.contains(&device.identity) {
-                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
-                    }
-                }
-            }
+            } => (id, sent_at_ms, text, None, None),
             GroupContent::Media {
                 id,
                 sent_at_ms,
                 manifest,
                 caption,
-            } => {
-                let key = GroupMsgKey {
-                    group: group.0,
-                    lamport: frame.lamport,
-                    sender_dev: sender,
-                    seq: frame.seq,
-                };
-                let msg = GroupMessage {
-                    id,
-                    sender: device.identity,
-                    outgoing: false,
-                    text: caption.clone(),
-                    sent_at_ms,
-                    stored_at_ms: now.ms,
-                    recipients: 0,
-                    flag: false,
-                };
-                if w.put_group_message(&key, &msg)? {
-                    let from = self.member_name(w, &device.identity)?;
-                    let gname = self
-                        .groups
-                        .states
-                        .get(&group)
-                        .map(|s| s.name.clone())
-                        .unwrap_or_default();
-                    let members: Vec<kith_types::IdentityKey> = self
-                        .groups
-                        .states
-                        .get(&group)
-                        .map(|s| s.members.iter().copied().collect())
-                        .unwrap_or_default();
-                    self.receive_group_file(
-                        w,
-                        (group, &gname, &members),
-                        (device.identity, &device.peer_id),
-                        id,
-                        *manifest,
-                        after,
-                    )?;
-                    after.push(After::Event(Event::GroupMessage {
-                        group: gname,
-                        group_id: group.to_hex(),
-                        from,
-                        id: MessageId(id).to_string(),
-                        text: caption,
-                        sent_at: sent_at_ms,
-                    }));
-                    if !self.social.blocked.contains(&device.identity) {
-                        self.receipt_due(w, dev, device.identity, group, id, now, after)?;
-                    }
-                }
+            } => (id, sent_at_ms, caption, None, Some(manifest)),
+            GroupContent::Chat(ChatAction::Message {
+                id,
+                sent_at_ms,
+                text,
+                reply_to,
+                forwarded,
+            }) => (id, sent_at_ms, text, Some((reply_to, forwarded)), None),
+            GroupContent::Chat(action) => {
+                self.on_chat_action(w, ChatRef::Group(group), device.identity, action, after)?;
+                return Ok(Verdict::Accept);
             }
-            _ => debug!("a group message of a kind this version does not show"),
+            _ => {
+                debug!("a group message of a kind this version does not show");
+                return Ok(Verdict::Accept);
+            }
+        };
+        let key = GroupMsgKey {
+            group: group.0,
+            lamport: frame.lamport,
+            sender_dev: sender,
+            seq: frame.seq,
+        };
+        let msg = GroupMessage {
+            id,
+            sender: device.identity,
+            outgoing: false,
+            text: text.clone(),
+            sent_at_ms,
+            stored_at_ms: now.ms,
+            recipients: 0,
+            flag: false,
+        };
+        if w.put_group_message(&key, &msg)? {
+            self.chat_stored(w, ChatRef::Group(group), id, now.ms, extra)?;
+            let from = self.member_name(w, &device.identity)?;
+            let gname = self
+                .groups
+                .states
+                .get(&group)
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            if let Some(manifest) = file {
+                let members: Vec<kith_types::IdentityKey> = self
+                    .groups
+                    .states
+                    .get(&group)
+                    .map(|s| s.members.iter().copied().collect())
+                    .unwrap_or_default();
+                self.receive_group_file(
+                    w,
+                    (group, &gname, &members),
+                    (device.identity, &device.peer_id),
+                    id,
+                    *manifest,
+                    after,
+                )?;
+            }
+            after.push(After::Event(Event::GroupMessage {
+                group: gname,
+                group_id: group.to_hex(),
+                from,
+                id: MessageId(id).to_string(),
+                text,
+                sent_at: sent_at_ms,
+            }));
+            // ✓✓ for the sender (unless blocked), batched with the other
+            // receipts due to the same device within RECEIPT_DELAY.
+            if !self.social.blocked.contains(&device.identity) {
+                self.receipt_due(w, dev, device.identity, group, id, now, after)?;
+            }
         }
         Ok(Verdict::Accept)
     }

@@ -108,6 +108,13 @@ pub enum GroupChange {
 /// Test hooks that play a misbehaving member.
 #[cfg(feature = "test-hooks")]
 pub(in crate::actor) enum GroupCmd {
+    /// Sends a message action to a chat as is, without this node's own checks (a hostile
+    /// contact or member editing or deleting someone else's message).
+    Chat {
+        chat: crate::command::ChatParams,
+        action: kith_proto::chat::ChatAction,
+        reply: Reply<()>,
+    },
     Ops {
         group: String,
         reply: Reply<Vec<GroupOp>>,
@@ -158,7 +165,7 @@ pub(super) struct Groups {
     logs: HashMap<GroupId, GroupLog>,
     /// Groups not joined yet whose ops came (kept once they make us a member, by a contact).
     invites: crate::cores::group_ops::Invites,
-    states: HashMap<GroupId, GroupState>,
+    pub(in crate::actor) states: HashMap<GroupId, GroupState>,
     topics: HashMap<String, GroupId>,
     /// Every identity that is a member of one of our groups (they are not strangers).
     pub(super) people: HashSet<IdentityKey>,
@@ -322,6 +329,17 @@ impl State {
     ) -> Result<(), Fatal> {
         let now = Now::read();
         match cmd {
+            GroupCmd::Chat {
+                chat,
+                action,
+                reply: tx,
+            } => {
+                let r = match self.chat_of(w, &chat)? {
+                    Ok((c, _)) => self.send_action(w, c, action, None, after)?,
+                    Err(e) => Err(e),
+                };
+                after.push(reply(tx, r));
+            }
             GroupCmd::Ops { group, reply: tx } => {
                 let r = self.find_group(w, &group)?.map(|id| self.ordered_ops(&id));
                 after.push(reply(tx, r));

@@ -21,7 +21,7 @@ use crate::model::{
 
 impl State {
     /// Resolves a group given by id, unique id prefix (4+ hex digits) or unique name.
-    pub(super) fn find_group(&self, w: &WriteTx<'_>, q: &str) -> Outcome<GroupId> {
+    pub(in crate::actor) fn find_group(&self, w: &WriteTx<'_>, q: &str) -> Outcome<GroupId> {
         let q = q.trim();
         let rows = w.groups()?;
         let visible: Vec<&(GroupId, GroupRow)> = rows.iter().filter(|(_, r)| !r.deleted).collect();
@@ -53,7 +53,7 @@ impl State {
     }
 
     /// The display name of a member.
-    pub(super) fn member_name(
+    pub(in crate::actor) fn member_name(
         &self,
         w: &WriteTx<'_>,
         identity: &IdentityKey,
@@ -138,6 +138,7 @@ impl State {
                 .iter()
                 .filter(|(_, m)| !m.outgoing && !m.flag)
                 .count();
+            let settings = w.chat_settings(&kith_store::ChatRef::Group(id))?;
             out.push(GroupSummary {
                 id: id.to_hex(),
                 name: st.name.clone(),
@@ -145,6 +146,8 @@ impl State {
                 admin: st.admins.contains(&self.me),
                 active: st.members.contains(&self.me),
                 unread,
+                archived: settings.archived,
+                muted: settings.muted,
             });
         }
         Ok(out)
@@ -164,6 +167,14 @@ impl State {
         keep_newest_texts(&mut msgs, |m| m.text.len());
         let mut items: Vec<GroupItemView> = Vec::new();
         for (_, m) in msgs {
+            let meta = w.message_meta(&kith_store::ChatRef::Group(id), m.id)?;
+            let Some(extras) = crate::actor::chat::extras_of(
+                meta,
+                |who| self.member_name(w, who).unwrap_or_else(|_| who.short()),
+                |r| w.group_message(r).ok().flatten().map(|(_, q)| q.text),
+            ) else {
+                continue;
+            };
             let (status, delivered, read) = if m.outgoing {
                 let rs = w.group_receipts(m.id)?;
                 let d = rs.iter().filter(|x| x.1 > 0).count() as u32;
@@ -196,6 +207,7 @@ impl State {
                 read,
                 of: m.recipients,
                 sent_at: m.sent_at_ms,
+                extras,
             });
         }
         // Membership changes, placed by time among the messages.
@@ -224,6 +236,7 @@ impl State {
                         of: 0,
                         sent_at: a.at_ms,
                         attachment: None,
+                        extras: Default::default(),
                     },
                 );
             }

@@ -536,3 +536,39 @@ fn maps_stay_within_their_caps() {
     }
     assert!(s.profile_asks.len() <= MAX_PROFILE_ASKS);
 }
+
+/// Regression (issue 18): Alice added Bob first, so her greeting on connect went to a node
+/// that did not know her and was dropped. When Bob then adds her (the connection stays
+/// open), his greeting reaches her; she must answer it at once, or Bob sees her only after
+/// her next heartbeat (up to 20 s later). Each side answers a device's first word only, so
+/// the exchange stops after one round.
+#[test]
+fn the_first_presence_from_a_device_is_answered_at_once() {
+    let c = Clock::new();
+    let mut alice = social(&c);
+    alice.profile_stored(BOB, 0);
+    // Alice's node knew Bob when the connection opened: it greeted him (unheard).
+    let greet = alice.connected(20, (BOB, true), c.at(0));
+    assert_eq!(presences(&greet).len(), 1);
+    // Long before any heartbeat, Bob's first presence arrives: Alice answers it.
+    let out = alice.signal(None, 20, Some((BOB, true)), presence(true, None), c.at(10));
+    let answers = presences(&out);
+    assert_eq!(answers.len(), 1, "{out:?}");
+    assert_eq!(answers[0].0, 20);
+    assert!(answers[0].1.online);
+    // A second presence from the same device is not answered (no ping-pong).
+    let again = alice.signal(None, 20, Some((BOB, true)), presence(true, None), c.at(20));
+    assert!(presences(&again).is_empty(), "{again:?}");
+    // A goodbye is never answered.
+    let mut other = social(&c);
+    let bye = other.signal(
+        None,
+        21,
+        Some((BOB, true)),
+        presence(false, Some(5)),
+        c.at(0),
+    );
+    assert!(presences(&bye).is_empty(), "{bye:?}");
+    // And nothing went through the heartbeat schedule: it is not due yet.
+    assert!(c.at(20).at < c.start + HEARTBEAT);
+}

@@ -1,0 +1,168 @@
+//! Message actions: what a person does to messages and chats beyond sending a text, as it
+//! travels end-to-end encrypted, inside a one-to-one [`crate::wire::Body::Chat`] or a group
+//! [`crate::groupwire::GroupContent::Chat`]. Every action names its target by the sender's
+//! message id; who may do what (only the author edits or deletes, within time limits) is the
+//! receiver's decision (`kith-engine`'s `cores/chat`), never taken on trust.
+//!
+//! Variants are only ever appended: the variant index is the wire encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::DecodeError;
+use crate::limits::MAX_TEXT;
+
+/// Longest reaction (one emoji, possibly with modifiers and joiners), in bytes of UTF-8.
+pub const MAX_REACTION: usize = 32;
+
+/// The disappearing-message timers a chat may have, in seconds (0: off): 5 minutes, 1 hour,
+/// 1 day, 7 days, 90 days.
+pub const DISAPPEAR_CHOICES: [u32; 6] = [0, 300, 3600, 86_400, 7 * 86_400, 90 * 86_400];
+
+/// One message action.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ChatAction {
+    /// A text message that replies to another, or was forwarded.
+    Message {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// The text.
+        text: String,
+        /// The message it answers (shown quoted).
+        reply_to: Option<u128>,
+        /// Forwarded from another chat (shown "forwarded").
+        forwarded: bool,
+    },
+    /// The sender's reaction to a message; an empty string takes it back. One per person:
+    /// a new one replaces the old.
+    React {
+        /// The message.
+        target: u128,
+        /// The emoji (at most [`MAX_REACTION`] bytes), or empty.
+        emoji: String,
+    },
+    /// The author's new text for one of their messages.
+    Edit {
+        /// The message.
+        target: u128,
+        /// The new text.
+        text: String,
+        /// When it was edited (sender's clock, ms); the latest edit wins.
+        at_ms: u64,
+    },
+    /// The author deletes one of their messages for everyone: a tombstone replaces it.
+    Delete {
+        /// The message.
+        target: u128,
+        /// When (sender's clock, ms).
+        at_ms: u64,
+    },
+    /// The sender sets the chat's disappearing-message timer (one of
+    /// [`DISAPPEAR_CHOICES`]).
+    Disappear {
+        /// Seconds after which new messages disappear; 0 turns it off.
+        secs: u32,
+        /// When (sender's clock, ms); the latest setting wins.
+        at_ms: u64,
+    },
+}
+
+impl std::fmt::Debug for ChatAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text or the emoji.
+        match self {
+            ChatAction::Message { id, reply_to, .. } => write!(
+                f,
+                "Message {{ id: {id:x}, reply: {}, .. }}",
+                reply_to.is_some()
+            ),
+            ChatAction::React { target, .. } => write!(f, "React {{ target: {target:x}, .. }}"),
+            ChatAction::Edit { target, .. } => write!(f, "Edit {{ target: {target:x}, .. }}"),
+            ChatAction::Delete { target, .. } => write!(f, "Delete {{ target: {target:x} }}"),
+            ChatAction::Disappear { secs, .. } => write!(f, "Disappear {{ secs: {secs} }}"),
+        }
+    }
+}
+
+impl ChatAction {
+    /// Checks the limits of a decoded action.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        match self {
+            ChatAction::Message { text, .. } | ChatAction::Edit { text, .. }
+                if text.is_empty() || text.len() > MAX_TEXT =>
+            {
+                Err(DecodeError::Invalid("text length"))
+            }
+            ChatAction::React { emoji, .. }
+                if emoji.len() > MAX_REACTION || emoji.chars().any(char::is_control) =>
+            {
+                Err(DecodeError::Invalid("reaction"))
+            }
+            ChatAction::Disappear { secs, .. } if !DISAPPEAR_CHOICES.contains(secs) => {
+                Err(DecodeError::Invalid("disappearing timer"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn limits_are_checked() {
+        let ok = ChatAction::React {
+            target: 1,
+            emoji: "👍".into(),
+        };
+        assert!(ok.check().is_ok());
+        let long = ChatAction::React {
+            target: 1,
+            emoji: "👍".repeat(9),
+        };
+        assert!(long.check().is_err());
+        let ctl = ChatAction::React {
+            target: 1,
+            emoji: "\u{1b}[2J".into(),
+        };
+        assert!(ctl.check().is_err());
+        let empty_edit = ChatAction::Edit {
+            target: 1,
+            text: String::new(),
+            at_ms: 0,
+        };
+        assert!(empty_edit.check().is_err());
+        let odd_timer = ChatAction::Disappear { secs: 7, at_ms: 0 };
+        assert!(odd_timer.check().is_err());
+        for secs in DISAPPEAR_CHOICES {
+            assert!(ChatAction::Disappear { secs, at_ms: 0 }.check().is_ok());
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_text() {
+        let a = ChatAction::Edit {
+            target: 1,
+            text: "secret words".into(),
+            at_ms: 0,
+        };
+        assert!(!format!("{a:?}").contains("secret"));
+    }
+
+    /// The encoding is a contract: pinned bytes for one action.
+    #[test]
+    fn encoding_is_pinned() {
+        let a = ChatAction::Delete {
+            target: 0x0102,
+            at_ms: 5,
+        };
+        let bytes = codec::encode(&a).unwrap();
+        let back: ChatAction = codec::decode(&bytes, 1024).unwrap();
+        assert_eq!(back, a);
+        assert_eq!(bytes[0], 3, "Delete is variant 3");
+    }
+}
