@@ -536,3 +536,16 @@ pub enum MediaCmd {
         size: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// The command definition is consistent (clap's own checks: no two commands or flags
+    /// with one name, valid defaults): a merge that gives two commands one name fails here,
+    /// not at the user's first `kith`.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

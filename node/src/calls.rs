@@ -1,4 +1,4 @@
-//! The call commands: `call`, `answer`, `decline`, `hangup`, `mute`, `unmute`, `calls`.
+//! The call commands: `call`, `answer`, `decline`, `hangup`, `mic`, `calls`.
 //!
 //! Sound files are given to the daemon as full paths (it opens them): `--audio-in` is sent
 //! as the microphone, `--audio-out` records what the other side says. Both are WAV, 16-bit
@@ -56,10 +56,11 @@ pub(crate) enum CallCmd {
         /// The call id (or its start).
         call: Option<String>,
     },
-    /// Mute your sound in the call.
-    Mute,
-    /// Unmute your sound in the call.
-    Unmute,
+    /// Turn your sound in the call off or on (`kith mic off`, `kith mic on`).
+    Mic {
+        /// `off` mutes you, `on` unmutes you.
+        state: MicState,
+    },
     /// Call history: direction, duration, missed calls. With --wait, wait for a call to
     /// ring instead (exit 0 when one does, 4 after --timeout).
     Calls {
@@ -73,6 +74,15 @@ pub(crate) enum CallCmd {
         #[arg(long, conflicts_with = "wait")]
         current: bool,
     },
+}
+
+/// Your microphone in a call.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum MicState {
+    /// Others hear you.
+    On,
+    /// Muted.
+    Off,
 }
 
 fn absolute(p: Option<PathBuf>) -> Result<Option<PathBuf>, ClientError> {
@@ -125,8 +135,8 @@ pub(crate) async fn run(
             c.call::<methods::HangUp>(CallIdParams { call }).await?;
             out.done("hung up");
         }
-        CallCmd::Mute | CallCmd::Unmute => {
-            let muted = matches!(cmd, CallCmd::Mute);
+        CallCmd::Mic { state } => {
+            let muted = matches!(state, MicState::Off);
             let v = c.call::<methods::MuteSound>(MuteParams { muted }).await?;
             view(out, &v);
         }

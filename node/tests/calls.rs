@@ -126,7 +126,7 @@ fn a_call_carries_sound_both_ways_and_ends_for_both() {
     wait_state(&b, "connected");
     // Talk for a while (the length of the call, not a timing assertion).
     std::thread::sleep(Duration::from_secs(3));
-    a.json(&["mute"]);
+    a.json(&["mic", "off"]);
     assert_eq!(current(&a)["muted"], true);
     a.json(&["hangup"]);
     wait_no_call(&a);
