@@ -6,7 +6,7 @@ use super::*;
 
 pub(super) enum Cmd {
     /// A command of the table (`table.rs`).
-    Call(Call),
+    Call(Box<Call>),
     /// Test hooks for group ops (a misbehaving member).
     #[cfg(feature = "test-hooks")]
     Group(GroupCmd),
@@ -31,7 +31,7 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         let Queued(call) = C::queue(params, reply);
         self.tx
-            .send(Cmd::Call(call))
+            .send(Cmd::Call(Box::new(call)))
             .await
             .map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)?

@@ -566,7 +566,7 @@ impl State {
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
         match work {
-            Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Write => c.write(self, w, after)?,
+            Work::Cmd(Cmd::Call(c)) if c.kind() == Kind::Write => (*c).write(self, w, after)?,
             #[cfg(feature = "test-hooks")]
             Work::Cmd(Cmd::Group(c)) => self.group_cmd(w, c, after)?,
             Work::Cmd(other) => after.push(After::Read(other)),

@@ -21,7 +21,7 @@ pub(super) fn keep_newest_texts<K, M>(msgs: &mut Vec<(K, M)>, len: impl Fn(&M) -
 impl Engine {
     pub(super) fn read_cmd(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Call(c) => c.read(self),
+            Cmd::Call(c) => (*c).read(self),
             // Group test hooks run in a write batch (see `apply`).
             #[cfg(feature = "test-hooks")]
             Cmd::Group(_) => {}
