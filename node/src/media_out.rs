@@ -116,6 +116,16 @@ fn size(bytes: u64) -> String {
 }
 
 /// One attachment in a line: kind, name, size, dimensions, duration, state, path.
+/// A message's text as history shows it: the attachment's line first, when there is one,
+/// then the caption in quotes.
+pub(crate) fn with_attachment(text: &str, a: Option<&AttachmentView>) -> String {
+    match a {
+        None => text.to_string(),
+        Some(a) if text.is_empty() => attachment_line(a),
+        Some(a) => format!("{} \"{text}\"", attachment_line(a)),
+    }
+}
+
 pub(crate) fn attachment_line(a: &AttachmentView) -> String {
     let mut s = format!("[{}] {} {}", a.kind, printable(&a.name), size(a.size));
     if let Some((w, h)) = a.dimensions {

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::Path;
 
 use kith_api::methods::ReadResult;
-use kith_engine::MessageExtras;
 use kith_engine::command::{ActionResult, ChatSettingsView, SearchHitView};
 use kith_engine::{
     ContactView, GroupItemView, GroupSummary, GroupView, MailboxView, MessageView, NodeInfo,
@@ -14,7 +13,8 @@ use kith_engine::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::media_out::attachment_line;
+use crate::media_out::with_attachment;
+use crate::message_lines::message_lines;
 use crate::safe::printable;
 
 pub struct Out {
@@ -382,49 +382,13 @@ impl Out {
                 json_line(m);
                 continue;
             }
-            if let Some(a) = &m.attachment {
-                let who = if m.from == "me" {
-                    "me".to_string()
-                } else {
-                    printable(&m.from).into_owned()
-                };
-                let caption = if m.text.is_empty() {
-                    String::new()
-                } else {
-                    format!(" \"{}\"", printable(&m.text))
-                };
-                let ticks = if m.from == "me" {
-                    format!("  {}", ticks(&m.status))
-                } else {
-                    String::new()
-                };
-                line(&format!(
-                    "[{}] {who}: {}{caption}  ({}){ticks}",
-                    local(m.sent_at),
-                    attachment_line(a),
-                    m.id
-                ));
-            } else if m.from == "me" {
-                line(&format!(
-                    "[{}] me: {}  {}",
-                    local(m.sent_at),
-                    printable(&m.text),
-                    ticks(&m.status)
-                ));
-            } else {
-                line(&format!(
-                    "[{}] {}: {}",
-                    local(m.sent_at),
-                    printable(&m.from),
-                    printable(&m.text)
-                ));
-            }
             let tail = if m.from == "me" {
                 format!("  {}", ticks(&m.status))
             } else {
                 String::new()
             };
-            message_lines(&m.id, m.sent_at, &m.from, &m.text, &m.extras, &tail);
+            let text = with_attachment(&m.text, m.attachment.as_ref());
+            message_lines(&m.id, m.sent_at, &m.from, &text, &m.extras, &tail);
         }
     }
 
@@ -592,34 +556,14 @@ impl Out {
                 json_line(m);
             } else if m.kind == "event" {
                 line(&format!("[{}] — {}", local(m.sent_at), printable(&m.text)));
-            } else if let Some(a) = &m.attachment {
-                let caption = if m.text.is_empty() {
-                    String::new()
-                } else {
-                    format!(" \"{}\"", printable(&m.text))
-                };
-                line(&format!(
-                    "[{}] {}: {}{caption}  ({})",
-                    local(m.sent_at),
-                    printable(&m.from),
-                    attachment_line(a),
-                    m.id
-                ));
-            } else if m.from == "me" {
-                line(&format!(
-                    "[{}] me: {}  {}",
-                    local(m.sent_at),
-                    printable(&m.text),
-                    group_ticks(&m.status, m.delivered, m.read, m.of)
-                ));
-                line(&format!("[{}] — {}", local(m.sent_at), printable(&m.text)));
             } else {
                 let tail = if m.from == "me" {
                     format!("  {}", group_ticks(&m.status, m.delivered, m.read, m.of))
                 } else {
                     String::new()
                 };
-                message_lines(&m.id, m.sent_at, &m.from, &m.text, &m.extras, &tail);
+                let text = with_attachment(&m.text, m.attachment.as_ref());
+                message_lines(&m.id, m.sent_at, &m.from, &text, &m.extras, &tail);
             }
         }
     }
@@ -812,50 +756,6 @@ impl Out {
             )),
             _ => line(&printable(&ev.to_string())),
         }
-    }
-}
-
-/// One message for people: a quote line when it answers another, the message line (id,
-/// sender, text with its marks, then `tail`), and its reactions.
-fn message_lines(id: &str, sent_at: u64, from: &str, text: &str, x: &MessageExtras, tail: &str) {
-    if x.reply_to.is_some() {
-        let q = x.quote.as_deref().unwrap_or("a message not here");
-        line(&format!("    ↪ {}", printable(q)));
-    }
-    let mut body = String::new();
-    if x.forwarded {
-        body.push_str("(forwarded) ");
-    }
-    if x.deleted {
-        body.push_str("🚫 this message was deleted");
-    } else {
-        body.push_str(&printable(text));
-    }
-    let mut marks = String::new();
-    if x.edited && !x.deleted {
-        marks.push_str("  (edited)");
-    }
-    if x.starred {
-        marks.push_str("  ★");
-    }
-    if x.pinned {
-        marks.push_str("  📌");
-    }
-    if x.expires_at.is_some() {
-        marks.push_str("  ⏱");
-    }
-    line(&format!(
-        "[{}] {id} {}: {body}{marks}{tail}",
-        local(sent_at),
-        printable(from)
-    ));
-    if !x.reactions.is_empty() {
-        let r: Vec<String> = x
-            .reactions
-            .iter()
-            .map(|(who, e)| format!("{} {}", printable(e), printable(who)))
-            .collect();
-        line(&format!("    [{}]", r.join(", ")));
     }
 }
 
