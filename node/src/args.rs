@@ -211,8 +211,12 @@ pub(crate) enum Command {
         /// The contact's name.
         name: String,
     },
-    /// Show connections and the outbox size.
-    Status,
+    /// Show connections and the outbox size; `kith status post|list|view|delete|privacy`:
+    /// status updates (stories) your contacts see for 24 hours.
+    Status {
+        #[command(subcommand)]
+        story: Option<crate::stories::StatusCmd>,
+    },
     /// Show a contact that you are typing (it disappears by itself after a few seconds).
     Typing {
         /// The contact's name.

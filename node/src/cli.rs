@@ -527,7 +527,10 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 .await?;
             out.verify(&v);
         }
-        Command::Status => out.status(&c.call::<methods::Status>(NoParams {}).await?),
+        Command::Status { story: None } => {
+            out.status(&c.call::<methods::Status>(NoParams {}).await?)
+        }
+        Command::Status { story: Some(cmd) } => crate::stories::run(out, &mut c, cmd).await?,
         Command::Typing {
             name,
             recording,

@@ -749,6 +749,7 @@ impl Out {
                 get("state"),
                 ev.get("percent").and_then(Value::as_u64).unwrap_or(0)
             )),
+            "story" | "story_viewed" => line(&crate::stories::event_line(ev)),
             "profile" => line(&format!(
                 "{} updated their profile: {}",
                 get("contact"),

@@ -22,6 +22,8 @@ pub use crate::actor::table::list::*;
 
 mod chat;
 pub use chat::*;
+mod stories;
+pub use stories::*;
 
 /// One command.
 pub trait Command: 'static {

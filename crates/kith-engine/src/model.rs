@@ -652,6 +652,22 @@ pub enum Event {
         /// `react`, `edit`, `delete` or `disappear`.
         change: String,
     },
+    /// A contact posted a status update (a story), or took one back (`deleted`).
+    Story {
+        /// The contact's name.
+        from: String,
+        /// The story's id.
+        id: String,
+        /// Taken back by its author.
+        deleted: bool,
+    },
+    /// A contact viewed one of this user's stories.
+    StoryViewed {
+        /// The contact's name.
+        by: String,
+        /// The story's id.
+        id: String,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -664,6 +680,8 @@ impl std::fmt::Debug for Event {
             Event::Presence { online, .. } => write!(f, "Presence({online})"),
             Event::Notice { .. } => f.write_str("Notice"),
             Event::MessageChanged { id, change, .. } => write!(f, "MessageChanged({id}, {change})"),
+            Event::Story { id, deleted, .. } => write!(f, "Story({id}, {deleted})"),
+            Event::StoryViewed { id, .. } => write!(f, "StoryViewed({id})"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
             Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),

@@ -18,6 +18,9 @@ pub const MAX_REACTION: usize = 32;
 /// 1 day, 7 days, 90 days.
 pub const DISAPPEAR_CHOICES: [u32; 6] = [0, 300, 3600, 86_400, 7 * 86_400, 90 * 86_400];
 
+/// How long a story shows: 24 hours.
+pub const STORY_TTL_MS: u64 = 24 * 3600 * 1000;
+
 /// One message action.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -67,6 +70,26 @@ pub enum ChatAction {
         /// When (sender's clock, ms); the latest setting wins.
         at_ms: u64,
     },
+    /// A status update (a story): shown to the sender's contacts for [`STORY_TTL_MS`].
+    Story {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When it was posted (sender's clock, ms); the receiver counts the time from
+        /// the earlier of this and its own clock.
+        posted_at_ms: u64,
+        /// The text.
+        text: String,
+    },
+    /// The sender viewed one of the receiver's stories (sent only with read receipts on).
+    StoryViewed {
+        /// The story.
+        id: u128,
+    },
+    /// The author takes one of their stories back before it expires.
+    StoryDelete {
+        /// The story.
+        id: u128,
+    },
 }
 
 impl std::fmt::Debug for ChatAction {
@@ -82,6 +105,9 @@ impl std::fmt::Debug for ChatAction {
             ChatAction::Edit { target, .. } => write!(f, "Edit {{ target: {target:x}, .. }}"),
             ChatAction::Delete { target, .. } => write!(f, "Delete {{ target: {target:x} }}"),
             ChatAction::Disappear { secs, .. } => write!(f, "Disappear {{ secs: {secs} }}"),
+            ChatAction::Story { id, .. } => write!(f, "Story {{ id: {id:x}, .. }}"),
+            ChatAction::StoryViewed { id } => write!(f, "StoryViewed {{ id: {id:x} }}"),
+            ChatAction::StoryDelete { id } => write!(f, "StoryDelete {{ id: {id:x} }}"),
         }
     }
 }
@@ -90,7 +116,9 @@ impl ChatAction {
     /// Checks the limits of a decoded action.
     pub fn check(&self) -> Result<(), DecodeError> {
         match self {
-            ChatAction::Message { text, .. } | ChatAction::Edit { text, .. }
+            ChatAction::Message { text, .. }
+            | ChatAction::Edit { text, .. }
+            | ChatAction::Story { text, .. }
                 if text.is_empty() || text.len() > MAX_TEXT =>
             {
                 Err(DecodeError::Invalid("text length"))
@@ -136,6 +164,12 @@ mod tests {
             at_ms: 0,
         };
         assert!(empty_edit.check().is_err());
+        let empty_story = ChatAction::Story {
+            id: 1,
+            posted_at_ms: 0,
+            text: String::new(),
+        };
+        assert!(empty_story.check().is_err());
         let odd_timer = ChatAction::Disappear { secs: 7, at_ms: 0 };
         assert!(odd_timer.check().is_err());
         for secs in DISAPPEAR_CHOICES {
@@ -164,5 +198,7 @@ mod tests {
         let back: ChatAction = codec::decode(&bytes, 1024).unwrap();
         assert_eq!(back, a);
         assert_eq!(bytes[0], 3, "Delete is variant 3");
+        let story = codec::encode(&ChatAction::StoryViewed { id: 1 }).unwrap();
+        assert_eq!(story[0], 6, "StoryViewed is variant 6");
     }
 }

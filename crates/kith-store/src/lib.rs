@@ -18,6 +18,7 @@ mod groups;
 mod media;
 mod model;
 mod prekeys;
+mod stories;
 mod topics;
 mod tx;
 
@@ -30,6 +31,7 @@ pub use chat::{ChatRef, ChatSettings, MessageMeta};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use media::MediaRow;
 pub use model::*;
+pub use stories::StoredStory;
 pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};
 pub use tx::{ReadTx, WriteTx};
 

@@ -469,6 +469,14 @@ impl State {
             }
             return Ok(());
         }
+        if matches!(
+            action,
+            ChatAction::Story { .. }
+                | ChatAction::StoryViewed { .. }
+                | ChatAction::StoryDelete { .. }
+        ) {
+            return self.on_story(w, conv, name, action, after);
+        }
         self.on_chat_action(w, ChatRef::Contact(conv), conv, action, after)
     }
 
@@ -619,9 +627,10 @@ impl Engine {
         self.st.last_expiry = Instant::now();
         let now = now_ms();
         let st = &mut self.st;
-        let res = self
-            .store
-            .write_as::<_, Fatal>(|w| st.expire_messages(w, now));
+        let res = self.store.write_as::<_, Fatal>(|w| {
+            st.expire_messages(w, now)?;
+            st.expire_stories(w, now)
+        });
         if let Err(e) = &res {
             tracing::warn!(error = %e, "cannot expire messages");
         }

@@ -40,6 +40,7 @@ mod pump;
 mod records;
 mod run;
 mod search;
+mod stories;
 pub(crate) mod table;
 mod views;
 mod watch;

@@ -221,6 +221,10 @@ no_prepare!(
     MarkParams,
     ChatSetParams,
     SearchParams,
+    StatusPostParams,
+    StatusViewParams,
+    StatusDeleteParams,
+    StatusPrivacyParams,
 );
 
 impl Prepare for SetProfileParams {
@@ -453,4 +457,23 @@ commands! {
     /// chat when `to` or `group` is given.
     write Search = "search", SearchParams => Vec<SearchHitView>,
         |st, w, p, _after| st.search_cmd(w, &p);
+
+    // Status updates (stories): the rules are in `cores/stories`, the I/O in
+    // `actor/stories.rs`.
+    /// `status.post`: a story to the contacts the status privacy setting allows, for 24 h.
+    write StatusPost = "status.post", StatusPostParams => StatusPosted,
+        |st, w, p, after| st.status_post(w, p, after);
+    /// `status.list`: this user's stories with their viewers, then the contacts' stories.
+    read StatusList = "status.list", NoParams => Vec<StoryView>,
+        |e, _p| e.status_list();
+    /// `status.view`: a contact's stories, marked viewed (the views go back with read
+    /// receipts on).
+    write StatusView = "status.view", StatusViewParams => Vec<StoryView>,
+        |st, w, p, after| st.status_view(w, &p.name, after);
+    /// `status.delete`: take one of this user's stories back, here and at its audience.
+    write StatusDelete = "status.delete", StatusDeleteParams => bool,
+        |st, w, p, after| st.status_delete(w, &p.id, after);
+    /// `status.privacy`: show or set who sees this user's stories.
+    write StatusPrivacySet = "status.privacy", StatusPrivacyParams => StatusPrivacyView,
+        |st, w, p, _after| st.status_privacy(w, p);
 }

@@ -38,4 +38,5 @@ pub mod outbox;
 pub mod prekeys;
 pub mod presence;
 pub mod record;
+pub mod stories;
 pub mod watch;
