@@ -5,9 +5,11 @@
 //! changed (a message stored, its text edited, blanked by a delete or expiry, hidden) as
 //! [`IndexOp`]s, and applies them right after the batch commits and before the batch's reads
 //! are answered, so a search sees what was just stored. An index that is missing or empty
-//! while the store holds messages is rebuilt from the store at start-up; one that fell
-//! behind after a crash between the two commits is rebuilt with `kith search --rebuild`
-//! (future: a sequence mark to find out by itself).
+//! while the store holds messages is rebuilt from the store at start-up. So is one that fell
+//! behind after a crash between the two commits: every write transaction that changes what
+//! the index should hold also advances a mark in the store's meta (`search-mark`), and the
+//! index commits that mark with the changes (tantivy's commit payload); at start-up marks
+//! that differ mean the index missed a batch, and it is rebuilt.
 //!
 //! One document per message, keyed by its id: the chat (a contact's identity or a group id,
 //! hex), the sender's identity (hex), the time and the text (tokenized, stored for snippets).
@@ -114,6 +116,12 @@ pub struct SearchIndex {
     writer: IndexWriter<TantivyDocument>,
     reader: IndexReader,
     f: Fields,
+    /// The mark of the index's last commit.
+    committed: u64,
+    /// The last mark handed out for the store ([`SearchIndex::next_mark`]).
+    handed: u64,
+    /// A commit failed: no later commit may claim a mark, so the next start rebuilds.
+    failed: bool,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -161,12 +169,72 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let committed = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         Ok(Self {
             index,
             writer,
             reader,
             f,
+            committed,
+            handed: committed,
+            failed: false,
         })
+    }
+
+    /// The mark of the index's last commit (0 for an index that never had one).
+    pub fn mark(&self) -> u64 {
+        self.committed
+    }
+
+    /// The mark for a write transaction whose changes the next [`SearchIndex::apply_marked`]
+    /// brings: the store keeps it in the same transaction.
+    pub fn next_mark(&mut self) -> u64 {
+        self.handed = self.handed.max(self.committed) + 1;
+        self.handed
+    }
+
+    /// Applies changes and commits them with the mark last handed out
+    /// ([`SearchIndex::next_mark`]). After a failure nothing more is applied: the marks
+    /// then differ at the next start, which rebuilds the index.
+    pub fn apply_marked(&mut self, ops: Vec<IndexOp>) -> Result<(), SearchError> {
+        if self.failed {
+            return Ok(());
+        }
+        let mark = self.handed;
+        let res = self.apply_with(ops, Some(mark));
+        if res.is_err() {
+            self.failed = true;
+        }
+        res
+    }
+
+    /// Empties the index and fills it with `ops`, committed with `mark` (a rebuild).
+    pub fn rebuild(&mut self, ops: Vec<IndexOp>, mark: u64) -> Result<(), SearchError> {
+        self.writer.delete_all_documents()?;
+        self.handed = mark;
+        self.apply_with(ops, Some(mark))?;
+        if self.committed != mark {
+            // No ops: commit the mark alone.
+            self.commit(Some(mark))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, mark: Option<u64>) -> Result<(), SearchError> {
+        let mut prepared = self.writer.prepare_commit()?;
+        if let Some(m) = mark {
+            prepared.set_payload(&m.to_string());
+        }
+        prepared.commit()?;
+        self.reader.reload()?;
+        if let Some(m) = mark {
+            self.committed = m;
+        }
+        Ok(())
     }
 
     /// How many messages the index holds.
@@ -181,6 +249,10 @@ impl SearchIndex {
 
     /// Applies changes and commits them (searches see them at once).
     pub fn apply(&mut self, ops: Vec<IndexOp>) -> Result<(), SearchError> {
+        self.apply_with(ops, None)
+    }
+
+    fn apply_with(&mut self, ops: Vec<IndexOp>, mark: Option<u64>) -> Result<(), SearchError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -211,9 +283,7 @@ impl SearchIndex {
                 }
             }
         }
-        self.writer.commit()?;
-        self.reader.reload()?;
-        Ok(())
+        self.commit(mark)
     }
 
     /// Empties the index (before a rebuild).
@@ -458,6 +528,30 @@ mod tests {
             p(&mut rare, 50),
             p(&mut rare, 95),
         );
+    }
+
+    /// The mark travels with the index's commit and survives a reopen; a rebuild takes the
+    /// store's mark.
+    #[test]
+    fn the_mark_is_committed_with_the_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(ix.mark(), 0);
+        assert_eq!(ix.next_mark(), 1);
+        ix.apply_marked(vec![put(1, 1, "hello there")]).unwrap();
+        assert_eq!(ix.mark(), 1);
+        // A mark handed out for a batch that did not commit is skipped, not reused.
+        assert_eq!(ix.next_mark(), 2);
+        assert_eq!(ix.next_mark(), 3);
+        ix.apply_marked(vec![put(2, 1, "general kenobi")]).unwrap();
+        drop(ix);
+        let mut ix = SearchIndex::open(dir.path()).unwrap();
+        assert_eq!(ix.mark(), 3);
+        ix.rebuild(vec![put(3, 1, "only this")], 9).unwrap();
+        assert_eq!(ix.mark(), 9);
+        assert_eq!(ix.len(), 1);
+        ix.rebuild(Vec::new(), 11).unwrap();
+        assert_eq!((ix.mark(), ix.len()), (11, 0));
     }
 
     #[test]

@@ -629,7 +629,8 @@ impl Engine {
         let st = &mut self.st;
         let res = self.store.write_as::<_, Fatal>(|w| {
             st.expire_messages(w, now)?;
-            st.expire_stories(w, now)
+            st.expire_stories(w, now)?;
+            st.mark_index(w)
         });
         if let Err(e) = &res {
             tracing::warn!(error = %e, "cannot expire messages");

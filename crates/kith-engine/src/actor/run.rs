@@ -375,6 +375,7 @@ impl Engine {
                 for item in writes {
                     st.apply(w, item, &mut staged)?;
                 }
+                st.mark_index(w)?;
                 st.flush_crypto(w)
             });
             match res {
@@ -409,6 +410,7 @@ impl Engine {
         let mut after = Vec::new();
         let res = self.store.write_as(|w| {
             f(st, w, &mut after)?;
+            st.mark_index(w)?;
             st.flush_crypto(w)
         });
         let ok = res.is_ok();

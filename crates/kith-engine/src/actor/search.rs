@@ -23,10 +23,22 @@ impl State {
             return;
         }
         if let Some(ix) = &mut self.search
-            && let Err(e) = ix.apply(ops)
+            && let Err(e) = ix.apply_marked(ops)
         {
-            tracing::warn!(error = %e, "cannot update the search index");
+            tracing::warn!(error = %e, "cannot update the search index; it is rebuilt at the next start");
         }
+    }
+
+    /// Inside a write transaction, before its commit: when the batch changed what the index
+    /// should hold, the store takes the index's next mark (see `crate::search`).
+    pub(super) fn mark_index(&mut self, w: &mut WriteTx<'_>) -> Result<(), Fatal> {
+        if self.index_ops.is_empty() {
+            return Ok(());
+        }
+        if let Some(ix) = &mut self.search {
+            w.set_meta(SEARCH_MARK, &ix.next_mark().to_be_bytes())?;
+        }
+        Ok(())
     }
 
     /// `search`: ranked matches in this node's history, with snippets.
@@ -77,8 +89,13 @@ impl State {
     }
 }
 
+/// The store's meta key of the index mark.
+const SEARCH_MARK: &str = "search-mark";
+
 /// Opens the search index beside the store; rebuilds it from the store when it is empty
-/// while the store holds messages. A node whose index cannot be opened runs without search.
+/// while the store holds messages, or when its mark is not the store's (it missed a batch:
+/// a crash between the two commits). A node whose index cannot be opened runs without
+/// search.
 pub(super) fn open_search(
     data_dir: &std::path::Path,
     store: &Store,
@@ -91,12 +108,25 @@ pub(super) fn open_search(
             return None;
         }
     };
-    if ix.is_empty() {
+    let mark = match store.read(|r| r.meta(SEARCH_MARK)) {
+        Ok(m) => m
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the store for the search index");
+            return Some(ix);
+        }
+    };
+    let behind = ix.mark() != mark;
+    if ix.is_empty() || behind {
         match store.read(|r| all_messages(r, me)) {
-            Ok(ops) if !ops.is_empty() => {
+            Ok(ops) if !ops.is_empty() || behind => {
                 let n = ops.len();
-                match ix.apply(ops) {
-                    Ok(()) => tracing::info!(messages = n, "search index built from the store"),
+                match ix.rebuild(ops, mark) {
+                    Ok(()) => {
+                        tracing::info!(messages = n, behind, "search index built from the store")
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot build the search index"),
                 }
             }
