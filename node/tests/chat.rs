@@ -199,11 +199,11 @@ fn search_follows_arrivals_edits_and_deletes() {
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    std::fs::create_dir_all(to).expect("make the copy's directory");
+    for e in std::fs::read_dir(from).expect("read the index directory") {
+        let e = e.expect("a directory entry");
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy an index file");
         }
     }
 }
