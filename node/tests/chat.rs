@@ -198,14 +198,15 @@ fn search_follows_arrivals_edits_and_deletes() {
     assert_eq!(h.len(), 1, "{h:?}");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("make the copy's directory");
-    for e in std::fs::read_dir(from).expect("read the index directory") {
-        let e = e.expect("a directory entry");
-        if e.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy an index file");
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
         }
     }
+    Ok(())
 }
 
 /// An index that missed a batch (what a crash between the store's commit and the index's
@@ -219,14 +220,14 @@ fn an_index_that_missed_a_batch_is_rebuilt_at_start() {
     a.wait_received("Bob", 1, T);
     a.stop();
     let saved = a.dir.join("search-before");
-    copy_dir(&a.dir.join("search"), &saved);
+    copy_dir(&a.dir.join("search"), &saved).unwrap();
     a.start();
     b.send("Alice", "the zebra crossing at noon");
     a.wait_received("Bob", 2, T);
     assert_eq!(a.json(&["search", "zebra"]).len(), 1);
     a.stop();
     std::fs::remove_dir_all(a.dir.join("search")).unwrap();
-    copy_dir(&saved, &a.dir.join("search"));
+    copy_dir(&saved, &a.dir.join("search")).unwrap();
     a.start();
     let h = a.json(&["search", "zebra"]);
     assert_eq!(h.len(), 1, "the index caught up with the store: {h:?}");
