@@ -1,4 +1,5 @@
-//! Prometheus metrics (`GET /metrics`, text format) and a health check (`GET /health`) over a
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text: libp2p's own and Kith's, see
+//! `kith_net::metrics`) and a health check (`GET /health`) over a
 //! deliberately small HTTP/1.1 responder: one request per connection, bounded request size,
 //! a read timeout and a cap on concurrent connections.
 
@@ -17,6 +18,8 @@ const MAX_CONNECTIONS: usize = 32;
 const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const PLAIN: &str = "text/plain; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Binds `addr` and serves until aborted. Returns the bound address.
 pub async fn serve(
@@ -74,57 +77,35 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
             (it.next() == Some("GET")).then(|| it.next()).flatten()
         })
         .unwrap_or("");
-    let (status, body) = match path {
+    let (status, kind, body) = match path {
         "/health" => match engine.status().await {
-            Ok(_) => ("200 OK", "ok\n".to_string()),
-            Err(_) => ("503 Service Unavailable", "stopping\n".to_string()),
+            Ok(_) => ("200 OK", PLAIN, "ok\n".to_string()),
+            Err(_) => ("503 Service Unavailable", PLAIN, "stopping\n".to_string()),
         },
         "/metrics" => match engine.status().await {
-            Ok(s) => ("200 OK", render(&s)),
-            Err(_) => ("503 Service Unavailable", String::new()),
+            Ok(s) => ("200 OK", OPENMETRICS, render(&engine, &s)),
+            Err(_) => ("503 Service Unavailable", PLAIN, String::new()),
         },
-        _ => ("404 Not Found", "not found\n".to_string()),
+        _ => ("404 Not Found", PLAIN, "not found\n".to_string()),
     };
     let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(resp.as_bytes()).await?;
     stream.shutdown().await
 }
 
-fn render(st: &kith_engine::NodeStatus) -> String {
-    let mut s = String::new();
-    let mut gauge = |name: &str, help: &str, v: usize| {
-        s.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
-        ));
-    };
-    gauge("kith_up", "1 while the node runs.", 1);
-    gauge(
-        "kith_connected_peers",
-        "Peers connected now.",
-        st.connected_peers.len(),
-    );
-    gauge(
-        "kith_queued_envelopes",
-        "Envelopes waiting for delivery (kept mail included).",
-        st.outbox,
-    );
-    gauge(
-        "kith_mailbox_devices",
-        "Devices registered with this mailbox.",
-        st.mailbox_users,
-    );
-    gauge(
-        "kith_relay_reservations",
-        "Relay slots held for nodes behind NAT.",
-        st.relay_reservations,
-    );
-    gauge(
-        "kith_relay_circuits",
-        "Connections relayed now.",
-        st.relay_circuits,
-    );
-    s
+/// The node's registry (libp2p's metrics and Kith's counters), with the gauges read from
+/// the node's status at this scrape.
+fn render(engine: &EngineHandle, st: &kith_engine::NodeStatus) -> String {
+    let m = engine.metrics();
+    let k = &m.kith;
+    let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    k.connected_peers.set(g(st.connected_peers.len()));
+    k.queued_envelopes.set(g(st.outbox));
+    k.mailbox_devices.set(g(st.mailbox_users));
+    k.relay_reservations.set(g(st.relay_reservations));
+    k.relay_circuits.set(g(st.relay_circuits));
+    m.encode()
 }

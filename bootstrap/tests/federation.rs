@@ -17,7 +17,13 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(90);
 
-fn operator_config(dir: &Path, name: &str, port: u16, join: Option<&str>) -> std::path::PathBuf {
+fn operator_config(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    metrics: u16,
+    join: Option<&str>,
+) -> std::path::PathBuf {
     let data = dir.join(name);
     let cfg = dir.join(format!("{name}.toml"));
     let bootstrap = join.map(|a| format!("\"{a}\"")).unwrap_or_default();
@@ -25,11 +31,19 @@ fn operator_config(dir: &Path, name: &str, port: u16, join: Option<&str>) -> std
         &cfg,
         format!(
             "data_dir = {data:?}\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\n\
+             metrics = \"127.0.0.1:{metrics}\"\n\
              bootstrap = [{bootstrap}]\n[relay]\nallow_private_ips = true\n"
         ),
     )
     .unwrap();
     cfg
+}
+
+/// A counter's value in an operator's `/metrics`.
+fn counter(port: u16, name: &str) -> Option<u64> {
+    let m = http_get(port, "/metrics")?;
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The operator's contact code and its dialable address.
@@ -62,11 +76,11 @@ fn count_text(dir: &Path, with: &str, text: &str) -> usize {
 #[test]
 fn users_of_two_operators_talk_and_a_restarted_operator_loses_no_acknowledged_message() {
     let tmp = tempfile::tempdir().unwrap();
-    let (p1, p2) = (free_port(), free_port());
-    let cfg1 = operator_config(tmp.path(), "op1", p1, None);
+    let (p1, p2, metrics2) = (free_port(), free_port(), free_port());
+    let cfg1 = operator_config(tmp.path(), "op1", p1, free_port(), None);
     let _op1 = start_bootstrap(&cfg1);
     let (code1, addr1) = operator_id(&tmp.path().join("op1"), p1);
-    let cfg2 = operator_config(tmp.path(), "op2", p2, Some(&addr1));
+    let cfg2 = operator_config(tmp.path(), "op2", p2, metrics2, Some(&addr1));
     let mut op2 = start_bootstrap(&cfg2);
     let (code2, addr2) = operator_id(&tmp.path().join("op2"), p2);
 
@@ -144,5 +158,12 @@ fn users_of_two_operators_talk_and_a_restarted_operator_loses_no_acknowledged_me
         });
     }
     assert_eq!(count_text(&bob, "Alice", "kept by op2"), 1);
+    // The operator's metrics counted it (since its restart): the second message kept, both
+    // handed to Bob.
+    wait_for("op2's counters", || {
+        let kept = counter(metrics2, "kith_deposits_total")?;
+        let drained = counter(metrics2, "kith_drained_total")?;
+        (kept >= 1 && drained >= 2).then_some(())
+    });
     drop((b, op2));
 }

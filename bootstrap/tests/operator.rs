@@ -109,6 +109,16 @@ fn invite_only_mailbox_with_metrics() {
     let m = http_get(metrics, "/metrics").unwrap();
     assert!(m.contains("kith_mailbox_devices 1"), "{m}");
     assert!(m.contains("kith_up 1"));
+    // libp2p's own metrics, and Kith's counters and histograms, in OpenMetrics text.
+    assert!(
+        m.contains("Content-Type: application/openmetrics-text"),
+        "{m}"
+    );
+    assert!(m.contains("libp2p_swarm_"), "{m}");
+    assert!(m.contains("libp2p_identify_"), "{m}");
+    assert!(m.contains("# TYPE kith_commit_seconds histogram"), "{m}");
+    assert!(m.contains("kith_strikes_total"), "{m}");
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
     assert!(
         http_get(metrics, "/nothing")
             .unwrap()

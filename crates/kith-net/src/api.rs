@@ -236,6 +236,7 @@ pub struct NetHandle {
     pub(crate) local_peer: PeerId,
     pub(crate) listen: Arc<Mutex<Vec<Multiaddr>>>,
     pub(crate) reach: Arc<Mutex<ReachInfo>>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the node knows of its own reachability.
@@ -292,6 +293,11 @@ impl NetHandle {
     /// The addresses the node listens on now (with its peer id appended by callers as needed).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.listen.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The node's metrics (libp2p's and Kith's).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.metrics.clone()
     }
 
     /// AutoNAT's verdict and the relays we hold slots on.

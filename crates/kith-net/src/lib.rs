@@ -50,6 +50,7 @@ pub mod gossip;
 mod idle;
 pub mod limits;
 pub mod mdns;
+pub mod metrics;
 mod observe;
 pub mod reach;
 mod strikes;

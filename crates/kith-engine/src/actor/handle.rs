@@ -20,11 +20,18 @@ pub struct EngineHandle {
     pub(super) events: broadcast::Sender<Event>,
     /// What commands prepare with on the caller's side (the media directory).
     pub(super) ctx: crate::command::PrepareCtx,
+    /// The node's metrics registry (libp2p's and Kith's).
+    pub(super) metrics: std::sync::Arc<kith_net::metrics::Metrics>,
     #[cfg(feature = "test-hooks")]
     pub(super) faults: kith_store::Faults,
 }
 
 impl EngineHandle {
+    /// The node's metrics (libp2p's and Kith's), for `/metrics`.
+    pub fn metrics(&self) -> std::sync::Arc<kith_net::metrics::Metrics> {
+        self.metrics.clone()
+    }
+
     /// Runs one command of the table and waits for its answer.
     pub async fn call<C: Command>(&self, params: C::Params) -> Result<C::Output, EngineError> {
         let params = C::prepare(params, &self.ctx).await?;

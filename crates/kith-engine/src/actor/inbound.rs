@@ -27,6 +27,27 @@ use crate::cores::inbound::{
 type Found = (DeviceKey, CurveKey, kith_crypto::Decrypted);
 
 impl State {
+    /// Counts a batch's answers for the operator: envelopes kept for others, and refusals
+    /// by reason.
+    fn count_answers(&self, results: &[DeliveryResult], kept: usize) {
+        self.metrics.deposits.inc_by(kept as u64);
+        for r in results {
+            if let DeliveryResult::Rejected(why) = r {
+                let reason = match why {
+                    RejectReason::WrongDevice => "wrong_device",
+                    RejectReason::Undecryptable => "undecryptable",
+                    RejectReason::Malformed => "malformed",
+                    RejectReason::MailboxFull => "mailbox_full",
+                    _ => "other",
+                };
+                self.metrics
+                    .refused
+                    .get_or_create(&kith_net::metrics::Reason { reason })
+                    .inc();
+            }
+        }
+    }
+
     /// Opens, stores and acknowledges a batch of envelopes from `peer`.
     pub(super) fn receive(
         &mut self,
@@ -51,6 +72,7 @@ impl State {
             }
         }
         let answered = batch.finish(now_ms());
+        self.count_answers(&answered.results, answered.kept);
         if answered.kept > 0 {
             // The depositing peer is a throwaway identity for well-behaved senders.
             debug!(from = %peer, kept = answered.kept, "mailbox deposit");

@@ -324,6 +324,8 @@ struct State {
     mailbox_usage: HashMap<PeerId, MailboxUsage>,
     /// As a mailbox: sends wake-ups.
     waker: Option<Waker>,
+    /// Counters for the operator (`/metrics`), shared with the network's registry.
+    metrics: kith_net::metrics::KithMetrics,
     /// Presence, typing, profiles, privacy and blocks.
     social: Social,
     /// The data directory (contacts' photos go to `avatars/` in it).

@@ -137,6 +137,9 @@ impl State {
                             taken = true;
                             for seq in group {
                                 if let Some(item) = w.take_outbox(&dev, *seq)? {
+                                    if item.is_kept_mail() {
+                                        self.metrics.drained.inc();
+                                    }
                                     self.raise(w, &item, to, after)?;
                                 }
                             }

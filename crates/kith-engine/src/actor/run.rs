@@ -82,6 +82,8 @@ impl Engine {
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
         let search = super::search::open_search(&cfg.data_dir, &store, me);
+        let registry = net.metrics();
+        let metrics = registry.kith.clone();
         let engine = Engine {
             store,
             st: State {
@@ -121,6 +123,7 @@ impl Engine {
                 push_waits: BoundedMap::new(MAX_PUSH_WAITS),
                 mailbox_usage,
                 waker,
+                metrics,
                 media: crate::media::Media::spawn(
                     crate::media::files::Dir(cfg.data_dir.join(crate::media::DIR)),
                     net_weak,
@@ -141,6 +144,7 @@ impl Engine {
             ctx: crate::command::PrepareCtx {
                 media_dir: cfg.data_dir.join(crate::media::DIR),
             },
+            metrics: registry,
             #[cfg(feature = "test-hooks")]
             faults,
         };
@@ -371,6 +375,7 @@ impl Engine {
             true
         } else {
             let st = &mut self.st;
+            let started = Instant::now();
             let res = self.store.write_as(|w| {
                 for item in writes {
                     st.apply(w, item, &mut staged)?;
@@ -378,6 +383,10 @@ impl Engine {
                 st.mark_index(w)?;
                 st.flush_crypto(w)
             });
+            self.st
+                .metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
             match res {
                 Ok(()) => true,
                 Err(e) => {
@@ -465,6 +474,9 @@ impl Engine {
                 self.st.net_send(cmd);
             }
             After::Event(ev) if ok => {
+                if matches!(ev, Event::Message { .. } | Event::GroupMessage { .. }) {
+                    self.st.metrics.delivered.inc();
+                }
                 let _ = self.st.events.send(ev);
             }
             After::Pump(dev) => {
@@ -500,6 +512,7 @@ impl Engine {
             }
             After::Wake(url) if ok => {
                 if let Some(w) = &self.st.waker {
+                    self.st.metrics.wakeups.inc();
                     w.wake(url);
                 }
             }

@@ -170,6 +170,7 @@ pub async fn spawn(
         )));
     }
     let reach_info = Arc::new(Mutex::new(ReachInfo::default()));
+    let metrics = crate::metrics::Metrics::new();
 
     let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
@@ -199,6 +200,7 @@ pub async fn spawn(
         put_gate: Gate::dht_puts(&cfg.options.limits),
         idle: Idle::new(idle_for),
         media: media::MediaState::default(),
+        metrics: metrics.clone(),
     };
     let task = tokio::spawn(async move {
         for ev in early {
@@ -213,6 +215,7 @@ pub async fn spawn(
         local_peer,
         listen,
         reach: reach_info,
+        metrics,
     };
     if let Some(o) = &cfg.options.observer {
         o.started(handle.downgrade());
@@ -265,6 +268,7 @@ pub(crate) struct Actor {
     idle: Idle,
     /// `/kith/media/1`: requests in flight, answers owed, the per-peer gate.
     media: media::MediaState,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Actor {
@@ -387,6 +391,7 @@ impl Actor {
 
     /// Counts a strike against a peer, and blocks or unblocks as [`Strikes`] says.
     fn penalize(&mut self, peer: PeerId, reason: &'static str) {
+        self.metrics.kith.strikes.inc();
         let s = self.strikes.strike(peer, Instant::now());
         warn!(%peer, reason, strikes = s.strikes, "peer penalised");
         let blocked = &mut self.swarm.behaviour_mut().blocked;
@@ -410,6 +415,7 @@ impl Actor {
     }
 
     async fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        self.metrics.record(&ev);
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 if is_circuit(&address) {
