@@ -15,6 +15,7 @@ mod message_lines;
 mod output;
 mod safe;
 mod setup;
+mod tui;
 
 use std::process::ExitCode;
 
