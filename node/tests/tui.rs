@@ -192,9 +192,10 @@ fn full_screen_chat_in_a_real_terminal() {
             && s.lines().all(|l| l.chars().count() <= 50)
     });
     tmux.ok(&["resize-window", "-t", "t", "-x", "120", "-y", "35"]);
-    tmux.wait("the wide layout", |s| {
+    let wide = tmux.wait("the wide layout", |s| {
         s.contains("Chats") && s.contains("reply from bob")
     });
+    println!("the screen before quitting:\n{wide}");
 
     // Quit: the shell is back on the normal screen, in cooked mode with echo.
     tmux.keys(&["C-c"]);
@@ -269,4 +270,21 @@ fn sigterm_restores_the_terminal() {
         s.contains("icanon echo") && !s.contains("-icanon"),
         "cooked mode with echo:\n{s}"
     );
+}
+
+/// Without a terminal, `kith` alone does not try to draw: exit 1 with a pointer to the
+/// line mode (scripts piping into `kith` get an error, not escape sequences).
+#[test]
+fn without_a_terminal_kith_alone_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&[][..], &["chat"][..]] {
+        let out = run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("needs a terminal") && err.contains("kith chat NAME"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing drawn: {:?}", out.stdout);
+    }
 }

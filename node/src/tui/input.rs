@@ -200,6 +200,13 @@ impl Composer {
         true
     }
 
+    /// Moves a line up or down; from the first or last line, through the input history.
+    fn line_or_history(&mut self, dir: i32) {
+        if !self.vertical(dir) {
+            self.browse(dir);
+        }
+    }
+
     /// Shows an older (`-1`) or newer (`1`) entry of the input history.
     fn browse(&mut self, dir: i32) {
         let n = self.history.len();
@@ -259,16 +266,8 @@ impl Composer {
             KeyCode::Right => self.cursor = self.next_boundary(self.cursor),
             KeyCode::Home => self.cursor = self.line_start(),
             KeyCode::End => self.cursor = self.line_end(),
-            KeyCode::Up => {
-                if !self.vertical(-1) {
-                    self.browse(-1);
-                }
-            }
-            KeyCode::Down => {
-                if !self.vertical(1) {
-                    self.browse(1);
-                }
-            }
+            KeyCode::Up => self.line_or_history(-1),
+            KeyCode::Down => self.line_or_history(1),
             _ => {}
         }
         self.text.len() != len || self.browsing.as_ref().map(|b| b.0) != shown
@@ -383,10 +382,10 @@ fn select_key(app: &mut App, k: KeyEvent) {
             c.selected = None;
             app.mode = Mode::Compose;
         }
-        KeyCode::Char('e') | KeyCode::Char('+') => {
-            if c.messages.get(sel).is_some_and(|m| !m.event) {
-                app.mode = Mode::React;
-            }
+        KeyCode::Char('e') | KeyCode::Char('+')
+            if c.messages.get(sel).is_some_and(|m| !m.event) =>
+        {
+            app.mode = Mode::React;
         }
         KeyCode::Esc | KeyCode::Tab => {
             c.selected = None;
