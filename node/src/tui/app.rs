@@ -60,6 +60,8 @@ pub struct ChatEntry {
     pub typing: Option<(String, u64)>,
     /// Muted chat.
     pub muted: bool,
+    /// A group message not read yet names you (`@you`).
+    pub mentioned: bool,
 }
 
 /// A file carried by a message.
@@ -168,6 +170,8 @@ pub enum Input {
     Sent(ChatKey),
     /// A reaction was taken.
     Acted(ChatKey),
+    /// Your own profile name (to find `@you` in groups).
+    Me(String),
     /// A request failed.
     Failed(String),
     /// The daemon went away (the app ends).
@@ -201,6 +205,8 @@ pub enum Effect {
     },
     /// Mark a chat read.
     MarkRead(ChatKey),
+    /// Learn your own profile name.
+    LoadMe,
     /// Tell a contact we type (`typing`) or stopped.
     Typing(String, &'static str),
     /// Take the ringing call.
@@ -236,6 +242,8 @@ pub struct App {
     pub typing_sent: Option<u64>,
     /// The chat list was loaded once.
     pub loaded: bool,
+    /// Your profile name, once known (group messages naming `@it` are mentions).
+    pub me: Option<String>,
     /// The user asked to leave.
     pub quit: bool,
     /// The time of the last update (ms).
@@ -258,6 +266,7 @@ impl App {
             notice: None,
             typing_sent: None,
             loaded: false,
+            me: None,
             quit: false,
             now,
         }
@@ -282,6 +291,7 @@ impl App {
                     fx.push(Effect::LoadHistory(key, limit));
                 }
             }
+            Input::Me(name) => self.me = (!name.trim().is_empty()).then_some(name),
             Input::Failed(e) => self.note(e),
             Input::Gone => self.quit = true,
         }
@@ -310,6 +320,7 @@ impl App {
         };
         let key = chat.key.clone();
         chat.unread = 0;
+        chat.mentioned = false;
         if !self.conv.as_ref().is_some_and(|c| c.key == key) {
             self.conv = Some(Conversation {
                 key: key.clone(),
@@ -400,10 +411,13 @@ impl App {
             return;
         };
         let mut entry = self.chats.remove(pos);
+        let named = matches!(key, ChatKey::Group(_))
+            && self.me.as_deref().is_some_and(|me| mentions(&p.text, me));
         entry.last = Some(p);
         entry.typing = None;
         if !open {
             entry.unread += 1;
+            entry.mentioned |= named;
         }
         let chosen = self.selected_chat().map(|c| c.key.clone());
         self.chats.insert(0, entry);
@@ -600,4 +614,20 @@ pub fn preview(m: &Message) -> Preview {
         at: m.sent_at,
         status: (m.from == "me").then(|| m.status.clone()),
     }
+}
+
+/// Whether `text` names `name` with an `@`: `@` and the name's first word, in any case,
+/// not inside a word (an email address is not a mention) and not followed by a letter or
+/// digit.
+pub fn mentions(text: &str, name: &str) -> bool {
+    let Some(first) = name.split_whitespace().next() else {
+        return false;
+    };
+    let want = format!("@{}", first.to_lowercase());
+    let text = text.to_lowercase();
+    text.match_indices(&want).any(|(i, m)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + m.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }

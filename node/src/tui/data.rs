@@ -95,6 +95,7 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
             presence: ct.presence,
             typing: None,
             muted: ct.muted,
+            mentioned: false,
         });
     }
     for g in groups {
@@ -113,6 +114,7 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
             presence: format!("{} members", g.members),
             typing: None,
             muted: g.muted,
+            mentioned: false,
         });
     }
     sort_chats(&mut out);
@@ -185,6 +187,10 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
             c.call::<methods::GroupRead>(methods::GroupParams { group })
                 .await?;
             None
+        }
+        Effect::LoadMe => {
+            let p = c.call::<methods::ProfileGet>(NoParams {}).await?;
+            Some(Input::Me(p.name))
         }
         Effect::Typing(with, state) => {
             // Best effort: a blocked or unknown contact just sees nothing.

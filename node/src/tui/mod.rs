@@ -6,8 +6,9 @@
 //!   [`Input`] on a bounded channel;
 //! - a task holds a second API connection subscribed with `watch`, and sends each daemon
 //!   event as an [`Input`];
-//! - the loop draws the screen, waits for the next input (or a one-second tick, or SIGTERM
-//!   / SIGHUP), and gives it to [`App::update`], which returns [`Effect`]s;
+//! - the loop draws the screen, waits for the next input (or a one-second tick, or SIGTERM,
+//!   SIGHUP or SIGINT from outside: in raw mode Ctrl+C is a key), and gives it to
+//!   [`App::update`], which returns [`Effect`]s;
 //! - one task (`data::worker`) owns the API client and carries out the effects in order,
 //!   answering with more inputs.
 //!
@@ -179,6 +180,7 @@ pub async fn run(dir: &Path, c: Client, mouse: bool) -> Result<(), ClientError> 
     tokio::spawn(data::worker(c, fx_rx, in_tx));
 
     let mut app = App::new(now_ms());
+    let _ = fx_tx.try_send(Effect::LoadMe);
     let _ = fx_tx.try_send(Effect::LoadChats);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
@@ -193,6 +195,7 @@ pub async fn run(dir: &Path, c: Client, mouse: bool) -> Result<(), ClientError> 
             _ = tick.tick() => Input::Tick,
             _ = term_sig.recv() => break Ok(()),
             _ = hup.recv() => break Ok(()),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
         };
         if let Input::Gone = input {
             break Err(ClientError::NotRunning);

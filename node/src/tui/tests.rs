@@ -58,6 +58,7 @@ fn chat(name: &str, unread: usize, last: Option<(&str, &str, &str)>) -> ChatEntr
         presence: "unknown".into(),
         typing: None,
         muted: false,
+        mentioned: false,
     }
 }
 
@@ -441,4 +442,74 @@ fn quitting_keys() {
     assert!(!app.quit, "q is text in the composer");
     app.update(ctrl('c'), T0);
     assert!(app.quit);
+}
+
+#[test]
+fn group_mentions_are_flagged_and_highlighted() {
+    assert!(mentions("hi @ada, cake?", "Ada Lovelace"));
+    assert!(mentions("@ADA", "Ada"));
+    assert!(
+        !mentions("hi @adam", "Ada"),
+        "another name that starts the same"
+    );
+    assert!(
+        !mentions("mail ada@example.org", "Example"),
+        "not an @ of a name"
+    );
+    assert!(!mentions("hi @ada", ""));
+
+    let mut app = app_with_chats();
+    app.update(Input::Me("Ada".into()), T0);
+    let friends = ChatKey::Group("ab".repeat(16));
+    app.update(
+        Input::Event(
+            json!({"event":"group_message","group":"Friends","group_id":"ab".repeat(16),
+            "from":"Carol","id":"g1","text":"@ada are you coming?","sent_at":T0 + 1}),
+        ),
+        T0,
+    );
+    let entry = app.chats.iter().find(|c| c.key == friends).unwrap();
+    assert!(entry.mentioned && entry.unread == 1);
+    let b = render(&mut app, 100, 16);
+    let s = screen(&b);
+    let y = (0..16)
+        .find(|&y| row(&b, y, 0).contains("Carol: @ada"))
+        .unwrap();
+    assert!(row(&b, y, 0).contains('@'), "{s}");
+    assert!(
+        (0..30).any(|x| b[(x, y)].symbol() == "@" && b[(x, y)].fg == Color::Yellow && x > 20),
+        "the @ flag beside the unread count:\n{s}"
+    );
+    // Opening the group clears the flag; in the conversation, @ada is on yellow.
+    app.list_sel = app.chats.iter().position(|c| c.key == friends).unwrap();
+    open(
+        &mut app,
+        vec![Message {
+            id: "g1".into(),
+            from: "Carol".into(),
+            text: "@ada are you coming? ask @bob".into(),
+            status: "delivered".into(),
+            sent_at: T0,
+            ..Message::default()
+        }],
+    );
+    assert!(
+        !app.chats
+            .iter()
+            .find(|c| c.key == friends)
+            .unwrap()
+            .mentioned
+    );
+    let b = render(&mut app, 100, 16);
+    let y = (0..16)
+        .find(|&y| row(&b, y, 30).contains("@ada are you"))
+        .unwrap();
+    let x = (30..100).find(|&x| b[(x, y)].symbol() == "@").unwrap();
+    assert_eq!(b[(x, y)].bg, Color::Yellow, "you, on yellow");
+    let x2 = (x + 1..100).find(|&x| b[(x, y)].symbol() == "@").unwrap();
+    assert_eq!(
+        (b[(x2, y)].fg, b[(x2, y)].bg),
+        (Color::Yellow, Color::Reset),
+        "another name"
+    );
 }

@@ -231,11 +231,12 @@ fn draw_list(f: &mut Frame, app: &mut App, area: Rect, tz: &TimeZone, beside: bo
             (n, false) => format!(" {n} "),
             (n, true) => format!(" {n}🔇"),
         };
+        let at = if c.mentioned && c.unread > 0 { "@" } else { "" };
         let mut spans = vec![Span::raw("  ")];
-        let room = w.saturating_sub(3 + badge.width());
+        let room = w.saturating_sub(3 + badge.width() + at.width());
         if let Some((state, _)) = &c.typing {
             spans.push(Span::styled(
-                fit(&format!("{state}…"), room),
+                fit(&format!("{}…", printable(state)), room),
                 Style::new().fg(Color::Green).italic(),
             ));
         } else if let Some(p) = &c.last {
@@ -256,8 +257,9 @@ fn draw_list(f: &mut Frame, app: &mut App, area: Rect, tz: &TimeZone, beside: bo
         }
         let used: usize = spans.iter().map(|s| s.content.width()).sum();
         spans.push(Span::raw(
-            " ".repeat(w.saturating_sub(used + badge.width())),
+            " ".repeat(w.saturating_sub(used + badge.width() + at.width())),
         ));
+        spans.push(Span::styled(at, Style::new().fg(Color::Yellow).bold()));
         spans.push(Span::styled(
             badge,
             Style::new().bg(Color::Green).fg(Color::Black).bold(),
@@ -300,7 +302,13 @@ fn human_size(n: u64) -> String {
 }
 
 /// The lines of one message, `w` columns wide.
-pub fn message_lines(m: &Message, selected: bool, tz: &TimeZone, w: usize) -> Vec<Line<'static>> {
+pub fn message_lines(
+    m: &Message,
+    selected: bool,
+    me: Option<&str>,
+    tz: &TimeZone,
+    w: usize,
+) -> Vec<Line<'static>> {
     let text_w = w.saturating_sub(2).max(1);
     let mut out = Vec::new();
     if m.event {
@@ -348,7 +356,9 @@ pub fn message_lines(m: &Message, selected: bool, tz: &TimeZone, w: usize) -> Ve
     } else if !m.text.is_empty() {
         for para in m.text.split('\n') {
             for l in wrap(&printable(para), text_w) {
-                out.push(Line::from(format!("  {l}")));
+                let mut spans = vec![Span::raw("  ")];
+                spans.extend(with_mentions(&l, me));
+                out.push(Line::from(spans));
             }
         }
     }
@@ -389,6 +399,41 @@ pub fn message_lines(m: &Message, selected: bool, tz: &TimeZone, w: usize) -> Ve
     out
 }
 
+/// A line of text with each `@name` in yellow, and `@you` on yellow.
+fn with_mentions(line: &str, me: Option<&str>) -> Vec<Span<'static>> {
+    if !line.contains('@') {
+        return vec![Span::raw(line.to_string())];
+    }
+    let mut spans = Vec::new();
+    let mut rest = line;
+    while let Some(i) = rest.find('@') {
+        let after = &rest[i + 1..];
+        let word_len = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(after.len());
+        let in_word = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
+        if word_len == 0 || in_word {
+            spans.push(Span::raw(rest[..=i].to_string()));
+            rest = after;
+            continue;
+        }
+        spans.push(Span::raw(rest[..i].to_string()));
+        let word = &rest[i..i + 1 + word_len];
+        let style = if me.is_some_and(|me| super::app::mentions(word, me)) {
+            Style::new().bg(Color::Yellow).fg(Color::Black).bold()
+        } else {
+            Style::new().fg(Color::Yellow).bold()
+        };
+        spans.push(Span::styled(word.to_string(), style));
+        rest = &after[word_len..];
+    }
+    spans.push(Span::raw(rest.to_string()));
+    spans
+}
+
 fn day_line(ms: u64, tz: &TimeZone, w: usize) -> Line<'static> {
     let label =
         zoned(ms, tz).map_or_else(String::new, |z| format!(" {} ", z.strftime("%A %-d %B %Y")));
@@ -397,7 +442,13 @@ fn day_line(ms: u64, tz: &TimeZone, w: usize) -> Line<'static> {
 }
 
 /// The lines that fill `h` rows above the bottom of the conversation, newest last.
-pub fn visible_lines(c: &Conversation, tz: &TimeZone, w: usize, h: usize) -> Vec<Line<'static>> {
+pub fn visible_lines(
+    c: &Conversation,
+    me: Option<&str>,
+    tz: &TimeZone,
+    w: usize,
+    h: usize,
+) -> Vec<Line<'static>> {
     let Some(bottom) = c.messages.len().checked_sub(1 + c.scroll) else {
         return Vec::new();
     };
@@ -407,7 +458,7 @@ pub fn visible_lines(c: &Conversation, tz: &TimeZone, w: usize, h: usize) -> Vec
     while i >= 0 && used < h {
         let idx = i as usize;
         let m = &c.messages[idx];
-        let mut lines = message_lines(m, c.selected == Some(idx), tz, w);
+        let mut lines = message_lines(m, c.selected == Some(idx), me, tz, w);
         let d = day(m.sent_at, tz);
         let new_day = idx == 0 || day(c.messages[idx - 1].sent_at, tz) != d;
         if new_day {
@@ -455,7 +506,12 @@ fn draw_conversation(f: &mut Frame, app: &App, area: Rect, tz: &TimeZone) {
         Some(e) if e.typing.is_some() => e
             .typing
             .as_ref()
-            .map(|(s, _)| Span::styled(format!("{s}…"), Style::new().fg(Color::Green).italic()))
+            .map(|(s, _)| {
+                Span::styled(
+                    format!("{}…", printable(s)),
+                    Style::new().fg(Color::Green).italic(),
+                )
+            })
             .unwrap_or_default(),
         Some(e) => Span::raw(e.presence.clone()).dim(),
         None => Span::raw(""),
@@ -474,13 +530,14 @@ fn draw_conversation(f: &mut Frame, app: &App, area: Rect, tz: &TimeZone) {
         head,
     );
     // Messages, bottom up.
+    let me = app.me.as_deref();
     let h = body.height as usize;
     let mut lines = if c.scroll > 0 {
-        let mut l = visible_lines(c, tz, w.saturating_sub(1), h.saturating_sub(1));
+        let mut l = visible_lines(c, me, tz, w.saturating_sub(1), h.saturating_sub(1));
         l.push(Line::from(format!("   ↓ {} newer (PgDn)", c.scroll)).yellow());
         l
     } else {
-        visible_lines(c, tz, w.saturating_sub(1), h)
+        visible_lines(c, me, tz, w.saturating_sub(1), h)
     };
     lines.truncate(h);
     let pad = (body.height as usize).saturating_sub(lines.len());
