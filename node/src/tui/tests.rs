@@ -513,3 +513,58 @@ fn group_mentions_are_flagged_and_highlighted() {
         "another name"
     );
 }
+
+#[test]
+fn group_conversation_shows_members_senders_and_membership_changes() {
+    let mut app = app_with_chats();
+    app.list_sel = 1;
+    let mut joined = msg("op1", "Ada", "Ada added Bob", "", T0);
+    joined.event = true;
+    open(
+        &mut app,
+        vec![
+            joined,
+            msg("g1", "Carol", "picnic?", "delivered", T0 + 1_000),
+            msg("g2", "me", "yes!", "read", T0 + 2_000),
+        ],
+    );
+    assert_eq!(
+        app.conv.as_ref().unwrap().key,
+        ChatKey::Group("ab".repeat(16))
+    );
+    let s = screen(&render(&mut app, 100, 20));
+    for want in [
+        "# Friends · 3 members",
+        "— Ada added Bob —",
+        "22:13 Carol",
+        "22:13 you ✓✓",
+    ] {
+        assert!(s.contains(want), "missing {want:?}:\n{s}");
+    }
+    // Sending goes to the group; no typing is sent there (groups have no typing signal).
+    let fx = app.update(key(KeyCode::Char('k')), T0);
+    assert!(fx.is_empty(), "{fx:?}");
+    let fx = app.update(key(KeyCode::Enter), T0);
+    assert_eq!(
+        fx,
+        vec![Effect::Send {
+            key: ChatKey::Group("ab".repeat(16)),
+            text: "k".into(),
+            reply_to: None
+        }]
+    );
+    // A group receipt raises the tick of our message.
+    app.update(
+        Input::History(
+            ChatKey::Group("ab".repeat(16)),
+            vec![msg("g3", "me", "k", "sent", T0 + 3_000)],
+            HISTORY_PAGE,
+        ),
+        T0,
+    );
+    app.update(
+        Input::Event(json!({"event":"group_status","group":"Friends","id":"g3","delivered":2,"read":0,"of":2})),
+        T0,
+    );
+    assert_eq!(app.conv.as_ref().unwrap().messages[0].status, "delivered");
+}
