@@ -109,7 +109,7 @@ fn have_tmux() -> Result<(), String> {
 }
 
 /// The chat in a real terminal: open a chat, type, send, see ✓✓ and the reply, typing both
-/// ways, react, resize, quit with the terminal restored.
+/// ways, react, edit, resize, quit with the terminal restored.
 #[test]
 fn full_screen_chat_in_a_real_terminal() {
     if let Err(why) = have_tmux() {
@@ -182,6 +182,23 @@ fn full_screen_chat_in_a_real_terminal() {
     });
     tmux.wait("the reaction under the message", |s| {
         s.lines().any(|l| l.contains("👍") && l.contains("you"))
+    });
+
+    // Change our message (Tab, Up chooses it, c puts it in the composer, Enter saves).
+    tmux.keys(&["Tab"]);
+    tmux.keys(&["Up"]);
+    tmux.keys(&["c"]);
+    tmux.wait("the edit banner", |s| s.contains("changing your message"));
+    tmux.text("!");
+    tmux.keys(&["Enter"]);
+    wait_for(T, "Bob to get the edit", || {
+        let h = b.history("Alice");
+        h.iter()
+            .any(|m| m["text"] == "hello from the full screen!" && m["edited"] == true)
+            .then_some(())
+    });
+    tmux.wait("(edited) on our message", |s| {
+        s.contains("(edited)") && s.contains("hello from the full screen!")
     });
 
     // Narrow: one pane (the conversation, no list); wide again: both.

@@ -203,6 +203,24 @@ pub enum Effect {
         /// The emoji.
         emoji: String,
     },
+    /// Change the text of one of our messages.
+    Edit {
+        /// In which chat (to reload it).
+        key: ChatKey,
+        /// The message.
+        id: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message here, or one of ours for everyone.
+    Delete {
+        /// In which chat (to reload it).
+        key: ChatKey,
+        /// The message.
+        id: String,
+        /// For everyone (a tombstone on every device and member).
+        everyone: bool,
+    },
     /// Mark a chat read.
     MarkRead(ChatKey),
     /// Learn your own profile name.
@@ -234,6 +252,8 @@ pub struct App {
     pub help: bool,
     /// The message being answered: id and the start of its text.
     pub reply_to: Option<(String, String)>,
+    /// The id of our message being edited (the composer holds its new text).
+    pub editing: Option<String>,
     /// A call ringing or going on.
     pub call: Option<Ring>,
     /// A line for the bar, until when (ms).
@@ -262,6 +282,7 @@ impl App {
             mode: Mode::List,
             help: false,
             reply_to: None,
+            editing: None,
             call: None,
             notice: None,
             typing_sent: None,
@@ -331,6 +352,7 @@ impl App {
                 selected: None,
             });
             self.reply_to = None;
+            self.editing = None;
             self.composer = Composer::with_history(std::mem::take(&mut self.composer));
         }
         self.mode = Mode::Compose;
@@ -581,8 +603,12 @@ impl App {
         c.scroll = 0;
         c.selected = None;
         let key = c.key.clone();
-        let reply_to = self.reply_to.take().map(|(id, _)| id);
         self.typing_sent = None;
+        if let Some(id) = self.editing.take() {
+            fx.push(Effect::Edit { key, id, text });
+            return;
+        }
+        let reply_to = self.reply_to.take().map(|(id, _)| id);
         if let Some(e) = self.chats.iter_mut().find(|e| e.key == key) {
             e.last = Some(Preview {
                 id: String::new(),

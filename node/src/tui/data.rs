@@ -178,6 +178,16 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                 .await?;
             Some(Input::Acted(key))
         }
+        Effect::Edit { key, id, text } => {
+            c.call::<methods::MessageEdit>(methods::EditParams { id, text })
+                .await?;
+            Some(Input::Acted(key))
+        }
+        Effect::Delete { key, id, everyone } => {
+            c.call::<methods::MessageDelete>(methods::DeleteParams { id, everyone })
+                .await?;
+            Some(Input::Acted(key))
+        }
         Effect::MarkRead(ChatKey::Contact(with)) => {
             c.call::<methods::Read>(methods::WithContact { with })
                 .await?;

@@ -51,7 +51,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ),
             ("PgUp PgDn", "scroll the conversation"),
             ("Tab", "choose a message (to reply or react)"),
-            ("Esc", "cancel the reply, else back to the list"),
+            ("Esc", "cancel the reply or edit, else back to the list"),
         ],
     ),
     (
@@ -60,6 +60,11 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("↑ ↓, k j", "choose"),
             ("r, Enter", "reply to it"),
             ("e, +", "react to it"),
+            ("c", "change it (yours, within 15 minutes; Enter saves)"),
+            (
+                "x / X",
+                "delete it for you / for everyone (yours, within 2 days)",
+            ),
             ("Esc, Tab", "back to writing"),
         ],
     ),
@@ -91,6 +96,14 @@ impl Composer {
             history: old.history,
             ..Self::default()
         }
+    }
+
+    /// Replaces the text (the cursor goes to its end).
+    pub fn set(&mut self, text: &str) {
+        self.text.clear();
+        self.cursor = 0;
+        self.browsing = None;
+        self.insert(text);
     }
 
     /// The text.
@@ -309,7 +322,7 @@ pub fn key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match app.mode {
         Mode::List => list_key(app, k, fx),
         Mode::Compose => compose_key(app, k, fx),
-        Mode::Select => select_key(app, k),
+        Mode::Select => select_key(app, k, fx),
         Mode::React => react_key(app, k, fx),
     }
 }
@@ -339,7 +352,9 @@ fn compose_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     match k.code {
         KeyCode::Enter if !alt => app.send(fx),
         KeyCode::Esc => {
-            if app.reply_to.take().is_none() {
+            if app.editing.take().is_some() {
+                app.composer.set("");
+            } else if app.reply_to.take().is_none() {
                 app.mode = Mode::List;
             }
         }
@@ -362,7 +377,7 @@ fn compose_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     }
 }
 
-fn select_key(app: &mut App, k: KeyEvent) {
+fn select_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
     let Some(c) = &mut app.conv else {
         app.mode = Mode::List;
         return;
@@ -386,6 +401,35 @@ fn select_key(app: &mut App, k: KeyEvent) {
             if c.messages.get(sel).is_some_and(|m| !m.event) =>
         {
             app.mode = Mode::React;
+        }
+        KeyCode::Char('c') => {
+            match c.messages.get(sel) {
+                Some(m) if m.from == "me" && !m.deleted && !m.event => {
+                    app.editing = Some(m.id.clone());
+                    app.reply_to = None;
+                    app.composer.set(&m.text);
+                    c.selected = None;
+                    app.mode = Mode::Compose;
+                }
+                _ => app.note("only your own messages can be changed"),
+            }
+            return;
+        }
+        KeyCode::Char(x @ ('x' | 'X')) => {
+            let everyone = x == 'X';
+            match c.messages.get(sel) {
+                Some(m) if !m.event && (!everyone || m.from == "me") => {
+                    fx.push(Effect::Delete {
+                        key: c.key.clone(),
+                        id: m.id.clone(),
+                        everyone,
+                    });
+                    c.selected = None;
+                    app.mode = Mode::Compose;
+                }
+                _ => app.note("only your own messages can be deleted for everyone"),
+            }
+            return;
         }
         KeyCode::Esc | KeyCode::Tab => {
             c.selected = None;

@@ -568,3 +568,57 @@ fn group_conversation_shows_members_senders_and_membership_changes() {
     );
     assert_eq!(app.conv.as_ref().unwrap().messages[0].status, "delivered");
 }
+
+#[test]
+fn changing_and_deleting_a_chosen_message() {
+    let mut app = app_with_chats();
+    open(&mut app, conversation());
+    let bob = ChatKey::Contact("Bob".into());
+    // Tab chooses m7 (ours); Up, Up: m5 (Bob's): c refuses, X refuses, x deletes for me.
+    app.update(key(KeyCode::Tab), T0);
+    app.update(key(KeyCode::Up), T0);
+    app.update(key(KeyCode::Up), T0);
+    assert!(app.update(key(KeyCode::Char('c')), T0).is_empty());
+    assert!(app.editing.is_none() && app.notice.is_some());
+    assert!(app.update(key(KeyCode::Char('X')), T0).is_empty());
+    assert_eq!(
+        app.update(key(KeyCode::Char('x')), T0),
+        vec![Effect::Delete {
+            key: bob.clone(),
+            id: "m5".into(),
+            everyone: false
+        }]
+    );
+    // Our m6: c puts its text in the composer; Enter saves the change.
+    app.update(key(KeyCode::Tab), T0);
+    app.update(key(KeyCode::Up), T0);
+    app.update(key(KeyCode::Char('c')), T0);
+    assert_eq!(app.editing.as_deref(), Some("m6"));
+    assert_eq!(app.composer.text(), "fixed typo");
+    assert!(screen(&render(&mut app, 100, 30)).contains("changing your message"));
+    app.update(key(KeyCode::Backspace), T0);
+    let fx = app.update(key(KeyCode::Enter), T0);
+    assert_eq!(
+        fx,
+        vec![Effect::Edit {
+            key: bob.clone(),
+            id: "m6".into(),
+            text: "fixed typ".into()
+        }]
+    );
+    assert!(app.editing.is_none());
+    // Esc cancels a change and empties the composer; X deletes ours for everyone.
+    app.update(key(KeyCode::Tab), T0);
+    app.update(key(KeyCode::Char('c')), T0);
+    app.update(key(KeyCode::Esc), T0);
+    assert!(app.editing.is_none() && app.composer.is_empty() && app.mode == Mode::Compose);
+    app.update(key(KeyCode::Tab), T0);
+    assert_eq!(
+        app.update(key(KeyCode::Char('X')), T0),
+        vec![Effect::Delete {
+            key: bob,
+            id: "m7".into(),
+            everyone: true
+        }]
+    );
+}

@@ -490,7 +490,7 @@ fn draw_conversation(f: &mut Frame, app: &App, area: Rect, tz: &TimeZone) {
         .split('\n')
         .count()
         .clamp(1, COMPOSER_LINES);
-    let reply = u16::from(app.reply_to.is_some());
+    let reply = u16::from(app.reply_to.is_some() || app.editing.is_some());
     let picker = u16::from(app.mode == Mode::React);
     let [head, body, reply_area, picker_area, comp] = Layout::vertical([
         Constraint::Length(1),
@@ -547,7 +547,15 @@ fn draw_conversation(f: &mut Frame, app: &App, area: Rect, tz: &TimeZone) {
         all = vec![Line::from("  No messages yet: say hello.").dim()];
     }
     f.render_widget(Paragraph::new(all), body);
-    if let Some((_, quote)) = &app.reply_to {
+    if app.editing.is_some() {
+        f.render_widget(
+            Paragraph::new(Line::from(vec![
+                Span::styled(" ✎ changing your message", Style::new().fg(Color::Cyan)),
+                Span::raw("  (Enter saves, Esc cancels)").dim(),
+            ])),
+            reply_area,
+        );
+    } else if let Some((_, quote)) = &app.reply_to {
         let t = fit(
             &format!(" ↪ replying to: {}", first_line(quote)),
             w.saturating_sub(14),
@@ -669,6 +677,8 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("↑↓", "choose"),
             ("r", "reply"),
             ("e", "react"),
+            ("c", "change"),
+            ("x/X", "delete"),
             ("Esc", "back"),
         ]),
         Mode::React => key_hints(&[("1-6", "react"), ("0", "remove"), ("Esc", "cancel")]),
