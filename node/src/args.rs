@@ -14,8 +14,12 @@ pub(crate) struct Cli {
     /// Print JSON Lines for programs instead of text for people.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Without a command on a terminal: also take the mouse (wheel scrolls).
+    #[arg(long)]
+    pub(crate) mouse: bool,
+    /// Without a command, on a terminal, `kith` opens the full-screen chat.
     #[command(subcommand)]
-    pub(crate) cmd: Command,
+    pub(crate) cmd: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,11 +254,15 @@ pub(crate) enum Command {
         /// The contact's name.
         name: String,
     },
-    /// Open a conversation: shows it, marks it read, prints new messages as they arrive and
-    /// sends each line you type (`/quit` or Ctrl-D to leave).
+    /// With no name: the full-screen chat (as `kith` alone). With a name: a line-mode
+    /// conversation for scripts and plain terminals: shows it, marks it read, prints new
+    /// messages as they arrive and sends each line you type (`/quit` or Ctrl-D to leave).
     Chat {
-        /// The contact's name.
-        name: String,
+        /// The contact's name (line mode).
+        name: Option<String>,
+        /// Full screen: also take the mouse (wheel scrolls).
+        #[arg(long, conflicts_with = "name")]
+        mouse: bool,
     },
     #[command(flatten)]
     Calls(crate::calls::CallCmd),

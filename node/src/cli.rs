@@ -46,7 +46,23 @@ pub fn main() -> ExitCode {
     };
     restrict_umask();
     let out = Out::new(cli.json);
-    match &cli.cmd {
+    let cmd = match cli.cmd {
+        Some(cmd) => cmd,
+        None => Command::Chat {
+            name: None,
+            mouse: cli.mouse,
+        },
+    };
+    if let Command::Chat { name: None, .. } = cmd
+        && (cli.json || !crate::tui::on_terminal())
+    {
+        out.error(
+            "the full-screen chat needs a terminal (and no --json); see `kith --help`, \
+             or `kith chat NAME` for a line-mode conversation",
+        );
+        return ExitCode::from(1);
+    }
+    match &cmd {
         Command::Completions { shell } => return crate::setup::completions(*shell),
         Command::Man => return crate::setup::man(&out),
         _ => {}
@@ -69,7 +85,7 @@ pub fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        match cli.cmd {
+        match cmd {
             Command::Up { detach: true, .. } => crate::setup::detach(&out, &dir).await,
             Command::Up {
                 detach: false,
@@ -604,7 +620,12 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 out.event(&ev);
             }
         }
-        Command::Chat { name } => chat(out, dir, c, name).await?,
+        Command::Chat {
+            name: Some(name), ..
+        } => chat(out, dir, c, name).await?,
+        Command::Chat {
+            name: None, mouse, ..
+        } => crate::tui::run(dir, c, mouse).await?,
         Command::Calls(cmd) => {
             let code = crate::calls::run(out, &mut c, &dir.join(SOCKET_NAME), cmd).await?;
             if code != 0 {

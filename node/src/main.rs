@@ -16,6 +16,7 @@ mod output;
 mod safe;
 mod setup;
 mod stories;
+mod tui;
 
 use std::process::ExitCode;
 
