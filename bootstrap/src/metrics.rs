@@ -11,6 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::turn::TurnStats;
+use std::sync::atomic::Ordering;
+
 /// Most metrics connections served at once.
 const MAX_CONNECTIONS: usize = 32;
 /// Largest request head read.
@@ -22,6 +25,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve(
     engine: EngineHandle,
     addr: SocketAddr,
+    turn: Option<Arc<TurnStats>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -37,8 +41,9 @@ pub async fn serve(
                     continue;
                 };
                 let engine = engine.clone();
+                let turn = turn.clone();
                 tokio::spawn(async move {
-                    let _ = handle(engine, stream).await;
+                    let _ = handle(engine, turn, stream).await;
                     drop(permit);
                 });
             }
@@ -46,7 +51,11 @@ pub async fn serve(
     ))
 }
 
-async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<()> {
+async fn handle(
+    engine: EngineHandle,
+    turn: Option<Arc<TurnStats>>,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut n = 0;
     let read = async {
@@ -80,7 +89,7 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
             Err(_) => ("503 Service Unavailable", "stopping\n".to_string()),
         },
         "/metrics" => match engine.status().await {
-            Ok(s) => ("200 OK", render(&s)),
+            Ok(s) => ("200 OK", render(&s, turn.as_deref())),
             Err(_) => ("503 Service Unavailable", String::new()),
         },
         _ => ("404 Not Found", "not found\n".to_string()),
@@ -93,7 +102,7 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
     stream.shutdown().await
 }
 
-fn render(st: &kith_engine::NodeStatus) -> String {
+fn render(st: &kith_engine::NodeStatus, turn: Option<&TurnStats>) -> String {
     let mut s = String::new();
     let mut gauge = |name: &str, help: &str, v: usize| {
         s.push_str(&format!(
@@ -126,5 +135,55 @@ fn render(st: &kith_engine::NodeStatus) -> String {
         "Connections relayed now.",
         st.relay_circuits,
     );
+    if let Some(t) = turn {
+        render_turn(&mut s, t);
+    }
     s
+}
+
+fn render_turn(s: &mut String, t: &TurnStats) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let rows = [
+        (
+            "kith_turn_allocations",
+            "gauge",
+            "TURN relays open now.",
+            get(&t.allocations),
+        ),
+        (
+            "kith_turn_allocations_total",
+            "counter",
+            "TURN relays opened since the start.",
+            get(&t.allocations_total),
+        ),
+        (
+            "kith_turn_allocations_refused_total",
+            "counter",
+            "TURN relays refused (over a limit, no port free).",
+            get(&t.allocations_refused),
+        ),
+        (
+            "kith_turn_relayed_bytes_total",
+            "counter",
+            "Bytes relayed through TURN, both directions.",
+            get(&t.relayed_bytes),
+        ),
+        (
+            "kith_turn_dropped_bytes_total",
+            "counter",
+            "Bytes dropped over a TURN bandwidth cap or to a peer not allowed.",
+            get(&t.dropped_bytes),
+        ),
+        (
+            "kith_turn_refused_credentials_total",
+            "counter",
+            "TURN requests whose credentials were refused.",
+            get(&t.refused_credentials),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
 }

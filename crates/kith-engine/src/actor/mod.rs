@@ -41,6 +41,7 @@ mod records;
 mod run;
 mod search;
 pub(crate) mod table;
+mod turn;
 mod views;
 mod watch;
 
@@ -241,6 +242,10 @@ enum Pending {
     TopicSync {
         group: GroupId,
         floor: Vec<kith_proto::groupwire::SenderMark>,
+    },
+    /// TURN credentials asked of one of our mailboxes (by peer id).
+    Turn {
+        mailbox: Vec<u8>,
     },
 }
 
