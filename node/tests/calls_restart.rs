@@ -237,12 +237,42 @@ fn a_call_whose_path_dies_restarts_ice_and_carries_sound_again() {
         .filter(|p| !ports_before.contains(p))
         .collect();
     assert!(!call_ports.is_empty(), "the call's sockets were not found");
+    // The caller's events, to see `reconnecting` however short it is.
+    let mut watch = Command::new(KITH)
+        .arg("--data-dir")
+        .arg(a.path())
+        .args(["--json", "watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = common::lines_of(watch.stdout.take().unwrap());
+    // Time for the watcher to subscribe (not a timing assertion: a late watcher misses the
+    // `reconnecting` event and the test fails loudly rather than passing wrongly).
+    std::thread::sleep(Duration::from_secs(1));
     for p in &call_ports {
-        ns.drop_udp_port(*p).expect("a tc filter");
+        ns.drop_udp_port(*p).expect("a routing rule");
     }
     let cut = Instant::now();
-    wait_state(&a, "reconnecting", &b);
-    wait_state(&a, "connected", &b);
+    let mut seen = Vec::new();
+    while !(seen.iter().any(|s| s == "reconnecting") && seen.last().is_some_and(|s| s == "connected")) {
+        let Ok(line) = events.recv_timeout(T) else {
+            panic!(
+                "call states seen: {seen:?}\n--- caller ---\n{}\n--- callee ---\n{}",
+                a.logs(),
+                b.logs()
+            );
+        };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "call"
+            && let Some(s) = v["state"].as_str()
+        {
+            assert_ne!(s, "ended", "the call ended: {seen:?}\n{}", a.logs());
+            seen.push(s.to_string());
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
     wait_state(&b, "connected", &a);
     eprintln!(
         "calls_restart: back on a new path {:?} after the old one died",
