@@ -255,7 +255,9 @@ fn a_call_whose_path_dies_restarts_ice_and_carries_sound_again() {
     }
     let cut = Instant::now();
     let mut seen = Vec::new();
-    while !(seen.iter().any(|s| s == "reconnecting") && seen.last().is_some_and(|s| s == "connected")) {
+    while !(seen.iter().any(|s| s == "reconnecting")
+        && seen.last().is_some_and(|s| s == "connected"))
+    {
         let Ok(line) = events.recv_timeout(T) else {
             panic!(
                 "call states seen: {seen:?}\n--- caller ---\n{}\n--- callee ---\n{}",
