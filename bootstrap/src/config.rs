@@ -1,12 +1,14 @@
 //! The operator's configuration file.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kith_engine::{MailboxConfig, Multiaddr, ReachConfig, RelayServerConfig};
 use serde::Deserialize;
+
+use crate::turn::TurnConfig;
 
 /// An example configuration, printed by `--print-config`.
 pub const EXAMPLE: &str = r#"# kith-bootstrap configuration
@@ -69,6 +71,32 @@ request_streams = 32
 # here an hour.
 dht_records = 16384
 dht_puts_per_hour = 60
+
+# TURN and STUN for calls: devices registered with this mailbox get time-limited credentials
+# over their libp2p connection and relay calls through here when no direct path works.
+[turn]
+enabled = false
+# UDP address the server listens on.
+listen = "0.0.0.0:3478"
+# host:port devices are told to use (reachable by them; a DNS name or the public address).
+public = "turn.example.org:3478"
+realm = "kith"
+# Relays bind this address and are announced with relay_ip (this server's public address).
+relay_bind = "0.0.0.0"
+relay_ip = "203.0.113.10"
+min_port = 49152
+max_port = 65535
+max_allocations = 1024
+max_allocations_per_user = 4
+# Relayed traffic, both directions together, in kbit/s: per device and in all. Over the cap
+# packets are dropped (an Opus call uses about 50 kbit/s each way).
+user_kbps = 512
+total_kbps = 100000
+# How long a credential works (seconds); devices ask again before the end.
+credential_lifetime_secs = 43200
+# Relay to peers on loopback, private and link-local addresses. Leave off on the internet:
+# it would let users reach this server's own network.
+allow_private_peers = false
 "#;
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +116,116 @@ struct File {
     relay: RelayFile,
     #[serde(default)]
     limits: LimitsFile,
+    #[serde(default)]
+    turn: TurnFile,
+}
+
+/// `[turn]`: the TURN/STUN service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TurnFile {
+    enabled: bool,
+    listen: String,
+    public: Option<String>,
+    realm: String,
+    relay_bind: String,
+    relay_ip: Option<String>,
+    min_port: u16,
+    max_port: u16,
+    max_allocations: usize,
+    max_allocations_per_user: usize,
+    user_kbps: u64,
+    total_kbps: u64,
+    credential_lifetime_secs: u64,
+    allow_private_peers: bool,
+}
+
+impl Default for TurnFile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "0.0.0.0:3478".into(),
+            public: None,
+            realm: "kith".into(),
+            relay_bind: "0.0.0.0".into(),
+            relay_ip: None,
+            min_port: 49152,
+            max_port: 65535,
+            max_allocations: 1024,
+            max_allocations_per_user: 4,
+            user_kbps: 512,
+            total_kbps: 100_000,
+            credential_lifetime_secs: 43_200,
+            allow_private_peers: false,
+        }
+    }
+}
+
+impl TurnFile {
+    /// The checked section, or `None` when the service is off.
+    fn check(self) -> anyhow::Result<Option<TurnConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .with_context(|| format!("[turn] listen {:?} is not ip:port", self.listen))?;
+        let public = match self.public {
+            Some(p) => p,
+            None if !listen.ip().is_unspecified() => listen.to_string(),
+            None => bail!("[turn] public is needed when listen is on every interface"),
+        };
+        if public.is_empty()
+            || public.len() > 200
+            || public.contains(['?', '/', ' '])
+            || !public.contains(':')
+        {
+            bail!("[turn] public must be host:port");
+        }
+        let relay_bind: IpAddr = self
+            .relay_bind
+            .parse()
+            .with_context(|| format!("[turn] relay_bind {:?} is not an IP", self.relay_bind))?;
+        let relay_ip: IpAddr = match self.relay_ip {
+            Some(ip) => ip
+                .parse()
+                .with_context(|| format!("[turn] relay_ip {ip:?} is not an IP"))?,
+            None if !relay_bind.is_unspecified() => relay_bind,
+            None if !listen.ip().is_unspecified() => listen.ip(),
+            None => bail!("[turn] relay_ip is needed when relays bind every interface"),
+        };
+        if self.min_port == 0 || self.max_port < self.min_port {
+            bail!("[turn] min_port must be 1 or more and max_port at least min_port");
+        }
+        if self.max_allocations == 0
+            || self.max_allocations_per_user == 0
+            || self.user_kbps < 64
+            || self.total_kbps < self.user_kbps
+        {
+            bail!(
+                "[turn] limits must be at least 1, user_kbps at least 64 and total_kbps at \
+                 least user_kbps"
+            );
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.credential_lifetime_secs) {
+            bail!("[turn] credential_lifetime_secs must be 60 to 604800");
+        }
+        Ok(Some(TurnConfig {
+            listen,
+            public,
+            realm: self.realm,
+            relay_bind,
+            relay_ip,
+            ports: (self.min_port, self.max_port),
+            max_allocations: self.max_allocations,
+            max_allocations_per_user: self.max_allocations_per_user,
+            user_kbps: self.user_kbps,
+            total_kbps: self.total_kbps,
+            credential_lifetime: Duration::from_secs(self.credential_lifetime_secs),
+            allow_private_peers: self.allow_private_peers,
+        }))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +388,8 @@ pub struct Config {
     allow_private_ips: bool,
     external: Vec<Multiaddr>,
     push: kith_engine::PushPolicy,
+    /// The TURN/STUN service, when on.
+    pub turn: Option<TurnConfig>,
 }
 
 fn addrs(v: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
@@ -339,7 +479,9 @@ impl Config {
         if f.mailbox.max_bytes_per_device < 64 * 1024 {
             bail!("max_bytes_per_device must be at least 65536 (one envelope)");
         }
+        let turn = f.turn.check()?;
         Ok(Self {
+            turn,
             data_dir: f.data_dir,
             listen,
             bootstrap: addrs(&f.bootstrap, "bootstrap")?,
@@ -389,6 +531,7 @@ impl Config {
             topics_per_device: self.topics_per_device,
             max_bytes: self.max_bytes,
             push: self.push,
+            turn: None,
         }
     }
 
@@ -459,6 +602,44 @@ mod tests {
         assert!(c.reach_config().relay_server.is_none());
         assert!(Config::parse("data_dir = \"/x\"\n[relay]\nmax_circuits = 0").is_err());
         assert!(Config::parse("data_dir = \"/x\"\n[relay]\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn turn_section() {
+        let d = Config::parse(EXAMPLE).unwrap();
+        assert!(d.turn.is_none(), "off in the example");
+        let on = EXAMPLE.replace("[turn]\nenabled = false", "[turn]\nenabled = true");
+        let t = Config::parse(&on).unwrap().turn.unwrap();
+        assert_eq!(t.public, "turn.example.org:3478");
+        assert_eq!(t.ports, (49152, 65535));
+        assert_eq!(t.credential_lifetime, Duration::from_secs(43_200));
+        assert_eq!(
+            t.urls(),
+            [
+                "turn:turn.example.org:3478?transport=udp",
+                "stun:turn.example.org:3478"
+            ]
+        );
+        // On one address, public and relay_ip default to it.
+        let t =
+            Config::parse("data_dir = \"/x\"\n[turn]\nenabled = true\nlisten = \"127.0.0.1:3478\"")
+                .unwrap()
+                .turn
+                .unwrap();
+        assert_eq!(t.public, "127.0.0.1:3478");
+        assert_eq!(t.relay_ip.to_string(), "127.0.0.1");
+        for bad in [
+            "enabled = true",
+            "enabled = true\nlisten = \"127.0.0.1:1\"\nmin_port = 9\nmax_port = 8",
+            "enabled = true\nlisten = \"127.0.0.1:1\"\nuser_kbps = 0",
+            "enabled = true\nlisten = \"127.0.0.1:1\"\ncredential_lifetime_secs = 1",
+            "enabled = true\nlisten = \"127.0.0.1:1\"\npublic = \"x/y\"",
+            "enabled = true\nlisten = \"nowhere\"",
+            "bogus = 1",
+        ] {
+            let text = format!("data_dir = \"/x\"\n[turn]\n{bad}");
+            assert!(Config::parse(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

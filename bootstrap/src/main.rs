@@ -8,10 +8,14 @@
 //! configuration, answers AutoNAT probes so nodes learn whether they are reachable, and wakes
 //! offline devices through the push endpoints they registered (UnifiedPush-style webhooks).
 //!
+//! With `[turn]` on, it runs a TURN/STUN server for calls (`turn.rs`): the mailbox hands its
+//! registered devices time-limited credentials for it.
+//!
 //! Exit codes: 0 ok, 1 bad configuration, 2 internal error, 3 network failure.
 
 mod config;
 mod metrics;
+mod turn;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,13 +96,28 @@ fn init_logging() {
 }
 
 async fn run(cfg: Config) -> ExitCode {
+    let turn = match cfg.turn.clone() {
+        Some(t) => match turn::Turn::start(t).await {
+            Ok(t) => {
+                tracing::info!(bound = %t.bound, "TURN/STUN on udp {}", t.bound);
+                Some(t)
+            }
+            Err(e) => {
+                eprintln!("kith-bootstrap: cannot start the TURN server: {e:#}");
+                return ExitCode::from(3);
+            }
+        },
+        None => None,
+    };
+    let mut mailbox = cfg.mailbox_config();
+    mailbox.turn = turn.as_ref().map(turn::Turn::offer);
     let engine_cfg = EngineConfig {
         store_cache: kith_engine::DEFAULT_STORE_CACHE,
         data_dir: cfg.data_dir.clone(),
         listen: cfg.listen.clone(),
         bootstrap: cfg.bootstrap.clone(),
         mdns: false,
-        mailbox: Some(cfg.mailbox_config()),
+        mailbox: Some(mailbox),
         reach: cfg.reach_config(),
         store_fsync: true,
         calls: Default::default(),
@@ -127,7 +146,13 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     let metrics = match cfg.metrics {
-        Some(addr) => match metrics::serve(engine.clone(), addr).await {
+        Some(addr) => match metrics::serve(
+            engine.clone(),
+            addr,
+            turn.as_ref().map(|t| std::sync::Arc::clone(&t.stats)),
+        )
+        .await
+        {
             Ok((bound, h)) => {
                 tracing::info!(%bound, "metrics on http://{bound}/metrics, health on /health");
                 Some(h)
@@ -168,6 +193,9 @@ async fn run(cfg: Config) -> ExitCode {
     api.abort();
     if let Some(m) = metrics {
         m.abort();
+    }
+    if let Some(t) = turn {
+        t.stop().await;
     }
     engine.shutdown().await;
     let _ = std::fs::remove_file(&sock);

@@ -12,6 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::turn::TurnStats;
+use std::sync::atomic::Ordering;
+
 /// Most metrics connections served at once.
 const MAX_CONNECTIONS: usize = 32;
 /// Largest request head read.
@@ -25,6 +28,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub async fn serve(
     engine: EngineHandle,
     addr: SocketAddr,
+    turn: Option<Arc<TurnStats>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -40,8 +44,9 @@ pub async fn serve(
                     continue;
                 };
                 let engine = engine.clone();
+                let turn = turn.clone();
                 tokio::spawn(async move {
-                    let _ = handle(engine, stream).await;
+                    let _ = handle(engine, turn, stream).await;
                     drop(permit);
                 });
             }
@@ -49,7 +54,11 @@ pub async fn serve(
     ))
 }
 
-async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<()> {
+async fn handle(
+    engine: EngineHandle,
+    turn: Option<Arc<TurnStats>>,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut n = 0;
     let read = async {
@@ -83,7 +92,7 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
             Err(_) => ("503 Service Unavailable", PLAIN, "stopping\n".to_string()),
         },
         "/metrics" => match engine.status().await {
-            Ok(s) => ("200 OK", OPENMETRICS, render(&engine, &s)),
+            Ok(s) => ("200 OK", OPENMETRICS, render(&engine, &s, turn.as_deref())),
             Err(_) => ("503 Service Unavailable", PLAIN, String::new()),
         },
         _ => ("404 Not Found", PLAIN, "not found\n".to_string()),
@@ -97,8 +106,8 @@ async fn handle(engine: EngineHandle, mut stream: TcpStream) -> std::io::Result<
 }
 
 /// The node's registry (libp2p's metrics and Kith's counters), with the gauges read from
-/// the node's status at this scrape.
-fn render(engine: &EngineHandle, st: &kith_engine::NodeStatus) -> String {
+/// the node's status at this scrape, and the TURN server's figures when it runs.
+fn render(engine: &EngineHandle, st: &kith_engine::NodeStatus, turn: Option<&TurnStats>) -> String {
     let m = engine.metrics();
     let k = &m.kith;
     let g = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
@@ -107,5 +116,66 @@ fn render(engine: &EngineHandle, st: &kith_engine::NodeStatus) -> String {
     k.mailbox_devices.set(g(st.mailbox_users));
     k.relay_reservations.set(g(st.relay_reservations));
     k.relay_circuits.set(g(st.relay_circuits));
-    m.encode()
+    let mut s = m.encode();
+    if let Some(t) = turn {
+        // The TURN server keeps its own atomics: their families go before the end marker.
+        let body_end = s.rfind("# EOF").unwrap_or(s.len());
+        s.truncate(body_end);
+        render_turn(&mut s, t);
+        s.push_str("# EOF\n");
+    }
+    s
+}
+
+fn render_turn(s: &mut String, t: &TurnStats) {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    // (family, kind, help, value): a counter's sample is the family name with `_total`.
+    let rows = [
+        (
+            "kith_turn_relays_open",
+            "gauge",
+            "TURN relays open now.",
+            get(&t.allocations),
+        ),
+        (
+            "kith_turn_allocations",
+            "counter",
+            "TURN relays opened since the start.",
+            get(&t.allocations_total),
+        ),
+        (
+            "kith_turn_allocations_refused",
+            "counter",
+            "TURN relays refused (over a limit, no port free).",
+            get(&t.allocations_refused),
+        ),
+        (
+            "kith_turn_relayed_bytes",
+            "counter",
+            "Bytes relayed through TURN, both directions.",
+            get(&t.relayed_bytes),
+        ),
+        (
+            "kith_turn_dropped_bytes",
+            "counter",
+            "Bytes dropped over a TURN bandwidth cap or to a peer not allowed.",
+            get(&t.dropped_bytes),
+        ),
+        (
+            "kith_turn_refused_credentials",
+            "counter",
+            "TURN requests whose credentials were refused.",
+            get(&t.refused_credentials),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        let sample = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {v}\n"
+        ));
+    }
 }

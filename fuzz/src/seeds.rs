@@ -236,6 +236,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             topic: kith_proto::groupwire::group_topic(&GroupId([7; 16])),
             have: marks(),
         },
+        Request::TurnCredentials,
     ];
     let responses = [
         Response::Prekey(bundle(1, false)),
@@ -261,6 +262,17 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             more: true,
         },
         Response::Watching { topics: 2 },
+        Response::TurnServers {
+            servers: vec![kith_proto::wire::TurnServer {
+                urls: vec![
+                    "turn:127.0.0.1:3478?transport=udp".into(),
+                    "stun:127.0.0.1:3478".into(),
+                ],
+                username: "1700000000:12D3KooWExample".into(),
+                credential: "c2VjcmV0c2VjcmV0c2VjcmV0cw==".into(),
+                expires_s: 1_700_000_000,
+            }],
+        },
     ];
     let g = GroupOp::group_id_of(&ops()[0]).unwrap();
     let sealed = [

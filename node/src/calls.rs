@@ -209,6 +209,12 @@ fn view(out: &Out, v: &CallView) {
         v.state,
         if v.muted { " (muted)" } else { "" }
     ));
+    if let Some(q) = &v.quality {
+        out.text(&format!(
+            "  rtt {} ms, loss {}‰, jitter {} ms, in {} kbit/s, out {} kbit/s",
+            q.rtt_ms, q.loss_permille, q.jitter_ms, q.recv_kbps, q.send_kbps
+        ));
+    }
 }
 
 fn history(out: &Out, v: &[CallRecordView]) {

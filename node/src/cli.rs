@@ -144,6 +144,7 @@ pub fn main() -> ExitCode {
                         allow_private: push_allow_private,
                         allow_http: push_allow_http,
                     },
+                    turn: None,
                 });
                 let listen = if no_listen {
                     Listen::Nowhere

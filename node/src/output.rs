@@ -641,6 +641,9 @@ impl Out {
                 s.relay_reservations, s.relay_circuits
             ));
         }
+        if !s.turn_servers.is_empty() {
+            line(&format!("calls via: {}", s.turn_servers.join(", ")));
+        }
     }
 
     pub fn event(&self, ev: &Value) {

@@ -77,6 +77,7 @@ pub(crate) struct Source {
     samples: Vec<i16>,
     pos: usize,
     enc: Encoder,
+    pub(crate) probe: Option<std::sync::Arc<crate::ClickProbe>>,
 }
 
 impl Source {
@@ -87,6 +88,7 @@ impl Source {
             samples,
             pos: 0,
             enc,
+            probe: None,
         })
     }
 
@@ -101,6 +103,9 @@ impl Source {
             }
             self.pos = end;
         }
+        if let Some(p) = &self.probe {
+            p.on_sent(&frame);
+        }
         let mut out = vec![0u8; MAX_PACKET];
         let n = self.enc.encode(&frame, &mut out).map_err(opus_err)?;
         out.truncate(n);
@@ -113,6 +118,7 @@ pub(crate) struct Sink {
     dec: Decoder,
     last_seq: Option<u16>,
     writer: Option<hound::WavWriter<std::io::BufWriter<std::fs::File>>>,
+    pub(crate) probe: Option<std::sync::Arc<crate::ClickProbe>>,
 }
 
 /// Most lost packets concealed at once (a longer gap is not filled).
@@ -129,6 +135,7 @@ impl Sink {
             dec,
             last_seq: None,
             writer,
+            probe: None,
         })
     }
 
@@ -168,6 +175,9 @@ impl Sink {
             // A packet the decoder cannot read is lost, not fatal.
             Err(_) => return Ok(()),
         };
+        if let Some(p) = &self.probe {
+            p.on_heard(&pcm[..n.min(pcm.len())]);
+        }
         if let Some(w) = &mut self.writer {
             for s in &pcm[..n.min(pcm.len())] {
                 w.write_sample(*s).map_err(file_err)?;

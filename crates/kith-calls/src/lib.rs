@@ -18,7 +18,13 @@
 //!    the output WAV file (`audio_out`), if any.
 //! 5. Every [`QUALITY_EVERY`] it reports round-trip time, loss, jitter and bitrate
 //!    ([`MediaEvent::Quality`]); a lost link shows as [`MediaEvent::Reconnecting`].
-//! 6. [`MediaHandle::stop`] (or a failed link, a link lost for [`RECONNECT_GRACE`], or no
+//! 6. ICE restart: when the link is lost (disconnected, or failed after it was up), the
+//!    caller's task restarts ICE (at once, then every [`RESTART_EVERY`]): fresh sockets,
+//!    candidates and TURN allocations, and a new offer out as [`MediaEvent::LocalSdp`],
+//!    which the engine signals like the first. The callee's task takes it
+//!    ([`MediaHandle::remote_offer`]) and answers the same way. Back on a path, the task
+//!    reports [`MediaEvent::Connected`] again.
+//! 7. [`MediaHandle::stop`] (or a failed link, a link lost for [`RECONNECT_GRACE`], or no
 //!    connection within [`CONNECT_TIMEOUT`])
 //!    closes the connection, finishes the output file and reports [`MediaEvent::Ended`].
 //!
@@ -44,7 +50,10 @@ pub const QUALITY_EVERY: Duration = Duration::from_secs(2);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a call may stay disconnected (ICE trying to get the link back) before it ends:
 /// the other side crashed or left the network for good.
-pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(15);
+/// While the link is lost, the caller restarts ICE (new offer, fresh candidates) at once and
+/// again this often.
+pub const RESTART_EVERY: Duration = Duration::from_secs(5);
 /// How long ICE gathering may take before the description goes out with what it has.
 pub const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of a media task's command queue.
@@ -84,6 +93,65 @@ pub struct MediaOptions {
     pub audio_out: Option<PathBuf>,
     /// The address the call's UDP socket binds (`0.0.0.0`: every interface but loopback).
     pub bind: IpAddr,
+    /// STUN and TURN servers (server-reflexive and relay candidates), with credentials.
+    pub ice_servers: Vec<IceServer>,
+    /// Marks when the first loud sample went out and came in (the audio-delay benchmark).
+    pub probe: Option<std::sync::Arc<ClickProbe>>,
+}
+
+/// The audio-delay probe: the instant the first sample at or above `threshold` (in
+/// magnitude) was sent (handed to the connection in its Opus frame) and the instant it came
+/// out of the decoder on the other side, each corrected by the sample's offset in its
+/// 20 ms frame. Give the same probe to the sending and the receiving task (one process, one
+/// clock).
+#[derive(Debug)]
+pub struct ClickProbe {
+    threshold: i16,
+    sent: std::sync::OnceLock<std::time::Instant>,
+    heard: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl ClickProbe {
+    /// A probe for samples of at least `threshold` in magnitude.
+    pub fn new(threshold: i16) -> Self {
+        Self {
+            threshold,
+            sent: std::sync::OnceLock::new(),
+            heard: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From the click going out to the click coming out, once both happened.
+    pub fn delay(&self) -> Option<Duration> {
+        let (s, h) = (self.sent.get()?, self.heard.get()?);
+        Some(h.saturating_duration_since(*s))
+    }
+
+    /// The first loud sample's offset in `frame`, as a duration at 48 kHz.
+    fn loud_at(&self, frame: &[i16]) -> Option<Duration> {
+        let i = frame
+            .iter()
+            .position(|s| s.unsigned_abs() >= self.threshold.unsigned_abs())?;
+        Some(Duration::from_micros(
+            i as u64 * 1_000_000 / u64::from(SAMPLE_RATE),
+        ))
+    }
+
+    pub(crate) fn on_sent(&self, frame: &[i16]) {
+        if self.sent.get().is_none()
+            && let Some(at) = self.loud_at(frame)
+        {
+            let _ = self.sent.set(std::time::Instant::now() + at);
+        }
+    }
+
+    pub(crate) fn on_heard(&self, frame: &[i16]) {
+        if self.heard.get().is_none()
+            && let Some(at) = self.loud_at(frame)
+        {
+            let _ = self.heard.set(std::time::Instant::now() + at);
+        }
+    }
 }
 
 impl Default for MediaOptions {
@@ -92,7 +160,28 @@ impl Default for MediaOptions {
             audio_in: None,
             audio_out: None,
             bind: IpAddr::from([0, 0, 0, 0]),
+            ice_servers: Vec::new(),
+            probe: None,
         }
+    }
+}
+
+/// A STUN or TURN server. `Debug` never shows the credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp` URLs.
+    pub urls: Vec<String>,
+    /// The TURN user name (empty for STUN).
+    pub username: String,
+    /// The TURN credential (empty for STUN).
+    pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,6 +257,7 @@ impl std::fmt::Debug for MediaEvent {
 /// Commands to a media task.
 enum MediaCmd {
     RemoteAnswer(String),
+    RemoteOffer(String),
     Mute(bool),
     Stop,
 }
@@ -183,6 +273,7 @@ impl std::fmt::Debug for MediaCmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MediaCmd::RemoteAnswer(_) => f.write_str("RemoteAnswer"),
+            MediaCmd::RemoteOffer(_) => f.write_str("RemoteOffer"),
             MediaCmd::Mute(m) => write!(f, "Mute({m})"),
             MediaCmd::Stop => f.write_str("Stop"),
         }
@@ -198,6 +289,11 @@ impl MediaHandle {
     /// Gives the caller's task the callee's answer.
     pub fn remote_answer(&self, sdp: String) {
         let _ = self.tx.try_send(MediaCmd::RemoteAnswer(sdp));
+    }
+
+    /// Gives the callee's task the caller's ICE restart offer.
+    pub fn remote_offer(&self, sdp: String) {
+        let _ = self.tx.try_send(MediaCmd::RemoteOffer(sdp));
     }
 
     /// Sends silence instead of the input (or stops doing so).

@@ -19,13 +19,14 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
+    RTCSessionDescription, StatsSelector,
 };
 
 use crate::audio::{Sink, Source};
 use crate::{
     CONNECT_TIMEOUT, GATHER_TIMEOUT, MAX_SDP, MediaCmd, MediaError, MediaEvent, MediaOptions,
-    QUALITY_EVERY, Quality, RECONNECT_GRACE, Role, read_wav,
+    QUALITY_EVERY, Quality, RECONNECT_GRACE, RESTART_EVERY, Role, read_wav,
 };
 
 /// What the peer connection's callbacks tell the task.
@@ -92,16 +93,34 @@ async fn session(
     };
     let mut source = Source::new(input)?;
     // The output file is created now, so a bad path fails the call at once.
-    let sink = Sink::new(opts.audio_out.as_deref())?;
+    let mut sink = Sink::new(opts.audio_out.as_deref())?;
+    source.probe = opts.probe.clone();
+    sink.probe = opts.probe.clone();
 
     let mut media = MediaEngine::default();
     media.register_default_codecs().map_err(rtc_err)?;
     // Host candidates carry IP addresses; no mDNS names are made or resolved.
+    // An ICE restart replaces the sockets (and TURN allocations) and their candidates: after
+    // a change of network the old ones may lead nowhere.
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_discard_local_candidates_during_ice_restart(true)
         .build();
     let (itx, mut internal) = mpsc::channel(64);
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            opts.ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        )
+        .build();
     let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
         .with_media_engine(media)
         .with_setting_engine(settings)
         .with_handler(Arc::new(Handler { tx: itx }))
@@ -174,6 +193,7 @@ async fn drive(
     cmds: &mut mpsc::Receiver<MediaCmd>,
     internal: &mut mpsc::Receiver<Internal>,
 ) -> Result<&'static str, MediaError> {
+    let caller = matches!(role, Role::Caller);
     let desc = match role {
         Role::Caller => pc.create_offer(None).await.map_err(rtc_err)?,
         Role::Callee { offer } => {
@@ -199,16 +219,7 @@ async fn drive(
             Ok(Some(Internal::Track(t))) => pending_track = Some(t),
         }
     }
-    let local = pc
-        .local_description()
-        .await
-        .ok_or_else(|| MediaError::WebRtc("no local description".into()))?;
-    let _ = events
-        .send(MediaEvent::LocalSdp {
-            call,
-            sdp: local.sdp,
-        })
-        .await;
+    send_local(call, pc, events).await?;
 
     let (rtx, mut received) = mpsc::channel::<(u16, Bytes)>(256);
     let mut readers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -224,14 +235,25 @@ async fn drive(
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut quality_tick = tokio::time::interval(QUALITY_EVERY);
     let mut meter = Meter::default();
-    // When the link was lost (Disconnected), if it is lost now.
+    // When the link was lost (Disconnected, or Failed after it was up), if it is lost now.
     let mut lost_since: Option<tokio::time::Instant> = None;
+    // The caller waits for an answer to its offer (the first, or an ICE restart's).
+    let mut awaiting_answer = caller;
+    // An ICE restart's description is being gathered until then.
+    let mut regathering: Option<tokio::time::Instant> = None;
+    // When the caller last restarted ICE.
+    let mut last_restart: Option<tokio::time::Instant> = None;
     for s in pending_state {
-        if let Some(end) = on_state(call, s, &mut connected, events) {
+        if let Some(end) = on_state(call, s, &mut connected, false, events) {
             return finish(sink, readers, end).await;
         }
     }
     let end = loop {
+        let restart_at = match (caller, lost_since, last_restart) {
+            (true, Some(lost), Some(last)) => Some(lost.max(last + RESTART_EVERY)),
+            (true, Some(lost), None) => Some(lost),
+            _ => None,
+        };
         tokio::select! {
             biased;
             c = cmds.recv() => match c {
@@ -239,21 +261,44 @@ async fn drive(
                     if sdp.len() > MAX_SDP {
                         break "answer too long";
                     }
+                    if !std::mem::replace(&mut awaiting_answer, false) {
+                        debug!("an answer to no offer of ours: ignored");
+                        continue;
+                    }
                     let answer = RTCSessionDescription::answer(sdp).map_err(rtc_err)?;
-                    pc.set_remote_description(answer).await.map_err(rtc_err)?;
+                    if let Err(e) = pc.set_remote_description(answer).await {
+                        if meter.ever_connected.is_none() {
+                            return Err(rtc_err(e));
+                        }
+                        debug!(error = %e, "the answer to an ICE restart was refused");
+                    }
+                }
+                Some(MediaCmd::RemoteOffer(sdp)) => {
+                    // The caller restarts ICE: answer with fresh candidates.
+                    if caller || sdp.len() > MAX_SDP {
+                        continue;
+                    }
+                    match restart_answer(pc, sdp).await {
+                        Ok(()) => regathering = Some(tokio::time::Instant::now() + GATHER_TIMEOUT),
+                        Err(e) => debug!(error = %e, "an ICE restart offer was refused"),
+                    }
                 }
                 Some(MediaCmd::Mute(m)) => muted = m,
                 Some(MediaCmd::Stop) | None => break "stopped",
             },
             ev = internal.recv() => match ev {
                 Some(Internal::State(s)) => {
-                    lost_since = match s {
-                        RTCPeerConnectionState::Disconnected => {
-                            lost_since.or(Some(tokio::time::Instant::now()))
+                    let ever = meter.ever_connected.is_some();
+                    match s {
+                        RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
+                            if ever =>
+                        {
+                            lost_since = lost_since.or(Some(tokio::time::Instant::now()));
                         }
-                        _ => None,
-                    };
-                    if let Some(end) = on_state(call, s, &mut connected, events) {
+                        RTCPeerConnectionState::Connected => lost_since = None,
+                        _ => {}
+                    }
+                    if let Some(end) = on_state(call, s, &mut connected, ever, events) {
                         break end;
                     }
                 }
@@ -262,9 +307,28 @@ async fn drive(
                         readers.push(tokio::spawn(read_track(t, rtx.clone())));
                     }
                 }
-                Some(Internal::Gathered) => {}
+                Some(Internal::Gathered) => {
+                    if regathering.take().is_some() {
+                        send_local(call, pc, events).await?;
+                    }
+                }
                 None => break "closed",
             },
+            _ = tokio::time::sleep_until(regathering.unwrap_or(connect_deadline)), if regathering.is_some() => {
+                regathering = None;
+                send_local(call, pc, events).await?;
+            }
+            _ = tokio::time::sleep_until(restart_at.unwrap_or(connect_deadline)), if restart_at.is_some() => {
+                last_restart = Some(tokio::time::Instant::now());
+                debug!("link lost: restarting ICE");
+                match restart_offer(pc).await {
+                    Ok(()) => {
+                        awaiting_answer = true;
+                        regathering = Some(tokio::time::Instant::now() + GATHER_TIMEOUT);
+                    }
+                    Err(e) => debug!(error = %e, "cannot restart ICE now"),
+                }
+            }
             Some((seq, payload)) = received.recv() => {
                 meter.packets += 1;
                 sink.packet(seq, &payload)?;
@@ -323,11 +387,49 @@ async fn finish(
     Ok(end)
 }
 
-/// A state change: tells the engine, and returns why the call ends, if it does.
+/// Sends the local description (with the candidates gathered so far) to the engine.
+async fn send_local(
+    call: u128,
+    pc: &impl PeerConnection,
+    events: &mpsc::Sender<MediaEvent>,
+) -> Result<(), MediaError> {
+    let local = pc
+        .local_description()
+        .await
+        .ok_or_else(|| MediaError::WebRtc("no local description".into()))?;
+    let _ = events
+        .send(MediaEvent::LocalSdp {
+            call,
+            sdp: local.sdp,
+        })
+        .await;
+    Ok(())
+}
+
+/// The caller's side of an ICE restart: fresh ICE credentials, sockets and candidates, in a
+/// new offer (gathered, then sent like the first).
+async fn restart_offer(pc: &impl PeerConnection) -> Result<(), MediaError> {
+    pc.restart_ice().await.map_err(rtc_err)?;
+    let offer = pc.create_offer(None).await.map_err(rtc_err)?;
+    pc.set_local_description(offer).await.map_err(rtc_err)
+}
+
+/// The callee's side of an ICE restart: takes the caller's new offer and makes the answer
+/// (its candidates are then gathered anew).
+async fn restart_answer(pc: &impl PeerConnection, sdp: String) -> Result<(), MediaError> {
+    let offer = RTCSessionDescription::offer(sdp).map_err(rtc_err)?;
+    pc.set_remote_description(offer).await.map_err(rtc_err)?;
+    let answer = pc.create_answer(None).await.map_err(rtc_err)?;
+    pc.set_local_description(answer).await.map_err(rtc_err)
+}
+
+/// A state change: tells the engine, and returns why the call ends, if it does. Once the
+/// call was connected (`ever`), a failed link is lost, not the end: ICE restarts.
 fn on_state(
     call: u128,
     s: RTCPeerConnectionState,
     connected: &mut bool,
+    ever: bool,
     events: &mpsc::Sender<MediaEvent>,
 ) -> Option<&'static str> {
     match s {
@@ -337,6 +439,10 @@ fn on_state(
             None
         }
         RTCPeerConnectionState::Disconnected => {
+            let _ = events.try_send(MediaEvent::Reconnecting { call });
+            None
+        }
+        RTCPeerConnectionState::Failed if ever => {
             let _ = events.try_send(MediaEvent::Reconnecting { call });
             None
         }

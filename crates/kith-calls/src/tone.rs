@@ -39,6 +39,28 @@ pub fn tone_share(samples: &[i16], hz: f64) -> f64 {
     (2.0 * power / samples.len() as f64 / total).min(1.0)
 }
 
+/// [`tone_share`] over 100 ms windows, averaged over the windows that carry sound (at least
+/// 1 % of the loudest window's power): a recording with gaps (a lost packet, a path that
+/// changed) still scores its tone, where one measure over the whole file loses the phase at
+/// every gap.
+pub fn tone_share_in_windows(samples: &[i16], hz: f64) -> f64 {
+    let window = (SAMPLE_RATE / 10) as usize;
+    let power = |w: &[i16]| w.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+    let loudest = samples.chunks(window).map(power).fold(0.0, f64::max);
+    if loudest <= 0.0 {
+        return 0.0;
+    }
+    let shares: Vec<f64> = samples
+        .chunks(window)
+        .filter(|w| w.len() == window && power(w) >= loudest / 100.0)
+        .map(|w| tone_share(w, hz))
+        .collect();
+    if shares.is_empty() {
+        return 0.0;
+    }
+    shares.iter().sum::<f64>() / shares.len() as f64
+}
+
 /// The dominant frequency among `candidates` (the one with the largest [`tone_share`]).
 pub fn dominant(samples: &[i16], candidates: &[f64]) -> Option<f64> {
     candidates
@@ -59,6 +81,24 @@ pub fn first_loud(samples: &[i16], threshold: i16) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_keep_the_tone_across_gaps() {
+        // A tone cut by silences and restarted with other phases: the whole-file measure
+        // loses it, the windowed one does not; another tone still scores low.
+        let mut s = Vec::new();
+        for k in 0..6 {
+            s.extend(
+                sine(440.0, 8000.0, 4800 * 3 + k * 37)
+                    .into_iter()
+                    .skip(k * 11),
+            );
+            s.extend(std::iter::repeat_n(0i16, 2400));
+        }
+        assert!(tone_share_in_windows(&s, 440.0) > 0.8);
+        assert!(tone_share_in_windows(&s, 660.0) < 0.1);
+        assert_eq!(tone_share_in_windows(&[0; 9600], 440.0), 0.0);
+    }
 
     #[test]
     fn goertzel_finds_the_tone() {

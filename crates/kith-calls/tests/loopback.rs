@@ -48,6 +48,7 @@ async fn a_tone_crosses_a_loopback_call_both_ways() {
             audio_in: Some(a_in),
             audio_out: Some(a_out.clone()),
             bind: lo,
+            ..MediaOptions::default()
         },
         atx,
     );
@@ -66,6 +67,7 @@ async fn a_tone_crosses_a_loopback_call_both_ways() {
             audio_in: Some(b_in),
             audio_out: Some(b_out.clone()),
             bind: lo,
+            ..MediaOptions::default()
         },
         btx,
     );
@@ -123,6 +125,7 @@ async fn a_tampered_fingerprint_fails_the_call() {
         audio_in: None,
         audio_out: None,
         bind: lo,
+        ..MediaOptions::default()
     };
     let (atx, mut arx) = mpsc::channel(64);
     let (btx, mut brx) = mpsc::channel(64);

@@ -32,6 +32,7 @@ mod model;
 mod public_ip;
 pub mod push;
 pub mod search;
+pub mod turn;
 
 pub use actor::{
     CallConfig, Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT,

@@ -366,6 +366,9 @@ pub struct NodeStatus {
     pub relay_reservations: usize,
     /// See `relay_reservations`.
     pub relay_circuits: usize,
+    /// TURN/STUN servers for calls learnt from our mailboxes (their URLs; credentials held).
+    #[serde(default)]
+    pub turn_servers: Vec<String>,
 }
 
 /// A group as `kith groups` lists it.
@@ -741,6 +744,26 @@ pub struct CallView {
     pub state: String,
     /// Our sound is muted.
     pub muted: bool,
+    /// The live quality, as last measured (every 2 s once connected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<CallQualityView>,
+}
+
+/// Live quality of a call (WebRTC statistics of the selected path and the audio streams).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallQualityView {
+    /// Round-trip time, ms.
+    pub rtt_ms: u32,
+    /// Packets lost of those expected from the peer, per thousand.
+    pub loss_permille: u32,
+    /// Jitter of what arrives, ms.
+    pub jitter_ms: u32,
+    /// Received bitrate, kbit/s.
+    pub recv_kbps: u32,
+    /// Sent bitrate, kbit/s.
+    pub send_kbps: u32,
+    /// Audio packets received so far.
+    pub packets: u64,
 }
 
 /// One call of the history (`calls`).

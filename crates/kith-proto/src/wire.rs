@@ -103,6 +103,11 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         proof: Vec<u8>,
     },
+    /// Ask a mailbox this device is registered with (on this connection) for time-limited
+    /// credentials to the TURN/STUN servers its operator runs, for calls' relay candidates.
+    /// Answered with [`Response::TurnServers`] (an empty list where the operator runs none),
+    /// or refused as unauthorized for a device not registered here.
+    TurnCredentials,
 }
 
 /// Most bytes of a registration's key proof (an Olm pre-key message of a short plaintext).
@@ -155,6 +160,7 @@ impl std::fmt::Debug for Request {
                 .debug_struct("TopicSync")
                 .field("have", &have.len())
                 .finish_non_exhaustive(),
+            Request::TurnCredentials => f.write_str("TurnCredentials"),
         }
     }
 }
@@ -276,6 +282,62 @@ pub enum Response {
     /// A mailbox took a device's [`Request::Watch`]: it keeps the frames of `topics` topics
     /// for it now.
     Watching { topics: u32 },
+    /// The answer to [`Request::TurnCredentials`]: the operator's TURN/STUN servers with
+    /// credentials for this device (at most [`MAX_TURN_SERVERS`]; see [`TurnServer::check`]).
+    TurnServers { servers: Vec<TurnServer> },
+}
+
+/// Most servers in one [`Response::TurnServers`].
+pub const MAX_TURN_SERVERS: usize = 4;
+/// Most URLs of one [`TurnServer`].
+pub const MAX_TURN_URLS: usize = 4;
+/// Longest URL, user name or credential of a [`TurnServer`], in bytes.
+pub const MAX_TURN_FIELD: usize = 256;
+
+/// One TURN (or STUN) server with time-limited credentials (the TURN REST scheme: the user
+/// name is `expiry:user`, the credential an HMAC of it under a secret the server shares with
+/// the mailbox that hands it out). `Debug` never shows the credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnServer {
+    /// `turn:host:port?transport=udp` / `stun:host:port` URLs.
+    pub urls: Vec<String>,
+    /// The user name (empty for a STUN-only server).
+    pub username: String,
+    /// The credential (empty for a STUN-only server).
+    pub credential: String,
+    /// When the credentials stop working (seconds since the Unix epoch).
+    pub expires_s: u64,
+}
+
+impl TurnServer {
+    /// Checks the bounds a receiver relies on: 1 to [`MAX_TURN_URLS`] URLs, each a `turn:`,
+    /// `turns:` or `stun:` URL, and no field longer than [`MAX_TURN_FIELD`].
+    pub fn check(&self) -> Result<(), DecodeError> {
+        if self.urls.is_empty() || self.urls.len() > MAX_TURN_URLS {
+            return Err(DecodeError::Invalid("turn server urls"));
+        }
+        let fields = self.urls.iter().chain([&self.username, &self.credential]);
+        if fields.clone().any(|f| f.len() > MAX_TURN_FIELD) {
+            return Err(DecodeError::Invalid("turn server field too long"));
+        }
+        if !self
+            .urls
+            .iter()
+            .all(|u| u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:"))
+        {
+            return Err(DecodeError::Invalid("turn server url scheme"));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("urls", &self.urls)
+            .field("expires_s", &self.expires_s)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of one delivered envelope.
@@ -455,6 +517,14 @@ impl Response {
             && results.len() > MAX_BATCH
         {
             return Err(DecodeError::Invalid("batch size"));
+        }
+        if let Response::TurnServers { servers } = &resp {
+            if servers.len() > MAX_TURN_SERVERS {
+                return Err(DecodeError::Invalid("too many turn servers"));
+            }
+            for s in servers {
+                s.check()?;
+            }
         }
         if let Response::GroupFrames { frames, .. } = &resp {
             if frames.len() > MAX_SYNC_FRAMES {

@@ -66,6 +66,10 @@ pub(super) struct CallState {
     media_tx: mpsc::Sender<MediaEvent>,
     /// Sound files and bind address of the live call's media.
     opts: MediaOptions,
+    /// TURN servers learnt from our mailboxes.
+    pub(super) turn: super::turn::TurnServers,
+    /// The live call's last quality figures (its id with them).
+    quality: Option<(u128, CallQualityView)>,
 }
 
 impl CallState {
@@ -78,6 +82,8 @@ impl CallState {
                 bind: cfg.bind,
                 ..MediaOptions::default()
             },
+            turn: Default::default(),
+            quality: None,
         }
     }
 
@@ -89,6 +95,11 @@ impl CallState {
             MediaOp::Answer { call, sdp } => {
                 if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
                     h.remote_answer(sdp);
+                }
+            }
+            MediaOp::Restart { call, offer } => {
+                if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
+                    h.remote_offer(offer);
                 }
             }
             MediaOp::Mute { call, muted } => {
@@ -109,12 +120,11 @@ impl CallState {
         if let Some(old) = self.media.take() {
             old.stop();
         }
-        self.media = Some(kith_calls::spawn(
-            call,
-            role,
-            self.opts.clone(),
-            self.media_tx.clone(),
-        ));
+        let opts = MediaOptions {
+            ice_servers: self.turn.ice_servers(now_ms() / 1000),
+            ..self.opts.clone()
+        };
+        self.media = Some(kith_calls::spawn(call, role, opts, self.media_tx.clone()));
     }
 }
 
@@ -217,6 +227,11 @@ impl State {
             direction: direction_str(a.direction).into(),
             state: a.phase.as_str().into(),
             muted: a.muted,
+            quality: self
+                .calls
+                .quality
+                .filter(|(c, _)| *c == a.call)
+                .map(|(_, q)| q),
         })
     }
 }
@@ -353,14 +368,23 @@ impl Engine {
             MediaEvent::Connected { call } => core.media_connected(call, now),
             MediaEvent::Reconnecting { call } => core.media_reconnecting(call),
             MediaEvent::Quality { call, q } => {
-                let _ = self.st.events.send(Event::CallQuality {
-                    call: call_hex(call),
+                let v = CallQualityView {
                     rtt_ms: q.rtt_ms.round() as u32,
                     loss_permille: (q.loss * 1000.0).round() as u32,
                     jitter_ms: q.jitter_ms.round() as u32,
                     recv_kbps: q.recv_kbps.round() as u32,
                     send_kbps: q.send_kbps.round() as u32,
                     packets: q.packets,
+                };
+                self.st.calls.quality = Some((call, v));
+                let _ = self.st.events.send(Event::CallQuality {
+                    call: call_hex(call),
+                    rtt_ms: v.rtt_ms,
+                    loss_permille: v.loss_permille,
+                    jitter_ms: v.jitter_ms,
+                    recv_kbps: v.recv_kbps,
+                    send_kbps: v.send_kbps,
+                    packets: v.packets,
                 });
                 return;
             }

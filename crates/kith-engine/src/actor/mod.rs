@@ -42,6 +42,7 @@ mod run;
 mod search;
 mod stories;
 pub(crate) mod table;
+mod turn;
 mod views;
 mod watch;
 
@@ -242,6 +243,10 @@ enum Pending {
     TopicSync {
         group: GroupId,
         floor: Vec<kith_proto::groupwire::SenderMark>,
+    },
+    /// TURN credentials asked of one of our mailboxes (by peer id).
+    Turn {
+        mailbox: Vec<u8>,
     },
 }
 

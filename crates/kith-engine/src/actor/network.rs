@@ -106,6 +106,9 @@ impl Engine {
                         debug!(%peer, %error, "request to our mailbox failed");
                         self.watch_failed(p);
                     }
+                    Some(Pending::Turn { .. }) => {
+                        debug!(%peer, %error, "cannot get TURN credentials from a mailbox");
+                    }
                     Some(Pending::Register { reply, .. }) => {
                         warn!(%peer, %error, "mailbox registration failed");
                         if let Some(r) = reply {
@@ -222,7 +225,7 @@ impl State {
     /// Sends `req` to one of our mailboxes (its peer id and addresses, encoded) and files
     /// `pending` under the request's tag; hands `pending` back when the request cannot go
     /// out (a bad peer id, or no room in the network's queue).
-    fn request_mailbox(
+    pub(super) fn request_mailbox(
         &mut self,
         (peer_id, addrs): (Vec<u8>, Vec<Vec<u8>>),
         req: Request,

@@ -206,6 +206,7 @@ impl State {
             (Pending::TopicSync { group, floor }, Response::GroupFrames { frames, more }) => {
                 self.on_topic_frames(w, peer, (group, floor), frames, more, after)?;
             }
+            (Pending::Turn { mailbox }, resp) => self.on_turn_servers(&mailbox, resp),
             (Pending::Watch { mailbox, topics }, Response::Watching { .. }) => {
                 self.on_watching(mailbox, topics);
             }
@@ -285,6 +286,7 @@ impl State {
                     after.push(After::SendPush(mailbox.clone()));
                 }
                 let mailbox_id = mailbox.peer_id.clone();
+                let asked = mailbox.clone();
                 if !self
                     .my_mailboxes
                     .iter()
@@ -300,6 +302,7 @@ impl State {
                     info!(mailbox = %self.mailbox_view(&mailbox_id).peer_id, "registered with a mailbox");
                 }
                 self.save_usage(w, &mailbox_id, usage)?;
+                self.ask_turn(&asked);
                 self.watching.registered(&mailbox_id);
                 let view = self.mailbox_view(&mailbox_id);
                 if let Some(tx) = reply {
@@ -325,7 +328,9 @@ impl State {
             (p, other) => {
                 let dev = match p {
                     Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
-                    Pending::Register { .. } | Pending::SetPush { .. } => return Ok(()),
+                    Pending::Register { .. } | Pending::SetPush { .. } | Pending::Turn { .. } => {
+                        return Ok(());
+                    }
                     Pending::GroupSync { group } => {
                         self.groups_sync_failed(group);
                         return Ok(());

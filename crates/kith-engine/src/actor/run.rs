@@ -331,6 +331,7 @@ impl Engine {
         self.st.backlog.flush(&self.st.net);
         self.presence_tick();
         self.calls_tick();
+        self.st.turn_tick();
         self.groups_tick();
         self.watch_tick();
         self.chat_tick();
@@ -622,6 +623,10 @@ impl State {
                 }
                 Request::TopicSync { topic, have } => {
                     let resp = self.answer_topic_sync(w, peer, &topic, &have)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::TurnCredentials => {
+                    let resp = self.mailbox.turn_answer(&peer, now_ms() / 1000);
                     after.push(After::Respond { id, resp });
                 }
                 _ => after.push(After::Respond {

@@ -70,6 +70,14 @@ impl Engine {
             relays: reach.relays.iter().map(|p| p.to_string()).collect(),
             relay_reservations: reach.served_reservations,
             relay_circuits: reach.served_circuits,
+            turn_servers: self
+                .st
+                .calls
+                .turn
+                .ice_servers(now_ms() / 1000)
+                .into_iter()
+                .flat_map(|s| s.urls)
+                .collect(),
         })
     }
 

@@ -24,6 +24,11 @@
 //!   person answers and its answer goes back the same way. Media connected → `connected`;
 //!   a lost link → `reconnecting`; media that ends on its own (failed, timed out) ends the
 //!   call and tells the peer.
+//! - **ICE restart.** Once answered, a new description from the caller's media task is an ICE
+//!   restart: it goes out as a [`Body::CallOffer`] of the same call, which the callee's core
+//!   hands to its media task ([`MediaOp::Restart`]) instead of ringing; the callee's new
+//!   description goes back as a [`Body::CallAnswer`], which the caller's core hands to its
+//!   media task. A node that does not know restarts ignores such an offer (its call is live).
 
 use std::time::{Duration, Instant};
 
@@ -197,6 +202,13 @@ pub enum MediaOp {
         /// The callee's SDP.
         sdp: String,
     },
+    /// The caller restarted ICE: answer its new offer.
+    Restart {
+        /// The call.
+        call: u128,
+        /// The caller's new SDP.
+        offer: String,
+    },
     /// Mute or unmute.
     Mute {
         /// The call.
@@ -217,6 +229,7 @@ impl std::fmt::Debug for MediaOp {
             MediaOp::StartCaller { call } => write!(f, "StartCaller({call:x})"),
             MediaOp::StartCallee { call, .. } => write!(f, "StartCallee({call:x})"),
             MediaOp::Answer { call, .. } => write!(f, "Answer({call:x})"),
+            MediaOp::Restart { call, .. } => write!(f, "Restart({call:x})"),
             MediaOp::Mute { call, muted } => write!(f, "Mute({call:x}, {muted})"),
             MediaOp::Stop { call } => write!(f, "Stop({call:x})"),
         }
@@ -409,7 +422,17 @@ impl Calls {
                 let a = a.clone();
                 vec![Out::Send(peer, body), Self::update(&a, "ringing", None)]
             }
-            (Direction::Incoming, Phase::Connecting) => {
+            // An ICE restart's offer (the call was answered).
+            (Direction::Outgoing, Phase::Connecting | Phase::Connected | Phase::Reconnecting) => {
+                let body = Body::CallOffer {
+                    call,
+                    sent_at_ms: now_ms,
+                    sdp,
+                    video: false,
+                };
+                vec![Out::Send(a.peer, body)]
+            }
+            (Direction::Incoming, Phase::Connecting | Phase::Connected | Phase::Reconnecting) => {
                 vec![Out::Send(a.peer, Body::CallAnswer { call, sdp })]
             }
             _ => Vec::new(),
@@ -425,7 +448,24 @@ impl Calls {
             }
             return Vec::new();
         }
-        if self.ended.contains(&o.call) || self.active.as_ref().is_some_and(|a| a.call == o.call) {
+        if let Some(a) = self.active.as_ref().filter(|a| a.call == o.call) {
+            // The caller restarts ICE on the call we answered.
+            let restart = a.peer == o.from
+                && a.direction == Direction::Incoming
+                && a.media
+                && matches!(
+                    a.phase,
+                    Phase::Connecting | Phase::Connected | Phase::Reconnecting
+                );
+            return match restart {
+                true => vec![Out::Media(MediaOp::Restart {
+                    call: o.call,
+                    offer: o.sdp,
+                })],
+                false => Vec::new(),
+            };
+        }
+        if self.ended.contains(&o.call) {
             return Vec::new();
         }
         let missed = |started_ms| CallRecord {
@@ -581,14 +621,23 @@ impl Calls {
             .filter(|a| a.peer == from && a.call == call)
     }
 
-    /// The callee's answer arrived.
+    /// The callee's answer arrived (to our offer, or to an ICE restart's).
     pub fn remote_answer(&mut self, from: IdentityKey, call: u128, sdp: String) -> Vec<Out> {
         let Some(a) = self
             .live_with(from, call)
-            .filter(|a| a.direction == Direction::Outgoing && a.phase == Phase::Ringing)
+            .filter(|a| a.direction == Direction::Outgoing)
         else {
             return Vec::new();
         };
+        if matches!(
+            a.phase,
+            Phase::Connecting | Phase::Connected | Phase::Reconnecting
+        ) {
+            return vec![Out::Media(MediaOp::Answer { call, sdp })];
+        }
+        if a.phase != Phase::Ringing {
+            return Vec::new();
+        }
         a.phase = Phase::Connecting;
         let a = a.clone();
         vec![

@@ -110,6 +110,8 @@ pub struct MailboxConfig {
     pub max_bytes: u64,
     /// Which push endpoints wake-ups may go to.
     pub push: PushPolicy,
+    /// The operator's TURN server, whose credentials registered devices may ask for.
+    pub turn: Option<crate::turn::TurnOffer>,
 }
 
 /// Invite tokens are secrets: Debug shows how many there are, never what they are.
@@ -124,6 +126,7 @@ impl std::fmt::Debug for MailboxConfig {
             .field("topics_per_device", &self.topics_per_device)
             .field("max_bytes", &self.max_bytes)
             .field("push", &self.push)
+            .field("turn", &self.turn)
             .finish()
     }
 }
@@ -139,6 +142,7 @@ impl Default for MailboxConfig {
             topics_per_device: MAILBOX_TOPICS_PER_DEVICE,
             max_bytes: MAILBOX_QUOTA_BYTES,
             push: PushPolicy::default(),
+            turn: None,
         }
     }
 }
@@ -309,6 +313,24 @@ impl MailboxService {
             used_messages: clamp_u32(kept.messages),
             used_bytes: kept.bytes,
         }
+    }
+
+    /// The answer to a device's [`kith_proto::wire::Request::TurnCredentials`] at `now_s`
+    /// (Unix seconds): credentials only for a device registered on this connection; an
+    /// empty list where the operator runs no TURN server.
+    pub fn turn_answer(&self, peer: &PeerId, now_s: u64) -> Response {
+        let Some(cfg) = &self.config else {
+            return Response::Refused(Refusal::Invalid);
+        };
+        if !self.registered_here.contains(peer) {
+            return Response::Refused(Refusal::Unauthorized);
+        }
+        let servers = cfg
+            .turn
+            .iter()
+            .map(|offer| crate::turn::issue(offer, &peer.to_base58(), now_s))
+            .collect();
+        Response::TurnServers { servers }
     }
 
     /// The connection to `peer` closed: it is no longer registered here.

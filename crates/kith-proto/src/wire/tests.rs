@@ -310,3 +310,48 @@ fn call_bodies_follow_the_existing_variants() {
     .unwrap();
     assert_eq!(offer[0], 6);
 }
+
+/// TURN credentials: the request is variant 8, the answer variant 8 (appended after the
+/// others); the answer's bounds are checked on decode; Debug never shows a credential.
+#[test]
+fn turn_credentials_round_trip_within_bounds() {
+    let req = Request::TurnCredentials;
+    let bytes = req.encode().unwrap();
+    assert_eq!(bytes, [WIRE_VERSION, 8]);
+    assert_eq!(Request::decode(&bytes).unwrap(), req);
+    let server = TurnServer {
+        urls: vec![
+            "turn:127.0.0.1:3478?transport=udp".into(),
+            "stun:127.0.0.1:3478".into(),
+        ],
+        username: "1700000000:12D3KooW".into(),
+        credential: "c2VjcmV0".into(),
+        expires_s: 1_700_000_000,
+    };
+    let resp = Response::TurnServers {
+        servers: vec![server.clone()],
+    };
+    let bytes = resp.encode().unwrap();
+    assert_eq!(bytes[..2], [WIRE_VERSION, 8]);
+    assert_eq!(Response::decode(&bytes).unwrap(), resp);
+    assert!(!format!("{resp:?}").contains("c2VjcmV0"));
+    let bad = |s: TurnServer| {
+        Response::decode(&Response::TurnServers { servers: vec![s] }.encode().unwrap()).is_err()
+    };
+    assert!(bad(TurnServer {
+        urls: vec![],
+        ..server.clone()
+    }));
+    assert!(bad(TurnServer {
+        urls: vec!["http://x".into()],
+        ..server.clone()
+    }));
+    assert!(bad(TurnServer {
+        credential: "x".repeat(MAX_TURN_FIELD + 1),
+        ..server.clone()
+    }));
+    let five = Response::TurnServers {
+        servers: vec![server; MAX_TURN_SERVERS + 1],
+    };
+    assert!(Response::decode(&five.encode().unwrap()).is_err());
+}

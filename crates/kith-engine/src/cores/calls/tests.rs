@@ -338,3 +338,62 @@ fn debug_output_leaves_the_sdp_out() {
     assert!(!format!("{c:?}").contains("SECRET"));
     assert!(!format!("{:?}", c.active().unwrap()).contains("192.0.2.7")); // parse only
 }
+
+/// ICE restart: once answered, the caller's new description goes out as an offer of the
+/// same call; the callee's core hands it to its media task (it never rings again) and its
+/// new description goes back as an answer, which reaches the caller's media task.
+#[test]
+fn an_ice_restart_goes_through_signalling_and_never_rings() {
+    let now = Instant::now();
+    // Alice (caller).
+    let mut a = Calls::new();
+    ringing_out(&mut a, now);
+    a.remote_answer(BOB, 7, "v=0 answer".into());
+    a.media_connected(7, T0_MS + 500);
+    assert_eq!(states(&a.media_reconnecting(7)), ["reconnecting"]);
+    let out = a.local_sdp(7, "v=0 restart".into(), T0_MS + 9_000);
+    assert!(
+        matches!(sent(&out)[..], [Body::CallOffer { call: 7, sdp, .. }] if sdp == "v=0 restart")
+    );
+    assert!(states(&out).is_empty(), "still reconnecting");
+    let out = a.remote_answer(BOB, 7, "v=0 answer 2".into());
+    assert_eq!(
+        out,
+        [Out::Media(MediaOp::Answer {
+            call: 7,
+            sdp: "v=0 answer 2".into()
+        })]
+    );
+    assert_eq!(states(&a.media_connected(7, T0_MS + 10_000)), ["connected"]);
+
+    // Bob (callee).
+    let mut b = Calls::new();
+    b.offer(offer(BOB, 9, T0_MS), now, T0_MS);
+    // A repeated offer while it rings changes nothing.
+    assert!(b.offer(offer(BOB, 9, T0_MS), now, T0_MS).is_empty());
+    b.answer(None).unwrap();
+    b.local_sdp(9, "v=0 answer".into(), T0_MS);
+    b.media_connected(9, T0_MS + 500);
+    // The restart offer, sent long after ringing ended: restarts, not missed.
+    let late = T0_MS + 120_000;
+    let out = b.offer(
+        Offer {
+            sdp: "v=0 restart".into(),
+            ..offer(BOB, 9, late)
+        },
+        now,
+        late,
+    );
+    assert_eq!(
+        out,
+        [Out::Media(MediaOp::Restart {
+            call: 9,
+            offer: "v=0 restart".into()
+        })]
+    );
+    // From someone else it does nothing.
+    assert!(b.offer(offer(CAROL, 9, late), now, late).is_empty());
+    let out = b.local_sdp(9, "v=0 answer 2".into(), late);
+    assert!(matches!(sent(&out)[..], [Body::CallAnswer { call: 9, sdp }] if sdp == "v=0 answer 2"));
+    assert_eq!(b.active().map(|x| x.phase), Some(Phase::Connected));
+}
