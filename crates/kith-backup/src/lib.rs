@@ -37,10 +37,14 @@ use stream::{StreamReader, StreamWriter};
 pub const KEY_FILE: &str = "keys";
 /// The store's name in a data directory.
 pub const STORE_FILE: &str = "kith.redb";
-/// The media folder's name in a data directory.
-pub const MEDIA_DIR: &str = "media";
+/// The folders of a data directory whose files a backup holds: media files, and
+/// contacts' photos.
+pub const FILE_DIRS: [&str; 2] = ["media", "avatars"];
 /// How deep media folders are walked.
 const MAX_DEPTH: usize = 8;
+/// Tables a restore leaves empty: the Olm sessions with contacts' devices and the index
+/// from their ratchet keys. A restored node starts new sessions (see [`restore`]).
+pub const NOT_RESTORED: [&str; 3] = ["sessions", "ratchet_devices", "device_ratchets"];
 /// Rows buffered per table before they are written on restore.
 const IMPORT_BATCH_BYTES: usize = 8 << 20;
 
@@ -117,9 +121,11 @@ pub fn create(
             }
             w.row(k, v)
         })?;
-        let media = data_dir.join(MEDIA_DIR);
-        if media.is_dir() {
-            add_dir(&mut w, data_dir, &media, 0)?;
+        for d in FILE_DIRS {
+            let dir = data_dir.join(d);
+            if dir.is_dir() {
+                add_dir(&mut w, data_dir, &dir, 0)?;
+            }
         }
         let (stream, counts) = w.finish()?;
         let buf = stream.finish()?;
@@ -185,14 +191,14 @@ fn add_dir<W: Write>(
 }
 
 /// Whether a file name from a backup may be written: the key file, or a relative path
-/// under the media folder with plain components only.
+/// under one of [`FILE_DIRS`] with plain components only.
 fn allowed(name: &str) -> bool {
     if name == KEY_FILE {
         return true;
     }
     let p = Path::new(name);
     let mut comps = p.components();
-    comps.next() == Some(Component::Normal(MEDIA_DIR.as_ref()))
+    matches!(comps.next(), Some(Component::Normal(d)) if FILE_DIRS.iter().any(|f| d == *f))
         && p.components().count() >= 2
         && comps.all(|c| matches!(c, Component::Normal(_)))
 }
@@ -311,6 +317,9 @@ impl Sink for Writer {
     }
 
     fn row(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
+        if NOT_RESTORED.contains(&self.table.as_str()) {
+            return Ok(());
+        }
         self.bytes += key.len() + value.len() + 64;
         self.rows.push((key.to_vec(), value.to_vec()));
         if self.bytes >= IMPORT_BATCH_BYTES {
@@ -332,6 +341,13 @@ fn is_empty_or_missing(dir: &Path) -> Result<bool, BackupError> {
 /// Restores the backup at `path` into `target`, which must be missing or empty: verifies
 /// the whole file first, then writes it into a temporary directory beside `target` and
 /// renames that into place. On any error `target` is left as it was.
+///
+/// The Olm sessions with contacts' devices are not restored ([`NOT_RESTORED`]): the ratchet
+/// state as of the backup may be behind the contacts' (messages flowed since), and sending
+/// with it would reuse message keys already used. The restored node opens new sessions
+/// from the contacts' pre-key bundles when it next sends, and a contact's message sealed
+/// with an old session is answered `Undecryptable`, upon which the contact starts a new
+/// session and seals it again (the engine's ordinary recovery).
 pub fn restore(path: &Path, key: &BackupKey, target: &Path) -> Result<Counts, BackupError> {
     if !is_empty_or_missing(target)? {
         return Err(BackupError::NotEmpty(target.to_path_buf()));

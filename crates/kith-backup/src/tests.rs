@@ -104,6 +104,9 @@ fn sample_dir() -> (tempfile::TempDir, Store) {
     store
         .write(|w| w.set_meta("canary", b"STORE-CANARY"))
         .unwrap();
+    store
+        .write(|w| w.put_sessions(&kith_types::DeviceKey([1; 32]), &["pickle".to_string()]))
+        .unwrap();
     (dir, store)
 }
 
@@ -131,6 +134,19 @@ fn create_then_restore_brings_back_store_key_file_and_media() {
         200_000
     );
     let s = Store::open(&target.join(STORE_FILE)).unwrap();
+    let mut tables = Vec::new();
+    s.snapshot()
+        .unwrap()
+        .export::<StoreError>(|t, _, _| {
+            tables.push(t.to_string());
+            Ok(())
+        })
+        .unwrap();
+    assert!(tables.iter().any(|t| t == "meta"));
+    assert!(
+        !tables.iter().any(|t| t == "sessions"),
+        "sessions are not restored"
+    );
     assert_eq!(
         s.read(|r| r.meta("canary")).unwrap().as_deref(),
         Some(&b"STORE-CANARY"[..])
@@ -178,6 +194,7 @@ fn a_damaged_file_or_a_wrong_passphrase_leaves_the_target_untouched() {
 fn names_outside_the_data_dir_are_not_allowed() {
     assert!(allowed("keys"));
     assert!(allowed("media/ab/cd"));
+    assert!(allowed("avatars/ab"));
     for bad in [
         "media",
         "../x",

@@ -23,6 +23,9 @@ pub use crate::actor::table::list::*;
 mod chat;
 pub use chat::*;
 
+mod backup;
+pub use backup::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.

@@ -82,6 +82,7 @@ impl Engine {
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
         let search = super::search::open_search(&cfg.data_dir, &store, me);
+        let backups = super::backup::Backups::load(&store);
         let engine = Engine {
             store,
             st: State {
@@ -126,6 +127,7 @@ impl Engine {
                     net_weak,
                     events.clone(),
                 ),
+                backups,
             },
         };
         let task = tokio::spawn(async move {
@@ -330,6 +332,7 @@ impl Engine {
         self.groups_tick();
         self.watch_tick();
         self.chat_tick();
+        self.backup_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();
         }
