@@ -4,6 +4,8 @@
 //! damaged or cut backup and a wrong passphrase are refused and leave the target empty; the
 //! backup file holds no message text, no profile text and no key bytes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;
