@@ -266,6 +266,9 @@ pub(crate) enum Command {
     },
     #[command(flatten)]
     Calls(crate::calls::CallCmd),
+    /// Encrypted backups: create, restore, schedule.
+    #[command(subcommand)]
+    Backup(crate::backup_cmd::BackupCmd),
     /// Print a shell completion script (e.g. `kith completions bash > ~/.local/share/bash-completion/completions/kith`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.

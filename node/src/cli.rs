@@ -165,6 +165,15 @@ pub fn main() -> ExitCode {
                 };
                 up(&out, dir, net, mailbox).await
             }
+            Command::Backup(crate::backup_cmd::BackupCmd::Restore {
+                file,
+                passphrase_file,
+            }) => ExitCode::from(crate::backup_cmd::restore(
+                &out,
+                &dir,
+                &file,
+                passphrase_file.as_deref(),
+            )),
             cmd => {
                 if let Err(e) = check(&cmd) {
                     out.error(&e);
@@ -633,6 +642,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
                 std::process::exit(code);
             }
         }
+        Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
         Command::Completions { .. } | Command::Man => {}
         cmd => crate::actions::run(out, &mut c, cmd).await?,
     }

@@ -6,6 +6,7 @@
 
 mod actions;
 mod args;
+mod backup_cmd;
 mod calls;
 mod cli;
 mod clock;

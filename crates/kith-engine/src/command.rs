@@ -25,6 +25,9 @@ pub use chat::*;
 mod stories;
 pub use stories::*;
 
+mod backup;
+pub use backup::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.

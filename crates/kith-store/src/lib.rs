@@ -14,6 +14,7 @@
 )]
 
 mod chat;
+mod dump;
 mod groups;
 mod media;
 mod model;
@@ -28,6 +29,7 @@ use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use chat::{ChatRef, ChatSettings, MessageMeta};
+pub use dump::{MAX_ROW_BYTES, Snapshot, is_table};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use media::MediaRow;
 pub use model::*;

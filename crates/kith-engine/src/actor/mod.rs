@@ -23,6 +23,7 @@
 //! need no I/O move out into `crate::cores`, one protocol area at a time.
 
 mod backlog;
+mod backup;
 mod calls;
 pub(crate) mod chat;
 mod commands;
@@ -343,6 +344,8 @@ struct State {
     calls: calls::CallState,
     /// The media task: file transfers (`crate::media`).
     media: crate::media::Media,
+    /// Scheduled backups.
+    backups: backup::Backups,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.

@@ -84,6 +84,7 @@ impl Engine {
         let search = super::search::open_search(&cfg.data_dir, &store, me);
         let registry = net.metrics();
         let metrics = registry.kith.clone();
+        let backups = super::backup::Backups::load(&store);
         let engine = Engine {
             store,
             st: State {
@@ -129,6 +130,7 @@ impl Engine {
                     net_weak,
                     events.clone(),
                 ),
+                backups,
             },
         };
         let task = tokio::spawn(async move {
@@ -335,6 +337,7 @@ impl Engine {
         self.groups_tick();
         self.watch_tick();
         self.chat_tick();
+        self.backup_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();
         }

@@ -8,6 +8,9 @@
 //! - `write`: inside the batch's write transaction (`|state, tx, params, effects|`); the
 //!   rule returns `Ok(answer)` or a store error that fails the whole batch (nothing in it is
 //!   acknowledged). The answer goes out after the commit.
+//! - `detached`: like `read`, but the rule is handed the reply (`|engine, params, reply|`)
+//!   and answers it when it likes, from another thread if it wants: long work (a backup)
+//!   that must not hold the engine up.
 //! - `later`: like `write`, but the rule keeps the reply and answers it when a peer has
 //!   (`|state, tx, params, reply, effects|`): registering with a mailbox, changing the push
 //!   endpoint.
@@ -46,6 +49,9 @@ macro_rules! kind_of {
     (later) => {
         Kind::Write
     };
+    (detached) => {
+        Kind::Read
+    };
 }
 
 /// Runs one read rule (`$e` and `$p` bind the engine and the params for `$body`).
@@ -54,6 +60,12 @@ macro_rules! run_read {
         let $e: &mut Engine = $eng;
         let $p = $params;
         let _ = $reply.send($body);
+    }};
+    (detached, [$e:ident, $p:ident, $r:ident], $body:expr, $eng:expr, $params:expr, $reply:expr) => {{
+        let $e: &mut Engine = $eng;
+        let $p = $params;
+        let $r = $reply;
+        $body
     }};
     ($other:ident, [$($arg:ident),*], $body:expr, $eng:expr, $params:expr, $reply:expr) => {{
         let _ = ($eng, $params);
@@ -81,6 +93,11 @@ macro_rules! run_write {
         let $r = $reply;
         let $after: &mut Vec<After> = $effects;
         $body
+    }};
+    (detached, [$($arg:ident),*], $body:expr,
+     $state:expr, $tx:expr, $params:expr, $reply:expr, $effects:expr) => {{
+        let _ = ($state, $tx, $params, $reply, $effects);
+        Err(Fatal::Bug("a detached command reached the write batch"))
     }};
     (read, [$($arg:ident),*], $body:expr,
      $state:expr, $tx:expr, $params:expr, $reply:expr, $effects:expr) => {{
@@ -476,4 +493,16 @@ commands! {
     /// `status.privacy`: show or set who sees this user's stories.
     write StatusPrivacySet = "status.privacy", StatusPrivacyParams => StatusPrivacyView,
         |st, w, p, _after| st.status_privacy(w, p);
+
+    /// `backup.create`: write an encrypted backup of this node (key file, store, media) to
+    /// a file; the store is read from one snapshot while the node goes on.
+    detached BackupCreate = "backup.create", BackupCreateParams => BackupDone,
+        |e, p, r| e.backup_create(p, r);
+    /// `backup.schedule`: make backups into a folder at an interval, keeping the newest
+    /// few (an interval of 0 turns it off).
+    write BackupSchedule = "backup.schedule", BackupScheduleParams => BackupScheduleView,
+        |st, w, p, _after| st.backup_schedule(w, p);
+    /// `backup.schedule.get`: the backup schedule and how its last run went.
+    read BackupScheduleGet = "backup.schedule.get", NoParams => BackupScheduleView,
+        |e, _p| Ok(e.backup_schedule_view());
 }
