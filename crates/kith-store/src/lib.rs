@@ -15,6 +15,7 @@
 
 mod chat;
 mod groups;
+mod held;
 mod media;
 mod model;
 mod prekeys;
@@ -28,6 +29,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use chat::{ChatRef, ChatSettings, MessageMeta};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
+pub use held::HeldRow;
 pub use media::MediaRow;
 pub use model::*;
 pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};
