@@ -33,6 +33,13 @@ max_devices = 100000
 max_devices_per_identity = 8
 # Group topics one device may have kept that no other device watches (of 1024 in all).
 topics_per_device = 128
+# Media (files, voice notes) kept for a device whose sender could not reach it: sealed
+# chunks (this server has no key), per device at most this many bytes (1 GiB) and files,
+# for at most media_retention_days. A file that would go over is refused whole; what is
+# kept is never pushed out for it (its sender then keeps serving it itself).
+max_media_bytes_per_device = 1073741824
+max_media_files_per_device = 256
+media_retention_days = 14
 # "open": any device may register; "invite": only with one of the tokens below.
 registration = "open"
 invite_tokens = []
@@ -295,6 +302,12 @@ struct MailboxFile {
     max_devices_per_identity: usize,
     #[serde(default = "default_topics_per_device")]
     topics_per_device: usize,
+    #[serde(default = "default_media_bytes")]
+    max_media_bytes_per_device: u64,
+    #[serde(default = "default_media_files")]
+    max_media_files_per_device: usize,
+    #[serde(default = "default_media_retention")]
+    media_retention_days: u64,
     #[serde(default = "default_registration")]
     registration: String,
     #[serde(default)]
@@ -314,12 +327,27 @@ impl Default for MailboxFile {
             max_devices: default_max_devices(),
             max_devices_per_identity: default_devices_per_identity(),
             topics_per_device: default_topics_per_device(),
+            max_media_bytes_per_device: default_media_bytes(),
+            max_media_files_per_device: default_media_files(),
+            media_retention_days: default_media_retention(),
             registration: default_registration(),
             invite_tokens: Vec::new(),
             push_allow_private: false,
             push_allow_http: false,
         }
     }
+}
+
+fn default_media_bytes() -> u64 {
+    kith_engine::MAILBOX_MEDIA_BYTES
+}
+
+fn default_media_files() -> usize {
+    kith_engine::MAILBOX_MEDIA_FILES
+}
+
+fn default_media_retention() -> u64 {
+    kith_engine::MAILBOX_MEDIA_RETENTION.as_secs() / (24 * 3600)
 }
 
 fn default_retention() -> u64 {
@@ -390,6 +418,9 @@ pub struct Config {
     push: kith_engine::PushPolicy,
     /// The TURN/STUN service, when on.
     pub turn: Option<TurnConfig>,
+    media_bytes: u64,
+    media_files: usize,
+    media_retention: Duration,
 }
 
 fn addrs(v: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
@@ -476,6 +507,9 @@ impl Config {
         {
             bail!("[limits] must each be at least 1");
         }
+        if f.mailbox.media_retention_days == 0 || f.mailbox.media_retention_days > 365 {
+            bail!("media_retention_days must be 1 to 365");
+        }
         if f.mailbox.max_bytes_per_device < 64 * 1024 {
             bail!("max_bytes_per_device must be at least 65536 (one envelope)");
         }
@@ -507,6 +541,9 @@ impl Config {
                 allow_private: f.mailbox.push_allow_private,
                 allow_http: f.mailbox.push_allow_http,
             },
+            media_bytes: f.mailbox.max_media_bytes_per_device,
+            media_files: f.mailbox.max_media_files_per_device,
+            media_retention: Duration::from_secs(f.mailbox.media_retention_days * 24 * 3600),
         })
     }
 
@@ -532,6 +569,9 @@ impl Config {
             max_bytes: self.max_bytes,
             push: self.push,
             turn: None,
+            media_bytes: self.media_bytes,
+            media_files: self.media_files,
+            media_retention: self.media_retention,
         }
     }
 

@@ -72,6 +72,10 @@ pub(crate) enum Command {
         /// With --mailbox: most ciphertext bytes kept for one device.
         #[arg(long, value_name = "BYTES", default_value_t = kith_engine::MAILBOX_QUOTA_BYTES)]
         mailbox_quota_bytes: u64,
+        /// With --mailbox: most sealed media bytes kept for one device (files its senders
+        /// could not hand it; a file that would go over is refused whole).
+        #[arg(long, value_name = "BYTES", default_value_t = kith_engine::MAILBOX_MEDIA_BYTES)]
+        mailbox_media_bytes: u64,
         /// With --mailbox: allow push endpoints on loopback, private or link-local addresses
         /// (for tests and LAN-only setups; otherwise refused to prevent request forgery).
         #[arg(long)]

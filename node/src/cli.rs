@@ -101,6 +101,7 @@ pub fn main() -> ExitCode {
                 mailbox_quota,
                 mailbox_retention,
                 mailbox_quota_bytes,
+                mailbox_media_bytes,
                 push_allow_private,
                 push_allow_http,
                 mailbox_token,
@@ -140,11 +141,13 @@ pub fn main() -> ExitCode {
                     quota: mailbox_quota.max(1),
                     retention: std::time::Duration::from_secs(mailbox_retention.max(1)),
                     max_bytes: mailbox_quota_bytes.max(1),
+                    media_bytes: mailbox_media_bytes,
                     push: kith_engine::PushPolicy {
                         allow_private: push_allow_private,
                         allow_http: push_allow_http,
                     },
                     turn: None,
+                    ..kith_engine::MailboxConfig::default()
                 });
                 let listen = if no_listen {
                     Listen::Nowhere

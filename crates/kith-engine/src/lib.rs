@@ -41,8 +41,8 @@ pub use actor::{
 };
 pub use command::Command;
 pub use cores::mailbox::{
-    MAILBOX_DEVICES_PER_IDENTITY, MAILBOX_MAX_DEVICES, MAILBOX_TOPICS_PER_DEVICE,
-    check_invite_tokens,
+    MAILBOX_DEVICES_PER_IDENTITY, MAILBOX_MAX_DEVICES, MAILBOX_MEDIA_BYTES, MAILBOX_MEDIA_FILES,
+    MAILBOX_MEDIA_RETENTION, MAILBOX_TOPICS_PER_DEVICE, check_invite_tokens,
 };
 pub use keys::KeyFile;
 pub use kith_net::Multiaddr;

@@ -49,7 +49,7 @@ frame!(Request, MAX_FRAME);
 frame!(Response, MAX_FRAME);
 frame!(Signal, MAX_SIGNAL_FRAME);
 frame!(SignalAnswer, MAX_SIGNAL_FRAME);
-frame!(MediaRequest, 256);
+frame!(MediaRequest, MAX_MEDIA_FRAME);
 frame!(MediaResponse, MAX_MEDIA_FRAME);
 
 /// What a node reads from a request stream: the request, or the typed reason its frame was

@@ -296,14 +296,51 @@ impl IndexBuilder {
     }
 }
 
-/// A `/kith/media/1` request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A `/kith/media/1` request. `Debug` shows no chunk or index bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum MediaRequest {
     /// The index of the file with this root.
     Index { root: Hash },
     /// Sealed chunk `index` of the file with this root.
     Chunk { root: Hash, index: u32 },
+    /// To a mailbox: keep the file with this root for the device registered there under the
+    /// Curve25519 key `to`, `sealed` bytes of sealed chunks in all; its index comes along
+    /// (checked against the root). Answered `Stored` or refused (`Unauthorized`: no such
+    /// device registered here; `Full`: over the device's media quota).
+    Hold {
+        to: [u8; 32],
+        root: Hash,
+        sealed: u64,
+        #[serde(with = "serde_bytes")]
+        index: Vec<u8>,
+    },
+    /// To a mailbox: sealed chunk `index` of a file it holds for `to` (checked against the
+    /// file's index before it is kept).
+    Put {
+        to: [u8; 32],
+        root: Hash,
+        index: u32,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// To a mailbox, from a device registered there: it has the file; stop keeping it for it.
+    Release { root: Hash },
+}
+
+impl std::fmt::Debug for MediaRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |h: &Hash| hex::encode(&h[..8]);
+        match self {
+            Self::Index { root } => write!(f, "Index({})", short(root)),
+            Self::Chunk { root, index } => write!(f, "Chunk({}, {index})", short(root)),
+            Self::Hold { root, sealed, .. } => write!(f, "Hold({}, {sealed} bytes)", short(root)),
+            Self::Put {
+                root, index, bytes, ..
+            } => write!(f, "Put({}, {index}, {} bytes)", short(root), bytes.len()),
+            Self::Release { root } => write!(f, "Release({})", short(root)),
+        }
+    }
 }
 
 /// Why a media request was not served.
@@ -316,6 +353,10 @@ pub enum MediaRefusal {
     Unauthorized,
     /// Too many requests now; retry later.
     Busy,
+    /// A mailbox: keeping it would go over the device's media quota.
+    Full,
+    /// A mailbox: it fails its check (a chunk not in the index, an index not of the root).
+    Invalid,
 }
 
 /// The answer to a [`MediaRequest`]. `Debug` shows lengths only.
@@ -328,6 +369,8 @@ pub enum MediaResponse {
     Chunk(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Not served.
     Refused(MediaRefusal),
+    /// A mailbox kept it (on disk) or let it go.
+    Stored,
 }
 
 impl std::fmt::Debug for MediaResponse {
@@ -336,6 +379,7 @@ impl std::fmt::Debug for MediaResponse {
             Self::Index(b) => write!(f, "Index({} bytes)", b.len()),
             Self::Chunk(b) => write!(f, "Chunk({} bytes)", b.len()),
             Self::Refused(r) => write!(f, "Refused({r:?})"),
+            Self::Stored => write!(f, "Stored"),
         }
     }
 }
@@ -346,9 +390,25 @@ impl MediaRequest {
         framed(MEDIA_VERSION, self)
     }
 
-    /// Decodes a frame body.
+    /// Decodes a frame body and checks its sizes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        unframed(MEDIA_VERSION, 128, bytes)
+        let r: Self = unframed(MEDIA_VERSION, MAX_MEDIA_FRAME, bytes)?;
+        match &r {
+            Self::Hold { index, sealed, .. } => {
+                let count = (index.len() / 32) as u64;
+                if index.is_empty() || index.len() > MAX_INDEX || index.len() % 32 != 0 {
+                    return Err(DecodeError::Invalid("index size"));
+                }
+                if *sealed <= count * TAG as u64 || *sealed > count * (CHUNK + TAG) as u64 {
+                    return Err(DecodeError::Invalid("sealed size"));
+                }
+                Ok(r)
+            }
+            Self::Put { bytes, .. } if bytes.len() > CHUNK + TAG || bytes.len() < TAG => {
+                Err(DecodeError::Invalid("chunk size"))
+            }
+            _ => Ok(r),
+        }
     }
 }
 

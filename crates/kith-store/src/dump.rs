@@ -12,6 +12,7 @@ use redb::{
 
 use crate::chat::*;
 use crate::groups::*;
+use crate::held::*;
 use crate::media::*;
 use crate::prekeys::*;
 use crate::stories::*;
@@ -67,6 +68,7 @@ macro_rules! for_each_table {
         $m!(STORIES);
         $m!(STORY_EXPIRY);
         $m!(STORY_VIEWERS);
+        $m!(HELD_MEDIA);
     };
 }
 

@@ -16,6 +16,7 @@
 mod chat;
 mod dump;
 mod groups;
+mod held;
 mod media;
 mod model;
 mod prekeys;
@@ -31,6 +32,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 pub use chat::{ChatRef, ChatSettings, MessageMeta};
 pub use dump::{MAX_ROW_BYTES, Snapshot, is_table};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
+pub use held::HeldRow;
 pub use media::MediaRow;
 pub use model::*;
 pub use stories::StoredStory;

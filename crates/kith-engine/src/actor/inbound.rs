@@ -506,8 +506,24 @@ impl State {
                 manifest,
                 caption,
             } => {
+                // Fetched from the sender's device (the envelope may have come through a
+                // mailbox: `peer` is then the mailbox), then from our mailboxes.
+                let sender = match w.device_by_curve(&curve)? {
+                    Some(dev) => w
+                        .device(&dev)?
+                        .and_then(|d| PeerId::from_bytes(&d.peer_id).ok()),
+                    None => None,
+                };
                 self.receive_file(
-                    w, peer, conv, name, id, sent_at_ms, *manifest, caption, after,
+                    w,
+                    sender.unwrap_or(peer),
+                    conv,
+                    name,
+                    id,
+                    sent_at_ms,
+                    *manifest,
+                    caption,
+                    after,
                 )?;
             }
             Step::Status { ids, status } => {

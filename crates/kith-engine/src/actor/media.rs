@@ -143,7 +143,7 @@ impl State {
         }));
         if wanted {
             let sources = sources_of(&row, &[], &self.me, w.devices()?);
-            after.push(After::Media(job(id, name, manifest, sources)));
+            after.push(After::Media(self.job(id, name, manifest, sources)));
         }
         Ok(())
     }
@@ -230,7 +230,7 @@ impl State {
         }
         if wanted {
             let sources = sources_of(&row, members, &self.me, w.devices()?);
-            after.push(After::Media(job(id, gname, manifest, sources)));
+            after.push(After::Media(self.job(id, gname, manifest, sources)));
         }
         Ok(())
     }
@@ -282,7 +282,12 @@ impl State {
                 .map(|(_, m)| m)
                 .unwrap_or_default();
             let sources = sources_of(&row, &members, &self.me, w.devices()?);
-            after.push(After::Media(job(id.0, &chat, manifest.clone(), sources)));
+            after.push(After::Media(self.job(
+                id.0,
+                &chat,
+                manifest.clone(),
+                sources,
+            )));
         }
         let mut view = attachment_view(&self.media, id.0, &row, &manifest, &chat);
         if view.state == "failed" {
@@ -353,7 +358,7 @@ impl Engine {
                 };
                 let members = group.map(|(_, m)| m).unwrap_or_default();
                 let sources = sources_of(&row, &members, &self.st.me, r.devices()?);
-                jobs.push(job(id, &chat, manifest, sources));
+                jobs.push(self.st.job(id, &chat, manifest, sources));
             }
             Ok(jobs)
         });
@@ -370,6 +375,28 @@ impl Engine {
         let (root, chunk) = match req {
             MediaRequest::Index { root } => (root, None),
             MediaRequest::Chunk { root, index } => (root, Some(index)),
+            MediaRequest::Hold {
+                to,
+                root,
+                sealed,
+                index,
+            } => {
+                self.on_media_hold((id, peer), to, root, sealed, index);
+                return;
+            }
+            MediaRequest::Put {
+                to,
+                root,
+                index,
+                bytes,
+            } => {
+                self.on_media_put(id, peer, (to, root, index), bytes);
+                return;
+            }
+            MediaRequest::Release { root } => {
+                self.on_media_release(id, peer, root);
+                return;
+            }
             _ => {
                 self.refuse_media(id, MediaRefusal::NotFound);
                 return;
@@ -386,6 +413,13 @@ impl Engine {
         });
         let manifest = match found {
             Ok(Some(row)) => pmedia::decode_manifest(&row.manifest).ok(),
+            Ok(None) if self.held_for(peer, &root) => {
+                let job = Job::ServeHeld { id, root, chunk };
+                if !self.st.media.offer(job) {
+                    self.refuse_media(id, MediaRefusal::Busy);
+                }
+                return;
+            }
             Ok(None) => {
                 debug!(%peer, "media asked by someone it was not sent to");
                 self.refuse_media(id, MediaRefusal::Unauthorized);
@@ -531,14 +565,31 @@ fn sources_of(
 /// Most sources one download tries.
 const MAX_SOURCES: usize = 16;
 
-/// The media task's job to download the file of message `id`.
-fn job(id: u128, contact: &str, manifest: Manifest, sources: Vec<(PeerId, Vec<Multiaddr>)>) -> Job {
-    Job::Fetch(Box::new(Fetch {
-        msg: MessageId(id).to_string(),
-        contact: contact.to_owned(),
-        manifest,
-        sources,
-    }))
+impl State {
+    /// The media task's job to download the file of message `id` from `sources`, then
+    /// from our mailboxes (where a sender that could not reach us may have left it).
+    fn job(
+        &self,
+        id: u128,
+        contact: &str,
+        manifest: Manifest,
+        mut sources: Vec<(PeerId, Vec<Multiaddr>)>,
+    ) -> Job {
+        let mut mailboxes = Vec::new();
+        for (peer, addrs) in self.mailbox_sources() {
+            if !sources.iter().any(|(p, _)| *p == peer) {
+                mailboxes.push(peer);
+                sources.push((peer, addrs));
+            }
+        }
+        Job::Fetch(Box::new(Fetch {
+            msg: MessageId(id).to_string(),
+            contact: contact.to_owned(),
+            manifest,
+            sources,
+            mailboxes,
+        }))
+    }
 }
 
 /// How a file looks to the user.

@@ -30,6 +30,7 @@ mod commands;
 mod config;
 mod groups;
 mod handle;
+mod held;
 mod inbound;
 mod mailboxes;
 mod media;

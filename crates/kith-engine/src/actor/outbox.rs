@@ -131,6 +131,7 @@ impl State {
                 let mut full = false;
                 let mut taken = false;
                 let mut kept_back = false;
+                let mut kept_at_mailbox = Vec::new();
                 for (group, r) in seqs.iter().zip(results) {
                     match outbox_core::answer(r, via_mailbox) {
                         Answer::Raise(to) => {
@@ -141,6 +142,9 @@ impl State {
                                         self.metrics.drained.inc();
                                     }
                                     self.raise(w, &item, to, after)?;
+                                    if via_mailbox {
+                                        kept_at_mailbox.extend_from_slice(&item.message_ids);
+                                    }
                                 }
                             }
                         }
@@ -182,6 +186,8 @@ impl State {
                 if reset {
                     self.reset_sessions(w, &dev)?;
                 }
+                // Files in messages the device's mailbox kept: their chunks go there too.
+                self.deposit_files(w, &dev, peer, &kept_at_mailbox, after)?;
                 if full {
                     // Tell the user, as other messengers do ("Bob's mailbox is full").
                     if let Some(d) = w.device(&dev)?

@@ -300,6 +300,7 @@ impl Engine {
             }
         }
         self.expire_mail();
+        self.expire_held();
     }
 
     /// Drops envelopes a mailbox kept longer than its retention (the mailbox core's cutoff).

@@ -63,6 +63,14 @@ pub const MAILBOX_DEVICES_PER_IDENTITY: usize = 8;
 pub const MAILBOX_TOPICS_PER_DEVICE: usize = 128;
 /// How long a mailbox keeps an envelope for an offline device, by default.
 pub const MAILBOX_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most sealed media bytes a mailbox keeps for one registered device, by default (1 GiB).
+pub const MAILBOX_MEDIA_BYTES: u64 = 1 << 30;
+/// Most media files a mailbox keeps for one registered device, by default.
+pub const MAILBOX_MEDIA_FILES: usize = 256;
+/// How long a mailbox keeps a media file for a device, by default.
+pub const MAILBOX_MEDIA_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Why a peer is penalised.
+pub const BAD_HELD_CHUNK: &str = "media chunk for a mailbox that fails its check";
 /// Most devices whose last wake-up time a mailbox remembers (for the rate limit).
 pub const MAX_WAKE_ENTRIES: usize = 65_536;
 /// Most connections a mailbox remembers as registered (as many as peers it tracks).
@@ -112,6 +120,13 @@ pub struct MailboxConfig {
     pub push: PushPolicy,
     /// The operator's TURN server, whose credentials registered devices may ask for.
     pub turn: Option<crate::turn::TurnOffer>,
+    /// Most sealed media bytes kept per registered device (files whose senders could not
+    /// reach it: `media/held/`).
+    pub media_bytes: u64,
+    /// Most media files kept per registered device.
+    pub media_files: usize,
+    /// How long a media file is kept for a device that does not fetch it.
+    pub media_retention: Duration,
 }
 
 /// Invite tokens are secrets: Debug shows how many there are, never what they are.
@@ -127,6 +142,9 @@ impl std::fmt::Debug for MailboxConfig {
             .field("max_bytes", &self.max_bytes)
             .field("push", &self.push)
             .field("turn", &self.turn)
+            .field("media_bytes", &self.media_bytes)
+            .field("media_files", &self.media_files)
+            .field("media_retention", &self.media_retention)
             .finish()
     }
 }
@@ -143,6 +161,9 @@ impl Default for MailboxConfig {
             max_bytes: MAILBOX_QUOTA_BYTES,
             push: PushPolicy::default(),
             turn: None,
+            media_bytes: MAILBOX_MEDIA_BYTES,
+            media_files: MAILBOX_MEDIA_FILES,
+            media_retention: MAILBOX_MEDIA_RETENTION,
         }
     }
 }
@@ -366,6 +387,35 @@ impl MailboxService {
             return Verdict::Refuse(RejectReason::MailboxFull);
         }
         Verdict::Accept(dev)
+    }
+
+    /// Decides a media file offered for a device (`Hold`): `to` is the device registered
+    /// here under the key it names, with the sealed bytes and files kept for it already
+    /// (`None` when the key is not registered here). A file that would go over the device's
+    /// quota is refused whole (`Full`), and what is kept stays: the sender was told it was
+    /// kept, while the new file's sender learns now and keeps serving it itself. An
+    /// accepted file is kept for that device until [`Self::held_until`].
+    pub fn hold(
+        &self,
+        to: Option<(DeviceKey, u64, usize)>,
+        sealed: u64,
+    ) -> Verdict<kith_proto::media::MediaRefusal, DeviceKey> {
+        use kith_proto::media::MediaRefusal;
+        let (Some(cfg), Some((dev, bytes, files))) = (&self.config, to) else {
+            return Verdict::Refuse(MediaRefusal::Unauthorized);
+        };
+        if files >= cfg.media_files || bytes.saturating_add(sealed) > cfg.media_bytes {
+            return Verdict::Refuse(MediaRefusal::Full);
+        }
+        Verdict::Accept(dev)
+    }
+
+    /// Until when a media file accepted at `now_ms` is kept.
+    pub fn held_until(&self, now_ms: u64) -> u64 {
+        let keep = self.config.as_ref().map_or(0, |c| {
+            u64::try_from(c.media_retention.as_millis()).unwrap_or(u64::MAX)
+        });
+        now_ms.saturating_add(keep)
     }
 
     /// Whether `dev` could be woken at `now` (none sent in the last [`WAKE_EVERY`]), so that

@@ -49,6 +49,16 @@ impl Dir {
     pub fn thumb(&self, root: &Hash) -> PathBuf {
         self.named(root, ".thumb")
     }
+    /// As a mailbox: the folder of the sealed chunks of a file kept for devices.
+    pub fn held(&self, root: &Hash) -> PathBuf {
+        self.0.join("held").join(hex::encode(root))
+    }
+    /// As a mailbox: the index of a file kept for devices.
+    pub fn held_index(&self, root: &Hash) -> PathBuf {
+        self.0
+            .join("held")
+            .join(format!("{}.idx", hex::encode(root)))
+    }
     /// Whether the whole file is here.
     pub fn ready(&self, root: &Hash) -> bool {
         self.file(root).is_file()
@@ -198,11 +208,17 @@ pub fn safe_name(name: &str) -> String {
 
 /// Reads plaintext chunk `i` of a whole file here and seals it.
 pub fn sealed_chunk(dir: &Dir, m: &Manifest, i: u32) -> io::Result<Vec<u8>> {
+    sealed_chunk_at(&dir.file(&m.root), m, i)
+}
+
+/// Reads plaintext chunk `i` of the file of `m` at `path` (whole, or a `.part` that holds
+/// that chunk) and seals it.
+pub fn sealed_chunk_at(path: &Path, m: &Manifest, i: u32) -> io::Result<Vec<u8>> {
     let len = m.chunk_len(i);
     if len == 0 {
         return Err(io::ErrorKind::NotFound.into());
     }
-    let f = File::open(dir.file(&m.root))?;
+    let f = File::open(path)?;
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, u64::from(i) * u64::from(m.chunk_size))?;
     Ok(seal_chunk(&m.key, i, m.chunks(), &buf))

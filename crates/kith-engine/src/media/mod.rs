@@ -15,13 +15,21 @@
 //! 3. A download fetches the index first (checked against the root), then the chunks it
 //!    lacks, each checked against the index before it is opened and written at its offset;
 //!    every [`SYNC_EVERY`] chunks the file is synced and its progress recorded, so a
-//!    restart resumes there. A chunk that fails its check counts against its source
-//!    (penalised) and is asked again, from the next source when there are several;
-//!    [`MAX_BAD`] bad chunks or [`MAX_FAILURES`] failed requests in a row fail the download.
-//! 4. Progress goes to `kith watch` as [`Event::Media`] and to views through a shared map.
+//!    restart resumes there. Requests go round the sources (the sender, members, our
+//!    mailboxes) that are not resting: a source rests after a failed request or refusal
+//!    (1 s, doubled with each failure in a row, up to 32 s). A chunk that fails its check
+//!    counts against its source (penalised; it rests, and after [`MAX_BAD`] bad chunks it
+//!    is asked no more) and is asked again of the others;
+//!    [`MAX_BAD`] bad chunks from every source, or [`MAX_FAILURES`] failed requests in a
+//!    row, fail the download.
+//! 4. A file still arriving serves the chunks it has (a group member helps others before it
+//!    has the whole file); the index is served as soon as it is here.
+//! 5. Progress goes to `kith watch` as [`Event::Media`] and to views through a shared map.
 
 pub mod files;
+pub mod held;
 pub mod thumb;
+pub mod upload;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -57,8 +65,11 @@ pub const MAX_FAILURES: u32 = 40;
 const MAX_PROGRESS: usize = MAX_QUEUED + MAX_DOWNLOADS + 1024;
 /// A request not answered by then is given up (and asked again).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a download waits after a failed request before asking again.
+/// How long a source rests after a failed request before it is asked again (doubled with
+/// each failure in a row).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a source that sent [`MAX_BAD`] bad chunks rests: for the rest of the download.
+const BANNED: Duration = Duration::from_secs(24 * 3600);
 
 /// Work for the media task.
 #[derive(Debug)]
@@ -79,6 +90,24 @@ pub enum Job {
         peer: PeerId,
         result: Result<MediaResponse, RequestFailure>,
     },
+    /// Hand a sent file to the recipient's mailbox.
+    Deposit(Box<upload::Deposit>),
+    /// As a mailbox: keep an index or chunk for a registered device (the engine allowed it)
+    /// and answer inbound request `id` from `peer`.
+    Keep {
+        id: u64,
+        peer: PeerId,
+        root: Hash,
+        what: held::Keep,
+    },
+    /// As a mailbox: answer inbound request `id` with the index or a chunk kept here.
+    ServeHeld {
+        id: u64,
+        root: Hash,
+        chunk: Option<u32>,
+    },
+    /// As a mailbox: delete the kept files no device has any more.
+    DropHeld(Vec<Hash>),
 }
 
 /// A file to download.
@@ -92,6 +121,8 @@ pub struct Fetch {
     pub manifest: Manifest,
     /// Who may have it (the sender's device first).
     pub sources: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Which of them are our mailboxes (told to let the file go once it is here).
+    pub mailboxes: Vec<PeerId>,
 }
 
 /// Where a download stands, as views show it.
@@ -131,6 +162,7 @@ impl Media {
             queued: VecDeque::new(),
             asked: HashMap::new(),
             next_tag: 0,
+            uploads: upload::Uploads::default(),
         };
         tokio::spawn(task.run(rx));
         Self { tx, dir, progress }
@@ -170,8 +202,13 @@ struct Download {
     cursor: u32,
     /// Chunks to ask again first.
     again: VecDeque<u32>,
-    /// Which source the next request goes to.
+    /// Where the round of sources stands: the next request goes to the first source from
+    /// here that is not resting.
     source: usize,
+    /// Per source: until when it rests (after a failure, a refusal or a bad chunk), how
+    /// many of its requests failed in a row (the rest doubles with each, up to 32 s), and
+    /// how many bad chunks it sent ([`MAX_BAD`] and it is asked no more).
+    rest: Vec<(Instant, u32, u32)>,
     failures: u32,
     bad: u32,
     wait_until: Option<Instant>,
@@ -188,6 +225,8 @@ struct Task {
     /// Our requests in flight: tag → root.
     asked: HashMap<u64, Hash>,
     next_tag: u64,
+    /// Files being handed to mailboxes.
+    uploads: upload::Uploads,
 }
 
 impl Task {
@@ -260,13 +299,32 @@ impl Task {
                 let resp = self.serve(&manifest, chunk);
                 self.net_send(NetCommand::AnswerMedia { id, resp });
             }
+            Job::Answered { tag, result, .. } if self.uploads.owns(tag) => {
+                self.on_upload_answer(tag, result);
+            }
             Job::Answered { tag, peer, result } => self.on_answer(tag, peer, result),
+            Job::Deposit(d) => self.deposit(*d),
+            Job::Keep {
+                id,
+                peer,
+                root,
+                what,
+            } => self.keep(id, peer, root, what),
+            Job::ServeHeld { id, root, chunk } => self.serve_held(id, &root, chunk),
+            Job::DropHeld(roots) => self.drop_held(&roots),
         }
     }
 
     fn serve(&self, m: &Manifest, chunk: Option<u32>) -> MediaResponse {
         let read = match chunk {
             None => std::fs::read(self.dir.index(&m.root)).map(MediaResponse::Index),
+            // A file still arriving serves the chunks it has (checked when written).
+            Some(i) if !self.dir.ready(&m.root) => match self.active.get(&m.root) {
+                Some(d) if d.part.as_ref().is_some_and(|p| p.has(i)) => {
+                    files::sealed_chunk_at(&self.dir.part(&m.root), m, i).map(MediaResponse::Chunk)
+                }
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            },
             Some(i) => files::sealed_chunk(&self.dir, m, i).map(MediaResponse::Chunk),
         };
         read.unwrap_or(MediaResponse::Refused(MediaRefusal::NotFound))
@@ -293,7 +351,9 @@ impl Task {
             let index = std::fs::read(self.dir.index(&root))
                 .ok()
                 .and_then(|b| Index::from_bytes(&root, fetch.manifest.chunks(), b).ok());
+            let now = Instant::now();
             let mut d = Download {
+                rest: vec![(now, 0, 0); fetch.sources.len()],
                 fetch,
                 index,
                 part: None,
@@ -349,6 +409,7 @@ impl Task {
             }
             self.pump(root);
         }
+        self.tick_uploads();
     }
 
     /// Asks for what the download `root` lacks, up to its window.
@@ -363,6 +424,13 @@ impl Task {
                 return;
             }
             d.wait_until = None;
+            // Every source resting: wait for the first to be back.
+            if let Some(back) = d.rest.iter().map(|(t, _, _)| *t).min()
+                && back > now
+            {
+                d.wait_until = Some(back);
+                return;
+            }
             let count = d.fetch.manifest.chunks();
             if d.index.is_none() {
                 if d.in_flight.is_empty() {
@@ -401,8 +469,14 @@ impl Task {
         let Some(d) = self.active.get_mut(&root) else {
             return;
         };
+        // Requests go round the sources that are not resting, so the load spreads over the
+        // sender, members who have chunks and mailboxes.
         let n = d.fetch.sources.len().max(1);
-        let s = d.source % n;
+        let s = (0..n)
+            .map(|k| (d.source + k) % n)
+            .find(|s| d.rest.get(*s).is_none_or(|(t, _, _)| *t <= now))
+            .unwrap_or(d.source % n);
+        d.source = s + 1;
         let Some((peer, addrs)) = d.fetch.sources.get(s).cloned() else {
             return;
         };
@@ -487,12 +561,27 @@ impl Task {
                 Outcome::Failed
             }
         };
+        let now = Instant::now();
+        let rest = d.rest.get_mut(source);
         match outcome {
-            Outcome::Good => d.failures = 0,
+            Outcome::Good => {
+                d.failures = 0;
+                if let Some(r) = rest {
+                    r.1 = 0;
+                }
+            }
             Outcome::Bad => {
                 warn!(%peer, "a source sent a chunk that fails its check");
-                d.bad += 1;
-                d.source = source + 1;
+                // Asked again of the others; this source rests, and after MAX_BAD bad
+                // chunks is asked no more (when no source is left, the download fails).
+                if let Some(r) = rest {
+                    r.2 += 1;
+                    let until = if r.2 >= MAX_BAD { BANNED } else { RETRY_AFTER };
+                    *r = (now + until, r.1.saturating_add(1), r.2);
+                }
+                if d.rest.iter().all(|r| r.2 >= MAX_BAD) {
+                    d.bad = MAX_BAD;
+                }
                 let _ = self.net.send(NetCommand::Penalize {
                     peer,
                     reason: "bad media chunk",
@@ -500,12 +589,20 @@ impl Task {
             }
             Outcome::Busy => {
                 // The source has it but serves others now: the same source, a little later.
-                d.wait_until = Some(Instant::now() + RETRY_AFTER);
+                if let Some(r) = rest {
+                    r.0 = now + RETRY_AFTER;
+                }
             }
             Outcome::Failed => {
                 d.failures += 1;
-                d.source = source + 1;
-                d.wait_until = Some(Instant::now() + RETRY_AFTER);
+                if let Some(r) = rest {
+                    let strikes = r.1.min(5);
+                    *r = (
+                        now + RETRY_AFTER * (1 << strikes),
+                        r.1.saturating_add(1),
+                        r.2,
+                    );
+                }
             }
         }
         self.after_answer(root);
@@ -538,6 +635,25 @@ impl Task {
                 match finished {
                     Some(Ok(())) => {
                         info!(size = d.fetch.manifest.size, "a file arrived whole");
+                        // Our mailboxes may let go of it (answers are not awaited: tag 0).
+                        debug!(
+                            mailboxes = d.fetch.mailboxes.len(),
+                            sources = d.fetch.sources.len(),
+                            "releasing a file at our mailboxes"
+                        );
+                        for (peer, addrs) in d
+                            .fetch
+                            .sources
+                            .iter()
+                            .filter(|(p, _)| d.fetch.mailboxes.contains(p))
+                        {
+                            self.net_send(NetCommand::Media {
+                                tag: 0,
+                                peer: *peer,
+                                addrs: addrs.clone(),
+                                req: MediaRequest::Release { root },
+                            });
+                        }
                         self.set_progress(root, None);
                         self.event(&d.fetch, "ready", 100);
                     }

@@ -186,3 +186,49 @@ proptest! {
         let _ = opus_duration_ms(&bytes, &bytes);
     }
 }
+
+/// The mailbox frames: a chunk deposit and a whole 2 GiB file's index fit one frame; sizes
+/// outside the rules are refused when decoded; `Debug` shows no bytes.
+#[test]
+fn mailbox_frames_round_trip_and_are_bounded() {
+    let put = MediaRequest::Put {
+        to: [1; 32],
+        root: [2; 32],
+        index: 3,
+        bytes: vec![7; CHUNK + TAG],
+    };
+    assert_eq!(MediaRequest::decode(&put.encode().unwrap()).unwrap(), put);
+    assert!(!format!("{put:?}").contains("7, 7"));
+    let count = (MAX_INDEX / 32) as u64;
+    let hold = MediaRequest::Hold {
+        to: [1; 32],
+        root: [2; 32],
+        sealed: count * (CHUNK + TAG) as u64,
+        index: vec![5; MAX_INDEX],
+    };
+    assert_eq!(MediaRequest::decode(&hold.encode().unwrap()).unwrap(), hold);
+    let too_big = MediaRequest::Put {
+        to: [1; 32],
+        root: [2; 32],
+        index: 3,
+        bytes: vec![7; CHUNK + TAG + 1],
+    };
+    assert!(MediaRequest::decode(&too_big.encode().unwrap()).is_err());
+    let overstated = MediaRequest::Hold {
+        to: [1; 32],
+        root: [2; 32],
+        sealed: (CHUNK + TAG) as u64 + 1,
+        index: vec![5; 32],
+    };
+    assert!(MediaRequest::decode(&overstated.encode().unwrap()).is_err());
+    let release = MediaRequest::Release { root: [2; 32] };
+    assert_eq!(
+        MediaRequest::decode(&release.encode().unwrap()).unwrap(),
+        release
+    );
+    let stored = MediaResponse::Stored;
+    assert_eq!(
+        MediaResponse::decode(&stored.encode().unwrap()).unwrap(),
+        stored
+    );
+}

@@ -1,0 +1,301 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! Media held at mailboxes, between separate `kith up` processes on loopback: a file sent
+//! while the recipient is away is deposited (sealed) at the recipient's mailbox; the sender
+//! is then killed, and the recipient still gets the file, identical, from its mailbox. A
+//! mailbox refuses media for devices not registered with it, and files over a device's
+//! media quota.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use kith_net::codec::MediaCodec;
+use kith_proto::media::{
+    CHUNK, MEDIA_PROTOCOL, MediaRefusal, MediaRequest, MediaResponse, TAG, hash,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(90);
+
+/// `len` bytes of a fixed pseudo-random stream (xorshift), different per `seed`.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn peer_addr(n: &Node) -> String {
+    let id = n.json(&["id"]);
+    format!(
+        "{}/p2p/{}",
+        n.listen_addr(),
+        id[0]["peer_id"].as_str().unwrap()
+    )
+}
+
+fn send_file(a: &Node, to: &str, path: &Path) -> String {
+    a.json(&["send", to, "--file", path.to_str().unwrap()])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn attachment(n: &Node, with: &str, id: &str) -> Option<Value> {
+    n.history(with)
+        .into_iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["attachment"].clone())
+}
+
+/// The sealed chunks a mailbox keeps, per file folder in `media/held/`.
+fn held_chunks(m: &Node) -> Vec<usize> {
+    let Ok(dirs) = std::fs::read_dir(m.dir.join("media").join("held")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            std::fs::read_dir(e.path())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|f| !f.file_name().to_string_lossy().ends_with(".tmp"))
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// A mailbox (with `extra` arguments), and Alice and Bob who know each other; Bob is
+/// registered with the mailbox, and a first message went through.
+fn trio(extra: &[&str]) -> (Node, Node, Node) {
+    let mut args = vec!["--mailbox"];
+    args.extend_from_slice(extra);
+    let mut m = Node::new().with_args(&args);
+    m.start();
+    let boot = peer_addr(&m);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
+    a.start();
+    b.start();
+    b.json(&["mailbox", "add", &m.code()]);
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    a.send("Bob", "hello");
+    a.wait_status("Bob", 1, "delivered", T);
+    (m, a, b)
+}
+
+/// Fails without deposits: Alice is gone when Bob comes back, and only the mailbox has the
+/// chunks.
+#[test]
+fn a_file_waits_at_the_mailbox_when_the_sender_is_gone() {
+    let (m, mut a, mut b) = trio(&[]);
+    b.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(3 * 1024 * 1024 + 1234, 7);
+    let chunks = bytes.len().div_ceil(CHUNK);
+    let src = write_file(tmp.path(), "notes.bin", &bytes);
+    let id = send_file(&a, "Bob", &src);
+
+    // Alice's node hands every sealed chunk to Bob's mailbox, then dies.
+    wait_for(T, "every chunk at the mailbox", || {
+        (held_chunks(&m) == vec![chunks]).then_some(())
+    });
+    a.kill9();
+
+    // Bob comes back, gets the message from his mailbox and the file from it too.
+    b.start();
+    b.wait_received("Alice", 2, T);
+    let got = wait_for(T, "the file here", || {
+        attachment(&b, "Alice", &id).filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(got["size"], bytes.len() as u64);
+    let out = tmp.path().join("saved.bin");
+    b.json(&["save", &id, "--to", out.to_str().unwrap()]);
+    assert_eq!(
+        hash(&std::fs::read(&out).unwrap()),
+        hash(&bytes),
+        "identical bytes"
+    );
+
+    // Bob told the mailbox he has it: it lets the chunks go.
+    wait_for(T, "the mailbox let the file go", || {
+        held_chunks(&m).is_empty().then_some(())
+    });
+    // The mailbox never saw the plaintext.
+    let needle = &bytes[1000..1064];
+    for e in walk(&m.dir) {
+        let content = std::fs::read(&e).unwrap_or_default();
+        assert!(
+            !content.windows(needle.len()).any(|w| w == needle),
+            "plaintext found at the mailbox in {}",
+            e.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A file over Bob's media quota at the mailbox is refused whole (nothing of it is kept),
+/// while a smaller one is kept; media for a key not registered there is refused.
+#[test]
+fn a_mailbox_refuses_media_over_quota_and_for_unregistered_devices() {
+    let (m, a, mut b) = trio(&["--mailbox-media-bytes", "1048576"]);
+    b.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let big = data(2 * 1024 * 1024, 3);
+    let src = write_file(tmp.path(), "big.bin", &big);
+    send_file(&a, "Bob", &src);
+    wait_for(T, "the deposit refused", || {
+        a.logs()
+            .contains("the recipient's mailbox does not keep the file")
+            .then_some(())
+    });
+    assert!(held_chunks(&m).is_empty(), "nothing of a refused file kept");
+
+    let small = data(600 * 1024, 4);
+    let src = write_file(tmp.path(), "small.bin", &small);
+    send_file(&a, "Bob", &src);
+    wait_for(T, "the small file kept", || {
+        (held_chunks(&m) == vec![3]).then_some(())
+    });
+
+    // A stranger (a fresh identity, registered nowhere) offering media for an unknown key
+    // is refused, and cannot read what is kept for Bob either.
+    let mid: PeerId = m.json(&["id"])[0]["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let addr: Multiaddr = m.listen_addr().parse().unwrap();
+    let index = hash(b"one chunk").to_vec();
+    let root = hash(&index);
+    let answers = tokio::runtime::Runtime::new().unwrap().block_on(ask(
+        mid,
+        addr,
+        vec![
+            MediaRequest::Hold {
+                to: [9; 32],
+                root,
+                sealed: (TAG + 10) as u64,
+                index,
+            },
+            MediaRequest::Put {
+                to: [9; 32],
+                root,
+                index: 0,
+                bytes: vec![1; TAG + 10],
+            },
+            MediaRequest::Index { root },
+        ],
+    ));
+    for got in &answers[..2] {
+        assert!(
+            matches!(got, Ok(MediaResponse::Refused(MediaRefusal::Unauthorized))),
+            "{got:?}"
+        );
+    }
+    assert!(
+        matches!(answers[2], Ok(MediaResponse::Refused(_))),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(held_chunks(&m), vec![3], "nothing more kept");
+}
+
+/// Asks `target` at the loopback address `addr` each request in turn, from a new identity.
+async fn ask(
+    target: PeerId,
+    addr: Multiaddr,
+    reqs: Vec<MediaRequest>,
+) -> Vec<Result<MediaResponse, String>> {
+    assert!(
+        addr.iter()
+            .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback())),
+        "refusing to dial a non-loopback address: {addr}"
+    );
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::<MediaCodec>::with_codec(
+                MediaCodec::default(),
+                [(
+                    StreamProtocol::new(MEDIA_PROTOCOL),
+                    ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default().with_request_timeout(T),
+            )
+        })
+        .unwrap()
+        .build();
+    swarm.add_peer_address(target, addr);
+    let mut out = Vec::new();
+    for req in reqs {
+        let id = swarm.behaviour_mut().send_request(&target, Ok(req));
+        let got = tokio::time::timeout(T, async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if request_id == id => return Ok(response),
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        error,
+                        ..
+                    }) if request_id == id => return Err(error.to_string()),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no answer in time".into()));
+        out.push(got);
+    }
+    out
+}
