@@ -15,37 +15,19 @@
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kith_calls::tone::{sine, tone_share_in_windows as tone_share};
 use kith_calls::{read_wav, write_wav};
 use serde_json::Value;
 
-const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_kith-bootstrap");
+mod common;
+
+// The CLI reaches each daemon through its socket, across namespaces.
+use common::{BOOTSTRAP, kith, kith_bin, kith_json as json, wait_long as wait_for};
+
 const T: Duration = Duration::from_secs(40);
-
-fn kith_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("kith");
-    assert!(
-        p.exists(),
-        "the kith binary is not built at {}; run `cargo test --workspace`",
-        p.display()
-    );
-    p
-}
-
-fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Runs a command; the error is its stderr.
 fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
@@ -200,31 +182,6 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn kith(dir: &Path, args: &[&str]) -> Output {
-    Command::new(kith_bin())
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `kith --json ARGS` (the CLI reaches the daemon through its socket, across namespaces).
-fn json(dir: &Path, args: &[&str]) -> Vec<Value> {
-    let mut full = vec!["--json"];
-    full.extend_from_slice(args);
-    let out = kith(dir, &full);
-    assert!(
-        out.status.success(),
-        "kith {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn current(dir: &Path) -> Value {

@@ -7,21 +7,17 @@
 //! media quota.
 
 mod common;
+#[path = "common/stranger.rs"]
+mod stranger;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
-use kith_net::codec::MediaCodec;
-use kith_proto::media::{
-    CHUNK, MEDIA_PROTOCOL, MediaRefusal, MediaRequest, MediaResponse, TAG, hash,
-};
-use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ProtocolSupport};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
+use kith_proto::media::{CHUNK, MediaRefusal, MediaRequest, MediaResponse, TAG, hash};
+use libp2p::{Multiaddr, PeerId};
 use serde_json::Value;
+use stranger::ask_as_stranger as ask;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -236,66 +232,4 @@ fn a_mailbox_refuses_media_over_quota_and_for_unregistered_devices() {
         answers[2]
     );
     assert_eq!(held_chunks(&m), vec![3], "nothing more kept");
-}
-
-/// Asks `target` at the loopback address `addr` each request in turn, from a new identity.
-async fn ask(
-    target: PeerId,
-    addr: Multiaddr,
-    reqs: Vec<MediaRequest>,
-) -> Vec<Result<MediaResponse, String>> {
-    assert!(
-        addr.iter()
-            .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback())),
-        "refusing to dial a non-loopback address: {addr}"
-    );
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| {
-            request_response::Behaviour::<MediaCodec>::with_codec(
-                MediaCodec::default(),
-                [(
-                    StreamProtocol::new(MEDIA_PROTOCOL),
-                    ProtocolSupport::Outbound,
-                )],
-                request_response::Config::default().with_request_timeout(T),
-            )
-        })
-        .unwrap()
-        .build();
-    swarm.add_peer_address(target, addr);
-    let mut out = Vec::new();
-    for req in reqs {
-        let id = swarm.behaviour_mut().send_request(&target, Ok(req));
-        let got = tokio::time::timeout(T, async {
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message:
-                            request_response::Message::Response {
-                                request_id,
-                                response,
-                            },
-                        ..
-                    }) if request_id == id => return Ok(response),
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        request_id,
-                        error,
-                        ..
-                    }) if request_id == id => return Err(error.to_string()),
-                    _ => {}
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err("no answer in time".into()));
-        out.push(got);
-    }
-    out
 }
