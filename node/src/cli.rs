@@ -635,7 +635,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         }
         Command::Chat {
             name: Some(name), ..
-        } => chat(out, dir, c, name).await?,
+        } => crate::line_chat::run(out, dir, c, name).await?,
         Command::Chat {
             name: None, mouse, ..
         } => crate::tui::run(dir, c, mouse).await?,
@@ -741,61 +741,6 @@ async fn group_cmd(out: &Out, c: &mut Client, cmd: GroupCmd) -> Result<(), Clien
         }
         GroupCmd::Read { group } => {
             out.read(&c.call::<methods::GroupRead>(G { group }).await?);
-        }
-    }
-    Ok(())
-}
-
-/// The line-mode chat screen.
-async fn chat(
-    out: &Out,
-    dir: &std::path::Path,
-    mut c: Client,
-    name: String,
-) -> Result<(), ClientError> {
-    use tokio::io::AsyncBufReadExt;
-    let mut events = Client::connect(&dir.join(SOCKET_NAME)).await?;
-    events.watch().await?;
-    let history = c
-        .call::<methods::History>(HistoryParams {
-            with: name.clone(),
-            limit: 20,
-        })
-        .await?;
-    out.history(&history);
-    c.call::<methods::Read>(WithContact { with: name.clone() })
-        .await?;
-    out.note(&format!(
-        "-- chatting with {name}; type a message and press Enter, /quit to leave --"
-    ));
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        tokio::select! {
-            line = stdin.next_line() => {
-                let Ok(Some(line)) = line else { break };
-                let text = line.trim_end().to_string();
-                if text == "/quit" {
-                    break;
-                }
-                if text.is_empty() {
-                    continue;
-                }
-                let sent = c
-                    .call::<methods::Send>(SendParams { to: name.clone(), text })
-                    .await?;
-                out.note(&format!("  sent {} …", sent.id));
-            }
-            ev = events.next_event() => {
-                let Some(ev) = ev? else { break };
-                if ev.get("contact").and_then(|v| v.as_str()) != Some(name.as_str()) {
-                    continue;
-                }
-                out.event(&ev);
-                if ev.get("event").and_then(|v| v.as_str()) == Some("message") {
-                    // The conversation is on screen: what arrives is read.
-                    c.call::<methods::Read>(WithContact { with: name.clone() }).await?;
-                }
-            }
         }
     }
     Ok(())

@@ -21,6 +21,7 @@ pub mod group;
 pub mod groupwire;
 pub mod limits;
 pub mod media;
+pub mod push_endpoint;
 pub mod record;
 pub mod signal;
 pub mod wire;
