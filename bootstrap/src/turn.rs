@@ -466,6 +466,7 @@ mod tests {
 
     #[test]
     fn private_peers_are_told_apart() {
+        // Parse only: these addresses are classified, never dialled.
         for private in [
             "127.0.0.1",
             "10.1.2.3",
