@@ -216,6 +216,7 @@ impl Engine {
             self.calls_shutdown(&mut media).await;
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
+            self.flush_late_certs(true);
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
             // to a second to leave.
             let mut waiting: HashSet<u64> = self.presence_goodbye().into_iter().collect();
@@ -385,6 +386,7 @@ impl Engine {
                 for item in writes {
                     st.apply(w, item, &mut staged)?;
                 }
+                st.take_late_frames(w, &mut staged)?;
                 st.mark_index(w)?;
                 st.flush_crypto(w)
             });

@@ -29,6 +29,7 @@ pub mod contacts;
 pub mod delivery;
 pub mod group_frames;
 pub mod group_keys;
+pub mod group_late;
 pub mod group_ops;
 pub mod group_receipts;
 pub mod group_sync;

@@ -263,11 +263,25 @@ impl State {
             }
             return Ok(Verdict::Ignore);
         }
-        // A device we do not know (yet): do not forward, do not keep.
         let device = match w.device_by_curve(&sender)? {
             Some(dev) => w.device(&dev)?,
             None => None,
         };
+        if device.is_none() {
+            // A device we do not know (yet): not forwarded, and held (bounded) in memory
+            // until its certificate comes (`take_late_frames`), if we are in the group.
+            let ours = self
+                .groups
+                .states
+                .get(&group)
+                .is_some_and(|st| st.members.contains(&self.me));
+            if ours {
+                self.groups
+                    .unknown
+                    .hold(sender, group, frame, author, source, now.at);
+            }
+            return Ok(Verdict::Ignore);
+        }
         let publisher_is_sender = match (&device, author) {
             (Some(d), Some(a)) => Some(a.to_bytes() == d.peer_id),
             _ => None,
@@ -310,6 +324,30 @@ impl State {
             after.push(After::TopicSync(group));
         }
         Ok(verdict)
+    }
+
+    /// Frames held for sending devices that were not known when they came: those whose
+    /// device is known now are taken as if they had just come (every check again).
+    /// Called after each batch of work, in its transaction.
+    pub(in crate::actor) fn take_late_frames(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        if self.groups.unknown.is_empty() {
+            return Ok(());
+        }
+        let now = Now::read();
+        self.groups.unknown.expire(now.at);
+        for sender in self.groups.unknown.senders() {
+            if w.device_by_curve(&sender)?.is_none() {
+                continue;
+            }
+            for f in self.groups.unknown.take(&sender) {
+                self.take_frame(w, f.group, f.frame, f.author, f.source, now, after)?;
+            }
+        }
+        Ok(())
     }
 
     /// A frame for a place held by one that has not opened: the new one takes the place if

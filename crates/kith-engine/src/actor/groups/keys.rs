@@ -30,7 +30,7 @@
 //!    the inbound session, moves the sender's marks on its first key and asks it for the
 //!    frames not kept, and opens the frames that waited (`open_frame`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::cores::group_keys::{
     EarlyKey, SessionPlan, cert_audiences, cert_concerns_groups, current_key_seq, first_key_mark,
@@ -109,24 +109,53 @@ impl State {
             return Ok(());
         }
         let now = Now::read();
-        let shared = cert_audiences(&self.groups.states, &me, &cert.identity);
-        if !shared.is_empty() {
-            let body = Body::GroupUpdate {
-                ops: Vec::new(),
-                devices: vec![cert.clone()],
-            };
-            let bytes = encode_body(&body)?;
-            let devices = w.devices()?;
-            let mut told: HashSet<DeviceKey> = HashSet::new();
-            for members in &shared {
-                for (k, d) in member_devices(devices.clone(), members, &me)? {
-                    if d.identity != cert.identity && told.insert(k) {
-                        self.enqueue_dev(w, k, d.identity, bytes.clone(), now, after)?;
+        if !cert_audiences(&self.groups.states, &me, &cert.identity).is_empty()
+            && self.groups.late_certs.add(cert.clone(), now.at)
+        {
+            let certs = self.groups.late_certs.take(now.at, true);
+            self.pass_certs_on(w, &certs, now, after)?;
+        }
+        self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
+    }
+
+    /// Passes certificates this admin learned late on to the other members of the groups
+    /// it is an admin of: each member device gets the ones it needs in as few bodies as
+    /// fit, rather than one body per certificate. Members hold a frame whose device they
+    /// do not know yet until its certificate comes, so the short wait costs no messages.
+    pub(in crate::actor) fn pass_certs_on(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        certs: &[DeviceCert],
+        now: Now,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        if certs.is_empty() {
+            return Ok(());
+        }
+        let me = self.me;
+        let devices = w.devices()?;
+        // For each member device, the certificates of others it shares a group with.
+        let mut to: HashMap<DeviceKey, (IdentityKey, Vec<DeviceCert>)> = HashMap::new();
+        for cert in certs {
+            for members in cert_audiences(&self.groups.states, &me, &cert.identity) {
+                for (k, d) in member_devices(devices.clone(), &members, &me)? {
+                    if d.identity == cert.identity {
+                        continue;
+                    }
+                    let entry = to.entry(k).or_insert_with(|| (d.identity, Vec::new()));
+                    if !entry.1.contains(cert) {
+                        entry.1.push(cert.clone());
                     }
                 }
             }
         }
-        self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
+        for (dev, (owner, list)) in to {
+            for body in crate::cores::group_ops::cut_updates(&[], &list) {
+                let bytes = encode_body(&body)?;
+                self.enqueue_dev(w, dev, owner, bytes, now, after)?;
+            }
+        }
+        Ok(())
     }
 
     /// A member device became known after this node's sending sessions started (members who

@@ -180,6 +180,13 @@ pub(super) struct Groups {
     /// Delivery receipts waiting up to
     /// [`RECEIPT_DELAY`](crate::cores::group_receipts::RECEIPT_DELAY).
     receipts: receipts::DueReceipts,
+    /// Frames whose sending device is not known yet, until its certificate comes.
+    unknown: crate::cores::group_late::UnknownSenders<
+        kith_proto::groupwire::GroupFrame,
+        kith_net::PeerId,
+    >,
+    /// Certificates this admin learned late, gathered before they go to the members.
+    late_certs: crate::cores::group_late::CertBatch<kith_proto::record::DeviceCert>,
 }
 
 /// The time, read once where a command or an event enters the group code and passed down
