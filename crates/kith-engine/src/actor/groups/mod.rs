@@ -180,6 +180,8 @@ pub(super) struct Groups {
     /// Delivery receipts waiting up to
     /// [`RECEIPT_DELAY`](crate::cores::group_receipts::RECEIPT_DELAY).
     receipts: receipts::DueReceipts,
+    /// Typing indicators (`actor/group_typing.rs`): never stored.
+    pub(in crate::actor) typing: crate::cores::group_typing::GroupTyping,
 }
 
 /// The time, read once where a command or an event enters the group code and passed down
@@ -472,7 +474,7 @@ fn group_err(msg: impl Into<String>) -> EngineError {
 }
 
 /// The devices of these members, other than this user's.
-fn member_devices(
+pub(in crate::actor) fn member_devices(
     devices: Vec<KnownDevice>,
     members: &BTreeSet<IdentityKey>,
     me: &IdentityKey,
