@@ -104,7 +104,36 @@ pub(crate) async fn run(out: &Out, c: &mut Client, cmd: Command) -> Result<(), C
                 .await?;
             out.search(&hits);
         }
+        Command::Mentions { limit } => {
+            let v = c
+                .call::<methods::Mentions>(methods::MentionsParams { limit })
+                .await?;
+            mentions(out, &v);
+        }
         _ => {}
     }
     Ok(())
+}
+
+/// Prints `kith mentions`.
+fn mentions(out: &Out, v: &[methods::MentionView]) {
+    if out.json {
+        for m in v {
+            crate::output::json_line(m);
+        }
+        return;
+    }
+    if v.is_empty() {
+        crate::output::line("No mentions.");
+    }
+    for m in v {
+        crate::output::line(&format!(
+            "[{}] {} {} in {}: {}",
+            crate::output::local(m.sent_at),
+            m.id,
+            crate::safe::printable(&m.from),
+            crate::safe::printable(&m.group),
+            crate::safe::printable(&m.text)
+        ));
+    }
 }

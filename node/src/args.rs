@@ -225,10 +225,14 @@ pub(crate) enum Command {
         #[command(subcommand)]
         story: Option<crate::stories::StatusCmd>,
     },
-    /// Show a contact that you are typing (it disappears by itself after a few seconds).
+    /// Show a contact (or with `--group`, a group) that you are typing (it disappears by
+    /// itself after a few seconds).
     Typing {
-        /// The contact's name.
+        /// The contact's name (with `--group`, the group's name or id).
         name: String,
+        /// Show the members of the group NAME that you are typing there.
+        #[arg(long)]
+        group: bool,
         /// Recording audio instead of typing.
         #[arg(long, conflicts_with = "stop")]
         recording: bool,
@@ -292,6 +296,12 @@ pub(crate) enum Command {
         group: Option<String>,
         /// Most results.
         #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// The group messages that name you (`@name`), newest first.
+    Mentions {
+        /// Most results.
+        #[arg(long, default_value_t = 50)]
         limit: usize,
     },
     /// React to a message (one reaction per person; a new one replaces yours).

@@ -562,6 +562,7 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         Command::Status { story: Some(cmd) } => crate::stories::run(out, &mut c, cmd).await?,
         Command::Typing {
             name,
+            group,
             recording,
             stop,
         } => {
@@ -572,11 +573,19 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             } else {
                 "typing"
             };
-            c.call::<methods::Typing>(methods::TypingParams {
-                with: name,
-                state: state.into(),
-            })
-            .await?;
+            if group {
+                c.call::<methods::GroupTyping>(methods::GroupTypingParams {
+                    group: name,
+                    state: state.into(),
+                })
+                .await?;
+            } else {
+                c.call::<methods::Typing>(methods::TypingParams {
+                    with: name,
+                    state: state.into(),
+                })
+                .await?;
+            }
             out.done(state);
         }
         Command::Profile { cmd } => {

@@ -699,6 +699,15 @@ impl Out {
                 "stopped" => {}
                 _ => line(&format!("{} is {}…", get("contact"), get("state"))),
             },
+            "group_typing" => match raw("state") {
+                "stopped" => {}
+                _ => line(&format!(
+                    "[{}] {} is {}…",
+                    get("group"),
+                    get("member"),
+                    get("state")
+                )),
+            },
             "group_message" => line(&format!(
                 "[{}] {}: {}",
                 get("group"),

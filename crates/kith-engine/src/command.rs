@@ -28,6 +28,9 @@ pub use stories::*;
 mod backup;
 pub use backup::*;
 
+mod mentions;
+pub use mentions::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.
@@ -239,6 +242,15 @@ impl std::fmt::Debug for SetPushParams {
 pub struct TypingParams {
     /// The contact's name.
     pub with: String,
+    /// `typing`, `recording` or `stopped`.
+    pub state: String,
+}
+
+/// Params of `group.typing`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupTypingParams {
+    /// The group's name or id.
+    pub group: String,
     /// `typing`, `recording` or `stopped`.
     pub state: String,
 }

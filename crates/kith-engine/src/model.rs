@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod receipts;
+pub use receipts::*;
+
 /// Errors a caller can get. [`EngineError::exit_code`] maps them to the CLI's exit codes.
 #[derive(Debug, thiserror::Error, Serialize, Deserialize, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -392,6 +395,9 @@ pub struct GroupSummary {
     /// Muted (`kith mute --group`).
     #[serde(default)]
     pub muted: bool,
+    /// A message not read yet names this user (`@name`).
+    #[serde(default)]
+    pub mentioned: bool,
 }
 
 /// A member as `kith group info` shows it.
@@ -455,6 +461,9 @@ pub struct GroupItemView {
     /// Replies, reactions, edits, deletes, marks.
     #[serde(flatten, default)]
     pub extras: MessageExtras,
+    /// The sender named this user in it (`@name`).
+    #[serde(default)]
+    pub mentioned: bool,
 }
 
 impl std::fmt::Debug for GroupItemView {
@@ -465,30 +474,6 @@ impl std::fmt::Debug for GroupItemView {
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
-}
-
-/// Who has one of this user's group messages, as `kith receipts` shows.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ReceiptsView {
-    /// The message id.
-    pub id: String,
-    /// The group's name.
-    pub group: String,
-    /// Members it went to.
-    pub of: u32,
-    /// Per member: when it was delivered and read (ms), if it was.
-    pub members: Vec<MemberReceipt>,
-}
-
-/// One member's receipt.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MemberReceipt {
-    /// The member's name.
-    pub name: String,
-    /// When their device stored it.
-    pub delivered_at: Option<u64>,
-    /// When they read it.
-    pub read_at: Option<u64>,
 }
 
 /// Something that happened, streamed by `kith watch`.
@@ -578,6 +563,9 @@ pub enum Event {
         text: String,
         /// Sender's time (ms).
         sent_at: u64,
+        /// The sender named this user in it (`@name`).
+        #[serde(default)]
+        mentioned: bool,
     },
     /// Receipts for one of this user's group messages changed.
     GroupStatus {
@@ -671,6 +659,18 @@ pub enum Event {
         /// The story's id.
         id: String,
     },
+    /// A member started or stopped typing (or recording) in a group; `stopped` also when
+    /// the indicator ran out.
+    GroupTyping {
+        /// The group's name.
+        group: String,
+        /// The group id.
+        group_id: String,
+        /// The member's name (a contact's name, or `~` and a fingerprint).
+        member: String,
+        /// `typing`, `recording` or `stopped`.
+        state: String,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -685,6 +685,7 @@ impl std::fmt::Debug for Event {
             Event::MessageChanged { id, change, .. } => write!(f, "MessageChanged({id}, {change})"),
             Event::Story { id, deleted, .. } => write!(f, "Story({id}, {deleted})"),
             Event::StoryViewed { id, .. } => write!(f, "StoryViewed({id})"),
+            Event::GroupTyping { state, .. } => write!(f, "GroupTyping({state})"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
             Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),

@@ -286,6 +286,25 @@ impl SearchIndex {
         self.commit(mark)
     }
 
+    /// Makes deleted messages' text leave the index's files: the segments holding deleted
+    /// documents are merged into new ones without them, and the files no longer used are
+    /// removed (a delete alone only marks a document in a bitmap beside its segment).
+    pub fn scrub(&mut self) -> Result<(), SearchError> {
+        let with_deletes: Vec<tantivy::index::SegmentId> = self
+            .index
+            .searchable_segment_metas()?
+            .iter()
+            .filter(|m| m.has_deletes())
+            .map(|m| m.id())
+            .collect();
+        if !with_deletes.is_empty() {
+            self.writer.merge(&with_deletes).wait()?;
+        }
+        self.writer.garbage_collect_files().wait()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
     /// Empties the index (before a rebuild).
     pub fn clear(&mut self) -> Result<(), SearchError> {
         self.writer.delete_all_documents()?;

@@ -138,7 +138,25 @@ pub enum GroupContent {
     /// A message action (reply, reaction, edit, delete, disappearing timer): see
     /// [`crate::chat`].
     Chat(crate::chat::ChatAction),
+    /// A text that names members (`@name`): the sender resolved the names to member
+    /// identities when it sent it (at most [`MAX_MENTIONS`]); a member finding itself among
+    /// them keeps the message flagged.
+    Mentions {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When the sender wrote it (sender's clock, ms).
+        sent_at_ms: u64,
+        /// The text.
+        text: String,
+        /// The message it answers (shown quoted).
+        reply_to: Option<u128>,
+        /// The members named.
+        mentions: Vec<kith_types::IdentityKey>,
+    },
 }
+
+/// Most members one group message names.
+pub const MAX_MENTIONS: usize = 32;
 
 impl std::fmt::Debug for GroupContent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,6 +166,13 @@ impl std::fmt::Debug for GroupContent {
                 write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
             }
             GroupContent::Chat(a) => write!(f, "Chat({a:?})"),
+            GroupContent::Mentions { id, mentions, .. } => {
+                write!(
+                    f,
+                    "Mentions {{ id: {id:x}, named: {}, .. }}",
+                    mentions.len()
+                )
+            }
         }
     }
 }
@@ -193,6 +218,15 @@ impl GroupPlain {
                 Ok(p)
             }
             GroupContent::Chat(a) => a.check().map(|()| p),
+            GroupContent::Mentions { text, mentions, .. } => {
+                if text.len() > MAX_TEXT {
+                    return Err(DecodeError::Invalid("text too long"));
+                }
+                if mentions.len() > MAX_MENTIONS {
+                    return Err(DecodeError::Invalid("too many mentions"));
+                }
+                Ok(p)
+            }
             _ => Ok(p),
         }
     }
@@ -271,6 +305,29 @@ mod tests {
             GroupPlain::decode(&b, &GroupId([7; 16]), &GroupFrame { seq: 5, ..frame() }).is_err()
         );
         assert!(!format!("{p:?}").contains("hi there"));
+    }
+
+    #[test]
+    fn mentions_are_bounded_and_kept_out_of_debug() {
+        let f = frame();
+        let plain = |n: usize| GroupPlain {
+            group: GroupId([7; 16]),
+            seq: 4,
+            lamport: 9,
+            content: GroupContent::Mentions {
+                id: 1,
+                sent_at_ms: 2,
+                text: "@Ada secret".into(),
+                reply_to: None,
+                mentions: vec![kith_types::IdentityKey([1; 32]); n],
+            },
+        };
+        let ok = plain(MAX_MENTIONS);
+        let b = ok.encode().unwrap();
+        assert_eq!(GroupPlain::decode(&b, &GroupId([7; 16]), &f).unwrap(), ok);
+        let b = plain(MAX_MENTIONS + 1).encode().unwrap();
+        assert!(GroupPlain::decode(&b, &GroupId([7; 16]), &f).is_err());
+        assert!(!format!("{ok:?}").contains("secret"));
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub enum Signal {
     Typing(TypingState),
     /// Asks for the sender's current profile; answered with [`SignalAnswer::Profile`].
     GetProfile,
+    /// The sender is typing (or recording, or stopped) in a group both belong to. Sent to
+    /// the connected devices of the group's members, who check that the sender is one.
+    GroupTyping {
+        /// The group.
+        group: kith_types::GroupId,
+        /// What the sender does.
+        state: TypingState,
+    },
 }
 
 /// The answer to a [`Signal`].
@@ -228,6 +236,10 @@ mod tests {
             }),
             Signal::Typing(TypingState::Recording),
             Signal::GetProfile,
+            Signal::GroupTyping {
+                group: kith_types::GroupId::from([7u8; 16]),
+                state: TypingState::Typing,
+            },
         ] {
             assert_eq!(Signal::decode(&s.encode().unwrap()).unwrap(), s);
         }

@@ -14,6 +14,7 @@ use crate::chat::*;
 use crate::groups::*;
 use crate::held::*;
 use crate::media::*;
+use crate::mentions::*;
 use crate::prekeys::*;
 use crate::stories::*;
 use crate::topics::*;
@@ -69,6 +70,7 @@ macro_rules! for_each_table {
         $m!(STORY_EXPIRY);
         $m!(STORY_VIEWERS);
         $m!(HELD_MEDIA);
+        $m!(MENTIONS);
     };
 }
 

@@ -378,6 +378,7 @@ impl<'a> WriteTx<'a> {
         self.create_held_tables()?;
         self.create_chat_tables()?;
         self.create_story_tables()?;
+        self.create_mention_tables()?;
         Ok(())
     }
 

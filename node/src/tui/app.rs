@@ -104,6 +104,10 @@ pub struct Message {
     pub forwarded: bool,
     /// A group membership change, not a message.
     pub event: bool,
+    /// Starred by this user.
+    pub starred: bool,
+    /// Pinned by this user.
+    pub pinned: bool,
 }
 
 /// The conversation on screen.
@@ -221,12 +225,25 @@ pub enum Effect {
         /// For everyone (a tombstone on every device and member).
         everyone: bool,
     },
+    /// Star or pin a message (`mark`: star or pin), or take it off.
+    Mark {
+        /// In which chat (to reload it).
+        key: ChatKey,
+        /// The message.
+        id: String,
+        /// `star` or `pin`.
+        mark: &'static str,
+        /// On or off.
+        on: bool,
+    },
     /// Mark a chat read.
     MarkRead(ChatKey),
     /// Learn your own profile name.
     LoadMe,
     /// Tell a contact we type (`typing`) or stopped.
     Typing(String, &'static str),
+    /// Tell a group's members (the group by id) we type (`typing`) or stopped.
+    GroupTyping(String, &'static str),
     /// Take the ringing call.
     Answer(String),
     /// Refuse the ringing call.
@@ -426,15 +443,13 @@ impl App {
     }
 
     /// A new message in a chat: the list moves it to the top; an open conversation reloads.
-    fn arrived(&mut self, key: ChatKey, p: Preview, fx: &mut Vec<Effect>) {
+    fn arrived(&mut self, key: ChatKey, p: Preview, named: bool, fx: &mut Vec<Effect>) {
         let open = self.is_open(&key) && self.mode != Mode::List;
         let Some(pos) = self.chats.iter().position(|c| c.key == key) else {
             fx.push(Effect::LoadChats);
             return;
         };
         let mut entry = self.chats.remove(pos);
-        let named = matches!(key, ChatKey::Group(_))
-            && self.me.as_deref().is_some_and(|me| mentions(&p.text, me));
         entry.last = Some(p);
         entry.typing = None;
         if !open {
@@ -471,7 +486,7 @@ impl App {
                     at: n("sent_at"),
                     status: None,
                 };
-                self.arrived(ChatKey::Contact(s("contact")), p, fx);
+                self.arrived(ChatKey::Contact(s("contact")), p, false, fx);
             }
             "group_message" => {
                 let p = Preview {
@@ -481,7 +496,9 @@ impl App {
                     at: n("sent_at"),
                     status: None,
                 };
-                self.arrived(ChatKey::Group(s("group_id")), p, fx);
+                // The flag the sender set (`@name` resolved to us), not our name in the text.
+                let named = ev.get("mentioned").and_then(Value::as_bool) == Some(true);
+                self.arrived(ChatKey::Group(s("group_id")), p, named, fx);
             }
             "status" => {
                 let (id, status) = (s("id"), s("status"));
@@ -512,6 +529,7 @@ impl App {
                     c.typing = (state != "stopped").then_some((state, until));
                 }
             }
+            "group_typing" => self.group_typing(ev),
             "presence" => {
                 let online = ev.get("online").and_then(Value::as_bool).unwrap_or(false);
                 if let Some(c) = self.chat_mut(&ChatKey::Contact(s("contact"))) {
@@ -573,21 +591,26 @@ impl App {
         }
     }
 
-    /// Our own text changed: say we type (at most every 2 s), or that we stopped.
+    /// Our own text changed: say we type (at most every 2 s), or that we stopped; in a
+    /// group, to its members.
     pub fn typed(&mut self, fx: &mut Vec<Effect>) {
-        let Some(ChatKey::Contact(name)) = self.conv.as_ref().map(|c| &c.key) else {
+        let Some(key) = self.conv.as_ref().map(|c| c.key.clone()) else {
             return;
+        };
+        let effect = |state| match &key {
+            ChatKey::Contact(name) => Effect::Typing(name.clone(), state),
+            ChatKey::Group(id) => Effect::GroupTyping(id.clone(), state),
         };
         if self.composer.is_empty() {
             if self.typing_sent.take().is_some() {
-                fx.push(Effect::Typing(name.clone(), "stopped"));
+                fx.push(effect("stopped"));
             }
         } else if self
             .typing_sent
             .is_none_or(|t| self.now >= t + TYPING_RESEND_MS)
         {
             self.typing_sent = Some(self.now);
-            fx.push(Effect::Typing(name.clone(), "typing"));
+            fx.push(effect("typing"));
         }
     }
 

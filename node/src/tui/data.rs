@@ -37,6 +37,8 @@ fn with_extras(m: Message, x: MessageExtras) -> Message {
         edited: x.edited,
         deleted: x.deleted,
         forwarded: x.forwarded,
+        starred: x.starred,
+        pinned: x.pinned,
         ..m
     }
 }
@@ -114,7 +116,7 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
             presence: format!("{} members", g.members),
             typing: None,
             muted: g.muted,
-            mentioned: false,
+            mentioned: g.mentioned,
         });
     }
     sort_chats(&mut out);
@@ -183,6 +185,15 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                 .await?;
             Some(Input::Acted(key))
         }
+        Effect::Mark { key, id, mark, on } => {
+            c.call::<methods::MessageMark>(methods::MarkParams {
+                id,
+                mark: mark.into(),
+                on,
+            })
+            .await?;
+            Some(Input::Acted(key))
+        }
         Effect::Delete { key, id, everyone } => {
             c.call::<methods::MessageDelete>(methods::DeleteParams { id, everyone })
                 .await?;
@@ -207,6 +218,16 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
             let _ = c
                 .call::<methods::Typing>(methods::TypingParams {
                     with,
+                    state: state.into(),
+                })
+                .await;
+            None
+        }
+        Effect::GroupTyping(group, state) => {
+            // Best effort, as for a contact.
+            let _ = c
+                .call::<methods::GroupTyping>(methods::GroupTypingParams {
+                    group,
                     state: state.into(),
                 })
                 .await;

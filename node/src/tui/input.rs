@@ -61,6 +61,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("r, Enter", "reply to it"),
             ("e, +", "react to it"),
             ("c", "change it (yours, within 15 minutes; Enter saves)"),
+            ("s / p", "star / pin it (again: take it off)"),
             (
                 "x / X",
                 "delete it for you / for everyone (yours, within 2 days)",
@@ -412,6 +413,22 @@ fn select_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                     app.mode = Mode::Compose;
                 }
                 _ => app.note("only your own messages can be changed"),
+            }
+            return;
+        }
+        KeyCode::Char(k @ ('s' | 'p')) => {
+            if let Some(m) = c.messages.get(sel).filter(|m| !m.event && !m.deleted) {
+                let (mark, on) = if k == 's' {
+                    ("star", !m.starred)
+                } else {
+                    ("pin", !m.pinned)
+                };
+                fx.push(Effect::Mark {
+                    key: c.key.clone(),
+                    id: m.id.clone(),
+                    mark,
+                    on,
+                });
             }
             return;
         }

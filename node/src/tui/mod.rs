@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod data;
+mod group_typing;
 pub mod input;
 pub mod view;
 

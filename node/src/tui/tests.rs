@@ -461,15 +461,32 @@ fn group_mentions_are_flagged_and_highlighted() {
     let mut app = app_with_chats();
     app.update(Input::Me("Ada".into()), T0);
     let friends = ChatKey::Group("ab".repeat(16));
+    // Our name in the text without the sender's flag is no mention (the flag is resolved
+    // to members by the sender and carried in the message).
     app.update(
         Input::Event(
             json!({"event":"group_message","group":"Friends","group_id":"ab".repeat(16),
-            "from":"Carol","id":"g1","text":"@ada are you coming?","sent_at":T0 + 1}),
+            "from":"Carol","id":"g0","text":"@ada is a name","sent_at":T0}),
+        ),
+        T0,
+    );
+    assert!(
+        !app.chats
+            .iter()
+            .find(|c| c.key == friends)
+            .unwrap()
+            .mentioned
+    );
+    app.update(
+        Input::Event(
+            json!({"event":"group_message","group":"Friends","group_id":"ab".repeat(16),
+            "from":"Carol","id":"g1","text":"@ada are you coming?","sent_at":T0 + 1,
+            "mentioned":true}),
         ),
         T0,
     );
     let entry = app.chats.iter().find(|c| c.key == friends).unwrap();
-    assert!(entry.mentioned && entry.unread == 1);
+    assert!(entry.mentioned && entry.unread == 2);
     let b = render(&mut app, 100, 16);
     let s = screen(&b);
     let y = (0..16)
@@ -541,9 +558,9 @@ fn group_conversation_shows_members_senders_and_membership_changes() {
     ] {
         assert!(s.contains(want), "missing {want:?}:\n{s}");
     }
-    // Sending goes to the group; no typing is sent there (groups have no typing signal).
+    // Typing in a group tells its members; sending goes to the group.
     let fx = app.update(key(KeyCode::Char('k')), T0);
-    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(fx, vec![Effect::GroupTyping("ab".repeat(16), "typing")]);
     let fx = app.update(key(KeyCode::Enter), T0);
     assert_eq!(
         fx,
@@ -621,4 +638,81 @@ fn changing_and_deleting_a_chosen_message() {
             everyone: true
         }]
     );
+}
+
+#[test]
+fn group_typing_shows_who_types_in_the_list_and_the_conversation() {
+    let mut app = app_with_chats();
+    let ev = |member: &str, state: &str| {
+        Input::Event(json!({"event":"group_typing","group":"Friends",
+            "group_id":"ab".repeat(16),"member":member,"state":state}))
+    };
+    app.update(ev("Ada", "typing"), T0 + 60_000);
+    let s = screen(&render(&mut app, 100, 20));
+    assert!(s.contains("Ada is typing…"), "in the chat list: {s}");
+    // Someone else's stop leaves Ada's indicator; hers takes it away.
+    app.update(ev("Carol", "stopped"), T0 + 60_000);
+    assert!(screen(&render(&mut app, 100, 20)).contains("Ada is typing…"));
+    app.update(ev("Ada", "stopped"), T0 + 60_000);
+    assert!(!screen(&render(&mut app, 100, 20)).contains("Ada is typing"));
+    // In the open conversation it shows in the header, and runs out by itself.
+    app.list_sel = 1;
+    open(&mut app, vec![msg("g1", "Carol", "picnic?", "read", T0)]);
+    app.update(ev("Carol", "recording"), T0 + 60_000);
+    let s = screen(&render(&mut app, 100, 20));
+    assert!(s.contains("Friends · Carol is recording…"), "{s}");
+    app.update(Input::Tick, T0 + 60_000 + TYPING_SHOWN_MS + 1);
+    assert!(!screen(&render(&mut app, 100, 20)).contains("recording…"));
+    // A group that is not in the list is ignored.
+    app.update(
+        Input::Event(
+            json!({"event":"group_typing","group":"X","group_id":"cd".repeat(16),
+            "member":"Eve","state":"typing"}),
+        ),
+        T0 + 60_000,
+    );
+    assert!(!screen(&render(&mut app, 100, 20)).contains("Eve is"));
+}
+
+#[test]
+fn starring_and_pinning_a_chosen_message() {
+    let mut app = app_with_chats();
+    open(&mut app, conversation());
+    let bob = ChatKey::Contact("Bob".into());
+    app.update(key(KeyCode::Tab), T0);
+    let fx = app.update(key(KeyCode::Char('s')), T0);
+    let mark = |mark, on| Effect::Mark {
+        key: bob.clone(),
+        id: "m7".into(),
+        mark,
+        on,
+    };
+    assert_eq!(fx, vec![mark("star", true)]);
+    assert_eq!(app.mode, Mode::Select, "still choosing");
+    assert_eq!(
+        app.update(key(KeyCode::Char('p')), T0),
+        vec![mark("pin", true)]
+    );
+    // The reloaded conversation shows the marks; the keys now take them off.
+    let mut msgs = conversation();
+    let last = msgs.last_mut().unwrap();
+    last.starred = true;
+    last.pinned = true;
+    app.update(Input::History(bob.clone(), msgs, HISTORY_PAGE), T0);
+    let s = screen(&render(&mut app, 100, 30));
+    assert!(s.contains("★") && s.contains("📌"), "{s}");
+    if app.mode != Mode::Select {
+        app.update(key(KeyCode::Tab), T0);
+    }
+    assert_eq!(
+        app.update(key(KeyCode::Char('s')), T0),
+        vec![mark("star", false)]
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Char('p')), T0),
+        vec![mark("pin", false)]
+    );
+    // The help lists the keys.
+    app.update(key(KeyCode::F(1)), T0);
+    assert!(screen(&render(&mut app, 100, 50)).contains("star / pin it"));
 }

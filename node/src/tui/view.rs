@@ -336,6 +336,12 @@ pub fn message_lines(
     if m.edited && !m.deleted {
         head.push(Span::raw(" (edited)").dim());
     }
+    if m.starred {
+        head.push(Span::raw(" ★").fg(Color::Yellow));
+    }
+    if m.pinned {
+        head.push(Span::raw(" 📌"));
+    }
     let mut head = Line::from(head);
     if selected {
         head = head.patch_style(Style::new().add_modifier(Modifier::REVERSED));

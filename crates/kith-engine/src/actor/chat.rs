@@ -129,6 +129,8 @@ impl State {
     /// Replaces a stored message's text (an edit; empty for a tombstone or expiry).
     fn set_text(&mut self, w: &mut WriteTx<'_>, l: &Located, text: &str) -> Result<(), StoreError> {
         self.index_put(l, text);
+        // The old text stays in freed pages and index segments until scrubbed.
+        self.scrub.due = true;
         match (&l.chat, &l.group_key) {
             (ChatRef::Contact(conv), _) => {
                 w.set_message_text(conv, l.id, text)?;

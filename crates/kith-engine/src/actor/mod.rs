@@ -28,12 +28,14 @@ mod calls;
 pub(crate) mod chat;
 mod commands;
 mod config;
+mod group_typing;
 mod groups;
 mod handle;
 mod held;
 mod inbound;
 mod mailboxes;
 mod media;
+mod mentions;
 mod network;
 mod outbox;
 mod prekeys;
@@ -41,6 +43,7 @@ mod presence;
 mod pump;
 mod records;
 mod run;
+mod scrub;
 mod search;
 mod stories;
 pub(crate) mod table;
@@ -319,6 +322,8 @@ struct State {
     index_ops: Vec<crate::search::IndexOp>,
     /// When disappearing messages were last expired.
     last_expiry: Instant,
+    /// Text was removed or replaced since the last scrub, and when that was (`scrub.rs`).
+    scrub: scrub::ScrubState,
     /// Callers waiting for a tagged record publication.
     publishing: BoundedMap<u64, PublishReply>,
     /// This device's push endpoint (secret: never logged).

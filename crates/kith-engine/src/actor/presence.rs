@@ -263,6 +263,11 @@ impl Engine {
 
     /// A signal from a peer (within its rate).
     pub(super) fn on_signal(&mut self, id: Option<u64>, peer: PeerId, signal: Signal) {
+        if let Signal::GroupTyping { group, state } = signal {
+            // Not a contact's signal: group members need not be contacts.
+            self.on_group_typing(peer, group, state);
+            return;
+        }
         let contact = self.contact_of(&peer);
         if let (Some((identity, _)), Signal::Presence(_)) = (contact, &signal)
             && !self.st.social.blocked.contains(&identity)

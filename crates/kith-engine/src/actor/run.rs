@@ -118,6 +118,7 @@ impl Engine {
                 search,
                 index_ops: Vec::new(),
                 last_expiry: Instant::now(),
+                scrub: Default::default(),
                 publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
                 push_status: HashMap::new(),
@@ -217,6 +218,8 @@ impl Engine {
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
             self.flush_late_certs(true);
+            // Text removed since the last scrub leaves the files now.
+            self.scrub_if_due();
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
             // to a second to leave.
             let mut waiting: HashSet<u64> = self.presence_goodbye().into_iter().collect();
@@ -334,11 +337,13 @@ impl Engine {
     pub(super) fn on_tick(&mut self) {
         self.st.backlog.flush(&self.st.net);
         self.presence_tick();
+        self.group_typing_tick();
         self.calls_tick();
         self.st.turn_tick();
         self.groups_tick();
         self.watch_tick();
         self.chat_tick();
+        self.scrub_tick();
         self.backup_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();

@@ -244,6 +244,9 @@ no_prepare!(
     StatusPrivacyParams,
 );
 
+// Group typing indicators (`actor/group_typing.rs`) and mentions (`actor/mentions.rs`).
+no_prepare!(GroupTypingParams, MentionsParams);
+
 impl Prepare for SetProfileParams {
     /// Reads the photo the params name (bounded by the photo limit) on the caller's task.
     async fn prepare(mut self, _ctx: PrepareCtx) -> Result<Self, EngineError> {
@@ -318,6 +321,11 @@ commands! {
     /// their connected devices, never stored; it expires on their side after a few seconds.
     read Typing = "typing", TypingParams => Done,
         |e, p| e.typing_cmd(&p.with, &p.state).map(|()| Done { ok: true });
+    /// `group.typing`: show the members of a group that you are typing (or recording, or
+    /// stopped). Sent only to their connected devices, never stored; it expires on their
+    /// side after a few seconds.
+    read GroupTyping = "group.typing", GroupTypingParams => Done,
+        |e, p| e.group_typing_cmd(&p.group, &p.state).map(|()| Done { ok: true });
     /// `profile.get`: your profile.
     read ProfileGet = "profile.get", NoParams => ProfileView,
         |e, _p| Ok(e.st.social.my_profile_view());
@@ -474,6 +482,10 @@ commands! {
     /// chat when `to` or `group` is given.
     write Search = "search", SearchParams => Vec<SearchHitView>,
         |st, w, p, _after| st.search_cmd(w, &p);
+
+    /// `mentions`: the group messages that name this user (`@name`), newest first.
+    write Mentions = "mentions", MentionsParams => Vec<MentionView>,
+        |st, w, p, _after| st.mentions_list(w, p.limit).map(Ok);
 
     // Status updates (stories): the rules are in `cores/stories`, the I/O in
     // `actor/stories.rs`.

@@ -22,6 +22,8 @@
 //! - [`group_sync`]: group catch-up: the round, spacing, marks, answer limits, pruning.
 //! - [`group_keys`]: group sender keys: session renewal, who gets which key, early keys.
 //! - [`group_receipts`]: group receipts: batching per sender device, read receipts, counts.
+//! - [`mentions`]: which members a group text names (`@name`), resolved by the sender.
+//! - [`group_typing`]: group typing indicators: the send throttle, what shows until when.
 
 pub mod calls;
 pub mod chat;
@@ -33,8 +35,10 @@ pub mod group_late;
 pub mod group_ops;
 pub mod group_receipts;
 pub mod group_sync;
+pub mod group_typing;
 pub mod inbound;
 pub mod mailbox;
+pub mod mentions;
 pub mod outbox;
 pub mod prekeys;
 pub mod presence;

@@ -83,11 +83,24 @@ impl State {
                 manifest: Box::new(manifest),
                 caption: text.clone(),
             },
-            None => GroupContent::Text {
-                id: msg_id.0,
-                sent_at_ms: now.ms,
-                text: text.clone(),
-            },
+            None => {
+                let mentions = self.mentions_in(w, &id, &text)?;
+                if mentions.is_empty() {
+                    GroupContent::Text {
+                        id: msg_id.0,
+                        sent_at_ms: now.ms,
+                        text: text.clone(),
+                    }
+                } else {
+                    GroupContent::Mentions {
+                        id: msg_id.0,
+                        sent_at_ms: now.ms,
+                        text: text.clone(),
+                        reply_to: None,
+                        mentions,
+                    }
+                }
+            }
         };
         if let Err(e) = self.group_publish(w, id, content, Some((msg_id.0, text)), now, after)? {
             return Ok(Err(e));
@@ -493,6 +506,8 @@ impl State {
             row.lamport = lamport;
             w.put_group(&group, &row)?;
         }
+        // Whether the sender named this user (`@name`).
+        let mut named = false;
         let (id, sent_at_ms, text, extra, file) = match plain.content {
             GroupContent::Text {
                 id,
@@ -512,6 +527,17 @@ impl State {
                 reply_to,
                 forwarded,
             }) => (id, sent_at_ms, text, Some((reply_to, forwarded)), None),
+            GroupContent::Mentions {
+                id,
+                sent_at_ms,
+                text,
+                reply_to,
+                mentions,
+            } => {
+                named = mentions.contains(&self.me);
+                let extra = reply_to.map(|r| (Some(r), false));
+                (id, sent_at_ms, text, extra, None)
+            }
             GroupContent::Chat(action) => {
                 self.on_chat_action(w, ChatRef::Group(group), device.identity, action, after)?;
                 return Ok(Verdict::Accept);
@@ -539,6 +565,9 @@ impl State {
         };
         if w.put_group_message(&key, &msg)? {
             self.chat_stored(w, ChatRef::Group(group), id, now.ms, extra)?;
+            if named {
+                w.put_mention(&group, id, now.ms)?;
+            }
             let from = self.member_name(w, &device.identity)?;
             let gname = self
                 .groups
@@ -569,6 +598,7 @@ impl State {
                 id: MessageId(id).to_string(),
                 text,
                 sent_at: sent_at_ms,
+                mentioned: named,
             }));
             // ✓✓ for the sender (unless blocked), batched with the other
             // receipts due to the same device within RECEIPT_DELAY.

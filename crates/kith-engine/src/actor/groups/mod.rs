@@ -187,6 +187,8 @@ pub(super) struct Groups {
     >,
     /// Certificates this admin learned late, gathered before they go to the members.
     late_certs: crate::cores::group_late::CertBatch<kith_proto::record::DeviceCert>,
+    /// Typing indicators (`actor/group_typing.rs`): never stored.
+    pub(in crate::actor) typing: crate::cores::group_typing::GroupTyping,
 }
 
 /// The time, read once where a command or an event enters the group code and passed down
@@ -479,7 +481,7 @@ fn group_err(msg: impl Into<String>) -> EngineError {
 }
 
 /// The devices of these members, other than this user's.
-fn member_devices(
+pub(in crate::actor) fn member_devices(
     devices: Vec<KnownDevice>,
     members: &BTreeSet<IdentityKey>,
     me: &IdentityKey,

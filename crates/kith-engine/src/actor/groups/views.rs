@@ -133,11 +133,14 @@ impl State {
                 // Ops of a group we were never added to.
                 continue;
             }
-            let unread = w
-                .group_history(&id, 10_000)?
-                .iter()
-                .filter(|(_, m)| !m.outgoing && !m.flag)
-                .count();
+            let mut unread = 0;
+            let mut mentioned = false;
+            for (_, m) in w.group_history(&id, 10_000)? {
+                if !m.outgoing && !m.flag {
+                    unread += 1;
+                    mentioned = mentioned || w.is_mentioned(&id, m.id)?;
+                }
+            }
             let settings = w.chat_settings(&kith_store::ChatRef::Group(id))?;
             out.push(GroupSummary {
                 id: id.to_hex(),
@@ -148,6 +151,7 @@ impl State {
                 unread,
                 archived: settings.archived,
                 muted: settings.muted,
+                mentioned,
             });
         }
         Ok(out)
@@ -208,6 +212,7 @@ impl State {
                 of: m.recipients,
                 sent_at: m.sent_at_ms,
                 extras,
+                mentioned: w.is_mentioned(&id, m.id)?,
             });
         }
         // Membership changes, placed by time among the messages.
@@ -237,6 +242,7 @@ impl State {
                         sent_at: a.at_ms,
                         attachment: None,
                         extras: Default::default(),
+                        mentioned: false,
                     },
                 );
             }
