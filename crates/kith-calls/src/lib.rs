@@ -16,6 +16,9 @@
 //!    the samples of the input WAV file (`audio_in`), or silence when there is none, when it
 //!    has ended or while muted. What arrives is decoded (packet loss concealed) and written to
 //!    the output WAV file (`audio_out`), if any.
+//!    With video ([`MediaOptions::video`], or an offer that has a video track) a second
+//!    track carries VP8 frames: pre-encoded ones from an IVF file, or a built-in test pattern
+//!    (see [`video`]); the frames that arrive are written to an IVF file.
 //! 5. Every [`QUALITY_EVERY`] it reports round-trip time, loss, jitter and bitrate
 //!    ([`MediaEvent::Quality`]); a lost link shows as [`MediaEvent::Reconnecting`].
 //! 6. ICE restart: when the link is lost (disconnected, or failed after it was up), the
@@ -35,6 +38,7 @@
 mod audio;
 mod task;
 pub mod tone;
+pub mod video;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -97,6 +101,13 @@ pub struct MediaOptions {
     pub ice_servers: Vec<IceServer>,
     /// Marks when the first loud sample went out and came in (the audio-delay benchmark).
     pub probe: Option<std::sync::Arc<ClickProbe>>,
+    /// Send video: the caller offers a VP8 track; the callee (whose answer always takes an
+    /// offered video track) sends on it. Frames come from `video_in`, or the test pattern.
+    pub video: bool,
+    /// An IVF file of VP8 frames sent (once) as the camera; the test pattern without.
+    pub video_in: Option<PathBuf>,
+    /// An IVF file the received VP8 frames are written to.
+    pub video_out: Option<PathBuf>,
 }
 
 /// The audio-delay probe: the instant the first sample at or above `threshold` (in
@@ -162,6 +173,9 @@ impl Default for MediaOptions {
             bind: IpAddr::from([0, 0, 0, 0]),
             ice_servers: Vec::new(),
             probe: None,
+            video: false,
+            video_in: None,
+            video_out: None,
         }
     }
 }
@@ -200,6 +214,8 @@ pub struct Quality {
     pub send_kbps: f64,
     /// Audio packets received so far.
     pub packets: u64,
+    /// Whole video frames received so far.
+    pub video_frames: u64,
 }
 
 /// What a media task tells the engine.

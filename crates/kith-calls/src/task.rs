@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -24,6 +24,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::audio::{Sink, Source};
+use crate::video::{VideoSink, VideoSource};
 use crate::{
     CONNECT_TIMEOUT, GATHER_TIMEOUT, MAX_SDP, MediaCmd, MediaError, MediaEvent, MediaOptions,
     QUALITY_EVERY, Quality, RECONNECT_GRACE, RESTART_EVERY, Role, read_wav,
@@ -160,6 +161,15 @@ async fn session(
         .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
         .await
         .map_err(rtc_err)?;
+    let offered_video = match &role {
+        Role::Caller => opts.video,
+        Role::Callee { offer } => offer.contains("m=video"),
+    };
+    let mut video = if offered_video {
+        Some(Video::new(&pc, opts).await?)
+    } else {
+        None
+    };
 
     let result = drive(
         call,
@@ -173,10 +183,105 @@ async fn session(
         events,
         &mut cmds,
         &mut internal,
+        &mut video,
     )
     .await;
     let _ = pc.close().await;
+    if let Some(v) = video {
+        v.sink.finish()?;
+    }
     result
+}
+
+/// The video track of a call: what goes out (when this side sends video) and what comes in.
+struct Video {
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    ssrc: u32,
+    payload_type: Option<u8>,
+    source: Option<VideoSource>,
+    sink: VideoSink,
+}
+
+impl Video {
+    async fn new(pc: &impl PeerConnection, opts: &MediaOptions) -> Result<Self, MediaError> {
+        let source = if opts.video {
+            Some(VideoSource::new(opts.video_in.as_deref())?)
+        } else {
+            None
+        };
+        let sink = VideoSink::new(opts.video_out.as_deref())?;
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(
+            TrackLocalStaticSample::new(
+                Instant::now(),
+                MediaStreamTrack::new(
+                    "kith".to_owned(),
+                    "video".to_owned(),
+                    "video".to_owned(),
+                    RtpCodecKind::Video,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: RTCRtpCodec {
+                            mime_type: MIME_TYPE_VP8.to_owned(),
+                            clock_rate: 90_000,
+                            channels: 0,
+                            sdp_fmtp_line: String::new(),
+                            rtcp_feedback: vec![],
+                        },
+                        ..Default::default()
+                    }],
+                ),
+            )
+            .map_err(rtc_err)?,
+        );
+        let sender = pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(rtc_err)?;
+        Ok(Self {
+            track,
+            sender,
+            ssrc,
+            payload_type: None,
+            source,
+            sink,
+        })
+    }
+
+    /// Sends the next frame, if this side sends video and any is left.
+    async fn send_frame(&mut self) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        if self.payload_type.is_none() {
+            self.payload_type = self
+                .sender
+                .get_parameters()
+                .await
+                .ok()
+                .and_then(|p| p.rtp_parameters.codecs.first().map(|c| c.payload_type));
+        }
+        let (Some(pt), Some(frame)) = (self.payload_type, source.next_frame()) else {
+            return;
+        };
+        let sample = Sample {
+            data: frame,
+            duration: source.interval(),
+            ..Sample::new(Instant::now())
+        };
+        if let Err(e) = self
+            .track
+            .sample_writer(self.ssrc, pt)
+            .write_sample(&sample)
+            .await
+        {
+            debug!(error = %e, "video frame not sent");
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -192,6 +297,7 @@ async fn drive(
     events: &mpsc::Sender<MediaEvent>,
     cmds: &mut mpsc::Receiver<MediaCmd>,
     internal: &mut mpsc::Receiver<Internal>,
+    video: &mut Option<Video>,
 ) -> Result<&'static str, MediaError> {
     let caller = matches!(role, Role::Caller);
     let desc = match role {
@@ -221,7 +327,7 @@ async fn drive(
     }
     send_local(call, pc, events).await?;
 
-    let (rtx, mut received) = mpsc::channel::<(u16, Bytes)>(256);
+    let (rtx, mut received) = mpsc::channel::<Rtp>(256);
     let mut readers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     if let Some(t) = pending_track {
         readers.push(tokio::spawn(read_track(t, rtx.clone())));
@@ -234,6 +340,14 @@ async fn drive(
     let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut quality_tick = tokio::time::interval(QUALITY_EVERY);
+    let sends_video = video.as_ref().is_some_and(|v| v.source.is_some());
+    let mut video_tick = tokio::time::interval(
+        video
+            .as_ref()
+            .and_then(|v| v.source.as_ref())
+            .map_or(Duration::from_secs(1), VideoSource::interval),
+    );
+    video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut meter = Meter::default();
     // When the link was lost (Disconnected, or Failed after it was up), if it is lost now.
     let mut lost_since: Option<tokio::time::Instant> = None;
@@ -329,9 +443,13 @@ async fn drive(
                     Err(e) => debug!(error = %e, "cannot restart ICE now"),
                 }
             }
-            Some((seq, payload)) = received.recv() => {
-                meter.packets += 1;
-                sink.packet(seq, &payload)?;
+            Some(p) = received.recv() => {
+                take(p, &mut sink, video, &mut meter)?;
+            }
+            _ = video_tick.tick(), if connected && sends_video => {
+                if let Some(v) = video.as_mut() {
+                    v.send_frame().await;
+                }
             }
             _ = frame_tick.tick(), if connected => {
                 if payload_type.is_none() {
@@ -369,8 +487,8 @@ async fn drive(
         }
     };
     // Whatever is still queued from the network is written before the file is closed.
-    while let Ok((seq, payload)) = received.try_recv() {
-        sink.packet(seq, &payload)?;
+    while let Ok(p) = received.try_recv() {
+        take(p, &mut sink, video, &mut meter)?;
     }
     finish(sink, readers, end).await
 }
@@ -452,15 +570,48 @@ fn on_state(
     }
 }
 
-/// Reads a remote track's RTP packets into the task (bounded: a full queue drops).
-async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<(u16, Bytes)>) {
-    if track.kind().await != RtpCodecKind::Audio {
-        return;
+/// One RTP packet from the peer: which track, sequence number, marker, payload.
+struct Rtp {
+    video: bool,
+    seq: u16,
+    marker: bool,
+    payload: Bytes,
+}
+
+/// A received packet to the audio or the video sink.
+fn take(
+    p: Rtp,
+    sink: &mut Sink,
+    video: &mut Option<Video>,
+    meter: &mut Meter,
+) -> Result<(), MediaError> {
+    if !p.video {
+        meter.packets += 1;
+        return sink.packet(p.seq, &p.payload);
     }
+    if let Some(v) = video.as_mut() {
+        v.sink.packet(p.seq, p.marker, &p.payload)?;
+        meter.video_frames = u64::from(v.sink.frames);
+    }
+    Ok(())
+}
+
+/// Reads a remote track's RTP packets into the task (bounded: a full queue drops).
+async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<Rtp>) {
+    let video = match track.kind().await {
+        RtpCodecKind::Audio => false,
+        RtpCodecKind::Video => true,
+        _ => return,
+    };
     while let Some(ev) = track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(p) => {
-                let _ = tx.try_send((p.header.sequence_number, p.payload));
+                let _ = tx.try_send(Rtp {
+                    video,
+                    seq: p.header.sequence_number,
+                    marker: p.header.marker,
+                    payload: p.payload,
+                });
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
@@ -472,6 +623,7 @@ async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<(u16, Bytes)>)
 #[derive(Default)]
 struct Meter {
     packets: u64,
+    video_frames: u64,
     ever_connected: Option<Instant>,
     last: Option<(Instant, u64, u64)>,
 }
@@ -482,6 +634,7 @@ impl Meter {
         let report = pc.get_stats(now, StatsSelector::None).await;
         let mut q = Quality {
             packets: self.packets,
+            video_frames: self.video_frames,
             ..Quality::default()
         };
         if let Some(pair) = report.candidate_pairs().find(|p| p.nominated) {
