@@ -428,3 +428,43 @@ fn a_bad_chunk_from_one_source_is_fetched_from_another() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// The sender sees its side of a transfer: `kith watch` shows `uploading` media events for
+/// the contact fetching the file, up to 100 %.
+#[test]
+fn the_sender_sees_upload_progress() {
+    let (a, b) = pair();
+    let mut watch = std::process::Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&a.dir)
+        .args(["--json", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = lines_of(watch.stdout.take().unwrap());
+    // The watch subscribes asynchronously: wait for one event (a 1:1 message) first.
+    wait_for(T, "Alice's watch subscribed", || {
+        b.send("Alice", "probe");
+        events.recv_timeout(Duration::from_millis(500)).ok()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(3 * 1024 * 1024 + 5, 11);
+    let src = write_file(tmp.path(), "slides.bin", &bytes);
+    let id = send_file(&a, "Bob", "--file", &src, None);
+    let mut seen = Vec::new();
+    wait_for(T, "an upload event at 100 %", || {
+        let l = events.recv_timeout(Duration::from_millis(500)).ok()?;
+        let v: Value = serde_json::from_str(&l).ok()?;
+        if v["event"] != "media" || v["id"] != id.as_str() || v["state"] != "uploading" {
+            return None;
+        }
+        assert_eq!(v["contact"], "Bob");
+        seen.push(v["percent"].as_u64().unwrap());
+        (v["percent"] == 100).then_some(())
+    });
+    assert!(seen.len() > 1, "progress came in steps: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    wait_state(&b, "Alice", &id, "ready", T);
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

@@ -111,7 +111,7 @@ fn media_throughput_on_loopback() {
     let mb = size as f64 / 1e6;
     println!(
         "media bench: {} MiB; sender import (read, seal, hash, copy) {:.2} s = {:.1} MB/s; \
-         transfer (fetch, check, open, write, fsync every 4 MiB) {:.2} s = {:.1} MB/s; \
+         transfer (fetch, check, open, write, fsync every 8 MiB) {:.2} s = {:.1} MB/s; \
          plain TCP copy {:.2} s = {:.1} MB/s; media/TCP = {:.1} %; \
          peak RSS sender {} -> {} MiB, receiver {} -> {} MiB",
         mib(),

@@ -622,13 +622,14 @@ pub enum Event {
     },
     /// A file's transfer moved on: `downloading` (with a percentage), `ready` or `failed`.
     Media {
-        /// The contact's name.
+        /// The contact's name (for `uploading`: the contact whose device fetched it).
         contact: String,
         /// The message id.
         id: String,
-        /// waiting, downloading, ready or failed.
+        /// waiting, downloading, ready or failed; on the sender's side, uploading.
         state: String,
-        /// How much is here, 0 to 100.
+        /// How much is here, 0 to 100 (uploading: how much of the file that contact's
+        /// device was sent).
         percent: u8,
     },
     /// A message action from someone else changed a message or a chat (a reaction, an

@@ -409,10 +409,17 @@ impl Engine {
             let Some(msg) = r.media_granted(&root, &dev.identity)? else {
                 return Ok(None);
             };
-            r.media(msg)
+            let who = r
+                .contact(&dev.identity)?
+                .map(|c| c.name)
+                .unwrap_or_else(|| dev.identity.short());
+            Ok(r.media(msg)?.map(|row| (row, msg, who)))
         });
-        let manifest = match found {
-            Ok(Some(row)) => pmedia::decode_manifest(&row.manifest).ok(),
+        let (manifest, to) = match found {
+            Ok(Some((row, msg, who))) => (
+                pmedia::decode_manifest(&row.manifest).ok(),
+                (MessageId(msg).to_string(), who),
+            ),
             Ok(None) if self.held_for(peer, &root) => {
                 let job = Job::ServeHeld { id, root, chunk };
                 if !self.st.media.offer(job) {
@@ -427,7 +434,7 @@ impl Engine {
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the store");
-                None
+                (None, Default::default())
             }
         };
         let Some(manifest) = manifest else {
@@ -440,8 +447,10 @@ impl Engine {
         }
         let job = Job::Serve {
             id,
+            peer,
             manifest: Box::new(manifest),
             chunk,
+            to: Box::new(to),
         };
         if !self.st.media.offer(job) {
             self.refuse_media(id, MediaRefusal::Busy);

@@ -227,7 +227,8 @@ pub fn sealed_chunk_at(path: &Path, m: &Manifest, i: u32) -> io::Result<Vec<u8>>
 /// A file being received: the open `.part` and which chunks it holds.
 #[derive(Debug)]
 pub struct Partial {
-    file: File,
+    /// Shared with the threads that write checked chunks into it.
+    file: std::sync::Arc<File>,
     have: Vec<u8>,
     count: u32,
     held: u32,
@@ -257,7 +258,7 @@ impl Partial {
         }
         let held = (0..count).filter(|i| bit(&have, *i)).count() as u32;
         Ok(Self {
-            file,
+            file: std::sync::Arc::new(file),
             have,
             count,
             held,
@@ -295,6 +296,21 @@ impl Partial {
             return Ok(());
         }
         self.file.write_all_at(plain, offset)?;
+        self.mark(dir, root, i, sync_every)
+    }
+
+    /// The open `.part`, to write checked chunks into off the caller's thread (then
+    /// [`Partial::mark`] them).
+    pub fn file(&self) -> std::sync::Arc<File> {
+        self.file.clone()
+    }
+
+    /// Counts chunk `i` as written (by a writer of [`Partial::file`]); every `sync_every`
+    /// chunks the file is synced and `.have` replaced.
+    pub fn mark(&mut self, dir: &Dir, root: &Hash, i: u32, sync_every: u32) -> io::Result<()> {
+        if self.has(i) || i >= self.count {
+            return Ok(());
+        }
         if let Some(b) = self.have.get_mut((i / 8) as usize) {
             *b |= 1 << (i % 8);
         }

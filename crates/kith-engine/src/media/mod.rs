@@ -23,11 +23,16 @@
 //!    [`MAX_BAD`] bad chunks from every source, or [`MAX_FAILURES`] failed requests in a
 //!    row, fail the download.
 //! 4. A file still arriving serves the chunks it has (a group member helps others before it
-//!    has the whole file); the index is served as soon as it is here.
+//!    has the whole file); the index is served as soon as it is here. Chunks are read and
+//!    sealed for peers on blocking threads, a few at once ([`serve`]), not on this task,
+//!    so serving and fetching run side by side; bytes served are counted per file and peer
+//!    and shown to the sender as `uploading` events.
 //! 5. Progress goes to `kith watch` as [`Event::Media`] and to views through a shared map.
 
 pub mod files;
 pub mod held;
+mod receive;
+pub mod serve;
 pub mod thumb;
 pub mod upload;
 
@@ -36,9 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kith_net::{Multiaddr, NetCommand, PeerId, RequestFailure, WeakNetHandle};
-use kith_proto::media::{
-    Hash, Index, Manifest, MediaRefusal, MediaRequest, MediaResponse, open_chunk,
-};
+use kith_proto::media::{Hash, Index, Manifest, MediaRequest, MediaResponse};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
 
@@ -55,8 +58,8 @@ pub const MAX_DOWNLOADS: usize = 4;
 pub const MAX_QUEUED: usize = 1024;
 /// Chunk requests in flight per download.
 pub const WINDOW: usize = 16;
-/// Chunks written between syncs of a download (4 MiB).
-pub const SYNC_EVERY: u32 = 16;
+/// Chunks written between syncs of a download (8 MiB).
+pub const SYNC_EVERY: u32 = 32;
 /// Bad chunks (failed checks) before a download fails.
 pub const MAX_BAD: u32 = 3;
 /// Failed requests in a row before a download fails.
@@ -81,8 +84,11 @@ pub enum Job {
     /// asker may have.
     Serve {
         id: u64,
+        peer: PeerId,
         manifest: Box<Manifest>,
         chunk: Option<u32>,
+        /// The message id (text) and the asker's name, for upload events.
+        to: Box<(String, String)>,
     },
     /// The answer to one of our requests.
     Answered {
@@ -143,6 +149,8 @@ pub struct Media {
     /// The folder.
     pub dir: Dir,
     progress: Arc<Mutex<HashMap<Hash, Progress>>>,
+    /// Bytes served per file and peer (the sender's side of a transfer).
+    pub served: serve::Served,
 }
 
 impl Media {
@@ -153,6 +161,8 @@ impl Media {
         }
         let (tx, rx) = mpsc::channel(JOB_QUEUE);
         let progress = Arc::new(Mutex::new(HashMap::new()));
+        let served = serve::Served::default();
+        let (opened_tx, opened_rx) = receive::channel();
         let task = Task {
             dir: dir.clone(),
             net,
@@ -163,9 +173,17 @@ impl Media {
             asked: HashMap::new(),
             next_tag: 0,
             uploads: upload::Uploads::default(),
+            serving: serve::Serving::default(),
+            opened: opened_tx,
+            served: served.clone(),
         };
-        tokio::spawn(task.run(rx));
-        Self { tx, dir, progress }
+        tokio::spawn(task.run(rx, opened_rx));
+        Self {
+            tx,
+            dir,
+            progress,
+            served,
+        }
     }
 
     /// Hands the task a job without waiting; false when its queue is full (or it stopped).
@@ -198,6 +216,8 @@ struct Download {
     part: Option<Partial>,
     /// Chunk (or `None` for the index) asked by tag, with when and of which source.
     in_flight: HashMap<u64, (Option<u32>, Instant, usize)>,
+    /// Chunks received and being opened off the task, by tag: which, of which source.
+    opening: HashMap<u64, (u32, usize)>,
     /// Next chunk to consider asking for.
     cursor: u32,
     /// Chunks to ask again first.
@@ -227,13 +247,24 @@ struct Task {
     next_tag: u64,
     /// Files being handed to mailboxes.
     uploads: upload::Uploads,
+    /// Chunks being read and sealed for peers.
+    serving: serve::Serving,
+    /// Where chunks opened off the task come back.
+    opened: mpsc::Sender<receive::Opened>,
+    /// Bytes served per file and peer.
+    served: serve::Served,
 }
 
 impl Task {
-    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Job>,
+        mut opened: mpsc::Receiver<receive::Opened>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
+                Some(o) = opened.recv() => self.on_opened(o),
                 job = rx.recv() => match job {
                     Some(j) => self.on_job(j),
                     None => break,
@@ -293,12 +324,11 @@ impl Task {
             }
             Job::Serve {
                 id,
+                peer,
                 manifest,
                 chunk,
-            } => {
-                let resp = self.serve(&manifest, chunk);
-                self.net_send(NetCommand::AnswerMedia { id, resp });
-            }
+                to,
+            } => self.serve(id, Some((peer, *to)), *manifest, chunk),
             Job::Answered { tag, result, .. } if self.uploads.owns(tag) => {
                 self.on_upload_answer(tag, result);
             }
@@ -313,21 +343,6 @@ impl Task {
             Job::ServeHeld { id, root, chunk } => self.serve_held(id, &root, chunk),
             Job::DropHeld(roots) => self.drop_held(&roots),
         }
-    }
-
-    fn serve(&self, m: &Manifest, chunk: Option<u32>) -> MediaResponse {
-        let read = match chunk {
-            None => std::fs::read(self.dir.index(&m.root)).map(MediaResponse::Index),
-            // A file still arriving serves the chunks it has (checked when written).
-            Some(i) if !self.dir.ready(&m.root) => match self.active.get(&m.root) {
-                Some(d) if d.part.as_ref().is_some_and(|p| p.has(i)) => {
-                    files::sealed_chunk_at(&self.dir.part(&m.root), m, i).map(MediaResponse::Chunk)
-                }
-                _ => Err(std::io::ErrorKind::NotFound.into()),
-            },
-            Some(i) => files::sealed_chunk(&self.dir, m, i).map(MediaResponse::Chunk),
-        };
-        read.unwrap_or(MediaResponse::Refused(MediaRefusal::NotFound))
     }
 
     fn net_send(&self, cmd: NetCommand) {
@@ -358,6 +373,7 @@ impl Task {
                 index,
                 part: None,
                 in_flight: HashMap::new(),
+                opening: HashMap::new(),
                 cursor: 0,
                 again: VecDeque::new(),
                 source: 0,
@@ -437,7 +453,7 @@ impl Task {
                     asks.push(None);
                 }
             } else if let Some(part) = d.part.as_ref() {
-                while d.in_flight.len() + asks.len() < WINDOW {
+                while d.in_flight.len() + d.opening.len() + asks.len() < WINDOW {
                     let next = match d.again.pop_front() {
                         Some(i) => Some(i),
                         None => {
@@ -494,122 +510,8 @@ impl Task {
         });
     }
 
-    fn on_answer(&mut self, tag: u64, peer: PeerId, result: Result<MediaResponse, RequestFailure>) {
-        let Some(root) = self.asked.remove(&tag) else {
-            return;
-        };
-        let Some(d) = self.active.get_mut(&root) else {
-            return;
-        };
-        let Some((chunk, _, source)) = d.in_flight.remove(&tag) else {
-            return;
-        };
-        let count = d.fetch.manifest.chunks();
-        let outcome = match (chunk, result) {
-            (None, Ok(MediaResponse::Index(bytes))) => match Index::from_bytes(&root, count, bytes)
-            {
-                Ok(index) => {
-                    let _ = files::replace(&self.dir.index(&root), index.as_bytes());
-                    d.index = Some(index);
-                    Outcome::Good
-                }
-                Err(_) => Outcome::Bad,
-            },
-            (Some(i), Ok(MediaResponse::Chunk(sealed))) => {
-                let checked = match d.index.as_ref() {
-                    Some(index) => index.verify(i, &sealed).is_ok(),
-                    None => false,
-                };
-                let opened = if checked {
-                    open_chunk(&d.fetch.manifest.key, i, count, sealed).ok()
-                } else {
-                    None
-                };
-                match (opened, d.part.as_mut()) {
-                    (Some(plain), Some(part)) if plain.len() == d.fetch.manifest.chunk_len(i) => {
-                        let offset = u64::from(i) * u64::from(d.fetch.manifest.chunk_size);
-                        match part.write(&self.dir, &root, i, offset, &plain, SYNC_EVERY) {
-                            Ok(()) => Outcome::Good,
-                            Err(e) => {
-                                warn!(error = %e, "cannot write a download");
-                                d.again.push_back(i);
-                                Outcome::Failed
-                            }
-                        }
-                    }
-                    _ => {
-                        d.again.push_back(i);
-                        Outcome::Bad
-                    }
-                }
-            }
-            (c, Ok(MediaResponse::Refused(MediaRefusal::Busy))) => {
-                if let Some(i) = c {
-                    d.again.push_back(i);
-                }
-                Outcome::Busy
-            }
-            (c, other) => {
-                if let Some(i) = c {
-                    d.again.push_back(i);
-                }
-                match other {
-                    Ok(MediaResponse::Refused(r)) => debug!(%peer, ?r, "media request refused"),
-                    Err(e) => debug!(%peer, error = %e, "media request failed"),
-                    Ok(_) => {}
-                }
-                Outcome::Failed
-            }
-        };
-        let now = Instant::now();
-        let rest = d.rest.get_mut(source);
-        match outcome {
-            Outcome::Good => {
-                d.failures = 0;
-                if let Some(r) = rest {
-                    r.1 = 0;
-                }
-            }
-            Outcome::Bad => {
-                warn!(%peer, "a source sent a chunk that fails its check");
-                // Asked again of the others; this source rests, and after MAX_BAD bad
-                // chunks is asked no more (when no source is left, the download fails).
-                if let Some(r) = rest {
-                    r.2 += 1;
-                    let until = if r.2 >= MAX_BAD { BANNED } else { RETRY_AFTER };
-                    *r = (now + until, r.1.saturating_add(1), r.2);
-                }
-                if d.rest.iter().all(|r| r.2 >= MAX_BAD) {
-                    d.bad = MAX_BAD;
-                }
-                let _ = self.net.send(NetCommand::Penalize {
-                    peer,
-                    reason: "bad media chunk",
-                });
-            }
-            Outcome::Busy => {
-                // The source has it but serves others now: the same source, a little later.
-                if let Some(r) = rest {
-                    r.0 = now + RETRY_AFTER;
-                }
-            }
-            Outcome::Failed => {
-                d.failures += 1;
-                if let Some(r) = rest {
-                    let strikes = r.1.min(5);
-                    *r = (
-                        now + RETRY_AFTER * (1 << strikes),
-                        r.1.saturating_add(1),
-                        r.2,
-                    );
-                }
-            }
-        }
-        self.after_answer(root);
-    }
-
     /// Reports progress, finishes or fails the download `root`, and asks for more.
-    fn after_answer(&mut self, root: Hash) {
+    pub(super) fn after_answer(&mut self, root: Hash) {
         let Some(d) = self.active.get_mut(&root) else {
             return;
         };
@@ -689,11 +591,4 @@ impl Task {
             self.asked.remove(t);
         }
     }
-}
-
-enum Outcome {
-    Good,
-    Bad,
-    Busy,
-    Failed,
 }

@@ -1,0 +1,243 @@
+//! Answers to our requests: an index is checked here; a chunk is checked against the
+//! index, opened and written at its offset on a blocking thread, so the media task goes on
+//! asking and serving meanwhile (on a node with more than one core, several chunks are
+//! opened at once).
+//!
+//! A chunk being opened still counts in its download's window ([`super::WINDOW`]), so at
+//! most that many chunks per download are in memory whatever the order of the answers. It
+//! counts in the `.part`'s `.have` only once it was written ([`Partial::mark`]), and `.have`
+//! is written only after the `.part` was synced: resume stays correct after a kill -9.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::Instant;
+
+use kith_net::{NetCommand, PeerId, RequestFailure};
+use kith_proto::media::{Hash, Index, MediaRefusal, MediaResponse, open_chunk};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{BANNED, MAX_BAD, RETRY_AFTER, SYNC_EVERY, Task, files};
+
+/// Chunks opened and written (or refused) off the task, waiting for the task to count them.
+pub(super) const OPENED_QUEUE: usize = 256;
+
+/// What became of one received chunk.
+pub(super) struct Opened {
+    root: Hash,
+    tag: u64,
+    peer: PeerId,
+    i: u32,
+    result: Result<(), Refused>,
+}
+
+enum Refused {
+    /// It failed its check (hash, seal or length).
+    Bad,
+    /// It could not be written.
+    Io(std::io::Error),
+}
+
+enum Outcome {
+    Good,
+    Bad,
+    Busy,
+    Failed,
+}
+
+/// Checks, opens and writes chunk `i` (blocking).
+fn open_and_write(
+    want: [u8; 32],
+    key: [u8; 32],
+    (i, count, len, offset): (u32, u32, usize, u64),
+    sealed: Vec<u8>,
+    file: &File,
+) -> Result<(), Refused> {
+    if kith_proto::media::hash(&sealed).as_slice() != want {
+        return Err(Refused::Bad);
+    }
+    let plain = open_chunk(&key, i, count, sealed).map_err(|_| Refused::Bad)?;
+    if plain.len() != len {
+        return Err(Refused::Bad);
+    }
+    file.write_all_at(&plain, offset).map_err(Refused::Io)
+}
+
+impl Task {
+    pub(super) fn on_answer(
+        &mut self,
+        tag: u64,
+        peer: PeerId,
+        result: Result<MediaResponse, RequestFailure>,
+    ) {
+        let Some(root) = self.asked.remove(&tag) else {
+            return;
+        };
+        let Some(d) = self.active.get_mut(&root) else {
+            return;
+        };
+        let Some((chunk, _, source)) = d.in_flight.remove(&tag) else {
+            return;
+        };
+        let count = d.fetch.manifest.chunks();
+        let outcome = match (chunk, result) {
+            (None, Ok(MediaResponse::Index(bytes))) => match Index::from_bytes(&root, count, bytes)
+            {
+                Ok(index) => {
+                    let _ = files::replace(&self.dir.index(&root), index.as_bytes());
+                    d.index = Some(index);
+                    Outcome::Good
+                }
+                Err(_) => Outcome::Bad,
+            },
+            (Some(i), Ok(MediaResponse::Chunk(sealed))) => {
+                let at = i as usize * 32;
+                let want = d
+                    .index
+                    .as_ref()
+                    .and_then(|x| x.as_bytes().get(at..at + 32))
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok());
+                match (want, d.part.as_ref()) {
+                    (Some(want), Some(part)) => {
+                        // Counted in the window until the task hears how it went.
+                        d.opening.insert(tag, (i, source));
+                        let m = &d.fetch.manifest;
+                        let at = (
+                            i,
+                            count,
+                            m.chunk_len(i),
+                            u64::from(i) * u64::from(m.chunk_size),
+                        );
+                        let (key, file, done) = (m.key, part.file(), self.opened.clone());
+                        tokio::spawn(async move {
+                            let result = tokio::task::spawn_blocking(move || {
+                                open_and_write(want, key, at, sealed, &file)
+                            })
+                            .await
+                            .unwrap_or(Err(Refused::Bad));
+                            let opened = Opened {
+                                root,
+                                tag,
+                                peer,
+                                i,
+                                result,
+                            };
+                            let _ = done.send(opened).await;
+                        });
+                        return;
+                    }
+                    _ => {
+                        d.again.push_back(i);
+                        Outcome::Bad
+                    }
+                }
+            }
+            (c, Ok(MediaResponse::Refused(MediaRefusal::Busy))) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                Outcome::Busy
+            }
+            (c, other) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                match other {
+                    Ok(MediaResponse::Refused(r)) => debug!(%peer, ?r, "media request refused"),
+                    Err(e) => debug!(%peer, error = %e, "media request failed"),
+                    Ok(_) => {}
+                }
+                Outcome::Failed
+            }
+        };
+        self.account(root, source, peer, outcome);
+    }
+
+    /// A chunk was opened and written (or refused) off the task.
+    pub(super) fn on_opened(&mut self, o: Opened) {
+        let Some(d) = self.active.get_mut(&o.root) else {
+            return;
+        };
+        let Some((i, source)) = d.opening.remove(&o.tag) else {
+            return;
+        };
+        let outcome = match (o.result, d.part.as_mut()) {
+            (Ok(()), Some(part)) => match part.mark(&self.dir, &o.root, i, SYNC_EVERY) {
+                Ok(()) => Outcome::Good,
+                Err(e) => {
+                    warn!(error = %e, "cannot record a download's progress");
+                    d.again.push_back(i);
+                    Outcome::Failed
+                }
+            },
+            (Err(Refused::Io(e)), _) => {
+                warn!(error = %e, "cannot write a download");
+                d.again.push_back(i);
+                Outcome::Failed
+            }
+            (Err(Refused::Bad), _) | (Ok(()), None) => {
+                d.again.push_back(i);
+                Outcome::Bad
+            }
+        };
+        debug_assert_eq!(i, o.i);
+        self.account(o.root, source, o.peer, outcome);
+    }
+
+    /// Counts an answer of `source` for or against it, then moves the download on.
+    fn account(&mut self, root: Hash, source: usize, peer: PeerId, outcome: Outcome) {
+        let Some(d) = self.active.get_mut(&root) else {
+            return;
+        };
+        let now = Instant::now();
+        let rest = d.rest.get_mut(source);
+        match outcome {
+            Outcome::Good => {
+                d.failures = 0;
+                if let Some(r) = rest {
+                    r.1 = 0;
+                }
+            }
+            Outcome::Bad => {
+                warn!(%peer, "a source sent a chunk that fails its check");
+                // Asked again of the others; this source rests, and after MAX_BAD bad
+                // chunks is asked no more (when no source is left, the download fails).
+                if let Some(r) = rest {
+                    r.2 += 1;
+                    let until = if r.2 >= MAX_BAD { BANNED } else { RETRY_AFTER };
+                    *r = (now + until, r.1.saturating_add(1), r.2);
+                }
+                if d.rest.iter().all(|r| r.2 >= MAX_BAD) {
+                    d.bad = MAX_BAD;
+                }
+                let _ = self.net.send(NetCommand::Penalize {
+                    peer,
+                    reason: "bad media chunk",
+                });
+            }
+            Outcome::Busy => {
+                // The source has it but serves others now: the same source, a little later.
+                if let Some(r) = rest {
+                    r.0 = now + RETRY_AFTER;
+                }
+            }
+            Outcome::Failed => {
+                d.failures += 1;
+                if let Some(r) = rest {
+                    let strikes = r.1.min(5);
+                    *r = (
+                        now + RETRY_AFTER * (1 << strikes),
+                        r.1.saturating_add(1),
+                        r.2,
+                    );
+                }
+            }
+        }
+        self.after_answer(root);
+    }
+}
+
+/// The channel opened chunks come back on.
+pub(super) fn channel() -> (mpsc::Sender<Opened>, mpsc::Receiver<Opened>) {
+    mpsc::channel(OPENED_QUEUE)
+}
