@@ -13,6 +13,7 @@ use redb::{
 use crate::chat::*;
 use crate::groups::*;
 use crate::held::*;
+use crate::held_fill::*;
 use crate::media::*;
 use crate::prekeys::*;
 use crate::stories::*;
@@ -69,6 +70,7 @@ macro_rules! for_each_table {
         $m!(STORY_EXPIRY);
         $m!(STORY_VIEWERS);
         $m!(HELD_MEDIA);
+        $m!(HELD_FILL);
     };
 }
 
