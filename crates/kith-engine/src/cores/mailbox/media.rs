@@ -155,7 +155,11 @@ impl MailboxService {
             Some(_) => lim.peer_bytes,
             None => u64::MAX,
         };
-        if bytes.saturating_add(grows) > lim.bytes || peer_bytes.saturating_add(grows) > peer_max {
+        // A chunk its reservation covers is always taken (the total may be over only
+        // through files kept before fill records, or a smaller quota since).
+        let over =
+            bytes.saturating_add(grows) > lim.bytes || peer_bytes.saturating_add(grows) > peer_max;
+        if grows > 0 && over {
             return Verdict::Refuse(MediaRefusal::Full);
         }
         Verdict::Accept(())
