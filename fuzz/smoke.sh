@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SECONDS_EACH=${KITH_FUZZ_SECONDS:-5}
-TARGETS=(wire_request wire_response sealed user_record contact_code group_op group_frame signal avatar)
+TARGETS=(wire_request wire_response sealed user_record contact_code group_op group_frame signal avatar media)
 if [ $# -gt 0 ]; then
     TARGETS=("$@")
 fi

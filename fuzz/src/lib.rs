@@ -16,7 +16,10 @@ use kith_proto::record::{DeviceCert, MAX_USER_RECORD, PrekeyBundle, UserRecord};
 use kith_proto::signal::{self, Signal, SignalAnswer};
 use kith_proto::wire::{Body, Request, Response, Sealed};
 
+pub mod media_frames;
 pub mod seeds;
+
+pub use media_frames::media;
 
 /// The clock the record checks use (the seeds are valid then).
 pub const NOW_MS: u64 = seeds::NOW_MS;
@@ -228,6 +231,7 @@ pub fn accepts(target: &str, data: &[u8]) -> bool {
         }),
         "signal" => Signal::decode(data).is_ok() || SignalAnswer::decode(data).is_ok(),
         "avatar" => signal::check_avatar(data).is_ok(),
+        "media" => media_frames::accepts(data),
         "net_frame" => data.split_first().is_some_and(|(&mode, rest)| {
             let Some((len, body)) = rest.split_first_chunk::<4>() else {
                 return false;

@@ -399,6 +399,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ),
         ("signal", signals.into_iter().map(Result::unwrap).collect()),
         ("avatar", images()),
+        ("media", crate::media_frames::seeds()),
     ]
 }
 

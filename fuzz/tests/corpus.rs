@@ -19,6 +19,7 @@ fn targets() -> Vec<(&'static str, Check)> {
         ("group_frame", kith_fuzz::group_frame),
         ("signal", kith_fuzz::signal),
         ("avatar", kith_fuzz::avatar),
+        ("media", kith_fuzz::media),
         #[cfg(feature = "net")]
         ("net_frame", kith_fuzz::net::net_frame),
     ]

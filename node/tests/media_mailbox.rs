@@ -4,7 +4,7 @@
 //! while the recipient is away is deposited (sealed) at the recipient's mailbox; the sender
 //! is then killed, and the recipient still gets the file, identical, from its mailbox. A
 //! mailbox refuses media for devices not registered with it, and files over a device's
-//! media quota.
+//! media quota; a hostile peer's unfilled files do not keep honest files out.
 
 mod common;
 #[path = "common/stranger.rs"]
@@ -171,10 +171,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// while a smaller one is kept; media for a key not registered there is refused.
 #[test]
 fn a_mailbox_refuses_media_over_quota_and_for_unregistered_devices() {
-    let (m, a, mut b) = trio(&["--mailbox-media-bytes", "1048576"]);
+    let (m, a, mut b) = trio(&["--mailbox-media-bytes", "4194304"]);
     b.stop();
     let tmp = tempfile::tempdir().unwrap();
-    let big = data(2 * 1024 * 1024, 3);
+    let big = data(5 * 1024 * 1024, 3);
     let src = write_file(tmp.path(), "big.bin", &big);
     send_file(&a, "Bob", &src);
     wait_for(T, "the deposit refused", || {
@@ -232,4 +232,87 @@ fn a_mailbox_refuses_media_over_quota_and_for_unregistered_devices() {
         answers[2]
     );
     assert_eq!(held_chunks(&m), vec![3], "nothing more kept");
+}
+
+/// Bob's Curve25519 key (public, in his certificate), as Alice's store has it; Alice is
+/// stopped for the read.
+fn curve_key_of(a: &mut Node, bob: &PeerId) -> [u8; 32] {
+    a.stop();
+    let store = kith_store::Store::open(&a.dir.join("kith.redb")).unwrap();
+    let dev = kith_store::device_key(&bob.to_bytes());
+    let known = store.read(|r| r.device(&dev)).unwrap().unwrap();
+    drop(store);
+    a.start();
+    known.cert.unwrap().curve25519.0
+}
+
+/// Regression (threat model, "Mailbox"): any peer may ask a mailbox to hold a file for a
+/// registered device, and the whole declared size was charged to the device's media quota
+/// at once. Eve declares 256 MiB files for Bob that she never fills; before the fix her
+/// fourth took Bob's whole 1 GiB, and Alice's file to Bob was refused, so Bob never got it
+/// once Alice was gone. Now Eve holds a few files (each charged only a bounded reservation;
+/// they expire unfilled within minutes), and Alice's file is held and delivered.
+#[test]
+fn a_hostile_peers_unfilled_files_do_not_keep_honest_files_out() {
+    let (m, mut a, mut b) = trio(&[]);
+    let bob: PeerId = b.json(&["id"])[0]["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    b.stop();
+    let curve = curve_key_of(&mut a, &bob);
+
+    // Eve asks the mailbox to hold unfilled 256 MiB files for Bob until it refuses.
+    let mid: PeerId = m.json(&["id"])[0]["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let addr: Multiaddr = m.listen_addr().parse().unwrap();
+    let chunks = 1024u32;
+    let holds = (0..12u32)
+        .map(|f| {
+            let index: Vec<u8> = (0..chunks)
+                .flat_map(|i| hash(&[f.to_le_bytes(), i.to_le_bytes()].concat()))
+                .collect();
+            MediaRequest::Hold {
+                to: curve,
+                root: hash(&index),
+                sealed: u64::from(chunks) * CHUNK as u64,
+                index,
+            }
+        })
+        .collect();
+    let answers = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(ask(mid, addr, holds));
+    let held = answers
+        .iter()
+        .take_while(|a| matches!(a, Ok(MediaResponse::Stored)))
+        .count();
+    assert!(held >= 1, "Eve's first file is held: {:?}", answers[0]);
+    assert!(
+        answers[held..]
+            .iter()
+            .all(|a| matches!(a, Ok(MediaResponse::Refused(MediaRefusal::Full)))),
+        "then she is refused: {answers:?}"
+    );
+
+    // Alice's file to Bob is still held, whole, and reaches Bob after Alice is gone.
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(1024 * 1024 + 77, 11);
+    let src = write_file(tmp.path(), "honest.bin", &bytes);
+    let id = send_file(&a, "Bob", &src);
+    wait_for(T, "Alice's chunks at the mailbox", || {
+        (held_chunks(&m) == vec![bytes.len().div_ceil(CHUNK)]).then_some(())
+    });
+    a.kill9();
+    b.start();
+    wait_for(T, "the file at Bob's", || {
+        attachment(&b, "Alice", &id).filter(|a| a["state"] == "ready")
+    });
+    let out = tmp.path().join("saved.bin");
+    b.json(&["save", &id, "--to", out.to_str().unwrap()]);
+    assert_eq!(hash(&std::fs::read(&out).unwrap()), hash(&bytes));
 }

@@ -13,6 +13,7 @@ use redb::{
 use crate::chat::*;
 use crate::groups::*;
 use crate::held::*;
+use crate::held_fill::*;
 use crate::media::*;
 use crate::mentions::*;
 use crate::prekeys::*;
@@ -71,6 +72,7 @@ macro_rules! for_each_table {
         $m!(STORY_VIEWERS);
         $m!(HELD_MEDIA);
         $m!(MENTIONS);
+        $m!(HELD_FILL);
     };
 }
 

@@ -16,11 +16,13 @@ pub(crate) const HELD_MEDIA: TableDefinition<(DeviceKey, &[u8; 32]), &[u8]> =
 /// A file a mailbox keeps for one device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRow {
-    /// Sealed bytes the sender announced (charged to the device's quota whole, up front).
+    /// Sealed bytes the sender announced (charged as they are stored, see
+    /// [`crate::HeldFill`]; whole for a file kept before fill rows existed).
     pub sealed: u64,
     /// Chunks in the file.
     pub chunks: u32,
-    /// When it is dropped (wall clock, ms).
+    /// When it is dropped (wall clock, ms): soon while it fills (each chunk stored puts
+    /// it off), at the end of its retention once filled.
     pub expires_ms: u64,
 }
 
@@ -79,6 +81,7 @@ impl WriteTx<'_> {
     /// it kept (if not, its chunks may go).
     pub fn unhold(&mut self, dev: &DeviceKey, root: &[u8; 32]) -> Result<bool, StoreError> {
         self.table_mut(HELD_MEDIA)?.remove((*dev, root))?;
+        self.remove_held_fill(dev, root)?;
         self.held_by_anyone(root)
     }
 

@@ -2,10 +2,13 @@
 //! `media/upload.rs`):
 //!
 //! - **As a mailbox**: `Hold` is taken only for a device registered here under the key it
-//!   names and within that device's media quota (the mailbox core decides; the whole
-//!   file's sealed size is charged up front, so a file is kept whole or refused whole and
-//!   what is kept already is never pushed out), and recorded with its expiry in the same
-//!   transaction (`held_media`). `Put` is taken only for a file held for that device. The
+//!   names, within that device's media quota and the depositing peer's share of it (the
+//!   mailbox core decides, `cores::mailbox::media`: a file is charged by what is stored
+//!   plus a bounded reservation while it fills, and what is kept already is never pushed
+//!   out), and recorded with its expiry and fill in the same transaction (`held_media`,
+//!   `held_fill`). `Put` is taken only for a file held for that device; a chunk that
+//!   matches the index is counted once, and puts off the expiry of a file still filling
+//!   (one that stops filling goes after `HOLD_IDLE`). The
 //!   device itself (by the connection's peer id, registered here) fetches with the ordinary
 //!   `Index`/`Chunk` requests and ends with `Release`; what no device keeps any more is
 //!   deleted, and files past the media retention expire.
@@ -15,11 +18,80 @@
 //! - **As a recipient**: our own mailboxes are sources of every download, after the sender.
 
 use kith_proto::media::{self as pmedia, Hash, MediaRefusal, MediaResponse};
-use kith_store::HeldRow;
+use kith_store::{HeldFill, HeldRow, StoreError};
 
 use super::*;
+use crate::cores::mailbox::media::Held;
 use crate::media::held::Keep;
 use crate::media::{Job, upload::Deposit};
+
+/// A file held for a device, as the store has it: (root, row, fill; `None` when filled
+/// before fill rows existed).
+type HeldFile = ([u8; 32], HeldRow, Option<HeldFill>);
+
+/// Every file held for `dev`, with how far each is filled.
+fn held_files(w: &WriteTx<'_>, dev: &DeviceKey) -> Result<Vec<HeldFile>, StoreError> {
+    let mut fills: std::collections::HashMap<_, _> = w.held_fills_of(dev)?.into_iter().collect();
+    let rows = w.held_of(dev)?;
+    Ok(rows
+        .into_iter()
+        .map(|(root, row)| {
+            let fill = fills.remove(&root);
+            (root, row, fill)
+        })
+        .collect())
+}
+
+/// The files as the mailbox core sees them.
+fn views(kept: &[HeldFile]) -> Vec<Held<'_>> {
+    kept.iter()
+        .map(|(_, row, fill)| match fill {
+            Some(f) => Held {
+                sealed: row.sealed,
+                stored: f.stored,
+                filled: f.filled >= row.chunks,
+                by: Some(f.by.as_slice()),
+            },
+            None => Held {
+                sealed: row.sealed,
+                stored: row.sealed,
+                filled: true,
+                by: None,
+            },
+        })
+        .collect()
+}
+
+/// Counts chunk `n` (`len` sealed bytes, checked) of the file `root` held for `dev` as
+/// stored, if it is new and the mailbox core allows it, and puts off the file's expiry.
+fn count_chunk(
+    st: &mut State,
+    w: &mut WriteTx<'_>,
+    dev: &DeviceKey,
+    root: &Hash,
+    n: u32,
+    len: u64,
+) -> Result<Result<(), MediaRefusal>, StoreError> {
+    let kept = held_files(w, dev)?;
+    let Some(at) = kept.iter().position(|(r, _, _)| r == root) else {
+        return Ok(Err(MediaRefusal::NotFound));
+    };
+    let (_, mut row, fill) = kept[at].clone();
+    let Some(mut fill) = fill.filter(|f| !f.has(n)) else {
+        return Ok(Ok(()));
+    };
+    if let mailbox_core::Verdict::Refuse(r) | mailbox_core::Verdict::Penalize(r, _) =
+        st.mailbox.put(&views(&kept), at, len)
+    {
+        return Ok(Err(r));
+    }
+    fill.add(n, len, row.chunks);
+    let filled = fill.filled >= row.chunks;
+    row.expires_ms = st.mailbox.hold_expiry(fill.until_ms, filled, now_ms());
+    w.hold(dev, root, &row)?;
+    w.set_held_fill(dev, root, &fill)?;
+    Ok(Ok(()))
+}
 
 impl Engine {
     /// As a mailbox: `Hold` (keep a file for a registered device, within its quota).
@@ -35,7 +107,8 @@ impl Engine {
             self.answer_media(id, MediaResponse::Refused(MediaRefusal::Invalid));
             return;
         }
-        let chunks = (index.len() / 32) as u32;
+        let chunks = u32::try_from(index.len() / 32).unwrap_or(u32::MAX);
+        let by = peer.to_bytes();
         let st = &mut self.st;
         let res = self.store.write(|w| {
             let dev = match st.mailbox.is_serving() {
@@ -47,22 +120,23 @@ impl Engine {
             {
                 return Ok(Ok(()));
             }
-            let to = match dev {
-                Some(dev) => {
-                    let rows = w.held_of(&dev)?;
-                    let bytes = rows.iter().map(|(_, r)| r.sealed).sum();
-                    Some((dev, bytes, rows.len()))
-                }
+            let kept = match dev {
+                Some(dev) => Some((dev, held_files(w, &dev)?)),
                 None => None,
             };
-            match st.mailbox.hold(to, sealed) {
+            let seen = kept.as_ref().map(|(dev, k)| (*dev, views(k)));
+            let to = seen.as_ref().map(|(dev, v)| (*dev, v.as_slice()));
+            match st.mailbox.hold(to, &by, sealed, chunks) {
                 mailbox_core::Verdict::Accept(dev) => {
+                    let now = now_ms();
+                    let until = st.mailbox.held_until(now);
                     let row = HeldRow {
                         sealed,
                         chunks,
-                        expires_ms: st.mailbox.held_until(now_ms()),
+                        expires_ms: st.mailbox.hold_expiry(until, false, now),
                     };
                     w.hold(&dev, &root, &row)?;
+                    w.set_held_fill(&dev, &root, &HeldFill::new(&by, chunks, until))?;
                     Ok(Ok(()))
                 }
                 mailbox_core::Verdict::Refuse(r) | mailbox_core::Verdict::Penalize(r, _) => {
@@ -82,7 +156,10 @@ impl Engine {
                     self.answer_media(id, MediaResponse::Refused(MediaRefusal::Busy));
                 }
             }
-            Ok(Err(r)) => self.answer_media(id, MediaResponse::Refused(r)),
+            Ok(Err(r)) => {
+                debug!(%peer, ?r, "a mailbox does not hold a file");
+                self.answer_media(id, MediaResponse::Refused(r));
+            }
             Err(e) => {
                 warn!(error = %e, "cannot record a held file");
                 self.answer_media(id, MediaResponse::Refused(MediaRefusal::Busy));
@@ -90,7 +167,10 @@ impl Engine {
         }
     }
 
-    /// As a mailbox: `Put` (a chunk of a file held for a registered device).
+    /// As a mailbox: `Put` (a chunk of a file held for a registered device). The chunk is
+    /// checked against the file's index, then counted (once) as stored, within the
+    /// device's quota and its depositor's share, which keeps an unfilled file from expiring
+    /// for a while more; the media task writes it.
     pub(super) fn on_media_put(
         &mut self,
         id: u64,
@@ -106,10 +186,47 @@ impl Engine {
             }) else {
                 return Ok(None);
             };
-            r.held(&dev, &root)
+            Ok(r.held(&dev, &root)?.map(|row| (dev, row)))
         });
-        let resp = match found {
-            Ok(Some(row)) if n < row.chunks => {
+        let dev = match found {
+            Ok(Some((dev, row))) if n < row.chunks => dev,
+            Ok(Some(_)) => {
+                return self.answer_media(id, MediaResponse::Refused(MediaRefusal::Invalid));
+            }
+            Ok(None) => {
+                return self.answer_media(id, MediaResponse::Refused(MediaRefusal::Unauthorized));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the store");
+                return self.answer_media(id, MediaResponse::Refused(MediaRefusal::Busy));
+            }
+        };
+        let refusal = match self.st.media.dir.held_entry(&root, n) {
+            Ok(want) if pmedia::hash(&bytes) == want => None,
+            Ok(_) => {
+                debug!(%peer, "a chunk for the mailbox fails its check");
+                self.st.net_send(NetCommand::Penalize {
+                    peer,
+                    reason: mailbox_core::BAD_HELD_CHUNK,
+                });
+                Some(MediaRefusal::Invalid)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(MediaRefusal::NotFound),
+            Err(e) => {
+                warn!(error = %e, "cannot read a held file's index");
+                Some(MediaRefusal::Busy)
+            }
+        };
+        if let Some(r) = refusal {
+            return self.answer_media(id, MediaResponse::Refused(r));
+        }
+        let len = bytes.len() as u64;
+        let st = &mut self.st;
+        let counted = self
+            .store
+            .write(|w| count_chunk(st, w, &dev, &root, n, len));
+        let resp = match counted {
+            Ok(Ok(())) => {
                 let job = Job::Keep {
                     id,
                     peer,
@@ -121,10 +238,9 @@ impl Engine {
                 }
                 MediaRefusal::Busy
             }
-            Ok(Some(_)) => MediaRefusal::Invalid,
-            Ok(None) => MediaRefusal::Unauthorized,
+            Ok(Err(r)) => r,
             Err(e) => {
-                warn!(error = %e, "cannot read the store");
+                warn!(error = %e, "cannot record a held chunk");
                 MediaRefusal::Busy
             }
         };

@@ -32,7 +32,10 @@
 //!    [`MAX_WAKE_ENTRIES`] devices. Setting a new endpoint (only by a registered device,
 //!    checked against the operator's [`PushPolicy`], [`MailboxService::push_verdict`]) does
 //!    not reset that limit: a device changing endpoints is woken no more often.
-//! 5. Kept envelopes older than [`MailboxConfig::retention`] are dropped
+//! 5. Anyone may ask it to hold a media file for a registered device ([`media`]): charged
+//!    by what is stored, limited per depositing peer, and dropped soon when it stops
+//!    filling.
+//! 6. Kept envelopes older than [`MailboxConfig::retention`] are dropped
 //!    ([`MailboxService::expiry_cutoff`], [`is_expired`]).
 //!
 //! On any node: a peer claims a one-time pre-key to open a session; past
@@ -389,28 +392,7 @@ impl MailboxService {
         Verdict::Accept(dev)
     }
 
-    /// Decides a media file offered for a device (`Hold`): `to` is the device registered
-    /// here under the key it names, with the sealed bytes and files kept for it already
-    /// (`None` when the key is not registered here). A file that would go over the device's
-    /// quota is refused whole (`Full`), and what is kept stays: the sender was told it was
-    /// kept, while the new file's sender learns now and keeps serving it itself. An
-    /// accepted file is kept for that device until [`Self::held_until`].
-    pub fn hold(
-        &self,
-        to: Option<(DeviceKey, u64, usize)>,
-        sealed: u64,
-    ) -> Verdict<kith_proto::media::MediaRefusal, DeviceKey> {
-        use kith_proto::media::MediaRefusal;
-        let (Some(cfg), Some((dev, bytes, files))) = (&self.config, to) else {
-            return Verdict::Refuse(MediaRefusal::Unauthorized);
-        };
-        if files >= cfg.media_files || bytes.saturating_add(sealed) > cfg.media_bytes {
-            return Verdict::Refuse(MediaRefusal::Full);
-        }
-        Verdict::Accept(dev)
-    }
-
-    /// Until when a media file accepted at `now_ms` is kept.
+    /// Until when a media file accepted at `now_ms` is kept once filled (see [`media`]).
     pub fn held_until(&self, now_ms: u64) -> u64 {
         let keep = self.config.as_ref().map_or(0, |c| {
             u64::try_from(c.media_retention.as_millis()).unwrap_or(u64::MAX)
@@ -487,5 +469,6 @@ fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+pub mod media;
 #[cfg(test)]
 mod tests;

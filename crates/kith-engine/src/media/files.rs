@@ -59,6 +59,13 @@ impl Dir {
             .join("held")
             .join(format!("{}.idx", hex::encode(root)))
     }
+
+    /// The hash of chunk `n` of a held file, from its index.
+    pub fn held_entry(&self, root: &Hash, n: u32) -> io::Result<Hash> {
+        let mut want = [0u8; 32];
+        File::open(self.held_index(root))?.read_exact_at(&mut want, u64::from(n) * 32)?;
+        Ok(want)
+    }
     /// Whether the whole file is here.
     pub fn ready(&self, root: &Hash) -> bool {
         self.file(root).is_file()

@@ -476,33 +476,9 @@ fn push_endpoints_only_from_registered_devices_and_by_policy() {
     );
 }
 
-/// Media offered to a mailbox: only for a device registered here, and a file that would go
-/// over the device's byte or file quota is refused whole (what is kept stays).
+/// A filled media file is kept for the media retention.
 #[test]
-fn media_is_held_only_for_registered_devices_within_quota() {
-    use kith_proto::media::MediaRefusal;
-    let m = serving(MailboxConfig {
-        media_bytes: 1000,
-        media_files: 2,
-        ..MailboxConfig::default()
-    });
-    assert_eq!(
-        m.hold(None, 10),
-        Verdict::Refuse(MediaRefusal::Unauthorized)
-    );
-    assert_eq!(m.hold(Some((DEV, 0, 0)), 1000), Verdict::Accept(DEV));
-    assert_eq!(
-        m.hold(Some((DEV, 1, 0)), 1000),
-        Verdict::Refuse(MediaRefusal::Full)
-    );
-    assert_eq!(
-        m.hold(Some((DEV, 10, 2)), 10),
-        Verdict::Refuse(MediaRefusal::Full)
-    );
-    let not_serving = MailboxService::new(None);
-    assert_eq!(
-        not_serving.hold(Some((DEV, 0, 0)), 10),
-        Verdict::Refuse(MediaRefusal::Unauthorized)
-    );
+fn media_is_kept_for_its_retention() {
+    let m = serving(MailboxConfig::default());
     assert_eq!(m.held_until(5), 5 + 14 * 24 * 3600 * 1000);
 }
