@@ -28,6 +28,9 @@ pub use stories::*;
 mod backup;
 pub use backup::*;
 
+mod devices;
+pub use devices::*;
+
 /// One command.
 pub trait Command: 'static {
     /// The JSON-RPC method name.

@@ -28,6 +28,7 @@ mod calls;
 pub(crate) mod chat;
 mod commands;
 mod config;
+mod devices;
 mod groups;
 mod handle;
 mod held;
@@ -207,6 +208,8 @@ enum Work {
 }
 
 enum Pending {
+    /// A step of linking a device (the approver's side).
+    Link,
     /// A registration with one of our mailboxes (with the caller waiting, if any).
     Register {
         mailbox: MailboxRef,
@@ -347,6 +350,8 @@ struct State {
     media: crate::media::Media,
     /// Scheduled backups.
     backups: backup::Backups,
+    /// Linking devices, and the person's other devices heard from.
+    links: devices::Links,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.
