@@ -176,7 +176,7 @@ pub struct LinkOffer {
 }
 
 /// A device of the person, as handed over at link time.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkedDevice {
     /// Its certificate (signed by the identity).
     pub cert: DeviceCert,
@@ -196,6 +196,15 @@ pub struct LinkContact {
     pub name: String,
     /// Their devices known to the approver (certified ones only).
     pub devices: Vec<LinkedDevice>,
+}
+
+impl std::fmt::Debug for LinkContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkContact")
+            .field("identity", &self.identity)
+            .field("devices", &self.devices.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the approver hands over. `Debug` shows no secret.
