@@ -4,6 +4,8 @@
 //! replayed codes are refused; a removed device receives nothing more while the other
 //! keeps working.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};
