@@ -277,6 +277,18 @@ pub(crate) enum Command {
     /// Encrypted backups: create, restore, schedule.
     #[command(subcommand)]
     Backup(crate::backup_cmd::BackupCmd),
+    /// On a new device (a fresh data directory, daemon running): show a one-time code to
+    /// link it to your identity, and wait until a linked device approves it.
+    Link {
+        /// This device's name among your devices.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Your devices; `approve CODE` links a new one, `remove NAME` removes one.
+    Devices {
+        #[command(subcommand)]
+        cmd: Option<crate::devices_cmd::DevicesCmd>,
+    },
     /// Print a shell completion script (e.g. `kith completions bash > ~/.local/share/bash-completion/completions/kith`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -655,6 +655,8 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
+        Command::Link { name } => crate::devices_cmd::link(out, &mut c, name).await?,
+        Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd).await?,
         Command::Completions { .. } | Command::Man => {}
         cmd => crate::actions::run(out, &mut c, cmd).await?,
     }

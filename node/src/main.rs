@@ -10,6 +10,7 @@ mod backup_cmd;
 mod calls;
 mod cli;
 mod clock;
+mod devices_cmd;
 mod line_chat;
 mod media_cmd;
 mod media_out;

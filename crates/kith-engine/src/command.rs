@@ -30,6 +30,8 @@ pub use backup::*;
 
 mod mentions;
 pub use mentions::*;
+mod devices;
+pub use devices::*;
 
 /// One command.
 pub trait Command: 'static {

@@ -129,6 +129,36 @@ impl KeyFile {
     }
 }
 
+/// Rewrites the key file at `path` with another identity (a device being linked to a
+/// person's identity), keeping its storage and libp2p keys. Written to a temporary file,
+/// synced and renamed, so a crash leaves the old file or the new one.
+pub(crate) fn replace_identity(path: &Path, identity: &Identity) -> Result<(), EngineError> {
+    let bytes = std::fs::read(path).map_err(|e| internal("reading key file", e))?;
+    let mut disk: OnDisk =
+        codec::decode(&bytes, 1024).map_err(|e| internal("key file is damaged", e))?;
+    disk.identity = *identity.secret();
+    let mut bytes = codec::encode(&disk).map_err(|e| internal("encoding keys", e))?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    let res = write();
+    bytes.zeroize();
+    res.map_err(|e| internal("writing key file", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,13 @@ pub enum DecodeError {
 #[error("cannot encode: {0}")]
 pub struct EncodeError(String);
 
+impl EncodeError {
+    /// An encoding refused for a reason of the caller's.
+    pub(crate) fn other(why: &str) -> Self {
+        Self(why.to_string())
+    }
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<HARD_LIMIT>()
 }

@@ -20,6 +20,7 @@ pub mod contact;
 pub mod group;
 pub mod groupwire;
 pub mod limits;
+pub mod link;
 pub mod media;
 pub mod push_endpoint;
 pub mod record;

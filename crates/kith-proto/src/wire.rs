@@ -109,6 +109,8 @@ pub enum Request {
     /// Answered with [`Response::TurnServers`] (an empty list where the operator runs none),
     /// or refused as unauthorized for a device not registered here.
     TurnCredentials,
+    /// A step of linking a new device (docs/protocol.md, "Linked devices").
+    Link(crate::link::LinkMsg),
 }
 
 /// Most bytes of a registration's key proof (an Olm pre-key message of a short plaintext).
@@ -162,6 +164,7 @@ impl std::fmt::Debug for Request {
                 .field("have", &have.len())
                 .finish_non_exhaustive(),
             Request::TurnCredentials => f.write_str("TurnCredentials"),
+            Request::Link(m) => write!(f, "Link({m:?})"),
         }
     }
 }
@@ -203,6 +206,8 @@ pub enum Response {
     /// The answer to [`Request::TurnCredentials`]: the operator's TURN/STUN servers with
     /// credentials for this device (at most [`MAX_TURN_SERVERS`]; see [`TurnServer::check`]).
     TurnServers { servers: Vec<TurnServer> },
+    /// The answer to a [`Request::Link`] step.
+    Link(crate::link::LinkMsg),
 }
 
 /// Most servers in one [`Response::TurnServers`].
@@ -418,6 +423,9 @@ impl Request {
                 }
             }
         }
+        if let Request::Link(m) = &req {
+            m.check()?;
+        }
         Ok(req)
     }
 }
@@ -435,6 +443,9 @@ impl Response {
             && results.len() > MAX_BATCH
         {
             return Err(DecodeError::Invalid("batch size"));
+        }
+        if let Response::Link(m) = &resp {
+            m.check()?;
         }
         if let Response::TurnServers { servers } = &resp {
             if servers.len() > MAX_TURN_SERVERS {
@@ -580,6 +591,9 @@ pub enum Body {
     /// A message action (reply, reaction, edit, delete, disappearing timer): see
     /// [`crate::chat`].
     Chat(crate::chat::ChatAction),
+    /// Between one person's devices (and, a record, to contacts): see
+    /// [`crate::link::DeviceSync`].
+    Devices(crate::link::DeviceSync),
 }
 
 /// Longest SDP a call offer or answer may carry (bytes).
@@ -635,6 +649,7 @@ impl std::fmt::Debug for Body {
                 write!(f, "Media {{ id: {id:x}, {manifest:?}, .. }}")
             }
             Body::Chat(a) => write!(f, "Chat({a:?})"),
+            Body::Devices(d) => write!(f, "Devices({d:?})"),
         }
     }
 }
@@ -710,6 +725,7 @@ impl Sealed {
                     manifest.check()?;
                 }
                 Body::Chat(a) => a.check()?,
+                Body::Devices(d) => d.check()?,
                 _ => {}
             }
         }

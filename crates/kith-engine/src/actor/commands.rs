@@ -248,6 +248,7 @@ impl State {
             None,
         )?;
         self.enqueue(w, &c.identity, &body, vec![id.0], after)?;
+        self.sent_transcript(w, c.identity, id.0, msg.sent_at_ms, &msg.text, after)?;
         Ok(Ok(Sent { id: id.to_string() }))
     }
 
@@ -276,6 +277,7 @@ impl State {
         for body in &receipts {
             self.enqueue(w, &c.identity, body, Vec::new(), after)?;
         }
+        self.read_elsewhere(w, c.identity, &unread, after)?;
         Ok(Ok(unread.len()))
     }
 }

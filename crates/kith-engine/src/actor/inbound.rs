@@ -326,6 +326,36 @@ impl State {
             return Ok(DeliveryResult::Rejected(RejectReason::Malformed));
         };
         let conv = device.identity;
+        // One of this person's other devices: only what devices tell each other counts.
+        if conv == self.me {
+            for body in sealed.bodies {
+                if let Body::Devices(sync) = body {
+                    self.on_own_sync(w, dev, sync, after)?;
+                }
+            }
+            return Ok(DeliveryResult::Stored);
+        }
+        // A contact's current record (their devices): learned here, not by the core.
+        let mut sealed = sealed;
+        let blocked = self.social.blocked.contains(&conv);
+        let mut records = Vec::new();
+        sealed.bodies.retain(|b| match b {
+            Body::Devices(kith_proto::link::DeviceSync::Record(r)) => {
+                records.push(r.clone());
+                false
+            }
+            Body::Devices(_) => false,
+            _ => true,
+        });
+        if !records.is_empty() && !blocked {
+            let name = w.contact(&conv)?.map(|c| c.name).unwrap_or_default();
+            for r in records {
+                self.on_contact_record(w, conv, &name, &r, after)?;
+            }
+        }
+        if sealed.bodies.is_empty() {
+            return Ok(DeliveryResult::Stored);
+        }
         let from = inbound_core::Sender {
             identity: conv,
             blocked: self.social.blocked.contains(&conv),
@@ -392,6 +422,11 @@ impl State {
             Err(r) => return Ok(Err(r)),
         };
         let dev = device_key(&cert.peer_id);
+        // This person's own devices are bound at link time only; removed devices (ours or a
+        // contact's) never again.
+        if cert.identity == self.me || self.revoked_device(w, &cert.identity, &cert.peer_id)? {
+            return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));
+        }
         // A key bound to another device is never rebound (issue 14, hole 2).
         if !w.curve_free_for(&curve, &dev)? {
             return Ok(Err(DeliveryResult::Rejected(RejectReason::Undecryptable)));

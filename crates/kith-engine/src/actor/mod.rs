@@ -29,6 +29,7 @@ pub(crate) mod chat;
 mod commands;
 mod config;
 mod group_typing;
+mod devices;
 mod groups;
 mod handle;
 mod held;
@@ -210,6 +211,8 @@ enum Work {
 }
 
 enum Pending {
+    /// A step of linking a device (the approver's side).
+    Link,
     /// A registration with one of our mailboxes (with the caller waiting, if any).
     Register {
         mailbox: MailboxRef,
@@ -352,6 +355,8 @@ struct State {
     media: crate::media::Media,
     /// Scheduled backups.
     backups: backup::Backups,
+    /// Linking devices, and the person's other devices heard from.
+    links: devices::Links,
 }
 
 /// A caller waiting for the user record to be published, with the answer to give.

@@ -117,6 +117,7 @@ impl Engine {
                             ))));
                         }
                     }
+                    Some(Pending::Link) => self.st.link_failed(&error.to_string()),
                     None => {}
                 }
                 None

@@ -216,6 +216,7 @@ impl State {
             (Pending::Watch { mailbox, topics }, Response::Watching { .. }) => {
                 self.on_watching(mailbox, topics);
             }
+            (Pending::Link, Response::Link(m)) => self.on_link_response(w, peer, m, after)?,
             (Pending::Claim { dev }, Response::Prekey(bundle)) => {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);
@@ -335,6 +336,10 @@ impl State {
                 let dev = match p {
                     Pending::Deliver { dev, .. } | Pending::Claim { dev } => dev,
                     Pending::Register { .. } | Pending::SetPush { .. } | Pending::Turn { .. } => {
+                        return Ok(());
+                    }
+                    Pending::Link => {
+                        self.link_failed("it answered out of turn");
                         return Ok(());
                     }
                     Pending::GroupSync { group } => {
@@ -518,6 +523,9 @@ impl State {
             "updated a contact's addresses from the DHT user record"
         );
         for rd in rec.devices {
+            if self.revoked_device(w, &identity, &rd.cert.peer_id)? {
+                continue;
+            }
             let dev = device_key(&rd.cert.peer_id);
             let mut d = w.device(&dev)?.unwrap_or(KnownDevice {
                 identity,

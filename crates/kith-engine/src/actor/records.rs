@@ -30,28 +30,16 @@ impl Engine {
     /// whether the record went to the network.
     pub(super) fn publish_record_tagged(&mut self, tag: u64) -> bool {
         let addrs = self.st.advertised_addrs();
-        if addrs.is_empty() {
+        // A device that took another identity (linked) publishes once restarted.
+        if addrs.is_empty() || self.st.links.relinked() {
             return false;
         }
         self.st.record.sent(tag);
-        let issued = now_ms();
-        let mut rec = UserRecord {
-            version: 1,
-            identity: self.st.me,
-            devices: vec![RecordDevice {
-                cert: self.st.device.cert().clone(),
-                addrs: addrs.iter().map(|a| a.to_vec()).collect(),
-                mailboxes: self.st.my_mailboxes.clone(),
-                prekey: Some(self.st.device.claim_prekey(true)),
-            }],
-            issued_ms: issued,
-            expires_ms: issued + RECORD_LIFETIME_MS,
-            signature: Vec::new(),
-        };
-        let Ok(msg) = rec.signing_bytes() else {
+        // This device and the person's other devices (docs/protocol.md, "Linked devices").
+        let others = self.own_record_devices();
+        let Some(rec) = self.st.signed_record(others, RECORD_LIFETIME_MS) else {
             return false;
         };
-        rec.signature = self.st.keys.identity.sign(&msg);
         match kith_proto::codec::encode(&rec) {
             Ok(value) => self
                 .st

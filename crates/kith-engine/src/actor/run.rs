@@ -132,6 +132,7 @@ impl Engine {
                     events.clone(),
                 ),
                 backups,
+                links: Default::default(),
             },
         };
         let task = tokio::spawn(async move {
@@ -597,6 +598,14 @@ impl State {
             #[cfg(feature = "test-hooks")]
             Work::Cmd(Cmd::Group(c)) => self.group_cmd(w, c, after)?,
             Work::Cmd(other) => after.push(After::Read(other)),
+            // A device that just took another identity (linked) answers nothing until it
+            // restarts as that identity.
+            Work::Net(NetEvent::InboundRequest { id, .. }) if self.links.relinked() => {
+                after.push(After::Respond {
+                    id,
+                    resp: Response::Refused(Refusal::Busy),
+                });
+            }
             Work::Net(NetEvent::InboundRequest { id, peer, req }) => match req {
                 Request::ClaimPrekey => {
                     let bundle = self.claim(peer);
@@ -634,6 +643,10 @@ impl State {
                 }
                 Request::TopicSync { topic, have } => {
                     let resp = self.answer_topic_sync(w, peer, &topic, &have)?;
+                    after.push(After::Respond { id, resp });
+                }
+                Request::Link(m) => {
+                    let resp = self.on_link_request(w, peer, m)?;
                     after.push(After::Respond { id, resp });
                 }
                 Request::TurnCredentials => {

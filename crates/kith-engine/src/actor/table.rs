@@ -242,6 +242,9 @@ no_prepare!(
     StatusViewParams,
     StatusDeleteParams,
     StatusPrivacyParams,
+    LinkStartParams,
+    ApproveParams,
+    DeviceNameParams,
 );
 
 // Group typing indicators (`actor/group_typing.rs`) and mentions (`actor/mentions.rs`).
@@ -517,4 +520,17 @@ commands! {
     /// `backup.schedule.get`: the backup schedule and how its last run went.
     read BackupScheduleGet = "backup.schedule.get", NoParams => BackupScheduleView,
         |e, _p| Ok(e.backup_schedule_view());
+    // Linked devices (issue 17): `actor/devices`.
+    write LinkStart = "link.start", LinkStartParams => LinkView,
+        |st, w, p, _after| st.link_start(w, p.name);
+    read LinkStatus = "link.status", NoParams => LinkView,
+        |e, _p| Ok(e.st.link_view());
+    later DevicesApprove = "devices.approve", ApproveParams => LinkView,
+        |st, w, p, r, after| st.link_approve(w, &p.code, r, after);
+    later DevicesConfirm = "devices.confirm", NoParams => LinkView,
+        |st, w, _p, r, after| st.link_confirm(w, r, after);
+    read Devices = "devices", NoParams => Vec<DeviceView>,
+        |e, _p| e.devices_view();
+    write DevicesRemove = "devices.remove", DeviceNameParams => DeviceView,
+        |st, w, p, after| st.remove_own_device(w, &p.name, after);
 }
