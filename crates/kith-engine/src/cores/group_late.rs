@@ -305,7 +305,14 @@ mod tests {
         for i in 0..(MAX_HELD as u32 * 2) {
             let mut k = [0u8; 32];
             k[..4].copy_from_slice(&(i + 10).to_le_bytes());
-            h.hold(CurveKey(k), group(), i, Some(1000 + (i % 60000) as u16), None, t);
+            h.hold(
+                CurveKey(k),
+                group(),
+                i,
+                Some(1000 + (i % 60000) as u16),
+                None,
+                t,
+            );
         }
         assert_eq!(h.len(), MAX_HELD);
         assert!(h.take(&curve(1)).is_empty(), "the oldest made room");
