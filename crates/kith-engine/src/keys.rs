@@ -97,26 +97,7 @@ impl KeyFile {
                 p2p: p2p_secret,
             };
             p2p_secret.zeroize();
-            let mut bytes = codec::encode(&disk).map_err(|e| internal("encoding keys", e))?;
-            let tmp = path.with_extension("tmp");
-            let write = || -> std::io::Result<()> {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(&bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::File::open(dir)?.sync_all()?;
-                }
-                Ok(())
-            };
-            let res = write();
-            bytes.zeroize();
-            res.map_err(|e| internal("writing key file", e))?;
+            write_key_file(path, &disk)?;
             Ok((
                 Self {
                     identity,
@@ -137,7 +118,14 @@ pub(crate) fn replace_identity(path: &Path, identity: &Identity) -> Result<(), E
     let mut disk: OnDisk =
         codec::decode(&bytes, 1024).map_err(|e| internal("key file is damaged", e))?;
     disk.identity = *identity.secret();
-    let mut bytes = codec::encode(&disk).map_err(|e| internal("encoding keys", e))?;
+    write_key_file(path, &disk)
+}
+
+/// Writes the key file: to a temporary file (mode 0600), synced, then renamed over `path`
+/// and the directory synced, so a crash leaves the old file or the new one. The encoded
+/// secrets are wiped from memory afterwards.
+fn write_key_file(path: &Path, disk: &OnDisk) -> Result<(), EngineError> {
+    let mut bytes = codec::encode(disk).map_err(|e| internal("encoding keys", e))?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()

@@ -92,21 +92,47 @@ impl State {
             .filter(|d| &d.identity == conv)
             .map(|d| device_key(&d.peer_id))
             .collect();
+        let queued_ms = now_ms();
         for dev in devices {
-            let item = OutboxItem {
-                conversation: *conv,
-                message_ids: message_ids.clone(),
-                sealed: None,
-                body: Some(bytes.clone()),
-                queued_ms: now_ms(),
-                resets: 0,
-                covers: 0,
-                covered: false,
-            };
-            w.push_outbox(&dev, &item)?;
-            self.to_seal.insert(dev);
-            after.push(After::Pump(dev));
+            self.queue_body(
+                w,
+                dev,
+                *conv,
+                bytes.clone(),
+                message_ids.clone(),
+                queued_ms,
+                after,
+            )?;
         }
+        Ok(())
+    }
+
+    /// Queues an encoded body for one device of `conv`: sealed with the others queued in
+    /// this batch when it ends, then pumped.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue_body(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: DeviceKey,
+        conv: IdentityKey,
+        bytes: Vec<u8>,
+        message_ids: Vec<u128>,
+        queued_ms: u64,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        let item = OutboxItem {
+            conversation: conv,
+            message_ids,
+            sealed: None,
+            body: Some(bytes),
+            queued_ms,
+            resets: 0,
+            covers: 0,
+            covered: false,
+        };
+        w.push_outbox(&dev, &item)?;
+        self.to_seal.insert(dev);
+        after.push(After::Pump(dev));
         Ok(())
     }
 

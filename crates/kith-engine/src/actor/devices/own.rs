@@ -28,19 +28,8 @@ impl State {
         let bytes = kith_proto::codec::encode(&Body::Devices(sync))?;
         for o in own {
             let dev = device_key(&o.peer_id);
-            let item = OutboxItem {
-                conversation: self.me,
-                message_ids: Vec::new(),
-                sealed: None,
-                body: Some(bytes.clone()),
-                queued_ms: now_ms(),
-                resets: 0,
-                covers: 0,
-                covered: false,
-            };
-            w.push_outbox(&dev, &item)?;
-            self.to_seal.insert(dev);
-            after.push(After::Pump(dev));
+            let me = self.me;
+            self.queue_body(w, dev, me, bytes.clone(), Vec::new(), now_ms(), after)?;
         }
         Ok(())
     }

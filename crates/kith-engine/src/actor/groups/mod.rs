@@ -64,7 +64,7 @@ use crate::model::{Fatal, Outcome};
 use kith_proto::group::{GroupLog, GroupOp, GroupState, OpKind};
 use kith_proto::groupwire::group_topic;
 use kith_proto::wire::Body;
-use kith_store::{KnownDevice, OutboxItem, Store, StoreError, WriteTx, device_key};
+use kith_store::{KnownDevice, Store, StoreError, WriteTx, device_key};
 use kith_types::{DeviceKey, GroupId, IdentityKey, now_ms};
 use std::time::Instant;
 
@@ -299,22 +299,7 @@ impl State {
         now: Now,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        w.push_outbox(
-            &dev,
-            &OutboxItem {
-                conversation: conv,
-                message_ids: Vec::new(),
-                sealed: None,
-                body: Some(bytes),
-                queued_ms: now.ms,
-                resets: 0,
-                covers: 0,
-                covered: false,
-            },
-        )?;
-        self.to_seal.insert(dev);
-        after.push(After::Pump(dev));
-        Ok(())
+        self.queue_body(w, dev, conv, bytes, Vec::new(), now.ms, after)
     }
 
     /// `group.info`: one group's members, admins and description.
