@@ -56,15 +56,7 @@ fn group_members_see_who_types_and_nothing_is_stored() {
     c.add(&d, "Dan");
     d.add(&c, "Carol");
 
-    let g = &a.json(&["group", "create", "Friends", "--members", "Bob,Carol"])[0];
-    let id = g["id"].as_str().unwrap().to_string();
-    for n in [&b, &c] {
-        wait_for(T, "the group reaches its members", || {
-            n.json(&["groups"])
-                .into_iter()
-                .find(|g| g["id"] == id && g["members"] == 3)
-        });
-    }
+    let id = a.create_group("Friends", "Bob,Carol", 3, &[&b, &c]);
     let b_on_c = c.json(&["group", "info", "Friends"])[0]["members"]
         .as_array()
         .unwrap()

@@ -46,15 +46,7 @@ fn a_mention_is_flagged_for_the_member_named_only() {
     b.add(&a, "Ada");
     c.add(&a, "Ada");
 
-    let g = &a.json(&["group", "create", "Friends", "--members", "Bob,Carol"])[0];
-    let id = g["id"].as_str().unwrap().to_string();
-    for n in [&b, &c] {
-        wait_for(T, "the group reaches its members", || {
-            n.json(&["groups"])
-                .into_iter()
-                .find(|g| g["id"] == id && g["members"] == 3)
-        });
-    }
+    a.create_group("Friends", "Bob,Carol", 3, &[&b, &c]);
 
     // A names Bob (a member) and Dan (a contact, no member).
     let text = "lunch @bob? and @Dan";

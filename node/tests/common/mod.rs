@@ -189,6 +189,25 @@ impl Node {
         self.json(&["contacts", "add", &code, "--name", name]);
     }
 
+    /// Creates group `name` with `members` (contact names, comma-separated) and waits
+    /// until each node of `reach` lists it with all `count` members; returns its id.
+    pub fn create_group(&self, name: &str, members: &str, count: u64, reach: &[&Node]) -> String {
+        let g = &self.json(&["group", "create", name, "--members", members])[0];
+        let id = g["id"].as_str().expect("group id").to_string();
+        for n in reach {
+            wait_for(
+                Duration::from_secs(60),
+                "the group reaches its members",
+                || {
+                    n.json(&["groups"])
+                        .into_iter()
+                        .find(|g| g["id"] == id.as_str() && g["members"] == count)
+                },
+            );
+        }
+        id
+    }
+
     pub fn send(&self, to: &str, text: &str) -> String {
         self.json(&["send", to, text])[0]["id"]
             .as_str()
