@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use kith_api::methods::{self, ApproveParams, DeviceNameParams, LinkStartParams, NoParams};
+use kith_api::methods::{
+    self, ApproveParams, DeviceNameParams, LinkStartParams, LinkView, NoParams,
+};
 use kith_api::{Client, ClientError};
 
 use crate::cli::usage;
@@ -63,16 +65,17 @@ pub(crate) async fn link(
         match v.state.as_str() {
             "confirm" if !shown_words => {
                 shown_words = true;
-                if out.json() {
-                    out.json_value(&v);
-                } else {
-                    out.text(&format!(
-                        "Check that the other device shows: {}",
-                        v.words.as_deref().unwrap_or_default()
-                    ));
-                }
+                show_words(out, &v);
             }
             "linked" => {
+                if !shown_words && v.words.is_some() {
+                    // The approval came between two polls: the words still go first.
+                    let confirm = LinkView {
+                        state: "confirm".into(),
+                        ..v.clone()
+                    };
+                    show_words(out, &confirm);
+                }
                 if out.json() {
                     out.json_value(&v);
                 } else {
@@ -93,6 +96,18 @@ pub(crate) async fn link(
         }
     }
     Err(usage("no device approved the link in time".into()))
+}
+
+/// Shows the confirmation words to compare with the other screen.
+fn show_words(out: &Out, v: &LinkView) {
+    if out.json() {
+        out.json_value(v);
+    } else {
+        out.text(&format!(
+            "Check that the other device shows: {}",
+            v.words.as_deref().unwrap_or_default()
+        ));
+    }
 }
 
 /// `kith devices [approve CODE | remove NAME]`.

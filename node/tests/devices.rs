@@ -53,8 +53,9 @@ fn link(a: &Node, n: &mut Node, name: &str) {
     let words = approved[0]["words"].as_str().expect("words").to_string();
     let status = child.wait().expect("kith link");
     assert!(status.success(), "kith link failed");
+    // Every line the command printed (the reader ends at its end of output).
     let shown: Vec<Value> = lines
-        .try_iter()
+        .iter()
         .filter_map(|l| serde_json::from_str(&l).ok())
         .collect();
     assert!(
@@ -112,7 +113,7 @@ fn a_linked_device_gets_messages_sent_elsewhere_and_read_state() {
     let devices = a.json(&["devices"]);
     assert_eq!(devices.len(), 2, "{devices:?}");
     assert!(devices.iter().any(|d| d["name"] == "laptop"), "{devices:?}");
-    let contacts = n.json(&["contacts"]);
+    let contacts = n.json(&["contacts", "list"]);
     assert!(contacts.iter().any(|c| c["name"] == "Bob"), "{contacts:?}");
 
     // Bob learns the new device from Alice's record ("Alice linked a new device").
@@ -195,7 +196,7 @@ fn a_removed_device_gets_nothing_more_while_the_other_keeps_working() {
     wait_text(&a, "Bob", "after", false);
     wait_text(&a, "Bob", "after, again", false);
     // Bob keeps nothing queued for the removed device, and it never got the messages.
-    let bob = b.json(&["contacts"]);
+    let bob = b.json(&["contacts", "list"]);
     let alice = bob.iter().find(|c| c["name"] == "Alice").expect("Alice");
     assert_eq!(alice["pending"], 0, "{alice}");
     let h = texts(&n.history("Bob"));

@@ -243,6 +243,11 @@ impl State {
                 self.on_watching(mailbox, topics);
             }
             (Pending::Link, Response::Link(m)) => self.on_link_response(w, peer, m, after)?,
+            // A device that linked already (or is too busy) refuses every request: the code
+            // was used.
+            (Pending::Link, Response::Refused(_)) => {
+                self.on_link_response(w, peer, kith_proto::link::LinkMsg::Refused, after)?
+            }
             (Pending::Claim { dev }, Response::Prekey(bundle)) => {
                 self.on_prekey(w, peer, dev, bundle, after)?;
                 self.settled(dev, false, after);

@@ -106,7 +106,8 @@ impl State {
                     device: Some(o.name.clone()),
                     ..view("confirm")
                 },
-                Stage::Linked => LinkView {
+                Stage::Linked { transcript } => LinkView {
+                    words: Some(wire_link::confirm_words(transcript)),
                     device: Some(o.name.clone()),
                     detail: Some("restart the daemon (kith up) to use this device".into()),
                     ..view("linked")
@@ -197,7 +198,7 @@ impl State {
                     Ok(f) => match self.take_identity(w, identity, &f) {
                         Ok(()) => {
                             if let Some(o) = self.links.offering.as_mut() {
-                                o.stage = Stage::Linked;
+                                o.stage = Stage::Linked { transcript };
                             }
                             info!(identity = %identity, "linked to the person's identity; restart to use it");
                             Ok(Response::Link(LinkMsg::Done))

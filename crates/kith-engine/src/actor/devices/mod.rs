@@ -89,7 +89,11 @@ enum Stage {
         identity: IdentityKey,
         transcript: [u8; 32],
     },
-    Linked,
+    /// Linked; the transcript of the handshake, for the words (a screen that polls may
+    /// see this stage before it saw the words).
+    Linked {
+        transcript: [u8; 32],
+    },
     Failed(String),
 }
 
@@ -154,7 +158,7 @@ impl Links {
     pub(crate) fn relinked(&self) -> bool {
         matches!(
             self.offering.as_ref().map(|o| &o.stage),
-            Some(Stage::Linked)
+            Some(Stage::Linked { .. })
         )
     }
 
