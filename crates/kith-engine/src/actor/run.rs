@@ -218,7 +218,6 @@ impl Engine {
             self.calls_shutdown(&mut media).await;
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
-            self.flush_late_certs(true);
             // Text removed since the last scrub leaves the files now.
             self.scrub_if_due();
             // A clean stop: tell connected contacts we are going, and give the goodbyes up

@@ -1,6 +1,6 @@
-//! Member devices learned late: the rules for frames whose sending device is not known yet,
-//! and for the certificates an admin passes on. A core with no I/O: it reads no clock (the
-//! caller passes `Instant`s) and touches neither the store nor the network.
+//! Member devices learned late: the rules for frames whose sending device is not known
+//! yet. A core with no I/O: it reads no clock (the caller passes `Instant`s) and touches
+//! neither the store nor the network.
 //!
 //! In a group made of people who are not each other's contacts, a member learns the other
 //! members' devices from the ops (with the certificates the admin knew when it sent them)
@@ -14,9 +14,6 @@
 //!   Who can fill it: anyone on the topic, with made-up sender keys. The bounds keep one
 //!   publisher to [`MAX_PER_PUBLISHER`] frames, and nothing held is trusted: a frame
 //!   taken from the holding goes through every check of a fresh one.
-//! - [`CertBatch`] gathers the certificates an admin learns late for [`CERT_BATCH_DELAY`],
-//!   so that an admin who learns 255 member devices in a burst sends each member one body
-//!   with many certificates, not 255 bodies (255 × 255 in all).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,11 +30,6 @@ pub const MAX_PER_PUBLISHER: usize = 128;
 pub const HOLD_FOR: Duration = Duration::from_secs(120);
 /// Most distinct senders checked for a certificate per call of [`UnknownSenders::senders`].
 pub const CHECK_PER_ROUND: usize = 64;
-
-/// How long an admin gathers late certificates before passing them on.
-pub const CERT_BATCH_DELAY: Duration = Duration::from_millis(300);
-/// Most certificates gathered; more flush the batch at once.
-pub const MAX_CERT_BATCH: usize = 512;
 
 /// A frame held until its sender's device is known.
 pub struct Waiting<F, P> {
@@ -209,44 +201,6 @@ fn release<K: Eq + std::hash::Hash + Clone>(counts: &mut HashMap<K, usize>, k: &
     }
 }
 
-/// Certificates an admin learned late, gathered before they are passed on.
-#[derive(Debug)]
-pub struct CertBatch<C> {
-    certs: Vec<C>,
-    since: Option<Instant>,
-}
-
-impl<C> Default for CertBatch<C> {
-    fn default() -> Self {
-        Self {
-            certs: Vec::new(),
-            since: None,
-        }
-    }
-}
-
-impl<C: PartialEq> CertBatch<C> {
-    /// Adds a certificate (once); true when the batch is full and must go now.
-    pub fn add(&mut self, cert: C, now: Instant) -> bool {
-        if !self.certs.contains(&cert) {
-            self.certs.push(cert);
-        }
-        self.since.get_or_insert(now);
-        self.certs.len() >= MAX_CERT_BATCH
-    }
-
-    /// The batch, when it is due (gathered for [`CERT_BATCH_DELAY`]) or `all`.
-    pub fn take(&mut self, now: Instant, all: bool) -> Vec<C> {
-        match self.since {
-            Some(t) if all || now.saturating_duration_since(t) >= CERT_BATCH_DELAY => {
-                self.since = None;
-                std::mem::take(&mut self.certs)
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,22 +285,5 @@ mod tests {
         assert_eq!(h.expire(t + HOLD_FOR * 2), 1);
         assert!(h.is_empty());
         assert!(h.per_publisher.is_empty() && h.per_sender.is_empty());
-    }
-
-    #[test]
-    fn certificates_go_together_after_the_delay() {
-        let mut b: CertBatch<u32> = CertBatch::default();
-        let t = Instant::now();
-        assert!(!b.add(1, t));
-        assert!(!b.add(2, t + Duration::from_millis(100)));
-        assert!(!b.add(1, t + Duration::from_millis(150)));
-        assert!(b.take(t + Duration::from_millis(200), false).is_empty());
-        assert_eq!(b.take(t + CERT_BATCH_DELAY, false), vec![1, 2]);
-        assert!(b.take(t + CERT_BATCH_DELAY * 2, true).is_empty());
-        for i in 0..(MAX_CERT_BATCH as u32 - 1) {
-            assert!(!b.add(i, t));
-        }
-        assert!(b.add(u32::MAX, t), "a full batch goes at once");
-        assert_eq!(b.take(t, true).len(), MAX_CERT_BATCH);
     }
 }
