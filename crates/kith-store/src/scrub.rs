@@ -77,7 +77,9 @@ mod tests {
                 for i in 0..200 {
                     w.set_meta(&format!("filler{i}"), &[7u8; 300])?;
                 }
-                w.set_meta("secret", CANARY)
+                // Big enough to fill pages of its own, which stay free (not rewritten)
+                // once the value goes.
+                w.set_meta("secret", &CANARY.repeat(4096))
             })
             .unwrap();
         // More after it, so that its page is not at the end of the file.
