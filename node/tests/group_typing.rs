@@ -65,14 +65,7 @@ fn group_members_see_who_types_and_nothing_is_stored() {
         .find(|n| n.starts_with('~'))
         .expect("B shows under a provisional name at C");
 
-    let mut watch = std::process::Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&c.dir)
-        .args(["--json", "watch"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(watch.stdout.take().unwrap());
+    let (mut watch, rx) = c.watch();
     wait_for(T, "C's watch subscribed", || {
         a.send("Carol", "probe");
         rx.recv_timeout(Duration::from_millis(500))

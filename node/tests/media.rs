@@ -397,14 +397,7 @@ fn a_bad_chunk_from_one_source_is_fetched_from_another() {
     bad[256 * 1024 + 5] ^= 0x55;
     std::fs::write(&stored, &bad).unwrap();
 
-    let mut watch = std::process::Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&c.dir)
-        .args(["--json", "watch"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let events = lines_of(watch.stdout.take().unwrap());
+    let (mut watch, events) = c.watch();
     // The watch subscribes asynchronously: wait for one event (a 1:1 message) first.
     wait_for(T, "Carol's watch subscribed", || {
         a.send("Carol", "probe");

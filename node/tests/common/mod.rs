@@ -208,6 +208,19 @@ impl Node {
         id
     }
 
+    /// Starts `kith --json watch` on this node: the process (to kill) and its lines.
+    pub fn watch(&self) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = Command::new(KITH)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--json", "watch"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn kith watch");
+        let lines = lines_of(child.stdout.take().expect("watch stdout"));
+        (child, lines)
+    }
+
     pub fn send(&self, to: &str, text: &str) -> String {
         self.json(&["send", to, text])[0]["id"]
             .as_str()
