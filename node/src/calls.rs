@@ -4,6 +4,9 @@
 //! as the microphone, `--audio-out` records what the other side says. Both are WAV, 16-bit
 //! at 48 kHz (`sox in.wav -r 48000 -b 16 -c 1 out.wav` converts).
 //!
+//! Video has no camera yet: `--video` sends a built-in test pattern, `--video-in FILE.ivf`
+//! sends pre-encoded VP8 frames, `--video-out FILE.ivf` records what arrives.
+//!
 //! `kith calls --wait` waits for an incoming call to ring and exits 0 printing it, or exits
 //! 4 when `--timeout` passes first.
 
@@ -34,6 +37,8 @@ pub(crate) enum CallCmd {
         /// Record what the other side says to this WAV file.
         #[arg(long, value_name = "FILE.wav")]
         audio_out: Option<PathBuf>,
+        #[command(flatten)]
+        video: VideoArgs,
     },
     /// Answer the ringing call.
     Answer {
@@ -45,6 +50,8 @@ pub(crate) enum CallCmd {
         /// As for `kith call`.
         #[arg(long, value_name = "FILE.wav")]
         audio_out: Option<PathBuf>,
+        #[command(flatten)]
+        video: VideoArgs,
     },
     /// Decline the ringing call (the caller sees "declined").
     Decline {
@@ -76,6 +83,21 @@ pub(crate) enum CallCmd {
     },
 }
 
+/// Video without a camera: VP8 frames in IVF files.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VideoArgs {
+    /// Send video: the frames of --video-in, or a built-in test pattern (colour bars).
+    #[arg(long)]
+    video: bool,
+    /// Send this IVF file of VP8 frames as the camera, once (implies --video).
+    /// `ffmpeg -i in.mp4 -c:v libvpx -f ivf out.ivf` or `vpxenc --ivf` make one.
+    #[arg(long, value_name = "FILE.ivf")]
+    video_in: Option<PathBuf>,
+    /// Record the other side's video frames to this IVF file.
+    #[arg(long, value_name = "FILE.ivf")]
+    video_out: Option<PathBuf>,
+}
+
 /// Your microphone in a call.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub(crate) enum MicState {
@@ -102,12 +124,16 @@ pub(crate) async fn run(
             name,
             audio_in,
             audio_out,
+            video,
         } => {
             let v = c
                 .call::<methods::Dial>(CallParams {
                     to: name,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
+                    video: video.video,
+                    video_in: absolute(video.video_in)?,
+                    video_out: absolute(video.video_out)?,
                 })
                 .await?;
             view(out, &v);
@@ -116,12 +142,16 @@ pub(crate) async fn run(
             call,
             audio_in,
             audio_out,
+            video,
         } => {
             let v = c
                 .call::<methods::PickUp>(AnswerParams {
                     call,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
+                    video: video.video,
+                    video_in: absolute(video.video_in)?,
+                    video_out: absolute(video.video_out)?,
                 })
                 .await?;
             view(out, &v);

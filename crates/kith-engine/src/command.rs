@@ -422,6 +422,15 @@ pub struct CallParams {
     /// A WAV file the other side's sound is written to (a full path).
     #[serde(default)]
     pub audio_out: Option<std::path::PathBuf>,
+    /// Send video: the frames of `video_in`, or a built-in test pattern.
+    #[serde(default)]
+    pub video: bool,
+    /// An IVF file of VP8 frames sent as the camera (a full path).
+    #[serde(default)]
+    pub video_in: Option<std::path::PathBuf>,
+    /// An IVF file the other side's video frames are written to (a full path).
+    #[serde(default)]
+    pub video_out: Option<std::path::PathBuf>,
 }
 
 /// Params of `call.answer`.
@@ -436,6 +445,15 @@ pub struct AnswerParams {
     /// As in [`CallParams`].
     #[serde(default)]
     pub audio_out: Option<std::path::PathBuf>,
+    /// As in [`CallParams`] (an offered video track is always received).
+    #[serde(default)]
+    pub video: bool,
+    /// As in [`CallParams`].
+    #[serde(default)]
+    pub video_in: Option<std::path::PathBuf>,
+    /// As in [`CallParams`].
+    #[serde(default)]
+    pub video_out: Option<std::path::PathBuf>,
 }
 
 /// Params of `call.decline` and `call.hangup`.

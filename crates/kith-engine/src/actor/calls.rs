@@ -300,6 +300,9 @@ impl Engine {
         }
         self.st.calls.opts.audio_in = p.audio_in;
         self.st.calls.opts.audio_out = p.audio_out;
+        self.st.calls.opts.video = p.video || p.video_in.is_some();
+        self.st.calls.opts.video_in = p.video_in;
+        self.st.calls.opts.video_out = p.video_out;
         let call = self.st.ids.next_id().0;
         let peer = c.identity;
         self.call_then(|core, now, ms| core.dial(peer, call, now, ms))?
@@ -312,6 +315,9 @@ impl Engine {
         let call = parse_call(&p.call, active)?;
         self.st.calls.opts.audio_in = p.audio_in;
         self.st.calls.opts.audio_out = p.audio_out;
+        self.st.calls.opts.video = p.video || p.video_in.is_some();
+        self.st.calls.opts.video_in = p.video_in;
+        self.st.calls.opts.video_out = p.video_out;
         self.call_then(|core, _, _| core.answer(call))?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
     }
