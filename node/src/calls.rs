@@ -27,10 +27,14 @@ pub const NO_CALL: i32 = 4;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CallCmd {
-    /// Call a contact (rings every device of theirs for 45 s).
+    /// Call a contact (rings every device of theirs for 45 s), or with --group ring a
+    /// group of up to 8 people (each member who answers talks with every other).
     Call {
-        /// The contact's name.
+        /// The contact's name (with --group, the group's name or id).
         name: String,
+        /// NAME is a group: ring its other members.
+        #[arg(long)]
+        group: bool,
         /// Send this WAV file (16-bit, 48 kHz) instead of a microphone; silence after it.
         #[arg(long, value_name = "FILE.wav")]
         audio_in: Option<PathBuf>,
@@ -122,6 +126,7 @@ pub(crate) async fn run(
     match cmd {
         CallCmd::Call {
             name,
+            group,
             audio_in,
             audio_out,
             video,
@@ -134,6 +139,7 @@ pub(crate) async fn run(
                     video: video.video,
                     video_in: absolute(video.video_in)?,
                     video_out: absolute(video.video_out)?,
+                    group,
                 })
                 .await?;
             view(out, &v);
@@ -231,14 +237,27 @@ fn view(out: &Out, v: &CallView) {
         out.json_value(v);
         return;
     }
+    let group = v
+        .group
+        .as_deref()
+        .map(|g| format!(" [{}]", printable(g)))
+        .unwrap_or_default();
     out.text(&format!(
-        "call {} {} {}: {}{}",
+        "call {} {} {}{group}: {}{}",
         &v.call[..8.min(v.call.len())],
         v.direction,
         printable(&v.contact),
         v.state,
         if v.muted { " (muted)" } else { "" }
     ));
+    if !v.participants.is_empty() {
+        let names: Vec<String> = v
+            .participants
+            .iter()
+            .map(|p| printable(p).into_owned())
+            .collect();
+        out.text(&format!("  with {}", names.join(", ")));
+    }
     if let Some(q) = &v.quality {
         out.text(&format!(
             "  rtt {} ms, loss {}‰, jitter {} ms, in {} kbit/s, out {} kbit/s",
@@ -276,8 +295,13 @@ fn history(out: &Out, v: &[CallRecordView]) {
         } else {
             r.outcome.replace('_', " ")
         };
+        let group = r
+            .group
+            .as_deref()
+            .map(|g| format!(" [{}]", printable(g)))
+            .unwrap_or_default();
         out.text(&format!(
-            "{} UTC {arrow} {}  {what}  ({})",
+            "{} UTC {arrow} {}{group}  {what}  ({})",
             local(r.started_at),
             printable(&r.contact),
             &r.call[..8.min(r.call.len())]

@@ -735,8 +735,12 @@ impl Out {
                     "" => String::new(),
                     o => format!(" ({})", o.replace('_', " ")),
                 };
+                let group = match raw("group") {
+                    "" => String::new(),
+                    _ => format!(" [{}]", get("group")),
+                };
                 line(&format!(
-                    "call {} {} {}: {}{outcome}",
+                    "call {} {} {}{group}: {}{outcome}",
                     printable(id.get(..8).unwrap_or(id)),
                     get("direction"),
                     get("contact"),

@@ -431,6 +431,9 @@ pub struct CallParams {
     /// An IVF file the other side's video frames are written to (a full path).
     #[serde(default)]
     pub video_out: Option<std::path::PathBuf>,
+    /// `to` names a group: ring its other members (at most 8 people in all).
+    #[serde(default)]
+    pub group: bool,
 }
 
 /// Params of `call.answer`.

@@ -602,6 +602,11 @@ pub enum Event {
         /// `missed`, `cancelled`, `failed` (never connected) or `lost` (connected, then the
         /// link was gone).
         outcome: Option<String>,
+        /// A group call: the group's name. Its states are the call's, and
+        /// `member_joined`, `member_reconnecting` and `member_left` for the member named in
+        /// `contact`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     /// Live quality of the call going on (every two seconds while connected).
     CallQuality {
@@ -746,6 +751,12 @@ pub struct CallView {
     pub state: String,
     /// Our sound is muted.
     pub muted: bool,
+    /// A group call: the group's name (`contact` is who rang).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A group call: the members we are connected with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
     /// The live quality, as last measured (every 2 s once connected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<CallQualityView>,
@@ -785,4 +796,7 @@ pub struct CallRecordView {
     pub outcome: String,
     /// An incoming call nobody answered.
     pub missed: bool,
+    /// A group call: the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }

@@ -18,6 +18,7 @@ pub mod chat;
 pub mod codec;
 pub mod contact;
 pub mod group;
+pub mod group_call;
 pub mod groupwire;
 pub mod limits;
 pub mod link;

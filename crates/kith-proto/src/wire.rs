@@ -594,6 +594,8 @@ pub enum Body {
     /// Between one person's devices (and, a record, to contacts): see
     /// [`crate::link::DeviceSync`].
     Devices(crate::link::DeviceSync),
+    /// A group call's signalling: see [`crate::group_call`].
+    GroupCall(crate::group_call::GroupCallMsg),
 }
 
 /// Longest SDP a call offer or answer may carry (bytes).
@@ -650,6 +652,7 @@ impl std::fmt::Debug for Body {
             }
             Body::Chat(a) => write!(f, "Chat({a:?})"),
             Body::Devices(d) => write!(f, "Devices({d:?})"),
+            Body::GroupCall(m) => write!(f, "GroupCall({m:?})"),
         }
     }
 }
@@ -726,6 +729,7 @@ impl Sealed {
                 }
                 Body::Chat(a) => a.check()?,
                 Body::Devices(d) => d.check()?,
+                Body::GroupCall(m) => m.check()?,
                 _ => {}
             }
         }

@@ -21,15 +21,18 @@
 //!    ended. Audio never passes through the engine and never waits on a commit.
 //! 5. Every tick the core's ringing timer runs ([`Engine::calls_tick`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use kith_calls::{MediaEvent, MediaHandle, MediaOptions, Role};
 
+use super::group_calls::media_call;
 use super::*;
 use crate::command::{AnswerParams, CallIdParams, CallParams, Done};
 use crate::cores::calls::{
     CallError, CallRecord, Calls, Direction, MAX_HISTORY, MediaOp, Offer, Out as CallOut,
 };
+use crate::cores::group_calls::GroupCalls;
 
 /// Capacity of the channel media tasks report on.
 pub const MEDIA_EVENTS: usize = 256;
@@ -62,10 +65,15 @@ impl Default for CallConfig {
 /// The engine's side of calls.
 pub(super) struct CallState {
     pub(super) core: Calls,
+    /// The group call ([`crate::cores::group_calls`]).
+    pub(super) room: GroupCalls,
     media: Option<MediaHandle>,
-    media_tx: mpsc::Sender<MediaEvent>,
+    /// The media tasks of the group call's legs, by call id (at most
+    /// [`kith_proto::group_call::MAX_GROUP_CALL`] − 1).
+    pub(super) legs: HashMap<u128, MediaHandle>,
+    pub(super) media_tx: mpsc::Sender<MediaEvent>,
     /// Sound files and bind address of the live call's media.
-    opts: MediaOptions,
+    pub(super) opts: MediaOptions,
     /// TURN servers learnt from our mailboxes.
     pub(super) turn: super::turn::TurnServers,
     /// The live call's last quality figures (its id with them).
@@ -76,7 +84,9 @@ impl CallState {
     pub(super) fn new(cfg: &CallConfig, media_tx: mpsc::Sender<MediaEvent>) -> Self {
         Self {
             core: Calls::with_ring(cfg.ring),
+            room: GroupCalls::with_ring(cfg.ring),
             media: None,
+            legs: HashMap::new(),
             media_tx,
             opts: MediaOptions {
                 bind: cfg.bind,
@@ -87,28 +97,42 @@ impl CallState {
         }
     }
 
+    /// A leg's media task ended by itself.
+    pub(super) fn forget_leg(&mut self, call: u128) {
+        self.legs.remove(&call);
+    }
+
+    /// The media task of a call or of a group call's leg.
+    fn handle(&self, call: u128) -> Option<&MediaHandle> {
+        self.legs
+            .get(&call)
+            .or(self.media.as_ref().filter(|h| h.call() == call))
+    }
+
     /// Carries out a media operation (after the commit).
     pub(super) fn media_op(&mut self, op: MediaOp) {
         match op {
             MediaOp::StartCaller { call } => self.start(call, Role::Caller),
             MediaOp::StartCallee { call, offer } => self.start(call, Role::Callee { offer }),
             MediaOp::Answer { call, sdp } => {
-                if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
+                if let Some(h) = self.handle(call) {
                     h.remote_answer(sdp);
                 }
             }
             MediaOp::Restart { call, offer } => {
-                if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
+                if let Some(h) = self.handle(call) {
                     h.remote_offer(offer);
                 }
             }
             MediaOp::Mute { call, muted } => {
-                if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
+                if let Some(h) = self.handle(call) {
                     h.mute(muted);
                 }
             }
             MediaOp::Stop { call } => {
-                if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
+                if let Some(h) = self.legs.remove(&call) {
+                    h.stop();
+                } else if let Some(h) = self.media.as_ref().filter(|h| h.call() == call) {
                     h.stop();
                     self.media = None;
                 }
@@ -117,6 +141,10 @@ impl CallState {
     }
 
     fn start(&mut self, call: u128, role: Role) {
+        if let Some(peer) = self.room.leg_peer(call) {
+            self.start_leg(call, peer, role);
+            return;
+        }
         if let Some(old) = self.media.take() {
             old.stop();
         }
@@ -128,16 +156,16 @@ impl CallState {
     }
 }
 
-fn call_error(e: CallError) -> EngineError {
+pub(super) fn call_error(e: CallError) -> EngineError {
     EngineError::Call(e.to_string())
 }
 
 /// A call id as shown: 32 hex digits.
-fn call_hex(call: u128) -> String {
+pub(super) fn call_hex(call: u128) -> String {
     format!("{call:032x}")
 }
 
-fn direction_str(d: Direction) -> &'static str {
+pub(super) fn direction_str(d: Direction) -> &'static str {
     match d {
         Direction::Outgoing => "outgoing",
         Direction::Incoming => "incoming",
@@ -168,8 +196,11 @@ impl State {
                         direction: direction_str(u.direction).into(),
                         state: u.state.into(),
                         outcome: u.outcome.map(|o| o.as_str().into()),
+                        group: None,
                     }));
                 }
+                CallOut::Room(u) => self.room_event(w, u, after)?,
+                CallOut::RoomRecord(r) => self.room_record(w, r)?,
                 CallOut::Record(r) => {
                     let mut history = read_history(w.meta(HISTORY)?);
                     history.push(r);
@@ -206,6 +237,7 @@ impl State {
                     sent_at_ms,
                     sdp,
                 };
+                self.calls.core.elsewhere = self.calls.room.active().is_some();
                 self.calls.core.offer(offer, Instant::now(), now_ms)
             }
             Body::CallAnswer { call, sdp } => self.calls.core.remote_answer(conv, call, sdp),
@@ -213,6 +245,7 @@ impl State {
             Body::CallDecline { call, busy } => {
                 self.calls.core.remote_decline(conv, call, busy, now_ms)
             }
+            Body::GroupCall(m) => return self.on_group_call(w, conv, m, after),
             // Candidates come inside the descriptions; trickle is not used yet.
             _ => Vec::new(),
         };
@@ -220,6 +253,9 @@ impl State {
     }
 
     fn call_view(&self, w: &impl ContactLookup) -> Option<CallView> {
+        if self.calls.room.active().is_some() {
+            return self.room_view(w);
+        }
         let a = self.calls.core.active()?;
         Some(CallView {
             call: call_hex(a.call),
@@ -227,6 +263,8 @@ impl State {
             direction: direction_str(a.direction).into(),
             state: a.phase.as_str().into(),
             muted: a.muted,
+            group: None,
+            participants: Vec::new(),
             quality: self
                 .calls
                 .quality
@@ -237,7 +275,7 @@ impl State {
 }
 
 /// Finds a contact's name (in a write transaction or a read).
-trait ContactLookup {
+pub(super) trait ContactLookup {
     fn name_of(&self, who: &IdentityKey) -> String;
 }
 
@@ -251,7 +289,7 @@ impl ContactLookup for Store {
     }
 }
 
-fn read_history(bytes: Option<Vec<u8>>) -> Vec<CallRecord> {
+pub(super) fn read_history<T: serde::de::DeserializeOwned>(bytes: Option<Vec<u8>>) -> Vec<T> {
     bytes
         .and_then(|b| kith_proto::codec::decode(&b, HISTORY_BYTES).ok())
         .unwrap_or_default()
@@ -272,7 +310,7 @@ fn parse_call(given: &Option<String>, active: Option<u128>) -> Result<Option<u12
 impl Engine {
     /// Runs the call core on a user command and carries out its outs; returns the view of
     /// the live call afterwards.
-    fn call_then(
+    pub(super) fn call_then(
         &mut self,
         f: impl FnOnce(&mut Calls, Instant, u64) -> Result<Vec<CallOut>, CallError>,
     ) -> Result<Option<CallView>, EngineError> {
@@ -287,6 +325,12 @@ impl Engine {
 
     /// `call`: ring every device of a contact.
     pub(super) fn call_dial(&mut self, p: CallParams) -> Result<CallView, EngineError> {
+        if p.group {
+            return self.group_call_dial(p);
+        }
+        if self.st.calls.room.active().is_some() {
+            return Err(call_error(CallError::Busy));
+        }
         let c = self
             .store
             .read(|r| r.contact_by_name(&p.to))
@@ -298,11 +342,7 @@ impl Engine {
         if self.st.calls.core.active().is_some() {
             return Err(call_error(CallError::Busy));
         }
-        self.st.calls.opts.audio_in = p.audio_in;
-        self.st.calls.opts.audio_out = p.audio_out;
-        self.st.calls.opts.video = p.video || p.video_in.is_some();
-        self.st.calls.opts.video_in = p.video_in;
-        self.st.calls.opts.video_out = p.video_out;
+        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
         let call = self.st.ids.next_id().0;
         let peer = c.identity;
         self.call_then(|core, now, ms| core.dial(peer, call, now, ms))?
@@ -311,19 +351,21 @@ impl Engine {
 
     /// `call.answer`.
     pub(super) fn call_answer(&mut self, p: AnswerParams) -> Result<CallView, EngineError> {
+        if self.st.calls.room.active().is_some() {
+            return self.group_call_answer(p);
+        }
         let active = self.st.calls.core.active().map(|a| a.call);
         let call = parse_call(&p.call, active)?;
-        self.st.calls.opts.audio_in = p.audio_in;
-        self.st.calls.opts.audio_out = p.audio_out;
-        self.st.calls.opts.video = p.video || p.video_in.is_some();
-        self.st.calls.opts.video_in = p.video_in;
-        self.st.calls.opts.video_out = p.video_out;
+        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
         self.call_then(|core, _, _| core.answer(call))?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
     }
 
     /// `call.decline`.
     pub(super) fn call_decline(&mut self, p: CallIdParams) -> Result<Done, EngineError> {
+        if self.st.calls.room.active().is_some() {
+            return self.group_call_hangup(p);
+        }
         let call = parse_call(&p.call, self.st.calls.core.active().map(|a| a.call))?;
         self.call_then(|core, _, ms| core.decline(call, ms))?;
         Ok(Done { ok: true })
@@ -331,6 +373,9 @@ impl Engine {
 
     /// `call.hangup`.
     pub(super) fn call_hangup(&mut self, p: CallIdParams) -> Result<Done, EngineError> {
+        if self.st.calls.room.active().is_some() {
+            return self.group_call_hangup(p);
+        }
         let call = parse_call(&p.call, self.st.calls.core.active().map(|a| a.call))?;
         self.call_then(|core, _, ms| core.hangup(call, ms))?;
         Ok(Done { ok: true })
@@ -338,6 +383,11 @@ impl Engine {
 
     /// `call.mute`.
     pub(super) fn call_mute(&mut self, muted: bool) -> Result<CallView, EngineError> {
+        if self.st.calls.room.active().is_some() {
+            return self
+                .call_then(|_, _, _| Ok(Vec::new()))
+                .and_then(|_| self.group_call_mute(muted));
+        }
         self.call_then(|core, _, _| core.mute(muted))?
             .ok_or_else(|| call_error(CallError::NoCall))
     }
@@ -349,10 +399,10 @@ impl Engine {
 
     /// `calls`: the history, newest first.
     pub(super) fn call_history(&self) -> Result<Vec<CallRecordView>, EngineError> {
-        let history = read_history(self.store.read(|r| r.meta(HISTORY)).map_err(internal)?);
-        Ok(history
+        let history: Vec<CallRecord> =
+            read_history(self.store.read(|r| r.meta(HISTORY)).map_err(internal)?);
+        let mut all: Vec<CallRecordView> = history
             .into_iter()
-            .rev()
             .map(|r| CallRecordView {
                 call: call_hex(r.call),
                 contact: self.store.name_of(&r.peer),
@@ -361,12 +411,19 @@ impl Engine {
                 duration_ms: r.duration_ms,
                 outcome: r.outcome.as_str().into(),
                 missed: r.outcome == crate::cores::calls::Outcome::Missed,
+                group: None,
             })
-            .collect())
+            .collect();
+        all.extend(self.group_call_history()?);
+        all.sort_by_key(|r| std::cmp::Reverse(r.started_at));
+        Ok(all)
     }
 
     /// What a media task reported.
     pub(super) fn on_media(&mut self, ev: MediaEvent) {
+        if self.st.calls.room.leg_peer(media_call(&ev)).is_some() {
+            return self.on_leg_media(ev);
+        }
         let now = now_ms();
         let core = &mut self.st.calls.core;
         let outs = match ev {
@@ -418,6 +475,20 @@ impl Engine {
     /// A clean stop: hangs up the call going on and waits (up to [`STOP_WAIT`]) for its
     /// media task to end, so its output file is complete.
     pub(super) async fn calls_shutdown(&mut self, media: &mut mpsc::Receiver<MediaEvent>) {
+        if self.st.calls.room.active().is_some() {
+            let mut legs = self.st.calls.legs.len();
+            if let Err(e) = self.group_call_hangup(CallIdParams::default()) {
+                debug!(error = %e, "no group hang-up at stop");
+            }
+            let deadline = tokio::time::Instant::now() + STOP_WAIT;
+            while legs > 0 {
+                match tokio::time::timeout_at(deadline, media.recv()).await {
+                    Ok(Some(MediaEvent::Ended { .. })) => legs -= 1,
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+            }
+        }
         if self.st.calls.core.active().is_none() {
             return;
         }
@@ -438,7 +509,8 @@ impl Engine {
 
     /// The ringing timer.
     pub(super) fn calls_tick(&mut self) {
-        let outs = self.st.calls.core.tick(Instant::now(), now_ms());
+        let mut outs = self.st.calls.core.tick(Instant::now(), now_ms());
+        outs.extend(self.st.calls.room.tick(Instant::now(), now_ms()));
         if !outs.is_empty() {
             self.write_then("cannot store a call change", |st, w, after| {
                 st.call_outs(w, outs, after)

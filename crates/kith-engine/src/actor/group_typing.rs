@@ -65,7 +65,7 @@ impl Engine {
 
     /// A group known by its exact name, or by a unique prefix of its id (4 hex digits or
     /// more).
-    fn group_by_query(&self, q: &str) -> Result<GroupId, EngineError> {
+    pub(super) fn group_by_query(&self, q: &str) -> Result<GroupId, EngineError> {
         let q = q.trim();
         if let Some(id) = self.st.groups.by_name(q) {
             return Ok(id);

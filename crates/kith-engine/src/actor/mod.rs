@@ -29,6 +29,7 @@ pub(crate) mod chat;
 mod commands;
 mod config;
 mod devices;
+mod group_calls;
 mod group_typing;
 mod groups;
 mod handle;

@@ -262,6 +262,10 @@ pub enum Out {
     Emit(Update),
     /// Store this call in the history.
     Record(CallRecord),
+    /// Tell watchers about the group call ([`super::group_calls`]).
+    Room(super::group_calls::RoomUpdate),
+    /// Store this group call in the history.
+    RoomRecord(super::group_calls::GroupCallRecord),
 }
 
 /// Why a user's call command was refused.
@@ -276,6 +280,9 @@ pub enum CallError {
     /// No call is going on.
     #[error("no call is going on")]
     NoCall,
+    /// The call cannot be made (the reason is said).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The offer as the actor found it.
@@ -313,6 +320,8 @@ pub struct Calls {
     strangers: RateLimit<IdentityKey>,
     /// Offers from strangers dropped so far.
     pub dropped: u64,
+    /// A group call is going on (set by the actor): an offer is answered busy.
+    pub elsewhere: bool,
 }
 
 impl Default for Calls {
@@ -335,6 +344,7 @@ impl Calls {
             ended: BoundedSet::new(MAX_ENDED),
             strangers: RateLimit::once_per(STRANGER_LOG_EVERY, MAX_STRANGER_KEYS),
             dropped: 0,
+            elsewhere: false,
         }
     }
 
@@ -492,6 +502,19 @@ impl Calls {
             ];
         }
         let mut out = Vec::new();
+        if self.elsewhere && self.active.is_none() {
+            self.ended.insert(o.call);
+            return vec![
+                Out::Send(
+                    o.from,
+                    Body::CallDecline {
+                        call: o.call,
+                        busy: true,
+                    },
+                ),
+                Out::Record(missed(now_ms)),
+            ];
+        }
         if let Some(a) = &self.active {
             let glare = a.peer == o.from
                 && a.direction == Direction::Outgoing

@@ -333,7 +333,8 @@ pub fn deliver(bodies: Vec<Body>, from: Sender, read_receipts: bool, batch: &mut
             | Body::CallAnswer { .. }
             | Body::CallCandidates { .. }
             | Body::CallHangup { .. }
-            | Body::CallDecline { .. }) => Step::Call(b),
+            | Body::CallDecline { .. }
+            | Body::GroupCall(_)) => Step::Call(b),
             Body::Chat(action) => {
                 if let kith_proto::chat::ChatAction::Message { id, .. } = &action
                     && from.relayed

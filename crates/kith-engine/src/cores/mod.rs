@@ -29,6 +29,7 @@ pub mod calls;
 pub mod chat;
 pub mod contacts;
 pub mod delivery;
+pub mod group_calls;
 pub mod group_frames;
 pub mod group_keys;
 pub mod group_late;
