@@ -78,6 +78,8 @@ request_streams = 32
 # here an hour.
 dht_records = 16384
 dht_puts_per_hour = 60
+# Connections open at once, in all: devices registered here keep one each while online.
+max_connections = 16384
 
 # TURN and STUN for calls: devices registered with this mailbox get time-limited credentials
 # over their libp2p connection and relay calls through here when no direct path works.
@@ -378,7 +380,11 @@ struct LimitsFile {
     request_streams: usize,
     dht_records: usize,
     dht_puts_per_hour: u32,
+    max_connections: u32,
 }
+
+/// Connections a community node keeps open at once, by default.
+const BOOTSTRAP_CONNECTIONS: u32 = 16_384;
 
 impl Default for LimitsFile {
     fn default() -> Self {
@@ -389,6 +395,7 @@ impl Default for LimitsFile {
             request_streams: d.request_streams,
             dht_records: d.dht_records,
             dht_puts_per_hour: d.dht_puts_per_hour,
+            max_connections: BOOTSTRAP_CONNECTIONS,
         }
     }
 }
@@ -504,6 +511,7 @@ impl Config {
             || l.request_streams == 0
             || l.dht_records == 0
             || l.dht_puts_per_hour == 0
+            || l.max_connections == 0
         {
             bail!("[limits] must each be at least 1");
         }
@@ -533,6 +541,7 @@ impl Config {
                 request_streams: f.limits.request_streams,
                 dht_records: f.limits.dht_records,
                 dht_puts_per_hour: f.limits.dht_puts_per_hour,
+                max_connections: f.limits.max_connections,
             },
             relay,
             allow_private_ips: f.relay.allow_private_ips,

@@ -45,6 +45,8 @@ pub struct NetLimits {
     pub dht_records: usize,
     /// DHT records one peer may put here an hour.
     pub dht_puts_per_hour: u32,
+    /// Connections open at once, in all (a community node serving many devices needs more).
+    pub max_connections: u32,
 }
 
 /// Requests a peer may make a minute, by default (ten a second on average).
@@ -59,6 +61,8 @@ pub const REQUEST_STREAMS: usize = 32;
 pub const DHT_RECORDS: usize = 16_384;
 /// DHT records one peer may put here an hour, by default.
 pub const DHT_PUTS_PER_HOUR: u32 = 60;
+/// Connections open at once, by default.
+pub const MAX_CONNECTIONS: u32 = 4096;
 
 impl Default for NetLimits {
     fn default() -> Self {
@@ -68,6 +72,7 @@ impl Default for NetLimits {
             request_streams: REQUEST_STREAMS,
             dht_records: DHT_RECORDS,
             dht_puts_per_hour: DHT_PUTS_PER_HOUR,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }

@@ -181,7 +181,7 @@ pub(crate) fn behaviour(
         blocked: Default::default(),
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established(Some(4096))
+                .with_max_established(Some(cfg.options.limits.max_connections.max(1)))
                 .with_max_established_per_peer(Some(4))
                 .with_max_pending_incoming(Some(256)),
         ),
