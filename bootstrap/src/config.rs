@@ -608,7 +608,13 @@ mod tests {
     #[test]
     fn limits_and_mailbox_bounds() {
         let d = Config::parse(EXAMPLE).unwrap();
-        assert_eq!(d.net_limits(), kith_engine::NetLimits::default());
+        assert_eq!(
+            d.net_limits(),
+            kith_engine::NetLimits {
+                max_connections: BOOTSTRAP_CONNECTIONS,
+                ..kith_engine::NetLimits::default()
+            }
+        );
         assert_eq!(
             d.mailbox_config().max_devices_per_identity,
             kith_engine::MAILBOX_DEVICES_PER_IDENTITY
@@ -622,6 +628,7 @@ mod tests {
         assert_eq!(c.mailbox_config().topics_per_device, 5);
         assert_eq!(c.net_limits().requests_per_minute, 7);
         assert_eq!(c.net_limits().dht_records, 9);
+        assert_eq!(c.net_limits().max_connections, BOOTSTRAP_CONNECTIONS);
         assert_eq!(
             c.net_limits().request_streams,
             kith_engine::net_limits::REQUEST_STREAMS
