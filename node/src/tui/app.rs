@@ -661,17 +661,23 @@ impl App {
         }
         match &mut self.call {
             Some(r) if r.call == s("call") => r.state = state,
-            Some(_) => {}
-            None => {
-                let outgoing = s("direction") == "outgoing";
-                if outgoing || s("direction") == "incoming" {
-                    self.call = Some(Ring {
-                        call: s("call"),
-                        contact: s("contact"),
-                        state,
-                        outgoing,
-                    });
-                }
+            // A call ringing here shows (over one going on, as before); one we started
+            // elsewhere (`kith call`) shows when none does.
+            None if s("direction") == "outgoing" => {
+                self.call = Some(Ring {
+                    call: s("call"),
+                    contact: s("contact"),
+                    state,
+                    outgoing: true,
+                });
+            }
+            _ if s("direction") == "incoming" => {
+                self.call = Some(Ring {
+                    call: s("call"),
+                    contact: s("contact"),
+                    state,
+                    outgoing: false,
+                });
             }
             _ => {}
         }

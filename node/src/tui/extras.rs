@@ -84,10 +84,10 @@ pub fn stories_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
                     fx.push(Effect::PostStatus(t));
                 }
             }
-            KeyCode::Char(c) if !ctrl && !c.is_control() => {
-                if text.len() + c.len_utf8() <= STATUS_MAX {
-                    text.push(c);
-                }
+            KeyCode::Char(c)
+                if !ctrl && !c.is_control() && text.len() + c.len_utf8() <= STATUS_MAX =>
+            {
+                text.push(c);
             }
             _ => {}
         }

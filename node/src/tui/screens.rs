@@ -121,10 +121,10 @@ pub fn search_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             s.query.pop();
         }
         KeyCode::Char('u') if ctrl => s.query.clear(),
-        KeyCode::Char(c) if !ctrl && !c.is_control() => {
-            if s.query.len() + c.len_utf8() <= QUERY_MAX {
-                s.query.push(c);
-            }
+        KeyCode::Char(c)
+            if !ctrl && !c.is_control() && s.query.len() + c.len_utf8() <= QUERY_MAX =>
+        {
+            s.query.push(c);
         }
         KeyCode::Enter => {
             let q = s.query.trim().to_string();
