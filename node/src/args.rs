@@ -310,6 +310,9 @@ pub(crate) enum Command {
         /// Most results.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only group messages that name you (`kith mentions`).
+        #[arg(long)]
+        mentions: bool,
     },
     /// The group messages that name you (`@name`), newest first.
     Mentions {

@@ -82,6 +82,14 @@ fn a_mention_is_flagged_for_the_member_named_only() {
     assert_eq!(message(&c, text3)["mentioned"], false);
     assert_eq!(b.json(&["mentions"]).len(), 2);
 
+    // Search among the messages that name you: two match the words, one names B.
+    let hits = b.json(&["search", "yes OR lunch"]);
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    let hits = b.json(&["search", "yes OR lunch", "--mentions"]);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["id"], first.as_str());
+    assert!(c.json(&["search", "lunch", "--mentions"]).is_empty());
+
     // Read, the list's flag goes; the message keeps its own.
     b.json(&["group", "read", "Friends"]);
     assert_eq!(listed(&b)["mentioned"], false);

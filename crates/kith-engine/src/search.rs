@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TantivyDocument, Value,
 };
@@ -336,6 +336,17 @@ impl SearchIndex {
         chat: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Hit>, SearchError> {
+        self.search_among(query, chat, None, limit)
+    }
+
+    /// [`SearchIndex::search`] among the messages `only` names, when given.
+    pub fn search_among(
+        &self,
+        query: &str,
+        chat: Option<&[u8]>,
+        only: Option<&[u128]>,
+        limit: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
         let searcher = self.reader.searcher();
         let mut parser = QueryParser::for_index(&self.index, vec![self.f.text]);
         // Every word must be in a hit (`OR` asks for either), as in other messengers'
@@ -351,6 +362,19 @@ impl SearchIndex {
                     Box::new(TermQuery::new(
                         Term::from_field_text(self.f.chat, &hex::encode(c)),
                         IndexRecordOption::Basic,
+                    )),
+                ),
+            ])),
+            None => q,
+        };
+        let q: Box<dyn Query> = match only {
+            Some(ids) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, q),
+                (
+                    Occur::Must,
+                    Box::new(TermSetQuery::new(
+                        ids.iter()
+                            .map(|id| Term::from_field_text(self.f.id, &id_text(*id))),
                     )),
                 ),
             ])),
@@ -484,6 +508,19 @@ mod tests {
         };
         assert_eq!(ids("picnic beach"), vec![5]);
         assert_eq!(ids("picnic OR beach"), vec![5, 6]);
+        // Among some messages only.
+        let among = |only: &[u128]| {
+            let mut v: Vec<u128> = ix
+                .search_among("beach", None, Some(only), 10)
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(among(&[6, 9]), vec![6]);
+        assert!(among(&[]).is_empty());
         // Odd queries do not fail.
         assert!(ix.search("\"unclosed AND (", None, 10).is_ok());
     }

@@ -249,6 +249,7 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                     text: text.clone(),
                     chat: methods::ChatParams::default(),
                     limit: SEARCH_HITS,
+                    mentions: false,
                 })
                 .await?
                 .into_iter()
