@@ -146,6 +146,8 @@ pub enum Mode {
     Search,
     /// The stories screen.
     Stories,
+    /// Adding a contact.
+    AddContact,
 }
 
 /// A call ringing here.
@@ -196,6 +198,8 @@ pub enum Input {
     Calling(Ring),
     /// A line for the bar (a file's state).
     Notice(String),
+    /// A contact was added, under this name.
+    Added(String),
     /// Your own profile name (to find `@you` in groups).
     Me(String),
     /// A request failed.
@@ -287,6 +291,13 @@ pub enum Effect {
     HangUp(String),
     /// Download a message's file.
     Download(String),
+    /// Add a contact from their code.
+    AddContact {
+        /// Their code.
+        code: String,
+        /// The name to file them under.
+        name: String,
+    },
     /// Take the ringing call.
     Answer(String),
     /// Refuse the ringing call.
@@ -336,6 +347,8 @@ pub struct App {
     pub jump: Option<String>,
     /// The stories screen.
     pub stories: extras::Stories,
+    /// The add-a-contact form.
+    pub adding: Option<super::contacts::AddContact>,
     /// The time of the last update (ms).
     pub now: u64,
 }
@@ -364,6 +377,7 @@ impl App {
             search_back: Mode::List,
             jump: None,
             stories: extras::Stories::default(),
+            adding: None,
             now,
         }
     }
@@ -410,6 +424,10 @@ impl App {
                 }
             }
             Input::Notice(text) => self.note(text),
+            Input::Added(name) => {
+                self.note(format!("{name} added"));
+                fx.push(Effect::LoadChats);
+            }
             Input::Me(name) => self.me = (!name.trim().is_empty()).then_some(name),
             Input::Failed(e) => self.note(e),
             Input::Gone => self.quit = true,

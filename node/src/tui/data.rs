@@ -263,6 +263,12 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                 .collect();
             Some(Input::Found(text, hits))
         }
+        Effect::AddContact { code, name } => {
+            let v = c
+                .call::<methods::ContactsAdd>(methods::AddContactParams { code, name })
+                .await?;
+            Some(Input::Added(v.name))
+        }
         Effect::LoadStories => Some(Input::Stories(stories(c).await?)),
         Effect::ViewStories(name) => {
             c.call::<methods::StatusView>(methods::StatusViewParams { name })

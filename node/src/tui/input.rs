@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::{App, Effect, Mode};
-use super::{extras, screens};
+use super::{contacts, extras, screens};
 
 /// Lines kept in the input history.
 pub const HISTORY_LINES: usize = 100;
@@ -37,6 +37,7 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("Enter, →", "open the chat"),
             ("Tab", "back to the open chat"),
             ("/", "search every chat"),
+            ("a", "add a contact (their code, then a name)"),
             ("?", "help"),
             ("q", "quit"),
         ],
@@ -367,6 +368,7 @@ pub fn key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         Mode::Forward => screens::forward_key(app, k, fx),
         Mode::Search => screens::search_key(app, k, fx),
         Mode::Stories => extras::stories_key(app, k, fx),
+        Mode::AddContact => contacts::key(app, k, fx),
         Mode::List => list_key(app, k, fx),
         Mode::Compose => compose_key(app, k, fx),
         Mode::Select => select_key(app, k, fx),
@@ -388,6 +390,7 @@ fn list_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Tab if app.conv.is_some() => app.mode = Mode::Compose,
         KeyCode::Char('?') => app.help = true,
         KeyCode::Char('/') => screens::open_search(app),
+        KeyCode::Char('a') => contacts::start(app),
         KeyCode::Char('q') => app.quit = true,
         _ => {}
     }
@@ -546,6 +549,10 @@ fn react_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
 
 /// Pasted text goes into the composer as it is (newlines included).
 pub fn paste(app: &mut App, text: &str, fx: &mut Vec<Effect>) {
+    if app.mode == Mode::AddContact {
+        contacts::paste(app, text);
+        return;
+    }
     if app.mode == Mode::Compose {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
         app.composer.insert(&text);

@@ -18,6 +18,7 @@
 //! repairs the terminal then.
 
 pub mod app;
+pub mod contacts;
 pub mod data;
 pub mod extras;
 mod group_typing;

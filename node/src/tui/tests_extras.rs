@@ -135,3 +135,36 @@ fn a_chosen_messages_file_is_downloaded_with_d() {
     );
     assert!(screen(&render(&mut app, 100, 30)).contains("photo.jpg is saved"));
 }
+
+#[test]
+fn adding_a_contact_from_the_list() {
+    let mut app = app_with_chats();
+    assert!(screen(&render(&mut app, 100, 24)).contains("add contact"));
+    app.update(key(KeyCode::Char('a')), app.now);
+    assert_eq!(app.mode, Mode::AddContact);
+    // The code is pasted; Enter with no name yet goes to the name.
+    app.update(Input::Paste(" kith1codeofeve\n".into()), app.now);
+    assert!(app.update(key(KeyCode::Enter), app.now).is_empty());
+    assert!(app.adding.as_ref().unwrap().on_name);
+    typed(&mut app, "Eve");
+    let s = screen(&render(&mut app, 100, 24));
+    assert!(s.contains("Add a contact"), "{s}");
+    assert!(s.contains("Code: kith1codeofeve"), "{s}");
+    assert!(s.contains("Name: Eve▏"), "{s}");
+    let fx = app.update(key(KeyCode::Enter), app.now);
+    assert_eq!(
+        fx,
+        vec![Effect::AddContact {
+            code: "kith1codeofeve".into(),
+            name: "Eve".into()
+        }]
+    );
+    assert_eq!(app.mode, Mode::List);
+    let fx = app.update(Input::Added("Eve".into()), app.now);
+    assert_eq!(fx, vec![Effect::LoadChats]);
+    assert!(screen(&render(&mut app, 100, 24)).contains("Eve added"));
+    // Esc cancels.
+    app.update(key(KeyCode::Char('a')), app.now);
+    assert!(app.update(key(KeyCode::Esc), app.now).is_empty());
+    assert_eq!((app.mode, app.adding.is_none()), (Mode::List, true));
+}

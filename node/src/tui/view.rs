@@ -80,6 +80,7 @@ pub fn draw(f: &mut Frame, app: &mut App, tz: &TimeZone) {
             let now = app.now;
             super::screens::draw_search(f, app, main, &|ms| when(ms, now, tz));
         }
+        Mode::AddContact => super::contacts::draw(f, app, main),
         Mode::Stories => {
             let now = app.now;
             super::extras::draw_stories(f, app, main, &|ms| when(ms, now, tz));
@@ -691,6 +692,7 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("↑↓", "choose"),
             ("Enter", "open"),
             ("/", "search"),
+            ("a", "add contact"),
             ("^T", "stories"),
             ("^G", "call"),
             ("F1", "help"),
@@ -720,6 +722,9 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("Enter", "forward"),
             ("Esc", "cancel"),
         ]),
+        Mode::AddContact => {
+            key_hints(&[("Tab", "code / name"), ("Enter", "add"), ("Esc", "cancel")])
+        }
         Mode::Stories if app.stories.writing.is_some() => {
             key_hints(&[("Enter", "post"), ("Esc", "cancel")])
         }
