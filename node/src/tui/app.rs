@@ -415,7 +415,8 @@ impl App {
             Input::Found(query, hits) => screens::found(self, query, hits),
             Input::Stories(list) => extras::set_stories(self, list),
             Input::Posted(n) => {
-                self.note(format!("status posted to {n} contacts"));
+                let s = if n == 1 { "" } else { "s" };
+                self.note(format!("status posted to {n} contact{s}"));
                 fx.push(Effect::LoadStories);
             }
             Input::Calling(r) => {
