@@ -94,12 +94,14 @@ pub(crate) async fn run(out: &Out, c: &mut Client, cmd: Command) -> Result<(), C
             chat,
             group,
             limit,
+            mentions,
         } => {
             let hits = c
                 .call::<methods::Search>(methods::SearchParams {
                     text,
                     chat: chat_params(chat, group),
                     limit,
+                    mentions,
                 })
                 .await?;
             out.search(&hits);

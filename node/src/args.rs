@@ -296,7 +296,8 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff), e.g. `kith man > ~/.local/share/man/man1/kith.1`.
     Man,
-    /// Search your history: ranked matches with snippets (words, "phrases", -exclusions).
+    /// Search your history: ranked matches with snippets (every word must match, or
+    /// `a OR b`; "phrases", -exclusions).
     Search {
         /// What to look for.
         text: String,
@@ -309,6 +310,9 @@ pub(crate) enum Command {
         /// Most results.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only group messages that name you (`kith mentions`).
+        #[arg(long)]
+        mentions: bool,
     },
     /// The group messages that name you (`@name`), newest first.
     Mentions {

@@ -234,6 +234,166 @@ fn full_screen_chat_in_a_real_terminal() {
     );
 }
 
+/// Search and forward in a real terminal: Ctrl+F, a query, Enter shows the hit with its
+/// snippet, Enter again opens Bob's chat with the message chosen, f forwards it to a group,
+/// and Bob gets it there, marked forwarded.
+#[test]
+fn search_and_forward_in_a_real_terminal() {
+    if let Err(why) = have_tmux() {
+        println!("SKIPPED search_and_forward_in_a_real_terminal: {why}");
+        return;
+    }
+    let (a, b) = pair();
+    a.create_group("Picnic", "Bob", 2, &[&b]);
+    b.send("Alice", "the lake at noon");
+    a.wait_received("Bob", 1, T);
+    let tmux = Tmux {
+        socket: format!("kith-tui-search-{}", std::process::id()),
+    };
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "110",
+        "-y",
+        "30",
+        "env",
+        "PS1=shell$ ",
+        "TZ=UTC",
+        "TERM=xterm-256color",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    tmux.wait("the shell prompt", |s| s.contains("shell$"));
+    tmux.text(&format!("{KITH} --data-dir {}", a.dir.display()));
+    tmux.keys(&["Enter"]);
+    // Bob's chat (his message is the newest) above the group's.
+    tmux.wait("the chat list", |s| {
+        s.contains("Bob") && s.contains("# Picnic")
+    });
+
+    tmux.keys(&["C-f"]);
+    tmux.wait("the search screen", |s| s.contains("Search"));
+    tmux.text("lake");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the hit with its snippet", |s| {
+        s.contains("Bob · Bob") && s.contains("the lake at noon")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait("Bob's chat with the message chosen", |s| {
+        !s.contains("🔍") && s.contains("forward") && s.contains("the lake at noon")
+    });
+
+    tmux.keys(&["f"]);
+    tmux.wait("the chat picker", |s| s.contains("Forward to"));
+    tmux.keys(&["Down"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait("the notice", |s| s.contains("forwarded to Picnic"));
+    wait_for(T, "Bob to get the forward in the group", || {
+        b.json(&["history", "--group", "Picnic"])
+            .into_iter()
+            .find(|m| m["text"] == "the lake at noon" && m["forwarded"] == true)
+    });
+    tmux.keys(&["C-c"]);
+    tmux.wait("the shell prompt after quitting", |s| {
+        s.lines().filter(|l| l.starts_with("shell$")).count() >= 2
+    });
+}
+
+/// Stories and a call from the screen: Ctrl+T, n, a text, Enter posts a status Bob gets;
+/// once he has seen it, Alice's stories screen says so; Ctrl+G in his chat calls him (his
+/// node rings, her screen shows the call), Ctrl+X hangs up.
+#[test]
+fn stories_and_a_call_from_the_screen() {
+    if let Err(why) = have_tmux() {
+        println!("SKIPPED stories_and_a_call_from_the_screen: {why}");
+        return;
+    }
+    let node = || {
+        let mut n = Node::new().with_args(&["--call-bind", "127.0.0.1"]);
+        n.start();
+        n
+    };
+    let (a, b) = (node(), node());
+    a.add(&b, "Bob");
+    b.add(&a, "Alice");
+    let tmux = Tmux {
+        socket: format!("kith-tui-stories-{}", std::process::id()),
+    };
+    tmux.ok(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "110",
+        "-y",
+        "30",
+        "env",
+        "PS1=shell$ ",
+        "TZ=UTC",
+        "TERM=xterm-256color",
+        "bash",
+        "--norc",
+        "--noprofile",
+    ]);
+    tmux.wait("the shell prompt", |s| s.contains("shell$"));
+    tmux.text(&format!("{KITH} --data-dir {}", a.dir.display()));
+    tmux.keys(&["Enter"]);
+    tmux.wait("the chat list", |s| {
+        s.contains("Chats") && s.contains("Bob")
+    });
+
+    tmux.keys(&["C-t"]);
+    tmux.wait("the stories screen", |s| s.contains("Stories (24 h)"));
+    tmux.keys(&["n"]);
+    tmux.text("sunny on the pier");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the notice", |s| s.contains("status posted to 1 contact"));
+    wait_for(T, "Bob to get the status", || {
+        b.json(&["status", "list"])
+            .into_iter()
+            .find(|s| s["from"] == "Alice" && s["text"] == "sunny on the pier")
+    });
+    b.json(&["status", "view", "Alice"]);
+    // Ctrl+T again loads the stories again, until Bob's view has come.
+    wait_for(T, "Bob among the viewers on Alice's screen", || {
+        tmux.keys(&["C-t"]);
+        std::thread::sleep(Duration::from_millis(200));
+        tmux.screen().contains("seen by 1: Bob").then_some(())
+    });
+    tmux.keys(&["Escape"]);
+
+    tmux.keys(&["Enter"]);
+    tmux.wait("Bob's chat", |s| {
+        s.contains("say hello") || s.contains("Message")
+    });
+    tmux.keys(&["C-g"]);
+    wait_for(T, "Bob's node to ring", || {
+        b.json(&["calls", "--current"])
+            .into_iter()
+            .find(|c| c["state"] == "ringing" && c["contact"] == "Alice")
+    });
+    tmux.wait("the call line", |s| s.contains("Calling Bob"));
+    tmux.keys(&["C-x"]);
+    wait_for(T, "the call to end at Bob's", || {
+        b.json(&["calls", "--current"])
+            .first()
+            .is_none_or(|c| c.is_null())
+            .then_some(())
+    });
+    tmux.wait("the call gone from the screen", |s| {
+        !s.contains("Calling Bob")
+    });
+    tmux.keys(&["C-c"]);
+    tmux.wait("the shell prompt after quitting", |s| {
+        s.lines().filter(|l| l.starts_with("shell$")).count() >= 2
+    });
+}
+
 /// SIGTERM while the app runs: the terminal is put back all the same.
 #[test]
 fn sigterm_restores_the_terminal() {

@@ -6,7 +6,9 @@
 use crossterm::event::KeyEvent;
 use serde_json::Value;
 
+use super::extras::{self, Story};
 use super::input::{self, Composer};
+use super::screens::{self, SearchHit};
 
 /// How long a peer's typing shows after its last signal (the daemon's value, 6 s).
 pub const TYPING_SHOWN_MS: u64 = 6_000;
@@ -138,6 +140,14 @@ pub enum Mode {
     Select,
     /// Choosing a reaction for the selected message.
     React,
+    /// Choosing the chat to forward the selected message to.
+    Forward,
+    /// The search screen.
+    Search,
+    /// The stories screen.
+    Stories,
+    /// Adding a contact.
+    AddContact,
 }
 
 /// A call ringing here.
@@ -149,6 +159,8 @@ pub struct Ring {
     pub contact: String,
     /// `ringing`, `connecting`, `connected`…
     pub state: String,
+    /// We called.
+    pub outgoing: bool,
 }
 
 /// What happened.
@@ -174,6 +186,20 @@ pub enum Input {
     Sent(ChatKey),
     /// A reaction was taken.
     Acted(ChatKey),
+    /// A message was forwarded to this chat.
+    Forwarded(ChatKey),
+    /// The hits of a search: the query and the hits.
+    Found(String, Vec<SearchHit>),
+    /// Stories, newest first.
+    Stories(Vec<Story>),
+    /// Our status went out to this many contacts.
+    Posted(usize),
+    /// Our call started.
+    Calling(Ring),
+    /// A line for the bar (a file's state).
+    Notice(String),
+    /// A contact was added, under this name.
+    Added(String),
     /// Your own profile name (to find `@you` in groups).
     Me(String),
     /// A request failed.
@@ -244,6 +270,34 @@ pub enum Effect {
     Typing(String, &'static str),
     /// Tell a group's members (the group by id) we type (`typing`) or stopped.
     GroupTyping(String, &'static str),
+    /// Forward a message to a chat.
+    Forward {
+        /// The message.
+        id: String,
+        /// Where to.
+        to: ChatKey,
+    },
+    /// Search the history.
+    Search(String),
+    /// Load the stories.
+    LoadStories,
+    /// Show a contact's stories (they are marked seen), then load the stories.
+    ViewStories(String),
+    /// Post a text status.
+    PostStatus(String),
+    /// Call a contact.
+    Dial(String),
+    /// Hang up a call.
+    HangUp(String),
+    /// Download a message's file.
+    Download(String),
+    /// Add a contact from their code.
+    AddContact {
+        /// Their code.
+        code: String,
+        /// The name to file them under.
+        name: String,
+    },
     /// Take the ringing call.
     Answer(String),
     /// Refuse the ringing call.
@@ -283,6 +337,18 @@ pub struct App {
     pub me: Option<String>,
     /// The user asked to leave.
     pub quit: bool,
+    /// A message being forwarded, and the chat chosen for it.
+    pub forward: Option<screens::Forward>,
+    /// The search screen's query and hits.
+    pub search: screens::Search,
+    /// Where Esc leaves the search screen for.
+    pub search_back: Mode,
+    /// A message to choose once its chat's history arrives (a search hit opened).
+    pub jump: Option<String>,
+    /// The stories screen.
+    pub stories: extras::Stories,
+    /// The add-a-contact form.
+    pub adding: Option<super::contacts::AddContact>,
     /// The time of the last update (ms).
     pub now: u64,
 }
@@ -306,6 +372,12 @@ impl App {
             loaded: false,
             me: None,
             quit: false,
+            forward: None,
+            search: screens::Search::default(),
+            search_back: Mode::List,
+            jump: None,
+            stories: extras::Stories::default(),
+            adding: None,
             now,
         }
     }
@@ -321,13 +393,41 @@ impl App {
             Input::Resize => {}
             Input::Tick => self.expire(),
             Input::Chats(chats) => self.set_chats(chats),
-            Input::History(key, messages, limit) => self.set_history(key, messages, limit),
+            Input::History(key, messages, limit) => {
+                self.set_history(key, messages, limit);
+                screens::after_history(self, &mut fx);
+            }
             Input::Event(ev) => self.event(&ev, &mut fx),
             Input::Sent(key) | Input::Acted(key) => {
                 if self.is_open(&key) {
                     let limit = self.conv.as_ref().map_or(HISTORY_PAGE, |c| c.limit);
                     fx.push(Effect::LoadHistory(key, limit));
                 }
+            }
+            Input::Forwarded(key) => {
+                let title = self.chat_mut(&key).map(|c| c.title.clone());
+                self.note(format!("forwarded to {}", title.unwrap_or_default()));
+                if self.is_open(&key) {
+                    let limit = self.conv.as_ref().map_or(HISTORY_PAGE, |c| c.limit);
+                    fx.push(Effect::LoadHistory(key, limit));
+                }
+            }
+            Input::Found(query, hits) => screens::found(self, query, hits),
+            Input::Stories(list) => extras::set_stories(self, list),
+            Input::Posted(n) => {
+                let s = if n == 1 { "" } else { "s" };
+                self.note(format!("status posted to {n} contact{s}"));
+                fx.push(Effect::LoadStories);
+            }
+            Input::Calling(r) => {
+                if self.call.is_none() {
+                    self.call = Some(r);
+                }
+            }
+            Input::Notice(text) => self.note(text),
+            Input::Added(name) => {
+                self.note(format!("{name} added"));
+                fx.push(Effect::LoadChats);
             }
             Input::Me(name) => self.me = (!name.trim().is_empty()).then_some(name),
             Input::Failed(e) => self.note(e),
@@ -580,11 +680,22 @@ impl App {
         }
         match &mut self.call {
             Some(r) if r.call == s("call") => r.state = state,
+            // A call ringing here shows (over one going on, as before); one we started
+            // elsewhere (`kith call`) shows when none does.
+            None if s("direction") == "outgoing" => {
+                self.call = Some(Ring {
+                    call: s("call"),
+                    contact: s("contact"),
+                    state,
+                    outgoing: true,
+                });
+            }
             _ if s("direction") == "incoming" => {
                 self.call = Some(Ring {
                     call: s("call"),
                     contact: s("contact"),
                     state,
+                    outgoing: false,
                 });
             }
             _ => {}

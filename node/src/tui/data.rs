@@ -8,8 +8,10 @@ use kith_engine::{GroupItemView, MessageExtras, MessageView};
 use tokio::sync::mpsc;
 
 use super::app::{
-    Attachment, ChatEntry, ChatKey, Effect, HISTORY_MAX, Input, Message, Preview, preview,
+    Attachment, ChatEntry, ChatKey, Effect, HISTORY_MAX, Input, Message, Preview, Ring, preview,
 };
+use super::extras::Story;
+use super::screens::{SEARCH_HITS, SearchHit};
 
 /// Messages read per contact to find the unread ones and the last one when the list loads.
 const UNREAD_SCAN: usize = 200;
@@ -233,6 +235,84 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                 .await;
             None
         }
+        Effect::Forward { id, to } => {
+            c.call::<methods::MessageForward>(methods::ForwardParams {
+                id,
+                chat: chat_params(&to),
+            })
+            .await?;
+            Some(Input::Forwarded(to))
+        }
+        Effect::Search(text) => {
+            let hits = c
+                .call::<methods::Search>(methods::SearchParams {
+                    text: text.clone(),
+                    chat: methods::ChatParams::default(),
+                    limit: SEARCH_HITS,
+                    mentions: false,
+                })
+                .await?
+                .into_iter()
+                .map(|h| SearchHit {
+                    id: h.id,
+                    chat: h.chat,
+                    from: h.from,
+                    sent_at: h.sent_at,
+                    snippet: h.snippet,
+                })
+                .collect();
+            Some(Input::Found(text, hits))
+        }
+        Effect::AddContact { code, name } => {
+            let v = c
+                .call::<methods::ContactsAdd>(methods::AddContactParams { code, name })
+                .await?;
+            Some(Input::Added(v.name))
+        }
+        Effect::LoadStories => Some(Input::Stories(stories(c).await?)),
+        Effect::ViewStories(name) => {
+            c.call::<methods::StatusView>(methods::StatusViewParams { name })
+                .await?;
+            Some(Input::Stories(stories(c).await?))
+        }
+        Effect::PostStatus(text) => {
+            let p = c
+                .call::<methods::StatusPost>(methods::StatusPostParams { text })
+                .await?;
+            Some(Input::Posted(p.audience))
+        }
+        Effect::Dial(to) => {
+            let v = c
+                .call::<methods::Dial>(methods::CallParams {
+                    to,
+                    audio_in: None,
+                    audio_out: None,
+                })
+                .await?;
+            Some(Input::Calling(Ring {
+                call: v.call,
+                contact: v.contact,
+                state: v.state,
+                outgoing: true,
+            }))
+        }
+        Effect::HangUp(call) => {
+            c.call::<methods::HangUp>(methods::CallIdParams { call: Some(call) })
+                .await?;
+            None
+        }
+        Effect::Download(id) => {
+            let a = c
+                .call::<methods::MediaDownload>(methods::MessageParams { id })
+                .await?;
+            let name = crate::safe::printable(&a.name).to_string();
+            Some(Input::Notice(match a.path {
+                Some(path) if a.state == "ready" => {
+                    format!("{name} is saved: {}", crate::safe::printable(&path))
+                }
+                _ => format!("{name}: {} {}%", a.state, a.percent),
+            }))
+        }
         Effect::Answer(call) => {
             c.call::<methods::PickUp>(methods::AnswerParams {
                 call: Some(call),
@@ -247,6 +327,22 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
             None
         }
     })
+}
+
+async fn stories(c: &mut Client) -> Result<Vec<Story>, ClientError> {
+    Ok(c.call::<methods::StatusList>(NoParams {})
+        .await?
+        .into_iter()
+        .map(|v| Story {
+            id: v.id,
+            from: v.from,
+            mine: v.mine,
+            posted_at: v.posted_at,
+            text: v.text,
+            viewed: v.viewed,
+            viewers: v.viewers.into_iter().map(|(name, _)| name).collect(),
+        })
+        .collect())
 }
 
 /// Carries out effects one at a time until the app stops sending them. A failed request

@@ -5,6 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::{App, Effect, Mode};
+use super::{contacts, extras, screens};
 
 /// Lines kept in the input history.
 pub const HISTORY_LINES: usize = 100;
@@ -22,6 +23,10 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("Ctrl+C, Ctrl+Q", "quit (the terminal is restored)"),
             ("F1", "this help (any key closes it)"),
             ("Ctrl+Y / Ctrl+X", "answer / decline a ringing call"),
+            ("Ctrl+F", "search every chat"),
+            ("Ctrl+T", "stories"),
+            ("Ctrl+G", "call the open chat (a contact)"),
+            ("Ctrl+X", "hang up (or decline a ringing call)"),
         ],
     ),
     (
@@ -31,6 +36,8 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("PgUp PgDn, Home End", "move faster"),
             ("Enter, →", "open the chat"),
             ("Tab", "back to the open chat"),
+            ("/", "search every chat"),
+            ("a", "add a contact (their code, then a name)"),
             ("?", "help"),
             ("q", "quit"),
         ],
@@ -62,11 +69,37 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("e, +", "react to it"),
             ("c", "change it (yours, within 15 minutes; Enter saves)"),
             ("s / p", "star / pin it (again: take it off)"),
+            ("f", "forward it to another chat (↑ ↓ choose, Enter sends)"),
+            ("d", "download its file (state and % show under it)"),
             (
                 "x / X",
                 "delete it for you / for everyone (yours, within 2 days)",
             ),
             ("Esc, Tab", "back to writing"),
+        ],
+    ),
+    (
+        "Search",
+        &[
+            (
+                "letters, Backspace",
+                "write the query (every word must match)",
+            ),
+            (
+                "Enter",
+                "search; again: open the chosen message in its chat",
+            ),
+            ("↑ ↓", "choose a hit"),
+            ("Esc", "back"),
+        ],
+    ),
+    (
+        "Stories",
+        &[
+            ("↑ ↓", "choose"),
+            ("Enter", "see a contact's stories (they learn you saw them)"),
+            ("n", "write a text status (Enter posts it for 24 hours)"),
+            ("Esc", "back"),
         ],
     ),
     (
@@ -310,17 +343,32 @@ pub fn key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         return;
     }
     if let Some(r) = &app.call {
-        if ctrl(&k, 'y') {
+        if ctrl(&k, 'y') && !r.outgoing {
             fx.push(Effect::Answer(r.call.clone()));
             return;
         }
         if ctrl(&k, 'x') {
-            fx.push(Effect::Decline(r.call.clone()));
-            app.call = None;
+            extras::hang_up(app, fx);
             return;
         }
     }
+    if ctrl(&k, 'g') {
+        extras::dial(app, fx);
+        return;
+    }
+    if ctrl(&k, 't') {
+        extras::open_stories(app, fx);
+        return;
+    }
+    if ctrl(&k, 'f') {
+        screens::open_search(app);
+        return;
+    }
     match app.mode {
+        Mode::Forward => screens::forward_key(app, k, fx),
+        Mode::Search => screens::search_key(app, k, fx),
+        Mode::Stories => extras::stories_key(app, k, fx),
+        Mode::AddContact => contacts::key(app, k, fx),
         Mode::List => list_key(app, k, fx),
         Mode::Compose => compose_key(app, k, fx),
         Mode::Select => select_key(app, k, fx),
@@ -341,6 +389,8 @@ fn list_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => app.open_selected(fx),
         KeyCode::Tab if app.conv.is_some() => app.mode = Mode::Compose,
         KeyCode::Char('?') => app.help = true,
+        KeyCode::Char('/') => screens::open_search(app),
+        KeyCode::Char('a') => contacts::start(app),
         KeyCode::Char('q') => app.quit = true,
         _ => {}
     }
@@ -432,6 +482,18 @@ fn select_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             return;
         }
+        KeyCode::Char('d') => {
+            c.selected = Some(sel);
+            extras::download(app, fx);
+            return;
+        }
+        KeyCode::Char('f') => {
+            if let Some(m) = c.messages.get(sel).filter(|m| !m.event && !m.deleted) {
+                let id = m.id.clone();
+                screens::start_forward(app, id);
+            }
+            return;
+        }
         KeyCode::Char(x @ ('x' | 'X')) => {
             let everyone = x == 'X';
             match c.messages.get(sel) {
@@ -487,6 +549,10 @@ fn react_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
 
 /// Pasted text goes into the composer as it is (newlines included).
 pub fn paste(app: &mut App, text: &str, fx: &mut Vec<Effect>) {
+    if app.mode == Mode::AddContact {
+        contacts::paste(app, text);
+        return;
+    }
     if app.mode == Mode::Compose {
         let text = text.replace("\r\n", "\n").replace('\r', "\n");
         app.composer.insert(&text);

@@ -18,15 +18,22 @@
 //! repairs the terminal then.
 
 pub mod app;
+pub mod contacts;
 pub mod data;
+pub mod extras;
 mod group_typing;
 pub mod input;
+pub mod screens;
 pub mod view;
 
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_extras;
+#[cfg(test)]
+mod tests_screens;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

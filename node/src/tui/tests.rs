@@ -15,10 +15,10 @@ use super::app::*;
 use super::view;
 
 /// 2023-11-14 22:13:20 UTC.
-const T0: u64 = 1_700_000_000_000;
+pub(super) const T0: u64 = 1_700_000_000_000;
 const DAY: u64 = 86_400_000;
 
-fn screen(b: &Buffer) -> String {
+pub(super) fn screen(b: &Buffer) -> String {
     let mut out = String::new();
     for y in 0..b.area.height {
         for x in 0..b.area.width {
@@ -29,21 +29,21 @@ fn screen(b: &Buffer) -> String {
     out
 }
 
-fn render(app: &mut App, w: u16, h: u16) -> Buffer {
+pub(super) fn render(app: &mut App, w: u16, h: u16) -> Buffer {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| view::draw(f, app, &TimeZone::UTC)).unwrap();
     t.backend().buffer().clone()
 }
 
-fn key(code: KeyCode) -> Input {
+pub(super) fn key(code: KeyCode) -> Input {
     Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
-fn ctrl(c: char) -> Input {
+pub(super) fn ctrl(c: char) -> Input {
     Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
 }
 
-fn chat(name: &str, unread: usize, last: Option<(&str, &str, &str)>) -> ChatEntry {
+pub(super) fn chat(name: &str, unread: usize, last: Option<(&str, &str, &str)>) -> ChatEntry {
     ChatEntry {
         key: ChatKey::Contact(name.into()),
         title: name.into(),
@@ -62,7 +62,7 @@ fn chat(name: &str, unread: usize, last: Option<(&str, &str, &str)>) -> ChatEntr
     }
 }
 
-fn msg(id: &str, from: &str, text: &str, status: &str, at: u64) -> Message {
+pub(super) fn msg(id: &str, from: &str, text: &str, status: &str, at: u64) -> Message {
     Message {
         id: id.into(),
         from: from.into(),
@@ -73,7 +73,7 @@ fn msg(id: &str, from: &str, text: &str, status: &str, at: u64) -> Message {
     }
 }
 
-fn app_with_chats() -> App {
+pub(super) fn app_with_chats() -> App {
     let mut app = App::new(T0 + 60_000);
     let mut bob = chat("Bob", 2, Some(("Bob", "see you at eight", "")));
     bob.presence = "online".into();
@@ -90,7 +90,7 @@ fn app_with_chats() -> App {
 }
 
 /// Opens the first chat and loads `messages` into it.
-fn open(app: &mut App, messages: Vec<Message>) {
+pub(super) fn open(app: &mut App, messages: Vec<Message>) {
     let fx = app.update(key(KeyCode::Enter), app.now);
     let key0 = app.conv.as_ref().unwrap().key.clone();
     assert_eq!(
@@ -103,7 +103,7 @@ fn open(app: &mut App, messages: Vec<Message>) {
     app.update(Input::History(key0, messages, HISTORY_PAGE), app.now);
 }
 
-fn conversation() -> Vec<Message> {
+pub(super) fn conversation() -> Vec<Message> {
     let mut quoted = msg("m3", "Bob", "yes, with the cake", "read", T0 + DAY);
     quoted.quote = Some("shall we meet on Saturday?".into());
     quoted.reactions = vec![("me".into(), "👍".into()), ("Bob".into(), "❤️".into())];

@@ -39,13 +39,23 @@ pub fn draw(f: &mut Frame, app: &mut App, tz: &TimeZone) {
     ])
     .areas(area);
     if let Some(r) = &app.call {
-        let text = if r.state == "ringing" {
+        let text = if r.outgoing {
+            format!(
+                " 📞 Calling {}: {} · Ctrl+X hang up",
+                printable(&r.contact),
+                r.state
+            )
+        } else if r.state == "ringing" {
             format!(
                 " 📞 {} is calling: Ctrl+Y answer · Ctrl+X decline",
                 printable(&r.contact)
             )
         } else {
-            format!(" 📞 Call with {}: {}", printable(&r.contact), r.state)
+            format!(
+                " 📞 Call with {}: {} · Ctrl+X hang up",
+                printable(&r.contact),
+                r.state
+            )
         };
         f.render_widget(
             Paragraph::new(text).style(Style::new().bg(Color::Red).fg(Color::White).bold()),
@@ -64,6 +74,19 @@ pub fn draw(f: &mut Frame, app: &mut App, tz: &TimeZone) {
         draw_list(f, app, main, tz, false);
     }
     draw_bar(f, app, bar);
+    match app.mode {
+        Mode::Forward => super::screens::draw_forward(f, app, main),
+        Mode::Search => {
+            let now = app.now;
+            super::screens::draw_search(f, app, main, &|ms| when(ms, now, tz));
+        }
+        Mode::AddContact => super::contacts::draw(f, app, main),
+        Mode::Stories => {
+            let now = app.now;
+            super::extras::draw_stories(f, app, main, &|ms| when(ms, now, tz));
+        }
+        _ => {}
+    }
     if app.help {
         draw_help(f, area);
     }
@@ -668,6 +691,10 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
         Mode::List => key_hints(&[
             ("↑↓", "choose"),
             ("Enter", "open"),
+            ("/", "search"),
+            ("a", "add contact"),
+            ("^T", "stories"),
+            ("^G", "call"),
             ("F1", "help"),
             ("q", "quit"),
         ]),
@@ -684,7 +711,32 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("r", "reply"),
             ("e", "react"),
             ("c", "change"),
+            ("f", "forward"),
+            ("d", "download"),
+            ("s/p", "star/pin"),
             ("x/X", "delete"),
+            ("Esc", "back"),
+        ]),
+        Mode::Forward => key_hints(&[
+            ("↑↓", "choose chat"),
+            ("Enter", "forward"),
+            ("Esc", "cancel"),
+        ]),
+        Mode::AddContact => {
+            key_hints(&[("Tab", "code / name"), ("Enter", "add"), ("Esc", "cancel")])
+        }
+        Mode::Stories if app.stories.writing.is_some() => {
+            key_hints(&[("Enter", "post"), ("Esc", "cancel")])
+        }
+        Mode::Stories => key_hints(&[
+            ("↑↓", "choose"),
+            ("Enter", "see"),
+            ("n", "new status"),
+            ("Esc", "back"),
+        ]),
+        Mode::Search => key_hints(&[
+            ("Enter", "search / open"),
+            ("↑↓", "choose"),
             ("Esc", "back"),
         ]),
         Mode::React => key_hints(&[("1-6", "react"), ("0", "remove"), ("Esc", "cancel")]),

@@ -234,7 +234,26 @@ impl State {
             let (msg, _) = crate::cores::contacts::outgoing_text(id.0, text.clone(), now);
             w.append_message(&conv, &msg)?;
         }
-        if let Err(e) = self.send_action(w, chat, action, Some((id.0, text)), after)? {
+        // A group reply that names members goes as a mention frame (it carries the answered
+        // message too), so the named get it flagged as with a plain `send --group`.
+        let mentions = match chat {
+            ChatRef::Group(g) if !forwarded => self.mentions_in(w, &g, &text)?,
+            _ => Vec::new(),
+        };
+        let published = match chat {
+            ChatRef::Group(g) if !mentions.is_empty() => {
+                let content = GroupContent::Mentions {
+                    id: id.0,
+                    sent_at_ms: now,
+                    text: text.clone(),
+                    reply_to,
+                    mentions,
+                };
+                self.group_publish(w, g, content, Some((id.0, text)), Now::read(), after)?
+            }
+            _ => self.send_action(w, chat, action, Some((id.0, text)), after)?,
+        };
+        if let Err(e) = published {
             return Ok(Err(e));
         }
         self.chat_stored(w, chat, id.0, now, Some((reply_to, forwarded)))?;

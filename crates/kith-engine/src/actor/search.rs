@@ -60,7 +60,21 @@ impl State {
         } else {
             None
         };
-        let hits = match ix.search(&p.text, chat.as_deref(), p.limit) {
+        // With `mentions`: among the newest messages that name this user.
+        let only = if p.mentions {
+            let ids: Vec<u128> = w
+                .mentions(MENTIONS_SEARCHED)?
+                .into_iter()
+                .map(|(_, id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                return Ok(Ok(Vec::new()));
+            }
+            Some(ids)
+        } else {
+            None
+        };
+        let hits = match ix.search_among(&p.text, chat.as_deref(), only.as_deref(), p.limit) {
             Ok(h) => h,
             Err(e) => return Ok(Err(EngineError::Internal(e.to_string()))),
         };
@@ -88,6 +102,9 @@ impl State {
         Ok(Ok(out))
     }
 }
+
+/// Most mentions (the newest) a `search --mentions` looks among.
+const MENTIONS_SEARCHED: usize = 10_000;
 
 /// The store's meta key of the index mark.
 const SEARCH_MARK: &str = "search-mark";

@@ -145,6 +145,9 @@ pub struct SearchParams {
     /// Most hits (default 20, at most 200).
     #[serde(default = "default_hits")]
     pub limit: usize,
+    /// Only group messages that name this user (`kith mentions`' messages).
+    #[serde(default)]
+    pub mentions: bool,
 }
 
 fn default_hits() -> usize {
