@@ -412,7 +412,7 @@ pub struct ReceiptsParams {
 }
 
 /// Params of `call`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CallParams {
     /// The contact to call.
     pub to: String,

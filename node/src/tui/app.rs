@@ -287,6 +287,8 @@ pub enum Effect {
     PostStatus(String),
     /// Call a contact.
     Dial(String),
+    /// Ring a group (by its id): a group call of up to 8 people.
+    DialGroup(String),
     /// Hang up a call.
     HangUp(String),
     /// Download a message's file.
@@ -670,11 +672,16 @@ impl App {
     fn call_event(&mut self, ev: &Value) {
         let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let state = s("state");
+        if let Some(note) = super::extras::group_call_note(ev) {
+            self.note(note);
+            return;
+        }
+        let contact = super::extras::call_title(ev);
         if state == "ended" {
             if self.call.as_ref().is_some_and(|r| r.call == s("call")) {
                 self.call = None;
                 let how = s("outcome").replace('_', " ");
-                self.note(format!("Call with {} ended ({how})", s("contact")));
+                self.note(format!("Call with {contact} ended ({how})"));
             }
             return;
         }
@@ -685,7 +692,7 @@ impl App {
             None if s("direction") == "outgoing" => {
                 self.call = Some(Ring {
                     call: s("call"),
-                    contact: s("contact"),
+                    contact,
                     state,
                     outgoing: true,
                 });
@@ -693,7 +700,7 @@ impl App {
             _ if s("direction") == "incoming" => {
                 self.call = Some(Ring {
                     call: s("call"),
-                    contact: s("contact"),
+                    contact,
                     state,
                     outgoing: false,
                 });

@@ -285,13 +285,27 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
             let v = c
                 .call::<methods::Dial>(methods::CallParams {
                     to,
-                    audio_in: None,
-                    audio_out: None,
+                    ..Default::default()
                 })
                 .await?;
             Some(Input::Calling(Ring {
                 call: v.call,
                 contact: v.contact,
+                state: v.state,
+                outgoing: true,
+            }))
+        }
+        Effect::DialGroup(id) => {
+            let v = c
+                .call::<methods::Dial>(methods::CallParams {
+                    to: id,
+                    group: true,
+                    ..Default::default()
+                })
+                .await?;
+            Some(Input::Calling(Ring {
+                call: v.call,
+                contact: v.group.unwrap_or(v.contact),
                 state: v.state,
                 outgoing: true,
             }))

@@ -124,8 +124,38 @@ pub fn dial(app: &mut App, fx: &mut Vec<Effect>) {
             app.note(format!("calling {name}…"));
             fx.push(Effect::Dial(name));
         }
-        Some(ChatKey::Group(_)) => app.note("calls are with one contact"),
+        Some(ChatKey::Group(id)) => {
+            app.note("ringing the group…");
+            fx.push(Effect::DialGroup(id));
+        }
         None => {}
+    }
+}
+
+/// A group call's news about one member ("Ada joined the call"), if the event is that.
+pub fn group_call_note(ev: &serde_json::Value) -> Option<String> {
+    let s = |k: &str| ev.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    let what = match s("state") {
+        "member_joined" => "joined",
+        "member_left" => "left",
+        "member_reconnecting" => "is reconnecting in",
+        _ => return None,
+    };
+    Some(format!(
+        "{} {what} the call in {}",
+        s("contact"),
+        s("group")
+    ))
+}
+
+/// Whom a call is with, as the call line shows it: the contact, or for a group call the
+/// group (and who rang, when it rings here).
+pub fn call_title(ev: &serde_json::Value) -> String {
+    let s = |k: &str| ev.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    match (s("group"), s("direction")) {
+        ("", _) => s("contact").to_string(),
+        (g, "incoming") => format!("{g} ({})", s("contact")),
+        (g, _) => g.to_string(),
     }
 }
 

@@ -102,15 +102,6 @@ fn calling_the_open_chat_shows_the_call_and_hangs_up() {
         "direction": "outgoing", "state": "ringing"});
     app.update(Input::Event(ev), app.now);
     assert!(app.call.as_ref().is_some_and(|r| r.outgoing));
-    app.call = None;
-    // A group cannot be called.
-    app.update(key(KeyCode::Esc), app.now);
-    app.update(key(KeyCode::Down), app.now);
-    assert!(matches!(
-        app.selected_chat().unwrap().key,
-        ChatKey::Group(_)
-    ));
-    assert!(app.update(ctrl('g'), app.now).is_empty());
 }
 
 #[test]
@@ -167,4 +158,33 @@ fn adding_a_contact_from_the_list() {
     app.update(key(KeyCode::Char('a')), app.now);
     assert!(app.update(key(KeyCode::Esc), app.now).is_empty());
     assert_eq!((app.mode, app.adding.is_none()), (Mode::List, true));
+}
+
+#[test]
+fn a_group_chat_rings_the_group_and_its_members_show_as_notes() {
+    let mut app = app_with_chats();
+    // The list's group entry, selected, then Ctrl+G.
+    while app.selected_chat().map(|c| c.title.as_str()) != Some("Friends") {
+        app.update(key(KeyCode::Down), app.now);
+    }
+    let fx = app.update(ctrl('g'), app.now);
+    assert_eq!(fx, vec![Effect::DialGroup("ab".repeat(16))]);
+    let ring = json!({"event": "call", "call": "r1", "contact": "me", "group": "Friends",
+        "direction": "outgoing", "state": "ringing"});
+    app.update(Input::Event(ring), app.now);
+    let joined = json!({"event": "call", "call": "r1", "contact": "Carol",
+        "group": "Friends", "direction": "outgoing", "state": "member_joined"});
+    app.update(Input::Event(joined), app.now);
+    let s = screen(&render(&mut app, 100, 24));
+    assert!(s.contains("Calling Friends: ringing"), "{s}");
+    assert!(s.contains("Carol joined the call in Friends"), "{s}");
+    // Someone else's group call rings here with who rang.
+    let mut app = app_with_chats();
+    let ring = json!({"event": "call", "call": "r2", "contact": "Bob", "group": "Friends",
+        "direction": "incoming", "state": "ringing"});
+    app.update(Input::Event(ring), app.now);
+    assert_eq!(
+        app.call.as_ref().map(|r| r.contact.as_str()),
+        Some("Friends (Bob)")
+    );
 }
