@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kith_api::Client;
-use kith_api::methods::{self, NoParams};
 use libp2p::identity::Keypair;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, identify, ping};
@@ -144,39 +143,6 @@ async fn idle_peer(
                 }
             }
             _ = stopped.changed() => return,
-        }
-    }
-}
-
-/// The node's resident memory in KiB.
-fn rss(pid: u32) -> u64 {
-    proc_kb(pid, "VmRSS").expect("/proc/PID/status has VmRSS")
-}
-
-async fn connected(c: &mut Client) -> usize {
-    c.call::<methods::Status>(NoParams {})
-        .await
-        .unwrap()
-        .connected_peers
-        .len()
-}
-
-/// Raises this process's soft limit on open files to `want` (at most the hard limit); child
-/// processes inherit it.
-fn raise_nofile(want: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        if lim.rlim_cur < want {
-            lim.rlim_cur = want.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

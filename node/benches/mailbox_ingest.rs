@@ -24,50 +24,14 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kith_api::Client;
 use kith_api::methods::{self, NoParams};
-use kith_proto::wire::{DeliveryResult, MAX_BATCH, Request, Response};
-use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
-use support::peer::{Filler, MsgPeer, Recipient, node_addr};
+use kith_proto::wire::MAX_BATCH;
+use support::load::{Load, Tally, deposit};
+use support::peer::{Recipient, node_addr};
 use support::*;
-
-/// The load: who sends what.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    envelopes: usize,
-    senders: usize,
-    batch: usize,
-    in_flight: usize,
-    size: (usize, usize),
-}
-
-/// What the senders got back.
-#[derive(Debug, Default)]
-struct Tally {
-    accepted: usize,
-    full: usize,
-    rejected: usize,
-    refused: usize,
-    failed: usize,
-    latencies: Vec<Duration>,
-    last: Option<Instant>,
-}
-
-impl Tally {
-    fn add(&mut self, o: Tally) {
-        self.accepted += o.accepted;
-        self.full += o.full;
-        self.rejected += o.rejected;
-        self.refused += o.refused;
-        self.failed += o.failed;
-        self.latencies.extend(o.latencies);
-        self.last = self.last.max(o.last);
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -114,78 +78,6 @@ async fn ingest(load: Load, devices: usize, quota: usize) {
     let d = deposit(node, &addr, &curves, load).await;
     let secs = (d.tally.last.unwrap() - d.first_request).as_secs_f64();
     report_ingest(&m, load, devices, &d.tally, secs).await;
-}
-
-/// What `deposit` measured, and when the first request left.
-struct Deposited {
-    tally: Tally,
-    first_request: Instant,
-}
-
-/// Connects `load.senders` senders, then has them all deposit `load.envelopes` envelopes
-/// (rounded down to whole batches per sender) for the devices `curves`, in turn.
-async fn deposit(
-    node: PeerId,
-    addr: &Multiaddr,
-    curves: &[kith_types::CurveKey],
-    load: Load,
-) -> Deposited {
-    let per_sender = load.envelopes / load.senders;
-    let batches = per_sender / load.batch;
-    let start = Arc::new(tokio::sync::Barrier::new(load.senders + 1));
-    let mut tasks = Vec::with_capacity(load.senders);
-    for s in 0..load.senders {
-        let mut peer = MsgPeer::connect(Keypair::generate_ed25519(), node, addr).await;
-        // The requests are made before the clock starts, so the load generator spends its
-        // share of the 2 cores on the network only.
-        let mut fill = Filler::new(s as u64);
-        let reqs: Vec<Request> = (0..batches)
-            .map(|i| {
-                let to = curves[(s + i * load.senders) % curves.len()];
-                let envelopes = (0..load.batch)
-                    .map(|_| fill.envelope(to, load.size.0, load.size.1))
-                    .collect();
-                Request::Deliver { envelopes }
-            })
-            .collect();
-        let start = start.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut t = Tally::default();
-            start.wait().await;
-            peer.pipeline(reqs, load.in_flight, |answer, took| {
-                t.latencies.push(took);
-                t.last = Some(Instant::now());
-                match answer {
-                    Ok(Response::Delivered { results }) => {
-                        for r in results {
-                            match r {
-                                DeliveryResult::Accepted => t.accepted += 1,
-                                DeliveryResult::Rejected(
-                                    kith_proto::wire::RejectReason::MailboxFull,
-                                ) => t.full += 1,
-                                _ => t.rejected += 1,
-                            }
-                        }
-                    }
-                    Ok(_) => t.refused += 1,
-                    Err(_) => t.failed += 1,
-                }
-            })
-            .await;
-            t
-        }));
-    }
-    start.wait().await;
-    let first_request = Instant::now();
-    let mut tally = Tally::default();
-    for t in tasks {
-        tally.add(t.await.unwrap());
-    }
-    tally.latencies.sort();
-    Deposited {
-        tally,
-        first_request,
-    }
 }
 
 async fn report_ingest(m: &Daemon, load: Load, devices: usize, t: &Tally, secs: f64) {

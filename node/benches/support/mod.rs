@@ -10,6 +10,7 @@ use kith_api::Client;
 use kith_api::methods::{self, NoParams};
 
 pub mod events;
+pub mod load;
 pub mod peer;
 
 pub const KITH: &str = env!("CARGO_BIN_EXE_kith");
@@ -213,4 +214,38 @@ fn clock_ticks_per_second() -> u64 {
             .filter(|&t| t > 0)
             .unwrap_or(100)
     })
+}
+
+/// A process's resident memory in KiB.
+pub fn rss(pid: u32) -> u64 {
+    proc_kb(pid, "VmRSS").expect("/proc/PID/status has VmRSS")
+}
+
+/// How many peers the daemon at `c` says it is connected to.
+pub async fn connected(c: &mut Client) -> usize {
+    c.call::<methods::Status>(NoParams {})
+        .await
+        .unwrap()
+        .connected_peers
+        .len()
+}
+
+/// Raises this process's soft limit on open files to `want` (at most the hard limit); child
+/// processes inherit it.
+pub fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+    #[allow(unsafe_code)]
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

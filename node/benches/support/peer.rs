@@ -87,6 +87,14 @@ pub struct MsgPeer {
 impl MsgPeer {
     /// Connects to `node` at `addr` as the peer `key`.
     pub async fn connect(key: Keypair, node: PeerId, addr: &Multiaddr) -> Self {
+        match Self::try_connect(key, node, addr).await {
+            Ok(p) => p,
+            Err(e) => panic!("cannot connect to {addr}: {e}"),
+        }
+    }
+
+    /// Connects to `node` at `addr` as the peer `key`, or says why not.
+    pub async fn try_connect(key: Keypair, node: PeerId, addr: &Multiaddr) -> Result<Self, String> {
         let mut swarm = swarm(key, |_| {
             request_response::Behaviour::with_codec(
                 KithCodec::default(),
@@ -96,10 +104,8 @@ impl MsgPeer {
                     .with_max_concurrent_streams(256),
             )
         });
-        if let Err(e) = dial(&mut swarm, node, addr).await {
-            panic!("cannot connect to {addr}: {e}");
-        }
-        Self { swarm, node }
+        dial(&mut swarm, node, addr).await?;
+        Ok(Self { swarm, node })
     }
 
     /// One request, one answer.
@@ -153,12 +159,18 @@ impl MsgPeer {
 
     /// Answers the node's deliveries as a device does (`Stored` for every envelope) for ever,
     /// and reports on `got` how many envelopes for `curve` arrived.
-    pub async fn serve(
-        mut self,
-        curve: kith_types::CurveKey,
-        got: tokio::sync::watch::Sender<usize>,
-    ) {
+    pub async fn serve(self, curve: kith_types::CurveKey, got: tokio::sync::watch::Sender<usize>) {
         let mut n = 0;
+        self.serve_with(curve, |new| {
+            n += new;
+            got.send_replace(n);
+        })
+        .await
+    }
+
+    /// Answers the node's deliveries as a device does (`Stored` for every envelope) for ever,
+    /// calling `arrived` with how many envelopes for `curve` each delivery brought.
+    pub async fn serve_with(mut self, curve: kith_types::CurveKey, mut arrived: impl FnMut(usize)) {
         loop {
             let ev = self.swarm.select_next_some().await;
             let SwarmEvent::Behaviour(Event::Message {
@@ -173,7 +185,7 @@ impl MsgPeer {
             };
             let resp = match request {
                 Ok(Request::Deliver { envelopes }) => {
-                    n += envelopes.iter().filter(|e| e.to_device == curve).count();
+                    arrived(envelopes.iter().filter(|e| e.to_device == curve).count());
                     Response::Delivered {
                         results: vec![DeliveryResult::Stored; envelopes.len()],
                     }
@@ -181,7 +193,6 @@ impl MsgPeer {
                 other => panic!("the device got an unexpected request: {other:?}"),
             };
             let _ = self.swarm.behaviour_mut().send_response(channel, resp);
-            got.send_replace(n);
         }
     }
 }
@@ -216,11 +227,19 @@ impl Recipient {
     /// Connects as this device and registers with the mailbox `node`; returns the connected
     /// peer (drop it to go offline).
     pub async fn register(&self, node: PeerId, addr: &Multiaddr) -> MsgPeer {
-        let mut p = MsgPeer::connect(self.key.clone(), node, addr).await;
+        match self.try_register(node, addr).await {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As [`Recipient::register`], or says why it failed.
+    pub async fn try_register(&self, node: PeerId, addr: &Multiaddr) -> Result<MsgPeer, String> {
+        let mut p = MsgPeer::try_connect(self.key.clone(), node, addr).await?;
         // The registration proves the device holds its key, with a pre-key of the mailbox.
         let bundle = match p.request(Request::ClaimPrekey).await {
             Ok(Response::Prekey(bundle)) => bundle,
-            other => panic!("pre-key claim refused: {other:?}"),
+            other => return Err(format!("pre-key claim refused: {other:?}")),
         };
         let binding = kith_proto::wire::registration_binding(
             &node.to_bytes(),
@@ -234,8 +253,8 @@ impl Recipient {
             proof,
         };
         match p.request(req).await {
-            Ok(Response::Registered { .. } | Response::Registration { .. }) => p,
-            other => panic!("registration refused: {other:?}"),
+            Ok(Response::Registered { .. } | Response::Registration { .. }) => Ok(p),
+            other => Err(format!("registration refused: {other:?}")),
         }
     }
 }
