@@ -300,6 +300,7 @@ impl Engine {
         }
         self.st.calls.opts.audio_in = p.audio_in;
         self.st.calls.opts.audio_out = p.audio_out;
+        self.st.calls.opts.audio_device = !p.no_audio_device;
         self.st.calls.opts.video = p.video || p.video_in.is_some();
         self.st.calls.opts.video_in = p.video_in;
         self.st.calls.opts.video_out = p.video_out;
@@ -315,6 +316,7 @@ impl Engine {
         let call = parse_call(&p.call, active)?;
         self.st.calls.opts.audio_in = p.audio_in;
         self.st.calls.opts.audio_out = p.audio_out;
+        self.st.calls.opts.audio_device = !p.no_audio_device;
         self.st.calls.opts.video = p.video || p.video_in.is_some();
         self.st.calls.opts.video_in = p.video_in;
         self.st.calls.opts.video_out = p.video_out;
@@ -391,6 +393,19 @@ impl Engine {
                     recv_kbps: v.recv_kbps,
                     send_kbps: v.send_kbps,
                     packets: v.packets,
+                });
+                return;
+            }
+            MediaEvent::Notice { call, text } => {
+                // Logged by the media task; `kith watch` shows it once.
+                let contact = core
+                    .active()
+                    .filter(|a| a.call == call)
+                    .map(|a| self.store.name_of(&a.peer))
+                    .unwrap_or_default();
+                let _ = self.st.events.send(Event::Notice {
+                    contact,
+                    detail: text,
                 });
                 return;
             }
