@@ -3,7 +3,7 @@
 //!
 //! - Packets are held by RTP sequence number (unwrapped to 64 bits), so reordering within
 //!   the buffer is undone; a duplicate, or a packet whose turn has passed (late), is dropped.
-//! - Playout starts once the first packet has waited the target delay. The target follows the
+//! - Playout starts once the first packet has waited the target delay (to the nearest tick). The target follows the
 //!   measured interarrival jitter (RFC 3550's estimator) and rises for a while after each
 //!   late packet: `20 ms + 3 × jitter + late boost`, clamped to [`MIN_DELAY_MS`] ..
 //!   [`MAX_DELAY_MS`].
@@ -256,8 +256,10 @@ impl JitterBuffer {
                 let waited = self
                     .first_arrival
                     .map(|f| now.saturating_duration_since(f).as_secs_f64() * 1000.0);
+                // Ticks come every frame: start at the one nearest the target (half a frame
+                // early at most), so on average the first packet waits the target.
                 match (self.packets.first_key_value(), waited) {
-                    (Some((&first, _)), Some(w)) if w >= self.target_ms() => {
+                    (Some((&first, _)), Some(w)) if w + FRAME_MS / 2.0 >= self.target_ms() => {
                         self.first_arrival = None;
                         self.since_adjust = 0;
                         first

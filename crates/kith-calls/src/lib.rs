@@ -124,9 +124,9 @@ pub struct MediaOptions {
 
 /// The audio-delay probe: the instant the first sample at or above `threshold` (in
 /// magnitude) was sent (handed to the connection in its Opus frame) and the instant it came
-/// out of the decoder on the other side, each corrected by the sample's offset in its
-/// 20 ms frame. Give the same probe to the sending and the receiving task (one process, one
-/// clock).
+/// out on the other side (jitter buffer and decoder, on its playout clock), each corrected
+/// by the sample's offset in its 20 ms frame. Give the same probe to the sending and the
+/// receiving task (one process, one clock).
 #[derive(Debug)]
 pub struct ClickProbe {
     threshold: i16,
