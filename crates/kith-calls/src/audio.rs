@@ -88,7 +88,7 @@ pub(crate) enum Input {
 
 /// The sending side: input samples to Opus packets.
 pub(crate) struct Source {
-    input: Input,
+    pub(crate) input: Input,
     enc: Encoder,
     pub(crate) probe: Option<std::sync::Arc<crate::ClickProbe>>,
 }

@@ -191,11 +191,9 @@ fn too_much_delay_is_shortened_by_skipping() {
     }
     let mut now = t0;
     first_sound(&mut jb, &mut now, 10);
-    let mut s = 40u16;
-    for _ in 0..300 {
+    for s in 40..340u16 {
         now += FRAME;
         jb.push(s, ts(s), pkt(s), now);
-        s += 1;
         jb.pop(now);
     }
     assert!(jb.stats().dropped >= 4, "{:?}", jb.stats());

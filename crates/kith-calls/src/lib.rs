@@ -20,8 +20,9 @@
 //!    steady 20 ms clock, a lost packet rebuilt from the next one's FEC or concealed by the
 //!    decoder; it is written to the output WAV file (`audio_out`, time-aligned: a pause is
 //!    silence in the file), else played on the default speaker. The devices' callbacks are
-//!    bridged to the task by bounded lock-free rings; a device that cannot be opened (a
-//!    headless machine) is left out with one [`MediaEvent::Notice`].
+//!    bridged to the task by bounded lock-free rings, and opened when the call first
+//!    connects; a device that cannot be opened (a headless machine) is left out with one
+//!    [`MediaEvent::Notice`].
 //!    With video ([`MediaOptions::video`], or an offer that has a video track) a second
 //!    track carries VP8 frames: pre-encoded ones from an IVF file, or a built-in test pattern
 //!    (see [`video`]); the frames that arrive are written to an IVF file.

@@ -59,8 +59,9 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Opens the default microphone (when no input file is given) and speaker (when no output
-/// file is), if the call uses devices. One that cannot be opened is left out, and the
+/// When the call first connects (no microphone in use while it rings): opens the default
+/// microphone (when no input file is given) and speaker (when no output file is), if the
+/// call uses devices. One that cannot be opened is left out, and the
 /// engine hears of it once ([`MediaEvent::Notice`]): the call goes on, silent that way.
 async fn open_devices(
     call: u128,
@@ -149,14 +150,12 @@ async fn session(
     };
     // The output file is created now, so a bad path fails the call at once.
     let mut sink = Sink::new(opts.audio_out.as_deref())?;
-    let (mic, speaker) = open_devices(call, opts, events).await;
-    let input = match (file_in, mic) {
-        (Some(samples), _) => Input::File { samples, pos: 0 },
-        (None, Some(m)) => Input::Mic(m),
-        (None, None) => Input::None,
+    // Devices are opened once the call connects (no microphone in use while it rings).
+    let input = match file_in {
+        Some(samples) => Input::File { samples, pos: 0 },
+        None => Input::None,
     };
     let mut source = Source::with_input(input)?;
-    sink.speaker = speaker;
     source.probe = opts.probe.clone();
     sink.probe = opts.probe.clone();
 
@@ -246,6 +245,7 @@ async fn session(
         &mut cmds,
         &mut internal,
         &mut video,
+        opts,
     )
     .await;
     let _ = pc.close().await;
@@ -360,6 +360,7 @@ async fn drive(
     cmds: &mut mpsc::Receiver<MediaCmd>,
     internal: &mut mpsc::Receiver<Internal>,
     video: &mut Option<Video>,
+    opts: &MediaOptions,
 ) -> Result<&'static str, MediaError> {
     let caller = matches!(role, Role::Caller);
     let desc = match role {
@@ -427,10 +428,6 @@ async fn drive(
         if let Some(end) = on_state(call, s, &mut connected, false, events) {
             return finish(sink, readers, end).await;
         }
-    }
-    if connected {
-        frame_tick.reset_immediately();
-        was_connected = true;
     }
     let end = loop {
         let restart_at = match (caller, lost_since, last_restart) {
@@ -555,6 +552,11 @@ async fn drive(
         }
         if connected && meter.ever_connected.is_none() {
             meter.ever_connected = Some(Instant::now());
+            let (mic, speaker) = open_devices(call, opts, events).await;
+            if let Some(m) = mic {
+                source.input = Input::Mic(m);
+            }
+            sink.speaker = speaker;
         }
         if connected && !was_connected {
             // Frames go out from now on, one every 20 ms: not a burst of the ticks missed
