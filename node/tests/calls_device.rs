@@ -268,6 +268,7 @@ fn no_sound_device_is_a_notice_not_a_failure() {
             notices.push(l);
         }
     }
+    eprintln!("{notices:?}");
     assert_eq!(notices.len(), 1, "one notice: {notices:?}");
     assert!(notices[0].contains("no microphone"), "{}", notices[0]);
     assert!(notices[0].contains("no speaker"), "{}", notices[0]);

@@ -101,7 +101,7 @@ async fn open_devices(
     let speaker = match speaker {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
-            missing.push(format!("no speaker ({e}): the other side is not played"));
+            missing.push(format!("no speaker ({e}): nothing is played"));
             None
         }
         None => None,
