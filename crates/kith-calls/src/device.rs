@@ -9,10 +9,10 @@
 //! speaker's ring ([`SpeakerRing::play`]: a frame that does not fit under [`SPEAKER_MAX`] is
 //! dropped); the speaker's callback takes what is there and plays silence for the rest.
 //!
-//! Streams run at 48 kHz (the config chosen is one the device offers at that rate, any
-//! channel count and sample format: ALSA's `default` device resamples for hardware that
-//! cannot). A device that cannot be opened is no error: the call goes on without it, and
-//! the caller says so once.
+//! Streams run at 48 kHz where the device offers it (any channel count; 16-bit, float or
+//! 32-bit samples); otherwise at the device's default rate, converted on the task's side of
+//! the ring ([`crate::resample`]). A device that cannot be opened is no error: the call goes
+//! on without it, and the caller says so once.
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use crate::audio::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::resample::Rate;
 
 /// Samples the microphone's ring holds (200 ms).
 pub(crate) const MIC_RING: usize = FRAME_SAMPLES * 10;
@@ -36,33 +37,60 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// The device period asked for: 10 ms.
 const PERIOD: u32 = SAMPLE_RATE / 100;
 
-/// The task's end of the microphone's ring.
+/// The task's end of the microphone's ring (device-rate samples, converted to 48 kHz here
+/// when the device runs at another rate).
 pub(crate) struct MicRing {
     cons: HeapCons<i16>,
+    rate: Option<(Rate, Vec<i16>)>,
 }
 
 impl MicRing {
     /// The next 20 ms: what the device gave, zeros for what it did not.
     pub(crate) fn frame(&mut self, out: &mut [i16; FRAME_SAMPLES]) {
+        let need = self
+            .rate
+            .as_ref()
+            .map_or(FRAME_SAMPLES, |(r, _)| r.needed());
         let waiting = self.cons.occupied_len();
-        if waiting > MIC_KEEP + FRAME_SAMPLES {
+        if waiting > MIC_KEEP + need {
             self.cons.skip(waiting - MIC_KEEP);
         }
-        let n = self.cons.pop_slice(out);
-        out[n..].fill(0);
+        match &mut self.rate {
+            None => {
+                let n = self.cons.pop_slice(out);
+                out[n..].fill(0);
+            }
+            Some((r, scratch)) => {
+                let need = need.min(scratch.len());
+                let n = self.cons.pop_slice(&mut scratch[..need]);
+                r.to_call(&scratch[..n], out);
+            }
+        }
     }
 }
 
 /// The task's end of the speaker's ring.
 pub(crate) struct SpeakerRing {
     prod: HeapProd<i16>,
+    rate: Option<Rate>,
 }
 
 impl SpeakerRing {
     /// Queues 20 ms for the speaker (dropped when too much is queued already).
     pub(crate) fn play(&mut self, frame: &[i16]) {
-        if self.prod.occupied_len() + frame.len() <= SPEAKER_MAX {
-            self.prod.push_slice(frame);
+        if self.prod.occupied_len() + frame.len() > SPEAKER_MAX {
+            return;
+        }
+        match &mut self.rate {
+            None => {
+                self.prod.push_slice(frame);
+            }
+            Some(r) => {
+                let prod = &mut self.prod;
+                r.to_device(frame, |s| {
+                    let _ = prod.try_push(s);
+                });
+            }
         }
     }
 }
@@ -97,16 +125,30 @@ where
     }
 }
 
-/// A ring pair for the microphone (device end, task end).
-pub(crate) fn mic_ring() -> (HeapProd<i16>, MicRing) {
+/// A ring pair for the microphone (device end, task end), with a rate converter when the
+/// device does not run at 48 kHz.
+pub(crate) fn mic_ring(device_rate: u32) -> Result<(HeapProd<i16>, MicRing), String> {
+    let rate = if device_rate == SAMPLE_RATE {
+        None
+    } else {
+        let r = Rate::from_device(device_rate)?;
+        let scratch = vec![0i16; r.max_needed()];
+        Some((r, scratch))
+    };
     let (prod, cons) = HeapRb::<i16>::new(MIC_RING).split();
-    (prod, MicRing { cons })
+    Ok((prod, MicRing { cons, rate }))
 }
 
-/// A ring pair for the speaker (task end, device end).
-pub(crate) fn speaker_ring() -> (SpeakerRing, HeapCons<i16>) {
+/// A ring pair for the speaker (task end, device end), with a rate converter when the
+/// device does not run at 48 kHz.
+pub(crate) fn speaker_ring(device_rate: u32) -> Result<(SpeakerRing, HeapCons<i16>), String> {
+    let rate = if device_rate == SAMPLE_RATE {
+        None
+    } else {
+        Some(Rate::to_device_rate(device_rate)?)
+    };
     let (prod, cons) = HeapRb::<i16>::new(SPEAKER_RING).split();
-    (SpeakerRing { prod }, cons)
+    Ok((SpeakerRing { prod, rate }, cons))
 }
 
 /// An open microphone: its stream (stopped when dropped) and the ring it fills.
@@ -154,9 +196,12 @@ pub(crate) fn open_mic() -> Result<Mic, String> {
         .default_input_device()
         .ok_or_else(|| "no microphone".to_owned())?;
     let configs = dev.supported_input_configs().map_err(|e| e.to_string())?;
-    let chosen = pick(configs).ok_or_else(|| "the microphone cannot do 48 kHz".to_owned())?;
+    let chosen = match pick(configs) {
+        Some(c) => c,
+        None => dev.default_input_config().map_err(|e| e.to_string())?,
+    };
     let config = stream_config(&chosen);
-    let (prod, ring) = mic_ring();
+    let (prod, ring) = mic_ring(config.sample_rate)?;
     let stream = match chosen.sample_format() {
         SampleFormat::I16 => input::<i16>(&dev, config, prod),
         SampleFormat::F32 => input::<f32>(&dev, config, prod),
@@ -195,9 +240,12 @@ pub(crate) fn open_speaker() -> Result<Speaker, String> {
         .default_output_device()
         .ok_or_else(|| "no speaker".to_owned())?;
     let configs = dev.supported_output_configs().map_err(|e| e.to_string())?;
-    let chosen = pick(configs).ok_or_else(|| "the speaker cannot do 48 kHz".to_owned())?;
+    let chosen = match pick(configs) {
+        Some(c) => c,
+        None => dev.default_output_config().map_err(|e| e.to_string())?,
+    };
     let config = stream_config(&chosen);
-    let (ring, cons) = speaker_ring();
+    let (ring, cons) = speaker_ring(config.sample_rate)?;
     let stream = match chosen.sample_format() {
         SampleFormat::I16 => output::<i16>(&dev, config, cons),
         SampleFormat::F32 => output::<f32>(&dev, config, cons),
@@ -235,7 +283,7 @@ mod tests {
 
     #[test]
     fn the_microphone_bridge_mixes_to_mono_and_stays_bounded() {
-        let (mut prod, mut ring) = mic_ring();
+        let (mut prod, mut ring) = mic_ring(SAMPLE_RATE).unwrap();
         // Stereo f32: left 0.5, right 0 → mono a quarter of full scale.
         let stereo: Vec<f32> = (0..FRAME_SAMPLES * 2)
             .map(|i| if i % 2 == 0 { 0.5 } else { 0.0 })
@@ -262,8 +310,28 @@ mod tests {
     }
 
     #[test]
+    fn a_microphone_at_44_1_khz_comes_out_at_48_khz() {
+        let (mut prod, mut ring) = mic_ring(44_100).unwrap();
+        let tone: Vec<i16> = (0..44_100)
+            .map(|i| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 44_100.0).sin())
+                    as i16
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut frame = [0i16; FRAME_SAMPLES];
+        // The device gives 20 ms at its rate (882 samples) per frame the task takes.
+        for chunk in tone.chunks(882) {
+            capture(chunk, 1, &mut prod);
+            ring.frame(&mut frame);
+            got.extend_from_slice(&frame);
+        }
+        assert!(crate::tone::tone_share(&got[4800..got.len() - 4800], 440.0) > 0.8);
+    }
+
+    #[test]
     fn the_speaker_bridge_plays_silence_when_dry_and_drops_when_full() {
-        let (mut ring, mut cons) = speaker_ring();
+        let (mut ring, mut cons) = speaker_ring(SAMPLE_RATE).unwrap();
         ring.play(&[5000i16; FRAME_SAMPLES]);
         let mut out = vec![0.0f32; FRAME_SAMPLES * 2 + 8];
         playback(&mut out, 2, &mut cons);

@@ -45,6 +45,7 @@
 mod audio;
 mod device;
 pub mod jitter;
+mod resample;
 mod task;
 pub mod tone;
 pub mod video;
