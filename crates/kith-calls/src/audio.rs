@@ -81,7 +81,7 @@ pub(crate) enum Input {
     /// Samples of a file, then silence.
     File { samples: Vec<i16>, pos: usize },
     /// The default microphone.
-    Mic(crate::device::Mic),
+    Mic(Box<crate::device::Mic>),
     /// Silence.
     None,
 }

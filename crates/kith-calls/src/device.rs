@@ -63,7 +63,7 @@ impl MicRing {
             Some((r, scratch)) => {
                 let need = need.min(scratch.len());
                 let n = self.cons.pop_slice(&mut scratch[..need]);
-                r.to_call(&scratch[..n], out);
+                r.convert_in(&scratch[..n], out);
             }
         }
     }
@@ -87,7 +87,7 @@ impl SpeakerRing {
             }
             Some(r) => {
                 let prod = &mut self.prod;
-                r.to_device(frame, |s| {
+                r.convert_out(frame, |s| {
                     let _ = prod.try_push(s);
                 });
             }

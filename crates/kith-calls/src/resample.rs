@@ -15,7 +15,7 @@ pub(crate) struct Rate {
 }
 
 impl Rate {
-    /// From the device's rate to 48 kHz: each call of [`Rate::to_call`] makes one frame.
+    /// From the device's rate to 48 kHz: each call of [`Rate::convert_in`] makes one frame.
     pub(crate) fn from_device(device_rate: u32) -> Result<Self, String> {
         Self::new(
             f64::from(SAMPLE_RATE) / f64::from(device_rate.max(1)),
@@ -23,7 +23,7 @@ impl Rate {
         )
     }
 
-    /// From 48 kHz to the device's rate: each call of [`Rate::to_device`] takes one frame.
+    /// From 48 kHz to the device's rate: each call of [`Rate::convert_out`] takes one frame.
     pub(crate) fn to_device_rate(device_rate: u32) -> Result<Self, String> {
         Self::new(
             f64::from(device_rate.max(1)) / f64::from(SAMPLE_RATE),
@@ -40,7 +40,7 @@ impl Rate {
         Ok(Self { rs, input, output })
     }
 
-    /// Device samples this many for the next frame ([`Rate::to_call`]).
+    /// Device samples this many for the next frame ([`Rate::convert_in`]).
     pub(crate) fn needed(&self) -> usize {
         self.rs.input_frames_next()
     }
@@ -51,7 +51,7 @@ impl Rate {
     }
 
     /// `device` (at most [`Rate::needed`] samples; zeros for the rest) to one 48 kHz frame.
-    pub(crate) fn to_call(&mut self, device: &[i16], out: &mut [i16; FRAME_SAMPLES]) {
+    pub(crate) fn convert_in(&mut self, device: &[i16], out: &mut [i16; FRAME_SAMPLES]) {
         let n = self.rs.input_frames_next().min(self.input.len());
         for (i, x) in self.input[..n].iter_mut().enumerate() {
             *x = device.get(i).map_or(0.0, |s| f32::from(*s) / 32768.0);
@@ -64,7 +64,7 @@ impl Rate {
     }
 
     /// One 48 kHz frame to device samples, handed to `sink`.
-    pub(crate) fn to_device(&mut self, frame: &[i16], mut sink: impl FnMut(i16)) {
+    pub(crate) fn convert_out(&mut self, frame: &[i16], mut sink: impl FnMut(i16)) {
         let n = self.rs.input_frames_next().min(self.input.len());
         for (i, x) in self.input[..n].iter_mut().enumerate() {
             *x = frame.get(i).map_or(0.0, |s| f32::from(*s) / 32768.0);
@@ -114,7 +114,7 @@ mod tests {
         for _ in 0..40 {
             let need = rate.needed();
             let mut frame = [0i16; FRAME_SAMPLES];
-            rate.to_call(&device[pos..pos + need], &mut frame);
+            rate.convert_in(&device[pos..pos + need], &mut frame);
             pos += need;
             got.extend_from_slice(&frame);
         }
@@ -130,7 +130,7 @@ mod tests {
         let mut rate = Rate::to_device_rate(44_100).unwrap();
         let mut got = Vec::new();
         for f in call.chunks(FRAME_SAMPLES) {
-            rate.to_device(f, |s| got.push(s));
+            rate.convert_out(f, |s| got.push(s));
         }
         assert!(
             (got.len() as f64 - 0.8 * 44_100.0).abs() < 1000.0,

@@ -554,7 +554,7 @@ async fn drive(
             meter.ever_connected = Some(Instant::now());
             let (mic, speaker) = open_devices(call, opts, events).await;
             if let Some(m) = mic {
-                source.input = Input::Mic(m);
+                source.input = Input::Mic(Box::new(m));
             }
             sink.speaker = speaker;
         }
