@@ -2,7 +2,9 @@
 //!
 //! Sound files are given to the daemon as full paths (it opens them): `--audio-in` is sent
 //! as the microphone, `--audio-out` records what the other side says. Both are WAV, 16-bit
-//! at 48 kHz (`sox in.wav -r 48000 -b 16 -c 1 out.wav` converts).
+//! at 48 kHz (`sox in.wav -r 48000 -b 16 -c 1 out.wav` converts). Without them the daemon
+//! uses its default microphone and speaker (none on a headless machine: silence, and one
+//! notice in `kith watch`); `--no-audio-device` keeps devices out.
 //!
 //! Video has no camera yet: `--video` sends a built-in test pattern, `--video-in FILE.ivf`
 //! sends pre-encoded VP8 frames, `--video-out FILE.ivf` records what arrives.
@@ -41,6 +43,10 @@ pub(crate) enum CallCmd {
         /// Record what the other side says to this WAV file.
         #[arg(long, value_name = "FILE.wav")]
         audio_out: Option<PathBuf>,
+        /// Use no sound device: without --audio-in send silence, without --audio-out play
+        /// nothing (by default the daemon's default microphone and speaker are used).
+        #[arg(long)]
+        no_audio_device: bool,
         #[command(flatten)]
         video: VideoArgs,
     },
@@ -54,6 +60,9 @@ pub(crate) enum CallCmd {
         /// As for `kith call`.
         #[arg(long, value_name = "FILE.wav")]
         audio_out: Option<PathBuf>,
+        /// As for `kith call`.
+        #[arg(long)]
+        no_audio_device: bool,
         #[command(flatten)]
         video: VideoArgs,
     },
@@ -129,6 +138,7 @@ pub(crate) async fn run(
             group,
             audio_in,
             audio_out,
+            no_audio_device,
             video,
         } => {
             let v = c
@@ -136,6 +146,7 @@ pub(crate) async fn run(
                     to: name,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
+                    no_audio_device,
                     video: video.video,
                     video_in: absolute(video.video_in)?,
                     video_out: absolute(video.video_out)?,
@@ -148,6 +159,7 @@ pub(crate) async fn run(
             call,
             audio_in,
             audio_out,
+            no_audio_device,
             video,
         } => {
             let v = c
@@ -155,6 +167,7 @@ pub(crate) async fn run(
                     call,
                     audio_in: absolute(audio_in)?,
                     audio_out: absolute(audio_out)?,
+                    no_audio_device,
                     video: video.video,
                     video_in: absolute(video.video_in)?,
                     video_out: absolute(video.video_out)?,

@@ -12,10 +12,17 @@
 //!    certificate does not match the fingerprint the other side signalled.
 //! 2. With [`Role::Callee`] the task takes the offer, answers it and reports its own SDP.
 //! 3. The caller's task gets the answer through [`MediaHandle::remote_answer`].
-//! 4. Once connected ([`MediaEvent::Connected`]) the task sends one Opus frame every 20 ms:
-//!    the samples of the input WAV file (`audio_in`), or silence when there is none, when it
-//!    has ended or while muted. What arrives is decoded (packet loss concealed) and written to
-//!    the output WAV file (`audio_out`), if any.
+//! 4. Once connected ([`MediaEvent::Connected`]) the task sends one Opus frame (with in-band
+//!    FEC) every 20 ms: the samples of the input WAV file (`audio_in`), else the default
+//!    microphone ([`MediaOptions::audio_device`]), else silence; silence too when the file
+//!    has ended or while muted. What arrives goes through the [`jitter`] buffer (reordered,
+//!    late and duplicate packets dropped, an adaptive 40–200 ms delay) and comes out on a
+//!    steady 20 ms clock, a lost packet rebuilt from the next one's FEC or concealed by the
+//!    decoder; it is written to the output WAV file (`audio_out`, time-aligned: a pause is
+//!    silence in the file), else played on the default speaker. The devices' callbacks are
+//!    bridged to the task by bounded lock-free rings, and opened when the call first
+//!    connects; a device that cannot be opened (a headless machine) is left out with one
+//!    [`MediaEvent::Notice`].
 //!    With video ([`MediaOptions::video`], or an offer that has a video track) a second
 //!    track carries VP8 frames: pre-encoded ones from an IVF file, or a built-in test pattern
 //!    (see [`video`]); the frames that arrive are written to an IVF file.
@@ -36,6 +43,9 @@
 //! media path never waits on a store commit.
 
 mod audio;
+mod device;
+pub mod jitter;
+mod resample;
 mod task;
 pub mod tone;
 pub mod video;
@@ -95,6 +105,10 @@ pub struct MediaOptions {
     pub audio_in: Option<PathBuf>,
     /// A WAV file (48 kHz, 16-bit, mono) the received sound is written to.
     pub audio_out: Option<PathBuf>,
+    /// Use the default sound devices: the microphone when there is no `audio_in`, the
+    /// speaker when there is no `audio_out`. One that cannot be opened (a headless machine)
+    /// is left out with a [`MediaEvent::Notice`].
+    pub audio_device: bool,
     /// The address the call's UDP socket binds (`0.0.0.0`: every interface but loopback).
     pub bind: IpAddr,
     /// STUN and TURN servers (server-reflexive and relay candidates), with credentials.
@@ -112,9 +126,9 @@ pub struct MediaOptions {
 
 /// The audio-delay probe: the instant the first sample at or above `threshold` (in
 /// magnitude) was sent (handed to the connection in its Opus frame) and the instant it came
-/// out of the decoder on the other side, each corrected by the sample's offset in its
-/// 20 ms frame. Give the same probe to the sending and the receiving task (one process, one
-/// clock).
+/// out on the other side (jitter buffer and decoder, on its playout clock), each corrected
+/// by the sample's offset in its 20 ms frame. Give the same probe to the sending and the
+/// receiving task (one process, one clock).
 #[derive(Debug)]
 pub struct ClickProbe {
     threshold: i16,
@@ -170,6 +184,7 @@ impl Default for MediaOptions {
         Self {
             audio_in: None,
             audio_out: None,
+            audio_device: false,
             bind: IpAddr::from([0, 0, 0, 0]),
             ice_servers: Vec::new(),
             probe: None,
@@ -245,6 +260,13 @@ pub enum MediaEvent {
         /// The figures.
         q: Quality,
     },
+    /// Something the user should know that does not end the call (no sound device).
+    Notice {
+        /// The call.
+        call: u128,
+        /// What, in words.
+        text: String,
+    },
     /// The task ended (stopped, failed or timed out); the output file is complete.
     Ended {
         /// The call.
@@ -263,6 +285,7 @@ impl std::fmt::Debug for MediaEvent {
             MediaEvent::Connected { call } => write!(f, "Connected {{ call: {call:x} }}"),
             MediaEvent::Reconnecting { call } => write!(f, "Reconnecting {{ call: {call:x} }}"),
             MediaEvent::Quality { call, q } => write!(f, "Quality {{ call: {call:x}, {q:?} }}"),
+            MediaEvent::Notice { call, .. } => write!(f, "Notice {{ call: {call:x} }}"),
             MediaEvent::Ended { call, reason } => {
                 write!(f, "Ended {{ call: {call:x}, reason: {reason} }}")
             }

@@ -13,7 +13,7 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -23,7 +23,8 @@ use webrtc::peer_connection::{
     RTCSessionDescription, StatsSelector,
 };
 
-use crate::audio::{Sink, Source};
+use crate::audio::{Input, Sink, Source};
+use crate::device::{self, Mic, Speaker};
 use crate::video::{VideoSink, VideoSource};
 use crate::{
     CONNECT_TIMEOUT, GATHER_TIMEOUT, MAX_SDP, MediaCmd, MediaError, MediaEvent, MediaOptions,
@@ -58,6 +59,61 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// When the call first connects (no microphone in use while it rings): opens the default
+/// microphone (when no input file is given) and speaker (when no output file is), if the
+/// call uses devices. One that cannot be opened is left out, and the
+/// engine hears of it once ([`MediaEvent::Notice`]): the call goes on, silent that way.
+async fn open_devices(
+    call: u128,
+    opts: &MediaOptions,
+    events: &mpsc::Sender<MediaEvent>,
+) -> (Option<Mic>, Option<Speaker>) {
+    let want_mic = opts.audio_device && opts.audio_in.is_none();
+    let want_speaker = opts.audio_device && opts.audio_out.is_none();
+    if !want_mic && !want_speaker {
+        return (None, None);
+    }
+    let opened = tokio::task::spawn_blocking(move || {
+        let mic = want_mic.then(device::open_mic);
+        let speaker = want_speaker.then(device::open_speaker);
+        (mic, speaker)
+    })
+    .await;
+    let (mic, speaker) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            let e = e.to_string();
+            (
+                want_mic.then(|| Err(e.clone())),
+                want_speaker.then(|| Err(e)),
+            )
+        }
+    };
+    let mut missing = Vec::new();
+    let mic = match mic {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            missing.push(format!("no microphone ({e}): sending silence"));
+            None
+        }
+        None => None,
+    };
+    let speaker = match speaker {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            missing.push(format!("no speaker ({e}): nothing is played"));
+            None
+        }
+        None => None,
+    };
+    if !missing.is_empty() {
+        let text = format!("call audio: {}", missing.join("; "));
+        warn!("{text}");
+        let _ = events.try_send(MediaEvent::Notice { call, text });
+    }
+    (mic, speaker)
+}
+
 fn rtc_err(e: impl std::fmt::Display) -> MediaError {
     MediaError::WebRtc(e.to_string())
 }
@@ -88,13 +144,18 @@ async fn session(
     events: &mpsc::Sender<MediaEvent>,
     mut cmds: mpsc::Receiver<MediaCmd>,
 ) -> Result<&'static str, MediaError> {
-    let input = match &opts.audio_in {
-        Some(p) => read_wav(p)?,
-        None => Vec::new(),
+    let file_in = match &opts.audio_in {
+        Some(p) => Some(read_wav(p)?),
+        None => None,
     };
-    let mut source = Source::new(input)?;
     // The output file is created now, so a bad path fails the call at once.
     let mut sink = Sink::new(opts.audio_out.as_deref())?;
+    // Devices are opened once the call connects (no microphone in use while it rings).
+    let input = match file_in {
+        Some(samples) => Input::File { samples, pos: 0 },
+        None => Input::None,
+    };
+    let mut source = Source::with_input(input)?;
     source.probe = opts.probe.clone();
     sink.probe = opts.probe.clone();
 
@@ -184,6 +245,7 @@ async fn session(
         &mut cmds,
         &mut internal,
         &mut video,
+        opts,
     )
     .await;
     let _ = pc.close().await;
@@ -298,6 +360,7 @@ async fn drive(
     cmds: &mut mpsc::Receiver<MediaCmd>,
     internal: &mut mpsc::Receiver<Internal>,
     video: &mut Option<Video>,
+    opts: &MediaOptions,
 ) -> Result<&'static str, MediaError> {
     let caller = matches!(role, Role::Caller);
     let desc = match role {
@@ -335,10 +398,14 @@ async fn drive(
     let mut sink = sink;
     let mut muted = false;
     let mut connected = false;
+    let mut was_connected = false;
     let mut payload_type = None;
     let connect_deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let mut frame_tick = tokio::time::interval(Duration::from_millis(20));
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // The playout clock: one frame out of the jitter buffer every 20 ms.
+    let mut play_tick = tokio::time::interval(Duration::from_millis(20));
+    play_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut quality_tick = tokio::time::interval(QUALITY_EVERY);
     let sends_video = video.as_ref().is_some_and(|v| v.source.is_some());
     let mut video_tick = tokio::time::interval(
@@ -446,6 +513,7 @@ async fn drive(
             Some(p) = received.recv() => {
                 take(p, &mut sink, video, &mut meter)?;
             }
+            _ = play_tick.tick() => sink.tick(Instant::now())?,
             _ = video_tick.tick(), if connected && sends_video => {
                 if let Some(v) = video.as_mut() {
                     v.send_frame().await;
@@ -484,7 +552,18 @@ async fn drive(
         }
         if connected && meter.ever_connected.is_none() {
             meter.ever_connected = Some(Instant::now());
+            let (mic, speaker) = open_devices(call, opts, events).await;
+            if let Some(m) = mic {
+                source.input = Input::Mic(Box::new(m));
+            }
+            sink.speaker = speaker;
         }
+        if connected && !was_connected {
+            // Frames go out from now on, one every 20 ms: not a burst of the ticks missed
+            // while connecting (the other side's jitter buffer would hold them as delay).
+            frame_tick.reset_immediately();
+        }
+        was_connected = connected;
     };
     // Whatever is still queued from the network is written before the file is closed.
     while let Ok(p) = received.try_recv() {
@@ -570,12 +649,15 @@ fn on_state(
     }
 }
 
-/// One RTP packet from the peer: which track, sequence number, marker, payload.
+/// One RTP packet from the peer: which track, sequence number, timestamp, marker,
+/// payload, and when it came.
 struct Rtp {
     video: bool,
     seq: u16,
+    ts: u32,
     marker: bool,
     payload: Bytes,
+    arrival: Instant,
 }
 
 /// A received packet to the audio or the video sink.
@@ -587,7 +669,8 @@ fn take(
 ) -> Result<(), MediaError> {
     if !p.video {
         meter.packets += 1;
-        return sink.packet(p.seq, &p.payload);
+        sink.packet(p.seq, p.ts, p.payload, p.arrival);
+        return Ok(());
     }
     if let Some(v) = video.as_mut() {
         v.sink.packet(p.seq, p.marker, &p.payload)?;
@@ -609,8 +692,10 @@ async fn read_track(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<Rtp>) {
                 let _ = tx.try_send(Rtp {
                     video,
                     seq: p.header.sequence_number,
+                    ts: p.header.timestamp,
                     marker: p.header.marker,
                     payload: p.payload,
+                    arrival: Instant::now(),
                 });
             }
             TrackRemoteEvent::OnEnded => break,

@@ -1,5 +1,6 @@
 //! The end-to-end audio delay of a call on loopback: a click in the caller's input file to
-//! the click coming out of the callee's decoder (what is written to its output file), over
+//! the click coming out of the callee's jitter buffer and decoder on its 20 ms playout clock
+//! (what is written to its output file or handed to its speaker), over
 //! KITH_DELAY_CALLS calls (default 20). Two media tasks in one process, signalled by hand,
 //! so both ends share one clock ([`ClickProbe`]); the engine is not on the media path, so
 //! this is the delay two daemons' calls have too.
@@ -101,7 +102,7 @@ async fn bench_audio_delay() {
     ms.sort_by(f64::total_cmp);
     let at = |p: f64| ms[(((ms.len() - 1) as f64) * p).round() as usize];
     println!(
-        "audio delay over {n} calls (click in the input file → click out of the decoder): \
+        "audio delay over {n} calls (click in the input file → click out of the playout clock): \
          p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
         at(0.5),
         at(0.95),

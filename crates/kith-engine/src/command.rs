@@ -422,6 +422,11 @@ pub struct CallParams {
     /// A WAV file the other side's sound is written to (a full path).
     #[serde(default)]
     pub audio_out: Option<std::path::PathBuf>,
+    /// Use no sound device: without `audio_in` the call sends silence, without
+    /// `audio_out` it plays nothing (scripts, tests). By default the daemon's default
+    /// microphone and speaker stand in for missing files.
+    #[serde(default)]
+    pub no_audio_device: bool,
     /// Send video: the frames of `video_in`, or a built-in test pattern.
     #[serde(default)]
     pub video: bool,
@@ -448,6 +453,9 @@ pub struct AnswerParams {
     /// As in [`CallParams`].
     #[serde(default)]
     pub audio_out: Option<std::path::PathBuf>,
+    /// As in [`CallParams`].
+    #[serde(default)]
+    pub no_audio_device: bool,
     /// As in [`CallParams`] (an offered video track is always received).
     #[serde(default)]
     pub video: bool,

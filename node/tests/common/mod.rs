@@ -45,6 +45,8 @@ pub struct Node {
     listen: bool,
     /// The daemon's `KITH_LOG` filter.
     log: String,
+    /// Extra environment of the daemon.
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -59,6 +61,7 @@ impl Node {
             extra: Vec::new(),
             listen: true,
             log: "info".into(),
+            env: Vec::new(),
         }
     }
 
@@ -71,6 +74,12 @@ impl Node {
     /// The daemon's log filter (`KITH_LOG`), `info` by default.
     pub fn with_log(mut self, filter: &str) -> Self {
         self.log = filter.to_string();
+        self
+    }
+
+    /// An environment variable for the daemon (e.g. `ALSA_CONFIG_PATH`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -112,6 +121,7 @@ impl Node {
             cmd.arg("--no-listen");
         }
         cmd.args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("KITH_LOG", &self.log)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
