@@ -152,6 +152,76 @@ fn a_file_waits_at_the_mailbox_when_the_sender_is_gone() {
     }
 }
 
+/// Fails without durable deposits: Alice's node is killed (-9) while it hands a file's
+/// chunks to Bob's mailbox. Started again, it takes the deposit up by itself, from the
+/// chunks the mailbox had acknowledged (not from the start), and finishes it; Alice is gone
+/// again when Bob comes back, and Bob gets identical bytes from his mailbox.
+#[test]
+fn a_deposit_cut_short_by_kill_9_goes_on_when_the_sender_starts_again() {
+    let (m, mut a, mut b) = trio(&[]);
+    b.stop();
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(128 * 1024 * 1024 + 99, 21);
+    let chunks = bytes.len().div_ceil(CHUNK);
+    let src = write_file(tmp.path(), "film.bin", &bytes);
+    let id = send_file(&a, "Bob", &src);
+
+    // Some chunks are at the mailbox (and Alice wrote down which): kill Alice.
+    wait_for(T, "a part of the file at the mailbox", || {
+        held_chunks(&m)
+            .first()
+            .is_some_and(|n| *n >= 48)
+            .then_some(())
+    });
+    a.kill9();
+    let held = held_chunks(&m).first().copied().unwrap_or(0);
+    assert!(
+        held < chunks,
+        "the deposit ended before the kill: make the file larger"
+    );
+
+    // Started again (Bob still away), Alice finishes the deposit by herself.
+    a.start();
+    wait_for(
+        Duration::from_secs(180),
+        "every chunk at the mailbox",
+        || (held_chunks(&m) == vec![chunks]).then_some(()),
+    );
+    let logs = a.plain_logs();
+    let resumed = logs
+        .lines()
+        .find(|l| l.contains("resuming a deposit"))
+        .unwrap_or_else(|| panic!("no resumed deposit in the log:\n{logs}"));
+    let stored: usize = resumed
+        .split("stored=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(
+        stored > 0 && stored <= held,
+        "resumed from {stored} chunks acknowledged (the mailbox had {held})"
+    );
+    a.kill9();
+
+    // Bob comes back while Alice is gone: the file comes from his mailbox, identical (it
+    // is over the auto-download size: he asks for it).
+    b.start();
+    b.wait_received("Alice", 2, T);
+    b.json(&["download", &id]);
+    let got = wait_for(Duration::from_secs(180), "the file here", || {
+        attachment(&b, "Alice", &id).filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(got["size"], bytes.len() as u64);
+    let out = tmp.path().join("saved.bin");
+    b.json(&["save", &id, "--to", out.to_str().unwrap()]);
+    assert_eq!(
+        hash(&std::fs::read(&out).unwrap()),
+        hash(&bytes),
+        "identical bytes"
+    );
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -11,6 +11,7 @@ use redb::{
 };
 
 use crate::chat::*;
+use crate::deposits::*;
 use crate::groups::*;
 use crate::held::*;
 use crate::held_fill::*;
@@ -73,6 +74,7 @@ macro_rules! for_each_table {
         $m!(HELD_MEDIA);
         $m!(MENTIONS);
         $m!(HELD_FILL);
+        $m!(MEDIA_DEPOSITS);
     };
 }
 

@@ -14,6 +14,7 @@
 )]
 
 mod chat;
+mod deposits;
 mod dump;
 mod groups;
 mod held;
@@ -33,6 +34,7 @@ use kith_types::{CurveKey, DeviceKey, EnvelopeHash, IdentityKey};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use chat::{ChatRef, ChatSettings, MessageMeta};
+pub use deposits::MAX_DEPOSITS;
 pub use dump::{MAX_ROW_BYTES, Snapshot, is_table};
 pub use groups::{FrameRow, GroupMessage, GroupMsgKey, GroupRow, SenderRow};
 pub use held::HeldRow;

@@ -377,6 +377,7 @@ impl<'a> WriteTx<'a> {
         self.create_media_tables()?;
         self.create_held_tables()?;
         self.create_held_fill_tables()?;
+        self.create_deposit_tables()?;
         self.create_chat_tables()?;
         self.create_story_tables()?;
         self.create_mention_tables()?;

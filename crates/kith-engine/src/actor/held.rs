@@ -22,8 +22,8 @@ use kith_store::{HeldFill, HeldRow, StoreError};
 
 use super::*;
 use crate::cores::mailbox::media::Held;
+use crate::media::Job;
 use crate::media::held::Keep;
-use crate::media::{Job, upload::Deposit};
 
 /// A file held for a device, as the store has it: (root, row, fill; `None` when filled
 /// before fill rows existed).
@@ -317,58 +317,6 @@ impl Engine {
 }
 
 impl State {
-    /// The mailbox `mailbox` of device `dev` kept messages `ids` for it: the files among
-    /// them (sent by this user) are deposited there too, so they arrive even if this node
-    /// is gone when the device comes back.
-    pub(super) fn deposit_files(
-        &self,
-        w: &WriteTx<'_>,
-        dev: &DeviceKey,
-        mailbox: PeerId,
-        ids: &[u128],
-        after: &mut Vec<After>,
-    ) -> Result<(), Fatal> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let Some(d) = w.device(dev)? else {
-            return Ok(());
-        };
-        let Some(cert) = &d.cert else {
-            return Ok(());
-        };
-        let mbytes = mailbox.to_bytes();
-        let addrs = d
-            .mailboxes
-            .iter()
-            .find(|m| m.peer_id == mbytes)
-            .map(|m| decode_addrs(&m.addrs))
-            .unwrap_or_default();
-        let contact = w
-            .contact(&d.identity)?
-            .map(|c| c.name)
-            .unwrap_or_else(|| d.identity.short());
-        for id in ids {
-            let Some(row) = w.media(*id)? else {
-                continue;
-            };
-            if !row.outgoing {
-                continue;
-            }
-            let Ok(manifest) = pmedia::decode_manifest(&row.manifest) else {
-                continue;
-            };
-            after.push(After::Media(Job::Deposit(Box::new(Deposit {
-                msg: MessageId(*id).to_string(),
-                contact: contact.clone(),
-                manifest,
-                to: cert.curve25519.0,
-                mailbox: (mailbox, addrs.clone()),
-            }))));
-        }
-        Ok(())
-    }
-
     /// Our mailboxes, as sources of a download (after the others).
     pub(super) fn mailbox_sources(&self) -> Vec<(PeerId, Vec<Multiaddr>)> {
         self.my_mailboxes

@@ -28,6 +28,7 @@ mod calls;
 pub(crate) mod chat;
 mod commands;
 mod config;
+mod deposits;
 mod devices;
 mod group_calls;
 mod group_typing;

@@ -259,6 +259,7 @@ impl Engine {
         // And our mailboxes, so they hand over what they kept while we were away.
         self.st.dial_mailboxes();
         self.resume_downloads();
+        self.resume_deposits();
         for topic in self.st.groups.topics() {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
@@ -345,6 +346,7 @@ impl Engine {
         self.chat_tick();
         self.scrub_tick();
         self.backup_tick();
+        self.deposits_tick();
         if self.st.record.due(Instant::now()) {
             self.publish_record();
         }

@@ -151,6 +151,8 @@ pub struct Media {
     progress: Arc<Mutex<HashMap<Hash, Progress>>>,
     /// Bytes served per file and peer (the sender's side of a transfer).
     pub served: serve::Served,
+    /// Deposits that are over (their rows may go).
+    finished: upload::Finished,
 }
 
 impl Media {
@@ -163,6 +165,7 @@ impl Media {
         let progress = Arc::new(Mutex::new(HashMap::new()));
         let served = serve::Served::default();
         let (opened_tx, opened_rx) = receive::channel();
+        let finished = upload::Finished::default();
         let task = Task {
             dir: dir.clone(),
             net,
@@ -172,7 +175,7 @@ impl Media {
             queued: VecDeque::new(),
             asked: HashMap::new(),
             next_tag: 0,
-            uploads: upload::Uploads::default(),
+            uploads: upload::Uploads::new(finished.clone()),
             serving: serve::Serving::default(),
             opened: opened_tx,
             served: served.clone(),
@@ -183,7 +186,16 @@ impl Media {
             dir,
             progress,
             served,
+            finished,
         }
+    }
+
+    /// The deposits that ended since the last call: (message id, device).
+    pub fn take_finished(&self) -> Vec<(u128, kith_types::DeviceKey)> {
+        self.finished
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 
     /// Hands the task a job without waiting; false when its queue is full (or it stopped).

@@ -42,7 +42,20 @@ enum Outcome {
     Good,
     Bad,
     Busy,
+    /// The source does not have it (yet: a member still fetching, a mailbox not filled).
+    NotFound,
     Failed,
+}
+
+/// Whether a `NotFound` from `source` counts against the download: only when every other
+/// source is failing too (each has a failure in a row). A member that does not have a
+/// chunk yet is asked again later (it rests, longer with each answer in a row), but
+/// members' "not found" never fails a file that another source still serves; a source
+/// that answers only "not found", forever, costs one request per rest.
+fn nobody_has_it(rest: &[(Instant, u32, u32)], source: usize) -> bool {
+    rest.iter()
+        .enumerate()
+        .all(|(s, r)| s == source || r.1 > 0 || r.2 >= MAX_BAD)
 }
 
 /// Checks, opens and writes chunk `i` (blocking).
@@ -138,6 +151,12 @@ impl Task {
                 }
                 Outcome::Busy
             }
+            (c, Ok(MediaResponse::Refused(MediaRefusal::NotFound))) => {
+                if let Some(i) = c {
+                    d.again.push_back(i);
+                }
+                Outcome::NotFound
+            }
             (c, other) => {
                 if let Some(i) = c {
                     d.again.push_back(i);
@@ -190,6 +209,7 @@ impl Task {
             return;
         };
         let now = Instant::now();
+        let nobody = nobody_has_it(&d.rest, source);
         let rest = d.rest.get_mut(source);
         match outcome {
             Outcome::Good => {
@@ -221,8 +241,10 @@ impl Task {
                     r.0 = now + RETRY_AFTER;
                 }
             }
-            Outcome::Failed => {
-                d.failures += 1;
+            Outcome::NotFound | Outcome::Failed => {
+                if matches!(outcome, Outcome::Failed) || nobody {
+                    d.failures += 1;
+                }
                 if let Some(r) = rest {
                     let strikes = r.1.min(5);
                     *r = (
@@ -240,4 +262,29 @@ impl Task {
 /// The channel opened chunks come back on.
 pub(super) fn channel() -> (mpsc::Sender<Opened>, mpsc::Receiver<Opened>) {
     mpsc::channel(OPENED_QUEUE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 64 members that do not have a chunk yet answer "not found" while the sender serves:
+    /// none of it counts against the file; when every source fails, it does.
+    #[test]
+    fn members_not_found_does_not_fail_a_file_the_sender_serves() {
+        let now = Instant::now();
+        let mut rest = vec![(now, 0u32, 0u32); 65];
+        for s in 1..65 {
+            assert!(!nobody_has_it(&rest, s), "the sender (0) still serves");
+            rest[s].1 += 1;
+        }
+        assert!(
+            nobody_has_it(&rest, 0),
+            "the sender does not have it either"
+        );
+        rest[0].1 = 1;
+        assert!(nobody_has_it(&rest, 3));
+        rest[0] = (now, 0, MAX_BAD);
+        assert!(nobody_has_it(&rest, 3), "a banned source serves nothing");
+    }
 }

@@ -5,20 +5,30 @@
 //! 1. `Hold` first: the recipient's Curve25519 key, the root, the sealed size and the index.
 //!    The mailbox takes it only for a device registered there and within that device's
 //!    media quota; a refusal ends the deposit (the sender keeps serving the file itself).
-//! 2. Then every chunk (`Put`), sealed again from the plaintext copy, at most [`WINDOW`] in
-//!    flight. `Busy` and failed requests are asked again a second later; [`MAX_FAILURES`]
-//!    failures in a row end the deposit.
-//! 3. When every chunk was `Stored`, `kith watch` gets a `deposited` media event.
+//! 2. Then every chunk the mailbox has not acknowledged yet (`Put`), sealed again from the
+//!    plaintext copy, at most [`WINDOW`] in flight. `Busy` is asked again a second later; a
+//!    failed request after a pause that doubles with each failure in a row (1 s up to
+//!    64 s). After [`MAX_FAILURES`] failures in a row the deposit makes way for others and
+//!    is tried again later ([`PARK`], doubled each round, [`MAX_ROUNDS`] rounds; then at the
+//!    next start).
+//! 3. Which chunks the mailbox acknowledged is written beside the media every
+//!    [`SAVE_EVERY`] chunks (`media/deposits/<root>-<key>`, one bit per chunk, synced), so
+//!    a deposit cut short by kill -9 or a restart (the engine takes its store row up again)
+//!    sends only what the mailbox may lack: at most the last [`SAVE_EVERY`] + [`WINDOW`]
+//!    chunks again, which the mailbox takes without storing them twice.
+//! 4. When every chunk was `Stored` (or the mailbox refused the file for good), `kith watch`
+//!    gets a `deposited` (`not deposited`) media event and the engine drops its row.
 //!
-//! At most [`MAX_UPLOADS`] deposits run at once, [`MAX_QUEUED`] wait. A deposit lives in
-//! memory only: one cut short by a restart is not taken up again (the file still comes
-//! from the sender while it is online).
+//! At most [`MAX_UPLOADS`] deposits run at once, [`MAX_QUEUED`] wait.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kith_net::{Multiaddr, NetCommand, PeerId, RequestFailure};
 use kith_proto::media::{Manifest, MediaRefusal, MediaRequest, MediaResponse, TAG};
+use kith_types::DeviceKey;
 use tracing::{debug, info, warn};
 
 use super::{MAX_FAILURES, MAX_QUEUED, REQUEST_DEADLINE, RETRY_AFTER, Task, WINDOW, files};
@@ -26,12 +36,28 @@ use crate::model::Event;
 
 /// Deposits running at once.
 pub const MAX_UPLOADS: usize = 4;
+/// Chunks acknowledged between writes of a deposit's progress.
+pub const SAVE_EVERY: u32 = 16;
+/// How long a deposit that failed [`MAX_FAILURES`] times in a row waits before its next
+/// round (doubled each round, at most an hour).
+pub const PARK: Duration = Duration::from_secs(60);
+/// Rounds of a deposit before it waits for the next start.
+pub const MAX_ROUNDS: u32 = 8;
+/// Longest pause after failed requests in a row.
+const MAX_BACKOFF: Duration = Duration::from_secs(64);
+/// Most ended deposits not yet collected by the engine.
+const MAX_FINISHED: usize = 4096;
+
+/// Deposits that are over, for the engine to drop their rows: (message id, device).
+pub type Finished = Arc<Mutex<Vec<(u128, DeviceKey)>>>;
 
 /// A file to hand to a device's mailbox.
 #[derive(Debug)]
 pub struct Deposit {
     /// The message id (text), for events.
     pub msg: String,
+    /// The store row: message id and recipient device.
+    pub key: (u128, DeviceKey),
     /// The conversation's name, for events.
     pub contact: String,
     /// The file.
@@ -51,48 +77,100 @@ pub(super) struct Upload {
     in_flight: HashMap<u64, (Option<u32>, Instant)>,
     cursor: u32,
     again: VecDeque<u32>,
+    /// One bit per chunk the mailbox acknowledged.
+    done: Vec<u8>,
     stored: u32,
+    /// Acknowledged since the progress was last written.
+    unsaved: u32,
     failures: u32,
+    rounds: u32,
     wait_until: Option<Instant>,
 }
 
+/// A deposit waiting for its turn (not before `.1`), in its round `.2`.
+type Waiting = (Deposit, Option<Instant>, u32);
+
 /// The deposits of the media task.
-#[derive(Default)]
 pub(super) struct Uploads {
     active: HashMap<u64, Upload>,
-    queued: VecDeque<Deposit>,
+    queued: VecDeque<Waiting>,
     /// Our requests in flight: tag → deposit.
     tags: HashMap<u64, u64>,
     next: u64,
+    finished: Finished,
 }
 
 impl Uploads {
+    pub(super) fn new(finished: Finished) -> Self {
+        Self {
+            active: HashMap::new(),
+            queued: VecDeque::new(),
+            tags: HashMap::new(),
+            next: 0,
+            finished,
+        }
+    }
+
     /// Whether `tag` is one of our deposit requests.
     pub(super) fn owns(&self, tag: u64) -> bool {
         self.tags.contains_key(&tag)
     }
 }
 
+fn has(bits: &[u8], n: u32) -> bool {
+    bits.get((n / 8) as usize)
+        .is_some_and(|b| b & (1 << (n % 8)) != 0)
+}
+
+/// Where a deposit's progress is written.
+fn progress_path(dir: &files::Dir, dep: &Deposit) -> PathBuf {
+    dir.0.join("deposits").join(format!(
+        "{}-{}",
+        hex::encode(dep.manifest.root),
+        hex::encode(dep.to)
+    ))
+}
+
 impl Task {
     pub(super) fn deposit(&mut self, dep: Deposit) {
         let dup = |d: &Deposit| d.manifest.root == dep.manifest.root && d.to == dep.to;
-        if self.uploads.queued.iter().any(dup) || self.uploads.active.values().any(|u| dup(&u.dep))
+        if self.uploads.queued.iter().any(|(d, _, _)| dup(d))
+            || self.uploads.active.values().any(|u| dup(&u.dep))
         {
             return;
         }
         if self.uploads.queued.len() >= MAX_QUEUED {
-            warn!("too many deposits waiting; one is dropped");
+            warn!("too many deposits waiting; one waits for the next start");
             return;
         }
-        self.uploads.queued.push_back(dep);
+        self.uploads.queued.push_back((dep, None, 0));
         self.start_uploads();
     }
 
     fn start_uploads(&mut self) {
+        let now = Instant::now();
         while self.uploads.active.len() < MAX_UPLOADS {
-            let Some(dep) = self.uploads.queued.pop_front() else {
+            let Some(at) = self
+                .uploads
+                .queued
+                .iter()
+                .position(|(_, after, _)| after.is_none_or(|t| t <= now))
+            else {
                 return;
             };
+            let Some((dep, _, rounds)) = self.uploads.queued.remove(at) else {
+                return;
+            };
+            let count = dep.manifest.chunks();
+            let len = (count as usize).div_ceil(8);
+            let done = std::fs::read(progress_path(&self.dir, &dep))
+                .ok()
+                .filter(|b| b.len() == len)
+                .unwrap_or_else(|| vec![0; len]);
+            let stored = (0..count).filter(|n| has(&done, *n)).count() as u32;
+            if stored > 0 {
+                info!(stored, total = count, "resuming a deposit");
+            }
             self.uploads.next += 1;
             let id = self.uploads.next;
             self.uploads.active.insert(
@@ -103,8 +181,11 @@ impl Task {
                     in_flight: HashMap::new(),
                     cursor: 0,
                     again: VecDeque::new(),
-                    stored: 0,
+                    done,
+                    stored,
+                    unsaved: 0,
                     failures: 0,
+                    rounds,
                     wait_until: None,
                 },
             );
@@ -112,7 +193,7 @@ impl Task {
         }
     }
 
-    /// Every second: requests past their deadline are asked again; waits end.
+    /// Every tick: requests past their deadline are asked again; waits end.
     pub(super) fn tick_uploads(&mut self) {
         let now = Instant::now();
         let ids: Vec<u64> = self.uploads.active.keys().copied().collect();
@@ -133,6 +214,7 @@ impl Task {
             }
             self.pump_upload(id);
         }
+        self.start_uploads();
     }
 
     fn pump_upload(&mut self, id: u64) {
@@ -154,12 +236,16 @@ impl Task {
                 let count = u.dep.manifest.chunks();
                 while u.in_flight.len() + asks.len() < WINDOW {
                     let next = u.again.pop_front().or_else(|| {
+                        while u.cursor < count && has(&u.done, u.cursor) {
+                            u.cursor += 1;
+                        }
                         (u.cursor < count).then(|| {
                             u.cursor += 1;
                             u.cursor - 1
                         })
                     });
                     match next {
+                        Some(n) if has(&u.done, n) => {}
                         Some(n) => asks.push(Some(n)),
                         None => break,
                     }
@@ -236,9 +322,22 @@ impl Task {
                 u.held = true;
                 u.failures = 0;
             }
-            (Some(_), Ok(MediaResponse::Stored)) => {
-                u.stored += 1;
+            (Some(n), Ok(MediaResponse::Stored)) => {
                 u.failures = 0;
+                if let Some(b) = u.done.get_mut((n / 8) as usize)
+                    && *b & (1 << (n % 8)) == 0
+                {
+                    *b |= 1 << (n % 8);
+                    u.stored += 1;
+                    u.unsaved += 1;
+                }
+                if u.unsaved >= SAVE_EVERY {
+                    u.unsaved = 0;
+                    let path = progress_path(&self.dir, &u.dep);
+                    if let Err(e) = save(&path, &u.done) {
+                        debug!(error = %e, "cannot write a deposit's progress");
+                    }
+                }
             }
             (
                 _,
@@ -255,14 +354,16 @@ impl Task {
                     u.again.push_back(n);
                 }
                 let busy = matches!(other, Ok(MediaResponse::Refused(MediaRefusal::Busy)));
-                if !busy {
+                let pause = if busy {
+                    RETRY_AFTER
+                } else {
                     debug!(result = ?other.as_ref().err(), "a deposit request failed");
                     u.failures += 1;
-                }
-                u.wait_until = Some(Instant::now() + RETRY_AFTER);
+                    (RETRY_AFTER * (1 << u.failures.saturating_sub(1).min(6))).min(MAX_BACKOFF)
+                };
+                u.wait_until = Some(Instant::now() + pause);
                 if u.failures >= MAX_FAILURES {
-                    warn!("a deposit failed");
-                    self.end_upload(id, false);
+                    self.park_upload(id);
                     return;
                 }
             }
@@ -272,6 +373,30 @@ impl Task {
             return;
         }
         self.pump_upload(id);
+    }
+
+    /// A deposit that failed too often in a row makes way; it is tried again later.
+    fn park_upload(&mut self, id: u64) {
+        let Some(u) = self.uploads.active.remove(&id) else {
+            return;
+        };
+        for t in u.in_flight.keys() {
+            self.uploads.tags.remove(t);
+        }
+        let _ = save(&progress_path(&self.dir, &u.dep), &u.done);
+        if u.rounds + 1 >= MAX_ROUNDS {
+            warn!("a deposit failed; it is tried again at the next start");
+        } else {
+            let wait = (PARK * (1 << u.rounds.min(6))).min(Duration::from_secs(3600));
+            info!(
+                round = u.rounds + 1,
+                "a deposit failed; it is tried again later"
+            );
+            self.uploads
+                .queued
+                .push_back((u.dep, Some(Instant::now() + wait), u.rounds + 1));
+        }
+        self.start_uploads();
     }
 
     fn end_upload(&mut self, id: u64, done: bool) {
@@ -287,6 +412,12 @@ impl Task {
                 "a file is kept at the recipient's mailbox"
             );
         }
+        let _ = std::fs::remove_file(progress_path(&self.dir, &u.dep));
+        if let Ok(mut f) = self.uploads.finished.lock()
+            && f.len() < MAX_FINISHED
+        {
+            f.push(u.dep.key);
+        }
         let _ = self.events.send(Event::Media {
             contact: u.dep.contact.clone(),
             id: u.dep.msg.clone(),
@@ -295,4 +426,12 @@ impl Task {
         });
         self.start_uploads();
     }
+}
+
+/// Writes a deposit's progress (aside, synced, renamed).
+fn save(path: &std::path::Path, bits: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    files::replace(path, bits)
 }
