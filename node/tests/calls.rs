@@ -285,9 +285,9 @@ fn bench_call_setup_and_quality() {
     let mut setup = Vec::with_capacity(n);
     for _ in 0..n {
         let t0 = std::time::Instant::now();
-        a.json(&["call", "Bob"]);
+        a.json(&["call", "Bob", "--no-audio-device"]);
         next_call_event(&eb, "ringing");
-        b.json(&["answer"]);
+        b.json(&["answer", "--no-audio-device"]);
         next_call_event(&ea, "connected");
         setup.push(t0.elapsed().as_secs_f64() * 1000.0);
         a.json(&["hangup"]);
@@ -304,9 +304,9 @@ fn bench_call_setup_and_quality() {
     );
 
     // One call of 5 s: the quality events.
-    a.json(&["call", "Bob"]);
+    a.json(&["call", "Bob", "--no-audio-device"]);
     next_call_event(&eb, "ringing");
-    b.json(&["answer"]);
+    b.json(&["answer", "--no-audio-device"]);
     next_call_event(&ea, "connected");
     let start = std::time::Instant::now();
     let mut last = Value::Null;
@@ -336,9 +336,9 @@ fn bench_call_setup_and_quality() {
 #[test]
 fn when_one_side_is_killed_the_other_ends_the_call() {
     let (a, mut b) = call_pair();
-    a.json(&["call", "Bob"]);
+    a.json(&["call", "Bob", "--no-audio-device"]);
     wait_state(&b, "ringing");
-    b.json(&["answer"]);
+    b.json(&["answer", "--no-audio-device"]);
     wait_state(&a, "connected");
     b.kill9();
     // ICE notices the silence (a few seconds), then the link gets a grace period to come
@@ -358,9 +358,15 @@ fn a_clean_stop_hangs_up_and_finishes_the_recording() {
     let b_in = dir.path().join("b_in.wav");
     let a_out = dir.path().join("a_out.wav");
     write_wav(&b_in, &sine(660.0, 8000.0, 48_000 * 20)).unwrap();
-    a.json(&["call", "Bob", "--audio-out", arg(&a_out)]);
+    a.json(&[
+        "call",
+        "Bob",
+        "--audio-out",
+        arg(&a_out),
+        "--no-audio-device",
+    ]);
     wait_state(&b, "ringing");
-    b.json(&["answer", "--audio-in", arg(&b_in)]);
+    b.json(&["answer", "--audio-in", arg(&b_in), "--no-audio-device"]);
     wait_state(&a, "connected");
     std::thread::sleep(Duration::from_secs(2));
     a.stop();
@@ -378,7 +384,7 @@ fn a_clean_stop_hangs_up_and_finishes_the_recording() {
 fn a_blocked_contact_never_rings() {
     let (a, b) = call_pair();
     b.json(&["block", "Alice"]);
-    a.json(&["call", "Bob"]);
+    a.json(&["call", "Bob", "--no-audio-device"]);
     // `ringing` on Alice's side: the offer is in her outbox (same transaction).
     wait_state(&a, "ringing");
     // Bob's node opens the offer, drops it and answers `Accepted`: Alice's outbox for him

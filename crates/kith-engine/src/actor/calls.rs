@@ -342,16 +342,14 @@ impl Engine {
         if self.st.calls.core.active().is_some() {
             return Err(call_error(CallError::Busy));
         }
-<<<<<<< HEAD
-        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
-=======
-        self.st.calls.opts.audio_in = p.audio_in;
-        self.st.calls.opts.audio_out = p.audio_out;
-        self.st.calls.opts.audio_device = !p.no_audio_device;
-        self.st.calls.opts.video = p.video || p.video_in.is_some();
-        self.st.calls.opts.video_in = p.video_in;
-        self.st.calls.opts.video_out = p.video_out;
->>>>>>> audio16
+        self.set_call_media(
+            p.audio_in,
+            p.audio_out,
+            !p.no_audio_device,
+            p.video,
+            p.video_in,
+            p.video_out,
+        );
         let call = self.st.ids.next_id().0;
         let peer = c.identity;
         self.call_then(|core, now, ms| core.dial(peer, call, now, ms))?
@@ -365,16 +363,14 @@ impl Engine {
         }
         let active = self.st.calls.core.active().map(|a| a.call);
         let call = parse_call(&p.call, active)?;
-<<<<<<< HEAD
-        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
-=======
-        self.st.calls.opts.audio_in = p.audio_in;
-        self.st.calls.opts.audio_out = p.audio_out;
-        self.st.calls.opts.audio_device = !p.no_audio_device;
-        self.st.calls.opts.video = p.video || p.video_in.is_some();
-        self.st.calls.opts.video_in = p.video_in;
-        self.st.calls.opts.video_out = p.video_out;
->>>>>>> audio16
+        self.set_call_media(
+            p.audio_in,
+            p.audio_out,
+            !p.no_audio_device,
+            p.video,
+            p.video_in,
+            p.video_out,
+        );
         self.call_then(|core, _, _| core.answer(call))?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
     }

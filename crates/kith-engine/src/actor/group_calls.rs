@@ -36,6 +36,7 @@ pub(super) fn media_call(ev: &MediaEvent) -> u128 {
         | MediaEvent::Connected { call }
         | MediaEvent::Reconnecting { call }
         | MediaEvent::Quality { call, .. }
+        | MediaEvent::Notice { call, .. }
         | MediaEvent::Ended { call, .. } => *call,
     }
 }
@@ -244,7 +245,14 @@ impl Engine {
             .into_iter()
             .filter(|k| *k != me && !self.st.social.blocked.contains(k))
             .collect();
-        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
+        self.set_call_media(
+            p.audio_in,
+            p.audio_out,
+            !p.no_audio_device,
+            p.video,
+            p.video_in,
+            p.video_out,
+        );
         let room = self.st.ids.next_id().0;
         let outs = self
             .st
@@ -261,6 +269,7 @@ impl Engine {
         &mut self,
         audio_in: Option<PathBuf>,
         audio_out: Option<PathBuf>,
+        audio_device: bool,
         video: bool,
         video_in: Option<PathBuf>,
         video_out: Option<PathBuf>,
@@ -268,6 +277,7 @@ impl Engine {
         let o = &mut self.st.calls.opts;
         o.audio_in = audio_in;
         o.audio_out = audio_out;
+        o.audio_device = audio_device;
         o.video = video || video_in.is_some();
         o.video_in = video_in;
         o.video_out = video_out;
@@ -279,7 +289,14 @@ impl Engine {
 
     /// `call.answer` while a group call rings.
     pub(super) fn group_call_answer(&mut self, p: AnswerParams) -> Result<CallView, EngineError> {
-        self.set_call_media(p.audio_in, p.audio_out, p.video, p.video_in, p.video_out);
+        self.set_call_media(
+            p.audio_in,
+            p.audio_out,
+            !p.no_audio_device,
+            p.video,
+            p.video_in,
+            p.video_out,
+        );
         let outs = self.st.calls.room.answer().map_err(call_error)?;
         self.room_then(outs)?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
@@ -308,6 +325,20 @@ impl Engine {
             MediaEvent::Connected { call } => room.media_connected(call, now),
             MediaEvent::Reconnecting { call } => room.media_reconnecting(call),
             MediaEvent::Quality { .. } => return,
+            MediaEvent::Notice { call, text } => {
+                // The first leg's notice says it for the call (each leg opens the devices).
+                let who = room.leg_peer(call);
+                if room.active().is_some_and(|r| r.legs.len() <= 1)
+                    && let Some(who) = who
+                {
+                    let contact = self.store.name_of(&who);
+                    let _ = self.st.events.send(Event::Notice {
+                        contact,
+                        detail: text,
+                    });
+                }
+                return;
+            }
             MediaEvent::Ended { call, reason } => {
                 debug!(%reason, "a group call leg's media ended");
                 self.st.calls.forget_leg(call);
