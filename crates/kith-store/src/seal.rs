@@ -61,10 +61,7 @@ fn derive(label: &[u8], key: &[u8; 32]) -> [u8; 32] {
 impl StorageSeal {
     /// The sealing keys of the storage key `key` (32 random bytes kept in the key file).
     pub fn new(key: &[u8; 32]) -> Self {
-        let mut k = derive(b"kith-store-seal-v1", key);
-        let cipher = XChaCha20Poly1305::new(&k.into());
-        k = [0; 32];
-        let _ = k;
+        let cipher = XChaCha20Poly1305::new(&derive(b"kith-store-seal-v1", key).into());
         Self {
             cipher,
             names: derive(b"kith-store-names-v1", key),
