@@ -34,7 +34,7 @@ fn run(sealed: bool) -> (f64, f64) {
                         &conv,
                         &StoredMessage {
                             id,
-                            outgoing: id % 2 == 0,
+                            outgoing: id.is_multiple_of(2),
                             text: text.into(),
                             sent_at_ms: 1,
                             stored_at_ms: 2,
