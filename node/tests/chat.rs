@@ -387,7 +387,7 @@ fn disappearing_messages_leave_no_text_in_either_store() {
     a.stop();
     b.stop();
     for n in [&a, &b] {
-        let store = kith_store::Store::open(&n.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&n.dir, None).unwrap();
         let contacts = store.read(|r| r.contacts()).unwrap();
         for c in contacts {
             let h = store.read(|r| r.history(&c.identity, 10_000)).unwrap();

@@ -71,6 +71,10 @@ pub enum EngineError {
     /// A message action the rules do not allow (someone else's message, too late).
     #[error("{0}")]
     ActionRefused(String),
+    /// The key file cannot be opened: it needs a passphrase, the passphrase is wrong, or
+    /// the file is damaged (what is wrong, in words).
+    #[error("{0}")]
+    KeyFile(String),
 }
 
 impl EngineError {
