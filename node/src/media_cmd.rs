@@ -50,7 +50,7 @@ pub(crate) async fn save(
             }
         }
     }
-    let path = save_file(&v, to.as_deref())?;
+    let path = save_file(c, &v, to.as_deref()).await?;
     out.saved(&v, &path);
     Ok(())
 }
@@ -102,20 +102,27 @@ fn parse_size(s: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// Copies a ready file to `to` (a file, or a folder to put it in under its own name;
-/// default: the current folder). Refuses to overwrite a file.
-fn save_file(
+/// Has the daemon write a ready file, opened (files are sealed at rest), to `to` (a file,
+/// or a folder to put it in under its own name; default: the current folder). Refuses to
+/// overwrite a file.
+async fn save_file(
+    c: &mut Client,
     v: &kith_engine::AttachmentView,
     to: Option<&std::path::Path>,
 ) -> Result<PathBuf, ClientError> {
-    let Some(from) = v.path.as_deref().filter(|_| v.state == "ready") else {
+    if v.state != "ready" {
         return Err(usage(format!("the file is not here ({})", v.state)));
-    };
+    }
     let to = to.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let dest = if to.is_dir() { to.join(&v.name) } else { to };
     if dest.exists() {
         return Err(usage(format!("{} exists already", dest.display())));
     }
-    std::fs::copy(from, &dest)?;
+    let dest = std::path::absolute(&dest)?;
+    c.call::<methods::MediaSave>(methods::MediaSaveParams {
+        id: v.id.clone(),
+        to: dest.clone(),
+    })
+    .await?;
     Ok(dest)
 }

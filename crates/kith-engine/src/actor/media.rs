@@ -614,7 +614,8 @@ pub(super) fn attachment_view(
     } else {
         media.state(&row.root)
     };
-    let path = (state == "ready").then(|| media.dir.file(&row.root).display().to_string());
+    // Files are sealed at rest: there is no clear copy to point at (`media.save` writes one).
+    let path = None;
     let thumb = media.dir.thumb(&row.root);
     let thumbnail = thumb.is_file().then(|| thumb.display().to_string());
     AttachmentView {

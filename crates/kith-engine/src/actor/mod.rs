@@ -36,6 +36,7 @@ mod held;
 mod inbound;
 mod mailboxes;
 mod media;
+mod media_save;
 mod mentions;
 mod network;
 mod outbox;

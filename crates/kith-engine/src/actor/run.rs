@@ -22,18 +22,38 @@ impl Engine {
     pub async fn start(
         cfg: EngineConfig,
     ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
+        Self::start_with_passphrase(cfg, None).await
+    }
+
+    /// Like [`Engine::start`], with the passphrase that opens a protected key file (see
+    /// [`crate::keys`]). The store is sealed at rest under the key file's storage key; a
+    /// store still in clear is sealed in place first.
+    pub async fn start_with_passphrase(
+        cfg: EngineConfig,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(internal)?;
-        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"))?;
+        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"), passphrase)?;
         if created {
             info!("created a new identity");
         }
-        let store = Store::open_with_cache(&cfg.data_dir.join("kith.redb"), cfg.store_cache)
-            .map_err(|e| match e {
-                StoreError::InUse => EngineError::Internal(
-                    "another kith node is already running with this data directory".into(),
-                ),
-                other => internal(other),
-            })?;
+        // The clear on-disk search index of older versions holds message text: the index
+        // now lives in memory only (rebuilt from the sealed store at start).
+        super::search::remove_disk_index(&cfg.data_dir);
+        let store = Store::open_sealed(
+            &cfg.data_dir.join("kith.redb"),
+            cfg.store_cache,
+            kith_store::StorageSeal::new(keys.storage.bytes()),
+        )
+        .map_err(|e| match e {
+            StoreError::InUse => EngineError::Internal(
+                "another kith node is already running with this data directory".into(),
+            ),
+            StoreError::Unsealable => EngineError::KeyFile(
+                "the store does not open with this key file's storage key".into(),
+            ),
+            other => internal(other),
+        })?;
         let store = if cfg.store_fsync {
             store
         } else {

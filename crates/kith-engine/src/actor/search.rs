@@ -92,16 +92,26 @@ impl State {
 /// The store's meta key of the index mark.
 const SEARCH_MARK: &str = "search-mark";
 
-/// Opens the search index beside the store; rebuilds it from the store when it is empty
-/// while the store holds messages, or when its mark is not the store's (it missed a batch:
-/// a crash between the two commits). A node whose index cannot be opened runs without
-/// search.
+/// Removes the on-disk index older versions kept beside the store (message text in clear).
+pub(super) fn remove_disk_index(data_dir: &std::path::Path) {
+    let dir = data_dir.join(SEARCH_DIR);
+    if dir.exists() {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::info!("removed the on-disk search index (search is in memory now)"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove the old on-disk search index"),
+        }
+    }
+}
+
+/// Opens the search index, in memory: message text must not lie on disk in clear (the
+/// store is sealed at rest), so the index is built from the store at every start, and kept
+/// up to date after each commit. A node whose index cannot be built runs without search.
 pub(super) fn open_search(
-    data_dir: &std::path::Path,
+    _data_dir: &std::path::Path,
     store: &Store,
     me: IdentityKey,
 ) -> Option<SearchIndex> {
-    let mut ix = match SearchIndex::open(&data_dir.join(SEARCH_DIR)) {
+    let mut ix = match SearchIndex::in_memory() {
         Ok(ix) => ix,
         Err(e) => {
             tracing::warn!(error = %e, "cannot open the search index; search is off");
