@@ -350,4 +350,10 @@ impl Store {
         let r = ReadTx::new(txn, self.seal.clone());
         f(&r)
     }
+
+    /// A read transaction of its own: a consistent view as of now that can move to another
+    /// thread (e.g. to build something from the whole history while the engine goes on).
+    pub fn begin_read(&self) -> Result<ReadTx, StoreError> {
+        Ok(ReadTx::new(self.db.begin_read()?, self.seal.clone()))
+    }
 }

@@ -95,3 +95,48 @@ impl Engine {
         Ok(bytes.len() as u64)
     }
 }
+
+impl Engine {
+    /// At start: whole files an older version kept in clear are sealed in place, on a
+    /// thread of its own (serving and saving read both forms meanwhile).
+    pub(super) fn seal_legacy_media(&self) {
+        let manifests = self.store.read(|r| {
+            Ok(r.media_rows()?
+                .into_iter()
+                .filter_map(|(_, row)| pmedia::decode_manifest(&row.manifest).ok())
+                .filter(|m| {
+                    std::fs::metadata(self.st.media.dir.file(&m.root))
+                        .is_ok_and(|md| md.len() == m.size)
+                })
+                .collect::<Vec<_>>())
+        });
+        let manifests = match manifests {
+            Ok(m) if !m.is_empty() => m,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the media files to seal");
+                return;
+            }
+        };
+        let dir = self.st.media.dir.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kith-media-seal".into())
+            .spawn(move || {
+                let mut sealed = 0usize;
+                for m in &manifests {
+                    match crate::media::files::seal_legacy(&dir, m) {
+                        Ok(true) => sealed += 1,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot seal a media file"),
+                    }
+                }
+                tracing::info!(
+                    files = sealed,
+                    "media files of an older version sealed at rest"
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start sealing the media files");
+        }
+    }
+}

@@ -322,6 +322,8 @@ struct State {
     last_keepalive: Instant,
     /// The full-text index of this node's history (none when it could not be opened).
     search: Option<crate::search::SearchIndex>,
+    /// The index being built from the store at start, off the engine's task (`search.rs`).
+    search_build: Option<search::Build>,
     /// What the current batch changed for the index, applied after its commit.
     index_ops: Vec<crate::search::IndexOp>,
     /// When disappearing messages were last expired.

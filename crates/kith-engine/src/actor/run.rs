@@ -101,7 +101,7 @@ impl Engine {
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
-        let search = super::search::open_search(&cfg.data_dir, &store, me);
+        let search_build = super::search::start_build(&store, me);
         let registry = net.metrics();
         let metrics = registry.kith.clone();
         let backups = super::backup::Backups::load(&store);
@@ -135,7 +135,8 @@ impl Engine {
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
-                search,
+                search: None,
+                search_build,
                 index_ops: Vec::new(),
                 last_expiry: Instant::now(),
                 scrub: Default::default(),
@@ -279,6 +280,7 @@ impl Engine {
         // And our mailboxes, so they hand over what they kept while we were away.
         self.st.dial_mailboxes();
         self.resume_downloads();
+        self.seal_legacy_media();
         for topic in self.st.groups.topics() {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
@@ -400,6 +402,18 @@ impl Engine {
                 }
                 other => writes.push(other),
             }
+        }
+        if self.st.search_build.is_some() {
+            // A `search` waits a little for an index still being built from the store.
+            let searching = writes
+                .iter()
+                .any(|w| matches!(w, Work::Cmd(Cmd::Call(c)) if matches!(**c, super::table::Call::Search(..))));
+            let wait = if searching {
+                super::search::SEARCH_WAIT
+            } else {
+                std::time::Duration::ZERO
+            };
+            self.st.poll_search_build(&self.store, wait);
         }
         let mut staged: Vec<After> = Vec::new();
         let ok = if writes.is_empty() {
