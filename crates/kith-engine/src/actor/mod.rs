@@ -44,6 +44,7 @@ mod prekeys;
 mod presence;
 mod pump;
 mod records;
+mod restored;
 mod run;
 mod scrub;
 mod search;

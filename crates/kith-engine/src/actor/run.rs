@@ -59,6 +59,7 @@ impl Engine {
         } else {
             store.without_fsync()
         };
+        super::restored::renew_after_restore(&cfg.data_dir, &store).map_err(internal)?;
         #[cfg(feature = "test-hooks")]
         let faults = kith_store::Faults::default();
         #[cfg(feature = "test-hooks")]
