@@ -175,6 +175,9 @@ pub(crate) enum Command {
         /// current folder.
         #[arg(long, value_name = "PATH")]
         to: Option<std::path::PathBuf>,
+        /// Write the photo's thumbnail instead of the file.
+        #[arg(long)]
+        thumbnail: bool,
     },
     /// Download the file of a message now (one that did not download by itself).
     Download {

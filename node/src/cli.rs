@@ -484,7 +484,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             };
             out.sent(&v);
         }
-        Command::Save { id, to } => crate::media_cmd::save(out, &mut c, id, to).await?,
+        Command::Save { id, to, thumbnail } => {
+            crate::media_cmd::save(out, &mut c, id, to, thumbnail).await?
+        }
         Command::Download { id } => crate::media_cmd::download(out, &mut c, id).await?,
         Command::Media { cmd } => crate::media_cmd::media(out, &mut c, cmd).await?,
         Command::Send {

@@ -17,10 +17,28 @@ pub(crate) async fn save(
     c: &mut Client,
     id: String,
     to: Option<PathBuf>,
+    thumbnail: bool,
 ) -> Result<(), ClientError> {
     let mut v = c
         .call::<methods::MediaGet>(methods::MessageParams { id: id.clone() })
         .await?;
+    if thumbnail {
+        let to = to.ok_or_else(|| usage("--thumbnail needs --to FILE".into()))?;
+        if to.exists() {
+            return Err(usage(format!("{} exists already", to.display())));
+        }
+        let dest = std::path::absolute(&to)?;
+        let size = c
+            .call::<methods::MediaSave>(methods::MediaSaveParams {
+                id,
+                to: dest.clone(),
+                thumbnail: true,
+            })
+            .await?;
+        v.size = size;
+        out.saved(&v, &dest);
+        return Ok(());
+    }
     if v.state != "ready" {
         if !v.outgoing {
             c.call::<methods::MediaDownload>(methods::MessageParams { id: id.clone() })
@@ -122,6 +140,7 @@ async fn save_file(
     c.call::<methods::MediaSave>(methods::MediaSaveParams {
         id: v.id.clone(),
         to: dest.clone(),
+        thumbnail: false,
     })
     .await?;
     Ok(dest)

@@ -328,7 +328,10 @@ fn a_photo_arrives_with_a_thumbnail_and_a_hostile_one_harms_nothing() {
     assert_eq!(got["kind"], "photo");
     assert_eq!(got["mime"], "image/png");
     assert_eq!(got["dimensions"], serde_json::json!([640, 480]));
-    let thumb = std::fs::read(got["thumbnail"].as_str().unwrap()).unwrap();
+    // Sealed at rest: the file is not the JPEG; `media.save` with `thumbnail` opens it.
+    let at_rest = std::fs::read(got["thumbnail"].as_str().unwrap()).unwrap();
+    assert_ne!(&at_rest[..2], &[0xff, 0xd8], "sealed at rest");
+    let thumb = b.saved_thumbnail(got["id"].as_str().unwrap());
     assert_eq!(&thumb[..2], &[0xff, 0xd8], "a JPEG thumbnail");
     let plain = String::from_utf8(b.cli(&["history", "Alice"]).stdout).unwrap();
     assert!(plain.contains("[photo] cat.png"), "{plain}");

@@ -349,3 +349,15 @@ impl Node {
         bytes
     }
 }
+
+impl Node {
+    /// The thumbnail of the photo of message `id`, written out by `kith save --thumbnail`.
+    pub fn saved_thumbnail(&self, id: &str) -> Vec<u8> {
+        let out = self.dir.join(format!("thumb-{}-{id}", std::process::id()));
+        let o = self.cli(&["save", id, "--thumbnail", "--to", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{o:?}");
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        bytes
+    }
+}

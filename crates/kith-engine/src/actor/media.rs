@@ -534,7 +534,10 @@ impl Engine {
 fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
     if let Some(t) = &m.thumbnail
         && crate::media::thumb::acceptable(t)
-        && let Err(e) = crate::media::files::replace(&media.dir.thumb(&m.root), t)
+        && let Err(e) = crate::media::files::replace(
+            &media.dir.thumb(&m.root),
+            &crate::media::files::seal_thumb(m, t),
+        )
     {
         debug!(error = %e, "cannot keep a thumbnail");
     }

@@ -30,15 +30,19 @@ impl Engine {
         let Ok(m) = pmedia::decode_manifest(&row.manifest) else {
             return fail(r, "the file's description is damaged");
         };
-        if !self.st.media.dir.ready(&row.root) {
+        if !p.thumbnail && !self.st.media.dir.ready(&row.root) {
             return fail(r, "the file is not here yet");
         }
         let dir = self.st.media.dir.clone();
         let spawned = std::thread::Builder::new()
             .name("kith-media-save".into())
             .spawn(move || {
-                let res = crate::media::files::export(&dir, &m, &p.to)
-                    .map_err(|e| EngineError::Media(e.to_string()));
+                let res = if p.thumbnail {
+                    save_thumb(&dir, &m, &p.to)
+                } else {
+                    crate::media::files::export(&dir, &m, &p.to)
+                        .map_err(|e| EngineError::Media(e.to_string()))
+                };
                 let _ = r.send(res);
             });
         if let Err(e) = spawned {
@@ -139,4 +143,21 @@ impl Engine {
             tracing::warn!(error = %e, "cannot start sealing the media files");
         }
     }
+}
+
+/// Writes the thumbnail of the file of `m`, opened, to the new file `to`.
+fn save_thumb(
+    dir: &crate::media::files::Dir,
+    m: &pmedia::Manifest,
+    to: &std::path::Path,
+) -> Result<u64, EngineError> {
+    let media = |e: std::io::Error| EngineError::Media(format!("the thumbnail: {e}"));
+    let bytes = crate::media::files::read_thumb(dir, m).map_err(media)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)
+        .map_err(media)?;
+    std::io::Write::write_all(&mut out, &bytes).map_err(media)?;
+    Ok(bytes.len() as u64)
 }

@@ -12,6 +12,9 @@ pub struct MediaSaveParams {
     pub id: String,
     /// The new file to write (an absolute path; never overwritten).
     pub to: PathBuf,
+    /// Write the file's thumbnail (a photo's, sealed at rest too) instead of the file.
+    #[serde(default)]
+    pub thumbnail: bool,
 }
 
 /// Params of `contact.photo`.

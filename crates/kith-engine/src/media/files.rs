@@ -35,6 +35,29 @@ pub fn sealed_offset(m: &Manifest, i: u32) -> u64 {
     u64::from(i) * (u64::from(m.chunk_size) + TAG as u64)
 }
 
+/// The chunk index a thumbnail is sealed under (no file has that many chunks, so its nonce
+/// is never a chunk's).
+const THUMB_INDEX: u32 = u32::MAX;
+
+/// A thumbnail of the file of `m`, sealed under the file's key as it is kept on disk.
+pub fn seal_thumb(m: &Manifest, thumb: &[u8]) -> Vec<u8> {
+    seal_chunk(&m.key, THUMB_INDEX, m.chunks(), thumb)
+}
+
+/// The thumbnail of the file of `m` kept on disk, opened (one an older version kept in
+/// clear is taken as it is when it looks like one).
+pub fn read_thumb(dir: &Dir, m: &Manifest) -> io::Result<Vec<u8>> {
+    let raw = fs::read(dir.thumb(&m.root))?;
+    if raw.len() > media::MAX_THUMBNAIL + TAG {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    match open_chunk(&m.key, THUMB_INDEX, m.chunks(), raw.clone()) {
+        Ok(plain) => Ok(plain),
+        Err(_) if super::thumb::acceptable(&raw) => Ok(raw),
+        Err(_) => Err(io::ErrorKind::InvalidData.into()),
+    }
+}
+
 /// The length on disk of the whole file of `m`, in sealed chunks.
 pub fn sealed_size(m: &Manifest) -> u64 {
     m.size + u64::from(m.chunks()) * TAG as u64
@@ -179,10 +202,7 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
         } else {
             None
         };
-        if let Some(t) = &thumbnail {
-            replace(&dir.thumb(&root), t)?;
-        }
-        Ok(Manifest {
+        let manifest = Manifest {
             root,
             size,
             chunk_size: CHUNK as u32,
@@ -193,7 +213,11 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
             dimensions,
             duration_ms,
             thumbnail,
-        })
+        };
+        if let Some(t) = &manifest.thumbnail {
+            replace(&dir.thumb(&root), &seal_thumb(&manifest, t))?;
+        }
+        Ok(manifest)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
