@@ -39,14 +39,15 @@ impl State {
         }
     }
 
-    /// Inside a write transaction, before its commit: when the batch changed what the index
-    /// should hold, the store takes the index's next mark (see `crate::search`).
-    pub(super) fn mark_index(&mut self, w: &mut WriteTx<'_>) -> Result<(), Fatal> {
-        if self.index_ops.is_empty() {
-            return Ok(());
-        }
-        if let Some(ix) = &mut self.search {
-            w.set_meta(SEARCH_MARK, &ix.next_mark().to_be_bytes())?;
+    /// Inside a write transaction, before its commit. The mark the store kept for an
+    /// on-disk index (to find one behind at start) has no use for an index that lives in
+    /// memory and is built from the store at every start: nothing is written (one sealed
+    /// row fewer per batch), the index only takes its next mark.
+    pub(super) fn mark_index(&mut self, _w: &mut WriteTx<'_>) -> Result<(), Fatal> {
+        if !self.index_ops.is_empty()
+            && let Some(ix) = &mut self.search
+        {
+            ix.next_mark();
         }
         Ok(())
     }
@@ -104,9 +105,6 @@ impl State {
         Ok(Ok(out))
     }
 }
-
-/// The store's meta key of the index mark.
-const SEARCH_MARK: &str = "search-mark";
 
 /// Removes the on-disk index older versions kept beside the store (message text in clear).
 pub(super) fn remove_disk_index(data_dir: &std::path::Path) {
