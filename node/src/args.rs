@@ -30,6 +30,10 @@ pub(crate) enum Command {
         /// and the README's "Try it"); its log goes to kith.log in the data directory.
         #[arg(long)]
         detach: bool,
+        /// When the key file has a passphrase: read it from the first line of this file
+        /// (else from the file KITH_PASSPHRASE_FILE names, else it is asked on the terminal).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<std::path::PathBuf>,
         /// Address to listen on (repeatable) [default: all interfaces, TCP and QUIC].
         #[arg(long = "listen", value_name = "MULTIADDR")]
         listen: Vec<String>,
@@ -171,6 +175,9 @@ pub(crate) enum Command {
         /// current folder.
         #[arg(long, value_name = "PATH")]
         to: Option<std::path::PathBuf>,
+        /// Write the photo's thumbnail instead of the file.
+        #[arg(long)]
+        thumbnail: bool,
     },
     /// Download the file of a message now (one that did not download by itself).
     Download {
@@ -288,6 +295,17 @@ pub(crate) enum Command {
     Devices {
         #[command(subcommand)]
         cmd: Option<crate::devices_cmd::DevicesCmd>,
+    },
+    /// Protect the key file (and so the store, sealed at rest) with a passphrase.
+    #[command(subcommand)]
+    Passphrase(crate::passphrase_cmd::PassphraseCmd),
+    /// Save a contact's profile photo (kept sealed at rest) to a new file.
+    Photo {
+        /// The contact.
+        contact: String,
+        /// Where to write it (a new file).
+        #[arg(long)]
+        to: std::path::PathBuf,
     },
     /// Print a shell completion script (e.g. `kith completions bash > ~/.local/share/bash-completion/completions/kith`).
     Completions {

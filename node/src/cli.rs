@@ -86,9 +86,14 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match cmd {
-            Command::Up { detach: true, .. } => crate::setup::detach(&out, &dir).await,
+            Command::Up {
+                detach: true,
+                passphrase_file,
+                ..
+            } => crate::setup::detach(&out, &dir, passphrase_file.as_deref()).await,
             Command::Up {
                 detach: false,
+                passphrase_file,
                 listen,
                 bootstrap,
                 no_mdns,
@@ -166,8 +171,9 @@ pub fn main() -> ExitCode {
                     call_bind,
                     ring_timeout,
                 };
-                up(&out, dir, net, mailbox).await
+                up(&out, dir, net, mailbox, passphrase_file.as_deref()).await
             }
+            Command::Passphrase(cmd) => ExitCode::from(crate::passphrase_cmd::run(&out, &dir, cmd)),
             Command::Backup(crate::backup_cmd::BackupCmd::Restore {
                 file,
                 passphrase_file,
@@ -281,8 +287,16 @@ async fn up(
     dir: PathBuf,
     net: NetArgs,
     mailbox: Option<kith_engine::MailboxConfig>,
+    passphrase_file: Option<&std::path::Path>,
 ) -> ExitCode {
     init_logging();
+    let passphrase = match crate::passphrase_cmd::for_up(&dir, passphrase_file) {
+        Ok(p) => p,
+        Err(e) => {
+            out.error(&e);
+            return ExitCode::from(1);
+        }
+    };
     let parse = |v: Vec<String>, what: &str| -> Result<Vec<kith_engine::Multiaddr>, String> {
         v.iter()
             .map(|s| {
@@ -336,7 +350,10 @@ async fn up(
             ..Default::default()
         },
     };
-    let (engine, task) = match Engine::start(cfg).await {
+    let started =
+        Engine::start_with_passphrase(cfg, passphrase.as_ref().map(|p| p.as_bytes())).await;
+    drop(passphrase);
+    let (engine, task) = match started {
         Ok(x) => x,
         Err(e) => {
             out.error(&e.to_string());
@@ -385,7 +402,7 @@ async fn up(
 async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<(), ClientError> {
     let mut c = Client::connect(&dir.join(SOCKET_NAME)).await?;
     match cmd {
-        Command::Up { .. } => {}
+        Command::Up { .. } | Command::Passphrase(_) => {}
         Command::Id => out.id(&c.call::<methods::Id>(NoParams {}).await?),
         Command::Contacts(ContactsCmd::Add { code, name }) => {
             let v = c
@@ -467,7 +484,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             };
             out.sent(&v);
         }
-        Command::Save { id, to } => crate::media_cmd::save(out, &mut c, id, to).await?,
+        Command::Save { id, to, thumbnail } => {
+            crate::media_cmd::save(out, &mut c, id, to, thumbnail).await?
+        }
         Command::Download { id } => crate::media_cmd::download(out, &mut c, id).await?,
         Command::Media { cmd } => crate::media_cmd::media(out, &mut c, cmd).await?,
         Command::Send {
@@ -657,6 +676,23 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
         Command::Link { name } => crate::devices_cmd::link(out, &mut c, name).await?,
         Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd).await?,
+        Command::Photo { contact, to } => {
+            if to.exists() {
+                return Err(usage(format!("{} exists already", to.display())));
+            }
+            let to = std::path::absolute(&to)?;
+            let size = c
+                .call::<methods::ContactPhoto>(methods::ContactPhotoParams {
+                    contact,
+                    to: to.clone(),
+                })
+                .await?;
+            if out.json {
+                crate::output::json_line(&serde_json::json!({ "path": to, "size": size }));
+            } else {
+                crate::output::line(&format!("Saved {} ({size} bytes).", to.display()));
+            }
+        }
         Command::Completions { .. } | Command::Man => {}
         cmd => crate::actions::run(out, &mut c, cmd).await?,
     }

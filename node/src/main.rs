@@ -16,6 +16,7 @@ mod media_cmd;
 mod media_out;
 mod message_lines;
 mod output;
+mod passphrase_cmd;
 mod safe;
 mod setup;
 mod stories;

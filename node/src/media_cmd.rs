@@ -17,10 +17,28 @@ pub(crate) async fn save(
     c: &mut Client,
     id: String,
     to: Option<PathBuf>,
+    thumbnail: bool,
 ) -> Result<(), ClientError> {
     let mut v = c
         .call::<methods::MediaGet>(methods::MessageParams { id: id.clone() })
         .await?;
+    if thumbnail {
+        let to = to.ok_or_else(|| usage("--thumbnail needs --to FILE".into()))?;
+        if to.exists() {
+            return Err(usage(format!("{} exists already", to.display())));
+        }
+        let dest = std::path::absolute(&to)?;
+        let size = c
+            .call::<methods::MediaSave>(methods::MediaSaveParams {
+                id,
+                to: dest.clone(),
+                thumbnail: true,
+            })
+            .await?;
+        v.size = size;
+        out.saved(&v, &dest);
+        return Ok(());
+    }
     if v.state != "ready" {
         if !v.outgoing {
             c.call::<methods::MediaDownload>(methods::MessageParams { id: id.clone() })
@@ -50,7 +68,7 @@ pub(crate) async fn save(
             }
         }
     }
-    let path = save_file(&v, to.as_deref())?;
+    let path = save_file(c, &v, to.as_deref()).await?;
     out.saved(&v, &path);
     Ok(())
 }
@@ -102,20 +120,28 @@ fn parse_size(s: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// Copies a ready file to `to` (a file, or a folder to put it in under its own name;
-/// default: the current folder). Refuses to overwrite a file.
-fn save_file(
+/// Has the daemon write a ready file, opened (files are sealed at rest), to `to` (a file,
+/// or a folder to put it in under its own name; default: the current folder). Refuses to
+/// overwrite a file.
+async fn save_file(
+    c: &mut Client,
     v: &kith_engine::AttachmentView,
     to: Option<&std::path::Path>,
 ) -> Result<PathBuf, ClientError> {
-    let Some(from) = v.path.as_deref().filter(|_| v.state == "ready") else {
+    if v.state != "ready" {
         return Err(usage(format!("the file is not here ({})", v.state)));
-    };
+    }
     let to = to.map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     let dest = if to.is_dir() { to.join(&v.name) } else { to };
     if dest.exists() {
         return Err(usage(format!("{} exists already", dest.display())));
     }
-    std::fs::copy(from, &dest)?;
+    let dest = std::path::absolute(&dest)?;
+    c.call::<methods::MediaSave>(methods::MediaSaveParams {
+        id: v.id.clone(),
+        to: dest.clone(),
+        thumbnail: false,
+    })
+    .await?;
     Ok(dest)
 }

@@ -137,8 +137,9 @@ pub(crate) fn attachment_line(a: &AttachmentView) -> String {
     match a.state.as_str() {
         "downloading" => s.push_str(&format!(" downloading {} %", a.percent)),
         "ready" => {
-            if let Some(t) = &a.thumbnail {
-                s.push_str(&format!(" thumbnail {}", printable(t)));
+            // Kept sealed at rest: `kith save ID --thumbnail --to FILE` writes it out.
+            if a.thumbnail.is_some() {
+                s.push_str(" with thumbnail");
             }
             if !a.outgoing {
                 s.push_str(" ready");

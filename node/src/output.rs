@@ -312,8 +312,13 @@ impl Out {
             if let Some(a) = c.about.as_ref().filter(|a| !a.is_empty()) {
                 line(&format!("{:<20} about: {}", "", printable(a)));
             }
-            if let Some(p) = &c.avatar {
-                line(&format!("{:<20} photo: {}", "", printable(p)));
+            // Kept sealed at rest: `kith photo NAME --to FILE` writes it out.
+            if c.avatar.is_some() {
+                line(&format!(
+                    "{:<20} photo: yes (kith photo {} --to FILE)",
+                    "",
+                    printable(&c.name)
+                ));
             }
         }
     }

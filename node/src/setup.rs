@@ -42,7 +42,7 @@ pub fn man(out: &Out) -> ExitCode {
 /// own process group, so the shell's Ctrl-C does not reach it; stdout to nowhere, stderr
 /// to `kith.log` in the data directory), and returns once the node's API answers. Exits 2
 /// when the node stops before that (its log says why), 3 when it does not answer in time.
-pub async fn detach(out: &Out, dir: &Path) -> ExitCode {
+pub async fn detach(out: &Out, dir: &Path, passphrase_file: Option<&Path>) -> ExitCode {
     use std::os::unix::process::CommandExt;
     let exe = match std::env::current_exe() {
         Ok(e) => e,
@@ -71,10 +71,30 @@ pub async fn detach(out: &Out, dir: &Path) -> ExitCode {
         .skip(1)
         .filter(|a| a != "--detach")
         .collect();
-    let mut child = match std::process::Command::new(exe)
-        .args(args)
-        .env("KITH_HOME", dir)
-        .stdin(Stdio::null())
+    // A protected key file: the passphrase is read (and checked) here, on the terminal,
+    // and handed to the background node on its standard input.
+    let passphrase = match crate::passphrase_cmd::for_up(dir, passphrase_file) {
+        Ok(p) => p,
+        Err(e) => {
+            out.error(&e);
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(p) = &passphrase
+        && let Err(e) = crate::passphrase_cmd::check(dir, p)
+    {
+        out.error(&e);
+        return ExitCode::from(1);
+    }
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args).env("KITH_HOME", dir);
+    if passphrase.is_some() {
+        cmd.env(crate::passphrase_cmd::PASSPHRASE_STDIN_ENV, "1")
+            .stdin(Stdio::piped());
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    let mut child = match cmd
         .stdout(Stdio::null())
         .stderr(log)
         .process_group(0)
@@ -86,6 +106,14 @@ pub async fn detach(out: &Out, dir: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let (Some(p), Some(mut stdin)) = (&passphrase, child.stdin.take()) {
+        use std::io::Write;
+        let mut line = zeroize::Zeroizing::new(p.as_bytes().to_vec());
+        line.push(b'\n');
+        // A child that already stopped is reported below.
+        let _ = stdin.write_all(&line);
+    }
+    drop(passphrase);
     let sock = dir.join(SOCKET_NAME);
     let start = Instant::now();
     loop {

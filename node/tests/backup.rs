@@ -255,3 +255,82 @@ fn a_scheduled_backup_is_written_and_opens_with_the_schedules_passphrase() {
     );
     assert!(out.status.success(), "{out:?}");
 }
+
+fn group_texts(n: &Node, group: &str) -> Vec<String> {
+    n.json(&["history", "--group", group])
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The first start after a restore renews the device's group sending sessions (the old
+/// device may have used the backed-up ones after the backup): the restored store holds no
+/// sending session once started, the mark is gone, and the next group message, on a new
+/// session, reaches the other member. Without the renewal the backed-up session stays.
+#[test]
+fn a_restored_node_renews_its_group_sending_sessions() {
+    let (mut a, b) = pair();
+    let work = tempfile::tempdir().unwrap();
+    let pf = pass_file(work.path(), "correct horse battery staple");
+    a.json(&["group", "create", "Club", "--members", "Bob"]);
+    wait_for(T, "Bob in the group", || {
+        b.json(&["groups"])
+            .iter()
+            .any(|x| x["name"] == "Club")
+            .then_some(())
+    });
+    a.json(&["send", "--group", "Club", "before the backup"]);
+    wait_for(T, "the group message at Bob", || {
+        group_texts(&b, "Club")
+            .iter()
+            .any(|t| t == "before the backup")
+            .then_some(())
+    });
+    let file = work.path().join("a.kbak");
+    a.json(&[
+        "backup",
+        "create",
+        "--to",
+        file.to_str().unwrap(),
+        "--passphrase-file",
+        &pf,
+    ]);
+    a.stop();
+    let sessions = |dir: &Path| {
+        let store = kith_engine::open_store(dir, None).unwrap();
+        store
+            .read(|r| {
+                Ok(r.groups()?
+                    .iter()
+                    .filter(|(_, g)| g.out_session.is_some())
+                    .count())
+            })
+            .unwrap()
+    };
+    assert_eq!(sessions(&a.dir), 1, "A sends with a session");
+
+    let mut a2 = Node::new();
+    a2.port = a.port;
+    let out = a2.cli(&[
+        "--json",
+        "backup",
+        "restore",
+        file.to_str().unwrap(),
+        "--passphrase-file",
+        &pf,
+    ]);
+    assert!(out.status.success());
+    assert!(a2.dir.join(kith_backup::RESTORED_MARK).exists());
+    a2.start();
+    a2.stop();
+    assert_eq!(sessions(&a2.dir), 0, "the backed-up session is dropped");
+    assert!(!a2.dir.join(kith_backup::RESTORED_MARK).exists());
+    a2.start();
+    a2.json(&["send", "--group", "Club", "from the restored Alice"]);
+    wait_for(T, "the new session's message at Bob", || {
+        group_texts(&b, "Club")
+            .iter()
+            .any(|t| t == "from the restored Alice")
+            .then_some(())
+    });
+}

@@ -253,7 +253,7 @@ fn kill9_of_the_mailbox_during_a_burst_loses_nothing() {
     // kept, after the kill -9 and everything deposited since.
     m.stop();
     {
-        let store = kith_store::Store::open(&m.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&m.dir, None).unwrap();
         let (counted, kept) = store
             .read(|r| {
                 let (mut counted, mut kept) = (0u64, 0u64);

@@ -124,7 +124,7 @@ fn a_file_crosses_between_processes_and_is_saved_identical() {
     assert_eq!(attachment(&b, "Alice", &id2).unwrap()["state"], "waiting");
     b.json(&["download", &id2]);
     let got = wait_state(&b, "Alice", &id2, "ready", T);
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), big);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), big);
 
     // Clearing the chat frees the received files.
     let freed = b.json(&["media", "clear", "Alice"]);
@@ -155,7 +155,7 @@ fn a_receiver_killed_mid_transfer_resumes() {
     );
     b.start();
     let got = wait_state(&b, "Alice", &id, "ready", Duration::from_secs(180));
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), bytes);
     let logs = b.plain_logs();
     let resumed = logs
         .lines()
@@ -199,7 +199,7 @@ fn a_tampered_chunk_is_refused() {
     std::fs::write(&stored, &bytes).unwrap();
     b.json(&["download", &id]);
     let got = wait_state(&b, "Alice", &id, "ready", T);
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), bytes);
 }
 
 /// A voice note: kind and duration travel with it, and it downloads by itself whatever the
@@ -222,7 +222,7 @@ fn a_voice_note_round_trips_with_its_duration() {
     let got = wait_state(&b, "Alice", &id, "ready", T);
     assert_eq!(got["kind"], "voice");
     assert_eq!(got["duration_ms"], 2500);
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), ogg);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), ogg);
     let plain = String::from_utf8(b.cli(&["history", "Alice"]).stdout).unwrap();
     assert!(plain.contains("[voice] note.ogg"), "{plain}");
     assert!(plain.contains("0:02"), "{plain}");
@@ -291,7 +291,7 @@ fn a_group_file_is_fetched_from_the_sender_or_a_member() {
     let got = wait_for(T, "Bob has the group file", || {
         find(&b).filter(|a| a["state"] == "ready")
     });
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), bytes);
     wait_for(T, "Carol sees the group file", || {
         find(&c).filter(|a| a["state"] == "waiting")
     });
@@ -301,7 +301,7 @@ fn a_group_file_is_fetched_from_the_sender_or_a_member() {
     let got = wait_for(Duration::from_secs(90), "Carol has the group file", || {
         find(&c).filter(|a| a["state"] == "ready")
     });
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(c.saved(got["id"].as_str().unwrap()), bytes);
 }
 
 /// A PNG picture of `w` × `h` pixels.
@@ -328,7 +328,10 @@ fn a_photo_arrives_with_a_thumbnail_and_a_hostile_one_harms_nothing() {
     assert_eq!(got["kind"], "photo");
     assert_eq!(got["mime"], "image/png");
     assert_eq!(got["dimensions"], serde_json::json!([640, 480]));
-    let thumb = std::fs::read(got["thumbnail"].as_str().unwrap()).unwrap();
+    // Sealed at rest: the file is not the JPEG; `media.save` with `thumbnail` opens it.
+    let at_rest = std::fs::read(got["thumbnail"].as_str().unwrap()).unwrap();
+    assert_ne!(&at_rest[..2], &[0xff, 0xd8], "sealed at rest");
+    let thumb = b.saved_thumbnail(got["id"].as_str().unwrap());
     assert_eq!(&thumb[..2], &[0xff, 0xd8], "a JPEG thumbnail");
     let plain = String::from_utf8(b.cli(&["history", "Alice"]).stdout).unwrap();
     assert!(plain.contains("[photo] cat.png"), "{plain}");
@@ -342,7 +345,7 @@ fn a_photo_arrives_with_a_thumbnail_and_a_hostile_one_harms_nothing() {
     let got = wait_state(&b, "Alice", &id, "ready", T);
     assert_eq!(got["kind"], "photo");
     assert!(got["thumbnail"].is_null());
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bomb);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), bomb);
     // Both still answer.
     a.json(&["status"]);
     b.json(&["status"]);
@@ -407,7 +410,7 @@ fn a_bad_chunk_from_one_source_is_fetched_from_another() {
     let got = wait_for(Duration::from_secs(90), "Carol has the file", || {
         find(&c).filter(|a| a["state"] == "ready")
     });
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(c.saved(got["id"].as_str().unwrap()), bytes);
     assert!(
         c.plain_logs().contains("fails its check"),
         "the bad chunk was seen"

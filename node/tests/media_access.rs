@@ -74,5 +74,5 @@ fn only_those_sent_a_file_may_fetch_it() {
             .map(|m| m["attachment"].clone())
             .filter(|a| a["state"] == "ready")
     });
-    assert_eq!(std::fs::read(got["path"].as_str().unwrap()).unwrap(), bytes);
+    assert_eq!(b.saved(got["id"].as_str().unwrap()), bytes);
 }

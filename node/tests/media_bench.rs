@@ -102,10 +102,7 @@ fn media_throughput_on_loopback() {
             .find(|m| m["id"] == id.as_str() && m["state"] == "ready")
     });
     let transfer = start.elapsed().as_secs_f64();
-    assert_eq!(
-        std::fs::read(got["path"].as_str().unwrap()).unwrap().len(),
-        size
-    );
+    assert_eq!(b.saved(got["id"].as_str().unwrap()).len(), size);
     let rss_a = peak_rss_kib(a.child.as_ref().unwrap().id());
     let rss_b = peak_rss_kib(b.child.as_ref().unwrap().id());
     let mb = size as f64 / 1e6;

@@ -308,7 +308,7 @@ fn a_mailbox_refuses_media_over_quota_and_for_unregistered_devices() {
 /// stopped for the read.
 fn curve_key_of(a: &mut Node, bob: &PeerId) -> [u8; 32] {
     a.stop();
-    let store = kith_store::Store::open(&a.dir.join("kith.redb")).unwrap();
+    let store = kith_engine::open_store(&a.dir, None).unwrap();
     let dev = kith_store::device_key(&bob.to_bytes());
     let known = store.read(|r| r.device(&dev)).unwrap().unwrap();
     drop(store);

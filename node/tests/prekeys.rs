@@ -11,14 +11,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kith_store::{OutboxItem, Store, device_key};
+use kith_store::{OutboxItem, device_key};
 use kith_types::DeviceKey;
 
 const T: Duration = Duration::from_secs(120);
 
 /// Bob's stored Olm sessions with Alice's device (by her identity).
 fn sessions_with(b: &Node, alice: &kith_types::IdentityKey) -> (DeviceKey, usize) {
-    let store = Store::open(&b.dir.join("kith.redb")).unwrap();
+    let store = kith_engine::open_store(&b.dir, None).unwrap();
     store
         .read(|r| {
             let dev = r
@@ -66,7 +66,7 @@ fn a_replayed_prekey_envelope_opens_no_second_session_after_its_hash_is_pruned()
     // The mailbox keeps a copy of what it holds for Bob.
     m.stop();
     let kept: Vec<(DeviceKey, OutboxItem)> = {
-        let store = Store::open(&m.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&m.dir, None).unwrap();
         store
             .read(|r| {
                 let mut out = Vec::new();
@@ -100,7 +100,7 @@ fn a_replayed_prekey_envelope_opens_no_second_session_after_its_hash_is_pruned()
     let (alice_dev, n) = sessions_with(&b, &alice);
     assert!(n > 0, "the first message opened a session");
     {
-        let store = Store::open(&b.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&b.dir, None).unwrap();
         store
             .write(|w| {
                 w.prune_seen(u64::MAX)?;
@@ -111,7 +111,7 @@ fn a_replayed_prekey_envelope_opens_no_second_session_after_its_hash_is_pruned()
     // The mailbox delivers the same envelope again.
     m.stop();
     {
-        let store = Store::open(&m.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&m.dir, None).unwrap();
         store
             .write(|w| {
                 for (dev, item) in &kept {

@@ -153,8 +153,12 @@ fn typing_shows_and_expires_and_profiles_reach_contacts() {
         c["profile_name"] == "Ada" && c["avatar"].is_string()
     });
     assert_eq!(v["about"], "maths");
-    let got = std::fs::read(v["avatar"].as_str().unwrap()).unwrap();
-    assert_eq!(got, png());
+    // Kept sealed at rest: the file is not the photo; `kith photo` writes it out.
+    let at_rest = std::fs::read(v["avatar"].as_str().unwrap()).unwrap();
+    assert_ne!(at_rest, png());
+    let out = b.dir.join("alice.png");
+    b.json(&["photo", "Alice", "--to", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), png());
     // Something that is not an image is refused, and the profile stays.
     let junk = a.dir.join("junk.png");
     std::fs::write(&junk, b"this is not an image").unwrap();

@@ -1,7 +1,7 @@
 //! Deleted text leaves the files: after a delete for everyone and a delete for me, and a
-//! clean stop (which scrubs), no file in either node's data directory (the redb store, the
-//! search index's segments, anything else) holds the text's bytes. Without the scrub, the
-//! store's freed pages and the index's segments keep them.
+//! clean stop (which scrubs), no file in either node's data directory (the redb store,
+//! anything else) holds the text's bytes. The store is sealed at rest and the search index
+//! lives in memory, so no text at all is in clear there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -79,8 +79,13 @@ fn deleted_text_leaves_every_file_of_both_nodes() {
             let left = holding(&n.dir, gone);
             assert!(left.is_empty(), "{gone:?} still in {left:?}");
         }
-        // What was not deleted is still there (the search above found it: the check can
-        // see text in these files).
-        assert!(!holding(&n.dir, kept).is_empty());
+        // The store is sealed at rest and the index lives in memory: what was not deleted
+        // is not in clear on disk either (the store-level scrub test in kith-store checks
+        // freed pages with a clear store).
+        assert!(holding(&n.dir, kept).is_empty());
     }
+    // And it is still there, found again after a restart.
+    a.start();
+    assert!(find(&a.history("Bob"), &id3).is_some());
+    assert_eq!(a.json(&["search", kept]).len(), 1);
 }

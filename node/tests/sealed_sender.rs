@@ -56,7 +56,7 @@ fn a_mailbox_does_not_learn_who_deposits() {
 
 /// What a mailbox keeps for one device: the envelopes in its outbox.
 fn kept_envelopes(m: &Node) -> Vec<kith_proto::wire::Envelope> {
-    let store = kith_store::Store::open(&m.dir.join("kith.redb")).unwrap();
+    let store = kith_engine::open_store(&m.dir, None).unwrap();
     store
         .read(|r| {
             let mut out = Vec::new();
@@ -151,7 +151,7 @@ fn a_first_message_kept_by_a_mailbox_names_no_sender_and_deposits_share_no_ident
     // Alice's Curve25519 key, as Bob learned it from her certificate.
     b.stop();
     let alice_curve = {
-        let store = kith_store::Store::open(&b.dir.join("kith.redb")).unwrap();
+        let store = kith_engine::open_store(&b.dir, None).unwrap();
         store
             .read(|r| r.devices())
             .unwrap()

@@ -338,6 +338,11 @@ fn is_empty_or_missing(dir: &Path) -> Result<bool, BackupError> {
     }
 }
 
+/// A file [`restore`] leaves in the data directory: the node's first start after a restore
+/// renews its group sending sessions (the device may have sent with them after the backup
+/// was made, so their next message keys may be used already), then removes it.
+pub const RESTORED_MARK: &str = "restored-from-backup";
+
 /// Restores the backup at `path` into `target`, which must be missing or empty: verifies
 /// the whole file first, then writes it into a temporary directory beside `target` and
 /// renames that into place. On any error `target` is left as it was.
@@ -373,6 +378,12 @@ pub fn restore(path: &Path, key: &BackupKey, target: &Path) -> Result<Counts, Ba
         w.flush_rows()?;
         w.close_file()?;
         drop(w);
+        // Tells the node's first start that it runs from a backup (see [`RESTORED_MARK`]).
+        {
+            let mut f = File::create(tmp.join(RESTORED_MARK))?;
+            f.write_all(b"restored from a backup\n")?;
+            f.sync_all()?;
+        }
         if !is_empty_or_missing(target)? {
             return Err(BackupError::NotEmpty(target.to_path_buf()));
         }

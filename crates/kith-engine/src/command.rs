@@ -27,6 +27,8 @@ pub use stories::*;
 
 mod backup;
 pub use backup::*;
+mod media_save;
+pub use media_save::*;
 
 mod mentions;
 pub use mentions::*;

@@ -31,6 +31,7 @@ pub mod media;
 mod model;
 mod public_ip;
 pub mod push;
+mod sealed_file;
 pub mod search;
 pub mod turn;
 
@@ -44,7 +45,7 @@ pub use cores::mailbox::{
     MAILBOX_DEVICES_PER_IDENTITY, MAILBOX_MAX_DEVICES, MAILBOX_MEDIA_BYTES, MAILBOX_MEDIA_FILES,
     MAILBOX_MEDIA_RETENTION, MAILBOX_TOPICS_PER_DEVICE, check_invite_tokens,
 };
-pub use keys::KeyFile;
+pub use keys::{KDF_DEFAULT, KeyFile, is_protected as key_file_is_protected, open_store};
 pub use kith_net::Multiaddr;
 pub use kith_net::NetOptions;
 pub use kith_net::RelayServerConfig;

@@ -74,6 +74,10 @@ pub enum EngineError {
     /// A message action the rules do not allow (someone else's message, too late).
     #[error("{0}")]
     ActionRefused(String),
+    /// The key file cannot be opened: it needs a passphrase, the passphrase is wrong, or
+    /// the file is damaged (what is wrong, in words).
+    #[error("{0}")]
+    KeyFile(String),
 }
 
 impl EngineError {
@@ -125,7 +129,8 @@ pub struct ContactView {
     pub profile_name: Option<String>,
     /// The about text in their profile.
     pub about: Option<String>,
-    /// The file holding their profile photo.
+    /// The file holding their profile photo, sealed at rest (`contact.photo` writes it out
+    /// opened).
     pub avatar: Option<String>,
     /// The chat with them is archived / muted (`kith archive`, `kith mute`).
     #[serde(default)]
@@ -229,7 +234,8 @@ pub struct AttachmentView {
     pub state: String,
     /// How much is here, 0 to 100.
     pub percent: u8,
-    /// Where the file is, once ready.
+    /// Where the file is in clear: none (files are sealed at rest; `media.save` writes
+    /// one out). Kept for clients that read the field.
     pub path: Option<String>,
     /// A thumbnail file, when there is one.
     pub thumbnail: Option<String>,

@@ -15,11 +15,9 @@ use crate::tx::{dec, enc};
 use crate::*;
 
 /// (chat key, message id) → [`MessageMeta`].
-pub(crate) const CHAT_META: TableDefinition<(&[u8], u128), &[u8]> =
-    TableDefinition::new("chat_meta");
+pub(crate) const CHAT_META: SealedDef<(&[u8], u128)> = SealedDef::new("chat_meta");
 /// Chat key → [`ChatSettings`].
-pub(crate) const CHAT_SETTINGS: TableDefinition<&[u8], &[u8]> =
-    TableDefinition::new("chat_settings");
+pub(crate) const CHAT_SETTINGS: SealedDef<&[u8]> = SealedDef::new("chat_settings");
 /// (chat key, message id) of messages that are not here but have actions held for them
 /// (so counting them per chat reads only those).
 pub(crate) const CHAT_EARLY: TableDefinition<(&[u8], u128), ()> =

@@ -6,9 +6,7 @@
 //! their table. Every table the store has is listed once in [`for_each_table!`]; a test
 //! checks that the list covers every table a store creates.
 
-use redb::{
-    Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, Value,
-};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableHandle, Value};
 
 use crate::chat::*;
 use crate::deposits::*;
@@ -29,6 +27,7 @@ pub const MAX_ROW_BYTES: usize = 64 << 20;
 macro_rules! for_each_table {
     ($m:ident) => {
         $m!(META);
+        $m!(SEAL_STATE);
         $m!(CONTACTS);
         $m!(CONTACT_NAMES);
         $m!(DEVICES);
@@ -78,6 +77,51 @@ macro_rules! for_each_table {
     };
 }
 
+impl WriteTx<'_> {
+    /// At open: refuses a sealed store opened without its key, checks the key of a sealed
+    /// store (its schema version must open), and seals a clear store opened with a key, all
+    /// in this one transaction (a crash before its commit leaves the store clear).
+    pub(crate) fn check_seal(&mut self) -> Result<bool, StoreError> {
+        let sealed = self
+            .table(SEAL_STATE)?
+            .get("sealed")?
+            .is_some_and(|v| v.value() == 1);
+        let (txn, seal) = self.raw_parts();
+        match (sealed, seal) {
+            (true, None) => Err(StoreError::NeedsKey),
+            (false, None) => Ok(false),
+            (true, Some(_)) => {
+                // A store has a schema version from its first open: it must open.
+                self.meta("schema_version")?;
+                Ok(false)
+            }
+            (false, Some(seal)) => {
+                macro_rules! one {
+                    ($t:ident) => {
+                        $t.seal_in_place(txn, &seal)?
+                    };
+                }
+                for_each_table!(one);
+                // Contact names: the name index is keyed by a keyed hash of the name.
+                let mut names: Vec<(String, IdentityKey)> = Vec::new();
+                {
+                    let mut t = txn.open_table(CONTACT_NAMES)?;
+                    for r in t.iter()? {
+                        let (k, v) = r?;
+                        names.push((k.value().to_string(), v.value()));
+                    }
+                    t.retain(|_, _| false)?;
+                    for (name, id) in names {
+                        t.insert(seal.name_slot(&name).as_str(), id)?;
+                    }
+                }
+                txn.open_table(SEAL_STATE)?.insert("sealed", 1u64)?;
+                Ok(true)
+            }
+        }
+    }
+}
+
 /// A consistent, read-only view of the whole store as of [`Store::snapshot`]. It can move
 /// to another thread; the store's writers go on while it is read.
 pub struct Snapshot {
@@ -90,11 +134,12 @@ impl std::fmt::Debug for Snapshot {
     }
 }
 
-fn export_table<K: Key + 'static, V: Value + 'static, E: From<StoreError>>(
+fn export_table<D: Def, E: From<StoreError>>(
     txn: &ReadTransaction,
-    def: TableDefinition<K, V>,
+    def: D,
     row: &mut impl FnMut(&str, &[u8], &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
+    let def = def.raw();
     let t = match txn.open_table(def) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
@@ -105,7 +150,11 @@ fn export_table<K: Key + 'static, V: Value + 'static, E: From<StoreError>>(
         let (k, v) = r.map_err(StoreError::from)?;
         let kv = k.value();
         let vv = v.value();
-        row(name, K::as_bytes(&kv).as_ref(), V::as_bytes(&vv).as_ref())?;
+        row(
+            name,
+            D::Key::as_bytes(&kv).as_ref(),
+            D::Value::as_bytes(&vv).as_ref(),
+        )?;
     }
     Ok(())
 }
@@ -120,16 +169,16 @@ fn check_width<T: Value>(b: &[u8]) -> Result<(), StoreError> {
     }
 }
 
-fn import_table<K: Key + 'static, V: Value + 'static>(
+fn import_table<D: Def>(
     txn: &redb::WriteTransaction,
-    def: TableDefinition<K, V>,
+    def: D,
     rows: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<(), StoreError> {
-    let mut t = txn.open_table(def)?;
+    let mut t = txn.open_table(def.raw())?;
     for (k, v) in rows {
-        check_width::<K>(k)?;
-        check_width::<V>(v)?;
-        t.insert(K::from_bytes(k), V::from_bytes(v))?;
+        check_width::<D::Key>(k)?;
+        check_width::<D::Value>(v)?;
+        t.insert(D::Key::from_bytes(k), D::Value::from_bytes(v))?;
     }
     Ok(())
 }
@@ -156,7 +205,7 @@ pub fn is_table(name: &str) -> bool {
     let mut found = false;
     macro_rules! one {
         ($t:ident) => {
-            found |= $t.name() == name
+            found |= $t.raw().name() == name
         };
     }
     for_each_table!(one);
@@ -179,7 +228,7 @@ impl Store {
         let mut done = false;
         macro_rules! one {
             ($t:ident) => {
-                if !done && $t.name() == table {
+                if !done && $t.raw().name() == table {
                     import_table(&txn, $t, rows)?;
                     done = true;
                 }

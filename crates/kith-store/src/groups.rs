@@ -10,18 +10,16 @@ use crate::tx::{dec, enc};
 use crate::*;
 
 /// A group this node is in (or was in), by group id.
-pub(crate) const GROUPS: TableDefinition<GroupId, &[u8]> = TableDefinition::new("groups");
+pub(crate) const GROUPS: SealedDef<GroupId> = SealedDef::new("groups");
 /// Signed membership ops: (group, op hash) → encoded op.
-pub(crate) const GROUP_OPS: TableDefinition<(GroupId, OpHash), &[u8]> =
-    TableDefinition::new("group_ops");
+pub(crate) const GROUP_OPS: SealedDef<(GroupId, OpHash)> = SealedDef::new("group_ops");
 /// (group, sender device, seq).
 type FrameKey = (GroupId, CurveKey, u64);
 /// (group, lamport, sender device, seq).
 type MsgKey = (GroupId, u64, CurveKey, u64);
 
 /// Frames: (group, sender device Curve25519 key, seq) → [`FrameRow`].
-pub(crate) const GROUP_FRAMES: TableDefinition<FrameKey, &[u8]> =
-    TableDefinition::new("group_frames");
+pub(crate) const GROUP_FRAMES: SealedDef<FrameKey> = SealedDef::new("group_frames");
 /// Frames held but not opened yet (their key has not arrived): (group, sender, seq).
 pub(crate) const GROUP_PENDING: TableDefinition<FrameKey, ()> =
     TableDefinition::new("group_pending");
@@ -29,21 +27,19 @@ pub(crate) const GROUP_PENDING: TableDefinition<FrameKey, ()> =
 /// SHA-256 of the frame) → the frame. One of them may be the real frame while the held one
 /// is a forgery; whichever opens first takes the place (at most [`MAX_GROUP_ALTS`] per
 /// group).
-pub(crate) const GROUP_ALTS: TableDefinition<(GroupId, CurveKey, u64, &[u8; 32]), &[u8]> =
-    TableDefinition::new("group_alts");
+pub(crate) const GROUP_ALTS: SealedDef<(GroupId, CurveKey, u64, &[u8; 32])> =
+    SealedDef::new("group_alts");
 /// Most frames held aside per group (see `GROUP_ALTS`).
 pub const MAX_GROUP_ALTS: u64 = 256;
 /// Per sender device: how far every frame is held ([`SenderRow`]).
-pub(crate) const GROUP_SENDERS: TableDefinition<(GroupId, CurveKey), &[u8]> =
-    TableDefinition::new("group_senders");
+pub(crate) const GROUP_SENDERS: SealedDef<(GroupId, CurveKey)> = SealedDef::new("group_senders");
 /// Inbound Megolm sessions: (group, sender device, session id) → encrypted pickle.
 pub(crate) const GROUP_INBOUND: TableDefinition<(GroupId, CurveKey, &str), &str> =
     TableDefinition::new("group_inbound");
 /// Messages in display order: (group, lamport, sender device, seq) → [`GroupMessage`].
-pub(crate) const GROUP_MSGS: TableDefinition<MsgKey, &[u8]> = TableDefinition::new("group_msgs");
+pub(crate) const GROUP_MSGS: SealedDef<MsgKey> = SealedDef::new("group_msgs");
 /// Message id → its [`GroupMsgKey`].
-pub(crate) const GROUP_MSG_IDS: TableDefinition<u128, &[u8]> =
-    TableDefinition::new("group_msg_ids");
+pub(crate) const GROUP_MSG_IDS: SealedDef<u128> = SealedDef::new("group_msg_ids");
 /// Receipts for our group messages: (message id, member identity) → (delivered ms, read ms),
 /// 0 for not yet.
 pub(crate) const GROUP_RECEIPTS: TableDefinition<(u128, IdentityKey), (u64, u64)> =

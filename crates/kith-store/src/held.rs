@@ -3,15 +3,14 @@
 //! themselves live beside the store (the engine's `media` module, `media/held/`); this
 //! table is what the quota and the expiry read, in the same transaction that accepts a file.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::tx::{dec, enc};
 use crate::*;
 
 /// (device, root) → the encoded [`HeldRow`].
-pub(crate) const HELD_MEDIA: TableDefinition<(DeviceKey, &[u8; 32]), &[u8]> =
-    TableDefinition::new("held_media");
+pub(crate) const HELD_MEDIA: SealedDef<(DeviceKey, &[u8; 32])> = SealedDef::new("held_media");
 
 /// A file a mailbox keeps for one device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +26,7 @@ pub struct HeldRow {
 }
 
 fn rows_of<T: ReadableTable<(DeviceKey, &'static [u8; 32]), &'static [u8]>>(
-    t: &T,
+    t: &SealedTable<(DeviceKey, &'static [u8; 32]), T>,
     dev: &DeviceKey,
 ) -> Result<Vec<([u8; 32], HeldRow)>, StoreError> {
     let mut out = Vec::new();

@@ -24,6 +24,7 @@ mod mentions;
 mod model;
 mod prekeys;
 mod scrub;
+mod seal;
 mod stories;
 mod topics;
 mod tx;
@@ -41,6 +42,8 @@ pub use held::HeldRow;
 pub use held_fill::{HeldFill, MAX_DEPOSITOR};
 pub use media::MediaRow;
 pub use model::*;
+pub(crate) use seal::{Def, SealedDef};
+pub use seal::{OVERHEAD as SEAL_OVERHEAD, Plain, SealedTable, StorageSeal};
 pub use stories::StoredStory;
 pub use topics::{Lacking, TopicLimits, TopicUsage, WatchChange, topic_digest};
 pub use tx::{ReadTx, WriteTx};
@@ -51,24 +54,22 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const CONTACTS: TableDefinition<IdentityKey, &[u8]> = TableDefinition::new("contacts");
+pub(crate) const META: SealedDef<&str> = SealedDef::new("meta");
+pub(crate) const CONTACTS: SealedDef<IdentityKey> = SealedDef::new("contacts");
 pub(crate) const CONTACT_NAMES: TableDefinition<&str, IdentityKey> =
     TableDefinition::new("contact_names");
-pub(crate) const DEVICES: TableDefinition<DeviceKey, &[u8]> = TableDefinition::new("devices");
+pub(crate) const DEVICES: SealedDef<DeviceKey> = SealedDef::new("devices");
 pub(crate) const CURVE_DEVICES: TableDefinition<CurveKey, DeviceKey> =
     TableDefinition::new("curve_devices");
-pub(crate) const SESSIONS: TableDefinition<DeviceKey, &[u8]> = TableDefinition::new("sessions");
-pub(crate) const MESSAGES: TableDefinition<(IdentityKey, u64), &[u8]> =
-    TableDefinition::new("messages");
+pub(crate) const SESSIONS: SealedDef<DeviceKey> = SealedDef::new("sessions");
+pub(crate) const MESSAGES: SealedDef<(IdentityKey, u64)> = SealedDef::new("messages");
 pub(crate) const MSG_INDEX: TableDefinition<(IdentityKey, u128), u64> =
     TableDefinition::new("msg_index");
-pub(crate) const OUTBOX: TableDefinition<(DeviceKey, u64), &[u8]> = TableDefinition::new("outbox");
+pub(crate) const OUTBOX: SealedDef<(DeviceKey, u64)> = SealedDef::new("outbox");
 pub(crate) const SEEN: TableDefinition<EnvelopeHash, u64> = TableDefinition::new("seen_envelopes");
 /// Mailbox service: devices registered here, by Curve25519 key → their device key.
 /// Per contact, what is not part of the contact itself: blocked, last seen, their profile.
-pub(crate) const CONTACT_EXTRAS: TableDefinition<IdentityKey, &[u8]> =
-    TableDefinition::new("contact_extras");
+pub(crate) const CONTACT_EXTRAS: SealedDef<IdentityKey> = SealedDef::new("contact_extras");
 pub(crate) const MAILBOX_USERS: TableDefinition<CurveKey, DeviceKey> =
     TableDefinition::new("mailbox_users");
 /// Mailbox service: devices registered here by identity, (identity, device key) → (), for
@@ -97,6 +98,11 @@ pub(crate) const RATCHET_DEVICES: TableDefinition<&[u8; 32], [u8; 32]> =
 pub(crate) const DEVICE_RATCHETS: TableDefinition<&[u8; 32], [u8; 32]> =
     TableDefinition::new("device_ratchets");
 
+/// Whether the store's values are sealed: `"sealed"` → 1 once [`WriteTx::seal_all`] ran.
+/// Kept in its own table, in clear, so a store says whether it needs its key before
+/// anything is opened.
+pub(crate) const SEAL_STATE: TableDefinition<&str, u64> = TableDefinition::new("seal_state");
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +129,13 @@ pub enum StoreError {
     /// [`crate::ReadTx::curve_free_for`] first; a key is never rebound).
     #[error("a Curve25519 key bound to one device cannot be rebound to another")]
     CurveBound,
+    /// A sealed value does not open: the storage key is not this store's, or the row was
+    /// changed or moved.
+    #[error("a sealed row does not open (wrong storage key, or a damaged or moved row)")]
+    Unsealable,
+    /// The store is sealed and was opened without its storage key.
+    #[error("the store is sealed and needs its storage key")]
+    NeedsKey,
     /// A step of a transaction failed on purpose (fault injection in tests and simulations).
     #[error("injected failure: {0}")]
     Injected(&'static str),
@@ -163,6 +176,8 @@ pub struct Store {
     lazy: Option<std::sync::atomic::AtomicU64>,
     /// Failures injected on demand (tests).
     faults: Faults,
+    /// Seals values at rest (none: values in clear).
+    seal: Option<std::sync::Arc<StorageSeal>>,
 }
 
 /// Fault injection for tests: makes steps of later transactions fail on demand, as a full
@@ -208,6 +223,26 @@ impl Store {
     /// Like [`Store::open`], with a page cache of at most `cache_bytes` (redb's own default
     /// is 1 GiB, too much for a phone-class device or for many nodes in one process).
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_inner(path, cache_bytes, None)
+    }
+
+    /// Like [`Store::open_with_cache`], with values sealed at rest under `seal` (see
+    /// [`StorageSeal`]). A store still in clear is sealed in place first, in one write
+    /// transaction; a store sealed under another key is refused
+    /// ([`StoreError::Unsealable`]) and left as it was.
+    pub fn open_sealed(
+        path: &Path,
+        cache_bytes: usize,
+        seal: StorageSeal,
+    ) -> Result<Self, StoreError> {
+        Self::open_inner(path, cache_bytes, Some(std::sync::Arc::new(seal)))
+    }
+
+    fn open_inner(
+        path: &Path,
+        cache_bytes: usize,
+        seal: Option<std::sync::Arc<StorageSeal>>,
+    ) -> Result<Self, StoreError> {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)
@@ -223,12 +258,20 @@ impl Store {
                 }
                 other => StoreError::Corrupt(other.to_string()),
             })?;
-        let store = Self {
+        let mut store = Self {
             db,
             lazy: None,
             faults: Faults::default(),
+            seal,
         };
-        store.init_schema()?;
+        if store.init_schema()? {
+            // The clear values were just sealed: their old pages are free but still hold
+            // them; compaction moves what is live and gives the rest back.
+            store
+                .db
+                .compact()
+                .map_err(|e| StoreError::Corrupt(format!("compacting after sealing: {e}")))?;
+        }
         Ok(store)
     }
 
@@ -247,9 +290,12 @@ impl Store {
         self
     }
 
-    fn init_schema(&self) -> Result<(), StoreError> {
+    /// Creates the tables, checks the version and the seal; returns whether the store was
+    /// sealed just now.
+    fn init_schema(&self) -> Result<bool, StoreError> {
         self.write(|w| {
             w.create_tables()?;
+            let sealed_now = w.check_seal()?;
             match w.meta_u32("schema_version")? {
                 Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { found: v }),
                 Some(_) => {}
@@ -265,7 +311,7 @@ impl Store {
                 w.recount_outbox()?;
                 w.set_meta("outbox_len_counted", &[1])?;
             }
-            Ok(())
+            Ok(sealed_now)
         })
     }
 
@@ -292,7 +338,7 @@ impl Store {
             // commit is simply durable.
             let _ = txn.set_durability(redb::Durability::None);
         }
-        let out = f(&mut WriteTx::new(&txn, &self.faults))?;
+        let out = f(&mut WriteTx::new(&txn, &self.faults, self.seal.clone()))?;
         txn.commit().map_err(StoreError::from)?;
         Ok(out)
     }
@@ -303,7 +349,13 @@ impl Store {
         f: impl FnOnce(&ReadTx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_read()?;
-        let r = ReadTx::new(txn);
+        let r = ReadTx::new(txn, self.seal.clone());
         f(&r)
+    }
+
+    /// A read transaction of its own: a consistent view as of now that can move to another
+    /// thread (e.g. to build something from the whole history while the engine goes on).
+    pub fn begin_read(&self) -> Result<ReadTx, StoreError> {
+        Ok(ReadTx::new(self.db.begin_read()?, self.seal.clone()))
     }
 }

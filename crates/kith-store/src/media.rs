@@ -2,14 +2,14 @@
 //! conversation, whether it is wanted here), and who may fetch which file from this node.
 //! The files themselves live beside the store, in `media/` (the engine's `media` module).
 
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::tx::{dec, enc};
 use crate::*;
 
 /// Message id → the encoded [`MediaRow`].
-pub(crate) const MEDIA: TableDefinition<u128, &[u8]> = TableDefinition::new("media");
+pub(crate) const MEDIA: SealedDef<u128> = SealedDef::new("media");
 /// (root, identity) → the message id: that person was sent the file in that message, so may
 /// fetch its chunks here.
 pub(crate) const MEDIA_GRANTS: TableDefinition<(&[u8; 32], IdentityKey), u128> =

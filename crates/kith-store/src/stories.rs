@@ -11,8 +11,7 @@ use crate::tx::{dec, enc};
 use crate::*;
 
 /// (author, story id) → [`StoredStory`].
-pub(crate) const STORIES: TableDefinition<(IdentityKey, u128), &[u8]> =
-    TableDefinition::new("stories");
+pub(crate) const STORIES: SealedDef<(IdentityKey, u128)> = SealedDef::new("stories");
 /// (expires at ms, author, story id): soonest first.
 pub(crate) const STORY_EXPIRY: TableDefinition<(u64, IdentityKey, u128), ()> =
     TableDefinition::new("story_expiry");

@@ -22,8 +22,7 @@ pub(crate) const MAILBOX_WATCHES: TableDefinition<(DeviceKey, &str), ()> =
 pub(crate) const WATCHED_TOPICS: TableDefinition<&str, u64> =
     TableDefinition::new("watched_topics");
 /// Kept frames: (topic digest, arrival number) → [`KeptFrame`].
-pub(crate) const TOPIC_FRAMES: TableDefinition<(&[u8; 32], u64), &[u8]> =
-    TableDefinition::new("topic_frames");
+pub(crate) const TOPIC_FRAMES: SealedDef<(&[u8; 32], u64)> = SealedDef::new("topic_frames");
 /// One copy per frame: (topic digest, sender device, seq) → arrival number.
 pub(crate) const TOPIC_FRAME_INDEX: TableDefinition<(&[u8; 32], CurveKey, u64), u64> =
     TableDefinition::new("topic_frame_index");

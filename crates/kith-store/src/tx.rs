@@ -59,7 +59,7 @@ macro_rules! reads {
         /// The identity a contact name refers to.
         pub fn contact_by_name(&self, name: &str) -> Result<Option<Contact>, StoreError> {
             let t = open!(self, CONTACT_NAMES);
-            let id = t.get(name)?.map(|v| v.value());
+            let id = t.get(self.name_slot(name).as_ref())?.map(|v| v.value());
             match id {
                 Some(id) => self.contact(&id),
                 None => Ok(None),
@@ -279,6 +279,7 @@ fn successor(mut k: [u8; 32]) -> Option<[u8; 32]> {
 /// A read-only snapshot.
 pub struct ReadTx {
     txn: ReadTransaction,
+    seal: Option<std::sync::Arc<StorageSeal>>,
 }
 
 impl std::fmt::Debug for ReadTx {
@@ -289,7 +290,7 @@ impl std::fmt::Debug for ReadTx {
 
 macro_rules! open {
     ($s:expr, $t:expr) => {
-        match $s.txn.open_table($t) {
+        match $s.open_def($t) {
             Ok(t) => t,
             Err(e) => return Err(StoreError::from(e)),
         }
@@ -297,15 +298,24 @@ macro_rules! open {
 }
 
 impl ReadTx {
-    pub(crate) fn new(txn: ReadTransaction) -> Self {
-        Self { txn }
+    pub(crate) fn new(txn: ReadTransaction, seal: Option<std::sync::Arc<StorageSeal>>) -> Self {
+        Self { txn, seal }
     }
 
-    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &self,
-        d: redb::TableDefinition<K, V>,
-    ) -> Result<redb::ReadOnlyTable<K, V>, StoreError> {
-        Ok(self.txn.open_table(d)?)
+    pub(crate) fn table<D: Def>(&self, d: D) -> Result<D::Ro, StoreError> {
+        d.ro(&self.txn, &self.seal)
+    }
+
+    fn open_def<D: Def>(&self, d: D) -> Result<D::Ro, StoreError> {
+        d.ro(&self.txn, &self.seal)
+    }
+
+    /// Where a contact name is kept in the name index (a keyed hash when sealed).
+    fn name_slot<'n>(&self, name: &'n str) -> std::borrow::Cow<'n, str> {
+        match &self.seal {
+            Some(s) => std::borrow::Cow::Owned(s.name_slot(name)),
+            None => std::borrow::Cow::Borrowed(name),
+        }
     }
 
     reads!();
@@ -315,6 +325,7 @@ impl ReadTx {
 pub struct WriteTx<'a> {
     txn: &'a WriteTransaction,
     faults: &'a crate::Faults,
+    seal: Option<std::sync::Arc<StorageSeal>>,
 }
 
 impl std::fmt::Debug for WriteTx<'_> {
@@ -324,8 +335,29 @@ impl std::fmt::Debug for WriteTx<'_> {
 }
 
 impl<'a> WriteTx<'a> {
-    pub(crate) fn new(txn: &'a WriteTransaction, faults: &'a crate::Faults) -> Self {
-        Self { txn, faults }
+    pub(crate) fn new(
+        txn: &'a WriteTransaction,
+        faults: &'a crate::Faults,
+        seal: Option<std::sync::Arc<StorageSeal>>,
+    ) -> Self {
+        Self { txn, faults, seal }
+    }
+
+    /// The redb transaction and the seal (for the sealing pass).
+    pub(crate) fn raw_parts(&self) -> (&'a WriteTransaction, Option<std::sync::Arc<StorageSeal>>) {
+        (self.txn, self.seal.clone())
+    }
+
+    fn open_def<D: Def>(&self, d: D) -> Result<D::Rw<'a>, StoreError> {
+        d.rw(self.txn, &self.seal)
+    }
+
+    /// Where a contact name is kept in the name index (a keyed hash when sealed).
+    fn name_slot<'n>(&self, name: &'n str) -> std::borrow::Cow<'n, str> {
+        match &self.seal {
+            Some(s) => std::borrow::Cow::Owned(s.name_slot(name)),
+            None => std::borrow::Cow::Borrowed(name),
+        }
     }
 
     /// Fails when a fault was injected for this kind of write (tests).
@@ -336,41 +368,36 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
-    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &self,
-        d: redb::TableDefinition<K, V>,
-    ) -> Result<redb::Table<'a, K, V>, StoreError> {
-        Ok(self.txn.open_table(d)?)
+    pub(crate) fn table<D: Def>(&self, d: D) -> Result<D::Rw<'a>, StoreError> {
+        d.rw(self.txn, &self.seal)
     }
 
-    pub(crate) fn table_mut<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &mut self,
-        d: redb::TableDefinition<K, V>,
-    ) -> Result<redb::Table<'a, K, V>, StoreError> {
-        Ok(self.txn.open_table(d)?)
+    pub(crate) fn table_mut<D: Def>(&mut self, d: D) -> Result<D::Rw<'a>, StoreError> {
+        d.rw(self.txn, &self.seal)
     }
 
     reads!();
 
     pub(crate) fn create_tables(&mut self) -> Result<(), StoreError> {
-        self.txn.open_table(META)?;
-        self.txn.open_table(CONTACTS)?;
-        self.txn.open_table(CONTACT_NAMES)?;
-        self.txn.open_table(DEVICES)?;
-        self.txn.open_table(CURVE_DEVICES)?;
-        self.txn.open_table(SESSIONS)?;
-        self.txn.open_table(MESSAGES)?;
-        self.txn.open_table(MSG_INDEX)?;
-        self.txn.open_table(OUTBOX)?;
-        self.txn.open_table(SEEN)?;
-        self.txn.open_table(MAILBOX_USERS)?;
-        self.txn.open_table(MAILBOX_IDENTITIES)?;
-        self.txn.open_table(MAILBOX_BYTES)?;
-        self.txn.open_table(PUSH_ENDPOINTS)?;
-        self.txn.open_table(OUTBOX_LEN)?;
-        self.txn.open_table(CONTACT_EXTRAS)?;
-        self.txn.open_table(RATCHET_DEVICES)?;
-        self.txn.open_table(DEVICE_RATCHETS)?;
+        self.table_mut(META)?;
+        self.table_mut(SEAL_STATE)?;
+        self.table_mut(CONTACTS)?;
+        self.table_mut(CONTACT_NAMES)?;
+        self.table_mut(DEVICES)?;
+        self.table_mut(CURVE_DEVICES)?;
+        self.table_mut(SESSIONS)?;
+        self.table_mut(MESSAGES)?;
+        self.table_mut(MSG_INDEX)?;
+        self.table_mut(OUTBOX)?;
+        self.table_mut(SEEN)?;
+        self.table_mut(MAILBOX_USERS)?;
+        self.table_mut(MAILBOX_IDENTITIES)?;
+        self.table_mut(MAILBOX_BYTES)?;
+        self.table_mut(PUSH_ENDPOINTS)?;
+        self.table_mut(OUTBOX_LEN)?;
+        self.table_mut(CONTACT_EXTRAS)?;
+        self.table_mut(RATCHET_DEVICES)?;
+        self.table_mut(DEVICE_RATCHETS)?;
         self.create_group_tables()?;
         self.create_topic_tables()?;
         self.create_prekey_tables()?;
@@ -486,10 +513,10 @@ impl<'a> WriteTx<'a> {
         if let Some(old) = self.contact(&c.identity)?
             && old.name != c.name
         {
-            open!(self, CONTACT_NAMES).remove(old.name.as_str())?;
+            open!(self, CONTACT_NAMES).remove(self.name_slot(&old.name).as_ref())?;
         }
         open!(self, CONTACTS).insert(c.identity, enc(c)?.as_slice())?;
-        open!(self, CONTACT_NAMES).insert(c.name.as_str(), c.identity)?;
+        open!(self, CONTACT_NAMES).insert(self.name_slot(&c.name).as_ref(), c.identity)?;
         Ok(())
     }
 
@@ -520,7 +547,7 @@ impl<'a> WriteTx<'a> {
     /// identity is added again).
     pub fn remove_contact(&mut self, identity: &IdentityKey) -> Result<(), StoreError> {
         if let Some(c) = self.contact(identity)? {
-            open!(self, CONTACT_NAMES).remove(c.name.as_str())?;
+            open!(self, CONTACT_NAMES).remove(self.name_slot(&c.name).as_ref())?;
         }
         open!(self, CONTACTS).remove(*identity)?;
         open!(self, CONTACT_EXTRAS).remove(*identity)?;

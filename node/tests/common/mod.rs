@@ -344,3 +344,30 @@ pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<
     });
     rx
 }
+
+impl Node {
+    /// The bytes of the file of message `id`, written out by `kith save` (files are sealed
+    /// at rest: only the node opens them).
+    pub fn saved(&self, id: &str) -> Vec<u8> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = self.dir.join(format!("saved-{}-{n}", std::process::id()));
+        let o = self.cli(&["save", id, "--to", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{o:?}");
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        bytes
+    }
+}
+
+impl Node {
+    /// The thumbnail of the photo of message `id`, written out by `kith save --thumbnail`.
+    pub fn saved_thumbnail(&self, id: &str) -> Vec<u8> {
+        let out = self.dir.join(format!("thumb-{}-{id}", std::process::id()));
+        let o = self.cli(&["save", id, "--thumbnail", "--to", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{o:?}");
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        bytes
+    }
+}

@@ -69,7 +69,7 @@ fn refused(e: &str) -> EngineError {
 impl State {
     /// Notes a message's current text for the search index (applied after the commit).
     pub(super) fn index_put(&mut self, l: &Located, text: &str) {
-        if self.search.is_none() {
+        if !self.indexing() {
             return;
         }
         self.index_ops.push(IndexOp::Put {

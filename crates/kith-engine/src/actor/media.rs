@@ -534,7 +534,10 @@ impl Engine {
 fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
     if let Some(t) = &m.thumbnail
         && crate::media::thumb::acceptable(t)
-        && let Err(e) = crate::media::files::replace(&media.dir.thumb(&m.root), t)
+        && let Err(e) = crate::media::files::replace(
+            &media.dir.thumb(&m.root),
+            &crate::media::files::seal_thumb(m, t),
+        )
     {
         debug!(error = %e, "cannot keep a thumbnail");
     }
@@ -614,7 +617,8 @@ pub(super) fn attachment_view(
     } else {
         media.state(&row.root)
     };
-    let path = (state == "ready").then(|| media.dir.file(&row.root).display().to_string());
+    // Files are sealed at rest: there is no clear copy to point at (`media.save` writes one).
+    let path = None;
     let thumb = media.dir.thumb(&row.root);
     let thumbnail = thumb.is_file().then(|| thumb.display().to_string());
     AttachmentView {

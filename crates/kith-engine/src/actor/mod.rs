@@ -38,6 +38,7 @@ mod held;
 mod inbound;
 mod mailboxes;
 mod media;
+mod media_save;
 mod mentions;
 mod network;
 mod outbox;
@@ -45,6 +46,7 @@ mod prekeys;
 mod presence;
 mod pump;
 mod records;
+mod restored;
 mod run;
 mod scrub;
 mod search;
@@ -323,6 +325,8 @@ struct State {
     last_keepalive: Instant,
     /// The full-text index of this node's history (none when it could not be opened).
     search: Option<crate::search::SearchIndex>,
+    /// The index being built from the store at start, off the engine's task (`search.rs`).
+    search_build: Option<search::Build>,
     /// What the current batch changed for the index, applied after its commit.
     index_ops: Vec<crate::search::IndexOp>,
     /// When disappearing messages were last expired.

@@ -306,8 +306,10 @@ impl Engine {
                     let file = format!("{}.{}", identity.short(), kind.extension());
                     let dir = data_dir.join("avatars");
                     let tmp = dir.join(format!(".{file}.tmp"));
+                    // Sealed at rest under the storage key (`contact.photo` opens it).
+                    let sealed = crate::sealed_file::seal(&self.st.keys.storage, &file, bytes);
                     let ok = std::fs::create_dir_all(&dir)
-                        .and_then(|()| std::fs::write(&tmp, bytes))
+                        .and_then(|()| std::fs::write(&tmp, &sealed))
                         .and_then(|()| std::fs::rename(&tmp, avatar_path(&data_dir, &file)));
                     match ok {
                         Ok(()) => Some(file),

@@ -22,23 +22,44 @@ impl Engine {
     pub async fn start(
         cfg: EngineConfig,
     ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
+        Self::start_with_passphrase(cfg, None).await
+    }
+
+    /// Like [`Engine::start`], with the passphrase that opens a protected key file (see
+    /// [`crate::keys`]). The store is sealed at rest under the key file's storage key; a
+    /// store still in clear is sealed in place first.
+    pub async fn start_with_passphrase(
+        cfg: EngineConfig,
+        passphrase: Option<&[u8]>,
+    ) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), EngineError> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(internal)?;
-        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"))?;
+        let (keys, created) = KeyFile::load_or_create(&cfg.data_dir.join("keys"), passphrase)?;
         if created {
             info!("created a new identity");
         }
-        let store = Store::open_with_cache(&cfg.data_dir.join("kith.redb"), cfg.store_cache)
-            .map_err(|e| match e {
-                StoreError::InUse => EngineError::Internal(
-                    "another kith node is already running with this data directory".into(),
-                ),
-                other => internal(other),
-            })?;
+        // The clear on-disk search index of older versions holds message text: the index
+        // now lives in memory only (rebuilt from the sealed store at start).
+        super::search::remove_disk_index(&cfg.data_dir);
+        let store = Store::open_sealed(
+            &cfg.data_dir.join("kith.redb"),
+            cfg.store_cache,
+            kith_store::StorageSeal::new(keys.storage.bytes()),
+        )
+        .map_err(|e| match e {
+            StoreError::InUse => EngineError::Internal(
+                "another kith node is already running with this data directory".into(),
+            ),
+            StoreError::Unsealable => EngineError::KeyFile(
+                "the store does not open with this key file's storage key".into(),
+            ),
+            other => internal(other),
+        })?;
         let store = if cfg.store_fsync {
             store
         } else {
             store.without_fsync()
         };
+        super::restored::renew_after_restore(&cfg.data_dir, &store).map_err(internal)?;
         #[cfg(feature = "test-hooks")]
         let faults = kith_store::Faults::default();
         #[cfg(feature = "test-hooks")]
@@ -81,7 +102,7 @@ impl Engine {
         let social = Social::load(&store);
         let groups = Groups::load(&store);
         let watching = Watching::load(&store, cfg.mailbox.is_some());
-        let search = super::search::open_search(&cfg.data_dir, &store, me);
+        let search_build = super::search::start_build(&store, me);
         let registry = net.metrics();
         let metrics = registry.kith.clone();
         let backups = super::backup::Backups::load(&store);
@@ -115,7 +136,8 @@ impl Engine {
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
-                search,
+                search: None,
+                search_build,
                 index_ops: Vec::new(),
                 last_expiry: Instant::now(),
                 scrub: Default::default(),
@@ -259,6 +281,7 @@ impl Engine {
         // And our mailboxes, so they hand over what they kept while we were away.
         self.st.dial_mailboxes();
         self.resume_downloads();
+        self.seal_legacy_media();
         self.resume_deposits();
         for topic in self.st.groups.topics() {
             self.st.net_send(NetCommand::Subscribe { topic });
@@ -382,6 +405,18 @@ impl Engine {
                 }
                 other => writes.push(other),
             }
+        }
+        if self.st.search_build.is_some() {
+            // A `search` waits a little for an index still being built from the store.
+            let searching = writes
+                .iter()
+                .any(|w| matches!(w, Work::Cmd(Cmd::Call(c)) if matches!(**c, super::table::Call::Search(..))));
+            let wait = if searching {
+                super::search::SEARCH_WAIT
+            } else {
+                std::time::Duration::ZERO
+            };
+            self.st.poll_search_build(&self.store, wait);
         }
         let mut staged: Vec<After> = Vec::new();
         let ok = if writes.is_empty() {

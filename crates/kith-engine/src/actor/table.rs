@@ -250,6 +250,9 @@ no_prepare!(
 // Group typing indicators (`actor/group_typing.rs`) and mentions (`actor/mentions.rs`).
 no_prepare!(GroupTypingParams, MentionsParams);
 
+// Saving a file sealed at rest (`actor/media_save.rs`).
+no_prepare!(MediaSaveParams, ContactPhotoParams);
+
 impl Prepare for SetProfileParams {
     /// Reads the photo the params name (bounded by the photo limit) on the caller's task.
     async fn prepare(mut self, _ctx: PrepareCtx) -> Result<Self, EngineError> {
@@ -441,6 +444,14 @@ commands! {
     /// `media.auto-download`: files up to this size download by themselves.
     write MediaAutoDownload = "media.auto-download", AutoDownloadParams => u64,
         |st, w, p, _after| st.set_auto_download(w, p.max_bytes);
+    /// `media.save`: write a file that is here, opened (files are sealed at rest), to a new
+    /// file; returns its size (`actor/media_save.rs`).
+    detached MediaSave = "media.save", MediaSaveParams => u64,
+        |e, p, r| e.media_save(p, r);
+    /// `contact.photo`: write a contact's profile photo (sealed at rest) to a new file;
+    /// returns its size (`actor/media_save.rs`).
+    read ContactPhoto = "contact.photo", ContactPhotoParams => u64,
+        |e, p| e.contact_photo(&p);
 
     // Message actions (issue 18): the rules are in `cores/chat`, the I/O in `actor/chat.rs`.
     /// `message.send`: a text to a contact (`to`) or group (`group`), optionally answering

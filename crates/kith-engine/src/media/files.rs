@@ -2,10 +2,18 @@
 //!
 //! | name | what |
 //! | --- | --- |
-//! | `<root>` | the whole plaintext file (sent, or received and checked) |
+//! | `<root>` | the whole file (sent, or received and checked), in sealed chunks |
 //! | `<root>.idx` | its index (the chunk hashes), to serve and to check chunks |
-//! | `<root>.part` | a file being received, chunks written at their offsets |
+//! | `<root>.part` | a file being received, sealed chunks written at their offsets |
 //! | `<root>.have` | which chunks of the `.part` are on disk for sure (a bitmap) |
+//!
+//! At rest a file stays in the form it travels in: chunk `i`, sealed under the file's key
+//! (XChaCha20-Poly1305, see `kith_proto::media::seal_chunk`), at offset
+//! `i × (chunk size + tag)`. The file's key is in its manifest, which lies in the sealed
+//! store; so nothing of a file's content is in clear on disk. Serving a chunk reads it as
+//! it is; [`export`] (`kith save`) opens the chunks one by one into the user's file. A file
+//! an older version kept in clear (its length is the plain size) is still served and saved,
+//! and [`seal_legacy`] seals it in place.
 //!
 //! A chunk counts in `.have` only after the `.part` was synced with it in it, and `.have`
 //! is replaced whole (written aside, synced, renamed), so after a kill -9 a download
@@ -18,8 +26,42 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use kith_proto::media::{
-    self, CHUNK, Hash, IndexBuilder, MAX_FILE, MAX_NAME, Manifest, chunk_count, seal_chunk,
+    self, CHUNK, Hash, IndexBuilder, MAX_FILE, MAX_NAME, Manifest, TAG, chunk_count, open_chunk,
+    seal_chunk,
 };
+
+/// Where sealed chunk `i` of the file of `m` lies in its file on disk.
+pub fn sealed_offset(m: &Manifest, i: u32) -> u64 {
+    u64::from(i) * (u64::from(m.chunk_size) + TAG as u64)
+}
+
+/// The chunk index a thumbnail is sealed under (no file has that many chunks, so its nonce
+/// is never a chunk's).
+const THUMB_INDEX: u32 = u32::MAX;
+
+/// A thumbnail of the file of `m`, sealed under the file's key as it is kept on disk.
+pub fn seal_thumb(m: &Manifest, thumb: &[u8]) -> Vec<u8> {
+    seal_chunk(&m.key, THUMB_INDEX, m.chunks(), thumb)
+}
+
+/// The thumbnail of the file of `m` kept on disk, opened (one an older version kept in
+/// clear is taken as it is when it looks like one).
+pub fn read_thumb(dir: &Dir, m: &Manifest) -> io::Result<Vec<u8>> {
+    let raw = fs::read(dir.thumb(&m.root))?;
+    if raw.len() > media::MAX_THUMBNAIL + TAG {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    match open_chunk(&m.key, THUMB_INDEX, m.chunks(), raw.clone()) {
+        Ok(plain) => Ok(plain),
+        Err(_) if super::thumb::acceptable(&raw) => Ok(raw),
+        Err(_) => Err(io::ErrorKind::InvalidData.into()),
+    }
+}
+
+/// The length on disk of the whole file of `m`, in sealed chunks.
+pub fn sealed_size(m: &Manifest) -> u64 {
+    m.size + u64::from(m.chunks()) * TAG as u64
+}
 
 /// The folder of a file's parts.
 #[derive(Debug, Clone)]
@@ -95,8 +137,8 @@ pub enum ImportError {
 }
 
 /// Copies `src` into the media folder as a file to send: reads it once, chunk by chunk
-/// (memory stays at one chunk), seals each chunk to build the index, and writes the
-/// plaintext copy, the index and the manifest's fields. `voice` marks a voice note.
+/// (memory stays at one chunk), seals each chunk under a new key, and writes the sealed
+/// chunks (the copy at rest), the index and the manifest's fields. `voice` marks a voice note.
 pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportError> {
     fs::create_dir_all(&dir.0)?;
     let mut input = File::open(src)?;
@@ -135,8 +177,9 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
             if i + 1 == count {
                 tail = chunk[want.saturating_sub(64 * 1024)..].to_vec();
             }
-            out.write_all(chunk)?;
-            builder.push(&seal_chunk(&key, i, count, chunk));
+            let sealed = seal_chunk(&key, i, count, chunk);
+            out.write_all(&sealed)?;
+            builder.push(&sealed);
             total += want as u64;
         }
         out.sync_data()?;
@@ -155,14 +198,11 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
             None
         };
         let thumbnail = if kind == media::MediaKind::Photo {
-            super::thumb::make(&dir.file(&root), size)
+            super::thumb::make(src, size)
         } else {
             None
         };
-        if let Some(t) = &thumbnail {
-            replace(&dir.thumb(&root), t)?;
-        }
-        Ok(Manifest {
+        let manifest = Manifest {
             root,
             size,
             chunk_size: CHUNK as u32,
@@ -173,7 +213,11 @@ pub fn import(dir: &Dir, src: &Path, voice: bool) -> Result<Manifest, ImportErro
             dimensions,
             duration_ms,
             thumbnail,
-        })
+        };
+        if let Some(t) = &manifest.thumbnail {
+            replace(&dir.thumb(&root), &seal_thumb(&manifest, t))?;
+        }
+        Ok(manifest)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -213,22 +257,104 @@ pub fn safe_name(name: &str) -> String {
     }
 }
 
-/// Reads plaintext chunk `i` of a whole file here and seals it.
+/// Sealed chunk `i` of a whole file here.
 pub fn sealed_chunk(dir: &Dir, m: &Manifest, i: u32) -> io::Result<Vec<u8>> {
     sealed_chunk_at(&dir.file(&m.root), m, i)
 }
 
-/// Reads plaintext chunk `i` of the file of `m` at `path` (whole, or a `.part` that holds
-/// that chunk) and seals it.
+/// Sealed chunk `i` of the file of `m` at `path` (whole, or a `.part` that holds that
+/// chunk), as it lies on disk; a whole file an older version kept in clear is read and
+/// sealed.
 pub fn sealed_chunk_at(path: &Path, m: &Manifest, i: u32) -> io::Result<Vec<u8>> {
     let len = m.chunk_len(i);
     if len == 0 {
         return Err(io::ErrorKind::NotFound.into());
     }
     let f = File::open(path)?;
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, u64::from(i) * u64::from(m.chunk_size))?;
-    Ok(seal_chunk(&m.key, i, m.chunks(), &buf))
+    if f.metadata()?.len() == m.size {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, u64::from(i) * u64::from(m.chunk_size))?;
+        return Ok(seal_chunk(&m.key, i, m.chunks(), &buf));
+    }
+    let mut buf = vec![0u8; len + TAG];
+    f.read_exact_at(&mut buf, sealed_offset(m, i))?;
+    Ok(buf)
+}
+
+/// Why a file could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0} exists already")]
+    Exists(String),
+    #[error("the file here is damaged (chunk {0} does not open)")]
+    Damaged(u32),
+}
+
+/// Writes the whole file of `m` here, opened, to a new file `dest` (never overwritten),
+/// chunk by chunk (memory stays at one chunk). A failure removes what was written.
+pub fn export(dir: &Dir, m: &Manifest, dest: &Path) -> Result<u64, ExportError> {
+    let src = dir.file(&m.root);
+    let input = File::open(&src)?;
+    let legacy = input.metadata()?.len() == m.size;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => ExportError::Exists(dest.display().to_string()),
+            _ => ExportError::Io(e),
+        })?;
+    let result = (|| {
+        let count = m.chunks();
+        for i in 0..count {
+            let len = m.chunk_len(i);
+            let plain = if legacy {
+                let mut buf = vec![0u8; len];
+                input.read_exact_at(&mut buf, u64::from(i) * u64::from(m.chunk_size))?;
+                buf
+            } else {
+                let mut buf = vec![0u8; len + TAG];
+                input.read_exact_at(&mut buf, sealed_offset(m, i))?;
+                open_chunk(&m.key, i, count, buf).map_err(|_| ExportError::Damaged(i))?
+            };
+            out.write_all(&plain)?;
+        }
+        out.sync_data()?;
+        Ok(m.size)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(dest);
+    }
+    result
+}
+
+/// Seals in place a whole file an older version kept in clear (its length is the plain
+/// size): written aside, synced and renamed. Returns whether there was one to seal.
+pub fn seal_legacy(dir: &Dir, m: &Manifest) -> io::Result<bool> {
+    let path = dir.file(&m.root);
+    let input = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if input.metadata()?.len() != m.size {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("seal.tmp");
+    let result = (|| {
+        let mut out = File::create(&tmp)?;
+        for i in 0..m.chunks() {
+            out.write_all(&sealed_chunk_at(&path, m, i)?)?;
+        }
+        out.sync_data()?;
+        fs::rename(&tmp, &path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| true)
 }
 
 /// A file being received: the open `.part` and which chunks it holds.
@@ -255,8 +381,14 @@ impl Partial {
             .read(true)
             .write(true)
             .open(dir.part(&m.root))?;
-        if file.metadata()?.len() != m.size {
-            file.set_len(m.size)?;
+        let len = file.metadata()?.len();
+        if len == m.size {
+            // A `.part` an older version wrote in clear: started again, sealed.
+            file.set_len(0)?;
+            let _ = fs::remove_file(dir.have(&m.root));
+        }
+        if len != sealed_size(m) {
+            file.set_len(sealed_size(m))?;
         }
         let bytes = count.div_ceil(8) as usize;
         let mut have = fs::read(dir.have(&m.root)).unwrap_or_default();
@@ -288,21 +420,21 @@ impl Partial {
         self.held >= self.count
     }
 
-    /// Writes checked plaintext chunk `i`; every `sync_every` chunks the file is synced and
-    /// `.have` replaced.
+    /// Writes checked sealed chunk `i` at `offset` ([`sealed_offset`]); every `sync_every`
+    /// chunks the file is synced and `.have` replaced.
     pub fn write(
         &mut self,
         dir: &Dir,
         root: &Hash,
         i: u32,
         offset: u64,
-        plain: &[u8],
+        sealed: &[u8],
         sync_every: u32,
     ) -> io::Result<()> {
         if self.has(i) {
             return Ok(());
         }
-        self.file.write_all_at(plain, offset)?;
+        self.file.write_all_at(sealed, offset)?;
         self.mark(dir, root, i, sync_every)
     }
 
@@ -372,7 +504,14 @@ mod tests {
         let m = import(&a, &src, false).unwrap();
         assert_eq!(m.size, data.len() as u64);
         assert_eq!(m.name, "doc.bin");
-        assert_eq!(fs::read(a.file(&m.root)).unwrap(), data);
+        let on_disk = fs::read(a.file(&m.root)).unwrap();
+        assert_eq!(on_disk.len() as u64, sealed_size(&m));
+        assert!(
+            !on_disk
+                .windows(64)
+                .any(|w| data.windows(64).next() == Some(w)),
+            "the copy at rest is sealed"
+        );
         let index =
             Index::from_bytes(&m.root, m.chunks(), fs::read(a.index(&m.root)).unwrap()).unwrap();
 
@@ -381,8 +520,8 @@ mod tests {
         for i in 0..2 {
             let s = sealed_chunk(&a, &m, i).unwrap();
             index.verify(i, &s).unwrap();
-            let plain = open_chunk(&m.key, i, m.chunks(), s).unwrap();
-            p.write(&b, &m.root, i, u64::from(i) * CHUNK as u64, &plain, 1)
+            open_chunk(&m.key, i, m.chunks(), s.clone()).unwrap();
+            p.write(&b, &m.root, i, sealed_offset(&m, i), &s, 1)
                 .unwrap();
         }
         drop(p);
@@ -390,14 +529,70 @@ mod tests {
         assert_eq!(p.held(), 2, "what was synced survives a restart");
         for i in 2..m.chunks() {
             let s = sealed_chunk(&a, &m, i).unwrap();
-            let plain = open_chunk(&m.key, i, m.chunks(), s).unwrap();
-            p.write(&b, &m.root, i, u64::from(i) * CHUNK as u64, &plain, 16)
+            p.write(&b, &m.root, i, sealed_offset(&m, i), &s, 16)
                 .unwrap();
         }
         assert!(p.complete());
         p.finish(&b, &m.root).unwrap();
-        assert_eq!(fs::read(b.file(&m.root)).unwrap(), data);
+        assert_eq!(fs::read(b.file(&m.root)).unwrap(), on_disk);
         assert!(!b.have(&m.root).exists());
+        let out = tmp.path().join("saved.bin");
+        export(&b, &m, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+        assert!(matches!(export(&b, &m, &out), Err(ExportError::Exists(_))));
+    }
+
+    /// A file an older version kept in clear is served and saved as it is, then sealed in
+    /// place; a damaged sealed file is not saved.
+    #[test]
+    fn a_clear_file_is_sealed_in_place_and_damage_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("doc.bin");
+        let data: Vec<u8> = (0..(CHUNK + 77)).map(|i| (i * 13) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let a = Dir(tmp.path().join("a"));
+        let m = import(&a, &src, false).unwrap();
+        let sealed: Vec<Vec<u8>> = (0..m.chunks())
+            .map(|i| sealed_chunk(&a, &m, i).unwrap())
+            .collect();
+        fs::write(a.file(&m.root), &data).unwrap();
+        for (i, s) in sealed.iter().enumerate() {
+            assert_eq!(&sealed_chunk(&a, &m, i as u32).unwrap(), s);
+        }
+        assert!(seal_legacy(&a, &m).unwrap());
+        assert!(!seal_legacy(&a, &m).unwrap(), "once");
+        assert_eq!(fs::read(a.file(&m.root)).unwrap(), sealed.concat());
+        let out = tmp.path().join("out.bin");
+        export(&a, &m, &out).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), data);
+        let mut bad = sealed.concat();
+        bad[10] ^= 1;
+        fs::write(a.file(&m.root), &bad).unwrap();
+        let out2 = tmp.path().join("out2.bin");
+        assert!(matches!(
+            export(&a, &m, &out2),
+            Err(ExportError::Damaged(0))
+        ));
+        assert!(!out2.exists(), "nothing left behind");
+    }
+
+    /// A thumbnail is kept sealed under the file's key and opens again; one kept in clear
+    /// by an older version is read as it is; a damaged one is refused.
+    #[test]
+    fn thumbnails_are_sealed_at_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("doc.bin");
+        fs::write(&src, b"some bytes").unwrap();
+        let d = Dir(tmp.path().join("m"));
+        let m = import(&d, &src, false).unwrap();
+        let jpeg = [0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8];
+        replace(&d.thumb(&m.root), &seal_thumb(&m, &jpeg)).unwrap();
+        assert_ne!(&fs::read(d.thumb(&m.root)).unwrap()[..2], &jpeg[..2]);
+        assert_eq!(read_thumb(&d, &m).unwrap(), jpeg);
+        let mut bad = seal_thumb(&m, &jpeg);
+        bad[0] ^= 0x55;
+        replace(&d.thumb(&m.root), &bad).unwrap();
+        assert!(read_thumb(&d, &m).is_err());
     }
 
     #[test]

@@ -69,11 +69,13 @@ fn open_and_write(
     if kith_proto::media::hash(&sealed).as_slice() != want {
         return Err(Refused::Bad);
     }
-    let plain = open_chunk(&key, i, count, sealed).map_err(|_| Refused::Bad)?;
-    if plain.len() != len {
+    if sealed.len() != len + kith_proto::media::TAG {
         return Err(Refused::Bad);
     }
-    file.write_all_at(&plain, offset).map_err(Refused::Io)
+    // Opened to check it (the index pins its hash; this checks it opens under the key the
+    // manifest gave), then kept sealed: at rest the file stays in its sealed chunks.
+    open_chunk(&key, i, count, sealed.clone()).map_err(|_| Refused::Bad)?;
+    file.write_all_at(&sealed, offset).map_err(Refused::Io)
 }
 
 impl Task {
@@ -115,12 +117,7 @@ impl Task {
                         // Counted in the window until the task hears how it went.
                         d.opening.insert(tag, (i, source));
                         let m = &d.fetch.manifest;
-                        let at = (
-                            i,
-                            count,
-                            m.chunk_len(i),
-                            u64::from(i) * u64::from(m.chunk_size),
-                        );
+                        let at = (i, count, m.chunk_len(i), files::sealed_offset(m, i));
                         let (key, file, done) = (m.key, part.file(), self.opened.clone());
                         tokio::spawn(async move {
                             let result = tokio::task::spawn_blocking(move || {

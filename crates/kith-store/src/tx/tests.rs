@@ -210,7 +210,7 @@ fn outbox_len_follows_the_outbox_and_is_recounted_for_older_stores() {
         .write(|w| {
             w.push_outbox(&c, &item)?;
             w.txn.open_table(OUTBOX_LEN)?.retain(|_, _| false)?;
-            w.txn.open_table(META)?.remove("outbox_len_counted")?;
+            w.txn.open_table(META.def)?.remove("outbox_len_counted")?;
             Ok(())
         })
         .unwrap();

@@ -248,7 +248,7 @@ impl State {
             Some(o) => o.name.clone(),
             None => default_name(&mine.peer_id),
         };
-        crate::keys::replace_identity(&self.data_dir.join("keys"), &id)?;
+        crate::keys::replace_identity(&self.data_dir.join("keys"), &self.keys, &id)?;
         let encoded = kith_proto::codec::encode(cert).map_err(internal)?;
         let store = |w: &mut WriteTx<'_>| -> Result<(), Fatal> {
             w.set_meta("device_cert", &encoded)?;
