@@ -134,7 +134,15 @@ pub(crate) async fn run(
                         None => "not seen since the daemon started".to_string(),
                     }
                 };
-                out.text(&format!("{}  ({seen})", crate::safe::printable(&d.name)));
+                let platform = d
+                    .platform
+                    .as_deref()
+                    .map(|p| format!("  {}", crate::safe::printable(p)))
+                    .unwrap_or_default();
+                out.text(&format!(
+                    "{}{platform}  ({seen})",
+                    crate::safe::printable(&d.name)
+                ));
             }
         }
         Some(DevicesCmd::Approve { code, yes }) => {

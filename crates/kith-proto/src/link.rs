@@ -296,7 +296,18 @@ pub enum DeviceSync {
     },
     /// This device was removed from the person's devices: it stops acting for them.
     Removed,
+    /// The sending device describes itself (sent when it starts, to the other devices):
+    /// its name and its platform (`os/arch`), for `kith devices`.
+    Info {
+        /// Its name (at most [`MAX_DEVICE_NAME`] bytes).
+        name: String,
+        /// Its platform, e.g. `linux/x86_64` (at most [`MAX_PLATFORM`] bytes).
+        platform: String,
+    },
 }
+
+/// Longest platform description of a device (`os/arch`).
+pub const MAX_PLATFORM: usize = 64;
 
 impl std::fmt::Debug for DeviceSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,6 +316,7 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::Sent { id, .. } => write!(f, "Sent {{ id: {id:x}, .. }}"),
             DeviceSync::Read { ids, .. } => write!(f, "Read {{ n: {} }}", ids.len()),
             DeviceSync::Removed => f.write_str("Removed"),
+            DeviceSync::Info { platform, .. } => write!(f, "Info {{ platform: {platform:?} }}"),
         }
     }
 }
@@ -323,6 +335,11 @@ impl DeviceSync {
                 if ids.is_empty() || ids.len() > crate::wire::MAX_RECEIPT_IDS =>
             {
                 Err(DecodeError::Invalid("read size"))
+            }
+            DeviceSync::Info { name, platform }
+                if name.len() > MAX_DEVICE_NAME || platform.len() > MAX_PLATFORM =>
+            {
+                Err(DecodeError::Invalid("device info size"))
             }
             _ => Ok(()),
         }

@@ -74,4 +74,7 @@ pub struct DeviceView {
     pub linked_ms: Option<u64>,
     /// When this device last heard from it (ms, since the daemon started).
     pub last_seen: Option<u64>,
+    /// Its platform (`os/arch`), once it told.
+    #[serde(default)]
+    pub platform: Option<String>,
 }

@@ -556,6 +556,7 @@ impl State {
                 self.put_own_devices(w, &own)?;
                 info!(%peer, "linked a new device");
                 self.own_devices_changed(w, after)?;
+                self.groups_to_own_device(w, dev, after)?;
                 answer(Ok(LinkView {
                     device: Some(name.clone()),
                     ..view("linked")
