@@ -147,3 +147,52 @@ fn groups_are_on_every_device_and_a_removed_one_is_left_out() {
         "{texts:?}"
     );
 }
+
+fn contact(n: &Node, name: &str) -> Option<Value> {
+    n.json(&["contacts", "list"])
+        .into_iter()
+        .find(|c| c["name"] == name)
+}
+
+#[test]
+fn contacts_blocks_and_privacy_follow_on_the_other_device() {
+    let (a, b) = pair();
+    let mut c = Node::new();
+    c.start();
+    let mut n = Node::new();
+    n.start();
+    link(&a, &mut n, "laptop", &[]);
+    assert!(contact(&n, "Bob").is_some());
+
+    // A contact added on the phone is added on the laptop.
+    a.add(&c, "Carol");
+    wait_for(T, "Carol on the laptop", || contact(&n, "Carol"));
+
+    // A block made on the laptop holds on the phone; then the unblock too.
+    n.json(&["block", "Bob"]);
+    wait_for(T, "Bob blocked on the phone", || {
+        contact(&a, "Bob").filter(|c| c["blocked"] == true)
+    });
+    n.json(&["unblock", "Bob"]);
+    wait_for(T, "Bob unblocked on the phone", || {
+        contact(&a, "Bob").filter(|c| c["blocked"] == false)
+    });
+
+    // Privacy settings changed on the phone hold on the laptop.
+    a.json(&["privacy", "set", "read-receipts", "off"]);
+    a.json(&["privacy", "set", "online", "nobody"]);
+    wait_for(T, "the privacy settings on the laptop", || {
+        let p = n.json(&["privacy"]).into_iter().next()?;
+        (p["read_receipts"] == false && p["online"] == "nobody").then_some(())
+    });
+
+    // A contact removed on the laptop is removed on the phone.
+    n.json(&["contacts", "remove", "Carol"]);
+    wait_for(T, "Carol gone from the phone", || {
+        contact(&a, "Carol").is_none().then_some(())
+    });
+    // Bob, untouched, is still there on both.
+    assert!(contact(&a, "Bob").is_some());
+    assert!(contact(&n, "Bob").is_some());
+    drop(b);
+}

@@ -304,6 +304,89 @@ pub enum DeviceSync {
         /// Its platform, e.g. `linux/x86_64` (at most [`MAX_PLATFORM`] bytes).
         platform: String,
     },
+    /// A change of the person's own state made on the sending device (contacts, blocks,
+    /// privacy settings): newest wins, item by item, by [`StateSync::version_ms`].
+    State(StateSync),
+}
+
+/// Longest encoded privacy settings carried in a [`SyncItem::Privacy`].
+pub const MAX_SYNC_PRIVACY: usize = 1024;
+
+/// One item of the person's state, as changed on one of their devices, with its version
+/// (the changing device's clock, ms, raised above the last version it knew of the item).
+/// A device applies an item only when its version is newer than the one it holds for the
+/// same item, so a late or replayed sync never undoes a newer change.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSync {
+    /// The item's version.
+    pub version_ms: u64,
+    /// What changed.
+    pub item: SyncItem,
+}
+
+/// What changed in a [`StateSync`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncItem {
+    /// A contact was added (or renamed) from their contact code.
+    ContactAdded {
+        /// The contact code (at most [`crate::contact::MAX_CODE_LEN`] bytes).
+        code: String,
+        /// The name the person gave them (at most [`MAX_LINK_NAME`] bytes).
+        name: String,
+    },
+    /// A contact was removed.
+    ContactRemoved {
+        /// Who.
+        identity: IdentityKey,
+    },
+    /// A contact was blocked or unblocked.
+    Blocked {
+        /// Who.
+        identity: IdentityKey,
+        /// Blocked (or unblocked).
+        blocked: bool,
+    },
+    /// The privacy settings (encoded, at most [`MAX_SYNC_PRIVACY`] bytes; the engine's own
+    /// type, decoded with that limit).
+    Privacy(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+impl std::fmt::Debug for SyncItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncItem::ContactAdded { .. } => "ContactAdded",
+            SyncItem::ContactRemoved { .. } => "ContactRemoved",
+            SyncItem::Blocked { .. } => "Blocked",
+            SyncItem::Privacy(_) => "Privacy",
+        })
+    }
+}
+
+impl std::fmt::Debug for StateSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StateSync {{ {:?}, version_ms: {} }}",
+            self.item, self.version_ms
+        )
+    }
+}
+
+impl StateSync {
+    /// Checks sizes.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        match &self.item {
+            SyncItem::ContactAdded { code, name }
+                if code.len() > crate::contact::MAX_CODE_LEN || name.len() > MAX_LINK_NAME =>
+            {
+                Err(DecodeError::Invalid("contact sync size"))
+            }
+            SyncItem::Privacy(p) if p.len() > MAX_SYNC_PRIVACY => {
+                Err(DecodeError::Invalid("privacy sync size"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Longest platform description of a device (`os/arch`).
@@ -317,6 +400,7 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::Read { ids, .. } => write!(f, "Read {{ n: {} }}", ids.len()),
             DeviceSync::Removed => f.write_str("Removed"),
             DeviceSync::Info { platform, .. } => write!(f, "Info {{ platform: {platform:?} }}"),
+            DeviceSync::State(s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -341,6 +425,7 @@ impl DeviceSync {
             {
                 Err(DecodeError::Invalid("device info size"))
             }
+            DeviceSync::State(s) => s.check(),
             _ => Ok(()),
         }
     }

@@ -21,6 +21,7 @@ use crate::command::LinkView;
 
 mod link;
 mod own;
+mod state;
 
 /// How long a link code stays valid.
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);

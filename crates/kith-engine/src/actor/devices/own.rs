@@ -173,6 +173,7 @@ impl State {
             DeviceSync::Record(bytes) => self.on_own_record(w, &bytes, after)?,
             DeviceSync::Removed => {}
             DeviceSync::Info { name, platform } => self.on_own_info(w, dev, &name, platform)?,
+            DeviceSync::State(s) => self.on_own_state(w, s, after)?,
         }
         Ok(())
     }
