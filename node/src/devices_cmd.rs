@@ -25,6 +25,9 @@ pub(crate) enum DevicesCmd {
         /// Do not ask: approve once the words are shown (for scripts).
         #[arg(long)]
         yes: bool,
+        /// Days of conversations handed to the new device (0: none).
+        #[arg(long, default_value_t = 90)]
+        history_days: u32,
     },
     /// Remove one of your devices: it receives nothing more and cannot come back without
     /// a new link.
@@ -145,9 +148,16 @@ pub(crate) async fn run(
                 ));
             }
         }
-        Some(DevicesCmd::Approve { code, yes }) => {
+        Some(DevicesCmd::Approve {
+            code,
+            yes,
+            history_days,
+        }) => {
             let v = c
-                .call::<methods::DevicesApprove>(ApproveParams { code })
+                .call::<methods::DevicesApprove>(ApproveParams {
+                    code,
+                    history_days: Some(history_days),
+                })
                 .await?;
             let words = v.words.clone().unwrap_or_default();
             if out.json() {

@@ -196,3 +196,57 @@ fn contacts_blocks_and_privacy_follow_on_the_other_device() {
     assert!(contact(&n, "Bob").is_some());
     drop(b);
 }
+
+/// (id, from, status, text) of each message, in order.
+fn shown(h: &[Value]) -> Vec<(String, String, String, String)> {
+    h.iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_string(),
+                m["from"].as_str().unwrap_or_default().to_string(),
+                m["status"].as_str().unwrap_or_default().to_string(),
+                m["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn history_from_before_the_link_is_on_the_new_device() {
+    let (a, b) = pair();
+    // More than one batch of history, both ways.
+    for i in 0..40 {
+        b.send("Alice", &format!("to Alice {i}"));
+        a.send("Bob", &format!("to Bob {i}"));
+    }
+    a.wait_received("Bob", 40, T);
+    a.wait_status("Bob", 40, "delivered", T);
+    let mut n = Node::new();
+    n.start();
+    link(&a, &mut n, "laptop", &["--history-days", "30"]);
+    let want = shown(&a.history("Bob"));
+    assert_eq!(want.len(), 80);
+    // The same ids, ticks and order as on the phone.
+    let got = wait_for(T, "the history on the laptop", || {
+        let got = shown(&n.history("Bob"));
+        (got.len() >= want.len()).then_some(got)
+    });
+    assert_eq!(got, want);
+
+    // With no history asked for, a device gets none.
+    let mut m = Node::new();
+    m.start();
+    link(&a, &mut m, "tablet", &["--history-days", "0"]);
+    a.send("Bob", "after the tablet");
+    wait_for(T, "the new message on the tablet", || {
+        shown(&m.history("Bob"))
+            .iter()
+            .any(|x| x.3 == "after the tablet")
+            .then_some(())
+    });
+    let on_tablet = shown(&m.history("Bob"));
+    assert!(
+        !on_tablet.iter().any(|x| x.3 == "to Bob 0"),
+        "{on_tablet:?}"
+    );
+}

@@ -307,6 +307,77 @@ pub enum DeviceSync {
     /// A change of the person's own state made on the sending device (contacts, blocks,
     /// privacy settings): newest wins, item by item, by [`StateSync::version_ms`].
     State(StateSync),
+    /// A page of the history handed to a newly linked device by the device that approved it
+    /// (the last N days chosen at approval), in bounded batches.
+    History(HistoryBatch),
+}
+
+/// Most messages in one [`HistoryBatch`].
+pub const MAX_HISTORY_BATCH: usize = 64;
+/// Most text bytes in one [`HistoryBatch`] (a first message always goes, whatever its size).
+pub const HISTORY_BATCH_BYTES: usize = 40 * 1024;
+
+/// One page of one conversation's history, oldest first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryBatch {
+    /// The conversation (the contact).
+    pub conversation: IdentityKey,
+    /// The messages (1 to [`MAX_HISTORY_BATCH`]).
+    pub messages: Vec<HistoryMessage>,
+    /// Conversations handed over entirely before this one (progress).
+    pub done: u32,
+    /// Conversations to hand over in all (progress).
+    pub total: u32,
+}
+
+/// A message of a [`HistoryBatch`], as the approver holds it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The message id (the same on every device; duplicates are dropped by it).
+    pub id: u128,
+    /// Sent by the person (true) or by the contact.
+    pub outgoing: bool,
+    /// When it was written (ms).
+    pub sent_at_ms: u64,
+    /// Its ticks: 0 pending, 1 sent, 2 delivered, 3 read.
+    pub status: u8,
+    /// The text.
+    pub text: String,
+}
+
+impl std::fmt::Debug for HistoryMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HistoryMessage {{ id: {:x}, .. }}", self.id)
+    }
+}
+
+impl std::fmt::Debug for HistoryBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HistoryBatch {{ n: {}, done: {}, total: {} }}",
+            self.messages.len(),
+            self.done,
+            self.total
+        )
+    }
+}
+
+impl HistoryBatch {
+    /// Checks sizes.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        if self.messages.is_empty()
+            || self.messages.len() > MAX_HISTORY_BATCH
+            || self.done > self.total
+            || self
+                .messages
+                .iter()
+                .any(|m| m.text.len() > crate::limits::MAX_TEXT || m.status > 3)
+        {
+            return Err(DecodeError::Invalid("history batch"));
+        }
+        Ok(())
+    }
 }
 
 /// Longest encoded privacy settings carried in a [`SyncItem::Privacy`].
@@ -401,6 +472,7 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::Removed => f.write_str("Removed"),
             DeviceSync::Info { platform, .. } => write!(f, "Info {{ platform: {platform:?} }}"),
             DeviceSync::State(s) => write!(f, "{s:?}"),
+            DeviceSync::History(h) => write!(f, "{h:?}"),
         }
     }
 }
@@ -426,6 +498,7 @@ impl DeviceSync {
                 Err(DecodeError::Invalid("device info size"))
             }
             DeviceSync::State(s) => s.check(),
+            DeviceSync::History(h) => h.check(),
             _ => Ok(()),
         }
     }

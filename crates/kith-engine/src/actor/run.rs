@@ -366,6 +366,11 @@ impl Engine {
                 self.st.net_send(NetCommand::Keep { peers });
             }
         }
+        if self.st.history_due().is_some() {
+            self.write_then("cannot hand history to the new device", |st, w, after| {
+                st.history_step(w, after)
+            });
+        }
         for d in self.st.delivery.due(Instant::now()) {
             self.pump(d);
         }

@@ -526,7 +526,7 @@ commands! {
     read LinkStatus = "link.status", NoParams => LinkView,
         |e, _p| Ok(e.st.link_view());
     later DevicesApprove = "devices.approve", ApproveParams => LinkView,
-        |st, w, p, r, after| st.link_approve(w, &p.code, r, after);
+        |st, w, p, r, after| st.link_approve(w, &p.code, p.history_days, r, after);
     later DevicesConfirm = "devices.confirm", NoParams => LinkView,
         |st, w, _p, r, after| st.link_confirm(w, r, after);
     read Devices = "devices", NoParams => Vec<DeviceView>,

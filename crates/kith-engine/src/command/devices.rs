@@ -16,6 +16,9 @@ pub struct LinkStartParams {
 pub struct ApproveParams {
     /// The code the new device shows.
     pub code: String,
+    /// Days of history handed to the new device (90 when absent; 0: none).
+    #[serde(default)]
+    pub history_days: Option<u32>,
 }
 
 impl std::fmt::Debug for ApproveParams {

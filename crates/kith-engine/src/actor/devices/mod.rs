@@ -19,6 +19,7 @@ use zeroize::Zeroize;
 use super::*;
 use crate::command::LinkView;
 
+mod history;
 mod link;
 mod own;
 mod state;
@@ -134,6 +135,8 @@ struct Approving {
     started: Instant,
     stage: Approval,
     reply: Option<Reply<LinkView>>,
+    /// Days of history the new device gets.
+    history_days: u32,
 }
 
 impl Drop for Approving {
@@ -164,6 +167,10 @@ pub(crate) struct Links {
     window: Option<(Instant, u32)>,
     /// When each own device was last heard from (ms); at most [`MAX_LINKED_DEVICES`].
     seen: HashMap<DeviceKey, u64>,
+    /// The history being handed to a newly linked device (one at a time).
+    history: Option<history::HistoryJob>,
+    /// Progress of the history coming from the approver, on a new device (done, total).
+    pub(crate) history_in: Option<(u32, u32)>,
 }
 
 impl Links {

@@ -174,6 +174,7 @@ impl State {
             DeviceSync::Removed => {}
             DeviceSync::Info { name, platform } => self.on_own_info(w, dev, &name, platform)?,
             DeviceSync::State(s) => self.on_own_state(w, s, after)?,
+            DeviceSync::History(h) => self.on_history(w, h, after)?,
         }
         Ok(())
     }
