@@ -366,7 +366,13 @@ impl Engine {
                 self.st.net_send(NetCommand::Keep { peers });
             }
         }
-        if self.st.history_due().is_some() {
+        // The history walk waits (with no write) while the new device's outbox is full.
+        if let Some(dev) = self.st.history_due()
+            && self
+                .store
+                .read(|r| r.outbox_len(&dev))
+                .is_ok_and(|n| n < crate::actor::devices::HISTORY_IN_FLIGHT)
+        {
             self.write_then("cannot hand history to the new device", |st, w, after| {
                 st.history_step(w, after)
             });

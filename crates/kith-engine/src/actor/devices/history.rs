@@ -35,7 +35,7 @@ const MAX_HISTORY_DAYS: u32 = 36_500;
 /// Messages read from the store at a time.
 const PAGE: usize = MAX_HISTORY_BATCH;
 /// Outbox items to the new device beyond which the walk waits.
-const IN_FLIGHT: usize = 4;
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// A history transfer to a newly linked device.
 pub(crate) struct HistoryJob {

@@ -21,6 +21,8 @@ use crate::command::LinkView;
 
 mod history;
 mod link;
+
+pub(crate) use history::IN_FLIGHT as HISTORY_IN_FLIGHT;
 mod own;
 mod state;
 
