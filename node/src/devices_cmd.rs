@@ -25,6 +25,9 @@ pub(crate) enum DevicesCmd {
         /// Do not ask: approve once the words are shown (for scripts).
         #[arg(long)]
         yes: bool,
+        /// Days of conversations handed to the new device (0: none).
+        #[arg(long, default_value_t = 90)]
+        history_days: u32,
     },
     /// Remove one of your devices: it receives nothing more and cannot come back without
     /// a new link.
@@ -134,12 +137,27 @@ pub(crate) async fn run(
                         None => "not seen since the daemon started".to_string(),
                     }
                 };
-                out.text(&format!("{}  ({seen})", crate::safe::printable(&d.name)));
+                let platform = d
+                    .platform
+                    .as_deref()
+                    .map(|p| format!("  {}", crate::safe::printable(p)))
+                    .unwrap_or_default();
+                out.text(&format!(
+                    "{}{platform}  ({seen})",
+                    crate::safe::printable(&d.name)
+                ));
             }
         }
-        Some(DevicesCmd::Approve { code, yes }) => {
+        Some(DevicesCmd::Approve {
+            code,
+            yes,
+            history_days,
+        }) => {
             let v = c
-                .call::<methods::DevicesApprove>(ApproveParams { code })
+                .call::<methods::DevicesApprove>(ApproveParams {
+                    code,
+                    history_days: Some(history_days),
+                })
                 .await?;
             let words = v.words.clone().unwrap_or_default();
             if out.json() {

@@ -296,7 +296,172 @@ pub enum DeviceSync {
     },
     /// This device was removed from the person's devices: it stops acting for them.
     Removed,
+    /// The sending device describes itself (sent when it starts, to the other devices):
+    /// its name and its platform (`os/arch`), for `kith devices`.
+    Info {
+        /// Its name (at most [`MAX_DEVICE_NAME`] bytes).
+        name: String,
+        /// Its platform, e.g. `linux/x86_64` (at most [`MAX_PLATFORM`] bytes).
+        platform: String,
+    },
+    /// A change of the person's own state made on the sending device (contacts, blocks,
+    /// privacy settings): newest wins, item by item, by [`StateSync::version_ms`].
+    State(StateSync),
+    /// A page of the history handed to a newly linked device by the device that approved it
+    /// (the last N days chosen at approval), in bounded batches.
+    History(HistoryBatch),
 }
+
+/// Most messages in one [`HistoryBatch`].
+pub const MAX_HISTORY_BATCH: usize = 64;
+/// Most text bytes in one [`HistoryBatch`] (a first message always goes, whatever its size).
+pub const HISTORY_BATCH_BYTES: usize = 40 * 1024;
+
+/// One page of one conversation's history, oldest first.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryBatch {
+    /// The conversation (the contact).
+    pub conversation: IdentityKey,
+    /// The messages (1 to [`MAX_HISTORY_BATCH`]).
+    pub messages: Vec<HistoryMessage>,
+    /// Conversations handed over entirely before this one (progress).
+    pub done: u32,
+    /// Conversations to hand over in all (progress).
+    pub total: u32,
+}
+
+/// A message of a [`HistoryBatch`], as the approver holds it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// The message id (the same on every device; duplicates are dropped by it).
+    pub id: u128,
+    /// Sent by the person (true) or by the contact.
+    pub outgoing: bool,
+    /// When it was written (ms).
+    pub sent_at_ms: u64,
+    /// Its ticks: 0 pending, 1 sent, 2 delivered, 3 read.
+    pub status: u8,
+    /// The text.
+    pub text: String,
+}
+
+impl std::fmt::Debug for HistoryMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HistoryMessage {{ id: {:x}, .. }}", self.id)
+    }
+}
+
+impl std::fmt::Debug for HistoryBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HistoryBatch {{ n: {}, done: {}, total: {} }}",
+            self.messages.len(),
+            self.done,
+            self.total
+        )
+    }
+}
+
+impl HistoryBatch {
+    /// Checks sizes.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        if self.messages.is_empty()
+            || self.messages.len() > MAX_HISTORY_BATCH
+            || self.done > self.total
+            || self
+                .messages
+                .iter()
+                .any(|m| m.text.len() > crate::limits::MAX_TEXT || m.status > 3)
+        {
+            return Err(DecodeError::Invalid("history batch"));
+        }
+        Ok(())
+    }
+}
+
+/// Longest encoded privacy settings carried in a [`SyncItem::Privacy`].
+pub const MAX_SYNC_PRIVACY: usize = 1024;
+
+/// One item of the person's state, as changed on one of their devices, with its version
+/// (the changing device's clock, ms, raised above the last version it knew of the item).
+/// A device applies an item only when its version is newer than the one it holds for the
+/// same item, so a late or replayed sync never undoes a newer change.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSync {
+    /// The item's version.
+    pub version_ms: u64,
+    /// What changed.
+    pub item: SyncItem,
+}
+
+/// What changed in a [`StateSync`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncItem {
+    /// A contact was added (or renamed) from their contact code.
+    ContactAdded {
+        /// The contact code (at most [`crate::contact::MAX_CODE_LEN`] bytes).
+        code: String,
+        /// The name the person gave them (at most [`MAX_LINK_NAME`] bytes).
+        name: String,
+    },
+    /// A contact was removed.
+    ContactRemoved {
+        /// Who.
+        identity: IdentityKey,
+    },
+    /// A contact was blocked or unblocked.
+    Blocked {
+        /// Who.
+        identity: IdentityKey,
+        /// Blocked (or unblocked).
+        blocked: bool,
+    },
+    /// The privacy settings (encoded, at most [`MAX_SYNC_PRIVACY`] bytes; the engine's own
+    /// type, decoded with that limit).
+    Privacy(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+impl std::fmt::Debug for SyncItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncItem::ContactAdded { .. } => "ContactAdded",
+            SyncItem::ContactRemoved { .. } => "ContactRemoved",
+            SyncItem::Blocked { .. } => "Blocked",
+            SyncItem::Privacy(_) => "Privacy",
+        })
+    }
+}
+
+impl std::fmt::Debug for StateSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StateSync {{ {:?}, version_ms: {} }}",
+            self.item, self.version_ms
+        )
+    }
+}
+
+impl StateSync {
+    /// Checks sizes.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        match &self.item {
+            SyncItem::ContactAdded { code, name }
+                if code.len() > crate::contact::MAX_CODE_LEN || name.len() > MAX_LINK_NAME =>
+            {
+                Err(DecodeError::Invalid("contact sync size"))
+            }
+            SyncItem::Privacy(p) if p.len() > MAX_SYNC_PRIVACY => {
+                Err(DecodeError::Invalid("privacy sync size"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Longest platform description of a device (`os/arch`).
+pub const MAX_PLATFORM: usize = 64;
 
 impl std::fmt::Debug for DeviceSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,6 +470,9 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::Sent { id, .. } => write!(f, "Sent {{ id: {id:x}, .. }}"),
             DeviceSync::Read { ids, .. } => write!(f, "Read {{ n: {} }}", ids.len()),
             DeviceSync::Removed => f.write_str("Removed"),
+            DeviceSync::Info { platform, .. } => write!(f, "Info {{ platform: {platform:?} }}"),
+            DeviceSync::State(s) => write!(f, "{s:?}"),
+            DeviceSync::History(h) => write!(f, "{h:?}"),
         }
     }
 }
@@ -324,6 +492,13 @@ impl DeviceSync {
             {
                 Err(DecodeError::Invalid("read size"))
             }
+            DeviceSync::Info { name, platform }
+                if name.len() > MAX_DEVICE_NAME || platform.len() > MAX_PLATFORM =>
+            {
+                Err(DecodeError::Invalid("device info size"))
+            }
+            DeviceSync::State(s) => s.check(),
+            DeviceSync::History(h) => h.check(),
             _ => Ok(()),
         }
     }

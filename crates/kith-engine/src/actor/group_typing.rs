@@ -43,10 +43,11 @@ impl Engine {
         }
         let devices = self
             .store
-            .read(|r| member_devices(r.devices()?, &members, &me))
+            .read(|r| member_devices(r.devices()?, &members))
             .map_err(internal)?;
         for (_, d) in devices {
-            if self.st.social.blocked.contains(&d.identity) {
+            // This user's other devices are not told that this user types.
+            if d.identity == me || self.st.social.blocked.contains(&d.identity) {
                 continue;
             }
             let Ok(peer) = PeerId::from_bytes(&d.peer_id) else {

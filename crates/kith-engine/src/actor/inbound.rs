@@ -329,8 +329,20 @@ impl State {
         // One of this person's other devices: only what devices tell each other counts.
         if conv == self.me {
             for body in sealed.bodies {
-                if let Body::Devices(sync) = body {
-                    self.on_own_sync(w, dev, sync, after)?;
+                match body {
+                    Body::Devices(sync) => self.on_own_sync(w, dev, sync, after)?,
+                    // Groups are on all of this user's devices: ops, sender keys and
+                    // requests for ops go between them as between members.
+                    Body::GroupUpdate { ops, devices } => {
+                        self.on_group_update(w, conv, ops, devices, peer, after)?;
+                    }
+                    Body::GroupKey { group, key, seq } => {
+                        self.on_group_key(w, curve, group, &key, seq, after)?;
+                    }
+                    Body::GroupWant { group, ops } => {
+                        self.on_group_want(w, conv, group, ops, after)?;
+                    }
+                    _ => {}
                 }
             }
             return Ok(DeliveryResult::Stored);

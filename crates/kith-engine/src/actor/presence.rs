@@ -440,6 +440,10 @@ impl Engine {
             .map_err(internal)?;
         let outs = self.st.social.set_privacy(p, now());
         self.carry_out(outs);
+        self.write_then(
+            "cannot tell the other devices the privacy settings",
+            |st, w, after| st.privacy_synced(w, after),
+        );
         Ok(self.st.social.privacy.view())
     }
 
@@ -468,6 +472,11 @@ impl Engine {
                 self.presence_connected(p);
             }
         }
+        let identity = contact.identity;
+        self.write_then(
+            "cannot tell the other devices about a block",
+            |st, w, after| st.block_synced(w, identity, blocked, after),
+        );
         let mut v = ContactView::new(
             contact.name,
             contact.identity.short(),

@@ -269,7 +269,9 @@ impl Engine {
             .store
             .read(|r| Ok((r.devices()?, r.contacts()?)))
             .unwrap_or_default();
-        let people: HashSet<IdentityKey> = contacts.iter().map(|c| c.identity).collect();
+        let mut people: HashSet<IdentityKey> = contacts.iter().map(|c| c.identity).collect();
+        // And this person's other devices (linked), which hear this one's news.
+        people.insert(self.st.me);
         for d in devices.into_iter().filter(|d| people.contains(&d.identity)) {
             if let Ok(peer) = PeerId::from_bytes(&d.peer_id) {
                 self.st.net_send(NetCommand::Dial {
@@ -287,6 +289,10 @@ impl Engine {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
         self.watch_startup();
+        self.write_then(
+            "cannot tell the other devices about this one",
+            |st, w, after| st.announce_to_own(w, after),
+        );
         match self.store.read(|r| r.outbox_devices()) {
             Ok(devs) => {
                 for d in devs {
@@ -384,6 +390,17 @@ impl Engine {
             if !peers.is_empty() {
                 self.st.net_send(NetCommand::Keep { peers });
             }
+        }
+        // The history walk waits (with no write) while the new device's outbox is full.
+        if let Some(dev) = self.st.history_due()
+            && self
+                .store
+                .read(|r| r.outbox_len(&dev))
+                .is_ok_and(|n| n < crate::actor::devices::HISTORY_IN_FLIGHT)
+        {
+            self.write_then("cannot hand history to the new device", |st, w, after| {
+                st.history_step(w, after)
+            });
         }
         for d in self.st.delivery.due(Instant::now()) {
             self.pump(d);

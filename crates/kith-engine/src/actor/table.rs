@@ -271,11 +271,11 @@ commands! {
         |e, _p| e.info();
     /// `contacts.add`: add a contact from their code.
     write ContactsAdd = "contacts.add", AddContactParams => ContactView,
-        |st, w, p, after| st.add_contact(w, &p.code, &p.name, after);
+        |st, w, p, after| st.add_contact_synced(w, &p.code, &p.name, after);
     /// `contacts.remove`: remove a contact with its devices, sessions and undelivered
     /// messages; the conversation history stays.
     write ContactsRemove = "contacts.remove", RemoveContactParams => ContactView,
-        |st, w, p, _after| st.remove_contact(w, &p.name);
+        |st, w, p, after| st.remove_contact_synced(w, &p.name, after);
     /// `contacts.list`: every contact.
     read ContactsList = "contacts.list", NoParams => Vec<ContactView>,
         |e, _p| e.contacts();
@@ -537,7 +537,7 @@ commands! {
     read LinkStatus = "link.status", NoParams => LinkView,
         |e, _p| Ok(e.st.link_view());
     later DevicesApprove = "devices.approve", ApproveParams => LinkView,
-        |st, w, p, r, after| st.link_approve(w, &p.code, r, after);
+        |st, w, p, r, after| st.link_approve(w, &p.code, p.history_days, r, after);
     later DevicesConfirm = "devices.confirm", NoParams => LinkView,
         |st, w, _p, r, after| st.link_confirm(w, r, after);
     read Devices = "devices", NoParams => Vec<DeviceView>,

@@ -16,6 +16,9 @@ pub struct LinkStartParams {
 pub struct ApproveParams {
     /// The code the new device shows.
     pub code: String,
+    /// Days of history handed to the new device (90 when absent; 0: none).
+    #[serde(default)]
+    pub history_days: Option<u32>,
 }
 
 impl std::fmt::Debug for ApproveParams {
@@ -74,4 +77,7 @@ pub struct DeviceView {
     pub linked_ms: Option<u64>,
     /// When this device last heard from it (ms, since the daemon started).
     pub last_seen: Option<u64>,
+    /// Its platform (`os/arch`), once it told.
+    #[serde(default)]
+    pub platform: Option<String>,
 }

@@ -292,6 +292,7 @@ impl State {
         &mut self,
         w: &mut WriteTx<'_>,
         code: &str,
+        history_days: Option<u32>,
         reply: Reply<LinkView>,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
@@ -329,6 +330,7 @@ impl State {
             started: now,
             stage: Approval::Hello,
             reply: Some(reply),
+            history_days: history_days.unwrap_or(super::history::DEFAULT_HISTORY_DAYS),
         });
         Ok(())
     }
@@ -556,6 +558,8 @@ impl State {
                 self.put_own_devices(w, &own)?;
                 info!(%peer, "linked a new device");
                 self.own_devices_changed(w, after)?;
+                self.groups_to_own_device(w, dev, after)?;
+                self.start_history(w, dev, a.history_days)?;
                 answer(Ok(LinkView {
                     device: Some(name.clone()),
                     ..view("linked")

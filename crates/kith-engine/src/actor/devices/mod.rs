@@ -19,8 +19,12 @@ use zeroize::Zeroize;
 use super::*;
 use crate::command::LinkView;
 
+mod history;
 mod link;
+
+pub(crate) use history::IN_FLIGHT as HISTORY_IN_FLIGHT;
 mod own;
+mod state;
 
 /// How long a link code stays valid.
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(5 * 60);
@@ -41,6 +45,32 @@ const OWN_REVOKED: &str = "own_revoked";
 const CONTACT_RECORD: &str = "devrec:";
 /// Most removed devices remembered (per person).
 const MAX_REVOKED: usize = 16;
+/// Meta key: the platforms the person's other devices told ([`OwnInfo`]s).
+const OWN_INFO: &str = "own_info";
+
+/// What another device of this person said about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OwnInfo {
+    /// Its peer id (encoded).
+    pub peer_id: Vec<u8>,
+    /// Its platform (`os/arch`).
+    pub platform: String,
+}
+
+/// This device's platform, as `os/arch`.
+pub(crate) fn this_platform() -> String {
+    format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+fn parse_info(bytes: Option<Vec<u8>>) -> Vec<OwnInfo> {
+    bytes
+        .and_then(|b| kith_proto::codec::decode::<Vec<OwnInfo>>(&b, 16 * 1024).ok())
+        .map(|mut v| {
+            v.truncate(2 * MAX_LINKED_DEVICES);
+            v
+        })
+        .unwrap_or_default()
+}
 
 /// Another device of this person, as this device knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +137,8 @@ struct Approving {
     started: Instant,
     stage: Approval,
     reply: Option<Reply<LinkView>>,
+    /// Days of history the new device gets.
+    history_days: u32,
 }
 
 impl Drop for Approving {
@@ -137,6 +169,10 @@ pub(crate) struct Links {
     window: Option<(Instant, u32)>,
     /// When each own device was last heard from (ms); at most [`MAX_LINKED_DEVICES`].
     seen: HashMap<DeviceKey, u64>,
+    /// The history being handed to a newly linked device (one at a time).
+    history: Option<history::HistoryJob>,
+    /// Progress of the history coming from the approver, on a new device (done, total).
+    pub(crate) history_in: Option<(u32, u32)>,
 }
 
 impl Links {
@@ -265,9 +301,15 @@ impl State {
 impl Engine {
     /// `devices`: this device and the person's other devices.
     pub(super) fn devices_view(&self) -> Result<Vec<crate::command::DeviceView>, EngineError> {
-        let (own, name) = self
+        let (own, name, info) = self
             .store
-            .read(|r| Ok((parse_own(r.meta(OWN_DEVICES)?), r.meta(DEVICE_NAME)?)))
+            .read(|r| {
+                Ok((
+                    parse_own(r.meta(OWN_DEVICES)?),
+                    r.meta(DEVICE_NAME)?,
+                    parse_info(r.meta(OWN_INFO)?),
+                ))
+            })
             .map_err(internal)?;
         let me = self.st.device.cert();
         let mut out = vec![crate::command::DeviceView {
@@ -279,6 +321,7 @@ impl Engine {
             online: true,
             linked_ms: None,
             last_seen: Some(now_ms()),
+            platform: Some(this_platform()),
         }];
         for d in own {
             let peer = PeerId::from_bytes(&d.peer_id).ok();
@@ -289,6 +332,10 @@ impl Engine {
                 online: peer.is_some_and(|p| self.st.connected.contains(&p)),
                 linked_ms: (d.linked_ms > 0).then_some(d.linked_ms),
                 last_seen: self.st.links.seen.get(&device_key(&d.peer_id)).copied(),
+                platform: info
+                    .iter()
+                    .find(|i| i.peer_id == d.peer_id)
+                    .map(|i| i.platform.clone()),
             });
         }
         Ok(out)

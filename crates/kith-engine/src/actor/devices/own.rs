@@ -172,7 +172,58 @@ impl State {
             }
             DeviceSync::Record(bytes) => self.on_own_record(w, &bytes, after)?,
             DeviceSync::Removed => {}
+            DeviceSync::Info { name, platform } => self.on_own_info(w, dev, &name, platform)?,
+            DeviceSync::State(s) => self.on_own_state(w, s, after)?,
+            DeviceSync::History(h) => self.on_history(w, h, after)?,
         }
+        Ok(())
+    }
+
+    /// This device tells the person's other devices its name and platform (at start).
+    pub(crate) fn announce_to_own(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        let name = self.my_device_name(w.meta(DEVICE_NAME)?);
+        let sync = DeviceSync::Info {
+            name,
+            platform: this_platform(),
+        };
+        self.enqueue_own(w, sync, after)
+    }
+
+    /// Another device of this person said its name and platform: kept (bounded) for
+    /// `kith devices`; a device known only by a default name takes the name it chose.
+    fn on_own_info(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: DeviceKey,
+        name: &str,
+        platform: String,
+    ) -> Result<(), Fatal> {
+        let mut own = self.own_devices(w)?;
+        let Some(o) = own.iter_mut().find(|o| device_key(&o.peer_id) == dev) else {
+            return Ok(());
+        };
+        let peer_id = o.peer_id.clone();
+        if let Some(n) = clean_name(name)
+            && o.linked_ms == 0
+            && o.name != n
+        {
+            o.name = n;
+            self.put_own_devices(w, &own)?;
+        }
+        let platform: String = platform
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(kith_proto::link::MAX_PLATFORM)
+            .collect();
+        let mut info = parse_info(w.meta(OWN_INFO)?);
+        info.retain(|i| i.peer_id != peer_id && own.iter().any(|o| o.peer_id == i.peer_id));
+        info.push(OwnInfo { peer_id, platform });
+        info.truncate(2 * MAX_LINKED_DEVICES);
+        w.set_meta(OWN_INFO, &kith_proto::codec::encode(&info)?)?;
         Ok(())
     }
 
@@ -193,12 +244,15 @@ impl State {
         }
         let mut own = self.own_devices(w)?;
         let mut revoked = parse_list(w.meta(OWN_REVOKED)?);
+        let mut joined = Vec::new();
         for o in own.clone() {
             if !rec.devices.iter().any(|d| d.cert.peer_id == o.peer_id) {
                 w.remove_device(&device_key(&o.peer_id))?;
                 self.sessions.remove(&device_key(&o.peer_id));
                 revoked.push(o.peer_id.clone());
                 own.retain(|x| x.peer_id != o.peer_id);
+                let me = self.me;
+                self.group_device_removed(w, me)?;
             }
         }
         for d in &rec.devices {
@@ -228,11 +282,15 @@ impl State {
                 linked_ms: 0,
             });
             after.push(After::Pump(dev));
+            joined.push(dev);
         }
         let start = revoked.len().saturating_sub(MAX_REVOKED);
         w.set_meta(OWN_REVOKED, &encode_list(&revoked[start..])?)?;
         self.put_own_devices(w, &own)?;
         self.record.changed();
+        for dev in joined {
+            self.groups_to_own_device(w, dev, after)?;
+        }
         Ok(())
     }
 
@@ -264,6 +322,9 @@ impl State {
                 last.revoked.push(old.clone());
                 removed += 1;
             }
+        }
+        if removed > 0 {
+            self.group_device_removed(w, conv)?;
         }
         let mut added = 0;
         for d in &rec.devices {
@@ -332,6 +393,8 @@ impl State {
         w.set_meta(OWN_REVOKED, &encode_list(&revoked[start..])?)?;
         self.put_own_devices(w, &own)?;
         self.links.seen.remove(&dev);
+        let me = self.me;
+        self.group_device_removed(w, me)?;
         info!("removed one of this person's devices");
         self.own_devices_changed(w, after)?;
         Ok(Ok(crate::command::DeviceView {
@@ -343,6 +406,7 @@ impl State {
             online: false,
             linked_ms: (gone.linked_ms > 0).then_some(gone.linked_ms),
             last_seen: None,
+            platform: None,
         }))
     }
 }

@@ -553,15 +553,22 @@ impl State {
             sender_dev: sender,
             seq: frame.seq,
         };
+        // Sent from another device of this user's: shown as sent here too (✓ sent, since
+        // it came back through the group).
+        let mine = device.identity == self.me;
+        let recipients = match (mine, self.groups.states.get(&group)) {
+            (true, Some(st)) => st.members.len().saturating_sub(1) as u32,
+            _ => 0,
+        };
         let msg = GroupMessage {
             id,
             sender: device.identity,
-            outgoing: false,
+            outgoing: mine,
             text: text.clone(),
             sent_at_ms,
             stored_at_ms: now.ms,
-            recipients: 0,
-            flag: false,
+            recipients,
+            flag: mine,
         };
         if w.put_group_message(&key, &msg)? {
             self.chat_stored(w, ChatRef::Group(group), id, now.ms, extra)?;
@@ -602,7 +609,7 @@ impl State {
             }));
             // ✓✓ for the sender (unless blocked), batched with the other
             // receipts due to the same device within RECEIPT_DELAY.
-            if !self.social.blocked.contains(&device.identity) {
+            if !mine && !self.social.blocked.contains(&device.identity) {
                 self.receipt_due(w, dev, device.identity, group, id, now, after)?;
             }
         }

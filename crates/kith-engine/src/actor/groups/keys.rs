@@ -86,8 +86,27 @@ impl State {
         }
         let now = Now::read();
         let one: BTreeSet<IdentityKey> = [identity].into_iter().collect();
-        for (dev, d) in member_devices(w.devices()?, &one, &self.me)? {
+        for (dev, d) in member_devices(w.devices()?, &one)? {
             self.share_late(w, dev, d.identity, now, after)?;
+        }
+        Ok(())
+    }
+
+    /// A device of `identity` was removed (by its owner's newer record, or one of this
+    /// user's by `devices remove`): the groups shared with `identity` drop this device's
+    /// sending session, so the next message starts one the removed device never gets.
+    pub(in crate::actor) fn group_device_removed(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        identity: IdentityKey,
+    ) -> Result<(), Fatal> {
+        for id in groups_shared_with(&self.groups.states, &self.me, &identity) {
+            self.groups.sending.drop_session(&id);
+            if let Some(mut row) = w.group(&id)? {
+                row.out_session = None;
+                row.out_shared.clear();
+                w.put_group(&id, &row)?;
+            }
         }
         Ok(())
     }
@@ -135,7 +154,7 @@ impl State {
         let mut to: HashMap<DeviceKey, (IdentityKey, Vec<DeviceCert>)> = HashMap::new();
         for cert in certs {
             for members in cert_audiences(&self.groups.states, &me, &cert.identity) {
-                for (k, d) in member_devices(devices.clone(), &members, &me)? {
+                for (k, d) in member_devices(devices.clone(), &members)? {
                     if d.identity == cert.identity {
                         continue;
                     }
@@ -276,7 +295,7 @@ impl State {
         row.out_session = Some(String::new());
         row.out_shared.clear();
         let me = self.me;
-        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, members, &me)?
+        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, members)?
             .into_iter()
             .map(|(k, d)| (k, d.identity))
             .collect();

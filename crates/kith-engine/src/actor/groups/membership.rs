@@ -198,7 +198,8 @@ impl State {
         let mut invited: BTreeSet<GroupId> = BTreeSet::new();
         // One strike per body at most, whatever it holds.
         let mut strike: Option<&'static str> = None;
-        let from_contact = w.contact(&from)?.is_some_and(|c| c.added_by_user);
+        // Another device of this user's vouches like a contact the user added.
+        let from_contact = from == me || w.contact(&from)?.is_some_and(|c| c.added_by_user);
         for op in ops {
             if op.check().is_err() {
                 strike = Some("forged group op");
@@ -267,6 +268,8 @@ impl State {
                         Ok(w.contact(k)?.is_some_and(|c| c.added_by_user))
                     };
                     match group_ops::made_member_by(log, &me) {
+                        // A group this user made or joined on another device of theirs.
+                        _ if from == me => log.current().members.contains(&me),
                         Some(by) if by != me => contact(&by)?,
                         _ => false,
                     }
@@ -365,6 +368,40 @@ impl State {
         Ok(())
     }
 
+    /// Another device of this user's was linked (or learned from the user's record): it
+    /// gets every group this user is in (the whole log, with the member certificates this
+    /// device knows) and this device's sending sessions from their start, so the groups
+    /// appear there and it reads what this device sends.
+    pub(in crate::actor) fn groups_to_own_device(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        dev: DeviceKey,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        let me = self.me;
+        let now = Now::read();
+        let ids: Vec<GroupId> = self
+            .groups
+            .states
+            .iter()
+            .filter(|(_, s)| s.members.contains(&me))
+            .map(|(id, _)| *id)
+            .collect();
+        debug!(
+            groups = ids.len(),
+            "groups handed to another device of this person's"
+        );
+        for id in ids {
+            let Some(members) = self.groups.states.get(&id).map(|s| s.members.clone()) else {
+                continue;
+            };
+            let ops = self.ordered_ops(&id);
+            let certs = self.member_certs(w, &members)?;
+            self.send_ops(w, &[(dev, me)], &ops, &certs, now, after)?;
+        }
+        self.share_late(w, dev, me, now, after)
+    }
+
     /// A member asks for ops it lacks: send those we hold (current members only).
     pub(in crate::actor) fn on_group_want(
         &mut self,
@@ -394,7 +431,7 @@ impl State {
             return Ok(());
         }
         let one: BTreeSet<IdentityKey> = [from].into_iter().collect();
-        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, &one, &self.me)?
+        let devices: Vec<(DeviceKey, IdentityKey)> = member_devices(w.devices()?, &one)?
             .into_iter()
             .map(|(dev, d)| (dev, d.identity))
             .collect();
@@ -489,7 +526,7 @@ impl State {
         if is_member {
             let removed = before.members.iter().any(|m| !state.members.contains(m));
             let added = state.members.iter().any(|m| !before.members.contains(m));
-            let devices = member_devices(w.devices()?, &state.members, &me)?;
+            let devices = member_devices(w.devices()?, &state.members)?;
             if removed || added {
                 // Someone left: the next message starts a new session they never get.
                 // Someone joined: likewise, so that every session has the same members all
@@ -533,7 +570,7 @@ impl State {
         };
         let mut everyone = state.members.clone();
         everyone.extend(before.members.iter().copied());
-        let devices = member_devices(w.devices()?, &everyone, &self.me)?;
+        let devices = member_devices(w.devices()?, &everyone)?;
         let (fresh, known): (Vec<_>, Vec<_>) = devices
             .into_iter()
             .map(|(k, d)| (k, d.identity))
@@ -585,7 +622,7 @@ impl State {
         members: &BTreeSet<IdentityKey>,
     ) -> Result<Vec<DeviceCert>, Fatal> {
         let mut certs = vec![self.device.cert().clone()];
-        for (_, d) in member_devices(w.devices()?, members, &self.me)? {
+        for (_, d) in member_devices(w.devices()?, members)? {
             if let Some(c) = d.cert {
                 certs.push(c);
             }

@@ -361,7 +361,7 @@ impl State {
                         let members = self.groups.states.get(&id).map(|s| s.members.clone());
                         let members = members.unwrap_or_default();
                         let devices: Vec<(DeviceKey, IdentityKey)> =
-                            member_devices(w.devices()?, &members, &self.me)?
+                            member_devices(w.devices()?, &members)?
                                 .into_iter()
                                 .map(|(k, d)| (k, d.identity))
                                 .collect();
@@ -463,15 +463,17 @@ fn group_err(msg: impl Into<String>) -> EngineError {
     EngineError::GroupRefused(msg.into())
 }
 
-/// The devices of these members, other than this user's.
+/// The devices of these members that this device writes to: other members' devices, and
+/// (when this user is a member) this user's other linked devices, so a group reaches every
+/// device of each member and what one of this user's devices sends shows on the others.
+/// This device itself is never in the store's device table.
 pub(in crate::actor) fn member_devices(
     devices: Vec<KnownDevice>,
     members: &BTreeSet<IdentityKey>,
-    me: &IdentityKey,
 ) -> Result<Vec<(DeviceKey, KnownDevice)>, StoreError> {
     Ok(devices
         .into_iter()
-        .filter(|d| members.contains(&d.identity) && &d.identity != me)
+        .filter(|d| members.contains(&d.identity))
         .map(|d| (device_key(&d.peer_id), d))
         .collect())
 }

@@ -75,7 +75,7 @@ impl Engine {
             let members = state.members.clone();
             let devices = self
                 .store
-                .read(|r| member_devices(r.devices()?, &members, &self.st.me))
+                .read(|r| member_devices(r.devices()?, &members))
                 .unwrap_or_default();
             // A sender must reach every member device with its key: members whose devices
             // are still unknown are looked up in the DHT (rate-limited). Members who only

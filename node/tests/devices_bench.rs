@@ -1,0 +1,85 @@
+//! Issue 17 benchmark: the cost of each extra device on 1:1 throughput. Alice sends a burst
+//! to Bob, who has 1, 2 or 5 devices (linked); the time runs until every one of Bob's
+//! devices holds the whole burst. Each extra device costs one Olm encryption per batch on
+//! the sender and one more delivery. Run:
+//!
+//! KITH_BENCH_MSGS=500 cargo test -p kith --release --test devices_bench -- --ignored --nocapture
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(600);
+
+fn link(a: &Node, n: &mut Node, name: &str) {
+    let mut child = Command::new(KITH)
+        .arg("--data-dir")
+        .arg(&n.dir)
+        .args(["--json", "link", "--name", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kith link");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    let first: Value = serde_json::from_str(&lines.recv_timeout(T).expect("code")).expect("json");
+    let code = first["code"].as_str().expect("code").to_string();
+    a.json(&["devices", "approve", &code, "--yes"]);
+    assert!(child.wait().expect("kith link").success());
+    n.stop();
+    n.start();
+}
+
+fn received(n: &Node, from: &str) -> usize {
+    n.history(from).iter().filter(|m| m["from"] != "me").count()
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn throughput_with_1_2_and_5_devices() {
+    let msgs: usize = std::env::var("KITH_BENCH_MSGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for devices in [1usize, 2, 5] {
+        let (a, b) = pair();
+        let mut extra = Vec::new();
+        for i in 1..devices {
+            let mut n = Node::new();
+            n.start();
+            link(&b, &mut n, &format!("dev{i}"));
+            extra.push(n);
+        }
+        // Alice knows all of Bob's devices before the burst.
+        wait_for(T, "Alice learns Bob's devices", || {
+            a.plain_logs()
+                .lines()
+                .filter(|l| l.contains("a contact's devices changed"))
+                .any(|l| l.contains(&format!("devices={devices}")))
+                .then_some(())
+                .or((devices == 1).then_some(()))
+        });
+        let start = Instant::now();
+        for i in 0..msgs {
+            a.send("Bob", &format!("m{i}"));
+        }
+        let mut all: Vec<&Node> = vec![&b];
+        all.extend(extra.iter());
+        for n in &all {
+            wait_for(T, "the burst on every device", || {
+                (received(n, "Alice") >= msgs).then_some(())
+            });
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "devices={devices} messages={msgs} seconds={secs:.2} messages/s={:.0} (to every device)",
+            msgs as f64 / secs
+        );
+    }
+}
