@@ -123,7 +123,6 @@ impl State {
 /// Most mentions (the newest) a `search --mentions` looks among.
 const MENTIONS_SEARCHED: usize = 10_000;
 
-
 /// Removes the on-disk index older versions kept beside the store (message text in clear).
 pub(super) fn remove_disk_index(data_dir: &std::path::Path) {
     let dir = data_dir.join(SEARCH_DIR);
