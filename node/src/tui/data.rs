@@ -277,7 +277,11 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
         }
         Effect::PostStatus(text) => {
             let p = c
-                .call::<methods::StatusPost>(methods::StatusPostParams { text })
+                .call::<methods::StatusPost>(methods::StatusPostParams {
+                    text,
+                    photo: None,
+                    manifest: None,
+                })
                 .await?;
             Some(Input::Posted(p.audience))
         }
