@@ -50,15 +50,12 @@ pub(crate) async fn run(out: &Out, c: &mut Client, cmd: StatusCmd) -> Result<(),
     match cmd {
         StatusCmd::Post { text, photo } => {
             // The daemon reads the photo: give it a full path.
-            let photo = match photo {
-                Some(p) => Some(
-                    std::path::absolute(&p)
-                        .unwrap_or(p)
-                        .to_string_lossy()
-                        .into_owned(),
-                ),
-                None => None,
-            };
+            let photo = photo.map(|p| {
+                std::path::absolute(&p)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            });
             let v = c
                 .call::<methods::StatusPost>(methods::StatusPostParams {
                     text: text.unwrap_or_default(),
