@@ -95,6 +95,15 @@ fn a_photo_story_reaches_its_audience_only_and_goes_with_its_files() {
     let out = a.cli(&["status", "post", "--photo", doc.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(media_files(&a).is_empty(), "{:?}", media_files(&a));
+    // Over 32 MiB (a sparse file): refused before it is copied.
+    let big = tmp.path().join("big.png");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((32 << 20) + 1)
+        .unwrap();
+    let out = a.cli(&["status", "post", "--photo", big.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(media_files(&a).is_empty(), "{:?}", media_files(&a));
 
     let id = post(&a, &lake_path, "at the lake");
     let mine = stories(&a);
