@@ -104,7 +104,15 @@ impl State {
         if !w.remove_story(author, id)? {
             return Ok(false);
         }
-        self.drop_media(w, id)?;
+        // Only the story's own row: story ids are chosen by their author, so one may name
+        // a message's file (a group's, or one in the chat with the author); those stay.
+        if let Some(row) = w.media(id)?
+            && row.chat == *author
+            && row.group.is_none()
+            && w.message(author, id)?.is_none()
+        {
+            self.drop_media(w, id)?;
+        }
         Ok(true)
     }
 
