@@ -128,6 +128,9 @@ pub(crate) enum Command {
         /// How long a call rings before it counts as missed or unanswered, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 45)]
         ring_timeout: u64,
+        /// Tests only: how long stories show on this node, in seconds (24 hours if unset).
+        #[arg(long, value_name = "SECS", hide = true)]
+        story_lifetime_secs: Option<u64>,
     },
     /// Show this node's contact code and addresses.
     Id,

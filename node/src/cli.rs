@@ -119,7 +119,11 @@ pub fn main() -> ExitCode {
                 dht_puts_per_hour,
                 call_bind,
                 ring_timeout,
+                story_lifetime_secs,
             } => {
+                if let Some(secs) = story_lifetime_secs {
+                    kith_engine::set_story_lifetime_ms(secs.saturating_mul(1000));
+                }
                 let tokens = (!mailbox_token.is_empty()).then_some(mailbox_token);
                 if let Some(t) = &tokens {
                     if !mailbox {

@@ -15,9 +15,12 @@ use crate::safe::printable;
 pub enum StatusCmd {
     /// Post a status update: your contacts see it for 24 hours (who exactly: `kith status privacy`).
     Post {
-        /// The text.
-        #[arg(long)]
-        text: String,
+        /// The text (with --photo: its caption).
+        #[arg(long, required_unless_present = "photo")]
+        text: Option<String>,
+        /// A photo (at most 32 MiB): your contacts' devices fetch it like a photo message.
+        #[arg(long, value_name = "FILE")]
+        photo: Option<std::path::PathBuf>,
     },
     /// Your status updates with who viewed them, then your contacts' (unviewed marked *).
     List,
@@ -45,9 +48,20 @@ pub enum StatusCmd {
 /// Runs one `kith status` subcommand.
 pub(crate) async fn run(out: &Out, c: &mut Client, cmd: StatusCmd) -> Result<(), ClientError> {
     match cmd {
-        StatusCmd::Post { text } => {
+        StatusCmd::Post { text, photo } => {
+            // The daemon reads the photo: give it a full path.
+            let photo = photo.map(|p| {
+                std::path::absolute(&p)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            });
             let v = c
-                .call::<methods::StatusPost>(methods::StatusPostParams { text })
+                .call::<methods::StatusPost>(methods::StatusPostParams {
+                    text: text.unwrap_or_default(),
+                    photo,
+                    manifest: None,
+                })
                 .await?;
             if out.json {
                 json_line(&v);
@@ -120,7 +134,20 @@ fn print_stories(out: &Out, list: &[StoryView]) {
             local(s.posted_at),
             local(s.expires_at)
         ));
-        line(&format!("    {}", printable(&s.text)));
+        if !s.text.is_empty() {
+            line(&format!("    {}", printable(&s.text)));
+        }
+        if let Some(p) = &s.photo {
+            let at = p.path.as_deref().map(printable).unwrap_or_default();
+            line(&format!(
+                "    photo {} ({} bytes): {}{}{}",
+                printable(&p.name),
+                p.size,
+                p.state,
+                if at.is_empty() { "" } else { " at " },
+                at
+            ));
+        }
         if s.mine {
             let names: Vec<String> = s
                 .viewers

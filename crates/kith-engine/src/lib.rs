@@ -39,6 +39,7 @@ pub use actor::{
     CallConfig, Engine, EngineConfig, EngineHandle, GROUP_SYNC_EVERY, GroupChange, HEARTBEAT,
     MAILBOX_QUOTA, MAILBOX_QUOTA_BYTES, MAILBOX_TOPIC_BYTES, MAILBOX_TOPIC_FRAMES, MAX_GROUPS,
     MAX_MAILBOX_TOPICS, MailboxConfig, PRESENCE_TIMEOUT, ReachConfig, TYPING_TTL,
+    set_story_lifetime_ms,
 };
 pub use command::Command;
 pub use cores::mailbox::{

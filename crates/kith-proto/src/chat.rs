@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::DecodeError;
 use crate::limits::MAX_TEXT;
+use crate::media::{Manifest, MediaKind};
 
 /// Longest reaction (one emoji, possibly with modifiers and joiners), in bytes of UTF-8.
 pub const MAX_REACTION: usize = 32;
@@ -20,6 +21,10 @@ pub const DISAPPEAR_CHOICES: [u32; 6] = [0, 300, 3600, 86_400, 7 * 86_400, 90 * 
 
 /// How long a story shows: 24 hours.
 pub const STORY_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// Largest photo a story may carry, in bytes (a story's photo downloads by itself on every
+/// device of its audience, so it is bounded well below a file's limit).
+pub const MAX_STORY_PHOTO: u64 = 32 << 20;
 
 /// One message action.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +95,19 @@ pub enum ChatAction {
         /// The story.
         id: u128,
     },
+    /// A status update with a photo: shown like [`ChatAction::Story`]; the photo is fetched
+    /// chunk by chunk like a photo message, and only the story's audience may fetch it.
+    PhotoStory {
+        /// Sender-chosen, unique, time-sortable id.
+        id: u128,
+        /// When it was posted (sender's clock, ms), as for [`ChatAction::Story`].
+        posted_at_ms: u64,
+        /// The caption (may be empty).
+        caption: String,
+        /// How to fetch, check and open the photo (a [`MediaKind::Photo`] of at most
+        /// [`MAX_STORY_PHOTO`] bytes).
+        manifest: Box<Manifest>,
+    },
 }
 
 impl std::fmt::Debug for ChatAction {
@@ -108,6 +126,9 @@ impl std::fmt::Debug for ChatAction {
             ChatAction::Story { id, .. } => write!(f, "Story {{ id: {id:x}, .. }}"),
             ChatAction::StoryViewed { id } => write!(f, "StoryViewed {{ id: {id:x} }}"),
             ChatAction::StoryDelete { id } => write!(f, "StoryDelete {{ id: {id:x} }}"),
+            ChatAction::PhotoStory { id, manifest, .. } => {
+                write!(f, "PhotoStory {{ id: {id:x}, {manifest:?}, .. }}")
+            }
         }
     }
 }
@@ -130,6 +151,18 @@ impl ChatAction {
             }
             ChatAction::Disappear { secs, .. } if !DISAPPEAR_CHOICES.contains(secs) => {
                 Err(DecodeError::Invalid("disappearing timer"))
+            }
+            ChatAction::PhotoStory {
+                caption, manifest, ..
+            } => {
+                if caption.len() > MAX_TEXT {
+                    return Err(DecodeError::Invalid("text length"));
+                }
+                manifest.check()?;
+                if manifest.kind != MediaKind::Photo || manifest.size > MAX_STORY_PHOTO {
+                    return Err(DecodeError::Invalid("story photo"));
+                }
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -200,5 +233,44 @@ mod tests {
         assert_eq!(bytes[0], 3, "Delete is variant 3");
         let story = codec::encode(&ChatAction::StoryViewed { id: 1 }).unwrap();
         assert_eq!(story[0], 6, "StoryViewed is variant 6");
+        let photo = codec::encode(&photo_story(10, MediaKind::Photo)).unwrap();
+        assert_eq!(photo[0], 8, "PhotoStory is variant 8");
+    }
+
+    fn photo_story(size: u64, kind: MediaKind) -> ChatAction {
+        ChatAction::PhotoStory {
+            id: 1,
+            posted_at_ms: 0,
+            caption: String::new(),
+            manifest: Box::new(Manifest {
+                root: [1; 32],
+                size,
+                chunk_size: crate::media::CHUNK as u32,
+                key: [2; 32],
+                kind,
+                mime: "image/png".into(),
+                name: "p.png".into(),
+                dimensions: None,
+                duration_ms: None,
+                thumbnail: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_photo_story_is_bounded() {
+        assert!(photo_story(10, MediaKind::Photo).check().is_ok());
+        assert!(photo_story(10, MediaKind::Document).check().is_err());
+        assert!(
+            photo_story(MAX_STORY_PHOTO + 1, MediaKind::Photo)
+                .check()
+                .is_err()
+        );
+        assert!(photo_story(u64::MAX, MediaKind::Photo).check().is_err());
+        let s = photo_story(10, MediaKind::Photo);
+        let bytes = codec::encode(&s).unwrap();
+        let back: ChatAction = codec::decode(&bytes, 64 * 1024).unwrap();
+        assert_eq!(back, s);
+        assert!(!format!("{s:?}").contains("p.png"));
     }
 }

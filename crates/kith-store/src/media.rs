@@ -2,7 +2,7 @@
 //! conversation, whether it is wanted here), and who may fetch which file from this node.
 //! The files themselves live beside the store, in `media/` (the engine's `media` module).
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::tx::{dec, enc};
@@ -120,6 +120,45 @@ impl WriteTx<'_> {
         self.table_mut(MEDIA_GRANTS)?.insert((root, *who), id)?;
         Ok(())
     }
+
+    /// Drops the file row of message `id` and the grants given with it (others' grants of
+    /// the same root stay); returns the row it had. The files are the caller's to delete
+    /// (see [`WriteTx::media_root_in_use`]).
+    pub fn remove_media(&mut self, id: u128) -> Result<Option<MediaRow>, StoreError> {
+        let Some(row) = self
+            .table_mut(MEDIA)?
+            .remove(id)?
+            .map(|v| dec::<MediaRow>(v.value()))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let mut grants = self.table_mut(MEDIA_GRANTS)?;
+        let lo = (&row.root, IdentityKey([0; 32]));
+        let hi = (&row.root, IdentityKey([0xff; 32]));
+        let mine: Vec<IdentityKey> = grants
+            .range(lo..=hi)?
+            .filter_map(|e| e.ok())
+            .filter(|(_, v)| v.value() == id)
+            .map(|(k, _)| k.value().1)
+            .collect();
+        for who in mine {
+            grants.remove((&row.root, who))?;
+        }
+        Ok(Some(row))
+    }
+
+    /// Whether another message than `except` still has a file row with this root (then its
+    /// files stay).
+    pub fn media_root_in_use(&self, root: &[u8; 32], except: u128) -> Result<bool, StoreError> {
+        for e in self.table(MEDIA)?.iter()? {
+            let (k, v) = e?;
+            if k.value() != except && dec::<MediaRow>(v.value())?.root == *root {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +193,45 @@ mod tests {
                 assert_eq!(r.media_granted(&[9; 32], &IdentityKey([2; 32]))?, Some(7));
                 assert_eq!(r.media_granted(&[9; 32], &IdentityKey([3; 32]))?, None);
                 assert_eq!(r.media_granted(&[8; 32], &IdentityKey([2; 32]))?, None);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_row_is_removed_with_its_grants_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let row = MediaRow {
+            chat: IdentityKey([1; 32]),
+            outgoing: true,
+            manifest: vec![1],
+            root: [9; 32],
+            size: 10,
+            wanted: false,
+            source: Vec::new(),
+            group: None,
+        };
+        store
+            .write(|w| {
+                w.put_media(7, &row)?;
+                w.put_media(8, &row)?;
+                w.grant_media(&[9; 32], &IdentityKey([2; 32]), 7)?;
+                w.grant_media(&[9; 32], &IdentityKey([3; 32]), 7)?;
+                w.grant_media(&[9; 32], &IdentityKey([4; 32]), 8)?;
+                assert!(w.media_root_in_use(&[9; 32], 7)?);
+                assert_eq!(w.remove_media(7)?, Some(row.clone()));
+                assert_eq!(w.remove_media(7)?, None);
+                assert_eq!(w.media(7)?, None);
+                assert!(!w.media_root_in_use(&[9; 32], 8)?);
+                Ok(())
+            })
+            .unwrap();
+        store
+            .read(|r| {
+                assert_eq!(r.media_granted(&[9; 32], &IdentityKey([2; 32]))?, None);
+                assert_eq!(r.media_granted(&[9; 32], &IdentityKey([3; 32]))?, None);
+                assert_eq!(r.media_granted(&[9; 32], &IdentityKey([4; 32]))?, Some(8));
                 Ok(())
             })
             .unwrap();

@@ -277,7 +277,11 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
         }
         Effect::PostStatus(text) => {
             let p = c
-                .call::<methods::StatusPost>(methods::StatusPostParams { text })
+                .call::<methods::StatusPost>(methods::StatusPostParams {
+                    text,
+                    photo: None,
+                    manifest: None,
+                })
                 .await?;
             Some(Input::Posted(p.audience))
         }
@@ -352,7 +356,12 @@ async fn stories(c: &mut Client) -> Result<Vec<Story>, ClientError> {
             from: v.from,
             mine: v.mine,
             posted_at: v.posted_at,
-            text: v.text,
+            // A photo story shows as its file and state (the terminal draws no pictures).
+            text: match &v.photo {
+                Some(p) if p.state == "ready" => format!("[photo {}] {}", p.name, v.text),
+                Some(p) => format!("[photo {}, {}] {}", p.name, p.state, v.text),
+                None => v.text,
+            },
             viewed: v.viewed,
             viewers: v.viewers.into_iter().map(|(name, _)| name).collect(),
         })

@@ -18,6 +18,8 @@
 //! 5. The core's `Batch` records each answer and says which hashes to mark seen; at the end
 //!    the delivered receipts it collected for relayed texts are queued.
 
+use kith_proto::chat::ChatAction;
+
 use super::*;
 use crate::cores::inbound::{
     self as inbound_core, Batch, Binding, NewDevice, Route, Step, Verdict,
@@ -597,6 +599,23 @@ impl State {
                 self.on_group_receipt(w, conv, group, kind, ids, after)?;
             }
             Step::Call(body) => self.on_call_body(w, conv, body, after)?,
+            Step::Chat(ChatAction::PhotoStory {
+                id,
+                posted_at_ms,
+                caption,
+                manifest,
+            }) => {
+                // Fetched from the poster's device, as a photo message is.
+                let sender = match w.device_by_curve(&curve)? {
+                    Some(dev) => w
+                        .device(&dev)?
+                        .and_then(|d| PeerId::from_bytes(&d.peer_id).ok()),
+                    None => None,
+                };
+                let at = (id, posted_at_ms);
+                let peer = sender.unwrap_or(peer);
+                self.on_photo_story(w, peer, conv, name, at, caption, *manifest, after)?;
+            }
             Step::Chat(action) => self.on_contact_chat(w, conv, name, action, after)?,
         }
         Ok(())

@@ -531,7 +531,7 @@ impl Engine {
 
 /// Writes the thumbnail a peer sent beside the file, when its header says it is a small
 /// PNG or JPEG (nothing is decoded here).
-fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
+pub(super) fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
     if let Some(t) = &m.thumbnail
         && crate::media::thumb::acceptable(t)
         && let Err(e) = crate::media::files::replace(
@@ -545,7 +545,7 @@ fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
 
 /// Where to fetch a file from: the sender's device first, then (for a group file) the
 /// devices of the other members, who serve it once they have it.
-fn sources_of(
+pub(super) fn sources_of(
     row: &MediaRow,
     members: &[IdentityKey],
     me: &IdentityKey,
@@ -580,7 +580,7 @@ const MAX_SOURCES: usize = 16;
 impl State {
     /// The media task's job to download the file of message `id` from `sources`, then
     /// from our mailboxes (where a sender that could not reach us may have left it).
-    fn job(
+    pub(super) fn job(
         &self,
         id: u128,
         contact: &str,
@@ -640,7 +640,7 @@ pub(super) fn attachment_view(
 
 /// Imports the file at `path` into the media folder on the caller's task (reading it once,
 /// sealing every chunk to build its index), so the engine never waits on it.
-async fn import(
+pub(super) async fn import(
     ctx: crate::command::PrepareCtx,
     path: &str,
     voice: bool,

@@ -14,9 +14,10 @@
 //!    ([`ChatAction::StoryDelete`]); every second the tick removes what expired, on every
 //!    node by its own clock: rows, text and viewers go in one transaction.
 
-use kith_proto::chat::{ChatAction, STORY_TTL_MS};
+use kith_proto::chat::ChatAction;
 use kith_store::StoredStory;
 
+use super::story_photo::{story_lifetime_ms, unfit_photo};
 use super::*;
 use crate::command::{
     StatusPostParams, StatusPosted, StatusPrivacyParams, StatusPrivacyView, StoryView,
@@ -50,10 +51,13 @@ impl State {
         after: &mut Vec<After>,
     ) -> Outcome<StatusPosted> {
         let text = p.text.trim().to_string();
-        if text.is_empty() || text.len() > kith_proto::limits::MAX_TEXT {
+        if (text.is_empty() && p.manifest.is_none()) || text.len() > kith_proto::limits::MAX_TEXT {
             return Ok(Err(EngineError::BadSetting(
                 "a status needs a text of at most 64 KiB".into(),
             )));
+        }
+        if let Some(e) = p.manifest.as_ref().and_then(unfit_photo) {
+            return Ok(Err(e));
         }
         let privacy = privacy_of(w)?;
         let candidates: Vec<Candidate> = w
@@ -70,17 +74,28 @@ impl State {
         let id = self.ids.next_id().0;
         let story = StoredStory {
             posted_at_ms: now,
-            expires_at_ms: now + STORY_TTL_MS,
+            expires_at_ms: now + story_lifetime_ms(),
             text: text.clone(),
             viewed_at_ms: 0,
             audience: audience.clone(),
         };
         w.put_story(&self.me, id, &story)?;
-        let body = Body::Chat(ChatAction::Story {
-            id,
-            posted_at_ms: now,
-            text,
-        });
+        let body = match p.manifest {
+            Some(manifest) => {
+                self.keep_story_photo(w, id, &manifest, &audience)?;
+                Body::Chat(ChatAction::PhotoStory {
+                    id,
+                    posted_at_ms: now,
+                    caption: text,
+                    manifest: Box::new(manifest),
+                })
+            }
+            None => Body::Chat(ChatAction::Story {
+                id,
+                posted_at_ms: now,
+                text,
+            }),
+        };
         for conv in &audience {
             self.enqueue(w, conv, &body, Vec::new(), after)?;
         }
@@ -107,7 +122,7 @@ impl State {
                 "no story of yours has that id".into(),
             )));
         };
-        w.remove_story(&self.me, id)?;
+        self.drop_story(w, &self.me.clone(), id)?;
         let body = Body::Chat(ChatAction::StoryDelete { id });
         for conv in &story.audience {
             if w.contact(conv)?.is_some() {
@@ -142,7 +157,8 @@ impl State {
                     self.enqueue(w, &contact.identity, &body, Vec::new(), after)?;
                 }
             }
-            out.push(story_view(id, &contact.name, false, &s, Vec::new()));
+            let photo = self.attachment_in(w, id, &contact.name)?;
+            out.push(story_view(id, &contact.name, false, &s, Vec::new(), photo));
         }
         Ok(Ok(out))
     }
@@ -206,7 +222,8 @@ impl State {
                 text,
             } => {
                 let added = w.contact(&conv)?.is_some_and(|c| c.added_by_user);
-                let (posted, expires) = match rules::receive(added, posted_at_ms, now) {
+                let lifetime = story_lifetime_ms();
+                let (posted, expires) = match rules::receive(added, posted_at_ms, now, lifetime) {
                     Ok(t) => t,
                     Err(why) => {
                         tracing::debug!(why, "a story was not kept");
@@ -222,7 +239,7 @@ impl State {
                     .map(|(id, _)| id)
                     .collect();
                 for old in rules::make_room(&held) {
-                    w.remove_story(&conv, *old)?;
+                    self.drop_story(w, &conv, *old)?;
                 }
                 let story = StoredStory {
                     posted_at_ms: posted,
@@ -252,7 +269,7 @@ impl State {
                     }));
                 }
             }
-            ChatAction::StoryDelete { id } if w.remove_story(&conv, id)? => {
+            ChatAction::StoryDelete { id } if self.drop_story(w, &conv, id)? => {
                 after.push(After::Event(Event::Story {
                     from: name.to_owned(),
                     id: MessageId(id).to_string(),
@@ -267,7 +284,7 @@ impl State {
     /// Removes the stories whose time ran out (own and contacts').
     pub(super) fn expire_stories(&mut self, w: &mut WriteTx<'_>, now: u64) -> Result<(), Fatal> {
         for (author, id) in w.expired_stories(now, STORY_BATCH)? {
-            w.remove_story(&author, id)?;
+            self.drop_story(w, &author, id)?;
         }
         Ok(())
     }
@@ -279,6 +296,7 @@ fn story_view(
     mine: bool,
     s: &StoredStory,
     viewers: Vec<(String, u64)>,
+    photo: Option<AttachmentView>,
 ) -> StoryView {
     StoryView {
         id: MessageId(id).to_string(),
@@ -290,6 +308,7 @@ fn story_view(
         viewed: s.viewed_at_ms != 0,
         audience: s.audience.len(),
         viewers,
+        photo,
     }
 }
 
@@ -317,9 +336,12 @@ impl Engine {
                         for (v, at) in r.story_viewers(id)? {
                             viewers.push((name(&v)?, at));
                         }
-                        mine.push(story_view(id, "me", true, &s, viewers));
+                        let photo = self.attachment_of(r, id, "me")?;
+                        mine.push(story_view(id, "me", true, &s, viewers, photo));
                     } else if r.contact(&author)?.is_some() {
-                        theirs.push(story_view(id, &name(&author)?, false, &s, Vec::new()));
+                        let from = name(&author)?;
+                        let photo = self.attachment_of(r, id, &from)?;
+                        theirs.push(story_view(id, &from, false, &s, Vec::new(), photo));
                     }
                 }
                 mine.sort_by_key(|s| std::cmp::Reverse(s.posted_at));

@@ -238,7 +238,6 @@ no_prepare!(
     MarkParams,
     ChatSetParams,
     SearchParams,
-    StatusPostParams,
     StatusViewParams,
     StatusDeleteParams,
     StatusPrivacyParams,

@@ -5,8 +5,16 @@ use serde::{Deserialize, Serialize};
 /// Params of `status.post`. Hand-written `Debug`: the text is the user's.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StatusPostParams {
-    /// The text.
+    /// The text (with a photo: its caption, which may be empty).
+    #[serde(default)]
     pub text: String,
+    /// A photo to post (a path the daemon can read): the story shows it, and its audience
+    /// fetches it like a photo message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
+    /// Filled by `prepare`: the imported photo's manifest.
+    #[serde(skip)]
+    pub manifest: Option<kith_proto::media::Manifest>,
 }
 
 impl std::fmt::Debug for StatusPostParams {
@@ -83,6 +91,10 @@ pub struct StoryView {
     pub audience: usize,
     /// For this user's own: who viewed it, and when (ms).
     pub viewers: Vec<(String, u64)>,
+    /// Its photo, with where the file stands (for a contact's: waiting, downloading, ready
+    /// with its path, or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<crate::model::AttachmentView>,
 }
 
 impl std::fmt::Debug for StoryView {

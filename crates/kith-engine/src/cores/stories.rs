@@ -7,12 +7,13 @@
 //!   ([`StatusPrivacy`]): all of them, all but some, or only some.
 //! - A story is kept only from a contact this user added (as in WhatsApp, where both sides
 //!   must have saved each other): a stranger who wrote first cannot fill the store with
-//!   stories. It shows for [`STORY_TTL_MS`] from the earlier of its posting time and its
+//!   stories. It shows for [`kith_proto::chat::STORY_TTL_MS`] from the earlier of its posting time and its
 //!   arrival, so a sender's clock set ahead cannot keep it longer; one that arrives after
 //!   its time is dropped. Each author holds at most [`MAX_STORIES_PER_AUTHOR`]: a new one
 //!   pushes out that author's oldest, never anyone else's.
 //! - A view counts only from a contact the story went to, while it shows.
 
+#[cfg(test)]
 use kith_proto::chat::STORY_TTL_MS;
 use kith_store::StoredStory;
 use kith_types::IdentityKey;
@@ -94,17 +95,19 @@ impl StatusPrivacy {
 }
 
 /// Whether a contact's story is kept, and its times: `(posted_at_ms, expires_at_ms)` by
-/// this node's clock, or why not.
+/// this node's clock, or why not. A story shows for `lifetime_ms` ([`kith_proto::chat::STORY_TTL_MS`] but in
+/// tests that shorten it).
 pub fn receive(
     added_by_user: bool,
     posted_at_ms: u64,
     now_ms: u64,
+    lifetime_ms: u64,
 ) -> Result<(u64, u64), &'static str> {
     if !added_by_user {
         return Err("stories are kept only from contacts the user added");
     }
     let posted = posted_at_ms.min(now_ms);
-    let expires = posted.saturating_add(STORY_TTL_MS);
+    let expires = posted.saturating_add(lifetime_ms);
     if expires <= now_ms {
         return Err("the story's time ran out before it came");
     }
@@ -169,18 +172,21 @@ mod tests {
     #[test]
     fn a_story_shows_a_day_from_the_earlier_clock() {
         let now = 10 * STORY_TTL_MS;
-        assert!(receive(false, now, now).is_err(), "not from strangers");
+        assert!(
+            receive(false, now, now, STORY_TTL_MS).is_err(),
+            "not from strangers"
+        );
         assert_eq!(
-            receive(true, now - 5, now),
+            receive(true, now - 5, now, STORY_TTL_MS),
             Ok((now - 5, now - 5 + STORY_TTL_MS))
         );
         // A clock set a year ahead does not keep it longer.
         assert_eq!(
-            receive(true, now + 365 * STORY_TTL_MS, now),
+            receive(true, now + 365 * STORY_TTL_MS, now, STORY_TTL_MS),
             Ok((now, now + STORY_TTL_MS))
         );
         assert!(
-            receive(true, now - STORY_TTL_MS, now).is_err(),
+            receive(true, now - STORY_TTL_MS, now, STORY_TTL_MS).is_err(),
             "arrived too late"
         );
     }
