@@ -740,10 +740,9 @@ impl Out {
                     "" => String::new(),
                     o => format!(" ({})", o.replace('_', " ")),
                 };
-                let group = match raw("group") {
-                    "" => String::new(),
-                    _ => format!(" [{}]", get("group")),
-                };
+                let group = (!raw("group").is_empty())
+                    .then(|| format!(" [{}]", get("group")))
+                    .unwrap_or_default();
                 line(&format!(
                     "call {} {} {}{group}: {}{outcome}",
                     printable(id.get(..8).unwrap_or(id)),

@@ -19,6 +19,7 @@ mod dump;
 mod groups;
 mod held;
 mod held_fill;
+mod history;
 mod media;
 mod mentions;
 mod model;

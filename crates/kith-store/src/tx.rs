@@ -154,27 +154,6 @@ macro_rules! reads {
             Ok(out)
         }
 
-        /// Up to `limit` messages of a conversation after local sequence number `after`,
-        /// oldest first (a page of a walk through the whole conversation).
-        pub fn messages_after(
-            &self,
-            conv: &IdentityKey,
-            after: u64,
-            limit: usize,
-        ) -> Result<Vec<(u64, StoredMessage)>, StoreError> {
-            let conv = *conv;
-            let t = open!(self, MESSAGES);
-            let mut out = Vec::new();
-            let Some(from) = after.checked_add(1) else {
-                return Ok(out);
-            };
-            for row in t.range((conv, from)..=(conv, u64::MAX))?.take(limit) {
-                let (k, v) = row?;
-                out.push((k.value().1, dec(v.value())?));
-            }
-            Ok(out)
-        }
-
         /// The first `limit` outbox items for a device, in order.
         pub fn outbox(
             &self,
