@@ -321,3 +321,25 @@ fn history(out: &Out, v: &[CallRecordView]) {
         ));
     }
 }
+
+/// A `call` event as `kith watch` prints it.
+pub(crate) fn event_line(ev: &Value) -> String {
+    let raw = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("");
+    let get = |k: &str| printable(raw(k));
+    let id = raw("call");
+    let outcome = match raw("outcome") {
+        "" => String::new(),
+        o => format!(" ({})", o.replace('_', " ")),
+    };
+    let group = match raw("group") {
+        "" => String::new(),
+        _ => format!(" [{}]", get("group")),
+    };
+    format!(
+        "call {} {} {}{group}: {}{outcome}",
+        printable(id.get(..8).unwrap_or(id)),
+        get("direction"),
+        get("contact"),
+        get("state")
+    )
+}

@@ -734,23 +734,7 @@ impl Out {
                 ))
             }
             "group_changed" => line(&format!("[{}] {}", get("group"), get("text"))),
-            "call" => {
-                let id = raw("call");
-                let outcome = match raw("outcome") {
-                    "" => String::new(),
-                    o => format!(" ({})", o.replace('_', " ")),
-                };
-                let group = (!raw("group").is_empty())
-                    .then(|| format!(" [{}]", get("group")))
-                    .unwrap_or_default();
-                line(&format!(
-                    "call {} {} {}{group}: {}{outcome}",
-                    printable(id.get(..8).unwrap_or(id)),
-                    get("direction"),
-                    get("contact"),
-                    get("state")
-                ))
-            }
+            "call" => line(&crate::calls::event_line(ev)),
             "call_quality" => {
                 let n = |k: &str| ev.get(k).and_then(Value::as_u64).unwrap_or(0);
                 line(&format!(
