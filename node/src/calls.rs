@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Subcommand;
-use kith_api::methods::{self, AnswerParams, CallIdParams, CallParams, MuteParams, NoParams};
+use kith_api::methods::{
+    self, AnswerParams, CallIdParams, CallMedia, CallParams, MuteParams, NoParams,
+};
 use kith_api::{Client, ClientError};
 use kith_engine::{CallRecordView, CallView};
 use serde_json::Value;
@@ -144,12 +146,7 @@ pub(crate) async fn run(
             let v = c
                 .call::<methods::Dial>(CallParams {
                     to: name,
-                    audio_in: absolute(audio_in)?,
-                    audio_out: absolute(audio_out)?,
-                    no_audio_device,
-                    video: video.video,
-                    video_in: absolute(video.video_in)?,
-                    video_out: absolute(video.video_out)?,
+                    media: media(audio_in, audio_out, no_audio_device, video)?,
                     group,
                 })
                 .await?;
@@ -165,12 +162,7 @@ pub(crate) async fn run(
             let v = c
                 .call::<methods::PickUp>(AnswerParams {
                     call,
-                    audio_in: absolute(audio_in)?,
-                    audio_out: absolute(audio_out)?,
-                    no_audio_device,
-                    video: video.video,
-                    video_in: absolute(video.video_in)?,
-                    video_out: absolute(video.video_out)?,
+                    media: media(audio_in, audio_out, no_audio_device, video)?,
                 })
                 .await?;
             view(out, &v);
@@ -342,4 +334,21 @@ pub(crate) fn event_line(ev: &Value) -> String {
         get("contact"),
         get("state")
     )
+}
+
+/// The call's sound and video as the daemon takes them (full paths: it opens the files).
+fn media(
+    audio_in: Option<PathBuf>,
+    audio_out: Option<PathBuf>,
+    no_audio_device: bool,
+    video: VideoArgs,
+) -> Result<CallMedia, ClientError> {
+    Ok(CallMedia {
+        audio_in: absolute(audio_in)?,
+        audio_out: absolute(audio_out)?,
+        no_audio_device,
+        video: video.video,
+        video_in: absolute(video.video_in)?,
+        video_out: absolute(video.video_out)?,
+    })
 }

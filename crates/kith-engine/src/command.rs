@@ -413,11 +413,10 @@ pub struct ReceiptsParams {
     pub id: String,
 }
 
-/// Params of `call`.
+/// The sound and video of a call: files instead of devices, or no devices (in `call` and
+/// `call.answer`, at the top level of their params).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CallParams {
-    /// The contact to call.
-    pub to: String,
+pub struct CallMedia {
     /// A WAV file (48 kHz, 16-bit) sent as the microphone (a full path: the daemon reads it).
     #[serde(default)]
     pub audio_in: Option<std::path::PathBuf>,
@@ -429,7 +428,8 @@ pub struct CallParams {
     /// microphone and speaker stand in for missing files.
     #[serde(default)]
     pub no_audio_device: bool,
-    /// Send video: the frames of `video_in`, or a built-in test pattern.
+    /// Send video: the frames of `video_in`, or a built-in test pattern (an offered video
+    /// track is always received).
     #[serde(default)]
     pub video: bool,
     /// An IVF file of VP8 frames sent as the camera (a full path).
@@ -438,6 +438,16 @@ pub struct CallParams {
     /// An IVF file the other side's video frames are written to (a full path).
     #[serde(default)]
     pub video_out: Option<std::path::PathBuf>,
+}
+
+/// Params of `call`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CallParams {
+    /// The contact to call.
+    pub to: String,
+    /// Sound and video.
+    #[serde(flatten)]
+    pub media: CallMedia,
     /// `to` names a group: ring its other members (at most 8 people in all).
     #[serde(default)]
     pub group: bool,
@@ -449,24 +459,9 @@ pub struct AnswerParams {
     /// The call id (or its start); the ringing call when absent.
     #[serde(default)]
     pub call: Option<String>,
-    /// As in [`CallParams`].
-    #[serde(default)]
-    pub audio_in: Option<std::path::PathBuf>,
-    /// As in [`CallParams`].
-    #[serde(default)]
-    pub audio_out: Option<std::path::PathBuf>,
-    /// As in [`CallParams`].
-    #[serde(default)]
-    pub no_audio_device: bool,
-    /// As in [`CallParams`] (an offered video track is always received).
-    #[serde(default)]
-    pub video: bool,
-    /// As in [`CallParams`].
-    #[serde(default)]
-    pub video_in: Option<std::path::PathBuf>,
-    /// As in [`CallParams`].
-    #[serde(default)]
-    pub video_out: Option<std::path::PathBuf>,
+    /// Sound and video.
+    #[serde(flatten)]
+    pub media: CallMedia,
 }
 
 /// Params of `call.decline` and `call.hangup`.

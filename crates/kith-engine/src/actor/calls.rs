@@ -342,14 +342,7 @@ impl Engine {
         if self.st.calls.core.active().is_some() {
             return Err(call_error(CallError::Busy));
         }
-        self.set_call_media(
-            p.audio_in,
-            p.audio_out,
-            !p.no_audio_device,
-            p.video,
-            p.video_in,
-            p.video_out,
-        );
+        self.set_call_media(p.media);
         let call = self.st.ids.next_id().0;
         let peer = c.identity;
         self.call_then(|core, now, ms| core.dial(peer, call, now, ms))?
@@ -363,14 +356,7 @@ impl Engine {
         }
         let active = self.st.calls.core.active().map(|a| a.call);
         let call = parse_call(&p.call, active)?;
-        self.set_call_media(
-            p.audio_in,
-            p.audio_out,
-            !p.no_audio_device,
-            p.video,
-            p.video_in,
-            p.video_out,
-        );
+        self.set_call_media(p.media);
         self.call_then(|core, _, _| core.answer(call))?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
     }

@@ -245,14 +245,7 @@ impl Engine {
             .into_iter()
             .filter(|k| *k != me && !self.st.social.blocked.contains(k))
             .collect();
-        self.set_call_media(
-            p.audio_in,
-            p.audio_out,
-            !p.no_audio_device,
-            p.video,
-            p.video_in,
-            p.video_out,
-        );
+        self.set_call_media(p.media);
         let room = self.st.ids.next_id().0;
         let outs = self
             .st
@@ -265,22 +258,14 @@ impl Engine {
     }
 
     /// Sets the sound and video files of the next call's media.
-    pub(super) fn set_call_media(
-        &mut self,
-        audio_in: Option<PathBuf>,
-        audio_out: Option<PathBuf>,
-        audio_device: bool,
-        video: bool,
-        video_in: Option<PathBuf>,
-        video_out: Option<PathBuf>,
-    ) {
+    pub(super) fn set_call_media(&mut self, m: crate::command::CallMedia) {
         let o = &mut self.st.calls.opts;
-        o.audio_in = audio_in;
-        o.audio_out = audio_out;
-        o.audio_device = audio_device;
-        o.video = video || video_in.is_some();
-        o.video_in = video_in;
-        o.video_out = video_out;
+        o.audio_in = m.audio_in;
+        o.audio_out = m.audio_out;
+        o.audio_device = !m.no_audio_device;
+        o.video = m.video || m.video_in.is_some();
+        o.video_in = m.video_in;
+        o.video_out = m.video_out;
     }
 
     fn room_then(&mut self, outs: Vec<CallOut>) -> Result<Option<CallView>, EngineError> {
@@ -289,14 +274,7 @@ impl Engine {
 
     /// `call.answer` while a group call rings.
     pub(super) fn group_call_answer(&mut self, p: AnswerParams) -> Result<CallView, EngineError> {
-        self.set_call_media(
-            p.audio_in,
-            p.audio_out,
-            !p.no_audio_device,
-            p.video,
-            p.video_in,
-            p.video_out,
-        );
+        self.set_call_media(p.media);
         let outs = self.st.calls.room.answer().map_err(call_error)?;
         self.room_then(outs)?
             .ok_or_else(|| EngineError::Internal("the call ended".into()))
