@@ -155,7 +155,7 @@ fn contact(n: &Node, name: &str) -> Option<Value> {
 }
 
 #[test]
-fn contacts_blocks_and_privacy_follow_on_the_other_device() {
+fn contacts_blocks_privacy_and_profile_follow_on_the_other_device() {
     let (a, b) = pair();
     let mut c = Node::new();
     c.start();
@@ -184,6 +184,20 @@ fn contacts_blocks_and_privacy_follow_on_the_other_device() {
     wait_for(T, "the privacy settings on the laptop", || {
         let p = n.json(&["privacy"]).into_iter().next()?;
         (p["read_receipts"] == false && p["online"] == "nobody").then_some(())
+    });
+
+    // The profile set on the laptop is the phone's too.
+    n.json(&[
+        "profile",
+        "set",
+        "--name",
+        "Ada L",
+        "--about",
+        "on the road",
+    ]);
+    wait_for(T, "the profile on the phone", || {
+        let p = a.json(&["profile"]).into_iter().next()?;
+        (p["name"] == "Ada L" && p["about"] == "on the road").then_some(())
     });
 
     // A contact removed on the laptop is removed on the phone.

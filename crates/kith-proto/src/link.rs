@@ -420,7 +420,19 @@ pub enum SyncItem {
     /// The privacy settings (encoded, at most [`MAX_SYNC_PRIVACY`] bytes; the engine's own
     /// type, decoded with that limit).
     Privacy(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The person's profile (name, about, and the photo when it fits: at most
+    /// [`MAX_SYNC_AVATAR`] bytes; a larger one is left out and `avatar_included` is false,
+    /// so the receiving device keeps the photo it has).
+    Profile {
+        /// The profile (its own version is newest-wins too).
+        profile: crate::signal::Profile,
+        /// `profile.avatar` is the person's photo (or its removal).
+        avatar_included: bool,
+    },
 }
+
+/// Largest profile photo carried in a [`SyncItem::Profile`] (the envelope holds 64 KiB).
+pub const MAX_SYNC_AVATAR: usize = 48 * 1024;
 
 impl std::fmt::Debug for SyncItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -429,6 +441,7 @@ impl std::fmt::Debug for SyncItem {
             SyncItem::ContactRemoved { .. } => "ContactRemoved",
             SyncItem::Blocked { .. } => "Blocked",
             SyncItem::Privacy(_) => "Privacy",
+            SyncItem::Profile { .. } => "Profile",
         })
     }
 }
@@ -454,6 +467,15 @@ impl StateSync {
             }
             SyncItem::Privacy(p) if p.len() > MAX_SYNC_PRIVACY => {
                 Err(DecodeError::Invalid("privacy sync size"))
+            }
+            SyncItem::Profile { profile, .. }
+                if profile
+                    .avatar
+                    .as_ref()
+                    .is_some_and(|a| a.len() > MAX_SYNC_AVATAR)
+                    || profile.validate().is_err() =>
+            {
+                Err(DecodeError::Invalid("profile sync"))
             }
             _ => Ok(()),
         }

@@ -61,7 +61,7 @@ pub use crate::cores::presence::{HEARTBEAT, PRESENCE_TIMEOUT, TYPING_TTL};
 pub(crate) type Social = presence::Social<PeerId>;
 
 /// The time now, for the core.
-fn now() -> Now {
+pub(super) fn now() -> Now {
     Now {
         at: Instant::now(),
         unix_ms: now_ms(),
@@ -425,6 +425,10 @@ impl Engine {
             .map_err(internal)?;
         let outs = self.st.social.set_profile(p, now);
         self.carry_out(outs);
+        self.write_then(
+            "cannot tell the other devices the profile",
+            |st, w, after| st.profile_synced(w, after),
+        );
         Ok(self.st.social.my_profile_view())
     }
 

@@ -653,6 +653,11 @@ impl<P: Copy + Eq + Hash + Ord> Social<P> {
         Ok(p)
     }
 
+    /// This user's profile, if set.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
     /// The profile was stored: it is this user's profile now; tell every tracked device.
     pub fn set_profile(&mut self, p: Profile, now: Now) -> Vec<Out<P>> {
         self.profile = Some(p);

@@ -1,5 +1,5 @@
 //! The person's own state kept in step between their devices: contacts added or removed,
-//! blocks, privacy settings.
+//! blocks, privacy settings, the profile.
 //!
 //! A change made on one device goes, as a [`DeviceSync::State`] inside the pairwise
 //! (Olm) sessions, to the person's other devices only; `on_own_sync` takes it only from a
@@ -33,6 +33,7 @@ fn block_key(identity: &IdentityKey) -> String {
 }
 
 const PRIVACY_KEY: &str = "sync:privacy";
+const PROFILE_KEY: &str = "sync:profile";
 
 fn held_version(w: &WriteTx<'_>, key: &str) -> Result<Option<u64>, Fatal> {
     Ok(w.meta(key)?
@@ -117,6 +118,30 @@ impl State {
         self.sync_state(w, PRIVACY_KEY, SyncItem::Privacy(bytes), after)
     }
 
+    /// The profile changed here: the other devices follow (the photo only when it fits in
+    /// one envelope; otherwise they keep theirs).
+    pub(crate) fn profile_synced(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        after: &mut Vec<After>,
+    ) -> Result<(), Fatal> {
+        let Some(mut profile) = self.social.profile().cloned() else {
+            return Ok(());
+        };
+        let avatar_included = profile
+            .avatar
+            .as_ref()
+            .is_none_or(|a| a.len() <= kith_proto::link::MAX_SYNC_AVATAR);
+        if !avatar_included {
+            profile.avatar = None;
+        }
+        let item = SyncItem::Profile {
+            profile,
+            avatar_included,
+        };
+        self.sync_state(w, PROFILE_KEY, item, after)
+    }
+
     /// Another device of this person changed an item of their state: applied when newer
     /// than the version held here. What does not apply (a code that does not read, a name
     /// taken by another contact) is left as it is here.
@@ -136,6 +161,7 @@ impl State {
             SyncItem::ContactRemoved { identity } => contact_key(identity),
             SyncItem::Blocked { identity, .. } => block_key(identity),
             SyncItem::Privacy(_) => PRIVACY_KEY.to_string(),
+            SyncItem::Profile { .. } => PROFILE_KEY.to_string(),
         };
         if !newer(held_version(w, &key)?, s.version_ms) {
             debug!(?s, "an older sync of this person's state; ignored");
@@ -177,6 +203,19 @@ impl State {
                 w.set_meta("privacy", &bytes)?;
                 // Contacts see the change with the next presence announcement.
                 self.social.privacy = p;
+            }
+            SyncItem::Profile {
+                mut profile,
+                avatar_included,
+            } => {
+                if !avatar_included {
+                    profile.avatar = self.social.profile().and_then(|p| p.avatar.clone());
+                }
+                w.set_meta("profile", &kith_proto::codec::encode(&profile)?)?;
+                // Contacts get it with the next presence announcement.
+                let _ = self
+                    .social
+                    .set_profile(profile, crate::actor::presence::now());
             }
         }
         Ok(())
