@@ -367,6 +367,23 @@ fn stories_and_a_call_from_the_screen() {
     });
     tmux.keys(&["Escape"]);
 
+    // Mute the chosen chat and give it a timer, from the list.
+    tmux.keys(&["m"]);
+    tmux.wait("the mute notice", |s| s.contains("Bob muted"));
+    wait_for(T, "Bob muted in the store", || {
+        a.json(&["contacts", "list"])
+            .into_iter()
+            .find(|c| c["name"] == "Bob" && c["muted"] == true)
+    });
+    tmux.keys(&["t"]);
+    tmux.wait("the timer picker", |s| {
+        s.contains("disappearing messages: 0 off")
+    });
+    tmux.keys(&["2"]);
+    tmux.wait("the timer notice", |s| {
+        s.contains("Bob: disappearing messages 1 hour")
+    });
+
     tmux.keys(&["Enter"]);
     tmux.wait("Bob's chat", |s| {
         s.contains("say hello") || s.contains("Message")

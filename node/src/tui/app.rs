@@ -62,6 +62,8 @@ pub struct ChatEntry {
     pub typing: Option<(String, u64)>,
     /// Muted chat.
     pub muted: bool,
+    /// Archived chat (listed last).
+    pub archived: bool,
     /// A group message not read yet names you (`@you`).
     pub mentioned: bool,
 }
@@ -148,6 +150,8 @@ pub enum Mode {
     Stories,
     /// Adding a contact.
     AddContact,
+    /// Choosing the chosen chat's disappearing timer.
+    Timer,
 }
 
 /// A call ringing here.
@@ -200,6 +204,8 @@ pub enum Input {
     Notice(String),
     /// A contact was added, under this name.
     Added(String),
+    /// A chat's settings after `chat.set`.
+    ChatSet(ChatKey, super::settings::Settings),
     /// Your own profile name (to find `@you` in groups).
     Me(String),
     /// A request failed.
@@ -300,6 +306,8 @@ pub enum Effect {
         /// The name to file them under.
         name: String,
     },
+    /// Archive, mute or set the disappearing timer of a chat (`chat.set`).
+    ChatSet(ChatKey, super::settings::Change),
     /// Take the ringing call.
     Answer(String),
     /// Refuse the ringing call.
@@ -431,6 +439,7 @@ impl App {
                 self.note(format!("{name} added"));
                 fx.push(Effect::LoadChats);
             }
+            Input::ChatSet(key, v) => super::settings::applied(self, key, v),
             Input::Me(name) => self.me = (!name.trim().is_empty()).then_some(name),
             Input::Failed(e) => self.note(e),
             Input::Gone => self.quit = true,
@@ -651,7 +660,7 @@ impl App {
                     fx.push(Effect::LoadHistory(c.key.clone(), c.limit));
                 }
             }
-            "call" => self.call_event(ev),
+            "call" => extras::call_event(self, ev),
             _ => {}
         }
     }
@@ -666,46 +675,6 @@ impl App {
             && let Some(p) = c.last.as_mut().filter(|p| p.id == id)
         {
             p.status = Some(status.to_string());
-        }
-    }
-
-    fn call_event(&mut self, ev: &Value) {
-        let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let state = s("state");
-        if let Some(note) = super::extras::group_call_note(ev) {
-            self.note(note);
-            return;
-        }
-        let contact = super::extras::call_title(ev);
-        if state == "ended" {
-            if self.call.as_ref().is_some_and(|r| r.call == s("call")) {
-                self.call = None;
-                let how = s("outcome").replace('_', " ");
-                self.note(format!("Call with {contact} ended ({how})"));
-            }
-            return;
-        }
-        match &mut self.call {
-            Some(r) if r.call == s("call") => r.state = state,
-            // A call ringing here shows (over one going on, as before); one we started
-            // elsewhere (`kith call`) shows when none does.
-            None if s("direction") == "outgoing" => {
-                self.call = Some(Ring {
-                    call: s("call"),
-                    contact,
-                    state,
-                    outgoing: true,
-                });
-            }
-            _ if s("direction") == "incoming" => {
-                self.call = Some(Ring {
-                    call: s("call"),
-                    contact,
-                    state,
-                    outgoing: false,
-                });
-            }
-            _ => {}
         }
     }
 

@@ -66,6 +66,7 @@ fn big_app(now: u64) -> App {
             presence: if i % 3 == 0 { "online" } else { "offline" }.into(),
             typing: (i % 50 == 0).then(|| ("typing".into(), u64::MAX)),
             muted: i % 11 == 0,
+            archived: false,
             mentioned: i % 13 == 0,
         })
         .collect();

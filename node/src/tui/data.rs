@@ -99,6 +99,7 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
             presence: ct.presence,
             typing: None,
             muted: ct.muted,
+            archived: ct.archived,
             mentioned: false,
         });
     }
@@ -118,6 +119,7 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
             presence: format!("{} members", g.members),
             typing: None,
             muted: g.muted,
+            archived: g.archived,
             mentioned: g.mentioned,
         });
     }
@@ -129,7 +131,9 @@ async fn load_chats(c: &mut Client) -> Result<Vec<ChatEntry>, ClientError> {
 pub fn sort_chats(chats: &mut [ChatEntry]) {
     chats.sort_by(|a, b| {
         let at = |c: &ChatEntry| c.last.as_ref().map_or(0, |p: &Preview| p.at);
-        at(b).cmp(&at(a)).then_with(|| a.title.cmp(&b.title))
+        (a.archived.cmp(&b.archived))
+            .then_with(|| at(b).cmp(&at(a)))
+            .then_with(|| a.title.cmp(&b.title))
     });
 }
 
@@ -330,6 +334,39 @@ async fn carry_out(c: &mut Client, fx: Effect) -> Result<Option<Input>, ClientEr
                 }
                 _ => format!("{name}: {} {}%", a.state, a.percent),
             }))
+        }
+        Effect::ChatSet(key, change) => {
+            use super::settings::{Change, Settings};
+            let chat = match &key {
+                ChatKey::Contact(name) => methods::ChatParams {
+                    to: Some(name.clone()),
+                    group: None,
+                },
+                ChatKey::Group(id) => methods::ChatParams {
+                    to: None,
+                    group: Some(id.clone()),
+                },
+            };
+            let mut p = methods::ChatSetParams {
+                chat,
+                archived: None,
+                muted: None,
+                disappear: None,
+            };
+            match change {
+                Change::Muted(m) => p.muted = Some(m),
+                Change::Archived(a) => p.archived = Some(a),
+                Change::Disappear(d) => p.disappear = Some(d),
+            }
+            let v = c.call::<methods::ChatSet>(p).await?;
+            Some(Input::ChatSet(
+                key,
+                Settings {
+                    archived: v.archived,
+                    muted: v.muted,
+                    disappear: v.disappear,
+                },
+            ))
         }
         Effect::Answer(call) => {
             c.call::<methods::PickUp>(methods::AnswerParams {

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Clear, Paragraph};
 
-use super::app::{App, ChatKey, Effect, Mode};
+use super::app::{App, ChatKey, Effect, Mode, Ring};
 use super::view::fit;
 use crate::safe::printable;
 
@@ -242,4 +242,50 @@ pub fn draw_stories(f: &mut Frame, app: &App, area: Rect, when: &dyn Fn(u64) -> 
         ),
         r,
     );
+}
+
+/// A `call` event: the call line follows it.
+pub fn call_event(app: &mut App, ev: &serde_json::Value) {
+    let s = |k: &str| {
+        ev.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let state = s("state");
+    if let Some(note) = group_call_note(ev) {
+        app.note(note);
+        return;
+    }
+    let contact = call_title(ev);
+    if state == "ended" {
+        if app.call.as_ref().is_some_and(|r| r.call == s("call")) {
+            app.call = None;
+            let how = s("outcome").replace('_', " ");
+            app.note(format!("Call with {contact} ended ({how})"));
+        }
+        return;
+    }
+    match &mut app.call {
+        Some(r) if r.call == s("call") => r.state = state,
+        // A call ringing here shows (over one going on, as before); one we started
+        // elsewhere (`kith call`) shows when none does.
+        None if s("direction") == "outgoing" => {
+            app.call = Some(Ring {
+                call: s("call"),
+                contact,
+                state,
+                outgoing: true,
+            });
+        }
+        _ if s("direction") == "incoming" => {
+            app.call = Some(Ring {
+                call: s("call"),
+                contact,
+                state,
+                outgoing: false,
+            });
+        }
+        _ => {}
+    }
 }

@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::app::{App, Effect, Mode};
-use super::{contacts, extras, screens};
+use super::{contacts, extras, screens, settings};
 
 /// Lines kept in the input history.
 pub const HISTORY_LINES: usize = 100;
@@ -373,6 +373,7 @@ pub fn key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         Mode::Compose => compose_key(app, k, fx),
         Mode::Select => select_key(app, k, fx),
         Mode::React => react_key(app, k, fx),
+        Mode::Timer => settings::timer_key(app, k, fx),
     }
 }
 
@@ -391,6 +392,9 @@ fn list_key(app: &mut App, k: KeyEvent, fx: &mut Vec<Effect>) {
         KeyCode::Char('?') => app.help = true,
         KeyCode::Char('/') => screens::open_search(app),
         KeyCode::Char('a') => contacts::start(app),
+        KeyCode::Char('m') => settings::toggle_mute(app, fx),
+        KeyCode::Char('z') => settings::toggle_archive(app, fx),
+        KeyCode::Char('t') => settings::start_timer(app),
         KeyCode::Char('q') => app.quit = true,
         _ => {}
     }

@@ -24,6 +24,7 @@ pub mod extras;
 mod group_typing;
 pub mod input;
 pub mod screens;
+pub mod settings;
 pub mod view;
 
 #[cfg(test)]

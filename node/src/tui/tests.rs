@@ -58,6 +58,7 @@ pub(super) fn chat(name: &str, unread: usize, last: Option<(&str, &str, &str)>) 
         presence: "unknown".into(),
         typing: None,
         muted: false,
+        archived: false,
         mentioned: false,
     }
 }

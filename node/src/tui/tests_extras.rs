@@ -188,3 +188,46 @@ fn a_group_chat_rings_the_group_and_its_members_show_as_notes() {
         Some("Friends (Bob)")
     );
 }
+
+#[test]
+fn the_chosen_chat_is_muted_archived_and_given_a_timer_from_the_list() {
+    use super::settings::{Change, Settings};
+    let mut app = app_with_chats();
+    let key = app.selected_chat().unwrap().key.clone();
+    let title = app.selected_chat().unwrap().title.clone();
+    let fx = app.update(key_char('m'), app.now);
+    assert_eq!(fx, vec![Effect::ChatSet(key.clone(), Change::Muted(true))]);
+    let set = |muted, archived| Settings {
+        muted,
+        archived,
+        disappear: "off".into(),
+    };
+    app.update(Input::ChatSet(key.clone(), set(true, false)), app.now);
+    assert!(app.chats.iter().any(|c| c.key == key && c.muted));
+    assert!(screen(&render(&mut app, 100, 24)).contains(&format!("{title} muted")));
+
+    let fx = app.update(key_char('z'), app.now);
+    assert_eq!(
+        fx,
+        vec![Effect::ChatSet(key.clone(), Change::Archived(true))]
+    );
+    app.update(Input::ChatSet(key.clone(), set(true, true)), app.now);
+    // Archived chats go to the end of the list, marked.
+    assert_eq!(app.chats.last().map(|c| &c.key), Some(&key));
+    assert!(screen(&render(&mut app, 100, 24)).contains(&format!("{title} (archived)")));
+
+    app.list_sel = app.chats.len() - 1;
+    assert!(app.update(key_char('t'), app.now).is_empty());
+    assert_eq!(app.mode, Mode::Timer);
+    assert!(screen(&render(&mut app, 120, 24)).contains("disappearing messages: 0 off"));
+    let fx = app.update(key_char('3'), app.now);
+    assert_eq!(
+        fx,
+        vec![Effect::ChatSet(key, Change::Disappear("1d".into()))]
+    );
+    assert_eq!(app.mode, Mode::List);
+}
+
+fn key_char(c: char) -> Input {
+    key(KeyCode::Char(c))
+}

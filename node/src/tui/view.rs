@@ -231,6 +231,11 @@ fn draw_list(f: &mut Frame, app: &mut App, area: Rect, tz: &TimeZone, beside: bo
             ChatKey::Group(_) => format!("# {}", printable(&c.title)),
             ChatKey::Contact(_) => printable(&c.title).into_owned(),
         };
+        let name = if c.archived {
+            format!("{name} (archived)")
+        } else {
+            name
+        };
         let time = c
             .last
             .as_ref()
@@ -693,6 +698,7 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("Enter", "open"),
             ("/", "search"),
             ("a", "add contact"),
+            ("m/z/t", "mute/archive/timer"),
             ("^T", "stories"),
             ("^G", "call"),
             ("F1", "help"),
@@ -740,6 +746,7 @@ fn draw_bar(f: &mut Frame, app: &App, area: Rect) {
             ("Esc", "back"),
         ]),
         Mode::React => key_hints(&[("1-6", "react"), ("0", "remove"), ("Esc", "cancel")]),
+        Mode::Timer => Line::from(super::settings::timer_hint()),
     };
     f.render_widget(Paragraph::new(line), area);
 }
