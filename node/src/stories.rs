@@ -138,14 +138,16 @@ fn print_stories(out: &Out, list: &[StoryView]) {
             line(&format!("    {}", printable(&s.text)));
         }
         if let Some(p) = &s.photo {
-            let at = p.path.as_deref().map(printable).unwrap_or_default();
+            let save = if p.state == "ready" {
+                format!(" (`kith save {}` writes it out)", s.id)
+            } else {
+                String::new()
+            };
             line(&format!(
-                "    photo {} ({} bytes): {}{}{}",
+                "    photo {} ({} bytes): {}{save}",
                 printable(&p.name),
                 p.size,
                 p.state,
-                if at.is_empty() { "" } else { " at " },
-                at
             ));
         }
         if s.mine {

@@ -50,6 +50,13 @@ fn media_files(n: &Node) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The story's photo as `kith save` writes it out of `n`'s sealed media folder.
+fn saved(n: &Node, id: &str, tmp: &tempfile::TempDir, name: &str) -> Vec<u8> {
+    let to = tmp.path().join(name);
+    n.json(&["save", id, "--to", to.to_str().unwrap()]);
+    std::fs::read(&to).unwrap()
+}
+
 fn post(a: &Node, photo: &Path, caption: &str) -> String {
     let v = a.json(&[
         "status",
@@ -119,14 +126,18 @@ fn a_photo_story_reaches_its_audience_only_and_goes_with_its_files() {
         serde_json::json!([320, 200]),
         "{s}"
     );
-    let path = s["photo"]["path"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::read(&path).unwrap(), lake, "identical bytes");
+    // The photo lies sealed in Bob's media folder; `kith save` writes it out.
+    assert_eq!(
+        saved(&b, &id, &tmp, "lake-bob.png"),
+        lake,
+        "identical bytes"
+    );
     assert!(s["photo"]["thumbnail"].is_string(), "{s}");
     let viewed = b.json(&["status", "view", "Alice"]);
-    assert_eq!(viewed[0]["photo"]["path"], path.as_str(), "{viewed:?}");
+    assert_eq!(viewed[0]["photo"]["state"], "ready", "{viewed:?}");
     let plain = String::from_utf8(b.cli(&["status", "list"]).stdout).unwrap();
     assert!(
-        plain.contains("photo lake.png") && plain.contains("ready at"),
+        plain.contains("photo lake.png") && plain.contains("ready"),
         "{plain}"
     );
 
@@ -152,21 +163,25 @@ fn a_photo_story_reaches_its_audience_only_and_goes_with_its_files() {
     let boat_path = tmp.path().join("boat.png");
     std::fs::write(&boat_path, &boat).unwrap();
     let id2 = post(&a, &boat_path, "");
-    let s2 = wait_ready(&b, &id2);
-    let path2 = s2["photo"]["path"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::read(&path2).unwrap(), boat);
-    let alice_path2 = stories(&a)
-        .into_iter()
-        .find(|s| s["id"] == id2.as_str())
-        .and_then(|s| s["photo"]["path"].as_str().map(str::to_owned))
-        .unwrap();
+    wait_ready(&b, &id2);
+    assert_eq!(saved(&b, &id2, &tmp, "boat-bob.png"), boat);
+    let (alice_before, bob_before) = (media_files(&a), media_files(&b));
     a.json(&["status", "delete", &id2]);
-    assert!(!Path::new(&alice_path2).exists(), "Alice's copy is gone");
+    let alice_after = media_files(&a);
+    assert!(
+        alice_after.len() < alice_before.len(),
+        "Alice's copy is gone: {alice_before:?} then {alice_after:?}"
+    );
     wait_for(T, "the taken-back photo gone at Bob", || {
-        (!Path::new(&path2).exists() && !stories(&b).iter().any(|s| s["id"] == id2.as_str()))
-            .then_some(())
+        (media_files(&b).len() < bob_before.len()
+            && !stories(&b).iter().any(|s| s["id"] == id2.as_str()))
+        .then_some(())
     });
-    assert!(Path::new(&path).exists(), "the first story's photo stays");
+    assert_eq!(
+        saved(&b, &id, &tmp, "lake-again.png"),
+        lake,
+        "the first story's photo stays"
+    );
 
     // The first one's time runs out: story, media rows and files gone on both nodes.
     let alice_files = media_files(&a);
