@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -17,56 +16,20 @@ use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 
-/// Starts `kith link` on `n` (its daemon running); returns the process and the code.
-fn start_link(
-    n: &Node,
-    name: &str,
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    String,
-) {
-    let mut child = Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&n.dir)
-        .args(["--json", "link", "--name", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kith link");
-    let lines = lines_of(child.stdout.take().expect("stdout"));
-    let first = lines.recv_timeout(T).expect("the link code");
-    let v: Value = serde_json::from_str(&first).expect("json");
-    assert_eq!(v["state"], "waiting", "{v}");
-    let code = v["code"].as_str().expect("code").to_string();
-    (child, lines, code)
-}
-
 /// Links the fresh, running node `n` to `a`'s identity as `name`, checks that both sides
 /// showed the same words, and restarts `n` so it acts for the identity.
 fn link(a: &Node, n: &mut Node, name: &str) {
-    let (mut child, lines, code) = start_link(n, name);
-    let approved = a.json(&["devices", "approve", &code, "--yes"]);
+    let (approved, shown) = n.link_to(a, name, &[]);
     assert_eq!(approved[0]["state"], "confirm", "{approved:?}");
     assert_eq!(approved[1]["state"], "linked", "{approved:?}");
-    let words = approved[0]["words"].as_str().expect("words").to_string();
-    let status = child.wait().expect("kith link");
-    assert!(status.success(), "kith link failed");
-    // Every line the command printed (the reader ends at its end of output).
-    let shown: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
+    let words = approved[0]["words"].as_str().expect("words");
     assert!(
         shown
             .iter()
-            .any(|v| v["state"] == "confirm" && v["words"] == words.as_str()),
+            .any(|v| v["state"] == "confirm" && v["words"] == words),
         "the new device showed other words: {shown:?}"
     );
     assert!(shown.iter().any(|v| v["state"] == "linked"), "{shown:?}");
-    n.stop();
-    n.start();
 }
 
 fn identity(n: &Node) -> String {
@@ -148,7 +111,7 @@ fn wrong_and_replayed_link_codes_are_refused() {
     a.start();
     let mut n = Node::new();
     n.start();
-    let (mut child, _lines, code) = start_link(&n, "tablet");
+    let (mut child, _lines, code) = n.start_link("tablet");
 
     // The right device, the wrong secret: refused, and nothing linked.
     let mut wrong = LinkCode::from_code(&code).expect("code");

@@ -9,32 +9,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
 
 const T: Duration = Duration::from_secs(600);
-
-fn link(a: &Node, n: &mut Node, name: &str) {
-    let mut child = Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&n.dir)
-        .args(["--json", "link", "--name", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kith link");
-    let lines = lines_of(child.stdout.take().expect("stdout"));
-    let first: Value = serde_json::from_str(&lines.recv_timeout(T).expect("code")).expect("json");
-    let code = first["code"].as_str().expect("code").to_string();
-    a.json(&["devices", "approve", &code, "--yes"]);
-    assert!(child.wait().expect("kith link").success());
-    n.stop();
-    n.start();
-}
 
 fn received(n: &Node, from: &str) -> usize {
     n.history(from).iter().filter(|m| m["from"] != "me").count()
@@ -53,7 +32,7 @@ fn throughput_with_1_2_and_5_devices() {
         for i in 1..devices {
             let mut n = Node::new();
             n.start();
-            link(&b, &mut n, &format!("dev{i}"));
+            n.link_to(&b, &format!("dev{i}"), &[]);
             extra.push(n);
         }
         // Alice knows all of Bob's devices before the burst.

@@ -6,46 +6,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(90);
-
-/// Links the fresh, running node `n` to `a`'s identity as `name` (with `extra` arguments
-/// to `devices approve`), and restarts `n` so it acts for the identity. Returns what
-/// `kith link` printed.
-fn link(a: &Node, n: &mut Node, name: &str, extra: &[&str]) -> Vec<Value> {
-    let mut child = Command::new(KITH)
-        .arg("--data-dir")
-        .arg(&n.dir)
-        .args(["--json", "link", "--name", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn kith link");
-    let lines = lines_of(child.stdout.take().expect("stdout"));
-    let first: Value = serde_json::from_str(&lines.recv_timeout(T).expect("code")).expect("json");
-    let code = first["code"].as_str().expect("code").to_string();
-    let mut args = vec!["devices", "approve", code.as_str(), "--yes"];
-    args.extend_from_slice(extra);
-    let approved = a.json(&args);
-    assert!(
-        approved.iter().any(|v| v["state"] == "linked"),
-        "{approved:?}"
-    );
-    assert!(child.wait().expect("kith link").success());
-    let shown: Vec<Value> = lines
-        .iter()
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
-    n.stop();
-    n.start();
-    shown
-}
 
 fn wait_devices_changed(b: &Node, what: &str) {
     wait_for(T, &format!("the contact's record ({what})"), || {
@@ -87,7 +53,7 @@ fn groups_are_on_every_device_and_a_removed_one_is_left_out() {
     let before = a.create_group("Before", "Bob", 2, &[&b]);
     let mut n = Node::new();
     n.start();
-    link(&a, &mut n, "laptop", &[]);
+    n.link_to(&a, "laptop", &[]);
     wait_devices_changed(&b, "added=1");
     // ...is on the new device too.
     wait_group_listed(&n, &before, 2);
@@ -161,7 +127,7 @@ fn contacts_blocks_privacy_and_profile_follow_on_the_other_device() {
     c.start();
     let mut n = Node::new();
     n.start();
-    link(&a, &mut n, "laptop", &[]);
+    n.link_to(&a, "laptop", &[]);
     assert!(contact(&n, "Bob").is_some());
 
     // A contact added on the phone is added on the laptop.
@@ -237,7 +203,7 @@ fn history_from_before_the_link_is_on_the_new_device() {
     a.wait_status("Bob", 40, "delivered", T);
     let mut n = Node::new();
     n.start();
-    link(&a, &mut n, "laptop", &["--history-days", "30"]);
+    n.link_to(&a, "laptop", &["--history-days", "30"]);
     let want = shown(&a.history("Bob"));
     assert_eq!(want.len(), 80);
     // The same ids, ticks and order as on the phone.
@@ -250,7 +216,7 @@ fn history_from_before_the_link_is_on_the_new_device() {
     // With no history asked for, a device gets none.
     let mut m = Node::new();
     m.start();
-    link(&a, &mut m, "tablet", &["--history-days", "0"]);
+    m.link_to(&a, "tablet", &["--history-days", "0"]);
     a.send("Bob", "after the tablet");
     wait_for(T, "the new message on the tablet", || {
         shown(&m.history("Bob"))

@@ -371,3 +371,54 @@ impl Node {
         bytes
     }
 }
+
+/// Linking a device (issue 17).
+impl Node {
+    /// Starts `kith link` on this node (its daemon running): the process, its output lines,
+    /// and the code it printed first.
+    pub fn start_link(&self, name: &str) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+        let mut child = Command::new(KITH)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--json", "link", "--name", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kith link");
+        let lines = lines_of(child.stdout.take().expect("stdout"));
+        let first = lines
+            .recv_timeout(Duration::from_secs(90))
+            .expect("the link code");
+        let v: Value = serde_json::from_str(&first).expect("json");
+        assert_eq!(v["state"], "waiting", "{v}");
+        let code = v["code"].as_str().expect("code").to_string();
+        (child, lines, code)
+    }
+
+    /// Links this fresh, running node to `a`'s identity as `name` (`extra`: arguments to
+    /// `devices approve`), then restarts it so it acts for the identity. Returns what
+    /// `devices approve` and `kith link` printed.
+    pub fn link_to(&mut self, a: &Node, name: &str, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
+        let (mut child, lines, code) = self.start_link(name);
+        let mut args = vec!["devices", "approve", code.as_str(), "--yes"];
+        args.extend_from_slice(extra);
+        let approved = a.json(&args);
+        assert!(
+            approved.iter().any(|v| v["state"] == "linked"),
+            "{approved:?}"
+        );
+        assert!(
+            child.wait().expect("kith link").success(),
+            "kith link failed"
+        );
+        // Every line the command printed (the reader ends at its end of output).
+        let shown: Vec<Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect();
+        self.stop();
+        self.start();
+        (approved, shown)
+    }
+}
