@@ -4,7 +4,8 @@
 //! photos) holds any of the texts, the file's or the photo's contents, or the identity
 //! secret; a passphrase on the key file is asked for (a wrong one refuses to
 //! start and changes nothing, the right one opens the same history); a store and key file
-//! of the clear format are sealed in place on the first start.
+//! of the clear format are sealed in place on the first start, and so is a contact's photo an
+//! older version kept in clear.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -206,6 +207,30 @@ fn no_text_and_no_identity_secret_lie_in_clear_in_either_data_dir() {
         needles.push(("half the identity secret", secret[..16].to_vec()));
         assert_absent(&n.dir, &needles);
     }
+
+    // A contact's photo an older version kept in clear is sealed at the next start, and
+    // still opens.
+    let kept = std::fs::read_dir(b.dir.join("avatars"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .expect("B keeps A's photo");
+    std::fs::write(&kept, &photo_bytes).unwrap();
+    b.start();
+    let again = outside.path().join("again.png");
+    b.json(&[
+        "photo",
+        "ZqContactCanaryAlice",
+        "--to",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&again).unwrap(), photo_bytes);
+    b.stop();
+    assert_absent(
+        &b.dir,
+        &[(AVATAR_CANARY, AVATAR_CANARY.as_bytes().to_vec())],
+    );
 
     // Everything is still there after a restart.
     a.start();

@@ -263,12 +263,30 @@ fn group_texts(n: &Node, group: &str) -> Vec<String> {
         .collect()
 }
 
+/// Sends a group text, again while the restored node is still catching up with the group.
+fn send_group_when_caught_up(n: &Node, group: &str, text: &str) {
+    wait_for(T, "the group send accepted", || {
+        let out = n.cli(&["--json", "send", "--group", group, text]);
+        if out.status.success() {
+            return Some(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("catching up"), "refused otherwise: {err}");
+        std::thread::sleep(Duration::from_millis(300));
+        None
+    });
+}
+
 /// The first start after a restore renews the device's group sending sessions (the old
 /// device may have used the backed-up ones after the backup): the restored store holds no
 /// sending session once started, the mark is gone, and the next group message, on a new
 /// session, reaches the other member. Without the renewal the backed-up session stays.
+///
+/// The old device also sent group messages after the backup, which took the next frame
+/// numbers: the restored node's next message must still reach Bob, who would drop it as one
+/// he holds if the numbering came back as of the backup.
 #[test]
-fn a_restored_node_renews_its_group_sending_sessions() {
+fn a_restored_node_renews_its_group_sending_sessions_and_numbers_past_the_old_device() {
     let (mut a, b) = pair();
     let work = tempfile::tempdir().unwrap();
     let pf = pass_file(work.path(), "correct horse battery staple");
@@ -295,6 +313,17 @@ fn a_restored_node_renews_its_group_sending_sessions() {
         "--passphrase-file",
         &pf,
     ]);
+    for i in 1..=3 {
+        a.json(&["send", "--group", "Club", &format!("after the backup {i}")]);
+    }
+    wait_for(T, "the later group messages at Bob", || {
+        (group_texts(&b, "Club")
+            .iter()
+            .filter(|t| t.starts_with("after the backup"))
+            .count()
+            == 3)
+            .then_some(())
+    });
     a.stop();
     let sessions = |dir: &Path| {
         let store = kith_engine::open_store(dir, None).unwrap();
@@ -326,7 +355,7 @@ fn a_restored_node_renews_its_group_sending_sessions() {
     assert_eq!(sessions(&a2.dir), 0, "the backed-up session is dropped");
     assert!(!a2.dir.join(kith_backup::RESTORED_MARK).exists());
     a2.start();
-    a2.json(&["send", "--group", "Club", "from the restored Alice"]);
+    send_group_when_caught_up(&a2, "Club", "from the restored Alice");
     wait_for(T, "the new session's message at Bob", || {
         group_texts(&b, "Club")
             .iter()

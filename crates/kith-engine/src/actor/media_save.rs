@@ -101,9 +101,11 @@ impl Engine {
 }
 
 impl Engine {
-    /// At start: whole files an older version kept in clear are sealed in place, on a
-    /// thread of its own (serving and saving read both forms meanwhile).
+    /// At start: whole files, thumbnails and contacts' photos an older version kept in clear
+    /// are sealed in place, on a thread of its own (serving and saving read both forms
+    /// meanwhile).
     pub(super) fn seal_legacy_media(&self) {
+        self.seal_legacy_photos();
         let manifests = self.store.read(|r| {
             Ok(r.media_rows()?
                 .into_iter()
@@ -133,6 +135,11 @@ impl Engine {
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot seal a media file"),
                     }
+                    match crate::media::files::seal_legacy_thumb(&dir, m) {
+                        Ok(true) => sealed += 1,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot seal a thumbnail"),
+                    }
                 }
                 tracing::info!(
                     files = sealed,
@@ -144,6 +151,51 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// At start: contacts' photos an older version kept in clear in `avatars/` are sealed in
+    /// place under the storage key (named by their file name, as `contact.photo` opens them).
+    fn seal_legacy_photos(&self) {
+        let dir = self.st.data_dir.join("avatars");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let key = &self.st.keys.storage;
+        let mut sealed = 0usize;
+        for entry in entries.flatten().take(MAX_PHOTOS_SEALED) {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(&path) else {
+                continue;
+            };
+            if raw.len() > kith_proto::signal::MAX_AVATAR
+                || crate::sealed_file::open(key, &name, &raw).is_some()
+                || kith_proto::signal::check_avatar(&raw).is_err()
+            {
+                continue;
+            }
+            let bytes = crate::sealed_file::seal(key, &name, &raw);
+            match crate::media::files::write_aside(&path, &bytes) {
+                Ok(()) => sealed += 1,
+                Err(e) => tracing::warn!(error = %e, "cannot seal a contact's photo"),
+            }
+        }
+        if sealed > 0 {
+            tracing::info!(
+                photos = sealed,
+                "contacts' photos of an older version sealed"
+            );
+        }
+    }
+}
+
+/// Most files in `avatars/` looked at by one start (one per contact is expected).
+const MAX_PHOTOS_SEALED: usize = 100_000;
 
 /// Writes the thumbnail of the file of `m`, opened, to the new file `to`.
 fn save_thumb(

@@ -172,6 +172,30 @@ pub fn next_send(next_seq: u64, lamport: u64) -> (u64, u64) {
     (next_seq.max(1), lamport + 1)
 }
 
+/// After a restore, how long a group's sends wait for a first catch-up with a member (which
+/// brings back this device's own frames sent after the backup, see [`restored_next_seq`]);
+/// past it, sends go ahead with the numbering as it is.
+pub const RESTORE_SYNC_WAIT_MS: u64 = 120_000;
+/// The furthest one of our own frames coming back after a restore may move our numbering
+/// (a bound on what a member replaying a forged "own" frame could do to it).
+pub const MAX_RESTORE_JUMP: u64 = 1 << 20;
+
+/// After a restore, our own frame `own_seq` came back from a member: the old device sent it
+/// after the backup, so our next frame must come after it, or members would take it for
+/// the one they hold. The new `next_seq`, when it must move.
+pub fn restored_next_seq(next_seq: u64, own_seq: u64) -> Option<u64> {
+    if own_seq >= next_seq && own_seq - next_seq < MAX_RESTORE_JUMP {
+        own_seq.checked_add(1)
+    } else {
+        None
+    }
+}
+
+/// Whether a send in a group restored at `restored_ms` (and not caught up since) waits.
+pub fn restored_send_waits(restored_ms: u64, now_ms: u64) -> bool {
+    now_ms >= restored_ms && now_ms - restored_ms < RESTORE_SYNC_WAIT_MS
+}
+
 /// The order messages are shown in: Lamport clock, then sender device, then seq (the
 /// store's message key sorts the same way).
 pub type DisplayKey = (u64, [u8; 32], u64);
@@ -255,6 +279,25 @@ mod tests {
         );
         assert_eq!(lamport_seen(4, 9), Some(9));
         assert_eq!(lamport_seen(9, 9), None);
+    }
+
+    #[test]
+    fn after_a_restore_our_own_frames_coming_back_move_the_numbering_past_them() {
+        // The backup said next is 4; the old device went on to 9.
+        assert_eq!(restored_next_seq(4, 9), Some(10));
+        assert_eq!(restored_next_seq(4, 4), Some(5));
+        // Frames we hold the numbers of already change nothing.
+        assert_eq!(restored_next_seq(10, 9), None);
+        assert_eq!(restored_next_seq(10, 3), None);
+        // A forged frame far ahead cannot throw the numbering away.
+        assert_eq!(restored_next_seq(4, 4 + MAX_RESTORE_JUMP), None);
+        assert_eq!(restored_next_seq(4, u64::MAX), None);
+        assert!(restored_send_waits(1_000, 1_000 + RESTORE_SYNC_WAIT_MS - 1));
+        assert!(!restored_send_waits(1_000, 1_000 + RESTORE_SYNC_WAIT_MS));
+        assert!(
+            !restored_send_waits(5_000, 1_000),
+            "a clock set back does not wait forever"
+        );
     }
 
     #[test]

@@ -357,6 +357,39 @@ pub fn seal_legacy(dir: &Dir, m: &Manifest) -> io::Result<bool> {
     result.map(|()| true)
 }
 
+/// Seals in place the thumbnail of the file of `m` when an older version kept it in clear:
+/// written aside, synced and renamed. Returns whether there was one to seal.
+pub fn seal_legacy_thumb(dir: &Dir, m: &Manifest) -> io::Result<bool> {
+    let path = dir.thumb(&m.root);
+    let raw = match fs::read(&path) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if raw.len() > media::MAX_THUMBNAIL
+        || open_chunk(&m.key, THUMB_INDEX, m.chunks(), raw.clone()).is_ok()
+        || !super::thumb::acceptable(&raw)
+    {
+        return Ok(false);
+    }
+    write_aside(&path, &seal_thumb(m, &raw)).map(|()| true)
+}
+
+/// Writes `bytes` to `path` through a synced file beside it and a rename.
+pub fn write_aside(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("seal.tmp");
+    let result = (|| {
+        let mut out = File::create(&tmp)?;
+        out.write_all(bytes)?;
+        out.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// A file being received: the open `.part` and which chunks it holds.
 #[derive(Debug)]
 pub struct Partial {
@@ -611,5 +644,31 @@ mod tests {
             import(&Dir(tmp.path().join("m")), &src, false),
             Err(ImportError::Empty)
         ));
+    }
+
+    /// A thumbnail an older version kept in clear is sealed in place once, and reads back the
+    /// same; a sealed one is left as it is.
+    #[test]
+    fn a_clear_thumbnail_is_sealed_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("doc.bin");
+        fs::write(&src, vec![7u8; 5000]).unwrap();
+        let a = Dir(tmp.path().join("a"));
+        let m = import(&a, &src, false).unwrap();
+        let img = image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([x as u8, y as u8, 99]));
+        let mut clear = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(
+                &mut std::io::Cursor::new(&mut clear),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        fs::write(a.thumb(&m.root), &clear).unwrap();
+        assert!(seal_legacy_thumb(&a, &m).unwrap());
+        let on_disk = fs::read(a.thumb(&m.root)).unwrap();
+        assert_ne!(on_disk, clear, "sealed at rest");
+        assert_eq!(read_thumb(&a, &m).unwrap(), clear);
+        assert!(!seal_legacy_thumb(&a, &m).unwrap(), "sealed once");
+        assert_eq!(fs::read(a.thumb(&m.root)).unwrap(), on_disk);
     }
 }

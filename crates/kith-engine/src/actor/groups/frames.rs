@@ -36,6 +36,7 @@ use kith_types::{CurveKey, GroupId, MessageId};
 use tracing::{debug, warn};
 
 use super::{Now, group_err};
+use crate::actor::restored::restored_key;
 use crate::actor::{After, State};
 use crate::cores::group_frames::{self as rules, Admit, Marks, Place};
 use crate::model::{EngineError, Event, Sent};
@@ -138,6 +139,15 @@ impl State {
         let me = self.me;
         if !state.members.contains(&me) {
             return Ok(Err(group_err("you are no longer a member of this group")));
+        }
+        if let Some(at) = w.meta(&restored_key(&id))? {
+            let at = at.try_into().map(u64::from_le_bytes).unwrap_or(0);
+            if rules::restored_send_waits(at, now.ms) {
+                return Ok(Err(group_err(
+                    "catching up with this group after the restore: try again in a moment",
+                )));
+            }
+            w.remove_meta(&restored_key(&id))?;
         }
         let mut row = w.group(&id)?.unwrap_or_default();
         self.sending_session(w, id, &mut row, &state.members, now, after)?;
@@ -270,9 +280,26 @@ impl State {
         let sender = frame.sender;
         let my_curve = self.device.curve_key();
         if sender == my_curve {
-            // Our own frame, come back: keep it if we lost it, nothing else.
+            // Our own frame, come back: keep it if we lost it, nothing else; after a restore,
+            // number our next frames past it (the old device sent it after the backup).
             if w.group_frame(&group, &sender, frame.seq)?.is_none() {
                 store_frame(w, &group, &frame, now)?;
+            }
+            if w.meta(&restored_key(&group))?.is_some()
+                && let Some(mut row) = w.group(&group)?
+                && let Some(next) = rules::restored_next_seq(row.next_seq, frame.seq)
+            {
+                row.next_seq = next;
+                row.lamport = row.lamport.max(frame.lamport);
+                w.put_group(&group, &row)?;
+                let mut srow = w.group_sender(&group, &sender)?.unwrap_or_default();
+                srow.max = srow.max.max(frame.seq);
+                advance(w, &group, &sender, &mut srow)?;
+                w.put_group_sender(&group, &sender, &srow)?;
+                debug!(
+                    seq = next,
+                    "own frames numbered past the ones sent before the restore"
+                );
             }
             return Ok(Verdict::Ignore);
         }

@@ -40,6 +40,7 @@ use kith_store::{Store, WriteTx, device_key};
 use std::time::Instant;
 
 use super::{GROUP_DIALS, GROUP_SYNC_EVERY, Now, member_devices};
+use crate::actor::restored::restored_key;
 use crate::actor::{After, Engine, Pending, State, decode_addrs};
 use crate::cores::group_sync::{self as rules, Answer};
 use kith_types::{GroupId, IdentityKey};
@@ -252,6 +253,10 @@ impl State {
     ) -> Result<(), Fatal> {
         self.groups.sync.done(&group);
         let new = self.receive_frames(w, group, frames, Now::read(), after)?;
+        if !more {
+            // A member's whole answer is in: our own frames sent before a restore are back.
+            w.remove_meta(&restored_key(&group))?;
+        }
         // Ask again only while answers bring something new: a peer that keeps answering
         // frames we hold (around a hole it cannot fill) does not keep us asking.
         if rules::follow_up(more, new) {
