@@ -386,3 +386,121 @@ fn a_hostile_peers_unfilled_files_do_not_keep_honest_files_out() {
     b.json(&["save", &id, "--to", out.to_str().unwrap()]);
     assert_eq!(hash(&std::fs::read(&out).unwrap()), hash(&bytes));
 }
+
+/// A contact's presence as `n` sees it.
+fn presence(n: &Node, name: &str) -> String {
+    n.json(&["contacts", "list"])
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["presence"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+/// Fails without group deposits: Alice posts a file to a three-member group while Bob and
+/// Carol are away. Both are registered at the same mailbox, which is handed one copy of
+/// the sealed chunks, granted to each. Alice stops before they come back, and each gets
+/// identical bytes from the mailbox alone.
+#[test]
+fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
+    // The mailbox logs the group topics it keeps for a device (at debug level).
+    let mut m = Node::new()
+        .with_args(&["--mailbox"])
+        .with_log("info,kith_engine=debug");
+    m.start();
+    let boot = peer_addr(&m);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut c = Node::new().with_args(&["--bootstrap", &boot]);
+    a.start();
+    b.start();
+    c.start();
+    b.json(&["mailbox", "add", &m.code()]);
+    c.json(&["mailbox", "add", &m.code()]);
+    a.add(&b, "Bob");
+    a.add(&c, "Carol");
+    b.add(&a, "Ada");
+    c.add(&a, "Ada");
+    let gid = a.create_group("Trip", "Bob,Carol", 3, &[&b, &c]);
+    let has_text = |n: &Node, t: &str| {
+        n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+            .iter()
+            .any(|i| i["text"] == t)
+    };
+    // Group keys reach both; their mailbox keeps the group's topic for each of them.
+    wait_for(T, "members hear the group", || {
+        a.json(&["send", "--group", "Trip", "hello"]);
+        (has_text(&b, "hello") && has_text(&c, "hello")).then_some(())
+    });
+    wait_for(T, "the mailbox watches both members' group topic", || {
+        let watching = m
+            .plain_logs()
+            .lines()
+            .filter(|l| l.contains("a device watches group topics") && l.contains("topics=1"))
+            .count();
+        (watching >= 2).then_some(())
+    });
+
+    // Bob and Carol go away; Alice sees it, and posts a file.
+    b.stop();
+    c.stop();
+    for who in ["Bob", "Carol"] {
+        wait_for(T, "Alice sees them go", || {
+            (presence(&a, who) == "offline").then_some(())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(2)); // their connections close too
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(2 * 1024 * 1024 + 4321, 11);
+    let chunks = bytes.len().div_ceil(CHUNK);
+    let src = write_file(tmp.path(), "map.bin", &bytes);
+    let id = a.json(&["send", "--group", "Trip", "--file", src.to_str().unwrap()])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // One copy at the mailbox node for the two of them (its chunks sent once), then Alice
+    // stops.
+    let kept = |a: &Node| -> (u64, u64) {
+        let field = |l: &str, k: &str| -> u64 {
+            let v = l.split(k).nth(1).unwrap_or("0");
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or(0)
+        };
+        a.plain_logs()
+            .lines()
+            .filter(|l| l.contains("a file is kept at the recipient's mailbox"))
+            .fold((0, 0), |(s, d), l| {
+                (s + field(l, " sent="), d + field(l, " devices="))
+            })
+    };
+    let (sent, _) = wait_for(T, "the file held and granted to both", || {
+        let (sent, devices) = kept(&a);
+        (held_chunks(&m) == vec![chunks] && devices >= 2).then_some((sent, devices))
+    });
+    assert_eq!(
+        sent, chunks as u64,
+        "each chunk sent to the mailbox node once"
+    );
+    a.stop();
+
+    // Each comes back with no other member online: only the mailbox has the file.
+    for n in [&mut c, &mut b] {
+        n.start();
+        let got = wait_for(T, "the group file from the mailbox", || {
+            n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+                .into_iter()
+                .find(|i| i["id"] == id.as_str())
+                .map(|i| i["attachment"].clone())
+                .filter(|a| a["state"] == "ready")
+        });
+        assert_eq!(got["size"], bytes.len() as u64);
+        assert_eq!(hash(&n.saved(&id)), hash(&bytes), "identical bytes");
+    }
+    // Both told the mailbox they have it: it lets the one copy go.
+    wait_for(T, "the mailbox let the file go", || {
+        held_chunks(&m).is_empty().then_some(())
+    });
+}

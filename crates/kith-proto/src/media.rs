@@ -326,6 +326,12 @@ pub enum MediaRequest {
     },
     /// To a mailbox, from a device registered there: it has the file; stop keeping it for it.
     Release { root: Hash },
+    /// To a mailbox: keep the file with this root, which it holds whole already (for other
+    /// devices registered there), for the device registered under the Curve25519 key `to`
+    /// too; no chunk is sent again (one copy per mailbox node). Answered `Stored`, or
+    /// refused (`NotFound`: not held whole here, deposit it with `Hold`; `Unauthorized`:
+    /// no such device; `Full`: over the device's media quota).
+    Grant { to: [u8; 32], root: Hash },
 }
 
 impl std::fmt::Debug for MediaRequest {
@@ -339,6 +345,7 @@ impl std::fmt::Debug for MediaRequest {
                 root, index, bytes, ..
             } => write!(f, "Put({}, {index}, {} bytes)", short(root), bytes.len()),
             Self::Release { root } => write!(f, "Release({})", short(root)),
+            Self::Grant { root, .. } => write!(f, "Grant({})", short(root)),
         }
     }
 }

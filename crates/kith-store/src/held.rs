@@ -96,6 +96,27 @@ impl WriteTx<'_> {
         Ok(false)
     }
 
+    /// Whether the file with this root is kept here whole for some device (every chunk
+    /// stored, or kept before fill rows existed): the row of one such device. A mailbox
+    /// grants such a file to more of its devices without its chunks being sent again.
+    pub fn held_whole(&self, root: &[u8; 32]) -> Result<Option<HeldRow>, StoreError> {
+        let t = self.table(HELD_MEDIA)?;
+        let mut devs = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            if k.value().1 == root {
+                devs.push((k.value().0, dec::<HeldRow>(v.value())?));
+            }
+        }
+        for (dev, row) in devs {
+            match self.held_fill(&dev, root)? {
+                Some(f) if f.filled < row.chunks => {}
+                _ => return Ok(Some(row)),
+            }
+        }
+        Ok(None)
+    }
+
     /// Drops every kept file that expired by `now_ms`; returns the roots no device keeps any
     /// more (their chunks may go).
     pub fn expire_held(&mut self, now_ms: u64) -> Result<Vec<[u8; 32]>, StoreError> {
@@ -142,6 +163,8 @@ mod tests {
                 w.hold(&b, &[9; 32], &row(50))?;
                 assert_eq!(w.held_of(&a)?.len(), 2);
                 assert_eq!(w.held_of(&b)?.len(), 1);
+                assert_eq!(w.held_whole(&[9; 32])?, Some(row(10)), "no fill row: whole");
+                assert_eq!(w.held_whole(&[7; 32])?, None);
                 assert!(w.unhold(&b, &[9; 32])?, "a still keeps it");
                 assert_eq!(w.expire_held(20)?, vec![[9; 32]]);
                 assert_eq!(w.held_of(&a)?.len(), 1);

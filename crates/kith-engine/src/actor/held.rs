@@ -8,7 +8,9 @@
 //!   out), and recorded with its expiry and fill in the same transaction (`held_media`,
 //!   `held_fill`). `Put` is taken only for a file held for that device; a chunk that
 //!   matches the index is counted once, and puts off the expiry of a file still filling
-//!   (one that stops filling goes after `HOLD_IDLE`). The
+//!   (one that stops filling goes after `HOLD_IDLE`). A `Hold` of a file kept here whole
+//!   already (for other devices) is a grant: the one stored copy is kept for that device
+//!   too, charged whole to its quota, and no chunk is sent again. The
 //!   device itself (by the connection's peer id, registered here) fetches with the ordinary
 //!   `Index`/`Chunk` requests and ends with `Release`; what no device keeps any more is
 //!   deleted, and files past the media retention expire.
@@ -93,7 +95,79 @@ fn count_chunk(
     Ok(Ok(()))
 }
 
+/// Keeps the file `root` (`whole`: its row, held whole here for other devices) for the
+/// device `to` as well (with what is held for it), charged whole, if the mailbox core
+/// allows it.
+fn grant(
+    st: &mut State,
+    w: &mut WriteTx<'_>,
+    to: Option<(DeviceKey, &[Held<'_>])>,
+    by: &[u8],
+    (root, whole): (&Hash, HeldRow),
+) -> Result<Result<(), MediaRefusal>, StoreError> {
+    match st.mailbox.grant(to, by, whole.sealed) {
+        mailbox_core::Verdict::Accept(dev) => {
+            let until = st.mailbox.held_until(now_ms());
+            let row = HeldRow {
+                expires_ms: until,
+                ..whole
+            };
+            let fill = HeldFill {
+                stored: row.sealed,
+                filled: row.chunks,
+                have: Vec::new(),
+                ..HeldFill::new(by, row.chunks, until)
+            };
+            w.hold(&dev, root, &row)?;
+            w.set_held_fill(&dev, root, &fill)?;
+            Ok(Ok(()))
+        }
+        mailbox_core::Verdict::Refuse(r) | mailbox_core::Verdict::Penalize(r, _) => Ok(Err(r)),
+    }
+}
+
 impl Engine {
+    /// As a mailbox: `Grant` (keep a file held here whole for other devices for one more
+    /// registered device, within its quota; `NotFound` when it is not held whole here).
+    pub(super) fn on_media_grant(&mut self, (id, peer): (u64, PeerId), to: [u8; 32], root: Hash) {
+        let by = peer.to_bytes();
+        let st = &mut self.st;
+        let res = self.store.write(|w| {
+            let dev = match st.mailbox.is_serving() {
+                true => w.mailbox_user(&kith_types::CurveKey(to))?,
+                false => None,
+            };
+            let Some(dev) = dev else {
+                return Ok(Err(MediaRefusal::Unauthorized));
+            };
+            // Held for it already: granted if whole, to be filled with `Put`s if not.
+            if let Some(row) = w.held(&dev, &root)? {
+                return Ok(match w.held_fill(&dev, &root)? {
+                    Some(f) if f.filled < row.chunks => Err(MediaRefusal::NotFound),
+                    _ => Ok(()),
+                });
+            }
+            let Some(whole) = w.held_whole(&root)? else {
+                return Ok(Err(MediaRefusal::NotFound));
+            };
+            let kept = held_files(w, &dev)?;
+            let seen = views(&kept);
+            grant(st, w, Some((dev, &seen)), &by, (&root, whole))
+        });
+        let resp = match res {
+            Ok(Ok(())) => MediaResponse::Stored,
+            Ok(Err(r)) => {
+                debug!(%peer, ?r, "a mailbox does not grant a file");
+                MediaResponse::Refused(r)
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot record a granted file");
+                MediaResponse::Refused(MediaRefusal::Busy)
+            }
+        };
+        self.answer_media(id, resp);
+    }
+
     /// As a mailbox: `Hold` (keep a file for a registered device, within its quota).
     pub(super) fn on_media_hold(
         &mut self,
@@ -126,6 +200,10 @@ impl Engine {
             };
             let seen = kept.as_ref().map(|(dev, k)| (*dev, views(k)));
             let to = seen.as_ref().map(|(dev, v)| (*dev, v.as_slice()));
+            // Kept here whole for other devices already: granted, not sent again.
+            if let Some(whole) = w.held_whole(&root)?.filter(|r| r.chunks == chunks) {
+                return grant(st, w, to, &by, (&root, whole));
+            }
             match st.mailbox.hold(to, &by, sealed, chunks) {
                 mailbox_core::Verdict::Accept(dev) => {
                     let now = now_ms();

@@ -196,6 +196,8 @@ impl State {
         for m in members.iter().filter(|m| **m != self.me) {
             w.grant_media(&root, m, id.0)?;
         }
+        // Members away now find it at their mailboxes, even once this node is gone.
+        self.deposit_group_file(w, (id.0, &members), true, after)?;
         Ok(Ok(sent))
     }
 
@@ -395,6 +397,10 @@ impl Engine {
             }
             MediaRequest::Release { root } => {
                 self.on_media_release(id, peer, root);
+                return;
+            }
+            MediaRequest::Grant { to, root } => {
+                self.on_media_grant((id, peer), to, root);
                 return;
             }
             _ => {

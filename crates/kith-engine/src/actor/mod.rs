@@ -322,6 +322,9 @@ struct State {
     next_tag: u64,
     /// Whose record each DHT lookup in flight asks for, by tag.
     record_tags: BoundedMap<u64, IdentityKey>,
+    /// Group files (message ids) to deposit for a member whose devices' mailboxes are
+    /// being looked up (`deposits.rs`).
+    group_deposits: BoundedMap<IdentityKey, Vec<u128>>,
     /// When our user record is published.
     record: Publisher,
     last_keepalive: Instant,

@@ -596,6 +596,7 @@ impl State {
             self.delivery.retry_now(&dev);
             after.push(After::Pump(dev));
         }
+        self.deposit_looked_up(w, identity, after)?;
         self.group_devices_appeared(w, identity, after)
     }
 }

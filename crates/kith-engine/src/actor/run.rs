@@ -134,6 +134,7 @@ impl Engine {
                 pending: HashMap::new(),
                 next_tag: 0,
                 record_tags: BoundedMap::new(MAX_RECORD_LOOKUPS),
+                group_deposits: BoundedMap::new(deposits::MAX_LOOKED_UP),
                 record: Publisher::new(),
                 last_keepalive: Instant::now(),
                 search: None,

@@ -2,7 +2,10 @@
 //! hands the sealed chunks to that device's mailbox, so the file arrives even when the
 //! sender is gone by the time the recipient comes back.
 //!
-//! 1. `Hold` first: the recipient's Curve25519 key, the root, the sealed size and the index.
+//! 0. `Grant` first: a mailbox that holds the file whole already (deposited for another
+//!    device there) keeps it for this device too, and no chunk is sent. Anything but
+//!    `Stored` (a mailbox without it, or one too old to know `Grant`) goes on with 1.
+//! 1. `Hold` then: the recipient's Curve25519 key, the root, the sealed size and the index.
 //!    The mailbox takes it only for a device registered there and within that device's
 //!    media quota; a refusal ends the deposit (the sender keeps serving the file itself).
 //! 2. Then every chunk the mailbox has not acknowledged yet (`Put`), sealed again from the
@@ -18,6 +21,11 @@
 //!    chunks again, which the mailbox takes without storing them twice.
 //! 4. When every chunk was `Stored` (or the mailbox refused the file for good), `kith watch`
 //!    gets a `deposited` (`not deposited`) media event and the engine drops its row.
+//!
+//! 5. One copy per mailbox node: further devices registered at the same mailbox (members
+//!    of a group, a user's other devices) are granted the file once it is held whole there
+//!    (`Grant`: no chunk is sent again), one after another
+//!    (at most [`MAX_GRANTS`]). A refused first `Hold` passes the deposit to the next device.
 //!
 //! At most [`MAX_UPLOADS`] deposits run at once, [`MAX_QUEUED`] wait.
 
@@ -45,6 +53,8 @@ pub const PARK: Duration = Duration::from_secs(60);
 pub const MAX_ROUNDS: u32 = 8;
 /// Longest pause after failed requests in a row.
 const MAX_BACKOFF: Duration = Duration::from_secs(64);
+/// Most further devices granted one deposited copy at a mailbox.
+pub const MAX_GRANTS: usize = 64;
 /// Most ended deposits not yet collected by the engine.
 const MAX_FINISHED: usize = 4096;
 
@@ -66,6 +76,28 @@ pub struct Deposit {
     pub to: [u8; 32],
     /// The mailbox.
     pub mailbox: (PeerId, Vec<Multiaddr>),
+    /// Further devices registered at the same mailbox, granted the file once it is held
+    /// whole there: (store row, Curve25519 key); at most [`MAX_GRANTS`].
+    pub also: Vec<((u128, DeviceKey), [u8; 32])>,
+}
+
+impl Deposit {
+    /// Adds the devices of `other` (a deposit of the same file at the same mailbox) that
+    /// this one does not cover yet, as further grants; whether `other` was of the same file
+    /// and mailbox.
+    fn merge(&mut self, other: &Deposit) -> bool {
+        if self.manifest.root != other.manifest.root || self.mailbox.0 != other.mailbox.0 {
+            return false;
+        }
+        let them = std::iter::once((other.key, other.to)).chain(other.also.iter().copied());
+        for (key, to) in them {
+            let known = self.to == to || self.also.iter().any(|(_, t)| *t == to);
+            if !known && self.also.len() < MAX_GRANTS {
+                self.also.push((key, to));
+            }
+        }
+        true
+    }
 }
 
 /// One deposit running.
@@ -73,6 +105,12 @@ pub(super) struct Upload {
     dep: Deposit,
     /// The mailbox accepted the file.
     held: bool,
+    /// The `Grant` was asked.
+    probed: bool,
+    /// Chunks the mailbox stored from this run of the deposit.
+    sent: u32,
+    /// Further devices granted.
+    granted: u32,
     /// Chunk (`None`: the `Hold`) asked by tag, with when.
     in_flight: HashMap<u64, (Option<u32>, Instant)>,
     cursor: u32,
@@ -133,9 +171,13 @@ fn progress_path(dir: &files::Dir, dep: &Deposit) -> PathBuf {
 
 impl Task {
     pub(super) fn deposit(&mut self, dep: Deposit) {
-        let dup = |d: &Deposit| d.manifest.root == dep.manifest.root && d.to == dep.to;
-        if self.uploads.queued.iter().any(|(d, _, _)| dup(d))
-            || self.uploads.active.values().any(|u| dup(&u.dep))
+        // The same file at the same mailbox: one copy, the devices granted.
+        if self
+            .uploads
+            .queued
+            .iter_mut()
+            .any(|(d, _, _)| d.merge(&dep))
+            || self.uploads.active.values_mut().any(|u| u.dep.merge(&dep))
         {
             return;
         }
@@ -178,6 +220,9 @@ impl Task {
                 Upload {
                     dep,
                     held: false,
+                    probed: false,
+                    sent: 0,
+                    granted: 0,
                     in_flight: HashMap::new(),
                     cursor: 0,
                     again: VecDeque::new(),
@@ -250,6 +295,14 @@ impl Task {
                         None => break,
                     }
                 }
+                // Held whole: the further devices are granted, one after another.
+                if asks.is_empty()
+                    && u.in_flight.is_empty()
+                    && u.stored >= count
+                    && !u.dep.also.is_empty()
+                {
+                    asks.push(None);
+                }
             }
         }
         for n in asks {
@@ -263,6 +316,14 @@ impl Task {
         };
         let m = &u.dep.manifest;
         let req = match n {
+            None if !u.probed => MediaRequest::Grant {
+                to: u.dep.to,
+                root: m.root,
+            },
+            None if u.held => MediaRequest::Grant {
+                to: u.dep.also.first().map_or(u.dep.to, |(_, to)| *to),
+                root: m.root,
+            },
             None => match std::fs::read(self.dir.index(&m.root)) {
                 Ok(index) => MediaRequest::Hold {
                     to: u.dep.to,
@@ -318,6 +379,25 @@ impl Task {
             return;
         };
         match (n, result) {
+            // Held whole there already (for another device): granted, nothing to send.
+            (None, Ok(MediaResponse::Stored)) if !u.probed => {
+                u.probed = true;
+                u.held = true;
+                u.failures = 0;
+                u.done.iter_mut().for_each(|b| *b = 0xff);
+                u.stored = u.dep.manifest.chunks();
+                debug!("a mailbox holds a deposited file already");
+            }
+            (None, _) if !u.probed => u.probed = true,
+            (None, Ok(MediaResponse::Stored)) if u.held => {
+                // A further device granted.
+                u.failures = 0;
+                if !u.dep.also.is_empty() {
+                    let (key, _) = u.dep.also.remove(0);
+                    push_finished(&self.uploads.finished, key);
+                    u.granted += 1;
+                }
+            }
             (None, Ok(MediaResponse::Stored)) => {
                 u.held = true;
                 u.failures = 0;
@@ -329,6 +409,7 @@ impl Task {
                 {
                     *b |= 1 << (n % 8);
                     u.stored += 1;
+                    u.sent += 1;
                     u.unsaved += 1;
                 }
                 if u.unsaved >= SAVE_EVERY {
@@ -339,6 +420,13 @@ impl Task {
                     }
                 }
             }
+            // A further device's grant found no whole copy (it went meanwhile).
+            (None, Ok(MediaResponse::Refused(MediaRefusal::NotFound))) if u.held => {
+                if !u.dep.also.is_empty() {
+                    let (key, _) = u.dep.also.remove(0);
+                    push_finished(&self.uploads.finished, key);
+                }
+            }
             (
                 _,
                 Ok(MediaResponse::Refused(
@@ -346,8 +434,28 @@ impl Task {
                 )),
             ) => {
                 info!(?r, "the recipient's mailbox does not keep the file");
-                self.end_upload(id, false);
-                return;
+                match (n, u.held) {
+                    // A further device's grant refused: the others go on.
+                    (None, true) if !u.dep.also.is_empty() => {
+                        let (key, _) = u.dep.also.remove(0);
+                        push_finished(&self.uploads.finished, key);
+                    }
+                    // The first device's: the deposit passes to the next one.
+                    (None, false) if !u.dep.also.is_empty() => {
+                        let (key, to) = u.dep.also.remove(0);
+                        push_finished(&self.uploads.finished, u.dep.key);
+                        u.dep.key = key;
+                        u.dep.to = to;
+                        u.probed = false;
+                        u.done.iter_mut().for_each(|b| *b = 0);
+                        (u.stored, u.cursor) = (0, 0);
+                        u.again.clear();
+                    }
+                    _ => {
+                        self.end_upload(id, false);
+                        return;
+                    }
+                }
             }
             (n, other) => {
                 if let Some(n) = n {
@@ -368,7 +476,7 @@ impl Task {
                 }
             }
         }
-        if u.held && u.stored >= u.dep.manifest.chunks() {
+        if u.held && u.stored >= u.dep.manifest.chunks() && u.dep.also.is_empty() {
             self.end_upload(id, true);
             return;
         }
@@ -409,14 +517,15 @@ impl Task {
         if done {
             info!(
                 size = u.dep.manifest.size,
+                sent = u.sent,
+                devices = u.granted + 1,
                 "a file is kept at the recipient's mailbox"
             );
         }
         let _ = std::fs::remove_file(progress_path(&self.dir, &u.dep));
-        if let Ok(mut f) = self.uploads.finished.lock()
-            && f.len() < MAX_FINISHED
-        {
-            f.push(u.dep.key);
+        push_finished(&self.uploads.finished, u.dep.key);
+        for (key, _) in &u.dep.also {
+            push_finished(&self.uploads.finished, *key);
         }
         let _ = self.events.send(Event::Media {
             contact: u.dep.contact.clone(),
@@ -425,6 +534,15 @@ impl Task {
             percent: if done { 100 } else { 0 },
         });
         self.start_uploads();
+    }
+}
+
+/// Reports a device's deposit as over, for the engine to drop its row.
+fn push_finished(finished: &Finished, key: (u128, DeviceKey)) {
+    if let Ok(mut f) = finished.lock()
+        && f.len() < MAX_FINISHED
+    {
+        f.push(key);
     }
 }
 

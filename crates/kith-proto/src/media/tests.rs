@@ -207,6 +207,14 @@ fn mailbox_frames_round_trip_and_are_bounded() {
         index: vec![5; MAX_INDEX],
     };
     assert_eq!(MediaRequest::decode(&hold.encode().unwrap()).unwrap(), hold);
+    let grant = MediaRequest::Grant {
+        to: [4; 32],
+        root: [5; 32],
+    };
+    assert_eq!(
+        MediaRequest::decode(&grant.encode().unwrap()).unwrap(),
+        grant
+    );
     let too_big = MediaRequest::Put {
         to: [1; 32],
         root: [2; 32],

@@ -19,6 +19,10 @@
 //! - A chunk that would take the device or the file's depositor past its bytes is refused
 //!   (`Full`); what is held already stays. [`MailboxService::put`]
 //!
+//! - A file held whole already (for another device registered here) is granted to one
+//!   more device without its chunks coming again (one copy per mailbox node): charged whole
+//!   to that device, within its quota and the asking peer's share. [`MailboxService::grant`]
+//!
 //! A file held before fill records existed counts as filled by nobody in particular.
 
 use std::time::Duration;
@@ -128,6 +132,33 @@ impl MailboxService {
             || peer_unfilled >= MAX_UNFILLED_PER_PEER
             || bytes.saturating_add(new.charge()) > lim.bytes
             || peer_bytes.saturating_add(new.charge()) > lim.peer_bytes;
+        match over {
+            true => Verdict::Refuse(MediaRefusal::Full),
+            false => Verdict::Accept(dev),
+        }
+    }
+
+    /// Decides a file of `sealed` bytes kept here whole already (for other devices) that
+    /// peer `by` asks to keep for one more device (`Hold` of a file this mailbox has, a
+    /// *grant*: one stored copy, each device granted). It is charged whole to that device,
+    /// within its media quota and the peer's share of it, as a file deposited anew would be
+    /// once filled; nothing is reserved, since no chunk comes.
+    pub fn grant(
+        &self,
+        to: Option<(DeviceKey, &[Held<'_>])>,
+        by: &[u8],
+        sealed: u64,
+    ) -> Verdict<MediaRefusal, DeviceKey> {
+        let (Some(lim), Some((dev, kept))) = (self.media_limits(), to) else {
+            return Verdict::Refuse(MediaRefusal::Unauthorized);
+        };
+        let (files, _, bytes) = usage(kept, None);
+        let (peer_files, _, peer_bytes) = usage(kept, Some(by));
+        let over = sealed > lim.peer_bytes
+            || files >= lim.files
+            || peer_files >= lim.peer_files
+            || bytes.saturating_add(sealed) > lim.bytes
+            || peer_bytes.saturating_add(sealed) > lim.peer_bytes;
         match over {
             true => Verdict::Refuse(MediaRefusal::Full),
             false => Verdict::Accept(dev),
@@ -293,6 +324,38 @@ mod tests {
         );
         assert_eq!(
             m.put(&kept, 5, 1),
+            Verdict::Refuse(MediaRefusal::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn a_file_kept_whole_is_granted_within_the_devices_quota() {
+        let m = mailbox(40 * MIB, 8);
+        let by = b"p".as_slice();
+        assert_eq!(m.grant(Some((DEV, &[])), by, 9 * MIB), Verdict::Accept(DEV));
+        // Over the peer's share (10 MiB), alone or with what it holds already.
+        assert_eq!(
+            m.grant(Some((DEV, &[])), by, 11 * MIB),
+            Verdict::Refuse(MediaRefusal::Full)
+        );
+        let mine = [unfilled(by, 4 * MIB)];
+        assert_eq!(
+            m.grant(Some((DEV, &mine)), by, 7 * MIB),
+            Verdict::Refuse(MediaRefusal::Full)
+        );
+        // Over the device's bytes, whoever deposited them.
+        let full = Held {
+            sealed: 35 * MIB,
+            stored: 35 * MIB,
+            filled: true,
+            by: None,
+        };
+        assert_eq!(
+            m.grant(Some((DEV, &[full])), by, 6 * MIB),
+            Verdict::Refuse(MediaRefusal::Full)
+        );
+        assert_eq!(
+            m.grant(None, by, MIB),
             Verdict::Refuse(MediaRefusal::Unauthorized)
         );
     }
