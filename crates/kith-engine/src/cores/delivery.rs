@@ -661,8 +661,7 @@ mod tests {
         d.forget(&dev(MAX_CLAIMS as u32 + 2));
         let mut turns = 2;
         let mut seen = HashSet::new();
-        loop {
-            let Some(c) = out.pop() else { break };
+        while let Some(c) = out.pop() {
             d.settled(c, false);
             while let Some(n) = d.next_claimer() {
                 assert!(seen.insert(n), "each once");
