@@ -16,7 +16,7 @@ use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
 mod scenario;
-pub use scenario::{GroupReport, GroupScenario};
+pub use scenario::{GroupReport, GroupScenario, JoinPlan};
 
 use crate::node::{Node, Seen, memory_port, start_all};
 use crate::{SimError, SimNet, pct, peak_rss_mib, proc_cpu_s};
@@ -31,6 +31,14 @@ fn message_number(ev: &Event) -> Option<usize> {
         Event::GroupMessage { text, .. } => number(text),
         _ => None,
     }
+}
+
+/// A step of a join plan.
+enum Join {
+    /// The creator adds this member.
+    Add(usize),
+    /// This member comes online.
+    Up(usize),
 }
 
 enum Step {
@@ -170,13 +178,41 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
             }
         })
     });
+    // A join plan: when each member is added, and who is offline until some time after.
+    let added_at = (s.join.as_ref())
+        .map(|j| j.added_at_ms(s.members))
+        .unwrap_or_else(|| vec![0; s.members]);
+    let mut joins: Vec<(u64, Join)> = (1..s.members)
+        .filter(|i| added_at[*i] > 0)
+        .map(|i| (added_at[i], Join::Add(i)))
+        .collect();
+    let mut joined_late = 0;
+    if let Some(j) = &s.join {
+        let mut away: Vec<usize> = (s.senders..s.members).collect();
+        away.shuffle(&mut rng);
+        away.truncate((j.offline * away.len() as f64).round() as usize);
+        away.sort_unstable();
+        for u in away {
+            members[u].stop().await;
+            let back = added_at[u] + rng.random_range(j.offline_for_ms.0..=j.offline_for_ms.1);
+            joins.push((back, Join::Up(u)));
+            joined_late += 1;
+        }
+    }
+    joins.sort_by_key(|(t, _)| *t);
+    let last_added_s = added_at.iter().copied().max().unwrap_or(0) as f64 / 1000.0;
     admin
         .group_create(
             "sim".into(),
-            (1..s.members).map(|i| format!("n{i}")).collect(),
+            (1..s.members)
+                .filter(|i| added_at[*i] == 0)
+                .map(|i| format!("n{i}"))
+                .collect(),
         )
         .await
         .map_err(err(0))?;
+    let t_created = Instant::now();
+    let mut joins = joins.into_iter().peekable();
     if debug {
         let (open, opened, sent) = links(&members);
         eprintln!(
@@ -189,6 +225,21 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
     let deadline = Instant::now() + Duration::from_millis(s.setup_ms);
     let mut has_group = vec![false; s.members];
     loop {
+        // The join plan's steps that are due.
+        while let Some((at, _)) = joins.peek()
+            && t_created + Duration::from_millis(*at) <= Instant::now()
+        {
+            let Some((_, step)) = joins.next() else { break };
+            match step {
+                Join::Add(i) => {
+                    admin
+                        .group_change("sim".into(), GroupChange::Add(format!("n{i}")))
+                        .await
+                        .map_err(err(0))?;
+                }
+                Join::Up(u) => members[u].start(u, boot.clone(), seen_tx.clone()).await?,
+            }
+        }
         for (m, has) in members.iter().zip(has_group.iter_mut()) {
             if !*has
                 && let Some(h) = &m.handle
@@ -218,8 +269,13 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                 t_setup.elapsed().as_secs_f64()
             );
         }
-        // Asking is not free (each answer is a batch on the member's engine): not too often.
-        tokio::time::sleep(Duration::from_millis(200 + 10 * s.members as u64)).await;
+        // Asking is not free (each answer is a batch on the member's engine): not too often,
+        // but the join plan's next step on time.
+        let mut wake = Instant::now() + Duration::from_millis(200 + 10 * s.members as u64);
+        if let Some((at, _)) = joins.peek() {
+            wake = wake.min(t_created + Duration::from_millis(*at));
+        }
+        tokio::time::sleep_until(wake.into()).await;
     }
     let setup_s = t_setup.elapsed().as_secs_f64();
     // Warm-up: each sender's first message shares its session key with every member (one
@@ -536,6 +592,8 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         bytes_sent_per_member_per_message: (traffic1.0 - traffic0.0) as f64 / per,
         bytes_received_per_member_per_message: (traffic1.1 - traffic0.1) as f64 / per,
         duplicates_per_member_per_message: traffic1.2.saturating_sub(traffic0.2) as f64 / per,
+        joined_late,
+        last_added_s,
         setup_s,
         warmup_s,
         wall_s: t_start.elapsed().as_secs_f64(),

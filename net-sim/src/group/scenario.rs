@@ -50,6 +50,47 @@ pub struct GroupScenario {
     /// others' fsyncs, which a member on its own device never does.
     #[serde(default)]
     pub skip_fsync: bool,
+    /// Members join over time, as people do, instead of all at the group's creation.
+    #[serde(default)]
+    pub join: Option<JoinPlan>,
+}
+
+/// How members join: the creator makes the group with the first `initial` members (the
+/// senders among them), then adds the others `wave` at a time every `every_ms`. A share
+/// `offline` of the members who do not send are offline when they are added (they added
+/// the creator as a contact earlier, then went away) and come online `offline_for_ms`
+/// after their addition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinPlan {
+    /// Members in the group when it is made, the creator included.
+    pub initial: usize,
+    /// Members added per wave after that.
+    pub wave: usize,
+    /// Time between waves (the first wave comes this long after the creation).
+    pub every_ms: u64,
+    /// Share of the members that do not send who are offline when added.
+    #[serde(default)]
+    pub offline: f64,
+    /// How long after being added they come online (a random time in the range).
+    #[serde(default)]
+    pub offline_for_ms: (u64, u64),
+}
+
+impl JoinPlan {
+    /// When each member is added, ms after the group's creation (0: at the creation);
+    /// member 0 (the creator) included.
+    pub fn added_at_ms(&self, members: usize) -> Vec<u64> {
+        (0..members)
+            .map(|i| {
+                if i < self.initial {
+                    0
+                } else {
+                    ((i - self.initial) / self.wave.max(1) + 1) as u64 * self.every_ms
+                }
+            })
+            .collect()
+    }
 }
 
 fn default_setup() -> u64 {
@@ -76,6 +117,18 @@ impl GroupScenario {
             || s.down_for_ms.0 > s.down_for_ms.1
         {
             return bad("churn is a share (0 to 1); ranges are (low, high)");
+        }
+        if let Some(j) = &s.join
+            && (j.initial <= s.senders
+                || j.initial > s.members
+                || j.wave == 0
+                || !(0.0..=1.0).contains(&j.offline)
+                || j.offline_for_ms.0 > j.offline_for_ms.1)
+        {
+            return bad(
+                "join: initial must hold the senders and one more (at most members), wave >= 1, \
+                 offline a share, offline_for_ms (low, high)",
+            );
         }
         Ok(s)
     }
@@ -118,7 +171,14 @@ pub struct GroupReport {
     /// membership updates).
     pub duplicates_per_member_per_message: f64,
 
-    /// Time for the group to reach every member, s.
+    /// Members who were offline when added and came online later (a join plan).
+    #[serde(default)]
+    pub joined_late: usize,
+    /// When the last member was added, s after the group's creation (0: all at once).
+    #[serde(default)]
+    pub last_added_s: f64,
+    /// Time for the group to reach every member, s (from the creation, so it includes the
+    /// join plan's waves and the offline members' absence).
     pub setup_s: f64,
     /// Time for every sender's first message to reach every member (with `warmup`), s.
     pub warmup_s: f64,
@@ -178,7 +238,7 @@ impl GroupReport {
     /// The report for people.
     pub fn text(&self) -> String {
         format!(
-            "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s, first messages from every sender in {:.1} s more\n\
+            "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s (last added at {:.1} s, {} came online late), first messages from every sender in {:.1} s more\n\
              messages: {} sent, {}/{} member deliveries ({:.2} %), {} duplicates, {} out of order, states agree: {}, removed member saw {}\n\
              latency send → member: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
              cost per member per message: {:.0} bytes sent, {:.0} bytes received, {:.2} duplicate copies received\n\
@@ -188,6 +248,8 @@ impl GroupReport {
             self.members,
             self.restarts,
             self.setup_s,
+            self.last_added_s,
+            self.joined_late,
             self.warmup_s,
             self.sent,
             self.delivered,

@@ -37,6 +37,14 @@ impl Engine {
         }
     }
 
+    /// Devices whose turn to claim a pre-key came (claims ended since): pumped now.
+    pub(super) fn pump_claimers(&mut self) {
+        while let Some(dev) = self.st.delivery.next_claimer() {
+            self.pump(dev);
+            self.st.delivery.turn_unused(&dev);
+        }
+    }
+
     /// Sends the next batch of a device's outbox, or claims a pre-key first.
     pub(super) fn pump(&mut self, dev: DeviceKey) {
         if !self.st.delivery.ready(&dev, Instant::now()) {
@@ -134,6 +142,13 @@ impl Engine {
             {
                 return self.pump(dev);
             }
+            return;
+        }
+        if envelopes.is_empty() && !self.st.delivery.may_claim(dev) {
+            // Too many claims out: wait in line (`pump_claimers` hands the turn back).
+            self.st
+                .delivery
+                .hold(dev, Instant::now() + delivery::CLAIM_WAIT);
             return;
         }
         let tag = self.st.tag();

@@ -241,6 +241,7 @@ impl Engine {
             self.calls_shutdown(&mut media).await;
             // Receipts still waiting for their batch go into the outbox now.
             self.flush_group_receipts(true);
+            self.flush_late_certs(true);
             // Text removed since the last scrub leaves the files now.
             self.scrub_if_due();
             // A clean stop: tell connected contacts we are going, and give the goodbyes up
@@ -403,6 +404,7 @@ impl Engine {
                 st.history_step(w, after)
             });
         }
+        self.pump_claimers();
         for d in self.st.delivery.due(Instant::now()) {
             self.pump(d);
         }
@@ -472,6 +474,8 @@ impl Engine {
         if self.st.sessions.len() > MAX_CACHED_SESSIONS {
             self.st.sessions.clear();
         }
+        // Claims that ended in this batch make room for devices waiting to claim.
+        self.pump_claimers();
     }
 
     /// Runs `f` on the state in one write transaction, with the crypto state flushed in the

@@ -27,8 +27,15 @@
 //! 4. The device connects, or registers with this node as its mailbox →
 //!    [`Delivery::reachable`]: failures are forgotten and it is ready at once.
 //! 5. Its outbox is empty → [`Delivery::forget`].
+//!
+//! Pre-key claims are paced: at most [`MAX_CLAIMS`] are out at once
+//! ([`Delivery::may_claim`]); a device that would claim beyond that waits in line and is
+//! handed back by [`Delivery::next_claimer`] as claims end. A creator who sends a new
+//! group's log to 255 devices it has no session with thus claims a few dozen at a time
+//! instead of 255 at once, which on a slow or busy device let the last answers time out
+//! and back off for seconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use kith_proto::record::MailboxRef;
@@ -52,6 +59,11 @@ pub const LOOKUP_EVERY: Duration = Duration::from_secs(30);
 pub const MAX_LOOKUP_ENTRIES: usize = 4096;
 /// Most ciphertext bytes in one delivery request (the frame limit is 1 MiB).
 pub const BATCH_BYTES: usize = 768 * 1024;
+/// Most pre-key claims out at once.
+pub const MAX_CLAIMS: usize = 32;
+/// How long a device waiting in line to claim stays out of [`Delivery::due`] (it is handed
+/// back sooner by [`Delivery::next_claimer`]; this only bounds a lost turn).
+pub const CLAIM_WAIT: Duration = Duration::from_secs(5);
 /// Bytes counted per envelope besides its ciphertext when a batch is cut.
 const ENVELOPE_OVERHEAD: usize = 64;
 
@@ -91,6 +103,11 @@ pub struct Failure {
 pub struct Delivery {
     devices: HashMap<DeviceKey, DeviceState>,
     lookups: RateLimit<IdentityKey>,
+    /// Devices with a pre-key claim out (at most [`MAX_CLAIMS`]).
+    claiming: HashSet<DeviceKey>,
+    /// Devices waiting to claim, in turn (each once; only tracked devices).
+    claim_line: VecDeque<DeviceKey>,
+    in_line: HashSet<DeviceKey>,
 }
 
 impl Default for Delivery {
@@ -98,6 +115,9 @@ impl Default for Delivery {
         Self {
             devices: HashMap::new(),
             lookups: RateLimit::once_per(LOOKUP_EVERY, MAX_LOOKUP_ENTRIES),
+            claiming: HashSet::new(),
+            claim_line: VecDeque::new(),
+            in_line: HashSet::new(),
         }
     }
 }
@@ -121,6 +141,68 @@ impl Delivery {
     /// `dev` has nothing queued any more (or is gone): drop it from the schedule.
     pub fn forget(&mut self, dev: &DeviceKey) {
         self.devices.remove(dev);
+        self.claiming.remove(dev);
+        // Left in `claim_line`: skipped when its turn comes (`next_claimer`).
+        self.in_line.remove(dev);
+    }
+
+    /// Whether `dev` may send a pre-key claim now: fewer than [`MAX_CLAIMS`] are out. If
+    /// so, the claim counts as out until the device's request settles or fails; if not,
+    /// the device waits in line (the caller holds it back for [`CLAIM_WAIT`]).
+    pub fn may_claim(&mut self, dev: DeviceKey) -> bool {
+        if self.claiming.contains(&dev) {
+            return true;
+        }
+        if self.claiming.len() < MAX_CLAIMS
+            && (self.in_line.is_empty() || self.in_line.contains(&dev))
+        {
+            if self.in_line.remove(&dev) {
+                self.claim_line.retain(|d| *d != dev);
+            }
+            self.claiming.insert(dev);
+            return true;
+        }
+        if self.devices.contains_key(&dev) && self.in_line.insert(dev) {
+            self.claim_line.push_back(dev);
+        }
+        // Entries of devices forgotten while in line: dropped once they pile up.
+        if self.claim_line.len() > 2 * self.in_line.len() + 64 {
+            let in_line = &self.in_line;
+            self.claim_line.retain(|d| in_line.contains(d));
+        }
+        false
+    }
+
+    /// A turn handed out by [`Delivery::next_claimer`] that sent nothing (the device had
+    /// nothing to claim for after all): its room goes back.
+    pub fn turn_unused(&mut self, dev: &DeviceKey) {
+        if !self.devices.get(dev).is_some_and(|d| d.in_flight) {
+            self.claiming.remove(dev);
+        }
+    }
+
+    /// Pre-key claims out now.
+    pub fn claims_out(&self) -> usize {
+        self.claiming.len()
+    }
+
+    /// The next device in line to claim, when there is room for its claim: the caller
+    /// pumps it now (its claim is counted when it goes, by [`Delivery::may_claim`]).
+    pub fn next_claimer(&mut self) -> Option<DeviceKey> {
+        if self.claiming.len() >= MAX_CLAIMS {
+            return None;
+        }
+        while let Some(dev) = self.claim_line.pop_front() {
+            if !self.in_line.remove(&dev) || !self.devices.contains_key(&dev) {
+                continue;
+            }
+            self.claiming.insert(dev);
+            if let Some(d) = self.devices.get_mut(&dev) {
+                d.next_try = None;
+            }
+            return Some(dev);
+        }
+        None
     }
 
     /// How many devices are in the schedule.
@@ -176,6 +258,7 @@ impl Delivery {
         now: Instant,
         rng: &mut R,
     ) -> Failure {
+        self.claiming.remove(&dev);
         let d = self.devices.entry(dev).or_default();
         d.in_flight = false;
         d.failures = d.failures.saturating_add(1);
@@ -191,6 +274,7 @@ impl Delivery {
     /// A request to `dev` was answered: the next batch may go at once. Failures are forgotten
     /// only when the device itself answered (`via_mailbox` false).
     pub fn settled(&mut self, dev: DeviceKey, via_mailbox: bool) {
+        self.claiming.remove(&dev);
         let d = self.devices.entry(dev).or_default();
         d.in_flight = false;
         if !via_mailbox {
@@ -530,5 +614,86 @@ mod tests {
             .map(|s| (s, sealed(1, 10)))
             .collect();
         assert_eq!(plan_batch(&many).envelopes.len(), MAX_BATCH);
+    }
+
+    fn dev(i: u32) -> DeviceKey {
+        let mut k = [0u8; 32];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        DeviceKey(k)
+    }
+
+    /// 255 devices without a session (a new group's creator): at most MAX_CLAIMS claims
+    /// are out at once; the rest wait in line and go, in turn, as claims end.
+    #[test]
+    fn claims_are_paced() {
+        let mut d = Delivery::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        let now = Instant::now();
+        for i in 0..255 {
+            d.track(dev(i));
+        }
+        let mut out: Vec<DeviceKey> = Vec::new();
+        for i in 0..255 {
+            if d.may_claim(dev(i)) {
+                d.sent(dev(i));
+                out.push(dev(i));
+            } else {
+                d.hold(dev(i), now + CLAIM_WAIT);
+            }
+        }
+        assert_eq!(out.len(), MAX_CLAIMS);
+        assert_eq!(d.claims_out(), MAX_CLAIMS);
+        assert!(d.next_claimer().is_none(), "no room");
+        assert!(!d.may_claim(dev(200)), "still in line");
+        assert!(!d.due(now).contains(&dev(200)), "held while in line");
+        // A claim answered and one failed: the first two in line get their turn, in order.
+        d.settled(out[0], false);
+        d.failed(out[1], now, &mut rng);
+        assert_eq!(d.next_claimer(), Some(dev(MAX_CLAIMS as u32)));
+        assert_eq!(d.next_claimer(), Some(dev(MAX_CLAIMS as u32 + 1)));
+        assert!(d.next_claimer().is_none());
+        assert!(
+            d.may_claim(dev(MAX_CLAIMS as u32)),
+            "its turn counts as out"
+        );
+        assert_eq!(d.claims_out(), MAX_CLAIMS);
+        // A device forgotten in line is skipped; every other one gets its turn once.
+        d.forget(&dev(MAX_CLAIMS as u32 + 2));
+        let mut turns = 2;
+        let mut seen = HashSet::new();
+        while let Some(c) = out.pop() {
+            d.settled(c, false);
+            while let Some(n) = d.next_claimer() {
+                assert!(seen.insert(n), "each once");
+                assert_ne!(n, dev(MAX_CLAIMS as u32 + 2));
+                turns += 1;
+                out.insert(0, n);
+                d.sent(n);
+            }
+            assert!(d.claims_out() <= MAX_CLAIMS);
+        }
+        assert_eq!(turns, 255 - MAX_CLAIMS - 1);
+    }
+
+    /// A device not in line may claim when there is room and nobody waits; a newcomer does
+    /// not jump the line.
+    #[test]
+    fn newcomers_do_not_jump_the_line() {
+        let mut d = Delivery::new();
+        for i in 0..(MAX_CLAIMS as u32 + 2) {
+            d.track(dev(i));
+            let _ = d.may_claim(dev(i));
+        }
+        // Two wait. One claim ends: room for one, but the newcomer queues behind them.
+        d.settled(dev(0), false);
+        d.track(dev(999));
+        assert!(!d.may_claim(dev(999)));
+        assert_eq!(d.next_claimer(), Some(dev(MAX_CLAIMS as u32)));
+        // Nothing waits and there is room: a claim goes at once.
+        let mut e = Delivery::new();
+        e.track(dev(1));
+        assert!(e.may_claim(dev(1)));
+        assert!(e.may_claim(dev(1)), "asking again while out is fine");
+        assert_eq!(e.claims_out(), 1);
     }
 }

@@ -1,6 +1,6 @@
-//! Member devices learned late: the rules for frames whose sending device is not known
-//! yet. A core with no I/O: it reads no clock (the caller passes `Instant`s) and touches
-//! neither the store nor the network.
+//! Member devices learned late: the rules for frames whose sending device is not known yet,
+//! and for the certificates an admin passes on. A core with no I/O: it reads no clock (the
+//! caller passes `Instant`s) and touches neither the store nor the network.
 //!
 //! In a group made of people who are not each other's contacts, a member learns the other
 //! members' devices from the ops (with the certificates the admin knew when it sent them)
@@ -14,6 +14,9 @@
 //!   Who can fill it: anyone on the topic, with made-up sender keys. The bounds keep one
 //!   publisher to [`MAX_PER_PUBLISHER`] frames, and nothing held is trusted: a frame
 //!   taken from the holding goes through every check of a fresh one.
+//! - [`CertBatch`] gathers the certificates an admin learns late for [`CERT_BATCH_DELAY`],
+//!   so that an admin who learns 255 member devices in a burst sends each member one body
+//!   with many certificates, not 255 bodies (255 × 255 in all).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -30,6 +33,11 @@ pub const MAX_PER_PUBLISHER: usize = 128;
 pub const HOLD_FOR: Duration = Duration::from_secs(120);
 /// Most distinct senders checked for a certificate per call of [`UnknownSenders::senders`].
 pub const CHECK_PER_ROUND: usize = 64;
+
+/// How long an admin gathers late certificates before passing them on.
+pub const CERT_BATCH_DELAY: Duration = Duration::from_millis(300);
+/// Most certificates gathered; more flush the batch at once.
+pub const MAX_CERT_BATCH: usize = 512;
 
 /// A frame held until its sender's device is known.
 pub struct Waiting<F, P> {
@@ -201,6 +209,64 @@ fn release<K: Eq + std::hash::Hash + Clone>(counts: &mut HashMap<K, usize>, k: &
     }
 }
 
+/// Certificates an admin learned late, gathered before they are passed on.
+///
+/// The rule: a certificate learned when none was passed on for [`CERT_BATCH_DELAY`] goes at
+/// once (a lone member added, or the first of a burst: nobody waits for it); the ones that
+/// follow within the delay are gathered and go together when it is over (the actor's tick),
+/// when the batch is full, or before the admin's next message to a group (so a member never
+/// sees a file or a text that points at devices it has not been told about yet). An admin
+/// who learns 255 member devices over a few seconds thus sends each member one body per
+/// [`CERT_BATCH_DELAY`], not one per certificate.
+#[derive(Debug)]
+pub struct CertBatch<C> {
+    certs: Vec<C>,
+    since: Option<Instant>,
+    last_sent: Option<Instant>,
+}
+
+impl<C> Default for CertBatch<C> {
+    fn default() -> Self {
+        Self {
+            certs: Vec::new(),
+            since: None,
+            last_sent: None,
+        }
+    }
+}
+
+impl<C: PartialEq> CertBatch<C> {
+    /// Adds a certificate (once); true when the batch must go now: it is full, or nothing
+    /// was passed on in the last [`CERT_BATCH_DELAY`].
+    pub fn add(&mut self, cert: C, now: Instant) -> bool {
+        if !self.certs.contains(&cert) {
+            self.certs.push(cert);
+        }
+        self.since.get_or_insert(now);
+        self.certs.len() >= MAX_CERT_BATCH
+            || self
+                .last_sent
+                .is_none_or(|t| now.saturating_duration_since(t) >= CERT_BATCH_DELAY)
+    }
+
+    /// The batch, when it is due (gathered for [`CERT_BATCH_DELAY`]) or `all`.
+    pub fn take(&mut self, now: Instant, all: bool) -> Vec<C> {
+        match self.since {
+            Some(t) if all || now.saturating_duration_since(t) >= CERT_BATCH_DELAY => {
+                self.since = None;
+                self.last_sent = Some(now);
+                std::mem::take(&mut self.certs)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +351,64 @@ mod tests {
         assert_eq!(h.expire(t + HOLD_FOR * 2), 1);
         assert!(h.is_empty());
         assert!(h.per_publisher.is_empty() && h.per_sender.is_empty());
+    }
+
+    #[test]
+    fn a_lone_certificate_goes_at_once_and_a_burst_goes_together() {
+        let mut b: CertBatch<u32> = CertBatch::default();
+        let t = Instant::now();
+        // The first goes at once.
+        assert!(b.add(1, t));
+        assert_eq!(b.take(t, true), vec![1]);
+        // The ones that follow within the delay wait, and go together after it.
+        assert!(!b.add(2, t + Duration::from_millis(10)));
+        assert!(!b.add(3, t + Duration::from_millis(100)));
+        assert!(!b.add(2, t + Duration::from_millis(150)));
+        assert!(b.take(t + Duration::from_millis(200), false).is_empty());
+        let due = t + Duration::from_millis(10) + CERT_BATCH_DELAY;
+        assert_eq!(b.take(due, false), vec![2, 3]);
+        assert!(b.is_empty());
+        assert!(b.take(due + CERT_BATCH_DELAY * 2, true).is_empty());
+        // Quiet for the delay again: the next one goes at once.
+        assert!(b.add(4, due + CERT_BATCH_DELAY));
+        let sent = due + CERT_BATCH_DELAY;
+        assert_eq!(b.take(sent, true), vec![4]);
+        // A full batch goes at once.
+        for i in 0..(MAX_CERT_BATCH as u32 - 1) {
+            assert!(!b.add(i + 10, sent));
+        }
+        assert!(b.add(u32::MAX, sent), "a full batch goes at once");
+        assert_eq!(b.take(sent, true).len(), MAX_CERT_BATCH);
+    }
+
+    /// The admin who learns 255 member devices, one every 10 ms (pre-key claims coming
+    /// back), passes them on in a handful of bodies per member, not 255.
+    #[test]
+    fn a_burst_of_255_certificates_goes_in_few_batches() {
+        let mut b: CertBatch<u32> = CertBatch::default();
+        let t = Instant::now();
+        let mut batches = 0;
+        let mut passed = 0;
+        let tick = Duration::from_millis(250);
+        let mut next_tick = t + tick;
+        for i in 0..255u32 {
+            let now = t + Duration::from_millis(10 * u64::from(i));
+            while next_tick <= now {
+                let got = b.take(next_tick, false);
+                if !got.is_empty() {
+                    batches += 1;
+                    passed += got.len();
+                }
+                next_tick += tick;
+            }
+            if b.add(i, now) {
+                batches += 1;
+                passed += b.take(now, true).len();
+            }
+        }
+        passed += b.take(next_tick + CERT_BATCH_DELAY, true).len();
+        batches += 1;
+        assert_eq!(passed, 255);
+        assert!(batches <= 12, "{batches} batches");
     }
 }

@@ -76,6 +76,12 @@ impl State {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
         };
+        // Certificates this admin gathered go first: the message may point members at
+        // devices they learn of from them (a file's other sources).
+        if !self.groups.late_certs.is_empty() {
+            let certs = self.groups.late_certs.take(now.at, true);
+            self.pass_certs_on(w, &certs, now, after)?;
+        }
         let msg_id = self.ids.next_id();
         let content = match media {
             Some(manifest) => GroupContent::Media {

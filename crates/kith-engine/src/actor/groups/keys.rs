@@ -128,16 +128,21 @@ impl State {
             return Ok(());
         }
         let now = Now::read();
-        if !cert_audiences(&self.groups.states, &me, &cert.identity).is_empty() {
-            self.pass_certs_on(w, std::slice::from_ref(cert), now, after)?;
+        if !cert_audiences(&self.groups.states, &me, &cert.identity).is_empty()
+            && self.groups.late_certs.add(cert.clone(), now.at)
+        {
+            let certs = self.groups.late_certs.take(now.at, true);
+            self.pass_certs_on(w, &certs, now, after)?;
         }
         self.share_late(w, device_key(&cert.peer_id), cert.identity, now, after)
     }
 
     /// Passes certificates this admin learned late on to the other members of the groups
     /// it is an admin of: each member device gets the ones it needs in as few bodies as
-    /// fit. (Gathering the certificates of a burst for a moment before sending was tried
-    /// and broke a member's fetch of a file from another member: left for later.)
+    /// fit, rather than one body per certificate (a burst is gathered: `CertBatch`, in
+    /// `cores/group_late.rs`). Members hold a frame whose device they do not know yet until
+    /// its certificate comes, so the short wait costs no messages; and the gathered ones go
+    /// before this admin's next group message (`group_post`), which may point at them.
     pub(in crate::actor) fn pass_certs_on(
         &mut self,
         w: &mut WriteTx<'_>,

@@ -185,6 +185,8 @@ pub(super) struct Groups {
         kith_proto::groupwire::GroupFrame,
         kith_net::PeerId,
     >,
+    /// Certificates this admin learned late, gathered before they go to the members.
+    late_certs: crate::cores::group_late::CertBatch<kith_proto::record::DeviceCert>,
     /// Typing indicators (`actor/group_typing.rs`): never stored.
     pub(in crate::actor) typing: crate::cores::group_typing::GroupTyping,
 }

@@ -51,12 +51,26 @@ pub const MEMBER_MAILBOX_DIALS: usize = 16;
 /// When catch-ups were asked, to space them out (by peer id).
 pub(super) type SyncTimes = rules::SyncTimes<PeerId>;
 impl Engine {
+    /// Certificates gathered for [`CERT_BATCH_DELAY`](crate::cores::group_late::CERT_BATCH_DELAY)
+    /// (or all, at a clean stop) go to the members.
+    pub(in crate::actor) fn flush_late_certs(&mut self, all: bool) {
+        let now = Now::read();
+        let certs = self.st.groups.late_certs.take(now.at, all);
+        if certs.is_empty() {
+            return;
+        }
+        self.write_then("cannot pass member certificates on", |st, w, after| {
+            st.pass_certs_on(w, &certs, now, after)
+        });
+    }
+
     /// Catch-up: each group, at most every [`GROUP_SYNC_EVERY`], asks one connected member
     /// for what it lacks (this covers messages lost at the tail, where no later frame shows
     /// a gap), and keeps a few member devices connected so the topic's mesh holds. Sends
-    /// the delivery receipts that have waited long enough first.
+    /// the delivery receipts and the certificates that have waited long enough first.
     pub(in crate::actor) fn groups_tick(&mut self) {
         self.flush_group_receipts(false);
+        self.flush_late_certs(false);
         if !self
             .st
             .groups
