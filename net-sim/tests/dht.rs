@@ -2,6 +2,10 @@
 //! fill, a lookup takes few rounds over them, and a record lookup ends when its first
 //! valid record comes (Kademlia would go on until the 20 peers closest to the key had
 //! answered, and the engine hears of a lookup only when it ends).
+//!
+//! The users register with the two mailboxes first, which publishes their records again
+//! once all 40 run: a record published while the network forms lands on the nodes closest
+//! to its key among those started by then, and a lookup goes to the closest of all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +15,7 @@ const SCENARIO: &str = r#"
 name = "dht-40"
 seed = 19
 nodes = 40
-mailboxes = 0
+mailboxes = 2
 pairs = 4
 messages = 4
 send_over_ms = 4000
