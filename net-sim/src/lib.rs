@@ -27,7 +27,8 @@
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
 //! time and peak memory of the run; the bytes the nodes wrote on their links; and the DHT
-//! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
+//! lookups' success, hops (rounds over the nodes' routing tables, [`paths`]), Kademlia's
+//! requests and time. [`Report::failures`] checks it
 //! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
 //! Groups have their own scenarios: [`GroupScenario`] runs one group of full nodes, and
