@@ -27,7 +27,8 @@
 //! duplicated (shown twice) and lost (acknowledged but not delivered to a recipient that is
 //! still around), with latency from `send` to the recipient's `message` event, and the CPU
 //! time and peak memory of the run; the bytes the nodes wrote on their links; and the DHT
-//! lookups' success, hops (Kademlia requests) and time. [`Report::failures`] checks it
+//! lookups' success, hops (rounds over the nodes' routing tables, [`paths`]), Kademlia's
+//! requests and time. [`Report::failures`] checks it
 //! against the scenario's expectations. `net-sim/README.md` documents the scenario file.
 //!
 //! Groups have their own scenarios: [`GroupScenario`] runs one group of full nodes, and
@@ -38,6 +39,7 @@ pub mod gossip_node;
 mod group;
 pub mod links;
 mod node;
+pub mod paths;
 mod report;
 mod scenario;
 
@@ -218,6 +220,19 @@ fn links_opened(nodes: &[Node]) -> u64 {
     nodes.iter().map(|n| n.sim.links_opened()).sum()
 }
 
+/// How old a snapshot of the routing tables may get before a lookup takes a new one.
+const TABLES_EVERY: Duration = Duration::from_secs(5);
+
+/// The routing tables of the running nodes.
+fn routing_tables(nodes: &[Node]) -> paths::Tables {
+    paths::Tables::new(
+        nodes
+            .iter()
+            .filter(|n| n.handle.is_some())
+            .filter_map(|n| Some((n.peer_id.parse().ok()?, n.sim.routing_table()))),
+    )
+}
+
 /// Like [`run`], telling `progress` how far it got (a line at a time, for people).
 pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<Report, SimError> {
     let t_start = Instant::now();
@@ -236,7 +251,8 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     let tmp = tempfile::tempdir()?;
     let (seen_tx, mut seen_rx) = mpsc::channel::<Seen>(65_536);
 
-    // Nodes: the first `mailboxes` serve as mailboxes; node 0 is everyone's DHT bootstrap.
+    // Nodes: the first `mailboxes` serve as mailboxes; the first `[dht] bootstraps` (node 0
+    // by default) are the DHT bootstraps.
     let mut nodes = Vec::with_capacity(s.nodes);
     for i in 0..s.nodes {
         let memory = s.transport == Transport::Memory;
@@ -266,7 +282,8 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     let total = nodes.len();
     // Batches start after node 0.
     let mut next = 1;
-    let boot = node::start_all(&mut nodes, &seen_tx, |nodes, end| {
+    let bootstraps = s.dht.as_ref().and_then(|d| d.bootstraps).unwrap_or(1);
+    let boot = node::start_all(&mut nodes, &seen_tx, bootstraps, |nodes, end| {
         if end / 100 > next / 100 || end == total {
             say(nodes, &format!("{end} of {total} nodes started"));
         }
@@ -393,6 +410,9 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     // Per node: lookups started, and those cut short by the node going down.
     let mut lookups_started = vec![0usize; s.nodes];
     let mut lookups_cut = vec![0usize; s.nodes];
+    // The rounds each lookup takes over the routing tables as they were when it started.
+    let mut rounds: Vec<Option<u32>> = Vec::new();
+    let mut tables: Option<(Instant, paths::Tables)> = None;
     let steps = plan.len();
     for (k, (at, step)) in plan.into_iter().enumerate() {
         if k > 0 && k % (steps / 10).max(1) == 0 {
@@ -432,13 +452,26 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
                 lookups_cut[u] = lookups_started[u].saturating_sub(done);
                 nodes[u].stop().await;
             }
-            Step::Up(u) => nodes[u].start(u, boot.clone(), seen_tx.clone()).await?,
+            Step::Up(u) => {
+                let b = node::boots_for(u, &boot);
+                nodes[u].start(u, b, seen_tx.clone()).await?
+            }
             Step::Lookup { from, of } => {
                 let (Some(id), true) = (nodes[of].identity, nodes[from].handle.is_some()) else {
                     continue;
                 };
                 if nodes[from].sim.lookup(&id).is_ok() {
                     lookups_started[from] += 1;
+                    // The tables change every 5 s at most (when the nodes tell them).
+                    if tables
+                        .as_ref()
+                        .is_none_or(|(t, _)| t.elapsed() >= TABLES_EVERY)
+                    {
+                        tables = Some((Instant::now(), routing_tables(&nodes)));
+                    }
+                    if let (Some((_, t)), Ok(p)) = (&tables, nodes[from].peer_id.parse()) {
+                        rounds.push(t.rounds(&p, &kith_proto::record::user_record_key(&id)));
+                    }
                 }
             }
             Step::Cut(left, right, cut) => {
@@ -511,7 +544,8 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     }
     let lookups = s.dht.as_ref().filter(|d| d.lookups > 0).map(|_| {
         let done = nodes.iter().flat_map(|n| n.sim.lookups()).collect();
-        lookup_report(lookups_started.iter().sum(), done)
+        let sizes = routing_tables(&nodes).sizes();
+        lookup_report(lookups_started.iter().sum(), done, &rounds, &sizes)
     });
     let mut acknowledged = 0;
     let mut duplicates = 0;

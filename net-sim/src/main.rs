@@ -28,7 +28,7 @@ pairs, messages, send_over_ms, transport (memory or tcp), and the sections
   [[partition]]  at_ms, heal_ms
   [links]        latency_ms, jitter_ms, loss, rto_ms, bandwidth_kbps, idle_ms
                  (memory links; a lost chunk arrives one rto_ms late, order is kept)
-  [dht]          lookups, bootstrap_every_s
+  [dht]          lookups, bootstrap_every_s, bootstraps
   [expect]       delivered, duplicates, settle_ms, lookups_found
 
 Exit codes: 0 the expectations held, 1 a bad scenario or arguments, 2 a node failed to

@@ -2,8 +2,9 @@
 //! its directory, its address, its links ([`SimNet`]) and, while it runs, its engine.
 //!
 //! - [`Node::new`] prepares a node (a data directory under the run's temporary one);
-//! - [`start_all`] starts node 0 (everyone's DHT bootstrap) and then the others a few at
-//!   once, each bootstrapping from node 0;
+//! - [`start_all`] starts the DHT bootstrap nodes (node 0, then nodes 1 to B-1 from it)
+//!   and then the others a few at once, each bootstrapping from [`PER_NODE_BOOTSTRAPS`] of
+//!   them ([`boots_for`]), so that no one node is everyone's way in;
 //! - [`Node::start`] starts one engine and forwards the scenario's message events (those
 //!   whose text the scenario numbered, read by the node's `number`) to the harness as
 //!   [`Seen`]; [`Node::stop`] stops it cleanly (its directory and address stay for a restart).
@@ -19,6 +20,21 @@ use crate::{SimError, SimNet};
 
 /// Nodes started at once.
 pub(crate) const START_TOGETHER: usize = 8;
+
+/// Bootstrap peers each node is given (of the scenario's bootstrap nodes).
+pub(crate) const PER_NODE_BOOTSTRAPS: usize = 2;
+
+/// The bootstrap addresses node `i` starts with: [`PER_NODE_BOOTSTRAPS`] of `boots` (the
+/// bootstrap nodes' addresses, node j's at j), taken in turn from `i`, never its own.
+pub(crate) fn boots_for(i: usize, boots: &[Multiaddr]) -> Vec<Multiaddr> {
+    let b = boots.len();
+    (0..b)
+        .map(|k| (i + k) % b)
+        .filter(|j| *j != i)
+        .take(PER_NODE_BOOTSTRAPS)
+        .filter_map(|j| boots.get(j).cloned())
+        .collect()
+}
 
 /// A scenario's message seen at a node: (node, message number, when).
 pub(crate) type Seen = (usize, usize, Instant);
@@ -115,7 +131,7 @@ impl Node {
     pub(crate) async fn start(
         &mut self,
         i: usize,
-        boot: Option<Multiaddr>,
+        boot: Vec<Multiaddr>,
         seen: mpsc::Sender<Seen>,
     ) -> Result<(), SimError> {
         let cfg = EngineConfig {
@@ -123,7 +139,7 @@ impl Node {
             store_cache: 4 << 20,
             data_dir: self.dir.clone(),
             listen: vec![addr(self.port, self.memory)],
-            bootstrap: boot.into_iter().collect(),
+            bootstrap: boot,
             mdns: false,
             mailbox: self.mailbox.then(MailboxConfig::default),
             reach: kith_engine::ReachConfig::default(),
@@ -176,33 +192,71 @@ impl Node {
     }
 }
 
-/// Starts every node: node 0 first, then the others [`START_TOGETHER`] at once (a start
-/// waits on disk writes as much as on CPU), each with node 0 as its DHT bootstrap. After
-/// each batch, `started` hears how many nodes run. Returns node 0's address.
+/// Starts every node: node 0 first, then the other `bootstraps - 1` bootstrap nodes from it,
+/// then the others [`START_TOGETHER`] at once (a start waits on disk writes as much as on
+/// CPU), each bootstrapping from some of the bootstrap nodes ([`boots_for`]). After each
+/// batch, `started` hears how many nodes run. Returns the bootstrap nodes' addresses.
 pub(crate) async fn start_all(
     nodes: &mut [Node],
     seen: &mpsc::Sender<Seen>,
+    bootstraps: usize,
     mut started: impl FnMut(&[Node], usize),
-) -> Result<Option<Multiaddr>, SimError> {
-    let Some(first) = nodes.first_mut() else {
-        return Ok(None);
-    };
-    first.start(0, None, seen.clone()).await?;
-    let boot = first.boot_addr();
+) -> Result<Vec<Multiaddr>, SimError> {
     let total = nodes.len();
-    let mut next = 1;
+    let bootstraps = bootstraps.clamp(1, total.max(1));
+    let mut boots = Vec::new();
+    let mut next = 0;
     while next < total {
-        let end = (next + START_TOGETHER).min(total);
-        let done = futures::future::join_all(
-            nodes[next..end]
-                .iter_mut()
-                .zip(next..end)
-                .map(|(n, i)| n.start(i, boot.clone(), seen.clone())),
-        )
-        .await;
+        // Node 0 alone; the other bootstrap nodes from node 0; then everyone else.
+        let end = match next {
+            0 => 1,
+            n if n < bootstraps => (n + START_TOGETHER).min(bootstraps),
+            n => (n + START_TOGETHER).min(total),
+        };
+        let done =
+            futures::future::join_all(nodes[next..end].iter_mut().zip(next..end).map(|(n, i)| {
+                let boot = if i < bootstraps {
+                    boots.first().cloned().into_iter().collect()
+                } else {
+                    boots_for(i, &boots)
+                };
+                n.start(i, boot, seen.clone())
+            }))
+            .await;
         done.into_iter().collect::<Result<Vec<()>, _>>()?;
+        if next < bootstraps {
+            boots.extend(nodes[next..end].iter().filter_map(Node::boot_addr));
+        }
         started(nodes, end);
         next = end;
     }
-    Ok(boot)
+    Ok(boots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstraps_are_spread_and_never_oneself() {
+        let boots: Vec<Multiaddr> = (0..5).map(|p| addr(p, true)).collect();
+        assert_eq!(
+            boots_for(7, &boots),
+            vec![boots[2].clone(), boots[3].clone()]
+        );
+        assert_eq!(
+            boots_for(3, &boots),
+            vec![boots[4].clone(), boots[0].clone()]
+        );
+        assert_eq!(boots_for(0, &boots[..1]), Vec::<Multiaddr>::new());
+        assert_eq!(boots_for(9, &boots[..1]), vec![boots[0].clone()]);
+        // Every bootstrap node serves about as many nodes as the others.
+        let mut load = [0usize; 5];
+        for i in 5..1005 {
+            for a in boots_for(i, &boots) {
+                load[boots.iter().position(|b| *b == a).unwrap_or(0)] += 1;
+            }
+        }
+        assert!(load.iter().all(|l| *l == 400), "{load:?}");
+    }
 }

@@ -66,9 +66,25 @@ pub struct LookupReport {
     pub local: usize,
     /// `found / finished`.
     pub found_ratio: f64,
-    /// Kademlia requests sent until the record came (all requests, when it did not): a
-    /// stand-in for hops. p50, p95.
+    /// Kademlia requests sent until the record came (all requests, when it did not): p50,
+    /// p95. Not hops: they grow with the parallelism and with peers that do not answer.
     pub hops: [f64; 2],
+    /// Requests sent until the query ended: p50, p95.
+    #[serde(default)]
+    pub requests_to_end: [f64; 2],
+    /// The hops: rounds of the iterative lookup over the routing tables the nodes held when
+    /// it started ([`crate::paths`]), for the lookups that arrive: p50, p95, max.
+    #[serde(default)]
+    pub rounds: [f64; 3],
+    /// Lookups whose rounds were worked out.
+    #[serde(default)]
+    pub rounds_of: usize,
+    /// Of those, lookups that never arrive over the tables.
+    #[serde(default)]
+    pub unreached: usize,
+    /// Peers in the running nodes' routing tables at the end: smallest, p5, p50.
+    #[serde(default)]
+    pub table_peers: [f64; 3],
     /// Time until the record came (until the query ended, when it did not), in ms: p50,
     /// p95, p99.
     pub time_ms: [f64; 3],
@@ -166,7 +182,9 @@ impl Report {
         if let Some(l) = &self.lookups {
             t.push_str(&format!(
                 "\nDHT lookups: {} started, {} finished, {} found ({:.1} %, {} in the node's own store); \
-                 hops (requests) p50 {:.0}  p95 {:.0}; \
+                 hops (rounds over the routing tables) p50 {:.0}  p95 {:.0}  max {:.0}, {} of {} never arrive; \
+                 requests to record p50 {:.0}  p95 {:.0}, to query end p50 {:.0}  p95 {:.0}; \
+                 routing tables smallest {:.0}  p5 {:.0}  p50 {:.0} peers; \
                  time to record p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms; \
                  to query end p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
                 l.started,
@@ -174,8 +192,18 @@ impl Report {
                 l.found,
                 l.found_ratio * 100.0,
                 l.local,
+                l.rounds[0],
+                l.rounds[1],
+                l.rounds[2],
+                l.unreached,
+                l.rounds_of,
                 l.hops[0],
                 l.hops[1],
+                l.requests_to_end[0],
+                l.requests_to_end[1],
+                l.table_peers[0],
+                l.table_peers[1],
+                l.table_peers[2],
                 l.time_ms[0],
                 l.time_ms[1],
                 l.time_ms[2],
@@ -188,13 +216,23 @@ impl Report {
     }
 }
 
-pub(crate) fn lookup_report(started: usize, done: Vec<Lookup>) -> LookupReport {
+/// The lookups' report: `started`, the finished ones `done`, the rounds each lookup takes
+/// over the tables (`None`: it never arrives), and the routing tables' sizes, sorted.
+pub(crate) fn lookup_report(
+    started: usize,
+    done: Vec<Lookup>,
+    rounds: &[Option<u32>],
+    tables: &[f64],
+) -> LookupReport {
     let sorted = |f: &dyn Fn(&Lookup) -> f64| {
         let mut v: Vec<f64> = done.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v
     };
     let hops = sorted(&|l| f64::from(l.requests));
+    let to_end = sorted(&|l| f64::from(l.requests_to_end));
+    let mut arrived: Vec<f64> = rounds.iter().flatten().map(|r| f64::from(*r)).collect();
+    arrived.sort_by(f64::total_cmp);
     let time = sorted(&|l| l.time.as_secs_f64() * 1000.0);
     let end = sorted(&|l| l.time_to_end.as_secs_f64() * 1000.0);
     let found = done.iter().filter(|l| l.found).count();
@@ -209,6 +247,19 @@ pub(crate) fn lookup_report(started: usize, done: Vec<Lookup>) -> LookupReport {
             found as f64 / done.len() as f64
         },
         hops: [pct(&hops, 0.5), pct(&hops, 0.95)],
+        requests_to_end: [pct(&to_end, 0.5), pct(&to_end, 0.95)],
+        rounds: [
+            pct(&arrived, 0.5),
+            pct(&arrived, 0.95),
+            arrived.last().copied().unwrap_or(0.0),
+        ],
+        rounds_of: rounds.len(),
+        unreached: rounds.iter().filter(|r| r.is_none()).count(),
+        table_peers: [
+            tables.first().copied().unwrap_or(0.0),
+            pct(tables, 0.05),
+            pct(tables, 0.5),
+        ],
         time_ms: [pct(&time, 0.5), pct(&time, 0.95), pct(&time, 0.99)],
         time_to_end_ms: [pct(&end, 0.5), pct(&end, 0.95), pct(&end, 0.99)],
     }
@@ -272,6 +323,7 @@ mod tests {
                     requests: 3,
                     time: Duration::from_millis(20),
                     time_to_end: Duration::from_millis(90),
+                    requests_to_end: 3,
                 },
                 Lookup {
                     probe: true,
@@ -279,9 +331,14 @@ mod tests {
                     requests: 9,
                     time: Duration::from_millis(900),
                     time_to_end: Duration::from_millis(900),
+                    requests_to_end: 9,
                 },
             ],
+            &[Some(1), Some(2), None],
+            &[10.0, 20.0],
         ));
+        let l = r.lookups.as_ref().unwrap();
+        assert_eq!((l.rounds_of, l.unreached, l.rounds[2]), (3, 1, 2.0));
         let f = r.failures(&s);
         assert_eq!(f.len(), 3, "one lookup in two found is too few: {f:?}");
         assert!(f[2].contains("found 1 of 2"), "{f:?}");

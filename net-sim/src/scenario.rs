@@ -121,6 +121,11 @@ pub struct Dht {
     /// lengthen it: a thousand nodes refreshing every five minutes keep two cores busy.
     #[serde(default)]
     pub bootstrap_every_s: Option<u64>,
+    /// DHT bootstrap nodes (nodes 0 to B-1, the mailboxes first): each other node joins
+    /// through two of them, in turn, so that no one node is everyone's way in. 1 when not
+    /// given (node 0 for everyone).
+    #[serde(default)]
+    pub bootstraps: Option<usize>,
 }
 
 /// How simulated nodes are linked.
@@ -264,6 +269,11 @@ impl Scenario {
                     .is_some_and(|b| !(1..=7 * 86_400).contains(&b)))
         {
             return bad("dht: lookups at most 100,000, bootstrap_every_s 1 to 604,800");
+        }
+        if let Some(d) = &s.dht
+            && d.bootstraps.is_some_and(|b| b == 0 || b > s.nodes)
+        {
+            return bad("dht.bootstraps must be 1 to the number of nodes");
         }
         Ok(s)
     }

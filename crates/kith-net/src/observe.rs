@@ -11,8 +11,13 @@
 //!   copies, so a simulation can report duplicates.
 //! - **DHT lookups**: [`NetObserver::lookup_done`] gets every finished record lookup, the
 //!   engine's and the probes, with Kademlia's own statistics.
+//! - **Routing table**: [`NetObserver::routing_table`] gets the peers in the node's
+//!   Kademlia routing table every few seconds, for a simulation to measure how full the
+//!   tables are and how many rounds a lookup over them takes.
 
 use std::time::Duration;
+
+use libp2p::PeerId;
 
 use crate::api::WeakNetHandle;
 
@@ -29,6 +34,8 @@ pub trait NetObserver: Send + Sync + 'static {
     fn gossip_new(&self) {}
     /// A DHT record lookup ended.
     fn lookup_done(&self, _lookup: &Lookup) {}
+    /// The peers in the node's Kademlia routing table now (every few seconds).
+    fn routing_table(&self, _peers: Vec<PeerId>) {}
 }
 
 /// A finished DHT record lookup.
@@ -45,4 +52,6 @@ pub struct Lookup {
     pub time: Duration,
     /// Time until the query ended, which is when the engine gets its answer.
     pub time_to_end: Duration,
+    /// Requests the query sent in all, until it ended.
+    pub requests_to_end: u32,
 }

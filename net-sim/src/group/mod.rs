@@ -101,7 +101,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         });
     }
     // A few members start at once, as in `run`.
-    let boot = start_all(&mut members, &seen_tx, |_, _| {}).await?;
+    let boot = start_all(&mut members, &seen_tx, 1, |_, _| {}).await?;
     // The creator knows everyone; everyone knows the creator. Members need not know each
     // other: the group tells them about each other's devices.
     let admin = members[0].handle.clone();
@@ -394,7 +394,11 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
                 }
             }
             Step::Down(u) => members[u].stop().await,
-            Step::Up(u) => members[u].start(u, boot.clone(), seen_tx.clone()).await?,
+            Step::Up(u) => {
+                members[u]
+                    .start(u, crate::node::boots_for(u, &boot), seen_tx.clone())
+                    .await?
+            }
         }
     }
     let mut arrivals: HashMap<(usize, usize), Vec<Instant>> = HashMap::new();

@@ -315,6 +315,7 @@ impl Actor {
                     }
                 }
                 _ = tick.tick() => {
+                    self.tell_routing_table();
                     self.close_idle();
                     self.unblock_expired();
                     self.reserve_relays();
@@ -331,6 +332,17 @@ impl Actor {
             self.swarm.remove_listener(id);
         }
         info!("network stopped");
+    }
+
+    /// Tells the observer, if any, which peers the Kademlia routing table holds.
+    fn tell_routing_table(&mut self) {
+        let Some(o) = self.observer.clone() else {
+            return;
+        };
+        let peers: Vec<PeerId> = (self.swarm.behaviour_mut().kad.kbuckets())
+            .flat_map(|b| b.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+            .collect();
+        o.routing_table(peers);
     }
 
     fn dial(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {

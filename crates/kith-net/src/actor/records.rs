@@ -11,6 +11,13 @@
 //!   ends. An observer hears of every lookup when it ends, with the requests and time until
 //!   the first valid record ([`crate::Lookup`]); a probe
 //!   ([`crate::NetCommand::ProbeRecord`]) is for the observer only.
+//! - **Ended at the first valid record**: Kademlia's record query goes on until the
+//!   replication factor's 20 closest peers have answered, which at a thousand nodes with
+//!   churn took seconds after the record had come (p50 3.6 s to the end against 414 ms to
+//!   the record at 200 nodes). A user record is signed and dated, and the peers closest to
+//!   its key hold the latest publication, so the first valid one is the answer: the query
+//!   is finished there ([`kad::QueryMut::finish`]) and the engine hears at once. One held
+//!   here already (this node is among the closest to the key) ends it before any request.
 
 use std::time::{Duration, Instant};
 
@@ -140,6 +147,12 @@ impl Actor {
                     if q.best.as_ref().is_none_or(|(t, _)| *t < issued) {
                         q.best = Some((issued, value));
                     }
+                    if !step.last
+                        && let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                    {
+                        // Kademlia reports the end as a last step of its own.
+                        query.finish();
+                    }
                 }
                 if step.last
                     && let Some(q) = self.record_queries.remove(&id)
@@ -152,6 +165,7 @@ impl Actor {
                             requests,
                             time,
                             time_to_end: so_far.1,
+                            requests_to_end: so_far.0,
                         });
                     }
                     if let Some(tag) = q.tag {
