@@ -70,6 +70,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    few_malloc_arenas();
     init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,6 +83,27 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(run(cfg))
+}
+
+/// glibc's malloc gives threads that contend their own arenas (up to eight per core), and
+/// what one arena frees the others do not reuse. A community node's connections are served
+/// by every runtime worker in turn, which spreads their buffers over many arenas. Two
+/// arenas keep the heap closer to what the connections hold (docs/benchmarks.md, "Trimming
+/// the community node"). An operator's own `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` wins.
+/// Runs before any other thread starts.
+fn few_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var_os("GLIBC_TUNABLES").is_some()
+    {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; no other thread exists yet, and a
+    // refusal (it returns 0) leaves glibc's default.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    };
 }
 
 fn init_logging() {
@@ -123,6 +145,9 @@ async fn run(cfg: Config) -> ExitCode {
         calls: Default::default(),
         net: kith_engine::NetOptions {
             limits: cfg.net_limits(),
+            // No relay client or hole punching on its connections (it holds no relay slots
+            // and is reachable by itself): less memory per connected device.
+            community: true,
             ..Default::default()
         },
     };

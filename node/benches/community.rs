@@ -17,7 +17,8 @@
 //! Needs the `kith-bootstrap` binary beside `kith` (`cargo build --release -p
 //! kith-bootstrap` for `cargo bench`). Run: `cargo bench -p kith --bench community`. Knobs:
 //! KITH_BENCH_DEVICES (10000), KITH_BENCH_STEP (200), KITH_BENCH_N (200000 envelopes),
-//! KITH_BENCH_SENDERS (32), KITH_BENCH_BATCH (16), KITH_BENCH_SETTLE (3 s). Prints its
+//! KITH_BENCH_SENDERS (32), KITH_BENCH_BATCH (16), KITH_BENCH_SETTLE (3 s),
+//! KITH_BENCH_NODE_WRAP (a profiler to run the node under, e.g. `heaptrack -o FILE`). Prints its
 //! figures; asserts nothing about time or memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -83,7 +84,18 @@ impl Bootstrap {
             ),
         )
         .unwrap();
-        let child = Command::new(bootstrap_bin())
+        // KITH_BENCH_NODE_WRAP runs the node under a tool (e.g. `heaptrack -o /tmp/node`).
+        let wrap = std::env::var("KITH_BENCH_NODE_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(bootstrap_bin());
+                c
+            }
+            None => Command::new(bootstrap_bin()),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .env("KITH_LOG", "warn,libp2p_request_response=error")

@@ -104,6 +104,12 @@ pub struct NetOptions {
     /// What peers may make the node do and hold (an operator's knobs, `kith up` flags and
     /// kith-bootstrap's config).
     pub limits: NetLimits,
+    /// A community node (`kith-bootstrap`): reachable by itself, it holds no relay slots and
+    /// never punches holes, so its connections carry no relay client (circuit STOP) and no
+    /// DCUtR handler, and its Yamux connections keep small windows; see
+    /// [`crate::swarm::behaviour`]. Everything it serves (DHT, mailbox, relay hop, AutoNAT
+    /// answers, gossip for the topics it keeps) stays.
+    pub community: bool,
 }
 
 impl Default for NetOptions {
@@ -114,6 +120,7 @@ impl Default for NetOptions {
             idle_timeout: IDLE_TIMEOUT,
             kad_bootstrap_every: None,
             limits: NetLimits::default(),
+            community: false,
         }
     }
 }
@@ -126,6 +133,7 @@ impl std::fmt::Debug for NetOptions {
             .field("idle_timeout", &self.idle_timeout)
             .field("kad_bootstrap_every", &self.kad_bootstrap_every)
             .field("limits", &self.limits)
+            .field("community", &self.community)
             .finish()
     }
 }

@@ -92,19 +92,21 @@ pub(crate) struct Behaviour {
     pub(crate) msg: request_response::Behaviour<KithCodec>,
     pub(crate) signal: request_response::Behaviour<SignalCodec>,
     pub(crate) media: request_response::Behaviour<MediaCodec>,
-    pub(crate) relay_client: relay::client::Behaviour,
+    pub(crate) relay_client: Toggle<relay::client::Behaviour>,
     pub(crate) relay: Toggle<relay::Behaviour>,
-    pub(crate) dcutr: dcutr::Behaviour,
+    pub(crate) dcutr: Toggle<dcutr::Behaviour>,
     pub(crate) autonat: autonat::Behaviour,
     pub(crate) gossip: Gossip,
 }
 
-/// The behaviours of a node's swarm, whatever its transport.
+/// The behaviours of a node's swarm, whatever its transport. A community node
+/// ([`crate::NetOptions::community`]) gets no `relay_client` (pass `None`) and no DCUtR.
 pub(crate) fn behaviour(
     key: &identity::Keypair,
-    relay_client: relay::client::Behaviour,
+    relay_client: Option<relay::client::Behaviour>,
     cfg: &NetConfig,
 ) -> Result<Behaviour, BuildError> {
+    let community = cfg.options.community;
     let peer = key.public().to_peer_id();
     let mut kcfg = kad::Config::new(StreamProtocol::new("/kith/kad/1"));
     kcfg.set_record_filtering(kad::StoreInserts::FilterBoth)
@@ -174,9 +176,9 @@ pub(crate) fn behaviour(
                 .with_request_timeout(MEDIA_TIMEOUT)
                 .with_max_concurrent_streams(cfg.options.limits.request_streams.max(1)),
         ),
-        relay_client,
+        relay_client: Toggle::from(relay_client),
         relay: Toggle::from(relay),
-        dcutr: dcutr::Behaviour::new(peer),
+        dcutr: Toggle::from((!community).then(|| dcutr::Behaviour::new(peer))),
         autonat,
         blocked: Default::default(),
         limits: connection_limits::Behaviour::new(

@@ -174,6 +174,7 @@ impl SimNet {
             idle_timeout: self.idle_timeout.unwrap_or(IDLE_TIMEOUT),
             kad_bootstrap_every: self.kad_bootstrap_every,
             limits: kith_net::NetLimits::default(),
+            community: false,
         }
     }
 

@@ -68,13 +68,20 @@ pub async fn spawn(
 > {
     let local_peer = cfg.keypair.public().to_peer_id();
     let idle_for = cfg.options.idle_timeout;
-    let (relay_transport, relay_client) = relay::client::new(local_peer);
+    // A community node holds no relay slots: no relay client, nor its transport.
+    let (relay_transport, relay_client) = match cfg.options.community {
+        true => (None, None),
+        false => {
+            let (t, b) = relay::client::new(local_peer);
+            (Some(t), Some(b))
+        }
+    };
     let behaviour = crate::swarm::behaviour(&cfg.keypair, relay_client, &cfg)
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut swarm = crate::swarm::build(
         &cfg.keypair,
         cfg.options.transport.as_ref(),
-        Some(relay_transport),
+        relay_transport,
         behaviour,
         idle_for,
     )?;
