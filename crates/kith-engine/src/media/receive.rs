@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::{BANNED, MAX_BAD, RETRY_AFTER, SYNC_EVERY, Task, files};
 
-/// Chunks opened and written (or refused) off the task, waiting for the task to count them.
+/// Chunks checked and written (or refused) off the task, waiting for the task to count them.
 pub(super) const OPENED_QUEUE: usize = 256;
 
 /// What became of one received chunk.
@@ -170,7 +170,7 @@ impl Task {
         self.account(root, source, peer, outcome);
     }
 
-    /// A chunk was opened and written (or refused) off the task.
+    /// A chunk was checked and written (or refused) off the task.
     pub(super) fn on_opened(&mut self, o: Opened) {
         let Some(d) = self.active.get_mut(&o.root) else {
             return;
