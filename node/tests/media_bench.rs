@@ -57,6 +57,24 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// CPU seconds a process used so far, user and system (all its threads).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn media_throughput_on_loopback() {
@@ -79,7 +97,10 @@ fn media_throughput_on_loopback() {
     let src = tmp.path().join("big.bin");
     std::fs::write(&src, &bytes).unwrap();
 
+    let me = std::process::id();
+    let cpu0 = cpu_secs(me);
     let tcp = plain_tcp_copy(&bytes);
+    let cpu_tcp = cpu_secs(me) - cpu0;
     let rss_a0 = peak_rss_kib(a.child.as_ref().unwrap().id());
     let rss_b0 = peak_rss_kib(b.child.as_ref().unwrap().id());
 
@@ -94,6 +115,11 @@ fn media_throughput_on_loopback() {
             .into_iter()
             .find(|m| m["id"] == id.as_str())
     });
+    let (pa, pb) = (
+        a.child.as_ref().unwrap().id(),
+        b.child.as_ref().unwrap().id(),
+    );
+    let (cpu_a0, cpu_b0) = (cpu_secs(pa), cpu_secs(pb));
     let start = Instant::now();
     b.json(&["download", &id]);
     let got = wait_for(Duration::from_secs(1800), "the whole file", || {
@@ -102,15 +128,18 @@ fn media_throughput_on_loopback() {
             .find(|m| m["id"] == id.as_str() && m["state"] == "ready")
     });
     let transfer = start.elapsed().as_secs_f64();
+    let (cpu_a, cpu_b) = (cpu_secs(pa) - cpu_a0, cpu_secs(pb) - cpu_b0);
     assert_eq!(b.saved(got["id"].as_str().unwrap()).len(), size);
     let rss_a = peak_rss_kib(a.child.as_ref().unwrap().id());
     let rss_b = peak_rss_kib(b.child.as_ref().unwrap().id());
     let mb = size as f64 / 1e6;
     println!(
         "media bench: {} MiB; sender import (read, seal, hash, copy) {:.2} s = {:.1} MB/s; \
-         transfer (fetch, check, open, write, fsync every 8 MiB) {:.2} s = {:.1} MB/s; \
-         plain TCP copy {:.2} s = {:.1} MB/s; media/TCP = {:.1} %; \
-         peak RSS sender {} -> {} MiB, receiver {} -> {} MiB",
+         transfer (fetch, check, write, fsync every 8 MiB) {:.2} s = {:.1} MB/s; \
+         plain TCP copy {:.2} s = {:.1} MB/s ({:.2} ns/byte of CPU); media/TCP = {:.1} %; \
+         peak RSS sender {} -> {} MiB, receiver {} -> {} MiB; \
+         CPU during the transfer: sender {:.2} s, receiver {:.2} s = {:.2} ns/byte in all, \
+         so at most {:.0} MB/s on this machine's {} cores if CPU is the limit",
         mib(),
         import,
         mb / import,
@@ -118,10 +147,16 @@ fn media_throughput_on_loopback() {
         mb / transfer,
         tcp,
         mb / tcp,
+        cpu_tcp * 1e9 / size as f64,
         100.0 * tcp / transfer,
         rss_a0 / 1024,
         rss_a / 1024,
         rss_b0 / 1024,
         rss_b / 1024,
+        cpu_a,
+        cpu_b,
+        (cpu_a + cpu_b) * 1e9 / size as f64,
+        cores() as f64 * size as f64 / 1e6 / (cpu_a + cpu_b).max(1e-9),
+        cores(),
     );
 }

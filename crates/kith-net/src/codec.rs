@@ -3,8 +3,8 @@
 //! `[u32 BE length][frame]`, the length checked against the protocol's limit
 //! ([`Frame::MAX`] of its request type) before the body is read. The buffer grows with the
 //! bytes that actually arrive, never reserved from the length prefix: a peer that announces
-//! a 1 MiB frame and sends ten bytes makes the node hold ten bytes ([`READ_CHUNK`] at most
-//! ahead of what it sent).
+//! a 1 MiB frame and sends ten bytes makes the node hold ten bytes ([`READ_CHUNK`], or as
+//! much as it sent, at most ahead of what it sent).
 //!
 //! A request that does not decode is not an error of the stream: the codec hands the
 //! typed reason to the actor ([`Inbound`]), which logs it, penalises the peer and answers
@@ -91,8 +91,8 @@ impl<Req, Resp> std::fmt::Debug for FramedCodec<Req, Resp> {
 #[error("bad frame: {0}")]
 pub struct BadFrame(pub DecodeError);
 
-/// How much the read buffer of a frame grows ahead of the bytes read (the first step is
-/// the size of the frame, if smaller).
+/// How much the read buffer of a frame grows ahead of the bytes read at first (the first
+/// step is the size of the frame, if smaller; later steps double what was read).
 pub const READ_CHUNK: usize = 16 * 1024;
 
 /// Reads one frame: the outer error is the stream's, the inner one a refused length.
@@ -114,24 +114,30 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
     Ok(Ok(buf))
 }
 
-/// Reads up to `len` bytes into `buf` (until the stream ends), growing it by at most
-/// [`READ_CHUNK`] beyond what has arrived.
+/// Reads up to `len` bytes into `buf` (until the stream ends), straight into the buffer
+/// (no copy through a stack buffer): the buffer grows with what has arrived, by at most
+/// [`READ_CHUNK`] or the bytes read so far, whichever is larger (so at most twice what was
+/// read plus [`READ_CHUNK`]), never by what the length prefix announced.
 async fn read_body<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     len: usize,
     buf: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let mut chunk = [0u8; READ_CHUNK];
-    while buf.len() < len {
-        let want = (len - buf.len()).min(READ_CHUNK);
-        let n = io.read(&mut chunk[..want]).await?;
+    let mut got = buf.len();
+    while got < len {
+        if got == buf.len() {
+            let grow = (len - got).min(READ_CHUNK.max(got));
+            buf.try_reserve_exact(grow)
+                .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+            buf.resize(got + grow, 0);
+        }
+        let n = io.read(&mut buf[got..]).await?;
         if n == 0 {
             break;
         }
-        buf.try_reserve(n)
-            .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
-        buf.extend_from_slice(&chunk[..n]);
+        got += n;
     }
+    buf.truncate(got);
     Ok(())
 }
 
@@ -228,6 +234,29 @@ mod tests {
             "reserved {} bytes for 100 read",
             buf.capacity()
         );
+    }
+
+    /// A peer that sends part of a large frame makes the buffer grow with what it sent (at
+    /// most twice that, plus one step), not with the length it announced.
+    #[tokio::test]
+    async fn the_buffer_grows_at_most_twice_what_was_read() {
+        for sent in [READ_CHUNK + 1, 3 * READ_CHUNK + 5, 100 * 1024] {
+            let mut wire = (MAX_FRAME as u32).to_be_bytes().to_vec();
+            wire.extend_from_slice(&vec![7u8; sent]);
+            let mut io = futures::io::Cursor::new(wire);
+            let mut len = [0u8; 4];
+            io.read_exact(&mut len).await.unwrap();
+            let mut buf = Vec::new();
+            read_body(&mut io, u32::from_be_bytes(len) as usize, &mut buf)
+                .await
+                .unwrap();
+            assert_eq!(buf.len(), sent);
+            assert!(
+                buf.capacity() <= 2 * sent + READ_CHUNK,
+                "reserved {} bytes for {sent} read",
+                buf.capacity()
+            );
+        }
     }
 
     /// The whole frame still arrives, and a stream that ends early is an error.

@@ -13,7 +13,7 @@
 //!    each keeps at most [`WINDOW`] chunk requests in flight, so memory stays near
 //!    `MAX_DOWNLOADS × WINDOW` chunks (16 MiB) whatever the file sizes.
 //! 3. A download fetches the index first (checked against the root), then the chunks it
-//!    lacks, each checked against the index before it is opened and written at its offset;
+//!    lacks, each checked against the index before it is written (still sealed) at its offset;
 //!    every [`SYNC_EVERY`] chunks the file is synced and its progress recorded, so a
 //!    restart resumes there. Requests go round the sources (the sender, members, our
 //!    mailboxes) that are not resting: a source rests after a failed request or refusal

@@ -1,5 +1,5 @@
 //! Answers to our requests: an index is checked here; a chunk is checked against the
-//! index, opened and written at its offset on a blocking thread, so the media task goes on
+//! index and written (still sealed) at its offset on a blocking thread, so the media task goes on
 //! asking and serving meanwhile (on a node with more than one core, several chunks are
 //! opened at once).
 //!
@@ -13,13 +13,13 @@ use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use kith_net::{NetCommand, PeerId, RequestFailure};
-use kith_proto::media::{Hash, Index, MediaRefusal, MediaResponse, open_chunk};
+use kith_proto::media::{Hash, Index, MediaRefusal, MediaResponse};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{BANNED, MAX_BAD, RETRY_AFTER, SYNC_EVERY, Task, files};
 
-/// Chunks opened and written (or refused) off the task, waiting for the task to count them.
+/// Chunks checked and written (or refused) off the task, waiting for the task to count them.
 pub(super) const OPENED_QUEUE: usize = 256;
 
 /// What became of one received chunk.
@@ -58,23 +58,24 @@ fn nobody_has_it(rest: &[(Instant, u32, u32)], source: usize) -> bool {
         .all(|(s, r)| s == source || r.1 > 0 || r.2 >= MAX_BAD)
 }
 
-/// Checks, opens and writes chunk `i` (blocking).
-fn open_and_write(
+/// Checks and writes chunk `i` (blocking): its BLAKE3 hash must be the one the index (checked
+/// against the manifest's root) lists, and its length the chunk's. It is not opened here:
+/// chunks stay sealed at rest, and `kith save` opens each one (a chunk that does not open
+/// under the manifest's key, which only the file's own sender could make, is refused
+/// there as damaged). Opening it here as well cost a third pass of a cipher over every byte
+/// received, and a copy.
+fn check_and_write(
     want: [u8; 32],
-    key: [u8; 32],
-    (i, count, len, offset): (u32, u32, usize, u64),
+    (len, offset): (usize, u64),
     sealed: Vec<u8>,
     file: &File,
 ) -> Result<(), Refused> {
-    if kith_proto::media::hash(&sealed).as_slice() != want {
-        return Err(Refused::Bad);
-    }
     if sealed.len() != len + kith_proto::media::TAG {
         return Err(Refused::Bad);
     }
-    // Opened to check it (the index pins its hash; this checks it opens under the key the
-    // manifest gave), then kept sealed: at rest the file stays in its sealed chunks.
-    open_chunk(&key, i, count, sealed.clone()).map_err(|_| Refused::Bad)?;
+    if kith_proto::media::hash(&sealed).as_slice() != want {
+        return Err(Refused::Bad);
+    }
     file.write_all_at(&sealed, offset).map_err(Refused::Io)
 }
 
@@ -117,11 +118,11 @@ impl Task {
                         // Counted in the window until the task hears how it went.
                         d.opening.insert(tag, (i, source));
                         let m = &d.fetch.manifest;
-                        let at = (i, count, m.chunk_len(i), files::sealed_offset(m, i));
-                        let (key, file, done) = (m.key, part.file(), self.opened.clone());
+                        let at = (m.chunk_len(i), files::sealed_offset(m, i));
+                        let (file, done) = (part.file(), self.opened.clone());
                         tokio::spawn(async move {
                             let result = tokio::task::spawn_blocking(move || {
-                                open_and_write(want, key, at, sealed, &file)
+                                check_and_write(want, at, sealed, &file)
                             })
                             .await
                             .unwrap_or(Err(Refused::Bad));
@@ -169,7 +170,7 @@ impl Task {
         self.account(root, source, peer, outcome);
     }
 
-    /// A chunk was opened and written (or refused) off the task.
+    /// A chunk was checked and written (or refused) off the task.
     pub(super) fn on_opened(&mut self, o: Opened) {
         let Some(d) = self.active.get_mut(&o.root) else {
             return;
