@@ -678,8 +678,15 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
-        Command::Link { name } => crate::devices_cmd::link(out, &mut c, name).await?,
-        Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd).await?,
+        Command::Link { name, no_wait } => {
+            crate::devices_cmd::link(out, &mut c, name).await?;
+            if !no_wait {
+                crate::devices_cmd::history_wait(out, &dir.join(SOCKET_NAME), true).await?;
+            }
+        }
+        Command::Devices { cmd } => {
+            crate::devices_cmd::run(out, &mut c, cmd, &dir.join(SOCKET_NAME)).await?
+        }
         Command::Photo { contact, to } => {
             if to.exists() {
                 return Err(usage(format!("{} exists already", to.display())));
