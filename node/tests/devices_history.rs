@@ -160,3 +160,81 @@ fn a_history_walk_cut_by_kill_9_goes_on_after_the_restart() {
     assert_eq!(got, want);
     drop(b);
 }
+
+/// The history transfer's rate between two daemons on loopback: `KITH_HISTORY_BENCH_N`
+/// messages (10,000 by default) written straight into the phone's store, then a link with
+/// history, timed from the laptop's restart until the last page is in.
+/// `KITH_HISTORY_BENCH_N=10000 cargo test -p kith --test devices_history -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn history_transfer_rate() {
+    let n_msgs: u64 = std::env::var("KITH_HISTORY_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let (mut a, b) = pair();
+    a.send("Bob", "first");
+    a.wait_status("Bob", 1, "delivered", T);
+    a.stop();
+    {
+        let store = kith_engine::open_store(&a.dir, None).unwrap();
+        let bob = store
+            .read(|r| r.contacts())
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "Bob")
+            .unwrap()
+            .identity;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut i = 0u64;
+        while i < n_msgs {
+            let end = (i + 5_000).min(n_msgs);
+            store
+                .write(|w| {
+                    for j in i..end {
+                        w.append_message(
+                            &bob,
+                            &kith_store::StoredMessage {
+                                id: (0xbe0c_u128 << 96) | u128::from(j),
+                                outgoing: j % 2 == 0,
+                                text: format!(
+                                    "message {j} {}",
+                                    "lorem ipsum ".repeat((j % 10) as usize)
+                                ),
+                                sent_at_ms: now - n_msgs + j,
+                                stored_at_ms: now,
+                                status: kith_store::Status::Delivered,
+                            },
+                        )?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            i = end;
+        }
+    }
+    a.start();
+    let mut n = Node::new();
+    n.start();
+    let (mut child, _lines, code) = n.start_link("laptop");
+    a.json(&["devices", "approve", &code, "--yes"]);
+    assert!(child.wait().unwrap().success());
+    n.stop();
+    let t = std::time::Instant::now();
+    n.start();
+    wait_for(Duration::from_secs(1800), "the whole history", || {
+        let p = n.json(&["devices", "history"]).into_iter().next()?;
+        (p["state"] == "done").then_some(p)
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let got = n.json(&["history", "Bob", "--limit", "1000000"]).len() as u64;
+    assert_eq!(got, n_msgs + 1);
+    println!(
+        "history transfer: {got} messages in {secs:.1} s = {:.0} messages/s (from the laptop's restart)",
+        got as f64 / secs
+    );
+    drop(b);
+}

@@ -810,6 +810,110 @@ mod tests {
         assert!(open::<String>(&k, b"hello", &s[..10]).is_err());
     }
 
+    fn item(id: u128, text: &str, group: bool) -> HistoryItem {
+        HistoryItem {
+            id,
+            outgoing: false,
+            sender: IdentityKey([1; 32]),
+            sent_at_ms: 1,
+            status: 1,
+            text: text.into(),
+            place: group.then_some((1, [2; 32], id as u64)),
+            meta: None,
+            manifest: None,
+        }
+    }
+
+    fn page(items: Vec<HistoryItem>, group: bool) -> HistoryPage {
+        HistoryPage {
+            chat: if group {
+                HistoryChat::Group(kith_types::GroupId([3; 16]))
+            } else {
+                HistoryChat::Contact(IdentityKey([4; 32]))
+            },
+            items,
+            done: 0,
+            total: 1,
+            walked: 0,
+            messages: 100,
+            end: false,
+        }
+    }
+
+    #[test]
+    fn history_pages_are_bounded_and_checked() {
+        let ok = page(vec![item(1, "a", true), item(2, "b", true)], true);
+        assert!(ok.check().is_ok());
+        let bytes = codec::encode(&DeviceSync::HistoryPage(ok.clone())).unwrap();
+        let back: DeviceSync = codec::decode(&bytes, 64 * 1024).unwrap();
+        assert_eq!(back, DeviceSync::HistoryPage(ok.clone()));
+        // Too many items, or too many bytes together.
+        let many = page(
+            (0..=MAX_HISTORY_BATCH as u128)
+                .map(|i| item(i, "x", false))
+                .collect(),
+            false,
+        );
+        assert!(many.check().is_err());
+        let big = "y".repeat(30 * 1024);
+        assert!(
+            page(vec![item(1, &big, false), item(2, &big, false)], false)
+                .check()
+                .is_err()
+        );
+        // One big item alone goes.
+        assert!(page(vec![item(1, &big, false)], false).check().is_ok());
+        // Empty only as the last page.
+        assert!(page(Vec::new(), false).check().is_err());
+        assert!(
+            HistoryPage {
+                end: true,
+                ..page(Vec::new(), false)
+            }
+            .check()
+            .is_ok()
+        );
+        // A group item needs its place, a 1:1 item has none.
+        assert!(page(vec![item(1, "a", false)], true).check().is_err());
+        assert!(page(vec![item(1, "a", true)], false).check().is_err());
+        // Progress that does not add up, bad ticks, too many or too long reactions, a
+        // manifest too large.
+        assert!(
+            HistoryPage {
+                done: 2,
+                ..ok.clone()
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            HistoryPage {
+                walked: 101,
+                ..ok.clone()
+            }
+            .check()
+            .is_err()
+        );
+        let mut bad = item(1, "a", true);
+        bad.status = 4;
+        assert!(page(vec![bad], true).check().is_err());
+        let mut bad = item(1, "a", true);
+        bad.meta = Some(HistoryMeta {
+            reactions: vec![(IdentityKey([5; 32]), "z".repeat(33))],
+            ..HistoryMeta::default()
+        });
+        assert!(page(vec![bad], true).check().is_err());
+        let mut bad = item(1, "a", true);
+        bad.meta = Some(HistoryMeta {
+            reactions: vec![(IdentityKey([5; 32]), "+".into()); MAX_HISTORY_REACTIONS + 1],
+            ..HistoryMeta::default()
+        });
+        assert!(page(vec![bad], true).check().is_err());
+        let mut bad = item(1, "a", true);
+        bad.manifest = Some(vec![0; MAX_HISTORY_MANIFEST + 1]);
+        assert!(page(vec![bad], true).check().is_err());
+    }
+
     #[test]
     fn words_follow_the_transcript() {
         let a = confirm_words(&transcript(&[1; 16], b"h", b"o"));
