@@ -679,14 +679,9 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
         }
         Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
         Command::Link { name, no_wait } => {
-            crate::devices_cmd::link(out, &mut c, name).await?;
-            if !no_wait {
-                crate::devices_cmd::history_wait(out, &dir.join(SOCKET_NAME), true).await?;
-            }
+            crate::devices_cmd::link(out, &mut c, name, no_wait, dir).await?
         }
-        Command::Devices { cmd } => {
-            crate::devices_cmd::run(out, &mut c, cmd, &dir.join(SOCKET_NAME)).await?
-        }
+        Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd, dir).await?,
         Command::Photo { contact, to } => {
             if to.exists() {
                 return Err(usage(format!("{} exists already", to.display())));

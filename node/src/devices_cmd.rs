@@ -47,11 +47,14 @@ pub(crate) enum DevicesCmd {
 /// How long `kith link` waits for the approval (the code's life and a margin).
 const LINK_WAIT: Duration = Duration::from_secs(6 * 60);
 
-/// `kith link [--name NAME]`.
+/// `kith link [--name NAME] [--no-wait]`: once linked, unless `--no-wait`, the history
+/// coming as a progress bar (through the socket in the data directory `dir`).
 pub(crate) async fn link(
     out: &Out,
     c: &mut Client,
     name: Option<String>,
+    no_wait: bool,
+    dir: &std::path::Path,
 ) -> Result<(), ClientError> {
     let v = c
         .call::<methods::LinkStart>(LinkStartParams { name })
@@ -94,7 +97,10 @@ pub(crate) async fn link(
                         v.detail.as_deref().unwrap_or_default()
                     ));
                 }
-                return Ok(());
+                if no_wait {
+                    return Ok(());
+                }
+                return history_wait(out, &dir.join(kith_api::SOCKET_NAME), true).await;
             }
             "failed" => {
                 return Err(usage(format!(
@@ -233,12 +239,12 @@ pub(crate) async fn run(
     out: &Out,
     c: &mut Client,
     cmd: Option<DevicesCmd>,
-    socket: &std::path::Path,
+    dir: &std::path::Path,
 ) -> Result<(), ClientError> {
     match cmd {
         Some(DevicesCmd::History { wait }) => {
             if wait {
-                return history_wait(out, socket, false).await;
+                return history_wait(out, &dir.join(kith_api::SOCKET_NAME), false).await;
             }
             // Without --wait: one line (or JSON object), as it stands.
             let p = c.call::<methods::DevicesHistory>(NoParams {}).await?;

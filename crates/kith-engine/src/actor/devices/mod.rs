@@ -306,7 +306,7 @@ impl Engine {
     ) -> Result<crate::command::HistoryProgressView, EngineError> {
         let got = self
             .store
-            .read(|r| Ok(r.meta(history_in::HISTORY_IN)?))
+            .read(|r| r.meta(history_in::HISTORY_IN))
             .map_err(internal)?
             .and_then(|b| kith_proto::codec::decode::<history_in::HistoryIn>(&b, 1024).ok());
         if got.is_none()
