@@ -293,6 +293,10 @@ pub(crate) enum Command {
         /// This device's name among your devices.
         #[arg(long)]
         name: Option<String>,
+        /// Exit once linked, without waiting for the history (`kith devices history`
+        /// shows it later).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Your devices; `approve CODE` links a new one, `remove NAME` removes one.
     Devices {

@@ -678,8 +678,10 @@ async fn client_cmd(out: &Out, dir: &std::path::Path, cmd: Command) -> Result<()
             }
         }
         Command::Backup(cmd) => crate::backup_cmd::run(out, &mut c, cmd).await?,
-        Command::Link { name } => crate::devices_cmd::link(out, &mut c, name).await?,
-        Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd).await?,
+        Command::Link { name, no_wait } => {
+            crate::devices_cmd::link(out, &mut c, name, no_wait, dir).await?
+        }
+        Command::Devices { cmd } => crate::devices_cmd::run(out, &mut c, cmd, dir).await?,
         Command::Photo { contact, to } => {
             if to.exists() {
                 return Err(usage(format!("{} exists already", to.display())));

@@ -685,6 +685,19 @@ pub enum Event {
         /// `typing`, `recording` or `stopped`.
         state: String,
     },
+    /// The history from the device that approved this one came further (`devices.history`).
+    History {
+        /// `receiving` or `done`.
+        state: String,
+        /// Conversations handed over entirely.
+        conversations_done: u32,
+        /// Conversations in all.
+        conversations: u32,
+        /// Messages walked.
+        messages_done: u64,
+        /// Messages in all.
+        messages: u64,
+    },
 }
 
 impl std::fmt::Debug for Event {
@@ -700,6 +713,11 @@ impl std::fmt::Debug for Event {
             Event::Story { id, deleted, .. } => write!(f, "Story({id}, {deleted})"),
             Event::StoryViewed { id, .. } => write!(f, "StoryViewed({id})"),
             Event::GroupTyping { state, .. } => write!(f, "GroupTyping({state})"),
+            Event::History {
+                messages_done,
+                messages,
+                ..
+            } => write!(f, "History({messages_done}/{messages})"),
             Event::Typing { state, .. } => write!(f, "Typing({state})"),
             Event::Profile { .. } => f.write_str("Profile"),
             Event::GroupMessage { id, .. } => write!(f, "GroupMessage({id})"),

@@ -20,6 +20,7 @@ pub mod contact;
 pub mod group;
 pub mod group_call;
 pub mod groupwire;
+pub mod history;
 pub mod limits;
 pub mod link;
 pub mod media;

@@ -27,6 +27,11 @@ use sha2::{Digest, Sha256};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::record::{DeviceCert, MAX_ADDR, MAX_ADDRS, MAX_PEER_ID};
 
+pub use crate::history::{
+    HISTORY_PAGE_BYTES, HistoryChat, HistoryItem, HistoryMeta, HistoryPage, MAX_HISTORY_ITEM,
+    MAX_HISTORY_MANIFEST, MAX_HISTORY_REACTIONS,
+};
+
 /// A link code starts with this.
 pub const LINK_PREFIX: &str = "kithlink1";
 /// Longest link code accepted (characters).
@@ -310,6 +315,10 @@ pub enum DeviceSync {
     /// A page of the history handed to a newly linked device by the device that approved it
     /// (the last N days chosen at approval), in bounded batches.
     History(HistoryBatch),
+    /// A page of history (1:1 or group, with what users see of each message: reply,
+    /// reactions, edited or deleted state, stars, pins, and the attachment's manifest),
+    /// handed to a newly linked device; the last page of the walk is [`HistoryPage::end`].
+    HistoryPage(HistoryPage),
 }
 
 /// Most messages in one [`HistoryBatch`].
@@ -495,6 +504,7 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::Info { platform, .. } => write!(f, "Info {{ platform: {platform:?} }}"),
             DeviceSync::State(s) => write!(f, "{s:?}"),
             DeviceSync::History(h) => write!(f, "{h:?}"),
+            DeviceSync::HistoryPage(h) => write!(f, "{h:?}"),
         }
     }
 }
@@ -521,6 +531,7 @@ impl DeviceSync {
             }
             DeviceSync::State(s) => s.check(),
             DeviceSync::History(h) => h.check(),
+            DeviceSync::HistoryPage(h) => h.check(),
             _ => Ok(()),
         }
     }

@@ -377,10 +377,20 @@ impl Node {
     /// Starts `kith link` on this node (its daemon running): the process, its output lines,
     /// and the code it printed first.
     pub fn start_link(&self, name: &str) -> (Child, std::sync::mpsc::Receiver<String>, String) {
+        self.start_link_with(name, &["--no-wait"])
+    }
+
+    /// `kith link` with more arguments (none: it waits for the history after the link).
+    pub fn start_link_with(
+        &self,
+        name: &str,
+        extra: &[&str],
+    ) -> (Child, std::sync::mpsc::Receiver<String>, String) {
         let mut child = Command::new(KITH)
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--json", "link", "--name", name])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -399,8 +409,11 @@ impl Node {
     /// Links this fresh, running node to `a`'s identity as `name` (`extra`: arguments to
     /// `devices approve`), then restarts it so it acts for the identity. Returns what
     /// `devices approve` and `kith link` printed.
+    ///
+    /// `kith link` goes on after the link: it asks for the restart, then shows the history
+    /// coming until it is all here, and exits 0 (its lines include the progress objects).
     pub fn link_to(&mut self, a: &Node, name: &str, extra: &[&str]) -> (Vec<Value>, Vec<Value>) {
-        let (mut child, lines, code) = self.start_link(name);
+        let (mut child, lines, code) = self.start_link_with(name, &[]);
         let mut args = vec!["devices", "approve", code.as_str(), "--yes"];
         args.extend_from_slice(extra);
         let approved = a.json(&args);
@@ -408,17 +421,28 @@ impl Node {
             approved.iter().any(|v| v["state"] == "linked"),
             "{approved:?}"
         );
+        let mut shown: Vec<Value> = Vec::new();
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(90))
+                .expect("kith link asks for the restart");
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let restart = v["state"] == "restart";
+            shown.push(v);
+            if restart {
+                break;
+            }
+        }
+        self.stop();
+        self.start();
         assert!(
             child.wait().expect("kith link").success(),
             "kith link failed"
         );
         // Every line the command printed (the reader ends at its end of output).
-        let shown: Vec<Value> = lines
-            .iter()
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect();
-        self.stop();
-        self.start();
+        shown.extend(lines.iter().filter_map(|l| serde_json::from_str(&l).ok()));
         (approved, shown)
     }
 }

@@ -291,6 +291,10 @@ impl Engine {
             self.st.net_send(NetCommand::Subscribe { topic });
         }
         self.watch_startup();
+        // A history walk to a new device that a restart cut short goes on.
+        self.write_then("cannot read the history walk", |st, w, _after| {
+            st.load_history_job(w)
+        });
         self.write_then(
             "cannot tell the other devices about this one",
             |st, w, after| st.announce_to_own(w, after),

@@ -543,4 +543,8 @@ commands! {
         |e, _p| e.devices_view();
     write DevicesRemove = "devices.remove", DeviceNameParams => DeviceView,
         |st, w, p, after| st.remove_own_device(w, &p.name, after);
+    /// `devices.history`: the history handed over at link time, as it comes (new device)
+    /// or goes (approving device).
+    read DevicesHistory = "devices.history", NoParams => HistoryProgressView,
+        |e, _p| e.history_progress();
 }

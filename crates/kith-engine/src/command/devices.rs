@@ -81,3 +81,22 @@ pub struct DeviceView {
     #[serde(default)]
     pub platform: Option<String>,
 }
+
+/// The history handed over at link time (`devices.history`, and `kith link`'s bar).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryProgressView {
+    /// `waiting` (nothing came yet), `receiving`, `done` (new device), or `sending`
+    /// (the approving device's walk).
+    pub state: String,
+    /// Conversations handed over entirely.
+    pub conversations_done: u32,
+    /// Conversations in all.
+    pub conversations: u32,
+    /// Messages walked (those outside the days asked for included).
+    pub messages_done: u64,
+    /// Messages in all.
+    pub messages: u64,
+    /// Messages stored here (new ones; those already here are not counted).
+    #[serde(default)]
+    pub stored: u64,
+}

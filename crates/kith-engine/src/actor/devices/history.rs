@@ -1,30 +1,33 @@
-//! History at link time: the approving device hands the last N days of its 1:1
-//! conversations (default [`DEFAULT_HISTORY_DAYS`], chosen at approval, 0 for none) to the
+//! History at link time: the approving device hands the last N days of its conversations,
+//! 1:1 and group (default [`DEFAULT_HISTORY_DAYS`], chosen at approval, 0 for none) to the
 //! new device, end to end encrypted between the two devices (the pairwise Olm session,
 //! through the durable outbox).
 //!
 //! Data flow:
 //!
-//! 1. On `Done`, the approver starts a [`HistoryJob`] for the new device: the contacts to
-//!    walk, and a cursor (conversation, local sequence number).
+//! 1. On `Done`, the approver starts a [`HistoryJob`] for the new device: the chats to walk
+//!    (contacts, then groups), how many messages they hold (for the progress bar), and a
+//!    cursor (chat, then the local seq of a 1:1 conversation or the place of a group
+//!    message). The job is kept in the meta table (`history_out`), written in the same
+//!    transaction as each page it queues: a restart (kill -9 included) goes on from the
+//!    last page queued; the receiver drops messages it holds by id.
 //! 2. Every tick, while fewer than [`IN_FLIGHT`] items wait in the outbox to that device, it
-//!    reads one page of the current conversation after the cursor ([`PAGE`] messages at
-//!    most), keeps those inside the window, and queues them as one
-//!    [`DeviceSync::History`] batch (at most [`MAX_HISTORY_BATCH`] messages and
-//!    [`HISTORY_BATCH_BYTES`] of text). Memory holds one page whatever the history size,
-//!    and the outbox at most a few batches: the transfer goes at the pace the new device
-//!    takes it.
-//! 3. The new device takes a batch only from a device of its own identity, stores each
-//!    message under its id in the conversation (a message already there is skipped), with
-//!    its ticks, in order, and reports progress (`history: N of M conversations`).
+//!    reads one page of the current chat after the cursor ([`PAGE`] messages at most),
+//!    keeps those inside the window, and queues them as one [`DeviceSync::HistoryPage`]
+//!    (at most [`MAX_HISTORY_BATCH`] messages and [`HISTORY_PAGE_BYTES`]), each message
+//!    with its reply, reactions, edited/deleted state, star, pin, and its file's manifest.
+//!    The new device may fetch a file from this device (granted to the person) or from
+//!    the file's sender. Memory holds one page whatever the history size.
+//! 3. When the walk is over, a last page with `end` set says so (also when there was
+//!    nothing to hand over), so the new device's `kith link` can finish its progress bar.
 //!
-//! The job lives in memory: a restart of the approver in the middle ends it (what was sent
-//! stays).
+//! The receiving side is `history_in`.
 
 use kith_proto::link::{
-    DeviceSync, HISTORY_BATCH_BYTES, HistoryBatch, HistoryMessage, MAX_HISTORY_BATCH,
+    DeviceSync, HISTORY_PAGE_BYTES, HistoryChat, HistoryItem, HistoryMeta, HistoryPage,
+    MAX_HISTORY_BATCH, MAX_HISTORY_ITEM, MAX_HISTORY_MANIFEST, MAX_HISTORY_REACTIONS,
 };
-use kith_store::{Status, StoredMessage};
+use kith_store::{ChatRef, Status};
 
 use super::*;
 
@@ -36,18 +39,29 @@ const MAX_HISTORY_DAYS: u32 = 36_500;
 const PAGE: usize = MAX_HISTORY_BATCH;
 /// Outbox items to the new device beyond which the walk waits.
 pub(crate) const IN_FLIGHT: usize = 4;
+/// Meta key: the history walk under way ([`HistoryJob`]).
+const HISTORY_OUT: &str = "history_out";
+/// Largest stored walk (contacts and groups, a few dozen bytes each).
+const MAX_JOB_BYTES: usize = 1 << 20;
 
-/// A history transfer to a newly linked device.
+/// A history transfer to a newly linked device (kept in the meta table).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct HistoryJob {
     dev: DeviceKey,
     since_ms: u64,
-    convs: Vec<IdentityKey>,
-    /// Index in `convs` and the last local seq sent of it.
+    chats: Vec<HistoryChat>,
+    /// Index in `chats`.
     at: usize,
+    /// 1:1: the last local seq handed over.
     after_seq: u64,
+    /// Group: the place of the last message handed over.
+    after_place: Option<(u64, [u8; 32], u64)>,
+    /// Messages walked so far, and in all.
+    walked: u64,
+    messages: u64,
 }
 
-fn status_code(s: Status) -> u8 {
+pub(super) fn status_code(s: Status) -> u8 {
     match s {
         Status::Pending => 0,
         Status::Sent => 1,
@@ -56,40 +70,80 @@ fn status_code(s: Status) -> u8 {
     }
 }
 
-fn status_of(c: u8) -> Status {
-    match c {
-        0 => Status::Pending,
-        1 => Status::Sent,
-        2 => Status::Delivered,
-        _ => Status::Read,
-    }
+/// What users see of a message's actions, for the new device (none when nothing).
+fn meta_of(m: Option<kith_store::MessageMeta>) -> Option<HistoryMeta> {
+    let m = m?;
+    let mut reactions = m.reactions;
+    reactions.truncate(MAX_HISTORY_REACTIONS);
+    reactions.retain(|r| r.1.len() <= kith_proto::chat::MAX_REACTION);
+    let h = HistoryMeta {
+        reply_to: m.reply_to,
+        forwarded: m.forwarded,
+        edited_at_ms: m.edited_at_ms,
+        deleted: m.deleted,
+        starred: m.starred,
+        pinned: m.pinned,
+        reactions,
+    };
+    (h != HistoryMeta::default()).then_some(h)
 }
 
 impl State {
     /// Starts handing the last `days` days of history to the new device `dev`.
     pub(super) fn start_history(
         &mut self,
-        w: &WriteTx<'_>,
+        w: &mut WriteTx<'_>,
         dev: DeviceKey,
         days: u32,
     ) -> Result<(), Fatal> {
-        if days == 0 {
-            return Ok(());
-        }
         let days = u64::from(days.min(MAX_HISTORY_DAYS));
         let since_ms = now_ms().saturating_sub(days * 24 * 3600 * 1000);
-        let convs: Vec<IdentityKey> = w.contacts()?.into_iter().map(|c| c.identity).collect();
+        let mut chats = Vec::new();
+        let mut messages = 0u64;
+        if days > 0 {
+            for c in w.contacts()? {
+                messages += w.message_count(&c.identity)?;
+                chats.push(HistoryChat::Contact(c.identity));
+            }
+            for (g, row) in w.groups()? {
+                if row.deleted {
+                    continue;
+                }
+                messages += w.group_message_count(&g)?;
+                chats.push(HistoryChat::Group(g));
+            }
+        }
         info!(
-            conversations = convs.len(),
-            "handing history to the new device"
+            chats = chats.len(),
+            messages, "handing history to the new device"
         );
-        self.links.history = Some(HistoryJob {
+        let job = HistoryJob {
             dev,
             since_ms,
-            convs,
+            chats,
             at: 0,
             after_seq: 0,
-        });
+            after_place: None,
+            walked: 0,
+            messages,
+        };
+        w.set_meta(HISTORY_OUT, &kith_proto::codec::encode(&job)?)?;
+        self.links.history = Some(job);
+        Ok(())
+    }
+
+    /// The walk a restart cut short, if any (at start).
+    pub(crate) fn load_history_job(&mut self, w: &WriteTx<'_>) -> Result<(), Fatal> {
+        self.links.history = w
+            .meta(HISTORY_OUT)?
+            .and_then(|b| kith_proto::codec::decode::<HistoryJob>(&b, MAX_JOB_BYTES).ok());
+        if let Some(j) = &self.links.history {
+            info!(
+                walked = j.walked,
+                messages = j.messages,
+                "resuming the history walk"
+            );
+        }
         Ok(())
     }
 
@@ -98,7 +152,19 @@ impl State {
         self.links.history.as_ref().map(|j| j.dev)
     }
 
-    /// Queues the next batch of the history transfer (or ends it).
+    /// The walk under way (chats done, chats, messages walked, messages).
+    pub(crate) fn history_out(&self) -> Option<(u32, u32, u64, u64)> {
+        self.links.history.as_ref().map(|j| {
+            (
+                j.at.min(j.chats.len()) as u32,
+                j.chats.len() as u32,
+                j.walked,
+                j.messages,
+            )
+        })
+    }
+
+    /// Queues the next page of the history transfer (or its end).
     pub(crate) fn history_step(
         &mut self,
         w: &mut WriteTx<'_>,
@@ -111,107 +177,186 @@ impl State {
             self.links.history = Some(job);
             return Ok(());
         }
-        let total = job.convs.len() as u32;
         // Skip pages that hold nothing inside the window, a bounded number per step.
         for _ in 0..16 {
-            let Some(conv) = job.convs.get(job.at).copied() else {
+            let Some(chat) = job.chats.get(job.at).copied() else {
+                // Over: the last page says so, and the walk is forgotten.
+                let page = HistoryPage {
+                    chat: HistoryChat::Contact(self.me),
+                    items: Vec::new(),
+                    done: job.chats.len() as u32,
+                    total: job.chats.len() as u32,
+                    walked: job.messages,
+                    messages: job.messages,
+                    end: true,
+                };
+                self.queue_page(w, job.dev, page, after)?;
+                w.remove_meta(HISTORY_OUT)?;
                 info!("history handed to the new device");
                 return Ok(());
             };
-            let page = w.messages_after(&conv, job.after_seq, PAGE)?;
-            let Some((last, _)) = page.last() else {
+            let (items, read) = match chat {
+                HistoryChat::Contact(conv) => self.contact_page(w, &mut job, conv)?,
+                HistoryChat::Group(g) => self.group_page(w, &mut job, g)?,
+            };
+            let walked = job.walked;
+            job.walked = (job.walked + read).min(job.messages);
+            if read == 0 {
                 job.at += 1;
                 job.after_seq = 0;
-                continue;
-            };
-            let mut messages = Vec::new();
-            let mut bytes = 0;
-            let mut upto = *last;
-            for (seq, m) in page {
-                if m.sent_at_ms < job.since_ms {
-                    continue;
-                }
-                if !messages.is_empty() && bytes + m.text.len() > HISTORY_BATCH_BYTES {
-                    upto = seq - 1;
-                    break;
-                }
-                bytes += m.text.len();
-                messages.push(HistoryMessage {
-                    id: m.id,
-                    outgoing: m.outgoing,
-                    sent_at_ms: m.sent_at_ms,
-                    status: status_code(m.status),
-                    text: m.text,
-                });
-            }
-            job.after_seq = upto;
-            if messages.is_empty() {
+                job.after_place = None;
                 continue;
             }
-            let batch = HistoryBatch {
-                conversation: conv,
-                messages,
+            if items.is_empty() {
+                continue;
+            }
+            let page = HistoryPage {
+                chat,
+                items,
                 done: job.at as u32,
-                total,
+                total: job.chats.len() as u32,
+                walked: walked.min(job.messages),
+                messages: job.messages,
+                end: false,
             };
-            let body = kith_proto::codec::encode(&Body::Devices(DeviceSync::History(batch)))?;
-            let me = self.me;
-            self.queue_body(w, job.dev, me, body, Vec::new(), now_ms(), after)?;
+            self.queue_page(w, job.dev, page, after)?;
             break;
         }
+        w.set_meta(HISTORY_OUT, &kith_proto::codec::encode(&job)?)?;
         self.links.history = Some(job);
         Ok(())
     }
 
-    /// A page of history from the device that approved this one: stored as it was there
-    /// (ids, ticks, order), messages already here skipped.
-    pub(super) fn on_history(
+    fn queue_page(
         &mut self,
         w: &mut WriteTx<'_>,
-        h: HistoryBatch,
+        dev: DeviceKey,
+        page: HistoryPage,
         after: &mut Vec<After>,
     ) -> Result<(), Fatal> {
-        let Some(contact) = w.contact(&h.conversation)? else {
-            return Ok(());
-        };
-        let mut stored = 0usize;
-        for m in h.messages {
-            let msg = StoredMessage {
-                id: m.id,
-                outgoing: m.outgoing,
-                text: m.text,
-                sent_at_ms: m.sent_at_ms,
-                stored_at_ms: now_ms(),
-                status: status_of(m.status),
-            };
-            if w.append_message(&h.conversation, &msg)?.is_some() {
-                stored += 1;
-                self.chat_stored(
+        let body = kith_proto::codec::encode(&Body::Devices(DeviceSync::HistoryPage(page)))?;
+        let me = self.me;
+        self.queue_body(w, dev, me, body, Vec::new(), now_ms(), after)
+    }
+
+    /// One message as handed over: its actions, and its file's manifest (which this
+    /// device then serves to the person's devices). None for a message the person deleted
+    /// for themselves or that disappeared.
+    fn history_item(
+        &self,
+        w: &mut WriteTx<'_>,
+        chat: ChatRef,
+        mut item: HistoryItem,
+    ) -> Result<Option<HistoryItem>, Fatal> {
+        let meta = w.message_meta(&chat, item.id)?;
+        if meta.as_ref().is_some_and(|m| m.hidden || m.expired) {
+            return Ok(None);
+        }
+        item.meta = meta_of(meta);
+        if let Some(row) = w.media(item.id)?
+            && row.manifest.len() <= MAX_HISTORY_MANIFEST
+        {
+            w.grant_media(&row.root, &self.me, item.id)?;
+            item.manifest = Some(row.manifest);
+        }
+        if item.weight() > MAX_HISTORY_ITEM {
+            item.manifest = None;
+        }
+        if item.weight() > MAX_HISTORY_ITEM {
+            item.meta = None;
+        }
+        Ok(Some(item))
+    }
+
+    /// The next page of a 1:1 conversation: (items, messages read).
+    fn contact_page(
+        &self,
+        w: &mut WriteTx<'_>,
+        job: &mut HistoryJob,
+        conv: IdentityKey,
+    ) -> Result<(Vec<HistoryItem>, u64), Fatal> {
+        let page = w.messages_after(&conv, job.after_seq, PAGE)?;
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        let mut read = 0;
+        for (seq, m) in page {
+            if m.sent_at_ms >= job.since_ms {
+                let Some(item) = self.history_item(
                     w,
-                    ChatRef::Contact(h.conversation),
-                    msg.id,
-                    msg.stored_at_ms,
-                    None,
-                )?;
+                    ChatRef::Contact(conv),
+                    HistoryItem {
+                        id: m.id,
+                        outgoing: m.outgoing,
+                        sender: if m.outgoing { self.me } else { conv },
+                        sent_at_ms: m.sent_at_ms,
+                        status: status_code(m.status),
+                        text: m.text,
+                        place: None,
+                        meta: None,
+                        manifest: None,
+                    },
+                )?
+                else {
+                    job.after_seq = seq;
+                    read += 1;
+                    continue;
+                };
+                if !items.is_empty() && bytes + item.weight() > HISTORY_PAGE_BYTES {
+                    break;
+                }
+                bytes += item.weight();
+                items.push(item);
             }
+            job.after_seq = seq;
+            read += 1;
         }
-        debug!(
-            stored,
-            done = h.done,
-            total = h.total,
-            "history from the approving device"
-        );
-        if self.links.history_in != Some((h.done, h.total)) {
-            self.links.history_in = Some((h.done, h.total));
-            after.push(After::Event(Event::Notice {
-                contact: contact.name,
-                detail: format!(
-                    "history from your other device: {} of {} conversations",
-                    h.done + 1,
-                    h.total
-                ),
-            }));
+        Ok((items, read))
+    }
+
+    /// The next page of a group: (items, messages read).
+    fn group_page(
+        &self,
+        w: &mut WriteTx<'_>,
+        job: &mut HistoryJob,
+        g: GroupId,
+    ) -> Result<(Vec<HistoryItem>, u64), Fatal> {
+        let from = job.after_place.map(|(l, d, s)| (l, CurveKey(d), s));
+        let page = w.group_messages_after(&g, from, PAGE)?;
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        let mut read = 0;
+        for (k, m) in page {
+            let place = (k.lamport, k.sender_dev.0, k.seq);
+            if m.sent_at_ms >= job.since_ms {
+                let Some(item) = self.history_item(
+                    w,
+                    ChatRef::Group(g),
+                    HistoryItem {
+                        id: m.id,
+                        outgoing: m.outgoing,
+                        sender: m.sender,
+                        sent_at_ms: m.sent_at_ms,
+                        status: u8::from(m.flag),
+                        text: m.text,
+                        place: Some(place),
+                        meta: None,
+                        manifest: None,
+                    },
+                )?
+                else {
+                    job.after_place = Some(place);
+                    read += 1;
+                    continue;
+                };
+                if !items.is_empty() && bytes + item.weight() > HISTORY_PAGE_BYTES {
+                    break;
+                }
+                bytes += item.weight();
+                items.push(item);
+            }
+            job.after_place = Some(place);
+            read += 1;
         }
-        Ok(())
+        Ok((items, read))
     }
 }

@@ -20,6 +20,7 @@ use super::*;
 use crate::command::LinkView;
 
 mod history;
+mod history_in;
 mod link;
 
 pub(crate) use history::IN_FLIGHT as HISTORY_IN_FLIGHT;
@@ -169,10 +170,9 @@ pub(crate) struct Links {
     window: Option<(Instant, u32)>,
     /// When each own device was last heard from (ms); at most [`MAX_LINKED_DEVICES`].
     seen: HashMap<DeviceKey, u64>,
-    /// The history being handed to a newly linked device (one at a time).
+    /// The history being handed to a newly linked device (one at a time; also in the
+    /// meta table, so that a restart goes on with it).
     history: Option<history::HistoryJob>,
-    /// Progress of the history coming from the approver, on a new device (done, total).
-    pub(crate) history_in: Option<(u32, u32)>,
 }
 
 impl Links {
@@ -299,6 +299,31 @@ impl State {
 }
 
 impl Engine {
+    /// `devices.history`: how far the history from the approving device has come (on a
+    /// new device), or how far the walk handing it over is (on the approving one).
+    pub(super) fn history_progress(
+        &self,
+    ) -> Result<crate::command::HistoryProgressView, EngineError> {
+        let got = self
+            .store
+            .read(|r| r.meta(history_in::HISTORY_IN))
+            .map_err(internal)?
+            .and_then(|b| kith_proto::codec::decode::<history_in::HistoryIn>(&b, 1024).ok());
+        if got.is_none()
+            && let Some((done, total, walked, messages)) = self.st.history_out()
+        {
+            return Ok(crate::command::HistoryProgressView {
+                state: "sending".into(),
+                conversations_done: done,
+                conversations: total,
+                messages_done: walked,
+                messages,
+                stored: 0,
+            });
+        }
+        Ok(history_in::progress_view(got))
+    }
+
     /// `devices`: this device and the person's other devices.
     pub(super) fn devices_view(&self) -> Result<Vec<crate::command::DeviceView>, EngineError> {
         let (own, name, info) = self

@@ -175,6 +175,7 @@ impl State {
             DeviceSync::Info { name, platform } => self.on_own_info(w, dev, &name, platform)?,
             DeviceSync::State(s) => self.on_own_state(w, s, after)?,
             DeviceSync::History(h) => self.on_history(w, h, after)?,
+            DeviceSync::HistoryPage(h) => self.on_history_page(w, dev, h, after)?,
         }
         Ok(())
     }
