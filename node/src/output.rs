@@ -686,6 +686,12 @@ impl Out {
             )),
             "identity_warning" => line(&format!("WARNING {}: {}", get("contact"), get("detail"))),
             "notice" => line(&format!("note: {}", get("detail"))),
+            "history" => line(&format!(
+                "history from your other device: {} of {} messages ({})",
+                ev.get("messages_done").and_then(Value::as_u64).unwrap_or(0),
+                ev.get("messages").and_then(Value::as_u64).unwrap_or(0),
+                get("state")
+            )),
             "presence" => {
                 if ev.get("online").and_then(Value::as_bool) == Some(true) {
                     line(&format!("{} is online", get("contact")));

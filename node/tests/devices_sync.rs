@@ -114,6 +114,21 @@ fn groups_are_on_every_device_and_a_removed_one_is_left_out() {
     );
 }
 
+/// A PNG of pseudo-random pixels (it does not compress much).
+fn noisy_png(w: u32, h: u32) -> Vec<u8> {
+    let mut x: u32 = 12345;
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let b = x.to_be_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
 fn contact(n: &Node, name: &str) -> Option<Value> {
     n.json(&["contacts", "list"])
         .into_iter()
@@ -164,6 +179,26 @@ fn contacts_blocks_privacy_and_profile_follow_on_the_other_device() {
     wait_for(T, "the profile on the phone", || {
         let p = a.json(&["profile"]).into_iter().next()?;
         (p["name"] == "Ada L" && p["about"] == "on the road").then_some(())
+    });
+
+    // A photo too large for one envelope follows in parts.
+    let photo = noisy_png(200, 200);
+    assert!(
+        photo.len() > kith_proto::link::MAX_SYNC_AVATAR,
+        "{}",
+        photo.len()
+    );
+    assert!(
+        photo.len() <= kith_proto::signal::MAX_AVATAR,
+        "{}",
+        photo.len()
+    );
+    let file = n.dir.join("me.png");
+    std::fs::write(&file, &photo).unwrap();
+    n.json(&["profile", "set", "--avatar", file.to_str().unwrap()]);
+    wait_for(T, "the large photo on the phone", || {
+        let p = a.json(&["profile"]).into_iter().next()?;
+        (p["avatar_bytes"] == photo.len()).then_some(())
     });
 
     // A contact removed on the laptop is removed on the phone.

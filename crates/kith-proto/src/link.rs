@@ -319,7 +319,26 @@ pub enum DeviceSync {
     /// reactions, edited or deleted state, stars, pins, and the attachment's manifest),
     /// handed to a newly linked device; the last page of the walk is [`HistoryPage::end`].
     HistoryPage(HistoryPage),
+    /// One part of the person's profile photo when it is too large for a
+    /// [`SyncItem::Profile`] (which then says `avatar_included: false`): the photo of the
+    /// profile of `version`, cut in `parts` parts of at most [`PHOTO_PART`] bytes.
+    ProfilePhoto {
+        /// The version of the profile the photo belongs to.
+        version: u64,
+        /// This part's index, from 0.
+        part: u16,
+        /// How many parts the photo has (at most [`MAX_PHOTO_PARTS`]).
+        parts: u16,
+        /// The part's bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
 }
+
+/// Most bytes of a profile photo in one [`DeviceSync::ProfilePhoto`] part.
+pub const PHOTO_PART: usize = 40 * 1024;
+/// Most parts of a profile photo (a photo is at most `signal::MAX_AVATAR` bytes).
+pub const MAX_PHOTO_PARTS: u16 = crate::signal::MAX_AVATAR.div_ceil(PHOTO_PART) as u16;
 
 /// Most messages in one [`HistoryBatch`].
 pub const MAX_HISTORY_BATCH: usize = 64;
@@ -505,6 +524,9 @@ impl std::fmt::Debug for DeviceSync {
             DeviceSync::State(s) => write!(f, "{s:?}"),
             DeviceSync::History(h) => write!(f, "{h:?}"),
             DeviceSync::HistoryPage(h) => write!(f, "{h:?}"),
+            DeviceSync::ProfilePhoto { part, parts, .. } => {
+                write!(f, "ProfilePhoto({part}/{parts})")
+            }
         }
     }
 }
@@ -532,6 +554,16 @@ impl DeviceSync {
             DeviceSync::State(s) => s.check(),
             DeviceSync::History(h) => h.check(),
             DeviceSync::HistoryPage(h) => h.check(),
+            DeviceSync::ProfilePhoto {
+                part, parts, bytes, ..
+            } if *parts == 0
+                || *parts > MAX_PHOTO_PARTS
+                || part >= parts
+                || bytes.is_empty()
+                || bytes.len() > PHOTO_PART =>
+            {
+                Err(DecodeError::Invalid("profile photo part"))
+            }
             _ => Ok(()),
         }
     }
@@ -621,6 +653,28 @@ pub fn confirm_words(transcript: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_photo_parts_are_bounded() {
+        let part = |part: u16, parts: u16, len: usize| DeviceSync::ProfilePhoto {
+            version: 1,
+            part,
+            parts,
+            bytes: vec![1; len],
+        };
+        assert_eq!(MAX_PHOTO_PARTS, 7, "256 KiB in parts of 40 KiB");
+        assert!(part(0, 1, 1).check().is_ok());
+        assert!(part(6, MAX_PHOTO_PARTS, PHOTO_PART).check().is_ok());
+        for bad in [
+            part(0, 0, 1),
+            part(1, 1, 1),
+            part(0, MAX_PHOTO_PARTS + 1, 1),
+            part(0, 2, 0),
+            part(0, 2, PHOTO_PART + 1),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn code_roundtrips_and_typos_are_caught() {

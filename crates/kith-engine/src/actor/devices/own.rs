@@ -176,6 +176,12 @@ impl State {
             DeviceSync::State(s) => self.on_own_state(w, s, after)?,
             DeviceSync::History(h) => self.on_history(w, h, after)?,
             DeviceSync::HistoryPage(h) => self.on_history_page(w, dev, h, after)?,
+            DeviceSync::ProfilePhoto {
+                version,
+                part,
+                parts,
+                bytes,
+            } => self.on_own_photo_part(w, version, part, parts, &bytes)?,
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The person's own state kept in step between their devices: contacts added or removed,
-//! blocks, privacy settings, the profile.
+//! blocks, privacy settings, the profile (a photo too large for one envelope follows in
+//! [`DeviceSync::ProfilePhoto`] parts).
 //!
 //! A change made on one device goes, as a [`DeviceSync::State`] inside the pairwise
 //! (Olm) sessions, to the person's other devices only; `on_own_sync` takes it only from a
@@ -10,7 +11,8 @@
 //! late, reordered or replayed sync never undoes a newer change; versions are kept in the
 //! meta table under `sync:` and the item's key (one per contact at most, for each kind).
 
-use kith_proto::link::{DeviceSync, StateSync, SyncItem};
+use kith_proto::link::{DeviceSync, MAX_PHOTO_PARTS, PHOTO_PART, StateSync, SyncItem};
+use kith_proto::signal::check_avatar;
 
 use super::*;
 use crate::cores::contacts;
@@ -33,6 +35,11 @@ fn block_key(identity: &IdentityKey) -> String {
 }
 
 const PRIVACY_KEY: &str = "sync:privacy";
+
+/// Meta key of a part of a profile photo coming from another device.
+fn photo_part_key(part: u16) -> String {
+    format!("{SYNC_VERSION}photo:{part}")
+}
 const PROFILE_KEY: &str = "sync:profile";
 
 fn held_version(w: &WriteTx<'_>, key: &str) -> Result<Option<u64>, Fatal> {
@@ -132,14 +139,73 @@ impl State {
             .avatar
             .as_ref()
             .is_none_or(|a| a.len() <= kith_proto::link::MAX_SYNC_AVATAR);
-        if !avatar_included {
-            profile.avatar = None;
-        }
+        let large = if avatar_included {
+            None
+        } else {
+            profile.avatar.take()
+        };
+        let version = profile.version;
         let item = SyncItem::Profile {
             profile,
             avatar_included,
         };
-        self.sync_state(w, PROFILE_KEY, item, after)
+        self.sync_state(w, PROFILE_KEY, item, after)?;
+        // A larger photo follows in parts, after the profile (the outbox keeps the order).
+        if let Some(photo) = large {
+            let parts = photo.chunks(PHOTO_PART).count() as u16;
+            for (part, bytes) in photo.chunks(PHOTO_PART).enumerate() {
+                let sync = DeviceSync::ProfilePhoto {
+                    version,
+                    part: part as u16,
+                    parts,
+                    bytes: bytes.to_vec(),
+                };
+                self.enqueue_own(w, sync, after)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A part of the profile photo from another device of this person: kept (meta, one
+    /// place per part) until every part of the same version is here; then, when the profile
+    /// held here is that version, the photo is its photo.
+    pub(super) fn on_own_photo_part(
+        &mut self,
+        w: &mut WriteTx<'_>,
+        version: u64,
+        part: u16,
+        parts: u16,
+        bytes: &[u8],
+    ) -> Result<(), Fatal> {
+        let mut value = version.to_be_bytes().to_vec();
+        value.extend_from_slice(bytes);
+        w.set_meta(&photo_part_key(part), &value)?;
+        let mut photo = Vec::new();
+        for i in 0..parts {
+            match w.meta(&photo_part_key(i))? {
+                Some(v) if v.len() > 8 && v[..8] == version.to_be_bytes() => {
+                    photo.extend_from_slice(&v[8..]);
+                }
+                _ => return Ok(()),
+            }
+        }
+        for i in 0..MAX_PHOTO_PARTS {
+            w.remove_meta(&photo_part_key(i))?;
+        }
+        let Some(mut profile) = self.social.profile().cloned() else {
+            return Ok(());
+        };
+        if profile.version != version || check_avatar(&photo).is_err() {
+            debug!("a profile photo for another version, or not a photo; left out");
+            return Ok(());
+        }
+        profile.avatar = Some(photo);
+        w.set_meta("profile", &kith_proto::codec::encode(&profile)?)?;
+        // Contacts get it with the next presence announcement.
+        let _ = self
+            .social
+            .set_profile(profile, crate::actor::presence::now());
+        Ok(())
     }
 
     /// Another device of this person changed an item of their state: applied when newer
