@@ -504,3 +504,85 @@ fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
         held_chunks(&m).is_empty().then_some(())
     });
 }
+
+/// Bob's group has Alice and Carol, who are not each other's contacts (each is only a
+/// provisional contact of the other, made by the group). Carol is away when Alice posts a
+/// file; Alice knows Carol's mailbox from Carol's user record in the DHT and leaves the
+/// sealed chunks there. Alice and Bob stop, and Carol gets identical bytes from her mailbox.
+/// Fails when the records of people the user did not add are not taken (checked).
+#[test]
+fn a_group_file_reaches_the_mailbox_of_a_member_who_is_not_the_senders_contact() {
+    let mut m = Node::new()
+        .with_args(&["--mailbox"])
+        .with_log("info,kith_engine=debug");
+    m.start();
+    let boot = peer_addr(&m);
+    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
+    let mut c = Node::new().with_args(&["--bootstrap", &boot]);
+    a.start();
+    b.start();
+    c.start();
+    c.json(&["mailbox", "add", &m.code()]);
+    b.add(&a, "Ada");
+    b.add(&c, "Carol");
+    a.add(&b, "Bob");
+    c.add(&b, "Bob");
+    let gid = b.create_group("Hike", "Ada,Carol", 3, &[&a, &c]);
+    let has_text = |n: &Node, t: &str| {
+        n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+            .iter()
+            .any(|i| i["text"] == t)
+    };
+    wait_for(T, "members hear Alice", || {
+        a.json(&["send", "--group", "Hike", "hello"]);
+        (has_text(&b, "hello") && has_text(&c, "hello")).then_some(())
+    });
+    wait_for(T, "the mailbox watches Carol's group topic", || {
+        m.plain_logs()
+            .lines()
+            .any(|l| l.contains("a device watches group topics") && l.contains("topics=1"))
+            .then_some(())
+    });
+    assert!(
+        !a.json(&["contacts", "list"])
+            .iter()
+            .any(|x| x["name"] == "Carol"),
+        "Carol is not Alice's contact"
+    );
+
+    // Carol goes away; Alice posts a file, which Bob (online) fetches from her.
+    c.stop();
+    std::thread::sleep(Duration::from_secs(3)); // Alice's connections to Carol close
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = data(1024 * 1024 + 777, 23);
+    let chunks = bytes.len().div_ceil(CHUNK);
+    let src = write_file(tmp.path(), "route.gpx", &bytes);
+    let id = a.json(&["send", "--group", "Hike", "--file", src.to_str().unwrap()])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(T, "Carol's mailbox holds the file", || {
+        (held_chunks(&m) == vec![chunks]).then_some(())
+    });
+    wait_for(T, "Bob has the file", || {
+        b.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+            .into_iter()
+            .find(|i| i["id"] == id.as_str())
+            .filter(|i| i["attachment"]["state"] == "ready")
+    });
+    a.stop();
+    b.stop();
+
+    // Carol comes back with no other member online: only her mailbox has the file.
+    c.start();
+    let got = wait_for(T, "the group file from Carol's mailbox", || {
+        c.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+            .into_iter()
+            .find(|i| i["id"] == id.as_str())
+            .map(|i| i["attachment"].clone())
+            .filter(|a| a["state"] == "ready")
+    });
+    assert_eq!(got["size"], bytes.len() as u64);
+    assert_eq!(hash(&c.saved(&id)), hash(&bytes), "identical bytes");
+}
