@@ -69,9 +69,18 @@ impl WriteTx<'_> {
         }
         let value = match which {
             Which::Len => open!(self, OUTBOX_LEN).get(*dev)?.map_or(0, |v| v.value()),
-            Which::Bytes => open!(self, MAILBOX_BYTES).get(*dev)?.map_or(0, |v| v.value()),
+            Which::Bytes => open!(self, MAILBOX_BYTES)
+                .get(*dev)?
+                .map_or(0, |v| v.value()),
         };
-        self.hold_counter(which, *dev, Slot { value, dirty: false })?;
+        self.hold_counter(
+            which,
+            *dev,
+            Slot {
+                value,
+                dirty: false,
+            },
+        )?;
         Ok(value)
     }
 
