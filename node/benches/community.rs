@@ -18,8 +18,10 @@
 //! kith-bootstrap` for `cargo bench`). Run: `cargo bench -p kith --bench community`. Knobs:
 //! KITH_BENCH_DEVICES (10000), KITH_BENCH_STEP (200), KITH_BENCH_N (200000 envelopes),
 //! KITH_BENCH_SENDERS (32), KITH_BENCH_BATCH (16), KITH_BENCH_SETTLE (3 s),
-//! KITH_BENCH_NODE_WRAP (a profiler to run the node under, e.g. `heaptrack -o FILE`). Prints its
-//! figures; asserts nothing about time or memory.
+//! KITH_BENCH_NODE_WRAP (a profiler to run the node under, e.g. `heaptrack -o FILE`),
+//! KITH_BENCH_BOOTSTRAP (another `kith-bootstrap` binary to run), KITH_BENCH_MARKS
+//! (1000,5000: device counts at which the node's memory is also read during the ramp).
+//! Prints its figures; asserts nothing about time or memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,7 +56,12 @@ impl Drop for Bootstrap {
 }
 
 fn bootstrap_bin() -> PathBuf {
-    let bin = Path::new(KITH).with_file_name("kith-bootstrap");
+    // KITH_BENCH_BOOTSTRAP runs another build of the node (e.g. one copied aside before a
+    // change) under the same load.
+    let bin = match std::env::var_os("KITH_BENCH_BOOTSTRAP") {
+        Some(b) => PathBuf::from(b),
+        None => Path::new(KITH).with_file_name("kith-bootstrap"),
+    };
     assert!(
         bin.exists(),
         "{} is missing: build it first (`cargo build --release -p kith-bootstrap` for cargo \
@@ -158,8 +165,28 @@ async fn main() {
     let failed = Arc::new(AtomicUsize::new(0));
     let mut curves = Vec::with_capacity(devices);
     let mut serving = Vec::with_capacity(devices);
+    let mut marks: Vec<usize> = std::env::var("KITH_BENCH_MARKS")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .filter(|&m| m > 0 && m < devices)
+        .collect();
+    marks.sort_unstable();
+    marks.reverse();
     let t0 = Instant::now();
     while curves.len() + failed.load(Ordering::SeqCst) < devices {
+        // The node's memory at each mark, once the devices joined so far have settled.
+        if marks.last().is_some_and(|&m| curves.len() >= m) {
+            marks.pop();
+            tokio::time::sleep(settle).await;
+            let r = rss(pid);
+            println!(
+                "ramp     at {} devices: node RSS {:.1} MiB, {:.1} KiB per connected device",
+                curves.len(),
+                r as f64 / 1024.0,
+                r.saturating_sub(rss0) as f64 / curves.len().max(1) as f64
+            );
+        }
         let want = step.min(devices - curves.len() - failed.load(Ordering::SeqCst));
         let mut joining = Vec::with_capacity(want);
         for _ in 0..want {

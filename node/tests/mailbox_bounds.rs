@@ -20,7 +20,9 @@ use futures::StreamExt;
 use kith_crypto::{Device, Identity};
 use kith_net::codec::KithCodec;
 use kith_proto::record::DeviceCert;
-use kith_proto::wire::{Envelope, PROTOCOL, Refusal, Request, Response};
+use kith_proto::wire::{
+    DeliveryResult, Envelope, PROTOCOL, Refusal, RejectReason, Request, Response,
+};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
@@ -366,4 +368,73 @@ fn setting_a_push_endpoint_again_does_not_reset_the_wake_up_limit() {
         );
     });
     assert_eq!(*wakes.lock().unwrap(), 1, "one wake-up per window");
+}
+
+/// Quotas hold inside one batch: a request of 16 envelopes for a device with room for 10
+/// keeps exactly 10, then the byte quota cuts the next batch where it is reached, and a
+/// second device's envelopes in the same requests count only against its own quota. (The
+/// mailbox reads each device's counters once per transaction and keeps them in memory until
+/// the commit: what it keeps must still be counted envelope by envelope.)
+#[test]
+fn a_batch_that_crosses_the_quota_is_cut_at_exactly_the_quota() {
+    let mut m = Node::new().with_args(&[
+        "--mailbox",
+        "--mailbox-quota",
+        "10",
+        "--mailbox-quota-bytes",
+        "2000",
+    ]);
+    m.start();
+    runtime().block_on(async {
+        // Two devices register and go away.
+        let mut curves = Vec::new();
+        for _ in 0..2 {
+            let mut d = Client::new(&Identity::generate(), &m).await;
+            assert!(registered(&d.register(None).await));
+            curves.push(d.cert.curve25519);
+        }
+        let (a, b) = (curves[0], curves[1]);
+        let mut sender = Client::new(&Identity::generate(), &m).await;
+        let mut n = 0u32;
+        let mut env = |to, size: usize| {
+            n += 1;
+            let mut ciphertext = n.to_le_bytes().to_vec();
+            ciphertext.resize(size, 7);
+            Envelope {
+                to_device: to,
+                kind: 0,
+                ciphertext,
+            }
+        };
+        let kept = |r: Response| match r {
+            Response::Delivered { results } => results
+                .iter()
+                .map(|r| match r {
+                    DeliveryResult::Accepted => 'k',
+                    DeliveryResult::Rejected(RejectReason::MailboxFull) => 'F',
+                    _ => '?',
+                })
+                .collect::<String>(),
+            other => panic!("{other:?}"),
+        };
+        // 16 for a, interleaved with 2 for b: a keeps 10, b both.
+        let mut envelopes: Vec<Envelope> = (0..16).map(|_| env(a, 100)).collect();
+        envelopes.insert(3, env(b, 100));
+        envelopes.push(env(b, 100));
+        let r = sender.ask(Request::Deliver { envelopes }).await;
+        assert_eq!(kept(r), "kkkkkkkkkkkFFFFFFk");
+        // b has 200 bytes of 2,000: three of 500 fit, the fourth and fifth do not; a is
+        // still full.
+        let mut envelopes: Vec<Envelope> = (0..5).map(|_| env(b, 500)).collect();
+        envelopes.push(env(a, 100));
+        let r = sender.ask(Request::Deliver { envelopes }).await;
+        assert_eq!(kept(r), "kkkFFF");
+        // And in the next transaction, as committed.
+        let r = sender
+            .ask(Request::Deliver {
+                envelopes: vec![env(b, 1), env(a, 1)],
+            })
+            .await;
+        assert_eq!(kept(r), "kF");
+    });
 }

@@ -339,7 +339,13 @@ impl Store {
             // commit is simply durable.
             let _ = txn.set_durability(redb::Durability::None);
         }
-        let out = f(&mut WriteTx::new(&txn, &self.faults, self.seal.clone()))?;
+        let out = {
+            let mut w = WriteTx::new(&txn, &self.faults, self.seal.clone());
+            let out = f(&mut w)?;
+            // The outbox counters this transaction changed (`tx::counters`).
+            w.flush_counters()?;
+            out
+        };
         txn.commit().map_err(StoreError::from)?;
         Ok(out)
     }

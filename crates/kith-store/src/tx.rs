@@ -180,13 +180,6 @@ macro_rules! reads {
             t.get((*device, seq))?.map(|v| dec(v.value())).transpose()
         }
 
-        /// How many items wait in a device's outbox (a counter kept with the outbox: one
-        /// lookup, however long the outbox is).
-        pub fn outbox_len(&self, device: &DeviceKey) -> Result<usize, StoreError> {
-            let t = open!(self, OUTBOX_LEN);
-            Ok(t.get(*device)?.map_or(0, |v| v.value()) as usize)
-        }
-
         /// The devices that have anything in the outbox.
         pub fn outbox_devices(&self) -> Result<Vec<DeviceKey>, StoreError> {
             let t = open!(self, OUTBOX);
@@ -232,12 +225,6 @@ macro_rules! reads {
                 n += 1;
             }
             Ok(n)
-        }
-
-        /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
-        pub fn mailbox_bytes(&self, dev: &DeviceKey) -> Result<u64, StoreError> {
-            let t = open!(self, MAILBOX_BYTES);
-            Ok(t.get(*dev)?.map_or(0, |v| v.value()))
         }
 
         /// The push endpoint a device registered with this node's mailbox gave (secret).
@@ -319,13 +306,30 @@ impl ReadTx {
     }
 
     reads!();
+
+    /// How many items wait in a device's outbox (a counter kept with the outbox: one
+    /// lookup, however long the outbox is).
+    pub fn outbox_len(&self, device: &DeviceKey) -> Result<usize, StoreError> {
+        let t = open!(self, OUTBOX_LEN);
+        Ok(usize::try_from(t.get(*device)?.map_or(0, |v| v.value())).unwrap_or(usize::MAX))
+    }
+
+    /// Ciphertext bytes this node's mailbox keeps for a device (by device key).
+    pub fn mailbox_bytes(&self, dev: &DeviceKey) -> Result<u64, StoreError> {
+        let t = open!(self, MAILBOX_BYTES);
+        Ok(t.get(*dev)?.map_or(0, |v| v.value()))
+    }
 }
+
+mod counters;
 
 /// One write transaction; see [`Store::write`].
 pub struct WriteTx<'a> {
     txn: &'a WriteTransaction,
     faults: &'a crate::Faults,
     seal: Option<std::sync::Arc<StorageSeal>>,
+    /// The outbox counters this transaction read or changed (`counters`).
+    counters: std::cell::RefCell<counters::Counters>,
 }
 
 impl std::fmt::Debug for WriteTx<'_> {
@@ -340,7 +344,12 @@ impl<'a> WriteTx<'a> {
         faults: &'a crate::Faults,
         seal: Option<std::sync::Arc<StorageSeal>>,
     ) -> Self {
-        Self { txn, faults, seal }
+        Self {
+            txn,
+            faults,
+            seal,
+            counters: Default::default(),
+        }
     }
 
     /// The redb transaction and the seal (for the sealing pass).
@@ -411,37 +420,6 @@ impl<'a> WriteTx<'a> {
         Ok(())
     }
 
-    /// Adds `add` and takes `sub` from a device's kept-bytes counter (saturating at 0).
-    fn adjust_kept(&mut self, dev: &DeviceKey, add: u64, sub: u64) -> Result<(), StoreError> {
-        if add == sub {
-            return Ok(());
-        }
-        let now = self
-            .mailbox_bytes(dev)?
-            .saturating_add(add)
-            .saturating_sub(sub);
-        let mut t = open!(self, MAILBOX_BYTES);
-        if now == 0 {
-            t.remove(*dev)?;
-        } else {
-            t.insert(*dev, now)?;
-        }
-        Ok(())
-    }
-
-    /// Adds one to (`up`) or takes one from a device's outbox counter.
-    fn count_outbox(&mut self, device: &DeviceKey, up: bool) -> Result<(), StoreError> {
-        let n = self.outbox_len(device)? as u64;
-        let n = if up { n + 1 } else { n.saturating_sub(1) };
-        let mut t = open!(self, OUTBOX_LEN);
-        if n == 0 {
-            t.remove(*device)?;
-        } else {
-            t.insert(*device, n)?;
-        }
-        Ok(())
-    }
-
     /// Recomputes every device's outbox counter by counting the outbox.
     pub(crate) fn recount_outbox(&mut self) -> Result<(), StoreError> {
         let mut counts: Vec<(DeviceKey, u64)> = Vec::new();
@@ -457,6 +435,7 @@ impl<'a> WriteTx<'a> {
         for (dev, n) in counts {
             t.insert(dev, n)?;
         }
+        self.forget_all_counters();
         Ok(())
     }
 
@@ -477,6 +456,7 @@ impl<'a> WriteTx<'a> {
         for (dev, n) in sums {
             t.insert(dev, n)?;
         }
+        self.forget_all_counters();
         Ok(())
     }
 
@@ -614,6 +594,7 @@ impl<'a> WriteTx<'a> {
         open!(self, MAILBOX_BYTES).remove(key)?;
         open!(self, PUSH_ENDPOINTS).remove(key)?;
         open!(self, OUTBOX_LEN).remove(key)?;
+        self.forget_counters(&key);
         Ok(())
     }
 

@@ -61,12 +61,13 @@ impl State {
         let mut batch = Batch::new(envelopes.len());
         let my_curve = self.device.curve_key();
         let mut trials = 0;
+        let mut memo = DepositMemo::default();
         for env in envelopes {
             let hash = envelope_hash(&env);
             let route = inbound_core::route(w.seen(&hash)?, &env.to_device, &my_curve);
             let r = match route {
                 Route::Duplicate => DeliveryResult::Duplicate,
-                Route::Deposit => self.deposit(w, peer, env, after)?,
+                Route::Deposit => self.deposit(w, peer, env, &mut memo, after)?,
                 Route::Open => self.open(w, peer, &env, &mut batch, &mut trials, after)?,
             };
             if batch.answer(route, r) {
@@ -91,18 +92,29 @@ impl State {
 
     /// Keeps an envelope for a device registered with this node's mailbox, if the mailbox
     /// core accepts it; it goes out through that device's outbox, with the same retries, and
-    /// leaves the store only when the device acknowledges it.
+    /// leaves the store only when the device acknowledges it. `memo` carries what earlier
+    /// envelopes of the same batch looked up.
     fn deposit(
         &mut self,
         w: &mut WriteTx<'_>,
         peer: PeerId,
         env: Envelope,
+        memo: &mut DepositMemo,
         after: &mut Vec<After>,
     ) -> Result<DeliveryResult, Fatal> {
-        // The device registered here under the envelope's key, and what is kept for it.
-        let registered = match self.mailbox.is_serving() {
-            true => w.mailbox_user(&env.to_device)?,
-            false => None,
+        // The device registered here under the envelope's key (looked up once per batch),
+        // and what is kept for it (the store's counters, cached by the transaction).
+        let curve = env.to_device;
+        let registered = match memo.get(&curve) {
+            Some(m) => m.dev,
+            None => {
+                let dev = match self.mailbox.is_serving() {
+                    true => w.mailbox_user(&curve)?,
+                    false => None,
+                };
+                memo.put(curve, dev);
+                dev
+            }
         };
         let to = match registered {
             Some(dev) => Some((
@@ -137,16 +149,19 @@ impl State {
         )?;
         after.push(After::Pump(dev));
         // Wake the device if it is away and gave an endpoint (queued after the commit).
+        // Decided once per device and batch: nothing it depends on changes within one, and
+        // a wake-up sent makes the next one wait `WAKE_EVERY` anyway.
         let now = Instant::now();
-        if self.mailbox.wake_due(&dev, now) {
-            let url = w.push_endpoint(&dev)?;
-            let away = w.device(&dev)?.is_some_and(|d| {
-                !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
-            });
-            if self.mailbox.wake(dev, url.is_some(), away, now)
-                && let Some(url) = url
-            {
-                after.push(After::Wake(url));
+        if !memo.wake_decided(&curve) && self.mailbox.wake_due(&dev, now) {
+            memo.decide_wake(&curve);
+            // The endpoint first: most devices give none, and then their record is not read.
+            if let Some(url) = w.push_endpoint(&dev)? {
+                let away = w.device(&dev)?.is_some_and(|d| {
+                    !PeerId::from_bytes(&d.peer_id).is_ok_and(|p| self.connected.contains(&p))
+                });
+                if self.mailbox.wake(dev, true, away, now) {
+                    after.push(After::Wake(url));
+                }
             }
         }
         Ok(DeliveryResult::Accepted)
@@ -637,6 +652,51 @@ fn carry_verdict<A>(
                 after.push(After::Net(NetCommand::Penalize { peer, reason }));
             }
             Err(DeliveryResult::Rejected(r))
+        }
+    }
+}
+
+/// Most devices one batch's [`DepositMemo`] remembers; a batch for more devices looks the
+/// rest up each time.
+const MEMO_DEVICES: usize = 16;
+
+/// What the deposits of one batch looked up about the devices they are for: which device is
+/// registered under a key, and whether waking it was decided already. Lives for one batch
+/// (`State::receive`), in which neither registrations nor push endpoints change.
+#[derive(Debug, Default)]
+struct DepositMemo {
+    seen: Vec<Memo>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Memo {
+    curve: CurveKey,
+    dev: Option<DeviceKey>,
+    wake_decided: bool,
+}
+
+impl DepositMemo {
+    fn get(&self, curve: &CurveKey) -> Option<&Memo> {
+        self.seen.iter().find(|m| m.curve == *curve)
+    }
+
+    fn put(&mut self, curve: CurveKey, dev: Option<DeviceKey>) {
+        if self.seen.len() < MEMO_DEVICES {
+            self.seen.push(Memo {
+                curve,
+                dev,
+                wake_decided: false,
+            });
+        }
+    }
+
+    fn wake_decided(&self, curve: &CurveKey) -> bool {
+        self.get(curve).is_some_and(|m| m.wake_decided)
+    }
+
+    fn decide_wake(&mut self, curve: &CurveKey) {
+        if let Some(m) = self.seen.iter_mut().find(|m| m.curve == *curve) {
+            m.wake_decided = true;
         }
     }
 }

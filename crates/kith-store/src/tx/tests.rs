@@ -209,6 +209,9 @@ fn outbox_len_follows_the_outbox_and_is_recounted_for_older_stores() {
     store
         .write(|w| {
             w.push_outbox(&c, &item)?;
+            // What the counter cache holds is written now, then wiped with the table.
+            w.flush_counters()?;
+            w.forget_all_counters();
             w.txn.open_table(OUTBOX_LEN)?.retain(|_, _| false)?;
             w.txn.open_table(META.def)?.remove("outbox_len_counted")?;
             Ok(())
@@ -359,4 +362,90 @@ fn a_relayed_envelope_finds_its_device_by_ratchet_key_past_256_others() {
             Ok(())
         })
         .unwrap();
+}
+
+/// The outbox counters a transaction changes are held in memory until its commit
+/// (`tx::counters`): what a later transaction reads is what the outbox holds, also for a
+/// transaction that touches more devices than the cache holds at once, and also once the
+/// store is opened again.
+#[test]
+fn outbox_counters_held_by_a_transaction_reach_the_tables_at_its_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open(&path).unwrap();
+    let kept = |n: usize| OutboxItem {
+        conversation: NO_CONVERSATION,
+        message_ids: Vec::new(),
+        sealed: Some(kith_proto::wire::Envelope {
+            to_device: CurveKey([9; 32]),
+            kind: 1,
+            ciphertext: vec![7; n],
+        }),
+        body: None,
+        queued_ms: 0,
+        resets: 0,
+        covers: 1,
+        covered: false,
+    };
+    let many = super::counters::MAX_CACHED + 10;
+    let dev = |i: usize| {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        DeviceKey(k)
+    };
+    store
+        .write(|w| {
+            // One device: appended to and drained in the same transaction.
+            for n in 1..=5 {
+                w.push_outbox(&dev(0), &kept(n * 10))?;
+            }
+            w.take_outbox(&dev(0), 1)?;
+            w.take_outbox(&dev(0), 3)?;
+            assert_eq!(w.outbox_len(&dev(0))?, 3);
+            assert_eq!(w.mailbox_bytes(&dev(0))?, 20 + 40 + 50);
+            // More devices than the cache holds: it is written back on the way.
+            for i in 1..many {
+                w.push_outbox(&dev(i), &kept(i % 100 + 1))?;
+            }
+            // One more for the first device, after the cache was emptied.
+            w.push_outbox(&dev(0), &kept(1))?;
+            Ok(())
+        })
+        .unwrap();
+    let check = |store: &Store| {
+        store
+            .read(|r| {
+                assert_eq!(r.outbox_len(&dev(0))?, 4);
+                assert_eq!(r.mailbox_bytes(&dev(0))?, 111);
+                for i in 1..many {
+                    assert_eq!(r.outbox_len(&dev(i))?, 1, "device {i}");
+                    assert_eq!(r.mailbox_bytes(&dev(i))?, (i % 100 + 1) as u64);
+                }
+                Ok(())
+            })
+            .unwrap()
+    };
+    check(&store);
+    // Drained to nothing in one transaction.
+    store
+        .write(|w| {
+            for (seq, _) in w.outbox(&dev(0), 10)? {
+                w.take_outbox(&dev(0), seq)?;
+            }
+            assert_eq!(w.outbox_len(&dev(0))?, 0);
+            Ok(())
+        })
+        .unwrap();
+    store
+        .read(|r| {
+            assert_eq!(r.outbox_len(&dev(0))?, 0);
+            assert_eq!(r.mailbox_bytes(&dev(0))?, 0);
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    for i in 1..many {
+        assert_eq!(store.read(|r| r.outbox_len(&dev(i))).unwrap(), 1);
+    }
 }
