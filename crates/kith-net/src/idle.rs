@@ -74,7 +74,13 @@ impl Idle {
 
     /// A link to `peer` opened at `now` (or is counted from `now` again).
     pub(crate) fn connected(&mut self, peer: PeerId, now: Instant) {
-        self.used.insert(peer, Used { any: now, dht: None });
+        self.used.insert(
+            peer,
+            Used {
+                any: now,
+                dht: None,
+            },
+        );
     }
 
     pub(crate) fn gone(&mut self, peer: &PeerId) {

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::task::{Context, Poll};
 
+use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::kad::{self, store::MemoryStore};
@@ -24,7 +25,6 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
 };
-use libp2p::PeerId;
 
 /// Most peers noted between two takes. Only connected peers report, so the connection
 /// limit bounds this already; past it, further peers wait for the next take.
@@ -85,8 +85,12 @@ impl NetworkBehaviour for Kad {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.inner
-            .handle_established_inbound_connection(connection_id, peer, local_addr, remote_addr)
+        self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )
     }
 
     fn handle_pending_outbound_connection(
