@@ -150,7 +150,7 @@ impl Idle {
         }
         if by_dht.len() > self.dht_keep {
             // The most recent first; the rest go.
-            by_dht.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            by_dht.sort_unstable_by_key(|(t, _)| std::cmp::Reverse(*t));
             due.extend(by_dht.drain(self.dht_keep..).map(|(_, p)| p));
         }
         due
