@@ -201,6 +201,23 @@ fn record(
 /// Tries per mailbox registration.
 const REGISTER_TRIES: u32 = 5;
 
+/// Longest wait, before the plan, for the users' records to go out (registration answers
+/// once the mailbox accepted; the record listing it follows in the background).
+const RECORDS_WAIT: Duration = Duration::from_secs(300);
+
+/// Users whose record is still being published, of those running.
+async fn records_publishing(nodes: &[Node], users: &[usize]) -> usize {
+    let checks = users
+        .iter()
+        .filter_map(|&u| nodes[u].handle.clone())
+        .map(|h| async move { h.status().await.is_ok_and(|s| s.record == "publishing") });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|p| *p)
+        .count()
+}
+
 /// How long to wait for DHT lookups after the messages have settled: Kademlia's query
 /// timeout (30 s) and some.
 const LOOKUP_WAIT: Duration = Duration::from_secs(40);
@@ -290,6 +307,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         next = end;
     })
     .await?;
+    let mut setup_s = [t_start.elapsed().as_secs_f64(); 4];
     let users: Vec<usize> = (s.mailboxes..s.nodes).collect();
     // Mailboxes: each user registers with one, round robin.
     // A registration is a round trip to the mailbox (several on slow links), so a few go at
@@ -328,6 +346,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         }
         say(&nodes, "users registered with mailboxes");
     }
+    setup_s[1] = t_start.elapsed().as_secs_f64();
     // Contact pairs among the users.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     while pairs.len() < s.pairs {
@@ -355,6 +374,22 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
     }
 
     say(&nodes, &format!("{} contact pairs added", pairs.len()));
+    setup_s[2] = t_start.elapsed().as_secs_f64();
+    // The records listing the mailboxes go out in the background: lookups are measured
+    // against a network where they are out, as on one that formed over time.
+    let records_by = Instant::now() + RECORDS_WAIT;
+    let records_pending = loop {
+        let n = records_publishing(&nodes, &users).await;
+        if n == 0 || Instant::now() >= records_by {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    setup_s[3] = t_start.elapsed().as_secs_f64();
+    say(
+        &nodes,
+        &format!("users' records out ({records_pending} still publishing)"),
+    );
     // The plan, all from the seed.
     let mut plan: Vec<(u64, Step)> = Vec::new();
     let gap = s.send_over_ms as f64 / s.messages as f64;
@@ -404,6 +439,7 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
 
     // Run it.
     let t0 = Instant::now();
+    let opened_before_plan = links_opened(&nodes);
     let mut sends: Vec<Option<(usize, usize, Instant, String)>> = vec![None; s.messages];
     let mut in_flight: VecDeque<(usize, tokio::task::JoinHandle<Option<SendDone>>)> =
         VecDeque::new();
@@ -626,6 +662,10 @@ pub async fn run_with_progress(s: &Scenario, progress: &dyn Fn(&str)) -> Result<
         },
         lookups,
         links_per_node,
+        links_opened: links_opened(&nodes),
+        links_opened_plan: links_opened(&nodes).saturating_sub(opened_before_plan),
+        setup_s,
+        records_pending,
     };
     say(&nodes, "stopping the nodes");
     // A stop waits up to a second for goodbyes to contacts: stop many at once.

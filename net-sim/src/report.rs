@@ -50,6 +50,20 @@ pub struct Report {
     pub lookups: Option<LookupReport>,
     /// Memory-link ends open per running node at the end (about the connections each holds).
     pub links_per_node: f64,
+    /// Link ends the nodes opened or accepted over the whole run (a connection is two).
+    #[serde(default)]
+    pub links_opened: u64,
+    /// Of those, from the first planned step to the report.
+    #[serde(default)]
+    pub links_opened_plan: u64,
+    /// Setup, in seconds from the start: all nodes started, users registered with their
+    /// mailboxes, contact pairs added, users' records out (stored in the DHT, or no peer
+    /// took them; the plan starts then).
+    #[serde(default)]
+    pub setup_s: [f64; 4],
+    /// Users whose record was still being published when the wait for it ended.
+    #[serde(default)]
+    pub records_pending: usize,
 }
 
 /// What the DHT lookups showed.
@@ -149,6 +163,7 @@ impl Report {
             "scenario {} (seed {}): {} nodes, {} restarts, {} partitions\n\
              messages: {} sent, {} acknowledged, {} delivered, {} duplicates, {} lost, {} from or to departed nodes\n\
              latency send → recipient: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
+             setup: nodes started {:.1} s, users registered {:.1} s, contacts added {:.1} s, records out {:.1} s ({} still publishing)\n\
              run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
             self.scenario,
             self.seed,
@@ -165,6 +180,11 @@ impl Report {
             self.latency_ms[1],
             self.latency_ms[2],
             self.latency_ms[3],
+            self.setup_s[0],
+            self.setup_s[1],
+            self.setup_s[2],
+            self.setup_s[3],
+            self.records_pending,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib
@@ -172,11 +192,14 @@ impl Report {
         if self.bytes_sent > 0 {
             t.push_str(&format!(
                 "\ntraffic: {:.1} MiB sent by all nodes (at most {:.1} MiB by one), \
-                 {:.0} bytes per node per delivered message; {:.1} links open per node at the end",
+                 {:.0} bytes per node per delivered message; {:.1} links open per node at the end; \
+                 link ends opened {} ({} during the plan)",
                 self.bytes_sent as f64 / 1048576.0,
                 self.bytes_sent_max_node as f64 / 1048576.0,
                 self.bytes_per_node_per_message,
-                self.links_per_node
+                self.links_per_node,
+                self.links_opened,
+                self.links_opened_plan
             ));
         }
         if let Some(l) = &self.lookups {
@@ -306,6 +329,10 @@ mod tests {
             bytes_per_node_per_message: 0.0,
             lookups: None,
             links_per_node: 0.0,
+            links_opened: 0,
+            links_opened_plan: 0,
+            setup_s: [0.0; 4],
+            records_pending: 0,
         };
         assert!(r.failures(&s).is_empty());
         r.lost = 1;

@@ -39,6 +39,17 @@ async fn main() {
     })
     .await
     .unwrap();
+    // The record listing the mailbox goes out in the background: wait for it, as Alice
+    // looks it up to find where to deposit.
+    while cb
+        .call::<methods::Status>(NoParams {})
+        .await
+        .unwrap()
+        .record
+        == "publishing"
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     befriend(&mut ca, &mut cb).await;
     drop(cb);
     // Bob goes away.

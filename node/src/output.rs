@@ -210,6 +210,10 @@ impl Out {
                 m.quota,
                 bytes(m.quota_bytes)
             ));
+            line(
+                "Your record in the DHT will list it once published, in the background: \
+                 `kith status` shows when.",
+            );
         }
     }
 
@@ -637,6 +641,14 @@ impl Out {
             _ => "not known yet",
         };
         line(&format!("reachable: {reach}"));
+        let record = match s.record.as_str() {
+            "published" => "published in the DHT",
+            "publishing" => "being published in the DHT (others may still find the old one)",
+            "retrying" => "no DHT peer stored it yet; publishing it again soon",
+            "not published" => "not published yet",
+            _ => "not known",
+        };
+        line(&format!("record:    {record}"));
         if !s.relays.is_empty() {
             line(&format!("relays:    {}", s.relays.join(", ")));
         }

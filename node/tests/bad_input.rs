@@ -651,7 +651,7 @@ fn garbage_left_at_a_mailbox_does_not_cost_the_device_its_other_mail() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     a.send("Bob", "warm up");
@@ -710,7 +710,7 @@ fn a_stranger_cannot_register_as_someone_else_nor_leave_mail_for_strangers() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     a.send("Bob", "warm up");

@@ -201,7 +201,7 @@ fn mailbox_alice_bob() -> (Node, Node, Node) {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     a.send("Bob", "warm up");

@@ -75,8 +75,8 @@ fn every_accepted_message_arrives_once_and_in_order_across_kill_9s() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
-    a.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
+    a.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
 

@@ -28,7 +28,7 @@ fn mailbox_keeps_messages_while_the_recipient_is_away() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    let reg = b.json(&["mailbox", "add", &m.code()]);
+    let reg = b.add_mailbox(&[&m.code()]);
     assert!(reg[0]["quota"].as_u64().unwrap() > 0);
     assert_eq!(b.json(&["mailbox", "list"]).len(), 1);
     a.add(&b, "Bob");
@@ -104,7 +104,7 @@ fn mailbox_for(b: &Node, extra: &[&str]) -> Node {
     args.extend_from_slice(extra);
     let mut m = Node::new().with_args(&args);
     m.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     m
 }
 
@@ -123,7 +123,7 @@ fn second_mailbox_takes_over_when_one_is_gone_for_good() {
     // The second one is given by its address rather than its code.
     let mut m2 = Node::new().with_args(&["--mailbox", "--bootstrap", &boot_addr]);
     m2.start();
-    b.json(&["mailbox", "add", &m2.p2p_addr()]);
+    b.add_mailbox(&[&m2.p2p_addr()]);
     assert_eq!(b.json(&["mailbox", "list"]).len(), 2);
     let out = b.cli(&["mailbox", "add", "/ip4/127.0.0.1/tcp/1"]);
     assert_eq!(

@@ -201,7 +201,7 @@ fn an_invite_only_mailbox_refuses_registration_without_its_token() {
     b.start();
     let out = b.cli(&["mailbox", "add", &m.code()]);
     assert!(!out.status.success(), "registered without the token");
-    let reg = b.json(&["mailbox", "add", &m.code(), "--token", TOKEN]);
+    let reg = b.add_mailbox(&[&m.code(), "--token", TOKEN]);
     assert!(reg[0]["quota"].as_u64().unwrap() > 0);
     assert!(!m.logs().contains(TOKEN), "the token leaked into the log");
 }

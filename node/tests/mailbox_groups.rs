@@ -42,7 +42,7 @@ fn mailbox_hands_group_messages_to_a_member_when_no_other_member_is_online() {
     a.start();
     b.start();
     c.start();
-    c.json(&["mailbox", "add", &m.code()]);
+    c.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     a.add(&c, "Carol");
     b.add(&a, "Ada");

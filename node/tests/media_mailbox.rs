@@ -95,7 +95,7 @@ fn trio(extra: &[&str]) -> (Node, Node, Node) {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     a.send("Bob", "hello");
@@ -414,8 +414,8 @@ fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
     a.start();
     b.start();
     c.start();
-    b.json(&["mailbox", "add", &m.code()]);
-    c.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
+    c.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     a.add(&c, "Carol");
     b.add(&a, "Ada");

@@ -47,7 +47,7 @@ fn a_replayed_prekey_envelope_opens_no_second_session_after_its_hash_is_pruned()
         .with_log("info,kith_engine=debug");
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     let bob = b.code();
     b.stop();
     // Alice's first message, from the fallback pre-key in Bob's record, kept by the mailbox.

@@ -101,7 +101,7 @@ fn an_offline_device_is_woken_without_content_at_most_once_per_window() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     let set = b.json(&["push", "set", &rx.url()]);
     assert_eq!(set[0]["set"], true);
     assert_eq!(set[0]["host"], "127.0.0.1");
@@ -181,7 +181,7 @@ fn a_mailbox_refuses_private_and_plain_http_endpoints_unless_allowed() {
     m.start();
     let mut b = Node::new();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     for url in [rx.url(), format!("https://127.0.0.1:{}/up/x", rx.port)] {
         let out = b.cli(&["push", "set", &url]);
         assert_eq!(
@@ -219,7 +219,7 @@ fn byte_quota_refuses_deposits_until_the_device_drains() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     let list = b.json(&["mailbox", "list"]);
     assert_eq!(list[0]["quota_bytes"], 2048);
     assert_eq!(list[0]["used_bytes"], 0);

@@ -23,7 +23,7 @@ fn a_mailbox_does_not_learn_who_deposits() {
     let mut b = Node::new().with_args(&["--bootstrap", &boot]);
     a.start();
     b.start();
-    b.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
     b.add(&a, "Alice");
     a.send("Bob", "hello");
@@ -101,8 +101,8 @@ fn a_first_message_kept_by_a_mailbox_names_no_sender_and_deposits_share_no_ident
     a.start();
     b.start();
     c.start();
-    b.json(&["mailbox", "add", &m.code()]);
-    c.json(&["mailbox", "add", &m.code()]);
+    b.add_mailbox(&[&m.code()]);
+    c.add_mailbox(&[&m.code()]);
     let (bob, carol) = (b.code(), c.code());
     // Bob and Carol go away before Alice ever reaches them: her first messages are pre-key
     // messages (from the pre-key in their records), left with their mailbox.

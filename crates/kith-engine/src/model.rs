@@ -380,6 +380,12 @@ pub struct NodeStatus {
     /// TURN/STUN servers for calls learnt from our mailboxes (their URLs; credentials held).
     #[serde(default)]
     pub turn_servers: Vec<String>,
+    /// This user's record in the DHT (what others look up to find this device and its
+    /// mailboxes): `publishing` (a change, such as a new mailbox, is on its way),
+    /// `published`, `retrying` (no DHT peer stored it; it goes out again soon) or
+    /// `not published`.
+    #[serde(default)]
+    pub record: String,
 }
 
 /// A group as `kith groups` lists it.

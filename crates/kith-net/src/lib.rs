@@ -48,6 +48,7 @@ pub mod codec;
 mod config;
 pub mod gossip;
 mod idle;
+mod kad_use;
 pub mod limits;
 pub mod mdns;
 pub mod metrics;

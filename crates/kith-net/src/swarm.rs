@@ -88,7 +88,7 @@ pub(crate) struct Behaviour {
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) kad: crate::kad_use::Kad,
     pub(crate) msg: request_response::Behaviour<KithCodec>,
     pub(crate) signal: request_response::Behaviour<SignalCodec>,
     pub(crate) media: request_response::Behaviour<MediaCodec>,
@@ -193,7 +193,7 @@ pub(crate) fn behaviour(
                 .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::default(),
-        kad,
+        kad: crate::kad_use::Kad::new(kad),
         msg: request_response::Behaviour::with_codec(
             KithCodec::default(),
             [(

@@ -143,3 +143,29 @@ async fn an_unused_link_closes_and_a_mesh_link_stays() {
     assert!(!mesh_closed, "a link between mesh peers stays");
     assert!(!kept_closed, "a link the engine keeps stays");
 }
+
+/// Regression (issue 19: `thousand` opened 2.1 million connections): Kademlia's requests
+/// did not count as use, so a link that only the DHT used closed once idle however busy
+/// it was, and the next request dialled it again. Now they count, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_busy_with_the_dht_stays() {
+    // G and H joined different topics; G looks a record up at H four times a second, more
+    // often than the idle time (1 s), for longer than three checks.
+    let (g, mut g_ev, _gt, _) = node(BASE + 7, "topic-g").await;
+    let (h, _h_ev, _ht, h_addr) = node(BASE + 8, "topic-h").await;
+    connect(&g, &mut g_ev, &h, h_addr).await;
+    let lookups = async {
+        for _ in 0..64 {
+            g.send(NetCommand::ProbeRecord {
+                key: b"a record nobody has".to_vec(),
+            })
+            .expect("lookup");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let (closed, ()) = tokio::join!(
+        wait_for(&mut g_ev, h.local_peer(), false, Duration::from_secs(16)),
+        lookups
+    );
+    assert!(!closed, "a link the DHT uses stays");
+}

@@ -187,6 +187,25 @@ impl Node {
             .collect()
     }
 
+    /// `kith mailbox add ARGS` (asserted to succeed), then waits until the user record that
+    /// lists the mailbox went out (stored, or no DHT peer took it): the command answers
+    /// once the mailbox accepted, and the record, which senders look up to find the
+    /// mailbox, follows in the background (`kith status` shows it).
+    pub fn add_mailbox(&self, args: &[&str]) -> Vec<Value> {
+        let mut full = vec!["mailbox", "add"];
+        full.extend_from_slice(args);
+        let out = self.json(&full);
+        wait_for(
+            Duration::from_secs(60),
+            "the record listing the mailbox",
+            || {
+                let st = self.json(&["status"]);
+                (st[0]["record"] != "publishing").then_some(())
+            },
+        );
+        out
+    }
+
     pub fn code(&self) -> String {
         self.json(&["id"])[0]["code"]
             .as_str()

@@ -136,8 +136,6 @@ pub const SEEN_RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
 const MAX_CONNECTED: usize = 65_536;
 /// Most DHT record lookups awaited at once (older ones are forgotten).
 const MAX_RECORD_LOOKUPS: usize = 8192;
-/// Most callers waiting for the user record to be stored (older ones are answered at once).
-const MAX_PUBLISH_WAITS: usize = 64;
 /// Most callers waiting for mailboxes to answer a push endpoint change.
 const MAX_PUSH_WAITS: usize = 64;
 /// Addresses kept per device.
@@ -180,8 +178,10 @@ enum After {
     Failed(DeviceKey),
     /// Register with a mailbox (with an invite token, if it needs one).
     Register(MailboxRef, Option<String>, Option<Reply<MailboxView>>),
-    /// Publish the user record now and answer when a DHT peer stored it.
-    Publish(PublishReply),
+    /// A registration committed: answer it. The user record that lists the new mailbox
+    /// goes out at the next tick, in the background (retried as the record core says);
+    /// `status` shows how far it got.
+    Registered(Reply<MailboxView>, MailboxView),
     /// Queue a push wake-up to this endpoint (a mailbox, after the deposit committed).
     Wake(String),
     /// The push endpoint changed: keep it, send it to every mailbox, answer when they did.
@@ -338,8 +338,6 @@ struct State {
     last_expiry: Instant,
     /// Text was removed or replaced since the last scrub, and when that was (`scrub.rs`).
     scrub: scrub::ScrubState,
-    /// Callers waiting for a tagged record publication.
-    publishing: BoundedMap<u64, PublishReply>,
     /// This device's push endpoint (secret: never logged).
     push_endpoint: Option<String>,
     /// What each of our mailboxes answered to it last, by mailbox peer id.
@@ -369,9 +367,6 @@ struct State {
     /// Linking devices, and the person's other devices heard from.
     links: devices::Links,
 }
-
-/// A caller waiting for the user record to be published, with the answer to give.
-type PublishReply = (Reply<MailboxView>, MailboxView);
 
 fn load_device(store: &Store, keys: &KeyFile, peer: PeerId) -> Result<Device, EngineError> {
     let saved = store

@@ -71,9 +71,6 @@ impl Engine {
             }
             NetEvent::Published { tag, ok } => {
                 self.record_published(tag, ok);
-                if let Some((reply, view)) = self.st.publishing.remove(&tag) {
-                    let _ = reply.send(Ok(view));
-                }
                 None
             }
             NetEvent::Disconnected { peer } => {

@@ -344,7 +344,7 @@ impl State {
                 self.watching.registered(&mailbox_id);
                 let view = self.mailbox_view(&mailbox_id);
                 if let Some(tx) = reply {
-                    after.push(After::Publish((tx, view)));
+                    after.push(After::Registered(tx, view));
                 }
             }
             (Pending::Register { reply, .. }, other) => {

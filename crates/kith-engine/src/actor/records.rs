@@ -21,26 +21,22 @@ impl Engine {
         }
     }
 
+    /// Publishes the user record; [`NetEvent::Published`] with its tag follows, which the
+    /// record core takes as the outcome (`record_published`).
     pub(super) fn publish_record(&mut self) {
-        let tag = self.st.tag();
-        self.publish_record_tagged(tag);
-    }
-
-    /// Publishes the user record; [`NetEvent::Published`] with `tag` follows. Returns
-    /// whether the record went to the network.
-    pub(super) fn publish_record_tagged(&mut self, tag: u64) -> bool {
         let addrs = self.st.advertised_addrs();
         // A device that took another identity (linked) publishes once restarted.
         if addrs.is_empty() || self.st.links.relinked() {
-            return false;
+            return;
         }
-        self.st.record.sent(tag);
         // This device and the person's other devices (docs/protocol.md, "Linked devices").
         let others = self.own_record_devices();
         let Some(rec) = self.st.signed_record(others, RECORD_LIFETIME_MS) else {
-            return false;
+            return;
         };
-        match kith_proto::codec::encode(&rec) {
+        let tag = self.st.tag();
+        self.st.record.sent(tag);
+        let sent = match kith_proto::codec::encode(&rec) {
             Ok(value) => self
                 .st
                 .net
@@ -54,6 +50,10 @@ impl Engine {
                 warn!(error = %e, "cannot encode user record");
                 false
             }
+        };
+        if !sent {
+            // The network's queue was full: as if no peer stored it (tried again later).
+            self.record_published(tag, false);
         }
     }
 }

@@ -142,7 +142,6 @@ impl Engine {
                 index_ops: Vec::new(),
                 last_expiry: Instant::now(),
                 scrub: Default::default(),
-                publishing: BoundedMap::new(MAX_PUBLISH_WAITS),
                 push_endpoint,
                 push_status: HashMap::new(),
                 push_waits: BoundedMap::new(MAX_PUSH_WAITS),
@@ -566,24 +565,17 @@ impl Engine {
             }
             After::Failed(dev) => self.failed(dev),
             After::Register(mailbox, token, reply) => self.register_with(mailbox, token, reply),
-            After::Publish((reply, _)) if !ok => {
+            After::Registered(reply, _) if !ok => {
                 let _ = reply.send(Err(EngineError::Internal(
                     "the store could not commit".into(),
                 )));
             }
-            After::Publish(reply) => {
-                // Answer once a DHT peer holds the record that lists the new mailbox (or at
-                // once if there is no DHT peer to ask).
-                let tag = self.st.tag();
-                if self.publish_record_tagged(tag) {
-                    if let Some((_, (tx, view))) = self.st.publishing.insert(tag, reply) {
-                        // The oldest waiter gets its answer without the confirmation.
-                        let _ = tx.send(Ok(view));
-                    }
-                } else {
-                    let (tx, view) = reply;
-                    let _ = tx.send(Ok(view));
-                }
+            After::Registered(reply, view) => {
+                // Durable, and the mailbox accepted: that is the registration. The record
+                // that lists the mailbox was marked changed in the same step and goes out at
+                // the next tick (a full Kademlia query and puts, seconds on a big network),
+                // retried with backoff when no DHT peer stores it.
+                let _ = reply.send(Ok(view));
             }
             After::Wake(url) if ok => {
                 if let Some(w) = &self.st.waker {

@@ -78,6 +78,7 @@ impl Engine {
                 .into_iter()
                 .flat_map(|s| s.urls)
                 .collect(),
+            record: self.st.record.state().as_str().to_string(),
         })
     }
 

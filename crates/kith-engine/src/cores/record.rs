@@ -48,10 +48,37 @@ pub enum Outcome {
     },
 }
 
+/// Where the user record stands, as `kith status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// A change waits for the next tick, or a publication is under way.
+    Publishing,
+    /// The last publication was stored by at least one DHT peer, and nothing changed since.
+    Published,
+    /// No DHT peer stored the last publication; it goes out again later.
+    Retrying,
+    /// Not published yet (no address to advertise, or nothing answered yet).
+    NotPublished,
+}
+
+impl RecordState {
+    /// The word `kith status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publishing => "publishing",
+            Self::Published => "published",
+            Self::Retrying => "retrying",
+            Self::NotPublished => "not published",
+        }
+    }
+}
+
 /// When the user record is published.
 #[derive(Debug)]
 pub struct Publisher {
     dirty: bool,
+    /// The last publication that had an answer was stored.
+    stored: bool,
     /// The tag of the publication whose outcome is awaited.
     in_flight: Option<u64>,
     /// Publications in a row that no DHT peer stored.
@@ -70,6 +97,7 @@ impl Publisher {
     pub fn new() -> Self {
         Self {
             dirty: true,
+            stored: false,
             in_flight: None,
             failures: 0,
             retry_at: None,
@@ -104,6 +132,7 @@ impl Publisher {
             return Outcome::Other;
         }
         self.in_flight = None;
+        self.stored = stored;
         if stored {
             self.failures = 0;
             self.retry_at = None;
@@ -115,6 +144,22 @@ impl Publisher {
         Outcome::Failed {
             retry_at,
             first: self.failures == 1,
+        }
+    }
+}
+
+impl Publisher {
+    /// Where the record stands: a change or a publication under way comes first, then the
+    /// last publication's outcome.
+    pub fn state(&self) -> RecordState {
+        if self.dirty || self.in_flight.is_some() {
+            RecordState::Publishing
+        } else if self.retry_at.is_some() {
+            RecordState::Retrying
+        } else if self.stored {
+            RecordState::Published
+        } else {
+            RecordState::NotPublished
         }
     }
 }
@@ -160,6 +205,37 @@ mod tests {
     // nothing in these tests opens a socket.
     fn ma(s: &str) -> Multiaddr {
         s.parse().unwrap()
+    }
+
+    /// What `kith status` shows of the record follows its publications: under way while a
+    /// change waits or a publication is out, then the outcome of the last one.
+    #[test]
+    fn the_record_state_follows_publications() {
+        let t0 = Instant::now();
+        let mut p = Publisher::new();
+        assert_eq!(
+            p.state(),
+            RecordState::Publishing,
+            "a new node's record is due"
+        );
+        assert!(p.due(t0));
+        assert_eq!(p.state(), RecordState::NotPublished, "due, but not sent");
+        p.sent(1);
+        assert_eq!(p.state(), RecordState::Publishing);
+        p.outcome(1, false, t0);
+        assert_eq!(p.state(), RecordState::Retrying);
+        assert!(p.due(t0 + MAX_RECORD_RETRY));
+        p.sent(2);
+        p.outcome(2, true, t0);
+        assert_eq!(p.state(), RecordState::Published);
+        // A new mailbox: publishing again until the new record is stored.
+        p.changed();
+        assert_eq!(p.state(), RecordState::Publishing);
+        assert!(p.due(t0));
+        p.sent(3);
+        assert_eq!(p.state(), RecordState::Publishing);
+        p.outcome(3, true, t0);
+        assert_eq!(p.state(), RecordState::Published);
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub async fn spawn(
         signal_rate: BoundedMap::new(MAX_SIGNAL_STATE),
         request_gate: Gate::requests(&cfg.options.limits),
         put_gate: Gate::dht_puts(&cfg.options.limits),
-        idle: Idle::new(idle_for),
+        idle: Idle::new(idle_for, crate::idle::DHT_KEEP),
         media: media::MediaState::default(),
         metrics: metrics.clone(),
     };
@@ -368,8 +368,13 @@ impl Actor {
         }
     }
 
-    /// Closes the links nobody used for a while ([`Idle`]).
+    /// Closes the links nobody used for a while ([`Idle`]). DHT traffic since the last
+    /// tick counts as use now ([`crate::kad_use`]).
     fn close_idle(&mut self) {
+        let now = Instant::now();
+        for peer in self.swarm.behaviour_mut().kad.take_used() {
+            self.idle.touch_dht(&peer, now);
+        }
         let mut keep: HashSet<PeerId> = self
             .swarm
             .behaviour()
@@ -378,11 +383,11 @@ impl Actor {
             .copied()
             .collect();
         keep.extend(self.reach.relays());
-        for peer in self.idle.due(&keep) {
+        for peer in self.idle.due(&keep, now) {
             debug!(%peer, "closing an unused link");
             // Counted from now: a peer that does not go (a close in progress) is not asked
             // again at every tick.
-            self.idle.connected(peer);
+            self.idle.connected(peer, now);
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -477,7 +482,7 @@ impl Actor {
                         .insert(peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    self.idle.connected(peer_id);
+                    self.idle.connected(peer_id, Instant::now());
                     self.emit(NetEvent::Connected { peer: peer_id }).await?;
                 }
             }
