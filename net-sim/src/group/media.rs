@@ -238,9 +238,11 @@ pub(super) async fn run_media(
     let mut uploads = Vec::new();
     for (i, m) in members.iter().enumerate().skip(1) {
         let Some(h) = &m.handle else { continue };
-        let Some((ready, up)) =
-            served_of(h.call::<MediaList>(NoParams {}).await.map_err(node_err(i))?)
-        else {
+        let Some((ready, up)) = served_of(
+            h.call::<MediaList>(NoParams {})
+                .await
+                .map_err(node_err(i))?,
+        ) else {
             continue;
         };
         uploads.push(up as f64 / 1048576.0);
@@ -256,9 +258,7 @@ pub(super) async fn run_media(
                 thumbnail: false,
             })
             .await;
-        if saved.is_ok()
-            && std::fs::read(&out).is_ok_and(|b| kith_proto::media::hash(&b) == want)
-        {
+        if saved.is_ok() && std::fs::read(&out).is_ok_and(|b| kith_proto::media::hash(&b) == want) {
             identical += 1;
         }
         let _ = std::fs::remove_file(&out);

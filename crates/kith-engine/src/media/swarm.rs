@@ -124,7 +124,8 @@ impl Have {
 
 /// Whether source `s` may be asked now: not resting, not banned, under `cap` requests.
 fn open(rest: &[(Instant, u32, u32)], load: &[usize], s: usize, cap: usize, now: Instant) -> bool {
-    rest.get(s).is_some_and(|r| r.0 <= now && r.2 < MAX_BAD) && load.get(s).is_some_and(|l| *l < cap)
+    rest.get(s).is_some_and(|r| r.0 <= now && r.2 < MAX_BAD)
+        && load.get(s).is_some_and(|l| *l < cap)
 }
 
 /// The source to ask for chunk `i`: the least busy open member that holds it, else the
@@ -152,12 +153,12 @@ fn choose(
         .min_by_key(|s| load.get(*s).copied().unwrap_or(usize::MAX));
     holder
         .or_else(|| {
-            order().find(|s| have.get(*s) == Some(&Have::Seed) && open(rest, load, *s, seed_cap, now))
+            order()
+                .find(|s| have.get(*s) == Some(&Have::Seed) && open(rest, load, *s, seed_cap, now))
         })
         .or_else(|| {
             order().find(|s| {
-                have.get(*s).and_then(|h| h.holds(i)) == Some(false)
-                    && open(rest, load, *s, 1, now)
+                have.get(*s).and_then(|h| h.holds(i)) == Some(false) && open(rest, load, *s, 1, now)
             })
         })
 }
@@ -182,7 +183,12 @@ pub(super) struct Plan<'a> {
 }
 
 /// Picks up to `free` (chunk, source) requests.
-pub(super) fn pick(p: Plan<'_>, held: impl Fn(u32) -> bool, free: usize, now: Instant) -> Vec<(u32, usize)> {
+pub(super) fn pick(
+    p: Plan<'_>,
+    held: impl Fn(u32) -> bool,
+    free: usize,
+    now: Instant,
+) -> Vec<(u32, usize)> {
     let mut out = Vec::new();
     if p.count == 0 {
         return out;
@@ -332,8 +338,7 @@ impl Task {
         let Some(d) = self.active.get_mut(root) else {
             return;
         };
-        if d.fetch.sources.len() >= MAX_SOURCES || d.fetch.sources.iter().any(|(p, _)| *p == peer)
-        {
+        if d.fetch.sources.len() >= MAX_SOURCES || d.fetch.sources.iter().any(|(p, _)| *p == peer) {
             return;
         }
         d.fetch.sources.push((peer, Vec::new()));
@@ -458,10 +463,7 @@ mod tests {
     fn have_answers_are_checked_against_the_chunk_count() {
         let now = Instant::now();
         assert_eq!(Have::answered(Some(vec![0xff; 3]), 80, now), Have::Blind);
-        assert_eq!(
-            Have::answered(None, 80, now),
-            Have::Map(vec![0; 10], now)
-        );
+        assert_eq!(Have::answered(None, 80, now), Have::Map(vec![0; 10], now));
         let mut h = Have::answered(Some(vec![0; 10]), 80, now);
         h.got(79);
         assert_eq!(h.holds(79), Some(true));

@@ -263,7 +263,10 @@ fn have_frames_round_trip_and_are_bounded() {
     set_have_bit(&mut bits, 10_000, true);
     assert!(!have_bit(&bits, 10_000), "past the end is never held");
     let resp = MediaResponse::Have(vec![0xff; MAX_HAVE]);
-    assert_eq!(MediaResponse::decode(&resp.encode().unwrap()).unwrap(), resp);
+    assert_eq!(
+        MediaResponse::decode(&resp.encode().unwrap()).unwrap(),
+        resp
+    );
     let too_big = MediaResponse::Have(vec![0xff; MAX_HAVE + 1]);
     assert!(MediaResponse::decode(&too_big.encode().unwrap()).is_err());
     assert_eq!(format!("{resp:?}"), format!("Have({MAX_HAVE} bytes)"));
