@@ -481,8 +481,20 @@ impl Task {
                     .map(|(t, _)| *t)
                     .collect();
                 for t in late {
-                    if let Some((Some(i), _, _)) = d.in_flight.remove(&t) {
-                        d.again.push_back(i);
+                    if let Some((c, _, s)) = d.in_flight.remove(&t) {
+                        if let Some(i) = c {
+                            d.again.push_back(i);
+                        }
+                        // A source that lets requests lapse rests as after a failure (one
+                        // that claims chunks and never sends them holds no slot for long).
+                        if let Some(r) = d.rest.get_mut(s) {
+                            let strikes = r.1.min(5);
+                            *r = (
+                                now + RETRY_AFTER * (1 << strikes),
+                                r.1.saturating_add(1),
+                                r.2,
+                            );
+                        }
                     }
                     self.asked.remove(&t);
                 }
