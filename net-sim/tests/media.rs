@@ -23,3 +23,15 @@ async fn group_file_reaches_every_member_and_the_sender_uploads_at_most_3x() {
     assert!(m.sender_served > 0, "the sender served something");
     assert!(r.failures().is_empty(), "{:?}", r.failures());
 }
+
+/// The benchmark, `media-64.toml` (64 members, 20 MiB, 50 ms links): minutes, so only on
+/// demand (`cargo test -p kith-net-sim --test media -- --ignored`; the release binary's
+/// `net-sim group net-sim/scenarios/media-64.toml` is the measured run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes"]
+async fn media_64() {
+    let s = GroupScenario::parse(include_str!("../scenarios/media-64.toml")).unwrap();
+    let r = run_group(&s).await.unwrap();
+    println!("{}", r.text());
+    assert!(r.failures().is_empty(), "{:?}", r.failures());
+}

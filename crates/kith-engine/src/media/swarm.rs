@@ -11,9 +11,10 @@
 //! 2. **Chunks go to the members that hold them.** Each download walks its chunks from its
 //!    own random starting point (so members start on different parts of the file) and asks
 //!    for each chunk the least busy member whose map holds it, at most [`PER_SOURCE`]
-//!    requests in flight per source; only a chunk no available member is known to hold goes
-//!    to a *seed* (the sender's device, source 0, or one of our mailboxes), and a chunk with
-//!    no source available now waits for the next round. A member that said it held a chunk
+//!    requests in flight per source (when every holder is busy or resting, the chunk waits
+//!    for them); only a chunk no member is known to hold goes to a *seed* (the sender's
+//!    device, source 0, or one of our mailboxes), and a chunk with no source available now
+//!    waits for the next round. A member that said it held a chunk
 //!    and answers `NotFound` rests (longer each time), one that sends a chunk failing its
 //!    check is penalised and, after `MAX_BAD`, asked no more: lying costs the liar.
 //! 3. **Members who ask us become sources.** A member the engine authorised that asks us
@@ -56,7 +57,7 @@ const HAVE_DEADLINE: Duration = Duration::from_secs(10);
 /// Askers the sender serves each chunk of a group file to before it sends them elsewhere.
 pub const SPREAD_COPIES: u8 = 2;
 /// After this long with nobody served a chunk, the sender serves it once more.
-pub const SPREAD_REFILL: Duration = Duration::from_secs(30);
+pub const SPREAD_REFILL: Duration = Duration::from_secs(90);
 /// Group files whose chunks the sender counts (the least recently served goes first).
 const MAX_SPREAD_FILES: usize = 16;
 
@@ -128,9 +129,9 @@ fn open(rest: &[(Instant, u32, u32)], load: &[usize], s: usize, cap: usize, now:
         && load.get(s).is_some_and(|l| *l < cap)
 }
 
-/// The source to ask for chunk `i`: the least busy open member that holds it, else the
-/// first open seed from `rr`, else an open member that cannot say what it holds with
-/// nothing in flight. A seed takes [`PER_SOURCE`] requests when there are members to ask
+/// The source to ask for chunk `i`: the least busy open member that holds it (none open:
+/// none now, the chunk waits for them), else, when no member holds it, the first open seed
+/// from `rr`, else an open member that cannot say what it holds with nothing in flight. A seed takes [`PER_SOURCE`] requests when there are members to ask
 /// too, the whole window when there are none (a file from one contact).
 fn choose(
     i: u32,
@@ -147,15 +148,20 @@ fn choose(
     } else {
         PER_SOURCE
     };
-    let holder = order()
-        .filter(|s| open(rest, load, *s, PER_SOURCE, now))
-        .filter(|s| have.get(*s).and_then(|h| h.holds(i)) == Some(true))
-        .min_by_key(|s| load.get(*s).copied().unwrap_or(usize::MAX));
-    holder
-        .or_else(|| {
-            order()
-                .find(|s| have.get(*s) == Some(&Have::Seed) && open(rest, load, *s, seed_cap, now))
-        })
+    // A member not banned holds it: ask the least busy open one, or wait for one (the
+    // seed is kept for chunks no member holds).
+    let held = |s: &usize| {
+        have.get(*s).and_then(|h| h.holds(i)) == Some(true)
+            && rest.get(*s).is_some_and(|r| r.2 < MAX_BAD)
+    };
+    if order().any(|s| held(&s)) {
+        return order()
+            .filter(held)
+            .filter(|s| open(rest, load, *s, PER_SOURCE, now))
+            .min_by_key(|s| load.get(*s).copied().unwrap_or(usize::MAX));
+    }
+    order()
+        .find(|s| have.get(*s) == Some(&Have::Seed) && open(rest, load, *s, seed_cap, now))
         .or_else(|| {
             order().find(|s| {
                 have.get(*s).and_then(|h| h.holds(i)) == Some(false) && open(rest, load, *s, 1, now)
@@ -401,6 +407,21 @@ mod tests {
         assert!(seed.iter().all(|c| *c >= 4));
         assert!(picks.iter().all(|(_, s)| *s != 3), "member 3 holds nothing");
         assert_eq!(load, vec![PER_SOURCE, 2, 2, 0]);
+        // Holders busy: their chunks wait for them rather than go to the seed.
+        let mut load = vec![0, PER_SOURCE, PER_SOURCE, 0];
+        let (mut cursor, mut rr) = (0, 0);
+        let plan = Plan {
+            count,
+            start: 0,
+            cursor: &mut cursor,
+            busy: &busy,
+            rest: &rest,
+            have: &have,
+            load: &mut load,
+            rr: &mut rr,
+        };
+        let picks = pick(plan, |i| i >= 4, 16, now);
+        assert!(picks.is_empty(), "{picks:?}");
     }
 
     /// A file from one contact (only seeds): the whole window goes to the sender.
