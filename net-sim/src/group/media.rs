@@ -140,7 +140,7 @@ pub(super) async fn run_media(
     let cpu0 = proc_cpu_s();
     let size = plan.bytes.max(1);
     // The file: random bytes from the seed.
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6d65_6469_61);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x006d_6564_6961);
     let mut content = vec![0u8; size as usize];
     rng.fill(&mut content[..]);
     let want = kith_proto::media::hash(&content);

@@ -223,11 +223,14 @@ pub(super) fn pick(
     out
 }
 
+/// Copies of one chunk served, and when the last went.
+type Copies = (u8, Option<Instant>);
+
 /// The sender's count of copies served per chunk of its group files.
 #[derive(Default)]
 pub(super) struct Spread {
     /// Per file: per chunk, copies served and when last; when the file was last served.
-    files: HashMap<Hash, (Vec<(u8, Option<Instant>)>, Instant)>,
+    files: HashMap<Hash, (Vec<Copies>, Instant)>,
 }
 
 impl Spread {
