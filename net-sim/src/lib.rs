@@ -44,7 +44,7 @@ mod report;
 mod scenario;
 
 pub use gossip::{GossipReport, GossipScenario, run_gossip};
-pub use group::{GroupReport, GroupScenario, JoinPlan, run_group};
+pub use group::{GroupReport, GroupScenario, JoinPlan, MediaPlan, MediaReport, run_group};
 pub use links::shaped::LinkShape;
 pub use links::{GossipReceived, SimNet};
 use node::{Node, Seen, free_port, memory_port};

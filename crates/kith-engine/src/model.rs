@@ -241,6 +241,11 @@ pub struct AttachmentView {
     pub path: Option<String>,
     /// A thumbnail file, when there is one.
     pub thumbnail: Option<String>,
+    /// Bytes of this file this node served to peers since it started (the sender's
+    /// upload; a group member's share in passing it on): in `media` and `media.get`
+    /// only (0, and left out, in histories).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uploaded: u64,
 }
 
 /// What message actions show on a message (all empty for a plain one).
@@ -769,3 +774,7 @@ pub(crate) enum Fatal {
 
 /// A rule's result inside a batch: the answer for its caller, or [`Fatal`] for the batch.
 pub(crate) type Outcome<T> = Result<Result<T, EngineError>, Fatal>;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}

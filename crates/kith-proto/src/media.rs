@@ -332,6 +332,10 @@ pub enum MediaRequest {
     /// refused (`NotFound`: not held whole here, deposit it with `Hold`; `Unauthorized`:
     /// no such device; `Full`: over the device's media quota).
     Grant { to: [u8; 32], root: Hash },
+    /// Which chunks of the file with this root the node holds (a group member fetching it
+    /// too holds some): answered [`MediaResponse::Have`], or refused as `Index` and `Chunk`
+    /// are (`NotFound`: none of it here).
+    Have { root: Hash },
 }
 
 impl std::fmt::Debug for MediaRequest {
@@ -346,6 +350,7 @@ impl std::fmt::Debug for MediaRequest {
             } => write!(f, "Put({}, {index}, {} bytes)", short(root), bytes.len()),
             Self::Release { root } => write!(f, "Release({})", short(root)),
             Self::Grant { root, .. } => write!(f, "Grant({})", short(root)),
+            Self::Have { root } => write!(f, "Have({})", short(root)),
         }
     }
 }
@@ -378,6 +383,34 @@ pub enum MediaResponse {
     Refused(MediaRefusal),
     /// A mailbox kept it (on disk) or let it go.
     Stored,
+    /// The chunks held, one bit each (chunk `i` is bit `i % 8` of byte `i / 8`):
+    /// [`have_len`] bytes for the file's chunk count, at most [`MAX_HAVE`].
+    Have(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+/// Largest have-bitmap: one bit per chunk of a [`MAX_FILE`] file.
+pub const MAX_HAVE: usize = MAX_INDEX / 32 / 8;
+
+/// The length of the have-bitmap of a file of `chunks` chunks.
+pub fn have_len(chunks: u32) -> usize {
+    chunks.div_ceil(8) as usize
+}
+
+/// Whether chunk `i` is set in have-bitmap `bits` (false past its end).
+pub fn have_bit(bits: &[u8], i: u32) -> bool {
+    bits.get(i as usize / 8)
+        .is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Sets (or clears) chunk `i` in have-bitmap `bits` (nothing past its end).
+pub fn set_have_bit(bits: &mut [u8], i: u32, on: bool) {
+    if let Some(b) = bits.get_mut(i as usize / 8) {
+        if on {
+            *b |= 1 << (i % 8);
+        } else {
+            *b &= !(1 << (i % 8));
+        }
+    }
 }
 
 impl std::fmt::Debug for MediaResponse {
@@ -387,6 +420,7 @@ impl std::fmt::Debug for MediaResponse {
             Self::Chunk(b) => write!(f, "Chunk({} bytes)", b.len()),
             Self::Refused(r) => write!(f, "Refused({r:?})"),
             Self::Stored => write!(f, "Stored"),
+            Self::Have(b) => write!(f, "Have({} bytes)", b.len()),
         }
     }
 }
@@ -435,6 +469,7 @@ impl MediaResponse {
             Self::Chunk(b) if b.len() > CHUNK + TAG || b.len() < TAG => {
                 Err(DecodeError::Invalid("chunk size"))
             }
+            Self::Have(b) if b.len() > MAX_HAVE => Err(DecodeError::Invalid("have size")),
             _ => Ok(r),
         }
     }

@@ -15,7 +15,9 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 
+mod media;
 mod scenario;
+pub use media::{MediaPlan, MediaReport};
 pub use scenario::{GroupReport, GroupScenario, JoinPlan};
 
 use crate::node::{Node, Seen, memory_port, start_all};
@@ -353,6 +355,11 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         }
     }
     let warmup_s = t_setup.elapsed().as_secs_f64() - setup_s;
+    // The file, before the messages.
+    let media = match &s.media {
+        Some(plan) => Some(media::run_media(&members, plan, s.seed, tmp.path()).await?),
+        None => None,
+    };
 
     // The plan.
     let senders: Vec<usize> = (0..s.senders).collect();
@@ -603,6 +610,7 @@ pub async fn run_group(s: &GroupScenario) -> Result<GroupReport, SimError> {
         wall_s: t_start.elapsed().as_secs_f64(),
         cpu_s: proc_cpu_s() - cpu0,
         peak_rss_mib: peak_rss_mib(),
+        media,
     };
     for m in &mut members {
         m.stop().await;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::media::{MediaPlan, MediaReport};
 use crate::{Links, ScenarioError};
 
 /// A group scenario; read from a TOML file.
@@ -53,6 +54,9 @@ pub struct GroupScenario {
     /// Members join over time, as people do, instead of all at the group's creation.
     #[serde(default)]
     pub join: Option<JoinPlan>,
+    /// After the set-up (and warm-up), the creator posts a file every member fetches.
+    #[serde(default)]
+    pub media: Option<MediaPlan>,
 }
 
 /// How members join: the creator makes the group with the first `initial` members (the
@@ -130,6 +134,11 @@ impl GroupScenario {
                  offline a share, offline_for_ms (low, high)",
             );
         }
+        if let Some(m) = &s.media
+            && (m.bytes == 0 || m.bytes > 256 << 20)
+        {
+            return bad("media: bytes must be 1 to 256 MiB");
+        }
         Ok(s)
     }
 }
@@ -188,6 +197,9 @@ pub struct GroupReport {
     pub cpu_s: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// The `[media]` file's run.
+    #[serde(default)]
+    pub media: Option<MediaReport>,
 }
 
 impl GroupReport {
@@ -232,17 +244,23 @@ impl GroupReport {
                 self.removed_saw
             ));
         }
+        if let Some(m) = &self.media {
+            out.extend(m.failures());
+        }
         out
     }
 
     /// The report for people.
     pub fn text(&self) -> String {
+        let media = (self.media.as_ref())
+            .map(|m| format!("\n{}", m.text()))
+            .unwrap_or_default();
         format!(
             "group scenario {} (seed {}): {} members, {} restarts; group reached everyone in {:.1} s (last added at {:.1} s, {} came online late), first messages from every sender in {:.1} s more\n\
              messages: {} sent, {}/{} member deliveries ({:.2} %), {} duplicates, {} out of order, states agree: {}, removed member saw {}\n\
              latency send → member: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms\n\
              cost per member per message: {:.0} bytes sent, {:.0} bytes received, {:.2} duplicate copies received\n\
-             run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB",
+             run: {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB{}",
             self.scenario,
             self.seed,
             self.members,
@@ -272,7 +290,8 @@ impl GroupReport {
             self.duplicates_per_member_per_message,
             self.wall_s,
             self.cpu_s,
-            self.peak_rss_mib
+            self.peak_rss_mib,
+            media
         )
     }
 }

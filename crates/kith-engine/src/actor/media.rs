@@ -374,9 +374,11 @@ impl Engine {
     /// A peer asks for a file's index or chunk: served (by the media task) only when the
     /// person behind the peer was sent that file.
     pub(super) fn on_media_asked(&mut self, id: u64, peer: PeerId, req: MediaRequest) {
-        let (root, chunk) = match req {
-            MediaRequest::Index { root } => (root, None),
-            MediaRequest::Chunk { root, index } => (root, Some(index)),
+        // `have`: which chunks are here (asked by a member fetching the file too).
+        let (root, chunk, have) = match req {
+            MediaRequest::Index { root } => (root, None, false),
+            MediaRequest::Chunk { root, index } => (root, Some(index), false),
+            MediaRequest::Have { root } => (root, None, true),
             MediaRequest::Hold {
                 to,
                 root,
@@ -421,11 +423,17 @@ impl Engine {
                 .unwrap_or_else(|| dev.identity.short());
             Ok(r.media(msg)?.map(|row| (row, msg, who)))
         });
-        let (manifest, to) = match found {
+        let (manifest, to, spread) = match found {
             Ok(Some((row, msg, who))) => (
                 pmedia::decode_manifest(&row.manifest).ok(),
                 (MessageId(msg).to_string(), who),
+                row.outgoing && row.group.is_some(),
             ),
+            // A mailbox keeps whole files only: it serves them, and says nothing of parts.
+            Ok(None) if have && self.held_for(peer, &root) => {
+                self.refuse_media(id, MediaRefusal::NotFound);
+                return;
+            }
             Ok(None) if self.held_for(peer, &root) => {
                 let job = Job::ServeHeld { id, root, chunk };
                 if !self.st.media.offer(job) {
@@ -440,7 +448,7 @@ impl Engine {
             }
             Err(e) => {
                 warn!(error = %e, "cannot read the store");
-                (None, Default::default())
+                (None, Default::default(), false)
             }
         };
         let Some(manifest) = manifest else {
@@ -451,12 +459,21 @@ impl Engine {
             self.refuse_media(id, MediaRefusal::NotFound);
             return;
         }
-        let job = Job::Serve {
-            id,
-            peer,
-            manifest: Box::new(manifest),
-            chunk,
-            to: Box::new(to),
+        let job = if have {
+            Job::ServeHave {
+                id,
+                peer,
+                manifest: Box::new(manifest),
+            }
+        } else {
+            Job::Serve {
+                id,
+                peer,
+                manifest: Box::new(manifest),
+                chunk,
+                to: Box::new(to),
+                spread,
+            }
         };
         if !self.st.media.offer(job) {
             self.refuse_media(id, MediaRefusal::Busy);
@@ -480,7 +497,9 @@ impl Engine {
                         continue;
                     };
                     let chat = self.chat_name(r, &row)?;
-                    out.push(attachment_view(&self.st.media, id, &row, &m, &chat));
+                    let mut view = attachment_view(&self.st.media, id, &row, &m, &chat);
+                    view.uploaded = self.st.media.served.total(&row.root);
+                    out.push(view);
                 }
                 Ok(out)
             })
@@ -499,7 +518,9 @@ impl Engine {
                 let m = pmedia::decode_manifest(&row.manifest)
                     .map_err(kith_store::StoreError::Undecodable)?;
                 let chat = self.chat_name(r, &row)?;
-                Ok(Ok(attachment_view(&self.st.media, id.0, &row, &m, &chat)))
+                let mut view = attachment_view(&self.st.media, id.0, &row, &m, &chat);
+                view.uploaded = self.st.media.served.total(&row.root);
+                Ok(Ok(view))
             })
             .map_err(internal)?
     }
@@ -550,7 +571,9 @@ pub(super) fn keep_thumbnail(media: &crate::media::Media, m: &Manifest) {
 }
 
 /// Where to fetch a file from: the sender's device first, then (for a group file) the
-/// devices of the other members, who serve it once they have it.
+/// devices of the other members, who serve what they have of it, up to [`MAX_SOURCES`] of
+/// them. Each member takes them in its own order (by a hash of its identity and the
+/// device), so that in a big group members do not all pick the same few.
 pub(super) fn sources_of(
     row: &MediaRow,
     members: &[IdentityKey],
@@ -566,6 +589,12 @@ pub(super) fn sources_of(
             .unwrap_or_default();
         out.push((peer, addrs));
     }
+    let mut devices = devices;
+    devices.sort_by_cached_key(|d| {
+        let mut seed = me.0.to_vec();
+        seed.extend_from_slice(&d.peer_id);
+        pmedia::hash(&seed)
+    });
     for d in devices {
         if d.peer_id == row.source || &d.identity == me || !members.contains(&d.identity) {
             continue;
@@ -641,6 +670,7 @@ pub(super) fn attachment_view(
         percent,
         path,
         thumbnail,
+        uploaded: 0,
     }
 }
 

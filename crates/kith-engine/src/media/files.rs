@@ -443,6 +443,11 @@ impl Partial {
         bit(&self.have, i)
     }
 
+    /// The chunks here, one bit each (`kith_proto::media::have_bit`'s layout).
+    pub fn have_bits(&self) -> &[u8] {
+        &self.have
+    }
+
     /// Chunks held.
     pub fn held(&self) -> u32 {
         self.held

@@ -15,8 +15,11 @@
 //! 3. A download fetches the index first (checked against the root), then the chunks it
 //!    lacks, each checked against the index before it is written (still sealed) at its offset;
 //!    every [`SYNC_EVERY`] chunks the file is synced and its progress recorded, so a
-//!    restart resumes there. Requests go round the sources (the sender, members, our
-//!    mailboxes) that are not resting: a source rests after a failed request or refusal
+//!    restart resumes there. Chunks are asked of the members known to hold them (they say
+//!    so with `Have`), and of the sender or our mailboxes only when no member is, from a
+//!    random point in the file ([`swarm`], which also has the sender spread each chunk of
+//!    its group files before it repeats one); sources that are resting are not asked: a
+//!    source rests after a failed request or refusal
 //!    (1 s, doubled with each failure in a row, up to 32 s). A chunk that fails its check
 //!    counts against its source (penalised; it rests, and after [`MAX_BAD`] bad chunks it
 //!    is asked no more) and is asked again of the others;
@@ -33,6 +36,7 @@ pub mod files;
 pub mod held;
 mod receive;
 pub mod serve;
+mod swarm;
 pub mod thumb;
 pub mod upload;
 
@@ -89,6 +93,15 @@ pub enum Job {
         chunk: Option<u32>,
         /// The message id (text) and the asker's name, for upload events.
         to: Box<(String, String)>,
+        /// A file this node posted to a group: each chunk goes to a few askers first, the
+        /// others fetch it from them ([`swarm`]).
+        spread: bool,
+    },
+    /// Answer inbound request `id` of `peer` (who may have the file) with the chunks held.
+    ServeHave {
+        id: u64,
+        peer: PeerId,
+        manifest: Box<Manifest>,
     },
     /// The answer to one of our requests.
     Answered {
@@ -179,6 +192,7 @@ impl Media {
             serving: serve::Serving::default(),
             opened: opened_tx,
             served: served.clone(),
+            spread: swarm::Spread::default(),
         };
         tokio::spawn(task.run(rx, opened_rx));
         Self {
@@ -241,6 +255,14 @@ struct Download {
     /// many of its requests failed in a row (the rest doubles with each, up to 32 s), and
     /// how many bad chunks it sent ([`MAX_BAD`] and it is asked no more).
     rest: Vec<(Instant, u32, u32)>,
+    /// Per source: what it holds ([`swarm`]); the sender's device and mailboxes are seeds.
+    have: Vec<swarm::Have>,
+    /// Have requests in flight: tag → source, when asked.
+    have_asked: HashMap<u64, (usize, Instant)>,
+    /// Where the round of have requests stands.
+    have_rr: usize,
+    /// Where the walk over the chunks starts (random: members start on different parts).
+    start: u32,
     failures: u32,
     bad: u32,
     wait_until: Option<Instant>,
@@ -265,6 +287,8 @@ struct Task {
     opened: mpsc::Sender<receive::Opened>,
     /// Bytes served per file and peer.
     served: serve::Served,
+    /// Copies of each chunk of our group files served ([`swarm`]).
+    spread: swarm::Spread,
 }
 
 impl Task {
@@ -340,7 +364,15 @@ impl Task {
                 manifest,
                 chunk,
                 to,
-            } => self.serve(id, Some((peer, *to)), *manifest, chunk),
+                spread,
+            } => {
+                self.add_source(&manifest.root, peer);
+                self.serve(id, Some((peer, *to)), *manifest, chunk, spread);
+            }
+            Job::ServeHave { id, peer, manifest } => {
+                self.add_source(&manifest.root, peer);
+                self.serve_have(id, &manifest);
+            }
             Job::Answered { tag, result, .. } if self.uploads.owns(tag) => {
                 self.on_upload_answer(tag, result);
             }
@@ -379,8 +411,28 @@ impl Task {
                 .ok()
                 .and_then(|b| Index::from_bytes(&root, fetch.manifest.chunks(), b).ok());
             let now = Instant::now();
+            let have: Vec<swarm::Have> = (fetch.sources.iter().enumerate())
+                .map(|(s, (p, _))| {
+                    if s == 0 || fetch.mailboxes.contains(p) {
+                        swarm::Have::Seed
+                    } else {
+                        swarm::Have::Unknown
+                    }
+                })
+                .collect();
+            // In order when only the sender and mailboxes serve it; from a random chunk when
+            // members fetch it at the same time (so that they hold different chunks early).
+            let start = if have.iter().all(|h| *h == swarm::Have::Seed) {
+                0
+            } else {
+                rand::random::<u32>() % fetch.manifest.chunks().max(1)
+            };
             let mut d = Download {
                 rest: vec![(now, 0, 0); fetch.sources.len()],
+                have,
+                have_asked: HashMap::new(),
+                have_rr: 0,
+                start,
                 fetch,
                 index,
                 part: None,
@@ -429,12 +481,25 @@ impl Task {
                     .map(|(t, _)| *t)
                     .collect();
                 for t in late {
-                    if let Some((Some(i), _, _)) = d.in_flight.remove(&t) {
-                        d.again.push_back(i);
+                    if let Some((c, _, s)) = d.in_flight.remove(&t) {
+                        if let Some(i) = c {
+                            d.again.push_back(i);
+                        }
+                        // A source that lets requests lapse rests as after a failure (one
+                        // that claims chunks and never sends them holds no slot for long).
+                        if let Some(r) = d.rest.get_mut(s) {
+                            let strikes = r.1.min(5);
+                            *r = (
+                                now + RETRY_AFTER * (1 << strikes),
+                                r.1.saturating_add(1),
+                                r.2,
+                            );
+                        }
                     }
                     self.asked.remove(&t);
                 }
             }
+            self.ask_have(root, now);
             self.pump(root);
         }
         self.tick_uploads();
@@ -444,6 +509,7 @@ impl Task {
     fn pump(&mut self, root: Hash) {
         let now = Instant::now();
         let mut asks = Vec::new();
+        let mut chunks = Vec::new();
         {
             let Some(d) = self.active.get_mut(&root) else {
                 return;
@@ -465,29 +531,42 @@ impl Task {
                     asks.push(None);
                 }
             } else if let Some(part) = d.part.as_ref() {
-                while d.in_flight.len() + d.opening.len() + asks.len() < WINDOW {
-                    let next = match d.again.pop_front() {
-                        Some(i) => Some(i),
-                        None => {
-                            while d.cursor < count && part.has(d.cursor) {
-                                d.cursor += 1;
-                            }
-                            (d.cursor < count).then(|| {
-                                d.cursor += 1;
-                                d.cursor - 1
-                            })
-                        }
-                    };
-                    match next {
-                        Some(i) if part.has(i) => {}
-                        Some(i) => asks.push(Some(i)),
-                        None => break,
+                // Chunks to ask again are found by the walk (they are neither here nor
+                // asked), so the queue only has to be emptied.
+                d.again.clear();
+                let free = WINDOW.saturating_sub(d.in_flight.len() + d.opening.len());
+                let mut load = vec![0usize; d.fetch.sources.len()];
+                let mut busy = std::collections::HashSet::new();
+                for (c, _, s) in d.in_flight.values() {
+                    if let Some(l) = load.get_mut(*s) {
+                        *l += 1;
                     }
+                    if let Some(i) = c {
+                        busy.insert(*i);
+                    }
+                }
+                busy.extend(d.opening.values().map(|(i, _)| *i));
+                let plan = swarm::Plan {
+                    count,
+                    start: d.start,
+                    cursor: &mut d.cursor,
+                    busy: &busy,
+                    rest: &d.rest,
+                    have: &d.have,
+                    load: &mut load,
+                    rr: &mut d.source,
+                };
+                let picks = swarm::pick(plan, |i| part.has(i), free, now);
+                for (i, s) in picks {
+                    chunks.push((i, s));
                 }
             }
         }
         for chunk in asks {
             self.ask(root, chunk, now);
+        }
+        for (i, s) in chunks {
+            self.ask_of(root, i, s, now);
         }
     }
 

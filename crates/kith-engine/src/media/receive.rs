@@ -17,6 +17,7 @@ use kith_proto::media::{Hash, Index, MediaRefusal, MediaResponse};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::swarm::Have;
 use super::{BANNED, MAX_BAD, RETRY_AFTER, SYNC_EVERY, Task, files};
 
 /// Chunks checked and written (or refused) off the task, waiting for the task to count them.
@@ -92,10 +93,29 @@ impl Task {
         let Some(d) = self.active.get_mut(&root) else {
             return;
         };
+        let count = d.fetch.manifest.chunks();
+        if let Some((s, _)) = d.have_asked.remove(&tag) {
+            let now = Instant::now();
+            let have = match result {
+                Ok(MediaResponse::Have(bits)) => Have::answered(Some(bits), count, now),
+                // An older version answers `Busy` to a request it cannot read, or the
+                // request failed: this member is asked for chunks blindly, one at a time,
+                // as before `Have` existed.
+                Ok(MediaResponse::Refused(MediaRefusal::Busy)) | Err(_) => Have::Blind,
+                // Holds none of it (or will not say): asked again later.
+                Ok(_) => Have::answered(None, count, now),
+            };
+            if let Some(h) = d.have.get_mut(s)
+                && *h != Have::Seed
+            {
+                *h = have;
+            }
+            self.pump(root);
+            return;
+        }
         let Some((chunk, _, source)) = d.in_flight.remove(&tag) else {
             return;
         };
-        let count = d.fetch.manifest.chunks();
         let outcome = match (chunk, result) {
             (None, Ok(MediaResponse::Index(bytes))) => match Index::from_bytes(&root, count, bytes)
             {
@@ -152,6 +172,10 @@ impl Task {
             (c, Ok(MediaResponse::Refused(MediaRefusal::NotFound))) => {
                 if let Some(i) = c {
                     d.again.push_back(i);
+                    // A member that said it held it does not after all.
+                    if let Some(h) = d.have.get_mut(source) {
+                        h.lacks(i);
+                    }
                 }
                 Outcome::NotFound
             }
@@ -180,7 +204,12 @@ impl Task {
         };
         let outcome = match (o.result, d.part.as_mut()) {
             (Ok(()), Some(part)) => match part.mark(&self.dir, &o.root, i, SYNC_EVERY) {
-                Ok(()) => Outcome::Good,
+                Ok(()) => {
+                    if let Some(h) = d.have.get_mut(source) {
+                        h.got(i);
+                    }
+                    Outcome::Good
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot record a download's progress");
                     d.again.push_back(i);

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use kith_net::{NetCommand, PeerId, WeakNetHandle};
-use kith_proto::media::{Hash, Manifest, MediaRefusal, MediaResponse};
+use kith_proto::media::{Hash, Manifest, MediaRefusal, MediaResponse, have_len, set_have_bit};
 use tokio::sync::Semaphore;
 
 use super::{Task, files};
@@ -66,6 +66,7 @@ impl Task {
         asker: Option<(PeerId, (String, String))>,
         m: Manifest,
         chunk: Option<u32>,
+        spread: bool,
     ) {
         let read = match chunk {
             None => Some(Read::Index(self.dir.index(&m.root))),
@@ -89,6 +90,17 @@ impl Task {
             self.net_send(NetCommand::AnswerMedia { id, resp });
             return;
         };
+        // A chunk of our group file that went to enough askers lately: the others fetch it
+        // from them (`swarm`).
+        if let (true, Read::Chunk(_, i)) = (spread, &read)
+            && !self
+                .spread
+                .allow(m.root, m.chunks(), *i, std::time::Instant::now())
+        {
+            let resp = MediaResponse::Refused(MediaRefusal::Busy);
+            self.net_send(NetCommand::AnswerMedia { id, resp });
+            return;
+        }
         if let (Some((peer, (msg, contact))), Read::Chunk(_, i)) = (asker, &read) {
             let bytes = m.chunk_len(*i) as u64;
             if let Some(percent) = self.served.count(m.root, peer, bytes, m.size) {
@@ -123,6 +135,29 @@ impl Task {
             let resp = resp.unwrap_or(MediaResponse::Refused(MediaRefusal::NotFound));
             send(&net, NetCommand::AnswerMedia { id, resp });
         });
+    }
+}
+
+impl Task {
+    /// Answers inbound request `id` with the chunks of the file of `m` held here: all of a
+    /// whole file, those of one still arriving, `NotFound` when none is here.
+    pub(super) fn serve_have(&mut self, id: u64, m: &Manifest) {
+        let count = m.chunks();
+        let resp = if self.dir.ready(&m.root) {
+            let mut bits = vec![0u8; have_len(count)];
+            for i in 0..count {
+                set_have_bit(&mut bits, i, true);
+            }
+            MediaResponse::Have(bits)
+        } else {
+            match self.active.get(&m.root).and_then(|d| d.part.as_ref()) {
+                Some(p) if p.held() > 0 && p.have_bits().len() == have_len(count) => {
+                    MediaResponse::Have(p.have_bits().to_vec())
+                }
+                _ => MediaResponse::Refused(MediaRefusal::NotFound),
+            }
+        };
+        self.net_send(NetCommand::AnswerMedia { id, resp });
     }
 }
 

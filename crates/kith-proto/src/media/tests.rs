@@ -240,3 +240,34 @@ fn mailbox_frames_round_trip_and_are_bounded() {
         stored
     );
 }
+
+/// Have-bitmaps: one bit per chunk, appended after the older frames (their encodings keep
+/// their tags); a bitmap longer than a 2 GiB file needs is refused when decoded.
+#[test]
+fn have_frames_round_trip_and_are_bounded() {
+    let req = MediaRequest::Have { root: [3; 32] };
+    assert_eq!(MediaRequest::decode(&req.encode().unwrap()).unwrap(), req);
+    // The older variants keep their numbers: `Index` is still the first tag.
+    let index = MediaRequest::Index { root: [3; 32] };
+    assert_eq!(index.encode().unwrap()[1], 0);
+    assert_eq!(req.encode().unwrap()[1], 6);
+    assert_eq!(have_len(80), 10);
+    assert_eq!(have_len(81), 11);
+    assert_eq!(have_len((MAX_FILE / CHUNK as u64) as u32), MAX_HAVE);
+    let mut bits = vec![0u8; have_len(81)];
+    set_have_bit(&mut bits, 80, true);
+    set_have_bit(&mut bits, 3, true);
+    assert!(have_bit(&bits, 80) && have_bit(&bits, 3) && !have_bit(&bits, 4));
+    set_have_bit(&mut bits, 3, false);
+    assert!(!have_bit(&bits, 3));
+    set_have_bit(&mut bits, 10_000, true);
+    assert!(!have_bit(&bits, 10_000), "past the end is never held");
+    let resp = MediaResponse::Have(vec![0xff; MAX_HAVE]);
+    assert_eq!(
+        MediaResponse::decode(&resp.encode().unwrap()).unwrap(),
+        resp
+    );
+    let too_big = MediaResponse::Have(vec![0xff; MAX_HAVE + 1]);
+    assert!(MediaResponse::decode(&too_big.encode().unwrap()).is_err());
+    assert_eq!(format!("{resp:?}"), format!("Have({MAX_HAVE} bytes)"));
+}
