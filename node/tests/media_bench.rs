@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-//! Media throughput between two `kith up` processes on loopback, beside a plain TCP copy of
-//! the same bytes (the machine's limit). Ignored by default; run it with
+//! Media throughput between two `kith up` processes on loopback, beside two plain TCP
+//! copies of the same bytes in the same run: memory to memory (the machine's limit), and
+//! file to file, read from disk and written to a new file synced at the end (the same
+//! durability as the transfer). Ignored by default; run it with
 //!
 //! ```text
 //! KITH_BENCH_MIB=256 cargo test -p kith --release --test media_bench -- --ignored --nocapture
@@ -44,6 +46,46 @@ fn plain_tcp_copy(bytes: &[u8]) -> f64 {
     s.write_all(bytes).unwrap();
     drop(s);
     assert_eq!(reader.join().unwrap(), len);
+    start.elapsed().as_secs_f64()
+}
+
+/// Copies the file `src` over a loopback TCP connection into a new file `dst`, read from
+/// disk on one end and written on the other, synced once whole (the durability the transfer
+/// has); returns the seconds it took.
+fn plain_tcp_file_copy(src: &std::path::Path, dst: &std::path::Path) -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let len = std::fs::metadata(src).unwrap().len();
+    let dst = dst.to_path_buf();
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut out = std::fs::File::create(&dst).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0u64;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).unwrap();
+            got += n as u64;
+        }
+        out.sync_all().unwrap();
+        got
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut f = std::fs::File::open(src).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).unwrap();
+    }
+    drop(s);
+    assert_eq!(writer.join().unwrap(), len);
     start.elapsed().as_secs_f64()
 }
 
@@ -101,6 +143,11 @@ fn media_throughput_on_loopback() {
     let cpu0 = cpu_secs(me);
     let tcp = plain_tcp_copy(&bytes);
     let cpu_tcp = cpu_secs(me) - cpu0;
+    let cpu0 = cpu_secs(me);
+    let copy = tmp.path().join("copy.bin");
+    let tcp_file = plain_tcp_file_copy(&src, &copy);
+    let cpu_tcp_file = cpu_secs(me) - cpu0;
+    std::fs::remove_file(&copy).unwrap();
     let rss_a0 = peak_rss_kib(a.child.as_ref().unwrap().id());
     let rss_b0 = peak_rss_kib(b.child.as_ref().unwrap().id());
 
@@ -137,6 +184,8 @@ fn media_throughput_on_loopback() {
         "media bench: {} MiB; sender import (read, seal, hash, copy) {:.2} s = {:.1} MB/s; \
          transfer (fetch, check, write, fsync every 8 MiB) {:.2} s = {:.1} MB/s; \
          plain TCP copy {:.2} s = {:.1} MB/s ({:.2} ns/byte of CPU); media/TCP = {:.1} %; \
+         plain TCP copy file to file, synced {:.2} s = {:.1} MB/s ({:.2} ns/byte of CPU); \
+         media/file copy = {:.1} %; \
          peak RSS sender {} -> {} MiB, receiver {} -> {} MiB; \
          CPU during the transfer: sender {:.2} s, receiver {:.2} s = {:.2} ns/byte in all, \
          so at most {:.0} MB/s on this machine's {} cores if CPU is the limit",
@@ -149,6 +198,10 @@ fn media_throughput_on_loopback() {
         mb / tcp,
         cpu_tcp * 1e9 / size as f64,
         100.0 * tcp / transfer,
+        tcp_file,
+        mb / tcp_file,
+        cpu_tcp_file * 1e9 / size as f64,
+        100.0 * tcp_file / transfer,
         rss_a0 / 1024,
         rss_a / 1024,
         rss_b0 / 1024,

@@ -523,7 +523,7 @@ fn a_group_file_reaches_the_mailbox_of_a_member_who_is_not_the_senders_contact()
     a.start();
     b.start();
     c.start();
-    c.json(&["mailbox", "add", &m.code()]);
+    c.add_mailbox(&[&m.code()]);
     b.add(&a, "Ada");
     b.add(&c, "Carol");
     a.add(&b, "Bob");

@@ -21,12 +21,29 @@ pub async fn ask_as_stranger(
     addr: Multiaddr,
     reqs: Vec<MediaRequest>,
 ) -> Vec<Result<MediaResponse, String>> {
+    ask_as(
+        libp2p::identity::Keypair::generate_ed25519(),
+        target,
+        addr,
+        reqs,
+    )
+    .await
+}
+
+/// Asks `target` at the loopback address `addr` each request in turn, as the peer of `key`
+/// (a node's own key, to ask as that node would).
+pub async fn ask_as(
+    key: libp2p::identity::Keypair,
+    target: PeerId,
+    addr: Multiaddr,
+    reqs: Vec<MediaRequest>,
+) -> Vec<Result<MediaResponse, String>> {
     assert!(
         addr.iter()
             .any(|p| matches!(p, Protocol::Ip4(ip) if ip.is_loopback())),
         "refusing to dial a non-loopback address: {addr}"
     );
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),

@@ -410,10 +410,15 @@ impl Engine {
                 return;
             }
         };
+        let blocked = &self.st.social.blocked;
         let found = self.store.read(|r| {
             let Some(dev) = r.device(&device_key(&peer.to_bytes()))? else {
                 return Ok(None);
             };
+            // A person the user blocked gets nothing more of our files.
+            if blocked.contains(&dev.identity) {
+                return Ok(None);
+            }
             let Some(msg) = r.media_granted(&root, &dev.identity)? else {
                 return Ok(None);
             };
