@@ -17,6 +17,7 @@ mod media_out;
 mod message_lines;
 mod output;
 mod passphrase_cmd;
+mod qr;
 mod safe;
 mod setup;
 mod stories;

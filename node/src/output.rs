@@ -90,14 +90,7 @@ fn ticks(status: &str) -> &'static str {
     }
 }
 
-pub(crate) fn qr(text: &str) -> Option<String> {
-    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
-    Some(
-        code.render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build(),
-    )
-}
+pub(crate) use crate::qr::qr;
 
 impl Out {
     pub fn new(json: bool) -> Self {
