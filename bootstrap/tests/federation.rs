@@ -92,6 +92,13 @@ fn users_of_two_operators_talk_and_a_restarted_operator_loses_no_acknowledged_me
     let mut b = start_kith(&bob, bob_port, Some(&addr2));
     kith_json(&alice, &["mailbox", "add", &code1]);
     kith_json(&bob, &["mailbox", "add", &code2]);
+    // The records listing the mailboxes go to the DHT in the background: the contacts
+    // below look them up, so they wait until both are out.
+    for dir in [&alice, &bob] {
+        wait_for("the record listing the mailbox", || {
+            (kith_json(dir, &["status"])[0]["record"] == "published").then_some(())
+        });
+    }
     let alice_code = kith_json(&alice, &["id"])[0]["code"]
         .as_str()
         .unwrap()
