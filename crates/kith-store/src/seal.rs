@@ -110,6 +110,8 @@ impl StorageSeal {
         let nonce: [u8; NONCE] = sealed[1..1 + NONCE]
             .try_into()
             .map_err(|_| StoreError::Unsealable)?;
+        #[cfg(test)]
+        OPENS.with(|n| n.set(n.get() + 1));
         let mut buf = sealed[1 + NONCE..].to_vec();
         self.cipher
             .decrypt_in_place(&XNonce::from(nonce), &Self::aad(table, key), &mut buf)
@@ -258,6 +260,12 @@ impl Plain {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Sealed values opened on this thread (tests count the decryptions an operation costs).
+    pub(crate) static OPENS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// A redb table whose values are sealed (or clear, in a store opened without a key).
 pub struct SealedTable<K: Key + 'static, T> {
     t: T,
@@ -329,6 +337,24 @@ impl<K: Key + 'static, T: ReadableTable<K, &'static [u8]>> SealedTable<K, T> {
         KR: Borrow<K::SelfType<'a>> + 'a,
     {
         Ok(self.t.range(range)?.map(move |r| self.open_row(r)))
+    }
+
+    /// The key of the last row in `range`, without opening any value: for a caller that
+    /// needs only where a run of keys ends (the next sequence number of an outbox or a
+    /// conversation), which would otherwise decrypt a whole row to read its key.
+    pub fn last_key_in<'a, KR>(
+        &self,
+        range: impl std::ops::RangeBounds<KR> + 'a,
+    ) -> Result<Option<AccessGuard<'_, K>>, StoreError>
+    where
+        KR: Borrow<K::SelfType<'a>> + 'a,
+    {
+        Ok(self
+            .t
+            .range(range)?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k))
     }
 
     /// The first row.

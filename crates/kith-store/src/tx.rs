@@ -622,8 +622,8 @@ impl<'a> WriteTx<'a> {
         }
         let conv = *conv;
         let mut t = open!(self, MESSAGES);
-        let seq = match t.range((conv, 0u64)..=(conv, u64::MAX))?.next_back() {
-            Some(row) => row?.0.value().1 + 1,
+        let seq = match t.last_key_in((conv, 0u64)..=(conv, u64::MAX))? {
+            Some(k) => k.value().1 + 1,
             None => 1,
         };
         t.insert((conv, seq), enc(msg)?.as_slice())?;
@@ -670,8 +670,8 @@ impl<'a> WriteTx<'a> {
         let seq = {
             let dev = *device;
             let mut t = open!(self, OUTBOX);
-            let seq = match t.range((dev, 0u64)..=(dev, u64::MAX))?.next_back() {
-                Some(row) => row?.0.value().1 + 1,
+            let seq = match t.last_key_in((dev, 0u64)..=(dev, u64::MAX))? {
+                Some(k) => k.value().1 + 1,
                 None => 1,
             };
             t.insert((dev, seq), enc(item)?.as_slice())?;

@@ -121,3 +121,65 @@ fn a_row_moved_to_another_key_does_not_open() {
     assert!(s.open("messages", b"k1", &sealed[..10]).is_err());
     assert_eq!(format!("{s:?}"), "StorageSeal(..)");
 }
+
+fn opens() -> u64 {
+    OPENS.with(|n| n.get())
+}
+
+fn outbox_item(n: u64) -> crate::OutboxItem {
+    crate::OutboxItem {
+        conversation: IdentityKey([9u8; 32]),
+        message_ids: vec![u128::from(n)],
+        sealed: None,
+        body: Some(vec![7u8; 300]),
+        queued_ms: n,
+        resets: 0,
+        covers: 1,
+        covered: false,
+    }
+}
+
+/// Appending a message or an outbox item finds the next sequence number from the last key
+/// alone: no row is decrypted for it, whatever the length of the run.
+#[test]
+fn appending_decrypts_no_row_to_find_the_next_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = Store::open_sealed(&path, 1 << 20, StorageSeal::new(&[5u8; 32])).unwrap();
+    let conv = IdentityKey([7u8; 32]);
+    fill(&store, conv);
+    let before = opens();
+    store.write(|w| w.append_message(&conv, &msg(21))).unwrap();
+    assert_eq!(opens(), before, "appending to 20 messages opened a row");
+    check_len(&store, conv, 21);
+
+    let dev = kith_types::DeviceKey([8u8; 32]);
+    let seqs = store
+        .write(|w| {
+            (1..=3)
+                .map(|n| w.push_outbox(&dev, &outbox_item(n)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    // One push and then five in a transaction: what they open (the device's counters) does
+    // not grow with the pushes.
+    let before = opens();
+    store
+        .write(|w| w.push_outbox(&dev, &outbox_item(4)).map(|_| ()))
+        .unwrap();
+    let one = opens() - before;
+    let before = opens();
+    let seqs = store
+        .write(|w| {
+            (5..=9)
+                .map(|n| w.push_outbox(&dev, &outbox_item(n)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    assert_eq!(seqs, vec![5, 6, 7, 8, 9]);
+    assert_eq!(opens() - before, one, "each push opened a row");
+    let items = store.read(|r| r.outbox(&dev, 100)).unwrap();
+    assert_eq!(items.len(), 9);
+    assert_eq!(items[8].1.queued_ms, 9);
+}
