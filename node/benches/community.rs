@@ -27,6 +27,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -50,6 +51,26 @@ struct Bootstrap {
 
 impl Drop for Bootstrap {
     fn drop(&mut self) {
+        // The node runs in a process group of its own, with its wrapper if it has one: a
+        // SIGTERM to the group lets a profiler write its data and the node shut down (a
+        // SIGKILL to the wrapper alone left the node running and the profile cut short).
+        let group = format!("-{}", self.child.id());
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Whatever is still up after 30 s goes.
+        signal("-KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -103,6 +124,7 @@ impl Bootstrap {
             None => Command::new(bootstrap_bin()),
         };
         let child = cmd
+            .process_group(0)
             .arg("--config")
             .arg(&config)
             .env("KITH_LOG", "warn,libp2p_request_response=error")

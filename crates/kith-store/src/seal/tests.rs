@@ -154,30 +154,23 @@ fn appending_decrypts_no_row_to_find_the_next_number() {
     check_len(&store, conv, 21);
 
     let dev = kith_types::DeviceKey([8u8; 32]);
-    let seqs = store
-        .write(|w| {
-            (1..=3)
-                .map(|n| w.push_outbox(&dev, &outbox_item(n)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .unwrap();
-    assert_eq!(seqs, vec![1, 2, 3]);
+    // Items `ns` pushed in one transaction; their sequence numbers.
+    let push = |ns: std::ops::RangeInclusive<u64>| {
+        store
+            .write(|w| {
+                ns.map(|n| w.push_outbox(&dev, &outbox_item(n)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap()
+    };
+    assert_eq!(push(1..=3), vec![1, 2, 3]);
     // One push and then five in a transaction: what they open (the device's counters) does
     // not grow with the pushes.
     let before = opens();
-    store
-        .write(|w| w.push_outbox(&dev, &outbox_item(4)).map(|_| ()))
-        .unwrap();
+    assert_eq!(push(4..=4), vec![4]);
     let one = opens() - before;
     let before = opens();
-    let seqs = store
-        .write(|w| {
-            (5..=9)
-                .map(|n| w.push_outbox(&dev, &outbox_item(n)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .unwrap();
-    assert_eq!(seqs, vec![5, 6, 7, 8, 9]);
+    assert_eq!(push(5..=9), vec![5, 6, 7, 8, 9]);
     assert_eq!(opens() - before, one, "each push opened a row");
     let items = store.read(|r| r.outbox(&dev, 100)).unwrap();
     assert_eq!(items.len(), 9);
