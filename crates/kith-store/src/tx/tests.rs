@@ -113,12 +113,9 @@ fn outbox_devices_and_order() {
     );
 }
 
-#[test]
-fn kept_bytes_follow_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("s.redb");
-    let store = Store::open(&p).unwrap();
-    let kept = |n: usize| OutboxItem {
+/// A mailbox's kept envelope of `n` ciphertext bytes.
+fn kept(n: usize) -> OutboxItem {
+    OutboxItem {
         conversation: NO_CONVERSATION,
         message_ids: Vec::new(),
         sealed: Some(kith_proto::wire::Envelope {
@@ -131,7 +128,14 @@ fn kept_bytes_follow_the_outbox() {
         resets: 0,
         covers: 1,
         covered: false,
-    };
+    }
+}
+
+#[test]
+fn kept_bytes_follow_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.redb");
+    let store = Store::open(&p).unwrap();
     let mut own = kept(50);
     own.conversation = IdentityKey([4; 32]);
     own.body = Some(vec![1]);
@@ -373,20 +377,6 @@ fn outbox_counters_held_by_a_transaction_reach_the_tables_at_its_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let store = Store::open(&path).unwrap();
-    let kept = |n: usize| OutboxItem {
-        conversation: NO_CONVERSATION,
-        message_ids: Vec::new(),
-        sealed: Some(kith_proto::wire::Envelope {
-            to_device: CurveKey([9; 32]),
-            kind: 1,
-            ciphertext: vec![7; n],
-        }),
-        body: None,
-        queued_ms: 0,
-        resets: 0,
-        covers: 1,
-        covered: false,
-    };
     let many = super::counters::MAX_CACHED + 10;
     let dev = |i: usize| {
         let mut k = [0u8; 32];
