@@ -396,6 +396,29 @@ fn presence(n: &Node, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A mailbox that logs the group topics it keeps for a device (at debug level), and three
+/// nodes started with it as their bootstrap.
+fn mailbox_and_three() -> (Node, Node, Node, Node) {
+    let mut m = Node::new()
+        .with_args(&["--mailbox"])
+        .with_log("info,kith_engine=debug");
+    m.start();
+    let boot = peer_addr(&m);
+    let [a, b, c] = std::array::from_fn(|_| {
+        let mut n = Node::new().with_args(&["--bootstrap", &boot]);
+        n.start();
+        n
+    });
+    (m, a, b, c)
+}
+
+/// Whether group `gid`'s history at `n` holds a message with text `t`.
+fn group_has(n: &Node, gid: &str, t: &str) -> bool {
+    n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
+        .iter()
+        .any(|i| i["text"] == t)
+}
+
 /// Fails without group deposits: Alice posts a file to a three-member group while Bob and
 /// Carol are away. Both are registered at the same mailbox, which is handed one copy of
 /// the sealed chunks, granted to each. Alice stops before they come back, and each gets
@@ -403,17 +426,7 @@ fn presence(n: &Node, name: &str) -> String {
 #[test]
 fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
     // The mailbox logs the group topics it keeps for a device (at debug level).
-    let mut m = Node::new()
-        .with_args(&["--mailbox"])
-        .with_log("info,kith_engine=debug");
-    m.start();
-    let boot = peer_addr(&m);
-    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
-    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
-    let mut c = Node::new().with_args(&["--bootstrap", &boot]);
-    a.start();
-    b.start();
-    c.start();
+    let (m, mut a, mut b, mut c) = mailbox_and_three();
     b.add_mailbox(&[&m.code()]);
     c.add_mailbox(&[&m.code()]);
     a.add(&b, "Bob");
@@ -421,11 +434,7 @@ fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
     b.add(&a, "Ada");
     c.add(&a, "Ada");
     let gid = a.create_group("Trip", "Bob,Carol", 3, &[&b, &c]);
-    let has_text = |n: &Node, t: &str| {
-        n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
-            .iter()
-            .any(|i| i["text"] == t)
-    };
+    let has_text = |n: &Node, t: &str| group_has(n, &gid, t);
     // Group keys reach both; their mailbox keeps the group's topic for each of them.
     wait_for(T, "members hear the group", || {
         a.json(&["send", "--group", "Trip", "hello"]);
@@ -512,28 +521,14 @@ fn a_group_file_waits_at_the_mailbox_of_members_who_were_away() {
 /// Fails when the records of people the user did not add are not taken (checked).
 #[test]
 fn a_group_file_reaches_the_mailbox_of_a_member_who_is_not_the_senders_contact() {
-    let mut m = Node::new()
-        .with_args(&["--mailbox"])
-        .with_log("info,kith_engine=debug");
-    m.start();
-    let boot = peer_addr(&m);
-    let mut a = Node::new().with_args(&["--bootstrap", &boot]);
-    let mut b = Node::new().with_args(&["--bootstrap", &boot]);
-    let mut c = Node::new().with_args(&["--bootstrap", &boot]);
-    a.start();
-    b.start();
-    c.start();
+    let (m, mut a, mut b, mut c) = mailbox_and_three();
     c.add_mailbox(&[&m.code()]);
     b.add(&a, "Ada");
     b.add(&c, "Carol");
     a.add(&b, "Bob");
     c.add(&b, "Bob");
     let gid = b.create_group("Hike", "Ada,Carol", 3, &[&a, &c]);
-    let has_text = |n: &Node, t: &str| {
-        n.json(&["history", "--group", &gid[..8], "--limit", "1000"])
-            .iter()
-            .any(|i| i["text"] == t)
-    };
+    let has_text = |n: &Node, t: &str| group_has(n, &gid, t);
     wait_for(T, "members hear Alice", || {
         a.json(&["send", "--group", "Hike", "hello"]);
         (has_text(&b, "hello") && has_text(&c, "hello")).then_some(())
