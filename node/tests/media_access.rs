@@ -19,6 +19,34 @@ use stranger::{ask_as, ask_as_stranger};
 
 const T: Duration = Duration::from_secs(30);
 
+/// The root of the one file `a` sent: the name of its copy in the media folder.
+fn sent_root(a: &Node) -> [u8; 32] {
+    let root_hex = std::fs::read_dir(a.dir.join("media"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.len() == 64)
+        .unwrap();
+    hex::decode(&root_hex).unwrap().try_into().unwrap()
+}
+
+/// A node's peer id and listening address, to ask it directly.
+fn peer_and_addr(a: &Node) -> (PeerId, Multiaddr) {
+    let peer = a.json(&["id"])[0]["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (peer, a.listen_addr().parse().unwrap())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn only_those_sent_a_file_may_fetch_it() {
     let (a, b) = pair();
@@ -31,24 +59,10 @@ fn only_those_sent_a_file_may_fetch_it() {
         .unwrap()
         .to_string();
     // The root is the name of Alice's copy.
-    let root_hex = std::fs::read_dir(a.dir.join("media"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.len() == 64)
-        .unwrap();
-    let root: [u8; 32] = hex::decode(&root_hex).unwrap().try_into().unwrap();
+    let root = sent_root(&a);
 
-    let peer: PeerId = a.json(&["id"])[0]["peer_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let addr: Multiaddr = a.listen_addr().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (peer, addr) = peer_and_addr(&a);
+    let rt = runtime();
     let answers = rt.block_on(ask_as_stranger(
         peer,
         addr,
@@ -96,26 +110,12 @@ fn a_blocked_recipient_is_refused_the_next_chunk() {
             .into_iter()
             .find(|m| m["id"] == id.as_str())
     });
-    let root_hex = std::fs::read_dir(a.dir.join("media"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.len() == 64)
-        .unwrap();
-    let root: [u8; 32] = hex::decode(&root_hex).unwrap().try_into().unwrap();
+    let root = sent_root(&a);
     // Bob's node steps aside; the test asks as Bob.
     b.stop();
     let (bob, _) = kith_engine::KeyFile::load_or_create(&b.dir.join("keys"), None).unwrap();
-    let peer: PeerId = a.json(&["id"])[0]["peer_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let addr: Multiaddr = a.listen_addr().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (peer, addr) = peer_and_addr(&a);
+    let rt = runtime();
     let chunk = |index| MediaRequest::Chunk { root, index };
     let before = rt.block_on(ask_as(
         bob.p2p.clone(),
